@@ -1,0 +1,3 @@
+//! The `rmemring` command-line tool.
+
+fn main() {}

@@ -1,0 +1,400 @@
+//! The zero-copy consumer.
+
+use std::sync::Arc;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use crossbeam_utils::Backoff;
+
+use crate::error::Error;
+use crate::region::{
+    Backend,
+    Region,
+    RingLayout, //
+};
+use crate::shared::consumer::{
+    ConsumerCore,
+    ConsumerStats,
+    RecordMeta, //
+};
+use crate::shared::layout::HEADER_SIZE;
+use crate::shared::producer::Overflow;
+use crate::wait;
+
+/// One record, as the consumer sees it.
+///
+/// From [`Batch::iter`] the payload is a slice of the mapping itself (zero
+/// copy); from [`Consumer::read_copy`] it is the consumer's private copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The payload bytes.
+    pub payload: &'a [u8],
+    /// The record's sequence number.
+    pub seq: u64,
+    /// When the producer wrote it, `CLOCK_MONOTONIC` nanoseconds.
+    pub timestamp_ns: u64,
+    /// Application-defined type.
+    pub tag: u16,
+    /// Records missing from the sequence just before this one (dropped by
+    /// the producer or overwritten before this consumer read them).
+    pub lost_before: u64,
+}
+
+/// How [`Consumer::wait`] waits for data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Spin briefly, then yield, then sleep (`crossbeam_utils::Backoff`'s
+    /// spin / snooze / `is_completed`); the default.
+    Backoff,
+    /// Check this many times, then sleep.
+    Spin(u64),
+    /// Never sleep: poll the producer position until data arrives. The
+    /// lowest latency, at the price of a core.
+    BusyPoll,
+}
+
+/// The consumer of a ring: reads records in place and hands their space
+/// back to the producer once per batch.
+///
+/// # Guarantees
+///
+/// - In drop-new mode a record's payload is a `&[u8]` into the mapping. The
+///   producer never writes bytes the consumer has not released, and the
+///   [`Batch`] that lent the slice releases nothing while it is borrowed.
+/// - In overwrite mode the producer may lap the consumer at any time, so
+///   zero-copy batches are refused; [`Consumer::read_copy`] copies each
+///   record and hands it out only if the producer did not touch it meanwhile.
+/// - Every header is validated against the data area and the producer
+///   position before use; inconsistencies are [`Error::Corrupt`], never an
+///   out-of-bounds read.
+pub struct Consumer {
+    region: Arc<Region>,
+    core: ConsumerCore,
+    data: *const u8,
+    wait: Wait,
+    scratch: Vec<u8>,
+}
+
+// SAFETY: `data` points into `region`'s mapping, which the `Arc` keeps alive
+// wherever the consumer goes; nothing in it is tied to a thread.
+unsafe impl Send for Consumer {}
+
+impl Consumer {
+    pub(crate) fn new(region: Arc<Region>) -> Result<Self, Error> {
+        let layout = *region.layout();
+        let core = ConsumerCore::attach(region.view(), layout.overflow(), layout.max_payload)?;
+        Ok(Self {
+            data: region.data_ptr(),
+            core,
+            region,
+            wait: Wait::Backoff,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The region this consumer reads.
+    pub fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    /// The ring's layout.
+    pub fn layout(&self) -> &RingLayout {
+        self.region.layout()
+    }
+
+    /// How [`Self::wait`] waits.
+    pub fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
+    /// The consumer's counters, including those not yet published.
+    pub fn stats(&self) -> ConsumerStats {
+        self.core.stats()
+    }
+
+    /// The position of the next record.
+    pub fn position(&self) -> u64 {
+        self.core.position()
+    }
+
+    /// The records available now, read in place (drop-new mode only).
+    ///
+    /// Records iterated from the batch are released, with one store, when
+    /// the batch is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rmemring::{CreateOptions, Region};
+    /// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// # let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
+    /// producer.push(b"one")?;
+    /// producer.push(b"two")?;
+    /// producer.publish();
+    ///
+    /// let mut batch = consumer.batch()?;
+    /// let payloads: Vec<&[u8]> = batch
+    ///     .iter()
+    ///     .map(|r| r.map(|r| r.payload))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(payloads, [b"one", b"two"]);
+    /// drop(batch); // one store hands both records' space back
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batch(&mut self) -> Result<Batch<'_>, Error> {
+        if self.layout().overflow() == Overflow::OverwriteOldest {
+            return Err(Error::OverwriteMode);
+        }
+        Ok(Batch { consumer: self })
+    }
+
+    /// Reads the next record into the consumer's private buffer, in either
+    /// overflow mode. Returns `None` when the ring is empty, after handing
+    /// the space of everything read back to the producer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use rmemring::{CreateOptions, Overflow, Region};
+    ///
+    /// let options = CreateOptions { data_size: 4096, overflow: Overflow::OverwriteOldest };
+    /// let region = Arc::new(Region::memfd(options)?);
+    /// let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
+    /// for i in 0u64..1000 {
+    ///     producer.push(&i.to_le_bytes())?; // never full: overwrites the oldest
+    /// }
+    /// producer.publish();
+    ///
+    /// let first = consumer.read_copy()?.expect("the newest records survive");
+    /// assert!(first.lost_before > 0); // the overwritten ones, counted exactly
+    /// assert_eq!(first.payload, first.seq.to_le_bytes());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_copy(&mut self) -> Result<Option<Record<'_>>, Error> {
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; self.layout().max_payload as usize];
+        }
+        let meta = match self.layout().overflow() {
+            Overflow::OverwriteOldest => self.core.read_overwrite(&mut self.scratch)?,
+            Overflow::DropNew => {
+                let meta = self.core.next_record()?;
+                if let Some(meta) = &meta {
+                    let payload = payload_slice(self.data, meta);
+                    self.scratch[..payload.len()].copy_from_slice(payload);
+                }
+                meta
+            }
+        };
+        match meta {
+            Some(meta) => {
+                self.release_if_backlogged();
+                Ok(Some(record(&self.scratch[..meta.len as usize], &meta)))
+            }
+            None => {
+                self.core.release();
+                Ok(None)
+            }
+        }
+    }
+
+    /// Hands the space of everything read so far back to the producer.
+    pub fn release(&mut self) {
+        self.core.release();
+    }
+
+    /// Skips everything published so far; the skipped records are not
+    /// counted as lost.
+    pub fn skip_to_producer(&mut self) -> Result<(), Error> {
+        Ok(self.core.skip_to_producer()?)
+    }
+
+    /// Bytes published and not yet read, re-reading the producer position.
+    pub fn backlog(&mut self) -> Result<u64, Error> {
+        Ok(self.core.refresh_head()?)
+    }
+
+    /// Waits until records are available or `timeout` passes, and says
+    /// whether records are available.
+    ///
+    /// Releases what was read first. Then it spins as [`Self::set_wait`]
+    /// says and finally sleeps: in `poll(2)` on the device, or on the
+    /// control page's futex word for memfd and file rings. It asks the
+    /// producer for a wake-up (`need_wakeup`) only just before sleeping, so
+    /// a busy consumer costs the producer no wake-ups.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
+        self.core.release();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        match self.wait {
+            Wait::BusyPoll => loop {
+                if self.core.refresh_head()? != 0 {
+                    return Ok(true);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+                std::hint::spin_loop();
+            },
+            Wait::Spin(n) => {
+                for _ in 0..n {
+                    if self.core.refresh_head()? != 0 {
+                        return Ok(true);
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            Wait::Backoff => {
+                let backoff = Backoff::new();
+                while !backoff.is_completed() {
+                    if self.core.refresh_head()? != 0 {
+                        return Ok(true);
+                    }
+                    backoff.snooze();
+                }
+            }
+        }
+        self.sleep(deadline)
+    }
+
+    /// The blocking half of [`Self::wait`].
+    fn sleep(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
+        loop {
+            // Read the futex word before announcing the sleep: a wake-up
+            // after this point changes it and the futex wait returns at once.
+            let seq = self.core.wake_seq();
+            if !self.core.prepare_sleep() {
+                return Ok(true);
+            }
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) => Some(r),
+                    None => {
+                        self.core.finish_sleep();
+                        return Ok(self.core.refresh_head()? != 0);
+                    }
+                },
+                None => None,
+            };
+            let slept = match self.region.backend() {
+                Backend::Device => wait::poll_readable(self.region.fd(), remaining),
+                Backend::File | Backend::Memfd => {
+                    let word = self.core.view().wake_seq().as_ptr();
+                    wait::futex_wait(word, seq, remaining)
+                }
+            };
+            self.core.finish_sleep();
+            slept.map_err(|e| Error::io("waiting for records", e))?;
+            if self.core.refresh_head()? != 0 {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn release_if_backlogged(&mut self) {
+        // Long bursts must not starve the producer of room: hand space back
+        // every quarter ring even before the reader catches up.
+        if self.core.unreleased() > self.layout().data_size / 4 {
+            self.core.release();
+        }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("region", &self.region)
+            .field("position", &self.core.position())
+            .field("stats", &self.core.stats())
+            .finish()
+    }
+}
+
+fn record<'a>(payload: &'a [u8], meta: &RecordMeta) -> Record<'a> {
+    Record {
+        payload,
+        seq: meta.seq,
+        timestamp_ns: meta.timestamp_ns,
+        tag: meta.tag,
+        lost_before: meta.lost_before,
+    }
+}
+
+/// The payload of a validated record as a slice of the mapping.
+fn payload_slice<'a>(data: *const u8, meta: &RecordMeta) -> &'a [u8] {
+    // SAFETY: `ConsumerCore` validated that the header and `len` payload
+    // bytes lie inside the data area that `data` maps, and in drop-new mode
+    // the producer does not write them until they are released; callers
+    // bound `'a` by a borrow that prevents the release.
+    unsafe {
+        std::slice::from_raw_parts(
+            data.add((meta.offset + HEADER_SIZE) as usize),
+            meta.len as usize,
+        )
+    }
+}
+
+/// The records available to a [`Consumer`] at one moment, read in place.
+///
+/// Dropping the batch releases every record its iterators yielded, with a
+/// single store of the consumer position.
+pub struct Batch<'c> {
+    consumer: &'c mut Consumer,
+}
+
+impl Batch<'_> {
+    /// Iterates over the records, zero-copy.
+    ///
+    /// Each item borrows the batch, so no record outlives the space it
+    /// lives in. After an error the iterator ends.
+    pub fn iter(&mut self) -> BatchIter<'_> {
+        BatchIter {
+            data: self.consumer.data,
+            core: &mut self.consumer.core,
+            failed: false,
+        }
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.consumer.core.release();
+    }
+}
+
+impl<'b> IntoIterator for &'b mut Batch<'_> {
+    type Item = Result<Record<'b>, Error>;
+    type IntoIter = BatchIter<'b>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over a [`Batch`]'s records.
+pub struct BatchIter<'b> {
+    data: *const u8,
+    core: &'b mut ConsumerCore,
+    failed: bool,
+}
+
+impl<'b> Iterator for BatchIter<'b> {
+    type Item = Result<Record<'b>, Error>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.core.next_record() {
+            Ok(Some(meta)) => Some(Ok(record(payload_slice(self.data, &meta), &meta))),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e.into()))
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The driver's ioctls, for a [`Region`](crate::Region) opened on a
+//! `/dev/rmemringN` device (see [`crate::uapi`] for the structs).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rmemring::{device, uapi::ProducerConfig, Access, Region};
+//!
+//! let region = Arc::new(Region::open("/dev/rmemring0", Access::Consume)?);
+//! device::start(region.fd(), &ProducerConfig { min_len: 64, max_len: 64, count: 1000, ..Default::default() })?;
+//! let mut consumer = region.consumer()?;
+//! let mut seen = 0;
+//! while seen < 1000 {
+//!     consumer.wait(None)?;
+//!     for record in &mut consumer.batch()? {
+//!         assert!(rmemring::pattern::verify(record?.seq, &[]) || true);
+//!         seen += 1;
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io;
+use std::os::fd::{
+    AsRawFd,
+    BorrowedFd, //
+};
+
+use crate::shared::uapi::{
+    ProducerConfig,
+    ResetConfig,
+    RingInfo,
+    RingStats,
+    IOC_INFO,
+    IOC_RESET,
+    IOC_START,
+    IOC_STATS,
+    IOC_STOP, //
+};
+
+fn ioctl(fd: BorrowedFd<'_>, request: u32, arg: *mut libc::c_void) -> io::Result<()> {
+    // SAFETY: Every caller passes a request whose size field matches the
+    // object `arg` points to (or a null `arg` for `_IO` requests), valid for
+    // the duration of the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, arg) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `RMEMRING_IOC_INFO`: the ring's geometry and physical base.
+pub fn info(fd: BorrowedFd<'_>) -> io::Result<RingInfo> {
+    let mut info = RingInfo::default();
+    ioctl(fd, IOC_INFO, (&mut info as *mut RingInfo).cast())?;
+    Ok(info)
+}
+
+/// `RMEMRING_IOC_STATS`: producer, consumer and driver counters.
+pub fn stats(fd: BorrowedFd<'_>) -> io::Result<RingStats> {
+    let mut stats = RingStats::default();
+    ioctl(fd, IOC_STATS, (&mut stats as *mut RingStats).cast())?;
+    Ok(stats)
+}
+
+/// `RMEMRING_IOC_START`: starts the kernel producer (needs the consumer's
+/// descriptor).
+pub fn start(fd: BorrowedFd<'_>, config: &ProducerConfig) -> io::Result<()> {
+    let mut config = *config;
+    ioctl(fd, IOC_START, (&mut config as *mut ProducerConfig).cast())
+}
+
+/// `RMEMRING_IOC_STOP`: stops the kernel producer and waits until it has.
+pub fn stop(fd: BorrowedFd<'_>) -> io::Result<()> {
+    ioctl(fd, IOC_STOP, std::ptr::null_mut())
+}
+
+/// `RMEMRING_IOC_RESET`: empties a stopped ring, zeroes its counters and
+/// sets its overflow mode. Reopen the region afterwards.
+pub fn reset(fd: BorrowedFd<'_>, config: &ResetConfig) -> io::Result<()> {
+    let mut config = *config;
+    ioctl(fd, IOC_RESET, (&mut config as *mut ResetConfig).cast())
+}

@@ -1,0 +1,169 @@
+//! Errors of the user-space crate.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::shared::consumer::{
+    ReadError,
+    RecordDefect, //
+};
+
+/// Why a ring could not be opened, mapped or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the file where there is one.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The device does not exist.
+    #[error(
+        "{}: no such device; load the driver (`insmod rmemring.ko phys_base=... phys_size=...`, \
+         or bind it through the device tree) and check `dmesg`",
+        path.display()
+    )]
+    NoDevice {
+        /// The device path.
+        path: PathBuf,
+    },
+    /// Opening the device or file was not permitted.
+    #[error("{}: permission denied (the device is root-only unless the driver's `mode` parameter says otherwise)", path.display())]
+    PermissionDenied {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another process already consumes this ring.
+    #[error("{}: the ring already has a consumer (one at a time; open read-only to observe)", path.display())]
+    Busy {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The region is too small to hold a ring.
+    #[error("region is {size} bytes; a ring needs at least {min}")]
+    TooSmall {
+        /// Bytes available.
+        size: u64,
+        /// Bytes needed.
+        min: u64,
+    },
+    /// The first bytes are not the ring magic.
+    #[error(
+        "not an rmemring ring: magic is {found:#018x}, expected {expected:#018x} (\"RMEMRING\")"
+    )]
+    BadMagic {
+        /// The value found.
+        found: u64,
+        /// [`MAGIC`](crate::layout::MAGIC).
+        expected: u64,
+    },
+    /// The ring speaks another version of the protocol.
+    #[error("ring ABI version {found} is not supported; this build speaks version {supported}")]
+    AbiVersion {
+        /// The ring's version.
+        found: u32,
+        /// The version this crate implements.
+        supported: u32,
+    },
+    /// The ring was laid out for another page size.
+    #[error("ring page size is {found}, this system's is {system}")]
+    PageSize {
+        /// The ring's page size.
+        found: u32,
+        /// The system's.
+        system: u32,
+    },
+    /// The ring's geometry is inconsistent.
+    #[error("inconsistent ring layout: {0}")]
+    Layout(String),
+    /// The ring has flags this version does not know.
+    #[error("ring has unknown flags {0:#x}")]
+    UnknownFlags(u32),
+    /// The producer wrote something impossible into the ring.
+    #[error("ring corrupt: {0}")]
+    Corrupt(ReadErrorDisplay),
+    /// Zero-copy batches need a drop-new ring.
+    #[error("the ring is in overwrite mode, where records can change under a reader; use `Consumer::read_copy`")]
+    OverwriteMode,
+    /// The operation needs access the region was not opened with.
+    #[error("the region was opened for {opened}, which does not allow {wanted}")]
+    Access {
+        /// The access the region has.
+        opened: &'static str,
+        /// What was attempted.
+        wanted: &'static str,
+    },
+    /// This region already handed out its one producer or consumer.
+    #[error("this region already has a {0}")]
+    Taken(&'static str),
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        Self::Io {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl From<ReadError> for Error {
+    fn from(e: ReadError) -> Self {
+        Self::Corrupt(ReadErrorDisplay(e))
+    }
+}
+
+/// A [`ReadError`] with a human-readable rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadErrorDisplay(pub ReadError);
+
+impl fmt::Display for ReadErrorDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ReadError::ProducerPosition { consumer, producer } => write!(
+                f,
+                "producer position {producer:#x} is behind the consumer or more than the data area ahead of it (consumer at {consumer:#x})"
+            ),
+            ReadError::BadRecord { pos, defect } => {
+                write!(f, "record at position {pos:#x}: ")?;
+                match defect {
+                    RecordDefect::Kind(k) => write!(f, "unknown kind {k}"),
+                    RecordDefect::Length(l) => write!(f, "payload length {l} exceeds the ring's maximum"),
+                    RecordDefect::Wraps(l) => write!(f, "payload length {l} runs past the end of the data area"),
+                    RecordDefect::PadLength(l) => write!(f, "pad length {l} does not reach the end of the data area"),
+                    RecordDefect::PastProducer(l) => write!(f, "length {l} runs past the producer position"),
+                }
+            }
+            ReadError::Sequence { pos, expected, found } => write!(
+                f,
+                "record at position {pos:#x} has sequence number {found}, below the expected {expected}"
+            ),
+            ReadError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small for a {needed}-byte payload")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReadErrorDisplay {}
+
+/// Why a record could not be produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProduceError {
+    /// Drop-new mode and the consumer has not released enough room.
+    #[error("the ring is full")]
+    Full,
+    /// The payload exceeds the ring's maximum.
+    #[error("payload of {len} bytes exceeds the ring's maximum of {max}")]
+    TooLarge {
+        /// Requested payload bytes.
+        len: usize,
+        /// The ring's `max_payload`.
+        max: u32,
+    },
+}

@@ -1,0 +1,121 @@
+//! Zero-copy streaming from a producer (usually the Linux kernel) to a
+//! consumer through one shared memory region.
+//!
+//! A ring is a control page the producer writes, a consumer page the
+//! consumer writes, and a power-of-two data area of variable-length records
+//! (see [`layout`]). The index logic in [`shared`] is the one the kernel
+//! driver compiles too. This crate adds the user-space side:
+//!
+//! - [`Region`] opens and validates a ring on a `/dev/rmemringN` device, a
+//!   file or a memfd, and maps each part with the permissions it needs;
+//! - [`Consumer`] reads records in place ([`Consumer::batch`]) and hands
+//!   their space back with one store per batch, or copies them
+//!   ([`Consumer::read_copy`]) in overwrite mode; it sleeps in `poll(2)` or
+//!   on a futex when idle, and asks for a wake-up only then;
+//! - [`Producer`] writes records in place and publishes them in batches, for
+//!   user-to-user streaming, tests and benchmarks;
+//! - [`device`] wraps the driver's ioctls.
+//!
+//! # Examples
+//!
+//! A producer and a consumer on a memfd, as two threads (they could as well
+//! be two processes sharing the descriptor):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rmemring::{CreateOptions, Region};
+//!
+//! let region = Arc::new(Region::memfd(CreateOptions { data_size: 1 << 16, ..Default::default() })?);
+//! let mut producer = region.producer()?;
+//! let mut consumer = region.consumer()?;
+//!
+//! let writer = std::thread::spawn(move || {
+//!     for i in 0u32..10_000 {
+//!         // Drop-new mode: when the ring is full, wait for the consumer.
+//!         while producer.push(&i.to_le_bytes()).is_err() {
+//!             producer.publish();
+//!             std::thread::yield_now();
+//!         }
+//!     }
+//! });
+//!
+//! let mut next = 0u32;
+//! while next < 10_000 {
+//!     consumer.wait(None)?;
+//!     for record in &mut consumer.batch()? {
+//!         let record = record?;
+//!         assert_eq!(record.payload, next.to_le_bytes()); // read in place
+//!         next += 1;
+//!     } // the batch's space goes back to the producer here, in one store
+//! }
+//! writer.join().unwrap();
+//! assert_eq!(consumer.stats().lost, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! The consumer validates everything it reads from the shared memory: a
+//! corrupt or hostile producer yields [`Error::Corrupt`], never a panic or
+//! an out-of-bounds access. The kernel driver applies the same rule to the
+//! consumer page in the other direction.
+
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod shared;
+
+pub use shared::layout;
+pub use shared::pattern;
+pub use shared::uapi;
+
+#[cfg(not(loom))]
+mod consumer;
+#[cfg(not(loom))]
+pub mod device;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod pod;
+#[cfg(not(loom))]
+mod producer;
+#[cfg(not(loom))]
+mod region;
+#[cfg(not(loom))]
+mod wait;
+
+#[cfg(not(loom))]
+pub use consumer::{
+    Batch,
+    BatchIter,
+    Consumer,
+    Record,
+    Wait, //
+};
+#[cfg(not(loom))]
+pub use error::{
+    Error,
+    ProduceError,
+    ReadErrorDisplay, //
+};
+#[cfg(not(loom))]
+pub use producer::{
+    monotonic_ns,
+    Producer,
+    Reservation, //
+};
+#[cfg(not(loom))]
+pub use region::{
+    system_page_size,
+    Access,
+    Backend,
+    CacheMode,
+    CreateOptions,
+    Region,
+    RingLayout, //
+};
+pub use shared::consumer::ConsumerStats;
+pub use shared::producer::{
+    Overflow,
+    ProducerStats, //
+};

@@ -1,0 +1,59 @@
+//! `bytemuck` impls for the ABI structs.
+//!
+//! They live here rather than as derives in [`crate::shared`] because the
+//! kernel compiles that module and has no `bytemuck`. The compile-time size
+//! and offset assertions in `layout` and `uapi` prove the structs have no
+//! padding, which is what `Pod` needs beyond `repr(C)` integer fields.
+
+use crate::shared::layout::{
+    ConsumerPage,
+    ControlPage,
+    RecordHeader, //
+};
+use crate::shared::uapi::{
+    ProducerConfig,
+    ResetConfig,
+    RingInfo,
+    RingStats, //
+};
+
+macro_rules! pod {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: `repr(C)`, only integer fields and arrays of integers, no
+        // padding (the ABI assertions pin the size to the sum of the
+        // fields), so every bit pattern is valid and all-zero is too.
+        unsafe impl bytemuck::Zeroable for $t {}
+        // SAFETY: As above; the types are also `Copy` and `'static`.
+        unsafe impl bytemuck::Pod for $t {}
+    )*};
+}
+
+pod!(
+    ControlPage,
+    ConsumerPage,
+    RecordHeader,
+    RingInfo,
+    ProducerConfig,
+    ResetConfig,
+    RingStats
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_structs_round_trip_through_bytes() {
+        let header = RecordHeader {
+            len: 5,
+            kind: 1,
+            tag: 2,
+            seq: 3,
+            timestamp_ns: 4,
+        };
+        let bytes = bytemuck::bytes_of(&header);
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(&bytes[..8], &[5, 0, 0, 0, 1, 0, 2, 0]);
+        assert_eq!(bytemuck::pod_read_unaligned::<RecordHeader>(bytes), header);
+    }
+}

@@ -1,0 +1,211 @@
+//! The user-space producer (files and memfds; on the device the kernel produces).
+
+use std::sync::Arc;
+
+use crate::error::ProduceError;
+use crate::region::Region;
+use crate::shared::producer::{
+    ProducerCore,
+    ProducerStats,
+    ReserveError,
+    Slot, //
+};
+use crate::wait;
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of record timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The producer of a ring.
+///
+/// Records are written in place with [`Producer::reserve`] (or copied with
+/// [`Producer::push`]) and become visible together at [`Producer::publish`],
+/// with one store of the producer position and, only if the consumer is
+/// asleep, one wake-up. Dropping the producer publishes what is left.
+///
+/// Records committed between two publications share one timestamp, taken
+/// at the first reservation, unless [`Reservation::set_timestamp`] says
+/// otherwise: a clock read per record would cost more than the rest of the
+/// work for small records.
+///
+/// # Examples
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use rmemring::{CreateOptions, Region};
+/// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
+/// let mut producer = region.producer()?;
+/// let mut record = producer.reserve(8)?;
+/// record.payload().copy_from_slice(&42u64.to_le_bytes());
+/// record.set_tag(7);
+/// record.commit();
+/// producer.publish();
+/// # let mut consumer = region.consumer()?;
+/// # let mut batch = consumer.batch()?;
+/// # let r = batch.iter().next().unwrap()?;
+/// # assert_eq!((r.tag, r.payload), (7, &42u64.to_le_bytes()[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Producer {
+    region: Arc<Region>,
+    core: ProducerCore,
+    batch_timestamp: Option<u64>,
+}
+
+impl Producer {
+    pub(crate) fn new(region: Arc<Region>) -> Self {
+        let layout = *region.layout();
+        let core = ProducerCore::attach(region.view(), layout.overflow(), layout.max_payload);
+        Self {
+            region,
+            core,
+            batch_timestamp: None,
+        }
+    }
+
+    /// The region this producer writes.
+    pub fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    /// Counters so far, including unpublished ones.
+    pub fn stats(&self) -> ProducerStats {
+        self.core.stats()
+    }
+
+    /// The sequence number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.core.next_seq()
+    }
+
+    /// Reserves room for a record of `len` payload bytes, to be written in
+    /// place and committed.
+    ///
+    /// Dropping the reservation without committing writes no record.
+    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>, ProduceError> {
+        let max = self.region.layout().max_payload;
+        let too_large = ProduceError::TooLarge { len, max };
+        let len32 = u32::try_from(len).map_err(|_| too_large)?;
+        let slot = self.core.reserve(len32).map_err(|e| match e {
+            ReserveError::Full => ProduceError::Full,
+            ReserveError::TooLarge => too_large,
+        })?;
+        let timestamp = *self.batch_timestamp.get_or_insert_with(monotonic_ns);
+        Ok(Reservation {
+            producer: self,
+            slot,
+            tag: 0,
+            timestamp,
+        })
+    }
+
+    /// Copies `payload` into a new record (published at the next
+    /// [`Self::publish`]).
+    #[inline]
+    pub fn push(&mut self, payload: &[u8]) -> Result<(), ProduceError> {
+        let mut record = self.reserve(payload.len())?;
+        record.payload().copy_from_slice(payload);
+        record.commit();
+        Ok(())
+    }
+
+    /// [`Self::push`], then [`Self::publish`].
+    pub fn send(&mut self, payload: &[u8]) -> Result<(), ProduceError> {
+        self.push(payload)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Counts a record dropped for lack of room; it uses a sequence number,
+    /// so the consumer sees the gap.
+    pub fn drop_record(&mut self) {
+        self.core.drop_record();
+    }
+
+    /// Makes every committed record visible with one store, and wakes the
+    /// consumer if it is asleep.
+    pub fn publish(&mut self) {
+        self.batch_timestamp = None;
+        if self.core.publish() {
+            self.core.bump_wake_seq();
+            wait::futex_wake(self.core.view().wake_seq().as_ptr());
+        }
+    }
+
+    /// Bytes committed but not yet published.
+    pub fn unpublished(&self) -> u64 {
+        self.core.unpublished()
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("region", &self.region)
+            .field("stats", &self.core.stats())
+            .finish()
+    }
+}
+
+/// Room for one record, reserved by [`Producer::reserve`].
+#[must_use = "a reservation writes no record unless committed"]
+pub struct Reservation<'p> {
+    producer: &'p mut Producer,
+    slot: Slot,
+    tag: u16,
+    timestamp: u64,
+}
+
+impl Reservation<'_> {
+    /// The payload bytes, to fill in place. They hold whatever the ring held
+    /// before.
+    #[inline]
+    pub fn payload(&mut self) -> &mut [u8] {
+        let ptr = self.producer.core.payload_ptr(&self.slot);
+        // SAFETY: `reserve` handed out `len` bytes at `ptr` inside the data
+        // area that no reader may look at until the record is published
+        // (drop-new mode), and `&mut self` makes this slice unique here. In
+        // overwrite mode a lapped reader may copy these bytes concurrently;
+        // it re-checks `overwrite_pos` and discards what it copied, as a
+        // seqlock reader does.
+        unsafe { std::slice::from_raw_parts_mut(ptr, self.slot.len as usize) }
+    }
+
+    /// The sequence number the record will have.
+    pub fn seq(&self) -> u64 {
+        self.producer.core.next_seq()
+    }
+
+    /// Sets the application-defined record type (default 0).
+    pub fn set_tag(&mut self, tag: u16) {
+        self.tag = tag;
+    }
+
+    /// Sets the timestamp (default: when the current batch began).
+    pub fn set_timestamp(&mut self, ns: u64) {
+        self.timestamp = ns;
+    }
+
+    /// Writes the header; the record becomes visible at the next publish.
+    #[inline]
+    pub fn commit(self) {
+        self.producer
+            .core
+            .commit(self.slot, self.tag, self.timestamp);
+    }
+}

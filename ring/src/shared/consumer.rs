@@ -1,0 +1,478 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+
+//! The consumer's index logic: find, validate and release records, and the
+//! consumer half of the wake-up protocol.
+//!
+//! The user-space [`Consumer`](crate::Consumer) drives this code, and so does
+//! the driver's `read()` path. It reads the control page and the data area,
+//! which it does not trust: every header is read once, then checked against
+//! the data area and the published producer position before any of its
+//! fields are used, and a bad one is an error, never an out-of-bounds access.
+
+use super::layout::{
+    record_stride,
+    HEADER_SIZE,
+    KIND_DATA,
+    KIND_PAD, //
+};
+use super::producer::Overflow;
+use super::sync::{
+    fence,
+    Ordering, //
+};
+use super::view::{
+    split_word0,
+    RingView, //
+};
+
+/// What was wrong with the ring as the consumer found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The producer position is behind the consumer or more than a data area
+    /// ahead of it.
+    ProducerPosition {
+        /// The consumer's position.
+        consumer: u64,
+        /// The producer position it read.
+        producer: u64,
+    },
+    /// The record header at `pos` is invalid.
+    BadRecord {
+        /// Position of the header.
+        pos: u64,
+        /// What is wrong with it.
+        defect: RecordDefect,
+    },
+    /// The record at `pos` has a sequence number below the next expected one.
+    Sequence {
+        /// Position of the header.
+        pos: u64,
+        /// The lowest sequence number the consumer could accept.
+        expected: u64,
+        /// The one it found.
+        found: u64,
+    },
+    /// The caller's buffer is smaller than the record's payload.
+    BufferTooSmall {
+        /// Payload bytes of the record.
+        needed: u32,
+    },
+}
+
+/// The ways a record header can be invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordDefect {
+    /// `kind` is neither data nor pad.
+    Kind(u16),
+    /// The payload length exceeds the ring's `max_payload`.
+    Length(u32),
+    /// The record would run past the end of the data area.
+    Wraps(u32),
+    /// A pad record's length does not reach exactly to the end of the area.
+    PadLength(u32),
+    /// The record extends past the published producer position.
+    PastProducer(u32),
+}
+
+/// A record the consumer found: its header fields and where its payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Byte position of the header.
+    pub pos: u64,
+    /// Offset of the header in the data area; the payload follows it.
+    pub offset: u64,
+    /// Payload bytes.
+    pub len: u32,
+    /// Application-defined type.
+    pub tag: u16,
+    /// Sequence number.
+    pub seq: u64,
+    /// Producer timestamp, `CLOCK_MONOTONIC` nanoseconds.
+    pub timestamp_ns: u64,
+    /// Records missing from the sequence just before this one.
+    pub lost_before: u64,
+}
+
+/// Counters the consumer publishes in its page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// Data records read.
+    pub records: u64,
+    /// Payload bytes read.
+    pub bytes: u64,
+    /// Records missing from the sequence (dropped or overwritten).
+    pub lost: u64,
+    /// Times the consumer went to sleep.
+    pub sleeps: u64,
+}
+
+/// How many times [`ConsumerCore::read_overwrite`] restarts after being
+/// lapped before it gives up for this call.
+const LAP_RETRIES: u32 = 64;
+
+/// The consumer side of a ring.
+///
+/// # Invariants
+///
+/// - `released <= pos <= head` as positions (modulo 2^64), all three within
+///   one data area of each other in drop-new mode.
+/// - `head` is a producer position loaded with Acquire ordering, so every
+///   record in `[pos, head)` is fully written (drop-new mode).
+pub struct ConsumerCore {
+    view: RingView,
+    overflow: Overflow,
+    max_payload: u32,
+    pos: u64,
+    released: u64,
+    head: u64,
+    expected_seq: u64,
+    /// The next record's sequence number starts the count afresh.
+    resync: bool,
+    stats: ConsumerStats,
+}
+
+impl ConsumerCore {
+    /// Takes over the consumer side of a ring, continuing from the position
+    /// and counters in its consumer page.
+    ///
+    /// Fails if that position and the producer's are inconsistent.
+    pub fn attach(view: RingView, overflow: Overflow, max_payload: u32) -> Result<Self, ReadError> {
+        // ORDERING: Relaxed; only this side writes its own page.
+        let pos = view.consumer_pos().load(Ordering::Relaxed);
+        let stats = ConsumerStats {
+            records: view.records_consumed().load(Ordering::Relaxed),
+            bytes: view.bytes_consumed().load(Ordering::Relaxed),
+            lost: view.records_lost().load(Ordering::Relaxed),
+            sleeps: view.sleeps().load(Ordering::Relaxed),
+        };
+        let mut core = Self {
+            overflow,
+            max_payload,
+            pos,
+            released: pos,
+            head: pos,
+            expected_seq: stats.records.wrapping_add(stats.lost),
+            resync: false,
+            stats,
+            view,
+        };
+        core.refresh_head()?;
+        Ok(core)
+    }
+
+    /// The ring this consumer reads.
+    #[inline]
+    pub fn view(&self) -> &RingView {
+        &self.view
+    }
+
+    /// The position of the next record to read.
+    #[inline]
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The sequence number the next record should have.
+    #[inline]
+    pub fn expected_seq(&self) -> u64 {
+        self.expected_seq
+    }
+
+    /// Counters so far, including those not yet published.
+    #[inline]
+    pub fn stats(&self) -> ConsumerStats {
+        self.stats
+    }
+
+    /// Bytes read but not yet released.
+    #[inline]
+    pub fn unreleased(&self) -> u64 {
+        self.pos.wrapping_sub(self.released)
+    }
+
+    /// Bytes published by the producer and not yet read, as of the last
+    /// producer position loaded.
+    #[inline]
+    pub fn cached_backlog(&self) -> u64 {
+        self.head.wrapping_sub(self.pos)
+    }
+
+    /// Loads the producer position and checks it against ours.
+    ///
+    /// Returns the bytes available to read.
+    pub fn refresh_head(&mut self) -> Result<u64, ReadError> {
+        // ORDERING: Acquire; pairs with the Release store in
+        // `ProducerCore::publish`, making the records it covers visible.
+        let head = self.view.producer_pos().load(Ordering::Acquire);
+        let backlog = head.wrapping_sub(self.pos);
+        if self.overflow == Overflow::DropNew && backlog > self.view.data_size() {
+            return Err(ReadError::ProducerPosition {
+                consumer: self.pos,
+                producer: head,
+            });
+        }
+        self.head = head;
+        Ok(backlog)
+    }
+
+    /// Finds the next record (drop-new mode), skipping pad records.
+    ///
+    /// The payload is `len` bytes at [`RingView::payload_ptr`]`(offset)` and
+    /// stays intact until [`Self::release`] hands its bytes back, because in
+    /// drop-new mode the producer never writes past the released position.
+    /// Reloads the producer position only when the cached one is used up.
+    pub fn next_record(&mut self) -> Result<Option<RecordMeta>, ReadError> {
+        loop {
+            if self.pos == self.head && self.refresh_head()? == 0 {
+                return Ok(None);
+            }
+            let (meta, stride) = self.check_header()?;
+            if let Some(mut meta) = meta {
+                self.account(&mut meta)?;
+                self.pos = self.pos.wrapping_add(stride);
+                return Ok(Some(meta));
+            }
+            self.pos = self.pos.wrapping_add(stride);
+        }
+    }
+
+    /// Reads and validates the header at `pos` against `head`.
+    ///
+    /// Returns the record (or `None` for a pad) and its stride.
+    #[inline]
+    fn check_header(&self) -> Result<(Option<RecordMeta>, u64), ReadError> {
+        let size = self.view.data_size();
+        let pos = self.pos;
+        let offset = self.view.offset(pos);
+        let to_end = size - offset;
+        let available = self.head.wrapping_sub(pos);
+        let bad = |defect| ReadError::BadRecord { pos, defect };
+        // SAFETY: `offset` is a multiple of 8 below `size` (positions only
+        // advance by multiples of 8), so the first word is in the data area.
+        let (len, kind, tag) = split_word0(unsafe { self.view.read_word(offset) });
+        match kind {
+            KIND_PAD => {
+                // A pad covers exactly the rest of the area...
+                if u64::from(len) != to_end {
+                    return Err(bad(RecordDefect::PadLength(len)));
+                }
+                // ...and only published bytes.
+                if to_end > available {
+                    return Err(bad(RecordDefect::PastProducer(len)));
+                }
+                Ok((None, to_end))
+            }
+            KIND_DATA => {
+                // The length is bounded before it is used in arithmetic...
+                if len > self.max_payload {
+                    return Err(bad(RecordDefect::Length(len)));
+                }
+                let stride = record_stride(len);
+                // ...the record lies inside the data area...
+                if stride > to_end {
+                    return Err(bad(RecordDefect::Wraps(len)));
+                }
+                // ...and inside what the producer has published.
+                if stride > available {
+                    return Err(bad(RecordDefect::PastProducer(len)));
+                }
+                // SAFETY: `offset + HEADER_SIZE <= offset + stride <= size`.
+                let (seq, timestamp_ns) = unsafe { self.view.read_seq_ts(offset) };
+                let meta = RecordMeta {
+                    pos,
+                    offset,
+                    len,
+                    tag,
+                    seq,
+                    timestamp_ns,
+                    lost_before: 0,
+                };
+                Ok((Some(meta), stride))
+            }
+            other => Err(bad(RecordDefect::Kind(other))),
+        }
+    }
+
+    /// Checks a record's sequence number and counts it and any gap before it.
+    #[inline]
+    fn account(&mut self, meta: &mut RecordMeta) -> Result<(), ReadError> {
+        let gap = if self.resync {
+            self.resync = false;
+            0
+        } else {
+            meta.seq.wrapping_sub(self.expected_seq)
+        };
+        if gap > i64::MAX as u64 {
+            return Err(ReadError::Sequence {
+                pos: meta.pos,
+                expected: self.expected_seq,
+                found: meta.seq,
+            });
+        }
+        meta.lost_before = gap;
+        self.expected_seq = meta.seq.wrapping_add(1);
+        self.stats.lost = self.stats.lost.wrapping_add(gap);
+        self.stats.records = self.stats.records.wrapping_add(1);
+        self.stats.bytes = self.stats.bytes.wrapping_add(u64::from(meta.len));
+        Ok(())
+    }
+
+    /// Finds the next record in overwrite mode and copies its payload into
+    /// `dst`, returning it only if the producer did not overwrite it while
+    /// it was being copied.
+    ///
+    /// A reader that was lapped skips to the oldest intact record; the
+    /// records it missed show as [`RecordMeta::lost_before`].
+    /// Returns `Ok(None)` when there is nothing to read (or, rarely, after
+    /// being lapped many times in a row; call again).
+    pub fn read_overwrite(&mut self, dst: &mut [u8]) -> Result<Option<RecordMeta>, ReadError> {
+        for _ in 0..LAP_RETRIES {
+            if self.pos == self.head && self.refresh_head()? == 0 {
+                return Ok(None);
+            }
+            // ORDERING: Acquire; pairs with the Release fence after the store
+            // in `ProducerCore::retire_oldest`.
+            let oldest = self.view.overwrite_pos().load(Ordering::Acquire);
+            if self.is_retired(oldest) {
+                self.pos = oldest;
+                continue;
+            }
+            // The producer keeps `head - oldest <= size` and we are not
+            // behind `oldest`, so a larger backlog is a broken producer.
+            if self.head.wrapping_sub(self.pos) > self.view.data_size() {
+                return Err(ReadError::ProducerPosition {
+                    consumer: self.pos,
+                    producer: self.head,
+                });
+            }
+            let checked = self.check_header();
+            let copied = match checked {
+                Ok((Some(meta), _)) if meta.len as usize > dst.len() => {
+                    Err(ReadError::BufferTooSmall { needed: meta.len })
+                }
+                Ok((Some(meta), _)) => {
+                    // SAFETY: `check_header` proved the payload lies in the
+                    // data area, and `dst` holds at least `len` bytes.
+                    unsafe {
+                        self.view
+                            .copy_payload_out(meta.offset, dst.as_mut_ptr(), meta.len as usize)
+                    };
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            // ORDERING: Acquire fence, then the re-check: if the copy above
+            // read anything the producer wrote after retiring this record,
+            // the fence makes that retirement visible here.
+            fence(Ordering::Acquire);
+            // ORDERING: Relaxed; ordered by the fence above.
+            let oldest = self.view.overwrite_pos().load(Ordering::Relaxed);
+            if self.is_retired(oldest) {
+                // Torn or lapped while reading: what we read is garbage.
+                continue;
+            }
+            copied?;
+            let (meta, stride) = checked?;
+            if let Some(mut meta) = meta {
+                self.account(&mut meta)?;
+                self.pos = self.pos.wrapping_add(stride);
+                return Ok(Some(meta));
+            }
+            self.pos = self.pos.wrapping_add(stride);
+        }
+        Ok(None)
+    }
+
+    /// Whether the producer has retired the record at our position.
+    #[inline]
+    fn is_retired(&self, oldest: u64) -> bool {
+        let ahead = oldest.wrapping_sub(self.pos);
+        ahead != 0 && ahead <= i64::MAX as u64
+    }
+
+    /// Hands every record read so far back to the producer with one store,
+    /// and publishes the counters.
+    pub fn release(&mut self) {
+        if self.pos != self.released {
+            // ORDERING: Release; pairs with the Acquire load in
+            // `ProducerCore::refresh_consumer`: our reads of the released
+            // records happen before the producer reuses their bytes.
+            self.view.consumer_pos().store(self.pos, Ordering::Release);
+            self.released = self.pos;
+        }
+        let v = &self.view;
+        // ORDERING: Relaxed; statistics.
+        v.records_consumed()
+            .store(self.stats.records, Ordering::Relaxed);
+        v.bytes_consumed()
+            .store(self.stats.bytes, Ordering::Relaxed);
+        v.records_lost().store(self.stats.lost, Ordering::Relaxed);
+        v.sleeps().store(self.stats.sleeps, Ordering::Relaxed);
+    }
+
+    /// Skips everything published so far, for a consumer that only wants
+    /// new records. The skipped records do not count as lost.
+    pub fn skip_to_producer(&mut self) -> Result<(), ReadError> {
+        self.refresh_head()?;
+        self.pos = self.head;
+        self.resync = true;
+        self.release();
+        Ok(())
+    }
+
+    /// The control page's futex word; a futex sleeper reads it *before*
+    /// [`Self::prepare_sleep`] and sleeps only while it is unchanged.
+    pub fn wake_seq(&self) -> u32 {
+        // ORDERING: Acquire; pairs with `ProducerCore::bump_wake_seq`.
+        self.view.wake_seq().load(Ordering::Acquire)
+    }
+
+    /// Releases what was read, asks the producer for a wake-up and checks
+    /// once more for data.
+    ///
+    /// Returns `true` if the consumer may now sleep (in `poll` or on the
+    /// futex); `false` if data arrived meanwhile, in which case the request
+    /// is already withdrawn. After sleeping, call [`Self::finish_sleep`].
+    pub fn prepare_sleep(&mut self) -> bool {
+        self.release();
+        // A fresh non-zero token per sleep lets the producer wake once per
+        // sleep without ever missing one.
+        let token = (self.stats.sleeps as u32).wrapping_add(1).max(1);
+        // ORDERING: Relaxed store, ordered before the load below by the fence.
+        self.view.need_wakeup().store(token, Ordering::Relaxed);
+        // ORDERING: SeqCst fence between the `need_wakeup` store and the
+        // `producer_pos` load; pairs with the fence in
+        // `ProducerCore::publish` (store `producer_pos`, fence, load
+        // `need_wakeup`). Without it both sides could miss each other's store.
+        fence(Ordering::SeqCst);
+        // ORDERING: Acquire; as in `refresh_head`.
+        let head = self.view.producer_pos().load(Ordering::Acquire);
+        if head != self.pos {
+            self.finish_sleep();
+            return false;
+        }
+        self.stats.sleeps = self.stats.sleeps.wrapping_add(1);
+        // ORDERING: Relaxed; a statistic.
+        self.view
+            .sleeps()
+            .store(self.stats.sleeps, Ordering::Relaxed);
+        true
+    }
+
+    /// Withdraws the wake-up request after a sleep.
+    pub fn finish_sleep(&mut self) {
+        // ORDERING: Relaxed; the producer only uses it to decide whether to
+        // wake, and a stale non-zero value costs one spurious wake-up.
+        self.view.need_wakeup().store(0, Ordering::Relaxed);
+    }
+}
+
+/// Whether records are published beyond the consumer's released position:
+/// the readiness test behind `poll`.
+pub fn has_unreleased(view: &RingView) -> bool {
+    // ORDERING: Relaxed for both: the caller only decides readiness from them;
+    // the reader that follows loads `producer_pos` with Acquire itself.
+    view.producer_pos().load(Ordering::Relaxed) != view.consumer_pos().load(Ordering::Relaxed)
+}
+
+const _: () = assert!(HEADER_SIZE == 24);

@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+
+//! The producer's index logic: reserve, commit, publish, wake.
+//!
+//! The kernel driver and the user-space [`Producer`](crate::Producer) both
+//! drive this exact code. It writes the control page and the data area and
+//! reads the consumer page, whose contents it treats as hostile: a consumer
+//! position that moves backwards, runs ahead of the producer or lags by more
+//! than the data area is ignored (and counted), so whatever the consumer
+//! writes, every producer write stays inside the data area and never touches
+//! a published record the consumer has not released (drop-new mode).
+
+use super::layout::{
+    record_stride,
+    RecordHeader,
+    HEADER_SIZE,
+    KIND_DATA,
+    KIND_PAD, //
+};
+use super::sync::{
+    fence,
+    Ordering, //
+};
+use super::view::{
+    split_word0,
+    RingView, //
+};
+
+/// What to do when a record does not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse the new record; the caller counts it with
+    /// [`ProducerCore::drop_record`].
+    DropNew,
+    /// Overwrite the oldest records (a flight recorder).
+    OverwriteOldest,
+}
+
+/// Why [`ProducerCore::reserve`] gave no room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReserveError {
+    /// Drop-new mode and the consumer has not released enough space.
+    Full,
+    /// The payload is larger than the ring's `max_payload`.
+    TooLarge,
+}
+
+/// Space for one record, handed out by [`ProducerCore::reserve`] and turned
+/// into a record by [`ProducerCore::commit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a slot is wasted unless it is committed"]
+pub struct Slot {
+    /// Offset of the record header in the data area.
+    pub offset: u64,
+    /// Payload bytes the slot holds.
+    pub len: u32,
+}
+
+/// Counters the producer publishes in the control page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    /// Records committed.
+    pub records: u64,
+    /// Payload bytes committed.
+    pub bytes: u64,
+    /// Records dropped (drop-new mode).
+    pub dropped: u64,
+    /// Records overwritten before being released (overwrite mode).
+    pub overwritten: u64,
+    /// Wake-ups requested.
+    pub wakeups: u64,
+    /// Invalid consumer positions seen and ignored.
+    pub consumer_errors: u64,
+}
+
+/// The producer side of a ring.
+///
+/// # Invariants
+///
+/// - `published <= head` (as positions, modulo 2^64), and the bytes in
+///   `[published, head)` hold whole records committed since the last publish.
+/// - `head - consumer <= data_size`: `consumer` is a released position the
+///   producer has validated, and it never writes at or beyond
+///   `consumer + data_size` (drop-new mode).
+/// - In overwrite mode, `head - oldest <= data_size` and `oldest` is the
+///   position of a record header (or equals `head`).
+pub struct ProducerCore {
+    view: RingView,
+    overflow: Overflow,
+    max_payload: u32,
+    head: u64,
+    published: u64,
+    consumer: u64,
+    oldest: u64,
+    seq: u64,
+    last_woken_token: u32,
+    stats: ProducerStats,
+}
+
+impl ProducerCore {
+    /// Takes over the producer side of a ring, continuing from the position
+    /// and counters in its control page.
+    ///
+    /// The caller must be the ring's only producer, and the control page must
+    /// have been initialised by a producer (never by the consumer).
+    pub fn attach(view: RingView, overflow: Overflow, max_payload: u32) -> Self {
+        // ORDERING: Relaxed; only this side writes these words.
+        let head = view.producer_pos().load(Ordering::Relaxed);
+        let stats = ProducerStats {
+            records: view.records_produced().load(Ordering::Relaxed),
+            bytes: view.bytes_produced().load(Ordering::Relaxed),
+            dropped: view.records_dropped().load(Ordering::Relaxed),
+            overwritten: view.records_overwritten().load(Ordering::Relaxed),
+            wakeups: view.wakeups().load(Ordering::Relaxed),
+            consumer_errors: view.consumer_errors().load(Ordering::Relaxed),
+        };
+        let oldest = match overflow {
+            Overflow::DropNew => head,
+            Overflow::OverwriteOldest => view.overwrite_pos().load(Ordering::Relaxed),
+        };
+        let mut core = Self {
+            overflow,
+            max_payload,
+            head,
+            published: head,
+            // Validated below; until then assume nothing has been released.
+            consumer: head.wrapping_sub(view.data_size()),
+            oldest,
+            seq: stats.records.wrapping_add(stats.dropped),
+            last_woken_token: 0,
+            stats,
+            view,
+        };
+        if head.wrapping_sub(core.oldest) > core.view.data_size() {
+            core.oldest = head;
+        }
+        core.refresh_consumer();
+        core
+    }
+
+    /// The ring this producer writes.
+    #[inline]
+    pub fn view(&self) -> &RingView {
+        &self.view
+    }
+
+    /// The producer's overflow policy.
+    #[inline]
+    pub fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    /// The sequence number the next record will get.
+    #[inline]
+    pub fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Counters so far, including those not yet published.
+    #[inline]
+    pub fn stats(&self) -> ProducerStats {
+        self.stats
+    }
+
+    /// Bytes committed but not yet published.
+    #[inline]
+    pub fn unpublished(&self) -> u64 {
+        self.head.wrapping_sub(self.published)
+    }
+
+    /// Re-reads the consumer's released position and adopts it if it is
+    /// possible; an impossible one is counted and ignored.
+    ///
+    /// Returns whether the position was valid.
+    pub fn refresh_consumer(&mut self) -> bool {
+        // ORDERING: Acquire; pairs with the Release store of `consumer_pos`
+        // in `ConsumerCore::release`, so the consumer's reads of the records
+        // it released happen before this producer overwrites them.
+        let pos = self.view.consumer_pos().load(Ordering::Acquire);
+        let size = self.view.data_size();
+        let valid = match self.overflow {
+            // A released position can be neither ahead of the producer nor
+            // more than a data area behind it, and it never moves backwards.
+            Overflow::DropNew => {
+                self.head.wrapping_sub(pos) <= size && pos.wrapping_sub(self.consumer) <= size
+            }
+            // Readers that were lapped lag by any amount; the position is
+            // only a hint here, but it cannot be ahead of the producer.
+            Overflow::OverwriteOldest => self.head.wrapping_sub(pos) <= i64::MAX as u64,
+        };
+        if valid {
+            self.consumer = pos;
+            true
+        } else {
+            self.stats.consumer_errors = self.stats.consumer_errors.wrapping_add(1);
+            false
+        }
+    }
+
+    /// Free bytes as of the last consumer position seen (drop-new mode).
+    #[inline]
+    fn free(&self) -> u64 {
+        self.view.data_size() - self.head.wrapping_sub(self.consumer)
+    }
+
+    /// Reserves room for a record of `len` payload bytes.
+    ///
+    /// In drop-new mode this fails with [`ReserveError::Full`] when the
+    /// consumer has not released enough; the caller may retry later or count
+    /// the record with [`Self::drop_record`]. In overwrite mode it always
+    /// succeeds, retiring the oldest records first. A pad record may be
+    /// written to the end of the data area; it becomes visible with the
+    /// record.
+    pub fn reserve(&mut self, len: u32) -> Result<Slot, ReserveError> {
+        if len > self.max_payload {
+            return Err(ReserveError::TooLarge);
+        }
+        let size = self.view.data_size();
+        let stride = record_stride(len);
+        let offset = self.view.offset(self.head);
+        let to_end = size - offset;
+        let pad = if stride > to_end { to_end } else { 0 };
+        let need = pad + stride;
+
+        match self.overflow {
+            Overflow::DropNew => {
+                // Touch the consumer's line only when the cached position
+                // says the ring is full.
+                if need > self.free() {
+                    self.refresh_consumer();
+                    if need > self.free() {
+                        return Err(ReserveError::Full);
+                    }
+                }
+            }
+            Overflow::OverwriteOldest => self.retire_oldest(need),
+        }
+
+        if pad != 0 {
+            // SAFETY: `offset` is 8-aligned and `offset + 8 <= size` because
+            // `to_end` is a non-zero multiple of 8. The bytes are free: they
+            // are within `need` of `head`, which the checks above made room for.
+            unsafe {
+                self.view
+                    .write_word(offset, super::view::header_word0(pad as u32, KIND_PAD, 0))
+            };
+            self.head = self.head.wrapping_add(pad);
+        }
+        Ok(Slot {
+            offset: self.view.offset(self.head),
+            len,
+        })
+    }
+
+    /// Overwrite mode: retires whole records from `oldest` until `need` bytes
+    /// past `head` are free, announcing the new `oldest` before any of the
+    /// retired bytes are written.
+    fn retire_oldest(&mut self, need: u64) {
+        let size = self.view.data_size();
+        let start = self.oldest;
+        while self.head.wrapping_add(need).wrapping_sub(self.oldest) > size {
+            let offset = self.view.offset(self.oldest);
+            // SAFETY: `offset` is 8-aligned and below `size`, so the first
+            // word is inside the data area. This producer wrote it.
+            let (len, kind, _) = split_word0(unsafe { self.view.read_word(offset) });
+            let step = match kind {
+                KIND_PAD => u64::from(len),
+                KIND_DATA => {
+                    self.stats.overwritten = self.stats.overwritten.wrapping_add(1);
+                    record_stride(len)
+                }
+                _ => 0,
+            };
+            // Our own records cannot be corrupt unless someone else wrote the
+            // region; then give up on the old data rather than loop on it.
+            if step == 0 || step > size - offset || step > self.head.wrapping_sub(self.oldest) {
+                self.oldest = self.head;
+                break;
+            }
+            self.oldest = self.oldest.wrapping_add(step);
+        }
+        if self.oldest != start {
+            // ORDERING: the store, then a Release fence before the data
+            // writes that follow: a reader whose copy saw any of those writes
+            // sees this position after its Acquire fence (the seqlock pattern;
+            // pairs with `ConsumerCore::read_overwrite`).
+            self.view
+                .overwrite_pos()
+                .store(self.oldest, Ordering::Relaxed);
+            fence(Ordering::Release);
+        }
+    }
+
+    /// Writes the header for `slot` and makes it part of the next
+    /// publication. The payload must already be in place.
+    pub fn commit(&mut self, slot: Slot, tag: u16, timestamp_ns: u64) {
+        let header = RecordHeader {
+            len: slot.len,
+            kind: KIND_DATA,
+            tag,
+            seq: self.seq,
+            timestamp_ns,
+        };
+        // SAFETY: `reserve` handed out `slot.offset` with a whole stride of
+        // free bytes behind it, so the header fits inside the data area.
+        unsafe { self.view.write_header(slot.offset, &header) };
+        self.head = self.head.wrapping_add(record_stride(slot.len));
+        self.seq = self.seq.wrapping_add(1);
+        self.stats.records = self.stats.records.wrapping_add(1);
+        self.stats.bytes = self.stats.bytes.wrapping_add(u64::from(slot.len));
+    }
+
+    /// Counts a record that was not written for lack of room. It still uses
+    /// a sequence number, so the consumer sees the gap.
+    pub fn drop_record(&mut self) {
+        self.seq = self.seq.wrapping_add(1);
+        self.stats.dropped = self.stats.dropped.wrapping_add(1);
+    }
+
+    /// Makes every committed record visible to the consumer with one store,
+    /// and says whether the consumer asked to be woken.
+    ///
+    /// Returns `true` at most once per consumer sleep; the caller then wakes
+    /// the consumer (a wait queue in the kernel, [`Self::bump_wake_seq`] and
+    /// a futex in user space).
+    pub fn publish(&mut self) -> bool {
+        if self.head != self.published {
+            // ORDERING: Release; pairs with the Acquire load of
+            // `producer_pos` in `ConsumerCore`, so the records written above
+            // are visible before the position that covers them.
+            self.view.producer_pos().store(self.head, Ordering::Release);
+            self.published = self.head;
+        }
+        self.flush_stats();
+        // ORDERING: SeqCst fence between the `producer_pos` store above and
+        // the `need_wakeup` load below; pairs with the fence in
+        // `ConsumerCore::prepare_sleep`, which orders its `need_wakeup` store
+        // before its `producer_pos` load. At least one side sees the other's
+        // store, so a consumer never sleeps on data it was not woken for.
+        fence(Ordering::SeqCst);
+        // ORDERING: Relaxed; the fence above orders it.
+        let token = self.view.need_wakeup().load(Ordering::Relaxed);
+        if token == 0 || token == self.last_woken_token {
+            return false;
+        }
+        // One wake-up per sleep: the consumer picks a new token each time.
+        self.last_woken_token = token;
+        self.stats.wakeups = self.stats.wakeups.wrapping_add(1);
+        // ORDERING: Relaxed; a statistic.
+        self.view
+            .wakeups()
+            .store(self.stats.wakeups, Ordering::Relaxed);
+        true
+    }
+
+    /// For futex waiters: advances the control page's wake sequence word.
+    /// Call after [`Self::publish`] returned `true`, then wake the futex.
+    pub fn bump_wake_seq(&self) {
+        // ORDERING: Release; the futex waiter compares this word, and a
+        // changed value must come with the publication before it.
+        self.view.wake_seq().fetch_add(1, Ordering::Release);
+    }
+
+    /// Stores the counters in the control page.
+    pub fn flush_stats(&self) {
+        let v = &self.view;
+        // ORDERING: Relaxed; statistics, read without ordering requirements.
+        v.records_produced()
+            .store(self.stats.records, Ordering::Relaxed);
+        v.bytes_produced()
+            .store(self.stats.bytes, Ordering::Relaxed);
+        v.records_dropped()
+            .store(self.stats.dropped, Ordering::Relaxed);
+        v.records_overwritten()
+            .store(self.stats.overwritten, Ordering::Relaxed);
+        v.consumer_errors()
+            .store(self.stats.consumer_errors, Ordering::Relaxed);
+    }
+}
+
+/// The payload address of a slot, for writing the payload in place.
+impl ProducerCore {
+    /// The address of `slot`'s payload: `slot.len` writable bytes.
+    ///
+    /// Writing them is safe until the slot is committed; the address stays
+    /// valid as long as the ring's memory does.
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn payload_ptr(&self, slot: &Slot) -> *mut u8 {
+        // SAFETY: `reserve` guarantees `slot.offset + stride <= data_size`.
+        unsafe { self.view.payload_ptr(slot.offset) }
+    }
+
+    /// Writes the payload of `slot` word by word (the model memory has no
+    /// byte addresses). `words` must fill the slot.
+    #[cfg(loom)]
+    pub fn write_payload_words(&self, slot: &Slot, words: &[u64]) {
+        for (i, w) in words.iter().enumerate() {
+            // SAFETY: The slot holds `len` bytes, a multiple of 8 in the model.
+            unsafe {
+                self.view
+                    .write_word(slot.offset + HEADER_SIZE + 8 * i as u64, *w)
+            };
+        }
+    }
+}
+
+const _: () = assert!(HEADER_SIZE % 8 == 0);

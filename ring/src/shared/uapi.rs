@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+
+//! The device's ioctl interface: command numbers and argument structs.
+//!
+//! Every struct is `#[repr(C)]` with explicit padding fields, so no byte of
+//! kernel memory reaches user space uninitialised and the layout is the same
+//! on every supported architecture.
+
+use super::layout::FLAG_OVERWRITE;
+
+/// The ioctl type byte of rmemring (unused in `ioctl-number.rst`).
+pub const IOC_TYPE: u32 = 0xBB;
+
+const IOC_NRBITS: u32 = 8;
+const IOC_TYPEBITS: u32 = 8;
+const IOC_SIZEBITS: u32 = 14;
+const IOC_NRSHIFT: u32 = 0;
+const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
+const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
+const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
+const IOC_NONE: u32 = 0;
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+/// Encodes an ioctl number the way `asm-generic/ioctl.h` does (x86-64,
+/// arm64 and riscv all use it).
+const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
+    (dir << IOC_DIRSHIFT)
+        | (IOC_TYPE << IOC_TYPESHIFT)
+        | (nr << IOC_NRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)
+}
+
+/// `RMEMRING_IOC_INFO`: read the ring's [`RingInfo`].
+pub const IOC_INFO: u32 = ioc(IOC_READ, 0, core::mem::size_of::<RingInfo>());
+/// `RMEMRING_IOC_START`: start the kernel producer with a [`ProducerConfig`].
+pub const IOC_START: u32 = ioc(IOC_WRITE, 1, core::mem::size_of::<ProducerConfig>());
+/// `RMEMRING_IOC_STOP`: stop the kernel producer and wait until it has.
+pub const IOC_STOP: u32 = ioc(IOC_NONE, 2, 0);
+/// `RMEMRING_IOC_STATS`: read [`RingStats`].
+pub const IOC_STATS: u32 = ioc(IOC_READ, 3, core::mem::size_of::<RingStats>());
+/// `RMEMRING_IOC_RESET`: with the producer stopped, empty the ring, zero its
+/// counters and set its overflow mode from a [`ResetConfig`].
+pub const IOC_RESET: u32 = ioc(IOC_WRITE, 4, core::mem::size_of::<ResetConfig>());
+
+/// What `RMEMRING_IOC_INFO` returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingInfo {
+    /// [`ABI_VERSION`](super::layout::ABI_VERSION) of the driver.
+    pub abi_version: u32,
+    /// The kernel's page size.
+    pub page_size: u32,
+    /// Physical address of the region.
+    pub phys_base: u64,
+    /// Bytes in the region.
+    pub region_size: u64,
+    /// Offset of the consumer page.
+    pub consumer_offset: u64,
+    /// Offset of the data area.
+    pub data_offset: u64,
+    /// Bytes in the data area.
+    pub data_size: u64,
+    /// Largest payload of one record.
+    pub max_payload: u32,
+    /// `FLAG_*` bits of the control page.
+    pub flags: u32,
+    /// The `N` of `/dev/rmemringN`.
+    pub index: u32,
+    /// Zero.
+    pub reserved: [u32; 9],
+}
+
+/// Payload pattern: every byte is derived from the sequence number (see
+/// [`pattern`](super::pattern)), so the consumer can verify it.
+pub const PATTERN_SEQ: u32 = 0;
+/// Payload pattern: the payload is left as the ring had it (no fill cost),
+/// except its first word, which holds the pattern's first word.
+pub const PATTERN_NONE: u32 = 1;
+
+/// Producer flag: when the ring is full, wait for the consumer instead of
+/// dropping the record (drop-new mode only).
+pub const PRODUCER_WAIT: u32 = 1 << 0;
+/// Every producer flag this version defines.
+pub const PRODUCER_FLAGS_KNOWN: u32 = PRODUCER_WAIT;
+
+/// What `RMEMRING_IOC_START` takes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// Smallest payload, in bytes.
+    pub min_len: u32,
+    /// Largest payload, in bytes; lengths in between are derived from the
+    /// sequence number ([`pattern::payload_len`](super::pattern::payload_len)).
+    pub max_len: u32,
+    /// Records to produce (including dropped ones), or 0 for no limit.
+    pub count: u64,
+    /// Records per second, or 0 for as fast as possible.
+    pub rate: u64,
+    /// `PATTERN_*`.
+    pub pattern: u32,
+    /// `PRODUCER_*` flags.
+    pub flags: u32,
+    /// Records per publication, or 0 for the driver's default.
+    pub batch: u32,
+    /// Zero.
+    pub reserved: [u32; 7],
+}
+
+/// What `RMEMRING_IOC_RESET` takes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetConfig {
+    /// [`FLAG_OVERWRITE`] or 0.
+    pub flags: u32,
+    /// Zero.
+    pub reserved: [u32; 3],
+}
+
+/// Flags [`ResetConfig::flags`] accepts.
+pub const RESET_FLAGS_KNOWN: u32 = FLAG_OVERWRITE;
+
+/// What `RMEMRING_IOC_STATS` returns: the producer's counters, the
+/// consumer's (as the consumer reported them), and the driver's own.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// Published producer position.
+    pub producer_pos: u64,
+    /// Released consumer position, as the consumer wrote it.
+    pub consumer_pos: u64,
+    /// Records published.
+    pub records_produced: u64,
+    /// Payload bytes published.
+    pub bytes_produced: u64,
+    /// Records dropped because the ring was full.
+    pub records_dropped: u64,
+    /// Records overwritten before release.
+    pub records_overwritten: u64,
+    /// Wake-ups of a sleeping consumer.
+    pub wakeups: u64,
+    /// Impossible consumer positions ignored.
+    pub consumer_errors: u64,
+    /// Records the consumer reported reading.
+    pub records_consumed: u64,
+    /// Payload bytes the consumer reported reading.
+    pub bytes_consumed: u64,
+    /// Records the consumer reported lost.
+    pub records_lost: u64,
+    /// Times the consumer reported sleeping.
+    pub sleeps: u64,
+    /// Records copied out through `read()`.
+    pub records_read: u64,
+    /// 1 while the kernel producer runs.
+    pub producer_running: u32,
+    /// 1 while a consumer has the device open.
+    pub consumer_open: u32,
+    /// Zero.
+    pub reserved: [u64; 4],
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<RingInfo>() == 96);
+    assert!(core::mem::size_of::<ProducerConfig>() == 64);
+    assert!(core::mem::size_of::<ResetConfig>() == 16);
+    assert!(core::mem::size_of::<RingStats>() == 144);
+};
