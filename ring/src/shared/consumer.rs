@@ -128,6 +128,8 @@ pub struct ConsumerCore {
     expected_seq: u64,
     /// The next record's sequence number starts the count afresh.
     resync: bool,
+    /// The `need_wakeup` value of the last sleep attempt.
+    sleep_token: u32,
     stats: ConsumerStats,
 }
 
@@ -153,6 +155,7 @@ impl ConsumerCore {
             head: pos,
             expected_seq: stats.records.wrapping_add(stats.lost),
             resync: false,
+            sleep_token: 0,
             stats,
             view,
         };
@@ -435,9 +438,12 @@ impl ConsumerCore {
     /// is already withdrawn. After sleeping, call [`Self::finish_sleep`].
     pub fn prepare_sleep(&mut self) -> bool {
         self.release();
-        // A fresh non-zero token per sleep lets the producer wake once per
-        // sleep without ever missing one.
-        let token = (self.stats.sleeps as u32).wrapping_add(1).max(1);
+        // A fresh non-zero token per attempt lets the producer wake once per
+        // sleep without ever missing one. Fresh per *attempt*, not per
+        // sleep: the producer may have woken an attempt that then found
+        // data and did not sleep, and must not take the next sleep for it.
+        self.sleep_token = self.sleep_token.wrapping_add(1).max(1);
+        let token = self.sleep_token;
         // ORDERING: Relaxed store, ordered before the load below by the fence.
         self.view.need_wakeup().store(token, Ordering::Relaxed);
         // ORDERING: SeqCst fence between the `need_wakeup` store and the
