@@ -106,6 +106,16 @@ pub struct ConsumerStats {
     pub sleeps: u64,
 }
 
+/// A consumer's position and counters at one moment; see
+/// [`ConsumerCore::checkpoint`].
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoint {
+    pos: u64,
+    expected_seq: u64,
+    resync: bool,
+    stats: ConsumerStats,
+}
+
 /// How many times [`ConsumerCore::read_overwrite`] restarts after being
 /// lapped before it gives up for this call.
 const LAP_RETRIES: u32 = 64;
@@ -224,18 +234,55 @@ impl ConsumerCore {
     /// stays intact until [`Self::release`] hands its bytes back, because in
     /// drop-new mode the producer never writes past the released position.
     /// Reloads the producer position only when the cached one is used up.
+    #[inline]
     pub fn next_record(&mut self) -> Result<Option<RecordMeta>, ReadError> {
+        self.next_record_if(|_| true)
+    }
+
+    /// Like [`Self::next_record`], but takes the record only if `take`
+    /// accepts its (validated) metadata; otherwise it stays the next record
+    /// and this returns `None` with [`Self::cached_backlog`] non-zero.
+    #[inline]
+    pub fn next_record_if(
+        &mut self,
+        take: impl FnOnce(&RecordMeta) -> bool,
+    ) -> Result<Option<RecordMeta>, ReadError> {
         loop {
             if self.pos == self.head && self.refresh_head()? == 0 {
                 return Ok(None);
             }
             let (meta, stride) = self.check_header()?;
             if let Some(mut meta) = meta {
+                if !take(&meta) {
+                    return Ok(None);
+                }
                 self.account(&mut meta)?;
                 self.pos = self.pos.wrapping_add(stride);
                 return Ok(Some(meta));
             }
             self.pos = self.pos.wrapping_add(stride);
+        }
+    }
+
+    /// The read position and counters, to return to with [`Self::rewind`]
+    /// if what was read since cannot be delivered.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            pos: self.pos,
+            expected_seq: self.expected_seq,
+            resync: self.resync,
+            stats: self.stats,
+        }
+    }
+
+    /// Returns to a checkpoint taken since the last [`Self::release`], so
+    /// the records read since are read again.
+    pub fn rewind(&mut self, checkpoint: Checkpoint) {
+        if checkpoint.pos.wrapping_sub(self.released) <= self.pos.wrapping_sub(self.released) {
+            self.pos = checkpoint.pos;
+            self.expected_seq = checkpoint.expected_seq;
+            self.resync = checkpoint.resync;
+            self.stats = checkpoint.stats;
         }
     }
 

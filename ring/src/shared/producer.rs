@@ -378,8 +378,29 @@ impl ProducerCore {
     }
 }
 
-/// The payload address of a slot, for writing the payload in place.
+/// Writing payloads in place.
 impl ProducerCore {
+    /// Writes record `seq`'s test pattern (see [`pattern`](super::pattern))
+    /// into `slot`'s payload, or only its first word if `first_word_only`.
+    ///
+    /// Uses aligned 8-byte stores only, which are valid on uncached and
+    /// write-combined mappings too. A partial last word is written whole:
+    /// its extra bytes are the record's padding.
+    pub fn write_pattern(&self, slot: &Slot, seq: u64, first_word_only: bool) {
+        let words = (u64::from(slot.len) + 7) / 8;
+        let words = if first_word_only { words.min(1) } else { words };
+        let base = super::pattern::mix(seq);
+        for i in 0..words {
+            // SAFETY: `reserve` handed out `slot.offset` with a stride of
+            // `HEADER_SIZE + len` rounded up to 8 bytes behind it, inside the
+            // data area, so every word up to `ceil(len / 8)` fits.
+            unsafe {
+                self.view
+                    .write_word(slot.offset + HEADER_SIZE + 8 * i, base.wrapping_add(i))
+            };
+        }
+    }
+
     /// The address of `slot`'s payload: `slot.len` writable bytes.
     ///
     /// Writing them is safe until the slot is committed; the address stays

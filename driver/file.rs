@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What an open `/dev/rmemringN` can do: ioctls, `mmap`, `read` and `poll`.
+//!
+//! A descriptor opened for writing (`O_RDWR`) is the ring's one consumer: it
+//! may map its consumer page writable, start and stop the producer and
+//! `read()` records. Read-only descriptors observe: they may map the
+//! read-only parts and query `INFO` and `STATS`.
+
+use core::mem::size_of;
+
+use kernel::{
+    alloc::VVec,
+    bindings,
+    fs::File,
+    mm::virt::VmaNew,
+    new_mutex,
+    prelude::*,
+    sync::{
+        poll::PollTable,
+        Arc,
+        Mutex, //
+    },
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice,
+        UserSliceWriter, //
+    },
+};
+
+use crate::mmap;
+use crate::ring::Ring;
+use crate::shared::consumer::ConsumerCore;
+use crate::shared::layout::{
+    max_payload_for,
+    record_stride,
+    RecordHeader,
+    HEADER_SIZE,
+    KIND_DATA, //
+};
+use crate::shared::producer::Overflow;
+use crate::shared::uapi::{
+    ProducerConfig,
+    ResetConfig,
+    RingInfo,
+    RingStats,
+    IOC_INFO,
+    IOC_RESET,
+    IOC_START,
+    IOC_STATS,
+    IOC_STOP, //
+};
+
+// The ABI's ioctl numbers are computed in the shared module; they must be
+// what the kernel's own macros give.
+const _: () = {
+    use crate::shared::uapi::IOC_TYPE;
+    use kernel::ioctl::{
+        _IO,
+        _IOR,
+        _IOW, //
+    };
+    assert!(IOC_INFO == _IOR::<RingInfo>(IOC_TYPE, 0));
+    assert!(IOC_START == _IOW::<ProducerConfig>(IOC_TYPE, 1));
+    assert!(IOC_STOP == _IO(IOC_TYPE, 2));
+    assert!(IOC_STATS == _IOR::<RingStats>(IOC_TYPE, 3));
+    assert!(IOC_RESET == _IOW::<ResetConfig>(IOC_TYPE, 4));
+};
+
+// SAFETY: `repr(C)`, all fields integers or integer arrays, no padding (the
+// shared module asserts the sizes), so every bit pattern is valid.
+unsafe impl FromBytes for ProducerConfig {}
+// SAFETY: As above.
+unsafe impl FromBytes for ResetConfig {}
+// SAFETY: As above: no padding, so no uninitialised byte reaches user space.
+unsafe impl AsBytes for RingInfo {}
+// SAFETY: As above.
+unsafe impl AsBytes for RingStats {}
+// SAFETY: As above.
+unsafe impl AsBytes for RecordHeader {}
+
+/// The kernel-side consumer behind `read()`.
+struct Reader {
+    /// Attached on the first `read()`, and again after a reset.
+    core: Option<ConsumerCore>,
+    /// The ring generation `core` was attached in.
+    generation: u64,
+    /// Overwrite mode copies each record here first, to check it was not
+    /// overwritten before handing it out.
+    bounce: VVec<u8>,
+}
+
+/// An open file of a ring device.
+#[pin_data]
+pub(crate) struct OpenFile {
+    ring: Arc<Ring>,
+    consumer: bool,
+    #[pin]
+    reader: Mutex<Reader>,
+}
+
+impl OpenFile {
+    /// Opens the ring for `file`; a writable open is the consumer.
+    pub(crate) fn open(ring: Arc<Ring>, file: &File) -> Result<Pin<KBox<Self>>> {
+        let consumer = file.flags() & bindings::O_ACCMODE != bindings::O_RDONLY;
+        ring.open(consumer)?;
+        let reader = Reader {
+            core: None,
+            generation: 0,
+            bounce: VVec::new(),
+        };
+        let shared = ring.clone();
+        let this = KBox::try_pin_init(
+            try_pin_init!(Self {
+                ring: shared,
+                consumer,
+                reader <- new_mutex!(reader),
+            }),
+            GFP_KERNEL,
+        );
+        if this.is_err() && consumer {
+            ring.consumer_closed();
+        }
+        this
+    }
+
+    /// The file is closed (and unmapped): the consumer's producer stops.
+    pub(crate) fn release(&self) {
+        if self.consumer {
+            self.ring.consumer_closed();
+        }
+    }
+
+    fn require_consumer(&self) -> Result {
+        if self.consumer {
+            Ok(())
+        } else {
+            Err(EPERM)
+        }
+    }
+
+    /// The ioctl handler.
+    pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        let user = |size: usize| UserSlice::new(UserPtr::from_addr(arg), size);
+        match cmd {
+            IOC_INFO => user(size_of::<RingInfo>())
+                .writer()
+                .write(&self.ring.info())?,
+            IOC_STATS => user(size_of::<RingStats>())
+                .writer()
+                .write(&self.ring.stats())?,
+            IOC_START => {
+                self.require_consumer()?;
+                let config: ProducerConfig = user(size_of::<ProducerConfig>()).reader().read()?;
+                self.ring.start(config)?;
+            }
+            IOC_STOP => {
+                self.require_consumer()?;
+                self.ring.stop();
+            }
+            IOC_RESET => {
+                self.require_consumer()?;
+                let config: ResetConfig = user(size_of::<ResetConfig>()).reader().read()?;
+                self.ring.reset(config)?;
+            }
+            _ => return Err(ENOTTY),
+        }
+        Ok(0)
+    }
+
+    /// The mmap handler.
+    pub(crate) fn mmap(&self, vma: &VmaNew) -> Result {
+        mmap::map(&self.ring, self.consumer, vma)
+    }
+
+    /// The poll handler: readable while records are published beyond the
+    /// consumer's released position.
+    pub(crate) fn poll(&self, file: &File, table: PollTable<'_>) -> u32 {
+        table.register_wait(file, self.ring.readers());
+        if !self.ring.is_live() {
+            return bindings::POLLHUP | bindings::POLLERR;
+        }
+        if self.ring.readable() {
+            bindings::POLLIN | bindings::POLLRDNORM
+        } else {
+            0
+        }
+    }
+
+    /// The read handler: copies whole records (header, payload, padding to
+    /// 8 bytes, as in the ring) into `buf`, and hands their space back to
+    /// the producer once per call. Blocks until at least one record fits
+    /// unless `nonblock`.
+    pub(crate) fn read(&self, nonblock: bool, buf: UserPtr, count: usize) -> Result<usize> {
+        self.require_consumer()?;
+        let ring = &*self.ring;
+        let mut guard = self.reader.lock();
+        let reader = &mut *guard;
+        loop {
+            if !ring.is_live() {
+                return Err(ENODEV);
+            }
+            let overflow = ring.overflow();
+            let generation = ring.generation();
+            if reader.core.is_none() || reader.generation != generation {
+                let max_payload = max_payload_for(ring.region().geometry().data_size);
+                reader.core = Some(
+                    ConsumerCore::attach(ring.view(), overflow, max_payload).map_err(|_| EIO)?,
+                );
+                reader.generation = generation;
+                if overflow == Overflow::OverwriteOldest
+                    && reader.bounce.len() < max_payload as usize
+                {
+                    reader.bounce.resize(max_payload as usize, 0, GFP_KERNEL)?;
+                }
+            }
+            let Some(core) = reader.core.as_mut() else {
+                return Err(EIO);
+            };
+            let mut writer = UserSlice::new(buf, count).writer();
+            let copied = match overflow {
+                Overflow::DropNew => copy_records(ring, core, &mut writer, count)?,
+                Overflow::OverwriteOldest => {
+                    copy_overwrite(core, &mut reader.bounce, &mut writer, count)?
+                }
+            };
+            if copied.bytes > 0 {
+                core.release();
+                ring.count_read(copied.records);
+                return Ok(copied.bytes);
+            }
+            if copied.declined {
+                // The next record does not fit in the buffer.
+                return Err(EINVAL);
+            }
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            // Sleep until the producer publishes; `wake_lock` is held from
+            // the last check until we are queued, and the producer takes it
+            // to wake us, so its wake-up cannot fall in between.
+            let mut wake = ring.wake_lock().lock();
+            if !core.prepare_sleep() {
+                continue;
+            }
+            let signalled = ring.readers().wait_interruptible(&mut wake);
+            drop(wake);
+            core.finish_sleep();
+            if signalled {
+                return Err(ERESTARTSYS);
+            }
+        }
+    }
+}
+
+/// The outcome of one copy attempt.
+struct Copied {
+    bytes: usize,
+    records: u64,
+    /// A record was available but did not fit.
+    declined: bool,
+}
+
+/// Drop-new mode: copies as many whole records as fit, one `copy_to_user`
+/// per contiguous run of them (runs break only where the ring wraps).
+fn copy_records(
+    ring: &Ring,
+    core: &mut ConsumerCore,
+    writer: &mut UserSliceWriter,
+    count: usize,
+) -> Result<Copied> {
+    let mut room = count as u64;
+    let mut copied = Copied {
+        bytes: 0,
+        records: 0,
+        declined: false,
+    };
+    // The run being gathered: data-area offset, length, and the consumer's
+    // state before its first record (to give the run back if it cannot be
+    // delivered).
+    let mut run: Option<(u64, u64)> = None;
+    let mut run_start = core.checkpoint();
+    let mut run_records = 0u64;
+    loop {
+        let before = core.checkpoint();
+        let next = core
+            .next_record_if(|m| record_stride(m.len) <= room)
+            .map_err(|_| EIO)?;
+        let Some(meta) = next else {
+            copied.declined = core.cached_backlog() != 0;
+            break;
+        };
+        let stride = record_stride(meta.len);
+        room -= stride;
+        match run {
+            Some((offset, len)) if offset + len == meta.offset => {
+                run = Some((offset, len + stride));
+                run_records += 1;
+                continue;
+            }
+            Some((offset, len)) => {
+                if let Err(e) = flush_run(ring, writer, offset, len) {
+                    core.rewind(run_start);
+                    return fault(copied, e);
+                }
+                copied.bytes += len as usize;
+                copied.records += run_records;
+            }
+            None => {}
+        }
+        run = Some((meta.offset, stride));
+        run_start = before;
+        run_records = 1;
+    }
+    if let Some((offset, len)) = run {
+        if let Err(e) = flush_run(ring, writer, offset, len) {
+            core.rewind(run_start);
+            return fault(copied, e);
+        }
+        copied.bytes += len as usize;
+        copied.records += run_records;
+    }
+    Ok(copied)
+}
+
+/// After a failed copy: what was copied before counts; otherwise the error.
+fn fault(copied: Copied, e: Error) -> Result<Copied> {
+    if copied.bytes > 0 {
+        Ok(copied)
+    } else {
+        Err(e)
+    }
+}
+
+/// Copies `len` bytes of records at data-area `offset` to user space.
+fn flush_run(ring: &Ring, writer: &mut UserSliceWriter, offset: u64, len: u64) -> Result {
+    // SAFETY: The records in the run were read and not released, and in
+    // drop-new mode the producer never writes unreleased bytes, so nothing
+    // writes them while the slice lives. The consumer validated that the
+    // run lies inside the data area.
+    let bytes = unsafe { ring.region().data_bytes(offset, len) };
+    writer.write_slice(bytes)
+}
+
+/// Overwrite mode: copies records one at a time through the bounce buffer,
+/// each checked against the producer lapping it. The buffer must hold the
+/// largest possible record, so a record never has to be put back.
+fn copy_overwrite(
+    core: &mut ConsumerCore,
+    bounce: &mut VVec<u8>,
+    writer: &mut UserSliceWriter,
+    count: usize,
+) -> Result<Copied> {
+    let largest = record_stride(u32::try_from(bounce.len()).unwrap_or(u32::MAX)) as usize;
+    if count < largest {
+        return Ok(Copied {
+            bytes: 0,
+            records: 0,
+            declined: true,
+        });
+    }
+    let mut copied = Copied {
+        bytes: 0,
+        records: 0,
+        declined: false,
+    };
+    while count - copied.bytes >= largest {
+        let Some(meta) = core.read_overwrite(bounce).map_err(|_| EIO)? else {
+            break;
+        };
+        let header = RecordHeader {
+            len: meta.len,
+            kind: KIND_DATA,
+            tag: meta.tag,
+            seq: meta.seq,
+            timestamp_ns: meta.timestamp_ns,
+        };
+        let len = meta.len as usize;
+        let pad = record_stride(meta.len) as usize - HEADER_SIZE as usize - len;
+        let result = writer
+            .write(&header)
+            .and_then(|()| writer.write_slice(&bounce[..len]))
+            .and_then(|()| writer.write_slice(&[0u8; 8][..pad]));
+        if let Err(e) = result {
+            return fault(copied, e);
+        }
+        copied.bytes += record_stride(meta.len) as usize;
+        copied.records += 1;
+    }
+    Ok(copied)
+}

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers for the rmemring driver: the calls whose C definitions are
+ * macros or inline functions (so bindgen cannot reach them) or whose header
+ * is missing from the Rust bindings in Linux 7.2. Each is a thin wrapper;
+ * the safe Rust interface to them lives in sys.rs.
+ */
+
+#include <linux/io.h>
+#include <linux/mm.h>
+#include <linux/of.h>
+#include <linux/of_reserved_mem.h>
+#include <linux/ioport.h>
+#include <linux/device.h>
+#include <linux/sched.h>
+
+#include "helpers.h"
+
+/* The cache modes, as in ring/src/shared/layout.rs (CACHE_*). */
+#define RMEMRING_CACHE_WRITE_BACK	0
+#define RMEMRING_CACHE_WRITE_COMBINE	1
+#define RMEMRING_CACHE_UNCACHED		2
+
+/*
+ * Maps @size bytes of device memory at @phys write-combining or uncached.
+ * (Write-back goes through memremap(), which bindgen reaches directly.)
+ */
+void __iomem *rmemring_ioremap(phys_addr_t phys, size_t size, int cache_mode)
+{
+	switch (cache_mode) {
+	case RMEMRING_CACHE_WRITE_COMBINE:
+		return ioremap_wc(phys, size);
+	case RMEMRING_CACHE_UNCACHED:
+#ifdef CONFIG_X86
+		/* Strong UC, matching pgprot_noncached() for user mappings. */
+		return ioremap_uc(phys, size);
+#else
+		return ioremap(phys, size);
+#endif
+	default:
+		return NULL;
+	}
+}
+
+/* cond_resched() is a macro, and a no-op on fully preemptible kernels. */
+void rmemring_cond_resched(void)
+{
+	cond_resched();
+}
+
+void rmemring_iounmap(void __iomem *addr)
+{
+	iounmap(addr);
+}
+
+/* The user-mapping protection that matches the kernel mapping's cache mode. */
+pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode)
+{
+	switch (cache_mode) {
+	case RMEMRING_CACHE_WRITE_COMBINE:
+		return pgprot_writecombine(prot);
+	case RMEMRING_CACHE_UNCACHED:
+#ifdef CONFIG_ARM64
+		/* Device-nGnRE, as ioremap() maps it. */
+		return pgprot_device(prot);
+#else
+		return pgprot_noncached(prot);
+#endif
+	default:
+		return prot;
+	}
+}
+
+/*
+ * Resolves @dev's "memory-region" (index 0) to a physical range.
+ *
+ * Returns 0 and fills @base, @size and @no_map (whether the reserved-memory
+ * node has "no-map"), -ENOENT if the node has no memory-region, or another
+ * negative errno from the reserved-memory code.
+ */
+int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map)
+{
+#ifdef CONFIG_OF_RESERVED_MEM
+	struct device_node *np = dev->of_node;
+	struct device_node *mem;
+	struct resource res;
+	int ret;
+
+	if (!np)
+		return -ENOENT;
+	mem = of_parse_phandle(np, "memory-region", 0);
+	if (!mem)
+		return -ENOENT;
+	*no_map = of_property_read_bool(mem, "no-map");
+	of_node_put(mem);
+
+	ret = of_reserved_mem_region_to_resource(np, 0, &res);
+	if (ret)
+		return ret;
+	*base = res.start;
+	*size = resource_size(&res);
+	return 0;
+#else
+	return -EOPNOTSUPP;
+#endif
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The C helpers of the rmemring driver; see helpers.c and sys.rs. */
+#ifndef RMEMRING_HELPERS_H
+#define RMEMRING_HELPERS_H
+
+#include <linux/types.h>
+#include <linux/compiler_types.h>
+#include <linux/pgtable.h>
+
+struct device;
+
+void __iomem *rmemring_ioremap(phys_addr_t phys, size_t size, int cache_mode);
+void rmemring_iounmap(void __iomem *addr);
+void rmemring_cond_resched(void);
+pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode);
+int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map);
+
+#endif

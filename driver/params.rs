@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The module-parameter path: a region reserved on the kernel command line
+//! (`memmap=SIZE$BASE` or `mem=`) and named by `phys_base`/`phys_size`.
+//!
+//! Every parameter is checked before anything is touched, and a bad one
+//! refuses the load with one line in the log naming it and the reason.
+
+use kernel::prelude::*;
+
+use crate::device::{
+    RingDevice,
+    RingOptions, //
+};
+use crate::region::Region;
+use crate::shared::producer::Overflow;
+use crate::sys::CacheMode;
+
+/// The module parameters, as loaded.
+pub(crate) struct Params {
+    /// Physical base of the region, 0 for none.
+    pub(crate) phys_base: u64,
+    /// Size of the region in bytes, 0 for none.
+    pub(crate) phys_size: u64,
+    /// `CACHE_*`: 0 write-back, 1 write-combine, 2 uncached.
+    pub(crate) cache_mode: u32,
+    /// 0 drop-new, 1 overwrite-oldest.
+    pub(crate) overflow: u32,
+    /// Device node permissions.
+    pub(crate) mode: u32,
+}
+
+/// Creates the device the parameters describe, `None` if they describe
+/// none (both `phys_base` and `phys_size` zero: device-tree use only).
+pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
+    if p.phys_base == 0 && p.phys_size == 0 {
+        return Ok(None);
+    }
+    if p.phys_size == 0 {
+        pr_err!(
+            "phys_size=0: a region needs a size (phys_base={:#x})\n",
+            p.phys_base
+        );
+        return Err(EINVAL);
+    }
+    let Some(cache) = CacheMode::from_abi(p.cache_mode) else {
+        pr_err!(
+            "cache_mode={}: unknown (0 write-back, 1 write-combine, 2 uncached)\n",
+            p.cache_mode
+        );
+        return Err(EINVAL);
+    };
+    let overflow = match p.overflow {
+        0 => Overflow::DropNew,
+        1 => Overflow::OverwriteOldest,
+        other => {
+            pr_err!("overflow={other}: unknown (0 drop-new, 1 overwrite-oldest)\n");
+            return Err(EINVAL);
+        }
+    };
+    let Ok(mode) = u16::try_from(p.mode) else {
+        pr_err!("mode={:#o}: not a permission mode\n", p.mode);
+        return Err(EINVAL);
+    };
+    // Read and write bits only: a ring device is never executable, setuid
+    // or sticky.
+    if mode & !0o666 != 0 {
+        pr_err!(
+            "mode={:#o}: only read/write permission bits (0o666) are allowed\n",
+            mode
+        );
+        return Err(EINVAL);
+    }
+    let region = Region::claim(p.phys_base, p.phys_size, cache).map_err(|e| {
+        pr_err!(
+            "phys_base={:#x} phys_size={:#x} rejected: {}\n",
+            p.phys_base,
+            p.phys_size,
+            e
+        );
+        e.errno()
+    })?;
+    let device = RingDevice::new(
+        region,
+        RingOptions {
+            overflow,
+            name: None,
+            mode,
+        },
+    )?;
+    let policy = match overflow {
+        Overflow::DropNew => "drop-new",
+        Overflow::OverwriteOldest => "overwrite-oldest",
+    };
+    pr_info!(
+        "{}: {:#x} bytes at {:#x}, {} ring of {:#x} bytes ({})\n",
+        device.ring().name(),
+        p.phys_size,
+        p.phys_base,
+        cache.name(),
+        device.ring().region().geometry().data_size,
+        policy
+    );
+    Ok(Some(device))
+}

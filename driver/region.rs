@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The reserved physical region: validated, claimed and mapped.
+
+use core::ptr::NonNull;
+
+use kernel::{
+    page::PAGE_SIZE,
+    prelude::*, //
+};
+
+use crate::shared::layout::{
+    ConsumerPage,
+    ControlPage,
+    Geometry,
+    CONSUMER_PAGE_INIT,
+    MIN_DATA_SIZE, //
+};
+use crate::shared::view::RingView;
+use crate::sys::{
+    self,
+    CacheMode,
+    IomemClaim,
+    KernelMapping, //
+};
+
+/// Why a physical range cannot hold a ring. Its `Display` completes a
+/// sentence that names where the range came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegionError {
+    /// Size zero.
+    ZeroSize,
+    /// Base or size not a multiple of the page size.
+    NotPageAligned,
+    /// `base + size` overflows the physical address space.
+    Overflow,
+    /// Smaller than two pages plus the smallest data area.
+    TooSmall,
+    /// Overlaps memory the kernel's allocator owns.
+    SystemRam,
+    /// Another driver or resource claims part of it.
+    Busy,
+    /// The kernel could not map it.
+    MapFailed,
+}
+
+impl RegionError {
+    /// The errno that refuses the load or the probe.
+    pub(crate) fn errno(self) -> Error {
+        match self {
+            RegionError::Busy => EBUSY,
+            RegionError::MapFailed => ENOMEM,
+            _ => EINVAL,
+        }
+    }
+}
+
+impl kernel::fmt::Display for RegionError {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        match self {
+            RegionError::ZeroSize => write!(f, "size is zero"),
+            RegionError::NotPageAligned => {
+                write!(
+                    f,
+                    "base or size is not page-aligned (page size {PAGE_SIZE:#x})"
+                )
+            }
+            RegionError::Overflow => write!(f, "base + size overflows the address space"),
+            RegionError::TooSmall => write!(
+                f,
+                "region is too small: a ring needs two pages plus at least {MIN_DATA_SIZE:#x} bytes"
+            ),
+            RegionError::SystemRam => write!(
+                f,
+                "region overlaps System RAM; reserve it at boot (memmap=SIZE$BASE, mem=, or a \
+                 no-map reserved-memory node)"
+            ),
+            RegionError::Busy => write!(f, "region is already claimed (see /proc/iomem)"),
+            RegionError::MapFailed => write!(f, "the kernel could not map the region"),
+        }
+    }
+}
+
+/// A reserved physical region, claimed in `/proc/iomem` and mapped.
+///
+/// # Invariants
+///
+/// `mapping` maps exactly `[base, base + geometry.region_size)`, which
+/// `claim` holds, and the layout in `geometry` fits inside it.
+pub(crate) struct Region {
+    base: u64,
+    geometry: Geometry,
+    cache: CacheMode,
+    mapping: KernelMapping,
+    _claim: IomemClaim,
+}
+
+impl Region {
+    /// Validates, claims and maps `[base, base + size)`.
+    ///
+    /// Checks everything before touching anything: non-zero, page-aligned,
+    /// no overflow, large enough, not System RAM, not already claimed.
+    pub(crate) fn claim(base: u64, size: u64, cache: CacheMode) -> Result<Self, RegionError> {
+        let page = PAGE_SIZE as u64;
+        if size == 0 {
+            return Err(RegionError::ZeroSize);
+        }
+        if base % page != 0 || size % page != 0 {
+            return Err(RegionError::NotPageAligned);
+        }
+        if base.checked_add(size).is_none() {
+            return Err(RegionError::Overflow);
+        }
+        let geometry =
+            Geometry::for_region(size, PAGE_SIZE as u32).map_err(|_| RegionError::TooSmall)?;
+        if sys::overlaps_system_ram(base, size) {
+            return Err(RegionError::SystemRam);
+        }
+        let claim = IomemClaim::new(base, size).map_err(|_| RegionError::Busy)?;
+        let mapping = KernelMapping::new(base, size, cache).map_err(|_| RegionError::MapFailed)?;
+        // INVARIANT: The mapping and the claim cover exactly `size` bytes,
+        // and `for_region` laid the ring out inside `size` bytes.
+        Ok(Self {
+            base,
+            geometry,
+            cache,
+            mapping,
+            _claim: claim,
+        })
+    }
+
+    /// Physical base address.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Where the ring's parts lie.
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// The cache mode of the kernel mapping (and of user mappings).
+    pub(crate) fn cache(&self) -> CacheMode {
+        self.cache
+    }
+
+    /// Writes a fresh control page (with `flags`) and an empty consumer page.
+    ///
+    /// The caller makes sure no producer runs meanwhile.
+    pub(crate) fn initialise(&self, flags: u32) {
+        let control = self.geometry.control_page(flags, self.base);
+        let ctrl = self.mapping.addr().cast::<ControlPage>();
+        // The layout is page-aligned and the consumer page lies inside the region.
+        let cons = self
+            .part(self.geometry.consumer_offset)
+            .cast::<ConsumerPage>();
+        // SAFETY: By the type invariants both pages lie inside the mapping
+        // and are 8-byte aligned (page-aligned). Volatile writes, because
+        // user space may have them mapped.
+        unsafe {
+            ctrl.as_ptr().write_volatile(control);
+            cons.as_ptr().write_volatile(CONSUMER_PAGE_INIT);
+        }
+    }
+
+    /// The kernel address of the byte at `offset` into the region.
+    fn part(&self, offset: u64) -> NonNull<u8> {
+        let offset = (offset as usize).min(self.mapping.size());
+        // SAFETY: `offset` is clamped to the mapping, so the result points
+        // into it or one past its end, and is therefore not null.
+        unsafe { NonNull::new_unchecked(self.mapping.addr().as_ptr().add(offset)) }
+    }
+
+    /// The bytes at `[offset, offset + len)` of the data area.
+    ///
+    /// # Safety
+    ///
+    /// The range must lie inside the data area, and nothing may write it
+    /// while the returned slice lives.
+    pub(crate) unsafe fn data_bytes(&self, offset: u64, len: u64) -> &[u8] {
+        let start = self.part(self.geometry.data_offset + offset);
+        // SAFETY: The caller keeps the range inside the data area, which is
+        // inside the mapping, and keeps writers away while it is borrowed.
+        unsafe { core::slice::from_raw_parts(start.as_ptr(), len as usize) }
+    }
+
+    /// A view of the ring in this region for the producer and the `read()`
+    /// consumer.
+    ///
+    /// The view holds raw addresses: the caller keeps the region alive as
+    /// long as the view is used (the `Ring` owns both).
+    pub(crate) fn view(&self) -> RingView {
+        let g = &self.geometry;
+        // SAFETY: By the type invariants, the control page at 0, the
+        // consumer page at `consumer_offset` and the data area of
+        // `data_size` bytes (a power of two) at `data_offset` all lie
+        // inside the live mapping and are page-aligned. The `Ring` that
+        // owns this region owns every view made from it and drops them
+        // first.
+        unsafe {
+            RingView::new(
+                self.mapping.addr().cast(),
+                self.part(g.consumer_offset).cast(),
+                self.part(g.data_offset),
+                g.data_size,
+            )
+        }
+    }
+}

@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One ring: its region, its kernel producer and the consumers waiting on it.
+//!
+//! Lock order: `Ring::state` before `Ring::wake_lock`. The producer thread
+//! takes `state` once per batch and `wake_lock` only to wake a sleeping
+//! consumer; `read()` takes `wake_lock` alone to sleep.
+
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU64,
+    Ordering, //
+};
+
+use kernel::{
+    new_mutex, new_poll_condvar, new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{
+        poll::PollCondVar,
+        Arc,
+        Mutex,
+        SpinLock, //
+    },
+};
+
+use crate::producer::{
+    self,
+    ProducerRun, //
+};
+use crate::region::Region;
+use crate::shared::consumer::has_unreleased;
+use crate::shared::layout::{
+    max_payload_for,
+    ABI_VERSION,
+    FLAG_CACHE_SHIFT,
+    FLAG_OVERWRITE, //
+};
+use crate::shared::producer::{
+    Overflow,
+    ProducerCore, //
+};
+use crate::shared::uapi::{
+    ProducerConfig,
+    ResetConfig,
+    RingInfo,
+    RingStats,
+    RESET_FLAGS_KNOWN, //
+};
+use crate::shared::view::RingView;
+use crate::sys::Kthread;
+
+/// The mutable state of a ring.
+pub(crate) struct RingState {
+    /// `FLAG_*` bits of the control page.
+    flags: u32,
+    /// The producer side; the producer thread borrows it once per batch.
+    pub(crate) producer: ProducerCore,
+    /// The producer thread, running or finished.
+    thread: Option<Kthread<ProducerRun>>,
+    /// Whether a consumer has the device open.
+    consumer_open: bool,
+}
+
+/// A ring device's shared state, referenced by its registration, its open
+/// files and its producer thread.
+#[pin_data]
+pub(crate) struct Ring {
+    /// The `N` of `/dev/rmemringN`.
+    index: u32,
+    /// The device name, for messages and the producer thread's name.
+    name: CString,
+    /// The memory. Everything else here that holds a [`RingView`] is dropped
+    /// before it (fields drop in declaration order, `region` last).
+    #[pin]
+    pub(crate) state: Mutex<RingState>,
+    /// Consumers sleeping in `poll` or `read` wait here.
+    #[pin]
+    readers: PollCondVar,
+    /// Held by a `read()` sleeper from its last check until it is queued on
+    /// `readers`, and by the producer to wake it, so no wake-up is lost.
+    #[pin]
+    wake_lock: SpinLock<()>,
+    /// False once the device is going away.
+    live: AtomicBool,
+    /// Bumped by every reset, so `read()` consumers re-attach.
+    generation: AtomicU64,
+    /// Records copied out through `read()`.
+    records_read: AtomicU64,
+    region: Region,
+}
+
+impl Ring {
+    /// Lays out a fresh ring in `region` and wraps it for sharing.
+    pub(crate) fn new(
+        index: u32,
+        name: CString,
+        region: Region,
+        overflow: Overflow,
+    ) -> Result<Arc<Self>> {
+        let flags = overflow_flag(overflow) | (region.cache().abi() << FLAG_CACHE_SHIFT);
+        region.initialise(flags);
+        let producer = ProducerCore::attach(
+            region.view(),
+            overflow,
+            max_payload_for(region.geometry().data_size),
+        );
+        Arc::pin_init(
+            try_pin_init!(Self {
+                index,
+                name,
+                state <- new_mutex!(RingState {
+                    flags,
+                    producer,
+                    thread: None,
+                    consumer_open: false,
+                }),
+                readers <- new_poll_condvar!("rmemring::readers"),
+                wake_lock <- new_spinlock!(()),
+                live: AtomicBool::new(true),
+                generation: AtomicU64::new(0),
+                records_read: AtomicU64::new(0),
+                region,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The device name.
+    pub(crate) fn name(&self) -> &CStr {
+        &self.name
+    }
+
+    /// The memory.
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// A fresh view of the ring's memory, valid while `self` lives.
+    pub(crate) fn view(&self) -> RingView {
+        self.region.view()
+    }
+
+    /// The current overflow policy.
+    pub(crate) fn overflow(&self) -> Overflow {
+        overflow_of(self.state.lock().flags)
+    }
+
+    /// The reset generation; see [`Self::reset`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the device still exists.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Counts records handed out through `read()`.
+    pub(crate) fn count_read(&self, records: u64) {
+        self.records_read.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Registers a new open file; only one may consume at a time.
+    pub(crate) fn open(&self, consumer: bool) -> Result {
+        if !self.is_live() {
+            return Err(ENODEV);
+        }
+        if consumer {
+            let mut state = self.state.lock();
+            if state.consumer_open {
+                return Err(EBUSY);
+            }
+            state.consumer_open = true;
+        }
+        Ok(())
+    }
+
+    /// The consumer closed the device: stop its producer and let another
+    /// consumer in.
+    pub(crate) fn consumer_closed(&self) {
+        self.stop();
+        self.state.lock().consumer_open = false;
+    }
+
+    /// The device is going away: refuse new work, stop the producer, wake
+    /// every sleeper so it sees the end.
+    pub(crate) fn shutdown(&self) {
+        self.live.store(false, Ordering::Release);
+        self.stop();
+        self.wake_readers();
+    }
+
+    /// Starts the producer thread.
+    pub(crate) fn start(self: &Arc<Self>, config: ProducerConfig) -> Result {
+        if !self.is_live() {
+            return Err(ENODEV);
+        }
+        let finished = {
+            let mut state = self.state.lock();
+            producer::validate(
+                &config,
+                overflow_of(state.flags),
+                state.producer_max_payload(),
+            )?;
+            if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
+                return Err(EBUSY);
+            }
+            let finished = state.thread.take();
+            let run = ProducerRun::new(self.clone(), config);
+            state.thread = Some(Kthread::spawn(&self.name, run, producer::run)?);
+            finished
+        };
+        // Reap a previous run outside the lock (it has already exited).
+        drop(finished);
+        Ok(())
+    }
+
+    /// Stops the producer thread, if any, and waits until it has exited.
+    pub(crate) fn stop(&self) {
+        let thread = self.state.lock().thread.take();
+        // `kthread_stop` runs in `Drop`, outside the lock the thread takes.
+        drop(thread);
+    }
+
+    /// With the producer stopped, empties the ring, zeroes its counters and
+    /// sets its overflow mode.
+    pub(crate) fn reset(&self, config: ResetConfig) -> Result {
+        if config.flags & !RESET_FLAGS_KNOWN != 0 || config.reserved != [0; 3] {
+            return Err(EINVAL);
+        }
+        let mut state = self.state.lock();
+        if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
+            return Err(EBUSY);
+        }
+        let flags = (state.flags & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
+        self.region.initialise(flags);
+        state.flags = flags;
+        state.producer = ProducerCore::attach(
+            self.region.view(),
+            overflow_of(flags),
+            max_payload_for(self.region.geometry().data_size),
+        );
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Wakes consumers sleeping in `poll` or `read`.
+    pub(crate) fn wake_readers(&self) {
+        let _guard = self.wake_lock.lock();
+        self.readers.notify_all();
+    }
+
+    /// The wait queue `poll` registers on.
+    pub(crate) fn readers(&self) -> &PollCondVar {
+        &self.readers
+    }
+
+    /// The lock a `read()` sleeper holds from its last check until queued.
+    pub(crate) fn wake_lock(&self) -> &SpinLock<()> {
+        &self.wake_lock
+    }
+
+    /// Whether records are published beyond the consumer's position.
+    pub(crate) fn readable(&self) -> bool {
+        has_unreleased(&self.view())
+    }
+
+    /// What `RMEMRING_IOC_INFO` reports.
+    pub(crate) fn info(&self) -> RingInfo {
+        let g = self.region.geometry();
+        RingInfo {
+            abi_version: ABI_VERSION,
+            page_size: g.page_size,
+            phys_base: self.region.base(),
+            region_size: g.region_size,
+            consumer_offset: g.consumer_offset,
+            data_offset: g.data_offset,
+            data_size: g.data_size,
+            max_payload: max_payload_for(g.data_size),
+            flags: self.state.lock().flags,
+            index: self.index,
+            reserved: [0; 9],
+        }
+    }
+
+    /// What `RMEMRING_IOC_STATS` reports.
+    pub(crate) fn stats(&self) -> RingStats {
+        let (producer_running, consumer_open) = {
+            let state = self.state.lock();
+            let running = state.thread.as_ref().is_some_and(|t| t.data().is_running());
+            (running, state.consumer_open)
+        };
+        let v = self.view();
+        let load = |a: &crate::shared::sync::AtomicU64| a.load(Ordering::Relaxed);
+        RingStats {
+            producer_pos: load(v.producer_pos()),
+            consumer_pos: load(v.consumer_pos()),
+            records_produced: load(v.records_produced()),
+            bytes_produced: load(v.bytes_produced()),
+            records_dropped: load(v.records_dropped()),
+            records_overwritten: load(v.records_overwritten()),
+            wakeups: load(v.wakeups()),
+            consumer_errors: load(v.consumer_errors()),
+            records_consumed: load(v.records_consumed()),
+            bytes_consumed: load(v.bytes_consumed()),
+            records_lost: load(v.records_lost()),
+            sleeps: load(v.sleeps()),
+            records_read: self.records_read.load(Ordering::Relaxed),
+            producer_running: producer_running.into(),
+            consumer_open: consumer_open.into(),
+            reserved: [0; 4],
+        }
+    }
+}
+
+impl RingState {
+    /// The largest payload the ring accepts.
+    fn producer_max_payload(&self) -> u32 {
+        max_payload_for(self.producer.view().data_size())
+    }
+}
+
+/// The control-page flag for an overflow policy.
+fn overflow_flag(overflow: Overflow) -> u32 {
+    match overflow {
+        Overflow::DropNew => 0,
+        Overflow::OverwriteOldest => FLAG_OVERWRITE,
+    }
+}
+
+/// The overflow policy of control-page flags.
+fn overflow_of(flags: u32) -> Overflow {
+    if flags & FLAG_OVERWRITE != 0 {
+        Overflow::OverwriteOldest
+    } else {
+        Overflow::DropNew
+    }
+}

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! rmemring: zero-copy kernel-to-user streaming through reserved memory.
+//!
+//! The driver claims a physically contiguous region the kernel was told not
+//! to use, lays a ring out in it (see `ring/src/shared/layout.rs`), exposes
+//! it as `/dev/rmemringN` whose `mmap` maps the region itself into the
+//! consumer, and runs a producer thread that writes verifiable records.
+//!
+//! The region comes from module parameters:
+//!
+//! ```text
+//! # Kernel command line: keep 16 MiB + 2 pages at 256 MiB away from the kernel.
+//! memmap=0x1002000$0x10000000
+//! # Then:
+//! insmod rmemring.ko phys_base=0x10000000 phys_size=0x1002000
+//! ```
+//!
+//! or from device-tree nodes with `compatible = "rmemring,ring"` and a
+//! `memory-region` (see `dts/`). `cargo xtask vm-run -- rmemring info` shows
+//! it working in a reference VM; `examples/` has a complete consumer.
+//!
+//! The ring's layout and index logic are compiled from `ring/src/shared`,
+//! the same source the user-space crate uses.
+
+use kernel::{
+    driver,
+    platform,
+    prelude::*, //
+};
+
+/// The ring's ABI and index logic, shared with user space.
+#[path = "../ring/src/shared/mod.rs"]
+pub mod shared;
+
+mod device;
+mod file;
+mod fops;
+mod mmap;
+mod params;
+mod platform_driver;
+mod producer;
+mod region;
+mod ring;
+mod sys;
+
+module! {
+    type: RmemRing,
+    name: "rmemring",
+    authors: ["rmemring developers"],
+    description: "Zero-copy kernel-to-user streaming through reserved memory",
+    license: "GPL",
+    params: {
+        phys_base: u64 {
+            default: 0,
+            description: "Physical address of a reserved region (boot with memmap=SIZE$BASE)",
+        },
+        phys_size: u64 {
+            default: 0,
+            description: "Size in bytes of the region: a power of two plus two pages is optimal",
+        },
+        cache_mode: u32 {
+            default: 0,
+            description: "Kernel and user mapping type: 0 write-back, 1 write-combine, 2 uncached",
+        },
+        overflow: u32 {
+            default: 0,
+            description: "When full: 0 drop new records, 1 overwrite the oldest",
+        },
+        mode: u32 {
+            default: 0o600,
+            description: "Permissions of the device node",
+        },
+    },
+}
+
+/// The module: the device described by the parameters, if any, and the
+/// platform driver for device-tree nodes.
+#[pin_data]
+struct RmemRing {
+    #[pin]
+    platform: driver::Registration<platform::Adapter<platform_driver::RingDriver>>,
+    param_device: Option<Pin<KBox<device::RingDevice>>>,
+}
+
+impl kernel::InPlaceModule for RmemRing {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let params = params::Params {
+            phys_base: *module_parameters::phys_base.value(),
+            phys_size: *module_parameters::phys_size.value(),
+            cache_mode: *module_parameters::cache_mode.value(),
+            overflow: *module_parameters::overflow.value(),
+            mode: *module_parameters::mode.value(),
+        };
+        try_pin_init!(Self {
+            param_device: params::probe(&params)?,
+            platform <- driver::Registration::new(c"rmemring", module),
+        })
+    }
+}

@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers over the C interfaces the kernel crate does not wrap in 7.2.
+//!
+//! This is the only module (with `fops.rs`, which owns the raw file
+//! operations) that calls `bindings::` or the C helpers in `helpers.c`. Each
+//! wrapper states what it needs and what it guarantees, so the rest of the
+//! driver is safe code.
+
+use core::ptr::NonNull;
+
+use kernel::{
+    bindings,
+    device::Device,
+    error::from_err_ptr,
+    mm::virt::VmaNew,
+    prelude::*,
+    sync::aref::ARef,
+    task::Task, //
+};
+
+use crate::shared::layout::{
+    CACHE_UNCACHED,
+    CACHE_WRITE_BACK,
+    CACHE_WRITE_COMBINE, //
+};
+
+/// The C helpers in `helpers.c`.
+mod c {
+    use kernel::{
+        bindings,
+        ffi::{
+            c_int,
+            c_void, //
+        },
+    };
+
+    extern "C" {
+        pub(super) fn rmemring_ioremap(
+            phys: bindings::phys_addr_t,
+            size: usize,
+            cache_mode: c_int,
+        ) -> *mut c_void;
+        pub(super) fn rmemring_iounmap(addr: *mut c_void);
+        pub(super) fn rmemring_cond_resched();
+        pub(super) fn rmemring_pgprot(
+            prot: bindings::pgprot_t,
+            cache_mode: c_int,
+        ) -> bindings::pgprot_t;
+        pub(super) fn rmemring_of_memory_region(
+            dev: *mut c_void,
+            base: *mut u64,
+            size: *mut u64,
+            no_map: *mut bool,
+        ) -> c_int;
+    }
+}
+
+/// How the kernel maps the region (and so how user space must map it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CacheMode {
+    /// Cacheable write-back, through `memremap(MEMREMAP_WB)`.
+    WriteBack,
+    /// Write-combining, through `ioremap_wc()`.
+    WriteCombine,
+    /// Uncached, through `ioremap()` (`ioremap_uc()` on x86).
+    Uncached,
+}
+
+impl CacheMode {
+    /// The `CACHE_*` value of the ABI.
+    pub(crate) fn abi(self) -> u32 {
+        match self {
+            CacheMode::WriteBack => CACHE_WRITE_BACK,
+            CacheMode::WriteCombine => CACHE_WRITE_COMBINE,
+            CacheMode::Uncached => CACHE_UNCACHED,
+        }
+    }
+
+    /// The mode for an ABI `CACHE_*` value.
+    pub(crate) fn from_abi(value: u32) -> Option<Self> {
+        match value {
+            CACHE_WRITE_BACK => Some(CacheMode::WriteBack),
+            CACHE_WRITE_COMBINE => Some(CacheMode::WriteCombine),
+            CACHE_UNCACHED => Some(CacheMode::Uncached),
+            _ => None,
+        }
+    }
+
+    /// A name for messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CacheMode::WriteBack => "write-back",
+            CacheMode::WriteCombine => "write-combine",
+            CacheMode::Uncached => "uncached",
+        }
+    }
+}
+
+/// A claim on a range of physical address space in `iomem_resource`
+/// (`request_mem_region`), visible in `/proc/iomem`.
+///
+/// # Invariants
+///
+/// `[start, start + size)` was successfully requested and is released once,
+/// in `Drop`.
+pub(crate) struct IomemClaim {
+    start: u64,
+    size: u64,
+}
+
+impl IomemClaim {
+    /// Claims `[start, start + size)` under the name "rmemring".
+    ///
+    /// Fails with `EBUSY` if any part of it is already claimed.
+    pub(crate) fn new(start: u64, size: u64) -> Result<Self> {
+        // SAFETY: `iomem_resource` is the global root of the I/O memory
+        // tree; `__request_region` takes its own lock. The name is a static
+        // C string, as the resource keeps the pointer.
+        let res = unsafe {
+            bindings::__request_region(
+                core::ptr::addr_of_mut!(bindings::iomem_resource),
+                start,
+                size,
+                c"rmemring".as_char_ptr(),
+                0,
+            )
+        };
+        if res.is_null() {
+            return Err(EBUSY);
+        }
+        // INVARIANT: The request succeeded.
+        Ok(Self { start, size })
+    }
+}
+
+impl Drop for IomemClaim {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants the range was requested and has not
+        // been released.
+        unsafe {
+            bindings::__release_region(
+                core::ptr::addr_of_mut!(bindings::iomem_resource),
+                self.start,
+                self.size,
+            )
+        };
+    }
+}
+
+/// Whether any part of `[start, start + size)` is System RAM, that is, memory
+/// the kernel's allocator may hand out.
+pub(crate) fn overlaps_system_ram(start: u64, size: u64) -> bool {
+    let Ok(size) = usize::try_from(size) else {
+        return true;
+    };
+    // SAFETY: `region_intersects` only walks the resource tree under its lock.
+    let r = unsafe {
+        bindings::region_intersects(
+            start,
+            size,
+            bindings::IORESOURCE_SYSTEM_RAM as _,
+            bindings::IORES_DESC_NONE as _,
+        )
+    };
+    r != bindings::REGION_DISJOINT as i32
+}
+
+/// The kernel's mapping of the region.
+///
+/// # Invariants
+///
+/// `addr` is the start of a live mapping of `size` bytes made by `memremap`
+/// (write-back) or by `rmemring_ioremap` (the other modes), unmapped once in
+/// `Drop` by the matching call.
+pub(crate) struct KernelMapping {
+    addr: NonNull<u8>,
+    size: usize,
+    cache: CacheMode,
+}
+
+// SAFETY: The mapping is plain memory addresses; it is not tied to a thread.
+unsafe impl Send for KernelMapping {}
+// SAFETY: `&KernelMapping` only hands out the address; accesses through it
+// are the ring protocol's business (atomics and volatile copies).
+unsafe impl Sync for KernelMapping {}
+
+impl KernelMapping {
+    /// Maps `[phys, phys + size)` with the given cache mode.
+    pub(crate) fn new(phys: u64, size: u64, cache: CacheMode) -> Result<Self> {
+        let size = usize::try_from(size).map_err(|_| EINVAL)?;
+        let addr = match cache {
+            // SAFETY: `memremap` validates its arguments and returns null on
+            // failure; the range is claimed by the caller.
+            CacheMode::WriteBack => unsafe {
+                bindings::memremap(phys, size, bindings::MEMREMAP_WB as _)
+            },
+            // SAFETY: As above, for the helper's `ioremap_*` call.
+            _ => unsafe { c::rmemring_ioremap(phys, size, cache.abi() as _) },
+        };
+        let addr = NonNull::new(addr.cast::<u8>()).ok_or(ENOMEM)?;
+        // INVARIANT: The mapping succeeded with the recorded mode.
+        Ok(Self { addr, size, cache })
+    }
+
+    /// The kernel virtual address of the region's first byte.
+    pub(crate) fn addr(&self) -> NonNull<u8> {
+        self.addr
+    }
+
+    /// Bytes mapped.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl Drop for KernelMapping {
+    fn drop(&mut self) {
+        match self.cache {
+            // SAFETY: By the type invariants, `memremap` made this mapping.
+            CacheMode::WriteBack => unsafe { bindings::memunmap(self.addr.as_ptr().cast()) },
+            // SAFETY: By the type invariants, `rmemring_ioremap` made it.
+            _ => unsafe { c::rmemring_iounmap(self.addr.as_ptr().cast()) },
+        }
+    }
+}
+
+/// The page offset (`vm_pgoff`) of a mapping being set up.
+pub(crate) fn vma_pgoff(vma: &VmaNew) -> usize {
+    // SAFETY: `VmaNew` is only handed out during `mmap`, when the VMA is
+    // valid and not yet visible to other threads.
+    unsafe { (*vma.as_ptr()).vm_pgoff as usize }
+}
+
+/// Whether the mapping is shared (`MAP_SHARED`), judged by `VM_MAYSHARE`.
+///
+/// `bindings::VM_MAYSHARE` has the value of `VM_MAYEXEC` in 7.2, so the bit
+/// is built from `VMA_MAYSHARE_BIT`.
+pub(crate) fn vma_may_share(vma: &VmaNew) -> bool {
+    vma.flags() & (1 << bindings::VMA_MAYSHARE_BIT) != 0
+}
+
+/// Maps `len` bytes of physical memory at `phys` at the start of `vma`,
+/// with the page protection that matches the kernel's `cache` mode.
+///
+/// The caller checks that `len` is the VMA's length and that the physical
+/// range is the caller's to hand out.
+pub(crate) fn remap_pfn_range(vma: &VmaNew, phys: u64, len: usize, cache: CacheMode) -> Result {
+    let pfn = phys >> kernel::page::PAGE_SHIFT;
+    let raw = vma.as_ptr();
+    // SAFETY: During `mmap` the VMA is valid and exclusively ours to set up;
+    // reading its protection and remapping PFNs into it is what `mmap`
+    // handlers do. The helper only transforms a `pgprot_t` value.
+    let ret = unsafe {
+        let prot = c::rmemring_pgprot((*raw).vm_page_prot, cache.abi() as _);
+        bindings::remap_pfn_range(raw, vma.start() as _, pfn as _, len as _, prot)
+    };
+    kernel::error::to_result(ret)
+}
+
+/// The `memory-region` of a device-tree node.
+pub(crate) struct OfRegion {
+    /// Physical base address.
+    pub(crate) base: u64,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// Whether the reserved-memory node has `no-map`.
+    pub(crate) no_map: bool,
+}
+
+/// Resolves `dev`'s `memory-region` to a physical range.
+///
+/// Returns `ENOENT` if the node has none.
+pub(crate) fn of_memory_region(dev: &Device) -> Result<OfRegion> {
+    let (mut base, mut size, mut no_map) = (0u64, 0u64, false);
+    // CAST: `Device` is `repr(transparent)` over `struct device`, which the
+    // helper takes as an opaque pointer.
+    let raw = (dev as *const Device)
+        .cast_mut()
+        .cast::<kernel::ffi::c_void>();
+    // SAFETY: `raw` is a valid bound device for the duration of the call;
+    // the helper only reads its `of_node` and the device tree, and writes
+    // the three out-parameters, which are valid locals.
+    let ret = unsafe { c::rmemring_of_memory_region(raw, &mut base, &mut size, &mut no_map) };
+    kernel::error::to_result(ret)?;
+    Ok(OfRegion { base, size, no_map })
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the record timestamp clock).
+#[inline]
+pub(crate) fn monotonic_ns() -> u64 {
+    // SAFETY: `ktime_get` has no preconditions.
+    unsafe { bindings::ktime_get() as u64 }
+}
+
+/// Yields the CPU if the scheduler wants it.
+#[inline]
+pub(crate) fn cond_resched() {
+    // SAFETY: Called from process context (the producer thread) only.
+    unsafe { c::rmemring_cond_resched() };
+}
+
+/// Whether `kthread_stop` was called on the current kernel thread.
+#[inline]
+pub(crate) fn kthread_should_stop() -> bool {
+    // SAFETY: Called from kernel threads made by `Kthread::spawn` only.
+    unsafe { bindings::kthread_should_stop() }
+}
+
+/// A kernel thread running `f(&data)`.
+///
+/// # Invariants
+///
+/// - `task` is a kernel thread created by `kthread_create_on_node` and
+///   woken, whose `task_struct` this handle holds a reference to, so it
+///   stays valid even after the thread exits.
+/// - The thread reads `data` through a pointer until it exits; `Drop` stops
+///   the thread (waiting for it to exit) before `data` is freed.
+pub(crate) struct Kthread<T: Send + Sync + 'static> {
+    task: ARef<Task>,
+    data: Pin<KBox<(T, fn(&T))>>,
+}
+
+impl<T: Send + Sync + 'static> Kthread<T> {
+    /// Starts a kernel thread named `name` that runs `f(&data)` and exits
+    /// when `f` returns. `f` should return soon after
+    /// [`kthread_should_stop`] turns true.
+    pub(crate) fn spawn(name: &CStr, data: T, f: fn(&T)) -> Result<Self> {
+        let data = KBox::pin((data, f), GFP_KERNEL)?;
+        let arg = (&*data as *const (T, fn(&T))).cast_mut().cast();
+        // SAFETY: `trampoline::<T>` matches the thread function signature
+        // and `arg` points to the pinned box, which outlives the thread (see
+        // `Drop`). The format string is a valid C string without `%`
+        // conversions beyond "%s", with a matching C-string argument.
+        let task = unsafe {
+            bindings::kthread_create_on_node(
+                Some(Self::trampoline),
+                arg,
+                bindings::NUMA_NO_NODE,
+                c"%s".as_char_ptr(),
+                name.as_char_ptr(),
+            )
+        };
+        let task = from_err_ptr(task)?;
+        // SAFETY: `task` is a live task just created; `Task` is a
+        // transparent wrapper of `task_struct`, and converting the reference
+        // to `ARef` takes a reference count (`get_task_struct`).
+        let task: ARef<Task> = unsafe { ARef::from(&*task.cast::<Task>()) };
+        // SAFETY: The task is a newly created kernel thread, not yet woken.
+        unsafe { bindings::wake_up_process(task.as_ptr()) };
+        // INVARIANT: Created, woken, referenced; `data` outlives it (Drop).
+        Ok(Self { task, data })
+    }
+
+    /// The thread function: runs the closure on the data.
+    ///
+    /// # Safety
+    ///
+    /// `arg` points to a `(T, fn(&T))` that stays valid until the thread exits.
+    unsafe extern "C" fn trampoline(arg: *mut kernel::ffi::c_void) -> kernel::ffi::c_int {
+        // SAFETY: Guaranteed by the caller (`spawn` passes the pinned box,
+        // which `Drop` frees only after the thread has exited).
+        let (data, f) = unsafe { &*arg.cast::<(T, fn(&T))>() };
+        f(data);
+        0
+    }
+
+    /// The data the thread runs on.
+    pub(crate) fn data(&self) -> &T {
+        &self.data.0
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Kthread<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants the task is a kernel thread whose
+        // `task_struct` we hold a reference to; `kthread_stop` on a thread
+        // that has already exited just collects its result. It returns only
+        // once the thread has exited, after which freeing `data` is safe.
+        unsafe { bindings::kthread_stop(self.task.as_ptr()) };
+    }
+}
