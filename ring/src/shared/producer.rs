@@ -387,7 +387,7 @@ impl ProducerCore {
     /// write-combined mappings too. A partial last word is written whole:
     /// its extra bytes are the record's padding.
     pub fn write_pattern(&self, slot: &Slot, seq: u64, first_word_only: bool) {
-        let words = (u64::from(slot.len) + 7) / 8;
+        let words = u64::from(slot.len).div_ceil(8);
         let words = if first_word_only { words.min(1) } else { words };
         let base = super::pattern::mix(seq);
         for i in 0..words {
