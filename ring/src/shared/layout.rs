@@ -259,8 +259,10 @@ pub const fn record_stride(payload: u32) -> u64 {
 /// A record may fill at most a quarter of the data area, so an empty ring can
 /// always take it even after padding to the end, and a full ring frees room
 /// for the next record soon.
+///
+/// A data area too small for a header (under 96 bytes) gives 0.
 pub const fn max_payload_for(data_size: u64) -> u32 {
-    let max = data_size / 4 - HEADER_SIZE;
+    let max = (data_size / 4).saturating_sub(HEADER_SIZE);
     if max > u32::MAX as u64 {
         u32::MAX
     } else {
@@ -320,9 +322,10 @@ impl Geometry {
         })
     }
 
-    /// The region size that gives a data area of exactly `data_size` bytes.
+    /// The region size that gives a data area of exactly `data_size` bytes
+    /// (`u64::MAX` if that does not fit in a `u64`).
     pub const fn region_size_for(data_size: u64, page_size: u32) -> u64 {
-        data_size + 2 * page_size as u64
+        data_size.saturating_add(2 * page_size as u64)
     }
 
     /// The control page a producer writes before it publishes the region.
