@@ -127,7 +127,7 @@ impl fmt::Display for ReadErrorDisplay {
         match self.0 {
             ReadError::ProducerPosition { consumer, producer } => write!(
                 f,
-                "producer position {producer:#x} is behind the consumer or more than the data area ahead of it (consumer at {consumer:#x})"
+                "producer position {producer:#x} is impossible for a consumer at {consumer:#x} (behind it, more than the data area ahead of it, or not a multiple of 8)"
             ),
             ReadError::BadRecord { pos, defect } => {
                 write!(f, "record at position {pos:#x}: ")?;

@@ -13,7 +13,8 @@ use super::layout::{
     record_stride,
     HEADER_SIZE,
     KIND_DATA,
-    KIND_PAD, //
+    KIND_PAD,
+    RECORD_ALIGN, //
 };
 use super::producer::Overflow;
 use super::sync::{
@@ -28,8 +29,10 @@ use super::view::{
 /// What was wrong with the ring as the consumer found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadError {
-    /// The producer position is behind the consumer or more than a data area
-    /// ahead of it.
+    /// The producer position is behind the consumer, more than a data area
+    /// ahead of it (drop-new mode), or one of the two is not a multiple of
+    /// [`RECORD_ALIGN`]. In overwrite mode `producer` may also be the
+    /// overwrite position.
     ProducerPosition {
         /// The consumer's position.
         consumer: u64,
@@ -218,6 +221,17 @@ impl ConsumerCore {
         // `ProducerCore::publish`, making the records it covers visible.
         let head = self.view.producer_pos().load(Ordering::Acquire);
         let backlog = head.wrapping_sub(self.pos);
+        // Records start at multiples of `RECORD_ALIGN`, so positions are
+        // too; a misaligned one would have us read a header straddling the
+        // end of the data area. Ours is checked here as well, because
+        // `attach` takes it from the consumer page, which anyone who can
+        // consume may have written.
+        if (head | self.pos) % RECORD_ALIGN != 0 {
+            return Err(ReadError::ProducerPosition {
+                consumer: self.pos,
+                producer: head,
+            });
+        }
         if self.overflow == Overflow::DropNew && backlog > self.view.data_size() {
             return Err(ReadError::ProducerPosition {
                 consumer: self.pos,
@@ -374,7 +388,8 @@ impl ConsumerCore {
     /// A reader that was lapped skips to the oldest intact record; the
     /// records it missed show as [`RecordMeta::lost_before`].
     /// Returns `Ok(None)` when there is nothing to read (or, rarely, after
-    /// being lapped many times in a row; call again).
+    /// being lapped many times in a row, or while the producer is
+    /// overwriting records it has not published yet; call again).
     pub fn read_overwrite(&mut self, dst: &mut [u8]) -> Result<Option<RecordMeta>, ReadError> {
         for _ in 0..LAP_RETRIES {
             if self.pos == self.head && self.refresh_head()? == 0 {
@@ -384,6 +399,23 @@ impl ConsumerCore {
             // in `ProducerCore::retire_oldest`.
             let oldest = self.view.overwrite_pos().load(Ordering::Acquire);
             if self.is_retired(oldest) {
+                // The oldest intact record starts at an aligned position.
+                if oldest % RECORD_ALIGN != 0 {
+                    return Err(ReadError::ProducerPosition {
+                        consumer: self.pos,
+                        producer: oldest,
+                    });
+                }
+                // The producer retires records before it publishes the ones
+                // that replace them, so `oldest` can be ahead of the
+                // published position (or of our stale copy of it). Follow it
+                // only once what it points to is published.
+                if is_ahead(oldest, self.head) {
+                    self.refresh_head()?;
+                    if is_ahead(oldest, self.head) {
+                        return Ok(None);
+                    }
+                }
                 self.pos = oldest;
                 continue;
             }
@@ -436,8 +468,7 @@ impl ConsumerCore {
     /// Whether the producer has retired the record at our position.
     #[inline]
     fn is_retired(&self, oldest: u64) -> bool {
-        let ahead = oldest.wrapping_sub(self.pos);
-        ahead != 0 && ahead <= i64::MAX as u64
+        is_ahead(oldest, self.pos)
     }
 
     /// Hands every record read so far back to the producer with one store,
@@ -518,6 +549,14 @@ impl ConsumerCore {
         // wake, and a stale non-zero value costs one spurious wake-up.
         self.view.need_wakeup().store(0, Ordering::Relaxed);
     }
+}
+
+/// Whether position `a` is ahead of position `b` (modulo 2^64, by less than
+/// 2^63).
+#[inline]
+fn is_ahead(a: u64, b: u64) -> bool {
+    let ahead = a.wrapping_sub(b);
+    ahead != 0 && ahead <= i64::MAX as u64
 }
 
 /// Whether records are published beyond the consumer's released position:

@@ -15,7 +15,8 @@ use super::layout::{
     RecordHeader,
     HEADER_SIZE,
     KIND_DATA,
-    KIND_PAD, //
+    KIND_PAD,
+    RECORD_ALIGN, //
 };
 use super::sync::{
     fence,
@@ -105,7 +106,11 @@ impl ProducerCore {
     /// have been initialised by a producer (never by the consumer).
     pub fn attach(view: RingView, overflow: Overflow, max_payload: u32) -> Self {
         // ORDERING: Relaxed; only this side writes these words.
-        let head = view.producer_pos().load(Ordering::Relaxed);
+        //
+        // Records start at multiples of `RECORD_ALIGN`; a position that is
+        // not one is corruption, and writing from it would put a header
+        // across the end of the data area. Round it down.
+        let head = view.producer_pos().load(Ordering::Relaxed) & !(RECORD_ALIGN - 1);
         let stats = ProducerStats {
             records: view.records_produced().load(Ordering::Relaxed),
             bytes: view.bytes_produced().load(Ordering::Relaxed),
@@ -131,7 +136,8 @@ impl ProducerCore {
             stats,
             view,
         };
-        if head.wrapping_sub(core.oldest) > core.view.data_size() {
+        let size = core.view.data_size();
+        if head.wrapping_sub(core.oldest) > size || core.oldest % RECORD_ALIGN != 0 {
             core.oldest = head;
         }
         core.refresh_consumer();
@@ -264,7 +270,9 @@ impl ProducerCore {
             // word is inside the data area. This producer wrote it.
             let (len, kind, _) = split_word0(unsafe { self.view.read_word(offset) });
             let step = match kind {
-                KIND_PAD => u64::from(len),
+                // A pad reaches exactly to the end; with any other length
+                // `oldest` would leave the record boundaries.
+                KIND_PAD if u64::from(len) == size - offset => u64::from(len),
                 KIND_DATA => {
                     self.stats.overwritten = self.stats.overwritten.wrapping_add(1);
                     record_stride(len)
