@@ -526,7 +526,13 @@ mod core {
     //! The index logic without the user-space wrappers.
 
     use super::*;
-    use common::heap_ring;
+    use common::{
+        heap_ring,
+        HeapRing, //
+    };
+    use rmemring::shared::consumer::ConsumerCore;
+    use rmemring::shared::producer::ProducerCore;
+    use rmemring::shared::sync::Ordering;
 
     #[test]
     fn reserve_refuses_oversized_and_full() {
@@ -586,5 +592,56 @@ mod core {
         p.commit(slot, 0, 0);
         assert!(!p.publish());
         assert_eq!(p.stats().wakeups, 0);
+    }
+
+    /// One sleep of `c`, and the publication that should end it: whether
+    /// the producer says to wake the consumer.
+    fn sleep_once(p: &mut ProducerCore, c: &mut ConsumerCore) -> bool {
+        assert!(c.prepare_sleep());
+        let slot = p.reserve(0).unwrap();
+        p.commit(slot, 0, 0);
+        let woken = p.publish();
+        c.finish_sleep();
+        assert!(c.next_record().unwrap().is_some());
+        c.release();
+        woken
+    }
+
+    /// Every sleep must get its wake-up, across the 32-bit wrap of the
+    /// wake-up token too.
+    #[test]
+    fn wake_tokens_stay_fresh_across_the_u32_wrap() {
+        for first in [0, u32::MAX - 3] {
+            let ring = HeapRing::new(256, Overflow::DropNew, 0);
+            ring.view().wake_token().store(first, Ordering::Relaxed);
+            let mut p = ProducerCore::attach(ring.view(), Overflow::DropNew, 40);
+            let mut c = ConsumerCore::attach(ring.view(), Overflow::DropNew, 40).unwrap();
+            for round in 0..8u64 {
+                assert!(
+                    sleep_once(&mut p, &mut c),
+                    "tokens from {first:#x}, round {round}: wake-up lost"
+                );
+            }
+        }
+    }
+
+    /// A consumer that attaches where another left off must get its
+    /// wake-ups too: its tokens must not repeat the ones the producer has
+    /// already answered.
+    #[test]
+    fn a_reattached_consumer_is_woken() {
+        let ring = HeapRing::new(256, Overflow::DropNew, 0);
+        let mut p = ProducerCore::attach(ring.view(), Overflow::DropNew, 40);
+        let mut c = ConsumerCore::attach(ring.view(), Overflow::DropNew, 40).unwrap();
+        for (generation, sleeps) in [1u64, 1, 2, 3, 1, 1].into_iter().enumerate() {
+            for round in 0..sleeps {
+                assert!(
+                    sleep_once(&mut p, &mut c),
+                    "consumer {generation}, sleep {round}: wake-up lost"
+                );
+            }
+            // Detach and attach a new consumer to the same pages.
+            c = ConsumerCore::attach(ring.view(), Overflow::DropNew, 40).unwrap();
+        }
     }
 }

@@ -141,7 +141,8 @@ pub struct ConsumerCore {
     expected_seq: u64,
     /// The next record's sequence number starts the count afresh.
     resync: bool,
-    /// The `need_wakeup` value of the last sleep attempt.
+    /// The `need_wakeup` value of the last sleep attempt, also kept in the
+    /// consumer page's `wake_token`.
     sleep_token: u32,
     stats: ConsumerStats,
 }
@@ -168,7 +169,10 @@ impl ConsumerCore {
             head: pos,
             expected_seq: stats.records.wrapping_add(stats.lost),
             resync: false,
-            sleep_token: 0,
+            // Continue the tokens of the consumers before this one: the
+            // producer may have answered their last one already.
+            // ORDERING: Relaxed; only consumers write it, one at a time.
+            sleep_token: view.wake_token().load(Ordering::Relaxed),
             stats,
             view,
         };
@@ -522,6 +526,8 @@ impl ConsumerCore {
         // data and did not sleep, and must not take the next sleep for it.
         self.sleep_token = self.sleep_token.wrapping_add(1).max(1);
         let token = self.sleep_token;
+        // ORDERING: Relaxed; read only by the next consumer to attach.
+        self.view.wake_token().store(token, Ordering::Relaxed);
         // ORDERING: Relaxed store, ordered before the load below by the fence.
         self.view.need_wakeup().store(token, Ordering::Relaxed);
         // ORDERING: SeqCst fence between the `need_wakeup` store and the

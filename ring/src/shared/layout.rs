@@ -170,8 +170,11 @@ pub struct ConsumerPage {
     /// Non-zero while the consumer is asleep or about to sleep and wants the
     /// producer to wake it after the next publication.
     pub need_wakeup: u32,
-    /// Zero.
-    pub reserved0: u32,
+    /// The last non-zero value the consumer stored in `need_wakeup`. Only
+    /// consumers use it: one that attaches continues from it, so no two
+    /// sleep attempts on a ring share a value, whichever consumer made them
+    /// (the producer wakes once per value). Zero in a fresh ring.
+    pub wake_token: u32,
     /// Padding to the next line.
     pub pad1: [u64; 15],
 
@@ -215,6 +218,8 @@ pub const OFF_WAKE_SEQ: usize = core::mem::offset_of!(ControlPage, wake_seq);
 pub const OFF_CONSUMER_POS: usize = core::mem::offset_of!(ConsumerPage, consumer_pos);
 /// Offset of [`ConsumerPage::need_wakeup`].
 pub const OFF_NEED_WAKEUP: usize = core::mem::offset_of!(ConsumerPage, need_wakeup);
+/// Offset of [`ConsumerPage::wake_token`].
+pub const OFF_WAKE_TOKEN: usize = core::mem::offset_of!(ConsumerPage, wake_token);
 
 // The layout is an ABI: pin every size and offset.
 const _: () = {
@@ -236,6 +241,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConsumerPage>() == 3 * LINE);
     assert!(OFF_CONSUMER_POS == 0);
     assert!(OFF_NEED_WAKEUP == LINE);
+    assert!(OFF_WAKE_TOKEN == LINE + 4);
     assert!(core::mem::offset_of!(ConsumerPage, records_consumed) == 2 * LINE);
     assert!(core::mem::offset_of!(ConsumerPage, sleeps) == 2 * LINE + 24);
     assert!(core::mem::size_of::<RecordHeader>() as u64 == HEADER_SIZE);
@@ -364,7 +370,7 @@ pub const CONSUMER_PAGE_INIT: ConsumerPage = ConsumerPage {
     consumer_pos: 0,
     pad0: [0; 15],
     need_wakeup: 0,
-    reserved0: 0,
+    wake_token: 0,
     pad1: [0; 15],
     records_consumed: 0,
     bytes_consumed: 0,

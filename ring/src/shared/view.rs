@@ -173,6 +173,10 @@ impl RingView {
         need_wakeup, cons, need_wakeup, AtomicU32
     );
     shared_word!(
+        /// [`ConsumerPage::wake_token`](super::layout::ConsumerPage::wake_token).
+        wake_token, cons, wake_token, AtomicU32
+    );
+    shared_word!(
         /// [`ConsumerPage::records_consumed`](super::layout::ConsumerPage::records_consumed).
         records_consumed, cons, records_consumed, AtomicU64
     );
@@ -377,6 +381,7 @@ mod model {
         pub(super) consumer_errors: AtomicU64,
         pub(super) consumer_pos: AtomicU64,
         pub(super) need_wakeup: AtomicU32,
+        pub(super) wake_token: AtomicU32,
         pub(super) records_consumed: AtomicU64,
         pub(super) bytes_consumed: AtomicU64,
         pub(super) records_lost: AtomicU64,
@@ -398,6 +403,7 @@ mod model {
                 consumer_errors: AtomicU64::new(0),
                 consumer_pos: AtomicU64::new(0),
                 need_wakeup: AtomicU32::new(0),
+                wake_token: AtomicU32::new(0),
                 records_consumed: AtomicU64::new(0),
                 bytes_consumed: AtomicU64::new(0),
                 records_lost: AtomicU64::new(0),
