@@ -613,7 +613,10 @@ impl Region {
         if self.consumer_taken.swap(true, Ordering::AcqRel) {
             return Err(Error::Taken("consumer"));
         }
-        Consumer::new(self.clone())
+        Consumer::new(self.clone()).inspect_err(|_| {
+            // Nothing was handed out, so a later call may try again.
+            self.consumer_taken.store(false, Ordering::Release);
+        })
     }
 
     /// The one producer of this region (files and memfds).

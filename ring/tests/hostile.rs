@@ -587,6 +587,11 @@ fn a_corrupt_ring_file_opens_but_does_not_read() {
         corrupt(region.consumer()),
         ReadError::ProducerPosition { consumer: 0, producer } if producer == 5 << 40
     ));
+    // A failed attach hands nothing out: once the ring is sane again, the
+    // region's one consumer is still there to take.
+    Poke::new(&region).set_ctrl(OFF_PRODUCER_POS, 0);
+    assert!(region.consumer().is_ok());
+    assert!(matches!(region.consumer(), Err(Error::Taken("consumer"))));
 }
 
 #[test]
