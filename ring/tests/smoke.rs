@@ -1,5 +1,7 @@
 //! Single-threaded streaming across many wraps of the data area.
 
+#![cfg(not(loom))]
+
 use std::sync::Arc;
 
 use rmemring::{pattern, CreateOptions, Overflow, ProduceError, Region};

@@ -20,9 +20,13 @@
 
 #[cfg(loom)]
 pub use loom::sync::atomic::{
-    fence,
     AtomicU32,
     AtomicU64, //
+};
+#[cfg(loom)]
+pub use model::{
+    fence,
+    omit_seqcst_fences, //
 };
 
 #[cfg(not(loom))]
@@ -33,3 +37,33 @@ pub use core::sync::atomic::{
 };
 
 pub use core::sync::atomic::Ordering;
+
+/// Loom's fence, with a switch for showing that the model checks can fail.
+#[cfg(loom)]
+mod model {
+    use core::cell::Cell;
+    use core::sync::atomic::Ordering;
+
+    loom::thread_local! {
+        static OMIT_SEQCST: Cell<bool> = Cell::new(false);
+    }
+
+    /// `loom::sync::atomic::fence`, except that `fence(SeqCst)` does nothing
+    /// on a model thread that called [`omit_seqcst_fences`].
+    pub fn fence(order: Ordering) {
+        if order == Ordering::SeqCst && OMIT_SEQCST.with(Cell::get) {
+            return;
+        }
+        loom::sync::atomic::fence(order);
+    }
+
+    /// Model checks only: turns every later `fence(SeqCst)` on the calling
+    /// model thread into nothing, so a test can show that loom catches the
+    /// lost wake-up those fences prevent. The two `SeqCst` fences of the
+    /// ring are the wake-up handshake's, one in `ProducerCore::publish` and
+    /// one in `ConsumerCore::prepare_sleep`; choosing the thread chooses the
+    /// side. Outside `--cfg loom` this does not exist.
+    pub fn omit_seqcst_fences() {
+        OMIT_SEQCST.with(|omit| omit.set(true));
+    }
+}
