@@ -1,0 +1,418 @@
+//! Random interleavings of reserve, commit, abandon, drop, publish, consume
+//! and release, with random record sizes (empty, largest, and everything in
+//! between, so pads of every length happen) over many laps of a small ring
+//! starting anywhere in the 64-bit position space, in both overflow modes.
+//!
+//! A reference model predicts every answer exactly: whether a reservation
+//! fits, which record the consumer reads next, and how many it lost before
+//! it. Every delivered payload is checked byte for byte with
+//! [`rmemring::pattern`]; at the end, delivered + lost (+ trailing drops in
+//! drop-new mode) == produced.
+
+#![cfg(not(loom))]
+
+mod common;
+
+use std::collections::VecDeque;
+
+use proptest::prelude::*;
+use rmemring::layout::{
+    max_payload_for,
+    record_stride, //
+};
+use rmemring::pattern;
+use rmemring::shared::consumer::ConsumerCore;
+use rmemring::shared::producer::ReserveError;
+use rmemring::shared::sync::Ordering;
+use rmemring::{
+    Overflow,
+    ProduceError, //
+};
+
+/// One step of a test.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Reserve a record of `len` bytes (taken modulo `max_payload + 1`),
+    /// then commit it or, if `abandon`, drop the reservation.
+    Produce { len: u32, abandon: bool },
+    /// Publish everything committed.
+    Publish,
+    /// Read up to `n` records.
+    Consume { n: u8 },
+    /// Hand what was read back to the producer.
+    Release,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let len = prop_oneof![
+        2 => Just(0u32),
+        2 => Just(u32::MAX), // the largest payload, after the modulo
+        6 => any::<u32>(),
+    ];
+    prop_oneof![
+        10 => (len, prop::bool::weighted(0.1)).prop_map(|(len, abandon)| Op::Produce { len, abandon }),
+        3 => Just(Op::Publish),
+        4 => (1u8..12).prop_map(|n| Op::Consume { n }),
+        2 => Just(Op::Release),
+    ]
+}
+
+fn start() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        // Just before the 64-bit wrap, at several offsets in the data area.
+        (0u64..4096).prop_map(|back| u64::MAX - back * 8 - 7),
+        any::<u64>(),
+    ]
+    .prop_map(|pos| pos & !7)
+}
+
+/// The reference model of a ring, in positions and sequence numbers.
+struct Model {
+    size: u64,
+    overflow: Overflow,
+    /// The producer's position, pads included.
+    head: u64,
+    /// Where the consumer has released up to.
+    released: u64,
+    /// Overwrite mode: the records and pads in `[oldest, head)`, as
+    /// `(stride, seq)` with `seq` `None` for a pad.
+    live: VecDeque<(u64, Option<u64>)>,
+    oldest: u64,
+    /// Sequence numbers below this were retired (overwrite mode).
+    retired_below: u64,
+    /// Every sequence number so far: its payload length, or `None` if the
+    /// record was dropped.
+    sent: Vec<Option<u32>>,
+    /// Sequence numbers below this are published.
+    published: u64,
+    /// The sequence number the consumer expects next.
+    next: u64,
+    delivered: u64,
+    lost: u64,
+}
+
+impl Model {
+    fn new(size: u64, overflow: Overflow, start: u64) -> Self {
+        Self {
+            size,
+            overflow,
+            head: start,
+            released: start,
+            live: VecDeque::new(),
+            oldest: start,
+            retired_below: 0,
+            sent: Vec::new(),
+            published: 0,
+            next: 0,
+            delivered: 0,
+            lost: 0,
+        }
+    }
+
+    /// Whether a reservation of `len` bytes fits; if it does, the model
+    /// takes it (pad included) as the producer does.
+    fn reserve(&mut self, len: u32) -> bool {
+        let stride = record_stride(len);
+        let to_end = self.size - (self.head % self.size);
+        let pad = if stride > to_end { to_end } else { 0 };
+        let need = pad + stride;
+        match self.overflow {
+            Overflow::DropNew => {
+                if need > self.size - self.head.wrapping_sub(self.released) {
+                    return false;
+                }
+            }
+            Overflow::OverwriteOldest => {
+                while self.head.wrapping_add(need).wrapping_sub(self.oldest) > self.size {
+                    let (stride, seq) = self.live.pop_front().expect("room to retire");
+                    if let Some(seq) = seq {
+                        self.retired_below = seq + 1;
+                    }
+                    self.oldest = self.oldest.wrapping_add(stride);
+                }
+            }
+        }
+        if pad != 0 {
+            self.live.push_back((pad, None));
+            self.head = self.head.wrapping_add(pad);
+        }
+        true
+    }
+
+    fn commit(&mut self, len: u32) -> u64 {
+        let seq = self.sent.len() as u64;
+        self.sent.push(Some(len));
+        self.live.push_back((record_stride(len), Some(seq)));
+        self.head = self.head.wrapping_add(record_stride(len));
+        seq
+    }
+
+    fn drop_record(&mut self) {
+        self.sent.push(None);
+    }
+
+    fn publish(&mut self) {
+        self.published = self.sent.len() as u64;
+    }
+
+    /// The record the consumer must read next: `(seq, len, lost_before)`.
+    fn expect_next(&self) -> Option<(u64, u32, u64)> {
+        let mut seq = self.next;
+        if self.overflow == Overflow::OverwriteOldest {
+            seq = seq.max(self.retired_below);
+        }
+        while seq < self.published {
+            if let Some(len) = self.sent[seq as usize] {
+                return Some((seq, len, seq - self.next));
+            }
+            seq += 1;
+        }
+        None
+    }
+
+    fn delivered(&mut self, seq: u64, lost_before: u64) {
+        self.next = seq + 1;
+        self.delivered += 1;
+        self.lost += lost_before;
+    }
+}
+
+/// Runs `ops` on the shared core over a heap ring and checks it against the
+/// model.
+fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCaseError> {
+    let (mut p, mut c) = common::heap_ring(size, overflow, start);
+    let max = max_payload_for(size);
+    let mut model = Model::new(size, overflow, start);
+    let mut buf = vec![0u8; max as usize];
+    let mut consume = |c: &mut ConsumerCore, model: &mut Model| -> Result<bool, TestCaseError> {
+        let expected = model.expect_next();
+        let meta = match overflow {
+            Overflow::DropNew => c.next_record(),
+            Overflow::OverwriteOldest => c.read_overwrite(&mut buf),
+        };
+        let meta = meta.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        let got = meta.map(|m| (m.seq, m.len, m.lost_before));
+        prop_assert_eq!(got, expected);
+        let Some(meta) = meta else {
+            return Ok(false);
+        };
+        let payload = match overflow {
+            Overflow::DropNew => common::payload_of(c, meta.offset, meta.len),
+            Overflow::OverwriteOldest => buf[..meta.len as usize].to_vec(),
+        };
+        prop_assert!(
+            pattern::verify(meta.seq, &payload),
+            "record {} corrupt",
+            meta.seq
+        );
+        model.delivered(meta.seq, meta.lost_before);
+        Ok(true)
+    };
+
+    for op in ops {
+        match *op {
+            Op::Produce { len, abandon } => {
+                let len = len % (max + 1);
+                let fits = model.reserve(len);
+                match p.reserve(len) {
+                    Ok(slot) => {
+                        prop_assert!(fits, "reserved {len} bytes the model says do not fit");
+                        if !abandon {
+                            let seq = model.commit(len);
+                            prop_assert_eq!(p.next_seq(), seq);
+                            common::fill_slot(&p, &slot, seq);
+                            p.commit(slot, seq as u16, seq);
+                        }
+                    }
+                    Err(ReserveError::Full) => {
+                        prop_assert!(!fits, "refused {len} bytes that fit");
+                        p.drop_record();
+                        model.drop_record();
+                    }
+                    Err(ReserveError::TooLarge) => prop_assert!(false, "{len} too large"),
+                }
+            }
+            Op::Publish => {
+                p.publish();
+                model.publish();
+            }
+            Op::Consume { n } => {
+                for _ in 0..n {
+                    if !consume(&mut c, &mut model)? {
+                        break;
+                    }
+                }
+            }
+            Op::Release => {
+                c.release();
+                model.released = c.view().consumer_pos().load(Ordering::Relaxed);
+                prop_assert_eq!(model.released, c.position());
+            }
+        }
+    }
+
+    // Drain: publish the rest and read everything.
+    p.publish();
+    model.publish();
+    while consume(&mut c, &mut model)? {}
+    c.release();
+    let produced = model.sent.len() as u64;
+    let dropped = model.sent.iter().filter(|s| s.is_none()).count() as u64;
+    let trailing = produced - model.next;
+    prop_assert_eq!(model.delivered + model.lost + trailing, produced);
+    prop_assert!(model.sent[model.next as usize..]
+        .iter()
+        .all(Option::is_none));
+    prop_assert_eq!(c.stats().records, model.delivered);
+    prop_assert_eq!(c.stats().lost, model.lost);
+    prop_assert_eq!(p.stats().dropped, dropped);
+    prop_assert_eq!(p.stats().records, produced - dropped);
+    match overflow {
+        Overflow::DropNew => prop_assert_eq!(model.lost + trailing, dropped),
+        Overflow::OverwriteOldest => {
+            prop_assert_eq!(dropped, 0);
+            prop_assert_eq!(trailing, 0);
+        }
+    }
+    prop_assert_eq!(c.view().producer_pos().load(Ordering::Relaxed), model.head);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(debug_assertions) { 256 } else { 2048 },
+        ..ProptestConfig::default()
+    })]
+
+    /// The core (what the kernel runs), small rings, both modes.
+    #[test]
+    fn core_matches_the_model(
+        size_shift in 6u32..=10,
+        overwrite in any::<bool>(),
+        start in start(),
+        ops in prop::collection::vec(op(), 1..400),
+    ) {
+        let overflow = if overwrite { Overflow::OverwriteOldest } else { Overflow::DropNew };
+        run_core(1 << size_shift, overflow, start, &ops)?;
+    }
+
+    /// The user-space wrappers on a memfd: reservations dropped without a
+    /// commit, batches iterated part way, copies, in both modes.
+    #[test]
+    fn region_matches_the_model(
+        overwrite in any::<bool>(),
+        start in start(),
+        ops in prop::collection::vec(op(), 1..400),
+    ) {
+        let overflow = if overwrite { Overflow::OverwriteOldest } else { Overflow::DropNew };
+        run_region(overflow, start, &ops)?;
+    }
+}
+
+/// Runs `ops` through `Producer` and `Consumer` on a memfd ring.
+fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCaseError> {
+    const SIZE: u64 = 4096;
+    let region = common::memfd(SIZE, overflow);
+    common::Poke::new(&region).start_at(start);
+    let mut producer = region.producer().unwrap();
+    let mut consumer = region.consumer().unwrap();
+    let max = region.layout().max_payload;
+    let mut model = Model::new(SIZE, overflow, start);
+
+    // Reads up to `n` records, through a batch (drop-new, every other call)
+    // or by copying; returns how many.
+    let mut batch_turn = false;
+    let mut consume = |consumer: &mut rmemring::Consumer,
+                       model: &mut Model,
+                       n: usize|
+     -> Result<usize, TestCaseError> {
+        batch_turn = !batch_turn;
+        let mut read = 0;
+        let check = |r: rmemring::Record<'_>, model: &mut Model| {
+            prop_assert_eq!(
+                Some((r.seq, r.payload.len() as u32, r.lost_before)),
+                model.expect_next()
+            );
+            prop_assert!(
+                pattern::verify(r.seq, r.payload),
+                "record {} corrupt",
+                r.seq
+            );
+            model.delivered(r.seq, r.lost_before);
+            Ok(())
+        };
+        if overflow == Overflow::DropNew && batch_turn {
+            let mut batch = consumer.batch().unwrap();
+            for r in batch.iter().take(n) {
+                check(r.map_err(|e| TestCaseError::fail(e.to_string()))?, model)?;
+                read += 1;
+            }
+            // Dropping the batch releases what it read.
+        } else {
+            while read < n {
+                match consumer
+                    .read_copy()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                {
+                    Some(r) => check(r, model)?,
+                    None => break,
+                }
+                read += 1;
+            }
+        }
+        if read < n {
+            prop_assert_eq!(model.expect_next(), None);
+        }
+        Ok(read)
+    };
+
+    for op in ops {
+        match *op {
+            Op::Produce { len, abandon } => {
+                let len = len % (max + 1);
+                let fits = model.reserve(len);
+                match producer.reserve(len as usize) {
+                    Ok(mut r) => {
+                        prop_assert!(fits, "reserved {len} bytes the model says do not fit");
+                        if !abandon {
+                            let seq = model.commit(len);
+                            prop_assert_eq!(r.seq(), seq);
+                            pattern::fill(seq, r.payload());
+                            r.commit();
+                        }
+                    }
+                    Err(ProduceError::Full) => {
+                        prop_assert!(!fits, "refused {len} bytes that fit");
+                        producer.drop_record();
+                        model.drop_record();
+                    }
+                    Err(e) => prop_assert!(false, "{e}"),
+                }
+            }
+            Op::Publish => {
+                producer.publish();
+                model.publish();
+            }
+            Op::Consume { n } => {
+                consume(&mut consumer, &mut model, usize::from(n))?;
+            }
+            Op::Release => consumer.release(),
+        }
+        // The wrappers release on their own (batches, empty reads, a
+        // backlog of a quarter ring); the model follows the consumer page.
+        model.released = region.consumer_page().consumer_pos;
+    }
+    producer.publish();
+    model.publish();
+    while consume(&mut consumer, &mut model, 64)? > 0 {}
+    let produced = model.sent.len() as u64;
+    let dropped = model.sent.iter().filter(|s| s.is_none()).count() as u64;
+    prop_assert_eq!(
+        model.delivered + model.lost + (produced - model.next),
+        produced
+    );
+    prop_assert_eq!(consumer.stats().lost, model.lost);
+    prop_assert_eq!(producer.stats().dropped, dropped);
+    Ok(())
+}
