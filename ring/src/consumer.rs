@@ -259,6 +259,27 @@ impl Consumer {
         self.sleep(deadline)
     }
 
+    /// For event loops (epoll, async runtimes) that sleep on
+    /// [`Region::fd`] themselves: releases what was read and asks the
+    /// producer for a wake-up.
+    ///
+    /// Returns `false` if records arrived meanwhile (the request is then
+    /// withdrawn and the caller should read instead of sleeping). After a
+    /// `true`, sleep until the descriptor is readable, then call
+    /// [`Self::disarm_wakeup`]. Without this the producer does not wake a
+    /// sleeper: that is what keeps wake-ups off the busy path.
+    ///
+    /// On memfd and file rings nothing makes the descriptor readable; use
+    /// [`Self::wait`] there.
+    pub fn arm_wakeup(&mut self) -> bool {
+        self.core.prepare_sleep()
+    }
+
+    /// Withdraws the wake-up request of [`Self::arm_wakeup`] after sleeping.
+    pub fn disarm_wakeup(&mut self) {
+        self.core.finish_sleep();
+    }
+
     /// The blocking half of [`Self::wait`].
     fn sleep(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
         loop {

@@ -532,6 +532,30 @@ impl Region {
         })
     }
 
+    /// Resets a device ring (`RMEMRING_IOC_RESET`): with its producer
+    /// stopped, empties it, zeroes its counters and sets its overflow mode,
+    /// then re-reads the layout. Make the consumer after this.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use rmemring::{layout::FLAG_OVERWRITE, uapi::ResetConfig, Access, Overflow, Region};
+    ///
+    /// let mut region = Region::open("/dev/rmemring0", Access::Consume)?;
+    /// region.reset(&ResetConfig { flags: FLAG_OVERWRITE, ..Default::default() })?;
+    /// assert_eq!(region.layout().overflow(), Overflow::OverwriteOldest);
+    /// let consumer = Arc::new(region).consumer()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reset(&mut self, config: &crate::uapi::ResetConfig) -> Result<(), Error> {
+        crate::device::reset(self.fd(), config)
+            .map_err(|e| Error::io(format!("{}: RMEMRING_IOC_RESET", self.path.display()), e))?;
+        let available = (self.backend == Backend::File).then_some(self.layout.region_size);
+        self.layout = RingLayout::validate(&self.control(), self.layout.page_size, available)?;
+        Ok(())
+    }
+
     /// The validated layout.
     pub fn layout(&self) -> &RingLayout {
         &self.layout

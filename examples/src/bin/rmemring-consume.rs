@@ -116,12 +116,12 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let region = Region::open(&args.device, Access::Consume)?;
+    let mut region = Region::open(&args.device, Access::Consume)?;
     let reset = ResetConfig {
         flags: if args.overwrite { FLAG_OVERWRITE } else { 0 },
         ..Default::default()
     };
-    device::reset(region.fd(), &reset).context("resetting the ring")?;
+    region.reset(&reset)?;
     let region = Arc::new(region);
     let layout = *region.layout();
     let (min_len, max_len) = args.size;

@@ -1,0 +1,227 @@
+//! Loading and unloading the driver, and the module-parameter checks.
+
+use std::process::Command;
+
+use anyhow::{
+    bail,
+    Context, //
+};
+
+use crate::{
+    Env,
+    Report, //
+};
+
+/// How to load the driver in this guest.
+pub(crate) struct Kmod {
+    /// Path of `rmemring.ko`.
+    pub(crate) module: String,
+    /// The reference parameters (empty on device-tree boards).
+    pub(crate) params: String,
+}
+
+impl Kmod {
+    /// The module and parameters of the reference VM: the harness writes
+    /// `PARAMS=...` to `/etc/rmemring/config`; without it, derive them from
+    /// a `memmap=SIZE$BASE` on the kernel command line.
+    pub(crate) fn from_guest() -> anyhow::Result<Self> {
+        let module =
+            std::env::var("RMEMRING_MODULE").unwrap_or_else(|_| "/lib/modules/rmemring.ko".into());
+        let config = std::fs::read_to_string("/etc/rmemring/config").unwrap_or_default();
+        let from_config = config.lines().find_map(|l| {
+            l.strip_prefix("PARAMS=")
+                .map(|p| p.trim_matches(|c| c == '"' || c == '\'').to_string())
+        });
+        let params = match from_config {
+            Some(p) => p,
+            None => {
+                let cmdline =
+                    std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+                cmdline
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("memmap="))
+                    .and_then(|m| m.split_once('$'))
+                    .map(|(size, base)| format!("phys_base={base} phys_size={size}"))
+                    .unwrap_or_default()
+            }
+        };
+        Ok(Self { module, params })
+    }
+
+    /// Whether the driver is loaded.
+    pub(crate) fn loaded(&self) -> bool {
+        std::fs::read_to_string("/proc/modules")
+            .map(|m| m.lines().any(|l| l.starts_with("rmemring ")))
+            .unwrap_or(false)
+    }
+
+    /// `insmod` with `params`; on failure, the kernel log lines it produced.
+    pub(crate) fn insmod(&self, params: &str) -> Result<(), String> {
+        let before = kernel_log().lines().count();
+        let status = Command::new("insmod")
+            .arg(&self.module)
+            .args(params.split_whitespace())
+            .status()
+            .map_err(|e| format!("running insmod: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            let log = kernel_log();
+            Err(log.lines().skip(before).collect::<Vec<_>>().join("\n"))
+        }
+    }
+
+    /// `rmmod rmemring`.
+    pub(crate) fn rmmod(&self) -> anyhow::Result<()> {
+        let status = Command::new("rmmod").arg("rmemring").status()?;
+        if !status.success() {
+            bail!("rmmod rmemring: {status}");
+        }
+        Ok(())
+    }
+
+    /// Loads the driver with the reference parameters unless it is loaded.
+    pub(crate) fn ensure_loaded(&self) -> anyhow::Result<()> {
+        if !self.loaded() {
+            self.insmod(&self.params)
+                .map_err(|log| anyhow::anyhow!("insmod {}: {log}", self.params))?;
+        }
+        Ok(())
+    }
+}
+
+/// The kernel log as `dmesg` prints it.
+fn kernel_log() -> String {
+    Command::new("dmesg")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Bad module parameters refuse the load with one clear line.
+pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let kmod = &env.kmod;
+    if kmod.params.is_empty() {
+        println!("ok - params # SKIP: the region comes from the device tree here");
+        return Ok(());
+    }
+    if kmod.loaded() {
+        kmod.rmmod()?;
+    }
+    let good: Vec<(&str, &str)> = kmod
+        .params
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .collect();
+    let base = good
+        .iter()
+        .find(|p| p.0 == "phys_base")
+        .map(|p| p.1)
+        .unwrap_or("0");
+    let size = good
+        .iter()
+        .find(|p| p.0 == "phys_size")
+        .map(|p| p.1)
+        .unwrap_or("0");
+    let base_value = parse(base)?;
+    let size_value = parse(size)?;
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            "zero size".into(),
+            format!("phys_base={base} phys_size=0"),
+            "phys_size=0",
+        ),
+        (
+            "unaligned size".into(),
+            format!("phys_base={base} phys_size={:#x}", size_value + 1),
+            "not page-aligned",
+        ),
+        (
+            "unaligned base".into(),
+            format!("phys_base={:#x} phys_size={size}", base_value + 0x800),
+            "not page-aligned",
+        ),
+        (
+            "overlapping System RAM".into(),
+            format!("phys_base=0x1000000 phys_size={size}"),
+            "overlaps System RAM",
+        ),
+        (
+            "overflowing the address space".into(),
+            "phys_base=0xfffffffffffff000 phys_size=0x100000".into(),
+            "overflows",
+        ),
+        (
+            "too small".into(),
+            format!("phys_base={base} phys_size=0x2000"),
+            "too small",
+        ),
+        (
+            "claimed by someone else (the video ROM)".into(),
+            "phys_base=0xc0000 phys_size=0x3000".into(),
+            "already claimed",
+        ),
+        (
+            "unknown cache mode".into(),
+            format!("{} cache_mode=9", kmod.params),
+            "cache_mode=9",
+        ),
+        (
+            "unknown overflow mode".into(),
+            format!("{} overflow=2", kmod.params),
+            "overflow=2",
+        ),
+        (
+            "setuid device mode".into(),
+            format!("{} mode=0o4666", kmod.params),
+            "mode=",
+        ),
+    ];
+    for (what, params, message) in cases {
+        let result = kmod.insmod(&params);
+        let name = format!("params: {what} refuses the load ({params})");
+        match result {
+            Ok(()) => {
+                report.check(&name, Err(anyhow::anyhow!("the module loaded")));
+                kmod.rmmod()?;
+            }
+            Err(log) => {
+                // One line per load attempt, naming the parameter and the
+                // reason (busybox's insmod may try twice: finit_module, then
+                // init_module).
+                let lines: Vec<&str> = log.lines().filter(|l| l.contains("rmemring:")).collect();
+                let clear = !lines.is_empty() && lines.iter().all(|l| l.contains(message));
+                report.expect(&name, clear && !kmod.loaded(), || {
+                    format!("expected only rmemring lines with {message:?}; log:\n{log}")
+                });
+            }
+        }
+    }
+    let loaded = kmod.insmod(&kmod.params);
+    report.expect(
+        "params: the reference parameters load",
+        loaded.is_ok(),
+        || format!("{loaded:?}"),
+    );
+    let iomem = std::fs::read_to_string("/proc/iomem")?;
+    let claim = format!(
+        "{:08x}-{:08x} : rmemring",
+        base_value,
+        base_value + size_value - 1
+    );
+    report.expect(
+        "params: the region is claimed in /proc/iomem",
+        iomem.contains(&claim),
+        || format!("no {claim:?} in:\n{iomem}"),
+    );
+    Ok(())
+}
+
+/// Parses a decimal or `0x` hexadecimal number.
+pub(crate) fn parse(s: &str) -> anyhow::Result<u64> {
+    let r = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.with_context(|| format!("bad number {s:?}"))
+}

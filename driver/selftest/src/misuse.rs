@@ -1,0 +1,539 @@
+//! Bad arguments get an errno, never an oops: mmap, ioctls, consumers, read().
+
+use std::io;
+use std::os::fd::{
+    AsRawFd,
+    RawFd, //
+};
+
+use rmemring::layout::FLAG_OVERWRITE;
+use rmemring::uapi::{
+    ProducerConfig,
+    ResetConfig,
+    IOC_INFO,
+    IOC_TYPE,
+    PRODUCER_WAIT, //
+};
+use rmemring::{
+    device,
+    Access,
+    Region, //
+};
+
+use crate::stream::open_fresh;
+use crate::{
+    Env,
+    Report, //
+};
+
+/// A mapping made with raw `mmap`, unmapped on drop.
+pub(crate) struct Mapping {
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from a successful `mmap`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+impl Mapping {
+    /// `mprotect` of the first `len` bytes.
+    fn protect(&self, len: usize, prot: i32) -> io::Result<()> {
+        // SAFETY: `mprotect` on our own mapping; a refusal is the point.
+        if unsafe { libc::mprotect(self.ptr.cast(), len, prot) } < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Maps the consumer page of the ring on `fd` read-write.
+pub(crate) fn map_own_page(fd: RawFd, layout: &rmemring::RingLayout) -> io::Result<Mapping> {
+    map(
+        fd,
+        layout.consumer_offset,
+        layout.page_size as usize,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+    )
+}
+
+/// `mmap(NULL, len, prot, flags, fd, offset)`.
+pub(crate) fn map(
+    fd: RawFd,
+    offset: u64,
+    len: usize,
+    prot: i32,
+    flags: i32,
+) -> io::Result<Mapping> {
+    // SAFETY: A fresh mapping at an address the kernel picks; nothing of
+    // ours is replaced.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            flags,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+/// "errno NAME" of a result, for messages.
+fn outcome<T>(r: &io::Result<T>) -> String {
+    match r {
+        Ok(_) => "success".into(),
+        Err(e) => format!("{e}"),
+    }
+}
+
+fn expect_errno<T>(report: &mut Report, name: &str, r: io::Result<T>, errno: i32) {
+    let got = r.as_ref().err().and_then(|e| e.raw_os_error());
+    report.expect(name, got == Some(errno), || {
+        format!(
+            "expected {}, got {}",
+            io::Error::from_raw_os_error(errno),
+            outcome(&r)
+        )
+    });
+}
+
+fn ioctl_raw(fd: RawFd, request: u32, arg: usize) -> io::Result<()> {
+    // SAFETY: The driver validates `arg`; a bad pointer must give EFAULT.
+    let r = unsafe { libc::ioctl(fd, request as _, arg) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn misuse(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    mmaps(env, report)?;
+    ioctls(env, report)?;
+    consumers(env, report)?;
+    reads(env, report)
+}
+
+fn mmaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let region = open_fresh(env, false)?;
+    let fd = region.fd().as_raw_fd();
+    let l = *region.layout();
+    let page = l.page_size as usize;
+    let end = (l.data_offset + l.data_size) as usize;
+    let (r, rw, x) = (
+        libc::PROT_READ,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::PROT_EXEC,
+    );
+    let shared = libc::MAP_SHARED;
+
+    expect_errno(
+        report,
+        "mmap: a private mapping is refused (EINVAL)",
+        map(fd, l.data_offset, page, r, libc::MAP_PRIVATE),
+        libc::EINVAL,
+    );
+    expect_errno(
+        report,
+        "mmap: an executable mapping is refused (EPERM)",
+        map(fd, l.data_offset, page, r | x, shared),
+        libc::EPERM,
+    );
+    expect_errno(
+        report,
+        "mmap: a mapping past the ring is refused (EINVAL)",
+        map(fd, 0, end + page, r, shared),
+        libc::EINVAL,
+    );
+    expect_errno(
+        report,
+        "mmap: an offset past the ring is refused (EINVAL)",
+        map(fd, end as u64, page, r, shared),
+        libc::EINVAL,
+    );
+    let huge = map(fd, 1 << 62, page, r, shared);
+    report.expect("mmap: a huge offset is refused", huge.is_err(), || {
+        outcome(&huge)
+    });
+    expect_errno(
+        report,
+        "mmap: the control page cannot be mapped writable (EACCES)",
+        map(fd, 0, page, rw, shared),
+        libc::EACCES,
+    );
+    expect_errno(
+        report,
+        "mmap: the data area cannot be mapped writable (EACCES)",
+        map(fd, l.data_offset, page, rw, shared),
+        libc::EACCES,
+    );
+    expect_errno(
+        report,
+        "mmap: a writable mapping spanning the consumer page and another is refused (EACCES)",
+        map(fd, 0, 2 * page, rw, shared),
+        libc::EACCES,
+    );
+    let own = map(fd, l.consumer_offset, page, rw, shared);
+    report.expect(
+        "mmap: the consumer maps its own page writable",
+        own.is_ok(),
+        || outcome(&own),
+    );
+    let whole = map(fd, 0, end, r, shared);
+    report.expect("mmap: the whole ring maps read-only", whole.is_ok(), || {
+        outcome(&whole)
+    });
+    if let Ok(whole) = &whole {
+        // SAFETY: The mapping is at least one page; the magic is its first word.
+        let magic = unsafe { whole.ptr.cast::<u64>().read_volatile() };
+        report.expect(
+            "mmap: the mapping shows the ring's magic",
+            magic == rmemring::layout::MAGIC,
+            || format!("{magic:#x}"),
+        );
+        expect_errno(
+            report,
+            "mmap: mprotect cannot make a read-only part writable (EACCES)",
+            whole.protect(page, rw),
+            libc::EACCES,
+        );
+        expect_errno(
+            report,
+            "mmap: mprotect cannot make it executable (EACCES)",
+            whole.protect(page, r_exec()),
+            libc::EACCES,
+        );
+    }
+    report.check(
+        "mmap: writing a read-only page faults in user space (SIGSEGV)",
+        write_faults(fd, l.data_offset, page),
+    );
+
+    let observer = Region::open(&env.device, Access::Observe)?;
+    let ofd = observer.fd().as_raw_fd();
+    expect_errno(
+        report,
+        "mmap: an observer cannot map the consumer page writable (EACCES)",
+        map(ofd, l.consumer_offset, page, rw, shared),
+        libc::EACCES,
+    );
+    let ro = map(ofd, l.consumer_offset, page, r, shared);
+    report.expect(
+        "mmap: an observer maps the consumer page read-only",
+        ro.is_ok(),
+        || outcome(&ro),
+    );
+    Ok(())
+}
+
+fn r_exec() -> i32 {
+    libc::PROT_READ | libc::PROT_EXEC
+}
+
+/// Forks a child that writes to a read-only mapping; it must die of SIGSEGV.
+fn write_faults(fd: RawFd, offset: u64, len: usize) -> anyhow::Result<()> {
+    let mapping = map(fd, offset, len, libc::PROT_READ, libc::MAP_SHARED)?;
+    // SAFETY: The child only writes to the mapping and exits; no locks are
+    // held across the fork in this single-threaded test.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: Deliberately writing to a read-only page; the kernel must
+        // deliver SIGSEGV. `_exit` if it does not.
+        unsafe {
+            mapping.ptr.write_volatile(0x5a);
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        anyhow::bail!("fork: {}", io::Error::last_os_error());
+    }
+    let mut status = 0;
+    // SAFETY: Waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let signal = if libc::WIFSIGNALED(status) {
+        libc::WTERMSIG(status)
+    } else {
+        0
+    };
+    if signal != libc::SIGSEGV && signal != libc::SIGBUS {
+        anyhow::bail!("the child's write did not fault (status {status:#x})");
+    }
+    Ok(())
+}
+
+fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let region = open_fresh(env, false)?;
+    let fd = region.fd().as_raw_fd();
+    let l = *region.layout();
+
+    let unknown = (IOC_TYPE << 8) | 99;
+    expect_errno(
+        report,
+        "ioctl: an unknown command gets ENOTTY",
+        ioctl_raw(fd, unknown, 0),
+        libc::ENOTTY,
+    );
+    expect_errno(
+        report,
+        "ioctl: another driver's command gets ENOTTY",
+        ioctl_raw(fd, libc::TCGETS as u32, 0),
+        libc::ENOTTY,
+    );
+    expect_errno(
+        report,
+        "ioctl: INFO into a bad pointer gets EFAULT",
+        ioctl_raw(fd, IOC_INFO, 8),
+        libc::EFAULT,
+    );
+
+    let info = device::info(region.fd())?;
+    report.expect(
+        "ioctl: INFO matches the mapped layout",
+        info.data_size == l.data_size
+            && info.region_size == l.region_size
+            && info.phys_base == l.phys_base,
+        || format!("{info:?} vs {l:?}"),
+    );
+
+    let good = ProducerConfig {
+        min_len: 8,
+        max_len: 64,
+        rate: 1000,
+        ..Default::default()
+    };
+    let bad_configs: Vec<(&str, ProducerConfig)> = vec![
+        (
+            "min_len > max_len",
+            ProducerConfig {
+                min_len: 65,
+                ..good
+            },
+        ),
+        (
+            "max_len > max_payload",
+            ProducerConfig {
+                max_len: l.max_payload + 1,
+                ..good
+            },
+        ),
+        ("an unknown pattern", ProducerConfig { pattern: 7, ..good }),
+        (
+            "unknown flags",
+            ProducerConfig {
+                flags: 1 << 20,
+                ..good
+            },
+        ),
+        (
+            "a rate above 1e9/s",
+            ProducerConfig {
+                rate: 2_000_000_000,
+                ..good
+            },
+        ),
+        (
+            "a batch above 65536",
+            ProducerConfig {
+                batch: 1 << 20,
+                ..good
+            },
+        ),
+        (
+            "non-zero reserved words",
+            ProducerConfig {
+                reserved: [0, 0, 1, 0, 0, 0, 0],
+                ..good
+            },
+        ),
+    ];
+    for (what, config) in bad_configs {
+        expect_errno(
+            report,
+            &format!("ioctl: START with {what} gets EINVAL"),
+            device::start(region.fd(), &config),
+            libc::EINVAL,
+        );
+    }
+    let started = device::start(region.fd(), &good);
+    report.expect(
+        "ioctl: START with a good configuration",
+        started.is_ok(),
+        || outcome(&started),
+    );
+    expect_errno(
+        report,
+        "ioctl: START while running gets EBUSY",
+        device::start(region.fd(), &good),
+        libc::EBUSY,
+    );
+    expect_errno(
+        report,
+        "ioctl: RESET while running gets EBUSY",
+        device::reset(region.fd(), &ResetConfig::default()),
+        libc::EBUSY,
+    );
+    let stopped = device::stop(region.fd()).and_then(|()| device::stop(region.fd()));
+    report.expect(
+        "ioctl: STOP, and STOP again, succeed",
+        stopped.is_ok(),
+        || outcome(&stopped),
+    );
+    expect_errno(
+        report,
+        "ioctl: RESET with unknown flags gets EINVAL",
+        device::reset(
+            region.fd(),
+            &ResetConfig {
+                flags: 1 << 9,
+                ..Default::default()
+            },
+        ),
+        libc::EINVAL,
+    );
+    device::reset(
+        region.fd(),
+        &ResetConfig {
+            flags: FLAG_OVERWRITE,
+            ..Default::default()
+        },
+    )?;
+    expect_errno(
+        report,
+        "ioctl: START with PRODUCER_WAIT in overwrite mode gets EINVAL",
+        device::start(
+            region.fd(),
+            &ProducerConfig {
+                flags: PRODUCER_WAIT,
+                ..good
+            },
+        ),
+        libc::EINVAL,
+    );
+    device::reset(region.fd(), &ResetConfig::default())?;
+
+    let observer = Region::open(&env.device, Access::Observe)?;
+    expect_errno(
+        report,
+        "ioctl: an observer cannot START (EPERM)",
+        device::start(observer.fd(), &good),
+        libc::EPERM,
+    );
+    let stats = device::stats(observer.fd());
+    report.expect(
+        "ioctl: an observer reads STATS",
+        stats.as_ref().is_ok_and(|s| s.consumer_open == 1),
+        || format!("{stats:?}"),
+    );
+    Ok(())
+}
+
+fn consumers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let first = Region::open(&env.device, Access::Consume)?;
+    let second = Region::open(&env.device, Access::Consume);
+    report.expect(
+        "consumers: a second consumer gets EBUSY",
+        matches!(second, Err(rmemring::Error::Busy { .. })),
+        || format!("{second:?}"),
+    );
+    let observer = Region::open(&env.device, Access::Observe);
+    report.expect(
+        "consumers: an observer may open beside the consumer",
+        observer.is_ok(),
+        || format!("{observer:?}"),
+    );
+    drop(first);
+    let again = Region::open(&env.device, Access::Consume);
+    report.expect(
+        "consumers: once the consumer closes, another may open",
+        again.is_ok(),
+        || format!("{again:?}"),
+    );
+    Ok(())
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {}
+
+fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let region = open_fresh(env, false)?;
+    let fd = region.fd().as_raw_fd();
+    let read = |fd: RawFd, len: usize| -> io::Result<usize> {
+        let mut buf = vec![0u8; len];
+        // SAFETY: `buf` is valid for `len` bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    };
+    let observer = Region::open(&env.device, Access::Observe)?;
+    expect_errno(
+        report,
+        "read: an observer cannot read records (EPERM)",
+        read(observer.fd().as_raw_fd(), 4096),
+        libc::EPERM,
+    );
+
+    // SAFETY: Plain fcntl on our descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    expect_errno(
+        report,
+        "read: non-blocking on an empty ring gets EAGAIN",
+        read(fd, 4096),
+        libc::EAGAIN,
+    );
+    device::start(
+        region.fd(),
+        &ProducerConfig {
+            min_len: 100,
+            max_len: 100,
+            count: 10,
+            ..Default::default()
+        },
+    )?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    expect_errno(
+        report,
+        "read: a buffer smaller than the next record gets EINVAL",
+        read(fd, 16),
+        libc::EINVAL,
+    );
+    let n = read(fd, 1 << 16);
+    report.expect(
+        "read: a large buffer gets all ten records",
+        n.as_ref().is_ok_and(|n| *n == 10 * 128),
+        || outcome(&n),
+    );
+    // SAFETY: As above.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
+
+    // A blocking read on an empty ring is interrupted by a signal.
+    // SAFETY: Installing a handler without SA_RESTART, then arming an alarm.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_alarm as *const () as usize;
+        libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut());
+        libc::alarm(1);
+    }
+    expect_errno(
+        report,
+        "read: a blocking read is interrupted by a signal (EINTR)",
+        read(fd, 4096),
+        libc::EINTR,
+    );
+    Ok(())
+}
