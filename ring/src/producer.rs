@@ -91,21 +91,46 @@ impl Producer {
     /// place and committed.
     ///
     /// Dropping the reservation without committing writes no record.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>, ProduceError> {
-        let max = self.region.layout().max_payload;
-        let too_large = ProduceError::TooLarge { len, max };
-        let len32 = u32::try_from(len).map_err(|_| too_large)?;
-        let slot = self.core.reserve(len32).map_err(|e| match e {
-            ReserveError::Full => ProduceError::Full,
-            ReserveError::TooLarge => too_large,
-        })?;
-        let timestamp = *self.batch_timestamp.get_or_insert_with(monotonic_ns);
+        let slot = match u32::try_from(len) {
+            Ok(len32) => self.core.reserve(len32),
+            Err(_) => Err(ReserveError::TooLarge),
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(e) => return Err(self.reserve_error(e, len)),
+        };
+        let timestamp = match self.batch_timestamp {
+            Some(timestamp) => timestamp,
+            None => self.begin_batch(),
+        };
         Ok(Reservation {
             producer: self,
             slot,
             tag: 0,
             timestamp,
         })
+    }
+
+    /// The timestamp of the records up to the next publication: one clock
+    /// read per batch.
+    #[inline(never)]
+    fn begin_batch(&mut self) -> u64 {
+        let timestamp = monotonic_ns();
+        self.batch_timestamp = Some(timestamp);
+        timestamp
+    }
+
+    #[cold]
+    fn reserve_error(&self, e: ReserveError, len: usize) -> ProduceError {
+        match e {
+            ReserveError::Full => ProduceError::Full,
+            ReserveError::TooLarge => ProduceError::TooLarge {
+                len,
+                max: self.region.layout().max_payload,
+            },
+        }
     }
 
     /// Copies `payload` into a new record (published at the next

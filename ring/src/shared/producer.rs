@@ -85,16 +85,27 @@ pub struct ProducerStats {
 ///   `consumer + data_size` (drop-new mode).
 /// - In overwrite mode, `head - oldest <= data_size` and `oldest` is the
 ///   position of a record header (or equals `head`).
+/// - `room` bytes from `head` on are free and lie before the end of the
+///   data area: `room <= data_size - offset(head)`, and `room <=
+///   consumer + data_size - head` (drop-new) or `room <= oldest +
+///   data_size - head` (overwrite).
 pub struct ProducerCore {
     view: RingView,
     overflow: Overflow,
     max_payload: u32,
     head: u64,
+    /// What [`Self::reserve`] may hand out without a pad record, a look at
+    /// the consumer page or retiring records: a cache of the nearer of the
+    /// end of the data area and the end of the free space, kept by every
+    /// path that moves `head`, `consumer` or `oldest`.
+    room: u64,
     published: u64,
     consumer: u64,
     oldest: u64,
     seq: u64,
     last_woken_token: u32,
+    /// The counters, except `records`, which [`Self::stats`] derives from
+    /// `seq` so that `commit` has one counter fewer to bump.
     stats: ProducerStats,
 }
 
@@ -127,6 +138,8 @@ impl ProducerCore {
             overflow,
             max_payload,
             head,
+            // Set by `refresh_consumer` below.
+            room: 0,
             published: head,
             // Validated below; until then assume nothing has been released.
             consumer: head.wrapping_sub(view.data_size()),
@@ -165,7 +178,11 @@ impl ProducerCore {
     /// Counters so far, including those not yet published.
     #[inline]
     pub fn stats(&self) -> ProducerStats {
-        self.stats
+        ProducerStats {
+            // Every sequence number went to a committed or a dropped record.
+            records: self.seq.wrapping_sub(self.stats.dropped),
+            ..self.stats
+        }
     }
 
     /// Bytes committed but not yet published.
@@ -196,17 +213,33 @@ impl ProducerCore {
         };
         if valid {
             self.consumer = pos;
-            true
         } else {
             self.stats.consumer_errors = self.stats.consumer_errors.wrapping_add(1);
-            false
         }
+        self.update_room();
+        valid
     }
 
     /// Free bytes as of the last consumer position seen (drop-new mode).
     #[inline]
     fn free(&self) -> u64 {
         self.view.data_size() - self.head.wrapping_sub(self.consumer)
+    }
+
+    /// Recomputes [`Self::room`] after `head`, `consumer` or `oldest` moved.
+    fn update_room(&mut self) {
+        let size = self.view.data_size();
+        let to_end = size - self.view.offset(self.head);
+        let released = match self.overflow {
+            Overflow::DropNew => self.consumer,
+            Overflow::OverwriteOldest => self.oldest,
+        };
+        // INVARIANT: the space up to `released + size`, which the type
+        // invariants keep within `size` of `head` (saturating all the same,
+        // so that no arithmetic here can overflow), and no further than the
+        // end of the data area.
+        let free = size.saturating_sub(self.head.wrapping_sub(released));
+        self.room = core::cmp::min(to_end, free);
     }
 
     /// Reserves room for a record of `len` payload bytes.
@@ -217,7 +250,25 @@ impl ProducerCore {
     /// succeeds, retiring the oldest records first. A pad record may be
     /// written to the end of the data area; it becomes visible with the
     /// record.
+    #[inline]
     pub fn reserve(&mut self, len: u32) -> Result<Slot, ReserveError> {
+        // The common case in two comparisons: a record that fits the cached
+        // room needs no pad, no look at the consumer page and no retiring.
+        // `len` is a `u32`, so the stride cannot overflow.
+        let stride = record_stride(len);
+        if len <= self.max_payload && stride <= self.room {
+            return Ok(Slot {
+                offset: self.view.offset(self.head),
+                len,
+            });
+        }
+        self.reserve_slow(len)
+    }
+
+    /// [`Self::reserve`] when the cached room is short: pads to the end of
+    /// the data area, refreshes the consumer position or retires records.
+    #[inline(never)]
+    fn reserve_slow(&mut self, len: u32) -> Result<Slot, ReserveError> {
         if len > self.max_payload {
             return Err(ReserveError::TooLarge);
         }
@@ -233,6 +284,7 @@ impl ProducerCore {
                 // Touch the consumer's line only when the cached position
                 // says the ring is full.
                 if need > self.free() {
+                    // Also recomputes the room.
                     self.refresh_consumer();
                     if need > self.free() {
                         return Err(ReserveError::Full);
@@ -252,6 +304,9 @@ impl ProducerCore {
             };
             self.head = self.head.wrapping_add(pad);
         }
+        // The checks above made `need` bytes free; the room now starts after
+        // the pad, and holds at least this record.
+        self.update_room();
         Ok(Slot {
             offset: self.view.offset(self.head),
             len,
@@ -301,6 +356,7 @@ impl ProducerCore {
 
     /// Writes the header for `slot` and makes it part of the next
     /// publication. The payload must already be in place.
+    #[inline]
     pub fn commit(&mut self, slot: Slot, tag: u16, timestamp_ns: u64) {
         let header = RecordHeader {
             len: slot.len,
@@ -312,9 +368,15 @@ impl ProducerCore {
         // SAFETY: `reserve` handed out `slot.offset` with a whole stride of
         // free bytes behind it, so the header fits inside the data area.
         unsafe { self.view.write_header(slot.offset, &header) };
-        self.head = self.head.wrapping_add(record_stride(slot.len));
+        let stride = record_stride(slot.len);
+        self.head = self.head.wrapping_add(stride);
+        // INVARIANT: `reserve` handed the slot out of the room, so this only
+        // shrinks it; saturating keeps a slot that did not come from
+        // `reserve` from growing it, and leaves the next `reserve` to
+        // recompute it.
+        self.room = self.room.saturating_sub(stride);
+        // `stats.records` is `seq - stats.dropped`, computed when read.
         self.seq = self.seq.wrapping_add(1);
-        self.stats.records = self.stats.records.wrapping_add(1);
         self.stats.bytes = self.stats.bytes.wrapping_add(u64::from(slot.len));
     }
 
@@ -372,17 +434,15 @@ impl ProducerCore {
     /// Stores the counters in the control page.
     pub fn flush_stats(&self) {
         let v = &self.view;
+        let stats = self.stats();
         // ORDERING: Relaxed; statistics, read without ordering requirements.
-        v.records_produced()
-            .store(self.stats.records, Ordering::Relaxed);
-        v.bytes_produced()
-            .store(self.stats.bytes, Ordering::Relaxed);
-        v.records_dropped()
-            .store(self.stats.dropped, Ordering::Relaxed);
+        v.records_produced().store(stats.records, Ordering::Relaxed);
+        v.bytes_produced().store(stats.bytes, Ordering::Relaxed);
+        v.records_dropped().store(stats.dropped, Ordering::Relaxed);
         v.records_overwritten()
-            .store(self.stats.overwritten, Ordering::Relaxed);
+            .store(stats.overwritten, Ordering::Relaxed);
         v.consumer_errors()
-            .store(self.stats.consumer_errors, Ordering::Relaxed);
+            .store(stats.consumer_errors, Ordering::Relaxed);
     }
 }
 
