@@ -2,10 +2,17 @@
 
 //! What an open `/dev/rmemringN` can do: ioctls, `mmap`, `read` and `poll`.
 //!
-//! A descriptor opened for writing (`O_RDWR`) is the ring's one consumer: it
-//! may map its consumer page writable, start and stop the producer and
-//! `read()` records. Read-only descriptors observe: they may map the
-//! read-only parts and query `INFO` and `STATS`.
+//! The access mode of `open` picks a role:
+//!
+//! - `O_RDWR`: the ring's one consumer. It may map its consumer page
+//!   writable, `read()` records, reset the ring, and start and stop the
+//!   producer.
+//! - `O_WRONLY`: a controller (say, `rmemring produce` beside `rmemring
+//!   cat`). It may start and stop the producer.
+//! - `O_RDONLY`: an observer. It may map the read-only parts.
+//!
+//! Everyone may query `INFO` and `STATS`. Closing the file that started the
+//! producer stops it.
 
 use core::mem::size_of;
 
@@ -94,11 +101,19 @@ struct Reader {
     bounce: VVec<u8>,
 }
 
+/// What an open file may do, from its access mode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Observer,
+    Controller,
+    Consumer,
+}
+
 /// An open file of a ring device.
 #[pin_data]
 pub(crate) struct OpenFile {
     ring: Arc<Ring>,
-    consumer: bool,
+    role: Role,
     #[pin]
     reader: Mutex<Reader>,
 }
@@ -106,7 +121,12 @@ pub(crate) struct OpenFile {
 impl OpenFile {
     /// Opens the ring for `file`; a writable open is the consumer.
     pub(crate) fn open(ring: Arc<Ring>, file: &File) -> Result<Pin<KBox<Self>>> {
-        let consumer = file.flags() & bindings::O_ACCMODE != bindings::O_RDONLY;
+        let role = match file.flags() & bindings::O_ACCMODE {
+            bindings::O_RDONLY => Role::Observer,
+            bindings::O_WRONLY => Role::Controller,
+            _ => Role::Consumer,
+        };
+        let consumer = role == Role::Consumer;
         ring.open(consumer)?;
         let reader = Reader {
             core: None,
@@ -117,26 +137,30 @@ impl OpenFile {
         let this = KBox::try_pin_init(
             try_pin_init!(Self {
                 ring: shared,
-                consumer,
+                role,
                 reader <- new_mutex!(reader),
             }),
             GFP_KERNEL,
         );
-        if this.is_err() && consumer {
-            ring.consumer_closed();
+        if this.is_err() {
+            ring.file_closed(0, consumer);
         }
         this
     }
 
-    /// The file is closed (and unmapped): the consumer's producer stops.
-    pub(crate) fn release(&self) {
-        if self.consumer {
-            self.ring.consumer_closed();
-        }
+    /// This file's identity for the ring.
+    fn id(&self) -> usize {
+        self as *const Self as usize
     }
 
-    fn require_consumer(&self) -> Result {
-        if self.consumer {
+    /// The file is closed (and unmapped): a producer it started stops.
+    pub(crate) fn release(&self) {
+        self.ring
+            .file_closed(self.id(), self.role == Role::Consumer);
+    }
+
+    fn require(&self, roles: &[Role]) -> Result {
+        if roles.contains(&self.role) {
             Ok(())
         } else {
             Err(EPERM)
@@ -154,16 +178,16 @@ impl OpenFile {
                 .writer()
                 .write(&self.ring.stats())?,
             IOC_START => {
-                self.require_consumer()?;
+                self.require(&[Role::Consumer, Role::Controller])?;
                 let config: ProducerConfig = user(size_of::<ProducerConfig>()).reader().read()?;
-                self.ring.start(config)?;
+                self.ring.start(config, self.id())?;
             }
             IOC_STOP => {
-                self.require_consumer()?;
+                self.require(&[Role::Consumer, Role::Controller])?;
                 self.ring.stop();
             }
             IOC_RESET => {
-                self.require_consumer()?;
+                self.require(&[Role::Consumer])?;
                 let config: ResetConfig = user(size_of::<ResetConfig>()).reader().read()?;
                 self.ring.reset(config)?;
             }
@@ -174,7 +198,7 @@ impl OpenFile {
 
     /// The mmap handler.
     pub(crate) fn mmap(&self, vma: &VmaNew) -> Result {
-        mmap::map(&self.ring, self.consumer, vma)
+        mmap::map(&self.ring, self.role == Role::Consumer, vma)
     }
 
     /// The poll handler: readable while records are published beyond the
@@ -196,7 +220,7 @@ impl OpenFile {
     /// the producer once per call. Blocks until at least one record fits
     /// unless `nonblock`.
     pub(crate) fn read(&self, nonblock: bool, buf: UserPtr, count: usize) -> Result<usize> {
-        self.require_consumer()?;
+        self.require(&[Role::Consumer])?;
         let ring = &*self.ring;
         let mut guard = self.reader.lock();
         let reader = &mut *guard;

@@ -16,6 +16,9 @@
 
 #include "helpers.h"
 
+#define CREATE_TRACE_POINTS
+#include "rmemring_trace.h"
+
 /* The cache modes, as in ring/src/shared/layout.rs (CACHE_*). */
 #define RMEMRING_CACHE_WRITE_BACK	0
 #define RMEMRING_CACHE_WRITE_COMBINE	1
@@ -103,4 +106,13 @@ int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no
 #else
 	return -EOPNOTSUPP;
 #endif
+}
+
+/*
+ * The producer's per-record hook in PRODUCER_HOOK_ONLY mode. Not inline, so
+ * a kprobe can attach here too; the tracepoint is the cheap way in.
+ */
+noinline void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload)
+{
+	trace_rmemring_record_tp(seq, timestamp_ns, len, payload);
 }

@@ -14,5 +14,6 @@ void rmemring_iounmap(void __iomem *addr);
 void rmemring_cond_resched(void);
 pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode);
 int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map);
+void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload);
 
 #endif

@@ -20,6 +20,7 @@ use core::sync::atomic::{
 };
 
 use kernel::{
+    alloc::KVVec,
     prelude::*,
     sync::Arc,
     time::{
@@ -39,6 +40,7 @@ use crate::shared::uapi::{
     PATTERN_NONE,
     PATTERN_SEQ,
     PRODUCER_FLAGS_KNOWN,
+    PRODUCER_HOOK_ONLY,
     PRODUCER_WAIT, //
 };
 use crate::sys;
@@ -75,6 +77,10 @@ pub(crate) fn validate(config: &ProducerConfig, overflow: Overflow, max_payload:
     }
     // `scale` needs the rate at most a second's worth of nanoseconds.
     if config.rate > NSEC_PER_SEC {
+        return Err(EINVAL);
+    }
+    // Nothing to wait for when records bypass the ring.
+    if config.flags & PRODUCER_WAIT != 0 && config.flags & PRODUCER_HOOK_ONLY != 0 {
         return Err(EINVAL);
     }
     if config.batch > MAX_BATCH {
@@ -126,43 +132,24 @@ pub(crate) fn run(run: &ProducerRun) {
 }
 
 fn produce(ring: &Ring, config: &ProducerConfig) {
-    let batch = u64::from(if config.batch == 0 {
-        DEFAULT_BATCH
-    } else {
-        config.batch
-    });
+    if config.flags & PRODUCER_HOOK_ONLY != 0 {
+        emit(ring, config);
+        return;
+    }
+    let pacer = Pacer::new(config);
     let wait_for_room = config.flags & PRODUCER_WAIT != 0;
     let first_word_only = config.pattern == PATTERN_NONE;
-    let start = sys::monotonic_ns();
     // Records written or dropped by this run.
     let mut done = 0u64;
     let mut backoff_us = 0i64;
 
     while !sys::kthread_should_stop() {
-        let mut quota = batch;
-        if config.count != 0 {
-            if done >= config.count {
-                break;
-            }
-            quota = quota.min(config.count - done);
+        let Some(quota) = pacer.quota(done) else {
+            break;
+        };
+        if quota == 0 {
+            continue;
         }
-        if config.rate != 0 {
-            let elapsed = sys::monotonic_ns().saturating_sub(start);
-            let due = scale(elapsed, config.rate, NSEC_PER_SEC);
-            if due <= done {
-                // Sleep until the next record is due.
-                let next_ns = scale(done + 1, NSEC_PER_SEC, config.rate);
-                let wait_us = (next_ns.saturating_sub(elapsed) / 1000) as i64;
-                if wait_us > 0 {
-                    fsleep(Delta::from_micros(wait_us.min(MAX_SLEEP_US)));
-                } else {
-                    sys::cond_resched();
-                }
-                continue;
-            }
-            quota = quota.min(due - done);
-        }
-
         let (full, wake) = {
             let mut state = ring.state.lock();
             let core = &mut state.producer;
@@ -198,5 +185,92 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
             backoff_us = if full { MIN_BACKOFF_US } else { 0 };
             sys::cond_resched();
         }
+    }
+}
+
+/// How many records a run may produce when: its batch size, its count and
+/// its rate.
+struct Pacer<'a> {
+    config: &'a ProducerConfig,
+    start: u64,
+    batch: u64,
+}
+
+impl<'a> Pacer<'a> {
+    fn new(config: &'a ProducerConfig) -> Self {
+        let batch = if config.batch == 0 {
+            DEFAULT_BATCH
+        } else {
+            config.batch
+        };
+        Self {
+            config,
+            start: sys::monotonic_ns(),
+            batch: u64::from(batch),
+        }
+    }
+
+    /// How many records may go now, `None` once `count` are done; sleeps
+    /// first if none are due yet.
+    fn quota(&self, done: u64) -> Option<u64> {
+        let config = self.config;
+        let mut quota = self.batch;
+        if config.count != 0 {
+            if done >= config.count {
+                return None;
+            }
+            quota = quota.min(config.count - done);
+        }
+        if config.rate != 0 {
+            let elapsed = sys::monotonic_ns().saturating_sub(self.start);
+            let due = scale(elapsed, config.rate, NSEC_PER_SEC);
+            if due <= done {
+                let next_ns = scale(done + 1, NSEC_PER_SEC, config.rate);
+                let wait_us = (next_ns.saturating_sub(elapsed) / 1000) as i64;
+                if wait_us > 0 {
+                    fsleep(Delta::from_micros(wait_us.min(MAX_SLEEP_US)));
+                } else {
+                    sys::cond_resched();
+                }
+                return Some(0);
+            }
+            quota = quota.min(due - done);
+        }
+        Some(quota)
+    }
+}
+
+/// [`PRODUCER_HOOK_ONLY`]: the same records, paced the same way, handed to
+/// the `rmemring_record_tp` tracepoint instead of the ring.
+fn emit(ring: &Ring, config: &ProducerConfig) {
+    let mut payload = KVVec::new();
+    if payload
+        .resize(config.max_len as usize, 0u8, GFP_KERNEL)
+        .is_err()
+    {
+        return;
+    }
+    let pacer = Pacer::new(config);
+    let first_word_only = config.pattern == PATTERN_NONE;
+    let mut seq = 0u64;
+    while !sys::kthread_should_stop() {
+        let Some(quota) = pacer.quota(seq) else {
+            break;
+        };
+        for _ in 0..quota {
+            let len = pattern::payload_len(seq, config.min_len, config.max_len) as usize;
+            let bytes = &mut payload[..len];
+            if first_word_only {
+                let word = pattern::word(seq, 0).to_le_bytes();
+                let n = len.min(word.len());
+                bytes[..n].copy_from_slice(&word[..n]);
+            } else {
+                pattern::fill(seq, bytes);
+            }
+            sys::hook_record(seq, sys::monotonic_ns(), bytes);
+            seq += 1;
+        }
+        ring.count_hooked(quota);
+        sys::cond_resched();
     }
 }

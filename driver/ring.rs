@@ -58,9 +58,14 @@ pub(crate) struct RingState {
     pub(crate) producer: ProducerCore,
     /// The producer thread, running or finished.
     thread: Option<Kthread<ProducerRun>>,
+    /// The open file that started it: closing that file stops it.
+    started_by: Option<FileId>,
     /// Whether a consumer has the device open.
     consumer_open: bool,
 }
+
+/// Identifies an open file of the device (its address, stable while open).
+pub(crate) type FileId = usize;
 
 /// A ring device's shared state, referenced by its registration, its open
 /// files and its producer thread.
@@ -87,6 +92,8 @@ pub(crate) struct Ring {
     generation: AtomicU64,
     /// Records copied out through `read()`.
     records_read: AtomicU64,
+    /// Records emitted through the tracepoint (`PRODUCER_HOOK_ONLY`).
+    records_hooked: AtomicU64,
     region: Region,
 }
 
@@ -113,6 +120,7 @@ impl Ring {
                     flags,
                     producer,
                     thread: None,
+                    started_by: None,
                     consumer_open: false,
                 }),
                 readers <- new_poll_condvar!("rmemring::readers"),
@@ -120,6 +128,7 @@ impl Ring {
                 live: AtomicBool::new(true),
                 generation: AtomicU64::new(0),
                 records_read: AtomicU64::new(0),
+                records_hooked: AtomicU64::new(0),
                 region,
             }),
             GFP_KERNEL,
@@ -161,6 +170,11 @@ impl Ring {
         self.records_read.fetch_add(records, Ordering::Relaxed);
     }
 
+    /// Counts records emitted through the tracepoint.
+    pub(crate) fn count_hooked(&self, records: u64) {
+        self.records_hooked.fetch_add(records, Ordering::Relaxed);
+    }
+
     /// Registers a new open file; only one may consume at a time.
     pub(crate) fn open(&self, consumer: bool) -> Result {
         if !self.is_live() {
@@ -176,11 +190,23 @@ impl Ring {
         Ok(())
     }
 
-    /// The consumer closed the device: stop its producer and let another
-    /// consumer in.
-    pub(crate) fn consumer_closed(&self) {
-        self.stop();
-        self.state.lock().consumer_open = false;
+    /// An open file closed: stop the producer if it started it, and let
+    /// another consumer in if it was the consumer.
+    pub(crate) fn file_closed(&self, file: FileId, consumer: bool) {
+        let thread = {
+            let mut state = self.state.lock();
+            if consumer {
+                state.consumer_open = false;
+            }
+            if state.started_by == Some(file) {
+                state.started_by = None;
+                state.thread.take()
+            } else {
+                None
+            }
+        };
+        // `kthread_stop` outside the lock the thread takes.
+        drop(thread);
     }
 
     /// The device is going away: refuse new work, stop the producer, wake
@@ -191,8 +217,8 @@ impl Ring {
         self.wake_readers();
     }
 
-    /// Starts the producer thread.
-    pub(crate) fn start(self: &Arc<Self>, config: ProducerConfig) -> Result {
+    /// Starts the producer thread on behalf of open file `by`.
+    pub(crate) fn start(self: &Arc<Self>, config: ProducerConfig, by: FileId) -> Result {
         if !self.is_live() {
             return Err(ENODEV);
         }
@@ -209,6 +235,7 @@ impl Ring {
             let finished = state.thread.take();
             let run = ProducerRun::new(self.clone(), config);
             state.thread = Some(Kthread::spawn(&self.name, run, producer::run)?);
+            state.started_by = Some(by);
             finished
         };
         // Reap a previous run outside the lock (it has already exited).
@@ -218,7 +245,11 @@ impl Ring {
 
     /// Stops the producer thread, if any, and waits until it has exited.
     pub(crate) fn stop(&self) {
-        let thread = self.state.lock().thread.take();
+        let thread = {
+            let mut state = self.state.lock();
+            state.started_by = None;
+            state.thread.take()
+        };
         // `kthread_stop` runs in `Drop`, outside the lock the thread takes.
         drop(thread);
     }
@@ -309,7 +340,8 @@ impl Ring {
             records_read: self.records_read.load(Ordering::Relaxed),
             producer_running: producer_running.into(),
             consumer_open: consumer_open.into(),
-            reserved: [0; 4],
+            records_hooked: self.records_hooked.load(Ordering::Relaxed),
+            reserved: [0; 3],
         }
     }
 }

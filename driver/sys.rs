@@ -43,6 +43,12 @@ mod c {
         ) -> *mut c_void;
         pub(super) fn rmemring_iounmap(addr: *mut c_void);
         pub(super) fn rmemring_cond_resched();
+        pub(super) fn rmemring_hook_record(
+            seq: u64,
+            timestamp_ns: u64,
+            len: u32,
+            payload: *const c_void,
+        );
         pub(super) fn rmemring_pgprot(
             prot: bindings::pgprot_t,
             cache_mode: c_int,
@@ -298,6 +304,22 @@ pub(crate) fn monotonic_ns() -> u64 {
 pub(crate) fn cond_resched() {
     // SAFETY: Called from process context (the producer thread) only.
     unsafe { c::rmemring_cond_resched() };
+}
+
+/// Emits one record through the `rmemring_record_tp` tracepoint.
+#[inline]
+pub(crate) fn hook_record(seq: u64, timestamp_ns: u64, payload: &[u8]) {
+    // SAFETY: The helper passes the arguments to the tracepoint; `payload`
+    // is valid for `len` bytes for the duration of the call, which is all
+    // an attached program may read.
+    unsafe {
+        c::rmemring_hook_record(
+            seq,
+            timestamp_ns,
+            payload.len() as u32,
+            payload.as_ptr().cast(),
+        )
+    };
 }
 
 /// Whether `kthread_stop` was called on the current kernel thread.

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::{
+    AsFd,
     AsRawFd,
     RawFd, //
 };
@@ -124,6 +125,7 @@ fn ioctl_raw(fd: RawFd, request: u32, arg: usize) -> io::Result<()> {
 pub(crate) fn misuse(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     mmaps(env, report)?;
     ioctls(env, report)?;
+    controllers(env, report)?;
     consumers(env, report)?;
     reads(env, report)
 }
@@ -438,6 +440,81 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         stats.as_ref().is_ok_and(|s| s.consumer_open == 1),
         || format!("{stats:?}"),
     );
+    Ok(())
+}
+
+/// Opens the device write-only: a controller.
+fn open_controller(env: &Env) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).open(&env.device)
+}
+
+fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let region = open_fresh(env, false)?;
+    let controller = open_controller(env)?;
+    let config = ProducerConfig {
+        min_len: 8,
+        max_len: 64,
+        rate: 1000,
+        ..Default::default()
+    };
+    let started = device::start(controller.as_fd(), &config);
+    report.expect(
+        "controller: a write-only open may START beside the consumer",
+        started.is_ok(),
+        || outcome(&started),
+    );
+    expect_errno(
+        report,
+        "controller: it may not RESET (EPERM)",
+        device::reset(controller.as_fd(), &ResetConfig::default()),
+        libc::EPERM,
+    );
+    let mut buf = [0u8; 4096];
+    // SAFETY: `buf` is valid for its length.
+    let n = unsafe { libc::read(controller.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let read = if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n)
+    };
+    // The VFS refuses read() on a write-only descriptor before the driver sees it.
+    expect_errno(
+        report,
+        "controller: it may not read() records (EBADF)",
+        read,
+        libc::EBADF,
+    );
+    let l = *region.layout();
+    expect_errno(
+        report,
+        "controller: it may not map the consumer page (EACCES)",
+        map(
+            controller.as_raw_fd(),
+            l.consumer_offset,
+            l.page_size as usize,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+        ),
+        libc::EACCES,
+    );
+    drop(controller);
+    let stats = device::stats(region.fd())?;
+    report.expect(
+        "controller: closing it stops the producer it started",
+        stats.producer_running == 0,
+        || format!("{stats:?}"),
+    );
+    let controller = open_controller(env)?;
+    device::start(controller.as_fd(), &config)?;
+    drop(region);
+    let observer = Region::open(&env.device, Access::Observe)?;
+    let stats = device::stats(observer.fd())?;
+    report.expect(
+        "controller: its producer outlives the consumer's close",
+        stats.producer_running == 1 && stats.consumer_open == 0,
+        || format!("{stats:?}"),
+    );
+    drop(controller);
     Ok(())
 }
 

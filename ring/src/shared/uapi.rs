@@ -81,8 +81,13 @@ pub const PATTERN_NONE: u32 = 1;
 /// Producer flag: when the ring is full, wait for the consumer instead of
 /// dropping the record (drop-new mode only).
 pub const PRODUCER_WAIT: u32 = 1 << 0;
+/// Producer flag: emit each record only through the driver's
+/// `rmemring_record_tp` tracepoint (arguments: sequence number, timestamp,
+/// payload length, payload address), not into the ring. This is how the
+/// benchmark feeds a BPF ring buffer the same records, for comparison.
+pub const PRODUCER_HOOK_ONLY: u32 = 1 << 1;
 /// Every producer flag this version defines.
-pub const PRODUCER_FLAGS_KNOWN: u32 = PRODUCER_WAIT;
+pub const PRODUCER_FLAGS_KNOWN: u32 = PRODUCER_WAIT | PRODUCER_HOOK_ONLY;
 
 /// What `RMEMRING_IOC_START` takes.
 #[repr(C)]
@@ -155,8 +160,10 @@ pub struct RingStats {
     pub producer_running: u32,
     /// 1 while a consumer has the device open.
     pub consumer_open: u32,
+    /// Records emitted through the tracepoint ([`PRODUCER_HOOK_ONLY`]).
+    pub records_hooked: u64,
     /// Zero.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 3],
 }
 
 const _: () = {
