@@ -281,7 +281,13 @@ fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(),
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(debug_assertions) { 256 } else { 2048 },
+        cases: if cfg!(miri) {
+            4
+        } else if cfg!(debug_assertions) {
+            256
+        } else {
+            2048
+        },
         ..ProptestConfig::default()
     })]
 

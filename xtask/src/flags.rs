@@ -1,0 +1,155 @@
+//! The command line. Each task's `run` lives in the task's own module.
+
+use std::path::PathBuf;
+
+use clap::{
+    Args,
+    Parser,
+    Subcommand, //
+};
+
+use crate::arch::{
+    Arch,
+    Profile,
+    Target, //
+};
+
+/// rmemring's build, VM and test tasks.
+///
+/// Kernel, module and VM tasks need root and apt (Debian or Ubuntu): they
+/// install missing host packages and build in a Debian sid chroot cached in
+/// $RMEMRING_CACHE (default ~/.cache/rmemring).
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", arg_required_else_help = true)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Task {
+    /// Build the reference kernel (cached; a no-op when nothing changed).
+    Kernel(Kernel),
+    /// Build driver/ out of tree against the reference kernel.
+    Module(Module),
+    /// Build the static user-space binaries that go into the guest.
+    Guest(Guest),
+    /// Boot the reference VM, run COMMAND in it, exit with its status.
+    VmRun(VmRun),
+    /// Boot the reference VM with an interactive shell.
+    VmShell(VmShell),
+    /// Stream from the driver to the consumer example in the reference VM.
+    Run(Run),
+    /// Run every check: fmt, clippy, tests, loom, docs, kernel and VM suites.
+    Test(Test),
+}
+
+/// Which kernel: architecture and profile.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct TargetArgs {
+    /// The guest architecture.
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    pub arch: Arch,
+    /// The debug kernel: KASAN, lockdep, DEBUG_VM, Rust debug assertions.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+impl TargetArgs {
+    pub fn target(self) -> Target {
+        let profile = if self.debug {
+            Profile::Debug
+        } else {
+            Profile::Normal
+        };
+        Target {
+            arch: self.arch,
+            profile,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Kernel {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct Module {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Rebuild from clean, so that every warning is shown again.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Guest {
+    /// The guest architecture.
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    pub arch: Arch,
+}
+
+/// Options shared by `vm-run` and `vm-shell`.
+#[derive(Args, Debug)]
+pub struct VmArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Copy FILE into the guest's /add/ (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub add: Vec<PathBuf>,
+    /// Append EXTRA to the kernel command line.
+    #[arg(long, value_name = "EXTRA")]
+    pub cmdline: Option<String>,
+    /// arm64: boot with this device-tree overlay (.dtso) instead of the board's.
+    #[arg(long, value_name = "FILE")]
+    pub overlay: Option<PathBuf>,
+    /// Do not load the driver at boot (it is still at /lib/modules/rmemring.ko).
+    #[arg(long)]
+    pub no_load: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VmRun {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Kill the VM and fail after SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Also show the kernel console on stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// The guest command, run with `sh -c` (the words are joined by spaces).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VmShell {
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct Run {
+    /// The guest architecture: x86_64 is the reference VM, aarch64 the board.
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    pub arch: Arch,
+}
+
+#[derive(Args, Debug)]
+pub struct Test {
+    /// Only the host checks: no kernel, module or VM.
+    #[arg(long)]
+    pub host_only: bool,
+    /// Only the checks and suites whose name contains SUBSTR (and what they need).
+    #[arg(long, value_name = "SUBSTR")]
+    pub filter: Option<String>,
+    /// Go on after a failure (the default).
+    #[arg(long, conflicts_with = "fail_fast")]
+    pub keep_going: bool,
+    /// Stop at the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+}

@@ -1,0 +1,260 @@
+//! `cargo xtask guest`: the guest's static user-space binaries, and busybox.
+//!
+//! x86_64 binaries come from the host toolchain, in their own target dir
+//! (`target/guest`) so that the host's build cache is not thrashed by the
+//! different RUSTFLAGS. arm64 binaries come from Debian's cargo in the chroot
+//! with a cross std and libc, reading the repository through a read-only bind
+//! mount and writing to a target dir in the cache.
+
+use std::fs;
+use std::path::{
+    Path,
+    PathBuf, //
+};
+use std::process::ExitCode;
+
+use anyhow::{
+    bail,
+    Context,
+    Result, //
+};
+use serde_json::Value;
+use xshell::{
+    cmd,
+    Shell, //
+};
+
+use crate::arch::Arch;
+use crate::cache;
+use crate::chroot::{
+    Bind,
+    Chroot, //
+};
+use crate::exec::Log;
+use crate::flags;
+use crate::host;
+use crate::project_root;
+
+/// Workspace packages whose binaries all go into the guest, when they exist.
+const PACKAGES: &[&str] = &["rmemring-examples", "rmemring-selftest"];
+
+/// The `rmemring` CLI goes in too, built with its feature.
+const CLI: (&str, &str, &str) = ("rmemring", "rmemring/cli", "rmemring");
+
+/// Static linking, so that the binaries need nothing from the guest but a kernel.
+const RUSTFLAGS: &str = "-C target-feature=+crt-static";
+
+/// Where the chroot sees the repository during the arm64 build.
+const REPO_IN_CHROOT: &str = "/mnt/repo";
+
+/// The arm64 cargo target dir and cargo home, inside the chroot.
+const ARM64_TARGET_DIR: &str = "/work/guest-target";
+const ARM64_CARGO_HOME: &str = "/work/cargo-home";
+
+/// The host's CA bundle, copied in so that cargo trusts the same authorities
+/// (TLS-intercepting proxies included) inside the chroot.
+const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+const CA_IN_CHROOT: &str = "/work/host-ca.crt";
+
+/// The longest a cargo build in the chroot may take (it downloads crates).
+const ARM64_BUILD_TIMEOUT: &str = "1800";
+
+impl flags::Guest {
+    pub fn run(self, sh: &Shell) -> Result<ExitCode> {
+        let guest = build(sh, &Log::terminal(), self.arch)?;
+        println!("{}", guest.busybox.display());
+        for bin in &guest.bins {
+            println!("{}", bin.display());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The guest's user space on the host.
+#[derive(Clone)]
+pub struct Guest {
+    /// A static busybox.
+    pub busybox: PathBuf,
+    /// The workspace's guest binaries.
+    pub bins: Vec<PathBuf>,
+}
+
+impl Guest {
+    /// Whether the guest has a binary called `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.bins
+            .iter()
+            .any(|bin| bin.file_name() == Some(name.as_ref()))
+    }
+}
+
+/// Builds the guest binaries for `arch` and finds busybox.
+pub fn build(sh: &Shell, log: &Log, arch: Arch) -> Result<Guest> {
+    // Also brings Cargo.lock up to date, which the arm64 build (--locked,
+    // read-only repository) relies on.
+    let metadata = log.read(cmd!(sh, "cargo metadata --no-deps --format-version 1"))?;
+    let metadata: Value = serde_json::from_str(&metadata).context("parsing cargo metadata")?;
+
+    let mut args = Vec::new();
+    let mut names = Vec::new();
+    for package in PACKAGES {
+        match bin_names(&metadata, package) {
+            Some(bins) => {
+                args.extend(["-p", package]);
+                names.extend(bins);
+            }
+            None => log.line(&format!("guest: no package {package} in the workspace yet")),
+        }
+    }
+    let (cli_package, cli_feature, cli_bin) = CLI;
+    args.extend(["-p", cli_package, "--features", cli_feature, "--bins"]);
+    names.push(cli_bin.to_owned());
+
+    let release_dir = match arch {
+        Arch::X86_64 => build_x86_64(sh, log, &args)?,
+        Arch::Aarch64 => build_aarch64(sh, log, &args)?,
+    };
+    let bins = names
+        .iter()
+        .map(|name| release_dir.join(name))
+        .collect::<Vec<_>>();
+    for bin in &bins {
+        if !bin.exists() {
+            bail!("the guest build did not produce {}", bin.display());
+        }
+    }
+    let busybox = busybox(sh, log, arch)?;
+    Ok(Guest { busybox, bins })
+}
+
+/// The binary targets of workspace package `package`, or `None` if it is not
+/// in the workspace.
+fn bin_names(metadata: &Value, package: &str) -> Option<Vec<String>> {
+    let package = metadata["packages"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == package)?;
+    let targets = package["targets"].as_array()?;
+    Some(
+        targets
+            .iter()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            })
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// Builds with the host toolchain; returns the release directory.
+fn build_x86_64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
+    host::ensure(sh, log, host::GUEST_X86_64)?;
+    let target = Arch::X86_64.rust_target();
+    log.run(cmd!(
+        sh,
+        "env RUSTFLAGS={RUSTFLAGS} cargo build --release --target {target} --target-dir target/guest {args...}"
+    ))?;
+    Ok(project_root()
+        .join("target/guest")
+        .join(target)
+        .join("release"))
+}
+
+/// Builds with Debian's cargo in the chroot; returns the release directory.
+fn build_aarch64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
+    let chroot = Chroot::ensure(sh, log)?;
+    chroot.ensure_arm64(sh, log)?;
+    if Path::new(HOST_CA).exists() {
+        fs::create_dir_all(chroot.host_path("/work"))?;
+        fs::copy(HOST_CA, chroot.host_path(CA_IN_CHROOT))?;
+    }
+    let _lock = cache::lock("guest-aarch64")?;
+    let target = Arch::Aarch64.rust_target();
+    let manifest = format!("{REPO_IN_CHROOT}/Cargo.toml");
+    let home = format!("CARGO_HOME={ARM64_CARGO_HOME}");
+    let ca = format!("CARGO_HTTP_CAINFO={CA_IN_CHROOT}");
+    let rustflags = format!("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS={RUSTFLAGS}");
+    let mut argv = vec![
+        &home,
+        &ca,
+        "CARGO_HTTP_TIMEOUT=60",
+        "CARGO_NET_RETRY=5",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc",
+        &rustflags,
+        "timeout",
+        ARM64_BUILD_TIMEOUT,
+        "cargo",
+        "build",
+        "--locked",
+        "--release",
+        "--manifest-path",
+        &manifest,
+        "--target",
+        target,
+        "--target-dir",
+        ARM64_TARGET_DIR,
+    ];
+    argv.extend_from_slice(args);
+    let repo = project_root();
+    let binds = [Bind {
+        host: &repo,
+        inner: REPO_IN_CHROOT,
+        read_only: true,
+    }];
+    chroot
+        .run_with(sh, log, &binds, &argv)
+        .context("building the arm64 guest binaries in the chroot")?;
+    Ok(chroot.host_path(&format!("{ARM64_TARGET_DIR}/{target}/release")))
+}
+
+/// A static busybox for `arch`: the host's for x86_64, Debian's arm64 package
+/// (downloaded once in the chroot and cached) for arm64.
+fn busybox(sh: &Shell, log: &Log, arch: Arch) -> Result<PathBuf> {
+    match arch {
+        Arch::X86_64 => {
+            host::ensure(sh, log, &["busybox-static"])?;
+            Ok(PathBuf::from("/bin/busybox"))
+        }
+        Arch::Aarch64 => {
+            let cached = cache::root()?.join("busybox-arm64/busybox");
+            if cached.exists() {
+                return Ok(cached);
+            }
+            let chroot = Chroot::ensure(sh, log)?;
+            chroot.ensure_arm64(sh, log)?;
+            let inner = "/work/busybox-arm64";
+            cache::remove_dir(&chroot.host_path(inner))?;
+            fs::create_dir_all(chroot.host_path(inner))?;
+            chroot.run_in(
+                sh,
+                log,
+                inner,
+                &[
+                    "timeout",
+                    "600",
+                    "apt-get",
+                    "download",
+                    "busybox-static:arm64",
+                ],
+            )?;
+            let deb = fs::read_dir(chroot.host_path(inner))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|name| name.ends_with(".deb"))
+                .context("apt-get download busybox-static:arm64 left no .deb")?;
+            chroot.run_in(sh, log, inner, &["dpkg-deb", "-x", &deb, "x"])?;
+            let extracted = ["x/usr/bin/busybox", "x/bin/busybox"]
+                .iter()
+                .map(|rel| chroot.host_path(inner).join(rel))
+                .find(|path| path.exists())
+                .context("busybox-static:arm64 has no usr/bin/busybox")?;
+            fs::create_dir_all(cached.parent().unwrap_or(Path::new("/")))?;
+            let partial = cached.with_extension("partial");
+            fs::copy(&extracted, &partial)?;
+            fs::rename(&partial, &cached)?;
+            Ok(cached)
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! `cargo xtask kernel`: the reference kernel, built in the sid chroot.
+//!
+//! `make tinyconfig`, then the fragments in `xtask/kconfig/` (`common`, the
+//! architecture, and `debug` for the debug profile) merged with
+//! `merge_config.sh -m`, then `olddefconfig`. Kconfig drops an option
+//! silently when a dependency is unmet (`CONFIG_RUST` first of all), so every
+//! fragment line is checked against the final `.config`. Then
+//! `make LLVM=1 all`: `all` and not just the image, because the out-of-tree
+//! driver build needs `Module.symvers`.
+//!
+//! A build tree is keyed by a hash of the fragments, the toolchain package
+//! versions, the architecture, the profile and [`RECIPE`]. A finished tree is
+//! stamped, so a repeat run with nothing changed runs no `make` at all.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{
+    bail,
+    Context,
+    Result, //
+};
+use sha2::{
+    Digest,
+    Sha256, //
+};
+use xshell::Shell;
+
+use crate::arch::{
+    Profile,
+    Target, //
+};
+use crate::cache;
+use crate::chroot::{
+    self,
+    Chroot, //
+};
+use crate::exec::Log;
+use crate::flags;
+
+/// Bump when the build steps change in a way that needs fresh build trees.
+const RECIPE: &str = "1";
+
+/// Finished build trees kept per target (the current one included).
+const KEEP_BUILDS: usize = 2;
+
+/// Where build trees live, inside the chroot.
+const BUILD_ROOT: &str = "/work/kernel";
+
+/// Stamp in a build tree: `make all` succeeded.
+const BUILT: &str = ".rmemring-built";
+
+impl flags::Kernel {
+    pub fn run(self, sh: &Shell) -> Result<ExitCode> {
+        let kernel = build(sh, &Log::terminal(), self.target.target())?;
+        println!("{}", kernel.image().display());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A built kernel tree.
+pub struct Kernel {
+    pub target: Target,
+    /// The build tree (`O=`) as the chroot sees it.
+    pub inner_dir: String,
+    /// The build tree on the host.
+    pub dir: PathBuf,
+}
+
+impl Kernel {
+    /// The bootable image on the host.
+    pub fn image(&self) -> PathBuf {
+        self.dir.join(self.target.arch.kernel_image())
+    }
+
+    /// The make variables of every build against this kernel.
+    pub fn make_vars(&self) -> [String; 2] {
+        [
+            format!("ARCH={}", self.target.arch.kernel_arch()),
+            "LLVM=1".to_owned(),
+        ]
+    }
+}
+
+/// Builds the kernel for `target`, or finds it already built.
+pub fn build(sh: &Shell, log: &Log, target: Target) -> Result<Kernel> {
+    let chroot = Chroot::ensure(sh, log)?;
+    let versions = chroot.versions(sh, log, chroot::TOOLCHAIN_PACKAGES)?;
+    let source_version = versions
+        .lines()
+        .find_map(|line| line.strip_prefix(chroot::LINUX_SOURCE)?.strip_prefix(' '))
+        .context("linux-source-7.2 is not installed in the chroot")?
+        .to_owned();
+    if !source_version.starts_with("7.2.") {
+        bail!(
+            "{} is version {source_version}, not 7.2.x; refusing to build",
+            chroot::LINUX_SOURCE
+        );
+    }
+    let fragments = fragments(sh, target)?;
+    let key = key(target, &versions, &fragments);
+    let inner_dir = format!("{BUILD_ROOT}/{target}-{key}");
+    let kernel = Kernel {
+        target,
+        dir: chroot.host_path(&inner_dir),
+        inner_dir,
+    };
+    let stamp = kernel.dir.join(BUILT);
+    if stamp.exists() {
+        log.line(&format!(
+            "kernel {target}: up to date in {}",
+            kernel.dir.display()
+        ));
+        return Ok(kernel);
+    }
+
+    let _lock = cache::lock(&format!("kernel-{target}"))?;
+    if stamp.exists() {
+        return Ok(kernel);
+    }
+    let src = source(sh, log, &chroot, &source_version)?;
+    fs::create_dir_all(kernel.dir.join("fragments"))?;
+    fs::write(kernel.dir.join("versions.txt"), format!("{versions}\n"))?;
+    let mut inner_fragments = Vec::new();
+    for (i, (name, content)) in fragments.iter().enumerate() {
+        let inner = format!("{}/fragments/{i}-{name}", kernel.inner_dir);
+        fs::write(chroot.host_path(&inner), content)?;
+        inner_fragments.push(inner);
+    }
+
+    let make = |log: &Log, args: &[&str]| -> Result<Vec<String>> {
+        let [arch, llvm] = kernel.make_vars();
+        let out = format!("O={}", kernel.inner_dir);
+        let mut argv = vec!["make", "-C", &src, &out, &arch, &llvm];
+        argv.extend_from_slice(args);
+        chroot.run(sh, log, &argv)
+    };
+    make(log, &["tinyconfig"])?;
+    let merge = format!("{src}/scripts/kconfig/merge_config.sh");
+    let config = format!("{}/.config", kernel.inner_dir);
+    // merge_config.sh puts its temporary files in the current directory.
+    let mut argv = vec![merge.as_str(), "-m", "-O", &kernel.inner_dir, &config];
+    argv.extend(inner_fragments.iter().map(String::as_str));
+    chroot.run_in(sh, log, &kernel.inner_dir, &argv)?;
+    make(log, &["olddefconfig"])?;
+    check_config(&fs::read_to_string(chroot.host_path(&config))?, &fragments)
+        .with_context(|| format!("kernel {target}: configuration check failed"))?;
+
+    let jobs = format!("-j{}", std::thread::available_parallelism()?.get());
+    make(log, &[&jobs, "all"])?;
+    for product in [target.arch.kernel_image(), "Module.symvers"] {
+        if !kernel.dir.join(product).exists() {
+            bail!("kernel {target}: make all did not produce {product}");
+        }
+    }
+    cache::write_stamp(&stamp, &versions)?;
+    log.line(&format!(
+        "kernel {target}: built {}",
+        kernel.image().display()
+    ));
+    collect_garbage(&chroot, &kernel)?;
+    Ok(kernel)
+}
+
+/// The fragments for `target`, in merge order: `(file name, content)`.
+fn fragments(sh: &Shell, target: Target) -> Result<Vec<(String, String)>> {
+    let mut names = vec![
+        "common.config".to_owned(),
+        format!("{}.config", target.arch.name()),
+    ];
+    if target.profile == Profile::Debug {
+        names.push("debug.config".to_owned());
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let content = sh.read_file(format!("xtask/kconfig/{name}"))?;
+            Ok((name, content))
+        })
+        .collect()
+}
+
+/// The build key: what decides the build tree's content.
+fn key(target: Target, versions: &str, fragments: &[(String, String)]) -> String {
+    let mut hash = Sha256::new();
+    for part in [RECIPE, &target.to_string(), versions] {
+        hash.update(part);
+        hash.update([0]);
+    }
+    for (name, content) in fragments {
+        hash.update(name);
+        hash.update([0]);
+        hash.update(content);
+        hash.update([0]);
+    }
+    hash.finalize()[..8]
+        .iter()
+        .fold(String::new(), |mut s, byte| {
+            let _ = write!(s, "{byte:02x}");
+            s
+        })
+}
+
+/// Extracts the kernel source once per package version; returns its inner path.
+fn source(sh: &Shell, log: &Log, chroot: &Chroot, version: &str) -> Result<String> {
+    let _lock = cache::lock("source")?;
+    let inner = format!("/work/src/{version}");
+    let tree = format!("{inner}/linux-source-7.2");
+    let stamp = chroot.host_path(&format!("{inner}/.rmemring-extracted"));
+    if stamp.exists() {
+        return Ok(tree);
+    }
+    cache::remove_dir(&chroot.host_path(&inner))?;
+    fs::create_dir_all(chroot.host_path(&inner))?;
+    chroot.run(
+        sh,
+        log,
+        &[
+            "tar",
+            "-C",
+            &inner,
+            "-xf",
+            "/usr/src/linux-source-7.2.tar.xz",
+        ],
+    )?;
+    if !chroot.host_path(&tree).join("Makefile").exists() {
+        bail!("/usr/src/linux-source-7.2.tar.xz did not contain linux-source-7.2/");
+    }
+    cache::write_stamp(&stamp, version)?;
+    Ok(tree)
+}
+
+/// Checks that `CONFIG_RUST=y` and every fragment line survived `olddefconfig`.
+fn check_config(config: &str, fragments: &[(String, String)]) -> Result<()> {
+    let lines: Vec<&str> = config.lines().collect();
+    if !lines.contains(&"CONFIG_RUST=y") {
+        bail!("CONFIG_RUST=y did not survive olddefconfig: a dependency of RUST is unmet");
+    }
+    let mut missing = Vec::new();
+    for (name, content) in fragments {
+        for line in content.lines().map(str::trim) {
+            let landed = if let Some(option) = line
+                .strip_prefix("# ")
+                .and_then(|l| l.strip_suffix(" is not set"))
+            {
+                let set = format!("{option}=");
+                !lines.iter().any(|l| l.starts_with(&set))
+            } else if line.starts_with("CONFIG_") {
+                lines.contains(&line)
+            } else {
+                continue;
+            };
+            if !landed {
+                missing.push(format!("  {name}: {line}"));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "these fragment options did not land in .config (unmet dependencies?):\n{}",
+            missing.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Removes this target's older build trees, keeping [`KEEP_BUILDS`] finished ones.
+///
+/// Runs under the target's build lock, so an unfinished tree other than ours
+/// is abandoned and goes too.
+fn collect_garbage(chroot: &Chroot, current: &Kernel) -> Result<()> {
+    let prefix = format!("{}-", current.target);
+    let mut finished = Vec::new();
+    for entry in fs::read_dir(chroot.host_path(BUILD_ROOT))? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let is_build = name
+            .strip_prefix(&prefix)
+            .is_some_and(|key| key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_build || path == current.dir {
+            continue;
+        }
+        match fs::metadata(path.join(BUILT)).and_then(|m| m.modified()) {
+            Ok(time) => finished.push((time, path)),
+            Err(_) => remove_build(&path)?,
+        }
+    }
+    finished.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
+    for (_, path) in finished.iter().skip(KEEP_BUILDS - 1) {
+        remove_build(path)?;
+    }
+    Ok(())
+}
+
+/// Removes a build tree and its driver build.
+fn remove_build(dir: &std::path::Path) -> Result<()> {
+    cache::remove_dir(dir)?;
+    cache::remove_dir(&dir.with_extension("module"))
+}

@@ -1,0 +1,158 @@
+//! `cargo xtask module`: the driver, built out of tree against a reference kernel.
+//!
+//! The driver compiles `../ring/src/shared/mod.rs` as its `shared` module, so
+//! `driver/` and `ring/src/shared/` are mirrored, in that relative layout, into
+//! a scratch tree next to the kernel build (`T-KEY.module/`) and built there:
+//! no build product ever lands in the repository. Only files whose content
+//! changed are copied, so an unchanged driver rebuilds in seconds.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{
+    Path,
+    PathBuf, //
+};
+use std::process::ExitCode;
+
+use anyhow::{
+    bail,
+    Context,
+    Result, //
+};
+use xshell::Shell;
+
+use crate::cache;
+use crate::chroot::Chroot;
+use crate::exec::Log;
+use crate::flags;
+use crate::kernel::{
+    self,
+    Kernel, //
+};
+use crate::project_root;
+
+/// The trees the driver build needs, relative to the repository root.
+const TREES: &[&str] = &["driver", "ring/src/shared"];
+
+/// Directories under `driver/` that are not part of the kernel module.
+const SKIP_DIRS: &[&str] = &["selftest", "target"];
+
+/// Build products that a stray in-tree `make` may have left in `driver/`
+/// (`.symvers` and `.order` cover `Module.symvers` and `modules.order`).
+const SKIP_SUFFIXES: &[&str] = &[
+    ".o", ".ko", ".mod", ".mod.c", ".d", ".a", ".rmeta", ".rlib", ".cmd", ".order", ".symvers",
+];
+
+/// Lists what was copied last time, so that files deleted since go too.
+const MANIFEST: &str = ".rmemring-manifest";
+
+impl flags::Module {
+    pub fn run(self, sh: &Shell) -> Result<ExitCode> {
+        let log = Log::terminal();
+        let kernel = kernel::build(sh, &log, self.target.target())?;
+        let module = build(sh, &log, &kernel, self.force)?;
+        if !module.warnings.is_empty() {
+            eprintln!(
+                "{} warning line(s) in the module build:",
+                module.warnings.len()
+            );
+            for warning in &module.warnings {
+                eprintln!("  {warning}");
+            }
+        }
+        println!("{}", module.ko.display());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A built driver.
+pub struct Module {
+    /// `rmemring.ko` on the host.
+    pub ko: PathBuf,
+    /// The compiler's and modpost's warning lines (all of them only when
+    /// everything was rebuilt: see `force`).
+    pub warnings: Vec<String>,
+}
+
+/// Builds the driver against `kernel`. With `force`, cleans first, so that
+/// every warning is reported again.
+pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Module> {
+    let chroot = Chroot::ensure(sh, log)?;
+    let _lock = cache::lock(&format!("module-{}", kernel.target))?;
+    let inner = format!("{}.module", kernel.inner_dir);
+    let scratch = chroot.host_path(&inner);
+    for tree in TREES {
+        sync_tree(&project_root().join(tree), &scratch.join(tree))
+            .with_context(|| format!("mirroring {tree} into {}", scratch.display()))?;
+    }
+
+    let [arch, llvm] = kernel.make_vars();
+    let m = format!("M={inner}/driver");
+    let jobs = format!("-j{}", std::thread::available_parallelism()?.get());
+    let make = ["make", "-C", &kernel.inner_dir, &m, &arch, &llvm, &jobs];
+    if force {
+        chroot.run(sh, log, &[&make[..], &["clean"]].concat())?;
+    }
+    let output = chroot
+        .run(sh, log, &[&make[..], &["modules"]].concat())
+        .with_context(|| format!("building the driver against kernel {}", kernel.target))?;
+    let ko = scratch.join("driver/rmemring.ko");
+    if !ko.exists() {
+        bail!("the driver build did not produce {}", ko.display());
+    }
+    let warnings = output.into_iter().filter(|line| is_warning(line)).collect();
+    Ok(Module { ko, warnings })
+}
+
+/// Whether a build output line is a warning (rustc, clang or modpost).
+fn is_warning(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    lower.contains("warning:") && !lower.contains(" emitted")
+}
+
+/// Mirrors the source files of `src` into `dst`: copies what differs, removes
+/// what was copied before but is gone from `src`, keeps build products.
+fn sync_tree(src: &Path, dst: &Path) -> Result<()> {
+    let mut files = BTreeSet::new();
+    collect_sources(src, Path::new(""), &mut files)?;
+    fs::create_dir_all(dst)?;
+    let manifest = dst.join(MANIFEST);
+    let old = fs::read_to_string(&manifest).unwrap_or_default();
+    for gone in old.lines().filter(|rel| !files.contains(Path::new(rel))) {
+        let _ = fs::remove_file(dst.join(gone));
+    }
+    for rel in &files {
+        let (from, to) = (src.join(rel), dst.join(rel));
+        let content = fs::read(&from)?;
+        if fs::read(&to).is_ok_and(|old| old == content) {
+            continue;
+        }
+        if let Some(dir) = to.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&to, content).with_context(|| format!("writing {}", to.display()))?;
+    }
+    let list: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    fs::write(manifest, list.join("\n"))?;
+    Ok(())
+}
+
+/// Adds the source files below `dir` to `files`, as paths relative to the root.
+fn collect_sources(root: &Path, dir: &Path, files: &mut BTreeSet<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(root.join(dir))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = dir.join(&name);
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            if !SKIP_DIRS.contains(&name.as_str()) {
+                collect_sources(root, &rel, files)?;
+            }
+        } else if !SKIP_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            files.insert(rel);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The reference reservation: the one place that says where the ring lives.
+//!
+//! x86_64: the kernel command line keeps the range from the kernel with
+//! `memmap=SIZE$BASE` and the driver gets it as module parameters. arm64: the
+//! range comes from the device-tree overlay in `dts/` (applied by
+//! [`crate::dt::board_dtb`]), so there are neither.
+//!
+//! Change the reservation here; every VM, suite and `cargo xtask run` follows.
+
+use crate::arch::Arch;
+
+/// Physical base of the x86_64 reference reservation.
+pub const X86_64_PHYS_BASE: u64 = 0x1000_0000;
+
+/// Size of the x86_64 reference reservation: a 16 MiB data area plus two
+/// pages (control and header).
+pub const X86_64_PHYS_SIZE: u64 = 0x100_2000;
+
+/// Kernel command-line words that reserve the region.
+///
+/// QEMU gets the command line as one argument (no shell), so the `$` needs
+/// no quoting.
+pub fn kernel_cmdline(arch: Arch) -> Vec<String> {
+    match arch {
+        Arch::X86_64 => vec![format!(
+            "memmap={X86_64_PHYS_SIZE:#x}${X86_64_PHYS_BASE:#x}"
+        )],
+        Arch::Aarch64 => Vec::new(),
+    }
+}
+
+/// The driver's module parameters (for `insmod`).
+pub fn module_params(arch: Arch) -> String {
+    match arch {
+        Arch::X86_64 => {
+            format!("phys_base={X86_64_PHYS_BASE:#x} phys_size={X86_64_PHYS_SIZE:#x}")
+        }
+        Arch::Aarch64 => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_64_reference_matches_the_documented_values() {
+        assert_eq!(
+            kernel_cmdline(Arch::X86_64),
+            ["memmap=0x1002000$0x10000000"]
+        );
+        assert_eq!(
+            module_params(Arch::X86_64),
+            "phys_base=0x10000000 phys_size=0x1002000"
+        );
+    }
+}

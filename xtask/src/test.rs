@@ -1,0 +1,334 @@
+//! `cargo xtask test`: every check, one `ok`/`FAIL` line each, then a count.
+//!
+//! Host checks first (fmt, clippy, tests, loom, docs, device tree), then per
+//! kernel target: the kernel, the driver (whose warnings fail the run), the
+//! guest user space and the VM scenarios of [`crate::suites`]. Builds log to
+//! files in the cache (`logs/`); a failure shows the end of its log. The
+//! last line is `N passed, M failed`, and the exit status is non-zero when
+//! M > 0.
+
+use std::process::ExitCode;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use anyhow::{
+    bail,
+    Result, //
+};
+use xshell::{
+    cmd,
+    Cmd,
+    Shell, //
+};
+
+use crate::arch::{
+    Arch,
+    Target, //
+};
+use crate::cache;
+use crate::dt;
+use crate::exec::Log;
+use crate::flags;
+use crate::guest::{
+    self,
+    Guest, //
+};
+use crate::host;
+use crate::kernel;
+use crate::module;
+use crate::suites::{
+    Suite,
+    SUITES, //
+};
+use crate::vm::{
+    self,
+    Artifacts,
+    Echo,
+    Options, //
+};
+
+impl flags::Test {
+    pub fn run(self, sh: &Shell) -> Result<ExitCode> {
+        let mut runner = Runner {
+            filter: self.filter,
+            fail_fast: self.fail_fast,
+            stopped: false,
+            results: Vec::new(),
+        };
+        host_checks(sh, &mut runner);
+        if self.host_only {
+            runner.skip("kernel, module and VM suites", "--host-only");
+        } else {
+            kernel_suites(sh, &mut runner);
+        }
+        Ok(runner.finish())
+    }
+}
+
+/// fmt, clippy, tests, loom, docs and the device-tree checks.
+fn host_checks(sh: &Shell, runner: &mut Runner) {
+    runner.check("fmt", || quiet(cmd!(sh, "cargo fmt --all --check")));
+    runner.check("clippy", || {
+        quiet(cmd!(
+            sh,
+            "cargo clippy --workspace --all-targets -- -D warnings"
+        ))
+    });
+    runner.check("clippy cli", || {
+        quiet(cmd!(
+            sh,
+            "cargo clippy -p rmemring --features cli --all-targets -- -D warnings"
+        ))
+    });
+    runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
+    if sh.path_exists("ring/tests/loom.rs") {
+        runner.check("loom", || {
+            quiet(cmd!(
+                sh,
+                "env 'RUSTFLAGS=--cfg loom' cargo test --release -p rmemring --test loom --target-dir target/loom"
+            ))
+        });
+    } else {
+        runner.skip("loom", "no ring/tests/loom.rs yet");
+    }
+    runner.check("doc", || {
+        quiet(cmd!(
+            sh,
+            "env 'RUSTDOCFLAGS=-D warnings' cargo doc --no-deps --workspace"
+        ))
+    });
+    runner.check("dt", || dt::check(sh));
+}
+
+/// Per target: kernel, driver, guest user space, then its VM suites.
+fn kernel_suites(sh: &Shell, runner: &mut Runner) {
+    let suites: Vec<&Suite> = SUITES
+        .iter()
+        .filter(|suite| runner.selected(&suite_name(suite)))
+        .collect();
+    // The targets of the selected suites, and those whose builds the filter names.
+    let mut targets: Vec<Target> = Vec::new();
+    for suite in SUITES {
+        let target = suite.target();
+        let wanted = suites.iter().any(|s| s.target() == target)
+            || runner.selected(&format!("kernel {target}"))
+            || runner.selected(&format!("module {target}"));
+        if wanted && !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    let mut guests: Vec<(Arch, Option<Guest>)> = Vec::new();
+    for target in targets {
+        let kernel = runner.check(&format!("kernel {target}"), || {
+            kernel::build(sh, &step_log(&format!("kernel-{target}"))?, target)
+        });
+        let module = kernel.as_ref().and_then(|kernel| {
+            runner.check(&format!("module {target}"), || {
+                let log = step_log(&format!("module-{target}"))?;
+                module::build(sh, &log, kernel, true)
+            })
+        });
+        if let Some(module) = &module {
+            runner.check(&format!("module {target} warnings"), || {
+                if module.warnings.is_empty() {
+                    return Ok(());
+                }
+                bail!("the driver build warns:\n{}", module.warnings.join("\n"))
+            });
+        }
+        let arch = target.arch;
+        if !guests.iter().any(|(a, _)| *a == arch) {
+            let guest = runner.check(&format!("guest {}", arch.name()), || {
+                let log = step_log(&format!("guest-{}", arch.name()))?;
+                host::ensure(sh, &log, vm::vm_packages(arch))?;
+                guest::build(sh, &log, arch)
+            });
+            guests.push((arch, guest));
+        }
+        let guest = guests
+            .iter()
+            .find(|(a, _)| *a == arch)
+            .and_then(|(_, guest)| guest.clone());
+
+        let artifacts = match (kernel, module, guest) {
+            (Some(kernel), Some(module), Some(guest)) => Some(Artifacts {
+                kernel,
+                module,
+                guest,
+            }),
+            _ => None,
+        };
+        for suite in suites.iter().filter(|suite| suite.target() == target) {
+            let name = suite_name(suite);
+            match &artifacts {
+                Some(artifacts) => {
+                    runner.check(&name, || run_suite(sh, artifacts, suite));
+                }
+                None => runner.fail(&name, "not run: its kernel, driver or guest build failed"),
+            }
+        }
+    }
+}
+
+fn suite_name(suite: &Suite) -> String {
+    format!("vm {}", suite.name)
+}
+
+/// Boots one scenario; fails with the guest's report.
+fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
+    let log = step_log(&format!("vm-{}", suite.name))?;
+    let overlay = suite
+        .overlay
+        .map(|rel| crate::project_root().join("dts").join(rel));
+    let outcome = vm::boot(
+        sh,
+        &log,
+        artifacts,
+        &Options {
+            add: &[],
+            cmdline: None,
+            load: suite.load,
+            overlay: overlay.as_deref(),
+            command: Some(suite.command),
+            timeout: Duration::from_secs(suite.timeout),
+            echo: Echo::Quiet,
+        },
+    )?;
+    if outcome.passed() {
+        return Ok(());
+    }
+    let mut report = format!("$ {}\n", suite.command);
+    for line in &outcome.output {
+        report += &format!("  > {line}\n");
+    }
+    report += &outcome.report();
+    bail!(report)
+}
+
+/// A log file in the cache for the step `name`.
+fn step_log(name: &str) -> Result<Log> {
+    let path = cache::root()?.join("logs").join(format!("{name}.log"));
+    eprintln!("    (log: {})", path.display());
+    Log::to_file(&path)
+}
+
+/// Runs `cmd` with its output captured; fails with the output.
+fn quiet(cmd: Cmd<'_>) -> Result<()> {
+    eprintln!("$ {cmd}");
+    let output = cmd.quiet().ignore_status().output()?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut msg = format!("exited with {}\n", output.status);
+    msg += &String::from_utf8_lossy(&output.stdout);
+    msg += &String::from_utf8_lossy(&output.stderr);
+    bail!(msg)
+}
+
+/// Runs checks, prints a line for each, and counts.
+struct Runner {
+    filter: Option<String>,
+    fail_fast: bool,
+    /// A check failed under `--fail-fast`: the rest do not run.
+    stopped: bool,
+    results: Vec<(String, bool, Duration)>,
+}
+
+impl Runner {
+    /// Whether `--filter` selects the check `name`.
+    fn selected(&self, name: &str) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+    }
+
+    /// Runs `check` unless filtered out or stopped; prints `ok`/`FAIL`.
+    /// Build steps that a selected suite needs always run.
+    fn check<T>(&mut self, name: &str, check: impl FnOnce() -> Result<T>) -> Option<T> {
+        let needed = name.starts_with("kernel ")
+            || name.starts_with("module ")
+            || name.starts_with("guest ");
+        if self.stopped || !(needed || self.selected(name)) {
+            return None;
+        }
+        eprintln!("--- {name}");
+        let start = Instant::now();
+        let result = check();
+        let elapsed = start.elapsed();
+        match result {
+            Ok(value) => {
+                println!("ok - {name} ({}s)", elapsed.as_secs());
+                self.results.push((name.to_owned(), true, elapsed));
+                Some(value)
+            }
+            Err(err) => {
+                println!("FAIL - {name} ({}s)", elapsed.as_secs());
+                for line in format!("{err:?}").lines() {
+                    println!("    {line}");
+                }
+                self.failed(name, elapsed);
+                None
+            }
+        }
+    }
+
+    /// Records `name` as failed without running it.
+    fn fail(&mut self, name: &str, why: &str) {
+        if self.stopped {
+            return;
+        }
+        println!("FAIL - {name} (0s)\n    {why}");
+        self.failed(name, Duration::ZERO);
+    }
+
+    fn failed(&mut self, name: &str, elapsed: Duration) {
+        self.results.push((name.to_owned(), false, elapsed));
+        self.stopped = self.fail_fast;
+    }
+
+    /// Says that `name` does not run, without counting it.
+    fn skip(&mut self, name: &str, why: &str) {
+        if self.selected(name) {
+            println!("skip - {name} ({why})");
+        }
+    }
+
+    /// Prints the summary; the last line is `N passed, M failed`.
+    fn finish(self) -> ExitCode {
+        let passed = self.results.iter().filter(|(_, ok, _)| *ok).count();
+        let failed = self.results.len() - passed;
+        println!("\nsummary:");
+        for (name, ok, elapsed) in &self.results {
+            let verdict = if *ok { "ok" } else { "FAIL" };
+            println!("{verdict} - {name} ({}s)", elapsed.as_secs());
+        }
+        if self.stopped {
+            println!("(stopped at the first failure: --fail-fast)");
+        }
+        println!("{passed} passed, {failed} failed");
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_names_are_unique_and_filterable() {
+        let names: Vec<String> = SUITES.iter().map(suite_name).collect();
+        for (i, name) in names.iter().enumerate() {
+            assert!(!names[..i].contains(name), "duplicate suite {name}");
+            assert!(!name.contains(char::is_uppercase), "{name}: use lower case");
+        }
+        assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/init.sh")
+            .exists());
+    }
+}
