@@ -26,17 +26,25 @@ use crate::ring::Ring;
 use crate::shared::producer::Overflow;
 
 /// Device numbers in use, one bit each: `/dev/rmemringN` takes the lowest
-/// free `N`, so unbinding and rebinding gives the same name back.
+/// free `N`, so unbinding and rebinding gives the same name back. Devices
+/// named by a `label` take numbers from the top, so the numbering of the
+/// unnamed ones does not depend on probe order.
 static INDICES: AtomicU64 = AtomicU64::new(0);
 
 /// A device number, released on drop.
 struct Index(u32);
 
 impl Index {
-    fn take() -> Result<Self> {
+    fn take(from_top: bool) -> Result<Self> {
         let mut used = INDICES.load(Ordering::Relaxed);
         loop {
-            let free = (!used).trailing_zeros();
+            let free = if from_top {
+                (u64::BITS - 1)
+                    .checked_sub((!used).leading_zeros())
+                    .unwrap_or(u64::BITS)
+            } else {
+                (!used).trailing_zeros()
+            };
             if free >= u64::BITS {
                 return Err(ENOSPC);
             }
@@ -85,7 +93,7 @@ pub(crate) struct RingDevice {
 impl RingDevice {
     /// Lays a ring out in `region` and registers its device.
     pub(crate) fn new(region: Region, options: RingOptions) -> Result<Pin<KBox<Self>>> {
-        let index = Index::take()?;
+        let index = Index::take(options.name.is_some())?;
         let name = match options.name {
             Some(name) => name,
             None => CString::try_from_fmt(fmt!("rmemring{}", index.0))?,

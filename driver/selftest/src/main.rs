@@ -13,12 +13,15 @@
 //! rmemring-selftest hostile     # a consumer scribbling on its page while producing
 //! rmemring-selftest cachemodes  # write-combine and uncached mappings match the kernel's (x86_64)
 //! rmemring-selftest all
+//! rmemring-selftest board       # the arm64 device-tree board: overlay, unbind/rebind
+//! rmemring-selftest broken=MSG  # a broken overlay: the probe failed saying MSG
 //! ```
 //!
 //! Each check prints `ok - NAME` or `not ok - NAME: WHY`; the exit status is
 //! the number of failures (capped at 100). Kernel warnings are the harness's
 //! business: it scans the guest's `dmesg` after the run.
 
+mod board;
 mod cachemodes;
 mod hostile;
 mod kmod;
@@ -83,6 +86,9 @@ const GROUPS: &[(&str, Group)] = &[
     ("cachemodes", cachemodes::cachemodes),
 ];
 
+/// Groups only the device-tree board runs (not part of `all`).
+const BOARD_GROUPS: &[(&str, Group)] = &[("board", board::board)];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
@@ -104,10 +110,17 @@ fn main() -> ExitCode {
     };
     let mut report = Report::default();
     for arg in &args {
+        if let Some(message) = arg.strip_prefix("broken=") {
+            println!("# broken");
+            if let Err(e) = board::broken(message, &mut report) {
+                report.check("broken: group ran to the end", Err(e));
+            }
+            continue;
+        }
         let groups: Vec<&(&str, Group)> = if arg == "all" {
             GROUPS.iter().collect()
         } else {
-            match GROUPS.iter().find(|g| g.0 == arg) {
+            match GROUPS.iter().chain(BOARD_GROUPS).find(|g| g.0 == arg) {
                 Some(g) => vec![g],
                 None => {
                     eprintln!("rmemring-selftest: unknown group {arg:?}");
