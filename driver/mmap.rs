@@ -29,6 +29,10 @@ use crate::sys;
 
 /// Maps the part of `ring` that `vma` asks for, or refuses with an errno.
 pub(crate) fn map(ring: &Ring, consumer: bool, vma: &VmaNew) -> Result {
+    // An unbound device's files stay open, but hand out nothing new.
+    if !ring.is_live() {
+        return Err(ENODEV);
+    }
     let geometry = ring.region().geometry();
     // Private mappings of device memory make no sense (copy-on-write of a
     // ring the producer keeps writing): shared only.
