@@ -1,0 +1,446 @@
+//! The benchmark's BPF ring buffer peer (`--features bpf`): the same records
+//! as the rmemring ring carries, streamed through a `BPF_MAP_TYPE_RINGBUF`,
+//! the way most users would get records from a kernel driver to user space
+//! without rmemring.
+//!
+//! The driver's producer, started with [`PRODUCER_HOOK_ONLY`], emits each
+//! record (same sequence numbers, lengths, payload bytes, pacing and
+//! batching as for the ring) through the tracepoint `rmemring_record_tp`
+//! instead of the ring. The BPF program `bpf/rmemring_hook.bpf.c`, attached
+//! as a raw tracepoint, reserves a ringbuf record of header + payload,
+//! copies the payload with `bpf_probe_read_kernel` and submits it; this
+//! module loads it with libbpf, consumes the records with libbpf's
+//! `ring_buffer__poll` (blocking, adaptive wake-ups) or `ring_buffer__consume`
+//! (busy polling, no wake-ups), and checks each one.
+//!
+//! Why a raw tracepoint: it is the cheapest BPF hook the kernel offers
+//! without BTF (the reference kernel has none, so no fentry or `tp_btf`):
+//! the tracepoint calls the program directly with its arguments as `u64`s,
+//! where a kprobe on `rmemring_hook_record` would take a breakpoint (or an
+//! ftrace trampoline) and a `pt_regs` round trip per record. So BPF is
+//! measured at its best.
+
+use std::cell::Cell;
+use std::fs::OpenOptions;
+use std::os::fd::{
+    AsFd,
+    OwnedFd, //
+};
+use std::path::PathBuf;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use anyhow::{
+    bail,
+    ensure,
+    Context,
+    Result, //
+};
+use hdrhistogram::Histogram;
+use libbpf_rs::{
+    MapCore,
+    MapFlags,
+    ObjectBuilder,
+    PrintLevel,
+    RingBufferBuilder, //
+};
+use rmemring::device;
+use rmemring::pattern;
+use rmemring::uapi::{
+    ProducerConfig,
+    PATTERN_NONE,
+    PATTERN_SEQ,
+    PRODUCER_HOOK_ONLY, //
+};
+
+/// The compiled BPF program (`bpf/rmemring_hook.bpf.c`, built by
+/// `bpf/build.rs`).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rmemring_hook.bpf.o"));
+
+/// The programs (submitting with the adaptive wake-up, and with
+/// `BPF_RB_NO_WAKEUP`) and the tracepoint they attach to.
+const PROGRAM: &str = "rmemring_record";
+const PROGRAM_NO_WAKEUP: &str = "rmemring_record_nowake";
+const TRACEPOINT: &str = "rmemring_record_tp";
+
+/// The largest payload the BPF program carries (its `MAX_PAYLOAD`).
+pub const MAX_PAYLOAD: u32 = 64 * 1024;
+
+/// The header the BPF program writes before each payload.
+const HEADER: usize = 24;
+
+/// Indices of the program's `counters` map.
+const COUNTER_DROPPED: u32 = 0;
+const COUNTER_TOO_LONG: u32 = 1;
+const COUNTER_READ_ERROR: u32 = 2;
+
+/// How long one `ring_buffer__poll` may block.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Records delivered by one `ring_buffer__consume` at most, so that a busy
+/// consumer looks at the clock even while the producer keeps it busy.
+const CONSUME_BATCH: usize = 4096;
+
+/// The callback's return value that ends a poll at the deadline.
+const STOP: i32 = -libc::ECANCELED;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BpfRunConfig {
+    /// The ring device (`/dev/rmemringN`) whose producer emits the records.
+    pub device: PathBuf,
+    /// Smallest payload, in bytes.
+    pub min_len: u32,
+    /// Largest payload, in bytes (at most [`MAX_PAYLOAD`]).
+    pub max_len: u32,
+    /// How long to consume.
+    pub duration: Duration,
+    /// Fill every payload with the verifiable pattern and check it
+    /// ([`PATTERN_SEQ`]); otherwise only the first word is written and
+    /// checked ([`PATTERN_NONE`]).
+    pub verify: bool,
+    /// Busy-poll with `ring_buffer__consume` (and submit with
+    /// `BPF_RB_NO_WAKEUP`) instead of blocking in `ring_buffer__poll`.
+    pub busy_poll: bool,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct BpfRunResult {
+    /// Records delivered to user space (good or bad).
+    pub records: u64,
+    /// Payload bytes delivered.
+    pub bytes: u64,
+    /// From starting the producer until the last record was consumed.
+    pub elapsed: Duration,
+    /// CPU time of the consuming thread over `elapsed` (user + system).
+    pub consumer_cpu: Duration,
+    /// Times the consuming thread slept and was woken: its voluntary
+    /// context switches (`getrusage(RUSAGE_THREAD)`), each one a sleep in
+    /// `epoll_wait` ended by the BPF ring buffer's notification (or, rarely,
+    /// the poll timeout). Near 0 when busy-polling.
+    pub wakeups: u64,
+    /// Records the producer emitted that never arrived (sequence gaps, and
+    /// the missing tail), equal to the program's failed reservations.
+    pub lost: u64,
+    /// Records with a wrong length, sequence number or payload.
+    pub bad: u64,
+    /// Delivery latency in nanoseconds: `CLOCK_MONOTONIC` when the record is
+    /// consumed minus its timestamp, for every record.
+    pub latency: Histogram<u64>,
+}
+
+/// Loads and attaches the BPF program, starts the device's producer in
+/// hook-only mode, consumes for `config.duration`, stops the producer,
+/// drains the ring buffer and returns what was measured.
+pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
+    ensure!(
+        config.min_len <= config.max_len,
+        "min_len {} is above max_len {}",
+        config.min_len,
+        config.max_len
+    );
+    ensure!(
+        config.max_len <= MAX_PAYLOAD,
+        "the BPF peer carries payloads up to {MAX_PAYLOAD} bytes, not {}",
+        config.max_len
+    );
+
+    // A controller: may start and stop the producer beside any consumer;
+    // closing it stops the producer it started.
+    let device: OwnedFd = OpenOptions::new()
+        .write(true)
+        .open(&config.device)
+        .with_context(|| format!("opening {} write-only", config.device.display()))?
+        .into();
+    let info = device::info(device.as_fd())
+        .with_context(|| format!("RMEMRING_IOC_INFO on {}", config.device.display()))?;
+    // The same capacity as the ring the BPF peer is compared with.
+    let ring_size = u32::try_from(info.data_size)
+        .ok()
+        .filter(|size| size.is_power_of_two() && *size >= 4096)
+        .with_context(|| format!("unusable ring size {}", info.data_size))?;
+    let hooked_before = device::stats(device.as_fd())?.records_hooked;
+
+    // libbpf's warnings (a verifier log among them) go to stderr; all of its
+    // messages with RMEMRING_BPF_DEBUG set.
+    let level = if std::env::var_os("RMEMRING_BPF_DEBUG").is_some() {
+        PrintLevel::Debug
+    } else {
+        PrintLevel::Warn
+    };
+    libbpf_rs::set_print(Some((level, |_, msg| eprint!("{msg}"))));
+    let mut open = ObjectBuilder::default()
+        .open_memory(OBJECT)
+        .context("opening the BPF object")?;
+    for mut map in open.maps_mut() {
+        if map.name() == "records" {
+            map.set_max_entries(ring_size)?;
+        }
+    }
+    // Of the two programs, the one that submits with the flags this
+    // consumer wants.
+    let wanted = if config.busy_poll {
+        PROGRAM_NO_WAKEUP
+    } else {
+        PROGRAM
+    };
+    for mut program in open.progs_mut() {
+        let load = program.name() == wanted;
+        program.set_autoload(load);
+    }
+    let object = open.load().context("loading the BPF program")?;
+    let program = object
+        .progs_mut()
+        .find(|p| p.name() == wanted)
+        .with_context(|| format!("no program {wanted} in the BPF object"))?;
+    let _link = program.attach_raw_tracepoint(TRACEPOINT).with_context(|| {
+        format!("attaching to raw tracepoint {TRACEPOINT} (is the driver loaded?)")
+    })?;
+    let records_map = object
+        .maps()
+        .find(|m| m.name() == "records")
+        .context("no map records")?;
+    let counters_map = object
+        .maps()
+        .find(|m| m.name() == "counters")
+        .context("no map counters")?;
+
+    let mut check = Checker::new(config)?;
+    // CLOCK_MONOTONIC nanoseconds at which the callback ends a poll;
+    // u64::MAX while draining.
+    let deadline_ns = Cell::new(u64::MAX);
+    let (elapsed, consumer_cpu, wakeups) = {
+        let mut builder = RingBufferBuilder::new();
+        builder.add(&records_map, |data| check.record(data, deadline_ns.get()))?;
+        let ring = builder.build()?;
+
+        let producer = ProducerConfig {
+            min_len: config.min_len,
+            max_len: config.max_len,
+            count: 0,
+            rate: 0,
+            pattern: if config.verify {
+                PATTERN_SEQ
+            } else {
+                PATTERN_NONE
+            },
+            flags: PRODUCER_HOOK_ONLY,
+            batch: 0,
+            reserved: [0; 7],
+        };
+        let usage_start = thread_usage()?;
+        let start = Instant::now();
+        let deadline = start + config.duration;
+        deadline_ns.set(monotonic_ns().saturating_add(config.duration.as_nanos() as u64));
+        device::start(device.as_fd(), &producer)
+            .context("starting the producer (RMEMRING_IOC_START)")?;
+        let consumed = consume(&ring, config.busy_poll, deadline);
+        let stopped =
+            device::stop(device.as_fd()).context("stopping the producer (RMEMRING_IOC_STOP)");
+        consumed?;
+        stopped?;
+        // Everything emitted is in the ring buffer now: take the rest.
+        deadline_ns.set(u64::MAX);
+        let drained = ring.consume_raw();
+        ensure!(drained >= 0, "ring_buffer__consume: {}", errno(drained));
+        let elapsed = start.elapsed();
+        let usage_end = thread_usage()?;
+        (
+            elapsed,
+            usage_end.cpu.saturating_sub(usage_start.cpu),
+            usage_end.voluntary_switches - usage_start.voluntary_switches,
+        )
+    };
+
+    let hooked = device::stats(device.as_fd())?.records_hooked - hooked_before;
+    ensure!(
+        hooked > 0,
+        "the producer emitted no record through the hook: does the driver support PRODUCER_HOOK_ONLY?"
+    );
+    // Every sequence number the producer emitted that never arrived.
+    let lost = check.lost + hooked.saturating_sub(check.next_seq);
+    let dropped = counter(&counters_map, COUNTER_DROPPED)?;
+    let too_long = counter(&counters_map, COUNTER_TOO_LONG)?;
+    let read_errors = counter(&counters_map, COUNTER_READ_ERROR)?;
+    ensure!(
+        too_long == 0 && read_errors == 0,
+        "the BPF program could not carry {too_long} records over {MAX_PAYLOAD} bytes \
+         and could not read {read_errors} payloads"
+    );
+    ensure!(
+        lost == dropped,
+        "{lost} records missing from the sequence, but the BPF program counted {dropped} failed reservations"
+    );
+    ensure!(
+        check.next_seq <= hooked,
+        "records up to sequence number {} arrived, but the producer emitted only {hooked}",
+        check.next_seq
+    );
+
+    Ok(BpfRunResult {
+        records: check.records,
+        bytes: check.bytes,
+        elapsed,
+        consumer_cpu,
+        wakeups,
+        lost,
+        bad: check.bad,
+        latency: check.latency,
+    })
+}
+
+/// Consumes until `deadline`.
+fn consume(ring: &libbpf_rs::RingBuffer<'_>, busy_poll: bool, deadline: Instant) -> Result<()> {
+    loop {
+        let n = if busy_poll {
+            ring.consume_raw_n(CONSUME_BATCH)
+        } else {
+            ring.poll_raw(POLL_TIMEOUT)
+        };
+        if n == STOP {
+            return Ok(());
+        }
+        if n < 0 && n != -libc::EINTR {
+            let call = if busy_poll {
+                "ring_buffer__consume_n"
+            } else {
+                "ring_buffer__poll"
+            };
+            bail!("{call}: {}", errno(n));
+        }
+        if n == 0 && Instant::now() >= deadline {
+            return Ok(());
+        }
+        if busy_poll {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Checks each record and keeps the counts.
+struct Checker {
+    min_len: u32,
+    max_len: u32,
+    verify: bool,
+    next_seq: u64,
+    records: u64,
+    bytes: u64,
+    lost: u64,
+    bad: u64,
+    latency: Histogram<u64>,
+}
+
+impl Checker {
+    fn new(config: &BpfRunConfig) -> Result<Self> {
+        Ok(Self {
+            min_len: config.min_len,
+            max_len: config.max_len,
+            verify: config.verify,
+            next_seq: 0,
+            records: 0,
+            bytes: 0,
+            lost: 0,
+            bad: 0,
+            // 1 ns to 100 s, 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 100_000_000_000, 3)?,
+        })
+    }
+
+    /// libbpf's sample callback: one record. Returns [`STOP`] once
+    /// `deadline_ns` has passed (the record is consumed all the same).
+    fn record(&mut self, data: &[u8], deadline_ns: u64) -> i32 {
+        let now = monotonic_ns();
+        let result = if now >= deadline_ns { STOP } else { 0 };
+        self.records += 1;
+        let Some((header, rest)) = data.split_first_chunk::<HEADER>() else {
+            self.bad += 1;
+            return result;
+        };
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&header[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (seq, timestamp_ns) = (word(0), word(1));
+        let len = word(2) as u32;
+        self.latency
+            .saturating_record(now.saturating_sub(timestamp_ns));
+
+        if seq < self.next_seq {
+            self.bad += 1;
+        } else {
+            self.lost += seq - self.next_seq;
+            self.next_seq = seq + 1;
+        }
+        let Some(payload) = rest.get(..len as usize) else {
+            self.bad += 1;
+            return result;
+        };
+        self.bytes += u64::from(len);
+        let good = len == pattern::payload_len(seq, self.min_len, self.max_len)
+            && if self.verify {
+                pattern::verify(seq, payload)
+            } else {
+                // PATTERN_NONE writes the first word only.
+                let n = payload.len().min(8);
+                payload[..n] == pattern::word(seq, 0).to_le_bytes()[..n]
+            };
+        if !good {
+            self.bad += 1;
+        }
+        result
+    }
+}
+
+/// Sums a per-CPU counter of the program.
+fn counter(map: &libbpf_rs::Map<'_>, index: u32) -> Result<u64> {
+    let values = map
+        .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)?
+        .with_context(|| format!("no counter {index}"))?;
+    Ok(values
+        .iter()
+        .map(|v| {
+            v.get(..8)
+                .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+        })
+        .sum())
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of the records' timestamps.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The calling thread's CPU time and voluntary context switches.
+struct ThreadUsage {
+    cpu: Duration,
+    voluntary_switches: u64,
+}
+
+fn thread_usage() -> Result<ThreadUsage> {
+    // SAFETY: An all-zero rusage is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage to write to.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrusage(RUSAGE_THREAD)");
+    }
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(ThreadUsage {
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        voluntary_switches: usage.ru_nvcsw as u64,
+    })
+}
+
+/// A libbpf error return as text.
+fn errno(ret: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(-ret)
+}

@@ -1,0 +1,65 @@
+//! The `rmemring` package's build script. With the `bpf` feature it compiles
+//! the BPF ring buffer peer's program (`rmemring_hook.bpf.c`, next to this
+//! file) with clang into `$OUT_DIR/rmemring_hook.bpf.o`, which
+//! `src/bin/rmemring/bpf.rs` embeds; without it, it does nothing, so the
+//! default build needs no clang.
+//!
+//! Clang is `$BPF_CLANG` if set, else `clang` from `PATH`. Any clang that
+//! targets BPF will do (Debian's clang 14 and later have been used): the
+//! program needs no kernel or libbpf headers.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::{
+    exit,
+    Command, //
+};
+
+const SOURCE_DIR: &str = "src/bin/rmemring/bpf";
+const SOURCES: &[&str] = &["rmemring_hook.bpf.c", "bpf_defs.h"];
+
+fn main() {
+    println!("cargo:rerun-if-changed={SOURCE_DIR}/build.rs");
+    if env::var_os("CARGO_FEATURE_BPF").is_none() {
+        return;
+    }
+    println!("cargo:rerun-if-env-changed=BPF_CLANG");
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed={SOURCE_DIR}/{source}");
+    }
+
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let source = manifest_dir.join(SOURCE_DIR).join(SOURCES[0]);
+    let object = out_dir.join("rmemring_hook.bpf.o");
+    let clang = env::var_os("BPF_CLANG").unwrap_or_else(|| "clang".into());
+
+    // -g: libbpf needs the BTF of the maps; -mcpu=v3: 32-bit subregisters
+    // and jumps (kernels since 5.1).
+    let status = Command::new(&clang)
+        .args(["-O2", "-g", "-Wall", "-target", "bpf", "-mcpu=v3", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            eprintln!(
+                "error: {} failed ({status}) compiling {}",
+                clang.to_string_lossy(),
+                source.display()
+            );
+            exit(1);
+        }
+        Err(err) => {
+            eprintln!(
+                "error: cannot run {} ({err}): the `bpf` feature needs clang to compile {}; \
+                 install it (Debian: `apt-get install clang`) or point BPF_CLANG at one",
+                clang.to_string_lossy(),
+                source.display()
+            );
+            exit(1);
+        }
+    }
+}

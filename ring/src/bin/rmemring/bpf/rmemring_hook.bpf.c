@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The benchmark's BPF ring buffer peer: the driver's producer, started with
+ * PRODUCER_HOOK_ONLY, hands every record to the tracepoint
+ * rmemring_record_tp(seq, timestamp_ns, len, payload) instead of its ring,
+ * and this program copies it into a BPF_MAP_TYPE_RINGBUF, the way a user
+ * would stream such records to user space with BPF.
+ *
+ * A record in the BPF ring buffer is struct record_hdr (24 bytes, the same
+ * size as an rmemring header) followed by `len` payload bytes. Records that
+ * could not be reserved (ring full) or copied are counted in `counters`.
+ *
+ * bpf_ringbuf_reserve() needs a size the verifier knows as a constant, so
+ * records are reserved in power-of-two size classes (8 B .. 64 KiB of
+ * payload): exact for power-of-two lengths, at most twice the payload
+ * otherwise. The payload copy itself is exactly `len` bytes, bounded for
+ * the verifier by the class's comparison.
+ *
+ * GPL: bpf_probe_read_kernel() is a GPL-only helper.
+ */
+
+#include "bpf_defs.h"
+
+/* The largest payload this program carries (a BPF ringbuf record can be
+ * larger, but rmemring's benchmark sizes stop here). */
+#define MAX_PAYLOAD (64 * 1024)
+
+struct record_hdr {
+	__u64 seq;
+	__u64 timestamp_ns;
+	__u32 len;
+	__u32 reserved;
+};
+
+/* Indices of `counters`. */
+enum {
+	COUNTER_DROPPED,	/* bpf_ringbuf_reserve() failed: the ring was full */
+	COUNTER_TOO_LONG,	/* len > MAX_PAYLOAD: not carried */
+	COUNTER_READ_ERROR,	/* bpf_probe_read_kernel() failed: discarded */
+	COUNTER_NR,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	/* User space sets the size before loading. */
+	__uint(max_entries, 16 << 20);
+} records SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &index);
+
+	if (value)
+		*value += 1;
+}
+
+/* Emits one record in the size class of @class payload bytes (a constant
+ * after inlining); @len <= @class. */
+static __always_inline int emit(__u64 seq, __u64 timestamp_ns, __u32 len,
+				const void *payload, const __u32 class,
+				const __u64 submit_flags)
+{
+	struct record_hdr *hdr;
+	__u64 n = len;
+
+	/*
+	 * The verifier needs the copy's size bounded in the very register
+	 * passed to bpf_probe_read_kernel(); the caller's comparison may have
+	 * been made on a copy. Hide @n from the compiler so that it cannot
+	 * drop this (redundant) check.
+	 */
+	barrier_var(n);
+	if (n > class)
+		return 0;
+	hdr = bpf_ringbuf_reserve(&records, sizeof(*hdr) + class, 0);
+	if (!hdr) {
+		count(COUNTER_DROPPED);
+		return 0;
+	}
+	hdr->seq = seq;
+	hdr->timestamp_ns = timestamp_ns;
+	hdr->len = n;
+	hdr->reserved = 0;
+	if (bpf_probe_read_kernel(hdr + 1, n, payload)) {
+		bpf_ringbuf_discard(hdr, BPF_RB_NO_WAKEUP);
+		count(COUNTER_READ_ERROR);
+		return 0;
+	}
+	bpf_ringbuf_submit(hdr, submit_flags);
+	return 0;
+}
+
+#define CLASS(n)							\
+	if (len <= (n))							\
+		return emit(seq, timestamp_ns, len, payload, (n), submit_flags)
+
+/* One record from the tracepoint's arguments. */
+static __always_inline int record(struct bpf_raw_tracepoint_args *ctx,
+				  const __u64 submit_flags)
+{
+	__u64 seq = ctx->args[0];
+	__u64 timestamp_ns = ctx->args[1];
+	__u32 len = (__u32)ctx->args[2];
+	const void *payload = (const void *)ctx->args[3];
+
+	CLASS(8);
+	CLASS(16);
+	CLASS(32);
+	CLASS(64);
+	CLASS(128);
+	CLASS(256);
+	CLASS(512);
+	CLASS(1024);
+	CLASS(2048);
+	CLASS(4096);
+	CLASS(8192);
+	CLASS(16384);
+	CLASS(32768);
+	CLASS(MAX_PAYLOAD);
+	count(COUNTER_TOO_LONG);
+	return 0;
+}
+
+/*
+ * Two programs, of which user space loads one: with bpf_ringbuf_submit()'s
+ * adaptive wake-up (flags 0: notify only when the consumer has caught up),
+ * for a consumer that sleeps in ring_buffer__poll(); and with
+ * BPF_RB_NO_WAKEUP, for a consumer that busy-polls. (Not one program and a
+ * `const volatile` flag: libbpf probes for global data with a socket
+ * filter program, which a kernel without CONFIG_NET cannot load, and then
+ * refuses to create .rodata.)
+ */
+SEC("raw_tp/rmemring_record_tp")
+int rmemring_record(struct bpf_raw_tracepoint_args *ctx)
+{
+	return record(ctx, 0);
+}
+
+SEC("raw_tp/rmemring_record_tp")
+int rmemring_record_nowake(struct bpf_raw_tracepoint_args *ctx)
+{
+	return record(ctx, BPF_RB_NO_WAKEUP);
+}
+
+char LICENSE[] SEC("license") = "GPL";
