@@ -57,7 +57,7 @@ impl Kmod {
 
     /// `insmod` with `params`; on failure, the kernel log lines it produced.
     pub(crate) fn insmod(&self, params: &str) -> Result<(), String> {
-        let before = kernel_log().lines().count();
+        let since = uptime();
         let status = Command::new("insmod")
             .arg(&self.module)
             .args(params.split_whitespace())
@@ -66,8 +66,7 @@ impl Kmod {
         if status.success() {
             Ok(())
         } else {
-            let log = kernel_log();
-            Err(log.lines().skip(before).collect::<Vec<_>>().join("\n"))
+            Err(kernel_log_since(since))
         }
     }
 
@@ -90,12 +89,31 @@ impl Kmod {
     }
 }
 
-/// The kernel log as `dmesg` prints it.
-fn kernel_log() -> String {
-    Command::new("dmesg")
+/// Seconds since boot, the clock of the kernel log's timestamps.
+fn uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The kernel log lines stamped at or after `since` (seconds since boot).
+/// Timestamps, not line counts: the log buffer may be full and dropping
+/// its oldest lines.
+fn kernel_log_since(since: f64) -> String {
+    let log = Command::new("dmesg")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    log.lines()
+        .filter(|l| {
+            l.strip_prefix('[')
+                .and_then(|r| r.split_once(']'))
+                .and_then(|(t, _)| t.trim().parse::<f64>().ok())
+                .is_some_and(|t| t >= since - 0.01)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Bad module parameters refuse the load with one clear line.

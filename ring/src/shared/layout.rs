@@ -144,7 +144,8 @@ pub struct ControlPage {
     /// Records not written because the ring was full (drop-new mode). Each
     /// dropped record still used a sequence number.
     pub records_dropped: u64,
-    /// Records overwritten before the consumer released them (overwrite mode).
+    /// Records the producer overwrote to make room (overwrite mode), whether
+    /// or not the consumer had read them by then.
     pub records_overwritten: u64,
     /// Times the producer woke a sleeping consumer.
     pub wakeups: u64,

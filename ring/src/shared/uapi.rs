@@ -140,7 +140,7 @@ pub struct RingStats {
     pub bytes_produced: u64,
     /// Records dropped because the ring was full.
     pub records_dropped: u64,
-    /// Records overwritten before release.
+    /// Records the producer overwrote to make room (overwrite mode).
     pub records_overwritten: u64,
     /// Wake-ups of a sleeping consumer.
     pub wakeups: u64,
