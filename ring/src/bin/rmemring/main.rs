@@ -1,3 +1,89 @@
-//! The `rmemring` command-line tool.
+//! `rmemring`: inspect, drive and benchmark rmemring rings.
+//!
+//! One binary with a subcommand per job; `rmemring --help` and
+//! `docs/cli.md` describe them. Every subcommand takes the ring as an
+//! optional first argument (default `/dev/rmemring0`); `info`, `stat` and
+//! `cat` also work on ring files.
+//!
+//! Errors are one line on stderr, `rmemring: ...`, and the exit status says
+//! what kind of failure it was (see [`fail`]).
 
-fn main() {}
+mod args;
+mod bench;
+#[cfg(feature = "bpf")]
+mod bpf;
+mod cat;
+mod fail;
+mod info;
+mod produce;
+mod signals;
+mod snapshot;
+mod stat;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{
+    Parser,
+    Subcommand, //
+};
+
+/// The ring a subcommand works on when none is named.
+pub(crate) const DEFAULT_DEVICE: &str = "/dev/rmemring0";
+
+/// Inspect, drive and benchmark rmemring rings.
+///
+/// rmemring streams records from a kernel driver to user space through
+/// boot-reserved memory, without copying. DEV is a ring device
+/// (`/dev/rmemringN`, from `insmod rmemring.ko phys_base=... phys_size=...`
+/// or the device tree) or, for `info`, `stat` and `cat`, a ring file.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rmemring",
+    version,
+    propagate_version = true,
+    after_help = fail::EXIT_STATUS_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show a ring's layout, sizes, physical base, cache and overflow modes
+    /// and producer state.
+    Info(info::Args),
+    /// Show producer and consumer counters, once or every interval with rates.
+    Stat(stat::Args),
+    /// Stream records to stdout, read in place from the mapping.
+    Cat(cat::Args),
+    /// Run the kernel producer until COUNT records are done or Ctrl-C.
+    Produce(produce::Args),
+    /// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
+    Bench(bench::Args),
+}
+
+/// The ring path argument every subcommand shares.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct DeviceArg {
+    /// The ring: a /dev/rmemringN device or a ring file.
+    #[arg(value_name = "DEV", default_value = DEFAULT_DEVICE)]
+    pub(crate) device: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    signals::install();
+    let result = match cli.command {
+        Command::Info(args) => info::run(&args),
+        Command::Stat(args) => stat::run(&args),
+        Command::Cat(args) => cat::run(&args),
+        Command::Produce(args) => produce::run(&args),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail::report(&err),
+    }
+}

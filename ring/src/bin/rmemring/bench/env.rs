@@ -1,0 +1,144 @@
+//! The machine a benchmark ran on, so that numbers are never quoted
+//! without it: CPU, cores, kernel, and whether it is emulated.
+
+use std::ffi::CStr;
+
+use serde_json::{
+    json,
+    Value, //
+};
+
+/// Where the benchmark ran.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Env {
+    pub(crate) cpu_model: String,
+    /// CPUs this process may run on.
+    pub(crate) cpus: usize,
+    pub(crate) kernel: String,
+    pub(crate) arch: String,
+    /// "QEMU TCG (emulated)", "virtual machine", "bare metal" or the like.
+    pub(crate) virtualization: String,
+    pub(crate) data_size: u64,
+    pub(crate) cache_mode: String,
+    pub(crate) rmemring_version: String,
+    pub(crate) bpf: bool,
+    /// The command line that produced the numbers.
+    pub(crate) command: String,
+}
+
+impl Env {
+    /// Looks at this machine.
+    pub(crate) fn probe(data_size: u64, cache_mode: &str) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            cpuinfo.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == name).then(|| value.trim().to_owned())
+            })
+        };
+        let cpu_model = field("model name")
+            .or_else(|| field("Hardware"))
+            .or_else(|| field("CPU part").map(|p| format!("CPU part {p}")))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let hypervisor_flag =
+            field("flags").is_some_and(|f| f.split(' ').any(|w| w == "hypervisor"));
+        let hypervisor_type = std::fs::read_to_string("/sys/hypervisor/type").ok();
+        let virtualization = if cpu_model.contains("QEMU TCG") {
+            "QEMU TCG (emulated: absolute rates are not hardware rates)".to_owned()
+        } else if let Some(t) = hypervisor_type {
+            format!("virtual machine ({})", t.trim())
+        } else if hypervisor_flag {
+            "virtual machine (hypervisor CPU flag; KVM or another accelerator)".to_owned()
+        } else {
+            "no hypervisor detected".to_owned()
+        };
+        let (kernel, arch) = uname();
+        Self {
+            cpu_model,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel,
+            arch,
+            virtualization,
+            data_size,
+            cache_mode: cache_mode.to_owned(),
+            rmemring_version: env!("CARGO_PKG_VERSION").to_owned(),
+            bpf: cfg!(feature = "bpf"),
+            command: command(),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "bench": "kernel-env",
+            "cpu_model": self.cpu_model,
+            "cpus": self.cpus,
+            "kernel": self.kernel,
+            "arch": self.arch,
+            "virtualization": self.virtualization,
+            "data_size": self.data_size,
+            "cache_mode": self.cache_mode,
+            "rmemring_version": self.rmemring_version,
+            "bpf": self.bpf,
+            "command": self.command,
+        })
+    }
+
+    pub(crate) fn from_json(v: &Value) -> Option<Self> {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        Some(Self {
+            cpu_model: s("cpu_model"),
+            cpus: usize::try_from(v["cpus"].as_u64()?).ok()?,
+            kernel: s("kernel"),
+            arch: s("arch"),
+            virtualization: s("virtualization"),
+            data_size: v["data_size"].as_u64().unwrap_or(0),
+            cache_mode: s("cache_mode"),
+            rmemring_version: s("rmemring_version"),
+            bpf: v["bpf"].as_bool().unwrap_or(false),
+            command: s("command"),
+        })
+    }
+
+    /// One paragraph for the top of a report.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        vec![
+            format!(
+                "machine: {} ({} CPUs available), {}",
+                self.cpu_model, self.cpus, self.arch
+            ),
+            format!("kernel: Linux {}; {}", self.kernel, self.virtualization),
+            format!(
+                "ring: {} MiB data area, {} mapping; rmemring {}{}",
+                self.data_size >> 20,
+                self.cache_mode,
+                self.rmemring_version,
+                if self.bpf { " with the BPF peer" } else { "" }
+            ),
+            format!("command: {}", self.command),
+        ]
+    }
+}
+
+/// This process's command line, with the glibc tunables it ran under
+/// (they change `memcpy`).
+fn command() -> String {
+    let args = std::env::args().collect::<Vec<_>>().join(" ");
+    match std::env::var("GLIBC_TUNABLES") {
+        Ok(t) if !t.is_empty() => format!("GLIBC_TUNABLES={t} {args}"),
+        _ => args,
+    }
+}
+
+/// The kernel release and machine name.
+fn uname() -> (String, String) {
+    // SAFETY: `uname` fills the zeroed struct we pass; its fields are then
+    // NUL-terminated strings within their arrays.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return ("unknown".to_owned(), "unknown".to_owned());
+        }
+        let s = |f: &[libc::c_char]| CStr::from_ptr(f.as_ptr()).to_string_lossy().into_owned();
+        (s(&u.release), s(&u.machine))
+    }
+}

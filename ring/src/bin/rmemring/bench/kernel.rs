@@ -1,0 +1,436 @@
+//! The two consumers of the driver's ring: the zero-copy mapping and the
+//! `read()` copy path, fed by the same kernel producer.
+//!
+//! Each run takes the ring fresh (reset: empty, counters zeroed), starts
+//! the producer flat out with back-pressure (`PRODUCER_WAIT`, so delivered
+//! records per second is the path's capacity, not the producer's drop
+//! rate), consumes through a warm-up, then measures a window: records,
+//! bytes, the consuming thread's CPU time, the driver's wake-up counters
+//! and the latency from each record's kernel timestamp to the moment the
+//! consumer had it.
+
+use std::os::fd::{
+    AsRawFd,
+    BorrowedFd, //
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use rmemring::layout::{
+    record_stride,
+    RecordHeader,
+    HEADER_SIZE,
+    KIND_DATA, //
+};
+use rmemring::uapi::{
+    ProducerConfig,
+    ResetConfig,
+    RingStats,
+    PATTERN_NONE,
+    PATTERN_SEQ,
+    PRODUCER_WAIT, //
+};
+use rmemring::{
+    device,
+    monotonic_ns,
+    pattern,
+    Access,
+    Region,
+    Wait, //
+};
+
+use super::row::{
+    IdleRow,
+    Latency,
+    Row, //
+};
+use super::{
+    thread_cpu,
+    Job,
+    Mode,
+    Timing,
+    Workload, //
+};
+use crate::fail;
+use crate::signals;
+
+/// The payload bytes a publication should hold at most: the producer
+/// publishes every `min(64, max(1, PUBLISH_BYTES / stride))` records.
+const PUBLISH_BYTES: u64 = 64 << 10;
+
+/// The producer configuration both paths get: flat out, or one record at
+/// a time at the paced rate.
+pub(crate) fn producer_config(workload: Workload, size: u32, timing: &Timing) -> ProducerConfig {
+    let (batch, rate) = match workload {
+        Workload::Paced => (1, timing.paced_rate),
+        _ if timing.batch != 0 => (timing.batch, 0),
+        _ => ((PUBLISH_BYTES / record_stride(size)).clamp(1, 64) as u32, 0),
+    };
+    ProducerConfig {
+        min_len: size,
+        max_len: size,
+        count: 0,
+        rate,
+        pattern: match workload {
+            Workload::Headers | Workload::Paced => PATTERN_NONE,
+            Workload::Verify => PATTERN_SEQ,
+        },
+        flags: PRODUCER_WAIT,
+        batch,
+        ..Default::default()
+    }
+}
+
+/// Opens the device as its consumer, empty, counters zeroed, drop-new.
+pub(crate) fn fresh(device: &Path) -> anyhow::Result<Arc<Region>> {
+    let mut region = Region::open(device, Access::Consume)?;
+    region.reset(&ResetConfig::default()).map_err(|e| {
+        anyhow::Error::new(e)
+            .context("resetting the ring (is a producer running? `rmemring produce --stop`)")
+    })?;
+    Ok(Arc::new(region))
+}
+
+/// Stops the producer when dropped, so an error cannot leave it running.
+struct Running<'a>(BorrowedFd<'a>);
+
+impl<'a> Running<'a> {
+    fn start(fd: BorrowedFd<'a>, config: &ProducerConfig) -> anyhow::Result<Self> {
+        device::start(fd, config).context("starting the kernel producer")?;
+        Ok(Self(fd))
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = device::stop(self.0);
+    }
+}
+
+/// What the consumer saw.
+struct Tally {
+    len: usize,
+    verify: bool,
+    records: u64,
+    bytes: u64,
+    bad: u64,
+    next_seq: u64,
+    latency: Histogram<u64>,
+}
+
+impl Tally {
+    fn new(workload: Workload, size: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            len: size as usize,
+            verify: workload == Workload::Verify,
+            records: 0,
+            bytes: 0,
+            bad: 0,
+            next_seq: 0,
+            // Up to an hour, two significant digits.
+            latency: Histogram::new_with_bounds(1, 3_600_000_000_000, 2)?,
+        })
+    }
+
+    /// Checks one record: its sequence number and length always, every
+    /// payload byte in the verify workload.
+    #[inline]
+    fn record(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8], now: u64) {
+        let ok = seq == self.next_seq
+            && payload.len() == self.len
+            && (!self.verify || pattern::verify(seq, payload));
+        self.bad += u64::from(!ok);
+        self.next_seq = seq.wrapping_add(1);
+        self.records += 1;
+        self.bytes += payload.len() as u64;
+        self.latency
+            .saturating_record(now.saturating_sub(timestamp_ns));
+    }
+
+    /// Forgets the warm-up.
+    fn restart(&mut self) {
+        self.records = 0;
+        self.bytes = 0;
+        self.latency.reset();
+    }
+}
+
+/// The counters at one edge of the measured window.
+struct Mark {
+    at: Instant,
+    cpu: Duration,
+    stats: RingStats,
+}
+
+impl Mark {
+    fn take(fd: BorrowedFd<'_>) -> anyhow::Result<Self> {
+        let stats = device::stats(fd).context("RMEMRING_IOC_STATS")?;
+        Ok(Self {
+            at: Instant::now(),
+            cpu: thread_cpu(),
+            stats,
+        })
+    }
+}
+
+/// The warm-up, then the measured window.
+struct Window {
+    timing: Timing,
+    started: Instant,
+    start: Option<Mark>,
+}
+
+impl Window {
+    fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            started: Instant::now(),
+            start: None,
+        }
+    }
+
+    /// Between batches: opens the window after the warm-up; `false` once
+    /// it is over.
+    fn check(&mut self, fd: BorrowedFd<'_>, tally: &mut Tally) -> anyhow::Result<bool> {
+        if signals::stop_requested() {
+            return Err(fail::with_status(fail::INTERRUPTED, "interrupted"));
+        }
+        let now = Instant::now();
+        match &self.start {
+            None => {
+                if now.duration_since(self.started) >= self.timing.warmup {
+                    self.start = Some(Mark::take(fd)?);
+                    tally.restart();
+                }
+                Ok(true)
+            }
+            Some(start) => Ok(now.duration_since(start.at) < self.timing.duration),
+        }
+    }
+
+    /// How long a wait may block before the window needs checking.
+    fn slice(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+
+    /// Closes the window into a row.
+    fn finish(
+        self,
+        fd: BorrowedFd<'_>,
+        tally: &Tally,
+        wakeups: fn(&RingStats) -> u64,
+    ) -> anyhow::Result<Measured> {
+        let end = Mark::take(fd)?;
+        let start = self.start.context("the measured window never opened")?;
+        Ok(Measured {
+            elapsed: end.at - start.at,
+            cpu: end.cpu.saturating_sub(start.cpu),
+            wakeups: wakeups(&end.stats) - wakeups(&start.stats),
+            dropped: end.stats.records_dropped - start.stats.records_dropped,
+            latency: Latency::of(&tally.latency),
+            records: tally.records,
+            bytes: tally.bytes,
+            bad: tally.bad,
+        })
+    }
+}
+
+struct Measured {
+    elapsed: Duration,
+    cpu: Duration,
+    wakeups: u64,
+    dropped: u64,
+    latency: Option<Latency>,
+    records: u64,
+    bytes: u64,
+    bad: u64,
+}
+
+impl Measured {
+    fn row(self, imp: &str, mode: Mode, workload: Workload, size: u32) -> Row {
+        Row {
+            imp: imp.to_owned(),
+            mode: mode.name().to_owned(),
+            workload: workload.name().to_owned(),
+            size,
+            records: self.records,
+            bytes: self.bytes,
+            elapsed: self.elapsed,
+            consumer_cpu: self.cpu,
+            wakeups: self.wakeups,
+            dropped: self.dropped,
+            bad: self.bad,
+            latency: self.latency,
+        }
+    }
+}
+
+/// The wait strategy of a consumer mode.
+fn wait_of(mode: Mode) -> Wait {
+    match mode {
+        Mode::BusyPoll => Wait::BusyPoll,
+        Mode::Blocking => Wait::Backoff,
+        Mode::Poll => Wait::Spin(0),
+    }
+}
+
+/// The zero-copy consumer: records read in place from the mapping.
+pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
+    let (mode, workload, size) = (job.mode, job.workload, job.size);
+    let region = fresh(device)?;
+    let mut consumer = region.consumer()?;
+    consumer.set_wait(wait_of(mode));
+    // Hand space back at least every eighth of the ring, so the producer
+    // never waits for one long batch to finish.
+    let per_batch = (region.layout().data_size / 8 / record_stride(size)).max(1) as usize;
+    let fd = region.fd();
+    let mut tally = Tally::new(workload, size)?;
+    let mut window = Window::new(timing);
+    let running = Running::start(fd, &producer_config(workload, size, &timing))?;
+    while window.check(fd, &mut tally)? {
+        if !consumer.wait(Some(window.slice()))? {
+            continue;
+        }
+        let now = monotonic_ns();
+        let mut batch = consumer.batch()?;
+        for record in batch.iter().take(per_batch) {
+            let record = record?;
+            tally.record(record.seq, record.timestamp_ns, record.payload, now);
+        }
+    }
+    let measured = window.finish(fd, &tally, |s| s.wakeups)?;
+    drop(running);
+    Ok(measured.row("rmemring", mode, workload, size))
+}
+
+/// The copy path: whole records through `read()` into a private buffer,
+/// blocking or (busy-poll) `O_NONBLOCK` and retried.
+pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
+    let (mode, workload, size) = (job.mode, job.workload, job.size);
+    let region = fresh(device)?;
+    let fd = region.fd();
+    if mode == Mode::BusyPoll {
+        set_nonblocking(fd)?;
+    }
+    let buf_len = timing.read_buffer.max(record_stride(size) as usize);
+    // u64s, so that headers are aligned like in the ring.
+    let mut buf = vec![0u64; buf_len.div_ceil(8)];
+    let mut tally = Tally::new(workload, size)?;
+    let mut window = Window::new(timing);
+    let running = Running::start(fd, &producer_config(workload, size, &timing))?;
+    while window.check(fd, &mut tally)? {
+        // SAFETY: `buf` is valid for writes of `buf_len` bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf_len) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                _ => return Err(anyhow::Error::new(e).context("read() from the ring")),
+            }
+        }
+        let now = monotonic_ns();
+        let bytes: &[u8] = bytemuck::cast_slice(&buf);
+        parse_records(&bytes[..n as usize], &mut tally, now);
+    }
+    // A `read()` consumer's wake-ups are its sleeps in `read()`.
+    let measured = window.finish(fd, &tally, |s| s.sleeps)?;
+    drop(running);
+    Ok(measured.row("read", mode, workload, size))
+}
+
+/// Walks the records `read()` returned: header, payload, padding, each.
+fn parse_records(bytes: &[u8], tally: &mut Tally, now: u64) {
+    let mut off = 0usize;
+    while off + HEADER_SIZE as usize <= bytes.len() {
+        let header: RecordHeader =
+            bytemuck::pod_read_unaligned(&bytes[off..off + HEADER_SIZE as usize]);
+        let start = off + HEADER_SIZE as usize;
+        let end = start.saturating_add(header.len as usize);
+        if header.kind != KIND_DATA || end > bytes.len() {
+            tally.bad += 1;
+            return;
+        }
+        tally.record(header.seq, header.timestamp_ns, &bytes[start..end], now);
+        off += record_stride(header.len) as usize;
+    }
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> anyhow::Result<()> {
+    // SAFETY: `F_GETFL`/`F_SETFL` take and return integers only.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    if !ok {
+        return Err(
+            anyhow::Error::new(std::io::Error::last_os_error()).context("setting O_NONBLOCK")
+        );
+    }
+    Ok(())
+}
+
+/// An idle blocking consumer: waits `idle` with an empty ring, then one
+/// record arrives; measures the consuming thread's CPU time meanwhile.
+pub(crate) fn idle(
+    device: &Path,
+    imp: &str,
+    mode: Mode,
+    idle: Duration,
+) -> anyhow::Result<IdleRow> {
+    let region = fresh(device)?;
+    let starter = {
+        let region = region.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            std::thread::sleep(idle);
+            let config = ProducerConfig {
+                min_len: 8,
+                max_len: 8,
+                count: 1,
+                ..Default::default()
+            };
+            device::start(region.fd(), &config).context("starting the kernel producer")?;
+            Ok(())
+        })
+    };
+    let cpu = thread_cpu();
+    let at = Instant::now();
+    let arrived = if imp == "read" {
+        let mut buf = [0u64; 64];
+        // SAFETY: `buf` is valid for writes of its size in bytes.
+        let n = unsafe {
+            libc::read(
+                region.fd().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                std::mem::size_of_val(&buf),
+            )
+        };
+        n > 0
+    } else {
+        let mut consumer = region.consumer()?;
+        consumer.set_wait(wait_of(mode));
+        consumer.wait(Some(idle + Duration::from_secs(10)))?
+    };
+    let (cpu, wall) = (thread_cpu().saturating_sub(cpu), at.elapsed());
+    starter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the producer starter panicked"))??;
+    let _ = device::stop(region.fd());
+    if !arrived {
+        anyhow::bail!("idle {imp} {}: the record never arrived", mode.name());
+    }
+    Ok(IdleRow {
+        imp: imp.to_owned(),
+        mode: mode.name().to_owned(),
+        wall,
+        cpu,
+    })
+}

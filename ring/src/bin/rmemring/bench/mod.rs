@@ -1,0 +1,508 @@
+//! `rmemring bench`: kernel producer to user consumer, every path.
+//!
+//! For each workload (headers only; every payload byte read and verified)
+//! and record size, in one run:
+//!
+//! - `rmemring`: the zero-copy consumer, in busy-poll, blocking (the
+//!   default `Wait::Backoff`: spin, yield, then `poll(2)`) and poll
+//!   (`Wait::Spin(0)`: `poll(2)` as soon as the ring is empty) modes;
+//! - `read`: the same driver's `read()` copy path, busy-poll (`O_NONBLOCK`,
+//!   retried) and blocking;
+//! - `bpf`: the BPF ring buffer fed by the same producer through a
+//!   tracepoint (with the `bpf` feature; see `bpf.rs`);
+//! - `memcpy`: the same bytes copied on one core, the limit.
+//!
+//! Then an idle blocking consumer's CPU use. The method and why it is fair
+//! are in `docs/bench/kernel.md`.
+
+mod env;
+mod kernel;
+mod memcpy;
+mod plot;
+mod report;
+mod row;
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{
+    Path,
+    PathBuf, //
+};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use indicatif::{
+    ProgressBar,
+    ProgressStyle, //
+};
+
+use self::env::Env;
+use self::row::{
+    IdleRow,
+    Row,
+    Skip, //
+};
+use crate::args::{
+    parse_duration,
+    parse_size, //
+};
+use crate::fail;
+use crate::snapshot::cache_name;
+use crate::DeviceArg;
+
+/// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
+///
+/// The driver's producer runs flat out and waits for room when the ring is
+/// full, so records/s is what each consumer path can take. Every size and
+/// workload is measured for every path in the same run; compare ratios
+/// between paths, not absolute rates across machines. Prints a table; with
+/// --json, JSON lines on stdout and the table on stderr.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    ring: DeviceArg,
+    /// Payload sizes, comma-separated (like 8,64,1K).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size,
+          default_value = "8,64,256,1K,4K,16K,64K")]
+    sizes: Vec<u32>,
+    /// Measured time per path, size and workload (like 1s or 500ms).
+    #[arg(long, short, default_value = "1s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured time before each measurement.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Paths to measure.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rmemring,read,bpf,memcpy"
+    )]
+    impls: Vec<Impl>,
+    /// Consumer modes to measure (memcpy has none; poll is rmemring's only).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "busy-poll,blocking,poll"
+    )]
+    modes: Vec<Mode>,
+    /// Workloads to measure.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "headers,verify,paced"
+    )]
+    workloads: Vec<Workload>,
+    /// Records per second of the paced workload.
+    #[arg(long, default_value = "20k", value_parser = crate::args::parse_count)]
+    paced_rate: u64,
+    /// Records per producer publication; 0 picks min(64, 64 KiB / record).
+    #[arg(long, default_value_t = 0)]
+    batch: u32,
+    /// The read() path's buffer.
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    read_buffer: u32,
+    /// Skip the idle-consumer measurement.
+    #[arg(long)]
+    no_idle: bool,
+    /// JSON lines on stdout (one per measurement); the table goes to stderr.
+    #[arg(long)]
+    json: bool,
+    /// Also write an SVG chart of records/s against record size.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print the tables as Markdown.
+    #[arg(long)]
+    markdown: bool,
+    /// Measure nothing: read the JSON lines of an earlier run (`-` for
+    /// stdin) and print its tables and chart.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+}
+
+/// A path from the kernel producer to user space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Impl {
+    /// The zero-copy consumer of the mapping.
+    Rmemring,
+    /// The driver's read() copy path.
+    Read,
+    /// The BPF ring buffer (needs the `bpf` feature).
+    Bpf,
+    /// memcpy of the same bytes on one core.
+    Memcpy,
+}
+
+/// How a consumer waits for records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Never sleep.
+    BusyPoll,
+    /// Spin briefly, yield, then sleep (rmemring's default `Wait::Backoff`).
+    Blocking,
+    /// Sleep in poll(2) as soon as the ring is empty (`Wait::Spin(0)`).
+    Poll,
+}
+
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::BusyPoll => "busy-poll",
+            Mode::Blocking => "blocking",
+            Mode::Poll => "poll",
+        }
+    }
+}
+
+/// What the consumer does with each record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Workload {
+    /// Check the header and sequence number only (payload not written by
+    /// the producer beyond its first word, as if placed by DMA).
+    Headers,
+    /// Read every payload byte and verify it.
+    Verify,
+    /// Latency below saturation: 64 B records at --paced-rate, published
+    /// one at a time, headers checked.
+    Paced,
+}
+
+impl Workload {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Headers => "headers",
+            Workload::Verify => "verify",
+            Workload::Paced => "paced",
+        }
+    }
+}
+
+/// The record size of the paced workload.
+pub(crate) const PACED_SIZE: u32 = 64;
+
+/// How long each measurement runs, and the knobs every path shares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) batch: u32,
+    pub(crate) read_buffer: usize,
+    pub(crate) paced_rate: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            warmup: Duration::from_millis(250),
+            duration: Duration::from_secs(1),
+            batch: 0,
+            read_buffer: 1 << 20,
+            paced_rate: 20_000,
+        }
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    pub(crate) env: Env,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) idle: Vec<IdleRow>,
+    pub(crate) skips: Vec<Skip>,
+}
+
+impl Results {
+    /// Reads the JSON lines of a run; other lines are ignored.
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = if path == Path::new("-") {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        let mut results = Results::default();
+        for line in text.lines() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+                continue;
+            };
+            match value["bench"].as_str() {
+                Some("kernel") => results.rows.extend(Row::from_json(&value)),
+                Some("kernel-idle") => results.idle.extend(IdleRow::from_json(&value)),
+                Some("kernel-skip") => results.skips.extend(Skip::from_json(&value)),
+                Some("kernel-env") => results.env = Env::from_json(&value).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        if results.rows.is_empty() {
+            return Err(fail::usage(format!(
+                "{}: no benchmark results (`{{\"bench\":\"kernel\",...}}` lines)",
+                path.display()
+            )));
+        }
+        Ok(results)
+    }
+}
+
+/// CPU time (user + system) of the calling thread.
+pub(crate) fn thread_cpu() -> Duration {
+    // SAFETY: `getrusage` fills the zeroed struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// One measurement to make.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Job {
+    pub(crate) imp: Impl,
+    pub(crate) mode: Mode,
+    pub(crate) workload: Workload,
+    pub(crate) size: u32,
+}
+
+/// The measurements of a run, in order: per workload and size, every path.
+fn plan(args: &Args) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for &workload in &args.workloads {
+        let sizes = if workload == Workload::Paced {
+            vec![PACED_SIZE]
+        } else {
+            args.sizes.clone()
+        };
+        for &size in &sizes {
+            for &imp in &args.impls {
+                // The paced workload compares the two consumers of the ring.
+                if workload == Workload::Paced && !matches!(imp, Impl::Rmemring | Impl::Read) {
+                    continue;
+                }
+                if imp == Impl::Memcpy {
+                    jobs.push(Job {
+                        imp,
+                        mode: Mode::BusyPoll,
+                        workload,
+                        size,
+                    });
+                    continue;
+                }
+                for &mode in &args.modes {
+                    // Only rmemring has a mode between spinning and sleeping.
+                    if mode == Mode::Poll && imp != Impl::Rmemring {
+                        continue;
+                    }
+                    jobs.push(Job {
+                        imp,
+                        mode,
+                        workload,
+                        size,
+                    });
+                }
+            }
+        }
+    }
+    jobs
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(input) = &args.input {
+        let results = Results::load(input)?;
+        return output(args, &results);
+    }
+    let device = &args.ring.device;
+    let region = crate::snapshot::observe(device)?;
+    let layout = *region.layout();
+    drop(region);
+    if let Some(&size) = args.sizes.iter().find(|&&s| s > layout.max_payload) {
+        return Err(fail::usage(format!(
+            "--sizes: {size} exceeds the ring's largest payload, {} bytes",
+            layout.max_payload
+        )));
+    }
+    if args.sizes.is_empty() {
+        return Err(fail::usage("--sizes: no sizes"));
+    }
+    let timing = Timing {
+        warmup: args.warmup,
+        duration: args.duration,
+        batch: args.batch,
+        read_buffer: args.read_buffer as usize,
+        paced_rate: args.paced_rate,
+    };
+    let mut results = Results {
+        env: Env::probe(layout.data_size, cache_name(&layout)),
+        ..Results::default()
+    };
+    emit(args, &results.env.to_json());
+    if !args.json {
+        for line in results.env.describe() {
+            eprintln!("{line}");
+        }
+    }
+
+    let jobs = plan(args);
+    let idle_jobs = idle_plan(args);
+    let bar = ProgressBar::new((jobs.len() + idle_jobs.len()) as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg} (about {eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut bpf_failed: Option<String> = None;
+    for job in jobs {
+        bar.set_message(format!(
+            "{} {} {} {} B",
+            job.workload.name(),
+            imp_name(job.imp),
+            job.mode.name(),
+            job.size
+        ));
+        let row = match job.imp {
+            Impl::Rmemring => Some(kernel::zero_copy(device, &job, timing)?),
+            Impl::Read => Some(kernel::read_copy(device, &job, timing)?),
+            Impl::Memcpy => Some(memcpy::run(
+                job.workload,
+                job.size,
+                layout.data_size as usize,
+                timing,
+            )?),
+            Impl::Bpf => match &bpf_failed {
+                Some(_) => None,
+                None => match bpf(device, &job, timing) {
+                    Ok(row) => Some(row),
+                    Err(e) => {
+                        let reason = format!("{e:#}");
+                        bar.suspend(|| eprintln!("rmemring: bpf: {reason}; skipping the BPF peer"));
+                        let skip = Skip {
+                            imp: "bpf".to_owned(),
+                            reason: reason.clone(),
+                        };
+                        emit(args, &skip.to_json());
+                        results.skips.push(skip);
+                        bpf_failed = Some(reason);
+                        None
+                    }
+                },
+            },
+        };
+        if let Some(row) = row {
+            emit(args, &row.to_json());
+            results.rows.push(row);
+        }
+        bar.inc(1);
+    }
+    for (imp, mode) in idle_jobs {
+        bar.set_message(format!("idle {imp} {}", mode.name()));
+        let row = kernel::idle(device, imp, mode, args.duration.max(Duration::from_secs(1)))?;
+        emit(args, &row.to_json());
+        results.idle.push(row);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    output(args, &results)?;
+    let bad: u64 = results.rows.iter().map(|r| r.bad).sum();
+    if bad != 0 {
+        return Err(fail::with_status(
+            fail::DATA,
+            format!("{bad} records failed the consumers' checks (see the `bad` fields)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The idle measurements: each blocking consumer that sleeps.
+fn idle_plan(args: &Args) -> Vec<(&'static str, Mode)> {
+    if args.no_idle {
+        return Vec::new();
+    }
+    let mut jobs = Vec::new();
+    for &mode in &args.modes {
+        if mode == Mode::BusyPoll {
+            continue;
+        }
+        if args.impls.contains(&Impl::Rmemring) {
+            jobs.push(("rmemring", mode));
+        }
+        if args.impls.contains(&Impl::Read) && mode == Mode::Blocking {
+            jobs.push(("read", mode));
+        }
+    }
+    jobs
+}
+
+pub(crate) fn imp_name(imp: Impl) -> &'static str {
+    match imp {
+        Impl::Rmemring => "rmemring",
+        Impl::Read => "read",
+        Impl::Bpf => "bpf",
+        Impl::Memcpy => "memcpy",
+    }
+}
+
+/// A JSON line on stdout, with --json.
+fn emit(args: &Args, value: &serde_json::Value) {
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+    }
+}
+
+/// The tables (stdout, or stderr with --json) and the chart.
+fn output(args: &Args, results: &Results) -> anyhow::Result<()> {
+    let text = if args.markdown {
+        report::markdown(results)
+    } else {
+        report::text(results)
+    };
+    if args.json && args.input.is_none() {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(path) = &args.plot {
+        plot::svg(results, path)
+            .with_context(|| format!("writing the chart {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "bpf")]
+fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
+    let config = crate::bpf::BpfRunConfig {
+        device: device.to_owned(),
+        min_len: job.size,
+        max_len: job.size,
+        duration: timing.duration,
+        verify: job.workload == Workload::Verify,
+        busy_poll: job.mode == Mode::BusyPoll,
+    };
+    let result = crate::bpf::run(&config)?;
+    Ok(Row {
+        imp: "bpf".to_owned(),
+        mode: job.mode.name().to_owned(),
+        workload: job.workload.name().to_owned(),
+        size: job.size,
+        records: result.records,
+        bytes: result.bytes,
+        elapsed: result.elapsed,
+        consumer_cpu: result.consumer_cpu,
+        wakeups: result.wakeups,
+        dropped: result.lost,
+        bad: result.bad,
+        latency: row::Latency::of(&result.latency),
+    })
+}
+
+#[cfg(not(feature = "bpf"))]
+fn bpf(_device: &Path, _job: &Job, _timing: Timing) -> anyhow::Result<Row> {
+    anyhow::bail!(
+        "the BPF ring buffer peer is not built in (build rmemring with `--features cli,bpf`)"
+    )
+}

@@ -1,0 +1,550 @@
+//! The benchmark's tables, ratios and targets, as aligned text or Markdown.
+
+use std::fmt::Write as _;
+
+use super::row::Row;
+use super::Results;
+use crate::args::{
+    bytes,
+    nanos,
+    si, //
+};
+
+/// The BPF ring buffer's best published figure, quoted beside ours.
+pub(crate) const BPF_PUBLISHED: &str = "the BPF ring buffer's published best is 43 M records/s \
+     (8 B records, producer and consumer on different cores, AMD Ryzen 9 7950X); it is another \
+     machine, quoted for scale only";
+
+/// Implementations in the order they are shown.
+const IMPLS: [&str; 4] = ["rmemring", "read", "bpf", "memcpy"];
+/// Modes in the order they are shown.
+const MODES: [&str; 4] = ["busy-poll", "blocking", "poll", "one-core"];
+
+/// A table of cells, the first `left` columns left-aligned.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    left: usize,
+}
+
+impl Table {
+    fn new(header: &[&str], left: usize) -> Self {
+        Self {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+            left,
+        }
+    }
+
+    fn text(&self, out: &mut String) {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String], out: &mut String| {
+            let mut s = String::new();
+            for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+                let pad = w - cell.chars().count();
+                s.push_str("  ");
+                if i < self.left {
+                    s.push_str(cell);
+                    s.extend(std::iter::repeat_n(' ', pad));
+                } else {
+                    s.extend(std::iter::repeat_n(' ', pad));
+                    s.push_str(cell);
+                }
+            }
+            let _ = writeln!(out, "{}", s.trim_end());
+        };
+        line(&self.header, out);
+        for row in &self.rows {
+            line(row, out);
+        }
+    }
+
+    fn markdown(&self, out: &mut String) {
+        let _ = writeln!(out, "| {} |", self.header.join(" | "));
+        let rule: Vec<&str> = (0..self.header.len())
+            .map(|i| if i < self.left { "---" } else { "---:" })
+            .collect();
+        let _ = writeln!(out, "|{}|", rule.join("|"));
+        for row in &self.rows {
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+    }
+}
+
+/// The human-readable name of a workload.
+fn workload_title(workload: &str) -> &'static str {
+    match workload {
+        "headers" => {
+            "headers only: the producer writes headers and the first payload word \
+             (PATTERN_NONE), the consumer checks each header and sequence number"
+        }
+        "verify" => {
+            "read every byte: the producer fills every payload byte (PATTERN_SEQ), the \
+             consumer reads and verifies all of them"
+        }
+        "paced" => {
+            "paced, below saturation: 64 B records at a fixed rate, published one at a time \
+             (PATTERN_NONE, headers checked); the latency columns are delivery latency, not \
+             queueing"
+        }
+        _ => "other workload",
+    }
+}
+
+fn order(r: &Row) -> (usize, usize) {
+    let pos = |list: &[&str], x: &str| list.iter().position(|y| *y == x).unwrap_or(list.len());
+    (pos(&IMPLS, &r.imp), pos(&MODES, &r.mode))
+}
+
+fn workloads(results: &Results) -> Vec<String> {
+    let mut w: Vec<String> = Vec::new();
+    for r in &results.rows {
+        if !w.contains(&r.workload) {
+            w.push(r.workload.clone());
+        }
+    }
+    w
+}
+
+/// The workloads run flat out (all but the paced one).
+fn saturated(results: &Results) -> Vec<String> {
+    workloads(results)
+        .into_iter()
+        .filter(|w| w != "paced")
+        .collect()
+}
+
+fn sizes(results: &Results) -> Vec<u32> {
+    let mut s: Vec<u32> = results.rows.iter().map(|r| r.size).collect();
+    s.sort_unstable();
+    s.dedup();
+    s
+}
+
+fn find<'a>(
+    results: &'a Results,
+    imp: &str,
+    mode: &str,
+    workload: &str,
+    size: u32,
+) -> Option<&'a Row> {
+    results
+        .rows
+        .iter()
+        .find(|r| r.imp == imp && r.mode == mode && r.workload == workload && r.size == size)
+}
+
+fn measurement_table(results: &Results, workload: &str) -> Table {
+    let mut t = Table::new(
+        &[
+            "size",
+            "impl",
+            "mode",
+            "records/s",
+            "GB/s",
+            "CPU/record",
+            "CPU",
+            "wake-ups/record",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "dropped",
+        ],
+        3,
+    );
+    for size in sizes(results) {
+        let mut rows: Vec<&Row> = results
+            .rows
+            .iter()
+            .filter(|r| r.workload == workload && r.size == size)
+            .collect();
+        rows.sort_by_key(|r| order(r));
+        for (i, r) in rows.iter().enumerate() {
+            let lat = |f: fn(&super::row::Latency) -> u64| {
+                r.latency
+                    .as_ref()
+                    .map_or("-".to_owned(), |l| nanos(f(l) as f64))
+            };
+            let imp = if r.imp == "read" { "read()" } else { &r.imp };
+            let mut dropped = r.dropped.to_string();
+            if r.bad != 0 {
+                dropped += &format!(" ({} BAD)", r.bad);
+            }
+            t.rows.push(vec![
+                if i == 0 {
+                    bytes(u64::from(size))
+                } else {
+                    String::new()
+                },
+                imp.to_owned(),
+                r.mode.clone(),
+                si(r.records_per_s()),
+                format!("{:.3}", r.bytes_per_s() / 1e9),
+                nanos(r.cpu_ns_per_record()),
+                format!("{:.0}%", r.cpu_percent()),
+                if r.imp == "memcpy" {
+                    "-".to_owned()
+                } else {
+                    format!("{:.4}", r.wakeups_per_record())
+                },
+                lat(|l| l.p50),
+                lat(|l| l.p99),
+                lat(|l| l.p999),
+                lat(|l| l.max),
+                dropped,
+            ]);
+        }
+    }
+    t
+}
+
+/// records/s of `a` over `b`, same workload, mode and size.
+fn ratio(
+    results: &Results,
+    a: (&str, &str),
+    b: (&str, &str),
+    workload: &str,
+    size: u32,
+) -> Option<f64> {
+    let x = find(results, a.0, a.1, workload, size)?;
+    let y = find(results, b.0, b.1, workload, size)?;
+    (y.records > 0).then(|| x.records_per_s() / y.records_per_s())
+}
+
+/// A path and a mode: `("rmemring", "busy-poll")`.
+type Series = (&'static str, &'static str);
+
+/// The comparisons worth a row: (label, numerator, denominator).
+const COMPARISONS: [(&str, Series, Series); 5] = [
+    (
+        "rmemring / read(), busy-poll",
+        ("rmemring", "busy-poll"),
+        ("read", "busy-poll"),
+    ),
+    (
+        "rmemring / read(), blocking",
+        ("rmemring", "blocking"),
+        ("read", "blocking"),
+    ),
+    (
+        "rmemring / bpf, busy-poll",
+        ("rmemring", "busy-poll"),
+        ("bpf", "busy-poll"),
+    ),
+    (
+        "rmemring / bpf, blocking",
+        ("rmemring", "blocking"),
+        ("bpf", "blocking"),
+    ),
+    (
+        "rmemring busy-poll / memcpy",
+        ("rmemring", "busy-poll"),
+        ("memcpy", "one-core"),
+    ),
+];
+
+fn ratio_table(results: &Results) -> Table {
+    let sizes = sizes(results);
+    let mut header = vec!["workload".to_owned(), "records/s ratio".to_owned()];
+    header.extend(sizes.iter().map(|&s| bytes(u64::from(s))));
+    let mut t = Table {
+        header,
+        rows: Vec::new(),
+        left: 2,
+    };
+    for workload in saturated(results) {
+        for (label, a, b) in COMPARISONS {
+            let cells: Vec<String> = sizes
+                .iter()
+                .map(|&s| {
+                    ratio(results, a, b, &workload, s)
+                        .map_or("-".to_owned(), |r| format!("{r:.2}×"))
+                })
+                .collect();
+            if cells.iter().all(|c| c == "-") {
+                continue;
+            }
+            let mut row = vec![workload.clone(), label.to_owned()];
+            row.extend(cells);
+            t.rows.push(row);
+        }
+    }
+    t
+}
+
+fn idle_table(results: &Results) -> Table {
+    let mut t = Table::new(&["impl", "mode", "waited", "CPU time", "CPU"], 2);
+    for r in &results.idle {
+        t.rows.push(vec![
+            if r.imp == "read" {
+                "read()".to_owned()
+            } else {
+                r.imp.clone()
+            },
+            r.mode.clone(),
+            nanos(r.wall.as_nanos() as f64),
+            nanos(r.cpu.as_nanos() as f64),
+            format!("{:.3}%", r.cpu_percent()),
+        ]);
+    }
+    t
+}
+
+/// A target's verdict.
+struct Verdict {
+    met: Option<bool>,
+    text: String,
+}
+
+fn verdicts(results: &Results) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    let fmt_ratio = |r: Option<f64>| r.map_or("not measured".to_owned(), |r| format!("{r:.2}×"));
+    // Zero-copy against the copy path, headers only.
+    for mode in ["busy-poll", "blocking"] {
+        for (size, want) in [(4096u32, 3.0), (65536, 5.0)] {
+            let r = ratio(results, ("rmemring", mode), ("read", mode), "headers", size);
+            out.push(Verdict {
+                met: r.map(|r| r >= want),
+                text: format!(
+                    "zero-copy vs read(), headers only, {mode}, {}: {} (target ≥ {want}×)",
+                    bytes(u64::from(size)),
+                    fmt_ratio(r)
+                ),
+            });
+        }
+    }
+    // Ahead on every size from 1 KiB when every byte is read.
+    for mode in ["busy-poll", "blocking"] {
+        let rs: Vec<(u32, f64)> = sizes(results)
+            .into_iter()
+            .filter(|&s| s >= 1024)
+            .filter_map(|s| {
+                ratio(results, ("rmemring", mode), ("read", mode), "verify", s).map(|r| (s, r))
+            })
+            .collect();
+        out.push(Verdict {
+            met: (!rs.is_empty()).then(|| rs.iter().all(|&(_, r)| r > 1.0)),
+            text: format!(
+                "zero-copy vs read(), every byte verified, {mode}, sizes ≥ 1 KiB: {} (target > 1× at each)",
+                list(&rs)
+            ),
+        });
+    }
+    // Ahead of the BPF ring buffer at every size.
+    for workload in saturated(results) {
+        for mode in ["busy-poll", "blocking"] {
+            let rs: Vec<(u32, f64)> = sizes(results)
+                .into_iter()
+                .filter_map(|s| {
+                    ratio(results, ("rmemring", mode), ("bpf", mode), &workload, s).map(|r| (s, r))
+                })
+                .collect();
+            out.push(Verdict {
+                met: (!rs.is_empty()).then(|| rs.iter().all(|&(_, r)| r > 1.0)),
+                text: format!(
+                    "rmemring vs BPF ring buffer, {workload}, {mode}: {} (target > 1× at each size)",
+                    if rs.is_empty() { "not measured".to_owned() } else { list(&rs) }
+                ),
+            });
+        }
+    }
+    // Blocking at saturation: few wake-ups.
+    for mode in ["blocking", "poll"] {
+        let worst = results
+            .rows
+            .iter()
+            .filter(|r| r.imp == "rmemring" && r.mode == mode && r.workload != "paced")
+            .max_by(|a, b| a.wakeups_per_record().total_cmp(&b.wakeups_per_record()));
+        out.push(Verdict {
+            met: worst.map(|r| r.wakeups_per_record() <= 0.01),
+            text: match worst {
+                Some(r) => format!(
+                    "rmemring {mode} at saturation: at most {:.4} wake-ups per record ({} {}) (target ≤ 0.01)",
+                    r.wakeups_per_record(),
+                    r.workload,
+                    bytes(u64::from(r.size))
+                ),
+                None => format!("rmemring {mode} at saturation: not measured (target ≤ 0.01 wake-ups per record)"),
+            },
+        });
+    }
+    // An idle blocking consumer costs nothing.
+    for r in &results.idle {
+        out.push(Verdict {
+            met: Some(r.cpu_percent() < 0.5),
+            text: format!(
+                "idle {} {} consumer: {:.3}% CPU over {} (target ~0%, here < 0.5%)",
+                r.imp,
+                r.mode,
+                r.cpu_percent(),
+                nanos(r.wall.as_nanos() as f64)
+            ),
+        });
+    }
+    // Busy-poll latency is tight: judged below saturation where measured,
+    // since a full ring's latency is its queue.
+    let paced = results.rows.iter().any(|r| r.workload == "paced");
+    let worst = results
+        .rows
+        .iter()
+        .filter(|r| r.imp == "rmemring" && r.mode == "busy-poll")
+        .filter(|r| !paced || r.workload == "paced")
+        .filter_map(|r| r.latency.map(|l| (r, l.p99 as f64 / l.p50.max(1) as f64)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    out.push(Verdict {
+        met: worst.map(|(_, q)| q <= 2.0),
+        text: match worst {
+            Some((r, q)) => format!(
+                "rmemring busy-poll p99/p50: at most {q:.2} ({} {}: p50 {}, p99 {}) (target ≤ 2)",
+                r.workload,
+                bytes(u64::from(r.size)),
+                nanos(r.latency.map_or(0, |l| l.p50) as f64),
+                nanos(r.latency.map_or(0, |l| l.p99) as f64)
+            ),
+            None => "rmemring busy-poll p99/p50: not measured (target ≤ 2)".to_owned(),
+        },
+    });
+    out
+}
+
+fn list(rs: &[(u32, f64)]) -> String {
+    rs.iter()
+        .map(|&(s, r)| format!("{} {r:.2}×", bytes(u64::from(s))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn verdict_word(v: &Verdict) -> &'static str {
+    match v.met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "n/a",
+    }
+}
+
+/// Aligned text for a terminal, or Markdown for `docs/bench/`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Text,
+    Markdown,
+}
+
+impl Style {
+    fn heading(self, out: &mut String, title: &str) {
+        match self {
+            Style::Text => {
+                let _ = writeln!(out, "\n{title}:");
+            }
+            Style::Markdown => {
+                let _ = writeln!(out, "\n### {}\n", capitalise(title));
+            }
+        }
+    }
+
+    fn table(self, out: &mut String, table: &Table) {
+        match self {
+            Style::Text => table.text(out),
+            Style::Markdown => table.markdown(out),
+        }
+    }
+}
+
+/// The report as aligned text, for a terminal.
+pub(crate) fn text(results: &Results) -> String {
+    render(results, Style::Text)
+}
+
+/// The report as Markdown, for `docs/bench/`.
+pub(crate) fn markdown(results: &Results) -> String {
+    render(results, Style::Markdown)
+}
+
+fn render(results: &Results, style: Style) -> String {
+    let mut out = String::new();
+    for workload in workloads(results) {
+        style.heading(&mut out, workload_title(&workload));
+        style.table(&mut out, &measurement_table(results, &workload));
+    }
+    style.heading(&mut out, "ratios (records/s, same run)");
+    style.table(&mut out, &ratio_table(results));
+    if !results.idle.is_empty() {
+        style.heading(&mut out, "idle blocking consumers (nothing to read)");
+        style.table(&mut out, &idle_table(results));
+    }
+    for skip in &results.skips {
+        let _ = writeln!(out, "\nNot measured: {}: {}", skip.imp, skip.reason);
+    }
+    style.heading(&mut out, "targets");
+    for v in verdicts(results) {
+        let _ = match style {
+            Style::Text => writeln!(out, "  {:<6} {}", verdict_word(&v), v.text),
+            Style::Markdown => writeln!(out, "- **{}**: {}", verdict_word(&v), v.text),
+        };
+    }
+    let _ = writeln!(out, "\nFor scale: {BPF_PUBLISHED}.");
+    out
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::row::Latency;
+    use super::*;
+
+    fn row(imp: &str, mode: &str, workload: &str, size: u32, records: u64) -> Row {
+        Row {
+            imp: imp.into(),
+            mode: mode.into(),
+            workload: workload.into(),
+            size,
+            records,
+            bytes: records * u64::from(size),
+            elapsed: Duration::from_secs(1),
+            consumer_cpu: Duration::from_millis(500),
+            wakeups: records / 1000,
+            dropped: 0,
+            bad: 0,
+            latency: Some(Latency {
+                p50: 1000,
+                p99: 1500,
+                p999: 2000,
+                max: 5000,
+            }),
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_from_ratios() {
+        let results = Results {
+            rows: vec![
+                row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
+                row("read", "busy-poll", "headers", 4096, 1_000_000),
+                row("rmemring", "busy-poll", "headers", 65536, 4_000_000),
+                row("read", "busy-poll", "headers", 65536, 1_000_000),
+            ],
+            ..Results::default()
+        };
+        let v = verdicts(&results);
+        let find = |s: &str| v.iter().find(|v| v.text.contains(s)).unwrap();
+        assert_eq!(find("busy-poll, 4 KiB").met, Some(true));
+        assert_eq!(find("busy-poll, 64 KiB").met, Some(false));
+        assert_eq!(find("blocking, 4 KiB").met, None);
+        let text = text(&results);
+        assert!(text.contains("4.00×"), "{text}");
+        assert!(markdown(&results).contains("| size | impl |"));
+    }
+}

@@ -1,0 +1,232 @@
+//! What one measurement found, and its JSON line.
+//!
+//! The lines are the benchmark's archive format: `--json` writes them and
+//! `--input` reads them back to draw the table and chart again (the xtask
+//! does that on the host with what the VM printed).
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{
+    json,
+    Value, //
+};
+
+/// One implementation, mode, workload and record size.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Row {
+    pub(crate) imp: String,
+    pub(crate) mode: String,
+    pub(crate) workload: String,
+    /// Payload bytes per record.
+    pub(crate) size: u32,
+    /// Records delivered in the measured window.
+    pub(crate) records: u64,
+    /// Payload bytes delivered.
+    pub(crate) bytes: u64,
+    pub(crate) elapsed: Duration,
+    /// CPU time (user + system) of the consuming thread.
+    pub(crate) consumer_cpu: Duration,
+    /// Wake-ups of a sleeping consumer (see `docs/bench/kernel.md`).
+    pub(crate) wakeups: u64,
+    /// Records the producer dropped (or the peer lost).
+    pub(crate) dropped: u64,
+    /// Records that failed the consumer's checks.
+    pub(crate) bad: u64,
+    /// Latency from the producer's timestamp to the consumer, if measured.
+    pub(crate) latency: Option<Latency>,
+}
+
+/// Percentiles of the latency histogram, in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Latency {
+    pub(crate) p50: u64,
+    pub(crate) p99: u64,
+    pub(crate) p999: u64,
+    pub(crate) max: u64,
+}
+
+impl Latency {
+    pub(crate) fn of(h: &Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self {
+            p50: h.value_at_quantile(0.50),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        })
+    }
+}
+
+impl Row {
+    pub(crate) fn records_per_s(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub(crate) fn bytes_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub(crate) fn cpu_ns_per_record(&self) -> f64 {
+        self.consumer_cpu.as_nanos() as f64 / self.records.max(1) as f64
+    }
+
+    pub(crate) fn wakeups_per_record(&self) -> f64 {
+        self.wakeups as f64 / self.records.max(1) as f64
+    }
+
+    /// Consumer CPU time over wall time, in percent.
+    pub(crate) fn cpu_percent(&self) -> f64 {
+        100.0 * self.consumer_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let lat = |f: fn(&Latency) -> u64| self.latency.as_ref().map(f);
+        json!({
+            "bench": "kernel",
+            "impl": self.imp,
+            "mode": self.mode,
+            "workload": self.workload,
+            "size": self.size,
+            "records_per_s": self.records_per_s(),
+            "bytes_per_s": self.bytes_per_s(),
+            "cpu_ns_per_record": self.cpu_ns_per_record(),
+            "wakeups_per_record": self.wakeups_per_record(),
+            "p50_ns": lat(|l| l.p50),
+            "p99_ns": lat(|l| l.p99),
+            "p999_ns": lat(|l| l.p999),
+            "max_ns": lat(|l| l.max),
+            "dropped": self.dropped,
+            "records": self.records,
+            "bytes": self.bytes,
+            "elapsed_ns": self.elapsed.as_nanos() as u64,
+            "consumer_cpu_ns": self.consumer_cpu.as_nanos() as u64,
+            "wakeups": self.wakeups,
+            "cpu_percent": self.cpu_percent(),
+            "bad": self.bad,
+        })
+    }
+
+    pub(crate) fn from_json(v: &Value) -> Option<Self> {
+        let u = |k: &str| v[k].as_u64();
+        let s = |k: &str| v[k].as_str().map(str::to_owned);
+        let latency = match (u("p50_ns"), u("p99_ns"), u("p999_ns"), u("max_ns")) {
+            (Some(p50), Some(p99), Some(p999), Some(max)) => Some(Latency {
+                p50,
+                p99,
+                p999,
+                max,
+            }),
+            _ => None,
+        };
+        Some(Self {
+            imp: s("impl")?,
+            mode: s("mode")?,
+            workload: s("workload")?,
+            size: u32::try_from(u("size")?).ok()?,
+            records: u("records")?,
+            bytes: u("bytes")?,
+            elapsed: Duration::from_nanos(u("elapsed_ns")?),
+            consumer_cpu: Duration::from_nanos(u("consumer_cpu_ns")?),
+            wakeups: u("wakeups")?,
+            dropped: u("dropped")?,
+            bad: u("bad").unwrap_or(0),
+            latency,
+        })
+    }
+}
+
+/// A consumer waiting with nothing to read.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct IdleRow {
+    pub(crate) imp: String,
+    pub(crate) mode: String,
+    pub(crate) wall: Duration,
+    pub(crate) cpu: Duration,
+}
+
+impl IdleRow {
+    pub(crate) fn cpu_percent(&self) -> f64 {
+        100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "bench": "kernel-idle",
+            "impl": self.imp,
+            "mode": self.mode,
+            "wall_ns": self.wall.as_nanos() as u64,
+            "cpu_ns": self.cpu.as_nanos() as u64,
+            "cpu_percent": self.cpu_percent(),
+        })
+    }
+
+    pub(crate) fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            imp: v["impl"].as_str()?.to_owned(),
+            mode: v["mode"].as_str()?.to_owned(),
+            wall: Duration::from_nanos(v["wall_ns"].as_u64()?),
+            cpu: Duration::from_nanos(v["cpu_ns"].as_u64()?),
+        })
+    }
+}
+
+/// An implementation that could not run, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Skip {
+    pub(crate) imp: String,
+    pub(crate) reason: String,
+}
+
+impl Skip {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({"bench": "kernel-skip", "impl": self.imp, "reason": self.reason})
+    }
+
+    pub(crate) fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            imp: v["impl"].as_str()?.to_owned(),
+            reason: v["reason"].as_str()?.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_survive_json() {
+        let row = Row {
+            imp: "rmemring".into(),
+            mode: "busy-poll".into(),
+            workload: "headers".into(),
+            size: 4096,
+            records: 1_000_000,
+            bytes: 4_096_000_000,
+            elapsed: Duration::from_millis(1500),
+            consumer_cpu: Duration::from_millis(1499),
+            wakeups: 3,
+            dropped: 0,
+            bad: 0,
+            latency: Some(Latency {
+                p50: 1000,
+                p99: 1500,
+                p999: 3000,
+                max: 90_000,
+            }),
+        };
+        assert_eq!(Row::from_json(&row.to_json()), Some(row.clone()));
+        let no_latency = Row {
+            latency: None,
+            ..row
+        };
+        assert_eq!(Row::from_json(&no_latency.to_json()), Some(no_latency));
+        let idle = IdleRow {
+            imp: "read".into(),
+            mode: "blocking".into(),
+            wall: Duration::from_secs(1),
+            cpu: Duration::from_micros(40),
+        };
+        assert_eq!(IdleRow::from_json(&idle.to_json()), Some(idle));
+    }
+}

@@ -1,0 +1,397 @@
+//! `rmemring cat`: records to stdout.
+//!
+//! The payloads are read in place: `raw` hands the mapping's own bytes to
+//! `writev(2)` (the only copy is the kernel's, into the pipe or file), and
+//! the text formats format straight from the mapping. Each batch is
+//! released to the producer only after it was written out, so records a
+//! closed pipe or Ctrl-C interrupts stay in the ring for the next reader.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{
+    self,
+    BufWriter,
+    IoSlice,
+    Write, //
+};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use rmemring::{
+    device,
+    Access,
+    Backend,
+    Consumer,
+    Overflow,
+    Record,
+    Region, //
+};
+use serde_json::json;
+
+use crate::signals::{
+    self,
+    Woken, //
+};
+use crate::DeviceArg;
+
+/// Stream records to stdout, as their consumer.
+///
+/// Opens the ring read-write, as its one consumer (a second gets "busy"),
+/// resumes where the last consumer stopped, and releases each batch after
+/// writing it. Runs until Ctrl-C, COUNT records, or (--drain) an empty ring
+/// whose producer has stopped.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    ring: DeviceArg,
+    /// raw: the payloads back to back, as bytes; hex: a header line and a
+    /// hex dump per record; jsonl: one JSON object per record.
+    #[arg(long, short, value_enum, default_value_t = Format::Raw)]
+    format: Format,
+    /// Stop after COUNT records.
+    #[arg(long, short = 'n', value_parser = crate::args::parse_count)]
+    count: Option<u64>,
+    /// Exit once the ring is empty and its producer is not running.
+    #[arg(long)]
+    drain: bool,
+    /// Skip the records already in the ring; show only new ones.
+    #[arg(long)]
+    skip: bool,
+}
+
+/// How records are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// The payload bytes only, back to back.
+    Raw,
+    /// A header line and a hex dump per record.
+    Hex,
+    /// One JSON object per record, the payload in hex.
+    Jsonl,
+}
+
+/// At most this many records per `writev`.
+const IOV_BATCH: usize = 1024;
+
+/// Records handed out per batch before their space goes back, so a slow
+/// pipe never holds the whole ring.
+const BATCH_RECORDS: usize = 4096;
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let region = Arc::new(Region::open(&args.ring.device, Access::Consume)?);
+    let mut consumer = region.consumer()?;
+    if args.skip {
+        consumer.skip_to_producer()?;
+    }
+    // SAFETY: Descriptor 1 stays open for the life of the process, and the
+    // `ManuallyDrop` never closes it.
+    let raw = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+    let mut sink = Sink {
+        format: args.format,
+        text: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+        raw,
+        lost: 0,
+    };
+    let overwrite = region.layout().overflow() == Overflow::OverwriteOldest;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut written = 0u64;
+
+    while written < limit && !signals::stop_requested() {
+        let want = usize::try_from(limit - written)
+            .unwrap_or(usize::MAX)
+            .min(BATCH_RECORDS);
+        let n = if overwrite {
+            sink.copy_batch(&mut consumer, want)?
+        } else {
+            sink.zero_copy_batch(&mut consumer, want)?
+        };
+        written += n as u64;
+        if n > 0 {
+            continue;
+        }
+        if args.drain && producer_idle(&region)? && consumer.backlog()? == 0 {
+            break;
+        }
+        // With --drain, wake now and then to see whether the producer stopped.
+        let timeout = args.drain.then_some(Duration::from_millis(200));
+        if !wait(&mut consumer, timeout)? {
+            break;
+        }
+    }
+    if sink.lost != 0 {
+        eprintln!(
+            "rmemring: {} records were lost before this reader saw them (dropped or overwritten \
+             by the producer)",
+            sink.lost
+        );
+    }
+    Ok(())
+}
+
+/// Where records go: `raw` payloads straight to the descriptor, text
+/// formats through a buffer.
+struct Sink<W, F> {
+    format: Format,
+    text: W,
+    raw: F,
+    /// Records missing before the ones written.
+    lost: u64,
+}
+
+impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
+    /// Reads up to `want` records in place and writes them; returns how many.
+    fn zero_copy_batch(&mut self, consumer: &mut Consumer, want: usize) -> anyhow::Result<usize> {
+        let mut batch = consumer.batch()?;
+        let mut count = 0;
+        if self.format == Format::Raw {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(IOV_BATCH);
+            for record in batch.iter().take(want) {
+                let record = record?;
+                self.lost += record.lost_before;
+                slices.push(IoSlice::new(record.payload));
+                count += 1;
+                if slices.len() == IOV_BATCH {
+                    write_all_vectored(&mut self.raw, &mut slices)?;
+                    slices.clear();
+                }
+            }
+            write_all_vectored(&mut self.raw, &mut slices)?;
+        } else {
+            let mut line = String::new();
+            for record in batch.iter().take(want) {
+                let record = record?;
+                self.lost += record.lost_before;
+                write_text(self.format, &record, &mut line, &mut self.text)?;
+                count += 1;
+            }
+            self.text.flush()?;
+        }
+        // Dropping the batch releases exactly the records taken above.
+        Ok(count)
+    }
+
+    /// Overwrite mode: each record is copied first (the producer may lap
+    /// the reader), then written.
+    fn copy_batch(&mut self, consumer: &mut Consumer, want: usize) -> anyhow::Result<usize> {
+        let mut line = String::new();
+        let mut count = 0;
+        while count < want {
+            let Some(record) = consumer.read_copy()? else {
+                break;
+            };
+            self.lost += record.lost_before;
+            if self.format == Format::Raw {
+                self.raw.write_all(record.payload)?;
+            } else {
+                write_text(self.format, &record, &mut line, &mut self.text)?;
+            }
+            count += 1;
+        }
+        self.text.flush()?;
+        Ok(count)
+    }
+}
+
+fn write_text(
+    format: Format,
+    record: &Record<'_>,
+    line: &mut String,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    line.clear();
+    match format {
+        Format::Hex => hex_dump(record, line),
+        Format::Jsonl => {
+            let mut hex = String::with_capacity(record.payload.len() * 2);
+            for b in record.payload {
+                let _ = write!(hex, "{b:02x}");
+            }
+            let value = json!({
+                "seq": record.seq,
+                "timestamp_ns": record.timestamp_ns,
+                "tag": record.tag,
+                "len": record.payload.len(),
+                "lost_before": record.lost_before,
+                "payload": hex,
+            });
+            let _ = writeln!(line, "{value}");
+        }
+        Format::Raw => {}
+    }
+    out.write_all(line.as_bytes())
+}
+
+/// `hexdump -C` style, after a header line.
+fn hex_dump(record: &Record<'_>, line: &mut String) {
+    let _ = write!(
+        line,
+        "seq {} len {} tag {} timestamp {} ns",
+        record.seq,
+        record.payload.len(),
+        record.tag,
+        record.timestamp_ns
+    );
+    if record.lost_before != 0 {
+        let _ = write!(line, " ({} lost before)", record.lost_before);
+    }
+    line.push('\n');
+    for (i, chunk) in record.payload.chunks(16).enumerate() {
+        let _ = write!(line, "  {:08x} ", i * 16);
+        for j in 0..16 {
+            if j == 8 {
+                line.push(' ');
+            }
+            match chunk.get(j) {
+                Some(b) => {
+                    let _ = write!(line, " {b:02x}");
+                }
+                None => line.push_str("   "),
+            }
+        }
+        line.push_str("  |");
+        line.extend(chunk.iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        line.push_str("|\n");
+    }
+}
+
+/// Writes every byte of `slices` with `writev`.
+fn write_all_vectored(out: &mut File, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut rest = slices;
+    IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether nothing more is coming: the device's producer is stopped (a
+/// ring file has no producer we could ask about).
+fn producer_idle(region: &Region) -> anyhow::Result<bool> {
+    if region.backend() != Backend::Device {
+        return Ok(true);
+    }
+    let stats = device::stats(region.fd()).context("RMEMRING_IOC_STATS")?;
+    Ok(stats.producer_running == 0)
+}
+
+/// Sleeps until records arrive (or, with `timeout`, a while); `false` on
+/// a stop signal.
+///
+/// On the device it sleeps in `poll` beside the signal pipe, so Ctrl-C
+/// wakes it at once and an idle reader costs no CPU. Ring files wake
+/// through a futex the signal pipe cannot join, so it naps in steps there.
+fn wait(consumer: &mut Consumer, timeout: Option<Duration>) -> anyhow::Result<bool> {
+    if consumer.region().backend() != Backend::Device {
+        consumer.wait(Some(Duration::from_millis(200)))?;
+        return Ok(!signals::stop_requested());
+    }
+    if !consumer.arm_wakeup() {
+        return Ok(true);
+    }
+    let woken = signals::sleep_until(Some(consumer.region().fd()), timeout);
+    consumer.disarm_wakeup();
+    Ok(woken? != Woken::Stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{
+        Read,
+        Seek, //
+    };
+
+    use rmemring::CreateOptions;
+
+    use super::*;
+
+    /// A ring file holding three records, `aaaaa`, `bbbbb`, `ccccc`.
+    fn ring_file(dir: &std::path::Path) -> (Arc<Region>, Consumer) {
+        let region = Region::create_file(dir.join("ring"), CreateOptions::default()).unwrap();
+        let region = Arc::new(region);
+        let mut producer = region.producer().unwrap();
+        for i in 0u8..3 {
+            producer.push(&[b'a' + i; 5]).unwrap();
+        }
+        producer.publish();
+        let consumer = region.consumer().unwrap();
+        (region, consumer)
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rmemring-cat-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn sink(format: Format, raw: &std::path::Path) -> Sink<Vec<u8>, Box<File>> {
+        let raw = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(raw)
+            .unwrap();
+        Sink {
+            format,
+            text: Vec::new(),
+            raw: Box::new(raw),
+            lost: 0,
+        }
+    }
+
+    #[test]
+    fn raw_writes_the_payloads_back_to_back() {
+        let dir = scratch("raw");
+        let (_region, mut consumer) = ring_file(&dir);
+        let mut sink = sink(Format::Raw, &dir.join("raw"));
+        assert_eq!(sink.zero_copy_batch(&mut consumer, 2).unwrap(), 2);
+        assert_eq!(sink.zero_copy_batch(&mut consumer, 9).unwrap(), 1);
+        assert_eq!(sink.zero_copy_batch(&mut consumer, 9).unwrap(), 0);
+        let mut bytes = Vec::new();
+        sink.raw.rewind().unwrap();
+        sink.raw.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, b"aaaaabbbbbccccc");
+        assert_eq!(consumer.stats().records, 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn text_formats() {
+        let dir = scratch("text");
+        let (_region, mut consumer) = ring_file(&dir);
+        let mut sink = sink(Format::Jsonl, &dir.join("unused"));
+        sink.zero_copy_batch(&mut consumer, 1).unwrap();
+        sink.format = Format::Hex;
+        sink.zero_copy_batch(&mut consumer, 1).unwrap();
+        let text = String::from_utf8(sink.text).unwrap();
+        let mut lines = text.lines();
+        let json: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(json["seq"], 0);
+        assert_eq!(json["len"], 5);
+        assert_eq!(json["payload"], "6161616161");
+        assert!(lines
+            .next()
+            .unwrap()
+            .starts_with("seq 1 len 5 tag 0 timestamp "));
+        assert_eq!(
+            lines.next().unwrap(),
+            "  00000000  62 62 62 62 62                                    |bbbbb|"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

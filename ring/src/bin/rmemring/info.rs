@@ -1,0 +1,128 @@
+//! `rmemring info`: what a ring is and what state it is in.
+
+use rmemring::{
+    device,
+    Backend, //
+};
+use serde_json::json;
+
+use crate::args::bytes;
+use crate::snapshot::{
+    cache_name,
+    observe,
+    overflow_name,
+    Snapshot, //
+};
+use crate::DeviceArg;
+
+/// Show a ring's layout, sizes, physical base, cache and overflow modes and
+/// producer state. Opens the ring read-only (as an observer), so it works
+/// beside a running consumer.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    ring: DeviceArg,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let region = observe(&args.ring.device)?;
+    let layout = *region.layout();
+    let device = region.backend() == Backend::Device;
+    let info = if device {
+        Some(device::info(region.fd()).map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("{}: RMEMRING_IOC_INFO", args.ring.device.display()))
+        })?)
+    } else {
+        None
+    };
+    let snap = Snapshot::take(&region)?;
+    let driver = snap.driver;
+
+    if args.json {
+        let value = json!({
+            "path": args.ring.device,
+            "backend": if device { "device" } else { "file" },
+            "index": info.map(|i| i.index),
+            "abi_version": info.map_or(rmemring::layout::ABI_VERSION, |i| i.abi_version),
+            "page_size": layout.page_size,
+            "region_size": layout.region_size,
+            "phys_base": layout.phys_base,
+            "consumer_offset": layout.consumer_offset,
+            "data_offset": layout.data_offset,
+            "data_size": layout.data_size,
+            "max_payload": layout.max_payload,
+            "cache_mode": cache_name(&layout),
+            "overflow": overflow_name(&layout),
+            "producer_running": driver.map(|d| d.producer_running),
+            "consumer_open": driver.map(|d| d.consumer_open),
+            "producer_pos": snap.producer_pos,
+            "consumer_pos": snap.consumer_pos,
+            "backlog": snap.backlog(),
+        });
+        println!("{value}");
+        return Ok(());
+    }
+
+    let path = args.ring.device.display();
+    match info {
+        Some(i) => println!(
+            "ring          {path} (device {}, ABI version {})",
+            i.index, i.abi_version
+        ),
+        None => println!("ring          {path} (ring file)"),
+    }
+    let phys = match layout.phys_base {
+        0 => "no physical address".to_owned(),
+        base => format!("physical {base:#x}..{:#x}", base + layout.region_size),
+    };
+    println!(
+        "region        {} ({:#x} bytes), {phys}",
+        bytes(layout.region_size),
+        layout.region_size
+    );
+    println!(
+        "layout        control page at 0, consumer page at {:#x}, data area at {:#x} ({}-byte pages)",
+        layout.consumer_offset, layout.data_offset, layout.page_size
+    );
+    println!(
+        "data area     {} ({} bytes); records up to {} B of payload",
+        bytes(layout.data_size),
+        layout.data_size,
+        layout.max_payload
+    );
+    println!("cache mode    {}", cache_name(&layout));
+    let overflow = match overflow_name(&layout) {
+        "drop-new" => "drop-new (a full ring drops new records, or the producer waits)",
+        _ => "overwrite-oldest (a flight recorder: the producer overwrites unread records)",
+    };
+    println!("overflow      {overflow}");
+    if let Some(d) = driver {
+        println!(
+            "producer      {}",
+            if d.producer_running {
+                "running"
+            } else {
+                "stopped"
+            }
+        );
+        println!(
+            "consumer      {}",
+            if d.consumer_open {
+                "open (a process holds the device read-write)"
+            } else {
+                "none"
+            }
+        );
+    }
+    println!(
+        "positions     producer {:#x}, consumer {:#x}: {} bytes not yet released",
+        snap.producer_pos,
+        snap.consumer_pos,
+        snap.backlog()
+    );
+    Ok(())
+}

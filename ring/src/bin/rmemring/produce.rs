@@ -1,0 +1,284 @@
+//! `rmemring produce`: run the driver's kernel producer.
+//!
+//! It opens the device write-only, the driver's *controller* role: it may
+//! start and stop the producer but is not the consumer, so `rmemring cat`
+//! (or any consumer) can read beside it. The driver stops a producer when
+//! the file that started it is closed, so this command stays in the
+//! foreground until the producer has done COUNT records or Ctrl-C, and then
+//! stops it.
+
+use std::fs::{
+    File,
+    OpenOptions, //
+};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{
+    FileTypeExt,
+    OpenOptionsExt, //
+};
+use std::path::Path;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use clap::ValueEnum;
+use indicatif::{
+    ProgressBar,
+    ProgressStyle, //
+};
+use rmemring::device;
+use rmemring::uapi::{
+    ProducerConfig,
+    RingStats,
+    PATTERN_NONE,
+    PATTERN_SEQ,
+    PRODUCER_HOOK_ONLY,
+    PRODUCER_WAIT, //
+};
+
+use crate::args::{
+    parse_count,
+    parse_size_range,
+    si, //
+};
+use crate::fail;
+use crate::signals;
+use crate::DeviceArg;
+
+/// Run the kernel producer until COUNT records are done or Ctrl-C.
+///
+/// Opens the device write-only, as a controller: a consumer (`rmemring
+/// cat`, or your program) reads beside it. The producer writes records
+/// whose lengths and bytes derive from their sequence numbers, so a
+/// consumer can verify them. The driver stops the producer when this
+/// command exits; Ctrl-C stops it early.
+///
+/// Without a consumer a drop-new ring fills up and the producer drops (and
+/// counts) further records, unless --wait makes it wait for room.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    ring: DeviceArg,
+    /// Payload size in bytes, or a range MIN..MAX (like 64, 4K or 8..1K);
+    /// lengths in a range are spread by sequence number.
+    #[arg(long, short, value_parser = parse_size_range, required_unless_present = "stop")]
+    size: Option<(u32, u32)>,
+    /// Records per second (like 1000 or 2.5M); 0 is as fast as possible.
+    #[arg(long, short, default_value = "0", value_parser = parse_count)]
+    rate: u64,
+    /// Records to produce, written or dropped (like 1M); 0 runs until Ctrl-C.
+    #[arg(long, short = 'n', default_value = "0", value_parser = parse_count)]
+    count: u64,
+    /// Wait for the consumer when the ring is full instead of dropping.
+    #[arg(long)]
+    wait: bool,
+    /// What goes into the payload.
+    #[arg(long, value_enum, default_value_t = Pattern::Seq)]
+    pattern: Pattern,
+    /// Records per publication (the driver's default is 64).
+    #[arg(long, default_value_t = 0)]
+    batch: u32,
+    /// Emit records only through the driver's tracepoint, not into the ring
+    /// (to feed a BPF program).
+    #[arg(long, conflicts_with = "wait")]
+    hook_only: bool,
+    /// Stop the running producer (whoever started it) and exit.
+    #[arg(long, conflicts_with_all = ["size", "count", "rate", "wait", "hook_only"])]
+    stop: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// The producer's payload pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Pattern {
+    /// Every byte derived from the sequence number (verifiable).
+    Seq,
+    /// Only the first word written, as if the payload came by DMA.
+    None,
+}
+
+/// How often the counters are read.
+const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let path = &args.ring.device;
+    let file = open_controller(path)?;
+    let fd = file.as_fd();
+    if args.stop {
+        device::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
+        if !args.quiet {
+            println!("{}: producer stopped", path.display());
+        }
+        return Ok(());
+    }
+    let Some((min_len, max_len)) = args.size else {
+        return Err(fail::usage("--size is required"));
+    };
+    let info = device::info(fd).map_err(|e| {
+        anyhow::Error::new(e).context(format!("{}: RMEMRING_IOC_INFO", path.display()))
+    })?;
+    if max_len > info.max_payload {
+        return Err(fail::usage(format!(
+            "--size {max_len} exceeds the ring's largest payload, {} bytes",
+            info.max_payload
+        )));
+    }
+    let mut flags = 0;
+    if args.wait {
+        flags |= PRODUCER_WAIT;
+    }
+    if args.hook_only {
+        flags |= PRODUCER_HOOK_ONLY;
+    }
+    let config = ProducerConfig {
+        min_len,
+        max_len,
+        count: args.count,
+        rate: args.rate,
+        pattern: match args.pattern {
+            Pattern::Seq => PATTERN_SEQ,
+            Pattern::None => PATTERN_NONE,
+        },
+        flags,
+        batch: args.batch,
+        ..Default::default()
+    };
+    let before = stats(fd, path)?;
+    let start = Instant::now();
+    device::start(fd, &config).map_err(|e| start_stop_error(path, "starting the producer", e))?;
+
+    let bar = progress(args);
+    let mut now = before;
+    let interrupted = loop {
+        if signals::pause(TICK)? {
+            break true;
+        }
+        now = stats(fd, path)?;
+        let done = done(&before, &now, args.hook_only);
+        bar.set_position(done);
+        bar.set_message(format!(
+            "{}/s, dropped {}",
+            si(done as f64 / start.elapsed().as_secs_f64()),
+            now.records_dropped - before.records_dropped
+        ));
+        if now.producer_running == 0 {
+            break false;
+        }
+    };
+    if interrupted {
+        device::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
+        now = stats(fd, path)?;
+    }
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    if !args.quiet {
+        summary(&before, &now, elapsed, args.hook_only, interrupted);
+    }
+    Ok(())
+}
+
+/// Opens the device write-only: the controller role.
+fn open_controller(path: &Path) -> anyhow::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| fail::open_error(path, e))?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_char_device() {
+        return Err(fail::usage(format!(
+            "{}: not a ring device; only the driver has a kernel producer",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+fn stats(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> anyhow::Result<RingStats> {
+    device::stats(fd).map_err(|e| {
+        anyhow::Error::new(e).context(format!("{}: RMEMRING_IOC_STATS", path.display()))
+    })
+}
+
+/// Records written (or hooked) or dropped since `before`.
+fn done(before: &RingStats, now: &RingStats, hook_only: bool) -> u64 {
+    if hook_only {
+        now.records_hooked - before.records_hooked
+    } else {
+        (now.records_produced - before.records_produced)
+            + (now.records_dropped - before.records_dropped)
+    }
+}
+
+fn start_stop_error(path: &Path, what: &str, e: io::Error) -> anyhow::Error {
+    let shown = path.display();
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => fail::with_status(
+            fail::BUSY,
+            format!(
+                "{shown}: {what}: the producer is already running; stop it with \
+                 `rmemring produce {shown} --stop`"
+            ),
+        ),
+        Some(libc::EPERM) => fail::with_status(
+            fail::NOPERM,
+            format!(
+                "{shown}: {what}: not permitted; this driver lets only its consumer start and \
+                 stop the producer (a driver without the write-only controller role)"
+            ),
+        ),
+        Some(libc::EINVAL) => fail::usage(format!(
+            "{shown}: {what}: the driver refused the configuration (EINVAL): sizes above the \
+             ring's maximum, a rate above 10^9/s, --wait on an overwrite ring, or a batch above \
+             65536"
+        )),
+        _ => anyhow::Error::new(e).context(format!("{shown}: {what}")),
+    }
+}
+
+fn progress(args: &Args) -> ProgressBar {
+    if args.quiet {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = if args.count != 0 {
+        (
+            ProgressBar::new(args.count),
+            "{spinner} {elapsed_precise} [{bar:30}] {human_pos}/{human_len} records, {msg}",
+        )
+    } else {
+        (
+            ProgressBar::no_length(),
+            "{spinner} {elapsed_precise} {human_pos} records, {msg} (Ctrl-C stops)",
+        )
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn summary(before: &RingStats, now: &RingStats, elapsed: Duration, hook_only: bool, stopped: bool) {
+    let secs = elapsed.as_secs_f64();
+    let dropped = now.records_dropped - before.records_dropped;
+    let why = if stopped { " (stopped)" } else { "" };
+    if hook_only {
+        let hooked = now.records_hooked - before.records_hooked;
+        println!(
+            "{hooked} records through the tracepoint in {secs:.2} s ({}/s){why}",
+            si(hooked as f64 / secs)
+        );
+        return;
+    }
+    let records = now.records_produced - before.records_produced;
+    let bytes = now.bytes_produced - before.bytes_produced;
+    println!(
+        "produced {records} records, {bytes} bytes in {secs:.2} s ({} records/s, {:.1} MB/s); \
+         dropped {dropped}{why}",
+        si(records as f64 / secs),
+        bytes as f64 / secs / 1e6
+    );
+}

@@ -1,0 +1,277 @@
+//! `rmemring stat`: counters and rates.
+
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use serde_json::json;
+
+use crate::args::{
+    parse_duration,
+    si, //
+};
+use crate::signals;
+use crate::snapshot::{
+    observe,
+    Snapshot, //
+};
+use crate::DeviceArg;
+
+/// Show producer and consumer counters and their rates.
+///
+/// Samples the counters twice, INTERVAL apart, and prints the totals and
+/// the rates in between; with --watch, prints a line of rates every
+/// INTERVAL until Ctrl-C. Opens the ring read-only (as an observer).
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    ring: DeviceArg,
+    /// Print a line of rates every INTERVAL until Ctrl-C (or --count lines).
+    #[arg(long, short)]
+    watch: bool,
+    /// Time between samples, like 1s or 250ms; 0 prints the totals at once,
+    /// without rates.
+    #[arg(long, short, default_value = "1s", value_parser = parse_duration)]
+    interval: Duration,
+    /// With --watch, stop after COUNT lines.
+    #[arg(long, short = 'n', requires = "watch")]
+    count: Option<u64>,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Rates per second between two snapshots.
+#[derive(Clone, Copy, Debug)]
+struct Rates {
+    produced: f64,
+    bytes: f64,
+    consumed: f64,
+    dropped: f64,
+    overwritten: f64,
+    wakeups: f64,
+    sleeps: f64,
+    read: f64,
+}
+
+impl Rates {
+    fn between(a: &Snapshot, b: &Snapshot, dt: Duration) -> Self {
+        let secs = dt.as_secs_f64().max(1e-9);
+        let rate = |x: u64, y: u64| y.wrapping_sub(x) as f64 / secs;
+        let read = |s: &Snapshot| s.driver.map_or(0, |d| d.records_read);
+        Self {
+            produced: rate(a.records_produced, b.records_produced),
+            bytes: rate(a.bytes_produced, b.bytes_produced),
+            consumed: rate(a.records_consumed, b.records_consumed),
+            dropped: rate(a.records_dropped, b.records_dropped),
+            overwritten: rate(a.records_overwritten, b.records_overwritten),
+            wakeups: rate(a.wakeups, b.wakeups),
+            sleeps: rate(a.sleeps, b.sleeps),
+            read: rate(read(a), read(b)),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "records_produced": self.produced,
+            "bytes_produced": self.bytes,
+            "records_consumed": self.consumed,
+            "records_dropped": self.dropped,
+            "records_overwritten": self.overwritten,
+            "wakeups": self.wakeups,
+            "sleeps": self.sleeps,
+            "records_read": self.read,
+        })
+    }
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let region = observe(&args.ring.device)?;
+    let mut before = Snapshot::take(&region)?;
+    let mut at = Instant::now();
+    if args.interval.is_zero() {
+        print_totals(&before, None, args.json);
+        return Ok(());
+    }
+    if !args.watch {
+        if signals::pause(args.interval)? {
+            print_totals(&before, None, args.json);
+            return Ok(());
+        }
+        let after = Snapshot::take(&region)?;
+        let rates = Rates::between(&before, &after, at.elapsed());
+        print_totals(&after, Some(&rates), args.json);
+        return Ok(());
+    }
+
+    let start = at;
+    let mut lines = 0u64;
+    while args.count.is_none_or(|n| lines < n) {
+        if signals::pause(args.interval)? {
+            break;
+        }
+        let now = Instant::now();
+        let snap = Snapshot::take(&region)?;
+        let rates = Rates::between(&before, &snap, now - at);
+        let t = (now - start).as_secs_f64();
+        if args.json {
+            println!(
+                "{}",
+                json!({"t": t, "totals": totals_json(&snap), "rates": rates.json()})
+            );
+        } else {
+            if lines % 20 == 0 {
+                println!(
+                    "{:>8} {:>11} {:>9} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}  producer",
+                    "time",
+                    "produced/s",
+                    "MB/s",
+                    "consumed/s",
+                    "dropped/s",
+                    "overwr./s",
+                    "wakeups/s",
+                    "read()/s",
+                    "backlog"
+                );
+            }
+            let running = match snap.driver {
+                Some(d) if d.producer_running => "running",
+                Some(_) => "stopped",
+                None => "-",
+            };
+            println!(
+                "{:>7.1}s {:>11} {:>9.1} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}  {running}",
+                t,
+                si(rates.produced),
+                rates.bytes / 1e6,
+                si(rates.consumed),
+                si(rates.dropped),
+                si(rates.overwritten),
+                si(rates.wakeups),
+                si(rates.read),
+                backlog(snap.backlog()),
+            );
+        }
+        before = snap;
+        at = now;
+        lines += 1;
+    }
+    Ok(())
+}
+
+fn backlog(n: u64) -> String {
+    if n < 1 << 10 {
+        format!("{n} B")
+    } else if n < 1 << 20 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
+    }
+}
+
+fn totals_json(s: &Snapshot) -> serde_json::Value {
+    let d = s.driver;
+    json!({
+        "records_produced": s.records_produced,
+        "bytes_produced": s.bytes_produced,
+        "records_dropped": s.records_dropped,
+        "records_overwritten": s.records_overwritten,
+        "wakeups": s.wakeups,
+        "consumer_errors": s.consumer_errors,
+        "records_consumed": s.records_consumed,
+        "bytes_consumed": s.bytes_consumed,
+        "records_lost": s.records_lost,
+        "sleeps": s.sleeps,
+        "records_read": d.map(|d| d.records_read),
+        "records_hooked": d.map(|d| d.records_hooked),
+        "producer_running": d.map(|d| d.producer_running),
+        "consumer_open": d.map(|d| d.consumer_open),
+        "backlog": s.backlog(),
+    })
+}
+
+fn print_totals(s: &Snapshot, rates: Option<&Rates>, as_json: bool) {
+    if as_json {
+        let mut value = json!({"totals": totals_json(s)});
+        if let Some(r) = rates {
+            value["rates"] = r.json();
+        }
+        println!("{value}");
+        return;
+    }
+    let per_s = |r: Option<f64>| r.map_or(String::new(), |r| format!(" ({}/s)", si(r)));
+    println!("producer");
+    println!(
+        "  records      {}{}",
+        s.records_produced,
+        per_s(rates.map(|r| r.produced))
+    );
+    println!(
+        "  bytes        {}{}",
+        s.bytes_produced,
+        rates.map_or(String::new(), |r| format!(" ({:.1} MB/s)", r.bytes / 1e6))
+    );
+    println!(
+        "  dropped      {}{}",
+        s.records_dropped,
+        per_s(rates.map(|r| r.dropped))
+    );
+    println!(
+        "  overwritten  {}{}",
+        s.records_overwritten,
+        per_s(rates.map(|r| r.overwritten))
+    );
+    println!(
+        "  wake-ups     {}{}",
+        s.wakeups,
+        per_s(rates.map(|r| r.wakeups))
+    );
+    if s.consumer_errors != 0 {
+        println!("  ignored consumer positions {}", s.consumer_errors);
+    }
+    println!("consumer (as it reports in its page)");
+    println!(
+        "  records      {}{}",
+        s.records_consumed,
+        per_s(rates.map(|r| r.consumed))
+    );
+    println!("  bytes        {}", s.bytes_consumed);
+    println!("  lost         {}", s.records_lost);
+    println!(
+        "  sleeps       {}{}",
+        s.sleeps,
+        per_s(rates.map(|r| r.sleeps))
+    );
+    println!(
+        "  backlog      {} ({} bytes published, not released)",
+        backlog(s.backlog()),
+        s.backlog()
+    );
+    if let Some(d) = s.driver {
+        println!("driver");
+        println!(
+            "  producer     {}",
+            if d.producer_running {
+                "running"
+            } else {
+                "stopped"
+            }
+        );
+        println!(
+            "  consumer     {}",
+            if d.consumer_open { "open" } else { "none" }
+        );
+        println!(
+            "  read()       {} records{}",
+            d.records_read,
+            per_s(rates.map(|r| r.read))
+        );
+        if d.records_hooked != 0 {
+            println!(
+                "  tracepoint   {} records (PRODUCER_HOOK_ONLY)",
+                d.records_hooked
+            );
+        }
+    }
+}
