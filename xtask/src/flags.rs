@@ -42,6 +42,8 @@ pub enum Task {
     Run(Run),
     /// Run every check: fmt, clippy, tests, loom, docs, kernel and VM suites.
     Test(Test),
+    /// Benchmark the kernel paths in the reference VM into docs/bench/ (--host: the host rings).
+    Bench(Bench),
 }
 
 /// Which kernel: architecture and profile.
@@ -152,4 +154,32 @@ pub struct Test {
     /// Stop at the first failure.
     #[arg(long)]
     pub fail_fast: bool,
+}
+
+/// `Bench::duration`'s default.
+pub const BENCH_DURATION: &str = "2s";
+
+#[derive(Args, Debug)]
+pub struct Bench {
+    /// Run the host ring benchmark instead (`cargo bench -p rmemring --bench host`).
+    #[arg(long)]
+    pub host: bool,
+    /// Fewer sizes and shorter warm-ups (host: its own --quick).
+    #[arg(long)]
+    pub quick: bool,
+    /// --host only: JSON lines on stdout.
+    #[arg(long, requires = "host")]
+    pub json: bool,
+    /// Measured time per path, size and workload in the VM.
+    #[arg(long, value_name = "D", default_value = BENCH_DURATION, conflicts_with = "host")]
+    pub duration: String,
+    /// Kill the VM and fail after SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub timeout: u64,
+    /// Print the results but leave docs/bench/ alone.
+    #[arg(long)]
+    pub no_write: bool,
+    /// More arguments for `rmemring bench` in the guest (or the host benchmark).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }

@@ -5,6 +5,7 @@
 //! `~/.cache/rmemring`. See `cargo xtask --help` and `docs/vm.md`.
 
 mod arch;
+mod bench;
 mod cache;
 mod chroot;
 mod dt;
@@ -64,6 +65,7 @@ fn try_main() -> Result<ExitCode> {
         Task::VmShell(cmd) => cmd.run(sh),
         Task::Run(cmd) => cmd.run(sh),
         Task::Test(cmd) => cmd.run(sh),
+        Task::Bench(cmd) => cmd.run(sh),
     }
 }
 

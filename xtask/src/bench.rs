@@ -1,0 +1,263 @@
+//! `cargo xtask bench`: the kernel benchmark in the reference VM, with its
+//! results written to `docs/bench/`; `--host` runs the host ring benchmark.
+//!
+//! The VM run boots the x86_64 reference VM, runs `rmemring bench --json`
+//! in it, keeps the JSON lines, and on the host renders them (the same
+//! `rmemring` binary, `bench --input`) into a Markdown table and an SVG
+//! chart. Every file says where the numbers come from: the host CPU, the
+//! guest's CPU count and kernel, the QEMU accelerator (TCG emulates every
+//! instruction, so only ratios between paths of one run mean anything),
+//! and the commands.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{
+    bail,
+    Context,
+    Result, //
+};
+use serde_json::Value;
+use xshell::{
+    cmd,
+    Shell, //
+};
+
+use crate::arch::{
+    Arch,
+    Profile,
+    Target, //
+};
+use crate::exec::{
+    shell_words,
+    Log, //
+};
+use crate::flags;
+use crate::project_root;
+use crate::vm::{
+    self,
+    Echo,
+    Options, //
+};
+
+/// Where the results go, relative to the repository.
+const OUT_DIR: &str = "docs/bench";
+/// The files of the latest VM run.
+const JSONL: &str = "kernel-latest.jsonl";
+const MARKDOWN: &str = "kernel-latest.md";
+const CHART: &str = "kernel-latest.svg";
+/// glibc tunables for the guest under TCG (see the guest command).
+const TCG_TUNABLES: &str = "GLIBC_TUNABLES=glibc.cpu.hwcaps=-ERMS,-FSRM";
+
+impl flags::Bench {
+    pub fn run(self, sh: &Shell) -> Result<ExitCode> {
+        if self.host {
+            return host(sh, &self);
+        }
+        let log = Log::terminal();
+        let target = Target {
+            arch: Arch::X86_64,
+            profile: Profile::Normal,
+        };
+        let artifacts = vm::artifacts(sh, &log, target, false)?;
+        let mut bench = vec![
+            "rmemring".to_owned(),
+            "bench".to_owned(),
+            "--json".to_owned(),
+            "--duration".to_owned(),
+            self.duration.clone(),
+        ];
+        if self.quick {
+            bench.extend(["--sizes", "64,4K,64K", "--warmup", "100ms"].map(String::from));
+        }
+        bench.extend(self.args.iter().cloned());
+        let guest = shell_words(&bench);
+        // Under TCG, glibc's `rep movsb` memcpy (ERMS) is emulated a byte
+        // at a time and would make the memcpy row a fact about QEMU; the
+        // vector loop it falls back to is what the emulated core can copy.
+        // The JSON lines go to a file and are printed after the table, so no
+        // progress output can tear them.
+        let command = format!(
+            "grep -q 'QEMU TCG' /proc/cpuinfo && export {TCG_TUNABLES}; \
+             {guest} >/tmp/bench.jsonl 2>/tmp/bench.txt; s=$?; \
+             cat /tmp/bench.txt; cat /tmp/bench.jsonl; exit $s"
+        );
+        // Other work on the host steals time from the guest's vCPUs; say how
+        // busy it was.
+        let load = host_load();
+        eprintln!("booting the x86_64 reference VM for `{guest}` (several minutes under TCG)");
+        let outcome = vm::boot(
+            sh,
+            &log,
+            &artifacts,
+            &Options {
+                add: &[],
+                cmdline: None,
+                load: true,
+                overlay: None,
+                command: Some(&command),
+                timeout: Duration::from_secs(self.timeout),
+                echo: Echo::Live { console: false },
+            },
+        )?;
+        if !outcome.passed() {
+            eprintln!("{}", outcome.report());
+            return Ok(outcome.exit_code());
+        }
+        let lines: Vec<&str> = outcome
+            .output
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| {
+                l.starts_with('{')
+                    && serde_json::from_str::<Value>(l)
+                        .is_ok_and(|v| v["bench"].as_str().is_some_and(|b| b.starts_with("kernel")))
+            })
+            .collect();
+        if lines.is_empty() {
+            bail!("the guest printed no benchmark results");
+        }
+        if self.no_write {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let load = format!("{load} before, {} after", host_load());
+        write_results(sh, &log, &lines, &load, &self)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `cargo bench -p rmemring --bench host -- [--quick] [--json] [ARGS]`.
+fn host(sh: &Shell, flags: &flags::Bench) -> Result<ExitCode> {
+    let mut args: Vec<&str> = Vec::new();
+    if flags.quick {
+        args.push("--quick");
+    }
+    if flags.json {
+        args.push("--json");
+    }
+    args.extend(flags.args.iter().map(String::as_str));
+    cmd!(sh, "cargo bench -p rmemring --bench host -- {args...}").run()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the JSON lines, then renders the Markdown report and the chart.
+fn write_results(
+    sh: &Shell,
+    log: &Log,
+    lines: &[&str],
+    load: &str,
+    flags: &flags::Bench,
+) -> Result<()> {
+    let dir = project_root().join(OUT_DIR);
+    fs::create_dir_all(&dir)?;
+    let jsonl = dir.join(JSONL);
+    fs::write(&jsonl, lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", jsonl.display()))?;
+    let chart = dir.join(CHART);
+    let tables = log.read(cmd!(
+        sh,
+        "cargo run --quiet --release -p rmemring --features cli --bin rmemring -- bench --input {jsonl} --markdown --plot {chart}"
+    ))?;
+    let env = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["bench"] == "kernel-env")
+        .unwrap_or(Value::Null);
+    let mut md = String::new();
+    let _ = writeln!(md, "# Kernel benchmark: latest results\n");
+    let _ = writeln!(
+        md,
+        "Generated by `{}`; do not edit. How the benchmark works, what is fair \
+         about it and what the numbers mean: [kernel.md](kernel.md).\n",
+        xtask_command(flags)
+    );
+    for line in environment(sh, &env, load) {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(md, "\n![records/s by record size]({CHART})");
+    md += &tables;
+    md.push('\n');
+    let path = dir.join(MARKDOWN);
+    fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    for file in [JSONL, MARKDOWN, CHART] {
+        println!("{}", Path::new(OUT_DIR).join(file).display());
+    }
+    Ok(())
+}
+
+/// The host's one-minute load average.
+fn host_load() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The command line that reproduces the run.
+fn xtask_command(flags: &flags::Bench) -> String {
+    let mut words = vec!["cargo".to_owned(), "xtask".to_owned(), "bench".to_owned()];
+    if flags.quick {
+        words.push("--quick".to_owned());
+    }
+    if flags.duration != flags::BENCH_DURATION {
+        words.extend(["--duration".to_owned(), flags.duration.clone()]);
+    }
+    if !flags.args.is_empty() {
+        words.push("--".to_owned());
+        words.extend(flags.args.iter().cloned());
+    }
+    shell_words(&words)
+}
+
+/// Where the numbers come from, host and guest.
+fn environment(sh: &Shell, env: &Value, load: &str) -> Vec<String> {
+    let s = |k: &str| env[k].as_str().unwrap_or("unknown").to_owned();
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let host_model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host_cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let host_kernel = cmd!(sh, "uname -r").quiet().read().unwrap_or_default();
+    let qemu = cmd!(sh, "qemu-system-x86_64 --version")
+        .quiet()
+        .read()
+        .ok()
+        .and_then(|v| v.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let accel = if s("cpu_model").contains("QEMU TCG") {
+        "TCG (every guest instruction emulated: absolute rates are not hardware rates; compare \
+         the ratios between paths, which come from the same run)"
+    } else {
+        "KVM (guest code runs natively)"
+    };
+    let date = cmd!(sh, "date -u +%Y-%m-%dT%H:%MZ")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    vec![
+        format!("date: {date}"),
+        format!("host: {host_model}, {host_cpus} CPUs, Linux {host_kernel}; load average {load}"),
+        format!("QEMU: {qemu}, accelerator {accel}"),
+        format!(
+            "guest: {} CPUs ({}), Linux {}, {} MiB data area ({} mapping), BPF peer {}",
+            env["cpus"].as_u64().unwrap_or(0),
+            s("cpu_model"),
+            s("kernel"),
+            env["data_size"].as_u64().unwrap_or(0) >> 20,
+            s("cache_mode"),
+            if env["bpf"].as_bool().unwrap_or(false) {
+                "built in"
+            } else {
+                "not built in"
+            }
+        ),
+        format!("guest command: `{}`", s("command")),
+    ]
+}
