@@ -14,9 +14,10 @@
 //!   buffer, and a second stamp word ([`fill`]);
 //! - a consumer thread reads every record and checks its sequence number,
 //!   its length and the two stamp words ([`check`]);
-//! - each ring holds [`RING_BYTES`] bytes, and the two ring buffers with a
-//!   batch API publish and release up to [`BATCH_BYTES`] of payload at a
-//!   time (`ArrayQueue` has no batching);
+//! - each ring holds [`RING_BYTES`] bytes; the two ring buffers with a
+//!   batch API publish and release records in batches of 4, 16 or 64 KiB of
+//!   payload ([`BATCHES`]), each measured, and each is reported at the batch
+//!   size that suits it best (`ArrayQueue` has no batching);
 //! - the clock starts when the consumer has seen `warm` records (two laps of
 //!   the ring, so page faults and cold caches are behind it) and stops at
 //!   the last one.
@@ -25,7 +26,7 @@
 //! the producer's copy alone on one core: the same bytes in the same sizes
 //! into a buffer as large as the ring, the bandwidth limit of any ring.
 //!
-//! Each measurement is repeated (5 times, 3 with `--quick`) with the
+//! Each measurement is repeated (7 times, 5 with `--quick`) with the
 //! implementations interleaved, and the median is reported with its spread,
 //! `(max - min) / median`. The producer is pinned to CPU 0 and the consumer
 //! to CPU 1 (`sched_setaffinity`) unless `--no-pin` is given; and unless
@@ -82,8 +83,9 @@ const SIZES: [usize; 5] = [8, 64, 1024, 4096, 65536];
 /// at most a quarter of the data area); and it is the crate's default.
 const RING_BYTES: usize = 1 << 20;
 
-/// Payload bytes per publication and release in the batching rings.
-const BATCH_BYTES: usize = 16 << 10;
+/// The batch sizes, in payload bytes per publication and release, that the
+/// batching rings are measured with (`--batch` chooses others).
+const BATCHES: [usize; 3] = [4 << 10, 16 << 10, 64 << 10];
 
 /// The length prefix of an `rtrb` record: payload length and sequence
 /// number, two little-endian `u64`s.
@@ -109,6 +111,11 @@ impl Impl {
             Impl::Memcpy => "memcpy",
         }
     }
+
+    /// Whether the implementation publishes and releases in batches.
+    fn batches(self) -> bool {
+        matches!(self, Impl::Rmemring | Impl::Rtrb)
+    }
 }
 
 /// Command-line settings.
@@ -120,6 +127,7 @@ struct Config {
     reps: usize,
     sizes: Vec<usize>,
     impls: Vec<Impl>,
+    batches: Vec<usize>,
 }
 
 impl Config {
@@ -132,6 +140,7 @@ impl Config {
             reps: 0,
             sizes: Vec::new(),
             impls: Vec::new(),
+            batches: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -152,6 +161,18 @@ impl Config {
                             "--size {size}: need a multiple of 8 from 8 to 131072"
                         ))?;
                     config.sizes.push(size);
+                }
+                "--batch" => {
+                    let batch = args.next().ok_or("--batch needs a value")?;
+                    let batch = batch
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|b| *b > 0 && *b <= RING_BYTES / 2)
+                        .ok_or(format!(
+                            "--batch {batch}: need 1 to {} bytes",
+                            RING_BYTES / 2
+                        ))?;
+                    config.batches.push(batch);
                 }
                 "--reps" => {
                     let reps = args.next().ok_or("--reps needs a value")?;
@@ -180,8 +201,11 @@ impl Config {
         if config.impls.is_empty() {
             config.impls = IMPLS.to_vec();
         }
+        if config.batches.is_empty() {
+            config.batches = BATCHES.to_vec();
+        }
         if config.reps == 0 {
-            config.reps = if config.quick { 3 } else { 5 };
+            config.reps = if config.quick { 5 } else { 7 };
         }
         Ok(config)
     }
@@ -195,8 +219,6 @@ struct Workload {
     warm: u64,
     /// Records the clock covers (at least).
     timed: u64,
-    /// Records per publication and release.
-    batch: usize,
     /// What the producer copies the middle of every payload from.
     src: Vec<u8>,
 }
@@ -213,19 +235,22 @@ impl Workload {
         let timed = (budget / size as u64).min(max_records);
         // Two laps of the ring, at least.
         let warm = (2 * RING_BYTES / size).max(1024) as u64;
-        let batch = (BATCH_BYTES / size).max(1);
         let src = (0..size).map(|i| i as u8).collect();
         Self {
             size,
             warm,
             timed,
-            batch,
             src,
         }
     }
 
     fn total(&self) -> u64 {
         self.warm + self.timed
+    }
+
+    /// Records per publication and release for batches of `bytes` of payload.
+    fn records_per_batch(&self, bytes: usize) -> usize {
+        (bytes / self.size).max(1)
     }
 }
 
@@ -439,7 +464,7 @@ fn two_threads(
 /// rmemring: a memfd ring, records reserved and written in place, published
 /// once per batch; the consumer reads them in place and releases once per
 /// batch.
-fn run_rmemring(config: &Config, w: &Workload) -> Timing {
+fn run_rmemring(config: &Config, w: &Workload, batch: usize) -> Timing {
     let options = CreateOptions {
         data_size: RING_BYTES as u64,
         overflow: Overflow::DropNew,
@@ -447,7 +472,7 @@ fn run_rmemring(config: &Config, w: &Workload) -> Timing {
     let region = Arc::new(Region::memfd(options).expect("memfd ring"));
     let mut producer = region.producer().expect("producer");
     let mut consumer = region.consumer().expect("consumer");
-    let (size, total, batch, src) = (w.size, w.total(), w.batch, &w.src[..]);
+    let (size, total, src) = (w.size, w.total(), &w.src[..]);
     two_threads(
         config,
         move |stop| {
@@ -577,9 +602,9 @@ fn rtrb_read<'a>(a: &'a [u8], b: &'a [u8], off: usize, scratch: &'a mut [u8]) ->
 /// rtrb: a `RingBuffer<u8>` of length-prefixed records; the producer writes
 /// a batch into one `write_chunk_uninit` and commits it, the consumer parses
 /// a `read_chunk` in place and commits it.
-fn run_rtrb(config: &Config, w: &Workload) -> Timing {
+fn run_rtrb(config: &Config, w: &Workload, batch: usize) -> Timing {
     let (mut producer, mut consumer) = RingBuffer::<u8>::new(RING_BYTES);
-    let (size, total, batch, src) = (w.size, w.total(), w.batch, &w.src[..]);
+    let (size, total, src) = (w.size, w.total(), &w.src[..]);
     let len = RTRB_PREFIX + size;
     two_threads(
         config,
@@ -733,19 +758,24 @@ fn run_memcpy(config: &Config, w: &Workload) -> Timing {
     clock.stop(w.total(), 0)
 }
 
-fn run(config: &Config, which: Impl, w: &Workload) -> Option<Timing> {
+/// Measures `which` once, with batches of `batch` payload bytes where it
+/// batches.
+fn run(config: &Config, which: Impl, w: &Workload, batch: Option<usize>) -> Option<Timing> {
+    let batch = w.records_per_batch(batch.unwrap_or(0));
     match which {
-        Impl::Rmemring => Some(run_rmemring(config, w)),
-        Impl::Rtrb => Some(run_rtrb(config, w)),
+        Impl::Rmemring => Some(run_rmemring(config, w, batch)),
+        Impl::Rtrb => Some(run_rtrb(config, w, batch)),
         Impl::Crossbeam => run_crossbeam_sized(config, w),
         Impl::Memcpy => Some(run_memcpy(config, w)),
     }
 }
 
-/// The repeated measurements of one implementation at one size.
+/// The repeated measurements of one implementation at one size (and one
+/// batch size, for those that batch).
 struct Summary {
     which: Impl,
     size: usize,
+    batch: Option<usize>,
     runs: Vec<f64>,
 }
 
@@ -868,10 +898,16 @@ fn header(config: &Config, niced: bool) -> String {
     );
     let _ = writeln!(
         h,
-        "ring: {} KiB each; batches of up to {} KiB of payload (rmemring, rtrb); {} runs per cell, \
-         median shown, spread = (max - min) / median{}",
+        "ring: {} KiB each; rmemring and rtrb publish and release batches of {} of payload, \
+         and each is shown at its best; {} runs per cell, median shown, \
+         spread = (max - min) / median{}",
         RING_BYTES >> 10,
-        BATCH_BYTES >> 10,
+        config
+            .batches
+            .iter()
+            .map(|&b| human_size(b))
+            .collect::<Vec<_>>()
+            .join(" / "),
         config.reps,
         if config.quick { "; --quick" } else { "" }
     );
@@ -892,8 +928,8 @@ fn header(config: &Config, niced: bool) -> String {
     h
 }
 
-const TABLE_HEAD: &str = "| size | impl | records/s | GB/s | spread | rmemring/impl |\n\
-                          |-----:|------|----------:|-----:|-------:|--------------:|";
+const TABLE_HEAD: &str = "| size | impl | batch | records/s | GB/s | spread | rmemring/impl |\n\
+                          |-----:|------|------:|----------:|-----:|-------:|--------------:|";
 
 fn table_rows(results: &[Summary]) -> String {
     let ours = results
@@ -908,9 +944,10 @@ fn table_rows(results: &[Summary]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} | {:.1}% | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.1}% | {} |",
             human_size(s.size),
             s.which.name(),
+            s.batch.map_or("-".into(), human_size),
             human_rate(s.median()),
             s.bytes_per_s() / 1e9,
             s.spread() * 100.0,
@@ -925,6 +962,7 @@ fn json_line(s: &Summary) -> String {
         "bench": "host",
         "impl": s.which.name(),
         "size": s.size,
+        "batch_bytes": s.batch,
         "records_per_s": s.median(),
         "bytes_per_s": s.bytes_per_s(),
         "runs": s.runs.len(),
@@ -1008,28 +1046,57 @@ fn main() {
     let began = Instant::now();
     let mut all = Vec::new();
     let mut load = Vec::new();
+    let mut sweep = Vec::new();
     for &size in &config.sizes {
         let w = Workload::new(size, config.quick);
         let before = CpuSample::now();
-        let mut cell: Vec<Summary> = config
-            .impls
-            .iter()
-            .map(|&which| Summary {
-                which,
-                size,
-                runs: Vec::new(),
-            })
-            .collect();
+        // One variant per implementation, and per batch size for those
+        // that batch.
+        let mut variants: Vec<Summary> = Vec::new();
+        for &which in &config.impls {
+            let batches: Vec<Option<usize>> = if which.batches() {
+                config.batches.iter().copied().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            for batch in batches {
+                variants.push(Summary {
+                    which,
+                    size,
+                    batch,
+                    runs: Vec::new(),
+                });
+            }
+        }
         for rep in 0..config.reps {
-            // Rotate the order so no implementation always runs first.
-            for k in 0..cell.len() {
-                let i = (k + rep) % cell.len();
-                if let Some(t) = run(&config, cell[i].which, &w) {
-                    cell[i].runs.push(t.records_per_s());
+            // Rotate the order so no variant always runs first.
+            let n = variants.len();
+            for k in 0..n {
+                let v = &mut variants[(k + rep) % n];
+                if let Some(t) = run(&config, v.which, &w, v.batch) {
+                    v.runs.push(t.records_per_s());
                 }
             }
         }
-        cell.retain(|s| !s.runs.is_empty());
+        variants.retain(|s| !s.runs.is_empty());
+        // Each implementation at the batch size that suits it best.
+        let mut cell: Vec<Summary> = Vec::new();
+        for v in variants.iter().filter(|v| v.batch.is_some()) {
+            sweep.push(format!(
+                "{} {} batch {}: {}",
+                human_size(size),
+                v.which.name(),
+                human_size(v.batch.unwrap_or(0)),
+                human_rate(v.median())
+            ));
+        }
+        for v in variants {
+            match cell.iter_mut().find(|c| c.which == v.which) {
+                Some(c) if c.median() >= v.median() => {}
+                Some(c) => *c = v,
+                None => cell.push(v),
+            }
+        }
         if let (Some(before), Some(after)) = (before, CpuSample::now()) {
             let (others, steal) = after.others_since(&before);
             load.push(format!(
@@ -1047,7 +1114,8 @@ fn main() {
     }
     say(&format!(
         "\n{}\nrecords per cell: {} timed after a warm-up of two ring laps; total time {:.1} s\n\
-         CPU time not ours during each size (of all CPUs): {}\n",
+         CPU time not ours during each size (of all CPUs): {}\n\
+         medians of every batch size (records/s):\n  {}\n",
         targets(&all),
         config
             .sizes
@@ -1060,6 +1128,7 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", "),
         began.elapsed().as_secs_f64(),
-        load.join("; ")
+        load.join("; "),
+        sweep.join("\n  ")
     ));
 }
