@@ -123,6 +123,13 @@ pub struct Checkpoint {
 /// lapped before it gives up for this call.
 const LAP_RETRIES: u32 = 64;
 
+/// How far ahead of the read position [`ConsumerCore::next_record`] asks the
+/// CPU to fetch records, in bytes. Chosen on the host benchmark
+/// (`benches/host.rs`, two x86-64 cores): 2 and 4 KiB both made 8-byte
+/// records about 2.3 times as fast and 64-byte ones 1.5 times; 4 KiB also
+/// made 1 KiB records 1.35 times as fast, where 2 KiB did nothing.
+const PREFETCH_AHEAD: u64 = 4096;
+
 /// The consumer side of a ring.
 ///
 /// # Invariants
@@ -271,6 +278,7 @@ impl ConsumerCore {
             }
             let (meta, stride) = self.check_header()?;
             if let Some(mut meta) = meta {
+                self.prefetch_ahead(stride);
                 if !take(&meta) {
                     return Ok(None);
                 }
@@ -279,6 +287,31 @@ impl ConsumerCore {
                 return Ok(Some(meta));
             }
             self.pos = self.pos.wrapping_add(stride);
+        }
+    }
+
+    /// Asks the CPU to start fetching the published record a few kilobytes
+    /// ahead of the read position, taking this record's `stride` as the
+    /// likely one of the records in between.
+    ///
+    /// The producer wrote those lines, so without the hint the consumer
+    /// stalls on a transfer from the producer's cache at nearly every new
+    /// line; the hardware prefetchers alone do not run far enough ahead.
+    /// Only published lines are hinted (the producer is done with them),
+    /// and at most one line per record, on a predicted header, so records
+    /// of a few kilobytes and more do not drag their payloads over. This is
+    /// only a hint: nothing is read, and where the CPU has no prefetch hint
+    /// (or the kernel, which is built without SSE) it compiles to nothing.
+    #[inline(always)]
+    fn prefetch_ahead(&self, stride: u64) {
+        // `stride` is at least `HEADER_SIZE`; `PREFETCH_AHEAD >> log2(stride)`
+        // is between one and two times the number of records that cover
+        // `PREFETCH_AHEAD` bytes, without a division.
+        let records = PREFETCH_AHEAD >> stride.checked_ilog2().unwrap_or(0);
+        let ahead = stride.saturating_mul(core::cmp::max(2, records));
+        if self.head.wrapping_sub(self.pos) > ahead {
+            self.view
+                .prefetch(self.view.offset(self.pos.wrapping_add(ahead)));
         }
     }
 
