@@ -545,21 +545,35 @@ fn rtrb_write(
             fill(dst.add(RTRB_PREFIX), size, seq, src);
         }
     };
-    if let Some(dst) = a.get_mut(off..off + len) {
+    let in_b = off.checked_sub(a.len()).and_then(|o| b.get_mut(o..o + len));
+    if let Some(dst) = a.get_mut(off..off + len).or(in_b) {
         put(dst.as_mut_ptr().cast());
     } else {
         // The record straddles the end of the buffer (once per lap): build
         // it aside and copy it in two parts.
         let scratch = &mut scratch[..len];
         put(scratch.as_mut_ptr());
-        for (i, byte) in scratch.iter().enumerate() {
-            let at = off + i;
-            match a.get_mut(at) {
-                Some(slot) => *slot = MaybeUninit::new(*byte),
-                None => b[at - a.len()] = MaybeUninit::new(*byte),
-            }
+        let first = a.len().saturating_sub(off).min(len);
+        let (head, tail) = scratch.split_at(first);
+        let b_off = off + first - a.len();
+        let (a, b) = (&mut a[off..off + first], &mut b[b_off..b_off + tail.len()]);
+        // SAFETY: Each destination is exactly as long as its source, and
+        // `scratch` is not part of the ring buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(head.as_ptr(), a.as_mut_ptr().cast(), head.len());
+            std::ptr::copy_nonoverlapping(tail.as_ptr(), b.as_mut_ptr().cast(), tail.len());
         }
     }
+}
+
+/// Copies `out.len()` bytes from byte `off` of a read chunk split in `a` and
+/// `b` into `out`.
+fn gather(a: &[u8], b: &[u8], off: usize, out: &mut [u8]) {
+    let first = a.len().saturating_sub(off).min(out.len());
+    let b_off = off + first - a.len().min(off + first);
+    let (head, tail) = out.split_at_mut(first);
+    head.copy_from_slice(&a[off..off + first]);
+    tail.copy_from_slice(&b[b_off..b_off + tail.len()]);
 }
 
 /// Reads the record at byte `off` of a read chunk split in `a` and `b`:
@@ -567,33 +581,26 @@ fn rtrb_write(
 /// if it straddles the end of the buffer). Returns the record's length too.
 #[inline(always)]
 fn rtrb_read<'a>(a: &'a [u8], b: &'a [u8], off: usize, scratch: &'a mut [u8]) -> (u64, &'a [u8]) {
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        for (i, byte) in w.iter_mut().enumerate() {
-            let at = at + i;
-            *byte = if at < a.len() { a[at] } else { b[at - a.len()] };
-        }
-        u64::from_le_bytes(w)
+    // The part of the chunk from byte `at` on, if `n` bytes of it are in
+    // one piece.
+    let whole = |at: usize, n: usize| {
+        a.get(at..at + n)
+            .or_else(|| at.checked_sub(a.len()).and_then(|o| b.get(o..o + n)))
     };
-    let (len, seq) = match a.get(off..off + RTRB_PREFIX) {
-        Some(prefix) => {
-            let (mut l, mut s) = ([0u8; 8], [0u8; 8]);
-            l.copy_from_slice(&prefix[..8]);
-            s.copy_from_slice(&prefix[8..16]);
-            (u64::from_le_bytes(l), u64::from_le_bytes(s))
-        }
-        None => (word(off), word(off + 8)),
-    };
-    let len = len as usize;
+    let mut prefix = [0u8; RTRB_PREFIX];
+    match whole(off, RTRB_PREFIX) {
+        Some(bytes) => prefix.copy_from_slice(bytes),
+        None => gather(a, b, off, &mut prefix),
+    }
+    let (l, s) = prefix.split_at(8);
+    let len = u64::from_le_bytes(l.try_into().expect("8 bytes")) as usize;
+    let seq = u64::from_le_bytes(s[..8].try_into().expect("8 bytes"));
     let start = off + RTRB_PREFIX;
-    match a.get(start..start + len) {
+    match whole(start, len) {
         Some(payload) => (seq, payload),
         None => {
             let payload = &mut scratch[..len];
-            for (i, byte) in payload.iter_mut().enumerate() {
-                let at = start + i;
-                *byte = if at < a.len() { a[at] } else { b[at - a.len()] };
-            }
+            gather(a, b, start, payload);
             (seq, payload)
         }
     }
