@@ -41,6 +41,26 @@ const PACKAGES: &[&str] = &["rmemring-examples", "rmemring-selftest"];
 /// The `rmemring` CLI goes in too, built with its feature.
 const CLI: (&str, &str, &str) = ("rmemring", "rmemring/cli", "rmemring");
 
+/// On x86_64 (the reference VM), the CLI also gets the benchmark's BPF ring
+/// buffer peer.
+const CLI_FEATURES_X86_64: &str = "rmemring/cli,rmemring/bpf";
+
+/// Host packages the `bpf` feature needs: clang for the BPF program, and
+/// the tools of the vendored libbpf/elfutils/zlib build (it runs autoreconf).
+const BPF_HOST_PACKAGES: &[&str] = &[
+    "clang",
+    "autoconf",
+    "automake",
+    "libtool",
+    "autopoint",
+    "flex",
+    "bison",
+    "gawk",
+    "pkg-config",
+    "m4",
+    "gettext",
+];
+
 /// Static linking, so that the binaries need nothing from the guest but a kernel.
 const RUSTFLAGS: &str = "-C target-feature=+crt-static";
 
@@ -107,6 +127,10 @@ pub fn build(sh: &Shell, log: &Log, arch: Arch) -> Result<Guest> {
         }
     }
     let (cli_package, cli_feature, cli_bin) = CLI;
+    let cli_feature = match arch {
+        Arch::X86_64 => CLI_FEATURES_X86_64,
+        Arch::Aarch64 => cli_feature,
+    };
     args.extend(["-p", cli_package, "--features", cli_feature, "--bins"]);
     names.push(cli_bin.to_owned());
 
@@ -151,6 +175,10 @@ fn bin_names(metadata: &Value, package: &str) -> Option<Vec<String>> {
 /// Builds with the host toolchain; returns the release directory.
 fn build_x86_64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
     host::ensure(sh, log, host::GUEST_X86_64)?;
+    host::ensure(sh, log, BPF_HOST_PACKAGES).context(
+        "the guest's rmemring CLI is built with the BPF ring buffer peer (--features bpf), \
+         which needs clang and the build tools of the vendored libbpf",
+    )?;
     let target = Arch::X86_64.rust_target();
     log.run(cmd!(
         sh,
