@@ -28,8 +28,9 @@
 //!
 //! Each measurement is repeated (7 times, 5 with `--quick`) with the
 //! implementations interleaved, and the median is reported with its spread,
-//! `(max - min) / median`. The producer is pinned to CPU 0 and the consumer
-//! to CPU 1 (`sched_setaffinity`) unless `--no-pin` is given; and unless
+//! `(max - min) / median`. The producer and the consumer are pinned to two
+//! CPUs of different cores ([`cpu_pair`], `sched_setaffinity`; CPUs 0 and 1
+//! on the two-CPU development machine) unless `--no-pin` is given; and unless
 //! `--no-nice` is given, the process runs at nice -19 in a session of its
 //! own where that is allowed (see [`raise_priority`]), so that other work on
 //! a shared machine takes the two CPUs less often.
@@ -123,6 +124,8 @@ struct Config {
     quick: bool,
     json: bool,
     pin: bool,
+    /// The producer's and the consumer's CPU, see [`cpu_pair`].
+    cpus: (usize, usize),
     nice: bool,
     reps: usize,
     sizes: Vec<usize>,
@@ -136,6 +139,7 @@ impl Config {
             quick: false,
             json: false,
             pin: true,
+            cpus: cpu_pair(),
             nice: true,
             reps: 0,
             sizes: Vec::new(),
@@ -359,12 +363,54 @@ impl Timing {
 
 /// Pins the calling thread to `cpu`; says whether that worked.
 fn pin(cpu: usize) -> bool {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
     // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below `CPU_SETSIZE` (callers pass 0 or 1).
+    // SAFETY: `cpu` is below `CPU_SETSIZE`, checked above.
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid, initialised `cpu_set_t` of the size passed.
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
+/// The CPUs for the producer and the consumer: the first this process may
+/// run on, and the first other one that is not a hyperthread of it (two
+/// hyperthreads would share one core's caches and execution units), or just
+/// the first other one.
+fn cpu_pair() -> (usize, usize) {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed.
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below `CPU_SETSIZE`; `set` is initialised.
+        .filter(|&cpu| ok == 0 && unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect();
+    let Some(&first) = allowed.first() else {
+        return (0, 1);
+    };
+    // A list such as "0,8" or "0-1".
+    let siblings: Vec<usize> = std::fs::read_to_string(format!(
+        "/sys/devices/system/cpu/cpu{first}/topology/thread_siblings_list"
+    ))
+    .unwrap_or_default()
+    .trim()
+    .split(',')
+    .filter_map(|part| {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        Some(lo.parse().ok()?..=hi.parse().ok()?)
+    })
+    .flatten()
+    .collect();
+    let other = |skip_siblings: bool| {
+        allowed
+            .iter()
+            .copied()
+            .find(|&cpu| cpu != first && !(skip_siblings && siblings.contains(&cpu)))
+    };
+    (first, other(true).or(other(false)).unwrap_or(first))
 }
 
 /// Set when either thread of a measurement panics, so the other one stops
@@ -428,8 +474,8 @@ fn raise_priority() -> bool {
     !autogroups || std::fs::write("/proc/self/autogroup", "-19").is_ok()
 }
 
-/// Runs `producer` on CPU 0 and `consumer` on CPU 1, started together, and
-/// returns the consumer's timing.
+/// Runs `producer` and `consumer` on the CPUs of [`Config::cpus`], started
+/// together, and returns the consumer's timing.
 fn two_threads(
     config: &Config,
     producer: impl FnOnce(&Stop) + Send,
@@ -439,11 +485,11 @@ fn two_threads(
     let stop = Stop(AtomicBool::new(false));
     std::thread::scope(|s| {
         let (start, stop) = (&start, &stop);
-        let pin_on = config.pin;
+        let (pin_on, (producer_cpu, consumer_cpu)) = (config.pin, config.cpus);
         let p = s.spawn(move || {
             let _flag = PanicFlag(stop);
             if pin_on {
-                pin(0);
+                pin(producer_cpu);
             }
             start.wait();
             producer(stop);
@@ -451,7 +497,7 @@ fn two_threads(
         let c = s.spawn(move || {
             let _flag = PanicFlag(stop);
             if pin_on {
-                pin(1);
+                pin(consumer_cpu);
             }
             start.wait();
             consumer(stop)
@@ -741,7 +787,7 @@ fn run_crossbeam_sized(config: &Config, w: &Workload) -> Option<Timing> {
 /// into a ring-sized destination, round and round.
 fn run_memcpy(config: &Config, w: &Workload) -> Timing {
     if config.pin {
-        pin(0);
+        pin(config.cpus.0);
     }
     let mut dst = vec![1u8; RING_BYTES];
     dst.iter_mut().for_each(|b| *b = black_box(0));
@@ -918,13 +964,17 @@ fn header(config: &Config, niced: bool) -> String {
         config.reps,
         if config.quick { "; --quick" } else { "" }
     );
+    let (producer_cpu, consumer_cpu) = config.cpus;
     let _ = writeln!(
         h,
         "threads: {}; {}",
         if config.pin {
-            "producer pinned to CPU 0, consumer to CPU 1 (sched_setaffinity), memcpy on CPU 0"
+            format!(
+                "producer pinned to CPU {producer_cpu}, consumer to CPU {consumer_cpu} \
+                 (sched_setaffinity), memcpy on CPU {producer_cpu}"
+            )
         } else {
-            "not pinned"
+            "not pinned".into()
         },
         if niced {
             "a session of its own at nice -19"
