@@ -444,3 +444,100 @@ fn thread_usage() -> Result<ThreadUsage> {
 fn errno(ret: i32) -> std::io::Error {
     std::io::Error::from_raw_os_error(-ret)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(min_len: u32, max_len: u32, verify: bool) -> BpfRunConfig {
+        BpfRunConfig {
+            device: PathBuf::new(),
+            min_len,
+            max_len,
+            duration: Duration::ZERO,
+            verify,
+            busy_poll: false,
+        }
+    }
+
+    /// A ringbuf sample as the BPF program writes it: header, payload and
+    /// the rest of the size class.
+    fn sample(seq: u64, len: u32, verify: bool) -> Vec<u8> {
+        let mut data = Vec::new();
+        data.extend_from_slice(&seq.to_le_bytes());
+        data.extend_from_slice(&monotonic_ns().to_le_bytes());
+        data.extend_from_slice(&len.to_le_bytes());
+        data.extend_from_slice(&0u32.to_le_bytes());
+        let mut payload = vec![0u8; len as usize];
+        if verify {
+            pattern::fill(seq, &mut payload);
+        } else {
+            let n = payload.len().min(8);
+            payload[..n].copy_from_slice(&pattern::word(seq, 0).to_le_bytes()[..n]);
+        }
+        data.extend_from_slice(&payload);
+        data.resize(HEADER + (len as usize).next_power_of_two().max(8), 0);
+        data
+    }
+
+    #[test]
+    fn in_order_records_are_good() {
+        for verify in [false, true] {
+            let mut check = Checker::new(&config(0, 300, verify)).unwrap();
+            for seq in 0..1000 {
+                let len = pattern::payload_len(seq, 0, 300);
+                assert_eq!(check.record(&sample(seq, len, verify), u64::MAX), 0);
+            }
+            assert_eq!((check.records, check.lost, check.bad), (1000, 0, 0));
+            assert_eq!(check.next_seq, 1000);
+            assert_eq!(check.latency.len(), 1000);
+            let bytes: u64 = (0..1000)
+                .map(|s| u64::from(pattern::payload_len(s, 0, 300)))
+                .sum();
+            assert_eq!(check.bytes, bytes);
+        }
+    }
+
+    #[test]
+    fn gaps_are_lost_and_repeats_bad() {
+        let mut check = Checker::new(&config(64, 64, true)).unwrap();
+        for seq in [0, 1, 5, 6, 6, 2, 9] {
+            check.record(&sample(seq, 64, true), u64::MAX);
+        }
+        assert_eq!(check.lost, 3 + 2);
+        assert_eq!(check.bad, 2);
+        assert_eq!(check.next_seq, 10);
+    }
+
+    #[test]
+    fn wrong_length_payload_or_size_is_bad() {
+        let mut check = Checker::new(&config(64, 64, true)).unwrap();
+        check.record(&sample(0, 32, true), u64::MAX);
+        let mut corrupt = sample(1, 64, true);
+        corrupt[HEADER + 63] ^= 1;
+        check.record(&corrupt, u64::MAX);
+        let mut truncated = sample(2, 64, true);
+        truncated.truncate(HEADER + 10);
+        check.record(&truncated, u64::MAX);
+        check.record(&[0u8; 10], u64::MAX);
+        assert_eq!((check.records, check.bad, check.lost), (4, 4, 0));
+
+        // Without verification, only the first word is checked.
+        let mut check = Checker::new(&config(64, 64, false)).unwrap();
+        let mut tail = sample(0, 64, false);
+        tail[HEADER + 63] ^= 1;
+        check.record(&tail, u64::MAX);
+        let mut head = sample(1, 64, false);
+        head[HEADER] ^= 1;
+        check.record(&head, u64::MAX);
+        assert_eq!(check.bad, 1);
+    }
+
+    #[test]
+    fn the_deadline_stops_a_poll() {
+        let mut check = Checker::new(&config(8, 8, false)).unwrap();
+        assert_eq!(check.record(&sample(0, 8, false), u64::MAX), 0);
+        assert_eq!(check.record(&sample(1, 8, false), 0), STOP);
+        assert_eq!(check.records, 2);
+    }
+}
