@@ -16,9 +16,10 @@
 //! Why a raw tracepoint: it is the cheapest BPF hook the kernel offers
 //! without BTF (the reference kernel has none, so no fentry or `tp_btf`):
 //! the tracepoint calls the program directly with its arguments as `u64`s,
-//! where a kprobe on `rmemring_hook_record` would take a breakpoint (or an
+//! where a kprobe on `rmemring_hook_record` takes a breakpoint trap (or an
 //! ftrace trampoline) and a `pt_regs` round trip per record. So BPF is
-//! measured at its best.
+//! measured at its best. For comparison, `RMEMRING_BPF_HOOK=kprobe` (x86-64)
+//! attaches the same program as a kprobe on `rmemring_hook_record` instead.
 
 use std::cell::Cell;
 use std::fs::OpenOptions;
@@ -64,6 +65,11 @@ static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rmemring_hook.b
 const PROGRAM: &str = "rmemring_record";
 const PROGRAM_NO_WAKEUP: &str = "rmemring_record_nowake";
 const TRACEPOINT: &str = "rmemring_record_tp";
+
+/// The same programs as kprobes on the driver's hook function.
+const PROGRAM_KPROBE: &str = "rmemring_record_kprobe";
+const PROGRAM_KPROBE_NO_WAKEUP: &str = "rmemring_record_kprobe_nowake";
+const HOOK_FUNCTION: &str = "rmemring_hook_record";
 
 /// The largest payload the BPF program carries (its `MAX_PAYLOAD`).
 pub const MAX_PAYLOAD: u32 = 64 * 1024;
@@ -180,25 +186,36 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
             map.set_max_entries(ring_size)?;
         }
     }
-    // Of the two programs, the one that submits with the flags this
-    // consumer wants.
-    let wanted = if config.busy_poll {
-        PROGRAM_NO_WAKEUP
-    } else {
-        PROGRAM
+    // Of the programs, the one for this hook that submits with the flags
+    // this consumer wants.
+    let kprobe = std::env::var("RMEMRING_BPF_HOOK").as_deref() == Ok("kprobe");
+    let wanted = match (kprobe, config.busy_poll) {
+        (false, false) => PROGRAM,
+        (false, true) => PROGRAM_NO_WAKEUP,
+        (true, false) => PROGRAM_KPROBE,
+        (true, true) => PROGRAM_KPROBE_NO_WAKEUP,
     };
+    let mut found = false;
     for mut program in open.progs_mut() {
         let load = program.name() == wanted;
+        found |= load;
         program.set_autoload(load);
     }
+    ensure!(found, "no program {wanted} in the BPF object");
     let object = open.load().context("loading the BPF program")?;
     let program = object
         .progs_mut()
         .find(|p| p.name() == wanted)
         .with_context(|| format!("no program {wanted} in the BPF object"))?;
-    let _link = program.attach_raw_tracepoint(TRACEPOINT).with_context(|| {
-        format!("attaching to raw tracepoint {TRACEPOINT} (is the driver loaded?)")
-    })?;
+    let _link = if kprobe {
+        program
+            .attach_kprobe(false, HOOK_FUNCTION)
+            .with_context(|| format!("attaching a kprobe to {HOOK_FUNCTION}"))?
+    } else {
+        program.attach_raw_tracepoint(TRACEPOINT).with_context(|| {
+            format!("attaching to raw tracepoint {TRACEPOINT} (is the driver loaded?)")
+        })?
+    };
     let records_map = object
         .maps()
         .find(|m| m.name() == "records")

@@ -35,9 +35,15 @@ fn main() {
     let clang = env::var_os("BPF_CLANG").unwrap_or_else(|| "clang".into());
 
     // -g: libbpf needs the BTF of the maps; -mcpu=v3: 32-bit subregisters
-    // and jumps (kernels since 5.1).
-    let status = Command::new(&clang)
-        .args(["-O2", "-g", "-Wall", "-target", "bpf", "-mcpu=v3", "-c"])
+    // and jumps (kernels since 5.1); the target architecture, for the
+    // kprobe's view of the argument registers.
+    let mut command = Command::new(&clang);
+    command.args(["-O2", "-g", "-Wall", "-target", "bpf", "-mcpu=v3"]);
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        command.arg("-D__TARGET_ARCH_x86");
+    }
+    let status = command
+        .arg("-c")
         .arg(&source)
         .arg("-o")
         .arg(&object)

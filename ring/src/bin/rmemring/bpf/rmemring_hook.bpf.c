@@ -101,15 +101,10 @@ static __always_inline int emit(__u64 seq, __u64 timestamp_ns, __u32 len,
 	if (len <= (n))							\
 		return emit(seq, timestamp_ns, len, payload, (n), submit_flags)
 
-/* One record from the tracepoint's arguments. */
-static __always_inline int record(struct bpf_raw_tracepoint_args *ctx,
-				  const __u64 submit_flags)
+/* One record, in the smallest size class that holds it. */
+static __always_inline int record(__u64 seq, __u64 timestamp_ns, __u32 len,
+				  const void *payload, const __u64 submit_flags)
 {
-	__u64 seq = ctx->args[0];
-	__u64 timestamp_ns = ctx->args[1];
-	__u32 len = (__u32)ctx->args[2];
-	const void *payload = (const void *)ctx->args[3];
-
 	CLASS(8);
 	CLASS(16);
 	CLASS(32);
@@ -129,24 +124,55 @@ static __always_inline int record(struct bpf_raw_tracepoint_args *ctx,
 }
 
 /*
- * Two programs, of which user space loads one: with bpf_ringbuf_submit()'s
- * adaptive wake-up (flags 0: notify only when the consumer has caught up),
- * for a consumer that sleeps in ring_buffer__poll(); and with
- * BPF_RB_NO_WAKEUP, for a consumer that busy-polls. (Not one program and a
- * `const volatile` flag: libbpf probes for global data with a socket
- * filter program, which a kernel without CONFIG_NET cannot load, and then
- * refuses to create .rodata.)
+ * The programs, of which user space loads one. Each hook comes with
+ * bpf_ringbuf_submit()'s adaptive wake-up (flags 0: notify only when the
+ * consumer has caught up), for a consumer that sleeps in
+ * ring_buffer__poll(), and with BPF_RB_NO_WAKEUP, for a consumer that
+ * busy-polls. (Not one program and a `const volatile` flag: libbpf probes
+ * for global data with a socket filter program, which a kernel without
+ * CONFIG_NET cannot load, and then refuses to create .rodata.)
+ *
+ * The hook: the raw tracepoint, which hands the program the arguments
+ * directly. The kprobe on the noinline rmemring_hook_record() (x86-64
+ * only: it reads the System V argument registers) is there to compare.
  */
+#define RAW_TP_ARGS(ctx)						\
+	(ctx)->args[0], (ctx)->args[1], (__u32)(ctx)->args[2],		\
+	(const void *)(ctx)->args[3]
+
 SEC("raw_tp/rmemring_record_tp")
 int rmemring_record(struct bpf_raw_tracepoint_args *ctx)
 {
-	return record(ctx, 0);
+	return record(RAW_TP_ARGS(ctx), 0);
 }
 
 SEC("raw_tp/rmemring_record_tp")
 int rmemring_record_nowake(struct bpf_raw_tracepoint_args *ctx)
 {
-	return record(ctx, BPF_RB_NO_WAKEUP);
+	return record(RAW_TP_ARGS(ctx), BPF_RB_NO_WAKEUP);
 }
+
+#ifdef __TARGET_ARCH_x86
+/* x86-64's struct pt_regs, up to the registers read here. */
+struct pt_regs {
+	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	__u64 ax, cx, dx, si, di;
+};
+
+#define KPROBE_ARGS(regs)						\
+	(regs)->di, (regs)->si, (__u32)(regs)->dx, (const void *)(regs)->cx
+
+SEC("kprobe/rmemring_hook_record")
+int rmemring_record_kprobe(struct pt_regs *regs)
+{
+	return record(KPROBE_ARGS(regs), 0);
+}
+
+SEC("kprobe/rmemring_hook_record")
+int rmemring_record_kprobe_nowake(struct pt_regs *regs)
+{
+	return record(KPROBE_ARGS(regs), BPF_RB_NO_WAKEUP);
+}
+#endif
 
 char LICENSE[] SEC("license") = "GPL";
