@@ -215,7 +215,7 @@ impl Reservation<'_> {
         // overwrite mode a lapped reader may copy these bytes concurrently;
         // it re-checks `overwrite_pos` and discards what it copied, as a
         // seqlock reader does.
-        unsafe { std::slice::from_raw_parts_mut(ptr, self.slot.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(ptr, self.slot.len() as usize) }
     }
 
     /// The sequence number the record will have.

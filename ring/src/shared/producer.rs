@@ -47,14 +47,40 @@ pub enum ReserveError {
 }
 
 /// Space for one record, handed out by [`ProducerCore::reserve`] and turned
-/// into a record by [`ProducerCore::commit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// into a record by [`ProducerCore::commit`], which consumes it.
+///
+/// # Invariants
+///
+/// Only `reserve` makes slots, so `offset` plus the stride of `len` lies
+/// inside the data area of the ring it was reserved in. A slot cannot be
+/// copied, so it is committed at most once. (The methods taking a slot
+/// still check it against their own ring, so a slot used with another
+/// producer cannot make it write out of bounds.)
+#[derive(Debug, PartialEq, Eq)]
 #[must_use = "a slot is wasted unless it is committed"]
 pub struct Slot {
-    /// Offset of the record header in the data area.
-    pub offset: u64,
+    offset: u64,
+    len: u32,
+}
+
+impl Slot {
     /// Payload bytes the slot holds.
-    pub len: u32,
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether the slot holds no payload bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Offset of the record header in the data area.
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
 }
 
 /// Counters the producer publishes in the control page.
@@ -358,6 +384,9 @@ impl ProducerCore {
     /// publication. The payload must already be in place.
     #[inline]
     pub fn commit(&mut self, slot: Slot, tag: u16, timestamp_ns: u64) {
+        if !self.owns(&slot) {
+            return;
+        }
         let header = RecordHeader {
             len: slot.len,
             kind: KIND_DATA,
@@ -455,6 +484,9 @@ impl ProducerCore {
     /// write-combined mappings too. A partial last word is written whole:
     /// its extra bytes are the record's padding.
     pub fn write_pattern(&self, slot: &Slot, seq: u64, first_word_only: bool) {
+        if !self.owns(slot) {
+            return;
+        }
         let words = u64::from(slot.len).div_ceil(8);
         let words = if first_word_only { words.min(1) } else { words };
         let base = super::pattern::mix(seq);
@@ -476,8 +508,25 @@ impl ProducerCore {
     #[cfg(not(loom))]
     #[inline]
     pub fn payload_ptr(&self, slot: &Slot) -> *mut u8 {
-        // SAFETY: `reserve` guarantees `slot.offset + stride <= data_size`.
-        unsafe { self.view.payload_ptr(slot.offset) }
+        // A slot of another ring gets the start of this one's data area,
+        // never an address outside it.
+        let offset = if self.owns(slot) { slot.offset } else { 0 };
+        // SAFETY: `offset + HEADER_SIZE <= offset + stride <= data_size`,
+        // checked by `owns` (or 0, and the data area holds a header).
+        unsafe { self.view.payload_ptr(offset) }
+    }
+
+    /// Whether `slot` lies inside this ring's data area, as every slot
+    /// `reserve` made for this ring does (a debug-build assertion: a slot
+    /// used with another producer is a bug; release builds ignore it).
+    #[inline]
+    fn owns(&self, slot: &Slot) -> bool {
+        let fits = slot
+            .offset
+            .checked_add(record_stride(slot.len))
+            .is_some_and(|end| end <= self.view.data_size());
+        debug_assert!(fits, "a slot of another ring");
+        fits
     }
 
     /// Writes the payload of `slot` word by word (the model memory has no

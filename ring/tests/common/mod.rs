@@ -278,7 +278,7 @@ pub fn fill_slot(producer: &ProducerCore, slot: &Slot, seq: u64) {
     let ptr = producer.payload_ptr(slot);
     // SAFETY: `reserve` handed out `slot.len` writable bytes at `ptr`, and no
     // reader looks at them before the record is committed and published.
-    let payload = unsafe { std::slice::from_raw_parts_mut(ptr, slot.len as usize) };
+    let payload = unsafe { std::slice::from_raw_parts_mut(ptr, slot.len() as usize) };
     pattern::fill(seq, payload);
 }
 
