@@ -232,6 +232,7 @@ impl Window {
             elapsed: end.at - start.at,
             cpu: end.cpu.saturating_sub(start.cpu),
             wakeups: wakeups(&end.stats) - wakeups(&start.stats),
+            sleeps: end.stats.sleeps - start.stats.sleeps,
             dropped: end.stats.records_dropped - start.stats.records_dropped,
             latency: Latency::of(&tally.latency),
             records: tally.records,
@@ -245,6 +246,7 @@ struct Measured {
     elapsed: Duration,
     cpu: Duration,
     wakeups: u64,
+    sleeps: u64,
     dropped: u64,
     latency: Option<Latency>,
     records: u64,
@@ -264,9 +266,11 @@ impl Measured {
             elapsed: self.elapsed,
             consumer_cpu: self.cpu,
             wakeups: self.wakeups,
+            sleeps: self.sleeps,
             dropped: self.dropped,
             bad: self.bad,
             latency: self.latency,
+            spread: None,
         }
     }
 }
@@ -378,8 +382,10 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An idle blocking consumer: waits `idle` with an empty ring, then one
-/// record arrives; measures the consuming thread's CPU time meanwhile.
+/// An idle blocking consumer: its thread waits on an empty ring while this
+/// one reads the waiting thread's CPU clock across `idle`, leaving out the
+/// first [`SETTLE`] (a blocking consumer spins and yields briefly before it
+/// sleeps) and the wake-up at the end (one record, to let it go).
 pub(crate) fn idle(
     device: &Path,
     imp: &str,
@@ -387,42 +393,42 @@ pub(crate) fn idle(
     idle: Duration,
 ) -> anyhow::Result<IdleRow> {
     let region = fresh(device)?;
-    let starter = {
+    let waiter = {
         let region = region.clone();
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            std::thread::sleep(idle);
-            let config = ProducerConfig {
-                min_len: 8,
-                max_len: 8,
-                count: 1,
-                ..Default::default()
-            };
-            device::start(region.fd(), &config).context("starting the kernel producer")?;
-            Ok(())
+        let read = imp == "read";
+        std::thread::spawn(move || -> anyhow::Result<bool> {
+            if read {
+                let mut buf = [0u64; 64];
+                // SAFETY: `buf` is valid for writes of its size in bytes.
+                let n = unsafe {
+                    libc::read(
+                        region.fd().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        std::mem::size_of_val(&buf),
+                    )
+                };
+                return Ok(n > 0);
+            }
+            let mut consumer = region.consumer()?;
+            consumer.set_wait(wait_of(mode));
+            Ok(consumer.wait(Some(SETTLE + idle + Duration::from_secs(10)))?)
         })
     };
-    let cpu = thread_cpu();
-    let at = Instant::now();
-    let arrived = if imp == "read" {
-        let mut buf = [0u64; 64];
-        // SAFETY: `buf` is valid for writes of its size in bytes.
-        let n = unsafe {
-            libc::read(
-                region.fd().as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                std::mem::size_of_val(&buf),
-            )
-        };
-        n > 0
-    } else {
-        let mut consumer = region.consumer()?;
-        consumer.set_wait(wait_of(mode));
-        consumer.wait(Some(idle + Duration::from_secs(10)))?
+    let clock = thread_clock(&waiter)?;
+    std::thread::sleep(SETTLE);
+    let (cpu, at) = (clock_ns(clock)?, Instant::now());
+    std::thread::sleep(idle);
+    let (cpu, wall) = (clock_ns(clock)?.saturating_sub(cpu), at.elapsed());
+    let config = ProducerConfig {
+        min_len: 8,
+        max_len: 8,
+        count: 1,
+        ..Default::default()
     };
-    let (cpu, wall) = (thread_cpu().saturating_sub(cpu), at.elapsed());
-    starter
+    device::start(region.fd(), &config).context("starting the kernel producer")?;
+    let arrived = waiter
         .join()
-        .map_err(|_| anyhow::anyhow!("the producer starter panicked"))??;
+        .map_err(|_| anyhow::anyhow!("the idle consumer panicked"))??;
     let _ = device::stop(region.fd());
     if !arrived {
         anyhow::bail!("idle {imp} {}: the record never arrived", mode.name());
@@ -431,6 +437,36 @@ pub(crate) fn idle(
         imp: imp.to_owned(),
         mode: mode.name().to_owned(),
         wall,
-        cpu,
+        cpu: Duration::from_nanos(cpu),
     })
+}
+
+/// How long an idle consumer may take to fall asleep before it is measured.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// The CPU-time clock of `thread`.
+fn thread_clock<T>(thread: &std::thread::JoinHandle<T>) -> anyhow::Result<libc::clockid_t> {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: The thread is joinable (its handle is alive), so its
+    // `pthread_t` is valid; `clock` is a valid out-pointer.
+    let r = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) };
+    if r != 0 {
+        return Err(anyhow::Error::new(std::io::Error::from_raw_os_error(r))
+            .context("pthread_getcpuclockid"));
+    }
+    Ok(clock)
+}
+
+/// The time on `clock`, in nanoseconds.
+fn clock_ns(clock: libc::clockid_t) -> anyhow::Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Err(anyhow::Error::new(std::io::Error::last_os_error()).context("clock_gettime"));
+    }
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }

@@ -68,9 +68,11 @@ pub(crate) fn run(
         elapsed,
         consumer_cpu: cpu,
         wakeups: 0,
+        sleeps: 0,
         dropped: 0,
         bad: 0,
         latency: None,
+        spread: None,
     })
 }
 

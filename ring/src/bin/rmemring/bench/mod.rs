@@ -21,6 +21,7 @@ mod memcpy;
 mod plot;
 mod report;
 mod row;
+mod stall;
 
 use std::fs;
 use std::io::Write as _;
@@ -43,6 +44,7 @@ use self::row::{
     Row,
     Skip, //
 };
+use self::stall::Stalls;
 use crate::args::{
     parse_duration,
     parse_size, //
@@ -105,6 +107,9 @@ pub(crate) struct Args {
     /// The read() path's buffer.
     #[arg(long, default_value = "1M", value_parser = parse_size)]
     read_buffer: u32,
+    /// Measure everything N times, interleaved, and keep each median.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    repeat: u32,
     /// Skip the idle-consumer measurement.
     #[arg(long)]
     no_idle: bool,
@@ -180,6 +185,9 @@ impl Workload {
     }
 }
 
+/// How long the scheduling-stall probe spins, before and after the run.
+const STALL_PROBE: Duration = Duration::from_millis(500);
+
 /// The record size of the paced workload.
 pub(crate) const PACED_SIZE: u32 = 64;
 
@@ -212,6 +220,9 @@ pub(crate) struct Results {
     pub(crate) rows: Vec<Row>,
     pub(crate) idle: Vec<IdleRow>,
     pub(crate) skips: Vec<Skip>,
+    /// Before and after the measurements: how much a spinning thread was
+    /// kept off its CPU.
+    pub(crate) stalls: Vec<Stalls>,
 }
 
 impl Results {
@@ -231,6 +242,7 @@ impl Results {
                 Some("kernel") => results.rows.extend(Row::from_json(&value)),
                 Some("kernel-idle") => results.idle.extend(IdleRow::from_json(&value)),
                 Some("kernel-skip") => results.skips.extend(Skip::from_json(&value)),
+                Some("kernel-stall") => results.stalls.extend(Stalls::from_json(&value)),
                 Some("kernel-env") => results.env = Env::from_json(&value).unwrap_or_default(),
                 _ => {}
             }
@@ -348,54 +360,68 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
     let jobs = plan(args);
     let idle_jobs = idle_plan(args);
-    let bar = ProgressBar::new((jobs.len() + idle_jobs.len()) as u64);
+    let rounds = args.repeat.max(1);
+    let bar = ProgressBar::new((jobs.len() * rounds as usize + idle_jobs.len()) as u64);
     if let Ok(style) = ProgressStyle::with_template(
         "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg} (about {eta} left)",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    let mut bpf_failed: Option<String> = None;
-    for job in jobs {
-        bar.set_message(format!(
-            "{} {} {} {} B",
-            job.workload.name(),
-            imp_name(job.imp),
-            job.mode.name(),
-            job.size
-        ));
-        let row = match job.imp {
-            Impl::Rmemring => Some(kernel::zero_copy(device, &job, timing)?),
-            Impl::Read => Some(kernel::read_copy(device, &job, timing)?),
-            Impl::Memcpy => Some(memcpy::run(
-                job.workload,
-                job.size,
-                layout.data_size as usize,
-                timing,
-            )?),
-            Impl::Bpf => match &bpf_failed {
-                Some(_) => None,
-                None => match bpf(device, &job, timing) {
+    // Every job once per round, so that a spell of interference (other
+    // work on the machine, or the host of a VM) hits one sample of many
+    // jobs rather than every sample of one.
+    let stalls = Stalls::measure(STALL_PROBE);
+    emit(args, &stalls.to_json());
+    results.stalls.push(stalls);
+    let mut samples: Vec<Vec<Row>> = vec![Vec::new(); jobs.len()];
+    let mut bpf_failed = false;
+    for round in 1..=rounds {
+        for (job, samples) in jobs.iter().zip(&mut samples) {
+            let mode = match job.imp {
+                Impl::Memcpy => "one-core",
+                _ => job.mode.name(),
+            };
+            bar.set_message(format!(
+                "round {round}/{rounds}: {} {} {mode} {} B",
+                job.workload.name(),
+                imp_name(job.imp),
+                job.size
+            ));
+            let row = match job.imp {
+                Impl::Rmemring => Some(kernel::zero_copy(device, job, timing)?),
+                Impl::Read => Some(kernel::read_copy(device, job, timing)?),
+                Impl::Memcpy => Some(memcpy::run(
+                    job.workload,
+                    job.size,
+                    layout.data_size as usize,
+                    timing,
+                )?),
+                Impl::Bpf if bpf_failed => None,
+                Impl::Bpf => match bpf(device, job, timing) {
                     Ok(row) => Some(row),
                     Err(e) => {
                         let reason = format!("{e:#}");
                         bar.suspend(|| eprintln!("rmemring: bpf: {reason}; skipping the BPF peer"));
                         let skip = Skip {
                             imp: "bpf".to_owned(),
-                            reason: reason.clone(),
+                            reason,
                         };
                         emit(args, &skip.to_json());
                         results.skips.push(skip);
-                        bpf_failed = Some(reason);
+                        bpf_failed = true;
                         None
                     }
                 },
-            },
-        };
-        if let Some(row) = row {
+            };
+            samples.extend(row);
+            bar.inc(1);
+        }
+    }
+    for samples in samples {
+        if let Some(row) = row::median(samples) {
             emit(args, &row.to_json());
             results.rows.push(row);
         }
-        bar.inc(1);
     }
     for (imp, mode) in idle_jobs {
         bar.set_message(format!("idle {imp} {}", mode.name()));
@@ -404,6 +430,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         results.idle.push(row);
         bar.inc(1);
     }
+    let stalls = Stalls::measure(STALL_PROBE);
+    emit(args, &stalls.to_json());
+    results.stalls.push(stalls);
     bar.finish_and_clear();
     output(args, &results)?;
     let bad: u64 = results.rows.iter().map(|r| r.bad).sum();
@@ -494,9 +523,11 @@ fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
         elapsed: result.elapsed,
         consumer_cpu: result.consumer_cpu,
         wakeups: result.wakeups,
+        sleeps: 0,
         dropped: result.lost,
         bad: result.bad,
         latency: row::Latency::of(&result.latency),
+        spread: None,
     })
 }
 

@@ -23,39 +23,33 @@ fn colour(imp: &str) -> RGBColor {
     }
 }
 
+/// The chart's height in pixels.
+const HEIGHT: u32 = 580;
+
 pub(crate) fn svg(results: &Results, path: &Path) -> anyhow::Result<()> {
+    // The paced workload is one size at a set rate: nothing to plot.
+    let rows = || results.rows.iter().filter(|r| r.workload != "paced");
     let mut workloads: Vec<&str> = Vec::new();
-    for r in results.rows.iter().filter(|r| r.workload != "paced") {
+    for r in rows() {
         if !workloads.contains(&r.workload.as_str()) {
             workloads.push(&r.workload);
         }
     }
-    let min_size = results
-        .rows
-        .iter()
-        .map(|r| r.size)
-        .min()
-        .unwrap_or(8)
-        .max(1);
-    let max_size = results
-        .rows
-        .iter()
-        .map(|r| r.size)
-        .max()
-        .unwrap_or(65536)
-        .max(min_size * 2);
-    let rates = results
-        .rows
-        .iter()
-        .map(|r| r.records_per_s())
-        .filter(|r| *r > 0.0);
+    // Ticks at the measured sizes.
+    let mut sizes: Vec<f64> = rows().map(|r| f64::from(r.size)).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    let min_size = sizes.first().copied().unwrap_or(8.0).max(1.0);
+    let max_size = sizes.last().copied().unwrap_or(65536.0).max(min_size * 2.0);
+    let rates = rows().map(|r| r.records_per_s()).filter(|r| *r > 0.0);
     let lo = rates.clone().fold(f64::INFINITY, f64::min).min(1e6) / 2.0;
     let hi = rates.fold(0.0, f64::max).max(1e3) * 2.0;
 
     let width = 560 * workloads.len().max(1) as u32;
-    let root = SVGBackend::new(path, (width, 560)).into_drawing_area();
+    let root = SVGBackend::new(path, (width, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(60);
+    let (title, rest) = root.split_vertically(60);
+    let (body, foot) = rest.split_vertically(HEIGHT - 60 - 24);
     let subtitle = if results.env.cpu_model.is_empty() {
         String::new()
     } else {
@@ -90,7 +84,9 @@ pub(crate) fn svg(results: &Results, path: &Path) -> anyhow::Result<()> {
             .x_label_area_size(40)
             .y_label_area_size(64)
             .build_cartesian_2d(
-                (f64::from(min_size)..f64::from(max_size)).log_scale(),
+                (min_size / 1.3..max_size * 1.3)
+                    .log_scale()
+                    .with_key_points(sizes.clone()),
                 (lo..hi).log_scale(),
             )?;
         chart
@@ -102,7 +98,7 @@ pub(crate) fn svg(results: &Results, path: &Path) -> anyhow::Result<()> {
             .draw()?;
 
         let mut series: Vec<(String, String)> = Vec::new();
-        for r in results.rows.iter().filter(|r| r.workload == *workload) {
+        for r in rows().filter(|r| r.workload == *workload) {
             let key = (r.imp.clone(), r.mode.clone());
             if !series.contains(&key) {
                 series.push(key);
@@ -154,16 +150,12 @@ pub(crate) fn svg(results: &Results, path: &Path) -> anyhow::Result<()> {
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::LowerLeft)
             .label_font(("sans-serif", 12))
             .draw()?;
     }
     let note = format!("For scale: {BPF_PUBLISHED}.");
-    root.draw(&Text::new(
-        note,
-        (10, 560 - 16),
-        ("sans-serif", 11).into_font(),
-    ))?;
+    foot.draw(&Text::new(note, (10, 6), ("sans-serif", 11).into_font()))?;
     root.present()?;
     Ok(())
 }

@@ -29,12 +29,33 @@ pub(crate) struct Row {
     pub(crate) consumer_cpu: Duration,
     /// Wake-ups of a sleeping consumer (see `docs/bench/kernel.md`).
     pub(crate) wakeups: u64,
+    /// Times the consumer went to sleep, as it reports (a sleep that ends
+    /// without a wake-up timed out); 0 where unknown.
+    pub(crate) sleeps: u64,
     /// Records the producer dropped (or the peer lost).
     pub(crate) dropped: u64,
     /// Records that failed the consumer's checks.
     pub(crate) bad: u64,
     /// Latency from the producer's timestamp to the consumer, if measured.
     pub(crate) latency: Option<Latency>,
+    /// With repeated measurements: how many, and their records/s spread,
+    /// `(max - min) / median`.
+    pub(crate) spread: Option<(u32, f64)>,
+}
+
+/// The sample with the median records/s, with the spread of all of them.
+pub(crate) fn median(mut samples: Vec<Row>) -> Option<Row> {
+    samples.sort_by(|a, b| a.records_per_s().total_cmp(&b.records_per_s()));
+    let n = samples.len();
+    let (lo, hi) = (
+        samples.first()?.records_per_s(),
+        samples.last()?.records_per_s(),
+    );
+    let mut row = samples.swap_remove(n / 2);
+    if n > 1 {
+        row.spread = Some((n as u32, (hi - lo) / row.records_per_s().max(1e-9)));
+    }
+    Some(row)
 }
 
 /// Percentiles of the latency histogram, in nanoseconds.
@@ -101,8 +122,11 @@ impl Row {
             "elapsed_ns": self.elapsed.as_nanos() as u64,
             "consumer_cpu_ns": self.consumer_cpu.as_nanos() as u64,
             "wakeups": self.wakeups,
+            "sleeps": self.sleeps,
             "cpu_percent": self.cpu_percent(),
             "bad": self.bad,
+            "samples": self.spread.map_or(1, |s| s.0),
+            "spread": self.spread.map(|s| s.1),
         })
     }
 
@@ -128,9 +152,14 @@ impl Row {
             elapsed: Duration::from_nanos(u("elapsed_ns")?),
             consumer_cpu: Duration::from_nanos(u("consumer_cpu_ns")?),
             wakeups: u("wakeups")?,
+            sleeps: u("sleeps").unwrap_or(0),
             dropped: u("dropped")?,
             bad: u("bad").unwrap_or(0),
             latency,
+            spread: match (u("samples"), v["spread"].as_f64()) {
+                (Some(n), Some(s)) if n > 1 => Some((u32::try_from(n).ok()?, s)),
+                _ => None,
+            },
         })
     }
 }
@@ -206,6 +235,7 @@ mod tests {
             elapsed: Duration::from_millis(1500),
             consumer_cpu: Duration::from_millis(1499),
             wakeups: 3,
+            sleeps: 4,
             dropped: 0,
             bad: 0,
             latency: Some(Latency {
@@ -214,13 +244,26 @@ mod tests {
                 p999: 3000,
                 max: 90_000,
             }),
+            spread: Some((3, 0.125)),
         };
         assert_eq!(Row::from_json(&row.to_json()), Some(row.clone()));
         let no_latency = Row {
             latency: None,
             ..row
         };
-        assert_eq!(Row::from_json(&no_latency.to_json()), Some(no_latency));
+        assert_eq!(
+            Row::from_json(&no_latency.to_json()),
+            Some(no_latency.clone())
+        );
+        let samples = [3u64, 1, 2].map(|r| Row {
+            records: r * 1000,
+            spread: None,
+            ..no_latency.clone()
+        });
+        let median = median(samples.to_vec()).unwrap();
+        assert_eq!(median.records, 2000);
+        assert_eq!(median.spread.map(|s| s.0), Some(3));
+        assert!((median.spread.unwrap().1 - 1.0).abs() < 1e-9);
         let idle = IdleRow {
             imp: "read".into(),
             mode: "blocking".into(),
