@@ -72,6 +72,8 @@ impl flags::Bench {
         ];
         if self.quick {
             bench.extend(["--sizes", "64,4K,64K", "--warmup", "100ms"].map(String::from));
+        } else {
+            bench.extend(["--repeat", "3"].map(String::from));
         }
         bench.extend(self.args.iter().cloned());
         let guest = shell_words(&bench);
@@ -88,6 +90,16 @@ impl flags::Bench {
         // Other work on the host steals time from the guest's vCPUs; say how
         // busy it was.
         let load = host_load();
+        // QEMU inherits this: ahead of builds, behind nothing interactive.
+        let pid = std::process::id().to_string();
+        if cmd!(sh, "renice -n -10 -p {pid}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .is_err()
+        {
+            eprintln!("(could not raise QEMU's priority; numbers will show any other load)");
+        }
         eprintln!("booting the x86_64 reference VM for `{guest}` (several minutes under TCG)");
         let outcome = vm::boot(
             sh,

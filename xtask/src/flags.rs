@@ -157,14 +157,14 @@ pub struct Test {
 }
 
 /// `Bench::duration`'s default.
-pub const BENCH_DURATION: &str = "2s";
+pub const BENCH_DURATION: &str = "1s";
 
 #[derive(Args, Debug)]
 pub struct Bench {
     /// Run the host ring benchmark instead (`cargo bench -p rmemring --bench host`).
     #[arg(long)]
     pub host: bool,
-    /// Fewer sizes and shorter warm-ups (host: its own --quick).
+    /// Fewer sizes, one round, shorter warm-ups (host: its own --quick).
     #[arg(long)]
     pub quick: bool,
     /// --host only: JSON lines on stdout.
