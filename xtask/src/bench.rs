@@ -258,10 +258,11 @@ fn environment(sh: &Shell, env: &Value, load: &str) -> Vec<String> {
         format!("host: {host_model}, {host_cpus} CPUs, Linux {host_kernel}; load average {load}"),
         format!("QEMU: {qemu}, accelerator {accel}"),
         format!(
-            "guest: {} CPUs ({}), Linux {}, {} MiB data area ({} mapping), BPF peer {}",
+            "guest: {} CPUs ({}), Linux {} (clocksource {}), {} MiB data area ({} mapping), BPF peer {}",
             env["cpus"].as_u64().unwrap_or(0),
             s("cpu_model"),
             s("kernel"),
+            s("clocksource"),
             env["data_size"].as_u64().unwrap_or(0) >> 20,
             s("cache_mode"),
             if env["bpf"].as_bool().unwrap_or(false) {

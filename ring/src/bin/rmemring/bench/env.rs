@@ -18,6 +18,9 @@ pub(crate) struct Env {
     pub(crate) arch: String,
     /// "QEMU TCG (emulated)", "virtual machine", "bare metal" or the like.
     pub(crate) virtualization: String,
+    /// The kernel's clocksource: the record timestamps' resolution
+    /// depends on it (`jiffies` makes latencies meaningless).
+    pub(crate) clocksource: String,
     pub(crate) data_size: u64,
     pub(crate) cache_mode: String,
     pub(crate) rmemring_version: String,
@@ -53,12 +56,17 @@ impl Env {
             "no hypervisor detected".to_owned()
         };
         let (kernel, arch) = uname();
+        let clocksource = std::fs::read_to_string(
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        )
+        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned());
         Self {
             cpu_model,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kernel,
             arch,
             virtualization,
+            clocksource,
             data_size,
             cache_mode: cache_mode.to_owned(),
             rmemring_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -75,6 +83,7 @@ impl Env {
             "kernel": self.kernel,
             "arch": self.arch,
             "virtualization": self.virtualization,
+            "clocksource": self.clocksource,
             "data_size": self.data_size,
             "cache_mode": self.cache_mode,
             "rmemring_version": self.rmemring_version,
@@ -91,6 +100,7 @@ impl Env {
             kernel: s("kernel"),
             arch: s("arch"),
             virtualization: s("virtualization"),
+            clocksource: s("clocksource"),
             data_size: v["data_size"].as_u64().unwrap_or(0),
             cache_mode: s("cache_mode"),
             rmemring_version: s("rmemring_version"),
@@ -106,7 +116,10 @@ impl Env {
                 "machine: {} ({} CPUs available), {}",
                 self.cpu_model, self.cpus, self.arch
             ),
-            format!("kernel: Linux {}; {}", self.kernel, self.virtualization),
+            format!(
+                "kernel: Linux {}, clocksource {}; {}",
+                self.kernel, self.clocksource, self.virtualization
+            ),
             format!(
                 "ring: {} MiB data area, {} mapping; rmemring {}{}",
                 self.data_size >> 20,
