@@ -2,7 +2,8 @@
 
 use rmemring::{
     device,
-    Backend, //
+    Backend,
+    Overflow, //
 };
 use serde_json::json;
 
@@ -81,7 +82,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
     println!(
         "region        {} ({:#x} bytes), {phys}",
-        bytes(layout.region_size),
+        split_size(layout.region_size),
         layout.region_size
     );
     println!(
@@ -95,9 +96,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         layout.max_payload
     );
     println!("cache mode    {}", cache_name(&layout));
-    let overflow = match overflow_name(&layout) {
-        "drop-new" => "drop-new (a full ring drops new records, or the producer waits)",
-        _ => "overwrite-oldest (a flight recorder: the producer overwrites unread records)",
+    let overflow = match layout.overflow() {
+        Overflow::DropNew => "drop-new (a full ring drops new records, or the producer waits)",
+        Overflow::OverwriteOldest => {
+            "overwrite-oldest (a flight recorder: the producer overwrites unread records)"
+        }
     };
     println!("overflow      {overflow}");
     if let Some(d) = driver {
@@ -125,4 +128,23 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         snap.backlog()
     );
     Ok(())
+}
+
+/// A size as whole MiB plus the rest: `16 MiB + 8 KiB`.
+fn split_size(n: u64) -> String {
+    let mib = n & !((1 << 20) - 1);
+    match (mib, n - mib) {
+        (0, _) | (_, 0) => bytes(n),
+        (mib, rest) => format!("{} + {}", bytes(mib), bytes(rest)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_split_at_mib() {
+        assert_eq!(super::split_size(0x100_2000), "16 MiB + 8 KiB");
+        assert_eq!(super::split_size(1 << 20), "1 MiB");
+        assert_eq!(super::split_size(12 << 10), "12 KiB");
+    }
 }
