@@ -196,6 +196,10 @@ fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
             echo: Echo::Quiet,
         },
     )?;
+    log.line("--- console");
+    for line in &outcome.console {
+        log.line(line);
+    }
     if outcome.passed() {
         return Ok(());
     }

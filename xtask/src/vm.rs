@@ -160,6 +160,7 @@ impl flags::VmShell {
         };
         let run = RunDir::new()?;
         let qemu = prepare(sh, &log, &artifacts, &options, &run.0)?;
+        log.echo(&shell_words(&qemu));
         eprintln!("Leave the VM with `reboot -f` (or exit), or kill QEMU with Ctrl-A X.");
         let mut command = Command::new(&qemu[0]);
         command.args(&qemu[1..]);
