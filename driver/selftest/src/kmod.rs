@@ -28,10 +28,14 @@ impl Kmod {
         let module =
             std::env::var("RMEMRING_MODULE").unwrap_or_else(|_| "/lib/modules/rmemring.ko".into());
         let config = std::fs::read_to_string("/etc/rmemring/config").unwrap_or_default();
-        let from_config = config.lines().find_map(|l| {
-            l.strip_prefix("PARAMS=")
-                .map(|p| p.trim_matches(|c| c == '"' || c == '\'').to_string())
-        });
+        // Empty when the harness was told not to load the driver.
+        let from_config = config
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("PARAMS=")
+                    .map(|p| p.trim_matches(|c| c == '"' || c == '\'').to_string())
+            })
+            .filter(|p| !p.is_empty());
         let params = match from_config {
             Some(p) => p,
             None => {
@@ -57,7 +61,7 @@ impl Kmod {
 
     /// `insmod` with `params`; on failure, the kernel log lines it produced.
     pub(crate) fn insmod(&self, params: &str) -> Result<(), String> {
-        let since = uptime();
+        let mark = mark_log();
         let status = Command::new("insmod")
             .arg(&self.module)
             .args(params.split_whitespace())
@@ -66,7 +70,7 @@ impl Kmod {
         if status.success() {
             Ok(())
         } else {
-            Err(kernel_log_since(since))
+            Err(kernel_log_since(&mark))
         }
     }
 
@@ -89,31 +93,30 @@ impl Kmod {
     }
 }
 
-/// Seconds since boot, the clock of the kernel log's timestamps.
-fn uptime() -> f64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
+/// Writes a unique line into the kernel log and returns it, so the lines
+/// that follow can be told apart from everything before (timestamps and
+/// line counts are not reliable: clocks differ, and a full log buffer drops
+/// its oldest lines).
+fn mark_log() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mark = format!("rmemring-selftest: mark {}-{n}", std::process::id());
+    let _ = std::fs::write("/dev/kmsg", format!("{mark}\n"));
+    mark
 }
 
-/// The kernel log lines stamped at or after `since` (seconds since boot).
-/// Timestamps, not line counts: the log buffer may be full and dropping
-/// its oldest lines.
-fn kernel_log_since(since: f64) -> String {
+/// The kernel log lines after the line `mark` wrote.
+fn kernel_log_since(mark: &str) -> String {
     let log = Command::new("dmesg")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    log.lines()
-        .filter(|l| {
-            l.strip_prefix('[')
-                .and_then(|r| r.split_once(']'))
-                .and_then(|(t, _)| t.trim().parse::<f64>().ok())
-                .is_some_and(|t| t >= since - 0.01)
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.ends_with(mark))
+        .map_or(0, |i| i + 1);
+    lines[start..].join("\n")
 }
 
 /// Bad module parameters refuse the load with one clear line.
@@ -207,7 +210,12 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 // One line per load attempt, naming the parameter and the
                 // reason (busybox's insmod may try twice: finit_module, then
                 // init_module).
-                let lines: Vec<&str> = log.lines().filter(|l| l.contains("rmemring:")).collect();
+                // The first load of an out-of-tree module also says it
+                // taints the kernel.
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("rmemring:") && !l.contains("taints kernel"))
+                    .collect();
                 let clear = !lines.is_empty() && lines.iter().all(|l| l.contains(message));
                 report.expect(&name, clear && !kmod.loaded(), || {
                     format!("expected only rmemring lines with {message:?}; log:\n{log}")
