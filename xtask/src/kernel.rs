@@ -299,3 +299,51 @@ fn remove_build(dir: &std::path::Path) -> Result<()> {
     cache::remove_dir(dir)?;
     cache::remove_dir(&dir.with_extension("module"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment(content: &str) -> Vec<(String, String)> {
+        vec![("common.config".to_owned(), content.to_owned())]
+    }
+
+    #[test]
+    fn config_check_names_what_did_not_land() {
+        let config = "CONFIG_RUST=y\nCONFIG_SMP=y\n# CONFIG_MODVERSIONS is not set\n";
+        let ok = fragment("# comment\nCONFIG_SMP=y\n# CONFIG_MODVERSIONS is not set\n");
+        assert!(check_config(config, &ok).is_ok());
+
+        let bad = fragment("CONFIG_SMP=y\nCONFIG_ARCH_VIRT=y\n# CONFIG_RUST is not set\n");
+        let err = check_config(config, &bad).unwrap_err().to_string();
+        assert!(err.contains("common.config: CONFIG_ARCH_VIRT=y"), "{err}");
+        assert!(
+            err.contains("common.config: # CONFIG_RUST is not set"),
+            "{err}"
+        );
+        assert!(!err.contains("CONFIG_SMP"), "{err}");
+
+        assert!(
+            check_config("CONFIG_SMP=y\n", &ok).is_err(),
+            "no CONFIG_RUST=y"
+        );
+    }
+
+    #[test]
+    fn keys_follow_every_input() {
+        let x86 = Target {
+            arch: crate::arch::Arch::X86_64,
+            profile: Profile::Normal,
+        };
+        let debug = Target {
+            profile: Profile::Debug,
+            ..x86
+        };
+        let base = key(x86, "rustc 1", &fragment("CONFIG_SMP=y\n"));
+        assert_eq!(base.len(), 16);
+        assert_eq!(base, key(x86, "rustc 1", &fragment("CONFIG_SMP=y\n")));
+        assert_ne!(base, key(debug, "rustc 1", &fragment("CONFIG_SMP=y\n")));
+        assert_ne!(base, key(x86, "rustc 2", &fragment("CONFIG_SMP=y\n")));
+        assert_ne!(base, key(x86, "rustc 1", &fragment("CONFIG_SMP=n\n")));
+    }
+}

@@ -99,7 +99,10 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             "env 'RUSTDOCFLAGS=-D warnings' cargo doc --no-deps --workspace"
         ))
     });
-    runner.check("dt", || dt::check(sh));
+    runner.check("dt", || {
+        host::ensure(sh, &Log::terminal(), host::DT)?;
+        dt::check(sh)
+    });
 }
 
 /// Per target: kernel, driver, guest user space, then its VM suites.

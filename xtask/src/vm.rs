@@ -43,7 +43,10 @@ use anyhow::{
     Context,
     Result, //
 };
-use xshell::Shell;
+use xshell::{
+    cmd,
+    Shell, //
+};
 
 use crate::arch::{
     Arch,
@@ -451,7 +454,8 @@ fn prepare(
         let base = dir.join("base.dtb");
         let board = dir.join("board.dtb");
         let dump = [qemu_base(arch, accel, Some(&base)), boot.to_vec()].concat();
-        log.run(sh.cmd(&dump[0]).args(&dump[1..]))
+        // QEMU writes the tree and exits at once; the timeout is a backstop.
+        log.run(cmd!(sh, "timeout 60").args(&dump))
             .context("dumping QEMU's virt device tree")?;
         let overlay = options
             .overlay
