@@ -47,7 +47,7 @@ const CLI_FEATURES_X86_64: &str = "rmemring/cli,rmemring/bpf";
 
 /// Host packages the `bpf` feature needs: clang for the BPF program, and
 /// the tools of the vendored libbpf/elfutils/zlib build (it runs autoreconf).
-const BPF_HOST_PACKAGES: &[&str] = &[
+pub const BPF_HOST_PACKAGES: &[&str] = &[
     "clang",
     "autoconf",
     "automake",

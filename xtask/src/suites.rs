@@ -1,6 +1,6 @@
 //! The VM test scenarios of `cargo xtask test`: one row per guest command.
 //!
-//! To add a scenario, add a row to [`SUITES`]. Each boots a fresh VM of its
+//! To add a scenario, add a row to [`suites`]. Each boots a fresh VM of its
 //! target, loads the driver with the reference parameters (unless `load` is
 //! false), runs `command` with `sh -c` and passes when the command exits 0,
 //! `rmmod` succeeds and the kernel log is clean (no splat, sanitizer or
@@ -18,6 +18,7 @@ use crate::arch::{
 };
 
 /// One VM scenario.
+#[derive(Clone)]
 pub struct Suite {
     /// Shown as `ok - vm NAME`; what `--filter` matches.
     pub name: &'static str,
@@ -48,34 +49,135 @@ impl Suite {
 const BOOT: &str = "lsmod | grep rmemring && cat /proc/iomem \
      && grep -i rmemring /proc/iomem && test -c /dev/rmemring0";
 
+/// An x86_64 scenario on the normal kernel and the same on the debug one
+/// (KASAN, lockdep, DEBUG_VM, Rust debug assertions), which runs slower.
+macro_rules! both_kernels {
+    ($name:literal, $load:expr, $command:expr, $timeout:literal) => {
+        [
+            Suite {
+                name: $name,
+                arch: Arch::X86_64,
+                profile: Profile::Normal,
+                load: $load,
+                overlay: None,
+                command: $command,
+                timeout: $timeout,
+            },
+            Suite {
+                name: concat!($name, "-debug"),
+                arch: Arch::X86_64,
+                profile: Profile::Debug,
+                load: $load,
+                overlay: None,
+                command: $command,
+                timeout: 3 * $timeout,
+            },
+        ]
+    };
+}
+
+/// An arm64 board scenario with one of the broken overlays of `dts/tests/`:
+/// the probe must fail saying `message` and nothing else may break.
+macro_rules! broken_board {
+    ($name:literal, $overlay:literal, $message:literal) => {
+        Suite {
+            name: concat!("board-broken-", $name),
+            arch: Arch::Aarch64,
+            profile: Profile::Normal,
+            load: true,
+            overlay: Some($overlay),
+            command: concat!("rmemring-selftest 'broken=", $message, "'"),
+            timeout: 300,
+        }
+    };
+}
+
+const X86_64: [[Suite; 2]; 9] = [
+    both_kernels!("boot", true, BOOT, 120),
+    // Bad parameters: the selftest loads the driver itself.
+    both_kernels!("params", false, "rmemring-selftest params", 200),
+    both_kernels!("stream", true, "rmemring-selftest stream", 300),
+    both_kernels!("loss", true, "rmemring-selftest loss", 400),
+    both_kernels!("wakeups", true, "rmemring-selftest wakeups", 400),
+    both_kernels!("misuse", true, "rmemring-selftest misuse", 200),
+    both_kernels!("lifecycle", false, "rmemring-selftest lifecycle", 200),
+    both_kernels!("hostile", true, "rmemring-selftest hostile", 200),
+    both_kernels!("cachemodes", true, "rmemring-selftest cachemodes", 200),
+];
+
 /// The scenarios, in the order they run.
-pub const SUITES: &[Suite] = &[
-    Suite {
-        name: "boot",
+pub fn suites() -> Vec<Suite> {
+    let mut suites: Vec<Suite> = Vec::new();
+    // The normal kernel's scenarios first, then the debug kernel's.
+    suites.extend(X86_64.iter().map(|pair| pair[0].clone()));
+    suites.push(Suite {
+        name: "consume",
         arch: Arch::X86_64,
         profile: Profile::Normal,
         load: true,
         overlay: None,
-        command: BOOT,
+        command: "rmemring-consume --seconds 3 --size 8..4096 --wait --no-loss",
         timeout: 120,
-    },
-    Suite {
-        name: "boot-debug",
-        arch: Arch::X86_64,
-        profile: Profile::Debug,
-        load: true,
-        overlay: None,
-        command: BOOT,
-        timeout: 300,
-    },
-    Suite {
+    });
+    suites.extend(X86_64.iter().map(|pair| pair[1].clone()));
+    suites.push(Suite {
         name: "board",
         arch: Arch::Aarch64,
         profile: Profile::Normal,
         load: true,
         overlay: None,
-        command: "lsmod | grep rmemring && ls /sys/bus/platform/devices/ \
-             && test -c /dev/rmemring0",
-        timeout: 300,
-    },
-];
+        command: "rmemring-selftest board",
+        timeout: 600,
+    });
+    suites.extend([
+        broken_board!(
+            "no-memory-region",
+            "tests/no-memory-region.dtso",
+            "no memory-region"
+        ),
+        broken_board!("no-nomap", "tests/no-nomap.dtso", "no-map"),
+        broken_board!("too-small", "tests/too-small.dtso", "too small"),
+        broken_board!(
+            "not-page-aligned",
+            "tests/not-page-aligned.dtso",
+            "not page-aligned"
+        ),
+    ]);
+    suites
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_board_suites_match_the_broken_overlays() {
+        let suites = suites();
+        for (name, path, message) in crate::dt::broken_overlays() {
+            let suite = suites
+                .iter()
+                .find(|s| s.name == format!("board-broken-{name}"))
+                .unwrap_or_else(|| panic!("no suite for the broken overlay {name}"));
+            let overlay = crate::project_root()
+                .join("dts")
+                .join(suite.overlay.unwrap());
+            assert_eq!(overlay, path, "{name}");
+            assert!(
+                suite.command.contains(&format!("broken={message}")),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn suite_names_are_unique() {
+        let suites = suites();
+        for (i, a) in suites.iter().enumerate() {
+            assert!(
+                suites[i + 1..].iter().all(|b| b.name != a.name),
+                "{}",
+                a.name
+            );
+        }
+    }
+}

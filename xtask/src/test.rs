@@ -39,8 +39,8 @@ use crate::host;
 use crate::kernel;
 use crate::module;
 use crate::suites::{
+    suites, //
     Suite,
-    SUITES, //
 };
 use crate::vm::{
     self,
@@ -82,7 +82,36 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             "cargo clippy -p rmemring --features cli --all-targets -- -D warnings"
         ))
     });
+    runner.check("clippy bpf", || {
+        host::ensure(sh, &Log::terminal(), crate::guest::BPF_HOST_PACKAGES)?;
+        quiet(cmd!(
+            sh,
+            "cargo clippy -p rmemring --features cli,bpf --all-targets -- -D warnings"
+        ))
+    });
+    runner.check("fmt driver", || {
+        let files: Vec<_> = sh
+            .read_dir("driver")?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+            .collect();
+        quiet(cmd!(sh, "rustfmt --check --edition 2021 {files...}"))
+    });
     runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
+    runner.check("test cli bpf", || {
+        quiet(cmd!(
+            sh,
+            "cargo test -p rmemring --features cli,bpf --bin rmemring"
+        ))
+    });
+    // The streaming tests at full size: 10 M records across processes, long
+    // overwrite runs and more proptest cases.
+    runner.check("test release", || {
+        quiet(cmd!(
+            sh,
+            "cargo test --release -p rmemring --test fork --test overwrite --test proptest"
+        ))
+    });
     if sh.path_exists("ring/tests/loom.rs") {
         runner.check("loom", || {
             quiet(cmd!(
@@ -107,13 +136,14 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
 
 /// Per target: kernel, driver, guest user space, then its VM suites.
 fn kernel_suites(sh: &Shell, runner: &mut Runner) {
-    let suites: Vec<&Suite> = SUITES
+    let all = suites();
+    let suites: Vec<&Suite> = all
         .iter()
         .filter(|suite| runner.selected(&suite_name(suite)))
         .collect();
     // The targets of the selected suites, and those whose builds the filter names.
     let mut targets: Vec<Target> = Vec::new();
-    for suite in SUITES {
+    for suite in &all {
         let target = suite.target();
         let wanted = suites.iter().any(|s| s.target() == target)
             || runner.selected(&format!("kernel {target}"))
@@ -329,7 +359,7 @@ mod tests {
 
     #[test]
     fn suite_names_are_unique_and_filterable() {
-        let names: Vec<String> = SUITES.iter().map(suite_name).collect();
+        let names: Vec<String> = suites().iter().map(suite_name).collect();
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "duplicate suite {name}");
             assert!(!name.contains(char::is_uppercase), "{name}: use lower case");
