@@ -150,7 +150,7 @@ impl OpenFile {
 
     /// This file's identity for the ring.
     fn id(&self) -> usize {
-        self as *const Self as usize
+        core::ptr::from_ref(self).addr()
     }
 
     /// The file is closed (and unmapped): a producer it started stops.

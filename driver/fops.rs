@@ -218,7 +218,7 @@ unsafe extern "C" fn ring_mmap(
 unsafe extern "C" fn ring_ioctl(raw: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: `private_data` holds the `OpenFile` until release.
     let open = unsafe { Pin::<KBox<OpenFile>>::borrow((*raw).private_data) };
-    match open.ioctl(cmd, arg as usize) {
+    match open.ioctl(cmd, arg) {
         Ok(ret) => ret as c_long,
         Err(e) => e.to_errno() as c_long,
     }

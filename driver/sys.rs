@@ -13,6 +13,10 @@ use kernel::{
     bindings,
     device::Device,
     error::from_err_ptr,
+    ffi::{
+        c_int,
+        c_ulong, //
+    },
     mm::virt::VmaNew,
     prelude::*,
     sync::aref::ARef,
@@ -165,8 +169,8 @@ pub(crate) fn overlaps_system_ram(start: u64, size: u64) -> bool {
         bindings::region_intersects(
             start,
             size,
-            bindings::IORESOURCE_SYSTEM_RAM as _,
-            bindings::IORES_DESC_NONE as _,
+            bindings::IORESOURCE_SYSTEM_RAM as c_ulong,
+            bindings::IORES_DESC_NONE as c_ulong,
         )
     };
     r != bindings::REGION_DISJOINT as i32
@@ -199,10 +203,10 @@ impl KernelMapping {
             // SAFETY: `memremap` validates its arguments and returns null on
             // failure; the range is claimed by the caller.
             CacheMode::WriteBack => unsafe {
-                bindings::memremap(phys, size, bindings::MEMREMAP_WB as _)
+                bindings::memremap(phys, size, bindings::MEMREMAP_WB as c_ulong)
             },
             // SAFETY: As above, for the helper's `ioremap_*` call.
-            _ => unsafe { c::rmemring_ioremap(phys, size, cache.abi() as _) },
+            _ => unsafe { c::rmemring_ioremap(phys, size, cache.abi() as c_int) },
         };
         let addr = NonNull::new(addr.cast::<u8>()).ok_or(ENOMEM)?;
         // INVARIANT: The mapping succeeded with the recorded mode.
@@ -235,7 +239,7 @@ impl Drop for KernelMapping {
 pub(crate) fn vma_pgoff(vma: &VmaNew) -> usize {
     // SAFETY: `VmaNew` is only handed out during `mmap`, when the VMA is
     // valid and not yet visible to other threads.
-    unsafe { (*vma.as_ptr()).vm_pgoff as usize }
+    unsafe { (*vma.as_ptr()).vm_pgoff }
 }
 
 /// Whether the mapping is shared (`MAP_SHARED`), judged by `VM_MAYSHARE`.
@@ -258,8 +262,8 @@ pub(crate) fn remap_pfn_range(vma: &VmaNew, phys: u64, len: usize, cache: CacheM
     // reading its protection and remapping PFNs into it is what `mmap`
     // handlers do. The helper only transforms a `pgprot_t` value.
     let ret = unsafe {
-        let prot = c::rmemring_pgprot((*raw).vm_page_prot, cache.abi() as _);
-        bindings::remap_pfn_range(raw, vma.start() as _, pfn as _, len as _, prot)
+        let prot = c::rmemring_pgprot((*raw).vm_page_prot, cache.abi() as c_int);
+        bindings::remap_pfn_range(raw, vma.start(), pfn as c_ulong, len, prot)
     };
     kernel::error::to_result(ret)
 }
@@ -281,7 +285,7 @@ pub(crate) fn of_memory_region(dev: &Device) -> Result<OfRegion> {
     let (mut base, mut size, mut no_map) = (0u64, 0u64, false);
     // CAST: `Device` is `repr(transparent)` over `struct device`, which the
     // helper takes as an opaque pointer.
-    let raw = (dev as *const Device)
+    let raw = core::ptr::from_ref(dev)
         .cast_mut()
         .cast::<kernel::ffi::c_void>();
     // SAFETY: `raw` is a valid bound device for the duration of the call;
@@ -340,8 +344,11 @@ pub(crate) fn kthread_should_stop() -> bool {
 ///   the thread (waiting for it to exit) before `data` is freed.
 pub(crate) struct Kthread<T: Send + Sync + 'static> {
     task: ARef<Task>,
-    data: Pin<KBox<(T, fn(&T))>>,
+    data: Pin<KBox<ThreadData<T>>>,
 }
+
+/// What a [`Kthread`] runs: its data and the function run on it.
+type ThreadData<T> = (T, fn(&T));
 
 impl<T: Send + Sync + 'static> Kthread<T> {
     /// Starts a kernel thread named `name` that runs `f(&data)` and exits
@@ -349,7 +356,9 @@ impl<T: Send + Sync + 'static> Kthread<T> {
     /// [`kthread_should_stop`] turns true.
     pub(crate) fn spawn(name: &CStr, data: T, f: fn(&T)) -> Result<Self> {
         let data = KBox::pin((data, f), GFP_KERNEL)?;
-        let arg = (&*data as *const (T, fn(&T))).cast_mut().cast();
+        let arg = core::ptr::from_ref::<ThreadData<T>>(&data)
+            .cast_mut()
+            .cast();
         // SAFETY: `trampoline::<T>` matches the thread function signature
         // and `arg` points to the pinned box, which outlives the thread (see
         // `Drop`). The format string is a valid C string without `%`
@@ -382,7 +391,7 @@ impl<T: Send + Sync + 'static> Kthread<T> {
     unsafe extern "C" fn trampoline(arg: *mut kernel::ffi::c_void) -> kernel::ffi::c_int {
         // SAFETY: Guaranteed by the caller (`spawn` passes the pinned box,
         // which `Drop` frees only after the thread has exited).
-        let (data, f) = unsafe { &*arg.cast::<(T, fn(&T))>() };
+        let (data, f) = unsafe { &*arg.cast::<ThreadData<T>>() };
         f(data);
         0
     }

@@ -48,6 +48,8 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 /// What the kernel and driver builds need besides [`TOOLCHAIN_PACKAGES`].
 pub const BUILD_PACKAGES: &[&str] = &[
     "rustfmt",
+    // clippy-driver, for the driver build's CLIPPY=1.
+    "rust-clippy",
     "make",
     "bc",
     "flex",

@@ -89,7 +89,18 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
     let [arch, llvm] = kernel.make_vars();
     let m = format!("M={inner}/driver");
     let jobs = format!("-j{}", std::thread::available_parallelism()?.get());
-    let make = ["make", "-C", &kernel.inner_dir, &m, &arch, &llvm, &jobs];
+    // CLIPPY=1: the kernel's own clippy lints (rust_common_flags) on the
+    // driver's Rust, as `make CLIPPY=1` does in-tree.
+    let make = [
+        "make",
+        "-C",
+        &kernel.inner_dir,
+        &m,
+        &arch,
+        &llvm,
+        &jobs,
+        "CLIPPY=1",
+    ];
     if force {
         chroot.run(sh, log, &[&make[..], &["clean"]].concat())?;
     }
