@@ -41,7 +41,10 @@ use kernel::{
 
 use crate::mmap;
 use crate::ring::Ring;
-use crate::shared::consumer::ConsumerCore;
+use crate::shared::consumer::{
+    ConsumerCore,
+    RecordMeta, //
+};
 use crate::shared::layout::{
     max_payload_for,
     record_stride,
@@ -99,6 +102,9 @@ struct Reader {
     /// Overwrite mode copies each record here first, to check it was not
     /// overwritten before handing it out.
     bounce: VVec<u8>,
+    /// Overwrite mode: a record read into `bounce` that did not fit in the
+    /// caller's buffer; the next `read()` hands it out first.
+    pending: Option<RecordMeta>,
 }
 
 /// What an open file may do, from its access mode.
@@ -132,6 +138,7 @@ impl OpenFile {
             core: None,
             generation: 0,
             bounce: VVec::new(),
+            pending: None,
         };
         let shared = ring.clone();
         let this = KBox::try_pin_init(
@@ -236,6 +243,7 @@ impl OpenFile {
                     ConsumerCore::attach(ring.view(), overflow, max_payload).map_err(|_| EIO)?,
                 );
                 reader.generation = generation;
+                reader.pending = None;
                 if overflow == Overflow::OverwriteOldest
                     && reader.bounce.len() < max_payload as usize
                 {
@@ -248,9 +256,13 @@ impl OpenFile {
             let mut writer = UserSlice::new(buf, count).writer();
             let copied = match overflow {
                 Overflow::DropNew => copy_records(ring, core, &mut writer, count)?,
-                Overflow::OverwriteOldest => {
-                    copy_overwrite(core, &mut reader.bounce, &mut writer, count)?
-                }
+                Overflow::OverwriteOldest => copy_overwrite(
+                    core,
+                    &mut reader.bounce,
+                    &mut reader.pending,
+                    &mut writer,
+                    count,
+                )?,
             };
             if copied.bytes > 0 {
                 core.release();
@@ -371,31 +383,35 @@ fn flush_run(ring: &Ring, writer: &mut UserSliceWriter, offset: u64, len: u64) -
 }
 
 /// Overwrite mode: copies records one at a time through the bounce buffer,
-/// each checked against the producer lapping it. The buffer must hold the
-/// largest possible record, so a record never has to be put back.
+/// each checked against the producer lapping it. A record that does not fit
+/// in what is left of the caller's buffer stays `pending` for the next call
+/// (it cannot go back into the ring, which the producer may have reused).
 fn copy_overwrite(
     core: &mut ConsumerCore,
     bounce: &mut VVec<u8>,
+    pending: &mut Option<RecordMeta>,
     writer: &mut UserSliceWriter,
     count: usize,
 ) -> Result<Copied> {
-    let largest = record_stride(u32::try_from(bounce.len()).unwrap_or(u32::MAX)) as usize;
-    if count < largest {
-        return Ok(Copied {
-            bytes: 0,
-            records: 0,
-            declined: true,
-        });
-    }
     let mut copied = Copied {
         bytes: 0,
         records: 0,
         declined: false,
     };
-    while count - copied.bytes >= largest {
-        let Some(meta) = core.read_overwrite(bounce).map_err(|_| EIO)? else {
-            break;
+    loop {
+        let meta = match pending.take() {
+            Some(meta) => meta,
+            None => match core.read_overwrite(bounce).map_err(|_| EIO)? {
+                Some(meta) => meta,
+                None => break,
+            },
         };
+        let stride = record_stride(meta.len) as usize;
+        if stride > count - copied.bytes {
+            copied.declined = copied.bytes == 0;
+            *pending = Some(meta);
+            break;
+        }
         let header = RecordHeader {
             len: meta.len,
             kind: KIND_DATA,
@@ -404,15 +420,18 @@ fn copy_overwrite(
             timestamp_ns: meta.timestamp_ns,
         };
         let len = meta.len as usize;
-        let pad = record_stride(meta.len) as usize - HEADER_SIZE as usize - len;
+        let pad = stride - HEADER_SIZE as usize - len;
+        // `read_overwrite` only returns records that fit in `bounce`.
+        let payload = bounce.get(..len).ok_or(EIO)?;
         let result = writer
             .write(&header)
-            .and_then(|()| writer.write_slice(&bounce[..len]))
+            .and_then(|()| writer.write_slice(payload))
             .and_then(|()| writer.write_slice(&[0u8; 8][..pad]));
         if let Err(e) = result {
+            *pending = Some(meta);
             return fault(copied, e);
         }
-        copied.bytes += record_stride(meta.len) as usize;
+        copied.bytes += stride;
         copied.records += 1;
     }
     Ok(copied)
