@@ -179,6 +179,9 @@ pub struct Bench {
     /// Print the results but leave docs/bench/ alone.
     #[arg(long)]
     pub no_write: bool,
+    /// Run nothing: render docs/bench/kernel-latest.jsonl into its report and chart again.
+    #[arg(long, conflicts_with_all = ["host", "no_write"])]
+    pub render: bool,
     /// More arguments for `rmemring bench` in the guest (or the host benchmark).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
