@@ -8,6 +8,7 @@
 
 use core::sync::atomic::{
     AtomicBool,
+    AtomicU32,
     AtomicU64,
     Ordering, //
 };
@@ -52,8 +53,6 @@ use crate::sys::Kthread;
 
 /// The mutable state of a ring.
 pub(crate) struct RingState {
-    /// `FLAG_*` bits of the control page.
-    flags: u32,
     /// The producer side; the producer thread borrows it once per batch.
     pub(crate) producer: ProducerCore,
     /// The producer thread, running or finished.
@@ -86,6 +85,9 @@ pub(crate) struct Ring {
     /// `readers`, and by the producer to wake it, so no wake-up is lost.
     #[pin]
     wake_lock: SpinLock<()>,
+    /// `FLAG_*` bits of the control page. Changed only by `reset`, under
+    /// `state`; read without it (`read()` checks the mode on every call).
+    flags: AtomicU32,
     /// False once the device is going away.
     live: AtomicBool,
     /// Bumped by every reset, so `read()` consumers re-attach.
@@ -117,7 +119,6 @@ impl Ring {
                 index,
                 name,
                 state <- new_mutex!(RingState {
-                    flags,
                     producer,
                     thread: None,
                     started_by: None,
@@ -125,6 +126,7 @@ impl Ring {
                 }),
                 readers <- new_poll_condvar!("rmemring::readers"),
                 wake_lock <- new_spinlock!(()),
+                flags: AtomicU32::new(flags),
                 live: AtomicBool::new(true),
                 generation: AtomicU64::new(0),
                 records_read: AtomicU64::new(0),
@@ -152,7 +154,7 @@ impl Ring {
 
     /// The current overflow policy.
     pub(crate) fn overflow(&self) -> Overflow {
-        overflow_of(self.state.lock().flags)
+        overflow_of(self.flags.load(Ordering::Acquire))
     }
 
     /// The reset generation; see [`Self::reset`].
@@ -226,7 +228,7 @@ impl Ring {
             let mut state = self.state.lock();
             producer::validate(
                 &config,
-                overflow_of(state.flags),
+                overflow_of(self.flags.load(Ordering::Acquire)),
                 state.producer_max_payload(),
             )?;
             if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
@@ -264,9 +266,10 @@ impl Ring {
         if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
             return Err(EBUSY);
         }
-        let flags = (state.flags & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
+        let old = self.flags.load(Ordering::Acquire);
+        let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
         self.region.initialise(flags);
-        state.flags = flags;
+        self.flags.store(flags, Ordering::Release);
         state.producer = ProducerCore::attach(
             self.region.view(),
             overflow_of(flags),
@@ -309,7 +312,7 @@ impl Ring {
             data_offset: g.data_offset,
             data_size: g.data_size,
             max_payload: max_payload_for(g.data_size),
-            flags: self.state.lock().flags,
+            flags: self.flags.load(Ordering::Acquire),
             index: self.index,
             reserved: [0; 9],
         }
