@@ -119,6 +119,16 @@ pub fn suites() -> Vec<Suite> {
         command: "rmemring-consume --seconds 3 --size 8..4096 --wait --no-loss",
         timeout: 120,
     });
+    // The benchmark runs end to end (a smoke test: no targets asserted).
+    suites.push(Suite {
+        name: "bench",
+        arch: Arch::X86_64,
+        profile: Profile::Normal,
+        load: true,
+        overlay: None,
+        command: "rmemring bench --duration 1 --sizes 64,4096 --no-idle",
+        timeout: 300,
+    });
     suites.extend(X86_64.iter().map(|pair| pair[1].clone()));
     suites.push(Suite {
         name: "board",
