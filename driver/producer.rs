@@ -96,10 +96,18 @@ const NSEC_PER_SEC: u64 = 1_000_000_000;
 
 /// `value * mul / div` without 128-bit division (which the kernel lacks),
 /// exact while `mul` and `div` are at most `NSEC_PER_SEC`.
+/// A zero `div` gives `u64::MAX` (never due); no path of this function
+/// panics, so none ends in a call objtool would see the function fall
+/// through after.
 fn scale(value: u64, mul: u64, div: u64) -> u64 {
-    (value / div)
+    let (Some(whole), Some(rest)) = (value.checked_div(div), value.checked_rem(div)) else {
+        return u64::MAX;
+    };
+    let part = rest
         .saturating_mul(mul)
-        .saturating_add((value % div) * mul / div)
+        .checked_div(div)
+        .unwrap_or(u64::MAX);
+    whole.saturating_mul(mul).saturating_add(part)
 }
 
 /// What the producer thread runs on.

@@ -24,8 +24,11 @@ use crate::vm::{
 /// The consumer example (`examples/src/bin/rmemring-consume.rs`).
 const CONSUMER: &str = "rmemring-consume";
 
-/// What the guest runs: a few seconds of verified streaming.
-const COMMAND: &str = "rmemring-consume --seconds 5";
+/// What the guest runs: a few seconds of verified streaming of mixed-size
+/// records, the producer waiting for room so none is lost, then the same
+/// flat out with drops counted exactly.
+const COMMAND: &str = "rmemring-consume --seconds 4 --size 8..4096 --wait --no-loss \
+     && rmemring-consume --seconds 2 --size 64";
 
 /// Boot, streaming and shutdown under TCG take well under this.
 const TIMEOUT: Duration = Duration::from_secs(300);
