@@ -41,12 +41,7 @@ fn main() -> ExitCode {
     match try_main() {
         Ok(code) => code,
         Err(err) => {
-            // Not `{err:?}`: with RUST_BACKTRACE set, that adds a backtrace
-            // of the xtask itself, which says nothing about the failure.
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("caused by: {cause}");
-            }
+            eprintln!("error: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
@@ -67,6 +62,17 @@ fn try_main() -> Result<ExitCode> {
         Task::Test(cmd) => cmd.run(sh),
         Task::Bench(cmd) => cmd.run(sh),
     }
+}
+
+/// An error and its causes, one per line. Not `{err:?}`: with
+/// RUST_BACKTRACE set, that adds a backtrace of the xtask itself, which says
+/// nothing about the failure.
+pub(crate) fn describe(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        text += &format!("\ncaused by: {cause}");
+    }
+    text
 }
 
 /// The repository root: the parent of this crate's manifest directory.

@@ -302,7 +302,7 @@ impl Runner {
             }
             Err(err) => {
                 println!("FAIL - {name} ({}s)", elapsed.as_secs());
-                for line in format!("{err:?}").lines() {
+                for line in crate::describe(&err).lines() {
                     println!("    {line}");
                 }
                 self.failed(name, elapsed);

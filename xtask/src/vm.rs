@@ -272,9 +272,16 @@ impl Outcome {
         for problem in &self.problems {
             report += &format!("problem: {problem}\n");
         }
-        if !self.problems.is_empty() || self.status != Some(0) {
+        if !self.problems.is_empty() || self.status.is_none() {
             report += "last console lines:\n";
             for line in tail(&self.console, CONSOLE_TAIL) {
+                report += &format!("  | {line}\n");
+            }
+        } else if self.status != Some(0) {
+            // The command failed on a clean kernel: its output says why, and
+            // the driver's own messages may say more.
+            report += "driver messages:\n";
+            for line in self.dmesg.iter().filter(|line| line.contains("rmemring")) {
                 report += &format!("  | {line}\n");
             }
         }
