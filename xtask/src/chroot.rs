@@ -250,10 +250,12 @@ impl Chroot {
         // Whatever is there is the remains of an interrupted setup.
         cache::remove_dir(&self.root)?;
         cache::remove_dir(&partial)?;
-        let timeout = host::NET_STEP_TIMEOUT;
+        let timeout = host::NET_TIMEOUT;
+        // debootstrap mounts /proc in the target and leaves it mounted when
+        // interrupted: give it a namespace of its own too.
         log.run(cmd!(
             sh,
-            "timeout {timeout} debootstrap --variant=minbase --include=ca-certificates sid {partial}"
+            "unshare --mount --propagation private -- timeout {timeout...} debootstrap --variant=minbase --include=ca-certificates sid {partial}"
         ))
         .context("debootstrap of Debian sid failed (network?)")?;
         let conf = partial.join("etc/apt/apt.conf.d/99rmemring");
@@ -264,14 +266,13 @@ impl Chroot {
     }
 
     fn apt_update(&self, sh: &Shell, log: &Log) -> Result<()> {
-        let timeout = host::NET_STEP_TIMEOUT;
-        self.run(sh, log, &["timeout", timeout, "apt-get", "update"])
+        let argv = [&["timeout"], host::NET_TIMEOUT, &["apt-get", "update"]].concat();
+        self.run(sh, log, &argv)
             .context("apt-get update in the chroot failed (network?)")?;
         Ok(())
     }
 
     fn apt_install(&self, sh: &Shell, log: &Log, packages: &[&str]) -> Result<()> {
-        let timeout = host::NET_STEP_TIMEOUT;
         // An interrupted install leaves dpkg half-configured: finish it first.
         self.run(
             sh,
@@ -283,16 +284,13 @@ impl Chroot {
                 "-a",
             ],
         )?;
-        let mut argv = vec![
-            "DEBIAN_FRONTEND=noninteractive",
-            "timeout",
-            timeout,
-            "apt-get",
-            "install",
-            "-y",
-            "--no-install-recommends",
-        ];
-        argv.extend_from_slice(packages);
+        let argv = [
+            &["DEBIAN_FRONTEND=noninteractive", "timeout"],
+            host::NET_TIMEOUT,
+            &["apt-get", "install", "-y", "--no-install-recommends"],
+            packages,
+        ]
+        .concat();
         self.run(sh, log, &argv)
             .context("apt-get install in the chroot failed")?;
         self.run(sh, log, &["apt-get", "clean"])?;

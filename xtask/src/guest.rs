@@ -76,9 +76,6 @@ const ARM64_CARGO_HOME: &str = "/work/cargo-home";
 const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 const CA_IN_CHROOT: &str = "/work/host-ca.crt";
 
-/// The longest a cargo build in the chroot may take (it downloads crates).
-const ARM64_BUILD_TIMEOUT: &str = "1800";
-
 impl flags::Guest {
     pub fn run(self, sh: &Shell) -> Result<ExitCode> {
         let guest = build(sh, &Log::terminal(), self.arch)?;
@@ -211,8 +208,11 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
         "CARGO_NET_RETRY=5",
         "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc",
         &rustflags,
-        "timeout",
-        ARM64_BUILD_TIMEOUT,
+    ];
+    // It downloads crates.
+    argv.push("timeout");
+    argv.extend_from_slice(host::NET_TIMEOUT);
+    argv.extend([
         "cargo",
         "build",
         "--locked",
@@ -223,7 +223,7 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
         target,
         "--target-dir",
         ARM64_TARGET_DIR,
-    ];
+    ]);
     argv.extend_from_slice(args);
     let repo = project_root();
     let binds = [Bind {
@@ -255,18 +255,12 @@ fn busybox(sh: &Shell, log: &Log, arch: Arch) -> Result<PathBuf> {
             let inner = "/work/busybox-arm64";
             cache::remove_dir(&chroot.host_path(inner))?;
             fs::create_dir_all(chroot.host_path(inner))?;
-            chroot.run_in(
-                sh,
-                log,
-                inner,
-                &[
-                    "timeout",
-                    "600",
-                    "apt-get",
-                    "download",
-                    "busybox-static:arm64",
-                ],
-            )?;
+            let download = [
+                &["timeout"],
+                host::NET_TIMEOUT,
+                &["apt-get", "download", "busybox-static:arm64"],
+            ];
+            chroot.run_in(sh, log, inner, &download.concat())?;
             let deb = fs::read_dir(chroot.host_path(inner))?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -34,8 +34,10 @@ pub const APT_NET_OPTIONS: &[&str] = &[
     "Acquire::Retries=3",
 ];
 
-/// The longest any apt or debootstrap run may take, in seconds.
-pub const NET_STEP_TIMEOUT: &str = "1800";
+/// `timeout` arguments that bound every step that downloads: 30 minutes,
+/// then TERM (and KILL 30 s later). `--foreground` keeps the step in our
+/// process group, so that Ctrl-C still reaches it.
+pub const NET_TIMEOUT: &[&str] = &["--foreground", "--kill-after=30", "1800"];
 
 /// Makes sure the host has `packages`, installing the missing ones with apt.
 pub fn ensure(sh: &Shell, log: &Log, packages: &[&str]) -> Result<()> {
@@ -53,12 +55,12 @@ pub fn ensure(sh: &Shell, log: &Log, packages: &[&str]) -> Result<()> {
     }
     log.line(&format!("installing host packages: {list}"));
     let net = APT_NET_OPTIONS;
-    let timeout = NET_STEP_TIMEOUT;
+    let timeout = NET_TIMEOUT;
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-    log.run(cmd!(sh, "timeout {timeout} apt-get {net...} update"))?;
+    log.run(cmd!(sh, "timeout {timeout...} apt-get {net...} update"))?;
     log.run(cmd!(
         sh,
-        "timeout {timeout} apt-get {net...} install -y --no-install-recommends {missing...}"
+        "timeout {timeout...} apt-get {net...} install -y --no-install-recommends {missing...}"
     ))?;
     let still = self::missing(sh, packages)?;
     if !still.is_empty() {
