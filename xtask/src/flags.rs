@@ -20,7 +20,11 @@ use crate::arch::{
 /// install missing host packages and build in a Debian sid chroot cached in
 /// $RMEMRING_CACHE (default ~/.cache/rmemring).
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", arg_required_else_help = true)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
 pub struct Xtask {
     #[command(subcommand)]
     pub task: Task,
