@@ -529,7 +529,9 @@ impl ConsumerCore {
     }
 
     /// Skips everything published so far, for a consumer that only wants
-    /// new records. The skipped records do not count as lost.
+    /// new records. The skipped records do not count as lost by this
+    /// consumer; one that attaches later continues the count from the
+    /// consumer page and sees them as lost.
     pub fn skip_to_producer(&mut self) -> Result<(), ReadError> {
         self.refresh_head()?;
         self.pos = self.head;
