@@ -46,9 +46,11 @@ const CLI: (&str, &str, &str) = ("rmemring", "rmemring/cli", "rmemring");
 const CLI_FEATURES_X86_64: &str = "rmemring/cli,rmemring/bpf";
 
 /// Host packages the `bpf` feature needs: clang for the BPF program, and
-/// the tools of the vendored libbpf/elfutils/zlib build (it runs autoreconf).
+/// the tools of the vendored libbpf/elfutils/zlib build (it runs autoreconf
+/// and make).
 pub const BPF_HOST_PACKAGES: &[&str] = &[
     "clang",
+    "make",
     "autoconf",
     "automake",
     "libtool",
