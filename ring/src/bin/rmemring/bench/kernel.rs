@@ -154,8 +154,18 @@ impl Tally {
 
     /// Checks one record: its sequence number and length always, every
     /// payload byte in the verify workload.
+    ///
+    /// A sampled record's latency ends when the consumer reaches it, as in
+    /// the BPF path's callback: not at the start of its batch, which
+    /// left out the records before it and, as a batch takes records
+    /// published while it runs, counted those as delivered before they
+    /// were written.
     #[inline]
-    fn record(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8], now: u64) {
+    fn record(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8]) {
+        if seq & self.sample_mask == 0 {
+            self.latency
+                .saturating_record(monotonic_ns().saturating_sub(timestamp_ns));
+        }
         let ok = seq == self.next_seq
             && payload.len() == self.len
             && (!self.verify || pattern::verify(seq, payload));
@@ -163,10 +173,6 @@ impl Tally {
         self.next_seq = seq.wrapping_add(1);
         self.records += 1;
         self.bytes += payload.len() as u64;
-        if seq & self.sample_mask == 0 {
-            self.latency
-                .saturating_record(now.saturating_sub(timestamp_ns));
-        }
     }
 
     /// Forgets the warm-up.
@@ -317,11 +323,10 @@ pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
         if !consumer.wait(Some(window.slice()))? {
             continue;
         }
-        let now = monotonic_ns();
         let mut batch = consumer.batch()?;
         for record in batch.iter().take(per_batch) {
             let record = record?;
-            tally.record(record.seq, record.timestamp_ns, record.payload, now);
+            tally.record(record.seq, record.timestamp_ns, record.payload);
         }
     }
     let measured = window.finish(fd, &tally, |s| s.wakeups)?;
@@ -357,9 +362,8 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
                 _ => return Err(anyhow::Error::new(e).context("read() from the ring")),
             }
         }
-        let now = monotonic_ns();
         let bytes: &[u8] = bytemuck::cast_slice(&buf);
-        parse_records(&bytes[..n as usize], &mut tally, now);
+        parse_records(&bytes[..n as usize], &mut tally);
     }
     // A `read()` consumer's wake-ups are its sleeps in `read()`.
     let measured = window.finish(fd, &tally, |s| s.sleeps)?;
@@ -368,7 +372,7 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
 }
 
 /// Walks the records `read()` returned: header, payload, padding, each.
-fn parse_records(bytes: &[u8], tally: &mut Tally, now: u64) {
+fn parse_records(bytes: &[u8], tally: &mut Tally) {
     let mut off = 0usize;
     while off + HEADER_SIZE as usize <= bytes.len() {
         let header: RecordHeader =
@@ -379,7 +383,7 @@ fn parse_records(bytes: &[u8], tally: &mut Tally, now: u64) {
             tally.bad += 1;
             return;
         }
-        tally.record(header.seq, header.timestamp_ns, &bytes[start..end], now);
+        tally.record(header.seq, header.timestamp_ns, &bytes[start..end]);
         off += record_stride(header.len) as usize;
     }
 }
