@@ -4,7 +4,8 @@
 //! `driver/` and `ring/src/shared/` are mirrored, in that relative layout, into
 //! a scratch tree next to the kernel build (`T-KEY.module/`) and built there:
 //! no build product ever lands in the repository. Only files whose content
-//! changed are copied, so an unchanged driver rebuilds in seconds.
+//! changed are copied, so an unchanged driver rebuilds in seconds. The
+//! module is then copied to this checkout's `target/driver/T/`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -67,7 +68,7 @@ impl flags::Module {
 
 /// A built driver.
 pub struct Module {
-    /// `rmemring.ko` on the host.
+    /// `rmemring.ko` on the host, in this checkout's `target/driver/TARGET/`.
     pub ko: PathBuf,
     /// The compiler's and modpost's warning lines (all of them only when
     /// everything was rebuilt: see `force`).
@@ -107,10 +108,20 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
     let output = chroot
         .run(sh, log, &[&make[..], &["modules"]].concat())
         .with_context(|| format!("building the driver against kernel {}", kernel.target))?;
-    let ko = scratch.join("driver/rmemring.ko");
-    if !ko.exists() {
-        bail!("the driver build did not produce {}", ko.display());
+    let built = scratch.join("driver/rmemring.ko");
+    if !built.exists() {
+        bail!("the driver build did not produce {}", built.display());
     }
+    // The scratch tree is shared by every checkout that uses this cache (git
+    // worktrees, say), and the lock ends with this call: hand out a copy of
+    // this checkout's own, so that another checkout's build cannot replace
+    // the module between here and the boot that packs it.
+    let out = project_root()
+        .join("target/driver")
+        .join(kernel.target.to_string());
+    fs::create_dir_all(&out)?;
+    let ko = out.join("rmemring.ko");
+    fs::copy(&built, &ko).with_context(|| format!("copying the driver to {}", ko.display()))?;
     let warnings = output.into_iter().filter(|line| is_warning(line)).collect();
     Ok(Module { ko, warnings })
 }
