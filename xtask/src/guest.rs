@@ -135,7 +135,7 @@ pub fn build(sh: &Shell, log: &Log, arch: Arch) -> Result<Guest> {
 
     let release_dir = match arch {
         Arch::X86_64 => build_x86_64(sh, log, &args)?,
-        Arch::Aarch64 => build_aarch64(sh, log, &args)?,
+        Arch::Aarch64 => build_aarch64(sh, log, &args, &names)?,
     };
     let bins = names
         .iter()
@@ -189,8 +189,9 @@ fn build_x86_64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
         .join("release"))
 }
 
-/// Builds with Debian's cargo in the chroot; returns the release directory.
-fn build_aarch64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
+/// Builds with Debian's cargo in the chroot; returns a directory of this
+/// checkout's with the binaries `names` in it.
+fn build_aarch64(sh: &Shell, log: &Log, args: &[&str], names: &[String]) -> Result<PathBuf> {
     let chroot = Chroot::ensure(sh, log)?;
     chroot.ensure_arm64(sh, log)?;
     if Path::new(HOST_CA).exists() {
@@ -236,7 +237,25 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
     chroot
         .run_with(sh, log, &binds, &argv)
         .context("building the arm64 guest binaries in the chroot")?;
-    Ok(chroot.host_path(&format!("{ARM64_TARGET_DIR}/{target}/release")))
+    // The chroot's target directory serves every checkout that shares the
+    // cache, and the lock ends here: copy this checkout's binaries out, so
+    // that another checkout's build cannot replace them before the boot.
+    let built = chroot.host_path(&format!("{ARM64_TARGET_DIR}/{target}/release"));
+    let out = project_root()
+        .join("target/guest")
+        .join(target)
+        .join("release");
+    fs::create_dir_all(&out)?;
+    for name in names {
+        let (from, to) = (built.join(name), out.join(name));
+        // No stale copy may stand in for a binary this build did not make.
+        let _ = fs::remove_file(&to);
+        if from.exists() {
+            fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(out)
 }
 
 /// A static busybox for `arch`: the host's for x86_64, Debian's arm64 package
