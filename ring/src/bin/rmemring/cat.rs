@@ -25,6 +25,7 @@ use rmemring::{
     device,
     Access,
     Backend,
+    Batch,
     Consumer,
     Overflow,
     Record,
@@ -144,8 +145,24 @@ struct Sink<W, F> {
 
 impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
     /// Reads up to `want` records in place and writes them; returns how many.
+    ///
+    /// The batch is released only once everything was written: after a
+    /// failed write (a closed pipe) its records stay in the ring for the
+    /// next reader.
     fn zero_copy_batch(&mut self, consumer: &mut Consumer, want: usize) -> anyhow::Result<usize> {
         let mut batch = consumer.batch()?;
+        match self.write_batch(&mut batch, want) {
+            // Dropping the batch releases exactly the records written.
+            Ok(count) => Ok(count),
+            Err(e) => {
+                // Not dropped, not released; the process is on its way out.
+                std::mem::forget(batch);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &mut Batch<'_>, want: usize) -> anyhow::Result<usize> {
         let mut count = 0;
         if self.format == Format::Raw {
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(IOV_BATCH);
@@ -170,7 +187,6 @@ impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
             }
             self.text.flush()?;
         }
-        // Dropping the batch releases exactly the records taken above.
         Ok(count)
     }
 

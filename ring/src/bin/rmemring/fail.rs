@@ -6,13 +6,16 @@
 //! script can tell "load the driver" from "someone else is consuming":
 //! see [`EXIT_STATUS_HELP`].
 
-use std::io;
+use std::io::{
+    self,
+    Write as _, //
+};
 use std::process::ExitCode;
 
 /// The exit statuses, for `--help` and `docs/cli.md`.
 pub(crate) const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0   success (also after Ctrl-C ends `cat` or `produce`, or a closed pipe ends `cat`)
+  0   success (also after Ctrl-C ends `cat` or `produce`, or a closed pipe ends any subcommand)
   1   any other failure
   2   usage: bad arguments, or arguments the ring cannot satisfy
   65  data error: the ring is corrupt, or records failed verification (EX_DATAERR)
@@ -74,7 +77,8 @@ pub(crate) fn with_status(status: u8, message: impl Into<String>) -> anyhow::Err
 pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
     let status = status(err);
     if status != 0 {
-        eprintln!("rmemring: {}", one_line(err));
+        // Not `eprintln!`, which would panic if stderr is closed too.
+        let _ = writeln!(io::stderr(), "rmemring: {}", one_line(err));
     }
     ExitCode::from(status)
 }
@@ -141,7 +145,8 @@ fn errno_status(e: &io::Error) -> u8 {
         Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => UNAVAILABLE,
         Some(libc::EACCES | libc::EPERM) => NOPERM,
         Some(libc::EBUSY) => BUSY,
-        // A closed pipe ends `cat` like `head` ends any stream.
+        // A closed pipe (`rmemring ... | head`) ends a subcommand the way
+        // `head` expects any stream to end: see `out`.
         Some(libc::EPIPE) => 0,
         Some(libc::EINVAL) => USAGE,
         Some(_) => IO,

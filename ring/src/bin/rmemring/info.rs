@@ -64,69 +64,70 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             "consumer_pos": snap.consumer_pos,
             "backlog": snap.backlog(),
         });
-        println!("{value}");
+        outln!("{value}")?;
         return Ok(());
     }
 
     let path = args.ring.device.display();
     match info {
-        Some(i) => println!(
+        Some(i) => outln!(
             "ring          {path} (device {}, ABI version {})",
-            i.index, i.abi_version
-        ),
-        None => println!("ring          {path} (ring file)"),
+            i.index,
+            i.abi_version
+        )?,
+        None => outln!("ring          {path} (ring file)")?,
     }
     let phys = match layout.phys_base {
         0 => "no physical address".to_owned(),
         base => format!("physical {base:#x}..{:#x}", base + layout.region_size),
     };
-    println!(
+    outln!(
         "region        {} ({:#x} bytes), {phys}",
         split_size(layout.region_size),
         layout.region_size
-    );
-    println!(
+    )?;
+    outln!(
         "layout        control page at 0, consumer page at {:#x}, data area at {:#x} ({}-byte pages)",
         layout.consumer_offset, layout.data_offset, layout.page_size
-    );
-    println!(
+    )?;
+    outln!(
         "data area     {} ({} bytes); records up to {} B of payload",
         bytes(layout.data_size),
         layout.data_size,
         layout.max_payload
-    );
-    println!("cache mode    {}", cache_name(&layout));
+    )?;
+    outln!("cache mode    {}", cache_name(&layout))?;
     let overflow = match layout.overflow() {
         Overflow::DropNew => "drop-new (a full ring drops new records, or the producer waits)",
         Overflow::OverwriteOldest => {
             "overwrite-oldest (a flight recorder: the producer overwrites unread records)"
         }
     };
-    println!("overflow      {overflow}");
+    outln!("overflow      {overflow}")?;
     if let Some(d) = driver {
-        println!(
+        outln!(
             "producer      {}",
             if d.producer_running {
                 "running"
             } else {
                 "stopped"
             }
-        );
-        println!(
+        )?;
+        outln!(
             "consumer      {}",
             if d.consumer_open {
                 "open (a process holds the device read-write)"
             } else {
                 "none"
             }
-        );
+        )?;
     }
-    println!(
+    outln!(
         "positions     producer {:#x}, consumer {:#x}: {} bytes not yet released",
         snap.producer_pos,
         snap.consumer_pos,
         snap.backlog()
-    );
+    )?;
     Ok(())
 }
 

@@ -6,7 +6,14 @@
 //! `cat` also work on ring files.
 //!
 //! Errors are one line on stderr, `rmemring: ...`, and the exit status says
-//! what kind of failure it was (see [`fail`]).
+//! what kind of failure it was (see [`fail`]). Everything printed on stdout
+//! goes through [`out`], so that a closed pipe ends a subcommand quietly.
+
+// `println!` panics on a closed pipe; `outln!` returns the error.
+#![deny(clippy::print_stdout)]
+
+#[macro_use]
+mod out;
 
 mod args;
 mod bench;

@@ -111,7 +111,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     if args.stop {
         device::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
         if !args.quiet {
-            println!("{}: producer stopped", path.display());
+            outln!("{}: producer stopped", path.display())?;
         }
         return Ok(());
     }
@@ -176,7 +176,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     bar.finish_and_clear();
     if !args.quiet {
-        summary(&before, &now, elapsed, args.hook_only, interrupted);
+        summary(&before, &now, elapsed, args.hook_only, interrupted)?;
     }
     Ok(())
 }
@@ -261,24 +261,29 @@ fn progress(args: &Args) -> ProgressBar {
     bar
 }
 
-fn summary(before: &RingStats, now: &RingStats, elapsed: Duration, hook_only: bool, stopped: bool) {
+fn summary(
+    before: &RingStats,
+    now: &RingStats,
+    elapsed: Duration,
+    hook_only: bool,
+    stopped: bool,
+) -> io::Result<()> {
     let secs = elapsed.as_secs_f64();
     let dropped = now.records_dropped - before.records_dropped;
     let why = if stopped { " (stopped)" } else { "" };
     if hook_only {
         let hooked = now.records_hooked - before.records_hooked;
-        println!(
+        return outln!(
             "{hooked} records through the tracepoint in {secs:.2} s ({}/s){why}",
             si(hooked as f64 / secs)
         );
-        return;
     }
     let records = now.records_produced - before.records_produced;
     let bytes = now.bytes_produced - before.bytes_produced;
-    println!(
+    outln!(
         "produced {records} records, {bytes} bytes in {secs:.2} s ({} records/s, {:.1} MB/s); \
          dropped {dropped}{why}",
         si(records as f64 / secs),
         bytes as f64 / secs / 1e6
-    );
+    )
 }

@@ -91,17 +91,17 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let mut before = Snapshot::take(&region)?;
     let mut at = Instant::now();
     if args.interval.is_zero() {
-        print_totals(&before, None, args.json);
+        print_totals(&before, None, args.json)?;
         return Ok(());
     }
     if !args.watch {
         if signals::pause(args.interval)? {
-            print_totals(&before, None, args.json);
+            print_totals(&before, None, args.json)?;
             return Ok(());
         }
         let after = Snapshot::take(&region)?;
         let rates = Rates::between(&before, &after, at.elapsed());
-        print_totals(&after, Some(&rates), args.json);
+        print_totals(&after, Some(&rates), args.json)?;
         return Ok(());
     }
 
@@ -116,13 +116,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         let rates = Rates::between(&before, &snap, now - at);
         let t = (now - start).as_secs_f64();
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"t": t, "totals": totals_json(&snap), "rates": rates.json()})
-            );
+            )?;
         } else {
             if lines % 20 == 0 {
-                println!(
+                outln!(
                     "{:>8} {:>11} {:>9} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}  producer",
                     "time",
                     "produced/s",
@@ -133,14 +133,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                     "wakeups/s",
                     "read()/s",
                     "backlog"
-                );
+                )?;
             }
             let running = match snap.driver {
                 Some(d) if d.producer_running => "running",
                 Some(_) => "stopped",
                 None => "-",
             };
-            println!(
+            outln!(
                 "{:>7.1}s {:>11} {:>9.1} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}  {running}",
                 t,
                 si(rates.produced),
@@ -151,7 +151,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 si(rates.wakeups),
                 si(rates.read),
                 backlog(snap.backlog()),
-            );
+            )?;
         }
         before = snap;
         at = now;
@@ -191,87 +191,87 @@ fn totals_json(s: &Snapshot) -> serde_json::Value {
     })
 }
 
-fn print_totals(s: &Snapshot, rates: Option<&Rates>, as_json: bool) {
+fn print_totals(s: &Snapshot, rates: Option<&Rates>, as_json: bool) -> std::io::Result<()> {
     if as_json {
         let mut value = json!({"totals": totals_json(s)});
         if let Some(r) = rates {
             value["rates"] = r.json();
         }
-        println!("{value}");
-        return;
+        return outln!("{value}");
     }
     let per_s = |r: Option<f64>| r.map_or(String::new(), |r| format!(" ({}/s)", si(r)));
-    println!("producer");
-    println!(
+    outln!("producer")?;
+    outln!(
         "  records      {}{}",
         s.records_produced,
         per_s(rates.map(|r| r.produced))
-    );
-    println!(
+    )?;
+    outln!(
         "  bytes        {}{}",
         s.bytes_produced,
         rates.map_or(String::new(), |r| format!(" ({:.1} MB/s)", r.bytes / 1e6))
-    );
-    println!(
+    )?;
+    outln!(
         "  dropped      {}{}",
         s.records_dropped,
         per_s(rates.map(|r| r.dropped))
-    );
-    println!(
+    )?;
+    outln!(
         "  overwritten  {}{}",
         s.records_overwritten,
         per_s(rates.map(|r| r.overwritten))
-    );
-    println!(
+    )?;
+    outln!(
         "  wake-ups     {}{}",
         s.wakeups,
         per_s(rates.map(|r| r.wakeups))
-    );
+    )?;
     if s.consumer_errors != 0 {
-        println!("  ignored consumer positions {}", s.consumer_errors);
+        outln!("  ignored consumer positions {}", s.consumer_errors)?;
     }
-    println!("consumer (as it reports in its page)");
-    println!(
+    outln!("consumer (as it reports in its page)")?;
+    outln!(
         "  records      {}{}",
         s.records_consumed,
         per_s(rates.map(|r| r.consumed))
-    );
-    println!("  bytes        {}", s.bytes_consumed);
-    println!("  lost         {}", s.records_lost);
-    println!(
+    )?;
+    outln!("  bytes        {}", s.bytes_consumed)?;
+    outln!("  lost         {}", s.records_lost)?;
+    outln!(
         "  sleeps       {}{}",
         s.sleeps,
         per_s(rates.map(|r| r.sleeps))
-    );
-    println!(
+    )?;
+    outln!(
         "  backlog      {} ({} bytes published, not released)",
         backlog(s.backlog()),
         s.backlog()
-    );
+    )?;
     if let Some(d) = s.driver {
-        println!("driver");
-        println!(
+        outln!("driver")?;
+        outln!(
             "  producer     {}",
             if d.producer_running {
                 "running"
             } else {
                 "stopped"
             }
-        );
-        println!(
+        )?;
+        outln!(
             "  consumer     {}",
             if d.consumer_open { "open" } else { "none" }
-        );
-        println!(
+        )?;
+        outln!(
             "  read()       {} records{}",
             d.records_read,
             per_s(rates.map(|r| r.read))
-        );
+        )?;
         if d.records_hooked != 0 {
-            println!(
+            outln!(
                 "  tracepoint   {} records (PRODUCER_HOOK_ONLY)",
                 d.records_hooked
-            );
+            )?;
         }
     }
+    Ok(())
 }

@@ -24,7 +24,6 @@ mod row;
 mod stall;
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{
     Path,
     PathBuf, //
@@ -351,10 +350,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         env: Env::probe(layout.data_size, cache_name(&layout)),
         ..Results::default()
     };
-    emit(args, &results.env.to_json());
+    emit(args, &results.env.to_json())?;
     if !args.json {
         for line in results.env.describe() {
-            eprintln!("{line}");
+            crate::out::print_stderr(&format!("{line}\n"))?;
         }
     }
 
@@ -371,7 +370,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     // work on the machine, or the host of a VM) hits one sample of many
     // jobs rather than every sample of one.
     let stalls = Stalls::measure(STALL_PROBE);
-    emit(args, &stalls.to_json());
+    emit(args, &stalls.to_json())?;
     results.stalls.push(stalls);
     let mut samples: Vec<Vec<Row>> = vec![Vec::new(); jobs.len()];
     let mut bpf_failed = false;
@@ -406,7 +405,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                             imp: "bpf".to_owned(),
                             reason,
                         };
-                        emit(args, &skip.to_json());
+                        emit(args, &skip.to_json())?;
                         results.skips.push(skip);
                         bpf_failed = true;
                         None
@@ -419,19 +418,19 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
     for samples in samples {
         if let Some(row) = row::median(samples) {
-            emit(args, &row.to_json());
+            emit(args, &row.to_json())?;
             results.rows.push(row);
         }
     }
     for (imp, mode) in idle_jobs {
         bar.set_message(format!("idle {imp} {}", mode.name()));
         let row = kernel::idle(device, imp, mode, args.duration.max(Duration::from_secs(1)))?;
-        emit(args, &row.to_json());
+        emit(args, &row.to_json())?;
         results.idle.push(row);
         bar.inc(1);
     }
     let stalls = Stalls::measure(STALL_PROBE);
-    emit(args, &stalls.to_json());
+    emit(args, &stalls.to_json())?;
     results.stalls.push(stalls);
     bar.finish_and_clear();
     output(args, &results)?;
@@ -474,13 +473,13 @@ pub(crate) fn imp_name(imp: Impl) -> &'static str {
     }
 }
 
-/// A JSON line on stdout, with --json.
-fn emit(args: &Args, value: &serde_json::Value) {
+/// A JSON line on stdout, with --json. Its error (a closed pipe) ends the
+/// run.
+fn emit(args: &Args, value: &serde_json::Value) -> std::io::Result<()> {
     if args.json {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{value}");
-        let _ = out.flush();
+        outln!("{value}")?;
     }
+    Ok(())
 }
 
 /// The tables (stdout, or stderr with --json) and the chart.
@@ -491,9 +490,9 @@ fn output(args: &Args, results: &Results) -> anyhow::Result<()> {
         report::text(results)
     };
     if args.json && args.input.is_none() {
-        eprint!("{text}");
+        crate::out::print_stderr(&text)?;
     } else {
-        print!("{text}");
+        out!("{text}")?;
     }
     if let Some(path) = &args.plot {
         plot::svg(results, path)
