@@ -22,6 +22,33 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Mapping one part of the region failed (`mmap(2)`).
+    ///
+    /// On a ring device, `EINVAL` here is most often a cache-type conflict:
+    /// the driver maps user space with its kernel mapping's cache type, and
+    /// x86 PAT refuses it when another mapping of the same physical range
+    /// has another type (the kernel log says `x86/PAT: ... conflicting
+    /// memory types`). See `docs/troubleshooting.md`.
+    #[error(
+        "{}: mmap of the {part} ({len:#x} bytes at offset {offset:#x}, {}): {source}",
+        path.display(),
+        if *writable { "read-write" } else { "read-only" }
+    )]
+    Map {
+        /// The device or file.
+        path: PathBuf,
+        /// Which part of the region.
+        part: MapPart,
+        /// The part's offset in the region.
+        offset: u64,
+        /// The part's length.
+        len: u64,
+        /// Whether a writable mapping was asked for.
+        writable: bool,
+        /// The error `mmap` returned; its `raw_os_error` is the errno.
+        #[source]
+        source: io::Error,
+    },
     /// The device does not exist.
     #[error(
         "{}: no such device; load the driver (`insmod rmemring.ko phys_base=... phys_size=...`, \
@@ -109,6 +136,29 @@ impl Error {
             what: what.into(),
             source: source.into(),
         }
+    }
+}
+
+/// The parts of a region, each mapped on its own (see
+/// `docs/protocol.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MapPart {
+    /// The control page, read-only for a consumer.
+    ControlPage,
+    /// The consumer page, writable by the consumer.
+    ConsumerPage,
+    /// The data area, read-only for a consumer.
+    DataArea,
+}
+
+impl fmt::Display for MapPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MapPart::ControlPage => "control page",
+            MapPart::ConsumerPage => "consumer page",
+            MapPart::DataArea => "data area",
+        })
     }
 }
 

@@ -95,6 +95,7 @@ pub use consumer::{
 #[cfg(not(loom))]
 pub use error::{
     Error,
+    MapPart,
     ProduceError,
     ReadErrorDisplay, //
 };

@@ -31,7 +31,10 @@ use memmap2::{
     MmapRaw, //
 };
 
-use crate::error::Error;
+use crate::error::{
+    Error,
+    MapPart, //
+};
 use crate::shared::layout::{
     max_payload_for,
     ConsumerPage,
@@ -471,7 +474,7 @@ impl Region {
         }
         // Map the control page alone first, to learn the layout.
         // SAFETY: See `map_part`; only read through raw pointers below.
-        let probe = unsafe { map_part(&fd, &path, 0, page as u64, false)? };
+        let probe = unsafe { map_part(&fd, &path, MapPart::ControlPage, 0, page as u64, false)? };
         // SAFETY: The mapping is one page, at least the size of a `ControlPage`,
         // and page-aligned.
         let control = unsafe { probe.as_ptr().cast::<ControlPage>().read_volatile() };
@@ -495,20 +498,29 @@ impl Region {
         // raw pointers and `RingView`; memfds are sealed against shrinking
         // and devices cannot be truncated (ring files must not be, as
         // `Backend::File` documents).
-        let control_map = unsafe { map_part(&fd, &path, 0, page, producer)? };
+        let control_map = unsafe { map_part(&fd, &path, MapPart::ControlPage, 0, page, producer)? };
         // SAFETY: As above.
         let consumer_page = unsafe {
             map_part(
                 &fd,
                 &path,
+                MapPart::ConsumerPage,
                 control.consumer_offset,
                 page,
                 access.writes_consumer_page(),
             )?
         };
         // SAFETY: As above.
-        let data =
-            unsafe { map_part(&fd, &path, control.data_offset, control.data_size, producer)? };
+        let data = unsafe {
+            map_part(
+                &fd,
+                &path,
+                MapPart::DataArea,
+                control.data_offset,
+                control.data_size,
+                producer,
+            )?
+        };
         Ok(Self {
             fd,
             path,
@@ -699,7 +711,8 @@ fn open_error(path: &Path, e: io::Error) -> Error {
     }
 }
 
-/// Maps `len` bytes at `offset` of `fd`, shared, writable or not.
+/// Maps `len` bytes at `offset` of `fd`, shared, writable or not; a
+/// failure is an [`Error::Map`] naming `part`.
 ///
 /// # Safety
 ///
@@ -710,27 +723,26 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 unsafe fn map_part(
     fd: &OwnedFd,
     path: &Path,
+    part: MapPart,
     offset: u64,
     len: u64,
     writable: bool,
 ) -> Result<MmapRaw, Error> {
-    let len = usize::try_from(len)
+    let size = usize::try_from(len)
         .map_err(|_| Error::Layout(format!("{len} bytes do not fit in memory")))?;
     let mut options = MmapOptions::new();
-    options.offset(offset).len(len);
+    options.offset(offset).len(size);
     let result = if writable {
         options.map_raw(fd)
     } else {
         options.map_raw_read_only(fd)
     };
-    result.map_err(|e| {
-        Error::io(
-            format!(
-                "{}: mmap of {len:#x} bytes at offset {offset:#x} ({})",
-                path.display(),
-                if writable { "read-write" } else { "read-only" }
-            ),
-            e,
-        )
+    result.map_err(|source| Error::Map {
+        path: path.to_owned(),
+        part,
+        offset,
+        len,
+        writable,
+        source,
     })
 }

@@ -29,6 +29,7 @@ use rmemring::{
     Backend,
     CreateOptions,
     Error,
+    MapPart,
     Overflow,
     Region, //
 };
@@ -372,4 +373,35 @@ fn a_memfd_descriptor_opens_the_same_ring() {
         Region::from_fd(file.into(), Access::Consume),
         Err(Error::BadMagic { found: 0, .. })
     ));
+}
+
+#[test]
+fn a_failed_mapping_names_the_part_and_keeps_the_errno() {
+    // A valid ring, but a descriptor that cannot be mapped for reading.
+    let file = TempFile::new("write-only", &region_bytes(&valid_page(), full_len()));
+    let fd = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file.0)
+        .unwrap();
+    let err = Region::from_fd(fd.into(), Access::Observe).unwrap_err();
+    let text = err.to_string();
+    match err {
+        Error::Map {
+            part: MapPart::ControlPage,
+            offset: 0,
+            len,
+            writable: false,
+            source,
+            ..
+        } => {
+            assert_eq!(len, u64::from(page()));
+            assert_eq!(source.raw_os_error(), Some(libc::EACCES));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        text.starts_with("fd: mmap of the control page (0x1000 bytes at offset 0x0, read-only): ")
+            || page() != 4096,
+        "{text}"
+    );
 }

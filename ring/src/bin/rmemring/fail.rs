@@ -20,6 +20,7 @@ Exit status:
   2   usage: bad arguments, or arguments the ring cannot satisfy
   65  data error: the ring is corrupt, or records failed verification (EX_DATAERR)
   69  no such device: the driver is not loaded or bound (EX_UNAVAILABLE)
+  71  the ring could not be mapped (mmap failed: see the message) (EX_OSERR)
   74  I/O error (EX_IOERR)
   75  busy: the ring already has a consumer, or its producer is running (EX_TEMPFAIL)
   77  permission denied (EX_NOPERM)
@@ -31,6 +32,8 @@ pub(crate) const USAGE: u8 = 2;
 pub(crate) const DATA: u8 = 65;
 /// `EX_UNAVAILABLE`.
 pub(crate) const UNAVAILABLE: u8 = 69;
+/// `EX_OSERR`: a failed `mmap` of the ring.
+pub(crate) const OSERR: u8 = 71;
 /// `EX_IOERR`.
 pub(crate) const IO: u8 = 74;
 /// `EX_TEMPFAIL`.
@@ -77,8 +80,13 @@ pub(crate) fn with_status(status: u8, message: impl Into<String>) -> anyhow::Err
 pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
     let status = status(err);
     if status != 0 {
+        let mut line = one_line(err);
+        if let Some(hint) = hint(err) {
+            line.push_str("; ");
+            line.push_str(hint);
+        }
         // Not `eprintln!`, which would panic if stderr is closed too.
-        let _ = writeln!(io::stderr(), "rmemring: {}", one_line(err));
+        let _ = writeln!(io::stderr(), "rmemring: {line}");
     }
     ExitCode::from(status)
 }
@@ -134,10 +142,33 @@ fn ring_status(e: &rmemring::Error) -> Option<u8> {
         | E::Layout(_)
         | E::UnknownFlags(_)
         | E::TooSmall { .. } => DATA,
+        // Permission is permission; any other failed mapping is the
+        // system's (a cache-type conflict, no memory), not the caller's.
+        E::Map { source, .. } => match source.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM) => NOPERM,
+            _ => OSERR,
+        },
         // The cause (an `io::Error`) decides.
         E::Io { .. } => return None,
         _ => 1,
     })
+}
+
+/// What to look at, for failures whose message cannot say it alone.
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain()
+        .find_map(|cause| match cause.downcast_ref::<rmemring::Error>() {
+            Some(rmemring::Error::Map { source, .. })
+                if source.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                Some(
+                    "on a ring device this is most often a cache-type conflict: another mapping \
+                 of the same physical range has another cache type (x86 PAT); check \
+                 `dmesg | grep -i pat` and see docs/troubleshooting.md",
+                )
+            }
+            _ => None,
+        })
 }
 
 fn errno_status(e: &io::Error) -> u8 {
@@ -170,5 +201,65 @@ pub(crate) fn open_error(path: &std::path::Path, e: io::Error) -> anyhow::Error 
              parameter says otherwise)"
         )),
         _ => anyhow::Error::new(e).context(shown.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rmemring::MapPart;
+
+    use super::*;
+
+    fn map_error(errno: i32) -> anyhow::Error {
+        rmemring::Error::Map {
+            path: PathBuf::from("/dev/rmemring0"),
+            part: MapPart::DataArea,
+            offset: 0x2000,
+            len: 0x100_0000,
+            writable: false,
+            source: io::Error::from_raw_os_error(errno),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_failed_mapping_is_not_a_usage_error() {
+        let err = map_error(libc::EINVAL);
+        assert_eq!(status(&err), OSERR);
+        let line = one_line(&err);
+        assert!(
+            line.starts_with(
+                "/dev/rmemring0: mmap of the data area (0x1000000 bytes at offset 0x2000, \
+                 read-only): Invalid argument"
+            ),
+            "{line}"
+        );
+        // The errno once, not again from the source.
+        assert_eq!(line.matches("Invalid argument").count(), 1, "{line}");
+        assert!(hint(&err).is_some_and(
+            |h| h.contains("dmesg | grep -i pat") && h.contains("docs/troubleshooting.md")
+        ));
+
+        assert_eq!(status(&map_error(libc::EACCES)), NOPERM);
+        assert_eq!(status(&map_error(libc::ENOMEM)), OSERR);
+        assert_eq!(hint(&map_error(libc::ENOMEM)), None);
+        // Wrapped in context, the mapping error still decides.
+        assert_eq!(status(&map_error(libc::EINVAL).context("opening")), OSERR);
+        assert!(hint(&map_error(libc::EINVAL).context("opening")).is_some());
+    }
+
+    #[test]
+    fn other_statuses() {
+        let io = |errno| anyhow::Error::new(io::Error::from_raw_os_error(errno));
+        assert_eq!(status(&io(libc::EPIPE)), 0);
+        assert_eq!(status(&io(libc::EINVAL)), USAGE);
+        assert_eq!(status(&io(libc::ENOENT)), UNAVAILABLE);
+        assert_eq!(status(&usage("bad")), USAGE);
+        let busy = rmemring::Error::Busy {
+            path: PathBuf::from("/dev/rmemring0"),
+        };
+        assert_eq!(status(&busy.into()), BUSY);
     }
 }
