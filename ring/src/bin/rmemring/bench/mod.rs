@@ -115,8 +115,9 @@ pub(crate) struct Args {
     /// JSON lines on stdout (one per measurement); the table goes to stderr.
     #[arg(long)]
     json: bool,
-    /// Also write an SVG chart of records/s against record size.
-    #[arg(long, value_name = "FILE")]
+    /// Also write a chart of records/s against record size: SVG or PNG, as
+    /// FILE's extension (.svg, .png) says.
+    #[arg(long, value_name = "FILE", value_parser = parse_plot)]
     plot: Option<PathBuf>,
     /// Print the tables as Markdown.
     #[arg(long)]
@@ -125,6 +126,13 @@ pub(crate) struct Args {
     /// stdin) and print its tables and chart.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+}
+
+/// A `--plot` file: checked before the run, not after it.
+fn parse_plot(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    plot::Format::of(&path)?;
+    Ok(path)
 }
 
 /// A path from the kernel producer to user space.
@@ -495,7 +503,7 @@ fn output(args: &Args, results: &Results) -> anyhow::Result<()> {
         out!("{text}")?;
     }
     if let Some(path) = &args.plot {
-        plot::svg(results, path)
+        plot::write(results, path)
             .with_context(|| format!("writing the chart {}", path.display()))?;
     }
     Ok(())

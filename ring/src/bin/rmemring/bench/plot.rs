@@ -1,9 +1,12 @@
 //! The chart: records/s against record size, one line per path and mode,
-//! one panel per workload, both axes logarithmic.
+//! one panel per workload, both axes logarithmic; SVG or PNG by the file's
+//! extension.
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::register_font;
 
 use super::report::BPF_PUBLISHED;
 use super::Results;
@@ -26,15 +29,71 @@ fn colour(imp: &str) -> RGBColor {
 /// The chart's height in pixels.
 const HEIGHT: u32 = 580;
 
-pub(crate) fn svg(results: &Results, path: &Path) -> anyhow::Result<()> {
-    // The paced workload is one size at a set rate: nothing to plot.
-    let rows = || results.rows.iter().filter(|r| r.workload != "paced");
+/// The chart formats, by file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Svg,
+    Png,
+}
+
+impl Format {
+    /// The format `path` asks for: `.svg` or `.png` (any case).
+    pub(crate) fn of(path: &Path) -> Result<Self, String> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(Format::Png),
+            _ => Err("the chart is SVG or PNG: name the file *.svg or *.png".to_owned()),
+        }
+    }
+}
+
+/// Writes the chart to `path`, as its extension says.
+pub(crate) fn write(results: &Results, path: &Path) -> anyhow::Result<()> {
+    let format = Format::of(path).map_err(anyhow::Error::msg)?;
+    register_fonts()?;
+    let size = (width(results), HEIGHT);
+    match format {
+        Format::Svg => draw(results, SVGBackend::new(path, size).into_drawing_area()),
+        Format::Png => draw(results, BitMapBackend::new(path, size).into_drawing_area()),
+    }
+}
+
+/// plotters draws text with ab_glyph, from fonts registered by name: the
+/// embedded DejaVu Sans is "sans-serif" (an SVG viewer uses its own
+/// sans-serif font; plotters measures the text with this one).
+fn register_fonts() -> anyhow::Result<()> {
+    register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| anyhow::anyhow!("the embedded DejaVu Sans font did not load"))
+}
+
+/// The workloads plotted: every one but the paced one (one size at a set
+/// rate: nothing to plot).
+fn workloads(results: &Results) -> Vec<&str> {
     let mut workloads: Vec<&str> = Vec::new();
-    for r in rows() {
+    for r in results.rows.iter().filter(|r| r.workload != "paced") {
         if !workloads.contains(&r.workload.as_str()) {
             workloads.push(&r.workload);
         }
     }
+    workloads
+}
+
+/// One panel per workload.
+fn width(results: &Results) -> u32 {
+    560 * workloads(results).len().max(1) as u32
+}
+
+fn draw<DB>(results: &Results, root: DrawingArea<DB, Shift>) -> anyhow::Result<()>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+{
+    let rows = || results.rows.iter().filter(|r| r.workload != "paced");
+    let workloads = workloads(results);
     // Ticks at the measured sizes.
     let mut sizes: Vec<f64> = rows().map(|r| f64::from(r.size)).collect();
     sizes.sort_by(f64::total_cmp);
@@ -45,8 +104,6 @@ pub(crate) fn svg(results: &Results, path: &Path) -> anyhow::Result<()> {
     let lo = rates.clone().fold(f64::INFINITY, f64::min).min(1e6) / 2.0;
     let hi = rates.fold(0.0, f64::max).max(1e3) * 2.0;
 
-    let width = 560 * workloads.len().max(1) as u32;
-    let root = SVGBackend::new(path, (width, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let (title, rest) = root.split_vertically(60);
     let (body, foot) = rest.split_vertically(HEIGHT - 60 - 24);
@@ -158,4 +215,60 @@ pub(crate) fn svg(results: &Results, path: &Path) -> anyhow::Result<()> {
     foot.draw(&Text::new(note, (10, 6), ("sans-serif", 11).into_font()))?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::row::sample as row;
+    use super::*;
+
+    fn results() -> Results {
+        Results {
+            rows: vec![
+                row("rmemring", "busy-poll", "headers", 64, 4_000_000),
+                row("rmemring", "busy-poll", "headers", 4096, 3_000_000),
+                row("read", "blocking", "headers", 64, 2_000_000),
+                row("read", "blocking", "headers", 4096, 100_000),
+                row("memcpy", "one-core", "verify", 64, 9_000_000),
+                row("memcpy", "one-core", "verify", 4096, 200_000),
+            ],
+            ..Results::default()
+        }
+    }
+
+    #[test]
+    fn the_extension_picks_the_format() {
+        assert_eq!(Format::of(Path::new("a/chart.svg")), Ok(Format::Svg));
+        assert_eq!(Format::of(Path::new("chart.PNG")), Ok(Format::Png));
+        for bad in ["chart.jpg", "chart", "chart.svg.gz"] {
+            let err = Format::of(Path::new(bad)).unwrap_err();
+            assert!(err.contains("*.svg or *.png"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn charts_are_written_as_svg_and_png() {
+        let dir = std::env::temp_dir().join(format!("rmemring-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let results = results();
+
+        let svg = dir.join("chart.svg");
+        write(&results, &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.starts_with("<svg"), "{}", &text[..40.min(text.len())]);
+        assert!(text.contains("rmemring busy-poll"));
+
+        let png = dir.join("chart.png");
+        write(&results, &png).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        // The PNG signature, then the IHDR chunk: width and height.
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&bytes[12..16], b"IHDR");
+        let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+        assert_eq!((be(16), be(20)), (2 * 560, HEIGHT));
+
+        assert!(write(&results, &dir.join("chart.jpg")).is_err());
+        assert!(!dir.join("chart.jpg").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -536,34 +536,8 @@ fn capitalise(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use super::super::row::Latency;
+    use super::super::row::sample as row;
     use super::*;
-
-    fn row(imp: &str, mode: &str, workload: &str, size: u32, records: u64) -> Row {
-        Row {
-            imp: imp.into(),
-            mode: mode.into(),
-            workload: workload.into(),
-            size,
-            records,
-            bytes: records * u64::from(size),
-            elapsed: Duration::from_secs(1),
-            consumer_cpu: Duration::from_millis(500),
-            wakeups: records / 1000,
-            sleeps: records / 1000,
-            dropped: 0,
-            bad: 0,
-            latency: Some(Latency {
-                p50: 1000,
-                p99: 1500,
-                p999: 2000,
-                max: 5000,
-            }),
-            spread: None,
-        }
-    }
 
     #[test]
     fn targets_are_judged_from_ratios() {

@@ -219,6 +219,32 @@ impl Skip {
     }
 }
 
+/// A row for tests: `records` in one second, half of it on the CPU.
+#[cfg(test)]
+pub(crate) fn sample(imp: &str, mode: &str, workload: &str, size: u32, records: u64) -> Row {
+    Row {
+        imp: imp.into(),
+        mode: mode.into(),
+        workload: workload.into(),
+        size,
+        records,
+        bytes: records * u64::from(size),
+        elapsed: Duration::from_secs(1),
+        consumer_cpu: Duration::from_millis(500),
+        wakeups: records / 1000,
+        sleeps: records / 1000,
+        dropped: 0,
+        bad: 0,
+        latency: Some(Latency {
+            p50: 1000,
+            p99: 1500,
+            p999: 2000,
+            max: 5000,
+        }),
+        spread: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
