@@ -4,9 +4,13 @@
 //! without rmemring.
 //!
 //! The driver's producer, started with [`PRODUCER_HOOK_ONLY`], emits each
-//! record (same sequence numbers, lengths, payload bytes, pacing and
-//! batching as for the ring) through the tracepoint `rmemring_record_tp`
-//! instead of the ring. The BPF program `bpf/rmemring_hook.bpf.c`, attached
+//! record (same sequence numbers, lengths and payload bytes as for the
+//! ring, and the same `batch`, [`BpfRunConfig::batch`]) through the
+//! tracepoint `rmemring_record_tp` instead of the ring. In hook-only mode a
+//! batch is the run of records between two counter updates and
+//! `cond_resched()`s, as there is nothing to publish; and the producer
+//! cannot wait for room (see below), so it runs flat out where the ring
+//! paths run with back-pressure. The BPF program `bpf/rmemring_hook.bpf.c`, attached
 //! as a raw tracepoint, reserves a ringbuf record of header + payload,
 //! copies the payload with `bpf_probe_read_kernel` and submits it; this
 //! module loads it with libbpf, consumes the records with libbpf's
@@ -127,6 +131,9 @@ pub struct BpfRunConfig {
     /// Busy-poll with `ring_buffer__consume` (and submit with
     /// `BPF_RB_NO_WAKEUP`) instead of blocking in `ring_buffer__poll`.
     pub busy_poll: bool,
+    /// Records per producer batch ([`ProducerConfig::batch`]; 0 is the
+    /// driver's default, 64). The benchmark passes what the ring paths get.
+    pub batch: u32,
 }
 
 /// What a run measured.
@@ -263,7 +270,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
                 PATTERN_NONE
             },
             flags: PRODUCER_HOOK_ONLY,
-            batch: 0,
+            batch: config.batch,
             reserved: [0; 7],
         };
         let usage_start = thread_usage()?;
@@ -379,8 +386,8 @@ impl Checker {
             bytes: 0,
             lost: 0,
             bad: 0,
-            // 1 ns to 100 s, 3 significant digits.
-            latency: Histogram::new_with_bounds(1, 100_000_000_000, 3)?,
+            // The same histogram as the ring paths'.
+            latency: crate::bench::latency_histogram()?,
         })
     }
 
@@ -502,6 +509,7 @@ mod tests {
             duration: Duration::ZERO,
             verify,
             busy_poll: false,
+            batch: 0,
         }
     }
 

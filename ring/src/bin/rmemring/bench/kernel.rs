@@ -147,8 +147,7 @@ impl Tally {
                 Workload::Paced => 0,
                 _ => LATENCY_SAMPLE - 1,
             },
-            // Up to an hour, two significant digits.
-            latency: Histogram::new_with_bounds(1, 3_600_000_000_000, 2)?,
+            latency: super::latency_histogram()?,
         })
     }
 

@@ -39,6 +39,7 @@ use indicatif::{
 
 use self::env::Env;
 use self::row::{
+    Cell,
     IdleRow,
     Row,
     Skip, //
@@ -365,7 +366,19 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
 
-    let jobs = plan(args);
+    let mut jobs = plan(args);
+    if !cfg!(feature = "bpf") && jobs.iter().any(|j| j.imp == Impl::Bpf) {
+        // One line for the whole peer, not one per measurement.
+        jobs.retain(|j| j.imp != Impl::Bpf);
+        let skip = Skip {
+            imp: "bpf".to_owned(),
+            cell: None,
+            reason: BPF_NOT_BUILT_IN.to_owned(),
+        };
+        eprintln!("rmemring: bpf: {BPF_NOT_BUILT_IN}; skipping the BPF peer");
+        emit(args, &skip.to_json())?;
+        results.skips.push(skip);
+    }
     let idle_jobs = idle_plan(args);
     let rounds = args.repeat.max(1);
     let bar = ProgressBar::new((jobs.len() * rounds as usize + idle_jobs.len()) as u64);
@@ -381,7 +394,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     emit(args, &stalls.to_json())?;
     results.stalls.push(stalls);
     let mut samples: Vec<Vec<Row>> = vec![Vec::new(); jobs.len()];
-    let mut bpf_failed = false;
     for round in 1..=rounds {
         for (job, samples) in jobs.iter().zip(&mut samples) {
             let mode = match job.imp {
@@ -403,19 +415,25 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                     layout.data_size as usize,
                     timing,
                 )?),
-                Impl::Bpf if bpf_failed => None,
+                // A failure fails this measurement only, reported; the
+                // peer's other sizes and modes still run.
                 Impl::Bpf => match bpf(device, job, timing) {
                     Ok(row) => Some(row),
                     Err(e) => {
-                        let reason = format!("{e:#}");
-                        bar.suspend(|| eprintln!("rmemring: bpf: {reason}; skipping the BPF peer"));
                         let skip = Skip {
                             imp: "bpf".to_owned(),
-                            reason,
+                            cell: Some(Cell {
+                                mode: job.mode.name().to_owned(),
+                                workload: job.workload.name().to_owned(),
+                                size: job.size,
+                                round,
+                                rounds,
+                            }),
+                            reason: format!("{e:#}"),
                         };
+                        bar.suspend(|| eprintln!("rmemring: {}; left out", skip.describe()));
                         emit(args, &skip.to_json())?;
                         results.skips.push(skip);
-                        bpf_failed = true;
                         None
                     }
                 },
@@ -509,6 +527,20 @@ fn output(args: &Args, results: &Results) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why the BPF peer is missing from a build without it.
+const BPF_NOT_BUILT_IN: &str =
+    "the BPF ring buffer peer is not built in (build rmemring with `--features cli,bpf`)";
+
+/// The latency histogram of every path: 1 ns to an hour, two significant
+/// digits (a value is recorded within 1%).
+pub(crate) fn latency_histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    Ok(hdrhistogram::Histogram::new_with_bounds(
+        1,
+        3_600_000_000_000,
+        2,
+    )?)
+}
+
 #[cfg(feature = "bpf")]
 fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
     let config = crate::bpf::BpfRunConfig {
@@ -518,6 +550,8 @@ fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
         duration: timing.duration,
         verify: job.workload == Workload::Verify,
         busy_poll: job.mode == Mode::BusyPoll,
+        // What the ring paths get for this size.
+        batch: kernel::producer_config(job.workload, job.size, &timing).batch,
     };
     let result = crate::bpf::run(&config)?;
     Ok(Row {
@@ -540,7 +574,5 @@ fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
 
 #[cfg(not(feature = "bpf"))]
 fn bpf(_device: &Path, _job: &Job, _timing: Timing) -> anyhow::Result<Row> {
-    anyhow::bail!(
-        "the BPF ring buffer peer is not built in (build rmemring with `--features cli,bpf`)"
-    )
+    anyhow::bail!(BPF_NOT_BUILT_IN)
 }

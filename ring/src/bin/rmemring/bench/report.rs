@@ -343,22 +343,43 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                     info: false,
         });
     }
-    // Ahead of the BPF ring buffer at every size.
+    // Ahead of the BPF ring buffer at every size: a size where rmemring
+    // was measured and BPF was not (a failed measurement) leaves the
+    // target undecided, and is named.
     for workload in saturated(results) {
         for mode in ["busy-poll", "blocking"] {
-            let rs: Vec<(u32, f64)> = sizes(results)
-                .into_iter()
-                .filter_map(|s| {
-                    ratio(results, ("rmemring", mode), ("bpf", mode), &workload, s).map(|r| (s, r))
-                })
-                .collect();
+            let mut rs: Vec<(u32, f64)> = Vec::new();
+            let mut missing: Vec<String> = Vec::new();
+            for s in sizes(results) {
+                match ratio(results, ("rmemring", mode), ("bpf", mode), &workload, s) {
+                    Some(r) => rs.push((s, r)),
+                    None if find(results, "rmemring", mode, &workload, s).is_some() => {
+                        missing.push(bytes(u64::from(s)));
+                    }
+                    None => {}
+                }
+            }
+            let met = if rs.iter().any(|&(_, r)| r <= 1.0) {
+                Some(false)
+            } else if rs.is_empty() || !missing.is_empty() {
+                None
+            } else {
+                Some(true)
+            };
+            let mut figures = if rs.is_empty() {
+                "not measured".to_owned()
+            } else {
+                list(&rs)
+            };
+            if !rs.is_empty() && !missing.is_empty() {
+                figures += &format!("; BPF not measured at {}", missing.join(", "));
+            }
             out.push(Verdict {
-                met: (!rs.is_empty()).then(|| rs.iter().all(|&(_, r)| r > 1.0)),
+                met,
                 text: format!(
-                    "rmemring vs BPF ring buffer, {workload}, {mode}: {} (target > 1× at each size)",
-                    if rs.is_empty() { "not measured".to_owned() } else { list(&rs) }
+                    "rmemring vs BPF ring buffer, {workload}, {mode}: {figures} (target > 1× at each size)"
                 ),
-                            info: false,
+                info: false,
             });
         }
     }
@@ -513,8 +534,14 @@ fn render(results: &Results, style: Style) -> String {
             };
         }
     }
+    if !results.skips.is_empty() {
+        out.push('\n');
+    }
     for skip in &results.skips {
-        let _ = writeln!(out, "\nNot measured: {}: {}", skip.imp, skip.reason);
+        let _ = match style {
+            Style::Text => writeln!(out, "Not measured: {}", skip.describe()),
+            Style::Markdown => writeln!(out, "- Not measured: {}", skip.describe()),
+        };
     }
     style.heading(&mut out, "targets");
     for v in verdicts(results) {
@@ -558,5 +585,39 @@ mod tests {
         let text = text(&results);
         assert!(text.contains("4.00×"), "{text}");
         assert!(markdown(&results).contains("| size | impl |"));
+    }
+
+    #[test]
+    fn a_missing_bpf_measurement_leaves_its_target_open() {
+        let mut results = Results {
+            rows: vec![
+                row("rmemring", "busy-poll", "headers", 64, 4_000_000),
+                row("bpf", "busy-poll", "headers", 64, 1_000_000),
+                row("rmemring", "busy-poll", "headers", 4096, 3_000_000),
+            ],
+            ..Results::default()
+        };
+        let bpf = |results: &Results| {
+            verdicts(results)
+                .into_iter()
+                .find(|v| {
+                    v.text
+                        .starts_with("rmemring vs BPF ring buffer, headers, busy-poll")
+                })
+                .unwrap()
+        };
+        let v = bpf(&results);
+        assert_eq!(v.met, None, "{}", v.text);
+        assert!(
+            v.text.contains("64 B 4.00×; BPF not measured at 4 KiB"),
+            "{}",
+            v.text
+        );
+        results
+            .rows
+            .push(row("bpf", "busy-poll", "headers", 4096, 1_000_000));
+        assert_eq!(bpf(&results).met, Some(true));
+        results.rows[1].records = 5_000_000;
+        assert_eq!(bpf(&results).met, Some(false));
     }
 }

@@ -199,21 +199,64 @@ impl IdleRow {
     }
 }
 
-/// An implementation that could not run, and why.
+/// An implementation, or one of its measurements, that could not run, and
+/// why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Skip {
     pub(crate) imp: String,
+    /// The measurement that failed; `None` when none of the
+    /// implementation's could run.
+    pub(crate) cell: Option<Cell>,
     pub(crate) reason: String,
 }
 
+/// One measurement of one round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cell {
+    pub(crate) mode: String,
+    pub(crate) workload: String,
+    pub(crate) size: u32,
+    pub(crate) round: u32,
+    pub(crate) rounds: u32,
+}
+
 impl Skip {
+    /// `bpf busy-poll, headers, 4096 B (round 1 of 3): REASON`.
+    pub(crate) fn describe(&self) -> String {
+        match &self.cell {
+            None => format!("{}: {}", self.imp, self.reason),
+            Some(c) => format!(
+                "{} {}, {}, {} B (round {} of {}): {}",
+                self.imp, c.mode, c.workload, c.size, c.round, c.rounds, self.reason
+            ),
+        }
+    }
+
     pub(crate) fn to_json(&self) -> Value {
-        json!({"bench": "kernel-skip", "impl": self.imp, "reason": self.reason})
+        let mut v = json!({"bench": "kernel-skip", "impl": self.imp, "reason": self.reason});
+        if let Some(c) = &self.cell {
+            v["mode"] = json!(c.mode);
+            v["workload"] = json!(c.workload);
+            v["size"] = json!(c.size);
+            v["round"] = json!(c.round);
+            v["rounds"] = json!(c.rounds);
+        }
+        v
     }
 
     pub(crate) fn from_json(v: &Value) -> Option<Self> {
+        let cell = (|| {
+            Some(Cell {
+                mode: v["mode"].as_str()?.to_owned(),
+                workload: v["workload"].as_str()?.to_owned(),
+                size: u32::try_from(v["size"].as_u64()?).ok()?,
+                round: u32::try_from(v["round"].as_u64()?).ok()?,
+                rounds: u32::try_from(v["rounds"].as_u64()?).ok()?,
+            })
+        })();
         Some(Self {
             imp: v["impl"].as_str()?.to_owned(),
+            cell,
             reason: v["reason"].as_str()?.to_owned(),
         })
     }
@@ -297,5 +340,31 @@ mod tests {
             cpu: Duration::from_micros(40),
         };
         assert_eq!(IdleRow::from_json(&idle.to_json()), Some(idle));
+    }
+
+    #[test]
+    fn skips_survive_json() {
+        let whole = Skip {
+            imp: "bpf".into(),
+            cell: None,
+            reason: "not built in".into(),
+        };
+        assert_eq!(Skip::from_json(&whole.to_json()), Some(whole.clone()));
+        assert_eq!(whole.describe(), "bpf: not built in");
+        let one = Skip {
+            cell: Some(Cell {
+                mode: "busy-poll".into(),
+                workload: "headers".into(),
+                size: 4096,
+                round: 2,
+                rounds: 3,
+            }),
+            ..whole
+        };
+        assert_eq!(Skip::from_json(&one.to_json()), Some(one.clone()));
+        assert_eq!(
+            one.describe(),
+            "bpf busy-poll, headers, 4096 B (round 2 of 3): not built in"
+        );
     }
 }
