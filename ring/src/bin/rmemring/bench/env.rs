@@ -46,7 +46,7 @@ impl Env {
         let hypervisor_flag =
             field("flags").is_some_and(|f| f.split(' ').any(|w| w == "hypervisor"));
         let hypervisor_type = std::fs::read_to_string("/sys/hypervisor/type").ok();
-        let virtualization = if cpu_model.contains("QEMU TCG") {
+        let virtualization = if is_tcg_model(&cpu_model) {
             "QEMU TCG (emulated: absolute rates are not hardware rates)".to_owned()
         } else if let Some(t) = hypervisor_type {
             format!("virtual machine ({})", t.trim())
@@ -130,6 +130,21 @@ impl Env {
             format!("command: {}", self.command),
         ]
     }
+}
+
+/// Whether a CPU model name is QEMU's TCG (`-cpu max` and the default
+/// x86 models say "QEMU TCG CPU ..." under TCG).
+fn is_tcg_model(model: &str) -> bool {
+    model.contains("QEMU TCG")
+}
+
+/// Whether this machine is emulated by QEMU TCG.
+pub(crate) fn under_tcg() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+        c.lines()
+            .filter_map(|l| l.split_once(':'))
+            .any(|(k, v)| k.trim() == "model name" && is_tcg_model(v))
+    })
 }
 
 /// This process's command line, with the glibc tunables it ran under

@@ -60,6 +60,11 @@ use crate::DeviceArg;
 /// workload is measured for every path in the same run; compare ratios
 /// between paths, not absolute rates across machines. Prints a table; with
 /// --json, JSON lines on stdout and the table on stderr.
+///
+/// Under QEMU TCG it runs itself again with
+/// GLIBC_TUNABLES=glibc.cpu.hwcaps=-ERMS,-FSRM (unless GLIBC_TUNABLES sets
+/// glibc.cpu.hwcaps already): TCG emulates glibc's `rep movsb` memcpy a
+/// byte at a time, which would make the memcpy row a fact about QEMU.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -335,6 +340,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         let results = Results::load(input)?;
         return output(args, &results);
     }
+    if args.impls.contains(&Impl::Memcpy) && cfg!(target_arch = "x86_64") && env::under_tcg() {
+        rerun_with_tcg_tunables()?;
+    }
     let device = &args.ring.device;
     let region = crate::snapshot::observe(device)?;
     let layout = *region.layout();
@@ -527,6 +535,48 @@ fn output(args: &Args, results: &Results) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The glibc tunables that keep `memcpy` off `rep movsb` (ERMS, FSRM).
+pub(crate) const TCG_HWCAPS: &str = "glibc.cpu.hwcaps=-ERMS,-FSRM";
+
+/// `GLIBC_TUNABLES` with [`TCG_HWCAPS`] added, or `None` where it already
+/// sets `glibc.cpu.hwcaps` (the user's choice stands).
+fn tcg_tunables(current: Option<&str>) -> Option<String> {
+    match current {
+        Some(t) if t.split(':').any(|t| t.starts_with("glibc.cpu.hwcaps=")) => None,
+        Some(t) if !t.is_empty() => Some(format!("{t}:{TCG_HWCAPS}")),
+        _ => Some(TCG_HWCAPS.to_owned()),
+    }
+}
+
+/// Under QEMU TCG, glibc's `rep movsb` memcpy (which it picks on a CPU
+/// with ERMS or FSRM) is emulated a byte at a time, so the memcpy row
+/// would measure QEMU, not the copy; glibc's vector loop is what the
+/// emulated core can copy (`docs/bench/kernel.md`). glibc reads its
+/// tunables when the process starts, so this runs the command again with
+/// them set, unless `GLIBC_TUNABLES` already chooses `glibc.cpu.hwcaps`.
+/// The environment lines record the tunables either way.
+fn rerun_with_tcg_tunables() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+
+    let current = std::env::var("GLIBC_TUNABLES").ok();
+    let Some(tunables) = tcg_tunables(current.as_deref()) else {
+        return Ok(());
+    };
+    eprintln!(
+        "rmemring: QEMU TCG emulates glibc's `rep movsb` memcpy a byte at a time; running again \
+         with GLIBC_TUNABLES={tunables}, so that the memcpy row measures a copy loop \
+         (set glibc.cpu.hwcaps yourself to choose otherwise)"
+    );
+    let mut argv = std::env::args_os();
+    let arg0 = argv.next().unwrap_or_else(|| "rmemring".into());
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(argv)
+        .env("GLIBC_TUNABLES", tunables)
+        .exec();
+    Err(anyhow::Error::new(err).context("running again with GLIBC_TUNABLES (/proc/self/exe)"))
+}
+
 /// Why the BPF peer is missing from a build without it.
 const BPF_NOT_BUILT_IN: &str =
     "the BPF ring buffer peer is not built in (build rmemring with `--features cli,bpf`)";
@@ -575,4 +625,21 @@ fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
 #[cfg(not(feature = "bpf"))]
 fn bpf(_device: &Path, _job: &Job, _timing: Timing) -> anyhow::Result<Row> {
     anyhow::bail!(BPF_NOT_BUILT_IN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcg_tunables_keep_the_users_choice() {
+        assert_eq!(tcg_tunables(None).as_deref(), Some(TCG_HWCAPS));
+        assert_eq!(tcg_tunables(Some("")).as_deref(), Some(TCG_HWCAPS));
+        assert_eq!(
+            tcg_tunables(Some("glibc.malloc.check=3")).as_deref(),
+            Some("glibc.malloc.check=3:glibc.cpu.hwcaps=-ERMS,-FSRM")
+        );
+        assert_eq!(tcg_tunables(Some(TCG_HWCAPS)), None);
+        assert_eq!(tcg_tunables(Some("a=1:glibc.cpu.hwcaps=-AVX2")), None);
+    }
 }
