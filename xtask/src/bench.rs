@@ -49,8 +49,6 @@ const OUT_DIR: &str = "docs/bench";
 const JSONL: &str = "kernel-latest.jsonl";
 const MARKDOWN: &str = "kernel-latest.md";
 const CHART: &str = "kernel-latest.svg";
-/// glibc tunables for the guest under TCG (see the guest command).
-const TCG_TUNABLES: &str = "GLIBC_TUNABLES=glibc.cpu.hwcaps=-ERMS,-FSRM";
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<ExitCode> {
@@ -67,6 +65,11 @@ impl flags::Bench {
             profile: Profile::Normal,
         };
         let artifacts = vm::artifacts(sh, &log, target, false)?;
+        // The tree the guest's binaries were just built from.
+        let source = cmd!(sh, "git describe --always --dirty")
+            .quiet()
+            .read()
+            .unwrap_or_else(|_| "unknown".to_owned());
         let mut bench = vec![
             "rmemring".to_owned(),
             "bench".to_owned(),
@@ -81,14 +84,12 @@ impl flags::Bench {
         }
         bench.extend(self.args.iter().cloned());
         let guest = shell_words(&bench);
-        // Under TCG, glibc's `rep movsb` memcpy (ERMS) is emulated a byte
-        // at a time and would make the memcpy row a fact about QEMU; the
-        // vector loop it falls back to is what the emulated core can copy.
+        // Under TCG, `rmemring bench` runs itself again with the glibc
+        // tunables that keep memcpy off `rep movsb` (see its `--help`).
         // The JSON lines go to a file and are printed after the table, so no
         // progress output can tear them.
         let command = format!(
-            "grep -q 'QEMU TCG' /proc/cpuinfo && export {TCG_TUNABLES}; \
-             {guest} >/tmp/bench.jsonl 2>/tmp/bench.txt; s=$?; \
+            "{guest} >/tmp/bench.jsonl 2>/tmp/bench.txt; s=$?; \
              cat /tmp/bench.txt; cat /tmp/bench.jsonl; exit $s"
         );
         // Other work on the host steals time from the guest's vCPUs; say how
@@ -139,8 +140,12 @@ impl flags::Bench {
         if self.no_write {
             return Ok(ExitCode::SUCCESS);
         }
-        let load = format!("{load} before, {} after", host_load());
-        write_results(sh, &log, &lines, &load, &self)?;
+        let run = Run {
+            load: format!("{load} before, {} after", host_load()),
+            accel: outcome.accel,
+            source,
+        };
+        write_results(sh, &log, &lines, &run, &self)?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -159,19 +164,29 @@ fn host(sh: &Shell, flags: &flags::Bench) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the host knows about a run that the guest cannot.
+struct Run {
+    /// The host's load average before and after.
+    load: String,
+    /// The accelerator QEMU ran the guest with.
+    accel: vm::Accel,
+    /// `git describe --always --dirty` of the tree that was built.
+    source: String,
+}
+
 /// Writes the JSON lines, with a first line about the host, then renders
 /// them.
 fn write_results(
     sh: &Shell,
     log: &Log,
     lines: &[&str],
-    load: &str,
+    run: &Run,
     flags: &flags::Bench,
 ) -> Result<()> {
     let dir = project_root().join(OUT_DIR);
     fs::create_dir_all(&dir)?;
     let jsonl = dir.join(JSONL);
-    let host = host_line(sh, load, flags).to_string();
+    let host = host_line(sh, run, flags).to_string();
     let mut text = host + "\n";
     for line in lines {
         text += line;
@@ -249,7 +264,7 @@ fn xtask_command(flags: &flags::Bench) -> String {
 }
 
 /// The host's side of the run, for the first JSON line.
-fn host_line(sh: &Shell, load: &str, flags: &flags::Bench) -> Value {
+fn host_line(sh: &Shell, run: &Run, flags: &flags::Bench) -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let host_model = cpuinfo
         .lines()
@@ -276,8 +291,10 @@ fn host_line(sh: &Shell, load: &str, flags: &flags::Bench) -> Value {
         "cpu_model": host_model,
         "cpus": host_cpus,
         "kernel": host_kernel,
-        "load": load,
+        "load": run.load,
         "qemu": qemu,
+        "accel": run.accel.name(),
+        "source": run.source,
         "xtask_command": xtask_command(flags),
     })
 }
@@ -285,14 +302,29 @@ fn host_line(sh: &Shell, load: &str, flags: &flags::Bench) -> Value {
 /// Where the numbers come from, host and guest.
 fn environment(host: &Value, env: &Value) -> Vec<String> {
     let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("unknown").to_owned();
-    let accel = if s(env, "cpu_model").contains("QEMU TCG") {
-        "TCG (every guest instruction emulated: absolute rates are not hardware rates; compare \
-         the ratios between paths, which come from the same run)"
-    } else {
-        "KVM (guest code runs natively)"
+    // The xtask records the accelerator it chose; results from before it
+    // did have only the guest's CPU model to go by.
+    let (accel, how) = match host["accel"].as_str() {
+        Some(accel) => (accel.to_owned(), ""),
+        None if s(env, "cpu_model").contains("QEMU TCG") => {
+            ("tcg".to_owned(), ", inferred from the guest's CPU model")
+        }
+        None => ("unknown".to_owned(), ", not recorded"),
+    };
+    let accel = match accel.as_str() {
+        "tcg" => format!(
+            "TCG{how} (every guest instruction emulated: absolute rates are not hardware rates; \
+             compare the ratios between paths, which come from the same run)"
+        ),
+        "kvm" => format!("KVM{how} (guest code runs natively)"),
+        other => format!("{other}{how}"),
     };
     vec![
         format!("date: {}", s(host, "date")),
+        format!(
+            "source: `{}` (`git describe --always --dirty` of the tree built for the run)",
+            s(host, "source")
+        ),
         format!(
             "host: {}, {} CPUs, Linux {}; load average {}",
             s(host, "cpu_model"),
@@ -317,4 +349,39 @@ fn environment(host: &Value, env: &Value) -> Vec<String> {
         ),
         format!("guest command: `{}`", s(env, "command")),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_environment_names_the_recorded_accelerator_and_source() {
+        let env = json!({"cpu_model": "QEMU TCG CPU version 2.5+", "cpus": 2, "bpf": true});
+        let host = json!({"accel": "kvm", "source": "50d7169-dirty", "qemu": "QEMU 7.2"});
+        let lines = environment(&host, &env);
+        // The recorded accelerator wins over the guest's CPU model.
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("QEMU: QEMU 7.2, accelerator KVM (")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("source: `50d7169-dirty`")));
+
+        let tcg = environment(&json!({"accel": "tcg"}), &env);
+        assert!(tcg
+            .iter()
+            .any(|l| l.contains("accelerator TCG (every guest")));
+        // Older results: inferred, and said so.
+        let old = environment(&json!({}), &env);
+        assert!(old
+            .iter()
+            .any(|l| l.contains("TCG, inferred from the guest's CPU model")));
+        let unknown = environment(&json!({}), &json!({"cpu_model": "AMD EPYC"}));
+        assert!(unknown
+            .iter()
+            .any(|l| l.contains("accelerator unknown, not recorded")));
+    }
 }

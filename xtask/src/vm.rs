@@ -162,7 +162,7 @@ impl flags::VmShell {
             echo: Echo::Live { console: true },
         };
         let run = RunDir::new()?;
-        let qemu = prepare(sh, &log, &artifacts, &options, &run.0)?;
+        let (qemu, _) = prepare(sh, &log, &artifacts, &options, &run.0)?;
         log.echo(&shell_words(&qemu));
         eprintln!("Leave the VM with `reboot -f` (or exit), or kill QEMU with Ctrl-A X.");
         let mut command = Command::new(&qemu[0]);
@@ -245,6 +245,8 @@ pub struct Outcome {
     /// Why the run fails even if the command succeeded: kernel splats,
     /// insmod/rmmod failures, a missing status.
     pub problems: Vec<String>,
+    /// How QEMU executed the guest.
+    pub accel: Accel,
 }
 
 impl Outcome {
@@ -300,7 +302,7 @@ pub fn boot(
     options: &Options<'_>,
 ) -> Result<Outcome> {
     let run = RunDir::new()?;
-    let qemu = prepare(sh, log, artifacts, options, &run.0)?;
+    let (qemu, accel) = prepare(sh, log, artifacts, options, &run.0)?;
     let mut process = Qemu::spawn(log, &qemu)?;
     let deadline = Instant::now().checked_add(options.timeout);
 
@@ -314,6 +316,7 @@ pub fn boot(
         console: Vec::new(),
         dmesg: Vec::new(),
         problems: Vec::new(),
+        accel,
     };
     let mut phase = Phase::Boot;
     let mut qemu_errors = Vec::new();
@@ -413,14 +416,14 @@ enum Phase {
 }
 
 /// Writes the initramfs (and the arm64 device tree) into `dir`; returns the
-/// QEMU command line, program first.
+/// QEMU command line, program first, and the accelerator it uses.
 fn prepare(
     sh: &Shell,
     log: &Log,
     artifacts: &Artifacts,
     options: &Options<'_>,
     dir: &Path,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Accel)> {
     let arch = artifacts.kernel.target.arch;
     let params = reference::module_params(arch);
     let initrd = initramfs::write(
@@ -470,14 +473,24 @@ fn prepare(
         dt::board_dtb(sh, &base, &overlay, &board)?;
         qemu.extend(["-dtb".to_owned(), path_arg(&board)?]);
     }
-    Ok(qemu)
+    Ok((qemu, accel))
 }
 
 /// How QEMU executes the guest.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Accel {
+pub enum Accel {
     Kvm,
     Tcg,
+}
+
+impl Accel {
+    /// QEMU's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
 }
 
 /// The QEMU program and machine options for `arch`; with `dump_dtb`, QEMU
