@@ -23,9 +23,14 @@
 //! where a kprobe on `rmemring_hook_record` takes a breakpoint trap (or an
 //! ftrace trampoline) and a `pt_regs` round trip per record. So BPF is
 //! measured at its best. For comparison, `RMEMRING_BPF_HOOK=kprobe` (x86-64)
-//! attaches the same program as a kprobe on `rmemring_hook_record` instead:
-//! in the reference VM (QEMU TCG, 2 vCPUs), 8 B records went 2.4-2.7 times
-//! slower that way, 4 KiB records 1.4-2 times.
+//! attaches the same program as a kprobe on `rmemring_hook_record` instead.
+//! In the reference VM (QEMU TCG, 2 vCPUs, a busy host) at commit
+//! `fa14299`, `rmemring bench --impls bpf --workloads headers --sizes 8,4K
+//! --no-idle --repeat 3 --duration 1s`, with and without the variable,
+//! gave 8 B records 2.4 (busy-poll) and 2.6 (blocking) times slower through
+//! the kprobe; at 4 KiB the two were within the runs' spread (kprobe 1.2
+//! times slower busy-polling, 1.2 times faster blocking, spreads up to
+//! 200%): the payload copy dominates there.
 //!
 //! The producer cannot wait for room in hook-only mode, so when the
 //! consumer falls behind, `bpf_ringbuf_reserve` fails and the record is

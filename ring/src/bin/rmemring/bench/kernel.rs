@@ -128,9 +128,10 @@ struct Tally {
 }
 
 /// Flat out, latency is sampled on every [`LATENCY_SAMPLE`]th record (by
-/// sequence number, so the same records on every path): recording it costs
-/// about 60 instructions, as much again as the consumer's own work on a
-/// small record, and the measurement must not be what it measures. The
+/// sequence number, so the same records on every path): recording it (a
+/// clock read and a histogram update) costs on the order of the consumer's
+/// own work on a small record, and the measurement must not be what it
+/// measures. The
 /// paced workload records every one.
 const LATENCY_SAMPLE: u64 = 8;
 
