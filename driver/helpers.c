@@ -77,11 +77,20 @@ pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode)
 /*
  * Resolves @dev's "memory-region" (index 0) to a physical range.
  *
- * Returns 0 and fills @base, @size and @no_map (whether the reserved-memory
- * node has "no-map"), -ENOENT if the node has no memory-region, or another
- * negative errno from the reserved-memory code.
+ * Returns 0 and fills @base, @size, @no_map (whether the reserved-memory
+ * node has "no-map") and @static_reg (whether it has a static "reg", rather
+ * than a "size" the kernel allocated at boot), -ENOENT if the node has no
+ * memory-region, -EOPNOTSUPP if the kernel lacks CONFIG_OF_RESERVED_MEM, or
+ * another negative errno from the reserved-memory code.
+ *
+ * This is C, not an extern "C" declaration of of_reserved_mem_region_to_resource()
+ * in sys.rs, because the compiler checks this call against the kernel's own
+ * prototype (a hand-written Rust declaration would go wrong silently if the
+ * prototype changed), of_parse_phandle() and resource_size() are inline, and
+ * the header's stub keeps the !CONFIG_OF_RESERVED_MEM build working.
  */
-int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map)
+int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map,
+			      bool *static_reg)
 {
 #ifdef CONFIG_OF_RESERVED_MEM
 	struct device_node *np = dev->of_node;
@@ -95,6 +104,7 @@ int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no
 	if (!mem)
 		return -ENOENT;
 	*no_map = of_property_read_bool(mem, "no-map");
+	*static_reg = of_property_present(mem, "reg");
 	of_node_put(mem);
 
 	ret = of_reserved_mem_region_to_resource(np, 0, &res);

@@ -13,7 +13,8 @@ void __iomem *rmemring_ioremap(phys_addr_t phys, size_t size, int cache_mode);
 void rmemring_iounmap(void __iomem *addr);
 void rmemring_cond_resched(void);
 pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode);
-int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map);
+int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map,
+			      bool *static_reg);
 void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload);
 
 #endif

@@ -85,6 +85,7 @@ struct RmemRing {
 
 impl kernel::InPlaceModule for RmemRing {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        platform_driver::init();
         let params = params::Params {
             phys_base: *module_parameters::phys_base.value(),
             phys_size: *module_parameters::phys_size.value(),

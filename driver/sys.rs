@@ -62,6 +62,7 @@ mod c {
             base: *mut u64,
             size: *mut u64,
             no_map: *mut bool,
+            static_reg: *mut bool,
         ) -> c_int;
     }
 }
@@ -276,13 +277,19 @@ pub(crate) struct OfRegion {
     pub(crate) size: u64,
     /// Whether the reserved-memory node has `no-map`.
     pub(crate) no_map: bool,
+    /// Whether the reserved-memory node has a static `reg` (not a `size`
+    /// the kernel allocated at boot).
+    pub(crate) static_reg: bool,
 }
 
 /// Resolves `dev`'s `memory-region` to a physical range.
 ///
-/// Returns `ENOENT` if the node has none.
+/// Returns `ENOENT` if the node has none, `EOPNOTSUPP` if the kernel lacks
+/// `CONFIG_OF_RESERVED_MEM`. (The call goes through a C helper rather than
+/// an `extern "C"` declaration of `of_reserved_mem_region_to_resource`; see
+/// `helpers.c` for why.)
 pub(crate) fn of_memory_region(dev: &Device) -> Result<OfRegion> {
-    let (mut base, mut size, mut no_map) = (0u64, 0u64, false);
+    let (mut base, mut size, mut no_map, mut static_reg) = (0u64, 0u64, false, false);
     // CAST: `Device` is `repr(transparent)` over `struct device`, which the
     // helper takes as an opaque pointer.
     let raw = core::ptr::from_ref(dev)
@@ -290,10 +297,17 @@ pub(crate) fn of_memory_region(dev: &Device) -> Result<OfRegion> {
         .cast::<kernel::ffi::c_void>();
     // SAFETY: `raw` is a valid bound device for the duration of the call;
     // the helper only reads its `of_node` and the device tree, and writes
-    // the three out-parameters, which are valid locals.
-    let ret = unsafe { c::rmemring_of_memory_region(raw, &mut base, &mut size, &mut no_map) };
+    // the four out-parameters, which are valid locals.
+    let ret = unsafe {
+        c::rmemring_of_memory_region(raw, &mut base, &mut size, &mut no_map, &mut static_reg)
+    };
     kernel::error::to_result(ret)?;
-    Ok(OfRegion { base, size, no_map })
+    Ok(OfRegion {
+        base,
+        size,
+        no_map,
+        static_reg,
+    })
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the record timestamp clock).

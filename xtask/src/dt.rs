@@ -64,26 +64,51 @@ const GENERIC_OVERLAY: &str = "rmemring-overlay.dtso";
 
 /// The negative VM tests: name, overlay relative to `dts/`, and the
 /// substring of the driver's refusal in dmesg (and of [`lint`]'s finding).
-const BROKEN: [(&str, &str, &str); 4] = [
+/// Each overlay has one broken ring, `rmemring-bad`, next to a sound one.
+const BROKEN: [(&str, &str, &str); 8] = [
     (
         "no-memory-region",
         "tests/no-memory-region.dtso",
         "no memory-region",
     ),
-    ("no-nomap", "tests/no-nomap.dtso", "no-map"),
+    ("no-nomap", "tests/no-nomap.dtso", "lacks no-map"),
     ("too-small", "tests/too-small.dtso", "too small"),
     (
         "not-page-aligned",
         "tests/not-page-aligned.dtso",
         "not page-aligned",
     ),
+    (
+        "bad-cache-mode",
+        "tests/bad-cache-mode.dtso",
+        "rmemring,cache-mode: unknown value",
+    ),
+    ("bad-label", "tests/bad-label.dtso", "not a device name"),
+    (
+        "label-clash",
+        "tests/label-clash.dtso",
+        "already taken by another ring",
+    ),
+    (
+        "dynamic-region",
+        "tests/dynamic-region.dtso",
+        "no static reg",
+    ),
 ];
 
 /// Overlays dt-validate must reject, with the messages it must print.
-const SCHEMA_NEGATIVE: [(&str, &[&str]); 2] = [
+const SCHEMA_NEGATIVE: [(&str, &[&str]); 4] = [
     (
         "tests/no-memory-region.dtso",
         &["'memory-region' is a required property"],
+    ),
+    (
+        "tests/bad-cache-mode.dtso",
+        &["rmemring,cache-mode:0: 'write-through' is not one of"],
+    ),
+    (
+        "tests/bad-label.dtso",
+        &["label:0: 'ring/0' does not match"],
     ),
     (
         "tests/schema/bad-values.dtso",
@@ -95,6 +120,14 @@ const SCHEMA_NEGATIVE: [(&str, &[&str]); 2] = [
         ],
     ),
 ];
+
+/// The values of `rmemring,cache-mode`, default first (as the driver has them).
+const CACHE_MODES: [&str; 3] = ["write-back", "write-combine", "uncached"];
+/// The values of `rmemring,overflow`, default first.
+const OVERFLOW_MODES: [&str; 2] = ["drop-new", "overwrite"];
+
+/// The name of the broken ring in each of [`BROKEN`]'s overlays.
+pub const BROKEN_RING: &str = "rmemring-bad";
 
 /// A base tree with nothing but what the overlays need: 64-bit cells and 1 GiB
 /// of RAM at 0x40000000, like QEMU virt with `-m 1024`. Unlike QEMU's own
@@ -294,14 +327,11 @@ pub fn check(sh: &Shell) -> Result<()> {
         cmd!(sh, "dtc -I dts -O dtb -o {min_base} {min_src}"),
         "dtc (minimal base)",
     )?;
-    let mut bases = vec![("minimal", min_base.clone())];
+    // QEMU's tree is the one the VM tests boot: a missing QEMU fails the
+    // check (`host::DT` installs it) rather than skipping it.
     let qemu_base = out.join("base-qemu-virt.dtb");
-    match dump_qemu_virt_dtb(sh, &qemu_base) {
-        Ok(()) => bases.push(("qemu-virt", qemu_base.clone())),
-        Err(e) => {
-            println!("dt: note: no QEMU virt base tree, checking on the minimal one only: {e:#}")
-        }
-    }
+    dump_qemu_virt_dtb(sh, &qemu_base).context("dumping QEMU's arm64 virt device tree")?;
+    let bases = [("minimal", min_base.clone()), ("qemu-virt", qemu_base)];
 
     // 5. The good overlays: applied, valid under the binding, regions sound.
     for overlay in [dts.join(GENERIC_OVERLAY), board_overlay()] {
@@ -337,6 +367,16 @@ pub fn check(sh: &Shell) -> Result<()> {
                     println!("dt: {name}: {line}");
                 }
             }
+            // What a VM booted with it must show (fails on any mismatch
+            // between the overlay and the merged tree).
+            let mut dtbo = board.clone().into_os_string();
+            dtbo.push(".dtbo");
+            let expected = expectations(Path::new(&dtbo), &board, MIN_PAGE)?;
+            if *base_name == "qemu-virt" {
+                for line in expected.lines() {
+                    println!("dt: {name} on {base_name} expects: {line}");
+                }
+            }
         }
     }
 
@@ -355,15 +395,27 @@ pub fn check(sh: &Shell) -> Result<()> {
         println!("dt: {name}: rejected by dt-validate as expected: {expected:?}");
     }
 
-    // ... and the region rules reject each broken overlay, for its own reason.
+    // ... and the region rules reject each broken overlay, for its own
+    // reason, and only its broken ring.
     for (name, overlay, expected) in broken_overlays() {
         for (base_name, base) in &bases {
             let board = out.join(format!("{name}-on-{base_name}.dtb"));
             board_dtb(sh, base, &overlay, &board)?;
             let findings = lint(&board)?;
             ensure!(
-                findings.len() == 1 && findings[0].contains(&expected),
-                "{name} on {base_name}: expected exactly one finding containing {expected:?}, got {findings:?}"
+                findings.len() == 1
+                    && findings[0].contains(&expected)
+                    && findings[0].starts_with(&format!("/{BROKEN_RING}: ")),
+                "{name} on {base_name}: expected exactly one finding, for /{BROKEN_RING}, \
+                 containing {expected:?}, got {findings:?}"
+            );
+            let mut dtbo = board.clone().into_os_string();
+            dtbo.push(".dtbo");
+            let expected = expectations(Path::new(&dtbo), &board, MIN_PAGE)?;
+            ensure!(
+                expected.lines().filter(|l| l.starts_with("ring ")).count() >= 1
+                    && expected.contains(&format!("refused node={BROKEN_RING}\n")),
+                "{name} on {base_name}: expected a sound ring and {BROKEN_RING} refused:\n{expected}"
             );
             if *base_name == "minimal" {
                 println!("dt: {name}: refused as expected: {}", findings[0]);
@@ -378,6 +430,153 @@ pub fn check(sh: &Shell) -> Result<()> {
 /// string per problem, empty when every ring is sound.
 pub fn lint(dtb: &Path) -> Result<Vec<String>> {
     Ok(lint_tree(&Fdt::read(dtb)?))
+}
+
+/// What a guest booted with `board` (built by [`board_dtb`] from the overlay
+/// `dtbo`) must show, for `rmemring-selftest`'s board groups: one line per
+/// ring in probe order, one per spare region (a `no-map` reserved-memory
+/// child of the overlay that no ring names, for the module-parameter path),
+/// one per ring the driver must refuse, and the page size:
+///
+/// ```text
+/// page-size 4096
+/// ring node=rmemring region=ring@70000000 base=0x70000000 size=0x1010000 data=0x1000000 overflow=drop-new cache=write-back dev=rmemring0 dev-with-params=rmemring1
+/// spare region=ring@76000000 base=0x76000000 size=0x1002000 data=0x1000000 dev=rmemring0
+/// refused node=rmemring-bad
+/// ```
+///
+/// The values come from the compiled overlay, the order from the merged
+/// tree (Linux creates and probes the platform devices in tree order), and
+/// the names from the driver's rule: a labelled ring is `/dev/<label>`; the
+/// others take the lowest free `rmemringN` in probe order, after the
+/// module-parameter device (`dev-with-params`: loaded with the spare
+/// region's `phys_base`/`phys_size`, that device is made first, at load, and
+/// is `rmemring0`). A ring that [`lint`] refuses in the merged tree takes
+/// no number. Fails if the merged tree disagrees with the overlay.
+pub fn expectations(dtbo: &Path, board: &Path, page: u64) -> Result<String> {
+    expect_rings(&Fdt::read(dtbo)?, &Fdt::read(board)?, page)
+        .with_context(|| format!("{} applied as {}", dtbo.display(), board.display()))
+}
+
+/// [`expectations`] of parsed trees.
+fn expect_rings(overlay: &Fdt, merged: &Fdt, page: u64) -> Result<String> {
+    let findings = lint_tree(merged);
+    let mut out = format!("page-size {page}\n");
+    let mut refused = String::new();
+    let (mut numbered, mut referenced) = (0, BTreeSet::new());
+    for ring in merged.rings() {
+        let path = merged.path(ring);
+        let node = merged.node(ring);
+        let ours = overlay
+            .rings()
+            .into_iter()
+            .find(|r| overlay.node(*r).name == node.name)
+            .with_context(|| format!("{path} is not from the overlay"))?;
+        let region = overlay_region(overlay, ours);
+        if let Some((region, _, _)) = region {
+            referenced.insert(overlay.node(region).name.clone());
+        }
+        if findings.iter().any(|f| f.starts_with(&format!("{path}: "))) {
+            refused += &format!("refused node={}\n", node.name);
+            continue;
+        }
+        let (region, base, size) =
+            region.with_context(|| format!("{path}: its region is not in the overlay"))?;
+        let merged_reg = ring_region(merged, ring).map_err(anyhow::Error::msg)?;
+        ensure!(
+            (merged_reg.1, merged_reg.2) == (base, size),
+            "{path}: the overlay says {base:#x}+{size:#x}, the merged tree has {:#x}+{:#x}",
+            merged_reg.1,
+            merged_reg.2
+        );
+        let data = data_size(size, page).context("a sound ring has a data area")?;
+        let ring = overlay.node(ours);
+        let overflow = ring.str("rmemring,overflow");
+        let cache = ring.str("rmemring,cache-mode");
+        let (dev, with_params) = match ring.str("label") {
+            Some(label) => (label.clone(), label),
+            None => {
+                numbered += 1;
+                (
+                    format!("rmemring{}", numbered - 1),
+                    format!("rmemring{numbered}"),
+                )
+            }
+        };
+        let _ = writeln!(
+            out,
+            "ring node={} region={} base={base:#x} size={size:#x} data={data:#x} overflow={} \
+             cache={} dev={dev} dev-with-params={with_params}",
+            node.name,
+            overlay.node(region).name,
+            overflow.as_deref().unwrap_or(OVERFLOW_MODES[0]),
+            cache.as_deref().unwrap_or(CACHE_MODES[0]),
+        );
+    }
+    let memory: Vec<(u64, u64)> = merged
+        .node(0)
+        .children
+        .iter()
+        .filter(|c| merged.node(**c).str("device_type").as_deref() == Some("memory"))
+        .filter_map(|c| merged.reg(*c))
+        .flatten()
+        .collect();
+    for (region, base, size) in overlay_spare_regions(overlay) {
+        let name = &overlay.node(region).name;
+        if referenced.contains(name) {
+            continue;
+        }
+        ensure!(
+            memory
+                .iter()
+                .any(|m| m.0 <= base && base.saturating_add(size) <= m.0.saturating_add(m.1)),
+            "spare region {name} ({base:#x}+{size:#x}) is not inside any /memory range"
+        );
+        let data = data_size(size, page)
+            .filter(|_| base.is_multiple_of(page) && size.is_multiple_of(page))
+            .with_context(|| format!("spare region {name} cannot hold a ring"))?;
+        let _ = writeln!(
+            out,
+            "spare region={name} base={base:#x} size={size:#x} data={data:#x} dev=rmemring0"
+        );
+    }
+    Ok(out + &refused)
+}
+
+/// The region an overlay's ring node names, if it names one of the
+/// overlay's own nodes with a static `reg`.
+fn overlay_region(overlay: &Fdt, ring: usize) -> Option<(usize, u64, u64)> {
+    let phandle = overlay.node(ring).u32("memory-region")?;
+    let region = overlay.by_phandle(phandle)?;
+    let (base, size) = *overlay.reg(region)?.first()?;
+    Some((region, base, size))
+}
+
+/// The `no-map` children with a static `reg` of the overlay's
+/// `reserved-memory` nodes.
+fn overlay_spare_regions(overlay: &Fdt) -> Vec<(usize, u64, u64)> {
+    (0..overlay.nodes.len())
+        .filter(|i| {
+            let parent = overlay.nodes[*i].parent;
+            parent.is_some_and(|p| overlay.nodes[p].name == "reserved-memory")
+                && overlay.nodes[*i].prop("no-map").is_some()
+        })
+        .filter_map(|i| {
+            let (base, size) = *overlay.reg(i)?.first()?;
+            Some((i, base, size))
+        })
+        .collect()
+}
+
+/// The page size of an arm64 kernel, from its `.config`.
+pub fn arm64_page_size(config: &str) -> u64 {
+    if config.lines().any(|l| l == "CONFIG_ARM64_64K_PAGES=y") {
+        65536
+    } else if config.lines().any(|l| l == "CONFIG_ARM64_16K_PAGES=y") {
+        16384
+    } else {
+        4096
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -543,9 +742,11 @@ fn collect_dtso(dir: &Path, into: &mut Vec<PathBuf>) -> Result<()> {
 fn dump_qemu_virt_dtb(sh: &Shell, out: &Path) -> Result<()> {
     ensure!(have("qemu-system-aarch64"), "qemu-system-aarch64 not found");
     let machine = format!("virt,dumpdtb={}", out.display());
+    // The VMs' memory size: the overlays' regions must lie in its RAM.
+    let memory = crate::vm::MEMORY_MIB;
     let res = captured(cmd!(
         sh,
-        "qemu-system-aarch64 -M {machine} -cpu cortex-a57 -m 1024 -smp 2 -nographic"
+        "qemu-system-aarch64 -M {machine} -cpu cortex-a57 -m {memory} -smp 2 -nographic"
     ))?;
     ensure!(
         sh.path_exists(out),
@@ -876,7 +1077,8 @@ fn ring_region(tree: &Fdt, ring: usize) -> Result<(usize, u64, u64), String> {
     }
     let Some(reg) = tree.reg(region) else {
         return Err(format!(
-            "region {rpath} has no usable static reg (a 'size' region is not supported)"
+            "region {rpath} has no static reg (a 'size' region, allocated at boot, is not \
+             supported)"
         ));
     };
     let (base, size) = reg[0];
@@ -912,6 +1114,52 @@ fn ring_region(tree: &Fdt, ring: usize) -> Result<(usize, u64, u64), String> {
     Ok((region, base, size))
 }
 
+/// Why `label` cannot name a device, as the driver says it
+/// (`platform_driver.rs`, `bad_label`), if it cannot.
+fn bad_label(label: &str) -> Option<&'static str> {
+    let first_ok = label
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
+    let rest_ok = label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if label.is_empty() || label.len() > 63 || !first_ok || !rest_ok {
+        return Some(
+            "not a device name: 1 to 63 letters, digits, '_', '.' or '-', starting with a \
+             letter or digit",
+        );
+    }
+    let numbered = label
+        .strip_prefix("rmemring")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if numbered {
+        return Some("names of the form rmemringN belong to unlabelled rings");
+    }
+    None
+}
+
+/// The optional properties of a ring node, checked as the driver checks
+/// them; `Err` is the finding, worded as the driver's message.
+fn ring_properties(node: &Node) -> Result<(), String> {
+    for (name, choices) in [
+        ("rmemring,cache-mode", &CACHE_MODES[..]),
+        ("rmemring,overflow", &OVERFLOW_MODES[..]),
+    ] {
+        if let Some(value) = node.str(name) {
+            if !choices.contains(&value.as_str()) {
+                return Err(format!("{name}: unknown value {value:?}"));
+            }
+        }
+    }
+    if let Some(label) = node.str("label") {
+        if let Some(why) = bad_label(&label) {
+            return Err(format!("label {label:?}: {why}"));
+        }
+    }
+    Ok(())
+}
+
 /// Everything that would stop a ring from probing or that would clash at
 /// boot, one line per problem.
 fn lint_tree(tree: &Fdt) -> Vec<String> {
@@ -945,13 +1193,8 @@ fn lint_tree(tree: &Fdt) -> Vec<String> {
     let mut labels = BTreeSet::new();
     for ring in tree.rings() {
         let path = tree.path(ring);
-        if let Some(label) = tree.node(ring).str("label") {
-            if !labels.insert(label.clone()) {
-                findings.push(format!(
-                    "{path}: label {label:?} is used by another ring too"
-                ));
-            }
-        }
+        // What the driver checks, in its order: the region, the properties,
+        // then whether the label is free (a refused ring takes none).
         let (region, base, size) = match ring_region(tree, ring) {
             Ok(r) => r,
             Err(msg) => {
@@ -959,6 +1202,18 @@ fn lint_tree(tree: &Fdt) -> Vec<String> {
                 continue;
             }
         };
+        if let Err(msg) = ring_properties(tree.node(ring)) {
+            findings.push(format!("{path}: {msg}"));
+            continue;
+        }
+        if let Some(label) = tree.node(ring).str("label") {
+            if !labels.insert(label.clone()) {
+                findings.push(format!(
+                    "{path}: label {label:?}: /dev/{label} is already taken by another ring"
+                ));
+                continue;
+            }
+        }
         let rpath = tree.path(region);
         if !used.insert(region) {
             findings.push(format!(
@@ -1095,6 +1350,49 @@ mod tests {
             v.push(0);
             self.prop(name, &v)
         }
+        /// The root of a QEMU-virt-like tree (64-bit cells, 1 GiB of RAM at
+        /// 0x40000000), left open.
+        fn virt_root(&mut self) -> &mut Self {
+            self.begin("")
+                .cells("#address-cells", &[2])
+                .cells("#size-cells", &[2]);
+            self.begin("memory@40000000")
+                .string("device_type", "memory")
+                .cells("reg", &[0, 0x4000_0000, 0, 0x4000_0000])
+                .end()
+        }
+        /// A `reserved-memory` node with `regions` (phandles 1, 2, ...).
+        fn regions(&mut self, regions: &[Region]) -> &mut Self {
+            let split = |v: u64| [(v >> 32) as u32, v as u32];
+            self.begin("reserved-memory")
+                .cells("#address-cells", &[2])
+                .cells("#size-cells", &[2])
+                .prop("ranges", &[]);
+            for (i, Region(addr, size, nomap)) in regions.iter().enumerate() {
+                let [a0, a1] = split(*addr);
+                let [s0, s1] = split(*size);
+                self.begin(&format!("ring@{addr:x}"))
+                    .cells("reg", &[a0, a1, s0, s1])
+                    .cells("phandle", &[i as u32 + 1]);
+                if *nomap {
+                    self.prop("no-map", &[]);
+                }
+                self.end();
+            }
+            self.end()
+        }
+        /// A ring node naming the region `phandle` (0: none), with string
+        /// properties.
+        fn ring(&mut self, name: &str, phandle: u32, props: &[(&str, &str)]) -> &mut Self {
+            self.begin(name).string("compatible", COMPATIBLE);
+            if phandle != 0 {
+                self.cells("memory-region", &[phandle]);
+            }
+            for (k, v) in props {
+                self.string(k, v);
+            }
+            self.end()
+        }
         fn finish(&mut self) -> Vec<u8> {
             self.word(FDT_END);
             let rsv = 40;
@@ -1144,44 +1442,42 @@ mod tests {
         rings: &[(u32, Option<&str>)],
         memreserve: &[(u64, u64)],
     ) -> Vec<u8> {
-        let split = |v: u64| [(v >> 32) as u32, v as u32];
+        let props: Vec<Vec<(&str, &str)>> = rings
+            .iter()
+            .map(|(_, label)| label.map(|l| vec![("label", l)]).unwrap_or_default())
+            .collect();
+        let rings: Vec<(u32, &[(&str, &str)])> = rings
+            .iter()
+            .zip(&props)
+            .map(|((phandle, _), props)| (*phandle, props.as_slice()))
+            .collect();
+        let names: Vec<String> = (0..rings.len()).map(|i| format!("rmemring-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        board_blob_with(regions, &rings, &names, memreserve)
+    }
+
+    /// [`board_blob`] with string properties for the rings, and their names.
+    fn board_props(
+        regions: &[Region],
+        rings: &[(u32, &[(&str, &str)])],
+        names: &[&str],
+    ) -> Vec<u8> {
+        board_blob_with(regions, rings, names, &[])
+    }
+
+    fn board_blob_with(
+        regions: &[Region],
+        rings: &[(u32, &[(&str, &str)])],
+        names: &[&str],
+        memreserve: &[(u64, u64)],
+    ) -> Vec<u8> {
         let mut b = Builder {
             memreserve: memreserve.to_vec(),
             ..Builder::default()
         };
-        b.begin("")
-            .cells("#address-cells", &[2])
-            .cells("#size-cells", &[2]);
-        b.begin("memory@40000000")
-            .string("device_type", "memory")
-            .cells("reg", &[0, 0x4000_0000, 0, 0x4000_0000])
-            .end();
-        b.begin("reserved-memory")
-            .cells("#address-cells", &[2])
-            .cells("#size-cells", &[2])
-            .prop("ranges", &[]);
-        for (i, Region(addr, size, nomap)) in regions.iter().enumerate() {
-            let [a0, a1] = split(*addr);
-            let [s0, s1] = split(*size);
-            b.begin(&format!("ring@{addr:x}"))
-                .cells("reg", &[a0, a1, s0, s1])
-                .cells("phandle", &[i as u32 + 1]);
-            if *nomap {
-                b.prop("no-map", &[]);
-            }
-            b.end();
-        }
-        b.end();
-        for (i, (phandle, label)) in rings.iter().enumerate() {
-            b.begin(&format!("rmemring-{i}"))
-                .string("compatible", COMPATIBLE);
-            if *phandle != 0 {
-                b.cells("memory-region", &[*phandle]);
-            }
-            if let Some(label) = label {
-                b.string("label", label);
-            }
-            b.end();
+        b.virt_root().regions(regions);
+        for ((phandle, props), name) in rings.iter().zip(names) {
+            b.ring(name, *phandle, props);
         }
         b.end();
         b.finish()
@@ -1237,7 +1533,8 @@ mod tests {
 
     #[test]
     fn each_defect_gives_the_drivers_message() {
-        let [missing, nomap, small, unaligned] = BROKEN.map(|(_, _, msg)| msg);
+        let [missing, nomap, small, unaligned, cache, label, clash, dynamic] =
+            BROKEN.map(|(_, _, msg)| msg);
         assert!(only_finding(&board(&[GOOD], &[(0, None)], &[])).contains(missing));
         assert!(only_finding(&board(
             &[Region(0x7000_0000, 0x101_0000, false)],
@@ -1257,6 +1554,258 @@ mod tests {
             &[],
         ));
         assert!(msg.contains(unaligned), "{msg}");
+
+        let msg = only_finding(
+            &Fdt::parse(&board_props(
+                &[GOOD],
+                &[(1, &[("rmemring,cache-mode", "write-through")])],
+                &["rmemring-0"],
+            ))
+            .expect("parses"),
+        );
+        assert!(msg.contains(cache), "{msg}");
+        let msg = only_finding(
+            &Fdt::parse(&board_props(
+                &[GOOD],
+                &[(1, &[("rmemring,overflow", "drop-old")])],
+                &["rmemring-0"],
+            ))
+            .expect("parses"),
+        );
+        assert!(
+            msg.contains("rmemring,overflow: unknown value \"drop-old\""),
+            "{msg}"
+        );
+        for bad in ["ring/0", "", "-ring", "rmemring7"] {
+            let msg = only_finding(&board(&[GOOD], &[(1, Some(bad))], &[]));
+            assert!(
+                msg.starts_with(&format!("/rmemring-0: label {bad:?}: ")),
+                "{msg}"
+            );
+            if bad != "rmemring7" {
+                assert!(msg.contains(label), "{msg}");
+            }
+        }
+        for good in ["rmemring", "rmemring-small", "a.b_c-9", "rmemring7x"] {
+            assert_eq!(
+                lint_tree(&board(&[GOOD], &[(1, Some(good))], &[])),
+                Vec::<String>::new()
+            );
+        }
+        // The second ring with a label is refused, and only it.
+        let two = board(
+            &[GOOD, Region(0x7200_0000, 0x12_0000, true)],
+            &[(1, Some("dup")), (2, Some("dup"))],
+            &[],
+        );
+        let msg = only_finding(&two);
+        assert!(
+            msg.starts_with("/rmemring-1: ") && msg.contains(clash),
+            "{msg}"
+        );
+        // A region the kernel allocates ('size', no 'reg').
+        let mut b = Builder::default();
+        b.virt_root();
+        b.begin("reserved-memory")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2])
+            .prop("ranges", &[]);
+        b.begin("ring")
+            .cells("size", &[0, 0x101_0000])
+            .cells("phandle", &[1])
+            .prop("no-map", &[])
+            .end();
+        b.end();
+        b.ring("rmemring", 1, &[]).end();
+        let msg = only_finding(&Fdt::parse(&b.finish()).expect("parses"));
+        assert!(msg.contains(dynamic), "{msg}");
+    }
+
+    /// A ring node for [`overlay_blob`]: its name, the phandle of its
+    /// region, and string properties.
+    type OverlayRing<'a> = (&'a str, u32, &'a [(&'a str, &'a str)]);
+
+    /// An overlay as dtc -@ compiles it: one fragment for the root, its
+    /// regions (phandles 1, 2, ...) and rings.
+    fn overlay_blob(regions: &[Region], rings: &[OverlayRing<'_>]) -> Vec<u8> {
+        let mut b = Builder::default();
+        b.begin("");
+        b.begin("fragment@0").string("target-path", "/");
+        b.begin("__overlay__")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2])
+            .regions(regions);
+        for (name, phandle, props) in rings {
+            b.ring(name, *phandle, props);
+        }
+        b.end().end().end();
+        b.finish()
+    }
+
+    #[test]
+    fn expectations_follow_the_overlay_and_the_numbering_rule() {
+        let regions = [
+            GOOD,
+            Region(0x7200_0000, 0x12_0000, true),
+            Region(0x7300_0000, 0x41_0000, true),
+            Region(0x7600_0000, 0x100_2000, true),
+        ];
+        let rings: [OverlayRing<'_>; 3] = [
+            ("rmemring", 1, &[]),
+            (
+                "rmemring-small",
+                2,
+                &[("label", "small"), ("rmemring,overflow", "overwrite")],
+            ),
+            (
+                "rmemring-wc",
+                3,
+                &[("rmemring,cache-mode", "write-combine")],
+            ),
+        ];
+        let overlay = Fdt::parse(&overlay_blob(&regions, &rings)).expect("parses");
+        let merged = Fdt::parse(&board_props(
+            &regions,
+            &[
+                (1, &[]),
+                (2, &[("label", "small"), ("rmemring,overflow", "overwrite")]),
+                (3, &[("rmemring,cache-mode", "write-combine")]),
+            ],
+            &["rmemring", "rmemring-small", "rmemring-wc"],
+        ))
+        .expect("parses");
+        let got = expect_rings(&overlay, &merged, 4096).expect("expectations");
+        let want = "page-size 4096\n\
+            ring node=rmemring region=ring@70000000 base=0x70000000 size=0x1010000 data=0x1000000 overflow=drop-new cache=write-back dev=rmemring0 dev-with-params=rmemring1\n\
+            ring node=rmemring-small region=ring@72000000 base=0x72000000 size=0x120000 data=0x100000 overflow=overwrite cache=write-back dev=small dev-with-params=small\n\
+            ring node=rmemring-wc region=ring@73000000 base=0x73000000 size=0x410000 data=0x400000 overflow=drop-new cache=write-combine dev=rmemring1 dev-with-params=rmemring2\n\
+            spare region=ring@76000000 base=0x76000000 size=0x1002000 data=0x1000000 dev=rmemring0\n";
+        assert_eq!(got, want);
+        // With 64 KiB pages the data areas shrink, and the spare region (not
+        // a multiple of 64 KiB) cannot hold a ring.
+        assert!(expect_rings(&overlay, &merged, 65536).is_err());
+
+        // A refused ring takes no number; the next unlabelled one is rmemring0.
+        let bad = Fdt::parse(&board_props(
+            &regions[..2],
+            &[(1, &[("rmemring,cache-mode", "write-through")]), (2, &[])],
+            &["rmemring-bad", "rmemring-good"],
+        ))
+        .expect("parses");
+        let bad_overlay = Fdt::parse(&overlay_blob(
+            &regions[..2],
+            &[
+                (
+                    "rmemring-bad",
+                    1,
+                    &[("rmemring,cache-mode", "write-through")],
+                ),
+                ("rmemring-good", 2, &[]),
+            ],
+        ))
+        .expect("parses");
+        let got = expect_rings(&bad_overlay, &bad, 4096).expect("expectations");
+        assert!(got.contains("ring node=rmemring-good region=ring@72000000 base=0x72000000 size=0x120000 data=0x100000 overflow=drop-new cache=write-back dev=rmemring0 "), "{got}");
+        assert!(got.ends_with("refused node=rmemring-bad\n"), "{got}");
+
+        // The merged tree must agree with the overlay.
+        let moved = Fdt::parse(&board_props(
+            &[Region(0x7100_0000, 0x101_0000, true)],
+            &[(1, &[])],
+            &["rmemring"],
+        ))
+        .expect("parses");
+        let one = Fdt::parse(&overlay_blob(&[GOOD], &[("rmemring", 1, &[])])).expect("parses");
+        let err = expect_rings(&one, &moved, 4096).expect_err("a moved region");
+        assert!(
+            format!("{err:#}").contains("the merged tree has 0x71000000"),
+            "{err:#}"
+        );
+    }
+
+    /// The string literals of a Rust source, with `\`-continued lines
+    /// joined (escapes other than that are kept as written).
+    fn string_literals(source: &str) -> Vec<String> {
+        let mut literals = Vec::new();
+        let mut chars = source.chars().peekable();
+        let mut in_comment = false;
+        let mut prev = ' ';
+        while let Some(c) = chars.next() {
+            if in_comment {
+                in_comment = c != '\n';
+            } else if c == '/' && chars.peek() == Some(&'/') {
+                in_comment = true;
+            } else if c == '"' && prev != '\'' {
+                let mut lit = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => match chars.next() {
+                            Some('\n') => {
+                                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                                    chars.next();
+                                }
+                            }
+                            Some(e) => {
+                                lit.push('\\');
+                                lit.push(e);
+                            }
+                            None => {}
+                        },
+                        c => lit.push(c),
+                    }
+                }
+                literals.push(lit);
+            }
+            prev = c;
+        }
+        literals
+    }
+
+    /// Each negative test looks for a message only its own refusal prints:
+    /// its substring is in exactly one of the driver's string literals.
+    #[test]
+    fn each_broken_message_is_the_drivers_and_only_one() {
+        let driver = workspace_root().join("driver");
+        let mut literals = Vec::new();
+        for entry in std::fs::read_dir(&driver).expect("driver/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let source = std::fs::read_to_string(&path).expect("source");
+                literals.extend(string_literals(&source));
+            }
+        }
+        assert!(literals.iter().any(|l| l.contains("lacks no-map")));
+        for (name, _, message) in BROKEN {
+            // The driver composes this one: "{}: unknown value {:?}" with the
+            // property's name.
+            let (property, message) = message
+                .split_once(": ")
+                .filter(|(p, _)| p.starts_with("rmemring,"))
+                .unwrap_or(("", message));
+            let holders: Vec<&String> = literals.iter().filter(|l| l.contains(message)).collect();
+            assert_eq!(holders.len(), 1, "{name}: {message:?} is in {holders:?}");
+            if !property.is_empty() {
+                assert!(
+                    literals.iter().any(|l| l == property),
+                    "{name}: the driver never names {property}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn page_size_from_the_kernel_config() {
+        assert_eq!(
+            arm64_page_size("CONFIG_ARM64=y\nCONFIG_ARM64_4K_PAGES=y\n"),
+            4096
+        );
+        assert_eq!(arm64_page_size("CONFIG_ARM64_16K_PAGES=y\n"), 16384);
+        assert_eq!(arm64_page_size("CONFIG_ARM64_64K_PAGES=y\n"), 65536);
+        assert_eq!(
+            arm64_page_size("# CONFIG_ARM64_64K_PAGES is not set\n"),
+            4096
+        );
     }
 
     #[test]
@@ -1271,9 +1820,12 @@ mod tests {
         assert!(only_finding(&overlap).contains("overlaps /reserved-memory/ring@71000000"));
         let rsv = board(&[GOOD], &[(1, None)], &[(0x7000_1000, 0x1000)]);
         assert!(only_finding(&rsv).contains("/memreserve/"));
+        // A second ring on the same region; with the same label too, the
+        // label refuses it first, as in the driver.
+        let shared = board(&[GOOD], &[(1, None), (1, None)], &[]);
+        assert!(only_finding(&shared).contains("is used by another ring too"));
         let shared = board(&[GOOD], &[(1, Some("a")), (1, Some("a"))], &[]);
-        let findings = lint_tree(&shared);
-        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(only_finding(&shared).contains("is already taken"));
         let mut misnamed = board_blob(&[GOOD], &[(1, None)], &[]);
         let at = misnamed
             .windows(14)
@@ -1291,7 +1843,7 @@ mod tests {
         assert!(board_overlay().is_file());
         assert!(dts_dir().join(GENERIC_OVERLAY).is_file());
         let broken = broken_overlays();
-        assert_eq!(broken.len(), 4);
+        assert_eq!(broken.len(), BROKEN.len());
         for (name, path, _) in broken {
             assert!(path.is_file(), "{name}: {}", path.display());
         }

@@ -2,8 +2,13 @@
 //!
 //! x86_64: the kernel command line keeps the range from the kernel with
 //! `memmap=SIZE$BASE` and the driver gets it as module parameters. arm64: the
-//! range comes from the device-tree overlay in `dts/` (applied by
-//! [`crate::dt::board_dtb`]), so there are neither.
+//! ranges come from the device-tree overlay in `dts/` (applied by
+//! [`crate::dt::board_dtb`]), so there are neither: the board overlay,
+//! `dts/qemu-virt-board.dtso`, reserves four rings and one spare `no-map`
+//! region inside the RAM of QEMU's `-m` (`vm::MEMORY_MIB`), and the
+//! `board-params` scenario loads the driver with that spare region as
+//! `phys_base`/`phys_size`, which the guest reads from the host's
+//! expectations ([`crate::dt::expectations`]), not from here.
 //!
 //! Change the reservation here; every VM, suite and `cargo xtask run` follows.
 

@@ -77,7 +77,8 @@ macro_rules! both_kernels {
 }
 
 /// An arm64 board scenario with one of the broken overlays of `dts/tests/`:
-/// the probe must fail saying `message` and nothing else may break.
+/// the probe of its broken ring must fail saying `message`, and nothing
+/// else may break (the sound ring next to it probes and streams).
 macro_rules! broken_board {
     ($name:literal, $overlay:literal, $message:literal) => {
         Suite {
@@ -130,6 +131,9 @@ pub fn suites() -> Vec<Suite> {
         timeout: 300,
     });
     suites.extend(X86_64.iter().map(|pair| pair[1].clone()));
+    // arm64: the device-tree board (dts/qemu-virt-board.dtso). The guest
+    // gets what it must find from the overlay (`dt::expectations`, in
+    // /add/board-rings).
     suites.push(Suite {
         name: "board",
         arch: Arch::Aarch64,
@@ -137,6 +141,17 @@ pub fn suites() -> Vec<Suite> {
         load: true,
         overlay: None,
         command: "rmemring-selftest board",
+        timeout: 900,
+    });
+    // The module-parameter path next to the device tree: the selftest
+    // loads the driver with the overlay's spare region as parameters.
+    suites.push(Suite {
+        name: "board-params",
+        arch: Arch::Aarch64,
+        profile: Profile::Normal,
+        load: false,
+        overlay: None,
+        command: "rmemring-selftest board-params",
         timeout: 600,
     });
     suites.extend([
@@ -145,12 +160,28 @@ pub fn suites() -> Vec<Suite> {
             "tests/no-memory-region.dtso",
             "no memory-region"
         ),
-        broken_board!("no-nomap", "tests/no-nomap.dtso", "no-map"),
+        broken_board!("no-nomap", "tests/no-nomap.dtso", "lacks no-map"),
         broken_board!("too-small", "tests/too-small.dtso", "too small"),
         broken_board!(
             "not-page-aligned",
             "tests/not-page-aligned.dtso",
             "not page-aligned"
+        ),
+        broken_board!(
+            "bad-cache-mode",
+            "tests/bad-cache-mode.dtso",
+            "rmemring,cache-mode: unknown value"
+        ),
+        broken_board!("bad-label", "tests/bad-label.dtso", "not a device name"),
+        broken_board!(
+            "label-clash",
+            "tests/label-clash.dtso",
+            "already taken by another ring"
+        ),
+        broken_board!(
+            "dynamic-region",
+            "tests/dynamic-region.dtso",
+            "no static reg"
         ),
     ]);
     suites

@@ -40,6 +40,7 @@ use std::time::{
 
 use anyhow::{
     bail,
+    ensure,
     Context,
     Result, //
 };
@@ -81,7 +82,7 @@ use crate::module::{
 use crate::reference;
 
 /// Guest memory, MiB.
-const MEMORY_MIB: &str = "1024";
+pub const MEMORY_MIB: &str = "1024";
 /// Guest vCPUs.
 const CPUS: &str = "2";
 
@@ -426,19 +427,6 @@ fn prepare(
 ) -> Result<(Vec<String>, Accel)> {
     let arch = artifacts.kernel.target.arch;
     let params = reference::module_params(arch);
-    let initrd = initramfs::write(
-        sh,
-        log,
-        &Spec {
-            busybox: &artifacts.guest.busybox,
-            module: &artifacts.module.ko,
-            bins: &artifacts.guest.bins,
-            add: options.add,
-            load: options.load.then_some(params.as_str()),
-            command: options.command,
-        },
-        dir,
-    )?;
     let accel = accel(log, &artifacts.kernel)?;
 
     let console = match arch {
@@ -449,31 +437,85 @@ fn prepare(
     cmdline.extend(reference::kernel_cmdline(arch));
     cmdline.extend(options.cmdline.map(str::to_owned));
 
-    let boot = [
+    let kernel = [
         "-kernel".to_owned(),
         path_arg(&artifacts.kernel.image())?,
-        "-initrd".to_owned(),
-        path_arg(&initrd)?,
         "-append".to_owned(),
         cmdline.join(" "),
     ];
-    let mut qemu = [qemu_base(arch, accel, None), boot.to_vec()].concat();
+    let mut add = options.add.to_vec();
+    let overlay = options
+        .overlay
+        .map_or_else(dt::board_overlay, Path::to_path_buf);
+    let mut expected = None;
     if arch == Arch::Aarch64 {
-        // The board's device tree: QEMU's own, dumped with the same options
-        // as the real boot, plus the rmemring overlay.
-        let base = dir.join("base.dtb");
+        // What the guest must find, from the overlay, for /add/board-rings.
+        // The tree QEMU boots with depends on the initramfs (its place is in
+        // /chosen), so this first tree is dumped without one; the real one
+        // must give the same expectations.
+        let config = fs::read_to_string(artifacts.kernel.dir.join(".config"))
+            .context("reading the kernel's .config")?;
+        let page = dt::arm64_page_size(&config);
+        let dump = |base: &Path| [qemu_base(arch, accel, Some(base)), kernel.to_vec()].concat();
+        let rings = board_tree(sh, log, &dump, &overlay, page, &dir.join("plain.dtb"))?;
+        let file = dir.join("board-rings");
+        fs::write(&file, &rings)?;
+        add.push(file);
+        expected = Some((rings, page));
+    }
+    let initrd = initramfs::write(
+        sh,
+        log,
+        &Spec {
+            busybox: &artifacts.guest.busybox,
+            module: &artifacts.module.ko,
+            bins: &artifacts.guest.bins,
+            add: &add,
+            load: options.load.then_some(params.as_str()),
+            command: options.command,
+        },
+        dir,
+    )?;
+    let boot = [
+        kernel.to_vec(),
+        vec!["-initrd".to_owned(), path_arg(&initrd)?],
+    ]
+    .concat();
+    let mut qemu = [qemu_base(arch, accel, None), boot.clone()].concat();
+    if let Some((expected, page)) = expected {
         let board = dir.join("board.dtb");
-        let dump = [qemu_base(arch, accel, Some(&base)), boot.to_vec()].concat();
-        // QEMU writes the tree and exits at once; the timeout is a backstop.
-        log.run(cmd!(sh, "timeout 60").args(&dump))
-            .context("dumping QEMU's virt device tree")?;
-        let overlay = options
-            .overlay
-            .map_or_else(dt::board_overlay, Path::to_path_buf);
-        dt::board_dtb(sh, &base, &overlay, &board)?;
+        let dump = |base: &Path| [qemu_base(arch, accel, Some(base)), boot.clone()].concat();
+        let rings = board_tree(sh, log, &dump, &overlay, page, &board)?;
+        ensure!(
+            rings == expected,
+            "the board's tree with the initramfs expects other rings than without:\n{rings}\n{expected}"
+        );
         qemu.extend(["-dtb".to_owned(), path_arg(&board)?]);
     }
     Ok((qemu, accel))
+}
+
+/// arm64: writes the board's device tree to `out`: QEMU's own, dumped by
+/// the command `dump(path)` (the options of the real boot), plus `overlay`.
+/// Returns what a guest booted with it must find ([`dt::expectations`]).
+fn board_tree(
+    sh: &Shell,
+    log: &Log,
+    dump: &dyn Fn(&Path) -> Vec<String>,
+    overlay: &Path,
+    page: u64,
+    out: &Path,
+) -> Result<String> {
+    let mut base = out.as_os_str().to_owned();
+    base.push(".base");
+    let base = PathBuf::from(base);
+    // QEMU writes the tree and exits at once; the timeout is a backstop.
+    log.run(cmd!(sh, "timeout 60").args(dump(&base)))
+        .context("dumping QEMU's virt device tree")?;
+    dt::board_dtb(sh, &base, overlay, out)?;
+    let mut dtbo = out.as_os_str().to_owned();
+    dtbo.push(".dtbo");
+    dt::expectations(Path::new(&dtbo), out, page)
 }
 
 /// How QEMU executes the guest.

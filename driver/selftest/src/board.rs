@@ -1,17 +1,32 @@
-//! The device-tree board (arm64 `virt` with the overlay from `dts/`): the
-//! rings the overlay describes, unbind and rebind, and broken overlays.
+//! The device-tree board (arm64 `virt` with an overlay from `dts/`): the
+//! rings the overlay describes, unbind and rebind, unload and reload, the
+//! module-parameter path beside the device tree, and broken overlays.
+//!
+//! What each ring must look like comes from the host, not from the guest's
+//! own device tree: `cargo xtask` parses the overlay it built and writes
+//! `/add/board-rings` (`dt::expectations` in `xtask/src/dt.rs`), one line
+//! per ring with its node, region, base, size, data size, overflow and
+//! cache modes and device name, plus the spare region for the parameters and
+//! the nodes the driver must refuse.
 
-use std::path::{
-    Path,
-    PathBuf, //
-};
-use std::process::Command;
+use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use anyhow::{
     bail,
+    ensure,
     Context, //
 };
-use rmemring::layout::FLAG_OVERWRITE;
+use rmemring::layout::{
+    ControlPage,
+    CACHE_UNCACHED,
+    CACHE_WRITE_BACK,
+    CACHE_WRITE_COMBINE,
+    FLAG_CACHE_MASK,
+    FLAG_CACHE_SHIFT,
+    FLAG_OVERWRITE,
+    MAGIC, //
+};
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
     device,
@@ -19,220 +34,568 @@ use rmemring::{
     Region, //
 };
 
+use crate::kmod::{
+    mark_log as mark,
+    parse,
+    Kmod, //
+};
 use crate::stream::{
     run,
-    StreamOptions, //
+    StreamOptions,
+    Tally, //
 };
 use crate::{
     Env,
     Report, //
 };
 
+/// Written by the host; see the module documentation.
+const EXPECTED: &str = "/add/board-rings";
 const DT: &str = "/sys/firmware/devicetree/base";
 const DRIVER: &str = "/sys/bus/platform/drivers/rmemring";
 
-/// A `compatible = "rmemring,ring"` node and the region it points at.
-#[derive(Debug)]
-struct Node {
-    /// The node's directory under `/sys/firmware/devicetree/base`.
-    path: PathBuf,
-    /// Its `label`, if any.
-    label: Option<String>,
-    /// `reg` of the reserved-memory node its `memory-region` points at.
+/// A ring the overlay describes.
+#[derive(Debug, Clone)]
+struct Ring {
+    /// The node's name (the platform device's name).
+    node: String,
+    /// The name of the reserved-memory node it points at.
+    region: String,
     base: u64,
     size: u64,
+    data: u64,
     overwrite: bool,
+    /// `CACHE_*`.
+    cache: u32,
+    /// `/dev/<dev>` when the driver is loaded without parameters...
+    dev: String,
+    /// ... and with the spare region as parameters.
+    dev_with_params: String,
 }
 
-fn read_cells(path: &Path) -> anyhow::Result<Vec<u32>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+/// A `no-map` region no ring names: the module parameters' region.
+#[derive(Debug, Clone)]
+struct Spare {
+    region: String,
+    base: u64,
+    size: u64,
+    data: u64,
+    dev: String,
+}
+
+/// Everything `/add/board-rings` says.
+#[derive(Debug, Default)]
+struct Expected {
+    page: u64,
+    rings: Vec<Ring>,
+    spare: Vec<Spare>,
+    refused: Vec<String>,
+}
+
+fn expected() -> anyhow::Result<Expected> {
+    let text = std::fs::read_to_string(EXPECTED)
+        .with_context(|| format!("reading {EXPECTED} (written by cargo xtask from the overlay)"))?;
+    let mut expected = Expected::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let kind = words.next().unwrap_or_default();
+        if kind == "page-size" {
+            expected.page = parse(words.next().unwrap_or_default())?;
+            continue;
+        }
+        let fields: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
+        let get = |key: &str| -> anyhow::Result<String> {
+            fields
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .with_context(|| format!("{EXPECTED}: no {key}= in {line:?}"))
+        };
+        let num = |key: &str| -> anyhow::Result<u64> { parse(&get(key)?) };
+        match kind {
+            "ring" => expected.rings.push(Ring {
+                node: get("node")?,
+                region: get("region")?,
+                base: num("base")?,
+                size: num("size")?,
+                data: num("data")?,
+                overwrite: match get("overflow")?.as_str() {
+                    "drop-new" => false,
+                    "overwrite" => true,
+                    other => bail!("{EXPECTED}: overflow={other}"),
+                },
+                cache: match get("cache")?.as_str() {
+                    "write-back" => CACHE_WRITE_BACK,
+                    "write-combine" => CACHE_WRITE_COMBINE,
+                    "uncached" => CACHE_UNCACHED,
+                    other => bail!("{EXPECTED}: cache={other}"),
+                },
+                dev: get("dev")?,
+                dev_with_params: get("dev-with-params")?,
+            }),
+            "spare" => expected.spare.push(Spare {
+                region: get("region")?,
+                base: num("base")?,
+                size: num("size")?,
+                data: num("data")?,
+                dev: get("dev")?,
+            }),
+            "refused" => expected.refused.push(get("node")?),
+            _ => bail!("{EXPECTED}: unknown line {line:?}"),
+        }
+    }
+    ensure!(expected.page != 0, "{EXPECTED}: no page-size line");
+    Ok(expected)
+}
+
+/// One kernel log record: its level (0 emergency .. 7 debug) and text.
+struct LogLine {
+    level: u8,
+    text: String,
+}
+
+/// The kernel log, from `/dev/kmsg` (each record with its level).
+fn kernel_log() -> anyhow::Result<Vec<LogLine>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .context("opening /dev/kmsg")?;
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                // "PRI,SEQ,TS,FLAGS;TEXT\n", then continuation lines.
+                let record = String::from_utf8_lossy(&buf[..n]);
+                let Some((head, text)) = record.split_once(';') else {
+                    continue;
+                };
+                let pri: u32 = head.split(',').next().unwrap_or("").parse().unwrap_or(7);
+                lines.push(LogLine {
+                    level: (pri & 7) as u8,
+                    text: text.lines().next().unwrap_or("").to_string(),
+                });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
+            // A record overwritten while reading: go on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => return Err(e).context("reading /dev/kmsg"),
+        }
+    }
+    Ok(lines)
+}
+
+/// The records of `log` after the line [`mark`] wrote.
+fn since(log: Vec<LogLine>, mark: &str) -> Vec<LogLine> {
+    let start = log
+        .iter()
+        .rposition(|l| l.text.ends_with(mark))
+        .map_or(0, |i| i + 1);
+    log.into_iter().skip(start).collect()
+}
+
+/// The driver's complaints in `log`: its error lines (level 3 or worse)
+/// and the driver core's failed probes.
+fn driver_errors(log: &[LogLine]) -> Vec<String> {
+    log.iter()
+        .filter(|l| {
+            (l.level <= 3 && l.text.contains("rmemring"))
+                || l.text.contains("probe with driver rmemring failed")
+        })
+        .map(|l| format!("<{}> {}", l.level, l.text))
+        .collect()
+}
+
+/// The kernel's line for a `no-map` reserved-memory region (Linux 7.2,
+/// `fdt_init_reserved_mem_node()`).
+fn reserved_mem_line(base: u64, size: u64, region: &str) -> String {
+    format!(
+        "OF: reserved mem: {base:#018x}..{:#018x} ({} KiB) nomap non-reusable {region}",
+        base + size - 1,
+        size / 1024
+    )
+}
+
+/// The driver's claim on `[base, base + size)`, nested (indented) in
+/// `/proc/iomem` under the kernel's `reserved` entry for the region.
+fn claim_line(base: u64, size: u64) -> String {
+    format!("{base:08x}-{:08x} : rmemring", base + size - 1)
+}
+
+fn iomem_claims(base: u64, size: u64) -> anyhow::Result<Vec<String>> {
+    let iomem = std::fs::read_to_string("/proc/iomem")?;
+    let claim = claim_line(base, size);
+    Ok(iomem
+        .lines()
+        .filter(|l| l.trim_start() == claim)
+        .map(str::to_string)
         .collect())
 }
 
-fn read_string(path: &Path) -> Option<String> {
-    std::fs::read(path).ok().map(|b| {
-        String::from_utf8_lossy(&b)
-            .trim_end_matches('\0')
-            .to_string()
-    })
+/// What one device must show.
+struct Want<'a> {
+    dev: &'a str,
+    base: u64,
+    size: u64,
+    data: u64,
+    overwrite: bool,
+    cache: u32,
 }
 
-/// Finds the rmemring nodes and resolves their `memory-region`s.
-fn nodes() -> anyhow::Result<Vec<Node>> {
-    // Phandles of the reserved-memory children, with their `reg`
-    // (#address-cells = #size-cells = 2, as the overlay sets them).
-    let mut regions = Vec::new();
-    for entry in std::fs::read_dir(Path::new(DT).join("reserved-memory"))? {
-        let dir = entry?.path();
-        let (Ok(phandle), Ok(reg)) = (
-            read_cells(&dir.join("phandle")),
-            read_cells(&dir.join("reg")),
-        ) else {
-            continue;
-        };
-        if phandle.len() == 1 && reg.len() == 4 {
-            let base = (u64::from(reg[0]) << 32) | u64::from(reg[1]);
-            let size = (u64::from(reg[2]) << 32) | u64::from(reg[3]);
-            regions.push((phandle[0], base, size));
+/// Checks `/dev/<dev>` against `want` through `INFO`, and its claim in
+/// `/proc/iomem`; returns a one-line description.
+fn check_device(want: &Want<'_>, page: u64) -> anyhow::Result<String> {
+    let path = format!("/dev/{}", want.dev);
+    let region = Region::open(&path, Access::Observe)?;
+    let info = device::info(region.fd())?;
+    ensure!(
+        info.phys_base == want.base,
+        "{path}: base {:#x}, expected {:#x}",
+        info.phys_base,
+        want.base
+    );
+    ensure!(
+        info.region_size == want.size,
+        "{path}: region size {:#x}, expected {:#x}",
+        info.region_size,
+        want.size
+    );
+    ensure!(
+        info.data_size == want.data,
+        "{path}: data size {:#x}, expected {:#x}",
+        info.data_size,
+        want.data
+    );
+    ensure!(
+        u64::from(info.page_size) == page,
+        "{path}: page size {}, expected {page}",
+        info.page_size
+    );
+    ensure!(
+        (info.flags & FLAG_OVERWRITE != 0) == want.overwrite,
+        "{path}: overwrite {}, expected {} (flags {:#x})",
+        info.flags & FLAG_OVERWRITE != 0,
+        want.overwrite,
+        info.flags
+    );
+    let cache = (info.flags & FLAG_CACHE_MASK) >> FLAG_CACHE_SHIFT;
+    ensure!(
+        cache == want.cache,
+        "{path}: cache mode {cache}, expected {}",
+        want.cache
+    );
+    if let Some(n) = want.dev.strip_prefix("rmemring") {
+        if let Ok(n) = n.parse::<u32>() {
+            ensure!(info.index == n, "{path}: INFO index {}", info.index);
         }
     }
-    let mut nodes = Vec::new();
-    for entry in std::fs::read_dir(DT)? {
-        let path = entry?.path();
-        if read_string(&path.join("compatible")).as_deref() != Some("rmemring,ring") {
-            continue;
-        }
-        let phandle = read_cells(&path.join("memory-region"))?;
-        let &(_, base, size) = regions
-            .iter()
-            .find(|r| phandle.first() == Some(&r.0))
-            .with_context(|| format!("{}: memory-region points nowhere", path.display()))?;
-        nodes.push(Node {
-            label: read_string(&path.join("label")),
-            overwrite: read_string(&path.join("rmemring,overflow")).as_deref() == Some("overwrite"),
-            path,
-            base,
-            size,
-        });
-    }
-    nodes.sort_by_key(|n| n.base);
-    Ok(nodes)
+    let claims = iomem_claims(want.base, want.size)?;
+    ensure!(
+        claims.len() == 1 && claims[0].starts_with(' '),
+        "{:?} is not in /proc/iomem once, nested under its reserved entry: {claims:?}",
+        claim_line(want.base, want.size)
+    );
+    Ok(format!(
+        "{path}: {:#x} bytes at {:#x}, data area {} KiB, flags {:#x}",
+        info.region_size,
+        info.phys_base,
+        info.data_size / 1024,
+        info.flags
+    ))
 }
 
-/// The device node of the ring at `base`, found through `INFO` among the
-/// `rmemring*` devices and those named by the nodes' labels (never any
-/// other device: opening some, a watchdog say, has effects).
-fn device_for(base: u64, nodes: &[Node]) -> anyhow::Result<String> {
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/dev")?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("rmemring"))
+/// The devices of the overlay's rings (`with_params`: named as when the
+/// driver was loaded with the spare region's parameters).
+fn ring_wants(expected: &Expected, with_params: bool) -> Vec<(String, Want<'_>)> {
+    expected
+        .rings
+        .iter()
+        .map(|r| {
+            let dev = if with_params {
+                &r.dev_with_params
+            } else {
+                &r.dev
+            };
+            (
+                r.node.clone(),
+                Want {
+                    dev,
+                    base: r.base,
+                    size: r.size,
+                    data: r.data,
+                    overwrite: r.overwrite,
+                    cache: r.cache,
+                },
+            )
         })
+        .collect()
+}
+
+/// Exactly the expected ring devices exist, no other `rmemring*` one.
+fn check_device_set(names: &[&str], report: &mut Report, what: &str) -> anyhow::Result<()> {
+    let mut present: Vec<String> = std::fs::read_dir("/dev")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("rmemring") || names.contains(&n.as_str()))
         .collect();
-    candidates.extend(
-        nodes
-            .iter()
-            .filter_map(|n| n.label.as_ref())
-            .map(|l| Path::new("/dev").join(l)),
-    );
-    for path in candidates {
-        let Ok(region) = Region::open(&path, Access::Observe) else {
-            continue;
-        };
-        if device::info(region.fd()).is_ok_and(|i| i.phys_base == base) {
-            return Ok(path.display().to_string());
-        }
-    }
-    bail!("no device for the ring at {base:#x}")
-}
-
-fn sysfs_write(file: &str, value: &str) -> anyhow::Result<()> {
-    std::fs::write(file, value).with_context(|| format!("writing {value:?} to {file}"))
-}
-
-pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let nodes = nodes()?;
+    present.sort();
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.sort();
     report.expect(
-        "board: the overlay's rmemring nodes are in the device tree",
-        nodes.len() >= 2,
-        || format!("{nodes:?}"),
+        &format!(
+            "{what}: exactly the expected devices exist: {}",
+            want.join(" ")
+        ),
+        present == want,
+        || format!("/dev has {present:?}"),
     );
-    let iomem = std::fs::read_to_string("/proc/iomem")?;
-    for node in &nodes {
-        let name = node
-            .path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let result = (|| -> anyhow::Result<()> {
-            let dev = device_for(node.base, &nodes)?;
-            if let Some(label) = &node.label {
-                if dev != format!("/dev/{label}") {
-                    bail!("labelled {label:?} but appears as {dev}");
-                }
-            }
-            let region = Region::open(&dev, Access::Observe)?;
-            let info = device::info(region.fd())?;
-            if info.region_size != node.size {
-                bail!(
-                    "region size {:#x}, the overlay says {:#x}",
-                    info.region_size,
-                    node.size
-                );
-            }
-            if (info.flags & FLAG_OVERWRITE != 0) != node.overwrite {
-                bail!(
-                    "overflow mode differs from the overlay (flags {:#x})",
-                    info.flags
-                );
-            }
-            let claim = format!(
-                "{:08x}-{:08x} : rmemring",
-                node.base,
-                node.base + node.size - 1
-            );
-            if !iomem.contains(&claim) {
-                bail!("{claim:?} not in /proc/iomem");
-            }
-            println!(
-                "# {name}: {dev}, {:#x} bytes at {:#x}, data area {} KiB",
-                info.region_size,
-                info.phys_base,
-                info.data_size / 1024
-            );
-            Ok(())
-        })();
+    Ok(())
+}
+
+/// Every ring of `wants` matches, one check each.
+fn check_rings(wants: &[(String, Want<'_>)], page: u64, report: &mut Report, what: &str) {
+    for (node, want) in wants {
+        let result = check_device(want, page).map(|line| println!("# {node}: {line}"));
         report.check(
             &format!(
-                "board: {name}: device, base, size and mode match the overlay and /proc/iomem"
+                "{what}: {node} is /dev/{} with the overlay's base, size, data size and modes",
+                want.dev
             ),
             result,
         );
     }
+}
 
+/// An environment whose ring is `/dev/<dev>`.
+fn env_for(env: &Env, dev: &str) -> Env {
+    Env {
+        device: format!("/dev/{dev}"),
+        kmod: Kmod {
+            module: env.kmod.module.clone(),
+            params: env.kmod.params.clone(),
+        },
+    }
+}
+
+/// Streams `count` records from `/dev/<dev>` with back-pressure: every one
+/// must arrive, verified, none missing.
+fn stream_all(env: &Env, dev: &str, count: u64) -> anyhow::Result<Tally> {
     let options = StreamOptions {
-        count: 1_000_000,
+        count,
         min_len: 8,
         max_len: 512,
         wait: true,
         ..Default::default()
     };
-    let t = run(env, &options)?;
-    report.expect(
-        "board: 1 M records from the kernel producer, every one verified",
-        t.records == options.count && t.bad == 0 && t.gaps == 0,
-        || format!("{t:?}"),
+    let t = run(&env_for(env, dev), &options)?;
+    ensure!(
+        t.records == count && t.bad == 0 && t.gaps == 0,
+        "/dev/{dev}: {t:?}"
     );
+    Ok(t)
+}
 
-    // Unbind and rebind the first ring's platform device through sysfs,
-    // once while its device is open.
-    let first = nodes.first().context("no rmemring node")?;
-    let platform = std::fs::read_dir("/sys/bus/platform/devices")?
+/// The platform device of the node `node` (its name under
+/// `/sys/bus/platform/devices`).
+fn platform_device(node: &str) -> anyhow::Result<String> {
+    let want = std::fs::canonicalize(Path::new(DT).join(node))?;
+    std::fs::read_dir("/sys/bus/platform/devices")?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| {
-            std::fs::canonicalize(p.join("of_node")).ok() == std::fs::canonicalize(&first.path).ok()
-        })
-        .context("no platform device for the first ring")?;
-    let id = platform
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let dev = device_for(first.base, &nodes)?;
-    let result = (|| -> anyhow::Result<()> {
-        let open = Region::open(&dev, Access::Consume)?;
-        sysfs_write(&format!("{DRIVER}/unbind"), &id)?;
-        if Path::new(&dev).exists() {
-            bail!("{dev} still exists after unbind");
+        .find(|p| std::fs::canonicalize(p.join("of_node")).ok().as_ref() == Some(&want))
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .with_context(|| format!("no platform device for {node}"))
+}
+
+fn sysfs_write(file: &str, value: &str) -> std::io::Result<()> {
+    std::fs::write(file, value)
+}
+
+/// A read-only shared mapping of a ring's control page whose file is
+/// closed: the mapping alone keeps the file, and so the ring, alive.
+struct ControlMapping {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl ControlMapping {
+    fn new(path: &str, page: u64) -> anyhow::Result<Self> {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        let len = page as usize;
+        // SAFETY: A fresh read-only shared mapping of the device; the
+        // kernel picks the address.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mmap of the control page");
         }
+        drop(file);
+        Ok(Self { addr, len })
+    }
+
+    /// The control page's magic, read through the mapping.
+    fn magic(&self) -> u64 {
+        let at = self
+            .addr
+            .cast::<u8>()
+            .wrapping_add(std::mem::offset_of!(ControlPage, magic));
+        // SAFETY: The mapping is live, at least a page long, and the magic
+        // lies in the control page at its start, 8-byte aligned.
+        unsafe { at.cast::<u64>().read_volatile() }
+    }
+}
+
+impl Drop for ControlMapping {
+    fn drop(&mut self) {
+        // SAFETY: Our own mapping, unmapped once.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
+/// Binds `id` to the driver; on failure, the errno.
+fn bind(id: &str) -> Result<(), i32> {
+    sysfs_write(&format!("{DRIVER}/bind"), id).map_err(|e| e.raw_os_error().unwrap_or(0))
+}
+
+/// The kernel log must be clean of the driver's complaints, and have the
+/// reserved-memory line of every region.
+fn check_boot_log(expected: &Expected, report: &mut Report, what: &str) -> anyhow::Result<()> {
+    let log = kernel_log()?;
+    let errors = driver_errors(&log);
+    report.expect(
+        &format!("{what}: the driver logged no error and no probe failed"),
+        errors.is_empty(),
+        || errors.join("\n"),
+    );
+    let regions = expected
+        .rings
+        .iter()
+        .map(|r| (r.base, r.size, r.region.as_str()))
+        .chain(
+            expected
+                .spare
+                .iter()
+                .map(|s| (s.base, s.size, s.region.as_str())),
+        );
+    for (base, size, region) in regions {
+        let line = reserved_mem_line(base, size, region);
+        report.expect(
+            &format!("{what}: the kernel reserved {region} no-map"),
+            log.iter().any(|l| l.text == line),
+            || format!("no {line:?} in the kernel log"),
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let expected = expected()?;
+    let page = expected.page;
+    report.expect(
+        "board: the host's expectations name at least four rings",
+        expected.rings.len() >= 4 && expected.refused.is_empty(),
+        || format!("{expected:?}"),
+    );
+    check_boot_log(&expected, report, "board")?;
+    let wants = ring_wants(&expected, false);
+    let names: Vec<&str> = wants.iter().map(|(_, w)| w.dev).collect();
+    check_device_set(&names, report, "board")?;
+    check_rings(&wants, page, report, "board");
+
+    // The reference ring: 1 M records. Every other ring, in its own cache
+    // and overflow mode: 100 k.
+    let first = expected.rings.first().context("no ring")?;
+    let result = stream_all(env, &first.dev, 1_000_000).map(|t| {
+        println!(
+            "# /dev/{}: {} records, {} bytes",
+            first.dev, t.records, t.bytes
+        )
+    });
+    report.check(
+        &format!(
+            "board: /dev/{}: 1 M records from the kernel producer, every one verified, none lost",
+            first.dev
+        ),
+        result,
+    );
+    for ring in &expected.rings[1..] {
+        let result = if ring.overwrite {
+            // Overwrite mode loses the oldest records when the consumer
+            // lags, by design: every delivered record must be intact.
+            let options = StreamOptions {
+                overwrite: true,
+                count: 100_000,
+                max_len: 512,
+                ..Default::default()
+            };
+            run(&env_for(env, &ring.dev), &options).and_then(|t| {
+                ensure!(t.records > 0 && t.bad == 0, "/dev/{}: {t:?}", ring.dev);
+                println!(
+                    "# /dev/{}: {} records delivered, {} overwritten",
+                    ring.dev, t.records, t.stats.records_overwritten
+                );
+                Ok(())
+            })
+        } else {
+            stream_all(env, &ring.dev, 100_000).map(|_| ())
+        };
+        let mode = match ring.cache {
+            CACHE_WRITE_COMBINE => "write-combine",
+            CACHE_UNCACHED => "uncached",
+            _ => "write-back",
+        };
+        let overflow = if ring.overwrite {
+            "overwrite"
+        } else {
+            "drop-new"
+        };
+        report.check(
+            &format!(
+                "board: /dev/{} ({mode}, {overflow}): 100 k records, every delivered one verified",
+                ring.dev
+            ),
+            result,
+        );
+    }
+
+    rebind(env, &expected, report)?;
+    reload(env, &expected, report)
+}
+
+/// Unbind and rebind the first ring's node through sysfs: while a file of
+/// the old device is open or mapped the region is still claimed, so the
+/// rebind fails and says why; once it is closed, the rebind works.
+fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result<()> {
+    let page = expected.page;
+    let first = expected.rings.first().context("no ring")?;
+    let other = expected.rings.get(1).context("a second ring")?;
+    let dev = format!("/dev/{}", first.dev);
+    let id = platform_device(&first.node)?;
+    let stale = format!(
+        "rmemring {id}: memory-region {:#x}+{:#x} is still held by the ring of an earlier \
+         binding ({dev}): a process still has that device open or mapped; close it, then \
+         bind again",
+        first.base, first.size
+    );
+
+    let mut open = Some(Region::open(&dev, Access::Consume)?);
+    let mapping = ControlMapping::new(&dev, page)?;
+    let result = (|| -> anyhow::Result<()> {
+        sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
+        ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
+        let open = open.as_ref().context("the open ring")?;
         let started = device::start(
             open.fd(),
             &ProducerConfig {
@@ -241,64 +604,283 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 ..Default::default()
             },
         );
-        if started.as_ref().err().and_then(|e| e.raw_os_error()) != Some(libc::ENODEV) {
-            bail!("START on an unbound ring's open file: {started:?}, expected ENODEV");
-        }
-        drop(open);
-        sysfs_write(&format!("{DRIVER}/bind"), &id)?;
-        if !Path::new(&dev).exists() {
-            bail!("{dev} did not come back after bind");
-        }
+        ensure!(
+            started.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ENODEV),
+            "START on an unbound ring's open file: {started:?}, expected ENODEV"
+        );
         Ok(())
     })();
     report.check(
-        "board: unbind with the device open, close, rebind through sysfs",
+        "board: unbind with the device open and mapped: the device goes, its file refuses work",
         result,
     );
-    let t = run(
-        env,
-        &StreamOptions {
-            count: 100_000,
-            wait: true,
-            ..Default::default()
-        },
-    )?;
-    report.expect(
-        "board: the rebound ring streams verified records",
-        t.records == 100_000 && t.bad == 0,
-        || format!("{t:?}"),
+
+    // Open and mapped, then only mapped: each time the rebind must fail
+    // with the reason, and break nothing.
+    for (state, keep_open) in [("open and mapped", true), ("only mapped", false)] {
+        if !keep_open {
+            // Closes the file and unmaps the ring; `mapping` remains.
+            drop(open.take());
+        }
+        let result = (|| -> anyhow::Result<()> {
+            let m = mark();
+            let bound = bind(&id);
+            let log = since(kernel_log()?, &m);
+            ensure!(
+                bound == Err(libc::EBUSY),
+                "bind gave {bound:?}, expected EBUSY"
+            );
+            ensure!(
+                log.iter().any(|l| l.level <= 3 && l.text == stale),
+                "no {stale:?} in:\n{}",
+                log.iter()
+                    .map(|l| l.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            // Nothing else: the driver's own line and the core's.
+            let errors: Vec<String> = driver_errors(&log)
+                .into_iter()
+                .filter(|e| !e.ends_with(&stale) && !e.contains("failed with error -16"))
+                .collect();
+            ensure!(errors.is_empty(), "unexpected: {errors:?}");
+            ensure!(!Path::new(&dev).exists(), "{dev} appeared");
+            ensure!(
+                mapping.magic() == MAGIC,
+                "the stale mapping no longer reads the ring's magic"
+            );
+            let claims = iomem_claims(first.base, first.size)?;
+            ensure!(
+                claims.len() == 1,
+                "the old ring's claim: {claims:?}, expected one"
+            );
+            // The other rings carry on.
+            stream_all(env, &other.dev, 20_000).context("another ring")?;
+            Ok(())
+        })();
+        report.check(
+            &format!(
+                "board: rebind while the old device is {state} fails with EBUSY saying why; \
+                 the other rings stream"
+            ),
+            result,
+        );
+    }
+    drop(open);
+    drop(mapping);
+
+    let result = (|| -> anyhow::Result<()> {
+        bind(&id).map_err(|e| anyhow::anyhow!("bind failed with errno {e}"))?;
+        ensure!(
+            Path::new(&dev).exists(),
+            "{dev} did not come back after bind"
+        );
+        let wants = ring_wants(expected, false);
+        let want = &wants.first().context("a ring")?.1;
+        check_device(want, page)?;
+        let t = stream_all(env, &first.dev, 100_000)?;
+        println!("# rebound {dev}: {} records, {} bytes", t.records, t.bytes);
+        Ok(())
+    })();
+    report.check(
+        "board: once closed and unmapped, rebind works: same device, base, size and modes, \
+         100 k records verified, none lost",
+        result,
     );
     Ok(())
 }
 
-/// A board whose overlay is broken: the probe fails with `message`, the
-/// system and the driver stay up, and no ring device appears.
-pub(crate) fn broken(message: &str, report: &mut Report) -> anyhow::Result<()> {
-    let log = Command::new("dmesg").output()?;
-    let log = String::from_utf8_lossy(&log.stdout);
-    let line = log
-        .lines()
-        .find(|l| l.contains("rmemring") && l.contains(message));
+/// `rmmod` and `insmod` on the board: the devices and claims go, and come
+/// back from the device tree alone.
+fn reload(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result<()> {
+    let page = expected.page;
+    let kmod = &env.kmod;
+    let result = (|| -> anyhow::Result<()> {
+        kmod.rmmod()?;
+        for ring in &expected.rings {
+            ensure!(
+                !Path::new(&format!("/dev/{}", ring.dev)).exists(),
+                "/dev/{} after rmmod",
+                ring.dev
+            );
+            let claims = iomem_claims(ring.base, ring.size)?;
+            ensure!(claims.is_empty(), "claims after rmmod: {claims:?}");
+        }
+        let m = mark();
+        kmod.insmod(&kmod.params)
+            .map_err(|log| anyhow::anyhow!("insmod: {log}"))?;
+        let errors = driver_errors(&since(kernel_log()?, &m));
+        ensure!(errors.is_empty(), "after insmod: {errors:?}");
+        Ok(())
+    })();
+    report.check(
+        "board: rmmod removes every device and claim; insmod brings them back cleanly",
+        result,
+    );
+    let wants = ring_wants(expected, false);
+    check_rings(&wants, page, report, "board after insmod");
+    let first = expected.rings.first().context("no ring")?;
+    let result = stream_all(env, &first.dev, 100_000).map(|_| ());
+    report.check(
+        &format!(
+            "board after insmod: /dev/{}: 100 k records verified, none lost",
+            first.dev
+        ),
+        result,
+    );
+    Ok(())
+}
+
+/// The module-parameter path beside the device tree: loaded with the spare
+/// region as `phys_base`/`phys_size`, the parameters' device is
+/// `/dev/rmemring0` and the device-tree rings follow, each with its own
+/// region.
+pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let expected = expected()?;
+    let page = expected.page;
+    let [spare] = expected.spare.as_slice() else {
+        bail!(
+            "{EXPECTED}: expected one spare region, got {:?}",
+            expected.spare
+        );
+    };
+    let kmod = &env.kmod;
+    if kmod.loaded() {
+        kmod.rmmod()?;
+    }
+    let params = format!("phys_base={:#x} phys_size={:#x}", spare.base, spare.size);
+    let m = mark();
+    let loaded = kmod.insmod(&params);
+    report.check(
+        &format!("board-params: insmod {params}"),
+        loaded.map_err(|log| anyhow::anyhow!("{log}")),
+    );
+    let log = since(kernel_log()?, &m);
+    let errors = driver_errors(&log);
     report.expect(
-        &format!("broken overlay: the probe fails saying {message:?}"),
-        line.is_some(),
-        || format!("no such line in:\n{log}"),
+        "board-params: insmod with parameters: the driver logged no error",
+        errors.is_empty(),
+        || errors.join("\n"),
+    );
+    check_boot_log(&expected, report, "board-params")?;
+
+    let mut wants = vec![(
+        format!("parameters ({})", spare.region),
+        Want {
+            dev: &spare.dev,
+            base: spare.base,
+            size: spare.size,
+            data: spare.data,
+            overwrite: false,
+            cache: CACHE_WRITE_BACK,
+        },
+    )];
+    wants.extend(ring_wants(&expected, true));
+    let names: Vec<&str> = wants.iter().map(|(_, w)| w.dev).collect();
+    check_device_set(&names, report, "board-params")?;
+    check_rings(&wants, page, report, "board-params");
+
+    for (what, dev) in [
+        ("the parameters' ring", spare.dev.as_str()),
+        (
+            "the first device-tree ring",
+            expected.rings[0].dev_with_params.as_str(),
+        ),
+    ] {
+        let result = stream_all(env, dev, 100_000).map(|_| ());
+        report.check(
+            &format!("board-params: {what}, /dev/{dev}: 100 k records verified, none lost"),
+            result,
+        );
+    }
+    let result = (|| -> anyhow::Result<()> {
+        kmod.rmmod()?;
+        for (_, want) in &wants {
+            let claims = iomem_claims(want.base, want.size)?;
+            ensure!(claims.is_empty(), "claims after rmmod: {claims:?}");
+        }
+        Ok(())
+    })();
+    report.check(
+        "board-params: rmmod releases every region, parameters' and device tree's",
+        result,
+    );
+    Ok(())
+}
+
+/// A board whose overlay is broken: the broken node's probe fails with
+/// `message`, the system and the driver stay up, and the sound rings next
+/// to it probe and stream.
+pub(crate) fn broken(env: &Env, message: &str, report: &mut Report) -> anyhow::Result<()> {
+    let expected = expected()?;
+    let page = expected.page;
+    let log = kernel_log()?;
+    for node in &expected.refused {
+        let id = platform_device(node)?;
+        let prefix = format!("rmemring {id}: ");
+        let line = log
+            .iter()
+            .find(|l| l.level <= 3 && l.text.starts_with(&prefix) && l.text.contains(message));
+        report.expect(
+            &format!("broken overlay: {node}'s probe fails saying {message:?}"),
+            line.is_some(),
+            || {
+                let driver: Vec<&str> = log
+                    .iter()
+                    .filter(|l| l.text.contains("rmemring"))
+                    .map(|l| l.text.as_str())
+                    .collect();
+                format!(
+                    "no such error line; the driver's lines:\n{}",
+                    driver.join("\n")
+                )
+            },
+        );
+        report.expect(
+            &format!("broken overlay: {node} stays unbound"),
+            !Path::new(&format!("/sys/bus/platform/devices/{id}/driver")).exists(),
+            || format!("{id} has a driver"),
+        );
+    }
+    // No complaint other than the refused nodes'.
+    let others: Vec<String> = driver_errors(&log)
+        .into_iter()
+        .filter(|e| {
+            !expected
+                .refused
+                .iter()
+                .any(|node| platform_device(node).is_ok_and(|id| e.contains(&format!(" {id}: "))))
+        })
+        .collect();
+    report.expect(
+        "broken overlay: no other error from the driver",
+        others.is_empty(),
+        || others.join("\n"),
     );
     let modules = std::fs::read_to_string("/proc/modules")?;
     report.expect(
         "broken overlay: the driver stays loaded",
-        modules.contains("rmemring "),
+        modules.lines().any(|l| l.starts_with("rmemring ")),
         || modules.clone(),
     );
-    let devices: Vec<String> = std::fs::read_dir("/dev")?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("rmemring"))
-        .collect();
+    let wants = ring_wants(&expected, false);
     report.expect(
-        "broken overlay: no ring device appears",
-        devices.is_empty(),
-        || format!("{devices:?}"),
+        "broken overlay: a sound ring sits next to the broken one",
+        !wants.is_empty(),
+        || format!("{expected:?}"),
     );
+    let names: Vec<&str> = wants.iter().map(|(_, w)| w.dev).collect();
+    check_device_set(&names, report, "broken overlay")?;
+    check_rings(&wants, page, report, "broken overlay");
+    for (node, want) in &wants {
+        let result = stream_all(env, want.dev, 100_000).map(|_| ());
+        report.check(
+            &format!(
+                "broken overlay: {node} (/dev/{}): 100 k records verified, none lost",
+                want.dev
+            ),
+            result,
+        );
+    }
     Ok(())
 }

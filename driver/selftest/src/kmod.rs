@@ -97,7 +97,7 @@ impl Kmod {
 /// that follow can be told apart from everything before (timestamps and
 /// line counts are not reliable: clocks differ, and a full log buffer drops
 /// its oldest lines).
-fn mark_log() -> String {
+pub(crate) fn mark_log() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mark = format!("rmemring-selftest: mark {}-{n}", std::process::id());

@@ -13,8 +13,9 @@
 //! rmemring-selftest hostile     # a consumer scribbling on its page while producing
 //! rmemring-selftest cachemodes  # write-combine and uncached mappings match the kernel's (x86_64)
 //! rmemring-selftest all
-//! rmemring-selftest board       # the arm64 device-tree board: overlay, unbind/rebind
-//! rmemring-selftest broken=MSG  # a broken overlay: the probe failed saying MSG
+//! rmemring-selftest board        # the arm64 device-tree board: overlay, unbind/rebind, reload
+//! rmemring-selftest board-params # the arm64 board loaded with phys_base/phys_size too
+//! rmemring-selftest broken=MSG   # a broken overlay: the probe failed saying MSG, the rest works
 //! ```
 //!
 //! Each check prints `ok - NAME` or `not ok - NAME: WHY`; the exit status is
@@ -87,7 +88,10 @@ const GROUPS: &[(&str, Group)] = &[
 ];
 
 /// Groups only the device-tree board runs (not part of `all`).
-const BOARD_GROUPS: &[(&str, Group)] = &[("board", board::board)];
+const BOARD_GROUPS: &[(&str, Group)] = &[
+    ("board", board::board),
+    ("board-params", board::board_params),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -112,7 +116,7 @@ fn main() -> ExitCode {
     for arg in &args {
         if let Some(message) = arg.strip_prefix("broken=") {
             println!("# broken");
-            if let Err(e) = board::broken(message, &mut report) {
+            if let Err(e) = board::broken(&env, message, &mut report) {
                 report.check("broken: group ran to the end", Err(e));
             }
             continue;
