@@ -98,10 +98,11 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
         quiet(cmd!(sh, "rustfmt --check --edition 2021 {files...}"))
     });
     runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
+    // The CLI's unit tests, and `tests/cli.rs`, which runs the binary.
     runner.check("test cli bpf", || {
         quiet(cmd!(
             sh,
-            "cargo test -p rmemring --features cli,bpf --bin rmemring"
+            "cargo test -p rmemring --features cli,bpf --bin rmemring --test cli"
         ))
     });
     // The streaming tests at full size: 10 M records across processes, long
