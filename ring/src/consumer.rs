@@ -14,6 +14,7 @@ use crate::region::{
     Region,
     RingLayout, //
 };
+use crate::role::RoleLock;
 use crate::shared::consumer::{
     ConsumerCore,
     ConsumerStats,
@@ -89,6 +90,8 @@ pub struct Consumer {
     data: *const u8,
     wait: Wait,
     scratch: Vec<u8>,
+    /// The ring's consumer role, released when the consumer is dropped.
+    _role: RoleLock,
 }
 
 // SAFETY: `data` points into `region`'s mapping, which the `Arc` keeps alive
@@ -96,7 +99,8 @@ pub struct Consumer {
 unsafe impl Send for Consumer {}
 
 impl Consumer {
-    pub(crate) fn new(region: Arc<Region>) -> Result<Self, Error> {
+    /// The consumer of `region`, whose consumer role `role` holds.
+    pub(crate) fn new(region: Arc<Region>, role: RoleLock) -> Result<Self, Error> {
         let layout = *region.layout();
         let core = ConsumerCore::attach(region.view(), layout.overflow(), layout.max_payload)?;
         Ok(Self {
@@ -105,6 +109,7 @@ impl Consumer {
             region,
             wait: Wait::Backoff,
             scratch: Vec::new(),
+            _role: role,
         })
     }
 

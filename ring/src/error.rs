@@ -98,9 +98,40 @@ pub enum Error {
         /// What was attempted.
         wanted: &'static str,
     },
-    /// This region already handed out its one producer or consumer.
-    #[error("this region already has a {0}")]
+    /// The ring already has a consumer or producer (`"consumer"` or
+    /// `"producer"`), made by this region, another region of the same
+    /// ring, or another process. A ring has one of each at a time.
+    #[error("the ring already has a {0} (in this or another process); it has one at a time")]
     Taken(&'static str),
+    /// After a reset the control page describes another geometry than the
+    /// one mapped; only the flags may change.
+    #[error("the ring's geometry changed under its mapping: mapped {mapped:?}, the control page now says {found:?}")]
+    GeometryChanged {
+        /// The layout the region mapped.
+        mapped: Box<crate::RingLayout>,
+        /// The layout the control page reports now.
+        found: Box<crate::RingLayout>,
+    },
+    /// A ring to create was asked for a data area size it cannot have.
+    #[error(
+        "a data area of {size} bytes is impossible: it must be a power of two from {min} to {max}"
+    )]
+    DataSize {
+        /// The size asked for.
+        size: u64,
+        /// [`MIN_DATA_SIZE`](crate::layout::MIN_DATA_SIZE).
+        min: u64,
+        /// [`MAX_DATA_SIZE`](crate::layout::MAX_DATA_SIZE).
+        max: u64,
+    },
+    /// The descriptor or path is neither a device nor a regular file (or memfd).
+    #[error("{}: a {kind} cannot hold a ring (a ring is a /dev/rmemringN device, a file or a memfd)", path.display())]
+    NotARing {
+        /// The path, or what `/proc/self/fd` says the descriptor is.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
 }
 
 impl Error {

@@ -82,6 +82,8 @@ mod producer;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
+mod role;
+#[cfg(not(loom))]
 mod wait;
 
 #[cfg(not(loom))]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::error::ProduceError;
 use crate::region::Region;
+use crate::role::RoleLock;
 use crate::shared::producer::{
     ProducerCore,
     ProducerStats,
@@ -59,16 +60,21 @@ pub struct Producer {
     region: Arc<Region>,
     core: ProducerCore,
     batch_timestamp: Option<u64>,
+    /// The ring's producer role, released after the last publication (the
+    /// `Drop` impl publishes before the fields drop).
+    _role: RoleLock,
 }
 
 impl Producer {
-    pub(crate) fn new(region: Arc<Region>) -> Self {
+    /// The producer of `region`, whose producer role `role` holds.
+    pub(crate) fn new(region: Arc<Region>, role: RoleLock) -> Self {
         let layout = *region.layout();
         let core = ProducerCore::attach(region.view(), layout.overflow(), layout.max_payload);
         Self {
             region,
             core,
             batch_timestamp: None,
+            _role: role,
         }
     }
 

@@ -28,11 +28,7 @@ use nix::sys::wait::{
     WaitPidFlag,
     WaitStatus, //
 };
-use nix::unistd::{
-    fork,
-    ForkResult,
-    Pid, //
-};
+use nix::unistd::Pid;
 use rmemring::{
     pattern,
     Overflow,
@@ -140,30 +136,10 @@ fn consume(region: &Arc<Region>) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `body` in a child process and returns its pid. The child reports
-/// an error on stderr (not through the test harness's capture, which the
-/// child would never print) and exits without unwinding into the harness.
+/// [`common::fork_child`], for this binary's one test.
 fn spawn(body: impl FnOnce() -> Result<(), String>) -> Pid {
-    // SAFETY: The test binary has this one test, so the only other thread
-    // is the harness's main thread, which holds no lock the child needs:
-    // the child only allocates (glibc resets its malloc locks in the child),
-    // uses the inherited mapping and writes to stderr, then `_exit`s.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Parent { child } => child,
-        ForkResult::Child => {
-            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-                Ok(Ok(())) => 0,
-                Ok(Err(message)) => {
-                    let _ = writeln!(std::io::stderr(), "child {}: {message}", std::process::id());
-                    1
-                }
-                Err(_) => 101,
-            };
-            // SAFETY: `_exit` ends the process at once, running nothing of
-            // the harness's; it has no preconditions.
-            unsafe { libc::_exit(code) }
-        }
-    }
+    // SAFETY: The test binary has this one test.
+    unsafe { common::fork_child(body) }
 }
 
 #[test]
