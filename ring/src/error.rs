@@ -1,13 +1,9 @@
 //! Errors of the user-space crate.
 
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::shared::consumer::{
-    ReadError,
-    RecordDefect, //
-};
+use crate::shared::consumer::ReadError;
 
 /// Why a ring could not be opened, mapped or read.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +82,7 @@ pub enum Error {
     UnknownFlags(u32),
     /// The producer wrote something impossible into the ring.
     #[error("ring corrupt: {0}")]
-    Corrupt(ReadErrorDisplay),
+    Corrupt(ReadError),
     /// Zero-copy batches need a drop-new ring.
     #[error("the ring is in overwrite mode, where records can change under a reader; use `Consumer::read_copy`")]
     OverwriteMode,
@@ -145,43 +141,9 @@ impl Error {
 
 impl From<ReadError> for Error {
     fn from(e: ReadError) -> Self {
-        Self::Corrupt(ReadErrorDisplay(e))
+        Self::Corrupt(e)
     }
 }
-
-/// A [`ReadError`] with a human-readable rendering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadErrorDisplay(pub ReadError);
-
-impl fmt::Display for ReadErrorDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            ReadError::ProducerPosition { consumer, producer } => write!(
-                f,
-                "producer position {producer:#x} is impossible for a consumer at {consumer:#x} (behind it, more than the data area ahead of it, or not a multiple of 8)"
-            ),
-            ReadError::BadRecord { pos, defect } => {
-                write!(f, "record at position {pos:#x}: ")?;
-                match defect {
-                    RecordDefect::Kind(k) => write!(f, "unknown kind {k}"),
-                    RecordDefect::Length(l) => write!(f, "payload length {l} exceeds the ring's maximum"),
-                    RecordDefect::Wraps(l) => write!(f, "payload length {l} runs past the end of the data area"),
-                    RecordDefect::PadLength(l) => write!(f, "pad length {l} does not reach the end of the data area"),
-                    RecordDefect::PastProducer(l) => write!(f, "length {l} runs past the producer position"),
-                }
-            }
-            ReadError::Sequence { pos, expected, found } => write!(
-                f,
-                "record at position {pos:#x} has sequence number {found}, below the expected {expected}"
-            ),
-            ReadError::BufferTooSmall { needed } => {
-                write!(f, "buffer too small for a {needed}-byte payload")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ReadErrorDisplay {}
 
 /// Why a record could not be produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -97,8 +97,7 @@ pub use consumer::{
 #[cfg(not(loom))]
 pub use error::{
     Error,
-    ProduceError,
-    ReadErrorDisplay, //
+    ProduceError, //
 };
 #[cfg(not(loom))]
 pub use producer::{
@@ -121,3 +120,9 @@ pub use shared::producer::{
     Overflow,
     ProducerStats, //
 };
+
+/// The README's Rust example, compiled by `cargo test --doc` so that it
+/// cannot drift from the API. Only doctest builds have it.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -334,8 +334,9 @@ impl Default for CreateOptions {
 /// (and the role locks) already say, and the kernel, which owns the
 /// device. So the constructors are not `unsafe`: an `unsafe fn` would
 /// move the same unprovable promise into every caller. With a peer you do
-/// not trust, read with [`Consumer::read_copy`], whose copy never
-/// outlives the call.
+/// not trust, read with [`Consumer::read_copy`]: it copies each record out
+/// of the mapping with atomic word loads and lends only its own copy, so a
+/// misbehaving producer can garble the records, nothing more.
 ///
 /// # Examples
 ///
@@ -377,6 +378,21 @@ impl Region {
     ///
     /// The memfd is sealed against shrinking, so no holder can truncate the
     /// memory out from under a mapping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rmemring::{Backend, CreateOptions, Overflow, Region};
+    ///
+    /// let region = Region::memfd(CreateOptions {
+    ///     data_size: 1 << 16, // a power of two, 4 KiB to 2 GiB
+    ///     overflow: Overflow::OverwriteOldest,
+    /// })?;
+    /// assert_eq!(region.backend(), Backend::Memfd);
+    /// assert_eq!(region.layout().data_size, 1 << 16);
+    /// assert_eq!(region.layout().max_payload, (1 << 16) / 4 - 24);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn memfd(options: CreateOptions) -> Result<Self, Error> {
         use nix::sys::memfd::{
             memfd_create,
@@ -406,6 +422,27 @@ impl Region {
     }
 
     /// Creates (or truncates) a ring file at `path`.
+    ///
+    /// Other processes can then [`Region::open`] the file. Do not create a
+    /// ring over a file that others have mapped: truncating it makes their
+    /// accesses fault (`SIGBUS`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, CreateOptions, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-create-{}.ring", std::process::id()));
+    /// let created = Arc::new(Region::create_file(&path, CreateOptions::default())?);
+    /// created.producer()?.send(b"kept in the file")?;
+    ///
+    /// let opened = Arc::new(Region::open(&path, Access::Consume)?);
+    /// let mut consumer = opened.consumer()?;
+    /// assert_eq!(consumer.read_copy()?.unwrap().payload, b"kept in the file");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_file(path: impl AsRef<Path>, options: CreateOptions) -> Result<Self, Error> {
         let path = path.as_ref();
         let geometry = create_geometry(options.data_size)?;
@@ -461,6 +498,37 @@ impl Region {
     /// Opens the ring at `path`: a `/dev/rmemringN` device or a ring file.
     ///
     /// Validates the ring before returning; see [`RingLayout::validate`].
+    /// What is not a ring is a typed error: [`Error::NoDevice`],
+    /// [`Error::TooSmall`], [`Error::BadMagic`], [`Error::AbiVersion`],
+    /// [`Error::NotARing`] and so on. On a device, `Access::Consume` opens
+    /// the device's one consumer descriptor ([`Error::Busy`] while another
+    /// process has it) and `Access::Observe` a read-only one.
+    ///
+    /// # Examples
+    ///
+    /// The device's consumer (it needs the driver, so this does not run here):
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, Backend, Region};
+    ///
+    /// let region = Arc::new(Region::open("/dev/rmemring0", Access::Consume)?);
+    /// assert_eq!(region.backend(), Backend::Device);
+    /// let consumer = region.consumer()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// A file that is no ring:
+    ///
+    /// ```
+    /// use rmemring::{Access, Error, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-open-{}.txt", std::process::id()));
+    /// std::fs::write(&path, vec![b'x'; 1 << 16])?;
+    /// assert!(matches!(Region::open(&path, Access::Observe), Err(Error::BadMagic { .. })));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>, access: Access) -> Result<Self, Error> {
         let path = path.as_ref();
         let write = access != Access::Observe;
@@ -487,6 +555,28 @@ impl Region {
     /// descriptor must allow what `access` maps writable. A region made
     /// from a `dup` of another region's descriptor is still the same ring:
     /// it cannot hand out a second consumer or producer.
+    ///
+    /// # Examples
+    ///
+    /// A consumer on a memfd that another part of the program (or another
+    /// process, through `SCM_RIGHTS` or inheritance) produces into:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, Backend, CreateOptions, Region};
+    ///
+    /// let ring = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let mut producer = ring.producer()?;
+    ///
+    /// let fd = ring.fd().try_clone_to_owned()?; // as if received
+    /// let region = Arc::new(Region::from_fd(fd, Access::Consume)?);
+    /// assert_eq!(region.backend(), Backend::Memfd);
+    /// let mut consumer = region.consumer()?;
+    ///
+    /// producer.send(b"through the descriptor")?;
+    /// assert_eq!(consumer.read_copy()?.unwrap().payload, b"through the descriptor");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_fd(fd: OwnedFd, access: Access) -> Result<Self, Error> {
         let file = File::from(fd);
         // What the descriptor refers to, for messages and the memfd test.

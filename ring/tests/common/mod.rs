@@ -285,8 +285,8 @@ pub fn fill_slot(producer: &ProducerCore, slot: &Slot, seq: u64) {
 /// Copies out the payload of a record the consumer core found.
 pub fn payload_of(consumer: &ConsumerCore, offset: u64, len: u32) -> Vec<u8> {
     let mut out = vec![0u8; len as usize];
-    // SAFETY: `ConsumerCore` validated that the payload lies inside the data
-    // area; `out` holds `len` bytes.
+    // SAFETY: `ConsumerCore` validated that the record's stride lies inside
+    // the data area from its 8-aligned offset; `out` holds `len` bytes.
     unsafe {
         consumer
             .view()
