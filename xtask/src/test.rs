@@ -104,8 +104,8 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             "cargo test -p rmemring --features cli,bpf --bin rmemring"
         ))
     });
-    // The streaming tests at full size: 10 M records across processes, long
-    // overwrite runs and more proptest cases.
+    // The streaming tests as release builds: 10 M records across processes
+    // (as in the debug run), longer overwrite runs and more proptest cases.
     runner.check("test release", || {
         quiet(cmd!(
             sh,
