@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check, one `ok`/`FAIL` line each, then a count.
 //!
-//! Host checks first (fmt, clippy, tests, loom, docs, device tree), then per
+//! Host checks first (fmt, clippy, the shared module as `no_std`, tests,
+//! loom, the host benchmark's smoke run, docs, device tree), then per
 //! kernel target: the kernel, the driver (whose warnings fail the run), the
 //! guest user space and the VM scenarios of [`crate::suites`]. Builds log to
 //! files in the cache (`logs/`); a failure shows the end of its log. The
@@ -96,6 +97,10 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             .filter(|p| p.extension().is_some_and(|e| e == "rs"))
             .collect();
         quiet(cmd!(sh, "rustfmt --check --edition 2021 {files...}"))
+    });
+    // `ring/src/shared/` as the kernel compiles it: `no_std`, no `alloc`.
+    runner.check("shared no_std", || {
+        quiet(cmd!(sh, "cargo build -p rmemring-nostd"))
     });
     runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
     runner.check("test cli bpf", || {
