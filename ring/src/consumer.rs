@@ -94,8 +94,10 @@ pub enum Wait {
 /// # Guarantees
 ///
 /// - In drop-new mode a record's payload is a `&[u8]` into the mapping. The
-///   producer never writes bytes the consumer has not released, and the
-///   [`Batch`] that lent the slice releases nothing while it is borrowed.
+///   producer never writes bytes the consumer has not released, the
+///   [`Batch`] that lent the slice releases nothing while it is borrowed,
+///   and no second consumer exists to release them: the consumer holds the
+///   ring's consumer role until it is dropped ([`Region::consumer`]).
 /// - In overwrite mode the producer may lap the consumer at any time, so
 ///   zero-copy batches are refused; [`Consumer::read_copy`] copies each
 ///   record and hands it out only if the producer did not touch it meanwhile.

@@ -59,6 +59,13 @@
 //! corrupt or hostile producer yields [`Error::Corrupt`], never a panic or
 //! an out-of-bounds access. The kernel driver applies the same rule to the
 //! consumer page in the other direction.
+//!
+//! A ring has one [`Consumer`] and one [`Producer`] at a time, across every
+//! [`Region`] and process that opens it (see [`Region::consumer`]), so the
+//! `&[u8]` a [`Batch`] lends and the `&mut [u8]` a [`Reservation`] lends
+//! are never written or read by a second party of this crate. What zero
+//! copy still trusts, and why the constructors are safe all the same, is
+//! [`Region`]'s safety model.
 
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
