@@ -1,5 +1,6 @@
 //! `Consumer::read_copy` alone: how fast one thread copies records out of
-//! a ring, in both overflow modes, with the ring in the cache.
+//! a ring, in both overflow modes, with the ring in the cache; and what one
+//! clock read for a record timestamp costs (`monotonic_ns`).
 //!
 //! ```text
 //! cargo bench -p rmemring --bench copy
@@ -59,7 +60,25 @@ fn measure(overflow: Overflow, size: usize) -> f64 {
     best
 }
 
+/// Nanoseconds per `monotonic_ns()` call, the best of 7 runs of 1 M calls.
+fn clock_ns() -> f64 {
+    let calls = 1_000_000u32;
+    (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..calls {
+                std::hint::black_box(rmemring::monotonic_ns());
+            }
+            start.elapsed().as_secs_f64() * 1e9 / f64::from(calls)
+        })
+        .fold(f64::MAX, f64::min)
+}
+
 fn main() {
+    println!(
+        "monotonic_ns(): {:.1} ns per call (best of 7)\n",
+        clock_ns()
+    );
     println!("| mode | size | GB/s (best of 7) |\n|---|---:|---:|");
     for overflow in [Overflow::DropNew, Overflow::OverwriteOldest] {
         for size in SIZES {

@@ -198,10 +198,11 @@ impl Consumer {
     /// atomic loads, so it is never a data race, even with a producer that
     /// writes while it copies (overwrite mode discards such a copy; a
     /// producer that breaks the drop-new protocol can only garble it). That
-    /// costs bandwidth on large records: with the records in the cache, 1
-    /// to 64 KiB payloads copy at about 15-27 GB/s instead of the 20-56 GB/s
-    /// of `memcpy` (a one-thread microbenchmark on the development machine,
-    /// see `docs/bench/host.md`); [`Self::batch`] reads in place.
+    /// costs bandwidth on large records: with the records in the cache,
+    /// payloads of 1000 B to 64 KiB copy at 24-30 GB/s instead of the 34-50
+    /// GB/s of `memcpy` (`cargo bench -p rmemring --bench copy` on the
+    /// development machine, `docs/bench/host.md`); small records cost the
+    /// same. [`Self::batch`] reads in place.
     ///
     /// # Examples
     ///
