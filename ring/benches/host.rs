@@ -39,8 +39,9 @@
 //! (10^9 payload bytes per second) and the ratio rmemring/peer, then the
 //! issue's targets, met or missed. With `--json`, stdout carries only one
 //! JSON object per measurement and line,
-//! `{"bench":"host","impl":"rmemring","size":64,"records_per_s":…,"bytes_per_s":…,…}`,
-//! and the human-readable text goes to stderr.
+//! `{"bench":"host","impl":"rmemring","size":64,"records_per_s":…,"bytes_per_s":…,…}`:
+//! those five keys first and in that order, then `batch_bytes`, `runs` and
+//! `spread` ([`json_line`]); the human-readable text goes to stderr.
 
 use std::fmt::Write as _;
 use std::hint::{
@@ -188,7 +189,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     return Err(
-                        "usage: host [--quick] [--json] [--no-pin] [--no-nice] [--reps N] \
+                        "usage: host [--quick] [--json] [--no-pin] [--no-nice] [--reps N] [--batch BYTES]... \
                                 [--size BYTES]... [rmemring|rtrb|crossbeam|memcpy]..."
                             .into(),
                     )
@@ -1014,18 +1015,24 @@ fn table_rows(results: &[Summary]) -> String {
     out
 }
 
+/// One measurement as a JSON object: the issue's five keys first, in the
+/// issue's order, then the extras (`serde_json`'s maps would sort the keys).
 fn json_line(s: &Summary) -> String {
-    serde_json::json!({
-        "bench": "host",
-        "impl": s.which.name(),
-        "size": s.size,
-        "batch_bytes": s.batch,
-        "records_per_s": s.median(),
-        "bytes_per_s": s.bytes_per_s(),
-        "runs": s.runs.len(),
-        "spread": s.spread(),
-    })
-    .to_string()
+    let fields: [(&str, serde_json::Value); 8] = [
+        ("bench", "host".into()),
+        ("impl", s.which.name().into()),
+        ("size", s.size.into()),
+        ("records_per_s", s.median().into()),
+        ("bytes_per_s", s.bytes_per_s().into()),
+        ("batch_bytes", s.batch.into()),
+        ("runs", s.runs.len().into()),
+        ("spread", s.spread().into()),
+    ];
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| format!("{}:{value}", serde_json::Value::from(*key)))
+        .collect();
+    format!("{{{}}}", body.join(","))
 }
 
 /// The issue's targets, as lines saying met or missed.

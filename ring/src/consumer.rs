@@ -14,6 +14,7 @@ use crate::region::{
     Region,
     RingLayout, //
 };
+use crate::role::RoleLock;
 use crate::shared::consumer::{
     ConsumerCore,
     ConsumerStats,
@@ -36,7 +37,11 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
     /// The record's sequence number.
     pub seq: u64,
-    /// When the producer wrote it, `CLOCK_MONOTONIC` nanoseconds.
+    /// The producer's timestamp, `CLOCK_MONOTONIC` nanoseconds: when the
+    /// kernel producer committed the record, or when the user-space
+    /// [`Producer`](crate::Producer)'s batch that holds it began (see
+    /// there). Never lower than an earlier record's, unless the producer
+    /// set it explicitly.
     pub timestamp_ns: u64,
     /// Application-defined type.
     pub tag: u16,
@@ -45,7 +50,21 @@ pub struct Record<'a> {
     pub lost_before: u64,
 }
 
-/// How [`Consumer::wait`] waits for data.
+/// How [`Consumer::wait`] waits for data, set with [`Consumer::set_wait`].
+///
+/// # Examples
+///
+/// ```
+/// # use std::sync::Arc;
+/// use std::time::Duration;
+/// use rmemring::{CreateOptions, Region, Wait};
+///
+/// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
+/// let mut consumer = region.consumer()?;
+/// consumer.set_wait(Wait::Spin(1000)); // check 1000 times, then sleep
+/// assert!(!consumer.wait(Some(Duration::from_millis(1)))?); // nothing came
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
     /// Spin briefly, then yield, then sleep (`crossbeam_utils::Backoff`'s
@@ -75,8 +94,10 @@ pub enum Wait {
 /// # Guarantees
 ///
 /// - In drop-new mode a record's payload is a `&[u8]` into the mapping. The
-///   producer never writes bytes the consumer has not released, and the
-///   [`Batch`] that lent the slice releases nothing while it is borrowed.
+///   producer never writes bytes the consumer has not released, the
+///   [`Batch`] that lent the slice releases nothing while it is borrowed,
+///   and no second consumer exists to release them: the consumer holds the
+///   ring's consumer role until it is dropped ([`Region::consumer`]).
 /// - In overwrite mode the producer may lap the consumer at any time, so
 ///   zero-copy batches are refused; [`Consumer::read_copy`] copies each
 ///   record and hands it out only if the producer did not touch it meanwhile.
@@ -89,6 +110,8 @@ pub struct Consumer {
     data: *const u8,
     wait: Wait,
     scratch: Vec<u8>,
+    /// The ring's consumer role, released when the consumer is dropped.
+    _role: RoleLock,
 }
 
 // SAFETY: `data` points into `region`'s mapping, which the `Arc` keeps alive
@@ -96,7 +119,8 @@ pub struct Consumer {
 unsafe impl Send for Consumer {}
 
 impl Consumer {
-    pub(crate) fn new(region: Arc<Region>) -> Result<Self, Error> {
+    /// The consumer of `region`, whose consumer role `role` holds.
+    pub(crate) fn new(region: Arc<Region>, role: RoleLock) -> Result<Self, Error> {
         let layout = *region.layout();
         let core = ConsumerCore::attach(region.view(), layout.overflow(), layout.max_payload)?;
         Ok(Self {
@@ -105,6 +129,7 @@ impl Consumer {
             region,
             wait: Wait::Backoff,
             scratch: Vec::new(),
+            _role: role,
         })
     }
 
@@ -169,6 +194,16 @@ impl Consumer {
     /// overflow mode. Returns `None` when the ring is empty, after handing
     /// the space of everything read back to the producer.
     ///
+    /// The copy reads the mapping one 8-byte word at a time with relaxed
+    /// atomic loads, so it is never a data race, even with a producer that
+    /// writes while it copies (overwrite mode discards such a copy; a
+    /// producer that breaks the drop-new protocol can only garble it). That
+    /// costs bandwidth on large records: with the records in the cache,
+    /// payloads of 1000 B to 64 KiB copy at 24-30 GB/s instead of the 34-50
+    /// GB/s of `memcpy` (`cargo bench -p rmemring --bench copy` on the
+    /// development machine, `docs/bench/host.md`); small records cost the
+    /// same. [`Self::batch`] reads in place.
+    ///
     /// # Examples
     ///
     /// ```
@@ -197,8 +232,20 @@ impl Consumer {
             Overflow::DropNew => {
                 let meta = self.core.next_record()?;
                 if let Some(meta) = &meta {
-                    let payload = payload_slice(self.data, meta);
-                    self.scratch[..payload.len()].copy_from_slice(payload);
+                    // The same word-wise atomic copy as in overwrite mode:
+                    // a copy never lends the mapping out, so a producer
+                    // that breaks the protocol can garble it, no more.
+                    //
+                    // SAFETY: `next_record` validated that the record's
+                    // stride lies in the data area from its 8-aligned
+                    // offset; `scratch` holds `max_payload >= len` bytes.
+                    unsafe {
+                        self.core.view().copy_payload_out(
+                            meta.offset,
+                            self.scratch.as_mut_ptr(),
+                            meta.len as usize,
+                        )
+                    };
                 }
                 meta
             }
@@ -239,6 +286,29 @@ impl Consumer {
     /// control page's futex word for memfd and file rings. It asks the
     /// producer for a wake-up (`need_wakeup`) only just before sleeping, so
     /// a busy consumer costs the producer no wake-ups.
+    ///
+    /// # Examples
+    ///
+    /// A consumer thread that sleeps on the futex until a producer thread
+    /// publishes:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use rmemring::{CreateOptions, Region};
+    ///
+    /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let mut consumer = region.consumer()?;
+    /// let mut producer = region.producer()?;
+    /// let writer = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(10));
+    ///     producer.send(b"wake up").unwrap(); // wakes the sleeper
+    /// });
+    /// assert!(consumer.wait(Some(Duration::from_secs(10)))?);
+    /// assert_eq!(consumer.read_copy()?.unwrap().payload, b"wake up");
+    /// writer.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
         self.core.release();
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -291,11 +361,54 @@ impl Consumer {
     ///
     /// On memfd and file rings nothing makes the descriptor readable; use
     /// [`Self::wait`] there.
+    ///
+    /// # Examples
+    ///
+    /// An event loop's step on a device ring (it needs the driver, so this
+    /// does not run here):
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    /// use rmemring::{Access, Region};
+    ///
+    /// let region = Arc::new(Region::open("/dev/rmemring0", Access::Consume)?);
+    /// let mut consumer = region.consumer()?;
+    /// loop {
+    ///     for record in &mut consumer.batch()? {
+    ///         println!("record {}", record?.seq);
+    ///     }
+    ///     if consumer.arm_wakeup() {
+    ///         // Nothing to read, and the producer will wake us: sleep.
+    ///         let mut fds = [PollFd::new(region.fd(), PollFlags::POLLIN)];
+    ///         poll(&mut fds, PollTimeout::NONE)?;
+    ///         consumer.disarm_wakeup();
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Arming fails while records are waiting:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rmemring::{CreateOptions, Region};
+    /// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// # let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
+    /// producer.send(b"pending")?;
+    /// assert!(!consumer.arm_wakeup()); // read first
+    /// assert!(consumer.read_copy()?.is_some());
+    /// assert!(consumer.read_copy()?.is_none());
+    /// assert!(consumer.arm_wakeup()); // now the producer would wake us
+    /// consumer.disarm_wakeup();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn arm_wakeup(&mut self) -> bool {
         self.core.prepare_sleep()
     }
 
-    /// Withdraws the wake-up request of [`Self::arm_wakeup`] after sleeping.
+    /// Withdraws the wake-up request of [`Self::arm_wakeup`] after sleeping
+    /// (see its examples).
     pub fn disarm_wakeup(&mut self) {
         self.core.finish_sleep();
     }

@@ -14,7 +14,9 @@
 //! while seen < 1000 {
 //!     consumer.wait(None)?;
 //!     for record in &mut consumer.batch()? {
-//!         assert!(rmemring::pattern::verify(record?.seq, &[]) || true);
+//!         let record = record?;
+//!         // The default pattern (`PATTERN_SEQ`) derives every byte from the sequence number.
+//!         assert!(rmemring::pattern::verify(record.seq, record.payload));
 //!         seen += 1;
 //!     }
 //! }
@@ -52,6 +54,20 @@ fn ioctl(fd: BorrowedFd<'_>, request: u32, arg: *mut libc::c_void) -> io::Result
 }
 
 /// `RMEMRING_IOC_INFO`: the ring's geometry and physical base.
+///
+/// Any descriptor of the device may ask, an observer's too.
+///
+/// # Examples
+///
+/// ```no_run
+/// use rmemring::{device, Access, Region};
+///
+/// let region = Region::open("/dev/rmemring0", Access::Observe)?;
+/// let info = device::info(region.fd())?;
+/// println!("ring {} at {:#x}: {} bytes of data", info.index, info.phys_base, info.data_size);
+/// assert_eq!(info.data_size, region.layout().data_size);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn info(fd: BorrowedFd<'_>) -> io::Result<RingInfo> {
     let mut info = RingInfo::default();
     ioctl(fd, IOC_INFO, (&mut info as *mut RingInfo).cast())?;
@@ -59,6 +75,23 @@ pub fn info(fd: BorrowedFd<'_>) -> io::Result<RingInfo> {
 }
 
 /// `RMEMRING_IOC_STATS`: producer, consumer and driver counters.
+///
+/// # Examples
+///
+/// ```no_run
+/// use rmemring::{device, Access, Region};
+///
+/// let region = Region::open("/dev/rmemring0", Access::Observe)?;
+/// let stats = device::stats(region.fd())?;
+/// println!(
+///     "{} produced, {} dropped, {} consumed, producer running: {}",
+///     stats.records_produced,
+///     stats.records_dropped,
+///     stats.records_consumed,
+///     stats.producer_running != 0
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn stats(fd: BorrowedFd<'_>) -> io::Result<RingStats> {
     let mut stats = RingStats::default();
     ioctl(fd, IOC_STATS, (&mut stats as *mut RingStats).cast())?;
@@ -66,19 +99,66 @@ pub fn stats(fd: BorrowedFd<'_>) -> io::Result<RingStats> {
 }
 
 /// `RMEMRING_IOC_START`: starts the kernel producer (needs the consumer's
-/// descriptor).
+/// descriptor, or a controller's: the device opened write-only).
+///
+/// # Examples
+///
+/// ```no_run
+/// use rmemring::uapi::{ProducerConfig, PRODUCER_WAIT};
+/// use rmemring::{device, Access, Region};
+///
+/// let region = Region::open("/dev/rmemring0", Access::Consume)?;
+/// // 64 to 256-byte records, 10 000 a second, waiting for room when full.
+/// let config = ProducerConfig {
+///     min_len: 64,
+///     max_len: 256,
+///     rate: 10_000,
+///     flags: PRODUCER_WAIT,
+///     ..Default::default()
+/// };
+/// device::start(region.fd(), &config)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn start(fd: BorrowedFd<'_>, config: &ProducerConfig) -> io::Result<()> {
     let mut config = *config;
     ioctl(fd, IOC_START, (&mut config as *mut ProducerConfig).cast())
 }
 
 /// `RMEMRING_IOC_STOP`: stops the kernel producer and waits until it has.
+///
+/// # Examples
+///
+/// ```no_run
+/// use rmemring::{device, uapi::ProducerConfig, Access, Region};
+///
+/// let region = Region::open("/dev/rmemring0", Access::Consume)?;
+/// device::start(region.fd(), &ProducerConfig { min_len: 8, max_len: 8, ..Default::default() })?;
+/// std::thread::sleep(std::time::Duration::from_millis(100));
+/// device::stop(region.fd())?;
+/// assert_eq!(device::stats(region.fd())?.producer_running, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn stop(fd: BorrowedFd<'_>) -> io::Result<()> {
     ioctl(fd, IOC_STOP, std::ptr::null_mut())
 }
 
 /// `RMEMRING_IOC_RESET`: empties a stopped ring, zeroes its counters and
-/// sets its overflow mode. Reopen the region afterwards.
+/// sets its overflow mode. [`Region::reset`](crate::Region::reset) does this
+/// and re-reads the layout; after this function alone, reopen the region.
+///
+/// # Examples
+///
+/// ```no_run
+/// use rmemring::layout::FLAG_OVERWRITE;
+/// use rmemring::{device, uapi::ResetConfig, Access, Region};
+///
+/// let region = Region::open("/dev/rmemring0", Access::Consume)?;
+/// device::stop(region.fd())?;
+/// device::reset(region.fd(), &ResetConfig { flags: FLAG_OVERWRITE, ..Default::default() })?;
+/// drop(region);
+/// let region = Region::open("/dev/rmemring0", Access::Consume)?; // sees overwrite mode
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn reset(fd: BorrowedFd<'_>, config: &ResetConfig) -> io::Result<()> {
     let mut config = *config;
     ioctl(fd, IOC_RESET, (&mut config as *mut ResetConfig).cast())

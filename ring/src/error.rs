@@ -4,10 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::shared::consumer::{
-    ReadError,
-    RecordDefect, //
-};
+use crate::shared::consumer::ReadError;
 
 /// Why a ring could not be opened, mapped or read.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +110,7 @@ pub enum Error {
     UnknownFlags(u32),
     /// The producer wrote something impossible into the ring.
     #[error("ring corrupt: {0}")]
-    Corrupt(ReadErrorDisplay),
+    Corrupt(ReadError),
     /// Zero-copy batches need a drop-new ring.
     #[error("the ring is in overwrite mode, where records can change under a reader; use `Consumer::read_copy`")]
     OverwriteMode,
@@ -125,9 +122,40 @@ pub enum Error {
         /// What was attempted.
         wanted: &'static str,
     },
-    /// This region already handed out its one producer or consumer.
-    #[error("this region already has a {0}")]
+    /// The ring already has a consumer or producer (`"consumer"` or
+    /// `"producer"`), made by this region, another region of the same
+    /// ring, or another process. A ring has one of each at a time.
+    #[error("the ring already has a {0} (in this or another process); it has one at a time")]
     Taken(&'static str),
+    /// After a reset the control page describes another geometry than the
+    /// one mapped; only the flags may change.
+    #[error("the ring's geometry changed under its mapping: mapped {mapped:?}, the control page now says {found:?}")]
+    GeometryChanged {
+        /// The layout the region mapped.
+        mapped: Box<crate::RingLayout>,
+        /// The layout the control page reports now.
+        found: Box<crate::RingLayout>,
+    },
+    /// A ring to create was asked for a data area size it cannot have.
+    #[error(
+        "a data area of {size} bytes is impossible: it must be a power of two from {min} to {max}"
+    )]
+    DataSize {
+        /// The size asked for.
+        size: u64,
+        /// [`MIN_DATA_SIZE`](crate::layout::MIN_DATA_SIZE).
+        min: u64,
+        /// [`MAX_DATA_SIZE`](crate::layout::MAX_DATA_SIZE).
+        max: u64,
+    },
+    /// The descriptor or path is neither a device nor a regular file (or memfd).
+    #[error("{}: a {kind} cannot hold a ring (a ring is a /dev/rmemringN device, a file or a memfd)", path.display())]
+    NotARing {
+        /// The path, or what `/proc/self/fd` says the descriptor is.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
 }
 
 impl Error {
@@ -164,43 +192,9 @@ impl fmt::Display for MapPart {
 
 impl From<ReadError> for Error {
     fn from(e: ReadError) -> Self {
-        Self::Corrupt(ReadErrorDisplay(e))
+        Self::Corrupt(e)
     }
 }
-
-/// A [`ReadError`] with a human-readable rendering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadErrorDisplay(pub ReadError);
-
-impl fmt::Display for ReadErrorDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            ReadError::ProducerPosition { consumer, producer } => write!(
-                f,
-                "producer position {producer:#x} is impossible for a consumer at {consumer:#x} (behind it, more than the data area ahead of it, or not a multiple of 8)"
-            ),
-            ReadError::BadRecord { pos, defect } => {
-                write!(f, "record at position {pos:#x}: ")?;
-                match defect {
-                    RecordDefect::Kind(k) => write!(f, "unknown kind {k}"),
-                    RecordDefect::Length(l) => write!(f, "payload length {l} exceeds the ring's maximum"),
-                    RecordDefect::Wraps(l) => write!(f, "payload length {l} runs past the end of the data area"),
-                    RecordDefect::PadLength(l) => write!(f, "pad length {l} does not reach the end of the data area"),
-                    RecordDefect::PastProducer(l) => write!(f, "length {l} runs past the producer position"),
-                }
-            }
-            ReadError::Sequence { pos, expected, found } => write!(
-                f,
-                "record at position {pos:#x} has sequence number {found}, below the expected {expected}"
-            ),
-            ReadError::BufferTooSmall { needed } => {
-                write!(f, "buffer too small for a {needed}-byte payload")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ReadErrorDisplay {}
 
 /// Why a record could not be produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

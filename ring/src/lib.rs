@@ -59,6 +59,13 @@
 //! corrupt or hostile producer yields [`Error::Corrupt`], never a panic or
 //! an out-of-bounds access. The kernel driver applies the same rule to the
 //! consumer page in the other direction.
+//!
+//! A ring has one [`Consumer`] and one [`Producer`] at a time, across every
+//! [`Region`] and process that opens it (see [`Region::consumer`]), so the
+//! `&[u8]` a [`Batch`] lends and the `&mut [u8]` a [`Reservation`] lends
+//! are never written or read by a second party of this crate. What zero
+//! copy still trusts, and why the constructors are safe all the same, is
+//! [`Region`]'s safety model.
 
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -82,6 +89,8 @@ mod producer;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
+mod role;
+#[cfg(not(loom))]
 mod wait;
 
 #[cfg(not(loom))]
@@ -96,8 +105,7 @@ pub use consumer::{
 pub use error::{
     Error,
     MapPart,
-    ProduceError,
-    ReadErrorDisplay, //
+    ProduceError, //
 };
 #[cfg(not(loom))]
 pub use producer::{
@@ -120,3 +128,9 @@ pub use shared::producer::{
     Overflow,
     ProducerStats, //
 };
+
+/// The README's Rust example, compiled by `cargo test --doc` so that it
+/// cannot drift from the API. Only doctest builds have it.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

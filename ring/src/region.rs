@@ -19,9 +19,12 @@ use std::path::{
     Path,
     PathBuf, //
 };
-use std::ptr::NonNull;
+use std::ptr::{
+    addr_of_mut,
+    NonNull, //
+};
 use std::sync::atomic::{
-    AtomicBool,
+    AtomicU64,
     Ordering, //
 };
 use std::sync::Arc;
@@ -34,6 +37,10 @@ use memmap2::{
 use crate::error::{
     Error,
     MapPart, //
+};
+use crate::role::{
+    Role,
+    RoleLock, //
 };
 use crate::shared::layout::{
     max_payload_for,
@@ -268,7 +275,10 @@ impl RingLayout {
 /// Options for a ring this process creates ([`Region::memfd`], [`Region::create_file`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreateOptions {
-    /// Bytes in the data area; rounded down to a power of two.
+    /// Bytes in the data area: a power of two from
+    /// [`MIN_DATA_SIZE`](crate::layout::MIN_DATA_SIZE) (4 KiB) to
+    /// [`MAX_DATA_SIZE`](crate::layout::MAX_DATA_SIZE) (2 GiB); anything
+    /// else is [`Error::DataSize`].
     pub data_size: u64,
     /// What the producer does when the ring is full.
     pub overflow: Overflow,
@@ -287,8 +297,49 @@ impl Default for CreateOptions {
 ///
 /// The three parts are mapped separately, each with the permissions its
 /// [`Access`] allows, so a consumer cannot scribble on the producer's pages
-/// by accident (on the device, the kernel enforces it). A region hands out
-/// at most one [`Producer`] and one [`Consumer`].
+/// by accident (on the device, the kernel enforces it).
+///
+/// A ring has at most one [`Consumer`] and one [`Producer`] at a time,
+/// across every region of it in every process: [`Region::consumer`] and
+/// [`Region::producer`] take the role with a lock on the ring (an
+/// open-file-description lock on files and memfds, the kernel's
+/// one-consumer rule on devices) and fail with [`Error::Taken`] while
+/// someone else holds it; dropping the consumer or producer gives the role
+/// back. `docs/protocol.md` (section 9) describes the locks for peers in
+/// other languages.
+///
+/// # Safety model
+///
+/// The constructors are safe functions, and what safe code does with a
+/// region cannot cause undefined behaviour in this process: every shared
+/// word is accessed atomically, every header is validated, and the only
+/// references into the mapping are a [`Batch`](crate::Batch)'s `&[u8]`
+/// payloads (drop-new mode, where the protocol forbids the producer to
+/// write them until they are released, and the role locks keep a second
+/// consumer from releasing them) and a [`Reservation`](crate::Reservation)'s
+/// `&mut [u8]` (free space no consumer may read, reserved by the one
+/// producer).
+///
+/// Zero copy trusts the producer to follow the protocol: it must not write
+/// records it published until the consumer releases them. The kernel
+/// driver and this crate's [`Producer`] do not. Another process that maps
+/// the same file or memfd and writes it regardless (ignoring the role
+/// locks, which are advisory, or the protocol) can change bytes under a
+/// borrowed `&[u8]`, and that, like any modification of a process's
+/// memory from outside (see `memmap2::Mmap`'s safety section, or
+/// `/proc/self/mem`), is outside what Rust can guarantee; so is truncating
+/// a ring file while it is mapped (`SIGBUS`). Nothing such a peer writes
+/// can make the consumer read or write outside the mapping: that part
+/// does not depend on trust.
+///
+/// These preconditions are about other processes, which no caller of a
+/// constructor can check or promise more about than the file permissions
+/// (and the role locks) already say, and the kernel, which owns the
+/// device. So the constructors are not `unsafe`: an `unsafe fn` would
+/// move the same unprovable promise into every caller. With a peer you do
+/// not trust, read with [`Consumer::read_copy`]: it copies each record out
+/// of the mapping with atomic word loads and lends only its own copy, so a
+/// misbehaving producer can garble the records, nothing more.
 ///
 /// # Examples
 ///
@@ -315,8 +366,6 @@ pub struct Region {
     control: MmapRaw,
     consumer_page: MmapRaw,
     data: MmapRaw,
-    producer_taken: AtomicBool,
-    consumer_taken: AtomicBool,
 }
 
 /// The system page size.
@@ -332,6 +381,21 @@ impl Region {
     ///
     /// The memfd is sealed against shrinking, so no holder can truncate the
     /// memory out from under a mapping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rmemring::{Backend, CreateOptions, Overflow, Region};
+    ///
+    /// let region = Region::memfd(CreateOptions {
+    ///     data_size: 1 << 16, // a power of two, 4 KiB to 2 GiB
+    ///     overflow: Overflow::OverwriteOldest,
+    /// })?;
+    /// assert_eq!(region.backend(), Backend::Memfd);
+    /// assert_eq!(region.layout().data_size, 1 << 16);
+    /// assert_eq!(region.layout().max_payload, (1 << 16) / 4 - 24);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn memfd(options: CreateOptions) -> Result<Self, Error> {
         use nix::sys::memfd::{
             memfd_create,
@@ -361,6 +425,27 @@ impl Region {
     }
 
     /// Creates (or truncates) a ring file at `path`.
+    ///
+    /// Other processes can then [`Region::open`] the file. Do not create a
+    /// ring over a file that others have mapped: truncating it makes their
+    /// accesses fault (`SIGBUS`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, CreateOptions, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-create-{}.ring", std::process::id()));
+    /// let created = Arc::new(Region::create_file(&path, CreateOptions::default())?);
+    /// created.producer()?.send(b"kept in the file")?;
+    ///
+    /// let opened = Arc::new(Region::open(&path, Access::Consume)?);
+    /// let mut consumer = opened.consumer()?;
+    /// assert_eq!(consumer.read_copy()?.unwrap().payload, b"kept in the file");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_file(path: impl AsRef<Path>, options: CreateOptions) -> Result<Self, Error> {
         let path = path.as_ref();
         let geometry = create_geometry(options.data_size)?;
@@ -405,18 +490,48 @@ impl Region {
                 .as_ptr()
                 .write_volatile(CONSUMER_PAGE_INIT);
         }
-        // The magic goes in last, so an opener never sees a half-made ring.
-        std::sync::atomic::fence(Ordering::Release);
-        // SAFETY: As above.
-        unsafe {
-            std::ptr::addr_of_mut!((*region.control_ptr().as_ptr()).magic).write_volatile(MAGIC)
-        };
+        // ORDERING: Release; pairs with the Acquire load of the magic in
+        // `open_fd`: the magic goes in last, so an opener that sees it sees
+        // the whole control and consumer pages written above.
+        // SAFETY: The region maps its control page while it lives.
+        unsafe { magic_word(region.control_ptr()) }.store(MAGIC, Ordering::Release);
         Ok(region)
     }
 
     /// Opens the ring at `path`: a `/dev/rmemringN` device or a ring file.
     ///
     /// Validates the ring before returning; see [`RingLayout::validate`].
+    /// What is not a ring is a typed error: [`Error::NoDevice`],
+    /// [`Error::TooSmall`], [`Error::BadMagic`], [`Error::AbiVersion`],
+    /// [`Error::NotARing`] and so on. On a device, `Access::Consume` opens
+    /// the device's one consumer descriptor ([`Error::Busy`] while another
+    /// process has it) and `Access::Observe` a read-only one.
+    ///
+    /// # Examples
+    ///
+    /// The device's consumer (it needs the driver, so this does not run here):
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, Backend, Region};
+    ///
+    /// let region = Arc::new(Region::open("/dev/rmemring0", Access::Consume)?);
+    /// assert_eq!(region.backend(), Backend::Device);
+    /// let consumer = region.consumer()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// A file that is no ring:
+    ///
+    /// ```
+    /// use rmemring::{Access, Error, Region};
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-open-{}.txt", std::process::id()));
+    /// std::fs::write(&path, vec![b'x'; 1 << 16])?;
+    /// assert!(matches!(Region::open(&path, Access::Observe), Err(Error::BadMagic { .. })));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>, access: Access) -> Result<Self, Error> {
         let path = path.as_ref();
         let write = access != Access::Observe;
@@ -426,36 +541,57 @@ impl Region {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| open_error(path, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?;
-        let backend = if meta.file_type().is_char_device() {
-            Backend::Device
-        } else {
-            Backend::File
+        let (kind, available) = classify(&file, path)?;
+        let backend = match kind {
+            Kind::Device => Backend::Device,
+            Kind::Regular => Backend::File,
         };
-        if backend == Backend::Device && access.writes_producer_parts() {
-            return Err(Error::Access {
-                opened: "a device, whose producer is the kernel",
-                wanted: access.name(),
-            });
-        }
-        let available = (backend == Backend::File).then_some(meta.len());
         Self::open_fd(file.into(), path.to_owned(), backend, access, available)
     }
 
-    /// Opens a ring from a descriptor of a memfd or file (for example one
-    /// received from another process).
+    /// Opens a ring from a descriptor of a device, memfd or file (for
+    /// example one received from another process, or inherited).
+    ///
+    /// The descriptor's kind decides the backend (`fstat`: a character
+    /// device is a [`Backend::Device`], a regular file a memfd or a
+    /// [`Backend::File`]); anything else is [`Error::NotARing`]. The
+    /// descriptor must allow what `access` maps writable. A region made
+    /// from a `dup` of another region's descriptor is still the same ring:
+    /// it cannot hand out a second consumer or producer.
+    ///
+    /// # Examples
+    ///
+    /// A consumer on a memfd that another part of the program (or another
+    /// process, through `SCM_RIGHTS` or inheritance) produces into:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, Backend, CreateOptions, Region};
+    ///
+    /// let ring = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let mut producer = ring.producer()?;
+    ///
+    /// let fd = ring.fd().try_clone_to_owned()?; // as if received
+    /// let region = Arc::new(Region::from_fd(fd, Access::Consume)?);
+    /// assert_eq!(region.backend(), Backend::Memfd);
+    /// let mut consumer = region.consumer()?;
+    ///
+    /// producer.send(b"through the descriptor")?;
+    /// assert_eq!(consumer.read_copy()?.unwrap().payload, b"through the descriptor");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_fd(fd: OwnedFd, access: Access) -> Result<Self, Error> {
         let file = File::from(fd);
-        let len = file.metadata().map_err(|e| Error::io("fstat", e))?.len();
-        Self::open_fd(
-            file.into(),
-            PathBuf::from("fd"),
-            Backend::Memfd,
-            access,
-            Some(len),
-        )
+        // What the descriptor refers to, for messages and the memfd test.
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let path = link.unwrap_or_else(|_| PathBuf::from("fd"));
+        let (kind, available) = classify(&file, &path)?;
+        let backend = match kind {
+            Kind::Device => Backend::Device,
+            Kind::Regular if path.to_string_lossy().starts_with("/memfd:") => Backend::Memfd,
+            Kind::Regular => Backend::File,
+        };
+        Self::open_fd(file.into(), path, backend, access, available)
     }
 
     fn open_fd(
@@ -465,6 +601,12 @@ impl Region {
         access: Access,
         available: Option<u64>,
     ) -> Result<Self, Error> {
+        if backend == Backend::Device && access.writes_producer_parts() {
+            return Err(Error::Access {
+                opened: "a device, whose producer is the kernel",
+                wanted: access.name(),
+            });
+        }
         let page = system_page_size();
         if let Some(size) = available {
             let min = Geometry::region_size_for(MIN_DATA_SIZE, page);
@@ -475,9 +617,20 @@ impl Region {
         // Map the control page alone first, to learn the layout.
         // SAFETY: See `map_part`; only read through raw pointers below.
         let probe = unsafe { map_part(&fd, &path, MapPart::ControlPage, 0, page as u64, false)? };
-        // SAFETY: The mapping is one page, at least the size of a `ControlPage`,
-        // and page-aligned.
-        let control = unsafe { probe.as_ptr().cast::<ControlPage>().read_volatile() };
+        let probe_ptr =
+            NonNull::new(probe.as_mut_ptr().cast::<ControlPage>()).ok_or_else(null_mapping)?;
+        // ORDERING: Acquire; pairs with the Release store in `create`, so
+        // the identity fields read below are the ones written before it.
+        //
+        // SAFETY: `probe` maps the page until it is dropped below. An atomic
+        // load of a naturally aligned `u64` is fine on a read-only mapping
+        // (it only reads, on every architecture the ABI supports).
+        let magic = unsafe { magic_word(probe_ptr) }.load(Ordering::Acquire);
+        // SAFETY: The mapping is one page, at least the size of a
+        // `ControlPage`, and page-aligned; a volatile copy tolerates the
+        // producer writing its positions meanwhile.
+        let mut control = unsafe { probe_ptr.as_ptr().read_volatile() };
+        control.magic = magic;
         drop(probe);
         let layout = RingLayout::validate(&control, page, available)?;
         let region = Self::map(fd, path, backend, access, &control)?;
@@ -521,6 +674,14 @@ impl Region {
                 producer,
             )?
         };
+        // The accessors rely on this: `mmap` without `MAP_FIXED` never maps
+        // at address 0, but that is the kernel's promise, not ours.
+        if [&control_map, &consumer_page, &data]
+            .iter()
+            .any(|map| map.as_ptr().is_null())
+        {
+            return Err(null_mapping());
+        }
         Ok(Self {
             fd,
             path,
@@ -539,14 +700,17 @@ impl Region {
             control: control_map,
             consumer_page,
             data,
-            producer_taken: AtomicBool::new(false),
-            consumer_taken: AtomicBool::new(false),
         })
     }
 
     /// Resets a device ring (`RMEMRING_IOC_RESET`): with its producer
     /// stopped, empties it, zeroes its counters and sets its overflow mode,
     /// then re-reads the layout. Make the consumer after this.
+    ///
+    /// A reset may change the flags, nothing else: the parts stay mapped as
+    /// they were, so a control page that now reports another geometry
+    /// (sizes, offsets, page size, region size, maximum payload) is
+    /// [`Error::GeometryChanged`], and the region keeps its old layout.
     ///
     /// # Examples
     ///
@@ -563,8 +727,41 @@ impl Region {
     pub fn reset(&mut self, config: &crate::uapi::ResetConfig) -> Result<(), Error> {
         crate::device::reset(self.fd(), config)
             .map_err(|e| Error::io(format!("{}: RMEMRING_IOC_RESET", self.path.display()), e))?;
+        self.reload_layout()
+    }
+
+    /// Re-reads and validates the layout in the control page, as
+    /// [`Self::reset`] does after the ioctl: the flags (the overflow mode)
+    /// may have changed, nothing else.
+    ///
+    /// A control page that describes another geometry than the one mapped
+    /// is [`Error::GeometryChanged`]; the region then keeps its layout, so
+    /// no consumer or producer made later can reach past its mappings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rmemring::{CreateOptions, Overflow, Region};
+    ///
+    /// let mut region = Region::memfd(CreateOptions::default())?;
+    /// region.reload_layout()?; // nothing changed
+    /// assert_eq!(region.layout().overflow(), Overflow::DropNew);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reload_layout(&mut self) -> Result<(), Error> {
         let available = (self.backend == Backend::File).then_some(self.layout.region_size);
-        self.layout = RingLayout::validate(&self.control(), self.layout.page_size, available)?;
+        let layout = RingLayout::validate(&self.control(), self.layout.page_size, available)?;
+        let same_geometry = RingLayout {
+            flags: self.layout.flags,
+            ..layout
+        } == self.layout;
+        if !same_geometry {
+            return Err(Error::GeometryChanged {
+                mapped: Box::new(self.layout),
+                found: Box::new(layout),
+            });
+        }
+        self.layout = layout;
         Ok(())
     }
 
@@ -608,16 +805,24 @@ impl Region {
     }
 
     fn control_ptr(&self) -> NonNull<ControlPage> {
-        NonNull::new(self.control.as_mut_ptr().cast()).expect("mmap never returns null")
+        // SAFETY: `map` checked that the mapping does not start at null,
+        // and a mapping does not move.
+        unsafe { NonNull::new_unchecked(self.control.as_mut_ptr().cast()) }
     }
 
     fn consumer_ptr(&self) -> NonNull<ConsumerPage> {
-        NonNull::new(self.consumer_page.as_mut_ptr().cast()).expect("mmap never returns null")
+        // SAFETY: As for `control_ptr`.
+        unsafe { NonNull::new_unchecked(self.consumer_page.as_mut_ptr().cast()) }
+    }
+
+    fn data_nonnull(&self) -> NonNull<u8> {
+        // SAFETY: As for `control_ptr`.
+        unsafe { NonNull::new_unchecked(self.data.as_mut_ptr()) }
     }
 
     /// A view of this region's memory, kept alive by the caller's `Arc`.
     pub(crate) fn view(&self) -> RingView {
-        let data = NonNull::new(self.data.as_mut_ptr()).expect("mmap never returns null");
+        let data = self.data_nonnull();
         // SAFETY: The three mappings are page-aligned, hold a whole control
         // page, consumer page and `data_size` bytes (a validated power of
         // two), and live as long as `self`, which every holder of a view
@@ -638,7 +843,33 @@ impl Region {
         self.data.as_ptr()
     }
 
-    /// The one consumer of this region.
+    /// The ring's consumer: takes the consumer role until the [`Consumer`]
+    /// is dropped.
+    ///
+    /// Fails with [`Error::Taken`] while another consumer of the ring
+    /// exists, whether made by this region, another region of the same
+    /// ring (say, from [`Region::from_fd`] of a duplicated descriptor, or a
+    /// second [`Region::open`] of the file) or another process; with
+    /// [`Error::Access`] if the region was not opened to consume; and with
+    /// [`Error::Corrupt`] if the ring's positions are impossible.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, CreateOptions, Error, Region};
+    ///
+    /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let consumer = region.consumer()?;
+    ///
+    /// // The same memfd through another descriptor is the same ring.
+    /// let again = Arc::new(Region::from_fd(region.fd().try_clone_to_owned()?, Access::Full)?);
+    /// assert!(matches!(again.consumer(), Err(Error::Taken("consumer"))));
+    ///
+    /// drop(consumer); // gives the role back
+    /// let consumer = again.consumer()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn consumer(self: &Arc<Self>) -> Result<Consumer, Error> {
         if !self.access.writes_consumer_page() {
             return Err(Error::Access {
@@ -646,16 +877,36 @@ impl Region {
                 wanted: "consuming",
             });
         }
-        if self.consumer_taken.swap(true, Ordering::AcqRel) {
-            return Err(Error::Taken("consumer"));
-        }
-        Consumer::new(self.clone()).inspect_err(|_| {
-            // Nothing was handed out, so a later call may try again.
-            self.consumer_taken.store(false, Ordering::Release);
-        })
+        let role = RoleLock::acquire(self, Role::Consumer)?;
+        // On failure the lock is dropped, so a later call may try again.
+        Consumer::new(self.clone(), role)
     }
 
-    /// The one producer of this region (files and memfds).
+    /// The ring's producer (files and memfds): takes the producer role
+    /// until the [`Producer`] is dropped.
+    ///
+    /// Fails with [`Error::Taken`] while another producer of the ring
+    /// exists, in this process or another, and with [`Error::Access`] if
+    /// the region was not opened to produce (devices never are: their
+    /// producer is the kernel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{CreateOptions, Error, Region};
+    ///
+    /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let mut producer = region.producer()?;
+    /// assert!(matches!(region.producer(), Err(Error::Taken("producer"))));
+    /// producer.send(b"one")?;
+    /// drop(producer);
+    ///
+    /// // A later producer continues where the last one stopped.
+    /// let producer = region.producer()?;
+    /// assert_eq!(producer.next_seq(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn producer(self: &Arc<Self>) -> Result<Producer, Error> {
         if !self.access.writes_producer_parts() {
             return Err(Error::Access {
@@ -663,10 +914,8 @@ impl Region {
                 wanted: "producing",
             });
         }
-        if self.producer_taken.swap(true, Ordering::AcqRel) {
-            return Err(Error::Taken("producer"));
-        }
-        Ok(Producer::new(self.clone()))
+        let role = RoleLock::acquire(self, Role::Producer)?;
+        Ok(Producer::new(self.clone(), role))
     }
 }
 
@@ -681,10 +930,69 @@ impl std::fmt::Debug for Region {
     }
 }
 
+/// The kinds of file a ring can live in.
+enum Kind {
+    /// A character device (`/dev/rmemringN`).
+    Device,
+    /// A regular file or a memfd.
+    Regular,
+}
+
+/// What `file` is, and (for regular files) how many bytes back it.
+fn classify(file: &File, path: &Path) -> Result<(Kind, Option<u64>), Error> {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("{}: fstat", path.display()), e))?;
+    let file_type = meta.file_type();
+    let kind = if file_type.is_char_device() {
+        return Ok((Kind::Device, None));
+    } else if file_type.is_file() {
+        return Ok((Kind::Regular, Some(meta.len())));
+    } else if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_block_device() {
+        "block device"
+    } else if file_type.is_fifo() {
+        "pipe"
+    } else if file_type.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    };
+    Err(Error::NotARing {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
+/// The (never expected) error of a mapping at address 0.
+fn null_mapping() -> Error {
+    Error::io("mmap", io::Error::other("the mapping starts at address 0"))
+}
+
+/// The control page's magic, as the atomic it is at creation and opening.
+///
+/// # Safety
+///
+/// `control` must point to a mapped, page-aligned control page that stays
+/// mapped for `'a`.
+unsafe fn magic_word<'a>(control: NonNull<ControlPage>) -> &'a AtomicU64 {
+    // SAFETY: The caller guarantees the page is mapped and aligned for
+    // `'a`. The magic is accessed atomically wherever it is written or
+    // checked; the volatile copies of the whole page can meet only writers
+    // of the positions and counters, never of the magic.
+    unsafe { AtomicU64::from_ptr(addr_of_mut!((*control.as_ptr()).magic)) }
+}
+
 fn create_geometry(data_size: u64) -> Result<Geometry, Error> {
     let page = system_page_size();
-    let data_size = data_size.clamp(MIN_DATA_SIZE, MAX_DATA_SIZE);
-    let data_size = 1u64 << (63 - data_size.leading_zeros());
+    if !data_size.is_power_of_two() || !(MIN_DATA_SIZE..=MAX_DATA_SIZE).contains(&data_size) {
+        return Err(Error::DataSize {
+            size: data_size,
+            min: MIN_DATA_SIZE,
+            max: MAX_DATA_SIZE,
+        });
+    }
     Geometry::for_region(Geometry::region_size_for(data_size, page), page).map_err(|e| match e {
         GeometryError::PageSize => Error::Layout(format!("unsupported page size {page}")),
         GeometryError::TooSmall => Error::TooSmall {

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check, one `ok`/`FAIL` line each, then a count.
 //!
-//! Host checks first (fmt, clippy, tests, loom, docs, device tree), then per
+//! Host checks first (fmt, clippy, the shared module as `no_std`, tests,
+//! loom, the host benchmark's smoke run, docs, device tree), then per
 //! kernel target: the kernel, the driver (whose warnings fail the run), the
 //! guest user space and the VM scenarios of [`crate::suites`]. Builds log to
 //! files in the cache (`logs/`); a failure shows the end of its log. The
@@ -97,6 +98,10 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             .collect();
         quiet(cmd!(sh, "rustfmt --check --edition 2021 {files...}"))
     });
+    // `ring/src/shared/` as the kernel compiles it: `no_std`, no `alloc`.
+    runner.check("shared no_std", || {
+        quiet(cmd!(sh, "cargo build -p rmemring-nostd"))
+    });
     runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
     // The CLI's unit tests, and `tests/cli.rs`, which runs the binary.
     runner.check("test cli bpf", || {
@@ -105,24 +110,21 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             "cargo test -p rmemring --features cli,bpf --bin rmemring --test cli"
         ))
     });
-    // The streaming tests at full size: 10 M records across processes, long
-    // overwrite runs and more proptest cases.
+    // The streaming tests as release builds: 10 M records across processes
+    // (as in the debug run), longer overwrite runs and more proptest cases.
     runner.check("test release", || {
         quiet(cmd!(
             sh,
             "cargo test --release -p rmemring --test fork --test overwrite --test proptest"
         ))
     });
-    if sh.path_exists("ring/tests/loom.rs") {
-        runner.check("loom", || {
-            quiet(cmd!(
-                sh,
-                "env 'RUSTFLAGS=--cfg loom' cargo test --release -p rmemring --test loom --target-dir target/loom"
-            ))
-        });
-    } else {
-        runner.skip("loom", "no ring/tests/loom.rs yet");
-    }
+    runner.check("loom", || {
+        quiet(cmd!(
+            sh,
+            "env 'RUSTFLAGS=--cfg loom' cargo test --release -p rmemring --test loom --target-dir target/loom"
+        ))
+    });
+    runner.check("bench host smoke", || host_bench_smoke(sh));
     runner.check("doc", || {
         quiet(cmd!(
             sh,
@@ -133,6 +135,119 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
         host::ensure(sh, &Log::terminal(), host::DT)?;
         dt::check(sh)
     });
+}
+
+/// The payload size of the host benchmark's smoke run.
+const SMOKE_SIZE: u64 = 64;
+
+/// Runs the host benchmark (`cargo xtask bench --host`'s command) in its
+/// quickest form, one size and one repetition, and checks its JSON lines.
+/// Proves that the command works, not how fast it is: no rate is judged.
+fn host_bench_smoke(sh: &Shell) -> Result<()> {
+    let size = SMOKE_SIZE.to_string();
+    let cmd = cmd!(
+        sh,
+        "cargo bench -p rmemring --bench host -- --quick --json --reps 1 --size {size} --no-nice"
+    );
+    eprintln!("$ {cmd}");
+    let output = cmd.quiet().ignore_status().output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "exited with {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    check_host_json(&stdout, &[SMOKE_SIZE], 1)
+}
+
+/// The host benchmark's implementations, as its JSON lines name them.
+const HOST_IMPLS: [&str; 4] = ["rmemring", "rtrb", "crossbeam", "memcpy"];
+
+/// The first keys of every host benchmark line, in the issue's order.
+const HOST_KEYS: [&str; 5] = ["bench", "impl", "size", "records_per_s", "bytes_per_s"];
+
+/// The keys of a JSON object in the order they are written (a
+/// `serde_json::Value` keeps them sorted).
+struct KeyOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = KeyOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(KeyOrder(keys))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Checks the host benchmark's `--json` output: every line one object
+/// whose first keys are exactly `bench`, `impl`, `size`, `records_per_s`,
+/// `bytes_per_s`, in that order, with sane values, and one line per
+/// implementation and size of `sizes`, from `reps` runs each.
+fn check_host_json(stdout: &str, sizes: &[u64], reps: u64) -> Result<()> {
+    let mut seen: Vec<(String, u64)> = Vec::new();
+    for line in stdout.lines() {
+        let fail = |why: &str| anyhow::anyhow!("{why}: {line}");
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| fail(&format!("not JSON ({e})")))?;
+        let field = |key: &str| value.get(key).ok_or_else(|| fail(&format!("no {key:?}")));
+        let KeyOrder(keys) = serde_json::from_str(line).map_err(|e| fail(&e.to_string()))?;
+        if keys.len() < HOST_KEYS.len() || keys[..HOST_KEYS.len()] != HOST_KEYS {
+            return Err(fail(&format!("the keys do not begin with {HOST_KEYS:?}")));
+        }
+        if field("bench")? != "host" {
+            return Err(fail("bench is not \"host\""));
+        }
+        let which = field("impl")?
+            .as_str()
+            .filter(|i| HOST_IMPLS.contains(i))
+            .ok_or_else(|| fail("unknown impl"))?;
+        let size = field("size")?
+            .as_u64()
+            .filter(|s| sizes.contains(s))
+            .ok_or_else(|| fail("unexpected size"))?;
+        let rate = |key: &str| {
+            field(key)?
+                .as_f64()
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .ok_or_else(|| fail(&format!("{key} is not a positive number")))
+        };
+        let (records, bytes) = (rate("records_per_s")?, rate("bytes_per_s")?);
+        if (bytes - records * size as f64).abs() > 1e-9 * bytes {
+            return Err(fail("bytes_per_s is not records_per_s times size"));
+        }
+        if field("runs")?.as_u64() != Some(reps) {
+            return Err(fail(&format!("runs is not {reps}")));
+        }
+        if seen.iter().any(|(i, s)| i == which && *s == size) {
+            return Err(fail("a second line for this impl and size"));
+        }
+        seen.push((which.to_owned(), size));
+    }
+    for size in sizes {
+        for which in HOST_IMPLS {
+            if !seen.iter().any(|(i, s)| i == which && s == size) {
+                bail!("no line for {which} at {size} B in:\n{stdout}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Per target: kernel, driver, guest user space, then its VM suites.
@@ -357,6 +472,40 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line as the host benchmark writes it, for `impl` at 64 B.
+    fn line(which: &str) -> String {
+        format!(
+            "{{\"bench\":\"host\",\"impl\":\"{which}\",\"size\":64,\"records_per_s\":2.5e7,\
+             \"bytes_per_s\":1.6e9,\"batch_bytes\":null,\"runs\":1,\"spread\":0.0}}"
+        )
+    }
+
+    #[test]
+    fn host_json_lines_are_checked() {
+        let good: Vec<String> = HOST_IMPLS.iter().map(|i| line(i)).collect();
+        let good = good.join("\n");
+        check_host_json(&good, &[64], 1).unwrap();
+        // Every defect the check exists for.
+        let bad = [
+            // Keys sorted, as serde_json's maps write them.
+            good.replacen(
+                "{\"bench\":\"host\",\"impl\":\"rmemring\"",
+                "{\"impl\":\"rmemring\",\"bench\":\"host\"",
+                1,
+            ),
+            good.replacen("\"records_per_s\":2.5e7", "\"records_per_s\":0.0", 1),
+            good.replacen("\"bytes_per_s\":1.6e9", "\"bytes_per_s\":1.7e9", 1),
+            good.replacen("\"impl\":\"rtrb\"", "\"impl\":\"rmemring\"", 1),
+            good.replacen("\"size\":64", "\"size\":65", 1),
+            good.replacen("\"runs\":1", "\"runs\":7", 1),
+            good.lines().skip(1).collect::<Vec<_>>().join("\n"),
+            good.clone() + "\nnot json",
+        ];
+        for (i, bad) in bad.iter().enumerate() {
+            assert!(check_host_json(bad, &[64], 1).is_err(), "case {i}:\n{bad}");
+        }
+    }
 
     #[test]
     fn suite_names_are_unique_and_filterable() {

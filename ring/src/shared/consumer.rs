@@ -62,6 +62,48 @@ pub enum ReadError {
     },
 }
 
+impl core::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ReadError::ProducerPosition { consumer, producer } => write!(
+                f,
+                "producer position {producer:#x} is impossible for a consumer at {consumer:#x} \
+                 (behind it, more than the data area ahead of it, or not a multiple of 8)"
+            ),
+            ReadError::BadRecord { pos, defect } => {
+                write!(f, "record at position {pos:#x}: ")?;
+                match defect {
+                    RecordDefect::Kind(k) => write!(f, "unknown kind {k}"),
+                    RecordDefect::Length(l) => {
+                        write!(f, "payload length {l} exceeds the ring's maximum")
+                    }
+                    RecordDefect::Wraps(l) => {
+                        write!(f, "payload length {l} runs past the end of the data area")
+                    }
+                    RecordDefect::PadLength(l) => {
+                        write!(f, "pad length {l} does not reach the end of the data area")
+                    }
+                    RecordDefect::PastProducer(l) => {
+                        write!(f, "length {l} runs past the producer position")
+                    }
+                }
+            }
+            ReadError::Sequence {
+                pos,
+                expected,
+                found,
+            } => write!(
+                f,
+                "record at position {pos:#x} has sequence number {found}, \
+                 below the expected {expected}"
+            ),
+            ReadError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small for a {needed}-byte payload")
+            }
+        }
+    }
+}
+
 /// The ways a record header can be invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordDefect {
@@ -470,8 +512,10 @@ impl ConsumerCore {
                     Err(ReadError::BufferTooSmall { needed: meta.len })
                 }
                 Ok((Some(meta), _)) => {
-                    // SAFETY: `check_header` proved the payload lies in the
-                    // data area, and `dst` holds at least `len` bytes.
+                    // SAFETY: `check_header` proved that the record's whole
+                    // stride lies in the data area from its 8-aligned
+                    // offset, and `dst`, the caller's memory, holds at least
+                    // `len` bytes.
                     unsafe {
                         self.view
                             .copy_payload_out(meta.offset, dst.as_mut_ptr(), meta.len as usize)

@@ -205,7 +205,10 @@ pub struct RecordHeader {
     /// Sequence number: 0 for the first record, then one more for every
     /// record the producer wrote or dropped, so gaps count lost records.
     pub seq: u64,
-    /// When the producer wrote the record, in `CLOCK_MONOTONIC` nanoseconds.
+    /// The producer's clock for the record, in `CLOCK_MONOTONIC`
+    /// nanoseconds: taken at commit by the kernel producer, once per batch
+    /// by the user-space `Producer` of the `rmemring` crate;
+    /// not decreasing along the sequence (`docs/protocol.md`, section 4).
     pub timestamp_ns: u64,
 }
 

@@ -12,6 +12,8 @@ use super::layout::{
     RecordHeader,
     HEADER_SIZE, //
 };
+#[cfg(not(loom))]
+use super::sync::Ordering;
 use super::sync::{
     AtomicU32,
     AtomicU64, //
@@ -280,20 +282,48 @@ impl RingView {
         unsafe { self.at(off + HEADER_SIZE) }
     }
 
-    /// Copies `len` payload bytes of the record at `off` into `dst`.
+    /// Copies `len` payload bytes of the record at `off` into `dst`, with
+    /// one relaxed atomic load per 8-byte word of the mapping.
+    ///
+    /// The producer may be writing the source meanwhile (overwrite mode, or
+    /// a producer that breaks the protocol): the caller re-checks
+    /// `overwrite_pos` afterwards and discards a torn copy, as a seqlock
+    /// reader does. Atomic loads make that a race this side is allowed to
+    /// lose; a plain `memcpy` would be a data race, undefined behaviour in
+    /// Rust's memory model whatever the re-check says. The loads are
+    /// relaxed: the caller's fence orders them before the re-check. A
+    /// partial last word is loaded whole; its other bytes are the record's
+    /// padding.
     ///
     /// # Safety
     ///
-    /// `off + HEADER_SIZE + len` must be at most the data size and `dst`
-    /// valid for `len` bytes of writes.
+    /// `off` must be a multiple of 8, `off + record_stride(len)` at most
+    /// the data size, and `dst` valid for `len` bytes of writes and not
+    /// inside the data area.
     #[inline]
     pub unsafe fn copy_payload_out(&self, off: u64, dst: *mut u8, len: usize) {
-        // SAFETY: The caller keeps the source inside the data area and `dst`
-        // valid; they cannot overlap because `dst` is the caller's memory.
-        // The producer may be writing the source concurrently (overwrite
-        // mode); the caller re-checks `overwrite_pos` after the copy and
-        // discards it if so, as a seqlock reader does.
-        unsafe { core::ptr::copy_nonoverlapping(self.payload_ptr(off), dst, len) }
+        // SAFETY: `off + HEADER_SIZE <= off + stride <= data_size`.
+        let src = unsafe { self.payload_ptr(off) }.cast::<u64>();
+        let word = |i: usize| {
+            // SAFETY: Word `i` is at most word `len.div_ceil(8) - 1`, which
+            // ends at or before `off + stride` (the stride rounds
+            // `HEADER_SIZE + len` up to 8), so inside the data area; it is
+            // 8-aligned because `off` and `HEADER_SIZE` are multiples of 8.
+            // The mapping is only ever accessed atomically, volatilely or
+            // by the producer writing its own space.
+            unsafe { AtomicU64::from_ptr(src.add(i)) }.load(Ordering::Relaxed)
+        };
+        let words = len / 8;
+        for i in 0..words {
+            // SAFETY: `8 * i + 8 <= len` bytes fit in `dst`.
+            unsafe { dst.add(8 * i).cast::<u64>().write_unaligned(word(i)) };
+        }
+        let rest = len % 8;
+        if rest != 0 {
+            let last = word(words).to_ne_bytes();
+            // SAFETY: The last `rest` bytes of `dst`, from a local array.
+            unsafe { core::ptr::copy_nonoverlapping(last.as_ptr(), dst.add(8 * words), rest) };
+        }
     }
 }
 

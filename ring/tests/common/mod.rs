@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: rings to test on, a second
-//! mapping to write hostile values through, and the core index logic over
-//! plain heap memory.
+//! mapping to write hostile values through, the core index logic over
+//! plain heap memory, and forked children.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -285,12 +285,46 @@ pub fn fill_slot(producer: &ProducerCore, slot: &Slot, seq: u64) {
 /// Copies out the payload of a record the consumer core found.
 pub fn payload_of(consumer: &ConsumerCore, offset: u64, len: u32) -> Vec<u8> {
     let mut out = vec![0u8; len as usize];
-    // SAFETY: `ConsumerCore` validated that the payload lies inside the data
-    // area; `out` holds `len` bytes.
+    // SAFETY: `ConsumerCore` validated that the record's stride lies inside
+    // the data area from its 8-aligned offset; `out` holds `len` bytes.
     unsafe {
         consumer
             .view()
             .copy_payload_out(offset, out.as_mut_ptr(), len as usize)
     };
     out
+}
+
+/// Runs `body` in a forked child process and returns its pid. The child
+/// reports an error on stderr (not through the test harness's capture,
+/// which the child would never print) and exits without unwinding into the
+/// harness: status 0 on success, 1 on an error, 101 on a panic.
+///
+/// # Safety
+///
+/// The calling test binary must have a single test, so that the only
+/// other thread is the harness's main thread, which holds no lock the
+/// child needs. `body` may allocate (glibc resets its malloc locks in the
+/// child), make system calls and write to stderr.
+pub unsafe fn fork_child(body: impl FnOnce() -> Result<(), String>) -> nix::unistd::Pid {
+    use nix::unistd::ForkResult;
+    use std::io::Write;
+    // SAFETY: The caller guarantees that the process is single-threaded
+    // but for a thread that holds nothing the child uses.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => {
+            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+                Ok(Ok(())) => 0,
+                Ok(Err(message)) => {
+                    let _ = writeln!(std::io::stderr(), "child {}: {message}", std::process::id());
+                    1
+                }
+                Err(_) => 101,
+            };
+            // SAFETY: `_exit` ends the process at once, running nothing of
+            // the harness's; it has no preconditions.
+            unsafe { libc::_exit(code) }
+        }
+    }
 }

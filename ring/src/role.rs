@@ -1,0 +1,196 @@
+//! One consumer and one producer per ring, whichever [`Region`]s and
+//! processes ask.
+//!
+//! A [`Batch`](crate::Batch) lends the consumer's records as `&[u8]` and a
+//! [`Reservation`](crate::Reservation) lends the producer's free space as
+//! `&mut [u8]`, both straight from the mapping. That is sound only while
+//! there is one consumer (a second one would release what the first still
+//! reads, and the producer would overwrite it) and one producer (a second
+//! one would reserve the same bytes). Per-[`Region`] flags cannot see other
+//! regions of the same ring, nor other processes, so the roles are locks on
+//! the ring itself:
+//!
+//! - **Files and memfds**: an open-file-description lock
+//!   (`fcntl(F_OFD_SETLK)`, `F_WRLCK`) on one byte of the ring, the first
+//!   byte of the page the role writes: offset 0 (the control page) for the
+//!   producer, `consumer_offset` (the consumer page) for the consumer. The
+//!   lock is taken on a description of the role's own, opened anew through
+//!   `/proc/self/fd`, so it conflicts with every other holder: another
+//!   region of this process, a duplicated or inherited descriptor, another
+//!   process. It is released when the [`Consumer`](crate::Consumer) or
+//!   [`Producer`](crate::Producer) is dropped (or the process ends).
+//!   Traditional `fcntl(F_SETLK)` locks of C peers conflict with it too.
+//! - **Devices**: the kernel lets one descriptor at a time open the device
+//!   for consuming (`EBUSY`) and the producer is the kernel, so only regions
+//!   of this process sharing that one descriptor (through `dup` or
+//!   [`Region::from_fd`]) could meet; a table of the devices this process
+//!   consumes keeps them to one consumer.
+//!
+//! The locks are advisory: they bind this crate and peers that follow
+//! `docs/protocol.md`, not a process that ignores them and writes the
+//! memory anyway (see [`Region`]'s safety model).
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{
+    AsFd,
+    AsRawFd,
+    OwnedFd, //
+};
+use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::fcntl::{
+    fcntl,
+    FcntlArg, //
+};
+use nix::sys::stat::{
+    fstat,
+    FileStat, //
+};
+
+use crate::error::Error;
+use crate::region::{
+    Backend,
+    Region, //
+};
+
+/// The two roles of a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Writes the control page and the data area.
+    Producer,
+    /// Writes the consumer page; reads records in place.
+    Consumer,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        }
+    }
+}
+
+/// A role held for as long as this lives.
+#[derive(Debug)]
+pub(crate) struct RoleLock {
+    _held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// The open file description that holds the byte lock; closing it
+    /// releases the lock.
+    Ofd { _description: OwnedFd },
+    /// The device's entry in [`DEVICE_CONSUMERS`], removed on drop.
+    Device { _entry: DeviceConsumer },
+}
+
+/// The devices (by device number) that a consumer of this process reads.
+static DEVICE_CONSUMERS: Mutex<Vec<libc::dev_t>> = Mutex::new(Vec::new());
+
+#[derive(Debug)]
+struct DeviceConsumer(libc::dev_t);
+
+impl Drop for DeviceConsumer {
+    fn drop(&mut self) {
+        let mut held = DEVICE_CONSUMERS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.retain(|&rdev| rdev != self.0);
+    }
+}
+
+impl RoleLock {
+    /// Takes `role` on `region`'s ring, or fails with [`Error::Taken`] if
+    /// someone holds it.
+    pub(crate) fn acquire(region: &Region, role: Role) -> Result<Self, Error> {
+        let held = match region.backend() {
+            Backend::Device => Held::Device {
+                _entry: device_consumer(region, role)?,
+            },
+            Backend::File | Backend::Memfd => Held::Ofd {
+                _description: ofd_lock(region, role)?,
+            },
+        };
+        Ok(Self { _held: held })
+    }
+}
+
+fn device_consumer(region: &Region, role: Role) -> Result<DeviceConsumer, Error> {
+    // `Region::producer` refuses devices before this; a kernel ring has no
+    // user-space producer role to hand out.
+    if role != Role::Consumer {
+        return Err(Error::Taken(role.name()));
+    }
+    let rdev = stat(region.fd(), region)?.st_rdev;
+    let mut held = DEVICE_CONSUMERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if held.contains(&rdev) {
+        return Err(Error::Taken(role.name()));
+    }
+    held.push(rdev);
+    Ok(DeviceConsumer(rdev))
+}
+
+fn stat(fd: impl AsFd, region: &Region) -> Result<FileStat, Error> {
+    fstat(fd).map_err(|e| Error::io(format!("{}: fstat", region.path().display()), e))
+}
+
+/// Opens a description of the ring's file of our own and locks the role's
+/// byte on it.
+fn ofd_lock(region: &Region, role: Role) -> Result<OwnedFd, Error> {
+    let what = |step: &str| {
+        format!(
+            "{}: {step} for the {} lock",
+            region.path().display(),
+            role.name()
+        )
+    };
+    // A new open file description of the same file: locks taken on the
+    // region's own descriptor would be shared with every `dup` of it and
+    // every process that inherited it.
+    let proc_path = format!("/proc/self/fd/{}", region.fd().as_raw_fd());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&proc_path)
+        .map_err(|e| {
+            Error::io(
+                what(&format!("reopening {proc_path} (is /proc mounted?)")),
+                e,
+            )
+        })?;
+    // The same file, not whatever the descriptor number means by now.
+    let (ours, theirs) = (stat(&file, region)?, stat(region.fd(), region)?);
+    if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino) {
+        return Err(Error::io(
+            what("reopening"),
+            io::Error::other("/proc/self/fd names another file"),
+        ));
+    }
+    let start = match role {
+        Role::Producer => 0,
+        Role::Consumer => region.layout().consumer_offset,
+    };
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: libc::off_t::try_from(start).map_err(|_| {
+            Error::Layout(format!(
+                "consumer page offset {start:#x} is not a file offset"
+            ))
+        })?,
+        l_len: 1,
+        // Must be zero for open-file-description locks.
+        l_pid: 0,
+    };
+    match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
+        Ok(_) => Ok(file.into()),
+        Err(Errno::EAGAIN | Errno::EACCES) => Err(Error::Taken(role.name())),
+        Err(e) => Err(Error::io(what("fcntl(F_OFD_SETLK)"), io::Error::from(e))),
+    }
+}
