@@ -233,11 +233,17 @@ impl Ring {
 
     /// Starts the producer thread on behalf of open file `by`.
     pub(crate) fn start(self: &Arc<Self>, config: ProducerConfig, by: FileId) -> Result {
-        if !self.is_live() {
-            return Err(ENODEV);
-        }
         let finished = {
             let mut state = self.state.lock();
+            // Under the lock: `shutdown` clears `live` before it takes the
+            // lock to stop the producer, so either it sees the thread
+            // started here and stops it, or this sees the device gone.
+            // (Checked outside the lock, a shutdown could run its `stop`
+            // between the check and the spawn, and leave a producer
+            // running on a device that is going away.)
+            if !self.is_live() {
+                return Err(ENODEV);
+            }
             producer::validate(
                 &config,
                 overflow_of(self.flags.load(Ordering::Acquire)),
