@@ -214,7 +214,7 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
                 }
                 done += 1;
             }
-            (full, state.core.publish())
+            (full, state.publish())
         };
         if wake {
             ring.wake_readers();

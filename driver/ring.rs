@@ -69,6 +69,25 @@ struct RingState {
 pub(crate) struct ProducerState {
     /// The index logic and counters.
     pub(crate) core: ProducerCore,
+    /// Set by a reset: the next publication wakes every sleeper, whatever
+    /// its `need_wakeup` says (the reset wiped the requests of consumers
+    /// that were asleep).
+    wake_all_next: bool,
+}
+
+impl ProducerState {
+    /// Publishes what the producer committed, and says whether to wake the
+    /// sleepers: when a consumer asked for it, and, after a reset, when
+    /// anything was published at all (see [`Ring::reset`]).
+    pub(crate) fn publish(&mut self) -> bool {
+        let published = self.core.unpublished() != 0;
+        let requested = self.core.publish();
+        if published && self.wake_all_next {
+            self.wake_all_next = false;
+            return true;
+        }
+        requested
+    }
 }
 
 /// Identifies an open file of the device (its address, stable while open).
@@ -135,7 +154,10 @@ impl Ring {
                     started_by: None,
                     consumer_open: false,
                 }),
-                producer <- new_mutex!(ProducerState { core: producer }),
+                producer <- new_mutex!(ProducerState {
+                    core: producer,
+                    wake_all_next: false,
+                }),
                 readers <- new_poll_condvar!("rmemring::readers"),
                 wake_lock <- new_spinlock!(()),
                 flags: AtomicU32::new(flags),
@@ -276,27 +298,38 @@ impl Ring {
 
     /// With the producer stopped, empties the ring, zeroes its counters and
     /// sets its overflow mode.
+    ///
+    /// Consumers asleep in `poll` or `read()` are woken so that they look
+    /// at the new ring (`read()` re-attaches to it). The reset also wipes
+    /// their `need_wakeup` requests, so the first publication after it
+    /// wakes every sleeper regardless (see [`ProducerState::publish`]);
+    /// otherwise a consumer that went back to sleep in `poll` before the
+    /// reset would never be woken by the records that follow it.
     pub(crate) fn reset(&self, config: ResetConfig) -> Result {
         if config.flags & !RESET_FLAGS_KNOWN != 0 || config.reserved != [0; 3] {
             return Err(EINVAL);
         }
-        let state = self.state.lock();
-        // A finished thread has let go of `producer` for good; a running
-        // one may not be disturbed.
-        if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
-            return Err(EBUSY);
+        {
+            let state = self.state.lock();
+            // A finished thread has let go of `producer` for good; a
+            // running one may not be disturbed.
+            if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
+                return Err(EBUSY);
+            }
+            let mut producer = self.producer.lock();
+            let old = self.flags.load(Ordering::Acquire);
+            let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
+            self.region.initialise(flags);
+            self.flags.store(flags, Ordering::Release);
+            producer.core = ProducerCore::attach(
+                self.region.view(),
+                overflow_of(flags),
+                max_payload_for(self.region.geometry().data_size),
+            );
+            producer.wake_all_next = true;
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
-        let mut producer = self.producer.lock();
-        let old = self.flags.load(Ordering::Acquire);
-        let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
-        self.region.initialise(flags);
-        self.flags.store(flags, Ordering::Release);
-        producer.core = ProducerCore::attach(
-            self.region.view(),
-            overflow_of(flags),
-            max_payload_for(self.region.geometry().data_size),
-        );
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.wake_readers();
         Ok(())
     }
 

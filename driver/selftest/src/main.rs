@@ -27,6 +27,7 @@ mod hostile;
 mod kmod;
 mod lifecycle;
 mod misuse;
+mod sleepers;
 mod stream;
 mod wakeups;
 

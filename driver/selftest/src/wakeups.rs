@@ -74,7 +74,8 @@ pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     drop(region);
 
     cycles(env, report)?;
-    epoll(env, report)
+    epoll(env, report)?;
+    crate::sleepers::across_reset(env, report)
 }
 
 /// At least 100 000 sleep/wake cycles, none lost.
