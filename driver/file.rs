@@ -18,7 +18,6 @@ use core::mem::size_of;
 
 use kernel::{
     alloc::VVec,
-    bindings,
     fs::File,
     mm::virt::VmaNew,
     new_mutex,
@@ -63,7 +62,12 @@ use crate::shared::uapi::{
     IOC_STATS,
     IOC_STOP, //
 };
-use crate::sys::UserWriter;
+use crate::sys::{
+    self,
+    poll_mask,
+    AccessMode,
+    UserWriter, //
+};
 
 // The ABI's ioctl numbers are computed in the shared module; they must be
 // what the kernel's own macros give.
@@ -127,10 +131,10 @@ pub(crate) struct OpenFile {
 impl OpenFile {
     /// Opens the ring for `file`; a writable open is the consumer.
     pub(crate) fn open(ring: Arc<Ring>, file: &File) -> Result<Pin<KBox<Self>>> {
-        let role = match file.flags() & bindings::O_ACCMODE {
-            bindings::O_RDONLY => Role::Observer,
-            bindings::O_WRONLY => Role::Controller,
-            _ => Role::Consumer,
+        let role = match sys::access_mode(file) {
+            AccessMode::ReadOnly => Role::Observer,
+            AccessMode::WriteOnly => Role::Controller,
+            AccessMode::ReadWrite => Role::Consumer,
         };
         let consumer = role == Role::Consumer;
         ring.open(consumer)?;
@@ -213,10 +217,10 @@ impl OpenFile {
     pub(crate) fn poll(&self, file: &File, table: PollTable<'_>) -> u32 {
         table.register_wait(file, self.ring.readers());
         if !self.ring.is_live() {
-            return bindings::POLLHUP | bindings::POLLERR;
+            return poll_mask::GONE;
         }
         if self.ring.readable() {
-            bindings::POLLIN | bindings::POLLRDNORM
+            poll_mask::READABLE
         } else {
             0
         }

@@ -17,6 +17,7 @@ use kernel::{
         c_int,
         c_ulong, //
     },
+    fs::File,
     mm::virt::VmaNew,
     prelude::*,
     sync::aref::ARef,
@@ -235,6 +236,37 @@ impl Drop for KernelMapping {
             _ => unsafe { c::rmemring_iounmap(self.addr.as_ptr().cast()) },
         }
     }
+}
+
+/// How a file was opened: the `O_ACCMODE` bits of its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccessMode {
+    /// `O_RDONLY`.
+    ReadOnly,
+    /// `O_WRONLY`.
+    WriteOnly,
+    /// `O_RDWR` (and the unusual access mode 3, which Linux treats alike for
+    /// device files).
+    ReadWrite,
+}
+
+/// The access mode `file` was opened with.
+pub(crate) fn access_mode(file: &File) -> AccessMode {
+    match file.flags() & bindings::O_ACCMODE {
+        bindings::O_RDONLY => AccessMode::ReadOnly,
+        bindings::O_WRONLY => AccessMode::WriteOnly,
+        _ => AccessMode::ReadWrite,
+    }
+}
+
+/// `poll` masks.
+pub(crate) mod poll_mask {
+    use kernel::bindings;
+
+    /// Records to read: `POLLIN | POLLRDNORM`.
+    pub(crate) const READABLE: u32 = bindings::POLLIN | bindings::POLLRDNORM;
+    /// The device is gone: `POLLHUP | POLLERR`.
+    pub(crate) const GONE: u32 = bindings::POLLHUP | bindings::POLLERR;
 }
 
 /// A user-space buffer being filled from its start, like the kernel crate's
