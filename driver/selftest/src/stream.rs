@@ -115,7 +115,7 @@ impl Tally {
         self.stats.records_produced + self.stats.records_dropped
     }
 
-    fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
         format!(
             "{} records, {:.0} MiB in {secs:.1} s ({:.2} M records/s, {:.3} GB/s); lost {} + {} trailing; dropped {}, overwritten {}",
