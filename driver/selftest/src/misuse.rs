@@ -68,6 +68,17 @@ pub(crate) fn map_own_page(fd: RawFd, layout: &rmemring::RingLayout) -> io::Resu
     )
 }
 
+/// Maps the data area of the ring on `fd` read-only.
+pub(crate) fn map_data(fd: RawFd, layout: &rmemring::RingLayout) -> io::Result<Mapping> {
+    map(
+        fd,
+        layout.data_offset,
+        layout.data_size as usize,
+        libc::PROT_READ,
+        libc::MAP_SHARED,
+    )
+}
+
 /// `mmap(NULL, len, prot, flags, fd, offset)`.
 pub(crate) fn map(
     fd: RawFd,

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// CPU time this process has used.
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     // SAFETY: `getrusage` fills the struct we pass.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
