@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// CPU time this process has used.
-pub(crate) fn cpu_time() -> Duration {
+fn cpu_time() -> Duration {
     // SAFETY: `getrusage` fills the struct we pass.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
