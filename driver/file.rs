@@ -18,7 +18,6 @@ use core::mem::size_of;
 
 use kernel::{
     alloc::VVec,
-    bindings,
     fs::File,
     mm::virt::VmaNew,
     new_mutex,
@@ -34,8 +33,7 @@ use kernel::{
     },
     uaccess::{
         UserPtr,
-        UserSlice,
-        UserSliceWriter, //
+        UserSlice, //
     },
 };
 
@@ -63,6 +61,12 @@ use crate::shared::uapi::{
     IOC_START,
     IOC_STATS,
     IOC_STOP, //
+};
+use crate::sys::{
+    self,
+    poll_mask,
+    AccessMode,
+    UserWriter, //
 };
 
 // The ABI's ioctl numbers are computed in the shared module; they must be
@@ -127,10 +131,10 @@ pub(crate) struct OpenFile {
 impl OpenFile {
     /// Opens the ring for `file`; a writable open is the consumer.
     pub(crate) fn open(ring: Arc<Ring>, file: &File) -> Result<Pin<KBox<Self>>> {
-        let role = match file.flags() & bindings::O_ACCMODE {
-            bindings::O_RDONLY => Role::Observer,
-            bindings::O_WRONLY => Role::Controller,
-            _ => Role::Consumer,
+        let role = match sys::access_mode(file) {
+            AccessMode::ReadOnly => Role::Observer,
+            AccessMode::WriteOnly => Role::Controller,
+            AccessMode::ReadWrite => Role::Consumer,
         };
         let consumer = role == Role::Consumer;
         ring.open(consumer)?;
@@ -213,10 +217,10 @@ impl OpenFile {
     pub(crate) fn poll(&self, file: &File, table: PollTable<'_>) -> u32 {
         table.register_wait(file, self.ring.readers());
         if !self.ring.is_live() {
-            return bindings::POLLHUP | bindings::POLLERR;
+            return poll_mask::GONE;
         }
         if self.ring.readable() {
-            bindings::POLLIN | bindings::POLLRDNORM
+            poll_mask::READABLE
         } else {
             0
         }
@@ -253,7 +257,7 @@ impl OpenFile {
             let Some(core) = reader.core.as_mut() else {
                 return Err(EIO);
             };
-            let mut writer = UserSlice::new(buf, count).writer();
+            let mut writer = UserWriter::new(buf, count);
             let copied = match overflow {
                 Overflow::DropNew => copy_records(ring, core, &mut writer, count)?,
                 Overflow::OverwriteOldest => copy_overwrite(
@@ -306,7 +310,7 @@ struct Copied {
 fn copy_records(
     ring: &Ring,
     core: &mut ConsumerCore,
-    writer: &mut UserSliceWriter,
+    writer: &mut UserWriter,
     count: usize,
 ) -> Result<Copied> {
     let mut room = count as u64;
@@ -373,13 +377,19 @@ fn fault(copied: Copied, e: Error) -> Result<Copied> {
 }
 
 /// Copies `len` bytes of records at data-area `offset` to user space.
-fn flush_run(ring: &Ring, writer: &mut UserSliceWriter, offset: u64, len: u64) -> Result {
-    // SAFETY: The records in the run were read and not released, and in
-    // drop-new mode the producer never writes unreleased bytes, so nothing
-    // writes them while the slice lives. The consumer validated that the
-    // run lies inside the data area.
-    let bytes = unsafe { ring.region().data_bytes(offset, len) };
-    writer.write_slice(bytes)
+fn flush_run(ring: &Ring, writer: &mut UserWriter, offset: u64, len: u64) -> Result {
+    // The consumer validated that the run lies inside the data area; a run
+    // that does not is a bug, not something to copy.
+    let src = ring.region().data_ptr(offset, len).ok_or(EIO)?;
+    // SAFETY: `data_ptr` checked that the range lies inside the data area,
+    // which is mapped as long as `ring` lives, and we hold `ring`. The
+    // bytes are only copied, never borrowed: in drop-new mode the producer
+    // does not write records that were read and not released, but this
+    // file's consumer page is writable from user space, which may move
+    // `consumer_pos` past them during the copy, and the producer may then
+    // rewrite them. User space then gets what it asked for (torn records);
+    // the kernel reads nothing but plain bytes.
+    unsafe { writer.write_raw(src, len as usize) }
 }
 
 /// Overwrite mode: copies records one at a time through the bounce buffer,
@@ -390,7 +400,7 @@ fn copy_overwrite(
     core: &mut ConsumerCore,
     bounce: &mut VVec<u8>,
     pending: &mut Option<RecordMeta>,
-    writer: &mut UserSliceWriter,
+    writer: &mut UserWriter,
     count: usize,
 ) -> Result<Copied> {
     let mut copied = Copied {

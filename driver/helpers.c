@@ -35,7 +35,11 @@ void __iomem *rmemring_ioremap(phys_addr_t phys, size_t size, int cache_mode)
 		return ioremap_wc(phys, size);
 	case RMEMRING_CACHE_UNCACHED:
 #ifdef CONFIG_X86
-		/* Strong UC, matching pgprot_noncached() for user mappings. */
+		/*
+		 * Strong UC. (x86's ioremap() is UC-, which an MTRR of type WC
+		 * turns into WC.) rmemring_pgprot() gives user mappings the
+		 * same type.
+		 */
 		return ioremap_uc(phys, size);
 #else
 		return ioremap(phys, size);
@@ -56,21 +60,51 @@ void rmemring_iounmap(void __iomem *addr)
 	iounmap(addr);
 }
 
-/* The user-mapping protection that matches the kernel mapping's cache mode. */
+#ifdef CONFIG_X86
+/* @prot with its PAT cache bits set to exactly @pcm. */
+static pgprot_t rmemring_x86_cachemode(pgprot_t prot, enum page_cache_mode pcm)
+{
+	return __pgprot((pgprot_val(prot) & ~_PAGE_CACHE_MASK) |
+			cachemode2protval(pcm));
+}
+#endif
+
+/*
+ * The user-mapping protection whose cache type is exactly the kernel
+ * mapping's, for each cache mode.
+ *
+ * On x86 the type is set explicitly: the kernel maps WB (memremap() falls
+ * back to ioremap_cache() for a hole in RAM), WC (ioremap_wc()) or strong
+ * UC (ioremap_uc()). pgprot_noncached() would ask for UC- instead; that
+ * works only because remap_pfn_range()'s PAT check (reserve_pfn_range())
+ * finds the kernel's UC reservation and silently upgrades the request to
+ * it. Asking for the kernel's type in the first place needs no upgrade,
+ * and the PAT list shows one type for every mapping of the region.
+ */
 pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode)
 {
 	switch (cache_mode) {
 	case RMEMRING_CACHE_WRITE_COMBINE:
+#ifdef CONFIG_X86
+		return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_WC);
+#else
 		return pgprot_writecombine(prot);
+#endif
 	case RMEMRING_CACHE_UNCACHED:
-#ifdef CONFIG_ARM64
+#if defined(CONFIG_X86)
+		return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_UC);
+#elif defined(CONFIG_ARM64)
 		/* Device-nGnRE, as ioremap() maps it. */
 		return pgprot_device(prot);
 #else
 		return pgprot_noncached(prot);
 #endif
 	default:
+#ifdef CONFIG_X86
+		return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_WB);
+#else
 		return prot;
+#endif
 	}
 }
 

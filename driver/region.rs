@@ -171,17 +171,19 @@ impl Region {
         unsafe { NonNull::new_unchecked(self.mapping.addr().as_ptr().add(offset)) }
     }
 
-    /// The bytes at `[offset, offset + len)` of the data area.
+    /// The kernel address of `[offset, offset + len)` of the data area, if
+    /// that range lies inside the data area.
     ///
-    /// # Safety
-    ///
-    /// The range must lie inside the data area, and nothing may write it
-    /// while the returned slice lives.
-    pub(crate) unsafe fn data_bytes(&self, offset: u64, len: u64) -> &[u8] {
-        let start = self.part(self.geometry.data_offset + offset);
-        // SAFETY: The caller keeps the range inside the data area, which is
-        // inside the mapping, and keeps writers away while it is borrowed.
-        unsafe { core::slice::from_raw_parts(start.as_ptr(), len as usize) }
+    /// A raw pointer, not a slice: others may write those bytes at any time
+    /// (the producer thread, and user space through the consumer page it
+    /// controls), so only raw copies may read them. The address is valid
+    /// as long as the region is.
+    pub(crate) fn data_ptr(&self, offset: u64, len: u64) -> Option<*const u8> {
+        let end = offset.checked_add(len)?;
+        if end > self.geometry.data_size {
+            return None;
+        }
+        Some(self.part(self.geometry.data_offset + offset).as_ptr().cast_const())
     }
 
     /// A view of the ring in this region for the producer and the `read()`

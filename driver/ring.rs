@@ -2,9 +2,12 @@
 
 //! One ring: its region, its kernel producer and the consumers waiting on it.
 //!
-//! Lock order: `Ring::state` before `Ring::wake_lock`. The producer thread
-//! takes `state` once per batch and `wake_lock` only to wake a sleeping
-//! consumer; `read()` takes `wake_lock` alone to sleep.
+//! Lock order: `Ring::state` before `Ring::producer` before
+//! `Ring::wake_lock`. The producer thread takes `producer` once per batch
+//! (never `state`) and `wake_lock` only to wake a sleeping consumer;
+//! `read()` takes `wake_lock` alone to sleep. So the control paths (open,
+//! close, STATS, debugfs, START, STOP) never wait for a batch to end: only
+//! RESET takes `producer`, and only while no producer runs.
 
 use core::sync::atomic::{
     AtomicBool,
@@ -51,16 +54,40 @@ use crate::shared::uapi::{
 use crate::shared::view::RingView;
 use crate::sys::Kthread;
 
-/// The mutable state of a ring.
-pub(crate) struct RingState {
-    /// The producer side; the producer thread borrows it once per batch.
-    pub(crate) producer: ProducerCore,
+/// The control state of a ring: who produces and who consumes.
+struct RingState {
     /// The producer thread, running or finished.
     thread: Option<Kthread<ProducerRun>>,
     /// The open file that started it: closing that file stops it.
     started_by: Option<FileId>,
     /// Whether a consumer has the device open.
     consumer_open: bool,
+}
+
+/// The producer side of a ring, which the producer thread locks once per
+/// batch.
+pub(crate) struct ProducerState {
+    /// The index logic and counters.
+    pub(crate) core: ProducerCore,
+    /// Set by a reset: the next publication wakes every sleeper, whatever
+    /// its `need_wakeup` says (the reset wiped the requests of consumers
+    /// that were asleep).
+    wake_all_next: bool,
+}
+
+impl ProducerState {
+    /// Publishes what the producer committed, and says whether to wake the
+    /// sleepers: when a consumer asked for it, and, after a reset, when
+    /// anything was published at all (see [`Ring::reset`]).
+    pub(crate) fn publish(&mut self) -> bool {
+        let published = self.core.unpublished() != 0;
+        let requested = self.core.publish();
+        if published && self.wake_all_next {
+            self.wake_all_next = false;
+            return true;
+        }
+        requested
+    }
 }
 
 /// Identifies an open file of the device (its address, stable while open).
@@ -74,10 +101,12 @@ pub(crate) struct Ring {
     index: u32,
     /// The device name, for messages and the producer thread's name.
     name: CString,
-    /// The memory. Everything else here that holds a [`RingView`] is dropped
-    /// before it (fields drop in declaration order, `region` last).
+    /// Who produces and who consumes.
     #[pin]
-    pub(crate) state: Mutex<RingState>,
+    state: Mutex<RingState>,
+    /// The producer side; see the lock order above.
+    #[pin]
+    pub(crate) producer: Mutex<ProducerState>,
     /// Consumers sleeping in `poll` or `read` wait here.
     #[pin]
     readers: PollCondVar,
@@ -96,6 +125,8 @@ pub(crate) struct Ring {
     records_read: AtomicU64,
     /// Records emitted through the tracepoint (`PRODUCER_HOOK_ONLY`).
     records_hooked: AtomicU64,
+    /// The memory. Everything else here that holds a [`RingView`] is dropped
+    /// before it (fields drop in declaration order, `region` last).
     region: Region,
 }
 
@@ -119,10 +150,13 @@ impl Ring {
                 index,
                 name,
                 state <- new_mutex!(RingState {
-                    producer,
                     thread: None,
                     started_by: None,
                     consumer_open: false,
+                }),
+                producer <- new_mutex!(ProducerState {
+                    core: producer,
+                    wake_all_next: false,
                 }),
                 readers <- new_poll_condvar!("rmemring::readers"),
                 wake_lock <- new_spinlock!(()),
@@ -221,15 +255,21 @@ impl Ring {
 
     /// Starts the producer thread on behalf of open file `by`.
     pub(crate) fn start(self: &Arc<Self>, config: ProducerConfig, by: FileId) -> Result {
-        if !self.is_live() {
-            return Err(ENODEV);
-        }
         let finished = {
             let mut state = self.state.lock();
+            // Under the lock: `shutdown` clears `live` before it takes the
+            // lock to stop the producer, so either it sees the thread
+            // started here and stops it, or this sees the device gone.
+            // (Checked outside the lock, a shutdown could run its `stop`
+            // between the check and the spawn, and leave a producer
+            // running on a device that is going away.)
+            if !self.is_live() {
+                return Err(ENODEV);
+            }
             producer::validate(
                 &config,
                 overflow_of(self.flags.load(Ordering::Acquire)),
-                state.producer_max_payload(),
+                max_payload_for(self.region.geometry().data_size),
             )?;
             if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
                 return Err(EBUSY);
@@ -258,24 +298,38 @@ impl Ring {
 
     /// With the producer stopped, empties the ring, zeroes its counters and
     /// sets its overflow mode.
+    ///
+    /// Consumers asleep in `poll` or `read()` are woken so that they look
+    /// at the new ring (`read()` re-attaches to it). The reset also wipes
+    /// their `need_wakeup` requests, so the first publication after it
+    /// wakes every sleeper regardless (see [`ProducerState::publish`]);
+    /// otherwise a consumer that went back to sleep in `poll` before the
+    /// reset would never be woken by the records that follow it.
     pub(crate) fn reset(&self, config: ResetConfig) -> Result {
         if config.flags & !RESET_FLAGS_KNOWN != 0 || config.reserved != [0; 3] {
             return Err(EINVAL);
         }
-        let mut state = self.state.lock();
-        if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
-            return Err(EBUSY);
+        {
+            let state = self.state.lock();
+            // A finished thread has let go of `producer` for good; a
+            // running one may not be disturbed.
+            if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
+                return Err(EBUSY);
+            }
+            let mut producer = self.producer.lock();
+            let old = self.flags.load(Ordering::Acquire);
+            let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
+            self.region.initialise(flags);
+            self.flags.store(flags, Ordering::Release);
+            producer.core = ProducerCore::attach(
+                self.region.view(),
+                overflow_of(flags),
+                max_payload_for(self.region.geometry().data_size),
+            );
+            producer.wake_all_next = true;
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
-        let old = self.flags.load(Ordering::Acquire);
-        let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
-        self.region.initialise(flags);
-        self.flags.store(flags, Ordering::Release);
-        state.producer = ProducerCore::attach(
-            self.region.view(),
-            overflow_of(flags),
-            max_payload_for(self.region.geometry().data_size),
-        );
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.wake_readers();
         Ok(())
     }
 
@@ -346,13 +400,6 @@ impl Ring {
             records_hooked: self.records_hooked.load(Ordering::Relaxed),
             reserved: [0; 3],
         }
-    }
-}
-
-impl RingState {
-    /// The largest payload the ring accepts.
-    fn producer_max_payload(&self) -> u32 {
-        max_payload_for(self.producer.view().data_size())
     }
 }
 

@@ -17,10 +17,13 @@ use kernel::{
         c_int,
         c_ulong, //
     },
+    fs::File,
     mm::virt::VmaNew,
     prelude::*,
     sync::aref::ARef,
-    task::Task, //
+    task::Task,
+    transmute::AsBytes,
+    uaccess::UserPtr, //
 };
 
 use crate::shared::layout::{
@@ -233,6 +236,105 @@ impl Drop for KernelMapping {
             // SAFETY: By the type invariants, `rmemring_ioremap` made it.
             _ => unsafe { c::rmemring_iounmap(self.addr.as_ptr().cast()) },
         }
+    }
+}
+
+/// How a file was opened: the `O_ACCMODE` bits of its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccessMode {
+    /// `O_RDONLY`.
+    ReadOnly,
+    /// `O_WRONLY`.
+    WriteOnly,
+    /// `O_RDWR` (and the unusual access mode 3, which Linux treats alike for
+    /// device files).
+    ReadWrite,
+}
+
+/// The access mode `file` was opened with.
+pub(crate) fn access_mode(file: &File) -> AccessMode {
+    match file.flags() & bindings::O_ACCMODE {
+        bindings::O_RDONLY => AccessMode::ReadOnly,
+        bindings::O_WRONLY => AccessMode::WriteOnly,
+        _ => AccessMode::ReadWrite,
+    }
+}
+
+/// `poll` masks.
+pub(crate) mod poll_mask {
+    use kernel::bindings;
+
+    /// Records to read: `POLLIN | POLLRDNORM`.
+    pub(crate) const READABLE: u32 = bindings::POLLIN | bindings::POLLRDNORM;
+    /// The device is gone: `POLLHUP | POLLERR`.
+    pub(crate) const GONE: u32 = bindings::POLLHUP | bindings::POLLERR;
+}
+
+/// A user-space buffer being filled from its start, like the kernel crate's
+/// `UserSliceWriter`, that can also copy from memory no Rust reference may
+/// cover (the ring's data area, which others may write during the copy).
+pub(crate) struct UserWriter {
+    /// The next byte to write.
+    ptr: UserPtr,
+    /// Bytes left.
+    len: usize,
+}
+
+impl UserWriter {
+    /// The `len` bytes of user space at `ptr` (not yet checked: every copy
+    /// is, and a bad address gives `EFAULT`).
+    pub(crate) fn new(ptr: UserPtr, len: usize) -> Self {
+        Self { ptr, len }
+    }
+
+    /// Copies `data` to the front of the buffer and moves past it.
+    ///
+    /// Fails with `EFAULT` if fewer than `data.len()` bytes are left or
+    /// the destination is not writable user memory (then the buffer does
+    /// not move, though some bytes may have been written).
+    pub(crate) fn write_slice(&mut self, data: &[u8]) -> Result {
+        // SAFETY: A slice is valid for reads of its length during the call.
+        unsafe { self.write_raw(data.as_ptr(), data.len()) }
+    }
+
+    /// Copies `value`'s bytes to the front of the buffer, as
+    /// [`Self::write_slice`].
+    pub(crate) fn write<T: AsBytes>(&mut self, value: &T) -> Result {
+        self.write_slice(value.as_bytes())
+    }
+
+    /// Copies `len` bytes at kernel address `src` to the front of the
+    /// buffer and moves past them; fails as [`Self::write_slice`] does.
+    ///
+    /// No Rust reference to the source is formed: `copy_to_user` reads it.
+    /// Others (the producer thread on another CPU, user space through a
+    /// mapping) may write those bytes during the copy; then user space
+    /// receives some mix of their old and new values, which is the
+    /// writer's business, and nothing here depends on what they are.
+    ///
+    /// # Safety
+    ///
+    /// `[src, src + len)` must be mapped kernel memory, valid for reads for
+    /// the duration of the call.
+    pub(crate) unsafe fn write_raw(&mut self, src: *const u8, len: usize) -> Result {
+        if len > self.len {
+            return Err(EFAULT);
+        }
+        // SAFETY: The caller keeps `src` valid for reads of `len` bytes;
+        // `copy_to_user` checks the user range (`access_ok`) and handles
+        // faults on it, returning the bytes it could not copy. Concurrent
+        // writes to the source are not undefined behaviour: the copy is C
+        // (or assembly) reading plain memory, with no reference that could
+        // promise Rust the bytes do not change.
+        let left = unsafe {
+            bindings::copy_to_user(self.ptr.as_mut_ptr(), src.cast(), len as c_ulong)
+        };
+        if left != 0 {
+            return Err(EFAULT);
+        }
+        self.ptr = self.ptr.wrapping_byte_add(len);
+        self.len -= len;
+        Ok(())
     }
 }
 

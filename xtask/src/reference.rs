@@ -17,18 +17,25 @@ use crate::arch::Arch;
 /// Physical base of the x86_64 reference reservation.
 pub const X86_64_PHYS_BASE: u64 = 0x1000_0000;
 
-/// Size of the x86_64 reference reservation: a 16 MiB data area plus two
-/// pages (control and header).
+/// Size of the x86_64 ring region handed to the driver: a 16 MiB data area
+/// plus two pages (control and header).
 pub const X86_64_PHYS_SIZE: u64 = 0x100_2000;
 
-/// Kernel command-line words that reserve the region.
+/// Reserved bytes just past the x86_64 ring region, which the driver is not
+/// told about: a guard the hostile-consumer test fills with a pattern and
+/// checks afterwards, so a kernel write past the end of the data area shows
+/// (`driver/selftest/src/hostile.rs`).
+pub const X86_64_GUARD_SIZE: u64 = 0x1000;
+
+/// Kernel command-line words that reserve the region (and its guard).
 ///
 /// QEMU gets the command line as one argument (no shell), so the `$` needs
 /// no quoting.
 pub fn kernel_cmdline(arch: Arch) -> Vec<String> {
     match arch {
         Arch::X86_64 => vec![format!(
-            "memmap={X86_64_PHYS_SIZE:#x}${X86_64_PHYS_BASE:#x}"
+            "memmap={:#x}${X86_64_PHYS_BASE:#x}",
+            X86_64_PHYS_SIZE + X86_64_GUARD_SIZE
         )],
         Arch::Aarch64 => Vec::new(),
     }
@@ -52,7 +59,7 @@ mod tests {
     fn x86_64_reference_matches_the_documented_values() {
         assert_eq!(
             kernel_cmdline(Arch::X86_64),
-            ["memmap=0x1002000$0x10000000"]
+            ["memmap=0x1003000$0x10000000"]
         );
         assert_eq!(
             module_params(Arch::X86_64),

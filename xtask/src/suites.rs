@@ -97,7 +97,7 @@ const X86_64: [[Suite; 2]; 9] = [
     both_kernels!("boot", true, BOOT, 120),
     // Bad parameters: the selftest loads the driver itself.
     both_kernels!("params", false, "rmemring-selftest params", 200),
-    both_kernels!("stream", true, "rmemring-selftest stream", 300),
+    both_kernels!("stream", true, "rmemring-selftest stream", 400),
     both_kernels!("loss", true, "rmemring-selftest loss", 400),
     both_kernels!("wakeups", true, "rmemring-selftest wakeups", 400),
     both_kernels!("misuse", true, "rmemring-selftest misuse", 200),

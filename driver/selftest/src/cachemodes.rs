@@ -1,11 +1,15 @@
 //! The three cache modes: the ring works in each, and the user mapping has
 //! the kernel mapping's memory type (x86 PAT's list says so).
 
-use std::time::Duration;
-
 use anyhow::{
     bail,
     Context, //
+};
+
+use rmemring::{
+    Access,
+    Region,
+    RingLayout, //
 };
 
 use crate::stream::{
@@ -17,16 +21,54 @@ use crate::{
     Report, //
 };
 
-/// The PAT memory type of the range starting at `base`, from debugfs.
-fn pat_type(base: u64) -> anyhow::Result<String> {
+/// The x86 PAT memory-type entries (start, end, type) that overlap
+/// `[base, base + size)`, from debugfs.
+fn pat_entries(base: u64, size: u64) -> anyhow::Result<Vec<(u64, u64, String)>> {
     let list = std::fs::read_to_string("/sys/kernel/debug/x86/pat_memtype_list")
         .context("reading /sys/kernel/debug/x86/pat_memtype_list")?;
-    let start = format!("PAT: [mem 0x{base:016x}-");
-    list.lines()
-        .find(|l| l.starts_with(&start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map(str::to_string)
-        .with_context(|| format!("no PAT entry for {base:#x} in:\n{list}"))
+    let mut entries = Vec::new();
+    // Lines look like "PAT: [mem 0x0000000010000000-0x0000000011002000] uncached".
+    for line in list.lines() {
+        let Some(rest) = line.strip_prefix("PAT: [mem ") else {
+            continue;
+        };
+        let parsed = rest.split_once(']').and_then(|(range, kind)| {
+            let (start, end) = range.split_once('-')?;
+            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            Some((hex(start)?, hex(end)?, kind.trim().to_string()))
+        });
+        let Some((start, end, kind)) = parsed else {
+            bail!("unexpected PAT line {line:?}");
+        };
+        if start < base + size && base < end {
+            entries.push((start, end, kind));
+        }
+    }
+    Ok(entries)
+}
+
+/// Every PAT entry of the region has type `pat`, the kernel's mapping of
+/// the whole region is one of them, and with `mapped` so is the user
+/// mapping of the data area; without, the kernel's is the only one.
+fn check_pat(l: &RingLayout, mapped: bool, pat: &str) -> anyhow::Result<()> {
+    let (base, size) = (l.phys_base, l.region_size);
+    let entries = pat_entries(base, size)?;
+    if let Some(e) = entries.iter().find(|e| e.2 != pat) {
+        bail!("a PAT entry of the region is {e:?}, not {pat}: {entries:?}");
+    }
+    let kernel = entries.iter().any(|e| e.0 == base && e.1 == base + size);
+    let data = (base + l.data_offset, base + l.data_offset + l.data_size);
+    let user = entries.iter().any(|e| (e.0, e.1) == data);
+    match (kernel, user, mapped) {
+        (false, _, _) => bail!("no PAT entry for the kernel's mapping of the region: {entries:?}"),
+        (true, false, true) => {
+            bail!("no PAT entry for the user mapping of the data area: {entries:?}")
+        }
+        (true, _, false) if entries.len() != 1 => {
+            bail!("with nothing mapped, PAT still lists user mappings: {entries:?}")
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
@@ -35,13 +77,6 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         println!("ok - cachemodes # SKIP: needs the x86_64 module-parameter path");
         return Ok(());
     }
-    let base = kmod
-        .params
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("phys_base="))
-        .map(crate::kmod::parse)
-        .transpose()?
-        .unwrap_or(0);
     for (mode, name, pat) in [
         (1, "write-combine", "write-combining"),
         (2, "uncached", "uncached"),
@@ -53,27 +88,22 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             }
             kmod.insmod(&format!("{} cache_mode={mode}", kmod.params))
                 .map_err(|log| anyhow::anyhow!("insmod: {log}"))?;
+            // Mapped (as every consumer maps it: control page, consumer
+            // page, data area), then unmapped.
+            let observer = Region::open(&env.device, Access::Observe)?;
+            let layout = *observer.layout();
+            check_pat(&layout, true, pat)?;
+            drop(observer);
+            check_pat(&layout, false, pat)?;
             let options = StreamOptions {
                 count: 20_000,
                 max_len: 1024,
                 wait: true,
                 ..Default::default()
             };
-            // The stream maps the ring; check the memory type while it runs.
-            let stream = std::thread::scope(|s| {
-                let handle = s.spawn(|| run(env, &options));
-                std::thread::sleep(Duration::from_millis(300));
-                let kernel = pat_type(base);
-                (handle.join().expect("stream thread"), kernel)
-            });
-            let (tally, kernel) = stream;
-            let tally = tally?;
+            let tally = run(env, &options)?;
             if tally.records != options.count || tally.bad != 0 {
-                bail!("{} records, {} bad", tally.records, tally.bad);
-            }
-            let kernel = kernel?;
-            if kernel != pat {
-                bail!("PAT lists the region as {kernel}, expected {pat}");
+                bail!("{}", tally.summary());
             }
             Ok(())
         })();

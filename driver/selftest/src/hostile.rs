@@ -1,22 +1,38 @@
 //! A hostile consumer: random values in its page while the producer runs.
 
 use std::os::fd::AsRawFd;
+
+use anyhow::{
+    bail,
+    Context, //
+};
 use std::time::{
     Duration,
     Instant, //
 };
 
-use rmemring::device;
 use rmemring::layout::{
     ConsumerPage,
     MAGIC, //
 };
 use rmemring::uapi::ProducerConfig;
+use rmemring::uapi::ResetConfig;
+use rmemring::{
+    device,
+    pattern,
+    Access,
+    Region, //
+};
 
-use crate::misuse::map_own_page;
+use crate::misuse::{
+    map_data,
+    map_own_page, //
+};
 use crate::stream::{
     open_fresh,
-    still_works, //
+    retained,
+    still_works,
+    StreamOptions, //
 };
 use crate::{
     Env,
@@ -36,6 +52,14 @@ impl Rng {
 }
 
 pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let guard = Guard::find(env)?;
+    let before = match &guard {
+        Some(guard) => Some(guard.fill(env)?),
+        None => {
+            println!("ok - hostile: guard page # SKIP: no reserved page after the region");
+            None
+        }
+    };
     for overwrite in [false, true] {
         let mode = if overwrite { "overwrite" } else { "drop-new" };
         let region = open_fresh(env, overwrite)?;
@@ -46,6 +70,11 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         let config = ProducerConfig {
             min_len: 0,
             max_len: l.max_payload.min(65536),
+            ..Default::default()
+        };
+        let options = StreamOptions {
+            min_len: config.min_len,
+            max_len: config.max_len,
             ..Default::default()
         };
         device::start(region.fd(), &config)?;
@@ -110,7 +139,21 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             intact && stats.records_produced > 0,
             || format!("{summary}; control page {control:?}"),
         );
-        if !overwrite {
+        if overwrite {
+            // Whatever the consumer writes, the producer retires records
+            // oldest first and never drops one: the ring holds exactly the
+            // records after the overwritten ones, intact.
+            let kept = retained(&region, &options);
+            report.expect(
+                "hostile (overwrite): nothing dropped, and the ring holds exactly the records after the overwritten ones, intact",
+                stats.records_dropped == 0
+                    && stats.records_overwritten > 0
+                    && kept.as_ref().is_ok_and(|&(first, count)| {
+                        first == stats.records_overwritten && first + count == stats.records_produced
+                    }),
+                || format!("{summary}; retained (first, count): {kept:?}"),
+            );
+        } else {
             report.expect(
                 "hostile (drop-new): impossible consumer positions are counted and ignored",
                 stats.consumer_errors > 0,
@@ -118,9 +161,153 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             );
         }
     }
+    if let (Some(guard), Some(before)) = (&guard, &before) {
+        let after = guard.read(env);
+        report.expect(
+            &format!(
+                "hostile: the reserved page after the region ({:#x}) is unchanged, byte for byte",
+                guard.base
+            ),
+            after.as_ref().is_ok_and(|a| a == before),
+            || match &after {
+                Ok(a) => {
+                    let first = a.iter().zip(before).position(|(x, y)| x != y);
+                    format!("first difference at byte {first:?}")
+                }
+                Err(e) => format!("{e:#}"),
+            },
+        );
+    }
     report.check(
         "hostile: a well-behaved consumer streams verified records afterwards",
         still_works(env),
     );
     Ok(())
+}
+
+/// A reserved page just past the region the driver was given (the
+/// reference VM reserves one: `xtask/src/reference.rs`). No driver
+/// instance owns it, so only a write out of bounds can change it.
+///
+/// The guest has no `/dev/mem`, so the test reads and writes the page
+/// through the driver itself: loaded with a three-page region ending with
+/// the guard, its data area is the guard. Loading initialises only the
+/// first two pages (the end of the real ring's data area, which holds
+/// nothing anyone reads before the next producer writes it).
+struct Guard {
+    /// Physical address of the page.
+    base: u64,
+}
+
+impl Guard {
+    /// The guard page, if the `memmap=` reservation extends a page or more
+    /// past the driver's region.
+    fn find(env: &Env) -> anyhow::Result<Option<Self>> {
+        let param = |name: &str| {
+            env.kmod
+                .params
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(crate::kmod::parse)
+                .transpose()
+        };
+        let (Some(base), Some(size)) = (param("phys_base=")?, param("phys_size=")?) else {
+            return Ok(None);
+        };
+        let cmdline = std::fs::read_to_string("/proc/cmdline")?;
+        let reserved = cmdline
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("memmap="))
+            .filter_map(|m| m.split_once('$'))
+            .map(|(s, b)| Ok::<_, anyhow::Error>((crate::kmod::parse(b)?, crate::kmod::parse(s)?)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let page = 4096;
+        let guard = base + size;
+        let covered = reserved
+            .iter()
+            .any(|&(b, s)| b <= base && guard + page <= b + s);
+        Ok(covered.then_some(Self { base: guard }))
+    }
+
+    /// The driver's parameters for the region whose data area is the guard.
+    fn params(&self) -> String {
+        format!("phys_base={:#x} phys_size=0x3000", self.base - 0x2000)
+    }
+
+    /// Runs `f` with the driver loaded on the guard, then loads it back on
+    /// the reference region.
+    fn with_probe<T>(&self, env: &Env, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let kmod = &env.kmod;
+        if kmod.loaded() {
+            kmod.rmmod()?;
+        }
+        kmod.insmod(&self.params())
+            .map_err(|log| anyhow::anyhow!("insmod {}: {log}", self.params()))?;
+        let result = f();
+        kmod.rmmod()?;
+        kmod.ensure_loaded()?;
+        result
+    }
+
+    /// The guard's 4096 bytes, through a read-only mapping.
+    fn snapshot(region: &Region) -> anyhow::Result<Vec<u8>> {
+        let l = region.layout();
+        if l.data_size != 4096 {
+            bail!(
+                "the probe's data area is {:#x} bytes, not one page",
+                l.data_size
+            );
+        }
+        let data = map_data(region.fd().as_raw_fd(), l)?;
+        // SAFETY: No producer runs on the probe while we read; the mapping
+        // is `data.len` bytes.
+        Ok(unsafe { std::slice::from_raw_parts(data.ptr.cast_const(), data.len) }.to_vec())
+    }
+
+    /// Fills the guard with four records of the probe's producer, checks
+    /// that they are there, and returns the page's bytes.
+    fn fill(&self, env: &Env) -> anyhow::Result<Vec<u8>> {
+        self.with_probe(env, || {
+            let mut region = Region::open(&env.device, Access::Consume)?;
+            region.reset(&ResetConfig::default())?;
+            let len = region.layout().max_payload;
+            let config = ProducerConfig {
+                min_len: len,
+                max_len: len,
+                count: 4,
+                ..Default::default()
+            };
+            device::start(region.fd(), &config)?;
+            let start = Instant::now();
+            while device::stats(region.fd())?.producer_running != 0 {
+                if start.elapsed() > Duration::from_secs(20) {
+                    bail!("the probe's producer did not finish");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let stats = device::stats(region.fd())?;
+            let page = Self::snapshot(&region)?;
+            // Four records of `len` bytes, back to back, fill the page.
+            let stride = page.len() / 4;
+            for (seq, record) in page.chunks(stride).enumerate() {
+                let header: rmemring::layout::RecordHeader =
+                    bytemuck::pod_read_unaligned(&record[..24]);
+                let payload = &record[24..24 + len as usize];
+                if header.seq != seq as u64 || !pattern::verify(seq as u64, payload) {
+                    bail!("the guard did not fill: record {seq} is {header:?}; {stats:?}");
+                }
+            }
+            Ok(page)
+        })
+        .context("filling the guard page")
+    }
+
+    /// The guard's bytes now.
+    fn read(&self, env: &Env) -> anyhow::Result<Vec<u8>> {
+        self.with_probe(env, || {
+            let region = Region::open(&env.device, Access::Observe)?;
+            Self::snapshot(&region)
+        })
+        .context("reading the guard page")
+    }
 }

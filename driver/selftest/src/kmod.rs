@@ -22,8 +22,13 @@ pub(crate) struct Kmod {
 
 impl Kmod {
     /// The module and parameters of the reference VM: the harness writes
-    /// `PARAMS=...` to `/etc/rmemring/config`; without it, derive them from
-    /// a `memmap=SIZE$BASE` on the kernel command line.
+    /// `PARAMS=...` to `/etc/rmemring/config`; without it (a VM that does
+    /// not load the driver itself), derive them from a `memmap=SIZE$BASE`
+    /// on the kernel command line: the region is the largest ring that
+    /// fits at BASE (two pages and a power-of-two data area, the part of
+    /// any region the driver uses), and what is left of the reservation
+    /// past it stays out (the reference VM reserves a guard page there,
+    /// `xtask/src/reference.rs`).
     pub(crate) fn from_guest() -> anyhow::Result<Self> {
         let module =
             std::env::var("RMEMRING_MODULE").unwrap_or_else(|_| "/lib/modules/rmemring.ko".into());
@@ -45,7 +50,10 @@ impl Kmod {
                     .split_whitespace()
                     .find_map(|w| w.strip_prefix("memmap="))
                     .and_then(|m| m.split_once('$'))
-                    .map(|(size, base)| format!("phys_base={base} phys_size={size}"))
+                    .and_then(|(size, base)| {
+                        let size = ring_size(parse(size).ok()?);
+                        Some(format!("phys_base={base} phys_size={size:#x}"))
+                    })
                     .unwrap_or_default()
             }
         };
@@ -241,6 +249,16 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         || format!("no {claim:?} in:\n{iomem}"),
     );
     Ok(())
+}
+
+/// The bytes of the largest ring in `size` bytes: the control and consumer
+/// pages plus the largest power-of-two data area that fits.
+fn ring_size(size: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    match size.checked_sub(2 * PAGE) {
+        Some(data) if data > 0 => 2 * PAGE + (1 << data.ilog2()),
+        _ => size,
+    }
 }
 
 /// Parses a decimal or `0x` hexadecimal number.

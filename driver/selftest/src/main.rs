@@ -28,6 +28,7 @@ mod hostile;
 mod kmod;
 mod lifecycle;
 mod misuse;
+mod sleepers;
 mod stream;
 mod wakeups;
 

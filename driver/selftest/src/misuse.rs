@@ -6,6 +6,10 @@ use std::os::fd::{
     AsRawFd,
     RawFd, //
 };
+use std::time::{
+    Duration,
+    Instant, //
+};
 
 use rmemring::layout::FLAG_OVERWRITE;
 use rmemring::uapi::{
@@ -13,6 +17,7 @@ use rmemring::uapi::{
     ResetConfig,
     IOC_INFO,
     IOC_TYPE,
+    PRODUCER_HOOK_ONLY,
     PRODUCER_WAIT, //
 };
 use rmemring::{
@@ -59,6 +64,17 @@ pub(crate) fn map_own_page(fd: RawFd, layout: &rmemring::RingLayout) -> io::Resu
         layout.consumer_offset,
         layout.page_size as usize,
         libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+    )
+}
+
+/// Maps the data area of the ring on `fd` read-only.
+pub(crate) fn map_data(fd: RawFd, layout: &rmemring::RingLayout) -> io::Result<Mapping> {
+    map(
+        fd,
+        layout.data_offset,
+        layout.data_size as usize,
+        libc::PROT_READ,
         libc::MAP_SHARED,
     )
 }
@@ -127,7 +143,8 @@ pub(crate) fn misuse(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     ioctls(env, report)?;
     controllers(env, report)?;
     consumers(env, report)?;
-    reads(env, report)
+    reads(env, report)?;
+    long_batches(env, report)
 }
 
 fn mmaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
@@ -612,5 +629,63 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         read(fd, 4096),
         libc::EINTR,
     );
+    Ok(())
+}
+
+/// The largest batch the driver accepts, of the largest records: the
+/// producer must still let go of the ring between bounded pieces of work,
+/// so STATS (which takes the ring's lock) and STOP (which waits for the
+/// thread) answer promptly. Overwrite mode is the worst case: there a
+/// record always fits, so one batch would be 65 536 records of 4 MiB.
+fn long_batches(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    // Minutes without the bound; a few records' worth of writes with it.
+    const PROMPT: Duration = Duration::from_secs(3);
+    for (what, overwrite, flags) in [
+        ("overwrite mode", true, 0),
+        ("drop-new mode", false, 0),
+        ("tracepoint only", false, PRODUCER_HOOK_ONLY),
+    ] {
+        let region = open_fresh(env, overwrite)?;
+        let l = *region.layout();
+        let config = ProducerConfig {
+            min_len: l.max_payload,
+            max_len: l.max_payload,
+            batch: 1 << 16,
+            flags,
+            ..Default::default()
+        };
+        device::start(region.fd(), &config)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            device::stats(region.fd())?;
+            times.push(t.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let slowest = times.iter().copied().max().unwrap_or_default();
+        let t = Instant::now();
+        device::stop(region.fd())?;
+        let stop = t.elapsed();
+        let stats = device::stats(region.fd())?;
+        let made = if flags & PRODUCER_HOOK_ONLY != 0 {
+            stats.records_hooked
+        } else {
+            stats.records_produced
+        };
+        let summary = format!(
+            "STATS took {times:?}, STOP {stop:?}; {made} records of {} B made, {} overwritten, {} dropped",
+            l.max_payload, stats.records_overwritten, stats.records_dropped
+        );
+        println!("# long batches, {what}: {summary}");
+        report.expect(
+            &format!(
+                "misuse: batches of 65 536 records of {} B ({what}): STATS and STOP answer within {PROMPT:?}",
+                l.max_payload
+            ),
+            slowest < PROMPT && stop < PROMPT && made > 0 && stats.producer_running == 0,
+            || summary.clone(),
+        );
+    }
     Ok(())
 }

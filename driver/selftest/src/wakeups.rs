@@ -6,7 +6,6 @@ use std::time::{
     Instant, //
 };
 
-use anyhow::bail;
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
     device,
@@ -74,7 +73,8 @@ pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     drop(region);
 
     cycles(env, report)?;
-    epoll(env, report)
+    epoll(env, report)?;
+    crate::sleepers::across_reset(env, report)
 }
 
 /// At least 100 000 sleep/wake cycles, none lost.
@@ -146,20 +146,7 @@ fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let region = open_fresh(env, false)?;
     let mut consumer = region.consumer()?;
-    let fd = region.fd().as_raw_fd();
-    // SAFETY: Plain epoll calls on descriptors we own.
-    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if epfd < 0 {
-        bail!("epoll_create1: {}", std::io::Error::last_os_error());
-    }
-    let mut event = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
-        u64: 0,
-    };
-    // SAFETY: As above; `event` is valid for the call.
-    if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
-        bail!("epoll_ctl: {}", std::io::Error::last_os_error());
-    }
+    let epfd = crate::sleepers::epoll_with(region.fd().as_raw_fd())?;
     let config = ProducerConfig {
         min_len: 16,
         max_len: 16,
