@@ -158,10 +158,14 @@ impl Consumer {
         self.core.position()
     }
 
-    /// The records available now, read in place (drop-new mode only).
+    /// The records published by now, read in place (drop-new mode only).
     ///
-    /// Records iterated from the batch are released, with one store, when
-    /// the batch is dropped.
+    /// The batch holds the records of the last producer position the
+    /// consumer loaded and, once those are used up, of one more load: records
+    /// published after that wait for the next batch. Records iterated from the batch are released, with one store,
+    /// when the batch is dropped; so the space a batch holds is bounded by
+    /// what was published at its start, even under a producer that never
+    /// pauses.
     ///
     /// # Examples
     ///
@@ -187,7 +191,10 @@ impl Consumer {
         if self.layout().overflow() == Overflow::OverwriteOldest {
             return Err(Error::OverwriteMode);
         }
-        Ok(Batch { consumer: self })
+        Ok(Batch {
+            consumer: self,
+            refreshed: false,
+        })
     }
 
     /// Reads the next record into the consumer's private buffer, in either
@@ -496,6 +503,9 @@ fn payload_slice<'a>(data: *const u8, meta: &RecordMeta) -> &'a [u8] {
 /// single store of the consumer position.
 pub struct Batch<'c> {
     consumer: &'c mut Consumer,
+    /// Whether the batch has loaded the producer position (it does at most
+    /// once, which bounds it).
+    refreshed: bool,
 }
 
 impl Batch<'_> {
@@ -507,6 +517,7 @@ impl Batch<'_> {
         BatchIter {
             data: self.consumer.data,
             core: &mut self.consumer.core,
+            refreshed: &mut self.refreshed,
             failed: false,
         }
     }
@@ -531,6 +542,7 @@ impl<'b> IntoIterator for &'b mut Batch<'_> {
 pub struct BatchIter<'b> {
     data: *const u8,
     core: &'b mut ConsumerCore,
+    refreshed: &'b mut bool,
     failed: bool,
 }
 
@@ -542,7 +554,12 @@ impl<'b> Iterator for BatchIter<'b> {
         if self.failed {
             return None;
         }
-        match self.core.next_record() {
+        let mut next = self.core.next_cached_record();
+        if matches!(next, Ok(None)) && !*self.refreshed {
+            *self.refreshed = true;
+            next = self.core.next_record();
+        }
+        match next {
             Ok(Some(meta)) => Some(Ok(record(payload_slice(self.data, &meta), &meta))),
             Ok(None) => None,
             Err(e) => {

@@ -670,3 +670,30 @@ fn copies_are_byte_exact_at_every_length() {
         }
     }
 }
+
+#[test]
+fn a_batch_ends_where_the_producer_was_when_it_started() {
+    let region = common::memfd(SIZE, Overflow::DropNew);
+    let mut consumer = region.consumer().unwrap();
+    let mut producer = region.producer().unwrap();
+    for _ in 0..2 {
+        push(&mut producer, 16).unwrap();
+    }
+    producer.publish();
+
+    let mut batch = consumer.batch().unwrap();
+    let mut records = batch.iter();
+    assert_eq!(records.next().unwrap().unwrap().seq, 0);
+    // Published while the batch runs: the next batch's, so that this one
+    // (and the space it holds back) is bounded under a busy producer.
+    for _ in 0..3 {
+        push(&mut producer, 16).unwrap();
+    }
+    producer.publish();
+    assert_eq!(records.next().unwrap().unwrap().seq, 1);
+    assert!(records.next().is_none());
+    drop(batch);
+
+    let seqs: Vec<u64> = drain(&mut consumer).iter().map(|r| r.0).collect();
+    assert_eq!(seqs, [2, 3, 4]);
+}

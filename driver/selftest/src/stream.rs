@@ -354,17 +354,15 @@ pub(crate) fn stream(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // Drop-new, no back-pressure: the producer drops whatever does not fit,
     // so every record arriving shows that the consumer kept up. It paces
     // itself at KEEP_UP_RATE in publications of 256 records (about 40 KiB,
-    // 2.6 ms apart). The consumer releases at least every 4096 records
-    // (650 KiB, 4% of the ring): a batch it keeps iterating while records
-    // keep coming would otherwise release nothing until the producer,
-    // finding no room, drops some and the batch runs dry.
+    // 2.6 ms apart). The consumer takes whole batches: each ends where the
+    // producer was when it began, so its release comes while records keep
+    // arriving, and it never holds much of the ring back.
     let options = StreamOptions {
         count: 10_000_000,
         min_len: 8,
         max_len: 256,
         rate: KEEP_UP_RATE,
         batch: 256,
-        max_batch: 4096,
         ..Default::default()
     };
     // The margins: the consumer may stall (its vCPU descheduled by a

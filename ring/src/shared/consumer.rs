@@ -314,8 +314,28 @@ impl ConsumerCore {
         &mut self,
         take: impl FnOnce(&RecordMeta) -> bool,
     ) -> Result<Option<RecordMeta>, ReadError> {
+        self.next_record_from(true, take)
+    }
+
+    /// Like [`Self::next_record`], but never loads the producer position:
+    /// returns `None` once the records published at the last
+    /// [`Self::refresh_head`] are used up. A consumer that reads a batch at
+    /// a time this way bounds every batch, so it releases space while a
+    /// producer keeps publishing, instead of holding it all until it has
+    /// caught up.
+    #[inline]
+    pub fn next_cached_record(&mut self) -> Result<Option<RecordMeta>, ReadError> {
+        self.next_record_from(false, |_| true)
+    }
+
+    #[inline]
+    fn next_record_from(
+        &mut self,
+        refresh: bool,
+        take: impl FnOnce(&RecordMeta) -> bool,
+    ) -> Result<Option<RecordMeta>, ReadError> {
         loop {
-            if self.pos == self.head && self.refresh_head()? == 0 {
+            if self.pos == self.head && (!refresh || self.refresh_head()? == 0) {
                 return Ok(None);
             }
             let (meta, stride) = self.check_header()?;
