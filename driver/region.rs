@@ -183,7 +183,11 @@ impl Region {
         if end > self.geometry.data_size {
             return None;
         }
-        Some(self.part(self.geometry.data_offset + offset).as_ptr().cast_const())
+        Some(
+            self.part(self.geometry.data_offset + offset)
+                .as_ptr()
+                .cast_const(),
+        )
     }
 
     /// A view of the ring in this region for the producer and the `read()`

@@ -326,9 +326,8 @@ impl UserWriter {
         // writes to the source are not undefined behaviour: the copy is C
         // (or assembly) reading plain memory, with no reference that could
         // promise Rust the bytes do not change.
-        let left = unsafe {
-            bindings::copy_to_user(self.ptr.as_mut_ptr(), src.cast(), len as c_ulong)
-        };
+        let left =
+            unsafe { bindings::copy_to_user(self.ptr.as_mut_ptr(), src.cast(), len as c_ulong) };
         if left != 0 {
             return Err(EFAULT);
         }
