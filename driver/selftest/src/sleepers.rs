@@ -43,10 +43,17 @@ use crate::{
 extern "C" fn on_signal(_: libc::c_int) {}
 
 /// System calls a sleeper may block in, by what it calls: `read`, `poll`
-/// (glibc may use `ppoll`), `epoll_wait` (or `epoll_pwait`).
+/// (glibc may use `ppoll`), `epoll_wait` (or `epoll_pwait`); arm64 has only
+/// the `p` variants.
 pub(crate) const IN_READ: &[libc::c_long] = &[libc::SYS_read];
+#[cfg(target_arch = "x86_64")]
 pub(crate) const IN_POLL: &[libc::c_long] = &[libc::SYS_poll, libc::SYS_ppoll];
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const IN_POLL: &[libc::c_long] = &[libc::SYS_ppoll];
+#[cfg(target_arch = "x86_64")]
 pub(crate) const IN_EPOLL: &[libc::c_long] = &[libc::SYS_epoll_wait, libc::SYS_epoll_pwait];
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const IN_EPOLL: &[libc::c_long] = &[libc::SYS_epoll_pwait];
 
 /// A blocking call running on a thread of its own.
 pub(crate) struct Sleeper<T> {
