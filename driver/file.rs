@@ -20,12 +20,14 @@ use kernel::{
     alloc::VVec,
     fs::File,
     mm::virt::VmaNew,
-    new_mutex,
+    new_condvar, new_mutex,
     prelude::*,
     sync::{
         poll::PollTable,
         Arc,
-        Mutex, //
+        CondVar,
+        Mutex,
+        MutexGuard, //
     },
     transmute::{
         AsBytes,
@@ -124,8 +126,15 @@ enum Role {
 pub(crate) struct OpenFile {
     ring: Arc<Ring>,
     role: Role,
+    /// Held by the thread in `read()`, also while it sleeps there.
     #[pin]
     reader: Mutex<Reader>,
+    /// Other threads of this file wait here, interruptibly, for `reader`
+    /// (see [`Self::lock_reader`]); `reader_gate` guards the wait.
+    #[pin]
+    reader_free: CondVar,
+    #[pin]
+    reader_gate: Mutex<()>,
 }
 
 impl OpenFile {
@@ -150,6 +159,8 @@ impl OpenFile {
                 ring: shared,
                 role,
                 reader <- new_mutex!(reader),
+                reader_free <- new_condvar!(),
+                reader_gate <- new_mutex!(()),
             }),
             GFP_KERNEL,
         );
@@ -232,9 +243,50 @@ impl OpenFile {
     /// unless `nonblock`.
     pub(crate) fn read(&self, nonblock: bool, buf: UserPtr, count: usize) -> Result<usize> {
         self.require(&[Role::Consumer])?;
+        let mut reader = self.lock_reader(nonblock)?;
+        let result = self.read_locked(&mut reader, nonblock, buf, count);
+        drop(reader);
+        // Taking the gate orders this wake-up after the check of a thread
+        // in `lock_reader` that found `reader` held.
+        let _gate = self.reader_gate.lock();
+        self.reader_free.notify_all();
+        result
+    }
+
+    /// Takes `reader`. Another thread of this file may hold it for long,
+    /// asleep in `read()` until records come; waiting for it in
+    /// `mutex_lock` would be uninterruptible (and, past two minutes, a
+    /// hung-task report), so a blocking reader waits on `reader_free`,
+    /// which a signal ends, and a non-blocking one gets `EAGAIN`.
+    fn lock_reader(&self, nonblock: bool) -> Result<MutexGuard<'_, Reader>> {
+        if let Some(reader) = self.reader.try_lock() {
+            return Ok(reader);
+        }
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        let mut gate = self.reader_gate.lock();
+        loop {
+            // With the gate held, a holder that lets go of `reader` after
+            // this check cannot notify before we are queued.
+            if let Some(reader) = self.reader.try_lock() {
+                return Ok(reader);
+            }
+            if self.reader_free.wait_interruptible(&mut gate) {
+                return Err(ERESTARTSYS);
+            }
+        }
+    }
+
+    /// `read()` with `reader` held.
+    fn read_locked(
+        &self,
+        reader: &mut Reader,
+        nonblock: bool,
+        buf: UserPtr,
+        count: usize,
+    ) -> Result<usize> {
         let ring = &*self.ring;
-        let mut guard = self.reader.lock();
-        let reader = &mut *guard;
         loop {
             if !ring.is_live() {
                 return Err(ENODEV);

@@ -74,7 +74,8 @@ pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 
     cycles(env, report)?;
     epoll(env, report)?;
-    crate::sleepers::across_reset(env, report)
+    crate::sleepers::across_reset(env, report)?;
+    crate::sleepers::two_readers(env, report)
 }
 
 /// At least 100 000 sleep/wake cycles, none lost.
