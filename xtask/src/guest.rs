@@ -98,15 +98,6 @@ pub struct Guest {
     pub bins: Vec<PathBuf>,
 }
 
-impl Guest {
-    /// Whether the guest has a binary called `name`.
-    pub fn has(&self, name: &str) -> bool {
-        self.bins
-            .iter()
-            .any(|bin| bin.file_name() == Some(name.as_ref()))
-    }
-}
-
 /// Builds the guest binaries for `arch` and finds busybox.
 pub fn build(sh: &Shell, log: &Log, arch: Arch) -> Result<Guest> {
     // Also brings Cargo.lock up to date, which the arm64 build (--locked,
