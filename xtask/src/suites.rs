@@ -87,7 +87,7 @@ macro_rules! broken_board {
             profile: Profile::Normal,
             load: true,
             overlay: Some($overlay),
-            command: concat!("rmemring-selftest 'broken=", $message, "'"),
+            command: concat!("rmemring-selftest --strict 'broken=", $message, "'"),
             timeout: 300,
         }
     };
@@ -96,14 +96,24 @@ macro_rules! broken_board {
 const X86_64: [[Suite; 2]; 9] = [
     both_kernels!("boot", true, BOOT, 120),
     // Bad parameters: the selftest loads the driver itself.
-    both_kernels!("params", false, "rmemring-selftest params", 200),
-    both_kernels!("stream", true, "rmemring-selftest stream", 400),
-    both_kernels!("loss", true, "rmemring-selftest loss", 400),
-    both_kernels!("wakeups", true, "rmemring-selftest wakeups", 400),
-    both_kernels!("misuse", true, "rmemring-selftest misuse", 200),
-    both_kernels!("lifecycle", false, "rmemring-selftest lifecycle", 200),
-    both_kernels!("hostile", true, "rmemring-selftest hostile", 200),
-    both_kernels!("cachemodes", true, "rmemring-selftest cachemodes", 200),
+    both_kernels!("params", false, "rmemring-selftest --strict params", 200),
+    both_kernels!("stream", true, "rmemring-selftest --strict stream", 400),
+    both_kernels!("loss", true, "rmemring-selftest --strict loss", 400),
+    both_kernels!("wakeups", true, "rmemring-selftest --strict wakeups", 400),
+    both_kernels!("misuse", true, "rmemring-selftest --strict misuse", 200),
+    both_kernels!(
+        "lifecycle",
+        false,
+        "rmemring-selftest --strict lifecycle",
+        200
+    ),
+    both_kernels!("hostile", true, "rmemring-selftest --strict hostile", 200),
+    both_kernels!(
+        "cachemodes",
+        true,
+        "rmemring-selftest --strict cachemodes",
+        200
+    ),
 ];
 
 /// The scenarios, in the order they run.
@@ -140,7 +150,7 @@ pub fn suites() -> Vec<Suite> {
         profile: Profile::Normal,
         load: true,
         overlay: None,
-        command: "rmemring-selftest board",
+        command: "rmemring-selftest --strict board",
         timeout: 900,
     });
     // The module-parameter path next to the device tree: the selftest
@@ -151,7 +161,7 @@ pub fn suites() -> Vec<Suite> {
         profile: Profile::Normal,
         load: false,
         overlay: None,
-        command: "rmemring-selftest board-params",
+        command: "rmemring-selftest --strict board-params",
         timeout: 600,
     });
     suites.extend([

@@ -815,6 +815,12 @@ pub(crate) fn broken(env: &Env, message: &str, report: &mut Report) -> anyhow::R
     let expected = expected()?;
     let page = expected.page;
     let log = kernel_log()?;
+    // Without a refused node the checks below would hold vacuously.
+    report.expect(
+        "broken overlay: the expectations name the node it breaks",
+        !expected.refused.is_empty(),
+        || "no refused node in /add/board-rings".into(),
+    );
     for node in &expected.refused {
         let id = platform_device(node)?;
         let prefix = format!("rmemring {id}: ");

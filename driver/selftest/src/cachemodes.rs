@@ -73,8 +73,15 @@ fn check_pat(l: &RingLayout, mapped: bool, pat: &str) -> anyhow::Result<()> {
 
 pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let kmod = &env.kmod;
-    if kmod.params.is_empty() || !std::path::Path::new("/sys/kernel/debug/x86").exists() {
-        println!("ok - cachemodes # SKIP: needs the x86_64 module-parameter path");
+    if kmod.params.is_empty() {
+        report.skip("cachemodes", "needs the module-parameter path");
+        return Ok(());
+    }
+    if !std::path::Path::new("/sys/kernel/debug/x86/pat_memtype_list").exists() {
+        report.skip(
+            "cachemodes",
+            "needs x86 PAT's /sys/kernel/debug/x86/pat_memtype_list (debugfs)",
+        );
         return Ok(());
     }
     for (mode, name, pat) in [

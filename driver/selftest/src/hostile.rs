@@ -56,7 +56,7 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let before = match &guard {
         Some(guard) => Some(guard.fill(env)?),
         None => {
-            println!("ok - hostile: guard page # SKIP: no reserved page after the region");
+            report.skip("hostile: guard page", "no reserved page after the region");
             None
         }
     };

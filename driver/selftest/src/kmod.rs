@@ -131,7 +131,10 @@ fn kernel_log_since(mark: &str) -> String {
 pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let kmod = &env.kmod;
     if kmod.params.is_empty() {
-        println!("ok - params # SKIP: the region comes from the device tree here");
+        report.skip(
+            "params",
+            "no module parameters: no PARAMS in /etc/rmemring/config, no memmap= on the command line",
+        );
         return Ok(());
     }
     if kmod.loaded() {

@@ -343,53 +343,28 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     }
     // Ahead on every size from 1 KiB when every byte is read.
     for mode in ["busy-poll", "blocking"] {
-        let rs: Vec<(u32, f64)> = sizes(results)
-            .into_iter()
-            .filter(|&s| s >= 1024)
-            .filter_map(|s| {
-                ratio(results, ("rmemring", mode), ("read", mode), "verify", s).map(|r| (s, r))
-            })
-            .collect();
+        let (met, figures) =
+            ahead_at_every_size(results, ("rmemring", mode), ("read", mode), "verify", |s| {
+                s >= 1024
+            });
         out.push(Verdict {
-            met: (!rs.is_empty()).then(|| rs.iter().all(|&(_, r)| r > 1.0)),
+            met,
             text: format!(
-                "zero-copy vs read(), every byte verified, {mode}, sizes ≥ 1 KiB: {} (target > 1× at each)",
-                list(&rs)
+                "zero-copy vs read(), every byte verified, {mode}, sizes ≥ 1 KiB: {figures} (target > 1× at each)"
             ),
-                    info: false,
+            info: false,
         });
     }
-    // Ahead of the BPF ring buffer at every size: a size where rmemring
-    // was measured and BPF was not (a failed measurement) leaves the
-    // target undecided, and is named.
+    // Ahead of the BPF ring buffer at every size.
     for workload in saturated(results) {
         for mode in ["busy-poll", "blocking"] {
-            let mut rs: Vec<(u32, f64)> = Vec::new();
-            let mut missing: Vec<String> = Vec::new();
-            for s in sizes(results) {
-                match ratio(results, ("rmemring", mode), ("bpf", mode), &workload, s) {
-                    Some(r) => rs.push((s, r)),
-                    None if find(results, "rmemring", mode, &workload, s).is_some() => {
-                        missing.push(bytes(u64::from(s)));
-                    }
-                    None => {}
-                }
-            }
-            let met = if rs.iter().any(|&(_, r)| r <= 1.0) {
-                Some(false)
-            } else if rs.is_empty() || !missing.is_empty() {
-                None
-            } else {
-                Some(true)
-            };
-            let mut figures = if rs.is_empty() {
-                "not measured".to_owned()
-            } else {
-                list(&rs)
-            };
-            if !rs.is_empty() && !missing.is_empty() {
-                figures += &format!("; BPF not measured at {}", missing.join(", "));
-            }
+            let (met, figures) = ahead_at_every_size(
+                results,
+                ("rmemring", mode),
+                ("bpf", mode),
+                &workload,
+                |_| true,
+            );
             out.push(Verdict {
                 met,
                 text: format!(
@@ -471,7 +446,87 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
             info: false,
         });
     }
+    if let Some(bad) = bad_rows(results) {
+        for v in &mut out {
+            if v.met == Some(true) {
+                v.met = None;
+            }
+        }
+        out.insert(0, bad);
+    }
     out
+}
+
+/// Whether `mine` was ahead of `peer` (records/s) at every size `wanted`
+/// where `mine` was measured, and the figures. A size where `mine` was
+/// measured and `peer` was not (a failed measurement) leaves the target
+/// undecided, and is named.
+fn ahead_at_every_size(
+    results: &Results,
+    mine: (&str, &str),
+    peer: (&str, &str),
+    workload: &str,
+    wanted: impl Fn(u32) -> bool,
+) -> (Option<bool>, String) {
+    let mut rs: Vec<(u32, f64)> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for s in sizes(results).into_iter().filter(|&s| wanted(s)) {
+        match ratio(results, mine, peer, workload, s) {
+            Some(r) => rs.push((s, r)),
+            None if find(results, mine.0, mine.1, workload, s).is_some() => {
+                missing.push(bytes(u64::from(s)));
+            }
+            None => {}
+        }
+    }
+    let met = if rs.iter().any(|&(_, r)| r <= 1.0) {
+        Some(false)
+    } else if rs.is_empty() || !missing.is_empty() {
+        None
+    } else {
+        Some(true)
+    };
+    let mut figures = if rs.is_empty() {
+        "not measured".to_owned()
+    } else {
+        list(&rs)
+    };
+    if !rs.is_empty() && !missing.is_empty() {
+        let peer = if peer.0 == "bpf" { "BPF" } else { "read()" };
+        figures += &format!("; {peer} not measured at {}", missing.join(", "));
+    }
+    (met, figures)
+}
+
+/// Measurements some of whose records failed verification: their rates
+/// are no evidence, so while there are any no target is met.
+fn bad_rows(results: &Results) -> Option<Verdict> {
+    let bad: Vec<String> = results
+        .rows
+        .iter()
+        .filter(|r| r.bad != 0)
+        .map(|r| {
+            format!(
+                "{} {} {} {}: {}",
+                r.imp,
+                r.mode,
+                r.workload,
+                bytes(u64::from(r.size)),
+                r.bad
+            )
+        })
+        .collect();
+    (!bad.is_empty()).then(|| Verdict {
+        met: Some(false),
+        text: format!(
+            "every record verified: records failed verification in {} measurement{} ({}); \
+             no other target is judged while any did",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "s" },
+            bad.join(", ")
+        ),
+        info: false,
+    })
 }
 
 fn list(rs: &[(u32, f64)]) -> String {
@@ -645,5 +700,67 @@ mod tests {
         assert_eq!(bpf(&results).met, Some(true));
         results.rows[1].records = 5_000_000;
         assert_eq!(bpf(&results).met, Some(false));
+    }
+
+    #[test]
+    fn a_missing_read_measurement_leaves_the_verify_target_open() {
+        let mut results = Results {
+            rows: vec![
+                row("rmemring", "busy-poll", "verify", 1024, 4_000_000),
+                row("read", "busy-poll", "verify", 1024, 1_000_000),
+                row("rmemring", "busy-poll", "verify", 4096, 3_000_000),
+            ],
+            ..Results::default()
+        };
+        let verify = |results: &Results| {
+            verdicts(results)
+                .into_iter()
+                .find(|v| v.text.contains("every byte verified, busy-poll"))
+                .unwrap()
+        };
+        let v = verify(&results);
+        assert_eq!(v.met, None, "{}", v.text);
+        assert!(
+            v.text.contains("1 KiB 4.00×; read() not measured at 4 KiB"),
+            "{}",
+            v.text
+        );
+        results
+            .rows
+            .push(row("read", "busy-poll", "verify", 4096, 1_000_000));
+        assert_eq!(verify(&results).met, Some(true));
+    }
+
+    #[test]
+    fn records_that_failed_verification_void_every_met_target() {
+        let mut results = Results {
+            rows: vec![
+                row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
+                row("read", "busy-poll", "headers", 4096, 1_000_000),
+            ],
+            ..Results::default()
+        };
+        let four_k = |results: &Results| {
+            verdicts(results)
+                .into_iter()
+                .find(|v| v.text.contains("headers only, busy-poll, 4 KiB"))
+                .unwrap()
+                .met
+        };
+        assert_eq!(four_k(&results), Some(true));
+        assert!(verdicts(&results)
+            .iter()
+            .all(|v| !v.text.contains("failed verification")));
+        results.rows[0].bad = 3;
+        assert_eq!(four_k(&results), None);
+        let first = verdicts(&results).remove(0);
+        assert_eq!(first.met, Some(false));
+        assert!(
+            first
+                .text
+                .contains("1 measurement (rmemring busy-poll headers 4 KiB: 3)"),
+            "{}",
+            first.text
+        );
     }
 }
