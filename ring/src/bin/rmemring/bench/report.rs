@@ -643,17 +643,29 @@ mod tests {
     use super::super::row::sample as row;
     use super::*;
 
+    fn results(rows: Vec<Row>) -> Results {
+        Results {
+            rows,
+            ..Results::default()
+        }
+    }
+
+    /// The verdict whose text contains `needle`.
+    fn verdict(results: &Results, needle: &str) -> Verdict {
+        verdicts(results)
+            .into_iter()
+            .find(|v| v.text.contains(needle))
+            .unwrap_or_else(|| panic!("no verdict says {needle:?}"))
+    }
+
     #[test]
     fn targets_are_judged_from_ratios() {
-        let results = Results {
-            rows: vec![
-                row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
-                row("read", "busy-poll", "headers", 4096, 1_000_000),
-                row("rmemring", "busy-poll", "headers", 65536, 4_000_000),
-                row("read", "busy-poll", "headers", 65536, 1_000_000),
-            ],
-            ..Results::default()
-        };
+        let results = results(vec![
+            row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
+            row("read", "busy-poll", "headers", 4096, 1_000_000),
+            row("rmemring", "busy-poll", "headers", 65536, 4_000_000),
+            row("read", "busy-poll", "headers", 65536, 1_000_000),
+        ]);
         let v = verdicts(&results);
         let find = |s: &str| v.iter().find(|v| v.text.contains(s)).unwrap();
         assert_eq!(find("busy-poll, 4 KiB").met, Some(true));
@@ -670,23 +682,12 @@ mod tests {
 
     #[test]
     fn a_missing_bpf_measurement_leaves_its_target_open() {
-        let mut results = Results {
-            rows: vec![
-                row("rmemring", "busy-poll", "headers", 64, 4_000_000),
-                row("bpf", "busy-poll", "headers", 64, 1_000_000),
-                row("rmemring", "busy-poll", "headers", 4096, 3_000_000),
-            ],
-            ..Results::default()
-        };
-        let bpf = |results: &Results| {
-            verdicts(results)
-                .into_iter()
-                .find(|v| {
-                    v.text
-                        .starts_with("rmemring vs BPF ring buffer, headers, busy-poll")
-                })
-                .unwrap()
-        };
+        let mut results = results(vec![
+            row("rmemring", "busy-poll", "headers", 64, 4_000_000),
+            row("bpf", "busy-poll", "headers", 64, 1_000_000),
+            row("rmemring", "busy-poll", "headers", 4096, 3_000_000),
+        ]);
+        let bpf = |results: &Results| verdict(results, "BPF ring buffer, headers, busy-poll");
         let v = bpf(&results);
         assert_eq!(v.met, None, "{}", v.text);
         assert!(
@@ -704,20 +705,12 @@ mod tests {
 
     #[test]
     fn a_missing_read_measurement_leaves_the_verify_target_open() {
-        let mut results = Results {
-            rows: vec![
-                row("rmemring", "busy-poll", "verify", 1024, 4_000_000),
-                row("read", "busy-poll", "verify", 1024, 1_000_000),
-                row("rmemring", "busy-poll", "verify", 4096, 3_000_000),
-            ],
-            ..Results::default()
-        };
-        let verify = |results: &Results| {
-            verdicts(results)
-                .into_iter()
-                .find(|v| v.text.contains("every byte verified, busy-poll"))
-                .unwrap()
-        };
+        let mut results = results(vec![
+            row("rmemring", "busy-poll", "verify", 1024, 4_000_000),
+            row("read", "busy-poll", "verify", 1024, 1_000_000),
+            row("rmemring", "busy-poll", "verify", 4096, 3_000_000),
+        ]);
+        let verify = |results: &Results| verdict(results, "every byte verified, busy-poll");
         let v = verify(&results);
         assert_eq!(v.met, None, "{}", v.text);
         assert!(
@@ -733,20 +726,11 @@ mod tests {
 
     #[test]
     fn records_that_failed_verification_void_every_met_target() {
-        let mut results = Results {
-            rows: vec![
-                row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
-                row("read", "busy-poll", "headers", 4096, 1_000_000),
-            ],
-            ..Results::default()
-        };
-        let four_k = |results: &Results| {
-            verdicts(results)
-                .into_iter()
-                .find(|v| v.text.contains("headers only, busy-poll, 4 KiB"))
-                .unwrap()
-                .met
-        };
+        let mut results = results(vec![
+            row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
+            row("read", "busy-poll", "headers", 4096, 1_000_000),
+        ]);
+        let four_k = |results: &Results| verdict(results, "headers only, busy-poll, 4 KiB").met;
         assert_eq!(four_k(&results), Some(true));
         assert!(verdicts(&results)
             .iter()
