@@ -144,6 +144,9 @@ impl OpenFile {
             AccessMode::ReadOnly => Role::Observer,
             AccessMode::WriteOnly => Role::Controller,
             AccessMode::ReadWrite => Role::Consumer,
+            // It could not read records or map the ring, so it must not take
+            // the consumer's place (nor reset the ring).
+            AccessMode::Neither => return Err(EINVAL),
         };
         let consumer = role == Role::Consumer;
         ring.open(consumer)?;
@@ -243,6 +246,10 @@ impl OpenFile {
     /// unless `nonblock`.
     pub(crate) fn read(&self, nonblock: bool, buf: UserPtr, count: usize) -> Result<usize> {
         self.require(&[Role::Consumer])?;
+        // As for any file: a read of nothing returns at once.
+        if count == 0 {
+            return Ok(0);
+        }
         let mut reader = self.lock_reader(nonblock)?;
         let result = self.read_locked(&mut reader, nonblock, buf, count);
         drop(reader);
@@ -291,20 +298,25 @@ impl OpenFile {
             if !ring.is_live() {
                 return Err(ENODEV);
             }
-            let overflow = ring.overflow();
+            // The generation first: a reset stores the overflow mode, then
+            // bumps the generation (Release), so a mode read after the
+            // generation (Acquire) is at least as new as it.
             let generation = ring.generation();
+            let overflow = ring.overflow();
             if reader.core.is_none() || reader.generation != generation {
                 let max_payload = max_payload_for(ring.region().geometry().data_size);
-                reader.core = Some(
-                    ConsumerCore::attach(ring.view(), overflow, max_payload).map_err(|_| EIO)?,
-                );
-                reader.generation = generation;
-                reader.pending = None;
+                // Before attaching: if it fails, the next call tries again
+                // instead of finding a core without its buffer.
                 if overflow == Overflow::OverwriteOldest
                     && reader.bounce.len() < max_payload as usize
                 {
                     reader.bounce.resize(max_payload as usize, 0, GFP_KERNEL)?;
                 }
+                reader.core = Some(
+                    ConsumerCore::attach(ring.view(), overflow, max_payload).map_err(|_| EIO)?,
+                );
+                reader.generation = generation;
+                reader.pending = None;
             }
             let Some(core) = reader.core.as_mut() else {
                 return Err(EIO);
@@ -321,7 +333,7 @@ impl OpenFile {
                 )?,
             };
             if copied.bytes > 0 {
-                core.release();
+                ring.release_read(core, generation);
                 ring.count_read(copied.records);
                 return Ok(copied.bytes);
             }

@@ -55,7 +55,10 @@ static RING_FOPS: AssertSync<bindings::file_operations> = AssertSync(bindings::f
     poll: Some(ring_poll),
     mmap: Some(ring_mmap),
     unlocked_ioctl: Some(ring_ioctl),
-    // The ioctl structs have the same layout for 32-bit callers.
+    // The ioctl structs have the same layout for 32-bit callers. (The
+    // reference kernels lack CONFIG_COMPAT; this line was last built
+    // against a debug kernel with IA32_EMULATION on 2026-12-01. The binding
+    // is already an `Option`.)
     #[cfg(CONFIG_COMPAT)]
     compat_ioctl: bindings::compat_ptr_ioctl,
     llseek: Some(bindings::noop_llseek),

@@ -63,10 +63,18 @@ pub(crate) fn map(ring: &Ring, consumer: bool, vma: &VmaNew) -> Result {
         // Keep it read-only for good.
         vma.try_clear_maywrite()?;
     }
-    sys::remap_pfn_range(
-        vma,
-        ring.region().base() + offset as u64,
-        len,
-        ring.region().cache(),
-    )
+    // SAFETY: `offset..end` lies inside the ring (checked above), which is
+    // inside the region `ring` claimed (`Region::claim`: not System RAM,
+    // held in /proc/iomem) and keeps claimed while any mapping exists (the
+    // VMA holds the file, which holds the ring); `len` is the VMA's length;
+    // the cache type is the region's own. Write access is possible only for
+    // the consumer's own page: every other mapping lost `VM_MAYWRITE`.
+    unsafe {
+        sys::remap_pfn_range(
+            vma,
+            ring.region().base() + offset as u64,
+            len,
+            ring.region().cache(),
+        )
+    }
 }

@@ -33,7 +33,10 @@ use crate::producer::{
     ProducerRun, //
 };
 use crate::region::Region;
-use crate::shared::consumer::has_unreleased;
+use crate::shared::consumer::{
+    has_unreleased,
+    ConsumerCore, //
+};
 use crate::shared::layout::{
     max_payload_for,
     ABI_VERSION,
@@ -199,6 +202,19 @@ impl Ring {
     /// Whether the device still exists.
     pub(crate) fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
+    }
+
+    /// Hands the space of the records `read()` copied back to the
+    /// producer, unless a reset came after `core` attached (`generation`):
+    /// the position `core` would store belongs to the ring before the
+    /// reset, and stored into the fresh consumer page it would make the
+    /// producer reject the consumer. `state` is held so that no reset falls
+    /// between the check and the store.
+    pub(crate) fn release_read(&self, core: &mut ConsumerCore, generation: u64) {
+        let _state = self.state.lock();
+        if self.generation() == generation {
+            core.release();
+        }
     }
 
     /// Counts records handed out through `read()`.

@@ -246,9 +246,11 @@ pub(crate) enum AccessMode {
     ReadOnly,
     /// `O_WRONLY`.
     WriteOnly,
-    /// `O_RDWR` (and the unusual access mode 3, which Linux treats alike for
-    /// device files).
+    /// `O_RDWR`.
     ReadWrite,
+    /// Access mode 3: the file may neither read nor write (`FMODE_READ`
+    /// and `FMODE_WRITE` are both clear), only ioctl.
+    Neither,
 }
 
 /// The access mode `file` was opened with.
@@ -256,7 +258,8 @@ pub(crate) fn access_mode(file: &File) -> AccessMode {
     match file.flags() & bindings::O_ACCMODE {
         bindings::O_RDONLY => AccessMode::ReadOnly,
         bindings::O_WRONLY => AccessMode::WriteOnly,
-        _ => AccessMode::ReadWrite,
+        bindings::O_RDWR => AccessMode::ReadWrite,
+        _ => AccessMode::Neither,
     }
 }
 
@@ -355,14 +358,24 @@ pub(crate) fn vma_may_share(vma: &VmaNew) -> bool {
 /// Maps `len` bytes of physical memory at `phys` at the start of `vma`,
 /// with the page protection that matches the kernel's `cache` mode.
 ///
-/// The caller checks that `len` is the VMA's length and that the physical
-/// range is the caller's to hand out.
-pub(crate) fn remap_pfn_range(vma: &VmaNew, phys: u64, len: usize, cache: CacheMode) -> Result {
+/// # Safety
+///
+/// `phys..phys + len` must be memory the caller owns (claimed, not System
+/// RAM) and may give user space with `vma`'s permissions, for as long as
+/// `vma` can exist; `len` must be the VMA's length; `cache` must be the
+/// type the kernel maps that memory with.
+pub(crate) unsafe fn remap_pfn_range(
+    vma: &VmaNew,
+    phys: u64,
+    len: usize,
+    cache: CacheMode,
+) -> Result {
     let pfn = phys >> kernel::page::PAGE_SHIFT;
     let raw = vma.as_ptr();
-    // SAFETY: During `mmap` the VMA is valid and exclusively ours to set up;
-    // reading its protection and remapping PFNs into it is what `mmap`
-    // handlers do. The helper only transforms a `pgprot_t` value.
+    // SAFETY: During `mmap` the VMA is valid and exclusively ours to set up.
+    // The range is the caller's to hand out at this length and type (the
+    // function's safety requirements), so mapping it exposes nothing else;
+    // the helper only transforms a `pgprot_t` value.
     let ret = unsafe {
         let prot = c::rmemring_pgprot((*raw).vm_page_prot, cache.abi() as c_int);
         bindings::remap_pfn_range(raw, vma.start(), pfn as c_ulong, len, prot)

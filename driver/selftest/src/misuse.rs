@@ -4,6 +4,8 @@ use std::io;
 use std::os::fd::{
     AsFd,
     AsRawFd,
+    FromRawFd,
+    OwnedFd,
     RawFd, //
 };
 use std::time::{
@@ -549,6 +551,24 @@ fn consumers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         observer.is_ok(),
         || format!("{observer:?}"),
     );
+    // Access mode 3 may neither read nor write: it is no consumer, so it
+    // must not take the consumer's place (the consumer is still open here,
+    // but EINVAL, not EBUSY, says it was refused for what it is).
+    let path = std::ffi::CString::new(env.device.as_bytes())?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_ACCMODE | libc::O_CLOEXEC) };
+    let neither = if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    expect_errno(
+        report,
+        "consumers: an open with access mode 3 (neither read nor write) gets EINVAL",
+        neither,
+        libc::EINVAL,
+    );
     drop(first);
     let again = Region::open(&env.device, Access::Consume);
     report.expect(
@@ -580,6 +600,14 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         "read: an observer cannot read records (EPERM)",
         read(observer.fd().as_raw_fd(), 4096),
         libc::EPERM,
+    );
+    // Blocking, on an empty ring: it must not wait for a record it could
+    // not return anyway.
+    let zero = read(fd, 0);
+    report.expect(
+        "read: a read of 0 bytes returns 0 at once, even on an empty ring",
+        matches!(zero, Ok(0)),
+        || format!("{zero:?}"),
     );
 
     // SAFETY: Plain fcntl on our descriptor.
