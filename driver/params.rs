@@ -30,10 +30,23 @@ pub(crate) struct Params {
     pub(crate) mode: u32,
 }
 
+/// The `mode` parameter's default: the device node is root's alone.
+pub(crate) const DEFAULT_MODE: u32 = 0o600;
+
 /// Creates the device the parameters describe, `None` if they describe
 /// none (both `phys_base` and `phys_size` zero: device-tree use only).
 pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
     if p.phys_base == 0 && p.phys_size == 0 {
+        // Device-tree use only. The other parameters describe the
+        // parameter ring; given without one they would be ignored, so say
+        // so instead of loading as if they had taken effect.
+        if p.cache_mode != 0 || p.overflow != 0 || p.mode != DEFAULT_MODE {
+            pr_err!(
+                "cache_mode, overflow and mode apply to the ring of phys_base and phys_size, \
+                 and none was given (device-tree rings take them from their node)\n"
+            );
+            return Err(EINVAL);
+        }
         return Ok(None);
     }
     if p.phys_size == 0 {

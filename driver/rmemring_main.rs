@@ -67,6 +67,8 @@ module! {
             default: 0,
             description: "When full: 0 drop new records, 1 overwrite the oldest",
         },
+        // Keep equal to `params::DEFAULT_MODE`, which tells a `mode` given
+        // without a region from the default.
         mode: u32 {
             default: 0o600,
             description: "Permissions of the device node",

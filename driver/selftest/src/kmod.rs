@@ -208,6 +208,17 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             format!("{} mode=0o4666", kmod.params),
             "mode=",
         ),
+        // Without a region they would have nothing to apply to.
+        (
+            "a cache mode without a region".into(),
+            "cache_mode=1".into(),
+            "apply to the ring of phys_base and phys_size",
+        ),
+        (
+            "a device mode without a region".into(),
+            "mode=0660".into(),
+            "apply to the ring of phys_base and phys_size",
+        ),
     ];
     for (what, params, message) in cases {
         let result = kmod.insmod(&params);
