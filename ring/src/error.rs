@@ -57,7 +57,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// Opening the device or file was not permitted.
-    #[error("{}: permission denied (the device is root-only unless the driver's `mode` parameter says otherwise)", path.display())]
+    #[error("{}: permission denied (ring devices are root-only unless a udev rule, or for the module-parameter ring the driver's `mode` parameter, says otherwise)", path.display())]
     PermissionDenied {
         /// The path.
         path: PathBuf,

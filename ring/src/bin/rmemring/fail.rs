@@ -197,8 +197,8 @@ pub(crate) fn open_error(path: &std::path::Path, e: io::Error) -> anyhow::Error 
             ))
         }
         Some(libc::EACCES | libc::EPERM) => anyhow::Error::new(e).context(format!(
-            "{shown}: permission denied (the device is root-only unless the driver's `mode` \
-             parameter says otherwise)"
+            "{shown}: permission denied (ring devices are root-only unless a udev rule, or for \
+             the module-parameter ring the driver's `mode` parameter, says otherwise)"
         )),
         _ => anyhow::Error::new(e).context(shown.to_string()),
     }

@@ -74,7 +74,7 @@ enum Command {
 /// The ring path argument every subcommand shares.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct DeviceArg {
-    /// The ring: a /dev/rmemringN device or a ring file.
+    /// The ring: a /dev/rmemringN device (or, for `info`, `stat` and `cat`, a ring file).
     #[arg(value_name = "DEV", default_value = DEFAULT_DEVICE)]
     pub(crate) device: PathBuf,
 }
