@@ -169,3 +169,21 @@ fn main() -> ExitCode {
     println!("# {} passed, {} failed", report.passed, report.failed);
     ExitCode::from(report.failed.min(100) as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Report;
+
+    #[test]
+    fn a_skip_passes_unless_strict() {
+        let mut lenient = Report::default();
+        lenient.skip("group", "not here");
+        assert_eq!((lenient.passed, lenient.failed), (0, 0));
+        let mut strict = Report {
+            strict: true,
+            ..Report::default()
+        };
+        strict.skip("group", "not here");
+        assert_eq!((strict.passed, strict.failed), (0, 1));
+    }
+}
