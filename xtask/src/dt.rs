@@ -744,9 +744,12 @@ fn dump_qemu_virt_dtb(sh: &Shell, out: &Path) -> Result<()> {
     let machine = format!("virt,dumpdtb={}", out.display());
     // The VMs' memory size: the overlays' regions must lie in its RAM.
     let memory = crate::vm::MEMORY_MIB;
+    // No network device: its option ROM (efi-virtio.rom) is in
+    // ipxe-qemu, which `--no-install-recommends` leaves out, and QEMU
+    // refuses to start without it. The VMs run with `-nic none` too.
     let res = captured(cmd!(
         sh,
-        "qemu-system-aarch64 -M {machine} -cpu cortex-a57 -m {memory} -smp 2 -nographic"
+        "qemu-system-aarch64 -M {machine} -cpu cortex-a57 -m {memory} -smp 2 -nographic -nic none"
     ))?;
     ensure!(
         sh.path_exists(out),
