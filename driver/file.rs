@@ -43,6 +43,7 @@ use crate::mmap;
 use crate::ring::Ring;
 use crate::shared::consumer::{
     ConsumerCore,
+    OverwriteRead,
     RecordMeta, //
 };
 use crate::shared::layout::{
@@ -105,6 +106,10 @@ struct Reader {
     core: Option<ConsumerCore>,
     /// The ring generation `core` was attached in.
     generation: u64,
+    /// The overflow mode of the ring `core` was attached to. A reset may
+    /// change the ring's; `core` keeps the one it validates the ring for
+    /// until it re-attaches.
+    overflow: Overflow,
     /// Overwrite mode copies each record here first, to check it was not
     /// overwritten before handing it out.
     bounce: VVec<u8>,
@@ -124,9 +129,12 @@ enum Role {
 /// An open file of a ring device.
 #[pin_data]
 pub(crate) struct OpenFile {
-    ring: Arc<Ring>,
     role: Role,
-    /// Held by the thread in `read()`, also while it sleeps there.
+    /// Whether the opener may see physical addresses (`CAP_SYS_ADMIN`).
+    admin: bool,
+    /// Held by the thread in `read()`, also while it sleeps there. Its
+    /// consumer holds a view of the ring's memory, so it is declared
+    /// before `ring`: fields drop in order, and this one must go first.
     #[pin]
     reader: Mutex<Reader>,
     /// Other threads of this file wait here, interruptibly, for `reader`
@@ -135,6 +143,8 @@ pub(crate) struct OpenFile {
     reader_free: CondVar,
     #[pin]
     reader_gate: Mutex<()>,
+    /// The ring; dropped last (see `reader`).
+    ring: Arc<Ring>,
 }
 
 impl OpenFile {
@@ -153,6 +163,7 @@ impl OpenFile {
         let reader = Reader {
             core: None,
             generation: 0,
+            overflow: Overflow::DropNew,
             bounce: VVec::new(),
             pending: None,
         };
@@ -161,6 +172,7 @@ impl OpenFile {
             try_pin_init!(Self {
                 ring: shared,
                 role,
+                admin: sys::opener_is_admin(file),
                 reader <- new_mutex!(reader),
                 reader_free <- new_condvar!(),
                 reader_gate <- new_mutex!(()),
@@ -196,9 +208,15 @@ impl OpenFile {
     pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         let user = |size: usize| UserSlice::new(UserPtr::from_addr(arg), size);
         match cmd {
-            IOC_INFO => user(size_of::<RingInfo>())
-                .writer()
-                .write(&self.ring.info())?,
+            IOC_INFO => {
+                let mut info = self.ring.info();
+                // Physical addresses are for `CAP_SYS_ADMIN`, as in
+                // /proc/iomem.
+                if !self.admin {
+                    info.phys_base = 0;
+                }
+                user(size_of::<RingInfo>()).writer().write(&info)?
+            }
             IOC_STATS => user(size_of::<RingStats>())
                 .writer()
                 .write(&self.ring.stats())?,
@@ -294,16 +312,24 @@ impl OpenFile {
         count: usize,
     ) -> Result<usize> {
         let ring = &*self.ring;
+        // At most one data area per call: a producer that keeps publishing
+        // must not keep one `read()` copying for ever.
+        let count = count.min(ring.region().geometry().data_size as usize);
         loop {
             if !ring.is_live() {
                 return Err(ENODEV);
             }
-            // The generation first: a reset stores the overflow mode, then
-            // bumps the generation (Release), so a mode read after the
-            // generation (Acquire) is at least as new as it.
-            let generation = ring.generation();
-            let overflow = ring.overflow();
-            if reader.core.is_none() || reader.generation != generation {
+            // Every pass copies at most one data area (or fails a bounded
+            // number of laps), and a reader the producer keeps lapping may
+            // pass many times: look at signals and the scheduler on each,
+            // or a non-preemptible kernel never delivers a SIGKILL here.
+            if kernel::current!().signal_pending() {
+                return Err(ERESTARTSYS);
+            }
+            // Process context; the only lock held is `reader`, a mutex.
+            sys::cond_resched();
+            if reader.core.is_none() || reader.generation != ring.generation() {
+                let (generation, overflow) = ring.attach_point();
                 let max_payload = max_payload_for(ring.region().geometry().data_size);
                 // Before attaching: if it fails, the next call tries again
                 // instead of finding a core without its buffer.
@@ -316,13 +342,15 @@ impl OpenFile {
                     ConsumerCore::attach(ring.view(), overflow, max_payload).map_err(|_| EIO)?,
                 );
                 reader.generation = generation;
+                reader.overflow = overflow;
                 reader.pending = None;
             }
+            let generation = reader.generation;
             let Some(core) = reader.core.as_mut() else {
                 return Err(EIO);
             };
             let mut writer = UserWriter::new(buf, count);
-            let copied = match overflow {
+            let copied = match reader.overflow {
                 Overflow::DropNew => copy_records(ring, core, &mut writer, count)?,
                 Overflow::OverwriteOldest => copy_overwrite(
                     core,
@@ -333,7 +361,11 @@ impl OpenFile {
                 )?,
             };
             if copied.bytes > 0 {
-                ring.release_read(core, generation);
+                if !ring.release_read(core, generation) {
+                    // A reset came while we copied: the bytes may be its
+                    // zeroes. Copy the new ring's records instead.
+                    continue;
+                }
                 ring.count_read(copied.records);
                 return Ok(copied.bytes);
             }
@@ -348,12 +380,31 @@ impl OpenFile {
             // the last check until we are queued, and the producer takes it
             // to wake us, so its wake-up cannot fall in between.
             let mut wake = ring.wake_lock().lock();
-            if !core.prepare_sleep() {
+            // A reset takes `wake_lock` to rewrite the consumer page: with
+            // it held, either the reset is done and shows in the
+            // generation, or it waits until we are asleep. Only in the
+            // second case may `core` store its position and counters.
+            if ring.generation() != generation {
+                continue;
+            }
+            // Lapped: the ring is not empty, but every record we tried was
+            // overwritten as we copied it; wait for the producer to
+            // publish more (it will soon) instead of trying again at once.
+            let sleeping = if copied.lapped {
+                core.prepare_sleep_until_published()
+            } else {
+                core.prepare_sleep()
+            };
+            if !sleeping {
                 continue;
             }
             let signalled = ring.readers().wait_interruptible(&mut wake);
+            // Still under `wake_lock`, so no reset rewrites the page while
+            // we withdraw the request, and after one we leave it alone.
+            if ring.generation() == generation {
+                core.finish_sleep();
+            }
             drop(wake);
-            core.finish_sleep();
             if signalled {
                 return Err(ERESTARTSYS);
             }
@@ -362,11 +413,28 @@ impl OpenFile {
 }
 
 /// The outcome of one copy attempt.
+#[derive(Default)]
 struct Copied {
     bytes: usize,
     records: u64,
     /// A record was available but did not fit.
     declined: bool,
+    /// Overwrite mode: records were published, but the producer overwrote
+    /// each one we tried while we copied it.
+    lapped: bool,
+}
+
+impl Copied {
+    /// After an error: what was copied before it still goes to the
+    /// caller (the error comes back on the next call); with nothing
+    /// copied, the error.
+    fn or_error(self, e: Error) -> Result<Copied> {
+        if self.bytes > 0 {
+            Ok(self)
+        } else {
+            Err(e)
+        }
+    }
 }
 
 /// Drop-new mode: copies as many whole records as fit, one `copy_to_user`
@@ -378,25 +446,27 @@ fn copy_records(
     count: usize,
 ) -> Result<Copied> {
     let mut room = count as u64;
-    let mut copied = Copied {
-        bytes: 0,
-        records: 0,
-        declined: false,
-    };
+    let mut copied = Copied::default();
     // The run being gathered: data-area offset, length, and the consumer's
     // state before its first record (to give the run back if it cannot be
     // delivered).
     let mut run: Option<(u64, u64)> = None;
     let mut run_start = core.checkpoint();
     let mut run_records = 0u64;
+    let mut failed = None;
     loop {
         let before = core.checkpoint();
-        let next = core
-            .next_record_if(|m| record_stride(m.len) <= room)
-            .map_err(|_| EIO)?;
-        let Some(meta) = next else {
-            copied.declined = core.cached_backlog() != 0;
-            break;
+        let meta = match core.next_record_if(|m| record_stride(m.len) <= room) {
+            Ok(Some(meta)) => meta,
+            Ok(None) => {
+                copied.declined = core.cached_backlog() != 0;
+                break;
+            }
+            Err(_) => {
+                // A broken ring: hand out the records before the bad one.
+                failed = Some(EIO);
+                break;
+            }
         };
         let stride = record_stride(meta.len);
         room -= stride;
@@ -409,7 +479,7 @@ fn copy_records(
             Some((offset, len)) => {
                 if let Err(e) = flush_run(ring, writer, offset, len) {
                     core.rewind(run_start);
-                    return fault(copied, e);
+                    return copied.or_error(e);
                 }
                 copied.bytes += len as usize;
                 copied.records += run_records;
@@ -423,20 +493,14 @@ fn copy_records(
     if let Some((offset, len)) = run {
         if let Err(e) = flush_run(ring, writer, offset, len) {
             core.rewind(run_start);
-            return fault(copied, e);
+            return copied.or_error(e);
         }
         copied.bytes += len as usize;
         copied.records += run_records;
     }
-    Ok(copied)
-}
-
-/// After a failed copy: what was copied before counts; otherwise the error.
-fn fault(copied: Copied, e: Error) -> Result<Copied> {
-    if copied.bytes > 0 {
-        Ok(copied)
-    } else {
-        Err(e)
+    match failed {
+        Some(e) => copied.or_error(e),
+        None => Ok(copied),
     }
 }
 
@@ -467,17 +531,18 @@ fn copy_overwrite(
     writer: &mut UserWriter,
     count: usize,
 ) -> Result<Copied> {
-    let mut copied = Copied {
-        bytes: 0,
-        records: 0,
-        declined: false,
-    };
+    let mut copied = Copied::default();
     loop {
         let meta = match pending.take() {
             Some(meta) => meta,
-            None => match core.read_overwrite(bounce).map_err(|_| EIO)? {
-                Some(meta) => meta,
-                None => break,
+            None => match core.read_overwrite(bounce) {
+                Ok(OverwriteRead::Record(meta)) => meta,
+                Ok(OverwriteRead::Empty) => break,
+                Ok(OverwriteRead::Lapped) => {
+                    copied.lapped = true;
+                    break;
+                }
+                Err(_) => return copied.or_error(EIO),
             },
         };
         let stride = record_stride(meta.len) as usize;
@@ -503,7 +568,7 @@ fn copy_overwrite(
             .and_then(|()| writer.write_slice(&[0u8; 8][..pad]));
         if let Err(e) = result {
             *pending = Some(meta);
-            return fault(copied, e);
+            return copied.or_error(e);
         }
         copied.bytes += stride;
         copied.records += 1;

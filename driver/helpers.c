@@ -13,6 +13,7 @@
 #include <linux/ioport.h>
 #include <linux/device.h>
 #include <linux/sched.h>
+#include <linux/security.h>
 
 #include "helpers.h"
 
@@ -47,6 +48,43 @@ void __iomem *rmemring_ioremap(phys_addr_t phys, size_t size, int cache_mode)
 	default:
 		return NULL;
 	}
+}
+
+/*
+ * Whether the kernel is locked down against module parameters that name
+ * hardware addresses (as module_param_hw() parameters are refused): 0 if
+ * not, a negative errno if so. security_locked_down() logs the refusal
+ * itself.
+ */
+int rmemring_params_locked_down(void)
+{
+	return security_locked_down(LOCKDOWN_MODULE_PARAMETERS);
+}
+
+/*
+ * Whether @res, a region this driver requested from iomem_resource, lies
+ * in memory the platform set aside: an e820 "Reserved" range on x86 (what
+ * memmap=SIZE$BASE makes; IORES_DESC_RESERVED) or a no-map
+ * reserved-memory region on arm64 (a "reserved" memory resource), rather
+ * than in a PCI window, a device's BAR or a hole nobody described.
+ *
+ * __request_region() inserts a region below the innermost resource that
+ * contains all of it, so its parent says what it lies in. The parent
+ * cannot be released while @res is its child, and the firmware's and the
+ * device tree's memory resources never change after boot, so reading
+ * its fields needs no lock.
+ */
+bool rmemring_in_reserved_memory(const struct resource *res)
+{
+	const struct resource *parent = res->parent;
+
+	if (!parent || parent == &iomem_resource)
+		return false;
+	if (!(parent->flags & IORESOURCE_MEM) || (parent->flags & IORESOURCE_SYSRAM))
+		return false;
+	if (parent->desc == IORES_DESC_RESERVED)
+		return true;
+	return parent->name && !strcmp(parent->name, "reserved");
 }
 
 /* cond_resched() is a macro, and a no-op on fully preemptible kernels. */

@@ -8,10 +8,13 @@
 #include <linux/pgtable.h>
 
 struct device;
+struct resource;
 
 void __iomem *rmemring_ioremap(phys_addr_t phys, size_t size, int cache_mode);
 void rmemring_iounmap(void __iomem *addr);
 void rmemring_cond_resched(void);
+int rmemring_params_locked_down(void);
+bool rmemring_in_reserved_memory(const struct resource *res);
 pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode);
 int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map,
 			      bool *static_reg);

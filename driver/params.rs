@@ -12,9 +12,15 @@ use crate::device::{
     RingDevice,
     RingOptions, //
 };
-use crate::region::Region;
+use crate::region::{
+    Region,
+    Reserved, //
+};
 use crate::shared::producer::Overflow;
-use crate::sys::CacheMode;
+use crate::sys::{
+    self,
+    CacheMode, //
+};
 
 /// The module parameters, as loaded.
 pub(crate) struct Params {
@@ -84,15 +90,28 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
         );
         return Err(EINVAL);
     }
-    let region = Region::claim(p.phys_base, p.phys_size, cache).map_err(|e| {
+    // Parameters that name physical memory are what lockdown exists to
+    // refuse (the kernel's own `module_param_hw` ones are); a locked-down
+    // machine describes its rings in the device tree.
+    if sys::params_locked_down() {
         pr_err!(
-            "phys_base={:#x} phys_size={:#x} rejected: {}\n",
+            "phys_base={:#x} phys_size={:#x} refused: the kernel is locked down, and module \
+             parameters may not name physical memory (describe the ring in the device tree)\n",
             p.phys_base,
-            p.phys_size,
-            e
+            p.phys_size
         );
-        e.errno()
-    })?;
+        return Err(EPERM);
+    }
+    let region =
+        Region::claim(p.phys_base, p.phys_size, cache, Reserved::Required).map_err(|e| {
+            pr_err!(
+                "phys_base={:#x} phys_size={:#x} rejected: {}\n",
+                p.phys_base,
+                p.phys_size,
+                e
+            );
+            e.errno()
+        })?;
     let device = RingDevice::new(
         region,
         RingOptions {

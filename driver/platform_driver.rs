@@ -32,7 +32,8 @@ use crate::device::{
 };
 use crate::region::{
     Region,
-    RegionError, //
+    RegionError,
+    Reserved, //
 };
 use crate::shared::producer::Overflow;
 use crate::sys::{
@@ -292,7 +293,7 @@ fn probe(dev: &Device) -> Result<BoundRing> {
             return Err(EEXIST);
         }
     }
-    let claimed = match Region::claim(base, size, cache) {
+    let claimed = match Region::claim(base, size, cache, Reserved::Checked) {
         Ok(claimed) => claimed,
         Err(e) => {
             let retired = rings

@@ -40,6 +40,8 @@ pub(crate) enum RegionError {
     SystemRam,
     /// Another driver or resource claims part of it.
     Busy,
+    /// It does not lie inside memory the platform reserved.
+    NotReserved,
     /// The kernel could not map it.
     MapFailed,
 }
@@ -76,10 +78,29 @@ impl kernel::fmt::Display for RegionError {
                  no-map reserved-memory node)"
             ),
             RegionError::Busy => write!(f, "region is already claimed (see /proc/iomem)"),
+            RegionError::NotReserved => write!(
+                f,
+                "region is not reserved memory (a device's registers, a PCI window or a hole); \
+                 reserve it at boot with memmap=SIZE$BASE (also under mem=), or use a no-map \
+                 reserved-memory node; /proc/iomem must show it inside a Reserved range"
+            ),
             RegionError::MapFailed => write!(f, "the kernel could not map the region"),
         }
     }
 }
+
+/// Whether [`Region::claim`] requires the range to lie in reserved memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reserved {
+    /// Refuse a range the platform did not reserve (module parameters).
+    Required,
+    /// The caller vouches for the range (a device-tree reserved-memory node).
+    Checked,
+}
+
+/// How many bytes of the data area [`Region::zero_data`] clears between
+/// looks at the scheduler.
+const ZERO_CHUNK: usize = 1 << 20;
 
 /// A reserved physical region, claimed in `/proc/iomem` and mapped.
 ///
@@ -99,8 +120,18 @@ impl Region {
     /// Validates, claims and maps `[base, base + size)`.
     ///
     /// Checks everything before touching anything: non-zero, page-aligned,
-    /// no overflow, large enough, not System RAM, not already claimed.
-    pub(crate) fn claim(base: u64, size: u64, cache: CacheMode) -> Result<Self, RegionError> {
+    /// no overflow, large enough, not System RAM, not already claimed, and
+    /// with `Reserved::Required`, inside memory the platform reserved. The
+    /// module parameters require that: they are numbers from whoever
+    /// loads the module, and without it could name any device's registers
+    /// that no driver claimed. A device-tree node's `memory-region` has
+    /// been checked against its reserved-memory node already.
+    pub(crate) fn claim(
+        base: u64,
+        size: u64,
+        cache: CacheMode,
+        reserved: Reserved,
+    ) -> Result<Self, RegionError> {
         let page = PAGE_SIZE as u64;
         if size == 0 {
             return Err(RegionError::ZeroSize);
@@ -117,6 +148,11 @@ impl Region {
             return Err(RegionError::SystemRam);
         }
         let claim = IomemClaim::new(base, size).map_err(|_| RegionError::Busy)?;
+        // After claiming: the claim's place in the resource tree says what
+        // the range lies in. Dropping the claim on the way out releases it.
+        if reserved == Reserved::Required && !claim.in_reserved_memory() {
+            return Err(RegionError::NotReserved);
+        }
         let mapping = KernelMapping::new(base, size, cache).map_err(|_| RegionError::MapFailed)?;
         // INVARIANT: The mapping and the claim cover exactly `size` bytes,
         // and `for_region` laid the ring out inside `size` bytes.
@@ -146,9 +182,11 @@ impl Region {
 
     /// Writes a fresh control page (with `flags`) and an empty consumer page.
     ///
-    /// The caller makes sure no producer runs meanwhile.
+    /// The control page's `phys_base` is 0: it is mapped for every opener,
+    /// and physical addresses are for `CAP_SYS_ADMIN` only (`RMEMRING_IOC_INFO`
+    /// gives it to them). The caller makes sure no producer runs meanwhile.
     pub(crate) fn initialise(&self, flags: u32) {
-        let control = self.geometry.control_page(flags, self.base);
+        let control = self.geometry.control_page(flags, 0);
         let ctrl = self.mapping.addr().cast::<ControlPage>();
         // The layout is page-aligned and the consumer page lies inside the region.
         let cons = self
@@ -160,6 +198,31 @@ impl Region {
         unsafe {
             ctrl.as_ptr().write_volatile(control);
             cons.as_ptr().write_volatile(CONSUMER_PAGE_INIT);
+        }
+    }
+
+    /// Zeroes the data area, so that no byte from before the ring was laid
+    /// out (another ring's records, another boot's data) reaches a reader
+    /// through padding, pad records or payloads the producer does not
+    /// fill. Process context: it yields between megabytes.
+    ///
+    /// Uses aligned 8-byte volatile stores, which are valid on write-combined
+    /// and uncached mappings too (where `memset` may use instructions, such
+    /// as arm64's `dc zva`, that fault on device memory).
+    pub(crate) fn zero_data(&self) {
+        let g = &self.geometry;
+        let data = self.part(g.data_offset).cast::<u64>();
+        let words = (g.data_size / 8) as usize;
+        for (i, chunk) in (0..words).step_by(ZERO_CHUNK / 8).enumerate() {
+            if i != 0 {
+                sys::cond_resched();
+            }
+            for w in chunk..words.min(chunk + ZERO_CHUNK / 8) {
+                // SAFETY: By the type invariants the data area of `data_size`
+                // bytes lies inside the mapping at `data_offset`, page-aligned,
+                // so word `w < data_size / 8` does too.
+                unsafe { data.as_ptr().add(w).write_volatile(0) };
+            }
         }
     }
 

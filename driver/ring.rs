@@ -5,9 +5,11 @@
 //! Lock order: `Ring::state` before `Ring::producer` before
 //! `Ring::wake_lock`. The producer thread takes `producer` once per batch
 //! (never `state`) and `wake_lock` only to wake a sleeping consumer;
-//! `read()` takes `wake_lock` alone to sleep. So the control paths (open,
-//! close, STATS, debugfs, START, STOP) never wait for a batch to end: only
-//! RESET takes `producer`, and only while no producer runs.
+//! `read()` takes `state` to attach and to hand space back, and
+//! `wake_lock` alone to sleep. So the control paths (open, close, STATS,
+//! debugfs, START, STOP) never wait for a batch to end: only RESET takes
+//! `producer`, and only while no producer runs; it takes `wake_lock` last,
+//! only to rewrite the two pages.
 
 use core::sync::atomic::{
     AtomicBool,
@@ -122,7 +124,9 @@ pub(crate) struct Ring {
     flags: AtomicU32,
     /// False once the device is going away.
     live: AtomicBool,
-    /// Bumped by every reset, so `read()` consumers re-attach.
+    /// Bumped by every reset, so `read()` consumers re-attach. Changed
+    /// only under `state` and `wake_lock` both, so either lock is enough
+    /// to read it stable (see [`Self::reset`]).
     generation: AtomicU64,
     /// Records copied out through `read()`.
     records_read: AtomicU64,
@@ -142,6 +146,7 @@ impl Ring {
         overflow: Overflow,
     ) -> Result<Arc<Self>> {
         let flags = overflow_flag(overflow) | (region.cache().abi() << FLAG_CACHE_SHIFT);
+        region.zero_data();
         region.initialise(flags);
         let producer = ProducerCore::attach(
             region.view(),
@@ -204,17 +209,32 @@ impl Ring {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Hands the space of the records `read()` copied back to the
-    /// producer, unless a reset came after `core` attached (`generation`):
-    /// the position `core` would store belongs to the ring before the
-    /// reset, and stored into the fresh consumer page it would make the
-    /// producer reject the consumer. `state` is held so that no reset falls
-    /// between the check and the store.
-    pub(crate) fn release_read(&self, core: &mut ConsumerCore, generation: u64) {
+    /// The reset generation and the overflow mode of the ring in it, for
+    /// a `read()` consumer to attach with. Read under `state`, under which
+    /// a reset changes both, so the pair always describes one ring.
+    pub(crate) fn attach_point(&self) -> (u64, Overflow) {
         let _state = self.state.lock();
-        if self.generation() == generation {
-            core.release();
+        (self.generation.load(Ordering::Relaxed), self.overflow())
+    }
+
+    /// After `read()` copied records with `core` (attached in
+    /// `generation`): hands their space back to the producer and returns
+    /// true, unless a reset came since `core` attached. Then it returns
+    /// false and stores nothing: what was copied may be the reset's zeroes
+    /// rather than records, and the position and counters `core` would
+    /// store belong to the ring before the reset (stored into the fresh
+    /// consumer page, they would make every later `read()` fail). `state`
+    /// is held, as by a whole reset, so a reset either finished before the
+    /// check or starts after the store; copies made before the check were
+    /// made before the reset touched the ring.
+    #[must_use = "false means the copy is void"]
+    pub(crate) fn release_read(&self, core: &mut ConsumerCore, generation: u64) -> bool {
+        let _state = self.state.lock();
+        if self.generation() != generation {
+            return false;
         }
+        core.release();
+        true
     }
 
     /// Counts records handed out through `read()`.
@@ -333,17 +353,26 @@ impl Ring {
                 return Err(EBUSY);
             }
             let mut producer = self.producer.lock();
+            // Nothing of the old ring survives, not even in padding.
+            self.region.zero_data();
             let old = self.flags.load(Ordering::Acquire);
             let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
-            self.region.initialise(flags);
-            self.flags.store(flags, Ordering::Release);
+            {
+                // Under `wake_lock` too: a `read()` consumer on its way to
+                // sleep checks the generation under it before it stores
+                // its position and counters, so they either land before
+                // these pages are rewritten or are never stored.
+                let _wake = self.wake_lock.lock();
+                self.region.initialise(flags);
+                self.flags.store(flags, Ordering::Release);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
             producer.core = ProducerCore::attach(
                 self.region.view(),
                 overflow_of(flags),
                 max_payload_for(self.region.geometry().data_size),
             );
             producer.wake_all_next = true;
-            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         self.wake_readers();
         Ok(())

@@ -50,6 +50,8 @@ mod c {
         ) -> *mut c_void;
         pub(super) fn rmemring_iounmap(addr: *mut c_void);
         pub(super) fn rmemring_cond_resched();
+        pub(super) fn rmemring_params_locked_down() -> c_int;
+        pub(super) fn rmemring_in_reserved_memory(res: *const bindings::resource) -> bool;
         pub(super) fn rmemring_hook_record(
             seq: u64,
             timestamp_ns: u64,
@@ -116,12 +118,21 @@ impl CacheMode {
 ///
 /// # Invariants
 ///
-/// `[start, start + size)` was successfully requested and is released once,
-/// in `Drop`.
+/// `res` is the resource `__request_region` returned for `[start, start +
+/// size)`; it stays in the resource tree until `Drop` releases it, once.
 pub(crate) struct IomemClaim {
+    res: NonNull<bindings::resource>,
     start: u64,
     size: u64,
 }
+
+// SAFETY: The claim is a token for a range of the global resource tree,
+// which `__release_region` takes its own lock to change: any thread may
+// release it.
+unsafe impl Send for IomemClaim {}
+// SAFETY: `&IomemClaim` only reads `res`'s parent, as argued in
+// `in_reserved_memory`.
+unsafe impl Sync for IomemClaim {}
 
 impl IomemClaim {
     /// Claims `[start, start + size)` under the name "rmemring".
@@ -140,25 +151,20 @@ impl IomemClaim {
                 0,
             )
         };
-        if res.is_null() {
-            return Err(EBUSY);
-        }
-        // INVARIANT: The request succeeded.
-        Ok(Self { start, size })
+        let res = NonNull::new(res).ok_or(EBUSY)?;
+        // INVARIANT: The request succeeded and returned `res`.
+        Ok(Self { res, start, size })
     }
-}
 
-impl Drop for IomemClaim {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariants the range was requested and has not
-        // been released.
-        unsafe {
-            bindings::__release_region(
-                core::ptr::addr_of_mut!(bindings::iomem_resource),
-                self.start,
-                self.size,
-            )
-        };
+    /// Whether the claimed range lies inside memory the platform reserved
+    /// (an x86 e820 `Reserved` range, as `memmap=SIZE$BASE` makes, or an
+    /// arm64 no-map reserved-memory region), rather than in a PCI window,
+    /// a device's registers or an undescribed hole.
+    pub(crate) fn in_reserved_memory(&self) -> bool {
+        // SAFETY: By the type invariants `res` is in the resource tree
+        // until we release it; the helper only reads its parent, which
+        // cannot go away while `res` is its child.
+        unsafe { c::rmemring_in_reserved_memory(self.res.as_ptr()) }
     }
 }
 
@@ -432,10 +438,39 @@ pub(crate) fn monotonic_ns() -> u64 {
 }
 
 /// Yields the CPU if the scheduler wants it.
+///
+/// Process context only (the producer thread, `read()`, `ioctl()`); it may
+/// sleep.
 #[inline]
 pub(crate) fn cond_resched() {
-    // SAFETY: Called from process context (the producer thread) only.
+    // SAFETY: `cond_resched` may sleep; every caller is a process-context
+    // path that holds no spinlock (see the callers' comments).
     unsafe { c::rmemring_cond_resched() };
+}
+
+/// Whether the kernel is locked down against module parameters that name
+/// physical addresses (`LOCKDOWN_MODULE_PARAMETERS`; the kernel logs the
+/// refusal itself).
+pub(crate) fn params_locked_down() -> bool {
+    // SAFETY: `security_locked_down` has no preconditions.
+    unsafe { c::rmemring_params_locked_down() != 0 }
+}
+
+/// Whether whoever opened `file` holds `CAP_SYS_ADMIN` in the initial user
+/// namespace: judged by the opener's credentials (`f_cred`), as
+/// `/proc/iomem` judges who may see physical addresses, so a descriptor
+/// handed to a more privileged process does not gain what its opener
+/// lacked.
+pub(crate) fn opener_is_admin(file: &File) -> bool {
+    // SAFETY: `file` is a valid open file for the duration of the call;
+    // `init_user_ns` is the kernel's static initial namespace.
+    unsafe {
+        bindings::file_ns_capable(
+            file.as_ptr(),
+            core::ptr::addr_of_mut!(bindings::init_user_ns),
+            bindings::CAP_SYS_ADMIN as c_int,
+        )
+    }
 }
 
 /// Emits one record through the `rmemring_record_tp` tracepoint.

@@ -102,7 +102,7 @@ macro_rules! broken_board {
     };
 }
 
-const X86_64: [[Suite; 2]; 9] = [
+const X86_64: [[Suite; 2]; 10] = [
     both_kernels!("boot", true, BOOT, 120),
     // Bad parameters: the selftest loads the driver itself.
     both_kernels!("params", false, selftest!("params"), 200),
@@ -113,6 +113,8 @@ const X86_64: [[Suite; 2]; 9] = [
     both_kernels!("lifecycle", false, selftest!("lifecycle"), 200),
     both_kernels!("hostile", true, selftest!("hostile"), 200),
     both_kernels!("cachemodes", true, selftest!("cachemodes"), 200),
+    // The hardening review's defects, each with the test that found it.
+    both_kernels!("regress", true, selftest!("regress"), 300),
 ];
 
 /// The scenarios, in the order they run.
@@ -140,6 +142,16 @@ pub fn suites() -> Vec<Suite> {
         timeout: 300,
     });
     suites.extend(X86_64.iter().map(|pair| pair[1].clone()));
+    // Allocation failures on every path, and kmemleak: debug kernel only.
+    suites.push(Suite {
+        name: "faults-debug",
+        arch: Arch::X86_64,
+        profile: Profile::Debug,
+        load: true,
+        overlay: None,
+        command: selftest!("faults"),
+        timeout: 900,
+    });
     // arm64: the device-tree board (dts/qemu-virt-board.dtso). The guest
     // gets what it must find from the overlay (`dt::expectations`, in
     // /add/board-rings).

@@ -701,31 +701,60 @@ fn is_kernel_line(line: &str) -> bool {
         })
 }
 
+/// The kernel log lines the selftest's fault-injection group writes
+/// around the allocation failures it makes (`driver/selftest/src/faults.rs`).
+pub const INJECTION_BEGINS: &str = "rmemring-selftest: fault injection begins";
+/// See [`INJECTION_BEGINS`].
+pub const INJECTION_ENDS: &str = "rmemring-selftest: fault injection ends";
+
+/// What the kernel prints for an allocation failure it was told to make
+/// (`warn_alloc`'s stack dump): expected between [`INJECTION_BEGINS`] and
+/// [`INJECTION_ENDS`], and only there. Every other problem still counts
+/// there: a warning, a sanitizer report or a lockdep splat is a bug in how
+/// the failure was handled.
+const INJECTION_NOISE: &[&str] = &["Call Trace"];
+
 /// The kernel lines of a run that match [`KERNEL_PROBLEMS`]: the dumped
 /// kernel log, plus kernel lines on the console (a panic leaves no dump).
 fn kernel_problems(outcome: &Outcome) -> Vec<String> {
     let console = outcome.console.iter().filter(|line| is_kernel_line(line));
     let mut seen = HashSet::new();
-    outcome
-        .dmesg
-        .iter()
-        .chain(console)
-        .filter(|line| has_problem(line))
+    problem_lines(outcome.dmesg.iter())
+        .chain(problem_lines(console))
         .filter(|line| seen.insert(line.trim().to_owned()))
         .map(|line| format!("kernel: {}", line.trim()))
         .collect()
 }
 
-/// Whether `line` contains a [`KERNEL_PROBLEMS`] pattern at a word start.
-fn has_problem(line: &str) -> bool {
-    KERNEL_PROBLEMS.iter().any(|pattern| {
-        line.match_indices(pattern).any(|(at, _)| {
-            !line[..at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        })
+/// The lines of one log that show a problem, forgiving
+/// [`INJECTION_NOISE`] inside fault-injection windows.
+fn problem_lines<'a>(lines: impl Iterator<Item = &'a String>) -> impl Iterator<Item = &'a String> {
+    let mut injecting = false;
+    lines.filter(move |line| {
+        if line.contains(INJECTION_BEGINS) {
+            injecting = true;
+        } else if line.contains(INJECTION_ENDS) {
+            injecting = false;
+        }
+        let forgiven: &[&str] = if injecting { INJECTION_NOISE } else { &[] };
+        has_problem_but(line, forgiven)
     })
+}
+
+/// Whether `line` contains a [`KERNEL_PROBLEMS`] pattern at a word start,
+/// not counting the patterns in `forgiven`.
+fn has_problem_but(line: &str, forgiven: &[&str]) -> bool {
+    KERNEL_PROBLEMS
+        .iter()
+        .filter(|p| !forgiven.contains(p))
+        .any(|pattern| {
+            line.match_indices(pattern).any(|(at, _)| {
+                !line[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
 }
 
 /// A running QEMU whose stdout and stderr lines arrive on a channel. Dropping
@@ -850,6 +879,10 @@ impl Drop for RunDir {
 mod tests {
     use super::*;
 
+    fn has_problem(line: &str) -> bool {
+        has_problem_but(line, &[])
+    }
+
     #[test]
     fn problems_match_at_word_starts_only() {
         assert!(has_problem(
@@ -866,6 +899,31 @@ mod tests {
         assert!(!has_problem(
             "[    1.0] rmemring: loading out-of-tree module taints kernel."
         ));
+    }
+
+    #[test]
+    fn injected_failures_may_dump_their_stack_and_nothing_else() {
+        let log: Vec<String> = [
+            "[ 1.0] Call Trace:",
+            &format!("[ 2.0] {INJECTION_BEGINS}"),
+            "[ 2.1] insmod: vmalloc error: size 4096, failed to allocate pages",
+            "[ 2.2] Call Trace:",
+            "[ 2.3] WARNING: CPU: 0 PID: 1 at mm/x.c:1",
+            &format!("[ 3.0] {INJECTION_ENDS}"),
+            "[ 3.1] Call Trace: <TASK>",
+        ]
+        .map(String::from)
+        .to_vec();
+        // The selftest writes exactly these markers.
+        let faults = include_str!("../../driver/selftest/src/faults.rs");
+        assert!(faults.contains(&format!("\"{INJECTION_BEGINS}\"")));
+        assert!(faults.contains(&format!("\"{INJECTION_ENDS}\"")));
+        let problems: Vec<&String> = problem_lines(log.iter()).collect();
+        assert_eq!(
+            problems,
+            [&log[0], &log[4], &log[6]],
+            "only the stack dump inside the window is forgiven"
+        );
     }
 
     #[test]

@@ -47,11 +47,11 @@ fn pat_entries(base: u64, size: u64) -> anyhow::Result<Vec<(u64, u64, String)>> 
     Ok(entries)
 }
 
-/// Every PAT entry of the region has type `pat`, the kernel's mapping of
+/// Every PAT entry of the region at `base` has type `pat`, the kernel's mapping of
 /// the whole region is one of them, and with `mapped` so is the user
 /// mapping of the data area; without, the kernel's is the only one.
-fn check_pat(l: &RingLayout, mapped: bool, pat: &str) -> anyhow::Result<()> {
-    let (base, size) = (l.phys_base, l.region_size);
+fn check_pat(l: &RingLayout, base: u64, mapped: bool, pat: &str) -> anyhow::Result<()> {
+    let size = l.region_size;
     let entries = pat_entries(base, size)?;
     if let Some(e) = entries.iter().find(|e| e.2 != pat) {
         bail!("a PAT entry of the region is {e:?}, not {pat}: {entries:?}");
@@ -99,9 +99,11 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             // page, data area), then unmapped.
             let observer = Region::open(&env.device, Access::Observe)?;
             let layout = *observer.layout();
-            check_pat(&layout, true, pat)?;
+            // Root's INFO has the physical base (the control page has 0).
+            let base = rmemring::device::info(observer.fd())?.phys_base;
+            check_pat(&layout, base, true, pat)?;
             drop(observer);
-            check_pat(&layout, false, pat)?;
+            check_pat(&layout, base, false, pat)?;
             let options = StreamOptions {
                 count: 20_000,
                 max_len: 1024,

@@ -157,6 +157,14 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         .unwrap_or("0");
     let base_value = parse(base)?;
     let size_value = parse(size)?;
+    let iomem = std::fs::read_to_string("/proc/iomem")?;
+    let Some((bar_base, bar_what)) = pci_registers(&iomem) else {
+        report.skip(
+            "params: naming a PCI device's registers",
+            "no PCI memory of three pages or more in /proc/iomem",
+        );
+        return Ok(());
+    };
     let cases: Vec<(String, String, &str)> = vec![
         (
             "zero size".into(),
@@ -192,6 +200,11 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             "claimed by someone else (the video ROM)".into(),
             "phys_base=0xc0000 phys_size=0x3000".into(),
             "already claimed",
+        ),
+        (
+            format!("naming a PCI device's registers ({bar_what})"),
+            format!("phys_base={bar_base:#x} phys_size=0x3000"),
+            "not reserved memory",
         ),
         (
             "unknown cache mode".into(),
@@ -262,6 +275,72 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         iomem.contains(&claim),
         || format!("no {claim:?} in:\n{iomem}"),
     );
+    lockdown(env, report)
+}
+
+/// Where a PCI device's registers (or, failing that, a PCI window) are:
+/// memory that is not RAM and not reserved, which the driver must not
+/// take for a ring whoever names it. The first device BAR, else the first
+/// host-bridge window, of at least three pages (the smallest ring), with
+/// its `/proc/iomem` line.
+fn pci_registers(iomem: &str) -> Option<(u64, String)> {
+    let entries: Vec<(u64, u64, &str)> = iomem
+        .lines()
+        .filter_map(|line| {
+            let (range, name) = line.trim().split_once(" : ")?;
+            let (start, end) = range.split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some((start, end, name))
+        })
+        .filter(|&(start, end, _)| start % 4096 == 0 && end - start + 1 >= 0x3000)
+        .collect();
+    // A device BAR is named by its PCI address, "0000:00:02.0".
+    let is_device = |name: &str| {
+        let b = name.as_bytes();
+        b.len() == 12 && b[4] == b':' && b[7] == b':' && b[10] == b'.'
+    };
+    entries
+        .iter()
+        .find(|e| is_device(e.2))
+        .or_else(|| entries.iter().find(|e| e.2.starts_with("PCI Bus")))
+        .map(|&(start, end, name)| (start, format!("{start:x}-{end:x} : {name}")))
+}
+
+/// A kernel locked down against parameters that name hardware refuses the
+/// driver's `phys_base`, whatever it names (the reference region too).
+/// Locking down cannot be undone, so this is the group's last check.
+fn lockdown(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let kmod = &env.kmod;
+    let _ = std::fs::create_dir_all("/sys/kernel/security");
+    let _ = Command::new("mount")
+        .args(["-t", "securityfs", "securityfs", "/sys/kernel/security"])
+        .status();
+    let path = "/sys/kernel/security/lockdown";
+    if !std::path::Path::new(path).exists() {
+        report.skip(
+            "params: lockdown refuses the parameters",
+            "no lockdown LSM (CONFIG_SECURITY_LOCKDOWN_LSM, securityfs)",
+        );
+        return Ok(());
+    }
+    if kmod.loaded() {
+        kmod.rmmod()?;
+    }
+    std::fs::write(path, "integrity").context("locking the kernel down")?;
+    let result = kmod.insmod(&kmod.params);
+    let name = "params: a locked-down kernel refuses the reference parameters";
+    match result {
+        Ok(()) => {
+            report.check(name, Err(anyhow::anyhow!("the module loaded")));
+            kmod.rmmod()?;
+        }
+        Err(log) => report.expect(
+            name,
+            log.contains("rmemring:") && log.contains("locked down") && !kmod.loaded(),
+            || format!("expected a line saying the kernel is locked down; log:\n{log}"),
+        ),
+    }
     Ok(())
 }
 

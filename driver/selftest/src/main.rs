@@ -12,6 +12,8 @@
 //! rmemring-selftest lifecycle   # rmmod while open or mapped, closing in every order
 //! rmemring-selftest hostile     # a consumer scribbling on its page while producing
 //! rmemring-selftest cachemodes  # write-combine and uncached mappings match the kernel's (x86_64)
+//! rmemring-selftest regress     # the hardening review's defects stay fixed
+//! rmemring-selftest faults      # each allocation on the driver's paths fails in turn (debug kernel)
 //! rmemring-selftest all
 //! rmemring-selftest board        # the arm64 device-tree board: overlay, unbind/rebind, reload
 //! rmemring-selftest board-params # the arm64 board loaded with phys_base/phys_size too
@@ -29,10 +31,12 @@
 
 mod board;
 mod cachemodes;
+mod faults;
 mod hostile;
 mod kmod;
 mod lifecycle;
 mod misuse;
+mod regress;
 mod sleepers;
 mod stream;
 mod wakeups;
@@ -104,7 +108,12 @@ const GROUPS: &[(&str, Group)] = &[
     ("lifecycle", lifecycle::lifecycle),
     ("hostile", hostile::hostile),
     ("cachemodes", cachemodes::cachemodes),
+    ("regress", regress::regress),
 ];
+
+/// Groups only the debug kernel runs (not part of `all`): they need its
+/// fault injection and kmemleak.
+const DEBUG_GROUPS: &[(&str, Group)] = &[("faults", faults::faults)];
 
 /// Groups only the device-tree board runs (not part of `all`).
 const BOARD_GROUPS: &[(&str, Group)] = &[
@@ -150,7 +159,12 @@ fn main() -> ExitCode {
         let groups: Vec<&(&str, Group)> = if arg == "all" {
             GROUPS.iter().collect()
         } else {
-            match GROUPS.iter().chain(BOARD_GROUPS).find(|g| g.0 == arg) {
+            match GROUPS
+                .iter()
+                .chain(BOARD_GROUPS)
+                .chain(DEBUG_GROUPS)
+                .find(|g| g.0 == arg)
+            {
                 Some(g) => vec![g],
                 None => {
                     eprintln!("rmemring-selftest: unknown group {arg:?}");

@@ -161,7 +161,7 @@ pub(crate) fn read(fd: RawFd, len: usize) -> io::Result<Vec<u8>> {
 }
 
 /// The sequence numbers of the records in a `read()` buffer.
-fn seqs(mut data: &[u8]) -> Vec<u64> {
+pub(crate) fn seqs(mut data: &[u8]) -> Vec<u64> {
     let mut seqs = Vec::new();
     while data.len() >= HEADER_SIZE as usize {
         let header: RecordHeader = bytemuck::pod_read_unaligned(&data[..HEADER_SIZE as usize]);

@@ -42,6 +42,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
     let snap = Snapshot::take(&region)?;
     let driver = snap.driver;
+    // The driver gives the physical address to CAP_SYS_ADMIN only, and
+    // only through INFO (the control page, which every opener maps, says
+    // 0); a ring file has none.
+    let phys_base = info.map_or(layout.phys_base, |i| i.phys_base);
 
     if args.json {
         let value = json!({
@@ -51,7 +55,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             "abi_version": info.map_or(rmemring::layout::ABI_VERSION, |i| i.abi_version),
             "page_size": layout.page_size,
             "region_size": layout.region_size,
-            "phys_base": layout.phys_base,
+            "phys_base": phys_base,
             "consumer_offset": layout.consumer_offset,
             "data_offset": layout.data_offset,
             "data_size": layout.data_size,
@@ -77,7 +81,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         )?,
         None => outln!("ring          {path} (ring file)")?,
     }
-    let phys = match layout.phys_base {
+    let phys = match phys_base {
+        0 if device => "physical address shown to CAP_SYS_ADMIN only".to_owned(),
         0 => "no physical address".to_owned(),
         base => format!("physical {base:#x}..{:#x}", base + layout.region_size),
     };
