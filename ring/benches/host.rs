@@ -529,8 +529,9 @@ fn run_rmemring(config: &Config, w: &Workload, batch: usize) -> Timing {
                 while seq < end {
                     match producer.reserve(size) {
                         Ok(mut record) => {
+                            let payload = record.payload().expect("a drop-new ring");
                             // SAFETY: The reservation is `size` writable bytes.
-                            unsafe { fill(record.payload().as_mut_ptr(), size, seq, src) };
+                            unsafe { fill(payload.as_mut_ptr(), size, seq, src) };
                             record.commit();
                             seq += 1;
                         }
