@@ -172,10 +172,12 @@ impl Config {
                     let batch = batch
                         .parse::<usize>()
                         .ok()
-                        .filter(|b| *b > 0 && *b <= RING_BYTES / 2)
+                        // rmemring's producer publishes on its own once a
+                        // batch reaches a quarter of the ring.
+                        .filter(|b| *b > 0 && *b <= RING_BYTES / 4)
                         .ok_or(format!(
                             "--batch {batch}: need 1 to {} bytes",
-                            RING_BYTES / 2
+                            RING_BYTES / 4
                         ))?;
                     config.batches.push(batch);
                 }
