@@ -43,8 +43,7 @@ use crate::mmap;
 use crate::ring::Ring;
 use crate::shared::consumer::{
     ConsumerCore,
-    OverwriteRead,
-    RecordMeta, //
+    OverwriteRead, //
 };
 use crate::shared::layout::{
     max_payload_for,
@@ -113,9 +112,6 @@ struct Reader {
     /// Overwrite mode copies each record here first, to check it was not
     /// overwritten before handing it out.
     bounce: VVec<u8>,
-    /// Overwrite mode: a record read into `bounce` that did not fit in the
-    /// caller's buffer; the next `read()` hands it out first.
-    pending: Option<RecordMeta>,
 }
 
 /// What an open file may do, from its access mode.
@@ -165,7 +161,6 @@ impl OpenFile {
             generation: 0,
             overflow: Overflow::DropNew,
             bounce: VVec::new(),
-            pending: None,
         };
         let shared = ring.clone();
         let this = KBox::try_pin_init(
@@ -343,7 +338,6 @@ impl OpenFile {
                 );
                 reader.generation = generation;
                 reader.overflow = overflow;
-                reader.pending = None;
             }
             let generation = reader.generation;
             let Some(core) = reader.core.as_mut() else {
@@ -352,13 +346,9 @@ impl OpenFile {
             let mut writer = UserWriter::new(buf, count);
             let copied = match reader.overflow {
                 Overflow::DropNew => copy_records(ring, core, &mut writer, count)?,
-                Overflow::OverwriteOldest => copy_overwrite(
-                    core,
-                    &mut reader.bounce,
-                    &mut reader.pending,
-                    &mut writer,
-                    count,
-                )?,
+                Overflow::OverwriteOldest => {
+                    copy_overwrite(core, &mut reader.bounce, &mut writer, count)?
+                }
             };
             if copied.bytes > 0 {
                 if !ring.release_read(core, generation) {
@@ -522,33 +512,33 @@ fn flush_run(ring: &Ring, writer: &mut UserWriter, offset: u64, len: u64) -> Res
 
 /// Overwrite mode: copies records one at a time through the bounce buffer,
 /// each checked against the producer lapping it. A record that does not fit
-/// in what is left of the caller's buffer stays `pending` for the next call
-/// (it cannot go back into the ring, which the producer may have reused).
+/// in what is left of the caller's buffer is given back to the ring (the
+/// consumer returns to before it), to be read by the next call if the
+/// producer has not overwritten it by then, and counted lost if it has: a
+/// record kept aside in this file instead would vanish uncounted if the file
+/// closed first, after its position had been released.
 fn copy_overwrite(
     core: &mut ConsumerCore,
     bounce: &mut VVec<u8>,
-    pending: &mut Option<RecordMeta>,
     writer: &mut UserWriter,
     count: usize,
 ) -> Result<Copied> {
     let mut copied = Copied::default();
     loop {
-        let meta = match pending.take() {
-            Some(meta) => meta,
-            None => match core.read_overwrite(bounce) {
-                Ok(OverwriteRead::Record(meta)) => meta,
-                Ok(OverwriteRead::Empty) => break,
-                Ok(OverwriteRead::Lapped) => {
-                    copied.lapped = true;
-                    break;
-                }
-                Err(_) => return copied.or_error(EIO),
-            },
+        let before = core.checkpoint();
+        let meta = match core.read_overwrite(bounce) {
+            Ok(OverwriteRead::Record(meta)) => meta,
+            Ok(OverwriteRead::Empty) => break,
+            Ok(OverwriteRead::Lapped) => {
+                copied.lapped = true;
+                break;
+            }
+            Err(_) => return copied.or_error(EIO),
         };
         let stride = record_stride(meta.len) as usize;
         if stride > count - copied.bytes {
             copied.declined = copied.bytes == 0;
-            *pending = Some(meta);
+            core.rewind(before);
             break;
         }
         let header = RecordHeader {
@@ -567,7 +557,7 @@ fn copy_overwrite(
             .and_then(|()| writer.write_slice(payload))
             .and_then(|()| writer.write_slice(&[0u8; 8][..pad]));
         if let Err(e) = result {
-            *pending = Some(meta);
+            core.rewind(before);
             return copied.or_error(e);
         }
         copied.bytes += stride;
