@@ -224,6 +224,28 @@ pub fn producer() -> Vec<(&'static str, ProducerInput)> {
             },
         ),
         (
+            // A producer that retired records and stopped before publishing
+            // their successors left `overwrite_pos` ahead of the published
+            // position; the next one starts from the published position and
+            // lays records out anew (72-byte strides), so that stale value
+            // falls inside one of them.
+            "stale-overwrite-pos",
+            ProducerInput {
+                setup: setup(0, true, 0),
+                steps: [
+                    burst(2, Len::Small(8)),
+                    vec![record(Len::Max); 4],
+                    vec![ProducerOp::Reattach],
+                    burst(20, Len::Small(48)),
+                ]
+                .concat()
+                .into_iter()
+                .map(ProducerStep::Producer)
+                .chain([ProducerStep::Consumer(Drain)])
+                .collect(),
+            },
+        ),
+        (
             "position-wraps",
             ProducerInput {
                 setup: setup(0, true, u64::MAX - 4095),
