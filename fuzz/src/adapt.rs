@@ -28,14 +28,19 @@ pub unsafe fn view(parts: Parts, data_size: u64) -> RingView {
 pub enum Overwrite {
     /// An intact record, its payload in the buffer.
     Record(RecordMeta),
-    /// Nothing to read, or lapped too often to say; try again later.
-    Nothing,
+    /// Nothing published beyond the consumer's position.
+    Empty,
+    /// Records are published, but the producer kept overwriting them (or
+    /// had retired them before publishing their successors); try again.
+    Lapped,
 }
 
-/// `ConsumerCore::read_overwrite`.
+/// `ConsumerCore::read_overwrite`. Its `None` covers both of `Empty` and
+/// `Lapped`; the backlog it leaves tells them apart.
 pub fn read_overwrite(core: &mut ConsumerCore, dst: &mut [u8]) -> Result<Overwrite, ReadError> {
     Ok(match core.read_overwrite(dst)? {
         Some(meta) => Overwrite::Record(meta),
-        None => Overwrite::Nothing,
+        None if core.cached_backlog() == 0 => Overwrite::Empty,
+        None => Overwrite::Lapped,
     })
 }

@@ -126,10 +126,8 @@ struct ProducerModel {
     released: u64,
     /// The data area as last published.
     shadow: Vec<u8>,
-    /// Overwrite mode: the oldest record's position, and the value of
-    /// `overwrite_pos` in memory that said so.
+    /// Overwrite mode: `overwrite_pos` as last seen.
     oldest: u64,
-    oldest_seen: u64,
     base: ProducerStats,
     commits: u64,
     bytes: u64,
@@ -348,12 +346,6 @@ impl World<'_> {
         } else {
             head.wrapping_sub(size)
         };
-        let oldest_seen = self.overwrite_pos();
-        let oldest = if head.wrapping_sub(oldest_seen) <= size && oldest_seen.is_multiple_of(8) {
-            oldest_seen
-        } else {
-            head
-        };
         // SAFETY: As in `new`.
         let view = unsafe { adapt::view(self.arena.parts(Party::Producer), size) };
         self.producer = ProducerCore::attach(view, self.overflow, self.max_payload);
@@ -366,8 +358,7 @@ impl World<'_> {
             published: head,
             released,
             shadow: self.arena.data(),
-            oldest,
-            oldest_seen,
+            oldest: self.overwrite_pos(),
             base: self.producer.stats(),
             commits: 0,
             bytes: 0,
@@ -639,18 +630,20 @@ impl World<'_> {
                 }
             }
             Overflow::OverwriteOldest => {
+                // Readers follow `overwrite_pos` to the oldest intact record,
+                // so it always names one: never ahead of the head, at most a
+                // data area behind it, only moving forward.
                 let oldest = a.ctrl::<u64>(OFF_OVERWRITE_POS);
-                if oldest != m.oldest_seen {
-                    assert!(
-                        oldest.wrapping_sub(m.oldest) <= size
-                            && head.wrapping_sub(oldest) <= size
-                            && oldest.is_multiple_of(8),
-                        "overwrite_pos went from {:#x} to {oldest:#x}, head {head:#x}",
-                        m.oldest
-                    );
-                    m.oldest = oldest;
-                    m.oldest_seen = oldest;
-                }
+                assert!(
+                    head.wrapping_sub(oldest) <= size && oldest.is_multiple_of(8),
+                    "overwrite_pos {oldest:#x} for head {head:#x}"
+                );
+                assert!(
+                    oldest.wrapping_sub(m.oldest) <= size,
+                    "overwrite_pos went back from {:#x} to {oldest:#x}",
+                    m.oldest
+                );
+                m.oldest = oldest;
             }
         }
         let stats = self.producer.stats();
@@ -916,7 +909,7 @@ impl World<'_> {
         let buf_len = dst.len();
         let meta = match adapt::read_overwrite(core, dst) {
             Ok(adapt::Overwrite::Record(meta)) => meta,
-            Ok(adapt::Overwrite::Nothing) => {
+            Ok(adapt::Overwrite::Empty | adapt::Overwrite::Lapped) => {
                 assert_eq!(core.stats().records, before.records);
                 return false;
             }
