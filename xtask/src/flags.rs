@@ -201,7 +201,7 @@ pub struct Fuzz {
     /// Only this target (repeatable): consumer, producer.
     #[arg(long, value_name = "T")]
     pub target: Vec<String>,
-    /// Merge the inputs that raised coverage into fuzz/corpus/.
+    /// Keep in fuzz/corpus/ the fewest inputs covering every edge covered.
     #[arg(long)]
     pub update_corpus: bool,
 }
