@@ -43,6 +43,7 @@ use crate::mmap;
 use crate::ring::Ring;
 use crate::shared::consumer::{
     ConsumerCore,
+    OverwriteRead,
     RecordMeta, //
 };
 use crate::shared::layout::{
@@ -476,8 +477,8 @@ fn copy_overwrite(
         let meta = match pending.take() {
             Some(meta) => meta,
             None => match core.read_overwrite(bounce).map_err(|_| EIO)? {
-                Some(meta) => meta,
-                None => break,
+                OverwriteRead::Record(meta) => meta,
+                OverwriteRead::Empty | OverwriteRead::Lapped => break,
             },
         };
         let stride = record_stride(meta.len) as usize;

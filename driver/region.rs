@@ -16,7 +16,10 @@ use crate::shared::layout::{
     CONSUMER_PAGE_INIT,
     MIN_DATA_SIZE, //
 };
-use crate::shared::view::RingView;
+use crate::shared::view::{
+    MemoryOrdering,
+    RingView, //
+};
 use crate::sys::{
     self,
     CacheMode,
@@ -209,6 +212,10 @@ impl Region {
                 self.part(g.consumer_offset).cast(),
                 self.part(g.data_offset),
                 g.data_size,
+                match self.cache {
+                    CacheMode::WriteBack => MemoryOrdering::WriteBack,
+                    CacheMode::WriteCombine | CacheMode::Uncached => MemoryOrdering::Weak,
+                },
             )
         }
     }

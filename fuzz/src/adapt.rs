@@ -5,10 +5,13 @@
 use crate::arena::Parts;
 use crate::shared::consumer::{
     ConsumerCore,
-    ReadError,
-    RecordMeta, //
+    OverwriteRead,
+    ReadError, //
 };
-use crate::shared::view::RingView;
+use crate::shared::view::{
+    MemoryOrdering,
+    RingView, //
+};
 
 /// A view of the ring as one party maps it.
 ///
@@ -16,31 +19,15 @@ use crate::shared::view::RingView;
 ///
 /// `parts` must stay mapped as long as the view (and any core it is moved
 /// into) exists, and `data_size` must be the size of its data area.
-pub unsafe fn view(parts: Parts, data_size: u64) -> RingView {
+pub unsafe fn view(parts: Parts, data_size: u64, ordering: MemoryOrdering) -> RingView {
     // SAFETY: The caller keeps the parts mapped; each is page-aligned, holds
     // its page (or `data_size` bytes, a power of two), and is only accessed
-    // through raw pointers and atomics.
-    unsafe { RingView::new(parts.ctrl, parts.cons, parts.data, data_size) }
+    // through raw pointers and atomics. (The memory is write-back whatever
+    // `ordering` says: a weak one only adds barriers.)
+    unsafe { RingView::new(parts.ctrl, parts.cons, parts.data, data_size, ordering) }
 }
 
-/// What one overwrite-mode read found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Overwrite {
-    /// An intact record, its payload in the buffer.
-    Record(RecordMeta),
-    /// Nothing published beyond the consumer's position.
-    Empty,
-    /// Records are published, but the producer kept overwriting them (or
-    /// had retired them before publishing their successors); try again.
-    Lapped,
-}
-
-/// `ConsumerCore::read_overwrite`. Its `None` covers both of `Empty` and
-/// `Lapped`; the backlog it leaves tells them apart.
-pub fn read_overwrite(core: &mut ConsumerCore, dst: &mut [u8]) -> Result<Overwrite, ReadError> {
-    Ok(match core.read_overwrite(dst)? {
-        Some(meta) => Overwrite::Record(meta),
-        None if core.cached_backlog() == 0 => Overwrite::Empty,
-        None => Overwrite::Lapped,
-    })
+/// `ConsumerCore::read_overwrite`.
+pub fn read_overwrite(core: &mut ConsumerCore, dst: &mut [u8]) -> Result<OverwriteRead, ReadError> {
+    core.read_overwrite(dst)
 }

@@ -234,6 +234,17 @@ impl Arena {
         out
     }
 
+    /// Runs `f` on the data area as it is now, without copying it.
+    pub fn with_data<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: The harness view of the data area is readable and this
+        // long. The slice lives only during `f`, which gets no way to run a
+        // party (they all run on this thread, between the harness's
+        // steps), so nothing writes the bytes while it exists.
+        let data =
+            unsafe { std::slice::from_raw_parts(self.harness.data.as_ptr(), self.data_size) };
+        f(data)
+    }
+
     fn read<T: Copy>(&self, base: NonNull<u8>, len: usize, off: usize) -> T {
         assert!(off.is_multiple_of(align_of::<T>()) && off + size_of::<T>() <= len);
         // SAFETY: Inside the harness view of the part (checked above) and

@@ -15,6 +15,13 @@ pub struct Setup {
     pub size_shift: u8,
     /// Overwrite mode instead of drop-new.
     pub overwrite: bool,
+    /// The control page says write-combining memory, so both cores add
+    /// the barriers of weakly ordered memory (the memory is write-back
+    /// all the same).
+    pub write_combine: bool,
+    /// The producer publishes whenever `publish_due` says so before a
+    /// record, as the user-space `Producer` does.
+    pub batched: bool,
     /// The ring's `max_payload` if smaller than the largest allowed one.
     pub max_payload: Option<u16>,
     /// Where every position word starts (rounded down to a multiple of 8).
@@ -146,8 +153,12 @@ pub enum Fill {
     /// `ProducerCore::write_pattern`, the first word only (as the kernel
     /// producer's cheap mode does).
     FirstWord,
-    /// This byte, through `ProducerCore::payload_ptr`.
+    /// This byte, through `ProducerCore::payload_ptr` (drop-new mode;
+    /// `write_payload` in overwrite mode, where only atomic stores may
+    /// write what a lapped reader may be copying).
     Bytes(u8),
+    /// This byte, through `ProducerCore::write_payload`.
+    Write(u8),
     /// Nothing: the payload is what the area held.
     Nothing,
 }
@@ -202,6 +213,8 @@ pub enum ConsumerOp {
     RefreshHead,
     /// `prepare_sleep`, then `finish_sleep` if asked to and it said sleep.
     PrepareSleep(bool),
+    /// `prepare_sleep_until_published`, then `finish_sleep` likewise.
+    PrepareSleepUntilPublished(bool),
     /// `skip_to_producer`.
     SkipToProducer,
     /// `checkpoint`, kept for a later rewind.
@@ -361,7 +374,7 @@ encode_enum!(ProducerPoke {
     Header { at, len, kind },
 });
 encode_enum!(ConsumerPoke { ConsumerPos(v), NeedWakeup(v), WakeToken(v), Counter(i, v) });
-encode_enum!(Fill { Pattern, FirstWord, Bytes(b), Nothing });
+encode_enum!(Fill { Pattern, FirstWord, Bytes(b), Write(b), Nothing });
 encode_enum!(ProducerOp {
     Record { len, fill, commit, tag, timestamp },
     Drop,
@@ -379,6 +392,7 @@ encode_enum!(ConsumerOp {
     Release,
     RefreshHead,
     PrepareSleep(finish),
+    PrepareSleepUntilPublished(finish),
     SkipToProducer,
     Checkpoint,
     Rewind(back),
@@ -392,6 +406,8 @@ impl Encode for Setup {
     fn encode(&self, out: &mut Vec<u8>) {
         self.size_shift.encode(out);
         self.overwrite.encode(out);
+        self.write_combine.encode(out);
+        self.batched.encode(out);
         self.max_payload.encode(out);
         self.start.encode(out);
         self.memory.encode(out);

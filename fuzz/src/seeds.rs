@@ -24,6 +24,8 @@ fn setup(size_shift: u8, overwrite: bool, start: u64) -> Setup {
     Setup {
         size_shift,
         overwrite,
+        write_combine: false,
+        batched: false,
         max_payload: None,
         start,
         memory: Vec::new(),
@@ -129,6 +131,16 @@ pub fn consumer() -> Vec<(&'static str, ConsumerInput)> {
             },
         ),
         (
+            "write-combining",
+            ConsumerInput {
+                setup: Setup {
+                    write_combine: true,
+                    ..setup(0, true, 0)
+                },
+                steps: consumer_steps(laps(), &[ReadInto(Len::Max), Drain]),
+            },
+        ),
+        (
             "position-wraps",
             ConsumerInput {
                 setup: setup(0, false, u64::MAX - 4095),
@@ -195,6 +207,18 @@ pub fn producer() -> Vec<(&'static str, ProducerInput)> {
             "overwrite-laps",
             ProducerInput {
                 setup: setup(0, true, 0),
+                steps: fill_and_drain(4),
+            },
+        ),
+        (
+            // As the user-space producer writes: publishing whenever a
+            // batch would pass a quarter of the ring.
+            "batched-overwrite",
+            ProducerInput {
+                setup: Setup {
+                    batched: true,
+                    ..setup(0, true, 0)
+                },
                 steps: fill_and_drain(4),
             },
         ),

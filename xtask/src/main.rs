@@ -21,6 +21,7 @@ mod reference;
 mod run;
 mod suites;
 mod test;
+mod tsan;
 mod vm;
 
 #[cfg(test)]
