@@ -4,8 +4,8 @@
 //! libFuzzer's coverage instrumentation needs no nightly: the flags below
 //! are stable (they are what `cargo fuzz build --sanitizer none` passes),
 //! and `libfuzzer-sys` builds libFuzzer itself with the C++ compiler. So
-//! the targets are built here directly, into `target/fuzz`, and `cargo
-//! fuzz` is not needed (it works too: see `fuzz/README.md`). Without
+//! the targets are built here directly, into the cache's `fuzz-target/`,
+//! and `cargo fuzz` is not needed (it works too: see `fuzz/README.md`). Without
 //! AddressSanitizer, the harness's guard pages make out-of-bounds accesses
 //! crash.
 //!
@@ -32,6 +32,7 @@ use xshell::{
     Shell, //
 };
 
+use crate::cache;
 use crate::exec::{
     tail,
     Log, //
@@ -41,11 +42,12 @@ use crate::flags;
 /// The fuzz targets, `fuzz/fuzz_targets/<name>.rs`.
 pub const TARGETS: [&str; 2] = ["consumer", "producer"];
 
-/// Seconds per target in `cargo xtask test`. The cold build is about
-/// 45 s on an idle two-core machine and 95 s at a load average of 7, three
-/// quarters of it libFuzzer's C++ (which at `-O0` would build in half the
-/// time and run three to four times slower), so with the runs the check
-/// stays within two minutes when cold, and takes about 40 s warm.
+/// Seconds per target in `cargo xtask test`. A build with nothing cached
+/// took 95-120 s at a load average of 7 on two cores (45 s nearly idle),
+/// three quarters of it libFuzzer's C++ (which at `-O0` builds in half the
+/// time and runs three to four times slower); with the cache's target
+/// directory a new checkout rebuilds only the fuzz crates, and the check
+/// takes about 40 s.
 pub const TEST_SECONDS: u64 = 15;
 
 /// libFuzzer's instrumentation: edge counters, their PC table, comparison
@@ -62,9 +64,16 @@ const RUSTFLAGS: &[&str] = &[
     "fuzzing",
 ];
 
-/// The target directory of the instrumented build, shared by every fuzz
-/// task and check so that none of them builds twice.
-const TARGET_DIR: &str = "target/fuzz";
+/// Where runs keep their corpus copies and crash inputs, in the checkout.
+const RUN_DIR: &str = "target/fuzz";
+
+/// The target directory of the instrumented build: in the cache, shared by
+/// every fuzz task and check of every checkout on the machine. A fresh
+/// clone (CI's) then builds only the fuzz crate itself, not libFuzzer's
+/// C++, which is three quarters of a cold build.
+fn target_dir() -> Result<PathBuf> {
+    Ok(cache::root()?.join("fuzz-target"))
+}
 
 impl flags::Fuzz {
     pub fn run(self, sh: &Shell) -> Result<std::process::ExitCode> {
@@ -104,14 +113,15 @@ fn selected(names: &[String]) -> Result<Vec<&'static str>> {
 
 /// `cargo` with the instrumentation flags, for the fuzz workspace.
 /// `CARGO_ENCODED_RUSTFLAGS` replaces any `RUSTFLAGS` of the caller's.
-fn fuzz_cargo<'a>(sh: &'a Shell, subcommand: &str, host: &str) -> xshell::Cmd<'a> {
+fn fuzz_cargo<'a>(sh: &'a Shell, subcommand: &str, host: &str) -> Result<xshell::Cmd<'a>> {
     let flags = RUSTFLAGS.join("\x1f");
-    cmd!(
+    let dir = target_dir()?;
+    Ok(cmd!(
         sh,
-        "cargo {subcommand} --release --manifest-path fuzz/Cargo.toml --target {host} --target-dir {TARGET_DIR}"
+        "cargo {subcommand} --release --manifest-path fuzz/Cargo.toml --target {host} --target-dir {dir}"
     )
     .env("CARGO_ENCODED_RUSTFLAGS", flags)
-    .env_remove("RUSTFLAGS")
+    .env_remove("RUSTFLAGS"))
 }
 
 /// The host's target triple. Naming it makes cargo keep the flags off
@@ -129,7 +139,7 @@ fn host_triple(sh: &Shell) -> Result<String> {
 /// as the build, so the two share libFuzzer's build.
 pub fn clippy(sh: &Shell, log: &Log) -> Result<()> {
     let host = host_triple(sh)?;
-    let cmd = fuzz_cargo(sh, "clippy", &host).args(["--all-targets", "--", "-D", "warnings"]);
+    let cmd = fuzz_cargo(sh, "clippy", &host)?.args(["--all-targets", "--", "-D", "warnings"]);
     log.run(cmd)?;
     Ok(())
 }
@@ -137,11 +147,8 @@ pub fn clippy(sh: &Shell, log: &Log) -> Result<()> {
 /// Builds every target; returns the directory of the binaries.
 pub fn build(sh: &Shell, log: &Log) -> Result<PathBuf> {
     let host = host_triple(sh)?;
-    log.run(fuzz_cargo(sh, "build", &host).arg("--bins"))?;
-    Ok(crate::project_root()
-        .join(TARGET_DIR)
-        .join(host)
-        .join("release"))
+    log.run(fuzz_cargo(sh, "build", &host)?.arg("--bins"))?;
+    Ok(target_dir()?.join(host).join("release"))
 }
 
 /// What one run of a target did, from libFuzzer's own figures.
@@ -194,8 +201,8 @@ pub fn run(
 ) -> Result<Report> {
     let root = crate::project_root();
     let corpus = root.join("fuzz/corpus").join(target);
-    let work = root.join(TARGET_DIR).join("corpus").join(target);
-    let artifacts = root.join(TARGET_DIR).join("artifacts").join(target);
+    let work = root.join(RUN_DIR).join("corpus").join(target);
+    let artifacts = root.join(RUN_DIR).join("artifacts").join(target);
     if work.exists() {
         fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     }
