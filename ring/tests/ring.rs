@@ -536,7 +536,10 @@ mod core {
         heap_ring,
         HeapRing, //
     };
-    use rmemring::shared::consumer::ConsumerCore;
+    use rmemring::shared::consumer::{
+        ConsumerCore,
+        OverwriteRead, //
+    };
     use rmemring::shared::producer::ProducerCore;
     use rmemring::shared::sync::Ordering;
 
@@ -649,6 +652,56 @@ mod core {
             // Detach and attach a new consumer to the same pages.
             c = ConsumerCore::attach(ring.view(), Overflow::DropNew, 40).unwrap();
         }
+    }
+
+    /// A producer that retired records and stopped before publishing their
+    /// successors leaves `overwrite_pos` ahead of `producer_pos`. The next
+    /// producer lays records out anew from the published position, so the
+    /// stale position falls inside one of its records: readers must never
+    /// follow it there. (Found by the fuzzer: `fuzz/corpus/producer/
+    /// seed-stale-overwrite-pos`.)
+    #[test]
+    fn a_new_producer_replaces_a_stale_overwrite_pos() {
+        let overflow = Overflow::OverwriteOldest;
+        let ring = HeapRing::new(4096, overflow, 0);
+        let max = max_payload_for(4096);
+        let commit = |p: &mut ProducerCore, len: u32| {
+            let slot = p.reserve(len).unwrap();
+            common::fill_slot(p, &slot, p.next_seq());
+            p.commit(slot, 0, 0);
+        };
+        let mut p = ProducerCore::attach(ring.view(), overflow, max);
+        commit(&mut p, 8);
+        commit(&mut p, 8);
+        p.publish();
+        for _ in 0..4 {
+            commit(&mut p, max);
+        }
+        let (view, load) = (ring.view(), Ordering::Relaxed);
+        let (published, stale) = (
+            view.producer_pos().load(load),
+            view.overwrite_pos().load(load),
+        );
+        assert!(
+            stale > published,
+            "overwrite_pos {stale:#x}, published {published:#x}"
+        );
+
+        let mut p = ProducerCore::attach(ring.view(), overflow, max);
+        let mut c = ConsumerCore::attach(ring.view(), overflow, max).unwrap();
+        let first = p.next_seq();
+        // 72-byte strides: the stale position is not a record boundary.
+        for _ in 0..20 {
+            commit(&mut p, 48);
+        }
+        p.publish();
+        let mut buf = vec![0u8; max as usize];
+        let mut seqs = Vec::new();
+        while let OverwriteRead::Record(meta) = c.read_overwrite(&mut buf).unwrap() {
+            assert!(pattern::verify(meta.seq, &buf[..meta.len as usize]));
+            seqs.push(meta.seq);
+        }
+        assert_eq!(seqs, (first..first + 20).collect::<Vec<_>>());
     }
 }
 

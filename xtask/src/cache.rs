@@ -11,6 +11,7 @@
 //! busybox-arm64/       busybox for the arm64 guest
 //! vm/                  per-run initramfs and device trees
 //! logs/                build logs of `cargo xtask test`
+//! fuzz-target/         cargo target dir of the instrumented fuzz build
 //! kvm-verdict          whether KVM works here
 //! ```
 

@@ -17,6 +17,7 @@ use std::path::{
 };
 use std::process::{
     Command,
+    ExitStatus,
     Stdio, //
 };
 
@@ -80,6 +81,21 @@ impl Log {
 
     /// Like [`Log::run`], echoing `shown` instead of the command itself.
     pub fn run_shown(&self, cmd: Cmd<'_>, shown: &str) -> Result<Vec<String>> {
+        let (status, lines) = self.run_status(cmd, shown)?;
+        if !status.success() {
+            let mut msg = format!("`{shown}` failed ({status})");
+            if let Some(path) = self.path() {
+                msg += &format!("; last lines of {}:\n", path.display());
+                msg += &tail(&lines, TAIL_LINES).join("\n");
+            }
+            bail!(msg);
+        }
+        Ok(lines)
+    }
+
+    /// Like [`Log::run_shown`], but returns the exit status instead of
+    /// failing on it.
+    pub fn run_status(&self, cmd: Cmd<'_>, shown: &str) -> Result<(ExitStatus, Vec<String>)> {
         self.echo(&shown);
         let mut command = Command::from(cmd);
         let (reader, writer) = std::io::pipe()?;
@@ -102,16 +118,7 @@ impl Log {
             self.line(line);
             lines.push(line.to_owned());
         }
-        let status = child.wait()?;
-        if !status.success() {
-            let mut msg = format!("`{shown}` failed ({status})");
-            if let Some(path) = self.path() {
-                msg += &format!("; last lines of {}:\n", path.display());
-                msg += &tail(&lines, TAIL_LINES).join("\n");
-            }
-            bail!(msg);
-        }
-        Ok(lines)
+        Ok((child.wait()?, lines))
     }
 
     /// Runs `cmd` and returns its trimmed stdout; its stderr comes here.

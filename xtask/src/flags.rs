@@ -48,6 +48,8 @@ pub enum Task {
     Test(Test),
     /// Benchmark the kernel paths in the reference VM into docs/bench/ (--host: the host rings).
     Bench(Bench),
+    /// Fuzz the shared producer and consumer logic with libFuzzer (fuzz/).
+    Fuzz(Fuzz),
 }
 
 /// Which kernel: architecture and profile.
@@ -189,4 +191,17 @@ pub struct Bench {
     /// More arguments for `rmemring bench` in the guest (or the host benchmark).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Fuzz {
+    /// Seconds to run each target.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub seconds: u64,
+    /// Only this target (repeatable): consumer, producer.
+    #[arg(long, value_name = "T")]
+    pub target: Vec<String>,
+    /// Keep in fuzz/corpus/ the fewest inputs covering every edge covered.
+    #[arg(long)]
+    pub update_corpus: bool,
 }

@@ -11,6 +11,7 @@ mod chroot;
 mod dt;
 mod exec;
 mod flags;
+mod fuzz;
 mod guest;
 mod host;
 mod initramfs;
@@ -62,6 +63,7 @@ fn try_main() -> Result<ExitCode> {
         Task::Run(cmd) => cmd.run(sh),
         Task::Test(cmd) => cmd.run(sh),
         Task::Bench(cmd) => cmd.run(sh),
+        Task::Fuzz(cmd) => cmd.run(sh),
     }
 }
 

@@ -32,6 +32,7 @@ use crate::cache;
 use crate::dt;
 use crate::exec::Log;
 use crate::flags;
+use crate::fuzz;
 use crate::guest::{
     self,
     Guest, //
@@ -70,7 +71,13 @@ impl flags::Test {
 
 /// fmt, clippy, tests, loom, docs and the device-tree checks.
 fn host_checks(sh: &Shell, runner: &mut Runner) {
-    runner.check("fmt", || quiet(cmd!(sh, "cargo fmt --all --check")));
+    runner.check("fmt", || {
+        quiet(cmd!(sh, "cargo fmt --all --check"))?;
+        quiet(cmd!(
+            sh,
+            "cargo fmt --all --check --manifest-path fuzz/Cargo.toml"
+        ))
+    });
     runner.check("clippy", || {
         quiet(cmd!(
             sh,
@@ -89,6 +96,11 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             sh,
             "cargo clippy -p rmemring --features cli,bpf --all-targets -- -D warnings"
         ))
+    });
+    // The fuzz workspace, with the instrumented build's flags and target
+    // directory, which the `fuzz` check below then reuses.
+    runner.check("clippy fuzz", || {
+        crate::fuzz::clippy(sh, &step_log("clippy-fuzz")?)
     });
     runner.check("fmt driver", || {
         let files: Vec<_> = sh
@@ -130,6 +142,7 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
         runner.check("tsan", || crate::tsan::check(sh, &step_log("tsan")?));
     }
     runner.check("bench host smoke", || host_bench_smoke(sh));
+    runner.check("fuzz", || fuzz_check(sh));
     runner.check("doc", || {
         quiet(cmd!(
             sh,
@@ -140,6 +153,20 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
         host::ensure(sh, &Log::terminal(), host::DT)?;
         dt::check(sh)
     });
+}
+
+/// Builds the fuzz targets and runs each for [`fuzz::TEST_SECONDS`] on
+/// its checked-in corpus: a replay of every input in it, then new ones.
+/// A crash fails the check; the figures of each run are printed.
+fn fuzz_check(sh: &Shell) -> Result<()> {
+    let log = step_log("fuzz")?;
+    let bins = fuzz::build(sh, &log)?;
+    for target in fuzz::TARGETS {
+        let report = fuzz::run(sh, &log, &bins, target, fuzz::TEST_SECONDS, false)?;
+        eprintln!("{report}");
+        log.line(&report.to_string());
+    }
+    Ok(())
 }
 
 /// The payload size of the host benchmark's smoke run.

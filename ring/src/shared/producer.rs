@@ -221,6 +221,23 @@ impl ProducerCore {
         if head.wrapping_sub(core.oldest) > size || core.oldest % RECORD_ALIGN != 0 {
             core.oldest = head;
         }
+        if overflow == Overflow::OverwriteOldest
+            && core.view.overwrite_pos().load(Ordering::Relaxed) != core.oldest
+        {
+            // Readers follow `overwrite_pos`. The one found here is not ours
+            // to keep: a producer that retired records and stopped before
+            // publishing their successors leaves it ahead of the published
+            // position, where this producer lays records out anew, so it
+            // would point into the middle of one of them.
+            // ORDERING: as in `retire_oldest`: the store, then a Release
+            // fence and, on memory that is not write-back, a drain, before
+            // any data write.
+            core.view
+                .overwrite_pos()
+                .store(core.oldest, Ordering::Relaxed);
+            fence(Ordering::Release);
+            core.view.io_wmb();
+        }
         core.refresh_consumer();
         core
     }
