@@ -11,6 +11,7 @@
 //! rmemring-selftest misuse      # bad mmap, bad ioctls, a second consumer, read()
 //! rmemring-selftest lifecycle   # rmmod while open or mapped, closing in every order
 //! rmemring-selftest hostile     # a consumer scribbling on its page while producing
+//! rmemring-selftest hostile2    # scribbles under sleepers, mremap, fork, /proc/self/mem, kill -9, rmmod storms
 //! rmemring-selftest cachemodes  # write-combine and uncached mappings match the kernel's (x86_64)
 //! rmemring-selftest regress     # the hardening review's defects stay fixed
 //! rmemring-selftest faults      # each allocation on the driver's paths fails in turn (debug kernel)
@@ -33,6 +34,7 @@ mod board;
 mod cachemodes;
 mod faults;
 mod hostile;
+mod hostile2;
 mod kmod;
 mod lifecycle;
 mod misuse;
@@ -107,6 +109,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("misuse", misuse::misuse),
     ("lifecycle", lifecycle::lifecycle),
     ("hostile", hostile::hostile),
+    ("hostile2", hostile2::hostile2),
     ("cachemodes", cachemodes::cachemodes),
     ("regress", regress::regress),
 ];

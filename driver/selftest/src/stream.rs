@@ -115,7 +115,13 @@ pub(crate) fn monotonic_ns() -> u64 {
 }
 
 impl Tally {
-    fn check(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8], options: &StreamOptions) {
+    pub(crate) fn check(
+        &mut self,
+        seq: u64,
+        timestamp_ns: u64,
+        payload: &[u8],
+        options: &StreamOptions,
+    ) {
         let len = pattern::payload_len(seq, options.min_len, options.max_len) as usize;
         if seq < self.next_seq || payload.len() != len || !pattern::verify(seq, payload) {
             if self.bad < 3 {
@@ -148,7 +154,7 @@ impl Tally {
     }
 
     /// After a batch was read: no record can be stamped later than now.
-    fn end_batch(&mut self) {
+    pub(crate) fn end_batch(&mut self) {
         let now = monotonic_ns();
         if self.last_ts > now {
             if self.bad_ts < 3 {
@@ -695,6 +701,23 @@ pub(crate) fn still_works(env: &Env) -> anyhow::Result<()> {
     let t = run(env, &options)?;
     if t.records != options.count || t.bad != 0 {
         bail!("{}", t.summary());
+    }
+    Ok(())
+}
+
+/// Starts the producer for a run of `config.count` records (not 0) and
+/// waits until it has finished.
+pub(crate) fn produce(region: &Region, config: &ProducerConfig) -> anyhow::Result<()> {
+    device::start(region.fd(), config)?;
+    let start = Instant::now();
+    while device::stats(region.fd())?.producer_running != 0 {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the producer did not write {} records in 60 s",
+                config.count
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }
