@@ -48,6 +48,8 @@ pub enum Task {
     Test(Test),
     /// Benchmark the kernel paths in the reference VM into docs/bench/ (--host: the host rings).
     Bench(Bench),
+    /// Soak the driver in the reference VM for M minutes (every record verified), then fuzz.
+    Soak(Soak),
 }
 
 /// Which kernel: architecture and profile.
@@ -189,4 +191,19 @@ pub struct Bench {
     /// More arguments for `rmemring bench` in the guest (or the host benchmark).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Soak {
+    /// How long the in-guest soak runs, in minutes.
+    #[arg(long, value_name = "M", default_value_t = 10)]
+    pub minutes: u64,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The guest's RMEMRING_SOAK_SEED, to repeat a run's choices (default: a fresh seed, printed).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Seconds of `cargo xtask fuzz` afterwards, if that task exists (default: as long as the soak; 0: none).
+    #[arg(long, value_name = "N")]
+    pub fuzz_seconds: Option<u64>,
 }

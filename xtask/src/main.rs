@@ -18,6 +18,7 @@ mod kernel;
 mod module;
 mod reference;
 mod run;
+mod soak;
 mod suites;
 mod test;
 mod vm;
@@ -61,6 +62,7 @@ fn try_main() -> Result<ExitCode> {
         Task::Run(cmd) => cmd.run(sh),
         Task::Test(cmd) => cmd.run(sh),
         Task::Bench(cmd) => cmd.run(sh),
+        Task::Soak(cmd) => cmd.run(sh),
     }
 }
 

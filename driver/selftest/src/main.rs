@@ -16,6 +16,7 @@
 //! rmemring-selftest regress     # the hardening review's defects stay fixed
 //! rmemring-selftest faults      # each allocation on the driver's paths fails in turn (debug kernel)
 //! rmemring-selftest all
+//! rmemring-selftest soak --seconds S  # S seconds of changing streams, every record verified (cargo xtask soak)
 //! rmemring-selftest board        # the arm64 device-tree board: overlay, unbind/rebind, reload
 //! rmemring-selftest board-params # the arm64 board loaded with phys_base/phys_size too
 //! rmemring-selftest broken=MSG   # a broken overlay: the probe failed saying MSG, the rest works
@@ -40,6 +41,7 @@ mod lifecycle;
 mod misuse;
 mod regress;
 mod sleepers;
+mod soak;
 mod stream;
 mod wakeups;
 
@@ -151,7 +153,25 @@ fn main() -> ExitCode {
         strict,
         ..Report::default()
     };
-    for arg in &args {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "soak" {
+            let seconds = match (
+                args.next().as_deref(),
+                args.next().map(|s| s.parse::<u64>()),
+            ) {
+                (Some("--seconds"), Some(Ok(s))) => s,
+                _ => {
+                    eprintln!("rmemring-selftest: soak takes --seconds S");
+                    return ExitCode::from(2);
+                }
+            };
+            println!("# soak");
+            if let Err(e) = soak::soak(&env, &mut report, seconds) {
+                report.check("soak: group ran to the end", Err(e));
+            }
+            continue;
+        }
         if let Some(message) = arg.strip_prefix("broken=") {
             println!("# broken");
             if let Err(e) = board::broken(&env, message, &mut report) {

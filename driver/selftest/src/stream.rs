@@ -317,12 +317,29 @@ fn read_records(
         // SAFETY: Plain fcntl on our own descriptor.
         unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
     }
+    if read_each(fd, buf, |seq, ts, payload| {
+        tally.check(seq, ts, payload, options)
+    })?
+    .is_some()
+    {
+        tally.end_batch();
+    }
+    Ok(())
+}
+
+/// One `read()` into `buf`; calls `f` with the sequence number, timestamp
+/// and payload of each record it returned. `None` when it would block.
+pub(crate) fn read_each(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    mut f: impl FnMut(u64, u64, &[u8]),
+) -> anyhow::Result<Option<usize>> {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EAGAIN) {
-            return Ok(());
+            return Ok(None);
         }
         return Err(e).context("read()");
     }
@@ -337,11 +354,10 @@ fn read_records(
             bail!("read() returned a bad record header {header:?}");
         }
         let payload = &data[HEADER_SIZE as usize..HEADER_SIZE as usize + header.len as usize];
-        tally.check(header.seq, header.timestamp_ns, payload, options);
+        f(header.seq, header.timestamp_ns, payload);
         data = &data[stride..];
     }
-    tally.end_batch();
-    Ok(())
+    Ok(Some(n as usize))
 }
 
 /// Records per second of the long drop-new stream: far below what the
