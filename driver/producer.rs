@@ -33,8 +33,10 @@ use crate::ring::Ring;
 use crate::shared::layout::record_stride;
 use crate::shared::pattern;
 use crate::shared::producer::{
+    batch_bytes,
     Overflow,
-    ReserveError, //
+    ReserveError,
+    MAX_BATCH_RECORDS, //
 };
 use crate::shared::uapi::{
     ProducerConfig,
@@ -56,27 +58,6 @@ const MAX_SLEEP_US: i64 = 10_000;
 const MIN_BACKOFF_US: i64 = 16;
 /// Longest back-off while waiting for room.
 const MAX_BACKOFF_US: i64 = 1_000;
-/// The most record bytes one batch writes (or, in hook-only mode, fills)
-/// before it ends early: a bound on how long a batch takes, and so on how
-/// long a stop request (STOP, closing the file that started the producer,
-/// rmmod) waits, whatever the batch size and record size. At 1 MiB a batch
-/// of the smallest records still holds tens of thousands of them; the
-/// largest record (a quarter of the data area) always goes alone.
-const MAX_BATCH_BYTES: u64 = 1 << 20;
-
-/// The most records one batch writes or drops, for the same reason: a
-/// batch of drops writes no bytes, but each still costs a little.
-const MAX_BATCH_RECORDS: u64 = 1 << 14;
-
-/// How many bytes of records one batch on a data area of `data_size` bytes
-/// may write: [`MAX_BATCH_BYTES`], or a quarter of the data area if that is
-/// less, so that a batch never holds more than a quarter of the ring back
-/// from the consumer. A batch always writes at least one record, even one
-/// larger than this.
-fn batch_bytes(data_size: u64) -> u64 {
-    (data_size / 4).clamp(1, MAX_BATCH_BYTES)
-}
-
 /// Checks a producer configuration from user space.
 pub(crate) fn validate(config: &ProducerConfig, overflow: Overflow, max_payload: u32) -> Result {
     // Every field is checked on its own line, with the errno user space sees.
@@ -182,25 +163,24 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
         let (full, wake) = {
             let mut state = ring.producer.lock();
             let core = &mut state.core;
-            let budget = batch_bytes(core.view().data_size());
-            let mut written = 0u64;
             let mut full = false;
-            // At most `quota` records, and only until `budget` bytes are
-            // written: the rest of the quota goes in the next batch, after
-            // this one is published, the lock was let go and a stop request
-            // was looked at. (Without the bounds, a batch of 65 536
-            // records of 4 MiB in overwrite mode, where `reserve` never
-            // fails, would write 256 GiB before STOP, a close or rmmod,
-            // all waiting in `kthread_stop`, were answered.)
+            // At most `quota` records, and only while the batch stays within
+            // the shared core's bound (`batch_bytes`, `MAX_BATCH_RECORDS`):
+            // the rest of the quota goes in the next batch, after this one
+            // is published, the lock was let go and a stop request was
+            // looked at. (Without the bounds, a batch of 65 536 records of
+            // 4 MiB in overwrite mode, where `reserve` never fails, would
+            // write 256 GiB before STOP, a close or rmmod, all waiting in
+            // `kthread_stop`, were answered; and it would overwrite its own
+            // unpublished records.)
             for _ in 0..quota.min(MAX_BATCH_RECORDS) {
-                if written >= budget {
-                    break;
-                }
                 let seq = core.next_seq();
                 let len = pattern::payload_len(seq, config.min_len, config.max_len);
+                if core.publish_due(len) {
+                    break;
+                }
                 match core.reserve(len) {
                     Ok(slot) => {
-                        written += record_stride(slot.len());
                         core.write_pattern(&slot, seq, first_word_only);
                         core.commit(slot, 0, sys::monotonic_ns());
                     }

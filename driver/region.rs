@@ -10,13 +10,14 @@ use kernel::{
 };
 
 use crate::shared::layout::{
-    ConsumerPage,
-    ControlPage,
     Geometry,
     CONSUMER_PAGE_INIT,
     MIN_DATA_SIZE, //
 };
-use crate::shared::view::RingView;
+use crate::shared::view::{
+    MemoryOrdering,
+    RingView, //
+};
 use crate::sys::{
     self,
     CacheMode,
@@ -100,7 +101,7 @@ pub(crate) enum Reserved {
 
 /// How many bytes of the data area [`Region::zero_data`] clears between
 /// looks at the scheduler.
-const ZERO_CHUNK: usize = 1 << 20;
+const ZERO_CHUNK: u64 = 1 << 20;
 
 /// A reserved physical region, claimed in `/proc/iomem` and mapped.
 ///
@@ -184,21 +185,13 @@ impl Region {
     ///
     /// The control page's `phys_base` is 0: it is mapped for every opener,
     /// and physical addresses are for `CAP_SYS_ADMIN` only (`RMEMRING_IOC_INFO`
-    /// gives it to them). The caller makes sure no producer runs meanwhile.
+    /// gives it to them). Word by word, with the atomic stores every other
+    /// access to the pages uses, because user space may have them mapped.
+    /// The caller makes sure no producer runs meanwhile.
     pub(crate) fn initialise(&self, flags: u32) {
-        let control = self.geometry.control_page(flags, 0);
-        let ctrl = self.mapping.addr().cast::<ControlPage>();
-        // The layout is page-aligned and the consumer page lies inside the region.
-        let cons = self
-            .part(self.geometry.consumer_offset)
-            .cast::<ConsumerPage>();
-        // SAFETY: By the type invariants both pages lie inside the mapping
-        // and are 8-byte aligned (page-aligned). Volatile writes, because
-        // user space may have them mapped.
-        unsafe {
-            ctrl.as_ptr().write_volatile(control);
-            cons.as_ptr().write_volatile(CONSUMER_PAGE_INIT);
-        }
+        let view = self.view();
+        view.write_control_page(&self.geometry.control_page(flags, 0));
+        view.write_consumer_page(&CONSUMER_PAGE_INIT);
     }
 
     /// Zeroes the data area, so that no byte from before the ring was laid
@@ -206,23 +199,17 @@ impl Region {
     /// through padding, pad records or payloads the producer does not
     /// fill. Process context: it yields between megabytes.
     ///
-    /// Uses aligned 8-byte volatile stores, which are valid on write-combined
-    /// and uncached mappings too (where `memset` may use instructions, such
-    /// as arm64's `dc zva`, that fault on device memory).
+    /// Aligned 8-byte stores, valid on write-combined and uncached mappings
+    /// too (where `memset` may use instructions, such as arm64's `dc zva`,
+    /// that fault on device memory). The caller makes sure no producer runs.
     pub(crate) fn zero_data(&self) {
-        let g = &self.geometry;
-        let data = self.part(g.data_offset).cast::<u64>();
-        let words = (g.data_size / 8) as usize;
-        for (i, chunk) in (0..words).step_by(ZERO_CHUNK / 8).enumerate() {
-            if i != 0 {
-                sys::cond_resched();
-            }
-            for w in chunk..words.min(chunk + ZERO_CHUNK / 8) {
-                // SAFETY: By the type invariants the data area of `data_size`
-                // bytes lies inside the mapping at `data_offset`, page-aligned,
-                // so word `w < data_size / 8` does too.
-                unsafe { data.as_ptr().add(w).write_volatile(0) };
-            }
+        let view = self.view();
+        let size = view.data_size();
+        let mut off = 0;
+        while off < size {
+            view.zero_data(off, ZERO_CHUNK);
+            off += ZERO_CHUNK;
+            sys::cond_resched();
         }
     }
 
@@ -272,6 +259,10 @@ impl Region {
                 self.part(g.consumer_offset).cast(),
                 self.part(g.data_offset),
                 g.data_size,
+                match self.cache {
+                    CacheMode::WriteBack => MemoryOrdering::WriteBack,
+                    CacheMode::WriteCombine | CacheMode::Uncached => MemoryOrdering::Weak,
+                },
             )
         }
     }

@@ -168,6 +168,20 @@ impl IomemClaim {
     }
 }
 
+impl Drop for IomemClaim {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants the range was requested and has not
+        // been released.
+        unsafe {
+            bindings::__release_region(
+                core::ptr::addr_of_mut!(bindings::iomem_resource),
+                self.start,
+                self.size,
+            )
+        };
+    }
+}
+
 /// Whether any part of `[start, start + size)` is System RAM, that is, memory
 /// the kernel's allocator may hand out.
 pub(crate) fn overlaps_system_ram(start: u64, size: u64) -> bool {

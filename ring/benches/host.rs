@@ -172,10 +172,12 @@ impl Config {
                     let batch = batch
                         .parse::<usize>()
                         .ok()
-                        .filter(|b| *b > 0 && *b <= RING_BYTES / 2)
+                        // rmemring's producer publishes on its own once a
+                        // batch reaches a quarter of the ring.
+                        .filter(|b| *b > 0 && *b <= RING_BYTES / 4)
                         .ok_or(format!(
                             "--batch {batch}: need 1 to {} bytes",
-                            RING_BYTES / 2
+                            RING_BYTES / 4
                         ))?;
                     config.batches.push(batch);
                 }
@@ -529,8 +531,9 @@ fn run_rmemring(config: &Config, w: &Workload, batch: usize) -> Timing {
                 while seq < end {
                     match producer.reserve(size) {
                         Ok(mut record) => {
+                            let payload = record.payload().expect("a drop-new ring");
                             // SAFETY: The reservation is `size` writable bytes.
-                            unsafe { fill(record.payload().as_mut_ptr(), size, seq, src) };
+                            unsafe { fill(payload.as_mut_ptr(), size, seq, src) };
                             record.commit();
                             seq += 1;
                         }

@@ -18,6 +18,7 @@ use crate::role::RoleLock;
 use crate::shared::consumer::{
     ConsumerCore,
     ConsumerStats,
+    OverwriteRead,
     RecordMeta, //
 };
 use crate::shared::layout::HEADER_SIZE;
@@ -26,6 +27,14 @@ use crate::wait;
 
 /// [`Wait::BusyPoll`] checks its deadline once per this many polls.
 const POLLS_PER_CLOCK: u32 = 64;
+
+/// How many lapped attempts one [`Consumer::read_copy`] makes while the
+/// producer keeps publishing before it returns `None`.
+const LAPPED_READS: u32 = 16;
+
+/// The longest sleep of a lapped reader of a device ring between two looks
+/// at the producer position (see `Consumer::nap_until_published`).
+const NAP: Duration = Duration::from_millis(1);
 
 /// One record, as the consumer sees it.
 ///
@@ -48,6 +57,16 @@ pub struct Record<'a> {
     /// Records missing from the sequence just before this one (dropped by
     /// the producer or overwritten before this consumer read them).
     pub lost_before: u64,
+}
+
+/// What a [`Consumer`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// Records published beyond the consumer's position.
+    Records,
+    /// The producer's next publication, for a reader the producer lapped:
+    /// records beyond its position are published already, but retired.
+    Publication,
 }
 
 /// How [`Consumer::wait`] waits for data, set with [`Consumer::set_wait`].
@@ -110,6 +129,9 @@ pub struct Consumer {
     data: *const u8,
     wait: Wait,
     scratch: Vec<u8>,
+    /// The last overwrite-mode read found the reader lapped (see
+    /// [`Consumer::is_lapped`]).
+    lapped: bool,
     /// The ring's consumer role, released when the consumer is dropped.
     _role: RoleLock,
 }
@@ -129,6 +151,7 @@ impl Consumer {
             region,
             wait: Wait::Backoff,
             scratch: Vec::new(),
+            lapped: false,
             _role: role,
         })
     }
@@ -201,6 +224,19 @@ impl Consumer {
     /// overflow mode. Returns `None` when the ring is empty, after handing
     /// the space of everything read back to the producer.
     ///
+    /// In overwrite mode the producer may lap the reader: retire every
+    /// published record beyond its position before the reader could copy
+    /// one. While the producer keeps publishing, `read_copy` keeps trying
+    /// (up to 16 lapped attempts, each bounded by
+    /// [`ConsumerCore::read_overwrite`](crate::shared::consumer::ConsumerCore::read_overwrite)).
+    /// If it published nothing since (it is retiring records it has not
+    /// published yet, which neither this crate's producer nor the kernel's
+    /// does, or it stopped), or after those attempts, `read_copy` returns
+    /// `None` with [`Self::is_lapped`] set, and [`Self::wait`] waits for the
+    /// producer's next publication instead of returning at once: a lapped
+    /// reader that loops on `read_copy` and `wait` does not spin, and never
+    /// blocks in `read_copy` on a producer that may not publish again.
+    ///
     /// The copy reads the mapping one 8-byte word at a time with relaxed
     /// atomic loads, so it is never a data race, even with a producer that
     /// writes while it copies (overwrite mode discards such a copy; a
@@ -235,7 +271,7 @@ impl Consumer {
             self.scratch = vec![0; self.layout().max_payload as usize];
         }
         let meta = match self.layout().overflow() {
-            Overflow::OverwriteOldest => self.core.read_overwrite(&mut self.scratch)?,
+            Overflow::OverwriteOldest => self.read_overwrite()?,
             Overflow::DropNew => {
                 let meta = self.core.next_record()?;
                 if let Some(meta) = &meta {
@@ -269,6 +305,43 @@ impl Consumer {
         }
     }
 
+    /// Overwrite mode: the next intact record into `scratch`, or `None`
+    /// when there is nothing to read now (see [`Self::read_copy`]).
+    fn read_overwrite(&mut self) -> Result<Option<RecordMeta>, Error> {
+        for _ in 0..LAPPED_READS {
+            match self.core.read_overwrite(&mut self.scratch)? {
+                OverwriteRead::Record(meta) => {
+                    self.lapped = false;
+                    return Ok(Some(meta));
+                }
+                OverwriteRead::Empty => {
+                    self.lapped = false;
+                    return Ok(None);
+                }
+                OverwriteRead::Lapped => {
+                    self.lapped = true;
+                    // A producer that published meanwhile is lapping us
+                    // live: try again at once. One that did not is
+                    // retiring records it has not published (or stopped
+                    // in the middle): only its next publication helps.
+                    if !self.core.published_since_refresh() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the last [`Self::read_copy`] that returned `None` found the
+    /// reader lapped (overwrite mode) rather than the ring empty: records
+    /// were published beyond its position, but the producer retired them
+    /// all before it could copy one. [`Self::wait`] then waits for the
+    /// producer's next publication.
+    pub fn is_lapped(&self) -> bool {
+        self.lapped
+    }
+
     /// Hands the space of everything read so far back to the producer.
     pub fn release(&mut self) {
         self.core.release();
@@ -287,6 +360,11 @@ impl Consumer {
 
     /// Waits until records are available or `timeout` passes, and says
     /// whether records are available.
+    ///
+    /// After a [`Self::read_copy`] that found the reader lapped
+    /// ([`Self::is_lapped`]), it waits for the producer's next publication
+    /// instead: the records beyond the reader are published already, but
+    /// retired.
     ///
     /// Releases what was read first. Then it spins as [`Self::set_wait`]
     /// says and finally sleeps: in `poll(2)` on the device, or on the
@@ -319,11 +397,34 @@ impl Consumer {
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
         self.core.release();
         let deadline = timeout.map(|t| Instant::now() + t);
+        // A lapped reader has records published beyond its position
+        // already (retired ones): waiting for those would return at once.
+        let until = if self.lapped {
+            Until::Publication
+        } else {
+            Until::Records
+        };
+        self.block(deadline, until)
+    }
+
+    /// Whether what `until` waits for has happened.
+    #[inline]
+    fn ready(&mut self, until: Until) -> Result<bool, Error> {
+        Ok(match until {
+            Until::Records => self.core.refresh_head()? != 0,
+            Until::Publication => self.core.published_since_refresh(),
+        })
+    }
+
+    /// Waits as [`Self::set_wait`] says until `until` happens or `deadline`
+    /// passes, and says whether it happened: [`Self::wait`], and a lapped
+    /// reader's wait for the next publication.
+    fn block(&mut self, deadline: Option<Instant>, until: Until) -> Result<bool, Error> {
         match self.wait {
             Wait::BusyPoll => {
                 let mut polls = 0u32;
                 loop {
-                    if self.core.refresh_head()? != 0 {
+                    if self.ready(until)? {
                         return Ok(true);
                     }
                     // The clock only now and then: reading it takes longer
@@ -337,7 +438,7 @@ impl Consumer {
             }
             Wait::Spin(n) => {
                 for _ in 0..n {
-                    if self.core.refresh_head()? != 0 {
+                    if self.ready(until)? {
                         return Ok(true);
                     }
                     std::hint::spin_loop();
@@ -346,14 +447,14 @@ impl Consumer {
             Wait::Backoff => {
                 let backoff = Backoff::new();
                 while !backoff.is_completed() {
-                    if self.core.refresh_head()? != 0 {
+                    if self.ready(until)? {
                         return Ok(true);
                     }
                     backoff.snooze();
                 }
             }
         }
-        self.sleep(deadline)
+        self.sleep(deadline, until)
     }
 
     /// For event loops (epoll, async runtimes) that sleep on
@@ -367,7 +468,11 @@ impl Consumer {
     /// sleeper: that is what keeps wake-ups off the busy path.
     ///
     /// On memfd and file rings nothing makes the descriptor readable; use
-    /// [`Self::wait`] there.
+    /// [`Self::wait`] there. After a [`Self::read_copy`] that found the
+    /// reader lapped ([`Self::is_lapped`]) the request is for the
+    /// producer's next publication; the device's descriptor is readable
+    /// while anything published is unreleased, so a lapped reader of a
+    /// device ring cannot sleep in `poll` (a short sleep does).
     ///
     /// # Examples
     ///
@@ -411,7 +516,13 @@ impl Consumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn arm_wakeup(&mut self) -> bool {
-        self.core.prepare_sleep()
+        if self.lapped {
+            // As in `wait`: the wake-up a lapped reader needs is the next
+            // publication's.
+            self.core.prepare_sleep_until_published()
+        } else {
+            self.core.prepare_sleep()
+        }
     }
 
     /// Withdraws the wake-up request of [`Self::arm_wakeup`] after sleeping
@@ -420,13 +531,22 @@ impl Consumer {
         self.core.finish_sleep();
     }
 
-    /// The blocking half of [`Self::wait`].
-    fn sleep(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
+    /// The blocking half of [`Self::block`].
+    fn sleep(&mut self, deadline: Option<Instant>, until: Until) -> Result<bool, Error> {
+        if until == Until::Publication && self.region.backend() == Backend::Device {
+            return self.nap_until_published(deadline);
+        }
         loop {
             // Read the futex word before announcing the sleep: a wake-up
             // after this point changes it and the futex wait returns at once.
             let seq = self.core.wake_seq();
-            if !self.core.prepare_sleep() {
+            let armed = match until {
+                Until::Records => self.core.prepare_sleep(),
+                // Records beyond our position are published (and retired):
+                // `prepare_sleep` would decline, and we would spin.
+                Until::Publication => self.core.prepare_sleep_until_published(),
+            };
+            if !armed {
                 return Ok(true);
             }
             let remaining = match deadline {
@@ -434,7 +554,7 @@ impl Consumer {
                     Some(r) => Some(r),
                     None => {
                         self.core.finish_sleep();
-                        return Ok(self.core.refresh_head()? != 0);
+                        return self.ready(until);
                     }
                 },
                 None => None,
@@ -448,9 +568,32 @@ impl Consumer {
             };
             self.core.finish_sleep();
             slept.map_err(|e| Error::io("waiting for records", e))?;
-            if self.core.refresh_head()? != 0 {
+            if self.ready(until)? {
                 return Ok(true);
             }
+        }
+    }
+
+    /// [`Self::sleep`] for the next publication on a device ring, whose
+    /// `poll(2)` reports readable while anything published is unreleased,
+    /// so it cannot wait for a publication: sleeps in steps of at most
+    /// [`NAP`] instead. Only a reader the producer laps gets here, and the
+    /// kernel producer publishes at least every quarter of the ring, so
+    /// this is rare and short.
+    fn nap_until_published(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
+        self.core.release();
+        loop {
+            if self.ready(Until::Publication)? {
+                return Ok(true);
+            }
+            let nap = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) => r.min(NAP),
+                    None => return Ok(false),
+                },
+                None => NAP,
+            };
+            std::thread::sleep(nap);
         }
     }
 

@@ -6,6 +6,7 @@ use crate::error::ProduceError;
 use crate::region::Region;
 use crate::role::RoleLock;
 use crate::shared::producer::{
+    Overflow,
     ProducerCore,
     ProducerStats,
     ReserveError,
@@ -28,10 +29,19 @@ pub fn monotonic_ns() -> u64 {
 
 /// The producer of a ring.
 ///
-/// Records are written in place with [`Producer::reserve`] (or copied with
+/// Records are written with [`Producer::reserve`] (or copied with
 /// [`Producer::push`]) and become visible together at [`Producer::publish`],
 /// with one store of the producer position and, only if the consumer is
 /// asleep, one wake-up. Dropping the producer publishes what is left.
+///
+/// A batch is bounded as the kernel producer's are: when the records
+/// committed since the last publication reach
+/// [`batch_bytes`](crate::shared::producer::batch_bytes) (a quarter of the
+/// data area, at most 1 MiB), [`Producer::reserve`] publishes them before it
+/// reserves the next record. So a batch never holds more than about a
+/// quarter of the ring back from the consumer, and in overwrite mode the
+/// producer never overwrites records of its own batch before they were
+/// published.
 ///
 /// Records committed between two publications share one timestamp, taken
 /// at the first reservation after the last publication, unless
@@ -50,7 +60,7 @@ pub fn monotonic_ns() -> u64 {
 /// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
 /// let mut producer = region.producer()?;
 /// let mut record = producer.reserve(8)?;
-/// record.payload().copy_from_slice(&42u64.to_le_bytes());
+/// record.write(&42u64.to_le_bytes());
 /// record.set_tag(7);
 /// record.commit();
 /// producer.publish();
@@ -97,14 +107,18 @@ impl Producer {
         self.core.next_seq()
     }
 
-    /// Reserves room for a record of `len` payload bytes, to be written in
-    /// place and committed.
+    /// Reserves room for a record of `len` payload bytes, to be written
+    /// ([`Reservation::write`], or in place with [`Reservation::payload`]
+    /// in drop-new mode) and committed.
     ///
     /// Dropping the reservation without committing writes no record. In
     /// drop-new mode a full ring is [`ProduceError::Full`]: publish, wait
     /// for the consumer and retry, or count the record with
     /// [`Self::drop_record`]. In overwrite mode it never fails for lack of
     /// room.
+    ///
+    /// If the unpublished records and this one would exceed the batch bound
+    /// (see [`Producer`]), it first publishes the unpublished ones.
     ///
     /// # Examples
     ///
@@ -118,7 +132,8 @@ impl Producer {
     /// loop {
     ///     match producer.reserve(100) {
     ///         Ok(mut record) => {
-    ///             record.payload().fill(sent as u8); // written in place
+    ///             // Drop-new mode: written in place.
+    ///             record.payload().expect("drop-new mode").fill(sent as u8);
     ///             record.commit();
     ///             sent += 1;
     ///         }
@@ -133,7 +148,12 @@ impl Producer {
     #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>, ProduceError> {
         let slot = match u32::try_from(len) {
-            Ok(len32) => self.core.reserve(len32),
+            Ok(len32) => {
+                if self.core.publish_due(len32) {
+                    self.publish();
+                }
+                self.core.reserve(len32)
+            }
             Err(_) => Err(ReserveError::TooLarge),
         };
         let slot = match slot {
@@ -192,7 +212,7 @@ impl Producer {
     #[inline]
     pub fn push(&mut self, payload: &[u8]) -> Result<(), ProduceError> {
         let mut record = self.reserve(payload.len())?;
-        record.payload().copy_from_slice(payload);
+        record.write(payload);
         record.commit();
         Ok(())
     }
@@ -267,9 +287,10 @@ impl std::fmt::Debug for Producer {
 
 /// Room for one record, reserved by [`Producer::reserve`].
 ///
-/// Fill [`Self::payload`] in place, then [`Self::commit`]; dropping it
-/// uncommitted writes nothing. It borrows the producer, so there is at most
-/// one at a time.
+/// Fill it with [`Self::write`] (either overflow mode) or, in drop-new
+/// mode, in place through [`Self::payload`]; then [`Self::commit`].
+/// Dropping it uncommitted writes nothing. It borrows the producer, so
+/// there is at most one at a time.
 ///
 /// # Examples
 ///
@@ -280,8 +301,9 @@ impl std::fmt::Debug for Producer {
 /// # let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
 /// let mut record = producer.reserve(16)?;
 /// let seq = record.seq();
-/// record.payload()[..8].copy_from_slice(&seq.to_le_bytes());
-/// record.payload()[8..].copy_from_slice(b"payload!");
+/// let payload = record.payload().expect("a drop-new ring: written in place");
+/// payload[..8].copy_from_slice(&seq.to_le_bytes());
+/// payload[8..].copy_from_slice(b"payload!");
 /// record.set_tag(3);
 /// record.set_timestamp(rmemring::monotonic_ns()); // this record's own time
 /// record.commit();
@@ -303,18 +325,92 @@ pub struct Reservation<'p> {
 }
 
 impl Reservation<'_> {
-    /// The payload bytes, to fill in place. They hold whatever the ring held
-    /// before.
+    /// The payload bytes, to fill in place: drop-new mode only, `None` in
+    /// overwrite mode (use [`Self::write`]). They hold whatever the ring
+    /// held before.
+    ///
+    /// In overwrite mode a reader the producer laps may be copying these
+    /// very bytes (and will discard what it copied), so a `&mut [u8]` to
+    /// them would be a data race, undefined behaviour; in drop-new mode no
+    /// reader looks at them before they are published.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use rmemring::{CreateOptions, Overflow, Region};
+    ///
+    /// let options = CreateOptions { overflow: Overflow::OverwriteOldest, ..Default::default() };
+    /// let region = Arc::new(Region::memfd(options)?);
+    /// let mut producer = region.producer()?;
+    /// let mut record = producer.reserve(4)?;
+    /// assert!(record.payload().is_none()); // a reader may be lapped onto it
+    /// record.write(b"safe");
+    /// record.commit();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
-    pub fn payload(&mut self) -> &mut [u8] {
+    pub fn payload(&mut self) -> Option<&mut [u8]> {
+        if self.producer.core.overflow() != Overflow::DropNew {
+            return None;
+        }
         let ptr = self.producer.core.payload_ptr(&self.slot);
         // SAFETY: `reserve` handed out `len` bytes at `ptr` inside the data
-        // area that no reader may look at until the record is published
-        // (drop-new mode), and `&mut self` makes this slice unique here. In
-        // overwrite mode a lapped reader may copy these bytes concurrently;
-        // it re-checks `overwrite_pos` and discards what it copied, as a
-        // seqlock reader does.
-        unsafe { std::slice::from_raw_parts_mut(ptr, self.slot.len() as usize) }
+        // area, which in drop-new mode no reader looks at until the record
+        // is published (the producer never writes past the released
+        // position, and readers read only up to the published one), and
+        // `&mut self` makes this slice unique here.
+        Some(unsafe { std::slice::from_raw_parts_mut(ptr, self.slot.len() as usize) })
+    }
+
+    /// Copies `payload` into the record: in drop-new mode a plain copy, in
+    /// overwrite mode one relaxed atomic store per 8-byte word, which a
+    /// lapped reader may race without undefined behaviour (its copy is
+    /// discarded). A partial last word is written whole; its extra bytes
+    /// are the record's padding.
+    ///
+    /// # Panics
+    ///
+    /// If `payload` is not exactly [`Self::len`] bytes long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rmemring::{CreateOptions, Region};
+    /// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// # let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
+    /// let mut record = producer.reserve(5)?;
+    /// record.write(b"hello");
+    /// record.commit();
+    /// producer.publish();
+    /// assert_eq!(consumer.read_copy()?.unwrap().payload, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn write(&mut self, payload: &[u8]) {
+        assert_eq!(
+            payload.len(),
+            self.len(),
+            "the payload must fill the reservation"
+        );
+        if let Some(dst) = self.payload() {
+            dst.copy_from_slice(payload);
+            return;
+        }
+        self.producer.core.write_payload(&self.slot, payload);
+    }
+
+    /// Payload bytes reserved.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.slot.len() as usize
+    }
+
+    /// Whether the reservation holds no payload bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slot.is_empty()
     }
 
     /// The sequence number the record will have.

@@ -61,7 +61,11 @@ use crate::shared::layout::{
     MIN_DATA_SIZE, //
 };
 use crate::shared::producer::Overflow;
-use crate::shared::view::RingView;
+use crate::shared::view::{
+    load_control_page,
+    MemoryOrdering,
+    RingView, //
+};
 use crate::{
     Consumer,
     Producer, //
@@ -481,15 +485,12 @@ impl Region {
         let mut control = geometry.control_page(flags, 0);
         control.magic = 0;
         let region = Self::map(fd, path, backend, Access::Full, &control)?;
-        // SAFETY: The region was just created and sized by this process and
-        // nothing else has it yet; both pages are mapped read-write.
-        unsafe {
-            region.control_ptr().as_ptr().write_volatile(control);
-            region
-                .consumer_ptr()
-                .as_ptr()
-                .write_volatile(CONSUMER_PAGE_INIT);
-        }
+        // Word by word with atomic stores, like every other access to the
+        // pages: a file ring may be mapped by an opener already (it finds
+        // no magic yet, and refuses it, but may read meanwhile).
+        let view = region.view();
+        view.write_control_page(&control);
+        view.write_consumer_page(&CONSUMER_PAGE_INIT);
         // ORDERING: Release; pairs with the Acquire load of the magic in
         // `open_fd`: the magic goes in last, so an opener that sees it sees
         // the whole control and consumer pages written above.
@@ -627,9 +628,10 @@ impl Region {
         // (it only reads, on every architecture the ABI supports).
         let magic = unsafe { magic_word(probe_ptr) }.load(Ordering::Acquire);
         // SAFETY: The mapping is one page, at least the size of a
-        // `ControlPage`, and page-aligned; a volatile copy tolerates the
-        // producer writing its positions meanwhile.
-        let mut control = unsafe { probe_ptr.as_ptr().read_volatile() };
+        // `ControlPage`, and page-aligned; the copy is word by word with
+        // atomic loads, which tolerate the producer writing its positions
+        // meanwhile.
+        let mut control = unsafe { load_control_page(probe_ptr) };
         control.magic = magic;
         drop(probe);
         let layout = RingLayout::validate(&control, page, available)?;
@@ -793,15 +795,12 @@ impl Region {
     /// A copy of the control page as it is now (fields written concurrently
     /// may be from slightly different moments).
     pub fn control(&self) -> ControlPage {
-        // SAFETY: The mapping holds a whole, aligned control page for as long
-        // as `self` lives; a volatile copy tolerates concurrent writers.
-        unsafe { self.control_ptr().as_ptr().read_volatile() }
+        self.view().read_control_page()
     }
 
     /// A copy of the consumer page as it is now.
     pub fn consumer_page(&self) -> ConsumerPage {
-        // SAFETY: As for `control`.
-        unsafe { self.consumer_ptr().as_ptr().read_volatile() }
+        self.view().read_consumer_page()
     }
 
     fn control_ptr(&self) -> NonNull<ControlPage> {
@@ -820,7 +819,10 @@ impl Region {
         unsafe { NonNull::new_unchecked(self.data.as_mut_ptr()) }
     }
 
-    /// A view of this region's memory, kept alive by the caller's `Arc`.
+    /// A view of this region's memory, kept alive by the caller's `Arc`
+    /// (or, for a view used at once, by `&self`). Its memory ordering
+    /// follows the cache mode in the ring's flags: a write-combining or
+    /// uncached device ring gets the barriers it needs.
     pub(crate) fn view(&self) -> RingView {
         let data = self.data_nonnull();
         // SAFETY: The three mappings are page-aligned, hold a whole control
@@ -834,6 +836,7 @@ impl Region {
                 self.consumer_ptr(),
                 data,
                 self.layout.data_size,
+                MemoryOrdering::from_flags(self.layout.flags),
             )
         }
     }

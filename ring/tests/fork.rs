@@ -71,7 +71,7 @@ fn produce(region: &Arc<Region>) -> Result<(), String> {
         loop {
             match producer.reserve(len) {
                 Ok(mut record) => {
-                    pattern::fill(seq, record.payload());
+                    common::fill(&mut record, seq);
                     record.set_tag(seq as u16);
                     record.commit();
                     break;

@@ -214,7 +214,7 @@ fn valid_ring(overflow: Overflow, n: u64) -> (std::sync::Arc<Region>, Poke, rmem
         let mut producer = region.producer().unwrap();
         for seq in 0..n {
             let mut r = producer.reserve(8).unwrap();
-            pattern::fill(seq, r.payload());
+            common::fill(&mut r, seq);
             r.commit();
         }
     } // publishes
@@ -418,7 +418,7 @@ fn impossible_consumer_positions_are_counted_and_ignored() {
     let mut consumer = region.consumer().unwrap();
     let push = |producer: &mut rmemring::Producer, seq: u64| {
         let mut r = producer.reserve(40).map_err(|e| (e, seq))?;
-        pattern::fill(seq, r.payload());
+        common::fill(&mut r, seq);
         r.commit();
         Ok::<(), (ProduceError, u64)>(())
     };
@@ -539,7 +539,7 @@ fn a_hostile_consumer_cannot_steer_producer_writes() {
             let len = (next() % u64::from(MAX + 1)) as usize;
             match producer.reserve(len) {
                 Ok(mut r) => {
-                    pattern::fill(i, r.payload());
+                    common::fill(&mut r, i);
                     r.commit();
                 }
                 Err(ProduceError::Full) => producer.drop_record(),
@@ -658,7 +658,7 @@ fn a_producer_attaching_to_garbage_stays_inside_the_data_area() {
             let len = pattern::payload_len(seq, 0, MAX) as usize;
             match producer.reserve(len) {
                 Ok(mut r) => {
-                    pattern::fill(seq, r.payload());
+                    common::fill(&mut r, seq);
                     r.commit();
                 }
                 Err(ProduceError::Full) => producer.drop_record(),
@@ -691,4 +691,70 @@ fn a_producer_attaching_to_garbage_stays_inside_the_data_area() {
             "{overflow:?} from {head:#x}: wrote outside the data area"
         );
     }
+}
+
+/// A consumer can release only what it could see: a consumer position
+/// past the *published* position, in the middle of the producer's batch
+/// (between `published` and `head`), is counted and ignored, and the
+/// unpublished records of the batch are not overwritten (the check the BPF
+/// ring buffer once made against its write position, CVE-2024-41009).
+#[test]
+fn consumer_positions_past_the_published_one_are_counted_and_ignored() {
+    use rmemring::shared::sync::Ordering;
+
+    let (mut p, mut c) = common::heap_ring(SIZE, Overflow::DropNew, 0);
+    let commit = |p: &mut rmemring::shared::producer::ProducerCore| {
+        let slot = p.reserve(40)?;
+        let seq = p.next_seq();
+        p.write_pattern(&slot, seq, false);
+        p.commit(slot, 0, seq);
+        Ok::<(), rmemring::shared::producer::ReserveError>(())
+    };
+    // 32 records of 64 bytes, published, read and released.
+    for _ in 0..32 {
+        commit(&mut p).unwrap();
+    }
+    p.publish();
+    while c.next_record().unwrap().is_some() {}
+    c.release();
+    let published = 32 * 64;
+    // Mid-batch: 48 more committed and not published, 3 KiB of the ring.
+    for _ in 0..48 {
+        commit(&mut p).unwrap();
+    }
+    let head = published + 48 * 64;
+    assert_eq!(p.unpublished(), head - published);
+
+    let errors = |p: &rmemring::shared::producer::ProducerCore| p.stats().consumer_errors;
+    for (i, lie) in [published + 64, published + 8, head - 64, head]
+        .into_iter()
+        .enumerate()
+    {
+        c.view().consumer_pos().store(lie, Ordering::Release);
+        assert!(!p.refresh_consumer(), "{lie:#x} accepted");
+        assert_eq!(errors(&p), i as u64 + 1, "{lie:#x} was not counted");
+    }
+    // With the lie still there, the producer fills what is really free (16
+    // records) and not one byte of its batch.
+    let mut more = 0;
+    while commit(&mut p).is_ok() {
+        more += 1;
+    }
+    assert_eq!(more, 16);
+    assert!(errors(&p) > 4);
+
+    // Published: every record of the batch is intact, none lost.
+    c.view().consumer_pos().store(published, Ordering::Release);
+    p.publish();
+    let mut seq = 32;
+    while let Some(meta) = c.next_record().unwrap() {
+        assert_eq!((meta.seq, meta.lost_before), (seq, 0));
+        let payload = common::payload_of(&c, meta.offset, meta.len);
+        assert!(
+            pattern::verify(seq, &payload),
+            "record {seq} was overwritten"
+        );
+        seq += 1;
+    }
+    assert_eq!(seq, 32 + 48 + 16);
 }

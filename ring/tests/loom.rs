@@ -23,6 +23,7 @@ use loom::thread;
 use rmemring::layout::HEADER_SIZE;
 use rmemring::shared::consumer::{
     ConsumerCore,
+    OverwriteRead,
     RecordMeta, //
 };
 use rmemring::shared::producer::{
@@ -163,12 +164,15 @@ fn overwrite_mode_reads_what_was_published() {
         let mut seq = 0;
         while seq < 2 {
             match c.read_overwrite(&mut buf).unwrap() {
-                Some(meta) => {
+                OverwriteRead::Record(meta) => {
                     assert_eq!((meta.seq, meta.len, meta.lost_before), (seq, 8, 0));
                     assert_eq!(buf[..8], word(seq, 0).to_le_bytes());
                     seq += 1;
                 }
-                None => thread::yield_now(),
+                OverwriteRead::Empty => thread::yield_now(),
+                // Two records of 32 bytes in a 128-byte ring: nothing is
+                // ever retired, so nothing laps the reader.
+                OverwriteRead::Lapped => panic!("lapped without a lap"),
             }
         }
         producer.join().unwrap();

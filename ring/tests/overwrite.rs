@@ -1,11 +1,16 @@
 //! Overwrite mode under real concurrency: a producer thread laps a slow
-//! consumer thread on a small ring thousands of times, publishing in
-//! batches from one record to several rings' worth. The consumer copies
-//! records out while the producer may be overwriting them, and must hand
-//! out only intact ones: every delivered record's header (length, tag,
-//! timestamp) and payload match what the producer wrote for its sequence
-//! number, sequence numbers only grow, and delivered + lost == produced
-//! exactly.
+//! consumer thread on a small ring thousands of times. The test asks for
+//! batches from one record to several rings' worth; the producer bounds
+//! them itself (it publishes whenever a batch reaches a quarter of the
+//! ring), so the long ones go out as runs of quarter-ring publications,
+//! and the test checks that bound from both threads: the producer never
+//! holds more than a batch unpublished, and the consumer never sees
+//! `overwrite_pos` ahead of `producer_pos` (records retired before they
+//! were published). The consumer copies records out while the producer
+//! may be overwriting them, and must hand out only intact ones: every
+//! delivered record's header (length, tag, timestamp) and payload match
+//! what the producer wrote for its sequence number, sequence numbers only
+//! grow, and delivered + lost == produced exactly.
 
 #![cfg(not(loom))]
 
@@ -21,6 +26,11 @@ use std::time::{
     Instant, //
 };
 
+use rmemring::layout::{
+    OFF_OVERWRITE_POS,
+    OFF_PRODUCER_POS, //
+};
+use rmemring::shared::producer::batch_bytes;
 use rmemring::{
     pattern,
     Overflow, //
@@ -41,8 +51,9 @@ fn len_of(seq: u64, max: u32) -> usize {
     }
 }
 
-/// How many records the producer commits before it publishes, after record
-/// `seq`: mostly a few, sometimes more than the ring holds.
+/// Whether the test publishes after record `seq`: mostly after a few
+/// records, sometimes not for more than the ring holds (the producer then
+/// publishes on its own, every quarter of the ring).
 fn batch_ends_at(seq: u64) -> bool {
     let mix = pattern::mix(seq);
     match mix % 100 {
@@ -71,10 +82,12 @@ fn run(data_size: u64) {
             for seq in 0..RECORDS {
                 let mut r = producer.reserve(len_of(seq, max)).unwrap();
                 assert_eq!(r.seq(), seq);
-                pattern::fill(seq, r.payload());
+                common::fill(&mut r, seq);
                 r.set_tag(seq as u16);
                 r.set_timestamp(pattern::mix(seq));
                 r.commit();
+                // A batch is at most the bound plus one record and its pad.
+                assert!(producer.unpublished() <= batch_bytes(data_size) + 2 * u64::from(max) + 48);
                 if batch_ends_at(seq) {
                     producer.publish();
                 }
@@ -85,6 +98,7 @@ fn run(data_size: u64) {
         })
     };
 
+    let poke = common::Poke::new(&region);
     let started = Instant::now();
     let mut next = 0u64;
     let (mut delivered, mut lost, mut slow, mut empty) = (0u64, 0u64, 0u64, 0u64);
@@ -92,6 +106,15 @@ fn run(data_size: u64) {
         // Whether the producer had finished before this read started: then
         // an empty read means everything has been seen.
         let finished = done.load(Ordering::Acquire);
+        // Loaded in this order, an `overwrite_pos` ahead of the later
+        // `producer_pos` was ahead of it all along: retired unpublished.
+        let oldest = poke.ctrl(OFF_OVERWRITE_POS);
+        let published = poke.ctrl(OFF_PRODUCER_POS);
+        let ahead = oldest.wrapping_sub(published);
+        assert!(
+            ahead == 0 || ahead > i64::MAX as u64,
+            "records retired before they were published: {oldest:#x} > {published:#x}"
+        );
         match consumer.read_copy().unwrap() {
             Some(r) => {
                 assert!(r.seq >= next, "record {} after {}", r.seq, next);

@@ -21,8 +21,14 @@ use rmemring::layout::{
     record_stride, //
 };
 use rmemring::pattern;
-use rmemring::shared::consumer::ConsumerCore;
-use rmemring::shared::producer::ReserveError;
+use rmemring::shared::consumer::{
+    ConsumerCore,
+    OverwriteRead, //
+};
+use rmemring::shared::producer::{
+    batch_bytes,
+    ReserveError, //
+};
 use rmemring::shared::sync::Ordering;
 use rmemring::{
     Overflow,
@@ -67,6 +73,15 @@ fn start() -> impl Strategy<Value = u64> {
     .prop_map(|pos| pos & !7)
 }
 
+/// What a read returns, as the model predicts it: a record's `(seq, len,
+/// lost_before)`, or why there is none.
+#[derive(Debug, PartialEq)]
+enum Read {
+    Record((u64, u32, u64)),
+    Empty,
+    Lapped,
+}
+
 /// The reference model of a ring, in positions and sequence numbers.
 struct Model {
     size: u64,
@@ -86,6 +101,8 @@ struct Model {
     sent: Vec<Option<u32>>,
     /// Sequence numbers below this are published.
     published: u64,
+    /// The producer position at the last publication.
+    published_pos: u64,
     /// The sequence number the consumer expects next.
     next: u64,
     delivered: u64,
@@ -104,6 +121,7 @@ impl Model {
             retired_below: 0,
             sent: Vec::new(),
             published: 0,
+            published_pos: start,
             next: 0,
             delivered: 0,
             lost: 0,
@@ -154,6 +172,26 @@ impl Model {
 
     fn publish(&mut self) {
         self.published = self.sent.len() as u64;
+        self.published_pos = self.head;
+    }
+
+    /// What the consumer's next read must return, for a consumer at
+    /// byte position `at`: the next record, or, with none to deliver,
+    /// `Lapped` if the producer retired everything published beyond `at`
+    /// (records it has not published replace them), otherwise `Empty`.
+    fn expect_read(&self, at: u64) -> Read {
+        if let Some(next) = self.expect_next() {
+            return Read::Record(next);
+        }
+        let ahead = |a: u64, b: u64| a != b && a.wrapping_sub(b) <= i64::MAX as u64;
+        if self.overflow == Overflow::OverwriteOldest
+            && at != self.published_pos
+            && ahead(self.oldest, self.published_pos)
+        {
+            Read::Lapped
+        } else {
+            Read::Empty
+        }
     }
 
     /// The record the consumer must read next: `(seq, len, lost_before)`.
@@ -186,15 +224,22 @@ fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(),
     let mut model = Model::new(size, overflow, start);
     let mut buf = vec![0u8; max as usize];
     let mut consume = |c: &mut ConsumerCore, model: &mut Model| -> Result<bool, TestCaseError> {
-        let expected = model.expect_next();
-        let meta = match overflow {
-            Overflow::DropNew => c.next_record(),
+        let expected = model.expect_read(c.position());
+        let read = match overflow {
+            Overflow::DropNew => c.next_record().map(|meta| match meta {
+                Some(meta) => OverwriteRead::Record(meta),
+                None => OverwriteRead::Empty,
+            }),
             Overflow::OverwriteOldest => c.read_overwrite(&mut buf),
         };
-        let meta = meta.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-        let got = meta.map(|m| (m.seq, m.len, m.lost_before));
+        let read = read.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        let got = match read {
+            OverwriteRead::Record(m) => Read::Record((m.seq, m.len, m.lost_before)),
+            OverwriteRead::Empty => Read::Empty,
+            OverwriteRead::Lapped => Read::Lapped,
+        };
         prop_assert_eq!(got, expected);
-        let Some(meta) = meta else {
+        let OverwriteRead::Record(meta) = read else {
             return Ok(false);
         };
         let payload = match overflow {
@@ -377,14 +422,32 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
         match *op {
             Op::Produce { len, abandon } => {
                 let len = len % (max + 1);
+                let unpublished = producer.unpublished();
+                let published_before = region.control().producer_pos;
+                let reserved = producer.reserve(len as usize);
+                // The producer publishes on its own before a record that
+                // would take its batch past the bound (counting a pad the
+                // record may need, of less than its stride), never with
+                // nothing unpublished, and never while the batch and the
+                // record, pad and all, fit in the bound.
+                let published = region.control().producer_pos != published_before;
+                let (bound, stride) = (batch_bytes(SIZE), record_stride(len));
+                if unpublished == 0 || unpublished + 2 * stride <= bound {
+                    prop_assert!(!published, "published {unpublished} bytes early");
+                } else if unpublished + stride > bound {
+                    prop_assert!(published, "kept {unpublished} bytes past the bound");
+                }
+                if published {
+                    model.publish();
+                }
                 let fits = model.reserve(len);
-                match producer.reserve(len as usize) {
+                match reserved {
                     Ok(mut r) => {
                         prop_assert!(fits, "reserved {len} bytes the model says do not fit");
                         if !abandon {
                             let seq = model.commit(len);
                             prop_assert_eq!(r.seq(), seq);
-                            pattern::fill(seq, r.payload());
+                            common::fill(&mut r, seq);
                             r.commit();
                         }
                     }
@@ -408,6 +471,11 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
         // The wrappers release on their own (batches, empty reads, a
         // backlog of a quarter ring); the model follows the consumer page.
         model.released = region.consumer_page().consumer_pos;
+        // The producer never retires records it has not published.
+        let control = region.control();
+        let retired_unpublished = control.overwrite_pos != control.producer_pos
+            && control.overwrite_pos.wrapping_sub(control.producer_pos) <= i64::MAX as u64;
+        prop_assert!(!retired_unpublished, "{control:?}");
     }
     producer.publish();
     model.publish();

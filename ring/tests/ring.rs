@@ -12,7 +12,8 @@ use rmemring::layout::{
     record_stride,
     HEADER_SIZE,
     KIND_DATA,
-    KIND_PAD, //
+    KIND_PAD,
+    OFF_OVERWRITE_POS, //
 };
 use rmemring::pattern;
 use rmemring::shared::producer::ReserveError;
@@ -26,6 +27,7 @@ use rmemring::{
 };
 
 use common::Poke;
+use std::time::Duration;
 
 const SIZE: u64 = 4096;
 const MAX: u32 = max_payload_for(SIZE);
@@ -34,7 +36,7 @@ const MAX: u32 = max_payload_for(SIZE);
 fn push(producer: &mut rmemring::Producer, len: usize) -> Result<u64, ProduceError> {
     let mut r = producer.reserve(len)?;
     let seq = r.seq();
-    pattern::fill(seq, r.payload());
+    common::fill(&mut r, seq);
     r.commit();
     Ok(seq)
 }
@@ -133,8 +135,12 @@ fn a_drop_new_ring_fills_to_the_last_byte() {
     }
     assert_eq!(n, SIZE / 64);
     assert_eq!(push(&mut producer, 0), Err(ProduceError::Full));
-    // Nothing is visible before the publish.
-    assert_eq!(consumer.backlog().unwrap(), 0);
+    // At most the last batch is invisible before the publish: the producer
+    // publishes on its own whenever a batch reaches a quarter of the ring
+    // (here before the refused record, which found the last batch full).
+    let unpublished = producer.unpublished();
+    assert!(unpublished <= SIZE / 4, "{unpublished}");
+    assert_eq!(consumer.backlog().unwrap(), SIZE - unpublished);
     producer.publish();
     assert_eq!(consumer.backlog().unwrap(), SIZE);
 
@@ -696,4 +702,84 @@ fn a_batch_ends_where_the_producer_was_when_it_started() {
 
     let seqs: Vec<u64> = drain(&mut consumer).iter().map(|r| r.0).collect();
     assert_eq!(seqs, [2, 3, 4]);
+}
+
+/// A reader the producer lapped (here: everything published beyond it is
+/// retired, as by a producer retiring records it has not published yet)
+/// is not told "empty" by `wait`, which would return at once and make a
+/// `read_copy`/`wait` loop spin: `read_copy` says `None` with `is_lapped`,
+/// and `wait` waits for the producer's next publication.
+#[test]
+fn a_lapped_reader_waits_for_the_next_publication() {
+    let region = common::memfd(SIZE, Overflow::OverwriteOldest);
+    let poke = Poke::new(&region);
+    let mut producer = region.producer().unwrap();
+    let mut consumer = region.consumer().unwrap();
+    for _ in 0..10 {
+        push(&mut producer, 40).unwrap();
+    }
+    producer.publish();
+    let published = region.control().producer_pos;
+    assert_eq!(published, 10 * 64);
+    // Retired beyond what is published.
+    poke.set_ctrl(OFF_OVERWRITE_POS, published + 64);
+
+    assert!(consumer.read_copy().unwrap().is_none());
+    assert!(consumer.is_lapped());
+    let started = std::time::Instant::now();
+    assert!(!consumer.wait(Some(Duration::from_millis(50))).unwrap());
+    assert!(started.elapsed() >= Duration::from_millis(50));
+
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        push(&mut producer, 40).unwrap();
+        push(&mut producer, 40).unwrap();
+        producer.publish();
+    });
+    assert!(consumer.wait(Some(Duration::from_secs(10))).unwrap());
+    writer.join().unwrap();
+    let r = consumer.read_copy().unwrap().unwrap();
+    assert_eq!((r.seq, r.lost_before), (11, 11));
+    assert!(!consumer.is_lapped());
+}
+
+/// The producer publishes on its own before its batch would exceed a
+/// quarter of the ring (at most 1 MiB), as the kernel's does; in overwrite
+/// mode it therefore never retires a record it has not published.
+#[test]
+fn batches_are_bounded_and_never_retire_their_own_records() {
+    use rmemring::shared::producer::batch_bytes;
+    for overflow in [Overflow::DropNew, Overflow::OverwriteOldest] {
+        let region = common::memfd(SIZE, overflow);
+        let mut producer = region.producer().unwrap();
+        let mut consumer = region.consumer().unwrap();
+        let mut publications = 0;
+        let mut last = region.control().producer_pos;
+        for seq in 0..2000u64 {
+            let len = pattern::payload_len(seq, 0, MAX) as usize;
+            if push(&mut producer, len).is_err() {
+                // Drop-new and full: the consumer makes room.
+                assert_eq!(overflow, Overflow::DropNew);
+                while consumer.read_copy().unwrap().is_some() {}
+                push(&mut producer, len).unwrap();
+            }
+            // A batch is at most the bound plus one record and its pad.
+            assert!(
+                producer.unpublished() <= batch_bytes(SIZE) + 2 * u64::from(MAX) + 48,
+                "{} bytes unpublished",
+                producer.unpublished()
+            );
+            let control = region.control();
+            let ahead = control.overwrite_pos.wrapping_sub(control.producer_pos);
+            assert!(
+                control.overwrite_pos == control.producer_pos || ahead > i64::MAX as u64,
+                "retired unpublished records: {control:?}"
+            );
+            if control.producer_pos != last {
+                publications += 1;
+                last = control.producer_pos;
+            }
+        }
+        assert!(publications > 100, "{publications} publications");
+    }
 }

@@ -179,6 +179,28 @@ impl Chroot {
         cache::write_stamp(&stamp, &want)
     }
 
+    /// Installs `packages` once, stamped as `name`.
+    pub fn ensure_packages(
+        &self,
+        sh: &Shell,
+        log: &Log,
+        name: &str,
+        packages: &[&str],
+    ) -> Result<()> {
+        let want = packages.join(" ");
+        let stamp = self.root.join(format!(".rmemring-{name}-packages"));
+        if cache::stamp_matches(&stamp, &want) {
+            return Ok(());
+        }
+        let _lock = cache::lock("chroot")?;
+        if cache::stamp_matches(&stamp, &want) {
+            return Ok(());
+        }
+        self.apt_update(sh, log)?;
+        self.apt_install(sh, log, packages)?;
+        cache::write_stamp(&stamp, &want)
+    }
+
     /// The host path of the chroot's `inner` (an absolute path inside it).
     pub fn host_path(&self, inner: &str) -> PathBuf {
         self.root.join(inner.trim_start_matches('/'))

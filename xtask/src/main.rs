@@ -21,6 +21,7 @@ mod run;
 mod soak;
 mod suites;
 mod test;
+mod tsan;
 mod vm;
 
 #[cfg(test)]

@@ -124,6 +124,11 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             "env 'RUSTFLAGS=--cfg loom' cargo test --release -p rmemring --test loom --target-dir target/loom"
         ))
     });
+    // The multi-threaded ring tests under ThreadSanitizer, in the sid
+    // chroot (x86-64 hosts; see `tsan.rs`).
+    if cfg!(target_arch = "x86_64") {
+        runner.check("tsan", || crate::tsan::check(sh, &step_log("tsan")?));
+    }
     runner.check("bench host smoke", || host_bench_smoke(sh));
     runner.check("doc", || {
         quiet(cmd!(

@@ -138,6 +138,27 @@ pub struct RecordMeta {
     pub lost_before: u64,
 }
 
+/// What [`ConsumerCore::read_overwrite`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverwriteRead {
+    /// A record, whose payload was copied intact into the caller's buffer.
+    Record(RecordMeta),
+    /// Nothing is published beyond the consumer's position: sleep with
+    /// [`ConsumerCore::prepare_sleep`].
+    Empty,
+    /// Records are published beyond the consumer's position, but none could
+    /// be read in this call: the producer kept lapping this reader (it
+    /// retired each record before the copy of it was done, [`LAP_RETRIES`]
+    /// times, or the discarded copies added up to more than the data area),
+    /// or it is retiring records it has not published yet. Try again after
+    /// the producer's next publication: sleep with
+    /// [`ConsumerCore::prepare_sleep_until_published`], whose wake-up that
+    /// publication brings. (`prepare_sleep` would decline, since records
+    /// are published beyond the consumer's position, and a caller that
+    /// loops on it would spin.)
+    Lapped,
+}
+
 /// Counters the consumer publishes in its page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConsumerStats {
@@ -162,8 +183,8 @@ pub struct Checkpoint {
 }
 
 /// How many times [`ConsumerCore::read_overwrite`] restarts after being
-/// lapped before it gives up for this call.
-const LAP_RETRIES: u32 = 64;
+/// lapped before it gives up for this call with [`OverwriteRead::Lapped`].
+pub const LAP_RETRIES: u32 = 64;
 
 /// How far ahead of the read position [`ConsumerCore::next_record`] asks the
 /// CPU to fetch records, in bytes. Chosen on the host benchmark
@@ -272,7 +293,13 @@ impl ConsumerCore {
     pub fn refresh_head(&mut self) -> Result<u64, ReadError> {
         // ORDERING: Acquire; pairs with the Release store in
         // `ProducerCore::publish`, making the records it covers visible.
+        trace!(super::trace::Event::ProducerPosLoad);
         let head = self.view.producer_pos().load(Ordering::Acquire);
+        // ORDERING: on memory that is not write-back, loads may pass each
+        // other even after an Acquire load: none of the records' bytes may
+        // be read before this load (`rmb()`; pairs with the `io_wmb` in
+        // `ProducerCore::publish`). Nothing on write-back memory.
+        self.view.io_rmb();
         let backlog = head.wrapping_sub(self.pos);
         // Records start at multiples of `RECORD_ALIGN`, so positions are
         // too; a misaligned one would have us read a header straddling the
@@ -485,17 +512,25 @@ impl ConsumerCore {
     /// it was being copied.
     ///
     /// A reader that was lapped skips to the oldest intact record; the
-    /// records it missed show as [`RecordMeta::lost_before`].
-    /// Returns `Ok(None)` when there is nothing to read (or, rarely, after
-    /// being lapped many times in a row, or while the producer is
-    /// overwriting records it has not published yet; call again).
-    pub fn read_overwrite(&mut self, dst: &mut [u8]) -> Result<Option<RecordMeta>, ReadError> {
+    /// records it missed show as [`RecordMeta::lost_before`]. Returns
+    /// [`OverwriteRead::Empty`] when nothing is published beyond the
+    /// consumer's position, and [`OverwriteRead::Lapped`] when records are
+    /// published but none could be read in this call (see there).
+    ///
+    /// The work of one call is bounded: at most [`LAP_RETRIES`] attempts,
+    /// and it stops once the payload bytes of discarded copies exceed the
+    /// data area, so a call copies at most about `data_size + max_payload`
+    /// bytes, whatever the producer does.
+    pub fn read_overwrite(&mut self, dst: &mut [u8]) -> Result<OverwriteRead, ReadError> {
+        let size = self.view.data_size();
+        let mut discarded = 0u64;
         for _ in 0..LAP_RETRIES {
             if self.pos == self.head && self.refresh_head()? == 0 {
-                return Ok(None);
+                return Ok(OverwriteRead::Empty);
             }
             // ORDERING: Acquire; pairs with the Release fence after the store
             // in `ProducerCore::retire_oldest`.
+            trace!(super::trace::Event::OverwritePosLoad);
             let oldest = self.view.overwrite_pos().load(Ordering::Acquire);
             if self.is_retired(oldest) {
                 // The oldest intact record starts at an aligned position.
@@ -512,7 +547,9 @@ impl ConsumerCore {
                 if is_ahead(oldest, self.head) {
                     self.refresh_head()?;
                     if is_ahead(oldest, self.head) {
-                        return Ok(None);
+                        // Everything published beyond us is retired; the
+                        // next publication brings what replaced it.
+                        return Ok(OverwriteRead::Lapped);
                     }
                 }
                 self.pos = oldest;
@@ -520,13 +557,14 @@ impl ConsumerCore {
             }
             // The producer keeps `head - oldest <= size` and we are not
             // behind `oldest`, so a larger backlog is a broken producer.
-            if self.head.wrapping_sub(self.pos) > self.view.data_size() {
+            if self.head.wrapping_sub(self.pos) > size {
                 return Err(ReadError::ProducerPosition {
                     consumer: self.pos,
                     producer: self.head,
                 });
             }
             let checked = self.check_header();
+            let mut copied_len = 0u64;
             let copied = match checked {
                 Ok((Some(meta), _)) if meta.len as usize > dst.len() => {
                     Err(ReadError::BufferTooSmall { needed: meta.len })
@@ -540,18 +578,32 @@ impl ConsumerCore {
                         self.view
                             .copy_payload_out(meta.offset, dst.as_mut_ptr(), meta.len as usize)
                     };
+                    copied_len = u64::from(meta.len);
                     Ok(())
                 }
                 _ => Ok(()),
             };
+            #[cfg(test)]
+            super::trace::after_copy();
             // ORDERING: Acquire fence, then the re-check: if the copy above
             // read anything the producer wrote after retiring this record,
             // the fence makes that retirement visible here.
             fence(Ordering::Acquire);
-            // ORDERING: Relaxed; ordered by the fence above.
+            // ORDERING: on memory that is not write-back the fence is no
+            // instruction on x86-64, and loads from it may pass each other:
+            // the copy's loads must be done before the re-check's (`rmb()`;
+            // pairs with the `io_wmb` after the store in `retire_oldest`).
+            self.view.io_rmb();
+            // ORDERING: Relaxed; ordered by the fences above.
+            trace!(super::trace::Event::OverwritePosLoad);
             let oldest = self.view.overwrite_pos().load(Ordering::Relaxed);
             if self.is_retired(oldest) {
                 // Torn or lapped while reading: what we read is garbage.
+                // Bound the copying a producer can make us do in one call.
+                discarded += copied_len;
+                if discarded > size {
+                    break;
+                }
                 continue;
             }
             copied?;
@@ -559,11 +611,15 @@ impl ConsumerCore {
             if let Some(mut meta) = meta {
                 self.account(&mut meta)?;
                 self.pos = self.pos.wrapping_add(stride);
-                return Ok(Some(meta));
+                return Ok(OverwriteRead::Record(meta));
             }
             self.pos = self.pos.wrapping_add(stride);
         }
-        Ok(None)
+        // Lapped: load the producer position once more, so that
+        // `prepare_sleep_until_published` sleeps only until a publication
+        // that comes after this call's last look.
+        self.refresh_head()?;
+        Ok(OverwriteRead::Lapped)
     }
 
     /// Whether the producer has retired the record at our position.
@@ -618,6 +674,30 @@ impl ConsumerCore {
     /// futex); `false` if data arrived meanwhile, in which case the request
     /// is already withdrawn. After sleeping, call [`Self::finish_sleep`].
     pub fn prepare_sleep(&mut self) -> bool {
+        // Sleep while nothing is published beyond our position.
+        let pos = self.pos;
+        self.arm_sleep(pos)
+    }
+
+    /// Like [`Self::prepare_sleep`], for a reader that
+    /// [`read_overwrite`](Self::read_overwrite) found
+    /// [`Lapped`](OverwriteRead::Lapped): asks for a wake-up at the
+    /// producer's next publication rather than for "anything beyond my
+    /// position", which is there already.
+    ///
+    /// Returns `false` (and withdraws the request) only if the producer
+    /// position moved since the consumer last loaded it, which
+    /// `read_overwrite` does just before it returns `Lapped`: a publication
+    /// that came between that call and this one is not slept through.
+    pub fn prepare_sleep_until_published(&mut self) -> bool {
+        let head = self.head;
+        self.arm_sleep(head)
+    }
+
+    /// The wake-up handshake of both `prepare_sleep` variants: releases
+    /// what was read, arms `need_wakeup` with a fresh token, and declines
+    /// (disarming) if the producer position is no longer `expected`.
+    fn arm_sleep(&mut self, expected: u64) -> bool {
         self.release();
         // A fresh non-zero token per attempt lets the producer wake once per
         // sleep without ever missing one. Fresh per *attempt*, not per
@@ -636,7 +716,7 @@ impl ConsumerCore {
         fence(Ordering::SeqCst);
         // ORDERING: Acquire; as in `refresh_head`.
         let head = self.view.producer_pos().load(Ordering::Acquire);
-        if head != self.pos {
+        if head != expected {
             self.finish_sleep();
             return false;
         }
@@ -646,6 +726,16 @@ impl ConsumerCore {
             .sleeps()
             .store(self.stats.sleeps, Ordering::Relaxed);
         true
+    }
+
+    /// Whether the producer position differs from the one the consumer
+    /// last loaded: the producer published since (or, on a broken ring,
+    /// moved it anyhow). One relaxed load, for a lapped reader polling for
+    /// the next publication before it sleeps.
+    pub fn published_since_refresh(&self) -> bool {
+        // ORDERING: Relaxed; the caller reads only after `read_overwrite`
+        // loads it again with Acquire.
+        self.view.producer_pos().load(Ordering::Relaxed) != self.head
     }
 
     /// Withdraws the wake-up request after a sleep.

@@ -258,6 +258,72 @@ const _: () = {
     assert!(cfg!(target_endian = "little"));
 };
 
+/// Asserts that a `repr(C)` struct has no padding: the pattern names every
+/// field (a missing one does not compile), and their sizes add up to the
+/// struct's. `RingView` relies on it to copy pages as whole 8-byte words.
+macro_rules! assert_no_padding {
+    ($value:expr, $ty:ident { $($field:ident),* $(,)? }) => {
+        const _: () = {
+            let $ty { $($field),* } = $value;
+            assert!(0 $(+ core::mem::size_of_val(&$field))* == core::mem::size_of::<$ty>());
+            assert!(core::mem::size_of::<$ty>() % 8 == 0);
+        };
+    };
+}
+
+assert_no_padding!(
+    Geometry {
+        region_size: 0,
+        page_size: 4096,
+        consumer_offset: 0,
+        data_offset: 0,
+        data_size: 0,
+    }
+    .control_page(0, 0),
+    ControlPage {
+        magic,
+        abi_version,
+        page_size,
+        region_size,
+        consumer_offset,
+        data_offset,
+        data_size,
+        max_payload,
+        flags,
+        phys_base,
+        reserved0,
+        producer_pos,
+        pad1,
+        overwrite_pos,
+        pad2,
+        wake_seq,
+        reserved1,
+        records_produced,
+        bytes_produced,
+        records_dropped,
+        records_overwritten,
+        wakeups,
+        consumer_errors,
+        pad3,
+    }
+);
+
+assert_no_padding!(
+    CONSUMER_PAGE_INIT,
+    ConsumerPage {
+        consumer_pos,
+        pad0,
+        need_wakeup,
+        wake_token,
+        pad1,
+        records_consumed,
+        bytes_consumed,
+        records_lost,
+        sleeps,
+        pad2,
+    }
+);
+
 /// Rounds a record's header plus payload up to its footprint in the data area.
 pub const fn record_stride(payload: u32) -> u64 {
     let raw = HEADER_SIZE + payload as u64;

@@ -11,10 +11,23 @@
 //! `docs/protocol.md` describes the same protocol for implementers in other
 //! languages.
 
+/// Records `$event` in the unit tests' access log (the `trace` module); nothing
+/// at all outside `cfg(test)`.
+macro_rules! trace {
+    ($event:expr) => {
+        #[cfg(test)]
+        super::trace::record($event);
+    };
+}
+
 pub mod consumer;
 pub mod layout;
 pub mod pattern;
 pub mod producer;
 pub mod sync;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub mod trace;
 pub mod uapi;
 pub mod view;

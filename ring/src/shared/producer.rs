@@ -27,6 +27,48 @@ use super::view::{
     RingView, //
 };
 
+/// The most record bytes a producer commits between two publications,
+/// whatever the ring's size: [`batch_bytes`] caps a batch at this.
+///
+/// A bound on how long a batch holds records back from the consumer and,
+/// in the kernel, on how long a batch (and so a stop request) takes.
+pub const MAX_BATCH_BYTES: u64 = 1 << 20;
+
+/// The most records a producer commits or drops between two publications:
+/// a batch of drops writes no bytes, but each still costs a little.
+pub const MAX_BATCH_RECORDS: u64 = 1 << 14;
+
+/// How many bytes of records a producer on a data area of `data_size`
+/// bytes commits before it publishes: a quarter of the data area, at most
+/// [`MAX_BATCH_BYTES`] (and at least 1). A batch that reaches it is
+/// published before it takes another record, so a batch is at most this
+/// plus one record (and the pad before it), or one record alone.
+///
+/// A quarter, so that a batch never holds more than about a quarter of the
+/// ring back from the consumer, and in overwrite mode a producer never
+/// retires records of its own batch: retiring stops at the published
+/// position as long as the batch and the next record (at most a quarter
+/// of the data area, plus a pad shorter than it) fit in the data area.
+///
+/// # Examples
+///
+/// ```
+/// use rmemring::shared::producer::{batch_bytes, MAX_BATCH_BYTES};
+///
+/// assert_eq!(batch_bytes(4096), 1024);
+/// assert_eq!(batch_bytes(1 << 30), MAX_BATCH_BYTES);
+/// ```
+pub const fn batch_bytes(data_size: u64) -> u64 {
+    let quarter = data_size / 4;
+    if quarter == 0 {
+        1
+    } else if quarter > MAX_BATCH_BYTES {
+        MAX_BATCH_BYTES
+    } else {
+        quarter
+    }
+}
+
 /// What to do when a record does not fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overflow {
@@ -217,6 +259,29 @@ impl ProducerCore {
         self.head.wrapping_sub(self.published)
     }
 
+    /// Whether the producer must [`publish`](Self::publish) before it
+    /// reserves a record of `len` payload bytes, to keep its batch within
+    /// [`batch_bytes`]: the unpublished bytes plus the record (and the pad
+    /// it may need) would exceed it. Never with nothing unpublished, so a
+    /// record of any size can always go, alone.
+    ///
+    /// A producer that follows it never retires its own unpublished
+    /// records in overwrite mode (see [`batch_bytes`]).
+    #[inline]
+    pub fn publish_due(&self, len: u32) -> bool {
+        let unpublished = self.unpublished();
+        // `room` is at most the bytes to the end of the data area, so a
+        // record that fits it needs no pad; one that does not may, of at
+        // most one stride.
+        let stride = record_stride(len);
+        let need = if stride <= self.room {
+            stride
+        } else {
+            2 * stride
+        };
+        unpublished != 0 && unpublished.saturating_add(need) > batch_bytes(self.view.data_size())
+    }
+
     /// Re-reads the consumer's released position and adopts it if it is
     /// possible; an impossible one is counted and ignored.
     ///
@@ -226,16 +291,23 @@ impl ProducerCore {
         // in `ConsumerCore::release`, so the consumer's reads of the records
         // it released happen before this producer overwrites them.
         let pos = self.view.consumer_pos().load(Ordering::Acquire);
-        let size = self.view.data_size();
+        // A consumer can release only bytes it could see: up to the
+        // *published* position, not `head`. Bytes in `[published, head)`
+        // hold this batch's records, committed and not yet published; a
+        // position among them is a lie that would hand those bytes back for
+        // reuse before anyone read them (the BPF ring buffer's
+        // CVE-2024-41009 was this check made against the wrong position).
         let valid = match self.overflow {
-            // A released position can be neither ahead of the producer nor
-            // more than a data area behind it, and it never moves backwards.
+            // Drop-new: a released position moves forward from the last one
+            // accepted, and no further than the published position. The
+            // last one accepted is at most a data area behind `head`, so
+            // this one is too.
             Overflow::DropNew => {
-                self.head.wrapping_sub(pos) <= size && pos.wrapping_sub(self.consumer) <= size
+                pos.wrapping_sub(self.consumer) <= self.published.wrapping_sub(self.consumer)
             }
             // Readers that were lapped lag by any amount; the position is
-            // only a hint here, but it cannot be ahead of the producer.
-            Overflow::OverwriteOldest => self.head.wrapping_sub(pos) <= i64::MAX as u64,
+            // only a hint here, but it cannot be ahead of what was published.
+            Overflow::OverwriteOldest => self.published.wrapping_sub(pos) <= i64::MAX as u64,
         };
         if valid {
             self.consumer = pos;
@@ -373,10 +445,18 @@ impl ProducerCore {
             // writes that follow: a reader whose copy saw any of those writes
             // sees this position after its Acquire fence (the seqlock pattern;
             // pairs with `ConsumerCore::read_overwrite`).
+            trace!(super::trace::Event::OverwritePosStore(self.oldest));
             self.view
                 .overwrite_pos()
                 .store(self.oldest, Ordering::Relaxed);
             fence(Ordering::Release);
+            // ORDERING: on memory that is not write-back the Release fence
+            // orders nothing for the CPU (it is no instruction on x86-64):
+            // the store above may still sit in a write-combining buffer when
+            // the rewrites of the retired bytes leave the CPU. Drain it first
+            // (`wmb()`; pairs with the `io_rmb` of `read_overwrite`'s
+            // re-check).
+            self.view.io_wmb();
         }
     }
 
@@ -424,9 +504,16 @@ impl ProducerCore {
     /// a futex in user space).
     pub fn publish(&mut self) -> bool {
         if self.head != self.published {
+            // ORDERING: on memory that is not write-back, the records'
+            // stores may still be in write-combining buffers, which a
+            // Release store (a plain `mov` on x86-64) does not drain: drain
+            // them first (`wmb()`), as the kernel's drivers do before they
+            // ring a doorbell. Nothing on write-back memory.
+            self.view.io_wmb();
             // ORDERING: Release; pairs with the Acquire load of
             // `producer_pos` in `ConsumerCore`, so the records written above
             // are visible before the position that covers them.
+            trace!(super::trace::Event::ProducerPosStore(self.head));
             self.view.producer_pos().store(self.head, Ordering::Release);
             self.published = self.head;
         }
@@ -499,6 +586,23 @@ impl ProducerCore {
                     .write_word(slot.offset + HEADER_SIZE + 8 * i, base.wrapping_add(i))
             };
         }
+    }
+
+    /// Copies `payload` into `slot`'s payload with one relaxed atomic
+    /// store per 8-byte word (see [`RingView::copy_payload_in`]): the write
+    /// path for overwrite mode, where a lapped reader may copy the same
+    /// bytes meanwhile. A partial last word is written whole. Writes
+    /// nothing if `payload` is not `slot.len()` bytes long.
+    #[cfg(not(loom))]
+    pub fn write_payload(&self, slot: &Slot, payload: &[u8]) {
+        if !self.owns(slot) || payload.len() != slot.len as usize {
+            return;
+        }
+        // SAFETY: `reserve` handed out `slot.offset` with a stride of
+        // `HEADER_SIZE + len` rounded up to 8 bytes behind it, inside the
+        // data area (checked by `owns`), and this producer owns those bytes
+        // until it commits the slot.
+        unsafe { self.view.copy_payload_in(slot.offset, payload) };
     }
 
     /// The address of `slot`'s payload: `slot.len` writable bytes.

@@ -10,6 +10,9 @@
 
 use super::layout::{
     RecordHeader,
+    CACHE_WRITE_BACK,
+    FLAG_CACHE_MASK,
+    FLAG_CACHE_SHIFT,
     HEADER_SIZE, //
 };
 #[cfg(not(loom))]
@@ -29,6 +32,47 @@ use core::ptr::{
     addr_of_mut,
     NonNull, //
 };
+
+/// How the memory of a ring orders the accesses of one CPU, which decides
+/// the barriers the ring needs beyond its atomics' orderings.
+///
+/// # Examples
+///
+/// ```
+/// use rmemring::layout::{CACHE_UNCACHED, CACHE_WRITE_COMBINE, FLAG_CACHE_SHIFT, FLAG_OVERWRITE};
+/// use rmemring::shared::view::MemoryOrdering;
+///
+/// assert_eq!(MemoryOrdering::from_flags(FLAG_OVERWRITE), MemoryOrdering::WriteBack);
+/// let wc = CACHE_WRITE_COMBINE << FLAG_CACHE_SHIFT;
+/// assert_eq!(MemoryOrdering::from_flags(wc), MemoryOrdering::Weak);
+/// assert_eq!(MemoryOrdering::from_flags(CACHE_UNCACHED << FLAG_CACHE_SHIFT), MemoryOrdering::Weak);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryOrdering {
+    /// Cacheable, write-back memory (RAM, files, memfds, the default device
+    /// mapping): the atomics' `Release` and `Acquire` orderings are enough,
+    /// and the ring pays for no other barrier.
+    WriteBack,
+    /// Write-combining or uncached memory: stores may leave the CPU out of
+    /// order (write-combining buffers) and loads may be weakly ordered, so
+    /// the producer adds [`io_wmb`](super::sync::io_wmb) and the consumer
+    /// [`io_rmb`](super::sync::io_rmb) where `docs/protocol.md` (section 5,
+    /// "Rings that are not write-back") says.
+    Weak,
+}
+
+impl MemoryOrdering {
+    /// The ordering of a ring whose control page has these `flags`: its
+    /// cache mode (`FLAG_CACHE_MASK`) is write-back or not. A cache mode
+    /// this version does not know counts as weak, the safe side.
+    pub const fn from_flags(flags: u32) -> Self {
+        if (flags & FLAG_CACHE_MASK) >> FLAG_CACHE_SHIFT == CACHE_WRITE_BACK {
+            MemoryOrdering::WriteBack
+        } else {
+            MemoryOrdering::Weak
+        }
+    }
+}
 
 /// A view of a ring's three parts: control page, consumer page, data area.
 ///
@@ -52,6 +96,7 @@ pub struct RingView {
     #[cfg(loom)]
     model: loom::sync::Arc<model::Memory>,
     data_size: u64,
+    ordering: MemoryOrdering,
 }
 
 // SAFETY: A view holds addresses of shared memory, not thread-local state;
@@ -72,12 +117,18 @@ impl RingView {
     /// - Parts that the caller's side must not write (for example a
     ///   read-only mapping) must never be handed to code that writes them;
     ///   the producer and consumer types document which parts they write.
+    ///
+    /// `ordering` must describe the memory (a [`MemoryOrdering::WriteBack`]
+    /// view of write-combining memory publishes records before their bytes
+    /// are visible); that is a matter of correct records, not of memory
+    /// safety.
     #[cfg(not(loom))]
     pub unsafe fn new(
         ctrl: NonNull<ControlPage>,
         cons: NonNull<ConsumerPage>,
         data: NonNull<u8>,
         data_size: u64,
+        ordering: MemoryOrdering,
     ) -> Self {
         // INVARIANT: The caller guarantees validity, alignment and lifetime.
         Self {
@@ -85,6 +136,7 @@ impl RingView {
             cons,
             data,
             data_size,
+            ordering,
         }
     }
 
@@ -98,6 +150,30 @@ impl RingView {
     #[inline]
     pub fn offset(&self, pos: u64) -> u64 {
         pos & (self.data_size - 1)
+    }
+
+    /// How the ring's memory orders accesses.
+    #[inline]
+    pub fn ordering(&self) -> MemoryOrdering {
+        self.ordering
+    }
+
+    /// [`io_wmb`](super::sync::io_wmb) if the memory is not write-back;
+    /// nothing otherwise.
+    #[inline(always)]
+    pub fn io_wmb(&self) {
+        if self.ordering == MemoryOrdering::Weak {
+            super::sync::io_wmb();
+        }
+    }
+
+    /// [`io_rmb`](super::sync::io_rmb) if the memory is not write-back;
+    /// nothing otherwise.
+    #[inline(always)]
+    pub fn io_rmb(&self) {
+        if self.ordering == MemoryOrdering::Weak {
+            super::sync::io_rmb();
+        }
     }
 }
 
@@ -251,11 +327,17 @@ impl RingView {
     /// `off` must be a multiple of 8 and at most `data_size - 8`.
     #[inline]
     pub unsafe fn read_word(&self, off: u64) -> u64 {
+        trace!(super::trace::Event::DataRead(off));
         // SAFETY: The caller keeps the word inside the data area; the area is
-        // 8-byte aligned by the type invariants and `off` is a multiple of 8.
-        // The read is volatile so a value validated once is the value used,
-        // however the other side changes the memory meanwhile.
-        unsafe { self.at(off).cast::<u64>().read_volatile() }
+        // 8-byte aligned by the type invariants and `off` is a multiple of 8,
+        // and the data area is only ever accessed atomically (or, by the
+        // side that owns the bytes under the protocol, through plain
+        // copies no one else may look at). An atomic load is read exactly
+        // once, so a value validated once is the value used, however the
+        // other side changes the memory meanwhile; and a load that races a
+        // producer lapping a reader (overwrite mode) is not a data race. It
+        // is the same `mov`/`ldr` as a volatile load.
+        unsafe { AtomicU64::from_ptr(self.at(off).cast::<u64>()) }.load(Ordering::Relaxed)
     }
 
     /// Writes the 8-byte word at data-area offset `off`.
@@ -266,9 +348,11 @@ impl RingView {
     /// caller must own those bytes under the ring protocol.
     #[inline]
     pub unsafe fn write_word(&self, off: u64, word: u64) {
-        // SAFETY: As for `read_word`; an aligned volatile store is also valid
-        // on uncached and write-combined mappings.
-        unsafe { self.at(off).cast::<u64>().write_volatile(word) }
+        trace!(super::trace::Event::DataWrite(off));
+        // SAFETY: As for `read_word`; a relaxed atomic store of an aligned
+        // word is a plain store, valid on uncached and write-combined
+        // mappings too.
+        unsafe { AtomicU64::from_ptr(self.at(off).cast::<u64>()) }.store(word, Ordering::Relaxed)
     }
 
     /// The address of the payload of the record whose header is at `off`.
@@ -302,6 +386,10 @@ impl RingView {
     /// inside the data area.
     #[inline]
     pub unsafe fn copy_payload_out(&self, off: u64, dst: *mut u8, len: usize) {
+        trace!(super::trace::Event::CopyOut {
+            offset: off,
+            len: len as u64
+        });
         // SAFETY: `off + HEADER_SIZE <= off + stride <= data_size`.
         let src = unsafe { self.payload_ptr(off) }.cast::<u64>();
         let word = |i: usize| {
@@ -325,6 +413,171 @@ impl RingView {
             unsafe { core::ptr::copy_nonoverlapping(last.as_ptr(), dst.add(8 * words), rest) };
         }
     }
+
+    /// Copies `src` into the payload of the record whose header is at
+    /// `off`, with one relaxed atomic store per 8-byte word: the producer's
+    /// write path in overwrite mode, where a lapped reader may be copying
+    /// the same bytes out (see [`Self::copy_payload_out`]; it discards such
+    /// a copy). A partial last word is written whole: its other bytes are
+    /// the record's padding, and become zero.
+    ///
+    /// # Safety
+    ///
+    /// `off` must be a multiple of 8, `off + record_stride(src.len())` at
+    /// most the data size, and the caller must own those bytes under the
+    /// ring protocol.
+    #[inline]
+    pub unsafe fn copy_payload_in(&self, off: u64, src: &[u8]) {
+        let base = off + HEADER_SIZE;
+        let mut chunks = src.chunks_exact(8);
+        let mut word_off = base;
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            // SAFETY: The word ends at or before `off + stride`, inside the
+            // data area, 8-aligned; the caller owns it.
+            unsafe { self.write_word(word_off, u64::from_ne_bytes(word)) };
+            word_off += 8;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // SAFETY: As above: the stride rounds the payload up to whole
+            // words, so the last partial one is the record's too.
+            unsafe { self.write_word(word_off, u64::from_ne_bytes(word)) };
+        }
+    }
+
+    /// Writes `words` to the 8-byte words from `first` on with relaxed
+    /// atomic stores.
+    ///
+    /// # Safety
+    ///
+    /// `first` must be 8-byte aligned and valid for atomic writes of
+    /// `words.len()` words, which nothing accesses but atomically.
+    unsafe fn store_words(first: *mut u64, words: &[u64]) {
+        for (i, word) in words.iter().enumerate() {
+            // SAFETY: Forwarded caller contract.
+            unsafe { AtomicU64::from_ptr(first.add(i)) }.store(*word, Ordering::Relaxed);
+        }
+    }
+
+    /// Loads `N` 8-byte words from `first` on with relaxed atomic loads.
+    ///
+    /// # Safety
+    ///
+    /// `first` must be 8-byte aligned and valid for reads of `N` words,
+    /// which nothing accesses but atomically.
+    unsafe fn load_words<const N: usize>(first: *mut u64) -> [u64; N] {
+        let mut words = [0u64; N];
+        for (i, word) in words.iter_mut().enumerate() {
+            // SAFETY: Forwarded caller contract.
+            *word = unsafe { AtomicU64::from_ptr(first.add(i)) }.load(Ordering::Relaxed);
+        }
+        words
+    }
+
+    /// Writes a whole control page, one relaxed atomic store per 8-byte
+    /// word, as a producer initialises a ring: the same kind of access as
+    /// every other one to the page, so that a reader mapping it meanwhile
+    /// (a consumer that opened the ring early, an observer) races nothing.
+    ///
+    /// The words go in address order, so `magic` (word 0) goes first: a
+    /// producer that publishes the ring by its magic stores the real magic
+    /// afterwards, with release ordering (as `Region::create` does).
+    pub fn write_control_page(&self, page: &ControlPage) {
+        let words = control_words(page);
+        // SAFETY: By the type invariants the page is valid, 8-aligned and
+        // only accessed atomically (or volatilely, by readers).
+        unsafe { Self::store_words(self.ctrl.as_ptr().cast(), &words) };
+    }
+
+    /// Writes a whole consumer page as [`Self::write_control_page`] writes
+    /// the control page.
+    pub fn write_consumer_page(&self, page: &ConsumerPage) {
+        let words = consumer_words(page);
+        // SAFETY: As for `write_control_page`.
+        unsafe { Self::store_words(self.cons.as_ptr().cast(), &words) };
+    }
+
+    /// A copy of the control page, one relaxed atomic load per word (fields
+    /// that change meanwhile may be from slightly different moments).
+    pub fn read_control_page(&self) -> ControlPage {
+        // SAFETY: By the type invariants the page is valid, 8-aligned and
+        // only accessed atomically.
+        unsafe { load_control_page(self.ctrl) }
+    }
+
+    /// A copy of the consumer page, as [`Self::read_control_page`].
+    pub fn read_consumer_page(&self) -> ConsumerPage {
+        // SAFETY: As for `write_control_page`.
+        let words = unsafe { Self::load_words::<CONSUMER_WORDS>(self.cons.as_ptr().cast()) };
+        // SAFETY: As for `read_control_page`.
+        unsafe { core::mem::transmute::<[u64; CONSUMER_WORDS], ConsumerPage>(words) }
+    }
+
+    /// Zeroes the data area's bytes `[off, off + len)`, rounded out to
+    /// whole 8-byte words and clipped to the data area, with relaxed atomic
+    /// stores: clearing a ring a reader may map (a reset, a new boot).
+    ///
+    /// Only for a producer that owns the bytes: with no record published in
+    /// them, or with the producer stopped.
+    pub fn zero_data(&self, off: u64, len: u64) {
+        let start = off.min(self.data_size) & !7;
+        let end = off
+            .saturating_add(len)
+            .min(self.data_size)
+            .next_multiple_of(8);
+        let mut at = start;
+        while at < end {
+            // SAFETY: `at` is a multiple of 8 below `data_size`, which is a
+            // multiple of 8, so the word is inside the data area.
+            unsafe { self.write_word(at, 0) };
+            at += 8;
+        }
+    }
+}
+
+/// A copy of the control page at `ctrl`, one relaxed atomic load per word,
+/// for code that has no [`RingView`] yet (opening a ring maps its control
+/// page alone first, read-only, to learn the layout).
+///
+/// # Safety
+///
+/// `ctrl` must be 8-byte aligned and valid for reads of a whole
+/// [`ControlPage`], which nothing accesses but atomically (or volatilely).
+#[cfg(not(loom))]
+pub unsafe fn load_control_page(ctrl: NonNull<ControlPage>) -> ControlPage {
+    // SAFETY: Forwarded caller contract; an atomic load only reads, so a
+    // read-only mapping is fine.
+    let words = unsafe { RingView::load_words::<CONTROL_WORDS>(ctrl.as_ptr().cast()) };
+    // SAFETY: `ControlPage` is plain integers without padding (asserted in
+    // `layout`), so every bit pattern of its size is one.
+    unsafe { core::mem::transmute::<[u64; CONTROL_WORDS], ControlPage>(words) }
+}
+
+/// Words in a [`ControlPage`].
+#[cfg(not(loom))]
+const CONTROL_WORDS: usize = core::mem::size_of::<ControlPage>() / 8;
+/// Words in a [`ConsumerPage`].
+#[cfg(not(loom))]
+const CONSUMER_WORDS: usize = core::mem::size_of::<ConsumerPage>() / 8;
+
+/// A control page as the 8-byte words it occupies in memory.
+#[cfg(not(loom))]
+fn control_words(page: &ControlPage) -> [u64; CONTROL_WORDS] {
+    // SAFETY: `ControlPage` is `repr(C)`, `CONTROL_WORDS` words long and
+    // without padding (asserted in `layout`), so all its bytes are
+    // initialised integers, as the array's are.
+    unsafe { core::mem::transmute::<ControlPage, [u64; CONTROL_WORDS]>(*page) }
+}
+
+/// A consumer page as the 8-byte words it occupies in memory.
+#[cfg(not(loom))]
+fn consumer_words(page: &ConsumerPage) -> [u64; CONSUMER_WORDS] {
+    // SAFETY: As for `control_words`.
+    unsafe { core::mem::transmute::<ConsumerPage, [u64; CONSUMER_WORDS]>(*page) }
 }
 
 #[cfg(loom)]
@@ -333,12 +586,19 @@ impl RingView {
     /// `data_size` bytes, and a second view of the same memory.
     pub fn new_model(data_size: u64) -> (Self, Self) {
         let model = loom::sync::Arc::new(model::Memory::new(data_size as usize));
+        // Loom models the C++ memory model, which knows no memory types.
+        let ordering = MemoryOrdering::WriteBack;
         (
             Self {
                 model: model.clone(),
                 data_size,
+                ordering,
             },
-            Self { model, data_size },
+            Self {
+                model,
+                data_size,
+                ordering,
+            },
         )
     }
 

@@ -34,6 +34,7 @@ use rmemring::shared::producer::{
 };
 use rmemring::shared::view::{
     header_word0,
+    MemoryOrdering,
     RingView, //
 };
 use rmemring::{
@@ -252,7 +253,15 @@ impl HeapRing {
         // SAFETY: The leaked memory lives for the rest of the process, is
         // 8-byte aligned, holds both pages and `data_size` bytes (a power of
         // two), and is only reached through views after `new`.
-        unsafe { RingView::new(self.ctrl, self.cons, self.data, self.data_size) }
+        unsafe {
+            RingView::new(
+                self.ctrl,
+                self.cons,
+                self.data,
+                self.data_size,
+                MemoryOrdering::WriteBack,
+            )
+        }
     }
 }
 
@@ -280,6 +289,18 @@ pub fn fill_slot(producer: &ProducerCore, slot: &Slot, seq: u64) {
     // reader looks at them before the record is committed and published.
     let payload = unsafe { std::slice::from_raw_parts_mut(ptr, slot.len() as usize) };
     pattern::fill(seq, payload);
+}
+
+/// Fills a reservation with record `seq`'s pattern: in place in drop-new
+/// mode, through [`rmemring::Reservation::write`] in overwrite mode.
+pub fn fill(record: &mut rmemring::Reservation<'_>, seq: u64) {
+    if let Some(payload) = record.payload() {
+        pattern::fill(seq, payload);
+        return;
+    }
+    let mut payload = vec![0u8; record.len()];
+    pattern::fill(seq, &mut payload);
+    record.write(&payload);
 }
 
 /// Copies out the payload of a record the consumer core found.

@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+
+//! Unit tests of the shared core that need to see inside it: the access
+//! log and the reader hook of [`trace`](super::trace).
+
+extern crate std;
+
+use std::vec::Vec;
+
+use super::consumer::{
+    ConsumerCore,
+    OverwriteRead,
+    LAP_RETRIES, //
+};
+use super::layout::{
+    max_payload_for,
+    record_stride, //
+};
+use super::producer::{
+    Overflow,
+    ProducerCore, //
+};
+use super::sync::Ordering;
+use super::trace::{
+    self,
+    heap_views,
+    Event, //
+};
+use super::view::MemoryOrdering;
+
+/// A producer and a consumer core on a new heap ring.
+fn cores(
+    data_size: u64,
+    overflow: Overflow,
+    ordering: MemoryOrdering,
+) -> (ProducerCore, ConsumerCore) {
+    let (pv, cv) = heap_views(data_size, overflow, ordering);
+    let max = max_payload_for(data_size);
+    (
+        ProducerCore::attach(pv, overflow, max),
+        ConsumerCore::attach(cv, overflow, max).unwrap(),
+    )
+}
+
+/// Commits one record of `len` bytes (its pattern written word by word)
+/// without publishing it.
+fn commit(p: &mut ProducerCore, len: u32) {
+    let slot = p.reserve(len).unwrap();
+    let seq = p.next_seq();
+    p.write_pattern(&slot, seq, false);
+    p.commit(slot, 0, seq);
+}
+
+/// Payload bytes the reader copied, per the log.
+fn copied(log: &[Event]) -> u64 {
+    log.iter()
+        .map(|e| match e {
+            Event::CopyOut { len, .. } => *len,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A producer that laps the reader during every copy: each attempt copies
+/// a record of the largest size, and before the re-check the producer
+/// writes and publishes one more, retiring the record being copied. The
+/// reader must say `Lapped`, not `Empty` (records are published), and stop
+/// once the discarded copies exceed the data area.
+#[test]
+fn a_reader_lapped_on_every_attempt_is_lapped_and_copies_a_bounded_amount() {
+    const SIZE: u64 = 256;
+    let max = max_payload_for(SIZE);
+    let (mut p, mut c) = cores(SIZE, Overflow::OverwriteOldest, MemoryOrdering::WriteBack);
+    for _ in 0..SIZE / record_stride(max) {
+        commit(&mut p, max);
+    }
+    p.publish();
+    let attempts = std::rc::Rc::new(core::cell::Cell::new(0u32));
+    let counter = attempts.clone();
+    trace::set_after_copy(move || {
+        counter.set(counter.get() + 1);
+        commit(&mut p, max);
+        p.publish();
+    });
+    trace::start();
+    let mut buf = std::vec![0u8; max as usize];
+    let read = c.read_overwrite(&mut buf);
+    let log = trace::take();
+    trace::clear_after_copy();
+
+    assert_eq!(read, Ok(OverwriteRead::Lapped));
+    let copied = copied(&log);
+    assert!(
+        copied <= SIZE + u64::from(max),
+        "copied {copied} bytes in one call"
+    );
+    assert!(copied > SIZE, "gave up after only {copied} bytes");
+    assert!(attempts.get() < LAP_RETRIES);
+    // A lapped reader's wake-up is for the next publication: records are
+    // published beyond it, so `prepare_sleep` declines, but
+    // `prepare_sleep_until_published` arms.
+    assert!(!c.prepare_sleep());
+    assert!(c.prepare_sleep_until_published());
+    c.finish_sleep();
+}
+
+/// The same with empty records: no bytes to count, so the retry bound
+/// ends the call.
+#[test]
+fn a_reader_lapped_on_every_attempt_gives_up_after_the_retry_bound() {
+    const SIZE: u64 = 256;
+    let (mut p, mut c) = cores(SIZE, Overflow::OverwriteOldest, MemoryOrdering::WriteBack);
+    for _ in 0..SIZE / record_stride(0) {
+        commit(&mut p, 0);
+    }
+    p.publish();
+    let attempts = std::rc::Rc::new(core::cell::Cell::new(0u32));
+    let counter = attempts.clone();
+    trace::set_after_copy(move || {
+        counter.set(counter.get() + 1);
+        commit(&mut p, 0);
+        p.publish();
+    });
+    let read = c.read_overwrite(&mut []);
+    trace::clear_after_copy();
+    assert_eq!(read, Ok(OverwriteRead::Lapped));
+    // Each lapped copy costs two of the bound's rounds: the copy, and the
+    // jump to the oldest record.
+    assert_eq!(attempts.get(), LAP_RETRIES / 2);
+}
+
+/// A producer that retires records it has not published (a batch longer
+/// than the ring) laps the reader too: `Lapped`, and the reader sleeps
+/// until the next publication, which wakes it.
+#[test]
+fn retired_unpublished_records_lap_the_reader_until_the_next_publication() {
+    const SIZE: u64 = 256;
+    let max = max_payload_for(SIZE);
+    let (mut p, mut c) = cores(SIZE, Overflow::OverwriteOldest, MemoryOrdering::WriteBack);
+    commit(&mut p, max);
+    p.publish();
+    // One ring and a half, unpublished: the published record is retired.
+    for _ in 0..6 {
+        commit(&mut p, max);
+    }
+    let mut buf = std::vec![0u8; max as usize];
+    assert_eq!(c.read_overwrite(&mut buf), Ok(OverwriteRead::Lapped));
+    assert!(!c.prepare_sleep(), "declines: a record is published");
+    assert!(c.prepare_sleep_until_published());
+    assert!(p.publish(), "the publication wakes the lapped reader");
+    c.finish_sleep();
+    match c.read_overwrite(&mut buf) {
+        Ok(OverwriteRead::Record(meta)) => assert_eq!(meta.lost_before, 3),
+        other => panic!("{other:?}"),
+    }
+
+    // A publication between `Lapped` and the sleep is not slept through.
+    for _ in 0..6 {
+        commit(&mut p, max);
+    }
+    while let Ok(OverwriteRead::Record(_)) = c.read_overwrite(&mut buf) {}
+    p.publish();
+    assert!(!c.prepare_sleep_until_published());
+}
+
+/// Indexes of the events that match `f`.
+fn positions(log: &[Event], f: impl Fn(&Event) -> bool) -> Vec<usize> {
+    log.iter()
+        .enumerate()
+        .filter(|(_, e)| f(e))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Whether an `Event::Wmb` (or `Rmb`) lies strictly between `a` and `b`.
+fn barrier_between(log: &[Event], barrier: Event, a: usize, b: usize) -> bool {
+    log[a + 1..b].contains(&barrier)
+}
+
+/// Runs the publication sequence on a ring of `ordering`: a drop-new
+/// producer writes and publishes; an overwrite producer laps its own ring
+/// (retiring records and rewriting their bytes) and publishes; a consumer
+/// reads each. Returns the producer's and the consumer's logs.
+fn publication_logs(ordering: MemoryOrdering) -> (Vec<Event>, Vec<Event>) {
+    let mut producer_log = Vec::new();
+    let mut consumer_log = Vec::new();
+    for overflow in [Overflow::DropNew, Overflow::OverwriteOldest] {
+        let (mut p, mut c) = cores(256, overflow, ordering);
+        let mut buf = [0u8; 64];
+        for round in 0..3 {
+            trace::start();
+            for _ in 0..3 {
+                commit(&mut p, 40);
+            }
+            p.publish();
+            producer_log.extend(trace::take());
+            trace::start();
+            loop {
+                let read = match overflow {
+                    Overflow::DropNew => c.next_record().unwrap().is_some(),
+                    Overflow::OverwriteOldest => matches!(
+                        c.read_overwrite(&mut buf).unwrap(),
+                        OverwriteRead::Record(_)
+                    ),
+                };
+                if !read {
+                    break;
+                }
+            }
+            c.release();
+            consumer_log.extend(trace::take());
+            assert!(round == 0 || overflow == Overflow::DropNew || p.stats().overwritten > 0);
+        }
+    }
+    (producer_log, consumer_log)
+}
+
+/// On a write-combining ring the producer drains its stores with `io_wmb`
+/// between the last data write of a batch and the `producer_pos` store,
+/// and between each `overwrite_pos` store and the first rewrite of the
+/// retired bytes; the consumer orders its loads with `io_rmb` after each
+/// `producer_pos` load (before it reads the records) and between the copy
+/// of a record and the re-check of `overwrite_pos`.
+#[test]
+fn a_weakly_ordered_ring_has_its_barriers_where_they_belong() {
+    let (plog, clog) = publication_logs(MemoryOrdering::Weak);
+
+    let stores = positions(&plog, |e| matches!(e, Event::ProducerPosStore(_)));
+    assert_eq!(stores.len(), 6);
+    for &store in &stores {
+        let last_write = positions(&plog[..store], |e| matches!(e, Event::DataWrite(_)))
+            .pop()
+            .expect("a batch writes data");
+        assert!(
+            barrier_between(&plog, Event::Wmb, last_write, store),
+            "no io_wmb between the data (event {last_write}) and producer_pos (event {store}): {plog:?}"
+        );
+    }
+    let retires = positions(&plog, |e| matches!(e, Event::OverwritePosStore(_)));
+    assert!(!retires.is_empty(), "the overwrite producer never retired");
+    for &retire in &retires {
+        let rewrite = retire
+            + 1
+            + plog[retire + 1..]
+                .iter()
+                .position(|e| matches!(e, Event::DataWrite(_)))
+                .expect("retired bytes are rewritten");
+        assert!(
+            barrier_between(&plog, Event::Wmb, retire, rewrite),
+            "no io_wmb between overwrite_pos (event {retire}) and the rewrite (event {rewrite}): {plog:?}"
+        );
+    }
+
+    for load in positions(&clog, |e| *e == Event::ProducerPosLoad) {
+        let next_read = clog[load + 1..]
+            .iter()
+            .position(|e| matches!(e, Event::DataRead(_) | Event::CopyOut { .. }))
+            .map(|i| load + 1 + i);
+        if let Some(read) = next_read {
+            assert!(
+                barrier_between(&clog, Event::Rmb, load, read),
+                "no io_rmb between producer_pos (event {load}) and the records (event {read}): {clog:?}"
+            );
+        }
+    }
+    let copies = positions(&clog, |e| matches!(e, Event::CopyOut { .. }));
+    assert!(!copies.is_empty());
+    for copy in copies {
+        let recheck = copy
+            + 1
+            + clog[copy + 1..]
+                .iter()
+                .position(|e| *e == Event::OverwritePosLoad)
+                .expect("a copy is re-checked");
+        assert!(
+            barrier_between(&clog, Event::Rmb, copy, recheck),
+            "no io_rmb between the copy (event {copy}) and its re-check (event {recheck}): {clog:?}"
+        );
+    }
+}
+
+/// A write-back ring pays for no barrier at all.
+#[test]
+fn a_write_back_ring_has_no_io_barriers() {
+    let (plog, clog) = publication_logs(MemoryOrdering::WriteBack);
+    assert!(plog
+        .iter()
+        .any(|e| matches!(e, Event::OverwritePosStore(_))));
+    assert!(!plog.contains(&Event::Wmb) && !plog.contains(&Event::Rmb));
+    assert!(!clog.contains(&Event::Wmb) && !clog.contains(&Event::Rmb));
+}
+
+/// The page writers store every word, and `zero_data` clears exactly the
+/// words of its range (rounded out), clipped to the data area.
+#[test]
+fn pages_are_written_and_data_zeroed_word_by_word() {
+    let (view, _) = heap_views(256, Overflow::DropNew, MemoryOrdering::WriteBack);
+    let mut control = view.read_control_page();
+    control.producer_pos = 0x1234_5678;
+    control.wakeups = 7;
+    control.pad3[8] = 9;
+    view.write_control_page(&control);
+    assert_eq!(view.read_control_page(), control);
+    assert_eq!(view.producer_pos().load(Ordering::Relaxed), 0x1234_5678);
+    let mut consumer = view.read_consumer_page();
+    consumer.wake_token = 3;
+    consumer.sleeps = 4;
+    view.write_consumer_page(&consumer);
+    assert_eq!(view.read_consumer_page(), consumer);
+    assert_eq!(view.wake_token().load(Ordering::Relaxed), 3);
+
+    let word = |off: u64| {
+        // SAFETY: `off` is a multiple of 8 inside the 256-byte area.
+        unsafe { view.read_word(off) }
+    };
+    for off in (0..256).step_by(8) {
+        // SAFETY: As above; the test owns the ring.
+        unsafe { view.write_word(off, !0) };
+    }
+    view.zero_data(17, 20); // words 16..40
+    view.zero_data(248, 100); // the last word, clipped
+    view.zero_data(1000, 8); // outside: nothing
+    for off in (0..256).step_by(8) {
+        let zero = (16..40).contains(&off) || off == 248;
+        assert_eq!(word(off) == 0, zero, "word at {off}");
+    }
+}
