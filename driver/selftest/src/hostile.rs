@@ -161,7 +161,7 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         }
     }
     if let Some((guard, before)) = &guard {
-        guard.expect_unchanged(env, before, "hostile", report);
+        guard.expect_unchanged(before, "hostile", report);
     }
     report.check(
         "hostile: a well-behaved consumer streams verified records afterwards",
@@ -185,11 +185,14 @@ pub(crate) fn consumer_with_page(
 /// reference VM reserves one: `xtask/src/reference.rs`). No driver
 /// instance owns it, so only a write out of bounds can change it.
 ///
-/// The guest has no `/dev/mem`, so the test reads and writes the page
-/// through the driver itself: loaded with a three-page region ending with
-/// the guard, its data area is the guard. Loading initialises only the
-/// first two pages (the end of the real ring's data area, which holds
-/// nothing anyone reads before the next producer writes it).
+/// The test fills the page through the driver itself: loaded with a
+/// three-page region ending with the guard, its data area is the guard.
+/// Loading initialises the first two pages (the end of the real ring's
+/// data area, which holds nothing anyone reads before the next producer
+/// writes it) and zeroes the third, the guard, so the driver cannot show
+/// what the page held before it was loaded: the test reads it back from
+/// `/dev/mem` (the page is reserved, not RAM, which `STRICT_DEVMEM` lets
+/// through).
 pub(crate) struct Guard {
     /// Physical address of the page.
     base: u64,
@@ -245,14 +248,8 @@ impl Guard {
 
     /// Checks that the guard holds `before` (what [`Self::fill`] left
     /// there) byte for byte, as check `GROUP: ...`.
-    pub(crate) fn expect_unchanged(
-        &self,
-        env: &Env,
-        before: &[u8],
-        group: &str,
-        report: &mut Report,
-    ) {
-        let after = self.read(env);
+    pub(crate) fn expect_unchanged(&self, before: &[u8], group: &str, report: &mut Report) {
+        let after = self.read();
         report.expect(
             &format!(
                 "{group}: the reserved page after the region ({:#x}) is unchanged, byte for byte",
@@ -342,12 +339,13 @@ impl Guard {
         .context("filling the guard page")
     }
 
-    /// The guard's bytes now.
-    fn read(&self, env: &Env) -> anyhow::Result<Vec<u8>> {
-        self.with_probe(env, || {
-            let region = Region::open(&env.device, Access::Observe)?;
-            Self::snapshot(&region)
-        })
-        .context("reading the guard page")
+    /// The guard's bytes now, from `/dev/mem`.
+    fn read(&self) -> anyhow::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mem = std::fs::File::open("/dev/mem").context("opening /dev/mem (CONFIG_DEVMEM)")?;
+        let mut page = vec![0u8; 4096];
+        mem.read_exact_at(&mut page, self.base)
+            .with_context(|| format!("reading the guard page at {:#x} from /dev/mem", self.base))?;
+        Ok(page)
     }
 }
