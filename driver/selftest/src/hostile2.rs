@@ -1170,9 +1170,13 @@ fn killed_phase(
                 }
             },
         )?;
-        // Up to 30 ms; one in eight at once, before it has attached.
+        // One in eight at once, before it has attached; one in four up
+        // to 300 ms (the debug kernel's read() may take longer than 30 ms
+        // to return its first records); the rest up to 30 ms.
         let delay = if rng.one_in(8) {
             0
+        } else if rng.one_in(4) {
+            rng.next() % 300_000
         } else {
             rng.next() % 30_000
         };
