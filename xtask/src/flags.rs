@@ -50,6 +50,8 @@ pub enum Task {
     Bench(Bench),
     /// Fuzz the shared producer and consumer logic with libFuzzer (fuzz/).
     Fuzz(Fuzz),
+    /// Soak the driver in the reference VM for M minutes (every record verified), then fuzz.
+    Soak(Soak),
 }
 
 /// Which kernel: architecture and profile.
@@ -204,4 +206,19 @@ pub struct Fuzz {
     /// Keep in fuzz/corpus/ the fewest inputs covering every edge covered.
     #[arg(long)]
     pub update_corpus: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Soak {
+    /// How long the in-guest soak runs, in minutes.
+    #[arg(long, value_name = "M", default_value_t = 10)]
+    pub minutes: u64,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The guest's RMEMRING_SOAK_SEED, to repeat a run's choices (default: a fresh seed, printed).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Seconds of `cargo xtask fuzz` afterwards, if that task exists (default: as long as the soak; 0: none).
+    #[arg(long, value_name = "N")]
+    pub fuzz_seconds: Option<u64>,
 }

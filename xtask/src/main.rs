@@ -19,6 +19,7 @@ mod kernel;
 mod module;
 mod reference;
 mod run;
+mod soak;
 mod suites;
 mod test;
 mod tsan;
@@ -64,6 +65,7 @@ fn try_main() -> Result<ExitCode> {
         Task::Test(cmd) => cmd.run(sh),
         Task::Bench(cmd) => cmd.run(sh),
         Task::Fuzz(cmd) => cmd.run(sh),
+        Task::Soak(cmd) => cmd.run(sh),
     }
 }
 

@@ -1,6 +1,7 @@
 //! A hostile consumer: random values in its page while the producer runs.
 
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use anyhow::{
     bail,
@@ -26,7 +27,8 @@ use rmemring::{
 
 use crate::misuse::{
     map_data,
-    map_own_page, //
+    map_own_page,
+    Mapping, //
 };
 use crate::stream::{
     open_fresh,
@@ -40,32 +42,29 @@ use crate::{
 };
 
 /// xorshift64*: random enough to explore, reproducible from the seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+
+    /// True one time in `n`.
+    pub(crate) fn one_in(&mut self, n: u64) -> bool {
+        self.next().is_multiple_of(n)
+    }
 }
 
 pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let guard = Guard::find(env)?;
-    let before = match &guard {
-        Some(guard) => Some(guard.fill(env)?),
-        None => {
-            report.skip("hostile: guard page", "no reserved page after the region");
-            None
-        }
-    };
+    let guard = Guard::set(env, "hostile", report)?;
     for overwrite in [false, true] {
         let mode = if overwrite { "overwrite" } else { "drop-new" };
-        let region = open_fresh(env, overwrite)?;
+        let (region, page) = consumer_with_page(env, overwrite)?;
         let l = *region.layout();
         let fd = region.fd().as_raw_fd();
-        let page = map_own_page(fd, &l)?;
         let consumer = page.ptr.cast::<ConsumerPage>();
         let config = ProducerConfig {
             min_len: 0,
@@ -161,22 +160,8 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             );
         }
     }
-    if let (Some(guard), Some(before)) = (&guard, &before) {
-        let after = guard.read(env);
-        report.expect(
-            &format!(
-                "hostile: the reserved page after the region ({:#x}) is unchanged, byte for byte",
-                guard.base
-            ),
-            after.as_ref().is_ok_and(|a| a == before),
-            || match &after {
-                Ok(a) => {
-                    let first = a.iter().zip(before).position(|(x, y)| x != y);
-                    format!("first difference at byte {first:?}")
-                }
-                Err(e) => format!("{e:#}"),
-            },
-        );
+    if let Some((guard, before)) = &guard {
+        guard.expect_unchanged(before, "hostile", report);
     }
     report.check(
         "hostile: a well-behaved consumer streams verified records afterwards",
@@ -185,16 +170,30 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh ring of the given mode, opened as its consumer, and the
+/// consumer page mapped writable on its own.
+pub(crate) fn consumer_with_page(
+    env: &Env,
+    overwrite: bool,
+) -> anyhow::Result<(Arc<Region>, Mapping)> {
+    let region = open_fresh(env, overwrite)?;
+    let page = map_own_page(region.fd().as_raw_fd(), region.layout())?;
+    Ok((region, page))
+}
+
 /// A reserved page just past the region the driver was given (the
 /// reference VM reserves one: `xtask/src/reference.rs`). No driver
 /// instance owns it, so only a write out of bounds can change it.
 ///
-/// The guest has no `/dev/mem`, so the test reads and writes the page
-/// through the driver itself: loaded with a three-page region ending with
-/// the guard, its data area is the guard. Loading initialises only the
-/// first two pages (the end of the real ring's data area, which holds
-/// nothing anyone reads before the next producer writes it).
-struct Guard {
+/// The test fills the page through the driver itself: loaded with a
+/// three-page region ending with the guard, its data area is the guard.
+/// Loading initialises the first two pages (the end of the real ring's
+/// data area, which holds nothing anyone reads before the next producer
+/// writes it) and zeroes the third, the guard, so the driver cannot show
+/// what the page held before it was loaded: the test reads it back from
+/// `/dev/mem` (the page is reserved, not RAM, which `STRICT_DEVMEM` lets
+/// through).
+pub(crate) struct Guard {
     /// Physical address of the page.
     base: u64,
 }
@@ -227,6 +226,44 @@ impl Guard {
             .iter()
             .any(|&(b, s)| b <= base && guard + page <= b + s);
         Ok(covered.then_some(Self { base: guard }))
+    }
+
+    /// The guard, filled, and its bytes; where there is none, `None` and a
+    /// skipped check `GROUP: guard page`.
+    pub(crate) fn set(
+        env: &Env,
+        group: &str,
+        report: &mut Report,
+    ) -> anyhow::Result<Option<(Self, Vec<u8>)>> {
+        let Some(guard) = Self::find(env)? else {
+            report.skip(
+                &format!("{group}: guard page"),
+                "no reserved page after the region",
+            );
+            return Ok(None);
+        };
+        let before = guard.fill(env)?;
+        Ok(Some((guard, before)))
+    }
+
+    /// Checks that the guard holds `before` (what [`Self::fill`] left
+    /// there) byte for byte, as check `GROUP: ...`.
+    pub(crate) fn expect_unchanged(&self, before: &[u8], group: &str, report: &mut Report) {
+        let after = self.read();
+        report.expect(
+            &format!(
+                "{group}: the reserved page after the region ({:#x}) is unchanged, byte for byte",
+                self.base
+            ),
+            after.as_ref().is_ok_and(|a| a == before),
+            || match &after {
+                Ok(a) => {
+                    let first = a.iter().zip(before).position(|(x, y)| x != y);
+                    format!("first difference at byte {first:?}")
+                }
+                Err(e) => format!("{e:#}"),
+            },
+        );
     }
 
     /// The driver's parameters for the region whose data area is the guard.
@@ -302,12 +339,13 @@ impl Guard {
         .context("filling the guard page")
     }
 
-    /// The guard's bytes now.
-    fn read(&self, env: &Env) -> anyhow::Result<Vec<u8>> {
-        self.with_probe(env, || {
-            let region = Region::open(&env.device, Access::Observe)?;
-            Self::snapshot(&region)
-        })
-        .context("reading the guard page")
+    /// The guard's bytes now, from `/dev/mem`.
+    fn read(&self) -> anyhow::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mem = std::fs::File::open("/dev/mem").context("opening /dev/mem (CONFIG_DEVMEM)")?;
+        let mut page = vec![0u8; 4096];
+        mem.read_exact_at(&mut page, self.base)
+            .with_context(|| format!("reading the guard page at {:#x} from /dev/mem", self.base))?;
+        Ok(page)
     }
 }

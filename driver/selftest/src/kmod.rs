@@ -91,6 +91,17 @@ impl Kmod {
         Ok(())
     }
 
+    /// `rmmod rmemring` where refusals are expected and many: whether the
+    /// driver is gone now; rmmod's complaints are not shown.
+    pub(crate) fn try_rmmod(&self) -> bool {
+        let removed = Command::new("rmmod")
+            .arg("rmemring")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        removed && !self.loaded()
+    }
+
     /// Loads the driver with the reference parameters unless it is loaded.
     pub(crate) fn ensure_loaded(&self) -> anyhow::Result<()> {
         if !self.loaded() {

@@ -47,7 +47,7 @@ pub(crate) fn close(fd: RawFd) {
 }
 
 /// Unloads the driver (which must succeed now) and loads it again.
-fn reload(env: &Env) -> anyhow::Result<()> {
+pub(crate) fn reload(env: &Env) -> anyhow::Result<()> {
     env.kmod.rmmod()?;
     if std::path::Path::new(&env.device).exists() {
         bail!("{} still exists after rmmod", env.device);

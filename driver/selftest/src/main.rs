@@ -11,10 +11,12 @@
 //! rmemring-selftest misuse      # bad mmap, bad ioctls, a second consumer, read()
 //! rmemring-selftest lifecycle   # rmmod while open or mapped, closing in every order
 //! rmemring-selftest hostile     # a consumer scribbling on its page while producing
+//! rmemring-selftest hostile2    # scribbles under sleepers, mremap, fork, /proc/self/mem, kill -9, rmmod storms
 //! rmemring-selftest cachemodes  # write-combine and uncached mappings match the kernel's (x86_64)
 //! rmemring-selftest regress     # the hardening review's defects stay fixed
 //! rmemring-selftest faults      # each allocation on the driver's paths fails in turn (debug kernel)
 //! rmemring-selftest all
+//! rmemring-selftest soak --seconds S  # S seconds of changing streams, every record verified (cargo xtask soak)
 //! rmemring-selftest board        # the arm64 device-tree board: overlay, unbind/rebind, reload
 //! rmemring-selftest board-params # the arm64 board loaded with phys_base/phys_size too
 //! rmemring-selftest broken=MSG   # a broken overlay: the probe failed saying MSG, the rest works
@@ -33,11 +35,13 @@ mod board;
 mod cachemodes;
 mod faults;
 mod hostile;
+mod hostile2;
 mod kmod;
 mod lifecycle;
 mod misuse;
 mod regress;
 mod sleepers;
+mod soak;
 mod stream;
 mod wakeups;
 
@@ -107,6 +111,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("misuse", misuse::misuse),
     ("lifecycle", lifecycle::lifecycle),
     ("hostile", hostile::hostile),
+    ("hostile2", hostile2::hostile2),
     ("cachemodes", cachemodes::cachemodes),
     ("regress", regress::regress),
 ];
@@ -148,7 +153,25 @@ fn main() -> ExitCode {
         strict,
         ..Report::default()
     };
-    for arg in &args {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "soak" {
+            let seconds = match (
+                args.next().as_deref(),
+                args.next().map(|s| s.parse::<u64>()),
+            ) {
+                (Some("--seconds"), Some(Ok(s))) => s,
+                _ => {
+                    eprintln!("rmemring-selftest: soak takes --seconds S");
+                    return ExitCode::from(2);
+                }
+            };
+            println!("# soak");
+            if let Err(e) = soak::soak(&env, &mut report, seconds) {
+                report.check("soak: group ran to the end", Err(e));
+            }
+            continue;
+        }
         if let Some(message) = arg.strip_prefix("broken=") {
             println!("# broken");
             if let Err(e) = board::broken(&env, message, &mut report) {

@@ -115,7 +115,13 @@ pub(crate) fn monotonic_ns() -> u64 {
 }
 
 impl Tally {
-    fn check(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8], options: &StreamOptions) {
+    pub(crate) fn check(
+        &mut self,
+        seq: u64,
+        timestamp_ns: u64,
+        payload: &[u8],
+        options: &StreamOptions,
+    ) {
         let len = pattern::payload_len(seq, options.min_len, options.max_len) as usize;
         if seq < self.next_seq || payload.len() != len || !pattern::verify(seq, payload) {
             if self.bad < 3 {
@@ -148,7 +154,7 @@ impl Tally {
     }
 
     /// After a batch was read: no record can be stamped later than now.
-    fn end_batch(&mut self) {
+    pub(crate) fn end_batch(&mut self) {
         let now = monotonic_ns();
         if self.last_ts > now {
             if self.bad_ts < 3 {
@@ -311,12 +317,29 @@ fn read_records(
         // SAFETY: Plain fcntl on our own descriptor.
         unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
     }
+    if read_each(fd, buf, |seq, ts, payload| {
+        tally.check(seq, ts, payload, options)
+    })?
+    .is_some()
+    {
+        tally.end_batch();
+    }
+    Ok(())
+}
+
+/// One `read()` into `buf`; calls `f` with the sequence number, timestamp
+/// and payload of each record it returned. `None` when it would block.
+pub(crate) fn read_each(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    mut f: impl FnMut(u64, u64, &[u8]),
+) -> anyhow::Result<Option<usize>> {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EAGAIN) {
-            return Ok(());
+            return Ok(None);
         }
         return Err(e).context("read()");
     }
@@ -331,11 +354,10 @@ fn read_records(
             bail!("read() returned a bad record header {header:?}");
         }
         let payload = &data[HEADER_SIZE as usize..HEADER_SIZE as usize + header.len as usize];
-        tally.check(header.seq, header.timestamp_ns, payload, options);
+        f(header.seq, header.timestamp_ns, payload);
         data = &data[stride..];
     }
-    tally.end_batch();
-    Ok(())
+    Ok(Some(n as usize))
 }
 
 /// Records per second of the long drop-new stream: far below what the
@@ -695,6 +717,23 @@ pub(crate) fn still_works(env: &Env) -> anyhow::Result<()> {
     let t = run(env, &options)?;
     if t.records != options.count || t.bad != 0 {
         bail!("{}", t.summary());
+    }
+    Ok(())
+}
+
+/// Starts the producer for a run of `config.count` records (not 0) and
+/// waits until it has finished.
+pub(crate) fn produce(region: &Region, config: &ProducerConfig) -> anyhow::Result<()> {
+    device::start(region.fd(), config)?;
+    let start = Instant::now();
+    while device::stats(region.fd())?.producer_running != 0 {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the producer did not write {} records in 60 s",
+                config.count
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }
