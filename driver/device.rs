@@ -23,7 +23,7 @@ use kernel::{
 use crate::fops::MiscRegistration;
 use crate::region::Region;
 use crate::ring::Ring;
-use crate::shared::producer::Overflow;
+use crate::proto::producer_core::Overflow;
 
 /// Device numbers in use, one bit each: `/dev/rmemringN` takes the lowest
 /// free `N`, so unbinding and rebinding gives the same name back. Devices

@@ -41,19 +41,19 @@ use kernel::{
 
 use crate::mmap;
 use crate::ring::Ring;
-use crate::shared::consumer::{
+use crate::proto::consumer_core::{
     ConsumerCore,
     OverwriteRead, //
 };
-use crate::shared::layout::{
+use crate::proto::layout::{
     max_payload_for,
     record_stride,
     RecordHeader,
     HEADER_SIZE,
     KIND_DATA, //
 };
-use crate::shared::producer::Overflow;
-use crate::shared::uapi::{
+use crate::proto::producer_core::Overflow;
+use crate::proto::uapi::{
     ProducerConfig,
     ResetConfig,
     RingInfo,
@@ -74,7 +74,7 @@ use crate::sys::{
 // The ABI's ioctl numbers are computed in the shared module; they must be
 // what the kernel's own macros give.
 const _: () = {
-    use crate::shared::uapi::IOC_TYPE;
+    use crate::proto::uapi::IOC_TYPE;
     use kernel::ioctl::{
         _IO,
         _IOR,

@@ -20,7 +20,7 @@
 #define CREATE_TRACE_POINTS
 #include "rmemring_trace.h"
 
-/* The cache modes, as in ring/src/shared/layout.rs (CACHE_*). */
+/* The cache modes, as in proto/src/layout.rs (CACHE_*). */
 #define RMEMRING_CACHE_WRITE_BACK	0
 #define RMEMRING_CACHE_WRITE_COMBINE	1
 #define RMEMRING_CACHE_UNCACHED		2

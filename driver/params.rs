@@ -16,7 +16,7 @@ use crate::region::{
     Region,
     Reserved, //
 };
-use crate::shared::producer::Overflow;
+use crate::proto::producer_core::Overflow;
 use crate::sys::{
     self,
     CacheMode, //

@@ -35,7 +35,7 @@ use crate::region::{
     RegionError,
     Reserved, //
 };
-use crate::shared::producer::Overflow;
+use crate::proto::producer_core::Overflow;
 use crate::sys::{
     self,
     CacheMode, //

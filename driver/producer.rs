@@ -30,15 +30,15 @@ use kernel::{
 };
 
 use crate::ring::Ring;
-use crate::shared::layout::record_stride;
-use crate::shared::pattern;
-use crate::shared::producer::{
+use crate::proto::layout::record_stride;
+use crate::proto::pattern;
+use crate::proto::producer_core::{
     batch_bytes,
     Overflow,
     ReserveError,
     MAX_BATCH_RECORDS, //
 };
-use crate::shared::uapi::{
+use crate::proto::uapi::{
     ProducerConfig,
     PATTERN_NONE,
     PATTERN_SEQ,

@@ -9,12 +9,12 @@ use kernel::{
     prelude::*, //
 };
 
-use crate::shared::layout::{
+use crate::proto::layout::{
     Geometry,
     CONSUMER_PAGE_INIT,
     MIN_DATA_SIZE, //
 };
-use crate::shared::view::{
+use crate::proto::view::{
     MemoryOrdering,
     RingView, //
 };

@@ -35,28 +35,28 @@ use crate::producer::{
     ProducerRun, //
 };
 use crate::region::Region;
-use crate::shared::consumer::{
+use crate::proto::consumer_core::{
     has_unreleased,
     ConsumerCore, //
 };
-use crate::shared::layout::{
+use crate::proto::layout::{
     max_payload_for,
     ABI_VERSION,
     FLAG_CACHE_SHIFT,
     FLAG_OVERWRITE, //
 };
-use crate::shared::producer::{
+use crate::proto::producer_core::{
     Overflow,
     ProducerCore, //
 };
-use crate::shared::uapi::{
+use crate::proto::uapi::{
     ProducerConfig,
     ResetConfig,
     RingInfo,
     RingStats,
     RESET_FLAGS_KNOWN, //
 };
-use crate::shared::view::RingView;
+use crate::proto::view::RingView;
 use crate::sys::Kthread;
 
 /// The control state of a ring: who produces and who consumes.
@@ -425,7 +425,7 @@ impl Ring {
             (running, state.consumer_open)
         };
         let v = self.view();
-        let load = |a: &crate::shared::sync::AtomicU64| a.load(Ordering::Relaxed);
+        let load = |a: &crate::proto::sync::AtomicU64| a.load(Ordering::Relaxed);
         RingStats {
             producer_pos: load(v.producer_pos()),
             consumer_pos: load(v.consumer_pos()),

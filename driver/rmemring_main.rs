@@ -3,7 +3,7 @@
 //! rmemring: zero-copy kernel-to-user streaming through reserved memory.
 //!
 //! The driver claims a physically contiguous region the kernel was told not
-//! to use, lays a ring out in it (see `ring/src/shared/layout.rs`), exposes
+//! to use, lays a ring out in it (see `proto/src/layout.rs`), exposes
 //! it as `/dev/rmemringN` whose `mmap` maps the region itself into the
 //! consumer, and runs a producer thread that writes verifiable records.
 //!
@@ -20,8 +20,8 @@
 //! `memory-region` (see `dts/`). `cargo xtask vm-run -- rmemring info` shows
 //! it working in a reference VM; `examples/` has a complete consumer.
 //!
-//! The ring's layout and index logic are compiled from `ring/src/shared`,
-//! the same source the user-space crate uses.
+//! The ring's layout and index logic are compiled from `proto/src`, the
+//! sources of the `rmemring-proto` crate that user space uses.
 
 use kernel::{
     driver,
@@ -29,9 +29,10 @@ use kernel::{
     prelude::*, //
 };
 
-/// The ring's ABI and index logic, shared with user space.
-#[path = "../ring/src/shared/mod.rs"]
-pub mod shared;
+/// The protocol (layout, ioctls, index logic), shared with user space: the
+/// `rmemring-proto` crate's very sources.
+#[path = "../proto/src/lib.rs"]
+pub mod proto;
 
 mod device;
 mod file;

@@ -26,7 +26,7 @@ use kernel::{
     uaccess::UserPtr, //
 };
 
-use crate::shared::layout::{
+use crate::proto::layout::{
     CACHE_UNCACHED,
     CACHE_WRITE_BACK,
     CACHE_WRITE_COMBINE, //

@@ -3,12 +3,12 @@
 //! of `read_overwrite`) is a change here and nowhere else.
 
 use crate::arena::Parts;
-use crate::shared::consumer::{
+use rmemring_proto::consumer_core::{
     ConsumerCore,
     OverwriteRead,
     ReadError, //
 };
-use crate::shared::view::{
+use rmemring_proto::view::{
     MemoryOrdering,
     RingView, //
 };

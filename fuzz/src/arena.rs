@@ -16,7 +16,7 @@
 
 use std::ptr::NonNull;
 
-use crate::shared::layout::{
+use rmemring_proto::layout::{
     ConsumerPage,
     ControlPage, //
 };

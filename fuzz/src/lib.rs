@@ -1,7 +1,7 @@
 //! The harness behind the fuzz targets in `fuzz_targets/`: a ring in
 //! guarded mappings ([`arena`]), inputs that `arbitrary` decodes into
 //! steps ([`input`]), and a world that runs the steps on the producer and
-//! consumer cores of `ring/src/shared/` and checks every promise of theirs
+//! consumer cores of the protocol crate (`proto/`) and checks every promise of theirs
 //! after each ([`world`]). `fuzz/README.md` says how to run it.
 
 pub mod adapt;
@@ -12,8 +12,8 @@ pub mod world;
 
 use std::cell::RefCell;
 
-/// The shared module, compiled as the kernel compiles it (`no_std`).
-pub use rmemring_nostd::shared;
+/// The protocol crate, built `no_std` as the kernel compiles it.
+pub use rmemring_proto as proto;
 
 use arena::{
     Arena,

@@ -44,14 +44,14 @@ use crate::input::{
     Setup,
     Step, //
 };
-use crate::shared::consumer::{
+use rmemring_proto::consumer_core::{
     Checkpoint,
     ConsumerCore,
     OverwriteRead,
     ReadError,
     RecordMeta, //
 };
-use crate::shared::layout::{
+use rmemring_proto::layout::{
     max_payload_for,
     record_stride,
     ConsumerPage,
@@ -70,14 +70,14 @@ use crate::shared::layout::{
     OFF_WAKE_SEQ,
     OFF_WAKE_TOKEN, //
 };
-use crate::shared::pattern;
-use crate::shared::producer::{
+use rmemring_proto::pattern;
+use rmemring_proto::producer_core::{
     Overflow,
     ProducerCore,
     ProducerStats,
     ReserveError, //
 };
-use crate::shared::view::{
+use rmemring_proto::view::{
     header_word0,
     MemoryOrdering, //
 };

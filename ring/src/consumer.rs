@@ -15,15 +15,15 @@ use crate::region::{
     RingLayout, //
 };
 use crate::role::RoleLock;
-use crate::shared::consumer::{
+use crate::wait;
+use rmemring_proto::consumer_core::{
     ConsumerCore,
     ConsumerStats,
     OverwriteRead,
     RecordMeta, //
 };
-use crate::shared::layout::HEADER_SIZE;
-use crate::shared::producer::Overflow;
-use crate::wait;
+use rmemring_proto::layout::HEADER_SIZE;
+use rmemring_proto::producer_core::Overflow;
 
 /// [`Wait::BusyPoll`] checks its deadline once per this many polls.
 const POLLS_PER_CLOCK: u32 = 64;
@@ -228,7 +228,7 @@ impl Consumer {
     /// published record beyond its position before the reader could copy
     /// one. While the producer keeps publishing, `read_copy` keeps trying
     /// (up to 16 lapped attempts, each bounded by
-    /// [`ConsumerCore::read_overwrite`](crate::shared::consumer::ConsumerCore::read_overwrite)).
+    /// [`ConsumerCore::read_overwrite`](rmemring_proto::consumer_core::ConsumerCore::read_overwrite)).
     /// If it published nothing since (it is retiring records it has not
     /// published yet, which neither this crate's producer nor the kernel's
     /// does, or it stopped), or after those attempts, `read_copy` returns

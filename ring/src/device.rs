@@ -29,7 +29,7 @@ use std::os::fd::{
     BorrowedFd, //
 };
 
-use crate::shared::uapi::{
+use rmemring_proto::uapi::{
     ProducerConfig,
     ResetConfig,
     RingInfo,

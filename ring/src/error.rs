@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::shared::consumer::ReadError;
+use rmemring_proto::consumer_core::ReadError;
 
 /// Why a ring could not be opened, mapped or read.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //!
 //! A ring is a control page the producer writes, a consumer page the
 //! consumer writes, and a power-of-two data area of variable-length records
-//! (see [`layout`]). The index logic in [`shared`] is the one the kernel
+//! (see [`layout`]). The index logic in the [`rmemring_proto`] crate is the one the kernel
 //! driver compiles too. This crate adds the user-space side:
 //!
 //! - [`Region`] opens and validates a ring on a `/dev/rmemringN` device, a
@@ -70,30 +70,18 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod shared;
+pub use rmemring_proto::layout;
+pub use rmemring_proto::pattern;
+pub use rmemring_proto::uapi;
 
-pub use shared::layout;
-pub use shared::pattern;
-pub use shared::uapi;
-
-#[cfg(not(loom))]
 mod consumer;
-#[cfg(not(loom))]
 pub mod device;
-#[cfg(not(loom))]
 mod error;
-#[cfg(not(loom))]
-mod pod;
-#[cfg(not(loom))]
 mod producer;
-#[cfg(not(loom))]
 mod region;
-#[cfg(not(loom))]
 mod role;
-#[cfg(not(loom))]
 mod wait;
 
-#[cfg(not(loom))]
 pub use consumer::{
     Batch,
     BatchIter,
@@ -101,19 +89,16 @@ pub use consumer::{
     Record,
     Wait, //
 };
-#[cfg(not(loom))]
 pub use error::{
     Error,
     MapPart,
     ProduceError, //
 };
-#[cfg(not(loom))]
 pub use producer::{
     monotonic_ns,
     Producer,
     Reservation, //
 };
-#[cfg(not(loom))]
 pub use region::{
     system_page_size,
     Access,
@@ -123,8 +108,8 @@ pub use region::{
     Region,
     RingLayout, //
 };
-pub use shared::consumer::ConsumerStats;
-pub use shared::producer::{
+pub use rmemring_proto::consumer_core::ConsumerStats;
+pub use rmemring_proto::producer_core::{
     Overflow,
     ProducerStats, //
 };

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use crate::error::ProduceError;
 use crate::region::Region;
 use crate::role::RoleLock;
-use crate::shared::producer::{
+use crate::wait;
+use rmemring_proto::producer_core::{
     Overflow,
     ProducerCore,
     ProducerStats,
     ReserveError,
     Slot, //
 };
-use crate::wait;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of record timestamps.
 pub fn monotonic_ns() -> u64 {
@@ -36,7 +36,7 @@ pub fn monotonic_ns() -> u64 {
 ///
 /// A batch is bounded as the kernel producer's are: when the records
 /// committed since the last publication reach
-/// [`batch_bytes`](crate::shared::producer::batch_bytes) (a quarter of the
+/// [`batch_bytes`](rmemring_proto::producer_core::batch_bytes) (a quarter of the
 /// data area, at most 1 MiB), [`Producer::reserve`] publishes them before it
 /// reserves the next record. So a batch never holds more than about a
 /// quarter of the ring back from the consumer, and in overwrite mode the

@@ -42,7 +42,11 @@ use crate::role::{
     Role,
     RoleLock, //
 };
-use crate::shared::layout::{
+use crate::{
+    Consumer,
+    Producer, //
+};
+use rmemring_proto::layout::{
     max_payload_for,
     ConsumerPage,
     ControlPage,
@@ -60,15 +64,11 @@ use crate::shared::layout::{
     MAX_DATA_SIZE,
     MIN_DATA_SIZE, //
 };
-use crate::shared::producer::Overflow;
-use crate::shared::view::{
+use rmemring_proto::producer_core::Overflow;
+use rmemring_proto::view::{
     load_control_page,
     MemoryOrdering,
     RingView, //
-};
-use crate::{
-    Consumer,
-    Producer, //
 };
 
 /// What a process may do with a region it opens.

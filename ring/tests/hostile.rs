@@ -22,10 +22,6 @@ use rmemring::layout::{
     OFF_OVERWRITE_POS,
     OFF_PRODUCER_POS, //
 };
-use rmemring::shared::consumer::{
-    ReadError,
-    RecordDefect, //
-};
 use rmemring::{
     pattern,
     Access,
@@ -33,6 +29,10 @@ use rmemring::{
     Overflow,
     ProduceError,
     Region, //
+};
+use rmemring_proto::consumer_core::{
+    ReadError,
+    RecordDefect, //
 };
 
 use common::Poke;
@@ -369,7 +369,7 @@ fn random_garbage_never_panics() {
             for off in (0..SIZE).step_by(8) {
                 let word = match next() % 4 {
                     // Plausible headers, to get past the first checks.
-                    0 => rmemring::shared::view::header_word0(
+                    0 => rmemring_proto::view::header_word0(
                         (next() % u64::from(MAX + 64)) as u32,
                         [KIND_DATA, KIND_PAD][(next() % 2) as usize],
                         0,
@@ -603,10 +603,7 @@ fn a_pad_at_the_very_end_reads_only_its_first_word() {
         let poke = Poke::new(&region);
         poke.start_at(SIZE - 8);
         let mut consumer = region.consumer().unwrap();
-        poke.set_data(
-            SIZE - 8,
-            rmemring::shared::view::header_word0(8, KIND_PAD, 0),
-        );
+        poke.set_data(SIZE - 8, rmemring_proto::view::header_word0(8, KIND_PAD, 0));
         poke.header(0, 3, KIND_DATA, 0);
         poke.set_data(HEADER_SIZE, u64::from_le_bytes([1, 2, 3, 0, 0, 0, 0, 0]));
         poke.set_ctrl(OFF_PRODUCER_POS, SIZE - 8 + 8 + record_stride(3));
@@ -646,7 +643,7 @@ fn a_producer_attaching_to_garbage_stays_inside_the_data_area() {
         if let Some((offset, len)) = pad {
             poke.set_data(
                 offset,
-                rmemring::shared::view::header_word0(len as u32, KIND_PAD, 0),
+                rmemring_proto::view::header_word0(len as u32, KIND_PAD, 0),
             );
         }
         let before = poke.outside_data();
@@ -700,15 +697,15 @@ fn a_producer_attaching_to_garbage_stays_inside_the_data_area() {
 /// ring buffer once made against its write position, CVE-2024-41009).
 #[test]
 fn consumer_positions_past_the_published_one_are_counted_and_ignored() {
-    use rmemring::shared::sync::Ordering;
+    use rmemring_proto::sync::Ordering;
 
     let (mut p, mut c) = common::heap_ring(SIZE, Overflow::DropNew, 0);
-    let commit = |p: &mut rmemring::shared::producer::ProducerCore| {
+    let commit = |p: &mut rmemring_proto::producer_core::ProducerCore| {
         let slot = p.reserve(40)?;
         let seq = p.next_seq();
         p.write_pattern(&slot, seq, false);
         p.commit(slot, 0, seq);
-        Ok::<(), rmemring::shared::producer::ReserveError>(())
+        Ok::<(), rmemring_proto::producer_core::ReserveError>(())
     };
     // 32 records of 64 bytes, published, read and released.
     for _ in 0..32 {
@@ -725,7 +722,7 @@ fn consumer_positions_past_the_published_one_are_counted_and_ignored() {
     let head = published + 48 * 64;
     assert_eq!(p.unpublished(), head - published);
 
-    let errors = |p: &rmemring::shared::producer::ProducerCore| p.stats().consumer_errors;
+    let errors = |p: &rmemring_proto::producer_core::ProducerCore| p.stats().consumer_errors;
     for (i, lie) in [published + 64, published + 8, head - 64, head]
         .into_iter()
         .enumerate()

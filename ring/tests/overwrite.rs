@@ -30,11 +30,11 @@ use rmemring::layout::{
     OFF_OVERWRITE_POS,
     OFF_PRODUCER_POS, //
 };
-use rmemring::shared::producer::batch_bytes;
 use rmemring::{
     pattern,
     Overflow, //
 };
+use rmemring_proto::producer_core::batch_bytes;
 
 const RECORDS: u64 = if cfg!(debug_assertions) {
     400_000

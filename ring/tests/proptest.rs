@@ -21,19 +21,19 @@ use rmemring::layout::{
     record_stride, //
 };
 use rmemring::pattern;
-use rmemring::shared::consumer::{
-    ConsumerCore,
-    OverwriteRead, //
-};
-use rmemring::shared::producer::{
-    batch_bytes,
-    ReserveError, //
-};
-use rmemring::shared::sync::Ordering;
 use rmemring::{
     Overflow,
     ProduceError, //
 };
+use rmemring_proto::consumer_core::{
+    ConsumerCore,
+    OverwriteRead, //
+};
+use rmemring_proto::producer_core::{
+    batch_bytes,
+    ReserveError, //
+};
+use rmemring_proto::sync::Ordering;
 
 /// One step of a test.
 #[derive(Clone, Debug)]

@@ -16,8 +16,6 @@ use rmemring::layout::{
     OFF_OVERWRITE_POS, //
 };
 use rmemring::pattern;
-use rmemring::shared::producer::ReserveError;
-use rmemring::shared::view::split_word0;
 use rmemring::{
     Access,
     Error,
@@ -25,6 +23,8 @@ use rmemring::{
     ProduceError,
     Region, //
 };
+use rmemring_proto::producer_core::ReserveError;
+use rmemring_proto::view::split_word0;
 
 use common::Poke;
 use std::time::Duration;
@@ -536,12 +536,12 @@ mod core {
         heap_ring,
         HeapRing, //
     };
-    use rmemring::shared::consumer::{
+    use rmemring_proto::consumer_core::{
         ConsumerCore,
         OverwriteRead, //
     };
-    use rmemring::shared::producer::ProducerCore;
-    use rmemring::shared::sync::Ordering;
+    use rmemring_proto::producer_core::ProducerCore;
+    use rmemring_proto::sync::Ordering;
 
     #[test]
     fn reserve_refuses_oversized_and_full() {
@@ -801,7 +801,7 @@ fn a_lapped_reader_waits_for_the_next_publication() {
 /// mode it therefore never retires a record it has not published.
 #[test]
 fn batches_are_bounded_and_never_retire_their_own_records() {
-    use rmemring::shared::producer::batch_bytes;
+    use rmemring_proto::producer_core::batch_bytes;
     for overflow in [Overflow::DropNew, Overflow::OverwriteOldest] {
         let region = common::memfd(SIZE, overflow);
         let mut producer = region.producer().unwrap();

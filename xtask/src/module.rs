@@ -1,7 +1,7 @@
 //! `cargo xtask module`: the driver, built out of tree against a reference kernel.
 //!
-//! The driver compiles `../ring/src/shared/mod.rs` as its `shared` module, so
-//! `driver/` and `ring/src/shared/` are mirrored, in that relative layout, into
+//! The driver compiles `../proto/src/lib.rs` as its `proto` module, so
+//! `driver/` and `proto/src/` are mirrored, in that relative layout, into
 //! a scratch tree next to the kernel build (`T-KEY.module/`) and built there:
 //! no build product ever lands in the repository. Only files whose content
 //! changed are copied, so an unchanged driver rebuilds in seconds. The
@@ -33,7 +33,7 @@ use crate::kernel::{
 use crate::project_root;
 
 /// The trees the driver build needs, relative to the repository root.
-const TREES: &[&str] = &["driver", "ring/src/shared"];
+const TREES: &[&str] = &["driver", "proto/src"];
 
 /// Directories under `driver/` that are not part of the kernel module.
 const SKIP_DIRS: &[&str] = &["selftest", "target"];

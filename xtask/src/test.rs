@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check, one `ok`/`FAIL` line each, then a count.
 //!
-//! Host checks first (fmt, clippy, the shared module as `no_std`, tests,
+//! Host checks first (fmt, clippy, the protocol crate as `no_std`, tests,
 //! loom, the host benchmark's smoke run, docs, device tree), then per
 //! kernel target: the kernel, the driver (whose warnings fail the run), the
 //! guest user space and the VM scenarios of [`crate::suites`]. Builds log to
@@ -110,9 +110,9 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
             .collect();
         quiet(cmd!(sh, "rustfmt --check --edition 2021 {files...}"))
     });
-    // `ring/src/shared/` as the kernel compiles it: `no_std`, no `alloc`.
-    runner.check("shared no_std", || {
-        quiet(cmd!(sh, "cargo build -p rmemring-nostd"))
+    // The protocol crate as the kernel compiles it: `no_std`, no `alloc`.
+    runner.check("proto no_std", || {
+        quiet(cmd!(sh, "cargo build -p rmemring-proto"))
     });
     runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
     // The CLI's unit tests, and `tests/cli.rs`, which runs the binary.
@@ -133,7 +133,7 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
     runner.check("loom", || {
         quiet(cmd!(
             sh,
-            "env 'RUSTFLAGS=--cfg loom' cargo test --release -p rmemring --test loom --target-dir target/loom"
+            "env 'RUSTFLAGS=--cfg loom' cargo test --release -p rmemring-proto --test loom --target-dir target/loom"
         ))
     });
     // The multi-threaded ring tests under ThreadSanitizer, in the sid

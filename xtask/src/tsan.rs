@@ -35,7 +35,7 @@ pub const TSAN_PACKAGES: &[&str] = &["cargo", "libclang-rt-21-dev"];
 
 /// The tests it runs: every ring test with threads racing on one ring
 /// (overwrite mode's lapped reader and the wake-ups, in `ring`), and the
-/// shared core's unit tests.
+/// unit tests of both crates (the protocol crate's cores among them).
 const TESTS: &[&str] = &["--lib", "--test", "overwrite", "--test", "ring"];
 
 /// Where the checkout is mounted in the chroot.
@@ -80,6 +80,8 @@ pub fn check(sh: &Shell, log: &Log) -> Result<()> {
         "/work/tsan-target",
         "-p",
         "rmemring",
+        "-p",
+        "rmemring-proto",
     ];
     argv.extend_from_slice(TESTS);
     chroot

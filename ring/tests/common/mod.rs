@@ -27,21 +27,21 @@ use rmemring::layout::{
     OFF_OVERWRITE_POS,
     OFF_PRODUCER_POS, //
 };
-use rmemring::shared::consumer::ConsumerCore;
-use rmemring::shared::producer::{
-    ProducerCore,
-    Slot, //
-};
-use rmemring::shared::view::{
-    header_word0,
-    MemoryOrdering,
-    RingView, //
-};
 use rmemring::{
     pattern,
     CreateOptions,
     Overflow,
     Region, //
+};
+use rmemring_proto::consumer_core::ConsumerCore;
+use rmemring_proto::producer_core::{
+    ProducerCore,
+    Slot, //
+};
+use rmemring_proto::view::{
+    header_word0,
+    MemoryOrdering,
+    RingView, //
 };
 
 /// A fresh memfd ring with a data area of `data_size` bytes.

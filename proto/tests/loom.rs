@@ -20,22 +20,22 @@ use loom::sync::{
     Mutex, //
 };
 use loom::thread;
-use rmemring::layout::HEADER_SIZE;
-use rmemring::shared::consumer::{
+use rmemring_proto::consumer_core::{
     ConsumerCore,
     OverwriteRead,
     RecordMeta, //
 };
-use rmemring::shared::producer::{
+use rmemring_proto::layout::HEADER_SIZE;
+use rmemring_proto::producer_core::{
     Overflow,
     ProducerCore,
     ReserveError, //
 };
-use rmemring::shared::sync::{
+use rmemring_proto::sync::{
     omit_seqcst_fences,
     Ordering, //
 };
-use rmemring::shared::view::RingView;
+use rmemring_proto::view::RingView;
 
 /// The payload word `i` of record `seq`.
 fn word(seq: u64, i: u64) -> u64 {

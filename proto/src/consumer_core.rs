@@ -3,7 +3,7 @@
 //! The consumer's index logic: find, validate and release records, and the
 //! consumer half of the wake-up protocol.
 //!
-//! The user-space [`Consumer`](crate::Consumer) drives this code, and so does
+//! The user-space `Consumer` of the `rmemring` crate drives this code, and so does
 //! the driver's `read()` path. It reads the control page and the data area,
 //! which it does not trust: every header is read once, then checked against
 //! the data area and the published producer position before any of its
@@ -16,7 +16,7 @@ use super::layout::{
     KIND_PAD,
     RECORD_ALIGN, //
 };
-use super::producer::Overflow;
+use super::producer_core::Overflow;
 use super::sync::{
     fence,
     Ordering, //

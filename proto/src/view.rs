@@ -39,8 +39,8 @@ use core::ptr::{
 /// # Examples
 ///
 /// ```
-/// use rmemring::layout::{CACHE_UNCACHED, CACHE_WRITE_COMBINE, FLAG_CACHE_SHIFT, FLAG_OVERWRITE};
-/// use rmemring::shared::view::MemoryOrdering;
+/// use rmemring_proto::layout::{CACHE_UNCACHED, CACHE_WRITE_COMBINE, FLAG_CACHE_SHIFT, FLAG_OVERWRITE};
+/// use rmemring_proto::view::MemoryOrdering;
 ///
 /// assert_eq!(MemoryOrdering::from_flags(FLAG_OVERWRITE), MemoryOrdering::WriteBack);
 /// let wc = CACHE_WRITE_COMBINE << FLAG_CACHE_SHIFT;

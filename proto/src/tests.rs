@@ -7,7 +7,7 @@ extern crate std;
 
 use std::vec::Vec;
 
-use super::consumer::{
+use super::consumer_core::{
     ConsumerCore,
     OverwriteRead,
     LAP_RETRIES, //
@@ -16,7 +16,7 @@ use super::layout::{
     max_payload_for,
     record_stride, //
 };
-use super::producer::{
+use super::producer_core::{
     Overflow,
     ProducerCore, //
 };

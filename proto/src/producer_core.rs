@@ -2,7 +2,7 @@
 
 //! The producer's index logic: reserve, commit, publish, wake.
 //!
-//! The kernel driver and the user-space [`Producer`](crate::Producer) both
+//! The kernel driver and the user-space `Producer` of the `rmemring` crate both
 //! drive this exact code. It writes the control page and the data area and
 //! reads the consumer page, whose contents it treats as hostile: a consumer
 //! position that moves backwards, runs ahead of the producer or lags by more
@@ -53,7 +53,7 @@ pub const MAX_BATCH_RECORDS: u64 = 1 << 14;
 /// # Examples
 ///
 /// ```
-/// use rmemring::shared::producer::{batch_bytes, MAX_BATCH_BYTES};
+/// use rmemring_proto::producer_core::{batch_bytes, MAX_BATCH_BYTES};
 ///
 /// assert_eq!(batch_bytes(4096), 1024);
 /// assert_eq!(batch_bytes(1 << 30), MAX_BATCH_BYTES);

@@ -8,8 +8,8 @@
 //!
 //! Nothing here exists outside `cfg(test)`; the kernel never compiles it.
 
-// The no-`std` build of this module (`rmemring-nostd`) compiles it too
-// under `cargo test --workspace`; the host has `std` either way.
+// The crate is `no_std` outside tests; these are tests, on the host, which
+// has `std`.
 extern crate std;
 
 use std::boxed::Box;
@@ -99,7 +99,7 @@ pub fn after_copy() {
 /// of it, one for a producer and one for a consumer.
 pub fn heap_views(
     data_size: u64,
-    overflow: super::producer::Overflow,
+    overflow: super::producer_core::Overflow,
     ordering: super::view::MemoryOrdering,
 ) -> (super::view::RingView, super::view::RingView) {
     use super::layout::{
@@ -117,8 +117,8 @@ pub fn heap_views(
         cons: ConsumerPage,
     }
     let flags = match overflow {
-        super::producer::Overflow::DropNew => 0,
-        super::producer::Overflow::OverwriteOldest => FLAG_OVERWRITE,
+        super::producer_core::Overflow::DropNew => 0,
+        super::producer_core::Overflow::OverwriteOldest => FLAG_OVERWRITE,
     };
     let ctrl = Geometry {
         region_size: data_size + 8192,

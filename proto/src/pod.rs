@@ -1,16 +1,17 @@
 //! `bytemuck` impls for the ABI structs.
 //!
-//! They live here rather than as derives in [`crate::shared`] because the
-//! kernel compiles that module and has no `bytemuck`. The compile-time size
-//! and offset assertions in `layout` and `uapi` prove the structs have no
-//! padding, which is what `Pod` needs beyond `repr(C)` integer fields.
+//! Plain `unsafe impl`s rather than derives, in a module the kernel leaves
+//! out (`cfg(not(CONFIG_RUST))`): the kernel compiles this crate's sources
+//! and has no `bytemuck`. The compile-time size and offset assertions in
+//! `layout` and `uapi` prove the structs have no padding, which is what
+//! `Pod` needs beyond `repr(C)` integer fields.
 
-use crate::shared::layout::{
+use super::layout::{
     ConsumerPage,
     ControlPage,
     RecordHeader, //
 };
-use crate::shared::uapi::{
+use super::uapi::{
     ProducerConfig,
     ResetConfig,
     RingInfo,

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+
+//! The rmemring protocol: every fact the kernel driver and user space share.
+//!
+//! This crate is the single implementation of the ring: its layout (the
+//! ABI) and geometry, the ioctl interface, the producer and consumer index
+//! logic, the encodings of the overflow and cache modes, the `read()`
+//! record stream and the device-tree property values. It uses only `core`
+//! and has no dependencies, so the kernel driver compiles this very source
+//! as a module (`#[path = "../proto/src/lib.rs"] pub mod proto;` in
+//! `driver/rmemring_main.rs`), user space uses it as a crate (`rmemring`,
+//! the fuzzers, the in-guest tests, xtask), and every host test, model
+//! check, fuzz run and benchmark exercises the code the kernel runs.
+//!
+//! Its modules refer to one another as `super::`, never `crate::`, because
+//! in the driver `crate` is the driver.
+//!
+//! `docs/protocol.md` describes the same protocol for implementers in other
+//! languages.
+
+// A crate of its own everywhere but in the kernel, which compiles this
+// file as a module (with `CONFIG_RUST` set) and is `no_std` already.
+#![cfg_attr(not(any(test, loom, CONFIG_RUST)), no_std)]
+
+/// Records `$event` in the unit tests' access log (the `trace` module); nothing
+/// at all outside `cfg(test)`.
+macro_rules! trace {
+    ($event:expr) => {
+        #[cfg(test)]
+        super::trace::record($event);
+    };
+}
+
+pub mod consumer_core;
+pub mod layout;
+pub mod pattern;
+#[cfg(not(CONFIG_RUST))]
+mod pod;
+pub mod producer_core;
+pub mod sync;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub mod trace;
+pub mod uapi;
+pub mod view;
