@@ -21,9 +21,9 @@ use kernel::{
 };
 
 use crate::fops::MiscRegistration;
+use crate::proto::modes::Overflow;
 use crate::region::Region;
 use crate::ring::Ring;
-use crate::proto::producer_core::Overflow;
 
 /// Device numbers in use, one bit each: `/dev/rmemringN` takes the lowest
 /// free `N`, so unbinding and rebinding gives the same name back. Devices

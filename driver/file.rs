@@ -2,17 +2,11 @@
 
 //! What an open `/dev/rmemringN` can do: ioctls, `mmap`, `read` and `poll`.
 //!
-//! The access mode of `open` picks a role:
-//!
-//! - `O_RDWR`: the ring's one consumer. It may map its consumer page
-//!   writable, `read()` records, reset the ring, and start and stop the
-//!   producer.
-//! - `O_WRONLY`: a controller (say, `rmemring produce` beside `rmemring
-//!   cat`). It may start and stop the producer.
-//! - `O_RDONLY`: an observer. It may map the read-only parts.
-//!
-//! Everyone may query `INFO` and `STATS`. Closing the file that started the
-//! producer stops it.
+//! The access mode of `open` picks the file's [`Role`] (what each may do is
+//! the protocol's, in `proto/src/roles.rs`): `O_RDWR` the ring's one
+//! consumer, `O_WRONLY` a controller, `O_RDONLY` an observer. Everyone may
+//! query `INFO` and `STATS`. Closing the file that started the producer
+//! stops it.
 
 use core::mem::size_of;
 
@@ -40,7 +34,6 @@ use kernel::{
 };
 
 use crate::mmap;
-use crate::ring::Ring;
 use crate::proto::consumer_core::{
     ConsumerCore,
     OverwriteRead, //
@@ -52,7 +45,8 @@ use crate::proto::layout::{
     HEADER_SIZE,
     KIND_DATA, //
 };
-use crate::proto::producer_core::Overflow;
+use crate::proto::modes::Overflow;
+use crate::proto::roles::Role;
 use crate::proto::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -64,10 +58,10 @@ use crate::proto::uapi::{
     IOC_STATS,
     IOC_STOP, //
 };
+use crate::ring::Ring;
 use crate::sys::{
     self,
     poll_mask,
-    AccessMode,
     UserWriter, //
 };
 
@@ -114,14 +108,6 @@ struct Reader {
     bounce: VVec<u8>,
 }
 
-/// What an open file may do, from its access mode.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Observer,
-    Controller,
-    Consumer,
-}
-
 /// An open file of a ring device.
 #[pin_data]
 pub(crate) struct OpenFile {
@@ -146,15 +132,8 @@ pub(crate) struct OpenFile {
 impl OpenFile {
     /// Opens the ring for `file`; a writable open is the consumer.
     pub(crate) fn open(ring: Arc<Ring>, file: &File) -> Result<Pin<KBox<Self>>> {
-        let role = match sys::access_mode(file) {
-            AccessMode::ReadOnly => Role::Observer,
-            AccessMode::WriteOnly => Role::Controller,
-            AccessMode::ReadWrite => Role::Consumer,
-            // It could not read records or map the ring, so it must not take
-            // the consumer's place (nor reset the ring).
-            AccessMode::Neither => return Err(EINVAL),
-        };
-        let consumer = role == Role::Consumer;
+        let role = Role::of_access_mode(sys::access_mode(file)).ok_or(EINVAL)?;
+        let consumer = role.consumes();
         ring.open(consumer)?;
         let reader = Reader {
             core: None,
@@ -187,12 +166,12 @@ impl OpenFile {
 
     /// The file is closed (and unmapped): a producer it started stops.
     pub(crate) fn release(&self) {
-        self.ring
-            .file_closed(self.id(), self.role == Role::Consumer);
+        self.ring.file_closed(self.id(), self.role.consumes());
     }
 
-    fn require(&self, roles: &[Role]) -> Result {
-        if roles.contains(&self.role) {
+    /// `EPERM` unless the file's role `may` do what it asks.
+    fn require(&self, may: fn(Role) -> bool) -> Result {
+        if may(self.role) {
             Ok(())
         } else {
             Err(EPERM)
@@ -216,16 +195,16 @@ impl OpenFile {
                 .writer()
                 .write(&self.ring.stats())?,
             IOC_START => {
-                self.require(&[Role::Consumer, Role::Controller])?;
+                self.require(Role::may_control)?;
                 let config: ProducerConfig = user(size_of::<ProducerConfig>()).reader().read()?;
                 self.ring.start(config, self.id())?;
             }
             IOC_STOP => {
-                self.require(&[Role::Consumer, Role::Controller])?;
+                self.require(Role::may_control)?;
                 self.ring.stop();
             }
             IOC_RESET => {
-                self.require(&[Role::Consumer])?;
+                self.require(Role::may_reset)?;
                 let config: ResetConfig = user(size_of::<ResetConfig>()).reader().read()?;
                 self.ring.reset(config)?;
             }
@@ -236,7 +215,7 @@ impl OpenFile {
 
     /// The mmap handler.
     pub(crate) fn mmap(&self, vma: &VmaNew) -> Result {
-        mmap::map(&self.ring, self.role == Role::Consumer, vma)
+        mmap::map(&self.ring, self.role.consumes(), vma)
     }
 
     /// The poll handler: readable while records are published beyond the
@@ -258,7 +237,7 @@ impl OpenFile {
     /// the producer once per call. Blocks until at least one record fits
     /// unless `nonblock`.
     pub(crate) fn read(&self, nonblock: bool, buf: UserPtr, count: usize) -> Result<usize> {
-        self.require(&[Role::Consumer])?;
+        self.require(Role::consumes)?;
         // As for any file: a read of nothing returns at once.
         if count == 0 {
             return Ok(0);

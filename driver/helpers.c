@@ -20,34 +20,28 @@
 #define CREATE_TRACE_POINTS
 #include "rmemring_trace.h"
 
-/* The cache modes, as in proto/src/layout.rs (CACHE_*). */
-#define RMEMRING_CACHE_WRITE_BACK	0
-#define RMEMRING_CACHE_WRITE_COMBINE	1
-#define RMEMRING_CACHE_UNCACHED		2
-
 /*
- * Maps @size bytes of device memory at @phys write-combining or uncached.
- * (Write-back goes through memremap(), which bindgen reaches directly.)
+ * The kernel mappings of the modes that are not write-back (which goes
+ * through memremap(), reached directly from Rust). One function per
+ * mode, so that the modes' numbers live in the protocol alone
+ * (proto/src/modes.rs), not here too.
  */
-void __iomem *rmemring_ioremap(phys_addr_t phys, size_t size, int cache_mode)
+void __iomem *rmemring_ioremap_wc(phys_addr_t phys, size_t size)
 {
-	switch (cache_mode) {
-	case RMEMRING_CACHE_WRITE_COMBINE:
-		return ioremap_wc(phys, size);
-	case RMEMRING_CACHE_UNCACHED:
+	return ioremap_wc(phys, size);
+}
+
+void __iomem *rmemring_ioremap_uc(phys_addr_t phys, size_t size)
+{
 #ifdef CONFIG_X86
-		/*
-		 * Strong UC. (x86's ioremap() is UC-, which an MTRR of type WC
-		 * turns into WC.) rmemring_pgprot() gives user mappings the
-		 * same type.
-		 */
-		return ioremap_uc(phys, size);
+	/*
+	 * Strong UC. (x86's ioremap() is UC-, which an MTRR of type WC turns
+	 * into WC.) rmemring_pgprot_uc() gives user mappings the same type.
+	 */
+	return ioremap_uc(phys, size);
 #else
-		return ioremap(phys, size);
+	return ioremap(phys, size);
 #endif
-	default:
-		return NULL;
-	}
 }
 
 /*
@@ -108,8 +102,8 @@ static pgprot_t rmemring_x86_cachemode(pgprot_t prot, enum page_cache_mode pcm)
 #endif
 
 /*
- * The user-mapping protection whose cache type is exactly the kernel
- * mapping's, for each cache mode.
+ * The user-mapping protections whose cache type is exactly the kernel
+ * mapping's, one per cache mode.
  *
  * On x86 the type is set explicitly: the kernel maps WB (memremap() falls
  * back to ioremap_cache() for a hole in RAM), WC (ioremap_wc()) or strong
@@ -119,31 +113,34 @@ static pgprot_t rmemring_x86_cachemode(pgprot_t prot, enum page_cache_mode pcm)
  * it. Asking for the kernel's type in the first place needs no upgrade,
  * and the PAT list shows one type for every mapping of the region.
  */
-pgprot_t rmemring_pgprot(pgprot_t prot, int cache_mode)
+pgprot_t rmemring_pgprot_wb(pgprot_t prot)
 {
-	switch (cache_mode) {
-	case RMEMRING_CACHE_WRITE_COMBINE:
 #ifdef CONFIG_X86
-		return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_WC);
+	return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_WB);
 #else
-		return pgprot_writecombine(prot);
+	return prot;
 #endif
-	case RMEMRING_CACHE_UNCACHED:
+}
+
+pgprot_t rmemring_pgprot_wc(pgprot_t prot)
+{
+#ifdef CONFIG_X86
+	return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_WC);
+#else
+	return pgprot_writecombine(prot);
+#endif
+}
+
+pgprot_t rmemring_pgprot_uc(pgprot_t prot)
+{
 #if defined(CONFIG_X86)
-		return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_UC);
+	return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_UC);
 #elif defined(CONFIG_ARM64)
-		/* Device-nGnRE, as ioremap() maps it. */
-		return pgprot_device(prot);
+	/* Device-nGnRE, as ioremap() maps it. */
+	return pgprot_device(prot);
 #else
-		return pgprot_noncached(prot);
+	return pgprot_noncached(prot);
 #endif
-	default:
-#ifdef CONFIG_X86
-		return rmemring_x86_cachemode(prot, _PAGE_CACHE_MODE_WB);
-#else
-		return prot;
-#endif
-	}
 }
 
 /*

@@ -12,11 +12,11 @@ use crate::device::{
     RingDevice,
     RingOptions, //
 };
+use crate::proto::modes::Overflow;
 use crate::region::{
     Region,
     Reserved, //
 };
-use crate::proto::producer_core::Overflow;
 use crate::sys::{
     self,
     CacheMode, //
@@ -69,13 +69,12 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
         );
         return Err(EINVAL);
     };
-    let overflow = match p.overflow {
-        0 => Overflow::DropNew,
-        1 => Overflow::OverwriteOldest,
-        other => {
-            pr_err!("overflow={other}: unknown (0 drop-new, 1 overwrite-oldest)\n");
-            return Err(EINVAL);
-        }
+    let Some(overflow) = Overflow::from_param(p.overflow) else {
+        pr_err!(
+            "overflow={}: unknown (0 drop-new, 1 overwrite-oldest)\n",
+            p.overflow
+        );
+        return Err(EINVAL);
     };
     let Ok(mode) = u16::try_from(p.mode) else {
         pr_err!("mode={:#o}: not a permission mode\n", p.mode);
@@ -120,10 +119,6 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
             mode,
         },
     )?;
-    let policy = match overflow {
-        Overflow::DropNew => "drop-new",
-        Overflow::OverwriteOldest => "overwrite-oldest",
-    };
     pr_info!(
         "{}: {:#x} bytes at {:#x}, {} ring of {:#x} bytes ({})\n",
         device.ring().name(),
@@ -131,7 +126,7 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
         p.phys_base,
         cache.name(),
         device.ring().region().geometry().data_size,
-        policy
+        overflow.name()
     );
     Ok(Some(device))
 }

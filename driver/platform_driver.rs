@@ -3,10 +3,10 @@
 //! The device-tree path: a platform driver for `compatible = "rmemring,ring"`
 //! nodes whose `memory-region` points at a `no-map` reserved-memory node.
 //!
-//! Optional properties: `rmemring,cache-mode` ("write-back", the default,
-//! "write-combine", "uncached"), `rmemring,overflow` ("drop-new", the
-//! default, "overwrite") and `label` (the device node's name instead of
-//! `rmemringN`). See `dts/rmemring.yaml`.
+//! Optional properties: `rmemring,cache-mode`, `rmemring,overflow` and
+//! `label` (the device node's name instead of `rmemringN`); their values
+//! and rules are the protocol's (`proto/src/devicetree.rs`), and
+//! `dts/rmemring.yaml` states them for dt-schema.
 //!
 //! Every refusal names its reason in one `dev_err!` line. [`RINGS`] keeps
 //! what the probe needs to explain two of them: a `label` another ring's
@@ -30,16 +30,13 @@ use crate::device::{
     RingDevice,
     RingOptions, //
 };
+use crate::proto::devicetree;
 use crate::region::{
     Region,
     RegionError,
     Reserved, //
 };
-use crate::proto::producer_core::Overflow;
-use crate::sys::{
-    self,
-    CacheMode, //
-};
+use crate::sys;
 
 /// The platform driver.
 pub(crate) struct RingDriver;
@@ -48,7 +45,7 @@ kernel::of_device_table!(
     OF_TABLE,
     MODULE_OF_TABLE,
     <RingDriver as platform::Driver>::IdInfo,
-    [(of::DeviceId::new(c"rmemring,ring"), ())]
+    [(of::DeviceId::new(devicetree::COMPATIBLE), ())]
 );
 
 impl platform::Driver for RingDriver {
@@ -65,8 +62,8 @@ impl platform::Driver for RingDriver {
 }
 
 /// The longest device name a slot of [`RINGS`] holds: the longest `label`
-/// the binding allows (63 characters).
-const NAME_MAX: usize = 63;
+/// the binding allows.
+const NAME_MAX: usize = devicetree::LABEL_MAX;
 
 /// How many rings [`RINGS`] tracks: as many as there are device numbers
 /// (`device::INDICES` has 64).
@@ -146,46 +143,21 @@ impl Drop for BoundRing {
     }
 }
 
-/// Reads a string property that must be one of `choices`; absent gives the
-/// first choice.
-fn choose<T: Copy>(dev: &Device, name: &CStr, choices: &[(&CStr, T)]) -> Result<T> {
+/// Reads a string property that must be one of `values` (the protocol's
+/// tables, `proto::devicetree`); absent gives the first.
+fn choose<T: Copy>(dev: &Device, name: &CStr, values: &[(&str, T)]) -> Result<T> {
     let Some(fwnode) = dev.fwnode() else {
-        return Ok(choices[0].1);
+        return Ok(values[0].1);
     };
     if !fwnode.property_present(name) {
-        return Ok(choices[0].1);
+        return Ok(values[0].1);
     }
     let value = fwnode.property_read::<CString>(name).required_by(dev)?;
-    for (choice, result) in choices {
-        if value.to_bytes() == choice.to_bytes() {
-            return Ok(*result);
-        }
+    if let Some(result) = devicetree::lookup(values, value.to_bytes()) {
+        return Ok(result);
     }
     dev_err!(dev, "{}: unknown value {:?}\n", name, value);
     Err(EINVAL)
-}
-
-/// Why `label` cannot name a device, if it cannot: the binding's pattern
-/// (`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`), and not `rmemringN`, the names of
-/// unlabelled rings.
-fn bad_label(label: &[u8]) -> Option<&'static str> {
-    let first_ok = label.first().is_some_and(u8::is_ascii_alphanumeric);
-    let rest_ok = label
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if label.is_empty() || label.len() > NAME_MAX || !first_ok || !rest_ok {
-        return Some(
-            "not a device name: 1 to 63 letters, digits, '_', '.' or '-', starting with a \
-             letter or digit",
-        );
-    }
-    let numbered = label
-        .strip_prefix(b"rmemring")
-        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
-    if numbered {
-        return Some("names of the form rmemringN belong to unlabelled rings");
-    }
-    None
 }
 
 /// The node's `label`, checked.
@@ -193,11 +165,13 @@ fn label(dev: &Device) -> Result<Option<CString>> {
     let Some(fwnode) = dev.fwnode() else {
         return Ok(None);
     };
-    if !fwnode.property_present(c"label") {
+    if !fwnode.property_present(devicetree::LABEL_PROPERTY) {
         return Ok(None);
     }
-    let label = fwnode.property_read::<CString>(c"label").required_by(dev)?;
-    if let Some(why) = bad_label(label.to_bytes()) {
+    let label = fwnode
+        .property_read::<CString>(devicetree::LABEL_PROPERTY)
+        .required_by(dev)?;
+    if let Some(why) = devicetree::label_defect(label.to_bytes()) {
         dev_err!(dev, "label {:?}: {}\n", label, why);
         return Err(EINVAL);
     }
@@ -258,20 +232,13 @@ fn probe(dev: &Device) -> Result<BoundRing> {
     let region = memory_region(dev)?;
     let cache = choose(
         dev,
-        c"rmemring,cache-mode",
-        &[
-            (c"write-back", CacheMode::WriteBack),
-            (c"write-combine", CacheMode::WriteCombine),
-            (c"uncached", CacheMode::Uncached),
-        ],
+        devicetree::CACHE_MODE_PROPERTY,
+        &devicetree::CACHE_MODE_VALUES,
     )?;
     let overflow = choose(
         dev,
-        c"rmemring,overflow",
-        &[
-            (c"drop-new", Overflow::DropNew),
-            (c"overwrite", Overflow::OverwriteOldest),
-        ],
+        devicetree::OVERFLOW_PROPERTY,
+        &devicetree::OVERFLOW_VALUES,
     )?;
     let name = label(dev)?;
     let (base, size) = (region.base, region.size);

@@ -29,7 +29,6 @@ use kernel::{
     },
 };
 
-use crate::ring::Ring;
 use crate::proto::layout::record_stride;
 use crate::proto::pattern;
 use crate::proto::producer_core::{
@@ -46,6 +45,7 @@ use crate::proto::uapi::{
     PRODUCER_HOOK_ONLY,
     PRODUCER_WAIT, //
 };
+use crate::ring::Ring;
 use crate::sys;
 
 /// Records per publication when the configuration says 0.

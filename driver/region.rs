@@ -14,10 +14,7 @@ use crate::proto::layout::{
     CONSUMER_PAGE_INIT,
     MIN_DATA_SIZE, //
 };
-use crate::proto::view::{
-    MemoryOrdering,
-    RingView, //
-};
+use crate::proto::view::RingView;
 use crate::sys::{
     self,
     CacheMode,
@@ -259,10 +256,7 @@ impl Region {
                 self.part(g.consumer_offset).cast(),
                 self.part(g.data_offset),
                 g.data_size,
-                match self.cache {
-                    CacheMode::WriteBack => MemoryOrdering::WriteBack,
-                    CacheMode::WriteCombine | CacheMode::Uncached => MemoryOrdering::Weak,
-                },
+                self.cache.ordering(),
             )
         }
     }

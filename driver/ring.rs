@@ -34,21 +34,16 @@ use crate::producer::{
     self,
     ProducerRun, //
 };
-use crate::region::Region;
 use crate::proto::consumer_core::{
     has_unreleased,
     ConsumerCore, //
 };
 use crate::proto::layout::{
     max_payload_for,
-    ABI_VERSION,
-    FLAG_CACHE_SHIFT,
     FLAG_OVERWRITE, //
 };
-use crate::proto::producer_core::{
-    Overflow,
-    ProducerCore, //
-};
+use crate::proto::modes::Overflow;
+use crate::proto::producer_core::ProducerCore;
 use crate::proto::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -57,6 +52,7 @@ use crate::proto::uapi::{
     RESET_FLAGS_KNOWN, //
 };
 use crate::proto::view::RingView;
+use crate::region::Region;
 use crate::sys::Kthread;
 
 /// The control state of a ring: who produces and who consumes.
@@ -145,7 +141,7 @@ impl Ring {
         region: Region,
         overflow: Overflow,
     ) -> Result<Arc<Self>> {
-        let flags = overflow_flag(overflow) | (region.cache().abi() << FLAG_CACHE_SHIFT);
+        let flags = overflow.flag() | (region.cache().flags());
         region.zero_data();
         region.initialise(flags);
         let producer = ProducerCore::attach(
@@ -196,7 +192,7 @@ impl Ring {
 
     /// The current overflow policy.
     pub(crate) fn overflow(&self) -> Overflow {
-        overflow_of(self.flags.load(Ordering::Acquire))
+        Overflow::from_flags(self.flags.load(Ordering::Acquire))
     }
 
     /// The reset generation; see [`Self::reset`].
@@ -304,7 +300,7 @@ impl Ring {
             }
             producer::validate(
                 &config,
-                overflow_of(self.flags.load(Ordering::Acquire)),
+                Overflow::from_flags(self.flags.load(Ordering::Acquire)),
                 max_payload_for(self.region.geometry().data_size),
             )?;
             if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
@@ -369,7 +365,7 @@ impl Ring {
             }
             producer.core = ProducerCore::attach(
                 self.region.view(),
-                overflow_of(flags),
+                Overflow::from_flags(flags),
                 max_payload_for(self.region.geometry().data_size),
             );
             producer.wake_all_next = true;
@@ -401,20 +397,11 @@ impl Ring {
 
     /// What `RMEMRING_IOC_INFO` reports.
     pub(crate) fn info(&self) -> RingInfo {
-        let g = self.region.geometry();
-        RingInfo {
-            abi_version: ABI_VERSION,
-            page_size: g.page_size,
-            phys_base: self.region.base(),
-            region_size: g.region_size,
-            consumer_offset: g.consumer_offset,
-            data_offset: g.data_offset,
-            data_size: g.data_size,
-            max_payload: max_payload_for(g.data_size),
-            flags: self.flags.load(Ordering::Acquire),
-            index: self.index,
-            reserved: [0; 9],
-        }
+        self.region.geometry().ring_info(
+            self.flags.load(Ordering::Acquire),
+            self.index,
+            self.region.base(),
+        )
     }
 
     /// What `RMEMRING_IOC_STATS` reports.
@@ -445,22 +432,5 @@ impl Ring {
             records_hooked: self.records_hooked.load(Ordering::Relaxed),
             reserved: [0; 3],
         }
-    }
-}
-
-/// The control-page flag for an overflow policy.
-fn overflow_flag(overflow: Overflow) -> u32 {
-    match overflow {
-        Overflow::DropNew => 0,
-        Overflow::OverwriteOldest => FLAG_OVERWRITE,
-    }
-}
-
-/// The overflow policy of control-page flags.
-fn overflow_of(flags: u32) -> Overflow {
-    if flags & FLAG_OVERWRITE != 0 {
-        Overflow::OverwriteOldest
-    } else {
-        Overflow::DropNew
     }
 }

@@ -26,11 +26,7 @@ use kernel::{
     uaccess::UserPtr, //
 };
 
-use crate::proto::layout::{
-    CACHE_UNCACHED,
-    CACHE_WRITE_BACK,
-    CACHE_WRITE_COMBINE, //
-};
+pub(crate) use crate::proto::modes::CacheMode;
 
 /// The C helpers in `helpers.c`.
 mod c {
@@ -43,11 +39,8 @@ mod c {
     };
 
     extern "C" {
-        pub(super) fn rmemring_ioremap(
-            phys: bindings::phys_addr_t,
-            size: usize,
-            cache_mode: c_int,
-        ) -> *mut c_void;
+        pub(super) fn rmemring_ioremap_wc(phys: bindings::phys_addr_t, size: usize) -> *mut c_void;
+        pub(super) fn rmemring_ioremap_uc(phys: bindings::phys_addr_t, size: usize) -> *mut c_void;
         pub(super) fn rmemring_iounmap(addr: *mut c_void);
         pub(super) fn rmemring_cond_resched();
         pub(super) fn rmemring_params_locked_down() -> c_int;
@@ -58,10 +51,9 @@ mod c {
             len: u32,
             payload: *const c_void,
         );
-        pub(super) fn rmemring_pgprot(
-            prot: bindings::pgprot_t,
-            cache_mode: c_int,
-        ) -> bindings::pgprot_t;
+        pub(super) fn rmemring_pgprot_wb(prot: bindings::pgprot_t) -> bindings::pgprot_t;
+        pub(super) fn rmemring_pgprot_wc(prot: bindings::pgprot_t) -> bindings::pgprot_t;
+        pub(super) fn rmemring_pgprot_uc(prot: bindings::pgprot_t) -> bindings::pgprot_t;
         pub(super) fn rmemring_of_memory_region(
             dev: *mut c_void,
             base: *mut u64,
@@ -69,47 +61,6 @@ mod c {
             no_map: *mut bool,
             static_reg: *mut bool,
         ) -> c_int;
-    }
-}
-
-/// How the kernel maps the region (and so how user space must map it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CacheMode {
-    /// Cacheable write-back, through `memremap(MEMREMAP_WB)`.
-    WriteBack,
-    /// Write-combining, through `ioremap_wc()`.
-    WriteCombine,
-    /// Uncached, through `ioremap()` (`ioremap_uc()` on x86).
-    Uncached,
-}
-
-impl CacheMode {
-    /// The `CACHE_*` value of the ABI.
-    pub(crate) fn abi(self) -> u32 {
-        match self {
-            CacheMode::WriteBack => CACHE_WRITE_BACK,
-            CacheMode::WriteCombine => CACHE_WRITE_COMBINE,
-            CacheMode::Uncached => CACHE_UNCACHED,
-        }
-    }
-
-    /// The mode for an ABI `CACHE_*` value.
-    pub(crate) fn from_abi(value: u32) -> Option<Self> {
-        match value {
-            CACHE_WRITE_BACK => Some(CacheMode::WriteBack),
-            CACHE_WRITE_COMBINE => Some(CacheMode::WriteCombine),
-            CACHE_UNCACHED => Some(CacheMode::Uncached),
-            _ => None,
-        }
-    }
-
-    /// A name for messages.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            CacheMode::WriteBack => "write-back",
-            CacheMode::WriteCombine => "write-combine",
-            CacheMode::Uncached => "uncached",
-        }
     }
 }
 
@@ -205,7 +156,7 @@ pub(crate) fn overlaps_system_ram(start: u64, size: u64) -> bool {
 /// # Invariants
 ///
 /// `addr` is the start of a live mapping of `size` bytes made by `memremap`
-/// (write-back) or by `rmemring_ioremap` (the other modes), unmapped once in
+/// (write-back) or by `rmemring_ioremap_wc`/`_uc` (the other modes), unmapped once in
 /// `Drop` by the matching call.
 pub(crate) struct KernelMapping {
     addr: NonNull<u8>,
@@ -229,8 +180,10 @@ impl KernelMapping {
             CacheMode::WriteBack => unsafe {
                 bindings::memremap(phys, size, bindings::MEMREMAP_WB as c_ulong)
             },
-            // SAFETY: As above, for the helper's `ioremap_*` call.
-            _ => unsafe { c::rmemring_ioremap(phys, size, cache.abi() as c_int) },
+            // SAFETY: As above, for the helpers' `ioremap_*` calls.
+            CacheMode::WriteCombine => unsafe { c::rmemring_ioremap_wc(phys, size) },
+            // SAFETY: As above.
+            CacheMode::Uncached => unsafe { c::rmemring_ioremap_uc(phys, size) },
         };
         let addr = NonNull::new(addr.cast::<u8>()).ok_or(ENOMEM)?;
         // INVARIANT: The mapping succeeded with the recorded mode.
@@ -253,35 +206,35 @@ impl Drop for KernelMapping {
         match self.cache {
             // SAFETY: By the type invariants, `memremap` made this mapping.
             CacheMode::WriteBack => unsafe { bindings::memunmap(self.addr.as_ptr().cast()) },
-            // SAFETY: By the type invariants, `rmemring_ioremap` made it.
+            // SAFETY: By the type invariants, `rmemring_ioremap_wc`/`_uc` made it.
             _ => unsafe { c::rmemring_iounmap(self.addr.as_ptr().cast()) },
         }
     }
 }
 
-/// How a file was opened: the `O_ACCMODE` bits of its flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AccessMode {
-    /// `O_RDONLY`.
-    ReadOnly,
-    /// `O_WRONLY`.
-    WriteOnly,
-    /// `O_RDWR`.
-    ReadWrite,
-    /// Access mode 3: the file may neither read nor write (`FMODE_READ`
-    /// and `FMODE_WRITE` are both clear), only ioctl.
-    Neither,
+/// The access mode `file` was opened with: the `O_ACCMODE` bits of its
+/// flags, which [`Role::of_access_mode`](crate::proto::roles::Role::of_access_mode)
+/// turns into what the file may do.
+pub(crate) fn access_mode(file: &File) -> u32 {
+    file.flags() & bindings::O_ACCMODE
 }
 
-/// The access mode `file` was opened with.
-pub(crate) fn access_mode(file: &File) -> AccessMode {
-    match file.flags() & bindings::O_ACCMODE {
-        bindings::O_RDONLY => AccessMode::ReadOnly,
-        bindings::O_WRONLY => AccessMode::WriteOnly,
-        bindings::O_RDWR => AccessMode::ReadWrite,
-        _ => AccessMode::Neither,
-    }
-}
+// The protocol's roles number the access modes as the kernel does.
+const _: () = {
+    use crate::proto::roles::Role;
+    assert!(matches!(
+        Role::of_access_mode(bindings::O_RDONLY),
+        Some(Role::Observer)
+    ));
+    assert!(matches!(
+        Role::of_access_mode(bindings::O_WRONLY),
+        Some(Role::Controller)
+    ));
+    assert!(matches!(
+        Role::of_access_mode(bindings::O_RDWR),
+        Some(Role::Consumer)
+    ));
+};
 
 /// `poll` masks.
 pub(crate) mod poll_mask {
@@ -397,7 +350,12 @@ pub(crate) unsafe fn remap_pfn_range(
     // function's safety requirements), so mapping it exposes nothing else;
     // the helper only transforms a `pgprot_t` value.
     let ret = unsafe {
-        let prot = c::rmemring_pgprot((*raw).vm_page_prot, cache.abi() as c_int);
+        let prot = (*raw).vm_page_prot;
+        let prot = match cache {
+            CacheMode::WriteBack => c::rmemring_pgprot_wb(prot),
+            CacheMode::WriteCombine => c::rmemring_pgprot_wc(prot),
+            CacheMode::Uncached => c::rmemring_pgprot_uc(prot),
+        };
         bindings::remap_pfn_range(raw, vma.start(), pfn as c_ulong, len, prot)
     };
     kernel::error::to_result(ret)

@@ -16,7 +16,7 @@ use super::layout::{
     KIND_PAD,
     RECORD_ALIGN, //
 };
-use super::producer_core::Overflow;
+use super::modes::Overflow;
 use super::sync::{
     fence,
     Ordering, //
@@ -98,7 +98,7 @@ impl core::fmt::Display for ReadError {
                  below the expected {expected}"
             ),
             ReadError::BufferTooSmall { needed } => {
-                write!(f, "buffer too small for a {needed}-byte payload")
+                write!(f, "the buffer cannot hold a {needed}-byte payload")
             }
         }
     }

@@ -435,6 +435,170 @@ impl Geometry {
     }
 }
 
+/// Why a control page does not describe a ring this side can use; see
+/// [`ControlPage::geometry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutDefect {
+    /// `magic` is not [`MAGIC`].
+    Magic(u64),
+    /// `abi_version` is not [`ABI_VERSION`].
+    AbiVersion(u32),
+    /// The layout was computed for another page size than `system`.
+    PageSize {
+        /// The control page's.
+        found: u32,
+        /// This system's.
+        system: u32,
+    },
+    /// The consumer page is not the second page.
+    ConsumerOffset(u64),
+    /// The data area does not start at the third page.
+    DataOffset(u64),
+    /// The data area is not a power of two from [`MIN_DATA_SIZE`] to
+    /// [`MAX_DATA_SIZE`].
+    DataSize(u64),
+    /// The data area runs past the end of the region.
+    PastRegion {
+        /// Where the data area ends.
+        end: Option<u64>,
+        /// Bytes in the region.
+        region_size: u64,
+    },
+    /// `max_payload` exceeds what the data area allows
+    /// ([`max_payload_for`]).
+    MaxPayload(u32),
+    /// `flags` has bits this version does not define.
+    UnknownFlags(u32),
+}
+
+impl core::fmt::Display for LayoutDefect {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            LayoutDefect::Magic(found) => {
+                write!(f, "magic {found:#x} is not rmemring's ({MAGIC:#x})")
+            }
+            LayoutDefect::AbiVersion(found) => write!(
+                f,
+                "ABI version {found}; this side speaks version {ABI_VERSION}"
+            ),
+            LayoutDefect::PageSize { found, system } => write!(
+                f,
+                "laid out for {found}-byte pages; this system's are {system} bytes"
+            ),
+            LayoutDefect::ConsumerOffset(found) => {
+                write!(f, "consumer page at {found:#x}, expected one page in")
+            }
+            LayoutDefect::DataOffset(found) => {
+                write!(f, "data area at {found:#x}, expected two pages in")
+            }
+            LayoutDefect::DataSize(found) => write!(
+                f,
+                "data area of {found} bytes is not a power of two between {MIN_DATA_SIZE} \
+                 and {MAX_DATA_SIZE}"
+            ),
+            LayoutDefect::PastRegion { end, region_size } => match end {
+                Some(end) => write!(
+                    f,
+                    "data area ends at {end:#x}, past the region's {region_size:#x} bytes"
+                ),
+                None => write!(f, "data area ends past the address space"),
+            },
+            LayoutDefect::MaxPayload(found) => {
+                write!(f, "max_payload {found} exceeds a quarter of the data area")
+            }
+            LayoutDefect::UnknownFlags(bits) => write!(f, "unknown flags {bits:#x}"),
+        }
+    }
+}
+
+impl ControlPage {
+    /// Checks the identity of a ring a consumer or observer found, on a
+    /// system with pages of `system_page` bytes, and returns where its
+    /// parts lie: every field a consumer must check before it maps or
+    /// reads anything (the one it must check beyond these, that the region
+    /// is no larger than the memory behind it, is the mapper's business).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rmemring_proto::layout::{Geometry, LayoutDefect};
+    ///
+    /// let geometry = Geometry::for_region(1 << 20, 4096).unwrap();
+    /// let mut page = geometry.control_page(0, 0);
+    /// assert_eq!(page.geometry(4096), Ok(geometry));
+    /// page.magic = 0;
+    /// assert_eq!(page.geometry(4096), Err(LayoutDefect::Magic(0)));
+    /// ```
+    pub fn geometry(&self, system_page: u32) -> Result<Geometry, LayoutDefect> {
+        if self.magic != MAGIC {
+            return Err(LayoutDefect::Magic(self.magic));
+        }
+        if self.abi_version != ABI_VERSION {
+            return Err(LayoutDefect::AbiVersion(self.abi_version));
+        }
+        if self.page_size != system_page {
+            return Err(LayoutDefect::PageSize {
+                found: self.page_size,
+                system: system_page,
+            });
+        }
+        let page = u64::from(self.page_size);
+        if self.consumer_offset != page {
+            return Err(LayoutDefect::ConsumerOffset(self.consumer_offset));
+        }
+        if self.data_offset != 2 * page {
+            return Err(LayoutDefect::DataOffset(self.data_offset));
+        }
+        if !self.data_size.is_power_of_two()
+            || self.data_size < MIN_DATA_SIZE
+            || self.data_size > MAX_DATA_SIZE
+        {
+            return Err(LayoutDefect::DataSize(self.data_size));
+        }
+        let end = self.data_offset.checked_add(self.data_size);
+        if end.is_none_or(|end| end > self.region_size) {
+            return Err(LayoutDefect::PastRegion {
+                end,
+                region_size: self.region_size,
+            });
+        }
+        if self.max_payload > max_payload_for(self.data_size) {
+            return Err(LayoutDefect::MaxPayload(self.max_payload));
+        }
+        if self.flags & !FLAGS_KNOWN != 0 {
+            return Err(LayoutDefect::UnknownFlags(self.flags & !FLAGS_KNOWN));
+        }
+        Ok(Geometry {
+            region_size: self.region_size,
+            page_size: self.page_size,
+            consumer_offset: self.consumer_offset,
+            data_offset: self.data_offset,
+            data_size: self.data_size,
+        })
+    }
+}
+
+impl Geometry {
+    /// What `RMEMRING_IOC_INFO` says of a ring of this geometry with these
+    /// control-page `flags`, device number `index` and physical base (0
+    /// for an opener who may not see it).
+    pub const fn ring_info(&self, flags: u32, index: u32, phys_base: u64) -> super::uapi::RingInfo {
+        super::uapi::RingInfo {
+            abi_version: ABI_VERSION,
+            page_size: self.page_size,
+            phys_base,
+            region_size: self.region_size,
+            consumer_offset: self.consumer_offset,
+            data_offset: self.data_offset,
+            data_size: self.data_size,
+            max_payload: max_payload_for(self.data_size),
+            flags,
+            index,
+            reserved: [0; 9],
+        }
+    }
+}
+
 /// An all-zero consumer page, as a fresh ring starts.
 pub const CONSUMER_PAGE_INIT: ConsumerPage = ConsumerPage {
     consumer_pos: 0,

@@ -32,11 +32,15 @@ macro_rules! trace {
 }
 
 pub mod consumer_core;
+pub mod devicetree;
 pub mod layout;
+pub mod modes;
 pub mod pattern;
 #[cfg(not(CONFIG_RUST))]
 mod pod;
 pub mod producer_core;
+pub mod roles;
+pub mod stream;
 pub mod sync;
 #[cfg(test)]
 mod tests;

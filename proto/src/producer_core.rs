@@ -18,6 +18,7 @@ use super::layout::{
     KIND_PAD,
     RECORD_ALIGN, //
 };
+pub use super::modes::Overflow;
 use super::sync::{
     fence,
     Ordering, //
@@ -67,16 +68,6 @@ pub const fn batch_bytes(data_size: u64) -> u64 {
     } else {
         quarter
     }
-}
-
-/// What to do when a record does not fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Overflow {
-    /// Refuse the new record; the caller counts it with
-    /// [`ProducerCore::drop_record`].
-    DropNew,
-    /// Overwrite the oldest records (a flight recorder).
-    OverwriteOldest,
 }
 
 /// Why [`ProducerCore::reserve`] gave no room.

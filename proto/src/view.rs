@@ -10,9 +10,6 @@
 
 use super::layout::{
     RecordHeader,
-    CACHE_WRITE_BACK,
-    FLAG_CACHE_MASK,
-    FLAG_CACHE_SHIFT,
     HEADER_SIZE, //
 };
 #[cfg(not(loom))]
@@ -66,10 +63,9 @@ impl MemoryOrdering {
     /// cache mode (`FLAG_CACHE_MASK`) is write-back or not. A cache mode
     /// this version does not know counts as weak, the safe side.
     pub const fn from_flags(flags: u32) -> Self {
-        if (flags & FLAG_CACHE_MASK) >> FLAG_CACHE_SHIFT == CACHE_WRITE_BACK {
-            MemoryOrdering::WriteBack
-        } else {
-            MemoryOrdering::Weak
+        match super::modes::CacheMode::from_flags(flags) {
+            Some(mode) => mode.ordering(),
+            None => MemoryOrdering::Weak,
         }
     }
 }

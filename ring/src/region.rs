@@ -46,25 +46,20 @@ use crate::{
     Consumer,
     Producer, //
 };
+use rmemring_proto::layout::LayoutDefect;
 use rmemring_proto::layout::{
-    max_payload_for,
     ConsumerPage,
     ControlPage,
     Geometry,
     GeometryError,
     ABI_VERSION,
-    CACHE_UNCACHED,
-    CACHE_WRITE_COMBINE,
     CONSUMER_PAGE_INIT,
-    FLAGS_KNOWN,
-    FLAG_CACHE_MASK,
-    FLAG_CACHE_SHIFT,
-    FLAG_OVERWRITE,
     MAGIC,
     MAX_DATA_SIZE,
     MIN_DATA_SIZE, //
 };
-use rmemring_proto::producer_core::Overflow;
+pub use rmemring_proto::modes::CacheMode;
+use rmemring_proto::modes::Overflow;
 use rmemring_proto::view::{
     load_control_page,
     MemoryOrdering,
@@ -119,60 +114,46 @@ pub enum Backend {
     Memfd,
 }
 
-/// How the producer maps the region (the kernel's choice for device rings).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheMode {
-    /// Cacheable, write-back: the default and the fast one.
-    WriteBack,
-    /// Write-combining.
-    WriteCombine,
-    /// Uncached.
-    Uncached,
-}
-
-/// A ring's identity and geometry, validated.
+/// A ring's identity and geometry, validated: its [`Geometry`] (which it
+/// dereferences to: `layout.data_size` and the like) and what the control
+/// page says beyond it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingLayout {
-    /// Page size of the layout (and of this system).
-    pub page_size: u32,
-    /// Bytes in the region.
-    pub region_size: u64,
-    /// Offset of the consumer page.
-    pub consumer_offset: u64,
-    /// Offset of the data area.
-    pub data_offset: u64,
-    /// Bytes in the data area.
-    pub data_size: u64,
+    /// Where the ring's parts lie.
+    pub geometry: Geometry,
     /// Largest payload of one record.
     pub max_payload: u32,
     /// Control page flags.
     pub flags: u32,
-    /// Physical address of the region (0 without one).
+    /// Physical address of the region (0 without one, or when the driver
+    /// keeps it from this process).
     pub phys_base: u64,
+}
+
+impl std::ops::Deref for RingLayout {
+    type Target = Geometry;
+
+    fn deref(&self) -> &Geometry {
+        &self.geometry
+    }
 }
 
 impl RingLayout {
     /// The overflow policy.
     pub fn overflow(&self) -> Overflow {
-        if self.flags & FLAG_OVERWRITE != 0 {
-            Overflow::OverwriteOldest
-        } else {
-            Overflow::DropNew
-        }
+        Overflow::from_flags(self.flags)
     }
 
-    /// The producer's cache mode.
+    /// The producer's cache mode (a mode this version does not know is
+    /// refused by [`Self::validate`]).
     pub fn cache_mode(&self) -> CacheMode {
-        match (self.flags & FLAG_CACHE_MASK) >> FLAG_CACHE_SHIFT {
-            CACHE_WRITE_COMBINE => CacheMode::WriteCombine,
-            CACHE_UNCACHED => CacheMode::Uncached,
-            _ => CacheMode::WriteBack,
-        }
+        CacheMode::from_flags(self.flags).unwrap_or(CacheMode::Uncached)
     }
 
     /// Checks a control page a consumer or observer found, for a system with
     /// pages of `system_page` bytes and, where known, `available` bytes of
-    /// backing memory.
+    /// backing memory: the protocol's checks
+    /// ([`ControlPage::geometry`]), then that the region fits its backing.
     ///
     /// # Examples
     ///
@@ -195,80 +176,29 @@ impl RingLayout {
         system_page: u32,
         available: Option<u64>,
     ) -> Result<Self, Error> {
-        if page.magic != MAGIC {
-            return Err(Error::BadMagic {
-                found: page.magic,
+        let geometry = page.geometry(system_page).map_err(|defect| match defect {
+            LayoutDefect::Magic(found) => Error::BadMagic {
+                found,
                 expected: MAGIC,
-            });
-        }
-        if page.abi_version != ABI_VERSION {
-            return Err(Error::AbiVersion {
-                found: page.abi_version,
+            },
+            LayoutDefect::AbiVersion(found) => Error::AbiVersion {
+                found,
                 supported: ABI_VERSION,
-            });
-        }
-        if page.page_size != system_page {
-            return Err(Error::PageSize {
-                found: page.page_size,
-                system: system_page,
-            });
-        }
-        let page_size = u64::from(page.page_size);
-        let layout = |what: String| Err(Error::Layout(what));
-        if page.consumer_offset != page_size {
-            return layout(format!(
-                "consumer page at {:#x}, expected one page in ({page_size:#x})",
-                page.consumer_offset
-            ));
-        }
-        if page.data_offset != 2 * page_size {
-            return layout(format!(
-                "data area at {:#x}, expected two pages in ({:#x})",
-                page.data_offset,
-                2 * page_size
-            ));
-        }
-        if !page.data_size.is_power_of_two()
-            || page.data_size < MIN_DATA_SIZE
-            || page.data_size > MAX_DATA_SIZE
-        {
-            return layout(format!(
-                "data area of {} bytes is not a power of two between {MIN_DATA_SIZE} and {MAX_DATA_SIZE}",
-                page.data_size
-            ));
-        }
-        match page.data_offset.checked_add(page.data_size) {
-            Some(end) if end <= page.region_size => {}
-            _ => {
-                return layout(format!(
-                    "data area ends past the region ({:#x} + {:#x} > {:#x})",
-                    page.data_offset, page.data_size, page.region_size
-                ))
-            }
-        }
+            },
+            LayoutDefect::PageSize { found, system } => Error::PageSize { found, system },
+            LayoutDefect::UnknownFlags(bits) => Error::UnknownFlags(bits),
+            other => Error::Layout(other.to_string()),
+        })?;
         if let Some(available) = available {
             if page.region_size > available {
-                return layout(format!(
+                return Err(Error::Layout(format!(
                     "region of {} bytes is larger than its {available}-byte backing",
                     page.region_size
-                ));
+                )));
             }
         }
-        if page.max_payload > max_payload_for(page.data_size) {
-            return layout(format!(
-                "max_payload {} exceeds a quarter of the data area",
-                page.max_payload
-            ));
-        }
-        if page.flags & !FLAGS_KNOWN != 0 {
-            return Err(Error::UnknownFlags(page.flags & !FLAGS_KNOWN));
-        }
         Ok(Self {
-            page_size: page.page_size,
-            region_size: page.region_size,
-            consumer_offset: page.consumer_offset,
-            data_offset: page.data_offset,
-            data_size: page.data_size,
+            geometry,
             max_payload: page.max_payload,
             flags: page.flags,
             phys_base: page.phys_base,
@@ -478,13 +408,15 @@ impl Region {
         geometry: Geometry,
         options: CreateOptions,
     ) -> Result<Self, Error> {
-        let flags = match options.overflow {
-            Overflow::DropNew => 0,
-            Overflow::OverwriteOldest => FLAG_OVERWRITE,
-        };
-        let mut control = geometry.control_page(flags, 0);
+        let mut control = geometry.control_page(options.overflow.flag(), 0);
         control.magic = 0;
-        let region = Self::map(fd, path, backend, Access::Full, &control)?;
+        let layout = RingLayout {
+            geometry,
+            max_payload: control.max_payload,
+            flags: control.flags,
+            phys_base: 0,
+        };
+        let region = Self::map(fd, path, backend, Access::Full, layout)?;
         // Word by word with atomic stores, like every other access to the
         // pages: a file ring may be mapped by an opener already (it finds
         // no magic yet, and refuses it, but may read meanwhile).
@@ -635,18 +567,18 @@ impl Region {
         control.magic = magic;
         drop(probe);
         let layout = RingLayout::validate(&control, page, available)?;
-        let region = Self::map(fd, path, backend, access, &control)?;
-        Ok(Self { layout, ..region })
+        Self::map(fd, path, backend, access, layout)
     }
 
-    /// Maps the parts of a region laid out as `control` describes.
+    /// Maps the parts of a region laid out as `layout` says.
     fn map(
         fd: OwnedFd,
         path: PathBuf,
         backend: Backend,
         access: Access,
-        control: &ControlPage,
+        layout: RingLayout,
     ) -> Result<Self, Error> {
+        let control = &layout.geometry;
         let page = u64::from(control.page_size);
         let producer = access.writes_producer_parts();
         // SAFETY: For all three maps: the region accesses them only through
@@ -689,16 +621,7 @@ impl Region {
             path,
             backend,
             access,
-            layout: RingLayout {
-                page_size: control.page_size,
-                region_size: control.region_size,
-                consumer_offset: control.consumer_offset,
-                data_offset: control.data_offset,
-                data_size: control.data_size,
-                max_payload: control.max_payload,
-                flags: control.flags,
-                phys_base: control.phys_base,
-            },
+            layout,
             control: control_map,
             consumer_page,
             data,

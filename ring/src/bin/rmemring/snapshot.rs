@@ -8,8 +8,6 @@ use rmemring::{
     device,
     Access,
     Backend,
-    CacheMode,
-    Overflow,
     Region,
     RingLayout, //
 };
@@ -107,17 +105,10 @@ impl Snapshot {
 
 /// The overflow mode's name.
 pub(crate) fn overflow_name(layout: &RingLayout) -> &'static str {
-    match layout.overflow() {
-        Overflow::DropNew => "drop-new",
-        Overflow::OverwriteOldest => "overwrite-oldest",
-    }
+    layout.overflow().name()
 }
 
 /// The cache mode's name.
 pub(crate) fn cache_name(layout: &RingLayout) -> &'static str {
-    match layout.cache_mode() {
-        CacheMode::WriteBack => "write-back",
-        CacheMode::WriteCombine => "write-combine",
-        CacheMode::Uncached => "uncached",
-    }
+    layout.cache_mode().name()
 }
