@@ -24,6 +24,7 @@ use rmemring_proto::consumer_core::{
 };
 use rmemring_proto::layout::HEADER_SIZE;
 use rmemring_proto::producer_core::Overflow;
+use rmemring_proto::roles::Role;
 
 /// [`Wait::BusyPoll`] checks its deadline once per this many polls.
 const POLLS_PER_CLOCK: u32 = 64;
@@ -710,5 +711,47 @@ impl<'b> Iterator for BatchIter<'b> {
                 Some(Err(e.into()))
             }
         }
+    }
+}
+
+/// Handing out the ring's consumer role.
+impl Region {
+    /// The ring's consumer: takes the consumer role until the [`Consumer`]
+    /// is dropped.
+    ///
+    /// Fails with [`Error::Taken`] while another consumer of the ring
+    /// exists, whether made by this region, another region of the same
+    /// ring (say, from [`Region::from_fd`] of a duplicated descriptor, or a
+    /// second [`Region::open`] of the file) or another process; with
+    /// [`Error::Access`] if the region was not opened to consume; and with
+    /// [`Error::Corrupt`] if the ring's positions are impossible.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{Access, CreateOptions, Error, Region};
+    ///
+    /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let consumer = region.consumer()?;
+    ///
+    /// // The same memfd through another descriptor is the same ring.
+    /// let again = Arc::new(Region::from_fd(region.fd().try_clone_to_owned()?, Access::Full)?);
+    /// assert!(matches!(again.consumer(), Err(Error::Taken("consumer"))));
+    ///
+    /// drop(consumer); // gives the role back
+    /// let consumer = again.consumer()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn consumer(self: &Arc<Self>) -> Result<Consumer, Error> {
+        if !self.access().writes_consumer_page() {
+            return Err(Error::Access {
+                opened: self.access().name(),
+                wanted: "consuming",
+            });
+        }
+        let role = RoleLock::acquire(&self.ring_file(), Role::Consumer)?;
+        // On failure the lock is dropped, so a later call may try again.
+        Consumer::new(self.clone(), role)
     }
 }

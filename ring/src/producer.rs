@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::error::ProduceError;
+use crate::error::{
+    Error,
+    ProduceError, //
+};
 use crate::region::Region;
 use crate::role::RoleLock;
 use crate::wait;
@@ -13,6 +16,7 @@ use rmemring_proto::producer_core::{
     ReserveError,
     Slot, //
 };
+use rmemring_proto::roles::Role;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of record timestamps.
 pub fn monotonic_ns() -> u64 {
@@ -434,5 +438,44 @@ impl Reservation<'_> {
         self.producer
             .core
             .commit(self.slot, self.tag, self.timestamp);
+    }
+}
+
+/// Handing out the ring's producer role.
+impl Region {
+    /// The ring's producer (files and memfds): takes the producer role
+    /// until the [`Producer`] is dropped.
+    ///
+    /// Fails with [`Error::Taken`] while another producer of the ring
+    /// exists, in this process or another, and with [`Error::Access`] if
+    /// the region was not opened to produce (devices never are: their
+    /// producer is the kernel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{CreateOptions, Error, Region};
+    ///
+    /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let mut producer = region.producer()?;
+    /// assert!(matches!(region.producer(), Err(Error::Taken("producer"))));
+    /// producer.send(b"one")?;
+    /// drop(producer);
+    ///
+    /// // A later producer continues where the last one stopped.
+    /// let producer = region.producer()?;
+    /// assert_eq!(producer.next_seq(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn producer(self: &Arc<Self>) -> Result<Producer, Error> {
+        if !self.access().writes_producer_parts() {
+            return Err(Error::Access {
+                opened: self.access().name(),
+                wanted: "producing",
+            });
+        }
+        let role = RoleLock::acquire(&self.ring_file(), Role::Producer)?;
+        Ok(Producer::new(self.clone(), role))
     }
 }

@@ -35,6 +35,7 @@ use std::io;
 use std::os::fd::{
     AsFd,
     AsRawFd,
+    BorrowedFd,
     OwnedFd, //
 };
 use std::sync::Mutex;
@@ -49,28 +50,23 @@ use nix::sys::stat::{
     FileStat, //
 };
 
+use std::path::Path;
+
+use rmemring_proto::roles::Role;
+
 use crate::error::Error;
-use crate::region::{
-    Backend,
-    Region, //
-};
 
-/// The two roles of a ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// Writes the control page and the data area.
-    Producer,
-    /// Writes the consumer page; reads records in place.
-    Consumer,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Producer => "producer",
-            Role::Consumer => "consumer",
-        }
-    }
+/// The file a ring lives in, as far as its role locks need it.
+pub(crate) struct RingFile<'a> {
+    /// The region's descriptor.
+    pub(crate) fd: BorrowedFd<'a>,
+    /// Its path, for messages.
+    pub(crate) path: &'a Path,
+    /// Whether it is a device (whose producer is the kernel), rather than
+    /// a memfd or a ring file.
+    pub(crate) device: bool,
+    /// Offset of the consumer page: the byte the consumer's lock covers.
+    pub(crate) consumer_offset: u64,
 }
 
 /// A role held for as long as this lives.
@@ -104,28 +100,29 @@ impl Drop for DeviceConsumer {
 }
 
 impl RoleLock {
-    /// Takes `role` on `region`'s ring, or fails with [`Error::Taken`] if
-    /// someone holds it.
-    pub(crate) fn acquire(region: &Region, role: Role) -> Result<Self, Error> {
-        let held = match region.backend() {
-            Backend::Device => Held::Device {
-                _entry: device_consumer(region, role)?,
-            },
-            Backend::File | Backend::Memfd => Held::Ofd {
-                _description: ofd_lock(region, role)?,
-            },
+    /// Takes `role` (the producer's or the consumer's) on the ring in
+    /// `ring`, or fails with [`Error::Taken`] if someone holds it.
+    pub(crate) fn acquire(ring: &RingFile<'_>, role: Role) -> Result<Self, Error> {
+        let held = if ring.device {
+            Held::Device {
+                _entry: device_consumer(ring, role)?,
+            }
+        } else {
+            Held::Ofd {
+                _description: ofd_lock(ring, role)?,
+            }
         };
         Ok(Self { _held: held })
     }
 }
 
-fn device_consumer(region: &Region, role: Role) -> Result<DeviceConsumer, Error> {
+fn device_consumer(ring: &RingFile<'_>, role: Role) -> Result<DeviceConsumer, Error> {
     // `Region::producer` refuses devices before this; a kernel ring has no
     // user-space producer role to hand out.
     if role != Role::Consumer {
         return Err(Error::Taken(role.name()));
     }
-    let rdev = stat(region.fd(), region)?.st_rdev;
+    let rdev = stat(ring.fd, ring)?.st_rdev;
     let mut held = DEVICE_CONSUMERS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -136,24 +133,24 @@ fn device_consumer(region: &Region, role: Role) -> Result<DeviceConsumer, Error>
     Ok(DeviceConsumer(rdev))
 }
 
-fn stat(fd: impl AsFd, region: &Region) -> Result<FileStat, Error> {
-    fstat(fd).map_err(|e| Error::io(format!("{}: fstat", region.path().display()), e))
+fn stat(fd: impl AsFd, ring: &RingFile<'_>) -> Result<FileStat, Error> {
+    fstat(fd).map_err(|e| Error::io(format!("{}: fstat", ring.path.display()), e))
 }
 
 /// Opens a description of the ring's file of our own and locks the role's
 /// byte on it.
-fn ofd_lock(region: &Region, role: Role) -> Result<OwnedFd, Error> {
+fn ofd_lock(ring: &RingFile<'_>, role: Role) -> Result<OwnedFd, Error> {
     let what = |step: &str| {
         format!(
             "{}: {step} for the {} lock",
-            region.path().display(),
+            ring.path.display(),
             role.name()
         )
     };
     // A new open file description of the same file: locks taken on the
     // region's own descriptor would be shared with every `dup` of it and
     // every process that inherited it.
-    let proc_path = format!("/proc/self/fd/{}", region.fd().as_raw_fd());
+    let proc_path = format!("/proc/self/fd/{}", ring.fd.as_raw_fd());
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -165,7 +162,7 @@ fn ofd_lock(region: &Region, role: Role) -> Result<OwnedFd, Error> {
             )
         })?;
     // The same file, not whatever the descriptor number means by now.
-    let (ours, theirs) = (stat(&file, region)?, stat(region.fd(), region)?);
+    let (ours, theirs) = (stat(&file, ring)?, stat(ring.fd, ring)?);
     if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino) {
         return Err(Error::io(
             what("reopening"),
@@ -174,7 +171,9 @@ fn ofd_lock(region: &Region, role: Role) -> Result<OwnedFd, Error> {
     }
     let start = match role {
         Role::Producer => 0,
-        Role::Consumer => region.layout().consumer_offset,
+        Role::Consumer => ring.consumer_offset,
+        // Controllers and observers hold no lock: they write nothing.
+        Role::Controller | Role::Observer => return Err(Error::Taken(role.name())),
     };
     let lock = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
