@@ -98,7 +98,7 @@ pub enum Backend {
 /// [`Access`] allows, so a consumer cannot scribble on the producer's pages
 /// by accident (on the device, the kernel enforces it).
 ///
-/// A ring has at most one [`Consumer`] and one [`Producer`] at a time,
+/// A ring has at most one [`Consumer`](crate::Consumer) and one [`Producer`](crate::Producer) at a time,
 /// across every region of it in every process: [`Region::consumer`] and
 /// [`Region::producer`] take the role with a lock on the ring (an
 /// open-file-description lock on files and memfds, the kernel's
@@ -121,7 +121,7 @@ pub enum Backend {
 ///
 /// Zero copy trusts the producer to follow the protocol: it must not write
 /// records it published until the consumer releases them. The kernel
-/// driver and this crate's [`Producer`] do not. Another process that maps
+/// driver and this crate's [`Producer`](crate::Producer) do not. Another process that maps
 /// the same file or memfd and writes it regardless (ignoring the role
 /// locks, which are advisory, or the protocol) can change bytes under a
 /// borrowed `&[u8]`, and that, like any modification of a process's
@@ -136,7 +136,7 @@ pub enum Backend {
 /// (and the role locks) already say, and the kernel, which owns the
 /// device. So the constructors are not `unsafe`: an `unsafe fn` would
 /// move the same unprovable promise into every caller. With a peer you do
-/// not trust, read with [`Consumer::read_copy`]: it copies each record out
+/// not trust, read with [`Consumer::read_copy`](crate::Consumer::read_copy): it copies each record out
 /// of the mapping with atomic word loads and lends only its own copy, so a
 /// misbehaving producer can garble the records, nothing more.
 ///
