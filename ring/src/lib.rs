@@ -72,6 +72,7 @@
 
 pub use rmemring_proto::layout;
 pub use rmemring_proto::pattern;
+pub use rmemring_proto::stream;
 pub use rmemring_proto::uapi;
 
 mod consumer;

@@ -22,12 +22,8 @@ use std::time::{
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use rmemring::layout::{
-    record_stride,
-    RecordHeader,
-    HEADER_SIZE,
-    KIND_DATA, //
-};
+use rmemring::layout::record_stride;
+use rmemring::stream::Records;
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -371,20 +367,22 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     Ok(measured.row("read", mode, workload, size))
 }
 
-/// Walks the records `read()` returned: header, payload, padding, each.
+/// Walks the records `read()` returned (a chunk of the protocol's record
+/// stream, `rmemring_proto::stream`); a read() returns whole records, so a
+/// part of one left over is as wrong as a bad header.
 fn parse_records(bytes: &[u8], tally: &mut Tally) {
-    let mut off = 0usize;
-    while off + HEADER_SIZE as usize <= bytes.len() {
-        let header: RecordHeader =
-            bytemuck::pod_read_unaligned(&bytes[off..off + HEADER_SIZE as usize]);
-        let start = off + HEADER_SIZE as usize;
-        let end = start.saturating_add(header.len as usize);
-        if header.kind != KIND_DATA || end > bytes.len() {
-            tally.bad += 1;
-            return;
+    let mut records = Records::new(bytes);
+    for record in records.by_ref() {
+        match record {
+            Ok(r) => tally.record(r.header.seq, r.header.timestamp_ns, r.payload),
+            Err(_) => {
+                tally.bad += 1;
+                return;
+            }
         }
-        tally.record(header.seq, header.timestamp_ns, &bytes[start..end]);
-        off += record_stride(header.len) as usize;
+    }
+    if !records.remainder().is_empty() {
+        tally.bad += 1;
     }
 }
 
