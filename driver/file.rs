@@ -4,11 +4,17 @@
 //!
 //! The access mode of `open` picks the file's [`Role`] (what each may do is
 //! the protocol's, in `proto/src/roles.rs`): `O_RDWR` the ring's one
-//! consumer, `O_WRONLY` a controller, `O_RDONLY` an observer. Everyone may
-//! query `INFO` and `STATS`. Closing the file that started the producer
-//! stops it.
+//! consumer, `O_WRONLY` a controller, `O_RDONLY` an observer, which becomes
+//! the consumer at its first `read()` if no one else is (so that `cat
+//! /dev/rmemring0` streams). Everyone may query `INFO` and `STATS`.
+//! Closing the file that started the producer stops it; closing the
+//! consumer's lets another consumer in.
 
 use core::mem::size_of;
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
 
 use kernel::{
     alloc::VVec,
@@ -112,6 +118,10 @@ struct Reader {
 #[pin_data]
 pub(crate) struct OpenFile {
     role: Role,
+    /// Whether the file holds the ring's consumer place: from `open` for a
+    /// consumer, from its first `read()` for an observer. Only set while
+    /// `reader` is held; read when the file closes.
+    consuming: AtomicBool,
     /// Whether the opener may see physical addresses (`CAP_SYS_ADMIN`).
     admin: bool,
     /// Held by the thread in `read()`, also while it sleeps there. Its
@@ -146,6 +156,7 @@ impl OpenFile {
             try_pin_init!(Self {
                 ring: shared,
                 role,
+                consuming: AtomicBool::new(consumer),
                 admin: sys::opener_is_admin(file),
                 reader <- new_mutex!(reader),
                 reader_free <- new_condvar!(),
@@ -237,12 +248,19 @@ impl OpenFile {
     /// the producer once per call. Blocks until at least one record fits
     /// unless `nonblock`.
     pub(crate) fn read(&self, nonblock: bool, buf: UserPtr, count: usize) -> Result<usize> {
-        self.require(Role::consumes)?;
+        self.require(|role| role.consumes() || role.consumes_when_reading())?;
         // As for any file: a read of nothing returns at once.
         if count == 0 {
             return Ok(0);
         }
         let mut reader = self.lock_reader(nonblock)?;
+        if !self.consuming.load(Ordering::Acquire) {
+            // An observer's first read(): it takes the consumer's place, or
+            // gets EBUSY while someone else has it. With `reader` held, so
+            // two threads of the file cannot both take it.
+            self.ring.open(true)?;
+            self.consuming.store(true, Ordering::Release);
+        }
         let result = self.read_locked(&mut reader, nonblock, buf, count);
         drop(reader);
         // Taking the gate orders this wake-up after the check of a thread

@@ -20,7 +20,9 @@ pub enum Role {
     /// producer (say, `rmemring produce` beside `rmemring cat`).
     Controller,
     /// On the device, a file opened `O_RDONLY`: `INFO`, `STATS` and
-    /// read-only mappings.
+    /// read-only mappings. Its first `read()` makes it the consumer, if no
+    /// one else is, for as long as it is open: `cat`, `dd` and every other
+    /// tool open devices read-only.
     Observer,
 }
 
@@ -61,6 +63,12 @@ impl Role {
     /// Whether it consumes: reads records and writes the consumer page.
     pub const fn consumes(self) -> bool {
         matches!(self, Role::Consumer)
+    }
+
+    /// Whether reading records makes it the consumer (while no one else
+    /// is; it still maps nothing writable, and may not reset the ring).
+    pub const fn consumes_when_reading(self) -> bool {
+        matches!(self, Role::Observer)
     }
 
     /// The role's name in messages.
