@@ -46,10 +46,9 @@ use crate::proto::consumer_core::{
 };
 use crate::proto::layout::{
     max_payload_for,
+    record_padding,
     record_stride,
-    RecordHeader,
-    HEADER_SIZE,
-    KIND_DATA, //
+    RecordHeader, //
 };
 use crate::proto::modes::Overflow;
 use crate::proto::roles::Role;
@@ -538,15 +537,9 @@ fn copy_overwrite(
             core.rewind(before);
             break;
         }
-        let header = RecordHeader {
-            len: meta.len,
-            kind: KIND_DATA,
-            tag: meta.tag,
-            seq: meta.seq,
-            timestamp_ns: meta.timestamp_ns,
-        };
+        let header = meta.header();
         let len = meta.len as usize;
-        let pad = stride - HEADER_SIZE as usize - len;
+        let pad = record_padding(meta.len) as usize;
         // `read_overwrite` only returns records that fit in `bounce`.
         let payload = bounce.get(..len).ok_or(EIO)?;
         let result = writer

@@ -11,6 +11,7 @@
 
 use super::layout::{
     record_stride,
+    RecordHeader,
     HEADER_SIZE,
     KIND_DATA,
     KIND_PAD,
@@ -136,6 +137,24 @@ pub struct RecordMeta {
     pub timestamp_ns: u64,
     /// Records missing from the sequence just before this one.
     pub lost_before: u64,
+}
+
+impl RecordMeta {
+    /// The record's header, as the ring had it.
+    pub fn header(&self) -> RecordHeader {
+        RecordHeader {
+            len: self.len,
+            kind: KIND_DATA,
+            tag: self.tag,
+            seq: self.seq,
+            timestamp_ns: self.timestamp_ns,
+        }
+    }
+
+    /// Offset of the payload in the data area.
+    pub fn payload_offset(&self) -> u64 {
+        self.offset + HEADER_SIZE
+    }
 }
 
 /// What [`ConsumerCore::read_overwrite`] found.

@@ -330,6 +330,11 @@ pub const fn record_stride(payload: u32) -> u64 {
     (raw + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
 }
 
+/// The padding after a payload of `payload` bytes, up to the next record.
+pub const fn record_padding(payload: u32) -> u64 {
+    record_stride(payload) - HEADER_SIZE - payload as u64
+}
+
 /// The largest payload a ring with a data area of `data_size` bytes accepts.
 ///
 /// A record may fill at most a quarter of the data area, so an empty ring can

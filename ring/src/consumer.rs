@@ -22,7 +22,6 @@ use rmemring_proto::consumer_core::{
     OverwriteRead,
     RecordMeta, //
 };
-use rmemring_proto::layout::HEADER_SIZE;
 use rmemring_proto::producer_core::Overflow;
 use rmemring_proto::roles::Role;
 
@@ -635,7 +634,7 @@ fn payload_slice<'a>(data: *const u8, meta: &RecordMeta) -> &'a [u8] {
     // bound `'a` by a borrow that prevents the release.
     unsafe {
         std::slice::from_raw_parts(
-            data.add((meta.offset + HEADER_SIZE) as usize),
+            data.add(meta.payload_offset() as usize),
             meta.len as usize,
         )
     }
