@@ -2,7 +2,7 @@
 
 //! The byte stream `read()` on the device returns: whole data records, one
 //! after another, each exactly as in the ring (a [`RecordHeader`], the
-//! payload, padding to [`RECORD_ALIGN`]), with no pad records. Every
+//! payload, padding to [`RECORD_ALIGN`](super::layout::RECORD_ALIGN)), with no pad records. Every
 //! reader of that stream parses it here.
 //!
 //! A stream cut anywhere (a pipe, `dd` with a small block size) ends in
