@@ -518,7 +518,7 @@ fn board_tree(
     log: &Log,
     dump: &dyn Fn(&Path) -> Vec<String>,
     overlay: &Path,
-    page: u64,
+    page: u32,
     out: &Path,
 ) -> Result<String> {
     let mut base = out.as_os_str().to_owned();
@@ -528,9 +528,7 @@ fn board_tree(
     log.run(cmd!(sh, "timeout 60").args(dump(&base)))
         .context("dumping QEMU's virt device tree")?;
     dt::board_dtb(sh, &base, overlay, out)?;
-    let mut dtbo = out.as_os_str().to_owned();
-    dtbo.push(".dtbo");
-    dt::expectations(Path::new(&dtbo), out, page)
+    dt::expectations(out, page)
 }
 
 /// How QEMU executes the guest.
