@@ -17,7 +17,8 @@
 //! rules to a ring and its region on the host, where dt-schema cannot
 //! follow `memory-region`; `board` builds the board and its expectations.
 //! The binding's facts that the driver shares (compatible, property values,
-//! label rule, ring geometry) come from `rmemring_proto`.
+//! label rule, ring geometry) come from `rmemring_proto`, and a test holds
+//! `dts/rmemring.yaml` to the same values.
 
 mod board;
 mod fdt;
@@ -357,6 +358,18 @@ fn collect_dtso(dir: &Path, into: &mut Vec<PathBuf>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use rmemring_proto::devicetree::{
+        label_defect,
+        CACHE_MODE_PROPERTY,
+        CACHE_MODE_VALUES,
+        COMPATIBLE,
+        LABEL_MAX,
+        LABEL_PROPERTY,
+        OVERFLOW_PROPERTY,
+        OVERFLOW_VALUES, //
+    };
+    use yaml_rust2::YamlLoader;
+
     use super::*;
 
     /// The string literals of a Rust source, with `\`-continued lines
@@ -445,5 +458,69 @@ mod tests {
         for (path, _) in SCHEMA_NEGATIVE {
             assert!(dts_dir().join(path).is_file(), "{path}");
         }
+    }
+
+    /// dt-schema checks trees against `dts/rmemring.yaml`, the driver and
+    /// the host's lint against `rmemring_proto::devicetree`: both must say
+    /// the same.
+    #[test]
+    fn the_binding_states_the_protocols_values() {
+        fn names<T>(values: &[(&'static str, T)]) -> Vec<&'static str> {
+            values.iter().map(|(name, _)| *name).collect()
+        }
+        let text = std::fs::read_to_string(dts_dir().join("rmemring.yaml")).expect("the binding");
+        let docs = YamlLoader::load_from_str(&text).expect("the binding is YAML");
+        let properties = &docs[0]["properties"];
+        let property = |name: &std::ffi::CStr| {
+            let schema = &properties[name.to_str().expect("an ASCII name")];
+            assert!(!schema.is_badvalue(), "the binding has no {name:?}");
+            schema
+        };
+
+        assert_eq!(
+            properties["compatible"]["const"].as_str(),
+            COMPATIBLE.to_str().ok()
+        );
+        for (name, values) in [
+            (CACHE_MODE_PROPERTY, names(&CACHE_MODE_VALUES)),
+            (OVERFLOW_PROPERTY, names(&OVERFLOW_VALUES)),
+        ] {
+            let schema = property(name);
+            let listed: Vec<&str> = schema["enum"]
+                .as_vec()
+                .expect("an enum")
+                .iter()
+                .map(|v| v.as_str().expect("a string value"))
+                .collect();
+            assert_eq!(listed, values, "{name:?}");
+            // The driver takes the table's first value when there is none.
+            assert_eq!(schema["default"].as_str(), Some(values[0]), "{name:?}");
+        }
+
+        // The pattern must accept exactly the labels whose only defect, if
+        // any, is one a pattern does not state: the `rmemringN` names.
+        let pattern = property(LABEL_PROPERTY)["pattern"]
+            .as_str()
+            .expect("a label pattern");
+        let pattern = regex::Regex::new(pattern).expect("a regular expression");
+        let malformed = label_defect(b"");
+        assert!(malformed.is_some());
+        let mut labels: Vec<String> = ["rmemring0", "rmemring", "a.b_c-9", "é"]
+            .map(String::from)
+            .into();
+        for len in [1, LABEL_MAX - 1, LABEL_MAX, LABEL_MAX + 1] {
+            labels.push("a".repeat(len));
+        }
+        for c in (' '..='~').chain(['é']) {
+            labels.extend([format!("{c}"), format!("{c}a"), format!("a{c}")]);
+        }
+        for label in &labels {
+            assert_eq!(
+                pattern.is_match(label),
+                label_defect(label.as_bytes()) != malformed,
+                "{label:?}: the pattern and label_defect disagree"
+            );
+        }
+        assert!(pattern.is_match("rmemring0") && label_defect(b"rmemring0").is_some());
     }
 }
