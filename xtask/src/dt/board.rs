@@ -2,10 +2,9 @@
 
 //! The board a VM boots: a base tree plus an overlay ([`board_dtb`]), and
 //! what a guest booted with it must find ([`expectations`]), which the
-//! in-guest board suites read back (`driver/selftest/src/board.rs`).
+//! in-guest board suites read back (`rmemring_board_expect`).
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::{
     Path,
     PathBuf, //
@@ -15,6 +14,11 @@ use anyhow::{
     ensure,
     Context,
     Result, //
+};
+use rmemring_board_expect::{
+    Expectations,
+    Ring,
+    Spare, //
 };
 use rmemring_proto::devicetree::{
     CACHE_MODE_PROPERTY,
@@ -31,10 +35,10 @@ use xshell::{
 
 use super::fdt::Fdt;
 use super::lint::{
+    choice,
     data_size,
     lint_tree,
-    ring_region,
-    spelled, //
+    ring_region, //
 };
 use super::tools::{
     captured,
@@ -62,7 +66,7 @@ pub fn arm64_page_size(config: &str) -> u32 {
 /// Compiles `overlay` (a `.dtso`), applies it onto `base_dtb` with
 /// fdtoverlay, writes the result to `out`, and checks with fdtget that the
 /// result has an `rmemring,ring` node. The compiled overlay is kept next to
-/// `out` (see `compiled_overlay`).
+/// `out` as `<out>.dtbo`.
 ///
 /// Refuses an overlay that restates the root's `#address-cells` or
 /// `#size-cells` with values other than the base's: fdtoverlay would
@@ -147,37 +151,35 @@ fn check_root_cells(base_dtb: &Path, dtbo: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What a guest booted with `board` (built by [`board_dtb`]) must show, for `rmemring-selftest`'s board groups: one line per
-/// ring in probe order, one per spare region (a `no-map` reserved-memory
-/// child of the overlay that no ring names, for the module-parameter path),
-/// one per ring the driver must refuse, and the page size:
-///
-/// ```text
-/// page-size 4096
-/// ring node=rmemring region=ring@70000000 base=0x70000000 size=0x1010000 data=0x1000000 overflow=drop-new cache=write-back dev=rmemring0 dev-with-params=rmemring1
-/// spare region=ring@76000000 base=0x76000000 size=0x1002000 data=0x1000000 dev=rmemring0
-/// refused node=rmemring-bad
-/// ```
+/// What a guest booted with `board` (built by [`board_dtb`]) must show, for
+/// `rmemring-selftest`'s board groups: the rings in probe order, the spare
+/// regions (`no-map` reserved-memory children of the overlay that no ring
+/// names, for the module-parameter path), the rings the driver must refuse,
+/// and the page size.
 ///
 /// The values come from the compiled overlay, the order from the merged
 /// tree (Linux creates and probes the platform devices in tree order), and
 /// the names from the driver's rule: a labelled ring is `/dev/<label>`; the
 /// others take the lowest free `rmemringN` in probe order, after the
-/// module-parameter device (`dev-with-params`: loaded with the spare
+/// module-parameter device (`dev_with_params`: loaded with the spare
 /// region's `phys_base`/`phys_size`, that device is made first, at load, and
 /// is `rmemring0`). A ring that the host's lint refuses in the merged tree
 /// takes no number. Fails if the merged tree disagrees with the overlay.
-pub fn expectations(board: &Path, page: u32) -> Result<String> {
+pub fn expectations(board: &Path, page_size: u32) -> Result<Expectations> {
     let dtbo = compiled_overlay(board);
-    expect_rings(&Fdt::read(&dtbo)?, &Fdt::read(board)?, page)
+    expect_rings(&Fdt::read(&dtbo)?, &Fdt::read(board)?, page_size)
         .with_context(|| format!("{} applied as {}", dtbo.display(), board.display()))
 }
 
 /// [`expectations`] of parsed trees.
-fn expect_rings(overlay: &Fdt, merged: &Fdt, page: u32) -> Result<String> {
+fn expect_rings(overlay: &Fdt, merged: &Fdt, page_size: u32) -> Result<Expectations> {
     let findings = lint_tree(merged);
-    let mut out = format!("page-size {page}\n");
-    let mut refused = String::new();
+    let mut expected = Expectations {
+        page_size,
+        rings: Vec::new(),
+        spare: Vec::new(),
+        refused: Vec::new(),
+    };
     let (mut numbered, mut referenced) = (0, BTreeSet::new());
     for ring in merged.rings() {
         let path = merged.path(ring);
@@ -192,7 +194,7 @@ fn expect_rings(overlay: &Fdt, merged: &Fdt, page: u32) -> Result<String> {
             referenced.insert(overlay.node(region).name.clone());
         }
         if findings.iter().any(|f| f.starts_with(&format!("{path}: "))) {
-            refused += &format!("refused node={}\n", node.name);
+            expected.refused.push(node.name.clone());
             continue;
         }
         let (region, base, size) =
@@ -204,11 +206,9 @@ fn expect_rings(overlay: &Fdt, merged: &Fdt, page: u32) -> Result<String> {
             merged_reg.1,
             merged_reg.2
         );
-        let data = data_size(size, page).context("a sound ring has a data area")?;
+        let data = data_size(size, page_size).context("a sound ring has a data area")?;
         let ring = overlay.node(ours);
-        let overflow = spelled(ring, OVERFLOW_PROPERTY, &OVERFLOW_VALUES);
-        let cache = spelled(ring, CACHE_MODE_PROPERTY, &CACHE_MODE_VALUES);
-        let (dev, with_params) = match ring.str(LABEL_PROPERTY) {
+        let (dev, dev_with_params) = match ring.str(LABEL_PROPERTY) {
             Some(label) => (label.clone(), label),
             None => {
                 numbered += 1;
@@ -218,17 +218,21 @@ fn expect_rings(overlay: &Fdt, merged: &Fdt, page: u32) -> Result<String> {
                 )
             }
         };
-        let _ = writeln!(
-            out,
-            "ring node={} region={} base={base:#x} size={size:#x} data={data:#x} overflow={} \
-             cache={} dev={dev} dev-with-params={with_params}",
-            node.name,
-            overlay.node(region).name,
-            overflow,
-            cache,
-        );
+        expected.rings.push(Ring {
+            node: node.name.clone(),
+            region: overlay.node(region).name.clone(),
+            base,
+            size,
+            data,
+            overflow: choice(ring, OVERFLOW_PROPERTY, &OVERFLOW_VALUES)
+                .map_err(anyhow::Error::msg)?,
+            cache: choice(ring, CACHE_MODE_PROPERTY, &CACHE_MODE_VALUES)
+                .map_err(anyhow::Error::msg)?,
+            dev,
+            dev_with_params,
+        });
     }
-    let page_bytes = u64::from(page);
+    let page = u64::from(page_size);
     for (region, base, size) in overlay_spare_regions(overlay) {
         let name = &overlay.node(region).name;
         if referenced.contains(name) {
@@ -238,15 +242,18 @@ fn expect_rings(overlay: &Fdt, merged: &Fdt, page: u32) -> Result<String> {
             merged.in_memory(base, size),
             "spare region {name} ({base:#x}+{size:#x}) is not inside any /memory range"
         );
-        let data = data_size(size, page)
-            .filter(|_| base.is_multiple_of(page_bytes) && size.is_multiple_of(page_bytes))
+        let data = data_size(size, page_size)
+            .filter(|_| base.is_multiple_of(page) && size.is_multiple_of(page))
             .with_context(|| format!("spare region {name} cannot hold a ring"))?;
-        let _ = writeln!(
-            out,
-            "spare region={name} base={base:#x} size={size:#x} data={data:#x} dev=rmemring0"
-        );
+        expected.spare.push(Spare {
+            region: name.clone(),
+            base,
+            size,
+            data,
+            dev: "rmemring0".into(),
+        });
     }
-    Ok(out + &refused)
+    Ok(expected)
 }
 
 /// The region an overlay's ring node names, if it names one of the
@@ -323,7 +330,7 @@ mod tests {
             ring node=rmemring-small region=ring@72000000 base=0x72000000 size=0x120000 data=0x100000 overflow=overwrite cache=write-back dev=small dev-with-params=small\n\
             ring node=rmemring-wc region=ring@73000000 base=0x73000000 size=0x410000 data=0x400000 overflow=drop-new cache=write-combine dev=rmemring1 dev-with-params=rmemring2\n\
             spare region=ring@76000000 base=0x76000000 size=0x1002000 data=0x1000000 dev=rmemring0\n";
-        assert_eq!(got, want);
+        assert_eq!(got.to_string(), want);
         // With 64 KiB pages the data areas shrink, and the spare region (not
         // a multiple of 64 KiB) cannot hold a ring.
         assert!(expect_rings(&overlay, &merged, 65536).is_err());
@@ -348,8 +355,15 @@ mod tests {
         ))
         .expect("parses");
         let got = expect_rings(&bad_overlay, &bad, 4096).expect("expectations");
-        assert!(got.contains("ring node=rmemring-good region=ring@72000000 base=0x72000000 size=0x120000 data=0x100000 overflow=drop-new cache=write-back dev=rmemring0 "), "{got}");
-        assert!(got.ends_with("refused node=rmemring-bad\n"), "{got}");
+        assert_eq!(got.refused, ["rmemring-bad"]);
+        let [good] = got.rings.as_slice() else {
+            panic!("{got}");
+        };
+        assert_eq!(
+            (good.node.as_str(), good.base, good.dev.as_str()),
+            ("rmemring-good", 0x7200_0000, "rmemring0"),
+            "{got}"
+        );
 
         // The merged tree must agree with the overlay.
         let moved = Fdt::parse(&board_props(
