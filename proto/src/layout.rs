@@ -50,6 +50,10 @@ pub const RECORD_ALIGN: u64 = 8;
 /// The size of a [`RecordHeader`] in bytes.
 pub const HEADER_SIZE: u64 = 24;
 
+/// The smallest page size a ring may be laid out with, in bytes: the
+/// smallest page Linux uses.
+pub const MIN_PAGE_SIZE: u32 = 4096;
+
 /// The smallest data area a ring may have, in bytes.
 pub const MIN_DATA_SIZE: u64 = 4096;
 
@@ -354,7 +358,7 @@ pub const fn max_payload_for(data_size: u64) -> u32 {
 /// Why a region cannot hold a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GeometryError {
-    /// The page size is not a power of two of at least 4096 bytes.
+    /// The page size is not a power of two of at least [`MIN_PAGE_SIZE`].
     PageSize,
     /// The region is smaller than two pages plus [`MIN_DATA_SIZE`].
     TooSmall,
@@ -380,7 +384,7 @@ impl Geometry {
     /// control and consumer state, then the largest power-of-two data area
     /// that fits (at most [`MAX_DATA_SIZE`]).
     pub const fn for_region(region_size: u64, page_size: u32) -> Result<Self, GeometryError> {
-        if page_size < 4096 || !page_size.is_power_of_two() {
+        if page_size < MIN_PAGE_SIZE || !page_size.is_power_of_two() {
             return Err(GeometryError::PageSize);
         }
         let page = page_size as u64;

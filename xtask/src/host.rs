@@ -18,7 +18,7 @@ pub const CHROOT: &[&str] = &["debootstrap", "debian-archive-keyring"];
 pub const VM_X86_64: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// Host packages for arm64 guests: QEMU and the device-tree tools.
 pub const VM_AARCH64: &[&str] = &["qemu-system-arm", "device-tree-compiler"];
-/// Host packages for the device-tree checks: the dtc tools, what `dt.rs`
+/// Host packages for the device-tree checks: the dtc tools, what `dt::tools`
 /// needs to pip-install dt-schema into a venv (pylibfdt compiles), and
 /// QEMU's arm64 emulator, whose `virt` tree the overlays are checked on.
 pub const DT: &[&str] = &[

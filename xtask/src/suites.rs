@@ -159,7 +159,7 @@ pub fn suites() -> Vec<Suite> {
     });
     // arm64: the device-tree board (dts/qemu-virt-board.dtso). The guest
     // gets what it must find from the overlay (`dt::expectations`, in
-    // /add/board-rings).
+    // /add/board-rings.json).
     suites.push(Suite {
         name: "board",
         arch: Arch::Aarch64,

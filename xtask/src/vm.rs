@@ -44,6 +44,7 @@ use anyhow::{
     Context,
     Result, //
 };
+use rmemring_board_expect::Expectations;
 use xshell::{
     cmd,
     Shell, //
@@ -464,7 +465,7 @@ fn prepare(
         .map_or_else(dt::board_overlay, Path::to_path_buf);
     let mut expected = None;
     if arch == Arch::Aarch64 {
-        // What the guest must find, from the overlay, for /add/board-rings.
+        // What the guest must find, from the overlay, for its /add.
         // The tree QEMU boots with depends on the initramfs (its place is in
         // /chosen), so this first tree is dumped without one; the real one
         // must give the same expectations.
@@ -473,8 +474,8 @@ fn prepare(
         let page = dt::arm64_page_size(&config);
         let dump = |base: &Path| [qemu_base(arch, accel, Some(base)), kernel.to_vec()].concat();
         let rings = board_tree(sh, log, &dump, &overlay, page, &dir.join("plain.dtb"))?;
-        let file = dir.join("board-rings");
-        fs::write(&file, &rings)?;
+        let file = dir.join(rmemring_board_expect::FILE_NAME);
+        fs::write(&file, rings.to_json()?)?;
         add.push(file);
         expected = Some((rings, page));
     }
@@ -518,9 +519,9 @@ fn board_tree(
     log: &Log,
     dump: &dyn Fn(&Path) -> Vec<String>,
     overlay: &Path,
-    page: u64,
+    page: u32,
     out: &Path,
-) -> Result<String> {
+) -> Result<Expectations> {
     let mut base = out.as_os_str().to_owned();
     base.push(".base");
     let base = PathBuf::from(base);
@@ -528,9 +529,7 @@ fn board_tree(
     log.run(cmd!(sh, "timeout 60").args(dump(&base)))
         .context("dumping QEMU's virt device tree")?;
     dt::board_dtb(sh, &base, overlay, out)?;
-    let mut dtbo = out.as_os_str().to_owned();
-    dtbo.push(".dtbo");
-    dt::expectations(Path::new(&dtbo), out, page)
+    dt::expectations(out, page)
 }
 
 /// How QEMU executes the guest.

@@ -4,10 +4,11 @@
 //!
 //! What each ring must look like comes from the host, not from the guest's
 //! own device tree: `cargo xtask` parses the overlay it built and writes
-//! `/add/board-rings` (`dt::expectations` in `xtask/src/dt.rs`), one line
-//! per ring with its node, region, base, size, data size, overflow and
-//! cache modes and device name, plus the spare region for the parameters and
-//! the nodes the driver must refuse.
+//! `/add/board-rings.json` (`dt::expectations` in `xtask/src/dt/board.rs`,
+//! the type `rmemring_board_expect::Expectations`): each ring with its
+//! node, region, base, size, data size, overflow and cache modes and device
+//! name, plus the spare region for the parameters and the nodes the driver
+//! must refuse.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -19,9 +20,7 @@ use anyhow::{
 };
 use rmemring::layout::{
     ControlPage,
-    CACHE_UNCACHED,
     CACHE_WRITE_BACK,
-    CACHE_WRITE_COMBINE,
     FLAG_CACHE_MASK,
     FLAG_CACHE_SHIFT,
     FLAG_OVERWRITE,
@@ -31,12 +30,17 @@ use rmemring::uapi::ProducerConfig;
 use rmemring::{
     device,
     Access,
+    Overflow,
     Region, //
+};
+use rmemring_board_expect::{
+    DeviceTreeValue as _,
+    Expectations as Expected,
+    FILE_NAME, //
 };
 
 use crate::kmod::{
     mark_log as mark,
-    parse,
     Kmod, //
 };
 use crate::stream::{
@@ -49,103 +53,19 @@ use crate::{
     Report, //
 };
 
-/// Written by the host; see the module documentation.
-const EXPECTED: &str = "/add/board-rings";
 const DT: &str = "/sys/firmware/devicetree/base";
 const DRIVER: &str = "/sys/bus/platform/drivers/rmemring";
 
-/// A ring the overlay describes.
-#[derive(Debug, Clone)]
-struct Ring {
-    /// The node's name (the platform device's name).
-    node: String,
-    /// The name of the reserved-memory node it points at.
-    region: String,
-    base: u64,
-    size: u64,
-    data: u64,
-    overwrite: bool,
-    /// `CACHE_*`.
-    cache: u32,
-    /// `/dev/<dev>` when the driver is loaded without parameters...
-    dev: String,
-    /// ... and with the spare region as parameters.
-    dev_with_params: String,
-}
-
-/// A `no-map` region no ring names: the module parameters' region.
-#[derive(Debug, Clone)]
-struct Spare {
-    region: String,
-    base: u64,
-    size: u64,
-    data: u64,
-    dev: String,
-}
-
-/// Everything `/add/board-rings` says.
-#[derive(Debug, Default)]
-struct Expected {
-    page: u64,
-    rings: Vec<Ring>,
-    spare: Vec<Spare>,
-    refused: Vec<String>,
-}
-
+/// What the host wrote; see the module documentation.
 fn expected() -> anyhow::Result<Expected> {
-    let text = std::fs::read_to_string(EXPECTED)
-        .with_context(|| format!("reading {EXPECTED} (written by cargo xtask from the overlay)"))?;
-    let mut expected = Expected::default();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let kind = words.next().unwrap_or_default();
-        if kind == "page-size" {
-            expected.page = parse(words.next().unwrap_or_default())?;
-            continue;
-        }
-        let fields: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
-        let get = |key: &str| -> anyhow::Result<String> {
-            fields
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-                .with_context(|| format!("{EXPECTED}: no {key}= in {line:?}"))
-        };
-        let num = |key: &str| -> anyhow::Result<u64> { parse(&get(key)?) };
-        match kind {
-            "ring" => expected.rings.push(Ring {
-                node: get("node")?,
-                region: get("region")?,
-                base: num("base")?,
-                size: num("size")?,
-                data: num("data")?,
-                overwrite: match get("overflow")?.as_str() {
-                    "drop-new" => false,
-                    "overwrite" => true,
-                    other => bail!("{EXPECTED}: overflow={other}"),
-                },
-                cache: match get("cache")?.as_str() {
-                    "write-back" => CACHE_WRITE_BACK,
-                    "write-combine" => CACHE_WRITE_COMBINE,
-                    "uncached" => CACHE_UNCACHED,
-                    other => bail!("{EXPECTED}: cache={other}"),
-                },
-                dev: get("dev")?,
-                dev_with_params: get("dev-with-params")?,
-            }),
-            "spare" => expected.spare.push(Spare {
-                region: get("region")?,
-                base: num("base")?,
-                size: num("size")?,
-                data: num("data")?,
-                dev: get("dev")?,
-            }),
-            "refused" => expected.refused.push(get("node")?),
-            _ => bail!("{EXPECTED}: unknown line {line:?}"),
-        }
-    }
-    ensure!(expected.page != 0, "{EXPECTED}: no page-size line");
-    Ok(expected)
+    let path = Path::new("/add").join(FILE_NAME);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (written by cargo xtask from the overlay)",
+            path.display()
+        )
+    })?;
+    Expected::from_json(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// One kernel log record: its level (0 emergency .. 7 debug) and text.
@@ -327,8 +247,8 @@ fn ring_wants(expected: &Expected, with_params: bool) -> Vec<(String, Want<'_>)>
                     base: r.base,
                     size: r.size,
                     data: r.data,
-                    overwrite: r.overwrite,
-                    cache: r.cache,
+                    overwrite: r.overflow == Overflow::OverwriteOldest,
+                    cache: r.cache.abi(),
                 },
             )
         })
@@ -502,7 +422,7 @@ fn check_boot_log(expected: &Expected, report: &mut Report, what: &str) -> anyho
 
 pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let expected = expected()?;
-    let page = expected.page;
+    let page = u64::from(expected.page_size);
     report.expect(
         "board: the host's expectations name at least four rings",
         expected.rings.len() >= 4 && expected.refused.is_empty(),
@@ -531,7 +451,7 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         result,
     );
     for ring in &expected.rings[1..] {
-        let result = if ring.overwrite {
+        let result = if ring.overflow == Overflow::OverwriteOldest {
             // Overwrite mode loses the oldest records when the consumer
             // lags, by design: every delivered record must be intact.
             let options = StreamOptions {
@@ -551,16 +471,8 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         } else {
             stream_all(env, &ring.dev, 100_000).map(|_| ())
         };
-        let mode = match ring.cache {
-            CACHE_WRITE_COMBINE => "write-combine",
-            CACHE_UNCACHED => "uncached",
-            _ => "write-back",
-        };
-        let overflow = if ring.overwrite {
-            "overwrite"
-        } else {
-            "drop-new"
-        };
+        let mode = ring.cache.devicetree_value();
+        let overflow = ring.overflow.devicetree_value();
         report.check(
             &format!(
                 "board: /dev/{} ({mode}, {overflow}): 100 k records, every delivered one verified",
@@ -578,7 +490,7 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 /// the old device is open or mapped the region is still claimed, so the
 /// rebind fails and says why; once it is closed, the rebind works.
 fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result<()> {
-    let page = expected.page;
+    let page = u64::from(expected.page_size);
     let first = expected.rings.first().context("no ring")?;
     let other = expected.rings.get(1).context("a second ring")?;
     let dev = format!("/dev/{}", first.dev);
@@ -693,7 +605,7 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
 /// `rmmod` and `insmod` on the board: the devices and claims go, and come
 /// back from the device tree alone.
 fn reload(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result<()> {
-    let page = expected.page;
+    let page = u64::from(expected.page_size);
     let kmod = &env.kmod;
     let result = (|| -> anyhow::Result<()> {
         kmod.rmmod()?;
@@ -737,10 +649,10 @@ fn reload(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
 /// region.
 pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let expected = expected()?;
-    let page = expected.page;
+    let page = u64::from(expected.page_size);
     let [spare] = expected.spare.as_slice() else {
         bail!(
-            "{EXPECTED}: expected one spare region, got {:?}",
+            "{FILE_NAME}: expected one spare region, got {:?}",
             expected.spare
         );
     };
@@ -813,13 +725,13 @@ pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()>
 /// to it probe and stream.
 pub(crate) fn broken(env: &Env, message: &str, report: &mut Report) -> anyhow::Result<()> {
     let expected = expected()?;
-    let page = expected.page;
+    let page = u64::from(expected.page_size);
     let log = kernel_log()?;
     // Without a refused node the checks below would hold vacuously.
     report.expect(
         "broken overlay: the expectations name the node it breaks",
         !expected.refused.is_empty(),
-        || "no refused node in /add/board-rings".into(),
+        || format!("no refused node in {FILE_NAME}"),
     );
     for node in &expected.refused {
         let id = platform_device(node)?;
