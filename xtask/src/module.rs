@@ -112,6 +112,17 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
     if !built.exists() {
         bail!("the driver build did not produce {}", built.display());
     }
+    // Signed as a copy: `make` leaves an up-to-date module alone, and
+    // signing the same file twice would append a second signature.
+    let signed = scratch.join("driver/rmemring.signed.ko");
+    fs::copy(&built, &signed).with_context(|| format!("copying {}", built.display()))?;
+    sign(
+        sh,
+        log,
+        &chroot,
+        kernel,
+        &format!("{inner}/driver/rmemring.signed.ko"),
+    )?;
     // The scratch tree is shared by every checkout that uses this cache (git
     // worktrees, say), and the lock ends with this call: hand out a copy of
     // this checkout's own, so that another checkout's build cannot replace
@@ -121,9 +132,36 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
         .join(kernel.target.to_string());
     fs::create_dir_all(&out)?;
     let ko = out.join("rmemring.ko");
-    fs::copy(&built, &ko).with_context(|| format!("copying the driver to {}", ko.display()))?;
+    fs::copy(&signed, &ko).with_context(|| format!("copying the driver to {}", ko.display()))?;
     let warnings = output.into_iter().filter(|line| is_warning(line)).collect();
     Ok(Module { ko, warnings })
+}
+
+/// Signs the module with the kernel build's own key when that kernel
+/// checks module signatures (`CONFIG_MODULE_SIG`, which the lockdown LSM of
+/// the x86_64 reference kernels selects), as a distribution signs its
+/// modules: a locked-down kernel loads only signed modules, and an
+/// unsigned one taints the kernel with a line in the log at its first load.
+/// The build made the key (`certs/signing_key.pem`) and `sign-file`.
+fn sign(sh: &Shell, log: &Log, chroot: &Chroot, kernel: &Kernel, ko: &str) -> Result<()> {
+    let config = fs::read_to_string(chroot.host_path(&format!("{}/.config", kernel.inner_dir)))
+        .context("reading the kernel's .config")?;
+    if !config.lines().any(|l| l == "CONFIG_MODULE_SIG=y") {
+        return Ok(());
+    }
+    let hash = config
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG_MODULE_SIG_HASH="))
+        .map(|h| h.trim_matches('"').to_owned())
+        .context("CONFIG_MODULE_SIG without CONFIG_MODULE_SIG_HASH")?;
+    let tree = &kernel.inner_dir;
+    let sign_file = format!("{tree}/scripts/sign-file");
+    let key = format!("{tree}/certs/signing_key.pem");
+    let cert = format!("{tree}/certs/signing_key.x509");
+    chroot
+        .run(sh, log, &[&sign_file, &hash, &key, &cert, ko])
+        .with_context(|| format!("signing the driver for kernel {}", kernel.target))?;
+    Ok(())
 }
 
 /// Whether a build output line is a warning (rustc, clang or modpost).
