@@ -520,6 +520,8 @@ impl core::fmt::Display for LayoutDefect {
     }
 }
 
+impl core::error::Error for LayoutDefect {}
+
 impl ControlPage {
     /// Checks the identity of a ring a consumer or observer found, on a
     /// system with pages of `system_page` bytes, and returns where its

@@ -51,6 +51,8 @@ impl core::fmt::Display for StreamError {
     }
 }
 
+impl core::error::Error for StreamError {}
+
 /// Reads a [`RecordHeader`] from the first [`HEADER_SIZE`] bytes of `bytes`
 /// (little-endian, as in the ring); `None` if there are fewer.
 ///

@@ -633,10 +633,7 @@ fn payload_slice<'a>(data: *const u8, meta: &RecordMeta) -> &'a [u8] {
     // the producer does not write them until they are released; callers
     // bound `'a` by a borrow that prevents the release.
     unsafe {
-        std::slice::from_raw_parts(
-            data.add(meta.payload_offset() as usize),
-            meta.len as usize,
-        )
+        std::slice::from_raw_parts(data.add(meta.payload_offset() as usize), meta.len as usize)
     }
 }
 

@@ -1,5 +1,9 @@
 //! `rmemring cat`: records to stdout.
 //!
+//! From a ring, as its consumer; or, with `-` for the ring, from the byte
+//! stream a `read()` of the device returns, on stdin (`cat /dev/rmemring0 |
+//! rmemring cat --format jsonl -`).
+//!
 //! The payloads are read in place: `raw` hands the mapping's own bytes to
 //! `writev(2)` (the only copy is the kernel's, into the pipe or file), and
 //! the text formats format straight from the mapping. Each batch is
@@ -12,6 +16,7 @@ use std::io::{
     self,
     BufWriter,
     IoSlice,
+    Read,
     Write, //
 };
 use std::mem::ManuallyDrop;
@@ -21,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use rmemring::stream::Records;
 use rmemring::{
     device,
     Access,
@@ -45,6 +51,11 @@ use crate::DeviceArg;
 /// resumes where the last consumer stopped, and releases each batch after
 /// writing it. Runs until Ctrl-C, COUNT records, or (--drain) an empty ring
 /// whose producer has stopped.
+///
+/// With `-` for DEV it reads instead what `read()` on the device returns,
+/// from stdin (say, `cat /dev/rmemring0 | rmemring cat -f jsonl -`): whole
+/// records back to back, each header, payload and padding as in the ring;
+/// gaps in the sequence show as lost records.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -83,6 +94,12 @@ const IOV_BATCH: usize = 1024;
 const BATCH_RECORDS: usize = 4096;
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    if args.ring.device.as_os_str() == "-" {
+        if args.drain || args.skip {
+            anyhow::bail!("--drain and --skip are for a ring, not for a stream on stdin");
+        }
+        return from_stream(args, io::stdin().lock());
+    }
     let region = Arc::new(Region::open(&args.ring.device, Access::Consume)?);
     let mut consumer = region.consumer()?;
     if args.skip {
@@ -127,6 +144,34 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         eprintln!(
             "rmemring: {} records were lost before this reader saw them (dropped or overwritten \
              by the producer)",
+            sink.lost
+        );
+    }
+    Ok(())
+}
+
+/// `rmemring cat -`: the records of a `read()` byte stream on `input`,
+/// parsed with the protocol's [`Records`] (a chunk that cuts a record in
+/// two keeps its start for the next one).
+fn from_stream(args: &Args, mut input: impl Read) -> anyhow::Result<()> {
+    // SAFETY: As in `run`.
+    let raw = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+    let mut sink = Sink {
+        format: args.format,
+        text: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+        raw,
+        lost: 0,
+    };
+    let limit = args.count.unwrap_or(u64::MAX);
+    let (written, cut) = sink.copy_stream(&mut input, limit)?;
+    sink.text.flush()?;
+    if cut != 0 {
+        eprintln!("rmemring: the input ended {cut} bytes into a record");
+    }
+    if sink.lost != 0 {
+        eprintln!(
+            "rmemring: {} records missing from the stream's sequence (dropped or overwritten before \
+             they were read), {written} written",
             sink.lost
         );
     }
@@ -209,6 +254,56 @@ impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
         }
         self.text.flush()?;
         Ok(count)
+    }
+}
+
+impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
+    /// Writes the records of the `read()` stream on `input`, at most
+    /// `limit`; returns how many, and how many bytes of a record the input
+    /// cut off at its end.
+    fn copy_stream(&mut self, input: &mut impl Read, limit: u64) -> anyhow::Result<(u64, usize)> {
+        let mut pending: Vec<u8> = Vec::with_capacity(1 << 17);
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut next_seq = None;
+        let mut written = 0u64;
+        let mut line = String::new();
+        while written < limit {
+            let n = match input.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow::Error::new(e).context("reading stdin")),
+            };
+            pending.extend_from_slice(&chunk[..n]);
+            let mut records = Records::new(&pending);
+            for record in records.by_ref() {
+                let r = record.context("stdin is not the byte stream read() returns")?;
+                let seq = r.header.seq;
+                // A sequence that goes back is a new ring (a reset), not a loss.
+                let gap = next_seq.map_or(0, |next: u64| seq.wrapping_sub(next));
+                let record = Record {
+                    payload: r.payload,
+                    seq,
+                    timestamp_ns: r.header.timestamp_ns,
+                    tag: r.header.tag,
+                    lost_before: if gap > i64::MAX as u64 { 0 } else { gap },
+                };
+                next_seq = Some(seq.wrapping_add(1));
+                self.lost += record.lost_before;
+                if self.format == Format::Raw {
+                    self.raw.write_all(record.payload)?;
+                } else {
+                    write_text(self.format, &record, &mut line, &mut self.text)?;
+                }
+                written += 1;
+                if written == limit {
+                    break;
+                }
+            }
+            let used = records.offset();
+            pending.drain(..used);
+        }
+        Ok((written, pending.len()))
     }
 }
 
@@ -408,6 +503,50 @@ mod tests {
             lines.next().unwrap(),
             "  00000000  62 62 62 62 62                                    |bbbbb|"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A reader that hands out at most 7 bytes at a time, so records are
+    /// cut everywhere.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_stream_on_stdin_is_parsed_across_cuts_and_gaps_are_lost_records() {
+        let mut stream = Vec::new();
+        for (seq, payload) in [(4u64, &b"abc"[..]), (5, b"defghijkl"), (9, b"")] {
+            let header = rmemring::layout::RecordHeader {
+                len: payload.len() as u32,
+                kind: rmemring::layout::KIND_DATA,
+                tag: 3,
+                seq,
+                timestamp_ns: 100 + seq,
+            };
+            stream.extend_from_slice(bytemuck::bytes_of(&header));
+            stream.extend_from_slice(payload);
+            stream.resize(stream.len().next_multiple_of(8), 0);
+        }
+        stream.extend_from_slice(&[1, 0, 0]); // a record cut short
+        let dir = scratch("stream");
+        let mut sink = sink(Format::Jsonl, &dir.join("unused"));
+        let (written, cut) = sink.copy_stream(&mut Trickle(&stream), u64::MAX).unwrap();
+        assert_eq!((written, cut, sink.lost), (3, 3, 3));
+        let text = String::from_utf8(sink.text).unwrap();
+        let seqs: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect();
+        assert_eq!(seqs[1]["payload"], "6465666768696a6b6c");
+        assert_eq!(seqs[2]["lost_before"], 3);
+        assert_eq!(seqs[2]["seq"], 9);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -199,7 +199,12 @@ fn print_totals(s: &Snapshot, rates: Option<&Rates>, as_json: bool) -> std::io::
         }
         return outln!("{value}");
     }
-    let per_s = |r: Option<f64>| r.map_or(String::new(), |r| format!(" ({}/s)", si(r)));
+    // A rate beside a counter only where the two samples saw it move: a
+    // counter that stood still has no rate worth a "(0.00/s)".
+    let per_s = |r: Option<f64>| match r {
+        Some(r) if r > 0.0 => format!(" ({}/s)", si(r)),
+        _ => String::new(),
+    };
     outln!("producer")?;
     outln!(
         "  records      {}{}",
@@ -209,7 +214,10 @@ fn print_totals(s: &Snapshot, rates: Option<&Rates>, as_json: bool) -> std::io::
     outln!(
         "  bytes        {}{}",
         s.bytes_produced,
-        rates.map_or(String::new(), |r| format!(" ({:.1} MB/s)", r.bytes / 1e6))
+        match rates {
+            Some(r) if r.bytes > 0.0 => format!(" ({:.1} MB/s)", r.bytes / 1e6),
+            _ => String::new(),
+        }
     )?;
     outln!(
         "  dropped      {}{}",
