@@ -12,11 +12,11 @@ use rmemring::{
     RingLayout, //
 };
 
-use crate::stream::{
-    run,
+use crate::support::verify::{
+    run_whole,
     StreamOptions, //
 };
-use crate::{
+use crate::support::{
     Env,
     Report, //
 };
@@ -93,8 +93,7 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             if kmod.loaded() {
                 kmod.rmmod()?;
             }
-            kmod.insmod(&format!("{} cache_mode={mode}", kmod.params))
-                .map_err(|log| anyhow::anyhow!("insmod: {log}"))?;
+            kmod.load(&format!("{} cache_mode={mode}", kmod.params))?;
             // Mapped (as every consumer maps it: control page, consumer
             // page, data area), then unmapped.
             let observer = Region::open(&env.device, Access::Observe)?;
@@ -110,11 +109,7 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 wait: true,
                 ..Default::default()
             };
-            let tally = run(env, &options)?;
-            if tally.records != options.count || tally.bad != 0 {
-                bail!("{}", tally.summary());
-            }
-            Ok(())
+            run_whole(env, &options).map(drop)
         })();
         report.check(
             &format!("cachemodes: {name}: records verified, mapped {pat}"),

@@ -41,8 +41,7 @@ use rmemring::layout::{
     ConsumerPage,
     RecordHeader,
     HEADER_SIZE,
-    KIND_DATA,
-    MAGIC, //
+    KIND_DATA, //
 };
 use rmemring::uapi::{
     ProducerConfig,
@@ -57,36 +56,47 @@ use rmemring::{
     Wait, //
 };
 
-use crate::hostile::{
-    consumer_with_page,
-    Guard,
-    Rng, //
-};
-use crate::lifecycle::{
+use crate::support::fd::{
     close,
+    epoll_wait_one,
+    epoll_with,
     open,
-    reload, //
+    poll_in,
+    read_into, //
 };
-use crate::misuse::{
+use crate::support::guard::Guard;
+use crate::support::mapping::{
     map,
+    map_anonymous,
+    map_control,
     map_data,
     map_own_page,
     Mapping, //
 };
-use crate::sleepers::{
-    epoll_with,
+use crate::support::process::{
+    fork_child,
+    kill,
+    wait_child, //
+};
+use crate::support::ring::{
+    consumer_with_page,
+    control_intact,
+    open_fresh,
+    produce, //
+};
+use crate::support::rng::Rng;
+use crate::support::threads::{
     Sleeper,
     IN_EPOLL,
     IN_POLL,
     IN_READ, //
 };
-use crate::stream::{
-    open_fresh,
-    produce,
+use crate::support::verify::{
     read_each,
+    seqs,
     still_works, //
 };
-use crate::{
+use crate::support::{
     Env,
     Report, //
 };
@@ -157,91 +167,29 @@ unsafe fn scribble(
     }
 }
 
-/// Whether the control page still describes the ring it was laid out as.
-fn control_intact(region: &Region) -> bool {
-    let l = region.layout();
-    let c = region.control();
-    c.magic == MAGIC
-        && c.data_size == l.data_size
-        && c.data_offset == l.data_offset
-        && c.consumer_offset == l.consumer_offset
-        && c.region_size == l.region_size
-        && c.max_payload == l.max_payload
-}
-
 /// An anonymous shared page of counters, so killed children can leave
 /// their tallies behind.
-struct SharedCounters {
-    ptr: *mut AtomicU64,
-}
+struct SharedCounters(Mapping);
 
 impl SharedCounters {
     const WORDS: usize = 512;
 
     fn new() -> anyhow::Result<Self> {
-        // SAFETY: A fresh anonymous mapping at an address the kernel picks.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                Self::WORDS * 8,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            bail!("mmap: {}", io::Error::last_os_error());
-        }
-        Ok(Self { ptr: ptr.cast() })
+        let page = map_anonymous(
+            Self::WORDS * 8,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )
+        .context("mmap of the shared counters")?;
+        Ok(Self(page))
     }
 
     fn get(&self, i: usize) -> &AtomicU64 {
         assert!(i < Self::WORDS);
         // SAFETY: The page is mapped while `self` lives, zero-filled (a
         // valid AtomicU64), aligned, and only ever accessed atomically.
-        unsafe { &*self.ptr.add(i) }
+        unsafe { &*self.0.ptr.cast::<AtomicU64>().add(i) }
     }
-}
-
-impl Drop for SharedCounters {
-    fn drop(&mut self) {
-        // SAFETY: The mapping `new` made, of that length.
-        unsafe { libc::munmap(self.ptr.cast(), Self::WORDS * 8) };
-    }
-}
-
-/// Forks; the child runs `child` and `_exit`s with its result, never
-/// returning. Returns the child's pid.
-///
-/// Call only while this process has one thread.
-fn fork_child(child: impl FnOnce() -> i32) -> anyhow::Result<libc::pid_t> {
-    // SAFETY: The caller has one thread, so the child may run Rust code
-    // (no lock is held by a thread that does not exist in it); it never
-    // returns from here.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        bail!("fork: {}", io::Error::last_os_error());
-    }
-    if pid == 0 {
-        let code = child();
-        // SAFETY: Ends the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    Ok(pid)
-}
-
-/// Waits for child `pid`; its wait status.
-fn wait_child(pid: libc::pid_t) -> i32 {
-    let mut status = 0;
-    // SAFETY: Our own child; a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    status
-}
-
-fn kill(pid: libc::pid_t) {
-    // SAFETY: Signalling our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
 // ---------------------------------------------------------------------
@@ -282,11 +230,11 @@ struct PollTally {
     /// Events other than readable (POLLERR, POLLHUP, POLLNVAL...).
     odd_events: u64,
     errors: u64,
-    /// The longest call; each asks for at most `POLL_TIMEOUT_MS`.
+    /// The longest call; each asks for at most [`POLL_TIMEOUT`].
     longest: Duration,
 }
 
-const POLL_TIMEOUT_MS: i32 = 20;
+const POLL_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// A thread scribbles on the consumer page (the same process's mapping)
 /// while another sleeps in blocking `read()`s and a third in `poll` and
@@ -314,21 +262,23 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
                 let mut next_seq = 0;
                 while !stop.load(Ordering::Acquire) {
                     in_read.store(true, Ordering::Release);
-                    // SAFETY: `buf` is valid for its length.
-                    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                    let n = read_into(fd, &mut buf);
                     in_read.store(false, Ordering::Release);
                     t.calls += 1;
-                    if n < 0 {
-                        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                        t.error(errno);
-                        if errno != libc::EINTR {
-                            // A broken page makes every read fail; do
-                            // not spin on it.
-                            std::thread::sleep(Duration::from_millis(1));
+                    let n = match n {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let errno = e.raw_os_error().unwrap_or(0);
+                            t.error(errno);
+                            if errno != libc::EINTR {
+                                // A broken page makes every read fail; do
+                                // not spin on it.
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let mut data = &buf[..n as usize];
+                    };
+                    let mut data = &buf[..n];
                     while !data.is_empty() {
                         if data.len() < HEADER_SIZE as usize {
                             t.malformed += 1;
@@ -355,7 +305,7 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
                         t.records += 1;
                         data = &data[stride..];
                     }
-                    if !(n as usize).is_multiple_of(8) {
+                    if !n.is_multiple_of(8) {
                         t.malformed += 1;
                     }
                 }
@@ -372,36 +322,29 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
                 while !stop.load(Ordering::Acquire) {
                     let began = Instant::now();
                     in_poll.store(true, Ordering::Release);
-                    let (n, events) = if i.is_multiple_of(2) {
-                        let mut pfd = libc::pollfd {
-                            fd,
-                            events: libc::POLLIN,
-                            revents: 0,
-                        };
-                        // SAFETY: One valid pollfd.
-                        let n = unsafe { libc::poll(&mut pfd, 1, POLL_TIMEOUT_MS) };
+                    let events = if i.is_multiple_of(2) {
                         t.polls += 1;
-                        (n, pfd.revents as u32)
+                        poll_in(fd, POLL_TIMEOUT).map(|revents| revents as u32)
                     } else {
-                        let mut out = libc::epoll_event { events: 0, u64: 0 };
-                        // SAFETY: `out` has room for the one event asked for.
-                        let n = unsafe { libc::epoll_wait(epfd, &mut out, 1, POLL_TIMEOUT_MS) };
                         t.epolls += 1;
-                        (n, out.events)
+                        epoll_wait_one(epfd.as_raw_fd(), POLL_TIMEOUT)
                     };
                     in_poll.store(false, Ordering::Release);
                     t.longest = t.longest.max(began.elapsed());
                     i += 1;
-                    if n < 0 {
+                    let events = match events {
+                        Ok(events) => events,
                         // The signal that ends the scenario may land in a
                         // call; anything else is an error.
-                        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                            t.errors += 1;
+                        Err(e) => {
+                            if e.raw_os_error() != Some(libc::EINTR) {
+                                t.errors += 1;
+                            }
+                            continue;
                         }
-                        continue;
-                    }
+                    };
                     let readable = (libc::POLLIN | libc::POLLRDNORM) as u32;
-                    if n > 0 && events & readable != 0 {
+                    if events & readable != 0 {
                         t.readable += 1;
                     }
                     if events & !readable != 0 {
@@ -409,11 +352,11 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
                     }
                     // Readable stays readable until someone consumes: do
                     // not spin on it.
-                    if n > 0 {
+                    if events != 0 {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }
-                close(epfd);
+                drop(epfd);
                 t
             })?
         };
@@ -490,7 +433,7 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
                 && only_known_errors
                 && poll.errors == 0
                 && poll.odd_events == 0
-                && poll.longest < Duration::from_millis(POLL_TIMEOUT_MS as u64 + 2000)
+                && poll.longest < POLL_TIMEOUT + Duration::from_secs(2)
                 && prompt
                 && stats.records_produced > 0
                 && control_intact(&region),
@@ -509,92 +452,6 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
 
 // ---------------------------------------------------------------------
 // mremap and partial munmap.
-
-/// A mapping moved or resized by hand; unmapped on drop.
-struct Raw {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Drop for Raw {
-    fn drop(&mut self) {
-        if self.len != 0 {
-            // SAFETY: `ptr`/`len` is a range this test mapped and owns.
-            unsafe { libc::munmap(self.ptr.cast(), self.len) };
-        }
-    }
-}
-
-impl Raw {
-    /// Takes over a [`Mapping`].
-    fn from(m: Mapping) -> Self {
-        let raw = Self {
-            ptr: m.ptr,
-            len: m.len,
-        };
-        std::mem::forget(m);
-        raw
-    }
-
-    /// `mremap(ptr, len, new_len, flags[, to])`: on success the mapping
-    /// is the new range.
-    fn remap(&mut self, new_len: usize, flags: i32, to: *mut u8) -> io::Result<()> {
-        // SAFETY: Resizing or moving our own mapping; if it moves onto
-        // `to`, the caller reserved that range for it.
-        let p = unsafe { libc::mremap(self.ptr.cast(), self.len, new_len, flags, to) };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        self.ptr = p.cast();
-        self.len = new_len;
-        Ok(())
-    }
-
-    /// Unmaps `len` bytes at `offset`, splitting the mapping; returns the
-    /// part after the hole (the part before stays in `self`).
-    fn punch(&mut self, offset: usize, len: usize) -> io::Result<Raw> {
-        // SAFETY: A page-aligned range inside our own mapping.
-        if unsafe { libc::munmap(self.ptr.add(offset).cast(), len) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let tail = Raw {
-            // SAFETY: Still inside (or one past) our mapping.
-            ptr: unsafe { self.ptr.add(offset + len) },
-            len: self.len - offset - len,
-        };
-        self.len = offset;
-        Ok(tail)
-    }
-
-    /// The bytes, read with volatile word loads (the kernel owns them).
-    fn bytes(&self) -> Vec<u8> {
-        (0..self.len / 8)
-            .flat_map(|i| {
-                // SAFETY: Word `i` lies inside the mapping, which is readable.
-                unsafe { self.ptr.cast::<u64>().add(i).read_volatile() }.to_le_bytes()
-            })
-            .collect()
-    }
-}
-
-/// An address range of `len` bytes nobody uses, for a mapping to move to.
-fn reserve(len: usize) -> anyhow::Result<*mut u8> {
-    // SAFETY: A fresh inaccessible anonymous mapping, replaced by the move.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        bail!("mmap: {}", io::Error::last_os_error());
-    }
-    Ok(p.cast())
-}
 
 /// Grows, shrinks and moves each part's mapping and punches holes in them,
 /// then uses what is left: the pieces show exactly the ring's bytes, the
@@ -615,14 +472,14 @@ fn remaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ..Default::default()
     };
     produce(&region, &config)?;
-    let data_ref = Raw::from(map_data(fd, &l)?).bytes();
-    let control_ref = Raw::from(map(fd, 0, page, libc::PROT_READ, libc::MAP_SHARED)?).bytes();
+    let data_ref = map_data(fd, &l)?.bytes();
+    let control_ref = map_control(fd, &l)?.bytes();
     let mut failures = Vec::new();
     let mut fail = |what: String| failures.push(what);
 
-    let mut control = Raw::from(map(fd, 0, page, libc::PROT_READ, libc::MAP_SHARED)?);
-    let mut own = Raw::from(map_own_page(fd, &l)?);
-    let mut data = Raw::from(map_data(fd, &l)?);
+    let mut control = map_control(fd, &l)?;
+    let mut own = map_own_page(fd, &l)?;
+    let mut data = map_data(fd, &l)?;
 
     // Growth: the driver's mappings cannot grow past what it mapped.
     let mut grown = Vec::new();
@@ -655,17 +512,17 @@ fn remaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ("data area", &mut data),
     ] {
         let len = m.len;
-        let to = reserve(len)?;
+        // An address range nobody uses, for the mapping to move onto.
+        let to = map_anonymous(len, libc::PROT_NONE, libc::MAP_PRIVATE)?;
         // The kernel may refuse to move a PFN mapping; then the original
         // stays, and must still show the ring.
-        match m.remap(len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, to) {
-            Ok(()) => moved.push(name),
-            Err(e) => {
-                unmoved.push(format!("{name}: {e}"));
-                // SAFETY: The reservation made above, which the move did
-                // not take.
-                unsafe { libc::munmap(to.cast(), len) };
+        match m.remap(len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, to.ptr) {
+            // The range is the moved mapping's now: not to be unmapped.
+            Ok(()) => {
+                std::mem::forget(to);
+                moved.push(name);
             }
+            Err(e) => unmoved.push(format!("{name}: {e}")),
         }
     }
     if control.bytes() != control_ref {
@@ -700,7 +557,7 @@ fn remaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // A read-only mapping of the whole ring with the consumer page cut
     // out of it: control page and data area, apart.
     let whole_len = (l.data_offset + l.data_size) as usize;
-    let mut whole = Raw::from(map(fd, 0, whole_len, libc::PROT_READ, libc::MAP_SHARED)?);
+    let mut whole = map(fd, 0, whole_len, libc::PROT_READ, libc::MAP_SHARED)?;
     let after_own = whole.punch(l.consumer_offset as usize, page)?;
     if whole.bytes() != control_ref {
         fail("the control page left of the cut shows other bytes".into());
@@ -763,7 +620,7 @@ fn remaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     if let Err(e) = reopened {
         fail(format!("after the last piece went, no new consumer: {e}"));
     }
-    if let Err(e) = reload(env) {
+    if let Err(e) = env.reload() {
         fail(format!("after the last piece went: {e:#}"));
     }
     println!(
@@ -827,13 +684,12 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         let mut consumer = None;
         while start.elapsed() < FORKED_FOR {
             if via_read {
-                // SAFETY: `buf` is valid for its length.
-                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if n < 0 {
-                    errors += 1;
-                    std::thread::sleep(Duration::from_millis(1));
-                } else {
-                    records += crate::sleepers::seqs(&buf[..n as usize]).len() as u64;
+                match read_into(fd, &mut buf) {
+                    Ok(n) => records += seqs(&buf[..n]).len() as u64,
+                    Err(_) => {
+                        errors += 1;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
                 continue;
             }
@@ -921,8 +777,8 @@ fn foreign_writes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ..Default::default()
     };
     produce(&region, &config)?;
-    let control = Raw::from(map(fd, 0, page, libc::PROT_READ, libc::MAP_SHARED)?);
-    let data = Raw::from(map_data(fd, &l)?);
+    let control = map_control(fd, &l)?;
+    let data = map_data(fd, &l)?;
     let before = (control.bytes(), data.bytes());
     let size = l.data_size as usize;
     let targets: Vec<(&str, usize)> = vec![
@@ -1331,12 +1187,8 @@ fn killed_consumer(
         counters.get(ATTACHED).fetch_add(1, Ordering::Relaxed);
         let mut buf = vec![0u8; 64 << 10];
         loop {
-            // SAFETY: `buf` is valid for its length.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                bail!("read: {}", io::Error::last_os_error());
-            }
-            let mut data = &buf[..n as usize];
+            let n = read_into(fd, &mut buf).context("read")?;
+            let mut data = &buf[..n];
             let (mut ok, mut bad) = (0, 0);
             while !data.is_empty() {
                 let h: RecordHeader = bytemuck::pod_read_unaligned(&data[..HEADER_SIZE as usize]);
@@ -1526,7 +1378,7 @@ fn storms(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     if held != 0 {
         failures.push(format!("the storm threads ended holding {held}"));
     }
-    if let Err(e) = reload(env) {
+    if let Err(e) = env.reload() {
         failures.push(format!("after the storm: {e:#}"));
     }
     let odd = storm.odd.load(Ordering::Relaxed);

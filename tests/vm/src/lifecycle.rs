@@ -1,12 +1,14 @@
 //! The module cannot go while the device is open or mapped, and closing
-//! and unmapping in any order, with the producer running, is safe.
+//! and unmapping in any order, with the producer running or a thread
+//! asleep on the descriptor, is safe.
 
-use std::ffi::CString;
-use std::io;
 use std::os::fd::{
+    AsFd,
+    AsRawFd,
     BorrowedFd,
     RawFd, //
 };
+use std::time::Duration;
 
 use anyhow::bail;
 use rmemring::uapi::{
@@ -19,45 +21,37 @@ use rmemring::{
     Region, //
 };
 
-use crate::misuse::{
-    map,
-    map_data,
-    map_own_page, //
+use crate::support::fd::{
+    close,
+    epoll_wait_one,
+    epoll_with,
+    open,
+    open_owned,
+    poll_in,
+    read, //
 };
-use crate::stream::open_fresh;
-use crate::{
+use crate::support::mapping::{
+    map,
+    map_control,
+    map_data,
+    map_own_page,
+    Mapping, //
+};
+use crate::support::ring::{
+    open_fresh,
+    FEW, //
+};
+use crate::support::threads::{
+    Sleeper,
+    IN_EPOLL,
+    IN_POLL,
+    IN_READ, //
+};
+use crate::support::verify::seqs;
+use crate::support::{
     Env,
     Report, //
 };
-
-pub(crate) fn open(path: &str, flags: i32) -> io::Result<RawFd> {
-    let path = CString::new(path).expect("no NUL in the device path");
-    // SAFETY: A valid C string and plain flags.
-    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(fd)
-    }
-}
-
-pub(crate) fn close(fd: RawFd) {
-    // SAFETY: Closing a descriptor this module opened and owns.
-    unsafe { libc::close(fd) };
-}
-
-/// Unloads the driver (which must succeed now) and loads it again.
-pub(crate) fn reload(env: &Env) -> anyhow::Result<()> {
-    env.kmod.rmmod()?;
-    if std::path::Path::new(&env.device).exists() {
-        bail!("{} still exists after rmmod", env.device);
-    }
-    let iomem = std::fs::read_to_string("/proc/iomem")?;
-    if iomem.contains("rmemring") {
-        bail!("the region is still claimed after rmmod:\n{iomem}");
-    }
-    env.kmod.ensure_loaded()
-}
 
 pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     env.kmod.ensure_loaded()?;
@@ -73,7 +67,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     close(fd);
     report.check(
         "lifecycle: rmmod after close succeeds and releases the region",
-        reload(env),
+        env.reload(),
     );
 
     let l = *Region::open(dev, Access::Observe)?.layout();
@@ -97,7 +91,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let first = unsafe { mapping.ptr.read_volatile() };
     let _ = first;
     drop(mapping);
-    report.check("lifecycle: rmmod after munmap succeeds", reload(env));
+    report.check("lifecycle: rmmod after munmap succeeds", env.reload());
 
     for unmap_first in [false, true] {
         let order = if unmap_first {
@@ -110,29 +104,23 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             drop(region);
             let fd = open(dev, libc::O_RDWR)?;
             let own = map_own_page(fd, &l)?;
-            let data = map(
-                fd,
-                l.data_offset,
-                l.data_size as usize,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-            )?;
+            let data = map_data(fd, &l)?;
             let config = ProducerConfig {
                 min_len: 8,
                 max_len: 4096,
                 ..Default::default()
             };
             // SAFETY: Borrowing our own open descriptor for the call.
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
             device::start(borrowed, &config)?;
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(200));
             if unmap_first {
                 drop(own);
                 drop(data);
                 close(fd);
             } else {
                 close(fd);
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(100));
                 let observer = Region::open(dev, Access::Observe)?;
                 let running = device::stats(observer.fd())?.producer_running;
                 drop(observer);
@@ -148,7 +136,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 bail!("after the last close the producer still runs: {stats:?}");
             }
             drop(observer);
-            reload(env)
+            env.reload()
         })();
         report.check(
             &format!("lifecycle: producer running, {order}: the producer stops, rmmod succeeds"),
@@ -156,10 +144,10 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
     }
     close_orders(env, report)?;
-    crate::sleepers::closing_under_sleepers(env, report)?;
+    closing_under_sleepers(env, report)?;
     report.check(
         "lifecycle: rmmod succeeds after all of the above",
-        reload(env),
+        env.reload(),
     );
     env.kmod.ensure_loaded()
 }
@@ -176,7 +164,7 @@ enum Kind {
 struct Opened {
     kind: Kind,
     fd: Option<RawFd>,
-    maps: Vec<crate::misuse::Mapping>,
+    maps: Vec<Mapping>,
 }
 
 impl Drop for Opened {
@@ -211,7 +199,6 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     use Kind::*;
     let dev = env.device.as_str();
     let l = *Region::open(dev, Access::Observe)?.layout();
-    let page = l.page_size as usize;
     let orders = [
         [Consumer, Controller, Observer],
         [Consumer, Observer, Controller],
@@ -248,10 +235,7 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         }
                         match kind {
                             Consumer => file.maps.push(map_own_page(fd, &l)?),
-                            Observer => {
-                                file.maps
-                                    .push(map(fd, 0, page, libc::PROT_READ, libc::MAP_SHARED)?)
-                            }
+                            Observer => file.maps.push(map_control(fd, &l)?),
                             Controller => {}
                         }
                         files.push(file);
@@ -334,5 +318,120 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         failures.is_empty(),
         || failures.join("; "),
     );
+    Ok(())
+}
+
+/// Closing a descriptor another thread sleeps on: the sleeper keeps the
+/// file until it returns, which then releases it.
+fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let dev = env.device.clone();
+    drop(open_fresh(env, false)?);
+
+    // read(): closing the descriptor does not end the read; a controller's
+    // records do, and only then is the consumer's place free again.
+    let result = (|| -> anyhow::Result<()> {
+        let fd = open_owned(&dev, libc::O_RDWR)?;
+        let raw = fd.as_raw_fd();
+        let sleeper = Sleeper::spawn(IN_READ, move || read(raw, 1 << 16))?;
+        drop(fd);
+        if !matches!(sleeper.still_blocked(Duration::from_millis(300)), Ok(true)) {
+            bail!("the read returned when its descriptor was closed");
+        }
+        let busy = Region::open(&dev, Access::Consume);
+        let refused = env.kmod.rmmod().is_err() && env.kmod.loaded();
+        let controller = open_owned(&dev, libc::O_WRONLY)?;
+        device::start(controller.as_fd(), &FEW)?;
+        let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
+        drop(controller);
+        if !matches!(busy, Err(rmemring::Error::Busy { .. })) {
+            bail!("a second consumer opened while the first one's read() still ran: {busy:?}");
+        }
+        drop(busy);
+        if !refused {
+            bail!("rmmod succeeded while a read() still ran on a closed descriptor");
+        }
+        let got = data.map(|d| seqs(&d));
+        if interrupted || !got.as_ref().is_ok_and(|s| s.first() == Some(&0)) {
+            bail!("the read on the closed descriptor got {got:?} after {took:?}");
+        }
+        Region::open(&dev, Access::Consume)
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("after the read returned, no new consumer: {e}"))
+    })();
+    report.check(
+        "sleepers: close() under a blocked read(): the read still gets the next records, then the file is released",
+        result,
+    );
+
+    // poll(): the same, ended by the poll's timeout (nothing asked for a
+    // wake-up).
+    let result = (|| -> anyhow::Result<()> {
+        let fd = open_owned(&dev, libc::O_RDWR)?;
+        let raw = fd.as_raw_fd();
+        let sleeper = Sleeper::spawn(IN_POLL, move || poll_in(raw, Duration::from_secs(2)))?;
+        drop(fd);
+        let busy = Region::open(&dev, Access::Consume).map(drop);
+        let (events, took, interrupted) = sleeper.finish(Duration::from_secs(20));
+        if interrupted || took > Duration::from_secs(10) {
+            bail!("poll on the closed descriptor returned {events:?} after {took:?}");
+        }
+        if !matches!(busy, Err(rmemring::Error::Busy { .. })) {
+            bail!("a second consumer opened while the first one's poll() still ran: {busy:?}");
+        }
+        Region::open(&dev, Access::Consume)
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("after the poll returned, no new consumer: {e}"))
+    })();
+    report.check(
+        "sleepers: close() under a blocked poll(): the poll ends, then the file is released",
+        result,
+    );
+
+    // epoll: registered descriptors closed in both orders, and a thread in
+    // epoll_wait while the device descriptor goes.
+    for device_first in [true, false] {
+        let order = if device_first {
+            "the device, then the epoll instance"
+        } else {
+            "the epoll instance, then the device"
+        };
+        let result = (|| -> anyhow::Result<()> {
+            let fd = open_owned(&dev, libc::O_RDWR)?;
+            let epfd = epoll_with(fd.as_raw_fd())?;
+            let raw_ep = epfd.as_raw_fd();
+            let waiter = Sleeper::spawn(IN_EPOLL, move || {
+                epoll_wait_one(raw_ep, Duration::from_secs(1))
+            })?;
+            let epfd = if device_first {
+                drop(fd);
+                Some(epfd)
+            } else {
+                drop(epfd);
+                drop(fd);
+                None
+            };
+            let (events, took, interrupted) = waiter.finish(Duration::from_secs(20));
+            if interrupted || !matches!(events, Ok(0)) {
+                bail!("epoll_wait returned {events:?} after {took:?}");
+            }
+            if let Some(epfd) = epfd {
+                // The device file is gone, and its epoll entry with it: the
+                // driver may go (freeing the wait queue the entry was on)
+                // before the epoll instance does.
+                Region::open(&dev, Access::Consume)?;
+                env.kmod.rmmod()?;
+                drop(epfd);
+                env.kmod.ensure_loaded()?;
+            }
+            Ok(())
+        })();
+        report.check(
+            &format!(
+                "sleepers: an epoll registration, a thread in epoll_wait, closing {order}{}",
+                if device_first { " (after rmmod)" } else { "" }
+            ),
+            result,
+        );
+    }
     Ok(())
 }

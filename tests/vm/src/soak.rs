@@ -16,29 +16,29 @@ use std::time::{
 };
 
 use anyhow::Context;
-use rmemring::layout::FLAG_OVERWRITE;
 use rmemring::uapi::{
     ProducerConfig,
-    ResetConfig,
     RingStats,
     PRODUCER_WAIT, //
 };
 use rmemring::{
     device,
+    monotonic_ns,
     Access,
     Consumer,
     Region,
     Wait, //
 };
 
-use crate::hostile::Rng;
-use crate::stream::{
-    monotonic_ns,
+use crate::support::fd::set_nonblocking;
+use crate::support::ring::open_fresh;
+use crate::support::rng::Rng;
+use crate::support::verify::{
     read_each,
     StreamOptions,
     Tally, //
 };
-use crate::{
+use crate::support::{
     Env,
     Report, //
 };
@@ -372,12 +372,7 @@ pub(crate) fn soak(env: &Env, report: &mut Report, seconds: u64) -> anyhow::Resu
 
 /// Resets the ring to the given mode; a fresh generation.
 fn reset(env: &Env, overwrite: bool) -> anyhow::Result<Generation> {
-    let mut region = Region::open(&env.device, Access::Consume)?;
-    let config = ResetConfig {
-        flags: if overwrite { FLAG_OVERWRITE } else { 0 },
-        ..Default::default()
-    };
-    region.reset(&config)?;
+    drop(open_fresh(env, overwrite)?);
     Ok(Generation::new(overwrite))
 }
 
@@ -450,9 +445,7 @@ fn phase(
             take(c, g, usize::MAX)?;
         },
         None => {
-            let fd = region.fd().as_raw_fd();
-            // SAFETY: Plain fcntl on our own descriptor.
-            unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+            set_nonblocking(region.fd().as_raw_fd(), true);
             while read_once(&region, &mut buf, g)? {}
         }
     }

@@ -1,4 +1,5 @@
-//! Sleeping and waking: no CPU when idle, no lost wake-ups.
+//! Sleeping and waking: no CPU when idle, no lost wake-ups, not across a
+//! RESET or a STOP either, and two threads in `read()` on one descriptor.
 
 use std::os::fd::AsRawFd;
 use std::time::{
@@ -6,14 +7,33 @@ use std::time::{
     Instant, //
 };
 
-use rmemring::uapi::ProducerConfig;
+use rmemring::uapi::{
+    ProducerConfig,
+    ResetConfig, //
+};
 use rmemring::{
     device,
+    Region,
     Wait, //
 };
 
-use crate::stream::open_fresh;
-use crate::{
+use crate::support::fd::{
+    epoll_wait_one,
+    epoll_with,
+    poll_in,
+    read, //
+};
+use crate::support::ring::{
+    open_fresh,
+    FEW, //
+};
+use crate::support::threads::{
+    Sleeper,
+    IN_POLL,
+    IN_READ, //
+};
+use crate::support::verify::seqs;
+use crate::support::{
     Env,
     Report, //
 };
@@ -74,8 +94,8 @@ pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 
     cycles(env, report)?;
     epoll(env, report)?;
-    crate::sleepers::across_reset(env, report)?;
-    crate::sleepers::two_readers(env, report)
+    across_reset(env, report)?;
+    two_readers(env, report)
 }
 
 /// At least 100 000 sleep/wake cycles, none lost.
@@ -147,7 +167,7 @@ fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let region = open_fresh(env, false)?;
     let mut consumer = region.consumer()?;
-    let epfd = crate::sleepers::epoll_with(region.fd().as_raw_fd())?;
+    let epfd = epoll_with(region.fd().as_raw_fd())?;
     let config = ProducerConfig {
         min_len: 16,
         max_len: 16,
@@ -162,11 +182,9 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     while records < config.count && start.elapsed() < Duration::from_secs(60) {
         if consumer.arm_wakeup() {
             sleeps += 1;
-            let mut out = libc::epoll_event { events: 0, u64: 0 };
-            // SAFETY: `out` has room for the one event asked for.
-            let n = unsafe { libc::epoll_wait(epfd, &mut out, 1, 2000) };
+            let events = epoll_wait_one(epfd.as_raw_fd(), Duration::from_secs(2));
             consumer.disarm_wakeup();
-            if n == 0 && consumer.backlog()? != 0 {
+            if matches!(events, Ok(0)) && consumer.backlog()? != 0 {
                 timeouts += 1;
             }
         }
@@ -175,12 +193,171 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             records += 1;
         }
     }
-    // SAFETY: Closing our own epoll descriptor.
-    unsafe { libc::close(epfd) };
+    drop(epfd);
     report.expect(
         "wakeups: epoll_wait on the device wakes for every record (5 000 records, one at a time)",
         records == config.count && timeouts == 0 && sleeps > 0,
         || format!("{records} records, {sleeps} sleeps, {timeouts} lost wake-ups"),
+    );
+    Ok(())
+}
+
+/// How long a woken sleeper may take to return; far more than a wake-up
+/// takes even on the debug kernel, far less than the sleeps' own limits.
+const WAKE: Duration = Duration::from_secs(5);
+
+/// A reset wakes sleepers and does not lose their wake-up: the records of
+/// the next run reach a consumer that went to sleep before the reset.
+fn across_reset(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    // poll(): the consumer asks for a wake-up and sleeps; the reset wipes
+    // the consumer page, request included.
+    let region = open_fresh(env, false)?;
+    let mut consumer = region.consumer()?;
+    consumer.set_wait(Wait::Spin(0));
+    let fd = region.fd().as_raw_fd();
+    let armed = consumer.arm_wakeup();
+    let sleeper = Sleeper::spawn(IN_POLL, move || poll_in(fd, Duration::from_secs(20)))?;
+    let requested = region.consumer_page().need_wakeup;
+    let (slept_through_reset, events, interrupted, after_start) =
+        reset_then_start(&region, sleeper)?;
+    consumer.disarm_wakeup();
+    let events = events?;
+    report.expect(
+        "sleepers: a consumer asleep in poll before RESET wakes for the records of the next START",
+        armed
+            && requested != 0
+            && slept_through_reset
+            && !interrupted
+            && events & libc::POLLIN != 0
+            && after_start < WAKE,
+        || {
+            format!(
+                "armed {armed}, need_wakeup {requested}, still asleep after the reset \
+                 {slept_through_reset}, poll returned {events:#x} {after_start:?} after START"
+            )
+        },
+    );
+    drop(consumer);
+    drop(region);
+
+    // read(): the kernel's own consumer sleeps in the driver.
+    let region = open_fresh(env, false)?;
+    let fd = region.fd().as_raw_fd();
+    let sleeper = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
+    let requested = region.consumer_page().need_wakeup;
+    let (slept_through_reset, data, interrupted, after_start) = reset_then_start(&region, sleeper)?;
+    let got = data.as_ref().map(|d| seqs(d));
+    report.expect(
+        "sleepers: a reader asleep in read() before RESET gets the records of the next START",
+        requested != 0
+            && slept_through_reset
+            && !interrupted
+            && after_start < WAKE
+            && got.as_ref().is_ok_and(|s| !s.is_empty() && s[0] == 0),
+        || {
+            format!(
+                "need_wakeup {requested}, still asleep after the reset {slept_through_reset}, \
+                 read {got:?} {after_start:?} after START"
+            )
+        },
+    );
+
+    // STOP with nobody producing leaves a reader asleep, and the next run
+    // still wakes it.
+    let sleeper = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
+    device::stop(region.fd())?;
+    let slept_through_stop = matches!(sleeper.still_blocked(Duration::from_millis(300)), Ok(true));
+    device::start(region.fd(), &FEW)?;
+    let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
+    let got = data.as_ref().map(|d| seqs(d));
+    report.expect(
+        "sleepers: STOP leaves a reader asleep, and the next START wakes it",
+        slept_through_stop && !interrupted && got.as_ref().is_ok_and(|s| !s.is_empty()),
+        || format!("still asleep after STOP {slept_through_stop}; read {got:?} after {took:?}"),
+    );
+    Ok(())
+}
+
+/// RESETs the ring under `sleeper`, then STARTs [`FEW`] records: whether
+/// it slept through the reset, what its call returned, whether it had to
+/// be interrupted, and how long after the START it returned.
+fn reset_then_start<T: Send + 'static>(
+    region: &Region,
+    sleeper: Sleeper<T>,
+) -> anyhow::Result<(bool, T, bool, Duration)> {
+    device::reset(region.fd(), &ResetConfig::default())?;
+    std::thread::sleep(Duration::from_millis(200));
+    let slept_through_reset = matches!(sleeper.still_blocked(Duration::ZERO), Ok(true));
+    let woken_at = Instant::now();
+    device::start(region.fd(), &FEW)?;
+    let (result, _, interrupted) = sleeper.finish(Duration::from_secs(20));
+    Ok((slept_through_reset, result, interrupted, woken_at.elapsed()))
+}
+
+/// Two threads in `read()` on one descriptor: the second waits for the
+/// first, which sleeps until records come, and a signal ends its wait (an
+/// uninterruptible one would be a hung task after two minutes); both get
+/// records, one run each.
+fn two_readers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let region = open_fresh(env, false)?;
+    let fd = region.fd().as_raw_fd();
+    let first = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
+    let second = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
+    second.interrupt();
+    let (interrupted, stuck) = match second.still_blocked(Duration::from_secs(2)) {
+        Err(result) => (result.map_err(|e| e.raw_os_error()), None),
+        // Still in the driver: the records below release it too, so the
+        // group goes on either way.
+        Ok(_) => (Ok(Vec::new()), Some(second)),
+    };
+    let first_asleep = matches!(first.still_blocked(Duration::ZERO), Ok(true));
+    report.expect(
+        "sleepers: a second read() on the descriptor, waiting for the first, ends on a signal with EINTR",
+        interrupted == Err(Some(libc::EINTR)) && first_asleep,
+        || {
+            format!(
+                "the second read returned {interrupted:?} (Ok([]): still blocked 2 s after the \
+                 signal); the first still asleep {first_asleep}"
+            )
+        },
+    );
+
+    let second = match stuck {
+        Some(second) => second,
+        None => Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?,
+    };
+    for _ in 0..2 {
+        device::start(region.fd(), &FEW)?;
+        std::thread::sleep(Duration::from_millis(300));
+        device::stop(region.fd())?;
+    }
+    let mut runs = Vec::new();
+    let woken_at = Instant::now();
+    for sleeper in [first, second] {
+        let (data, _, interrupted) = sleeper.finish(WAKE);
+        runs.push((
+            data.map(|d| seqs(&d)).map_err(|e| e.to_string()),
+            interrupted,
+        ));
+    }
+    let mut seqs_read: Vec<u64> = runs
+        .iter()
+        .filter_map(|(data, _)| data.as_ref().ok())
+        .flatten()
+        .copied()
+        .collect();
+    seqs_read.sort_unstable();
+    report.expect(
+        "sleepers: two threads in read() on one descriptor both get records, every record once",
+        runs.iter()
+            .all(|(data, interrupted)| !interrupted && data.as_ref().is_ok_and(|s| !s.is_empty()))
+            && seqs_read == (0..2 * FEW.count).collect::<Vec<_>>(),
+        || {
+            format!(
+                "the reads got {runs:?} (returned within {:?})",
+                woken_at.elapsed()
+            )
+        },
     );
     Ok(())
 }
