@@ -7,7 +7,10 @@ use std::time::{
 };
 
 use rmemring::device;
-use rmemring::layout::ConsumerPage;
+use rmemring::layout::{
+    ConsumerPage,
+    RECORD_ALIGN, //
+};
 use rmemring::uapi::ProducerConfig;
 
 use crate::support::fd::{
@@ -62,7 +65,7 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 1 => head.wrapping_add(rng.next() % (4 * l.data_size)),
                 2 => head.wrapping_sub(l.data_size + 8 + rng.next() % l.data_size),
                 3 => head | 1,
-                4 => head.wrapping_sub(rng.next() % l.data_size) & !7,
+                4 => head.wrapping_sub(rng.next() % l.data_size) & !(RECORD_ALIGN - 1),
                 5 => 0,
                 6 => u64::MAX,
                 _ => head,

@@ -39,9 +39,8 @@ use anyhow::{
 use rmemring::layout::{
     record_stride,
     ConsumerPage,
-    RecordHeader,
-    HEADER_SIZE,
-    KIND_DATA, //
+    OFF_PRODUCER_POS,
+    RECORD_ALIGN, //
 };
 use rmemring::uapi::{
     ProducerConfig,
@@ -54,6 +53,10 @@ use rmemring::{
     Access,
     Region,
     Wait, //
+};
+use rmemring_proto::stream::{
+    parse_header,
+    Records, //
 };
 
 use crate::support::fd::{
@@ -135,7 +138,7 @@ fn hostile_word(rng: &mut Rng, head: u64, data_size: u64) -> u64 {
         1 => head.wrapping_add(rng.next() % (4 * data_size)),
         2 => head.wrapping_sub(data_size + 8 + rng.next() % data_size),
         3 => head | 1,
-        4 | 5 => head.wrapping_sub(rng.next() % data_size) & !7,
+        4 | 5 => head.wrapping_sub(rng.next() % data_size) & !(RECORD_ALIGN - 1),
         6 => u64::MAX,
         _ => head,
     }
@@ -278,34 +281,30 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
                             continue;
                         }
                     };
-                    let mut data = &buf[..n];
-                    while !data.is_empty() {
-                        if data.len() < HEADER_SIZE as usize {
-                            t.malformed += 1;
-                            break;
-                        }
-                        let h: RecordHeader =
-                            bytemuck::pod_read_unaligned(&data[..HEADER_SIZE as usize]);
-                        let stride = record_stride(h.len) as usize;
-                        if h.kind != KIND_DATA || stride > data.len() {
-                            // In drop-new mode the scribbler may have let
-                            // the producer rewrite what the kernel then
-                            // copied; the lengths still came from the
-                            // kernel's validated view, so the call's
-                            // count must be whole records. Count and move
-                            // on to the next read.
-                            t.bad += 1;
-                            break;
-                        }
-                        let payload = &data[HEADER_SIZE as usize..][..h.len as usize];
-                        if h.seq < next_seq || !pattern::verify(h.seq, payload) {
+                    let mut records = Records::new(&buf[..n]);
+                    for record in records.by_ref().map_while(Result::ok) {
+                        let seq = record.header.seq;
+                        if seq < next_seq || !pattern::verify(seq, record.payload) {
                             t.bad += 1;
                         }
-                        next_seq = h.seq + 1;
+                        next_seq = seq + 1;
                         t.records += 1;
-                        data = &data[stride..];
                     }
-                    if !n.is_multiple_of(8) {
+                    let rest = records.remainder();
+                    if parse_header(rest).is_some() {
+                        // Not a data record, or one longer than the rest:
+                        // in drop-new mode the scribbler may have let the
+                        // producer rewrite what the kernel then copied;
+                        // the lengths still came from the kernel's
+                        // validated view, so the call's count must be
+                        // whole records. Count and move on to the next
+                        // read.
+                        t.bad += 1;
+                    } else if !rest.is_empty() {
+                        // Not even a whole header.
+                        t.malformed += 1;
+                    }
+                    if !(n as u64).is_multiple_of(RECORD_ALIGN) {
                         t.malformed += 1;
                     }
                 }
@@ -783,7 +782,10 @@ fn foreign_writes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let size = l.data_size as usize;
     let targets: Vec<(&str, usize)> = vec![
         ("control page: magic", control.ptr as usize),
-        ("control page: producer_pos", control.ptr as usize + 128),
+        (
+            "control page: producer_pos",
+            control.ptr as usize + OFF_PRODUCER_POS,
+        ),
         ("control page: last word", control.ptr as usize + page - 8),
         ("data area: first record", data.ptr as usize),
         ("data area: middle", data.ptr as usize + size / 2),
@@ -1187,23 +1189,14 @@ fn killed_consumer(
         counters.get(ATTACHED).fetch_add(1, Ordering::Relaxed);
         let mut buf = vec![0u8; 64 << 10];
         loop {
-            let n = read_into(fd, &mut buf).context("read")?;
-            let mut data = &buf[..n];
             let (mut ok, mut bad) = (0, 0);
-            while !data.is_empty() {
-                let h: RecordHeader = bytemuck::pod_read_unaligned(&data[..HEADER_SIZE as usize]);
-                let stride = record_stride(h.len) as usize;
-                if h.kind != KIND_DATA || stride > data.len() {
-                    bail!("read() returned a bad header {h:?}");
-                }
-                let payload = &data[HEADER_SIZE as usize..][..h.len as usize];
-                if check(h.seq, &mut next, payload) {
+            read_each(fd, &mut buf, |seq, _, payload| {
+                if check(seq, &mut next, payload) {
                     ok += 1;
                 } else {
                     bad += 1;
                 }
-                data = &data[stride..];
-            }
+            })?;
             counters.get(VERIFIED).fetch_add(ok, Ordering::Relaxed);
             counters.get(BAD).fetch_add(bad, Ordering::Relaxed);
         }

@@ -1,6 +1,7 @@
 //! Bad arguments get an errno, never an oops: mmap, ioctls, consumers, read().
 
 use std::io;
+use std::mem::offset_of;
 use std::os::fd::{
     AsFd,
     AsRawFd,
@@ -11,7 +12,11 @@ use std::time::{
     Instant, //
 };
 
-use rmemring::layout::FLAG_OVERWRITE;
+use rmemring::layout::{
+    record_stride,
+    ControlPage,
+    FLAG_OVERWRITE, //
+};
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -151,8 +156,7 @@ fn mmaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         outcome(&whole)
     });
     if let Ok(whole) = &whole {
-        // SAFETY: The mapping is at least one page; the magic is its first word.
-        let magic = unsafe { whole.ptr.cast::<u64>().read_volatile() };
+        let magic = whole.word(offset_of!(ControlPage, magic));
         report.expect(
             "mmap: the mapping shows the ring's magic",
             magic == rmemring::layout::MAGIC,
@@ -518,15 +522,13 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         read_len(fd, 4096),
         libc::EAGAIN,
     );
-    device::start(
-        region.fd(),
-        &ProducerConfig {
-            min_len: 100,
-            max_len: 100,
-            count: 10,
-            ..Default::default()
-        },
-    )?;
+    let ten = ProducerConfig {
+        min_len: 100,
+        max_len: 100,
+        count: 10,
+        ..Default::default()
+    };
+    device::start(region.fd(), &ten)?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     expect_errno(
         report,
@@ -537,7 +539,8 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let n = read_len(fd, 1 << 16);
     report.expect(
         "read: a large buffer gets all ten records",
-        n.as_ref().is_ok_and(|n| *n == 10 * 128),
+        n.as_ref()
+            .is_ok_and(|&n| n as u64 == ten.count * record_stride(ten.max_len)),
         || outcome(&n),
     );
     set_nonblocking(fd, false);

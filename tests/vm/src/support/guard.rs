@@ -18,6 +18,7 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::stream::Records;
 
 use super::env::Env;
 use super::kmod::parse;
@@ -151,14 +152,19 @@ impl Guard {
             let stats = device::stats(region.fd())?;
             let page = Self::snapshot(&region)?;
             // Four records of `len` bytes, back to back, fill the page.
-            let stride = page.len() / 4;
-            for (seq, record) in page.chunks(stride).enumerate() {
-                let header: rmemring::layout::RecordHeader =
-                    bytemuck::pod_read_unaligned(&record[..24]);
-                let payload = &record[24..24 + len as usize];
-                if header.seq != seq as u64 || !pattern::verify(seq as u64, payload) {
+            let mut records = Records::new(&page);
+            for (seq, record) in records.by_ref().enumerate() {
+                let record = record.map_err(|e| anyhow::anyhow!("the guard did not fill: {e}"))?;
+                let header = record.header;
+                if header.seq != seq as u64 || !pattern::verify(header.seq, record.payload) {
                     bail!("the guard did not fill: record {seq} is {header:?}; {stats:?}");
                 }
+            }
+            if records.offset() != page.len() {
+                bail!(
+                    "the guard did not fill: {} bytes of records; {stats:?}",
+                    records.offset()
+                );
             }
             Ok(page)
         })

@@ -15,8 +15,6 @@ use anyhow::{
 };
 use rmemring::layout::{
     record_stride,
-    RecordHeader,
-    HEADER_SIZE,
     KIND_DATA,
     KIND_PAD, //
 };
@@ -32,6 +30,8 @@ use rmemring::{
     Consumer,
     Region, //
 };
+use rmemring_proto::stream::Records;
+use rmemring_proto::view::split_word0;
 
 use super::env::Env;
 use super::fd::{
@@ -317,33 +317,32 @@ pub(crate) fn read_each(
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
         Err(e) => return Err(e).context("read()"),
     };
-    let mut data = &buf[..n];
-    while !data.is_empty() {
-        if data.len() < HEADER_SIZE as usize {
-            bail!("read() returned a truncated header");
-        }
-        let header: RecordHeader = bytemuck::pod_read_unaligned(&data[..HEADER_SIZE as usize]);
-        let stride = record_stride(header.len) as usize;
-        if header.kind != KIND_DATA || stride > data.len() {
-            bail!("read() returned a bad record header {header:?}");
-        }
-        let payload = &data[HEADER_SIZE as usize..HEADER_SIZE as usize + header.len as usize];
-        f(header.seq, header.timestamp_ns, payload);
-        data = &data[stride..];
+    let mut records = Records::new(&buf[..n]);
+    for record in records.by_ref() {
+        let record = record.map_err(|e| anyhow::anyhow!("read() returned a bad record: {e}"))?;
+        f(
+            record.header.seq,
+            record.header.timestamp_ns,
+            record.payload,
+        );
+    }
+    // read() returns whole records only.
+    if !records.remainder().is_empty() {
+        bail!(
+            "read() returned {n} bytes, ending in {} bytes of a record",
+            records.remainder().len()
+        );
     }
     Ok(Some(n))
 }
 
-/// The sequence numbers of the records in a `read()` buffer.
-pub(crate) fn seqs(mut data: &[u8]) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    while data.len() >= HEADER_SIZE as usize {
-        let header: RecordHeader = bytemuck::pod_read_unaligned(&data[..HEADER_SIZE as usize]);
-        seqs.push(header.seq);
-        let stride = record_stride(header.len) as usize;
-        data = &data[stride.min(data.len())..];
-    }
-    seqs
+/// The sequence numbers of the records in a `read()` buffer (up to the
+/// first that is not a whole data record, if any).
+pub(crate) fn seqs(data: &[u8]) -> Vec<u64> {
+    Records::new(data)
+        .map_while(Result::ok)
+        .map(|record| record.header.seq)
+        .collect()
 }
 
 /// Walks the records an overwrite-mode ring retains once its producer
@@ -363,28 +362,22 @@ pub(crate) fn retained(region: &Region, options: &StreamOptions) -> anyhow::Resu
         let off = (pos % l.data_size) as usize;
         // Only the first word of a pad is defined (as little as 8 bytes
         // may be left before the end).
-        let word0: [u8; 8] = bytemuck::pod_read_unaligned(&bytes[off..off + 8]);
-        let (len, kind) = (
-            u32::from_le_bytes([word0[0], word0[1], word0[2], word0[3]]),
-            u16::from_le_bytes([word0[4], word0[5]]),
-        );
+        let word0 = u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
+        let (len, kind, _) = split_word0(word0);
         let stride = if kind == KIND_PAD {
             u64::from(len)
         } else if kind == KIND_DATA {
-            let header: RecordHeader = bytemuck::pod_read_unaligned(
-                bytes
-                    .get(off..off + HEADER_SIZE as usize)
-                    .context("a retained header runs past the data area")?,
-            );
-            let start = off + HEADER_SIZE as usize;
-            let payload = bytes
-                .get(start..start + header.len as usize)
-                .context("a retained record runs past the data area")?;
+            // A record never wraps: it lies whole before the end.
+            let record = Records::new(&bytes[off..])
+                .next()
+                .context("a retained record runs past the data area")?
+                .map_err(|e| anyhow::anyhow!("a retained record: {e}"))?;
+            let header = record.header;
             let seq = *first.get_or_insert(header.seq);
             let len = pattern::payload_len(header.seq, options.min_len, options.max_len);
             if header.seq != seq + count
                 || header.len != len
-                || !pattern::verify(header.seq, payload)
+                || !pattern::verify(header.seq, record.payload)
             {
                 bail!("retained record {count} after seq {seq} is {header:?}");
             }
