@@ -23,9 +23,6 @@ use rmemring::layout::{
     CACHE_UNCACHED,
     CACHE_WRITE_BACK,
     CACHE_WRITE_COMBINE,
-    FLAG_CACHE_MASK,
-    FLAG_CACHE_SHIFT,
-    FLAG_OVERWRITE,
     MAGIC, //
 };
 use rmemring::uapi::ProducerConfig;
@@ -34,7 +31,13 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::{
+    CacheMode,
+    Overflow, //
+};
+use rmemring_proto::roles::Role;
 
+use crate::support::fd::open_owned_as;
 use crate::support::kernel_log::{
     self,
     mark,
@@ -232,18 +235,20 @@ fn check_device(want: &Want<'_>, page: u64) -> anyhow::Result<String> {
         "{path}: page size {}, expected {page}",
         info.page_size
     );
+    let overflow = Overflow::from_flags(info.flags);
     ensure!(
-        (info.flags & FLAG_OVERWRITE != 0) == want.overwrite,
-        "{path}: overwrite {}, expected {} (flags {:#x})",
-        info.flags & FLAG_OVERWRITE != 0,
+        (overflow == Overflow::OverwriteOldest) == want.overwrite,
+        "{path}: {}, expected overwrite {} (flags {:#x})",
+        overflow.name(),
         want.overwrite,
         info.flags
     );
-    let cache = (info.flags & FLAG_CACHE_MASK) >> FLAG_CACHE_SHIFT;
+    let cache = CacheMode::from_flags(info.flags);
     ensure!(
-        cache == want.cache,
-        "{path}: cache mode {cache}, expected {}",
-        want.cache
+        cache.map(CacheMode::abi) == Some(want.cache),
+        "{path}: cache mode {cache:?}, expected {:?} (flags {:#x})",
+        CacheMode::from_abi(want.cache),
+        info.flags
     );
     if let Some(n) = want.dev.strip_prefix("rmemring") {
         if let Ok(n) = n.parse::<u32>() {
@@ -364,7 +369,7 @@ fn sysfs_write(file: &str, value: &str) -> std::io::Result<()> {
 /// A read-only shared mapping of a ring's control page whose file is
 /// closed: the mapping alone keeps the file, and so the ring, alive.
 fn control_mapping(path: &str, page: u64) -> anyhow::Result<Mapping> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+    let file = open_owned_as(path, Role::Observer).with_context(|| format!("opening {path}"))?;
     map(
         file.as_raw_fd(),
         0,
@@ -442,11 +447,16 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         result,
     );
     for ring in &expected.rings[1..] {
-        let result = if ring.overwrite {
+        let overflow = if ring.overwrite {
+            Overflow::OverwriteOldest
+        } else {
+            Overflow::DropNew
+        };
+        let result = if overflow == Overflow::OverwriteOldest {
             // Overwrite mode loses the oldest records when the consumer
             // lags, by design: every delivered record must be intact.
             let options = StreamOptions {
-                overwrite: true,
+                overflow,
                 count: 100_000,
                 max_len: 512,
                 ..Default::default()
@@ -462,20 +472,12 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         } else {
             stream_all(env, &ring.dev, 100_000).map(|_| ())
         };
-        let mode = match ring.cache {
-            CACHE_WRITE_COMBINE => "write-combine",
-            CACHE_UNCACHED => "uncached",
-            _ => "write-back",
-        };
-        let overflow = if ring.overwrite {
-            "overwrite"
-        } else {
-            "drop-new"
-        };
+        let cache = CacheMode::from_abi(ring.cache).map_or("unknown", CacheMode::name);
         report.check(
             &format!(
-                "board: /dev/{} ({mode}, {overflow}): 100 k records, every delivered one verified",
-                ring.dev
+                "board: /dev/{} ({cache}, {}): 100 k records, every delivered one verified",
+                ring.dev,
+                overflow.name()
             ),
             result,
         );
@@ -682,7 +684,7 @@ pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()>
             size: spare.size,
             data: spare.data,
             overwrite: false,
-            cache: CACHE_WRITE_BACK,
+            cache: CacheMode::WriteBack.abi(),
         },
     )];
     wants.extend(ring_wants(&expected, true));

@@ -33,7 +33,6 @@ use anyhow::{
     bail,
     Context, //
 };
-use rmemring::layout::FLAG_OVERWRITE;
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -45,8 +44,11 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 
 use crate::support::fd::{
+    access_mode,
     close,
     errno_of,
     read_into, //
@@ -261,6 +263,7 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     record(report, "insmod", load);
     env.kmod.ensure_loaded()?;
     let dev = std::ffi::CString::new(env.device.clone())?;
+    let consumer = access_mode(Role::Consumer).context("the consumer's access mode")?;
 
     // Open, as the consumer (which also attaches it to the ring).
     let opened = sweep(
@@ -269,7 +272,7 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             fail.arm(n)?;
             // Not `fd::open`: its allocation could reach the armed site.
             // SAFETY: A valid C string and plain flags.
-            let fd = unsafe { libc::open(dev.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            let fd = unsafe { libc::open(dev.as_ptr(), consumer | libc::O_CLOEXEC) };
             errno_of(fd as isize).map(|_| close(fd))
         },
         || Ok(()),
@@ -311,10 +314,10 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         record(report, what, mapped);
     }
 
-    for overwrite in [false, true] {
-        let mode = if overwrite { "overwrite" } else { "drop-new" };
+    for overflow in Overflow::ALL {
+        let mode = overflow.name();
         let reset = ResetConfig {
-            flags: if overwrite { FLAG_OVERWRITE } else { 0 },
+            flags: overflow.flag(),
             ..Default::default()
         };
         let resets = sweep(

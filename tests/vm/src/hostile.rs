@@ -12,6 +12,7 @@ use rmemring::layout::{
     RECORD_ALIGN, //
 };
 use rmemring::uapi::ProducerConfig;
+use rmemring_proto::modes::Overflow;
 
 use crate::support::fd::{
     poll_in,
@@ -36,9 +37,9 @@ use crate::support::{
 
 pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let guard = Guard::set(env, "hostile", report)?;
-    for overwrite in [false, true] {
-        let mode = if overwrite { "overwrite" } else { "drop-new" };
-        let (region, page) = consumer_with_page(env, overwrite)?;
+    for overflow in Overflow::ALL {
+        let mode = overflow.name();
+        let (region, page) = consumer_with_page(env, overflow)?;
         let l = *region.layout();
         let fd = region.fd().as_raw_fd();
         let consumer = page.ptr.cast::<ConsumerPage>();
@@ -53,7 +54,7 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             ..Default::default()
         };
         device::start(region.fd(), &config)?;
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ overwrite as u64);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(overflow.flag()));
         let start = Instant::now();
         let mut writes = 0u64;
         let mut buf = vec![0u8; 1 << 16];
@@ -103,13 +104,13 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             intact && stats.records_produced > 0,
             || format!("{summary}; control page {control:?}"),
         );
-        if overwrite {
+        if overflow == Overflow::OverwriteOldest {
             // Whatever the consumer writes, the producer retires records
             // oldest first and never drops one: the ring holds exactly the
             // records after the overwritten ones, intact.
             let kept = retained(&region, &options);
             report.expect(
-                "hostile (overwrite): nothing dropped, and the ring holds exactly the records after the overwritten ones, intact",
+                &format!("hostile ({mode}): nothing dropped, and the ring holds exactly the records after the overwritten ones, intact"),
                 stats.records_dropped == 0
                     && stats.records_overwritten > 0
                     && kept.as_ref().is_ok_and(|&(first, count)| {
@@ -119,7 +120,7 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             );
         } else {
             report.expect(
-                "hostile (drop-new): impossible consumer positions are counted and ignored",
+                &format!("hostile ({mode}): impossible consumer positions are counted and ignored"),
                 stats.consumer_errors > 0,
                 || summary.clone(),
             );

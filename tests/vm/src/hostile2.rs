@@ -54,6 +54,8 @@ use rmemring::{
     Region,
     Wait, //
 };
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 use rmemring_proto::stream::{
     parse_header,
     Records, //
@@ -63,7 +65,7 @@ use crate::support::fd::{
     close,
     epoll_wait_one,
     epoll_with,
-    open,
+    open_as,
     poll_in,
     read_into, //
 };
@@ -246,9 +248,9 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(20);
 /// overwrite mode, where the consumer page cannot steer the producer,
 /// every record `read()` returns must be intact.
 fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    for overwrite in [false, true] {
-        let mode = if overwrite { "overwrite" } else { "drop-new" };
-        let (region, page) = consumer_with_page(env, overwrite)?;
+    for overflow in Overflow::ALL {
+        let mode = overflow.name();
+        let (region, page) = consumer_with_page(env, overflow)?;
         let l = *region.layout();
         let fd = region.fd().as_raw_fd();
         let words = l.page_size as usize / 8;
@@ -369,7 +371,7 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
         };
         device::start(region.fd(), &config)?;
         let consumer = page.ptr.cast::<ConsumerPage>();
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(overwrite));
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(overflow.flag()));
         let (mut total, mut during_read, mut during_poll) = (0u64, 0u64, 0u64);
         let start = Instant::now();
         while start.elapsed() < SCRIBBLE_FOR {
@@ -438,9 +440,9 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
                 && control_intact(&region),
             || format!("read {read:?} (took {read_took:?}), poll {poll:?} (took {poll_took:?}), stats {stats:?}"),
         );
-        if overwrite {
+        if overflow == Overflow::OverwriteOldest {
             report.expect(
-                "hostile2 (overwrite): with the consumer page scribbled on, every record read() returns is intact and in order",
+                &format!("hostile2 ({mode}): with the consumer page scribbled on, every record read() returns is intact and in order"),
                 read.records > 0 && read.bad == 0,
                 || format!("{read:?}"),
             );
@@ -458,7 +460,7 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
 /// and while any piece is mapped the file stays open (no second consumer,
 /// no `rmmod`); once the last goes, both work.
 fn remaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let l = *region.layout();
     let fd = region.fd().as_raw_fd();
     let page = l.page_size as usize;
@@ -648,7 +650,7 @@ const FORKED_FOR: Duration = Duration::from_secs(2);
 fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     for via_read in [false, true] {
         let how = if via_read { "read()" } else { "the mapping" };
-        let (region, page) = consumer_with_page(env, false)?;
+        let (region, page) = consumer_with_page(env, Overflow::DropNew)?;
         let l = *region.layout();
         let fd = region.fd().as_raw_fd();
         let counters = SharedCounters::new()?;
@@ -765,7 +767,7 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 /// ordinary memory) and `process_vm_writev`, from this process and from a
 /// child: every write fails with an errno, and not one byte changes.
 fn foreign_writes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let l = *region.layout();
     let fd = region.fd().as_raw_fd();
     let page = l.page_size as usize;
@@ -939,9 +941,9 @@ const KILL_MAX: u32 = 512;
 /// through every killed consumer, must account for every sequence number
 /// the producer used, exactly.
 fn killed_consumers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    for overwrite in [false, true] {
+    for overflow in Overflow::ALL {
         for via_read in [false, true] {
-            killed_phase(env, report, overwrite, via_read)?;
+            killed_phase(env, report, overflow, via_read)?;
         }
     }
     pending_on_close(env, report)
@@ -954,7 +956,7 @@ fn killed_consumers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 /// not vanish counted as consumed.
 fn pending_on_close(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     const RECORDS: u64 = 10;
-    let region = open_fresh(env, true)?;
+    let region = open_fresh(env, Overflow::OverwriteOldest)?;
     let config = ProducerConfig {
         min_len: 100,
         max_len: 100,
@@ -999,14 +1001,14 @@ fn pending_on_close(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn killed_phase(
     env: &Env,
     report: &mut Report,
-    overwrite: bool,
+    overflow: Overflow,
     via_read: bool,
 ) -> anyhow::Result<()> {
-    let mode = if overwrite { "overwrite" } else { "drop-new" };
+    let mode = overflow.name();
     let how = if via_read { "read()" } else { "the mapping" };
-    drop(open_fresh(env, overwrite)?);
+    drop(open_fresh(env, overflow)?);
     let dev = env.device.clone();
-    let controller = open(&dev, libc::O_WRONLY)?;
+    let controller = open_as(&dev, Role::Controller)?;
     // SAFETY: Our own open descriptor, closed below after its last use.
     let control_fd = unsafe { BorrowedFd::borrow_raw(controller) };
     let config = ProducerConfig {
@@ -1016,12 +1018,13 @@ fn killed_phase(
     };
     device::start(control_fd, &config)?;
     let counters = SharedCounters::new()?;
-    let mut rng = Rng(0xd1b5_4a32_d192_ed03 ^ (u64::from(overwrite) << 1 | u64::from(via_read)));
+    let mut rng =
+        Rng(0xd1b5_4a32_d192_ed03 ^ (u64::from(overflow.flag()) << 1 | u64::from(via_read)));
     let (mut kills, mut early, mut exits) = (0u64, 0u64, Vec::new());
     let start = Instant::now();
     while start.elapsed() < KILLING_FOR {
         let child = fork_child(
-            || match killed_consumer(&dev, overwrite, via_read, &counters) {
+            || match killed_consumer(&dev, overflow, via_read, &counters) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("killed consumer: {e:#}");
@@ -1050,7 +1053,7 @@ fn killed_phase(
         }
     }
     device::stop(control_fd)?;
-    if !overwrite {
+    if overflow == Overflow::DropNew {
         // Records dropped after the last one published are not gaps yet:
         // one more record, waiting for room, makes them gaps the last
         // consumer sees.
@@ -1090,7 +1093,7 @@ fn killed_phase(
             last_seq = Some(seq);
             verified += 1;
         };
-        if overwrite {
+        if overflow == Overflow::OverwriteOldest {
             while let Some(r) = consumer.read_copy()? {
                 check(r.seq, r.payload);
             }
@@ -1118,14 +1121,13 @@ fn killed_phase(
     // SIGKILL between the two stores leaves records it read counted as
     // lost by the next one. The sum stays exact; only the kernel's
     // read() stores both where no signal lands in between.
-    let misfiled = if overwrite {
-        String::new()
-    } else {
-        format!(
+    let misfiled = match overflow {
+        Overflow::OverwriteOldest => String::new(),
+        Overflow::DropNew => format!(
             "; {} counted lost beyond the {} dropped",
             lost.saturating_sub(stats.records_dropped),
             stats.records_dropped
-        )
+        ),
     };
     let summary = format!(
         "{kills} consumers killed ({early} before attaching, {attaches} after), {child_verified} records verified by them ({child_bad} bad), \
@@ -1143,11 +1145,13 @@ fn killed_phase(
     // How the sum splits: exactly as the producer counted where the
     // kernel's read() kept the counters; with lost possibly too high by
     // `misfiled` where killed user-space consumers did.
-    let exact_split = match (overwrite, via_read) {
-        (false, true) => consumed == stats.records_produced && lost == stats.records_dropped,
-        (false, false) => lost >= stats.records_dropped,
-        (true, true) => lost <= stats.records_overwritten,
-        (true, false) => true,
+    let exact_split = match (overflow, via_read) {
+        (Overflow::DropNew, true) => {
+            consumed == stats.records_produced && lost == stats.records_dropped
+        }
+        (Overflow::DropNew, false) => lost >= stats.records_dropped,
+        (Overflow::OverwriteOldest, true) => lost <= stats.records_overwritten,
+        (Overflow::OverwriteOldest, false) => true,
     };
     report.expect(
         &format!("hostile2: consumers through {how} killed at random points of a flat-out {mode} stream: each next one resumes, and consumed + lost account for every sequence number exactly"),
@@ -1171,7 +1175,7 @@ fn killed_phase(
 /// A child consumer: attaches and verifies records until it is killed.
 fn killed_consumer(
     dev: &str,
-    overwrite: bool,
+    overflow: Overflow,
     via_read: bool,
     counters: &SharedCounters,
 ) -> anyhow::Result<()> {
@@ -1185,7 +1189,7 @@ fn killed_consumer(
     };
     let mut next = 0;
     if via_read {
-        let fd = open(dev, libc::O_RDWR)?;
+        let fd = open_as(dev, Role::Consumer)?;
         counters.get(ATTACHED).fetch_add(1, Ordering::Relaxed);
         let mut buf = vec![0u8; 64 << 10];
         loop {
@@ -1213,7 +1217,7 @@ fn killed_consumer(
         consumer.wait(Some(Duration::from_millis(100)))?;
         let (mut ok, mut bad) = (0, 0);
         let most = 1 + (rng.next() % 2048) as usize;
-        if overwrite {
+        if overflow == Overflow::OverwriteOldest {
             for _ in 0..most {
                 let Some(r) = consumer.read_copy()? else {
                     break;
@@ -1280,7 +1284,7 @@ impl Storm {
 enum Held {
     File {
         fd: RawFd,
-        flags: i32,
+        role: Role,
     },
     /// Unmapped when dropped.
     Map {
@@ -1429,23 +1433,23 @@ fn stormer(dev: &str, l: &rmemring::RingLayout, storm: &Storm, seed: u64) {
             storm.frozen.fetch_sub(1, Ordering::AcqRel);
             continue;
         }
-        let files: Vec<(RawFd, i32)> = held
+        let files: Vec<(RawFd, Role)> = held
             .iter()
             .filter_map(|h| match h {
-                Held::File { fd, flags } => Some((*fd, *flags)),
+                Held::File { fd, role } => Some((*fd, *role)),
                 Held::Map { .. } => None,
             })
             .collect();
         let pick = |rng: &mut Rng| files[(rng.next() % files.len() as u64) as usize];
         match rng.next() % 8 {
             0 | 1 if held.len() < HOLD_AT_MOST => {
-                let flags =
-                    [libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR][(rng.next() % 3) as usize];
-                match open(dev, flags) {
+                let role =
+                    [Role::Observer, Role::Controller, Role::Consumer][(rng.next() % 3) as usize];
+                match open_as(dev, role) {
                     Ok(fd) => {
                         storm.held.fetch_add(1, Ordering::AcqRel);
                         storm.opens.fetch_add(1, Ordering::Relaxed);
-                        held.push(Held::File { fd, flags });
+                        held.push(Held::File { fd, role });
                     }
                     // Another thread's consumer, or the module between
                     // rmmod and insmod.
@@ -1457,12 +1461,14 @@ fn stormer(dev: &str, l: &rmemring::RingLayout, storm: &Storm, seed: u64) {
                     Err(e) => storm.odd(format!("open: {e}")),
                 }
             }
-            2 | 3 if held.len() < HOLD_AT_MOST && files.iter().any(|f| f.1 != libc::O_WRONLY) => {
-                let readable: Vec<_> = files.iter().filter(|f| f.1 != libc::O_WRONLY).collect();
-                let &(fd, flags) = readable[(rng.next() % readable.len() as u64) as usize];
+            // A controller's file is write-only, and a shared mapping
+            // needs read access.
+            2 | 3 if held.len() < HOLD_AT_MOST && files.iter().any(|f| f.1 != Role::Controller) => {
+                let readable: Vec<_> = files.iter().filter(|f| f.1 != Role::Controller).collect();
+                let &(fd, role) = readable[(rng.next() % readable.len() as u64) as usize];
                 let (offset, len, prot) = match rng.next() % 4 {
                     0 => (0, page, libc::PROT_READ),
-                    1 if flags == libc::O_RDWR => {
+                    1 if role.consumes() => {
                         (l.consumer_offset, page, libc::PROT_READ | libc::PROT_WRITE)
                     }
                     2 => (
@@ -1475,8 +1481,7 @@ fn stormer(dev: &str, l: &rmemring::RingLayout, storm: &Storm, seed: u64) {
                 match map(fd, offset, len, prot, libc::MAP_SHARED) {
                     Ok(m) => {
                         // A read through it, as a consumer would.
-                        // SAFETY: The mapping is at least a page long.
-                        let _ = unsafe { m.ptr.cast::<u64>().read_volatile() };
+                        m.word(0);
                         storm.held.fetch_add(1, Ordering::AcqRel);
                         storm.maps.fetch_add(1, Ordering::Relaxed);
                         held.push(Held::Map { _mapping: m });
@@ -1485,35 +1490,37 @@ fn stormer(dev: &str, l: &rmemring::RingLayout, storm: &Storm, seed: u64) {
                 }
             }
             4 if !files.is_empty() => {
-                let (fd, flags) = pick(&mut rng);
+                let (fd, role) = pick(&mut rng);
                 // SAFETY: Our own open descriptor, borrowed for the call.
                 let b = unsafe { BorrowedFd::borrow_raw(fd) };
                 storm.ioctls.fetch_add(1, Ordering::Relaxed);
-                let result = match rng.next() % 4 {
-                    0 => device::start(
-                        b,
-                        &ProducerConfig {
-                            min_len: 8,
-                            max_len: 256,
-                            rate: 50_000,
-                            ..Default::default()
-                        },
+                // Each call, and whether the file's role may make it.
+                let (result, allowed) = match rng.next() % 4 {
+                    0 => (
+                        device::start(
+                            b,
+                            &ProducerConfig {
+                                min_len: 8,
+                                max_len: 256,
+                                rate: 50_000,
+                                ..Default::default()
+                            },
+                        ),
+                        role.may_control(),
                     ),
-                    1 => device::stop(b),
-                    2 => device::reset(b, &ResetConfig::default()),
-                    _ => device::stats(b).map(drop),
+                    1 => (device::stop(b), role.may_control()),
+                    2 => (device::reset(b, &ResetConfig::default()), role.may_reset()),
+                    _ => (device::stats(b).map(drop), true),
                 };
                 if let Err(e) = result {
                     let expected = match e.raw_os_error() {
                         // Another file's producer runs (START, RESET).
                         Some(libc::EBUSY) => true,
-                        // An observer may not start, stop or reset; a
-                        // controller may not reset.
-                        Some(libc::EPERM) => flags != libc::O_RDWR,
+                        Some(libc::EPERM) => !allowed,
                         _ => false,
                     };
                     if !expected {
-                        storm.odd(format!("ioctl on an fd opened {flags:#o}: {e}"));
+                        storm.odd(format!("ioctl by a {}: {e}", role.name()));
                     }
                 }
             }

@@ -20,13 +20,15 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 
 use crate::support::fd::{
     close,
     epoll_wait_one,
     epoll_with,
-    open,
-    open_owned,
+    open_as,
+    open_owned_as,
     poll_in,
     read, //
 };
@@ -57,7 +59,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     env.kmod.ensure_loaded()?;
     let dev = env.device.as_str();
 
-    let fd = open(dev, libc::O_RDONLY)?;
+    let fd = open_as(dev, Role::Observer)?;
     let refused = env.kmod.rmmod().is_err() && env.kmod.loaded();
     report.expect(
         "lifecycle: rmmod while the device is open is refused",
@@ -71,7 +73,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     );
 
     let l = *Region::open(dev, Access::Observe)?.layout();
-    let fd = open(dev, libc::O_RDONLY)?;
+    let fd = open_as(dev, Role::Observer)?;
     let mapping = map(
         fd,
         l.data_offset,
@@ -100,9 +102,9 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             "close then munmap"
         };
         let result = (|| -> anyhow::Result<()> {
-            let region = open_fresh(env, false)?;
+            let region = open_fresh(env, Overflow::DropNew)?;
             drop(region);
-            let fd = open(dev, libc::O_RDWR)?;
+            let fd = open_as(dev, Role::Consumer)?;
             let own = map_own_page(fd, &l)?;
             let data = map_data(fd, &l)?;
             let config = ProducerConfig {
@@ -152,17 +154,9 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     env.kmod.ensure_loaded()
 }
 
-/// The three kinds of open file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Consumer,
-    Controller,
-    Observer,
-}
-
 /// One open file of the close-order test, with its mappings.
 struct Opened {
-    kind: Kind,
+    role: Role,
     fd: Option<RawFd>,
     maps: Vec<Mapping>,
 }
@@ -196,7 +190,11 @@ fn module_refs() -> anyhow::Result<u64> {
 /// mapped, the consumer counts as open exactly while its file is, and at
 /// the end nothing holds the module.
 fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    use Kind::*;
+    use Role::{
+        Consumer,
+        Controller,
+        Observer, //
+    };
     let dev = env.device.as_str();
     let l = *Region::open(dev, Access::Observe)?.layout();
     let orders = [
@@ -216,32 +214,28 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 let result = (|| -> anyhow::Result<()> {
                     let idle = module_refs()?;
                     let mut files = Vec::new();
-                    for kind in [Consumer, Controller, Observer] {
-                        let flags = match kind {
-                            Consumer => libc::O_RDWR,
-                            Controller => libc::O_WRONLY,
-                            Observer => libc::O_RDONLY,
-                        };
+                    for role in [Consumer, Controller, Observer] {
                         let mut file = Opened {
-                            kind,
-                            fd: Some(open(dev, flags)?),
+                            role,
+                            fd: Some(open_as(dev, role)?),
                             maps: Vec::new(),
                         };
                         let fd = file.fd.unwrap_or(-1);
-                        // A write-only descriptor cannot be mapped at all
-                        // (the VFS wants read access for a shared mapping).
-                        if kind != Controller {
+                        // A controller's descriptor is write-only and
+                        // cannot be mapped at all (the VFS wants read
+                        // access for a shared mapping).
+                        if role != Controller {
                             file.maps.push(map_data(fd, &l)?);
                         }
-                        match kind {
+                        match role {
                             Consumer => file.maps.push(map_own_page(fd, &l)?),
                             Observer => file.maps.push(map_control(fd, &l)?),
-                            Controller => {}
+                            _ => {}
                         }
                         files.push(file);
                     }
-                    let fd_of = |files: &[Opened], kind| {
-                        files.iter().find(|f| f.kind == kind).and_then(|f| f.fd)
+                    let fd_of = |files: &[Opened], role| {
+                        files.iter().find(|f| f.role == role).and_then(|f| f.fd)
                     };
                     let consumer_fd = fd_of(&files, Consumer).unwrap_or(-1);
                     // SAFETY: Borrowing our own open descriptor for the call.
@@ -257,7 +251,7 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                     // SAFETY: As above.
                     device::start(unsafe { BorrowedFd::borrow_raw(starter_fd) }, &config)?;
                     let check = |files: &[Opened], step: &str| -> anyhow::Result<()> {
-                        let alive = |kind| files.iter().any(|f| f.kind == kind && !f.released());
+                        let alive = |role| files.iter().any(|f| f.role == role && !f.released());
                         let observer = Region::open(dev, Access::Observe)?;
                         let s = device::stats(observer.fd())?;
                         drop(observer);
@@ -273,8 +267,8 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         Ok(())
                     };
                     check(&files, "starting")?;
-                    for kind in order {
-                        let Some(f) = files.iter_mut().find(|f| f.kind == kind) else {
+                    for role in order {
+                        let Some(f) = files.iter_mut().find(|f| f.role == role) else {
                             continue;
                         };
                         if unmap_first {
@@ -283,14 +277,14 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         if let Some(fd) = f.fd.take() {
                             close(fd);
                         }
-                        check(&files, &format!("closing the {kind:?}"))?;
+                        check(&files, &format!("closing the {role:?}"))?;
                     }
-                    for kind in order {
-                        let Some(f) = files.iter_mut().find(|f| f.kind == kind) else {
+                    for role in order {
+                        let Some(f) = files.iter_mut().find(|f| f.role == role) else {
                             continue;
                         };
                         f.maps.clear();
-                        check(&files, &format!("unmapping the {kind:?}"))?;
+                        check(&files, &format!("unmapping the {role:?}"))?;
                     }
                     let refs = module_refs()?;
                     if refs != idle {
@@ -325,12 +319,12 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 /// file until it returns, which then releases it.
 fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let dev = env.device.clone();
-    drop(open_fresh(env, false)?);
+    drop(open_fresh(env, Overflow::DropNew)?);
 
     // read(): closing the descriptor does not end the read; a controller's
     // records do, and only then is the consumer's place free again.
     let result = (|| -> anyhow::Result<()> {
-        let fd = open_owned(&dev, libc::O_RDWR)?;
+        let fd = open_owned_as(&dev, Role::Consumer)?;
         let raw = fd.as_raw_fd();
         let sleeper = Sleeper::spawn(IN_READ, move || read(raw, 1 << 16))?;
         drop(fd);
@@ -339,7 +333,7 @@ fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> 
         }
         let busy = Region::open(&dev, Access::Consume);
         let refused = env.kmod.rmmod().is_err() && env.kmod.loaded();
-        let controller = open_owned(&dev, libc::O_WRONLY)?;
+        let controller = open_owned_as(&dev, Role::Controller)?;
         device::start(controller.as_fd(), &FEW)?;
         let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
         drop(controller);
@@ -366,7 +360,7 @@ fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> 
     // poll(): the same, ended by the poll's timeout (nothing asked for a
     // wake-up).
     let result = (|| -> anyhow::Result<()> {
-        let fd = open_owned(&dev, libc::O_RDWR)?;
+        let fd = open_owned_as(&dev, Role::Consumer)?;
         let raw = fd.as_raw_fd();
         let sleeper = Sleeper::spawn(IN_POLL, move || poll_in(raw, Duration::from_secs(2)))?;
         drop(fd);
@@ -396,7 +390,7 @@ fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> 
             "the epoll instance, then the device"
         };
         let result = (|| -> anyhow::Result<()> {
-            let fd = open_owned(&dev, libc::O_RDWR)?;
+            let fd = open_owned_as(&dev, Role::Consumer)?;
             let epfd = epoll_with(fd.as_raw_fd())?;
             let raw_ep = epfd.as_raw_fd();
             let waiter = Sleeper::spawn(IN_EPOLL, move || {

@@ -14,8 +14,7 @@ use std::time::{
 
 use rmemring::layout::{
     record_stride,
-    ControlPage,
-    FLAG_OVERWRITE, //
+    ControlPage, //
 };
 use rmemring::uapi::{
     ProducerConfig,
@@ -30,10 +29,13 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 
 use crate::support::fd::{
     errno_of,
     open_owned,
+    open_owned_as,
     read,
     set_nonblocking, //
 };
@@ -87,7 +89,7 @@ pub(crate) fn misuse(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 }
 
 fn mmaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
     let l = *region.layout();
     let page = l.page_size as usize;
@@ -224,7 +226,7 @@ fn write_faults(fd: RawFd, offset: u64, len: usize) -> anyhow::Result<()> {
 }
 
 fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
     let l = *region.layout();
 
@@ -358,7 +360,7 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     device::reset(
         region.fd(),
         &ResetConfig {
-            flags: FLAG_OVERWRITE,
+            flags: Overflow::OverwriteOldest.flag(),
             ..Default::default()
         },
     )?;
@@ -392,14 +394,9 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the device write-only: a controller.
-fn open_controller(env: &Env) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).open(&env.device)
-}
-
 fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
-    let controller = open_controller(env)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let controller = open_owned_as(&env.device, Role::Controller)?;
     let config = ProducerConfig {
         min_len: 8,
         max_len: 64,
@@ -445,7 +442,7 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         stats.producer_running == 0,
         || format!("{stats:?}"),
     );
-    let controller = open_controller(env)?;
+    let controller = open_owned_as(&env.device, Role::Controller)?;
     device::start(controller.as_fd(), &config)?;
     drop(region);
     let observer = Region::open(&env.device, Access::Observe)?;
@@ -495,7 +492,7 @@ fn consumers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 extern "C" fn on_alarm(_: libc::c_int) {}
 
 fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
     // How many bytes a read() of up to `len` returned.
     let read_len = |fd: RawFd, len: usize| read(fd, len).map(|data| data.len());
@@ -570,12 +567,17 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn long_batches(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // Minutes without the bound; a few records' worth of writes with it.
     const PROMPT: Duration = Duration::from_secs(3);
-    for (what, overwrite, flags) in [
-        ("overwrite mode", true, 0),
-        ("drop-new mode", false, 0),
-        ("tracepoint only", false, PRODUCER_HOOK_ONLY),
+    for (overflow, flags) in [
+        (Overflow::OverwriteOldest, 0),
+        (Overflow::DropNew, 0),
+        (Overflow::DropNew, PRODUCER_HOOK_ONLY),
     ] {
-        let region = open_fresh(env, overwrite)?;
+        let what = if flags & PRODUCER_HOOK_ONLY != 0 {
+            "tracepoint only".to_string()
+        } else {
+            format!("{} mode", overflow.name())
+        };
+        let region = open_fresh(env, overflow)?;
         let l = *region.layout();
         let config = ProducerConfig {
             min_len: l.max_payload,

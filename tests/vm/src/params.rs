@@ -5,12 +5,25 @@
 use std::process::Command;
 
 use anyhow::Context;
+use rmemring_proto::modes::{
+    CacheMode,
+    Overflow, //
+};
 
 use crate::support::kmod::parse;
 use crate::support::{
     Env,
     Report, //
 };
+
+/// A `cache_mode` parameter value that is no mode.
+const NO_CACHE_MODE: u32 = 9;
+/// An `overflow` parameter value that is no mode.
+const NO_OVERFLOW_MODE: u32 = 2;
+const _: () = assert!(
+    CacheMode::from_abi(NO_CACHE_MODE).is_none()
+        && Overflow::from_param(NO_OVERFLOW_MODE).is_none()
+);
 
 /// Bad module parameters refuse the load with one clear line.
 pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
@@ -50,6 +63,8 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
         return Ok(());
     };
+    let no_cache_mode = format!("cache_mode={NO_CACHE_MODE}");
+    let no_overflow_mode = format!("overflow={NO_OVERFLOW_MODE}");
     let cases: Vec<(String, String, &str)> = vec![
         (
             "zero size".into(),
@@ -93,13 +108,13 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ),
         (
             "unknown cache mode".into(),
-            format!("{} cache_mode=9", kmod.params),
-            "cache_mode=9",
+            format!("{} {no_cache_mode}", kmod.params),
+            &no_cache_mode,
         ),
         (
             "unknown overflow mode".into(),
-            format!("{} overflow=2", kmod.params),
-            "overflow=2",
+            format!("{} {no_overflow_mode}", kmod.params),
+            &no_overflow_mode,
         ),
         (
             "setuid device mode".into(),
@@ -109,7 +124,7 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         // Without a region they would have nothing to apply to.
         (
             "a cache mode without a region".into(),
-            "cache_mode=1".into(),
+            format!("cache_mode={}", CacheMode::WriteCombine.abi()),
             "apply to the ring of phys_base and phys_size",
         ),
         (

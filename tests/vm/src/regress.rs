@@ -32,10 +32,7 @@ use anyhow::{
     bail,
     Context, //
 };
-use rmemring::layout::{
-    record_stride,
-    FLAG_OVERWRITE, //
-};
+use rmemring::layout::record_stride;
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -46,6 +43,7 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
 
 use crate::support::fd::{
     close,
@@ -161,7 +159,7 @@ fn lapped_reader_is_killable(env: &Env, report: &mut Report) -> anyhow::Result<(
 /// overwrite mode, starts the lapping producer, says so on `ready`, and
 /// reads until killed.
 fn lapped_reader(env: &Env, ready: RawFd) -> anyhow::Result<()> {
-    let region = open_fresh(env, true)?;
+    let region = open_fresh(env, Overflow::OverwriteOldest)?;
     let l = *region.layout();
     let config = ProducerConfig {
         min_len: l.max_payload,
@@ -194,9 +192,12 @@ const RESET_RUNS: u64 = 400;
 /// 0, and no read fail.
 fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     for (what, modes) in [
-        ("drop-new", &[false][..]),
-        ("overwrite", &[true][..]),
-        ("changing modes", &[false, true][..]),
+        (Overflow::DropNew.name(), &[Overflow::DropNew][..]),
+        (
+            Overflow::OverwriteOldest.name(),
+            &[Overflow::OverwriteOldest][..],
+        ),
+        ("changing modes", &Overflow::ALL[..]),
     ] {
         let region = open_fresh(env, modes[0])?;
         let fd = region.fd().as_raw_fd();
@@ -253,9 +254,8 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             while spin.elapsed() < Duration::from_micros((delay >> 33) % 120) {
                 std::hint::spin_loop();
             }
-            let overwrite = modes[(run as usize + 1) % modes.len()];
             let reset = ResetConfig {
-                flags: if overwrite { FLAG_OVERWRITE } else { 0 },
+                flags: modes[(run as usize + 1) % modes.len()].flag(),
                 ..Default::default()
             };
             // The one-record run may still be winding down.
@@ -297,7 +297,7 @@ fn nonzero_bytes(env: &Env) -> anyhow::Result<usize> {
 
 /// Fills the data area with records and stops.
 fn fill(env: &Env) -> anyhow::Result<()> {
-    let region = open_fresh(env, true)?;
+    let region = open_fresh(env, Overflow::OverwriteOldest)?;
     let l = *region.layout();
     let config = ProducerConfig {
         min_len: 0,

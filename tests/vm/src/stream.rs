@@ -9,16 +9,14 @@ use anyhow::{
     bail,
     Context, //
 };
-use rmemring::layout::{
-    record_stride,
-    FLAG_OVERWRITE, //
-};
+use rmemring::layout::record_stride;
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
     device,
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
 
 use crate::support::ring::{
     open_fresh,
@@ -141,7 +139,7 @@ pub(crate) fn stream(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 /// second.
 fn drain_pace(env: &Env, options: &StreamOptions) -> anyhow::Result<(u64, f64)> {
     const RECORDS: u64 = 90_000;
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let mut consumer = region.consumer()?;
     let config = ProducerConfig {
         min_len: options.min_len,
@@ -184,7 +182,10 @@ fn debugfs_matches(env: &Env) -> anyhow::Result<()> {
         ("phys_base", format!("{:#x}", info.phys_base)),
         ("region_size", format!("{:#x}", info.region_size)),
         ("data_size", format!("{:#x}", info.data_size)),
-        ("overwrite", (info.flags & FLAG_OVERWRITE != 0).to_string()),
+        (
+            "overwrite",
+            (Overflow::from_flags(info.flags) == Overflow::OverwriteOldest).to_string(),
+        ),
         ("producer_running", s.producer_running.to_string()),
         ("consumer_open", s.consumer_open.to_string()),
         ("producer_pos", s.producer_pos.to_string()),
@@ -271,7 +272,7 @@ pub(crate) fn loss(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             && t.all_gaps_below(t.stats.records_overwritten)
     };
     let options = StreamOptions {
-        overwrite: true,
+        overflow: Overflow::OverwriteOldest,
         ..options
     };
     let (t, kept) = run_retained(env, &options)?;

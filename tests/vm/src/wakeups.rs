@@ -16,6 +16,7 @@ use rmemring::{
     Region,
     Wait, //
 };
+use rmemring_proto::modes::Overflow;
 
 use crate::support::fd::{
     epoll_wait_one,
@@ -51,7 +52,7 @@ fn cpu_time() -> Duration {
 }
 
 pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let mut consumer = region.consumer()?;
 
     // Idle: a blocked consumer costs (next to) nothing.
@@ -102,7 +103,7 @@ pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     const CYCLES: u64 = 100_000;
     const LIMIT: Duration = Duration::from_secs(240);
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let mut consumer = region.consumer()?;
     // Sleep as soon as the ring is empty: every wait is a sleep.
     consumer.set_wait(Wait::Spin(0));
@@ -165,7 +166,7 @@ fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 
 /// epoll on the device works with the `need_wakeup` protocol.
 fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let mut consumer = region.consumer()?;
     let epfd = epoll_with(region.fd().as_raw_fd())?;
     let config = ProducerConfig {
@@ -211,7 +212,7 @@ const WAKE: Duration = Duration::from_secs(5);
 fn across_reset(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // poll(): the consumer asks for a wake-up and sleeps; the reset wipes
     // the consumer page, request included.
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let mut consumer = region.consumer()?;
     consumer.set_wait(Wait::Spin(0));
     let fd = region.fd().as_raw_fd();
@@ -241,7 +242,7 @@ fn across_reset(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     drop(region);
 
     // read(): the kernel's own consumer sleeps in the driver.
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
     let sleeper = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
     let requested = region.consumer_page().need_wakeup;
@@ -299,7 +300,7 @@ fn reset_then_start<T: Send + 'static>(
 /// uninterruptible one would be a hung task after two minutes); both get
 /// records, one run each.
 fn two_readers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
     let first = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
     let second = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;

@@ -13,6 +13,7 @@ use std::os::fd::{
 use std::time::Duration;
 
 use anyhow::bail;
+use rmemring_proto::roles::Role;
 
 /// `Ok(r)`, or the errno of a libc call that returned `r < 0`.
 pub(crate) fn errno_of(r: isize) -> io::Result<usize> {
@@ -35,6 +36,27 @@ pub(crate) fn open(path: &str, flags: i32) -> io::Result<RawFd> {
 pub(crate) fn open_owned(path: &str, flags: i32) -> io::Result<OwnedFd> {
     // SAFETY: `open` returned a descriptor nothing else owns.
     open(path, flags).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) whose device file
+/// has `role`, as the driver gives roles; `None` for the producer.
+pub(crate) fn access_mode(role: Role) -> Option<i32> {
+    [libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR]
+        .into_iter()
+        .find(|&mode| Role::of_access_mode(mode as u32) == Some(role))
+}
+
+/// Opens the device as a file of `role` (a consumer, controller or
+/// observer); the caller owns the descriptor.
+pub(crate) fn open_as(path: &str, role: Role) -> io::Result<RawFd> {
+    let mode = access_mode(role).expect("a role a device file can have");
+    open(path, mode)
+}
+
+/// [`open_as`], owned.
+pub(crate) fn open_owned_as(path: &str, role: Role) -> io::Result<OwnedFd> {
+    let mode = access_mode(role).expect("a role a device file can have");
+    open_owned(path, mode)
 }
 
 /// Closes a descriptor the caller opened and owns.

@@ -11,10 +11,7 @@ use std::time::{
 };
 
 use anyhow::Context;
-use rmemring::layout::{
-    FLAG_OVERWRITE,
-    MAGIC, //
-};
+use rmemring::layout::MAGIC;
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig, //
@@ -24,6 +21,7 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
 
 use super::env::Env;
 use super::mapping::{
@@ -44,11 +42,11 @@ pub(crate) const FEW: ProducerConfig = ProducerConfig {
 };
 
 /// Opens the device as its consumer, in a fresh ring of the given mode.
-pub(crate) fn open_fresh(env: &Env, overwrite: bool) -> anyhow::Result<Arc<Region>> {
+pub(crate) fn open_fresh(env: &Env, overflow: Overflow) -> anyhow::Result<Arc<Region>> {
     env.kmod.ensure_loaded()?;
     let mut region = Region::open(&env.device, Access::Consume)?;
     let reset = ResetConfig {
-        flags: if overwrite { FLAG_OVERWRITE } else { 0 },
+        flags: overflow.flag(),
         ..Default::default()
     };
     region.reset(&reset)?;
@@ -59,9 +57,9 @@ pub(crate) fn open_fresh(env: &Env, overwrite: bool) -> anyhow::Result<Arc<Regio
 /// consumer page mapped writable on its own.
 pub(crate) fn consumer_with_page(
     env: &Env,
-    overwrite: bool,
+    overflow: Overflow,
 ) -> anyhow::Result<(Arc<Region>, Mapping)> {
-    let region = open_fresh(env, overwrite)?;
+    let region = open_fresh(env, overflow)?;
     let page = map_own_page(region.fd().as_raw_fd(), region.layout())?;
     Ok((region, page))
 }

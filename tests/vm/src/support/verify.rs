@@ -30,6 +30,7 @@ use rmemring::{
     Consumer,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
 use rmemring_proto::stream::Records;
 use rmemring_proto::view::split_word0;
 
@@ -44,7 +45,7 @@ use super::ring::open_fresh;
 /// How to run one stream.
 #[derive(Clone, Copy)]
 pub(crate) struct StreamOptions {
-    pub(crate) overwrite: bool,
+    pub(crate) overflow: Overflow,
     pub(crate) min_len: u32,
     pub(crate) max_len: u32,
     pub(crate) count: u64,
@@ -67,7 +68,7 @@ pub(crate) struct StreamOptions {
 impl Default for StreamOptions {
     fn default() -> Self {
         Self {
-            overwrite: false,
+            overflow: Overflow::DropNew,
             min_len: 8,
             max_len: 256,
             count: 100_000,
@@ -199,7 +200,7 @@ impl Tally {
 
 /// Runs one stream and checks every record.
 pub(crate) fn run(env: &Env, options: &StreamOptions) -> anyhow::Result<Tally> {
-    let region = open_fresh(env, options.overwrite)?;
+    let region = open_fresh(env, options.overflow)?;
     // Through read() the kernel consumes; the mapping's consumer stays idle.
     let mut consumer = region.consumer()?;
     let config = ProducerConfig {
@@ -265,7 +266,8 @@ fn consume(
     if !consumer.wait(Some(Duration::from_millis(200)))? {
         return Ok(());
     }
-    if options.overwrite {
+    if options.overflow == Overflow::OverwriteOldest {
+        // The producer may overwrite what is lent: copies only.
         for _ in 0..options.max_batch {
             let Some(record) = consumer.read_copy()? else {
                 break;
