@@ -174,9 +174,12 @@ impl OpenFile {
         core::ptr::from_ref(self).addr()
     }
 
-    /// The file is closed (and unmapped): a producer it started stops.
+    /// The file is closed (and unmapped): a producer it started stops, and
+    /// the consumer's place is free again if it held it (also as an
+    /// observer that read).
     pub(crate) fn release(&self) {
-        self.ring.file_closed(self.id(), self.role.consumes());
+        self.ring
+            .file_closed(self.id(), self.consuming.load(Ordering::Acquire));
     }
 
     /// `EPERM` unless the file's role `may` do what it asks.

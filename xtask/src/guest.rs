@@ -35,8 +35,8 @@ use crate::flags;
 use crate::host;
 use crate::project_root;
 
-/// Workspace packages whose binaries all go into the guest, when they exist.
-const PACKAGES: &[&str] = &["rmemring-examples", "rmemring-selftest"];
+/// Workspace packages whose binaries all go into the guest.
+const PACKAGES: &[&str] = &["rmemring-examples", "rmemring-vmtest"];
 
 /// The `rmemring` CLI goes in too, built with its feature.
 const CLI: (&str, &str, &str) = ("rmemring", "rmemring/cli", "rmemring");
@@ -108,13 +108,11 @@ pub fn build(sh: &Shell, log: &Log, arch: Arch) -> Result<Guest> {
     let mut args = Vec::new();
     let mut names = Vec::new();
     for package in PACKAGES {
-        match bin_names(&metadata, package) {
-            Some(bins) => {
-                args.extend(["-p", package]);
-                names.extend(bins);
-            }
-            None => log.line(&format!("guest: no package {package} in the workspace yet")),
-        }
+        // A renamed package must not quietly leave its binaries out.
+        let bins = bin_names(&metadata, package)
+            .with_context(|| format!("guest: no package {package} in the workspace"))?;
+        args.extend(["-p", package]);
+        names.extend(bins);
     }
     let (cli_package, cli_feature, cli_bin) = CLI;
     let cli_feature = match arch {

@@ -36,7 +36,7 @@ use crate::project_root;
 const TREES: &[&str] = &["driver", "proto/src"];
 
 /// Directories under `driver/` that are not part of the kernel module.
-const SKIP_DIRS: &[&str] = &["selftest", "target"];
+const SKIP_DIRS: &[&str] = &["target"];
 
 /// Build products that a stray in-tree `make` may have left in `driver/`
 /// (`.symvers` and `.order` cover `Module.symvers` and `modules.order`).

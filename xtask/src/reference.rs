@@ -24,7 +24,7 @@ pub const X86_64_PHYS_SIZE: u64 = 0x100_2000;
 /// Reserved bytes just past the x86_64 ring region, which the driver is not
 /// told about: a guard the hostile-consumer test fills with a pattern and
 /// checks afterwards, so a kernel write past the end of the data area shows
-/// (`driver/selftest/src/hostile.rs`).
+/// (`tests/vm/src/support/guard.rs`).
 pub const X86_64_GUARD_SIZE: u64 = 0x1000;
 
 /// Kernel command-line words that reserve the region (and its guard).

@@ -1,6 +1,6 @@
 //! `cargo xtask soak --minutes M`: the long proof, not part of `cargo xtask
 //! test`. Boots the reference VM and runs the in-guest soak
-//! (`rmemring-selftest soak --seconds S`, `driver/selftest/src/soak.rs`)
+//! (`rmemring-selftest soak --seconds S`, `tests/vm/src/soak.rs`)
 //! for M minutes, then the fuzzers for a while. Fails on any mismatch the
 //! soak reports, on any kernel warning the harness finds in the guest's log
 //! ([`vm::KERNEL_PROBLEMS`]), and on a failed fuzz run.

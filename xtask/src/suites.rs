@@ -5,8 +5,9 @@
 //! false), runs `command` with `sh -c` and passes when the command exits 0,
 //! `rmmod` succeeds and the kernel log is clean (no splat, sanitizer or
 //! lockdep report: see `vm::KERNEL_PROBLEMS`). Every binary of
-//! `rmemring-examples` and `rmemring-selftest`, and the `rmemring` CLI, are
-//! in the guest's `/bin`; busybox provides the rest.
+//! `rmemring-examples` and `rmemring-vmtest` (that is, `rmemring-selftest`),
+//! and the `rmemring` CLI, are in the guest's `/bin`; busybox provides the
+//! rest.
 //!
 //! Run some with `cargo xtask test --filter NAME`, or one by hand with
 //! `cargo xtask vm-run [--arch aarch64] [--debug] -- COMMAND`.
@@ -135,6 +136,16 @@ pub fn suites() -> Vec<Suite> {
         overlay: None,
         command: "rmemring-consume --seconds 3 --size 8..4096 --wait --no-loss",
         timeout: 120,
+    });
+    // Standard tools read the device as they read any stream (about 20 s).
+    suites.push(Suite {
+        name: "tools",
+        arch: Arch::X86_64,
+        profile: Profile::Normal,
+        load: true,
+        overlay: None,
+        command: selftest!("tools"),
+        timeout: 200,
     });
     // The benchmark runs end to end (a smoke test: no targets asserted).
     suites.push(Suite {

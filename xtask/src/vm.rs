@@ -701,7 +701,7 @@ fn is_kernel_line(line: &str) -> bool {
 }
 
 /// The kernel log lines the selftest's fault-injection group writes
-/// around the allocation failures it makes (`driver/selftest/src/faults.rs`).
+/// around the allocation failures it makes (`tests/vm/src/faults.rs`).
 pub const INJECTION_BEGINS: &str = "rmemring-selftest: fault injection begins";
 /// See [`INJECTION_BEGINS`].
 pub const INJECTION_ENDS: &str = "rmemring-selftest: fault injection ends";
@@ -914,7 +914,7 @@ mod tests {
         .map(String::from)
         .to_vec();
         // The selftest writes exactly these markers.
-        let faults = include_str!("../../driver/selftest/src/faults.rs");
+        let faults = include_str!("../../tests/vm/src/faults.rs");
         assert!(faults.contains(&format!("\"{INJECTION_BEGINS}\"")));
         assert!(faults.contains(&format!("\"{INJECTION_ENDS}\"")));
         let problems: Vec<&String> = problem_lines(log.iter()).collect();

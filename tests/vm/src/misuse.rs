@@ -1,11 +1,10 @@
 //! Bad arguments get an errno, never an oops: mmap, ioctls, consumers, read().
 
 use std::io;
+use std::mem::offset_of;
 use std::os::fd::{
     AsFd,
     AsRawFd,
-    FromRawFd,
-    OwnedFd,
     RawFd, //
 };
 use std::time::{
@@ -13,7 +12,10 @@ use std::time::{
     Instant, //
 };
 
-use rmemring::layout::FLAG_OVERWRITE;
+use rmemring::layout::{
+    record_stride,
+    ControlPage, //
+};
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -27,89 +29,26 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 
-use crate::stream::open_fresh;
-use crate::{
+use crate::support::fd::{
+    errno_of,
+    open_owned,
+    open_owned_as,
+    read,
+    set_nonblocking, //
+};
+use crate::support::mapping::map;
+use crate::support::process::{
+    fork_child,
+    wait_child, //
+};
+use crate::support::ring::open_fresh;
+use crate::support::{
     Env,
     Report, //
 };
-
-/// A mapping made with raw `mmap`, unmapped on drop.
-pub(crate) struct Mapping {
-    pub(crate) ptr: *mut u8,
-    pub(crate) len: usize,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` came from a successful `mmap`.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
-
-impl Mapping {
-    /// `mprotect` of the first `len` bytes.
-    fn protect(&self, len: usize, prot: i32) -> io::Result<()> {
-        // SAFETY: `mprotect` on our own mapping; a refusal is the point.
-        if unsafe { libc::mprotect(self.ptr.cast(), len, prot) } < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Maps the consumer page of the ring on `fd` read-write.
-pub(crate) fn map_own_page(fd: RawFd, layout: &rmemring::RingLayout) -> io::Result<Mapping> {
-    map(
-        fd,
-        layout.consumer_offset,
-        layout.page_size as usize,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED,
-    )
-}
-
-/// Maps the data area of the ring on `fd` read-only.
-pub(crate) fn map_data(fd: RawFd, layout: &rmemring::RingLayout) -> io::Result<Mapping> {
-    map(
-        fd,
-        layout.data_offset,
-        layout.data_size as usize,
-        libc::PROT_READ,
-        libc::MAP_SHARED,
-    )
-}
-
-/// `mmap(NULL, len, prot, flags, fd, offset)`.
-pub(crate) fn map(
-    fd: RawFd,
-    offset: u64,
-    len: usize,
-    prot: i32,
-    flags: i32,
-) -> io::Result<Mapping> {
-    // SAFETY: A fresh mapping at an address the kernel picks; nothing of
-    // ours is replaced.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            prot,
-            flags,
-            fd,
-            offset as libc::off_t,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(Mapping {
-            ptr: ptr.cast(),
-            len,
-        })
-    }
-}
 
 /// "errno NAME" of a result, for messages.
 fn outcome<T>(r: &io::Result<T>) -> String {
@@ -130,14 +69,14 @@ fn expect_errno<T>(report: &mut Report, name: &str, r: io::Result<T>, errno: i32
     });
 }
 
+/// `ioctl(fd, request, arg)` with an integer argument, or an address
+/// nothing of ours is at.
 fn ioctl_raw(fd: RawFd, request: u32, arg: usize) -> io::Result<()> {
-    // SAFETY: The driver validates `arg`; a bad pointer must give EFAULT.
+    // SAFETY: The callers pass integers and bad pointers, so the kernel can
+    // write nothing of ours: the driver must validate `arg`, and a bad
+    // pointer must give EFAULT.
     let r = unsafe { libc::ioctl(fd, request as _, arg) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    errno_of(r as isize).map(drop)
 }
 
 pub(crate) fn misuse(env: &Env, report: &mut Report) -> anyhow::Result<()> {
@@ -150,7 +89,7 @@ pub(crate) fn misuse(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 }
 
 fn mmaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
     let l = *region.layout();
     let page = l.page_size as usize;
@@ -219,8 +158,7 @@ fn mmaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         outcome(&whole)
     });
     if let Ok(whole) = &whole {
-        // SAFETY: The mapping is at least one page; the magic is its first word.
-        let magic = unsafe { whole.ptr.cast::<u64>().read_volatile() };
+        let magic = whole.word(offset_of!(ControlPage, magic));
         report.expect(
             "mmap: the mapping shows the ring's magic",
             magic == rmemring::layout::MAGIC,
@@ -268,23 +206,14 @@ fn r_exec() -> i32 {
 /// Forks a child that writes to a read-only mapping; it must die of SIGSEGV.
 fn write_faults(fd: RawFd, offset: u64, len: usize) -> anyhow::Result<()> {
     let mapping = map(fd, offset, len, libc::PROT_READ, libc::MAP_SHARED)?;
-    // SAFETY: The child only writes to the mapping and exits; no locks are
-    // held across the fork in this single-threaded test.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
+    // This group runs no threads, so the child may run Rust code.
+    let pid = fork_child(|| {
         // SAFETY: Deliberately writing to a read-only page; the kernel must
-        // deliver SIGSEGV. `_exit` if it does not.
-        unsafe {
-            mapping.ptr.write_volatile(0x5a);
-            libc::_exit(0);
-        }
-    }
-    if pid < 0 {
-        anyhow::bail!("fork: {}", io::Error::last_os_error());
-    }
-    let mut status = 0;
-    // SAFETY: Waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+        // deliver SIGSEGV. The child exits if it does not.
+        unsafe { mapping.ptr.write_volatile(0x5a) };
+        0
+    })?;
+    let status = wait_child(pid);
     let signal = if libc::WIFSIGNALED(status) {
         libc::WTERMSIG(status)
     } else {
@@ -297,7 +226,7 @@ fn write_faults(fd: RawFd, offset: u64, len: usize) -> anyhow::Result<()> {
 }
 
 fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
     let l = *region.layout();
 
@@ -431,7 +360,7 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     device::reset(
         region.fd(),
         &ResetConfig {
-            flags: FLAG_OVERWRITE,
+            flags: Overflow::OverwriteOldest.flag(),
             ..Default::default()
         },
     )?;
@@ -465,14 +394,9 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the device write-only: a controller.
-fn open_controller(env: &Env) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).open(&env.device)
-}
-
 fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
-    let controller = open_controller(env)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let controller = open_owned_as(&env.device, Role::Controller)?;
     let config = ProducerConfig {
         min_len: 8,
         max_len: 64,
@@ -491,19 +415,11 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         device::reset(controller.as_fd(), &ResetConfig::default()),
         libc::EPERM,
     );
-    let mut buf = [0u8; 4096];
-    // SAFETY: `buf` is valid for its length.
-    let n = unsafe { libc::read(controller.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    let read = if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n)
-    };
     // The VFS refuses read() on a write-only descriptor before the driver sees it.
     expect_errno(
         report,
         "controller: it may not read() records (EBADF)",
-        read,
+        read(controller.as_raw_fd(), 4096),
         libc::EBADF,
     );
     let l = *region.layout();
@@ -526,7 +442,7 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         stats.producer_running == 0,
         || format!("{stats:?}"),
     );
-    let controller = open_controller(env)?;
+    let controller = open_owned_as(&env.device, Role::Controller)?;
     device::start(controller.as_fd(), &config)?;
     drop(region);
     let observer = Region::open(&env.device, Access::Observe)?;
@@ -557,19 +473,10 @@ fn consumers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // Access mode 3 may neither read nor write: it is no consumer, so it
     // must not take the consumer's place (the consumer is still open here,
     // but EINVAL, not EBUSY, says it was refused for what it is).
-    let path = std::ffi::CString::new(env.device.as_bytes())?;
-    // SAFETY: `path` is a NUL-terminated string that outlives the call.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_ACCMODE | libc::O_CLOEXEC) };
-    let neither = if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        // SAFETY: `fd` was just opened and is owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
     expect_errno(
         report,
         "consumers: an open with access mode 3 (neither read nor write) gets EINVAL",
-        neither,
+        open_owned(&env.device, libc::O_ACCMODE),
         libc::EINVAL,
     );
     drop(first);
@@ -585,66 +492,57 @@ fn consumers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 extern "C" fn on_alarm(_: libc::c_int) {}
 
 fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let region = open_fresh(env, false)?;
+    let region = open_fresh(env, Overflow::DropNew)?;
     let fd = region.fd().as_raw_fd();
-    let read = |fd: RawFd, len: usize| -> io::Result<usize> {
-        let mut buf = vec![0u8; len];
-        // SAFETY: `buf` is valid for `len` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    };
+    // How many bytes a read() of up to `len` returned.
+    let read_len = |fd: RawFd, len: usize| read(fd, len).map(|data| data.len());
+    // An observer's read() would make it the consumer (as `cat` does),
+    // but the consumer's place is taken.
     let observer = Region::open(&env.device, Access::Observe)?;
     expect_errno(
         report,
-        "read: an observer cannot read records (EPERM)",
-        read(observer.fd().as_raw_fd(), 4096),
-        libc::EPERM,
+        "read: an observer's read() while another file is the consumer gets EBUSY",
+        read_len(observer.fd().as_raw_fd(), 4096),
+        libc::EBUSY,
     );
     // Blocking, on an empty ring: it must not wait for a record it could
     // not return anyway.
-    let zero = read(fd, 0);
+    let zero = read_len(fd, 0);
     report.expect(
         "read: a read of 0 bytes returns 0 at once, even on an empty ring",
         matches!(zero, Ok(0)),
         || format!("{zero:?}"),
     );
 
-    // SAFETY: Plain fcntl on our descriptor.
-    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    set_nonblocking(fd, true);
     expect_errno(
         report,
         "read: non-blocking on an empty ring gets EAGAIN",
-        read(fd, 4096),
+        read_len(fd, 4096),
         libc::EAGAIN,
     );
-    device::start(
-        region.fd(),
-        &ProducerConfig {
-            min_len: 100,
-            max_len: 100,
-            count: 10,
-            ..Default::default()
-        },
-    )?;
+    let ten = ProducerConfig {
+        min_len: 100,
+        max_len: 100,
+        count: 10,
+        ..Default::default()
+    };
+    device::start(region.fd(), &ten)?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     expect_errno(
         report,
         "read: a buffer smaller than the next record gets EINVAL",
-        read(fd, 16),
+        read_len(fd, 16),
         libc::EINVAL,
     );
-    let n = read(fd, 1 << 16);
+    let n = read_len(fd, 1 << 16);
     report.expect(
         "read: a large buffer gets all ten records",
-        n.as_ref().is_ok_and(|n| *n == 10 * 128),
+        n.as_ref()
+            .is_ok_and(|&n| n as u64 == ten.count * record_stride(ten.max_len)),
         || outcome(&n),
     );
-    // SAFETY: As above.
-    unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
+    set_nonblocking(fd, false);
 
     // A blocking read on an empty ring is interrupted by a signal.
     // SAFETY: Installing a handler without SA_RESTART, then arming an alarm.
@@ -657,7 +555,7 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "read: a blocking read is interrupted by a signal (EINTR)",
-        read(fd, 4096),
+        read_len(fd, 4096),
         libc::EINTR,
     );
     Ok(())
@@ -671,12 +569,17 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn long_batches(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // Minutes without the bound; a few records' worth of writes with it.
     const PROMPT: Duration = Duration::from_secs(3);
-    for (what, overwrite, flags) in [
-        ("overwrite mode", true, 0),
-        ("drop-new mode", false, 0),
-        ("tracepoint only", false, PRODUCER_HOOK_ONLY),
+    for (overflow, flags) in [
+        (Overflow::OverwriteOldest, 0),
+        (Overflow::DropNew, 0),
+        (Overflow::DropNew, PRODUCER_HOOK_ONLY),
     ] {
-        let region = open_fresh(env, overwrite)?;
+        let what = if flags & PRODUCER_HOOK_ONLY != 0 {
+            "tracepoint only".to_string()
+        } else {
+            format!("{} mode", overflow.name())
+        };
+        let region = open_fresh(env, overflow)?;
         let l = *region.layout();
         let config = ProducerConfig {
             min_len: l.max_payload,

@@ -1,142 +1,29 @@
-//! Loading and unloading the driver, and the module-parameter checks.
+//! Module parameters: bad ones refuse the load with one clear line, the
+//! reference ones load and claim the region, and a locked-down kernel
+//! refuses them all.
 
 use std::process::Command;
 
-use anyhow::{
-    bail,
-    Context, //
+use anyhow::Context;
+use rmemring_proto::modes::{
+    CacheMode,
+    Overflow, //
 };
 
-use crate::{
+use crate::support::kmod::parse;
+use crate::support::{
     Env,
     Report, //
 };
 
-/// How to load the driver in this guest.
-pub(crate) struct Kmod {
-    /// Path of `rmemring.ko`.
-    pub(crate) module: String,
-    /// The reference parameters (empty on device-tree boards).
-    pub(crate) params: String,
-}
-
-impl Kmod {
-    /// The module and parameters of the reference VM: the harness writes
-    /// `PARAMS=...` to `/etc/rmemring/config`; without it (a VM that does
-    /// not load the driver itself), derive them from a `memmap=SIZE$BASE`
-    /// on the kernel command line: the region is the largest ring that
-    /// fits at BASE (two pages and a power-of-two data area, the part of
-    /// any region the driver uses), and what is left of the reservation
-    /// past it stays out (the reference VM reserves a guard page there,
-    /// `xtask/src/reference.rs`).
-    pub(crate) fn from_guest() -> anyhow::Result<Self> {
-        let module =
-            std::env::var("RMEMRING_MODULE").unwrap_or_else(|_| "/lib/modules/rmemring.ko".into());
-        let config = std::fs::read_to_string("/etc/rmemring/config").unwrap_or_default();
-        // Empty when the harness was told not to load the driver.
-        let from_config = config
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("PARAMS=")
-                    .map(|p| p.trim_matches(|c| c == '"' || c == '\'').to_string())
-            })
-            .filter(|p| !p.is_empty());
-        let params = match from_config {
-            Some(p) => p,
-            None => {
-                let cmdline =
-                    std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-                cmdline
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("memmap="))
-                    .and_then(|m| m.split_once('$'))
-                    .and_then(|(size, base)| {
-                        let size = ring_size(parse(size).ok()?);
-                        Some(format!("phys_base={base} phys_size={size:#x}"))
-                    })
-                    .unwrap_or_default()
-            }
-        };
-        Ok(Self { module, params })
-    }
-
-    /// Whether the driver is loaded.
-    pub(crate) fn loaded(&self) -> bool {
-        std::fs::read_to_string("/proc/modules")
-            .map(|m| m.lines().any(|l| l.starts_with("rmemring ")))
-            .unwrap_or(false)
-    }
-
-    /// `insmod` with `params`; on failure, the kernel log lines it produced.
-    pub(crate) fn insmod(&self, params: &str) -> Result<(), String> {
-        let mark = mark_log();
-        let status = Command::new("insmod")
-            .arg(&self.module)
-            .args(params.split_whitespace())
-            .status()
-            .map_err(|e| format!("running insmod: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(kernel_log_since(&mark))
-        }
-    }
-
-    /// `rmmod rmemring`.
-    pub(crate) fn rmmod(&self) -> anyhow::Result<()> {
-        let status = Command::new("rmmod").arg("rmemring").status()?;
-        if !status.success() {
-            bail!("rmmod rmemring: {status}");
-        }
-        Ok(())
-    }
-
-    /// `rmmod rmemring` where refusals are expected and many: whether the
-    /// driver is gone now; rmmod's complaints are not shown.
-    pub(crate) fn try_rmmod(&self) -> bool {
-        let removed = Command::new("rmmod")
-            .arg("rmemring")
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        removed && !self.loaded()
-    }
-
-    /// Loads the driver with the reference parameters unless it is loaded.
-    pub(crate) fn ensure_loaded(&self) -> anyhow::Result<()> {
-        if !self.loaded() {
-            self.insmod(&self.params)
-                .map_err(|log| anyhow::anyhow!("insmod {}: {log}", self.params))?;
-        }
-        Ok(())
-    }
-}
-
-/// Writes a unique line into the kernel log and returns it, so the lines
-/// that follow can be told apart from everything before (timestamps and
-/// line counts are not reliable: clocks differ, and a full log buffer drops
-/// its oldest lines).
-pub(crate) fn mark_log() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mark = format!("rmemring-selftest: mark {}-{n}", std::process::id());
-    let _ = std::fs::write("/dev/kmsg", format!("{mark}\n"));
-    mark
-}
-
-/// The kernel log lines after the line `mark` wrote.
-fn kernel_log_since(mark: &str) -> String {
-    let log = Command::new("dmesg")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    let start = lines
-        .iter()
-        .rposition(|l| l.ends_with(mark))
-        .map_or(0, |i| i + 1);
-    lines[start..].join("\n")
-}
+/// A `cache_mode` parameter value that is no mode.
+const NO_CACHE_MODE: u32 = 9;
+/// An `overflow` parameter value that is no mode.
+const NO_OVERFLOW_MODE: u32 = 2;
+const _: () = assert!(
+    CacheMode::from_abi(NO_CACHE_MODE).is_none()
+        && Overflow::from_param(NO_OVERFLOW_MODE).is_none()
+);
 
 /// Bad module parameters refuse the load with one clear line.
 pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
@@ -176,6 +63,8 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
         return Ok(());
     };
+    let no_cache_mode = format!("cache_mode={NO_CACHE_MODE}");
+    let no_overflow_mode = format!("overflow={NO_OVERFLOW_MODE}");
     let cases: Vec<(String, String, &str)> = vec![
         (
             "zero size".into(),
@@ -219,13 +108,13 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ),
         (
             "unknown cache mode".into(),
-            format!("{} cache_mode=9", kmod.params),
-            "cache_mode=9",
+            format!("{} {no_cache_mode}", kmod.params),
+            &no_cache_mode,
         ),
         (
             "unknown overflow mode".into(),
-            format!("{} overflow=2", kmod.params),
-            "overflow=2",
+            format!("{} {no_overflow_mode}", kmod.params),
+            &no_overflow_mode,
         ),
         (
             "setuid device mode".into(),
@@ -235,7 +124,7 @@ pub(crate) fn params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         // Without a region they would have nothing to apply to.
         (
             "a cache mode without a region".into(),
-            "cache_mode=1".into(),
+            format!("cache_mode={}", CacheMode::WriteCombine.abi()),
             "apply to the ring of phys_base and phys_size",
         ),
         (
@@ -353,23 +242,4 @@ fn lockdown(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ),
     }
     Ok(())
-}
-
-/// The bytes of the largest ring in `size` bytes: the control and consumer
-/// pages plus the largest power-of-two data area that fits.
-fn ring_size(size: u64) -> u64 {
-    const PAGE: u64 = 4096;
-    match size.checked_sub(2 * PAGE) {
-        Some(data) if data > 0 => 2 * PAGE + (1 << data.ilog2()),
-        _ => size,
-    }
-}
-
-/// Parses a decimal or `0x` hexadecimal number.
-pub(crate) fn parse(s: &str) -> anyhow::Result<u64> {
-    let r = match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    r.with_context(|| format!("bad number {s:?}"))
 }

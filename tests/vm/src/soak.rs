@@ -16,29 +16,30 @@ use std::time::{
 };
 
 use anyhow::Context;
-use rmemring::layout::FLAG_OVERWRITE;
 use rmemring::uapi::{
     ProducerConfig,
-    ResetConfig,
     RingStats,
     PRODUCER_WAIT, //
 };
 use rmemring::{
     device,
+    monotonic_ns,
     Access,
     Consumer,
     Region,
     Wait, //
 };
+use rmemring_proto::modes::Overflow;
 
-use crate::hostile::Rng;
-use crate::stream::{
-    monotonic_ns,
+use crate::support::fd::set_nonblocking;
+use crate::support::ring::open_fresh;
+use crate::support::rng::Rng;
+use crate::support::verify::{
     read_each,
     StreamOptions,
     Tally, //
 };
-use crate::{
+use crate::support::{
     Env,
     Report, //
 };
@@ -83,9 +84,8 @@ const BATCHES: &[u32] = &[0, 1, 16, 256, 4096];
 const READ_BUFFER: usize = 256 << 10;
 
 /// What the verifier knows of the ring since its last reset.
-#[derive(Default)]
 struct Generation {
-    overwrite: bool,
+    overflow: Overflow,
     /// The first sequence number and the payload lengths of each producer
     /// run since the reset.
     runs: Vec<(u64, u32, u32)>,
@@ -97,14 +97,15 @@ struct Generation {
 }
 
 impl Generation {
-    fn new(overwrite: bool) -> Self {
+    fn new(overflow: Overflow) -> Self {
         Self {
-            overwrite,
+            overflow,
+            runs: Vec::new(),
             tally: Tally {
                 started_ns: monotonic_ns(),
                 ..Default::default()
             },
-            ..Default::default()
+            page_lost: 0,
         }
     }
 
@@ -155,20 +156,24 @@ impl Generation {
                 t.bad, t.bad_ts
             ));
         }
-        if self.overwrite {
+        if self.overflow == Overflow::OverwriteOldest {
             // Nothing is dropped; the newest records survive, so a drained
             // ring ends with the last one produced; the producer retires
             // records oldest first, so every missing one is below the
             // overwritten count.
             if d != 0 || (p > 0 && t.next_seq != p) || t.records + t.gaps != p {
                 wrong.push(format!(
-                    "overwrite: produced {p}, dropped {d}; delivered {} + missing {}, next seq {}",
-                    t.records, t.gaps, t.next_seq
+                    "{}: produced {p}, dropped {d}; delivered {} + missing {}, next seq {}",
+                    self.overflow.name(),
+                    t.records,
+                    t.gaps,
+                    t.next_seq
                 ));
             }
             if !t.all_gaps_below(o) {
                 wrong.push(format!(
-                    "overwrite: records missing that were not overwritten (only the first {o} were): {:?}",
+                    "{}: records missing that were not overwritten (only the first {o} were): {:?}",
+                    self.overflow.name(),
                     t.gap_runs.iter().rev().take(4).collect::<Vec<_>>()
                 ));
             }
@@ -178,8 +183,11 @@ impl Generation {
             let trailing = (p + d).checked_sub(t.next_seq);
             if t.records != p || trailing.is_none_or(|trailing| t.gaps + trailing != d) {
                 wrong.push(format!(
-                    "drop-new: produced {p} + dropped {d}; delivered {}, missing {}, next seq {}",
-                    t.records, t.gaps, t.next_seq
+                    "{}: produced {p} + dropped {d}; delivered {}, missing {}, next seq {}",
+                    self.overflow.name(),
+                    t.records,
+                    t.gaps,
+                    t.next_seq
                 ));
             }
         }
@@ -223,7 +231,7 @@ impl Totals {
         self.bad += t.bad;
         self.bad_ts += t.bad_ts;
         self.page_lost += g.page_lost;
-        if g.overwrite {
+        if g.overflow == Overflow::OverwriteOldest {
             self.gaps_overwritten += t.gaps;
         } else {
             self.gaps_dropped += t.gaps;
@@ -247,8 +255,8 @@ pub(crate) fn soak(env: &Env, report: &mut Report, seconds: u64) -> anyhow::Resu
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut totals = Totals::default();
-    let mut overwrite = false;
-    let mut generation = reset(env, overwrite)?;
+    let mut overflow = Overflow::DropNew;
+    let mut generation = reset(env, overflow)?;
     totals.resets += 1;
     while Instant::now() < deadline {
         // Between phases, now and then, a reset, half of them changing
@@ -256,8 +264,13 @@ pub(crate) fn soak(env: &Env, report: &mut Report, seconds: u64) -> anyhow::Resu
         if totals.phases > 0 && rng.one_in(3) {
             totals.close(&generation);
             let change = rng.one_in(2);
-            overwrite ^= change;
-            generation = reset(env, overwrite)?;
+            if change {
+                overflow = match overflow {
+                    Overflow::DropNew => Overflow::OverwriteOldest,
+                    Overflow::OverwriteOldest => Overflow::DropNew,
+                };
+            }
+            generation = reset(env, overflow)?;
             totals.resets += 1;
             totals.mode_changes += u64::from(change);
         }
@@ -269,7 +282,8 @@ pub(crate) fn soak(env: &Env, report: &mut Report, seconds: u64) -> anyhow::Resu
             max_len,
             rate: RATES[(rng.next() % RATES.len() as u64) as usize],
             batch: BATCHES[(rng.next() % BATCHES.len() as u64) as usize],
-            flags: if !overwrite && rng.one_in(3) {
+            // Back-pressure is for drop-new mode only.
+            flags: if overflow == Overflow::DropNew && rng.one_in(3) {
                 PRODUCER_WAIT
             } else {
                 0
@@ -293,8 +307,8 @@ pub(crate) fn soak(env: &Env, report: &mut Report, seconds: u64) -> anyhow::Resu
         totals.phases += 1;
         totals.by_how[how as usize] += 1;
         totals.stalling += u64::from(stall);
-        totals.phases_overwrite += u64::from(overwrite);
-        let mode = if overwrite { "overwrite" } else { "drop-new" };
+        totals.phases_overwrite += u64::from(overflow == Overflow::OverwriteOldest);
+        let mode = overflow.name();
         let stalls = if stall { ", stalling" } else { "" };
         let wait = if config.flags & PRODUCER_WAIT != 0 {
             ", waiting for room"
@@ -342,15 +356,18 @@ pub(crate) fn soak(env: &Env, report: &mut Report, seconds: u64) -> anyhow::Resu
         t.page_lost
     );
     println!(
-        "# soak: drop-new: {} missing + {} dropped after the last delivered = {} (STATS records_dropped {})",
+        "# soak: {}: {} missing + {} dropped after the last delivered = {} (STATS records_dropped {})",
+        Overflow::DropNew.name(),
         t.gaps_dropped,
         t.trailing,
         t.gaps_dropped + t.trailing,
         t.dropped
     );
     println!(
-        "# soak: overwrite: {} missing of {} overwritten (STATS records_overwritten; the rest were read before the producer reached them)",
-        t.gaps_overwritten, t.overwritten
+        "# soak: {}: {} missing of {} overwritten (STATS records_overwritten; the rest were read before the producer reached them)",
+        Overflow::OverwriteOldest.name(),
+        t.gaps_overwritten,
+        t.overwritten
     );
     println!("# soak: mismatches: {}", t.mismatches.len());
     report.expect(
@@ -371,14 +388,9 @@ pub(crate) fn soak(env: &Env, report: &mut Report, seconds: u64) -> anyhow::Resu
 }
 
 /// Resets the ring to the given mode; a fresh generation.
-fn reset(env: &Env, overwrite: bool) -> anyhow::Result<Generation> {
-    let mut region = Region::open(&env.device, Access::Consume)?;
-    let config = ResetConfig {
-        flags: if overwrite { FLAG_OVERWRITE } else { 0 },
-        ..Default::default()
-    };
-    region.reset(&config)?;
-    Ok(Generation::new(overwrite))
+fn reset(env: &Env, overflow: Overflow) -> anyhow::Result<Generation> {
+    drop(open_fresh(env, overflow)?);
+    Ok(Generation::new(overflow))
 }
 
 /// One phase: a consumer opens the ring, starts the producer with
@@ -450,9 +462,7 @@ fn phase(
             take(c, g, usize::MAX)?;
         },
         None => {
-            let fd = region.fd().as_raw_fd();
-            // SAFETY: Plain fcntl on our own descriptor.
-            unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+            set_nonblocking(region.fd().as_raw_fd(), true);
             while read_once(&region, &mut buf, g)? {}
         }
     }
@@ -464,7 +474,7 @@ fn phase(
 
 /// Takes up to `most` records from the mapping and verifies them.
 fn take(c: &mut Consumer, g: &mut Generation, most: usize) -> anyhow::Result<()> {
-    if g.overwrite {
+    if g.overflow == Overflow::OverwriteOldest {
         for _ in 0..most {
             let Some(r) = c.read_copy()? else {
                 break;

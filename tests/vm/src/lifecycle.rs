@@ -1,12 +1,14 @@
 //! The module cannot go while the device is open or mapped, and closing
-//! and unmapping in any order, with the producer running, is safe.
+//! and unmapping in any order, with the producer running or a thread
+//! asleep on the descriptor, is safe.
 
-use std::ffi::CString;
-use std::io;
 use std::os::fd::{
+    AsFd,
+    AsRawFd,
     BorrowedFd,
     RawFd, //
 };
+use std::time::Duration;
 
 use anyhow::bail;
 use rmemring::uapi::{
@@ -18,52 +20,46 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 
-use crate::misuse::{
-    map,
-    map_data,
-    map_own_page, //
+use crate::support::fd::{
+    close,
+    epoll_wait_one,
+    epoll_with,
+    open_as,
+    open_owned_as,
+    poll_in,
+    read, //
 };
-use crate::stream::open_fresh;
-use crate::{
+use crate::support::mapping::{
+    map,
+    map_control,
+    map_data,
+    map_own_page,
+    Mapping, //
+};
+use crate::support::ring::{
+    open_fresh,
+    FEW, //
+};
+use crate::support::threads::{
+    Sleeper,
+    IN_EPOLL,
+    IN_POLL,
+    IN_READ, //
+};
+use crate::support::verify::seqs;
+use crate::support::{
     Env,
     Report, //
 };
-
-pub(crate) fn open(path: &str, flags: i32) -> io::Result<RawFd> {
-    let path = CString::new(path).expect("no NUL in the device path");
-    // SAFETY: A valid C string and plain flags.
-    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(fd)
-    }
-}
-
-pub(crate) fn close(fd: RawFd) {
-    // SAFETY: Closing a descriptor this module opened and owns.
-    unsafe { libc::close(fd) };
-}
-
-/// Unloads the driver (which must succeed now) and loads it again.
-pub(crate) fn reload(env: &Env) -> anyhow::Result<()> {
-    env.kmod.rmmod()?;
-    if std::path::Path::new(&env.device).exists() {
-        bail!("{} still exists after rmmod", env.device);
-    }
-    let iomem = std::fs::read_to_string("/proc/iomem")?;
-    if iomem.contains("rmemring") {
-        bail!("the region is still claimed after rmmod:\n{iomem}");
-    }
-    env.kmod.ensure_loaded()
-}
 
 pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     env.kmod.ensure_loaded()?;
     let dev = env.device.as_str();
 
-    let fd = open(dev, libc::O_RDONLY)?;
+    let fd = open_as(dev, Role::Observer)?;
     let refused = env.kmod.rmmod().is_err() && env.kmod.loaded();
     report.expect(
         "lifecycle: rmmod while the device is open is refused",
@@ -73,11 +69,11 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     close(fd);
     report.check(
         "lifecycle: rmmod after close succeeds and releases the region",
-        reload(env),
+        env.reload(),
     );
 
     let l = *Region::open(dev, Access::Observe)?.layout();
-    let fd = open(dev, libc::O_RDONLY)?;
+    let fd = open_as(dev, Role::Observer)?;
     let mapping = map(
         fd,
         l.data_offset,
@@ -97,7 +93,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let first = unsafe { mapping.ptr.read_volatile() };
     let _ = first;
     drop(mapping);
-    report.check("lifecycle: rmmod after munmap succeeds", reload(env));
+    report.check("lifecycle: rmmod after munmap succeeds", env.reload());
 
     for unmap_first in [false, true] {
         let order = if unmap_first {
@@ -106,33 +102,27 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             "close then munmap"
         };
         let result = (|| -> anyhow::Result<()> {
-            let region = open_fresh(env, false)?;
+            let region = open_fresh(env, Overflow::DropNew)?;
             drop(region);
-            let fd = open(dev, libc::O_RDWR)?;
+            let fd = open_as(dev, Role::Consumer)?;
             let own = map_own_page(fd, &l)?;
-            let data = map(
-                fd,
-                l.data_offset,
-                l.data_size as usize,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-            )?;
+            let data = map_data(fd, &l)?;
             let config = ProducerConfig {
                 min_len: 8,
                 max_len: 4096,
                 ..Default::default()
             };
             // SAFETY: Borrowing our own open descriptor for the call.
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
             device::start(borrowed, &config)?;
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(200));
             if unmap_first {
                 drop(own);
                 drop(data);
                 close(fd);
             } else {
                 close(fd);
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(100));
                 let observer = Region::open(dev, Access::Observe)?;
                 let running = device::stats(observer.fd())?.producer_running;
                 drop(observer);
@@ -148,7 +138,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 bail!("after the last close the producer still runs: {stats:?}");
             }
             drop(observer);
-            reload(env)
+            env.reload()
         })();
         report.check(
             &format!("lifecycle: producer running, {order}: the producer stops, rmmod succeeds"),
@@ -156,27 +146,19 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
     }
     close_orders(env, report)?;
-    crate::sleepers::closing_under_sleepers(env, report)?;
+    closing_under_sleepers(env, report)?;
     report.check(
         "lifecycle: rmmod succeeds after all of the above",
-        reload(env),
+        env.reload(),
     );
     env.kmod.ensure_loaded()
 }
 
-/// The three kinds of open file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Consumer,
-    Controller,
-    Observer,
-}
-
 /// One open file of the close-order test, with its mappings.
 struct Opened {
-    kind: Kind,
+    role: Role,
     fd: Option<RawFd>,
-    maps: Vec<crate::misuse::Mapping>,
+    maps: Vec<Mapping>,
 }
 
 impl Drop for Opened {
@@ -208,10 +190,13 @@ fn module_refs() -> anyhow::Result<u64> {
 /// mapped, the consumer counts as open exactly while its file is, and at
 /// the end nothing holds the module.
 fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    use Kind::*;
+    use Role::{
+        Consumer,
+        Controller,
+        Observer, //
+    };
     let dev = env.device.as_str();
     let l = *Region::open(dev, Access::Observe)?.layout();
-    let page = l.page_size as usize;
     let orders = [
         [Consumer, Controller, Observer],
         [Consumer, Observer, Controller],
@@ -229,35 +214,28 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 let result = (|| -> anyhow::Result<()> {
                     let idle = module_refs()?;
                     let mut files = Vec::new();
-                    for kind in [Consumer, Controller, Observer] {
-                        let flags = match kind {
-                            Consumer => libc::O_RDWR,
-                            Controller => libc::O_WRONLY,
-                            Observer => libc::O_RDONLY,
-                        };
+                    for role in [Consumer, Controller, Observer] {
                         let mut file = Opened {
-                            kind,
-                            fd: Some(open(dev, flags)?),
+                            role,
+                            fd: Some(open_as(dev, role)?),
                             maps: Vec::new(),
                         };
                         let fd = file.fd.unwrap_or(-1);
-                        // A write-only descriptor cannot be mapped at all
-                        // (the VFS wants read access for a shared mapping).
-                        if kind != Controller {
+                        // A controller's descriptor is write-only and
+                        // cannot be mapped at all (the VFS wants read
+                        // access for a shared mapping).
+                        if role != Controller {
                             file.maps.push(map_data(fd, &l)?);
                         }
-                        match kind {
+                        match role {
                             Consumer => file.maps.push(map_own_page(fd, &l)?),
-                            Observer => {
-                                file.maps
-                                    .push(map(fd, 0, page, libc::PROT_READ, libc::MAP_SHARED)?)
-                            }
-                            Controller => {}
+                            Observer => file.maps.push(map_control(fd, &l)?),
+                            _ => {}
                         }
                         files.push(file);
                     }
-                    let fd_of = |files: &[Opened], kind| {
-                        files.iter().find(|f| f.kind == kind).and_then(|f| f.fd)
+                    let fd_of = |files: &[Opened], role| {
+                        files.iter().find(|f| f.role == role).and_then(|f| f.fd)
                     };
                     let consumer_fd = fd_of(&files, Consumer).unwrap_or(-1);
                     // SAFETY: Borrowing our own open descriptor for the call.
@@ -273,7 +251,7 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                     // SAFETY: As above.
                     device::start(unsafe { BorrowedFd::borrow_raw(starter_fd) }, &config)?;
                     let check = |files: &[Opened], step: &str| -> anyhow::Result<()> {
-                        let alive = |kind| files.iter().any(|f| f.kind == kind && !f.released());
+                        let alive = |role| files.iter().any(|f| f.role == role && !f.released());
                         let observer = Region::open(dev, Access::Observe)?;
                         let s = device::stats(observer.fd())?;
                         drop(observer);
@@ -289,8 +267,8 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         Ok(())
                     };
                     check(&files, "starting")?;
-                    for kind in order {
-                        let Some(f) = files.iter_mut().find(|f| f.kind == kind) else {
+                    for role in order {
+                        let Some(f) = files.iter_mut().find(|f| f.role == role) else {
                             continue;
                         };
                         if unmap_first {
@@ -299,14 +277,14 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         if let Some(fd) = f.fd.take() {
                             close(fd);
                         }
-                        check(&files, &format!("closing the {kind:?}"))?;
+                        check(&files, &format!("closing the {role:?}"))?;
                     }
-                    for kind in order {
-                        let Some(f) = files.iter_mut().find(|f| f.kind == kind) else {
+                    for role in order {
+                        let Some(f) = files.iter_mut().find(|f| f.role == role) else {
                             continue;
                         };
                         f.maps.clear();
-                        check(&files, &format!("unmapping the {kind:?}"))?;
+                        check(&files, &format!("unmapping the {role:?}"))?;
                     }
                     let refs = module_refs()?;
                     if refs != idle {
@@ -334,5 +312,120 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         failures.is_empty(),
         || failures.join("; "),
     );
+    Ok(())
+}
+
+/// Closing a descriptor another thread sleeps on: the sleeper keeps the
+/// file until it returns, which then releases it.
+fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let dev = env.device.clone();
+    drop(open_fresh(env, Overflow::DropNew)?);
+
+    // read(): closing the descriptor does not end the read; a controller's
+    // records do, and only then is the consumer's place free again.
+    let result = (|| -> anyhow::Result<()> {
+        let fd = open_owned_as(&dev, Role::Consumer)?;
+        let raw = fd.as_raw_fd();
+        let sleeper = Sleeper::spawn(IN_READ, move || read(raw, 1 << 16))?;
+        drop(fd);
+        if !matches!(sleeper.still_blocked(Duration::from_millis(300)), Ok(true)) {
+            bail!("the read returned when its descriptor was closed");
+        }
+        let busy = Region::open(&dev, Access::Consume);
+        let refused = env.kmod.rmmod().is_err() && env.kmod.loaded();
+        let controller = open_owned_as(&dev, Role::Controller)?;
+        device::start(controller.as_fd(), &FEW)?;
+        let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
+        drop(controller);
+        if !matches!(busy, Err(rmemring::Error::Busy { .. })) {
+            bail!("a second consumer opened while the first one's read() still ran: {busy:?}");
+        }
+        drop(busy);
+        if !refused {
+            bail!("rmmod succeeded while a read() still ran on a closed descriptor");
+        }
+        let got = data.map(|d| seqs(&d));
+        if interrupted || !got.as_ref().is_ok_and(|s| s.first() == Some(&0)) {
+            bail!("the read on the closed descriptor got {got:?} after {took:?}");
+        }
+        Region::open(&dev, Access::Consume)
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("after the read returned, no new consumer: {e}"))
+    })();
+    report.check(
+        "sleepers: close() under a blocked read(): the read still gets the next records, then the file is released",
+        result,
+    );
+
+    // poll(): the same, ended by the poll's timeout (nothing asked for a
+    // wake-up).
+    let result = (|| -> anyhow::Result<()> {
+        let fd = open_owned_as(&dev, Role::Consumer)?;
+        let raw = fd.as_raw_fd();
+        let sleeper = Sleeper::spawn(IN_POLL, move || poll_in(raw, Duration::from_secs(2)))?;
+        drop(fd);
+        let busy = Region::open(&dev, Access::Consume).map(drop);
+        let (events, took, interrupted) = sleeper.finish(Duration::from_secs(20));
+        if interrupted || took > Duration::from_secs(10) {
+            bail!("poll on the closed descriptor returned {events:?} after {took:?}");
+        }
+        if !matches!(busy, Err(rmemring::Error::Busy { .. })) {
+            bail!("a second consumer opened while the first one's poll() still ran: {busy:?}");
+        }
+        Region::open(&dev, Access::Consume)
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("after the poll returned, no new consumer: {e}"))
+    })();
+    report.check(
+        "sleepers: close() under a blocked poll(): the poll ends, then the file is released",
+        result,
+    );
+
+    // epoll: registered descriptors closed in both orders, and a thread in
+    // epoll_wait while the device descriptor goes.
+    for device_first in [true, false] {
+        let order = if device_first {
+            "the device, then the epoll instance"
+        } else {
+            "the epoll instance, then the device"
+        };
+        let result = (|| -> anyhow::Result<()> {
+            let fd = open_owned_as(&dev, Role::Consumer)?;
+            let epfd = epoll_with(fd.as_raw_fd())?;
+            let raw_ep = epfd.as_raw_fd();
+            let waiter = Sleeper::spawn(IN_EPOLL, move || {
+                epoll_wait_one(raw_ep, Duration::from_secs(1))
+            })?;
+            let epfd = if device_first {
+                drop(fd);
+                Some(epfd)
+            } else {
+                drop(epfd);
+                drop(fd);
+                None
+            };
+            let (events, took, interrupted) = waiter.finish(Duration::from_secs(20));
+            if interrupted || !matches!(events, Ok(0)) {
+                bail!("epoll_wait returned {events:?} after {took:?}");
+            }
+            if let Some(epfd) = epfd {
+                // The device file is gone, and its epoll entry with it: the
+                // driver may go (freeing the wait queue the entry was on)
+                // before the epoll instance does.
+                Region::open(&dev, Access::Consume)?;
+                env.kmod.rmmod()?;
+                drop(epfd);
+                env.kmod.ensure_loaded()?;
+            }
+            Ok(())
+        })();
+        report.check(
+            &format!(
+                "sleepers: an epoll registration, a thread in epoll_wait, closing {order}{}",
+                if device_first { " (after rmmod)" } else { "" }
+            ),
+            result,
+        );
+    }
     Ok(())
 }

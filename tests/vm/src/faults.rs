@@ -33,7 +33,6 @@ use anyhow::{
     bail,
     Context, //
 };
-use rmemring::layout::FLAG_OVERWRITE;
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -45,9 +44,19 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 
-use crate::lifecycle::close;
-use crate::{
+use crate::support::fd::{
+    access_mode,
+    close,
+    errno_of,
+    read_into, //
+};
+use crate::support::kernel_log;
+use crate::support::mapping::map;
+use crate::support::ring::wait_stopped;
+use crate::support::{
     Env,
     Report, //
 };
@@ -55,15 +64,18 @@ use crate::{
 /// Written to the kernel log around the injected failures: the harness
 /// forgives allocation-failure stack dumps between the two (and nothing
 /// else).
-pub(crate) const BEGIN: &str = "rmemring-selftest: fault injection begins";
+const BEGIN: &str = "rmemring-selftest: fault injection begins";
 /// See [`BEGIN`].
-pub(crate) const END: &str = "rmemring-selftest: fault injection ends";
+const END: &str = "rmemring-selftest: fault injection ends";
 
 /// More sites than any path has; a path that still fails at this many is
 /// a loop, not a path.
 const MAX_SITES: u32 = 4000;
 
 const DEBUGFS: &str = "/sys/kernel/debug";
+
+/// How long a run of the test's producer (100 records) may take.
+const STOPS_WITHIN: Duration = Duration::from_secs(10);
 
 /// The thread's `fail-nth`, kept open so that arming it allocates nothing.
 struct FailNth(File);
@@ -166,18 +178,6 @@ fn configure() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn kmsg(line: &str) {
-    let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
-}
-
-fn last_errno<T>(r: isize, ok: T) -> io::Result<T> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ok)
-    }
-}
-
 pub(crate) fn faults(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     if !std::path::Path::new("/proc/thread-self/fail-nth").exists() {
         report.skip(
@@ -192,9 +192,9 @@ pub(crate) fn faults(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         // Forget what boot left behind.
         debugfs_write("kmemleak", "clear")?;
     }
-    kmsg(BEGIN);
+    kernel_log::write(BEGIN);
     let result = paths(env, report);
-    kmsg(END);
+    kernel_log::write(END);
     result?;
     if kmemleak {
         leaks(report)?;
@@ -256,26 +256,24 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                     0,
                 )
             };
-            last_errno(r as isize, ())
+            errno_of(r as isize).map(drop)
         },
         || env.kmod.rmmod(),
     );
     record(report, "insmod", load);
     env.kmod.ensure_loaded()?;
     let dev = std::ffi::CString::new(env.device.clone())?;
+    let consumer = access_mode(Role::Consumer).context("the consumer's access mode")?;
 
     // Open, as the consumer (which also attaches it to the ring).
     let opened = sweep(
         &fail,
         |fail, n| {
             fail.arm(n)?;
+            // Not `fd::open`: its allocation could reach the armed site.
             // SAFETY: A valid C string and plain flags.
-            let fd = unsafe { libc::open(dev.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-            let r = last_errno(fd as isize, ());
-            if fd >= 0 {
-                close(fd);
-            }
-            r
+            let fd = unsafe { libc::open(dev.as_ptr(), consumer | libc::O_CLOEXEC) };
+            errno_of(fd as isize).map(|_| close(fd))
         },
         || Ok(()),
     );
@@ -309,33 +307,17 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             &fail,
             |fail, n| {
                 fail.arm(n)?;
-                // SAFETY: A fresh mapping at an address the kernel picks.
-                let p = unsafe {
-                    libc::mmap(
-                        std::ptr::null_mut(),
-                        len,
-                        prot,
-                        libc::MAP_SHARED,
-                        fd,
-                        offset as libc::off_t,
-                    )
-                };
-                if p == libc::MAP_FAILED {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: The mapping just made.
-                unsafe { libc::munmap(p, len) };
-                Ok(())
+                map(fd, offset, len, prot, libc::MAP_SHARED).map(drop)
             },
             || Ok(()),
         );
         record(report, what, mapped);
     }
 
-    for overwrite in [false, true] {
-        let mode = if overwrite { "overwrite" } else { "drop-new" };
+    for overflow in Overflow::ALL {
+        let mode = overflow.name();
         let reset = ResetConfig {
-            flags: if overwrite { FLAG_OVERWRITE } else { 0 },
+            flags: overflow.flag(),
             ..Default::default()
         };
         let resets = sweep(
@@ -356,14 +338,14 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         let starts = sweep(
             &fail,
             |fail, n| {
-                wait_stopped(&region)?;
+                wait_stopped(&region, STOPS_WITHIN)?;
                 fail.arm(n)?;
                 ioctl(fd, IOC_START, &config)
             },
             || Ok(()),
         );
         record(report, &format!("START ({mode})"), starts);
-        wait_stopped(&region)?;
+        wait_stopped(&region, STOPS_WITHIN)?;
         // A buffer the kernel need not fault in: its pages are there.
         let mut buf = vec![1u8; 1 << 16];
         let reads = sweep(
@@ -372,11 +354,9 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 // Records to read on every run: a fresh ring with some.
                 device::reset(region.fd(), &reset)?;
                 device::start(region.fd(), &config)?;
-                wait_stopped(&region)?;
+                wait_stopped(&region, STOPS_WITHIN)?;
                 fail.arm(n)?;
-                // SAFETY: `buf` is valid for its length.
-                let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                last_errno(r, ())
+                read_into(fd, &mut buf).map(drop)
             },
             || Ok(()),
         );
@@ -396,18 +376,7 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn ioctl<T>(fd: RawFd, request: u32, arg: &T) -> io::Result<()> {
     // SAFETY: `arg` is a valid struct of the size the request encodes.
     let r = unsafe { libc::ioctl(fd, request as _, std::ptr::from_ref(arg)) };
-    last_errno(r as isize, ())
-}
-
-/// Waits until the producer thread has finished its run.
-fn wait_stopped(region: &Region) -> io::Result<()> {
-    for _ in 0..2000 {
-        if device::stats(region.fd())?.producer_running == 0 {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
+    errno_of(r as isize).map(drop)
 }
 
 /// Scans for leaks (twice, after kmemleak's minimum age) and fails on any

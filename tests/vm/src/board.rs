@@ -10,6 +10,7 @@
 //! name, plus the spare region for the parameters and the nodes the driver
 //! must refuse.
 
+use std::mem::offset_of;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -20,17 +21,12 @@ use anyhow::{
 };
 use rmemring::layout::{
     ControlPage,
-    CACHE_WRITE_BACK,
-    FLAG_CACHE_MASK,
-    FLAG_CACHE_SHIFT,
-    FLAG_OVERWRITE,
     MAGIC, //
 };
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
     device,
     Access,
-    Overflow,
     Region, //
 };
 use rmemring_board_expect::{
@@ -38,17 +34,29 @@ use rmemring_board_expect::{
     Expectations as Expected,
     FILE_NAME, //
 };
-
-use crate::kmod::{
-    mark_log as mark,
-    Kmod, //
+use rmemring_proto::modes::{
+    CacheMode,
+    Overflow, //
 };
-use crate::stream::{
+use rmemring_proto::roles::Role;
+
+use crate::support::fd::open_owned_as;
+use crate::support::kernel_log::{
+    self,
+    mark,
+    since,
+    LogLine, //
+};
+use crate::support::mapping::{
+    map,
+    Mapping, //
+};
+use crate::support::verify::{
     run,
     StreamOptions,
     Tally, //
 };
-use crate::{
+use crate::support::{
     Env,
     Report, //
 };
@@ -66,56 +74,6 @@ fn expected() -> anyhow::Result<Expected> {
         )
     })?;
     Expected::from_json(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// One kernel log record: its level (0 emergency .. 7 debug) and text.
-struct LogLine {
-    level: u8,
-    text: String,
-}
-
-/// The kernel log, from `/dev/kmsg` (each record with its level).
-fn kernel_log() -> anyhow::Result<Vec<LogLine>> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut kmsg = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("/dev/kmsg")
-        .context("opening /dev/kmsg")?;
-    let mut lines = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match kmsg.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                // "PRI,SEQ,TS,FLAGS;TEXT\n", then continuation lines.
-                let record = String::from_utf8_lossy(&buf[..n]);
-                let Some((head, text)) = record.split_once(';') else {
-                    continue;
-                };
-                let pri: u32 = head.split(',').next().unwrap_or("").parse().unwrap_or(7);
-                lines.push(LogLine {
-                    level: (pri & 7) as u8,
-                    text: text.lines().next().unwrap_or("").to_string(),
-                });
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
-            // A record overwritten while reading: go on with the next.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(e) => return Err(e).context("reading /dev/kmsg"),
-        }
-    }
-    Ok(lines)
-}
-
-/// The records of `log` after the line [`mark`] wrote.
-fn since(log: Vec<LogLine>, mark: &str) -> Vec<LogLine> {
-    let start = log
-        .iter()
-        .rposition(|l| l.text.ends_with(mark))
-        .map_or(0, |i| i + 1);
-    log.into_iter().skip(start).collect()
 }
 
 /// The driver's complaints in `log`: its error lines (level 3 or worse)
@@ -195,18 +153,20 @@ fn check_device(want: &Want<'_>, page: u64) -> anyhow::Result<String> {
         "{path}: page size {}, expected {page}",
         info.page_size
     );
+    let overflow = Overflow::from_flags(info.flags);
     ensure!(
-        (info.flags & FLAG_OVERWRITE != 0) == want.overwrite,
-        "{path}: overwrite {}, expected {} (flags {:#x})",
-        info.flags & FLAG_OVERWRITE != 0,
+        (overflow == Overflow::OverwriteOldest) == want.overwrite,
+        "{path}: {}, expected overwrite {} (flags {:#x})",
+        overflow.name(),
         want.overwrite,
         info.flags
     );
-    let cache = (info.flags & FLAG_CACHE_MASK) >> FLAG_CACHE_SHIFT;
+    let cache = CacheMode::from_flags(info.flags);
     ensure!(
-        cache == want.cache,
-        "{path}: cache mode {cache}, expected {}",
-        want.cache
+        cache.map(CacheMode::abi) == Some(want.cache),
+        "{path}: cache mode {cache:?}, expected {:?} (flags {:#x})",
+        CacheMode::from_abi(want.cache),
+        info.flags
     );
     if let Some(n) = want.dev.strip_prefix("rmemring") {
         if let Ok(n) = n.parse::<u32>() {
@@ -290,17 +250,6 @@ fn check_rings(wants: &[(String, Want<'_>)], page: u64, report: &mut Report, wha
     }
 }
 
-/// An environment whose ring is `/dev/<dev>`.
-fn env_for(env: &Env, dev: &str) -> Env {
-    Env {
-        device: format!("/dev/{dev}"),
-        kmod: Kmod {
-            module: env.kmod.module.clone(),
-            params: env.kmod.params.clone(),
-        },
-    }
-}
-
 /// Streams `count` records from `/dev/<dev>` with back-pressure: every one
 /// must arrive, verified, none missing.
 fn stream_all(env: &Env, dev: &str, count: u64) -> anyhow::Result<Tally> {
@@ -311,7 +260,7 @@ fn stream_all(env: &Env, dev: &str, count: u64) -> anyhow::Result<Tally> {
         wait: true,
         ..Default::default()
     };
-    let t = run(&env_for(env, dev), &options)?;
+    let t = run(&env.with_device(dev), &options)?;
     ensure!(
         t.records == count && t.bad == 0 && t.gaps == 0,
         "/dev/{dev}: {t:?}"
@@ -337,51 +286,16 @@ fn sysfs_write(file: &str, value: &str) -> std::io::Result<()> {
 
 /// A read-only shared mapping of a ring's control page whose file is
 /// closed: the mapping alone keeps the file, and so the ring, alive.
-struct ControlMapping {
-    addr: *mut libc::c_void,
-    len: usize,
-}
-
-impl ControlMapping {
-    fn new(path: &str, page: u64) -> anyhow::Result<Self> {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-        let len = page as usize;
-        // SAFETY: A fresh read-only shared mapping of the device; the
-        // kernel picks the address.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mmap of the control page");
-        }
-        drop(file);
-        Ok(Self { addr, len })
-    }
-
-    /// The control page's magic, read through the mapping.
-    fn magic(&self) -> u64 {
-        let at = self
-            .addr
-            .cast::<u8>()
-            .wrapping_add(std::mem::offset_of!(ControlPage, magic));
-        // SAFETY: The mapping is live, at least a page long, and the magic
-        // lies in the control page at its start, 8-byte aligned.
-        unsafe { at.cast::<u64>().read_volatile() }
-    }
-}
-
-impl Drop for ControlMapping {
-    fn drop(&mut self) {
-        // SAFETY: Our own mapping, unmapped once.
-        unsafe { libc::munmap(self.addr, self.len) };
-    }
+fn control_mapping(path: &str, page: u64) -> anyhow::Result<Mapping> {
+    let file = open_owned_as(path, Role::Observer).with_context(|| format!("opening {path}"))?;
+    map(
+        file.as_raw_fd(),
+        0,
+        page as usize,
+        libc::PROT_READ,
+        libc::MAP_SHARED,
+    )
+    .context("mmap of the control page")
 }
 
 /// Binds `id` to the driver; on failure, the errno.
@@ -392,7 +306,7 @@ fn bind(id: &str) -> Result<(), i32> {
 /// The kernel log must be clean of the driver's complaints, and have the
 /// reserved-memory line of every region.
 fn check_boot_log(expected: &Expected, report: &mut Report, what: &str) -> anyhow::Result<()> {
-    let log = kernel_log()?;
+    let log = kernel_log::records()?;
     let errors = driver_errors(&log);
     report.expect(
         &format!("{what}: the driver logged no error and no probe failed"),
@@ -451,16 +365,17 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         result,
     );
     for ring in &expected.rings[1..] {
-        let result = if ring.overflow == Overflow::OverwriteOldest {
+        let overflow = ring.overflow;
+        let result = if overflow == Overflow::OverwriteOldest {
             // Overwrite mode loses the oldest records when the consumer
             // lags, by design: every delivered record must be intact.
             let options = StreamOptions {
-                overwrite: true,
+                overflow,
                 count: 100_000,
                 max_len: 512,
                 ..Default::default()
             };
-            run(&env_for(env, &ring.dev), &options).and_then(|t| {
+            run(&env.with_device(&ring.dev), &options).and_then(|t| {
                 ensure!(t.records > 0 && t.bad == 0, "/dev/{}: {t:?}", ring.dev);
                 println!(
                     "# /dev/{}: {} records delivered, {} overwritten",
@@ -471,12 +386,12 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         } else {
             stream_all(env, &ring.dev, 100_000).map(|_| ())
         };
-        let mode = ring.cache.devicetree_value();
-        let overflow = ring.overflow.devicetree_value();
+        let cache = ring.cache.devicetree_value();
         report.check(
             &format!(
-                "board: /dev/{} ({mode}, {overflow}): 100 k records, every delivered one verified",
-                ring.dev
+                "board: /dev/{} ({cache}, {}): 100 k records, every delivered one verified",
+                ring.dev,
+                overflow.name()
             ),
             result,
         );
@@ -503,7 +418,7 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
     );
 
     let mut open = Some(Region::open(&dev, Access::Consume)?);
-    let mapping = ControlMapping::new(&dev, page)?;
+    let mapping = control_mapping(&dev, page)?;
     let result = (|| -> anyhow::Result<()> {
         sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
         ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
@@ -537,7 +452,7 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
         let result = (|| -> anyhow::Result<()> {
             let m = mark();
             let bound = bind(&id);
-            let log = since(kernel_log()?, &m);
+            let log = since(kernel_log::records()?, &m);
             ensure!(
                 bound == Err(libc::EBUSY),
                 "bind gave {bound:?}, expected EBUSY"
@@ -558,7 +473,7 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
             ensure!(errors.is_empty(), "unexpected: {errors:?}");
             ensure!(!Path::new(&dev).exists(), "{dev} appeared");
             ensure!(
-                mapping.magic() == MAGIC,
+                mapping.word(offset_of!(ControlPage, magic)) == MAGIC,
                 "the stale mapping no longer reads the ring's magic"
             );
             let claims = iomem_claims(first.base, first.size)?;
@@ -619,9 +534,8 @@ fn reload(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
             ensure!(claims.is_empty(), "claims after rmmod: {claims:?}");
         }
         let m = mark();
-        kmod.insmod(&kmod.params)
-            .map_err(|log| anyhow::anyhow!("insmod: {log}"))?;
-        let errors = driver_errors(&since(kernel_log()?, &m));
+        kmod.load(&kmod.params)?;
+        let errors = driver_errors(&since(kernel_log::records()?, &m));
         ensure!(errors.is_empty(), "after insmod: {errors:?}");
         Ok(())
     })();
@@ -667,7 +581,7 @@ pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()>
         &format!("board-params: insmod {params}"),
         loaded.map_err(|log| anyhow::anyhow!("{log}")),
     );
-    let log = since(kernel_log()?, &m);
+    let log = since(kernel_log::records()?, &m);
     let errors = driver_errors(&log);
     report.expect(
         "board-params: insmod with parameters: the driver logged no error",
@@ -684,7 +598,7 @@ pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()>
             size: spare.size,
             data: spare.data,
             overwrite: false,
-            cache: CACHE_WRITE_BACK,
+            cache: CacheMode::WriteBack.abi(),
         },
     )];
     wants.extend(ring_wants(&expected, true));
@@ -726,7 +640,7 @@ pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()>
 pub(crate) fn broken(env: &Env, message: &str, report: &mut Report) -> anyhow::Result<()> {
     let expected = expected()?;
     let page = u64::from(expected.page_size);
-    let log = kernel_log()?;
+    let log = kernel_log::records()?;
     // Without a refused node the checks below would hold vacuously.
     report.expect(
         "broken overlay: the expectations name the node it breaks",

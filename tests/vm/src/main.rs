@@ -14,6 +14,7 @@
 //! rmemring-selftest hostile2    # scribbles under sleepers, mremap, fork, /proc/self/mem, kill -9, rmmod storms
 //! rmemring-selftest cachemodes  # write-combine and uncached mappings match the kernel's (x86_64)
 //! rmemring-selftest regress     # the hardening review's defects stay fixed
+//! rmemring-selftest tools       # busybox cat, dd, head and hexdump read the device, every record verified
 //! rmemring-selftest faults      # each allocation on the driver's paths fails in turn (debug kernel)
 //! rmemring-selftest all
 //! rmemring-selftest soak --seconds S  # S seconds of changing streams, every record verified (cargo xtask soak)
@@ -22,6 +23,9 @@
 //! rmemring-selftest broken=MSG   # a broken overlay: the probe failed saying MSG, the rest works
 //! rmemring-selftest --strict GROUP...  # a check that would be skipped fails instead
 //! ```
+//!
+//! Each group is a module of its own (`stream` holds `loss` too, and
+//! `board` the other board groups); what they share is in [`support`].
 //!
 //! Each check prints `ok - NAME` or `not ok - NAME: WHY`; the exit status is
 //! the number of failures (capped at 100). A check that cannot run here
@@ -36,75 +40,27 @@ mod cachemodes;
 mod faults;
 mod hostile;
 mod hostile2;
-mod kmod;
 mod lifecycle;
 mod misuse;
+mod params;
 mod regress;
-mod sleepers;
 mod soak;
 mod stream;
+mod support;
+mod tools;
 mod wakeups;
 
 use std::process::ExitCode;
 
-/// Where a test group runs.
-pub(crate) struct Env {
-    /// The ring device.
-    pub(crate) device: String,
-    /// Loading and unloading the driver.
-    pub(crate) kmod: kmod::Kmod,
-}
-
-/// Results of the checks so far.
-#[derive(Default)]
-pub(crate) struct Report {
-    passed: u32,
-    failed: u32,
-    /// Whether a skipped check counts as a failure (`--strict`).
-    strict: bool,
-}
-
-impl Report {
-    /// Records one check.
-    pub(crate) fn check(&mut self, name: &str, result: anyhow::Result<()>) {
-        match result {
-            Ok(()) => {
-                println!("ok - {name}");
-                self.passed += 1;
-            }
-            Err(e) => {
-                println!("not ok - {name}: {e:#}");
-                self.failed += 1;
-            }
-        }
-    }
-
-    /// Records a check that a condition holds.
-    pub(crate) fn expect(&mut self, name: &str, ok: bool, why: impl FnOnce() -> String) {
-        let result = if ok {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(why()))
-        };
-        self.check(name, result);
-    }
-
-    /// Records a check that cannot run here, and why: a pass, or under
-    /// `--strict` a failure.
-    pub(crate) fn skip(&mut self, name: &str, why: &str) {
-        if self.strict {
-            println!("not ok - {name}: skipped, which --strict forbids: {why}");
-            self.failed += 1;
-        } else {
-            println!("ok - {name} # SKIP: {why}");
-        }
-    }
-}
+use support::{
+    Env,
+    Report, //
+};
 
 type Group = fn(&Env, &mut Report) -> anyhow::Result<()>;
 
 const GROUPS: &[(&str, Group)] = &[
-    ("params", kmod::params),
+    ("params", params::params),
     ("stream", stream::stream),
     ("loss", stream::loss),
     ("wakeups", wakeups::wakeups),
@@ -114,6 +70,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("hostile2", hostile2::hostile2),
     ("cachemodes", cachemodes::cachemodes),
     ("regress", regress::regress),
+    ("tools", tools::tools),
 ];
 
 /// Groups only the debug kernel runs (not part of `all`): they need its
@@ -139,20 +96,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let env = match kmod::Kmod::from_guest() {
-        Ok(kmod) => Env {
-            device: "/dev/rmemring0".into(),
-            kmod,
-        },
+    let env = match Env::from_guest() {
+        Ok(env) => env,
         Err(e) => {
             eprintln!("rmemring-selftest: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let mut report = Report {
-        strict,
-        ..Report::default()
-    };
+    let mut report = Report::new(strict);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "soak" {
@@ -203,24 +154,93 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("# {} passed, {} failed", report.passed, report.failed);
-    ExitCode::from(report.failed.min(100) as u8)
+    report.finish()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Report;
+    use std::collections::BTreeMap;
+
+    /// The module a path names, from just after `crate::` or `super::`:
+    /// `support::ring` for `support::ring::open_fresh`, `support` for
+    /// `support::{Env, Report}`, `hostile` for `hostile::x`.
+    fn module_of(path: &str) -> String {
+        let mut names = path.split("::").map(|p| {
+            p.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .next()
+        });
+        let first = names.next().flatten().unwrap_or_default();
+        match names.next().flatten() {
+            Some(sub)
+                if first == "support" && sub.starts_with(|c: char| c.is_ascii_lowercase()) =>
+            {
+                format!("support::{sub}")
+            }
+            _ => first.to_string(),
+        }
+    }
+
+    /// Each source file's module (`hostile2`, `support::ring`) and the
+    /// modules of this crate its code imports (tests left out).
+    fn imports() -> BTreeMap<String, Vec<String>> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut modules = BTreeMap::new();
+        for (dir, parent) in [(src.clone(), ""), (src.join("support"), "support::")] {
+            for entry in std::fs::read_dir(&dir).expect("the sources") {
+                let path = entry.expect("a source").path();
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                if path.extension().is_none_or(|e| e != "rs") || stem == "main" || stem == "mod" {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("a source");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                let mut uses: Vec<String> = code.split("crate::").skip(1).map(module_of).collect();
+                // In `support`, `super` is `support`.
+                uses.extend(
+                    code.split("super::")
+                        .skip(1)
+                        .map(|path| module_of(&format!("support::{path}"))),
+                );
+                modules.insert(format!("{parent}{stem}"), uses);
+            }
+        }
+        modules
+    }
 
     #[test]
-    fn a_skip_passes_unless_strict() {
-        let mut lenient = Report::default();
-        lenient.skip("group", "not here");
-        assert_eq!((lenient.passed, lenient.failed), (0, 0));
-        let mut strict = Report {
-            strict: true,
-            ..Report::default()
-        };
-        strict.skip("group", "not here");
-        assert_eq!((strict.passed, strict.failed), (0, 1));
+    fn groups_share_code_only_through_support() {
+        let modules = imports();
+        assert!(modules.contains_key("hostile2") && modules.contains_key("support::ring"));
+        for (module, uses) in modules {
+            let groups: Vec<&String> = uses.iter().filter(|u| !u.starts_with("support")).collect();
+            assert!(groups.is_empty(), "{module} imports {groups:?}");
+        }
+    }
+
+    #[test]
+    fn support_has_no_import_loop() {
+        fn visit<'a>(
+            modules: &'a BTreeMap<String, Vec<String>>,
+            module: &'a str,
+            path: &mut Vec<&'a str>,
+        ) {
+            assert!(
+                !path.contains(&module),
+                "an import loop: {} -> {module}",
+                path.join(" -> ")
+            );
+            path.push(module);
+            for used in modules.get(module).into_iter().flatten() {
+                visit(modules, used, path);
+            }
+            path.pop();
+        }
+        let modules = imports();
+        for module in modules.keys() {
+            visit(&modules, module, &mut Vec::new());
+        }
     }
 }

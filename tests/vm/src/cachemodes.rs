@@ -11,15 +11,25 @@ use rmemring::{
     Region,
     RingLayout, //
 };
+use rmemring_proto::modes::CacheMode;
 
-use crate::stream::{
-    run,
+use crate::support::verify::{
+    run_whole,
     StreamOptions, //
 };
-use crate::{
+use crate::support::{
     Env,
     Report, //
 };
+
+/// The name x86 PAT's list gives the memory type of `mode`.
+fn pat_type(mode: CacheMode) -> &'static str {
+    match mode {
+        CacheMode::WriteBack => "write-back",
+        CacheMode::WriteCombine => "write-combining",
+        CacheMode::Uncached => "uncached",
+    }
+}
 
 /// The x86 PAT memory-type entries (start, end, type) that overlap
 /// `[base, base + size)`, from debugfs.
@@ -84,17 +94,18 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    for (mode, name, pat) in [
-        (1, "write-combine", "write-combining"),
-        (2, "uncached", "uncached"),
-        (0, "write-back", "write-back"),
+    // Write-back last: the driver stays loaded in its default mode.
+    for mode in [
+        CacheMode::WriteCombine,
+        CacheMode::Uncached,
+        CacheMode::WriteBack,
     ] {
+        let pat = pat_type(mode);
         let result = (|| -> anyhow::Result<()> {
             if kmod.loaded() {
                 kmod.rmmod()?;
             }
-            kmod.insmod(&format!("{} cache_mode={mode}", kmod.params))
-                .map_err(|log| anyhow::anyhow!("insmod: {log}"))?;
+            kmod.load(&format!("{} cache_mode={}", kmod.params, mode.abi()))?;
             // Mapped (as every consumer maps it: control page, consumer
             // page, data area), then unmapped.
             let observer = Region::open(&env.device, Access::Observe)?;
@@ -110,14 +121,13 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 wait: true,
                 ..Default::default()
             };
-            let tally = run(env, &options)?;
-            if tally.records != options.count || tally.bad != 0 {
-                bail!("{}", tally.summary());
-            }
-            Ok(())
+            run_whole(env, &options).map(drop)
         })();
         report.check(
-            &format!("cachemodes: {name}: records verified, mapped {pat}"),
+            &format!(
+                "cachemodes: {}: records verified, mapped {pat}",
+                mode.name()
+            ),
             result,
         );
     }

@@ -32,10 +32,7 @@ use anyhow::{
     bail,
     Context, //
 };
-use rmemring::layout::{
-    record_stride,
-    FLAG_OVERWRITE, //
-};
+use rmemring::layout::record_stride;
 use rmemring::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -46,16 +43,33 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::modes::Overflow;
 
-use crate::misuse::map_data;
-use crate::sleepers::{
+use crate::support::fd::{
+    close,
+    poll_in,
     read,
-    seqs,
+    read_into, //
+};
+use crate::support::mapping::map_data;
+use crate::support::process::{
+    fork_child,
+    kill,
+    kill_and_reap,
+    reap_within,
+    wait_child, //
+};
+use crate::support::ring::{
+    open_fresh,
+    produce, //
+};
+use crate::support::threads::{
+    syscall_of,
     Sleeper,
     IN_READ, //
 };
-use crate::stream::open_fresh;
-use crate::{
+use crate::support::verify::seqs;
+use crate::support::{
     Env,
     Report, //
 };
@@ -86,44 +100,29 @@ fn lapped_reader_is_killable(env: &Env, report: &mut Report) -> anyhow::Result<(
         bail!("pipe: {}", io::Error::last_os_error());
     }
     let [ready_rx, ready_tx] = pipe;
-    // SAFETY: This group runs its threads only after this check, so the
-    // child of this single-threaded process may run Rust code; it never
-    // returns from the closure below (`_exit`).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        bail!("fork: {}", io::Error::last_os_error());
-    }
-    if pid == 0 {
-        let code = match lapped_reader(env, ready_tx) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("lapped reader: {e:#}");
-                1
-            }
-        };
-        // SAFETY: Ends the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    // SAFETY: Our copy of the write end; the child has its own.
-    unsafe { libc::close(ready_tx) };
-    let ready = wait_readable(ready_rx, Duration::from_secs(30));
-    // SAFETY: Done with the read end.
-    unsafe { libc::close(ready_rx) };
+    // This group runs its threads only after this check, so this process
+    // has one thread.
+    let pid = fork_child(|| match lapped_reader(env, ready_tx) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("lapped reader: {e:#}");
+            1
+        }
+    })?;
+    // Our copy of the write end; the child has its own.
+    close(ready_tx);
+    let ready = poll_in(ready_rx, Duration::from_secs(30)).is_ok_and(|events| events != 0);
+    close(ready_rx);
     if !ready {
         kill_and_reap(pid);
         bail!("the lapped reader never started reading");
     }
     // Let it be lapped for a while, inside read().
     std::thread::sleep(Duration::from_secs(2));
-    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-    let in_read = syscall
-        .split_whitespace()
-        .next()
-        .and_then(|nr| nr.parse::<libc::c_long>().ok())
-        .is_some_and(|nr| nr == libc::SYS_read);
+    let (nr, syscall) = syscall_of(&format!("/proc/{pid}/syscall"));
+    let in_read = nr == Some(libc::SYS_read);
     let killed_at = Instant::now();
-    // SAFETY: Signalling our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    kill(pid);
     let died = reap_within(pid, DIE_WITHIN);
     let took = killed_at.elapsed();
     if !died {
@@ -160,7 +159,7 @@ fn lapped_reader_is_killable(env: &Env, report: &mut Report) -> anyhow::Result<(
 /// overwrite mode, starts the lapping producer, says so on `ready`, and
 /// reads until killed.
 fn lapped_reader(env: &Env, ready: RawFd) -> anyhow::Result<()> {
-    let region = open_fresh(env, true)?;
+    let region = open_fresh(env, Overflow::OverwriteOldest)?;
     let l = *region.layout();
     let config = ProducerConfig {
         min_len: l.max_payload,
@@ -173,44 +172,9 @@ fn lapped_reader(env: &Env, ready: RawFd) -> anyhow::Result<()> {
     // SAFETY: One byte from a local, on our pipe.
     unsafe { libc::write(ready, b"r".as_ptr().cast(), 1) };
     loop {
-        // SAFETY: `buf` is valid for its length.
-        unsafe { libc::read(region.fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        // It is lapped on every attempt: whatever this returns, try again.
+        let _ = read_into(region.fd().as_raw_fd(), &mut buf);
     }
-}
-
-/// Whether `fd` becomes readable within `timeout`.
-fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: One valid pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
-    n == 1
-}
-
-/// Waits up to `limit` for child `pid` to exit; whether it did.
-fn reap_within(pid: libc::pid_t, limit: Duration) -> bool {
-    let start = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: Our own child; `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid || r < 0 {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn kill_and_reap(pid: libc::pid_t) {
-    // SAFETY: Signalling our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    reap_within(pid, Duration::from_secs(30));
 }
 
 /// Runs of one record each, every one followed by a RESET issued just as
@@ -228,9 +192,12 @@ const RESET_RUNS: u64 = 400;
 /// 0, and no read fail.
 fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     for (what, modes) in [
-        ("drop-new", &[false][..]),
-        ("overwrite", &[true][..]),
-        ("changing modes", &[false, true][..]),
+        (Overflow::DropNew.name(), &[Overflow::DropNew][..]),
+        (
+            Overflow::OverwriteOldest.name(),
+            &[Overflow::OverwriteOldest][..],
+        ),
+        ("changing modes", &Overflow::ALL[..]),
     ] {
         let region = open_fresh(env, modes[0])?;
         let fd = region.fd().as_raw_fd();
@@ -287,9 +254,8 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             while spin.elapsed() < Duration::from_micros((delay >> 33) % 120) {
                 std::hint::spin_loop();
             }
-            let overwrite = modes[(run as usize + 1) % modes.len()];
             let reset = ResetConfig {
-                flags: if overwrite { FLAG_OVERWRITE } else { 0 },
+                flags: modes[(run as usize + 1) % modes.len()].flag(),
                 ..Default::default()
             };
             // The one-record run may still be winding down.
@@ -325,23 +291,13 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 fn nonzero_bytes(env: &Env) -> anyhow::Result<usize> {
     let observer = Region::open(&env.device, Access::Observe)?;
     let l = *observer.layout();
-    let data = map_data(observer.fd().as_raw_fd(), &l)?;
-    // A read-only mapping of `len` bytes, read with volatile loads one word
-    // at a time (the kernel may write it meanwhile; nothing runs here that
-    // would).
-    let words = data.len / 8;
-    let mut nonzero = 0;
-    for i in 0..words {
-        // SAFETY: Word `i` lies inside the mapping.
-        let w = unsafe { data.ptr.cast::<u64>().add(i).read_volatile() };
-        nonzero += w.to_le_bytes().iter().filter(|&&b| b != 0).count();
-    }
-    Ok(nonzero)
+    let data = map_data(observer.fd().as_raw_fd(), &l)?.bytes();
+    Ok(data.iter().filter(|&&b| b != 0).count())
 }
 
 /// Fills the data area with records and stops.
 fn fill(env: &Env) -> anyhow::Result<()> {
-    let region = open_fresh(env, true)?;
+    let region = open_fresh(env, Overflow::OverwriteOldest)?;
     let l = *region.layout();
     let config = ProducerConfig {
         min_len: 0,
@@ -349,15 +305,7 @@ fn fill(env: &Env) -> anyhow::Result<()> {
         count: 4 * l.data_size / 512,
         ..Default::default()
     };
-    device::start(region.fd(), &config)?;
-    let start = Instant::now();
-    while device::stats(region.fd())?.producer_running != 0 {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("the producer did not finish filling the ring");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
+    produce(&region, &config).context("filling the ring")
 }
 
 /// The data area shows nothing from before the ring was laid out: padding,
@@ -380,9 +328,7 @@ fn stale_bytes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     fill(env)?;
     let before = nonzero_bytes(env)?;
     env.kmod.rmmod()?;
-    env.kmod
-        .insmod(&env.kmod.params)
-        .map_err(|log| anyhow::anyhow!("insmod {}: {log}", env.kmod.params))?;
+    env.kmod.load(&env.kmod.params)?;
     let after_load = nonzero_bytes(env)?;
     report.expect(
         "regress: loading the driver zeroes the data area the region held",
@@ -401,11 +347,7 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
     env.kmod.ensure_loaded()?;
     let base = env
         .kmod
-        .params
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("phys_base="))
-        .map(crate::kmod::parse)
-        .transpose()?
+        .param("phys_base")?
         .context("no phys_base in the reference parameters")?;
     let root = Region::open(&env.device, Access::Observe)?;
     let info = device::info(root.fd())?;
@@ -426,10 +368,8 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
     use std::os::unix::fs::PermissionsExt;
     let node = std::fs::metadata(&env.device)?.permissions();
     std::fs::set_permissions(&env.device, std::fs::Permissions::from_mode(0o644))?;
-    // SAFETY: Single-threaded here (the reader threads above were joined);
-    // the child only runs the closure and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
+    // Single-threaded here (the reader threads above were joined).
+    let pid = fork_child(|| {
         let code = (|| -> anyhow::Result<u8> {
             // SAFETY: Dropping privileges in the child.
             unsafe {
@@ -441,19 +381,15 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
             let info = device::info(region.fd())?;
             Ok(u8::from(info.phys_base != 0) | (u8::from(region.control().phys_base != 0) << 1))
         })();
-        let code = match code {
+        match code {
             Ok(c) => i32::from(c),
             Err(e) => {
                 eprintln!("unprivileged child: {e:#}");
                 8
             }
-        };
-        // SAFETY: Ends the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: Our own child; a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+    })?;
+    let status = wait_child(pid);
     std::fs::set_permissions(&env.device, node)?;
     let code = libc::WEXITSTATUS(status);
     report.expect(

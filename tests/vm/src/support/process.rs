@@ -1,0 +1,67 @@
+//! Child processes: forked to die of a signal, to be killed at a random
+//! moment, or to run with other credentials.
+
+use std::io;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use anyhow::bail;
+
+/// Forks; the child runs `child` and `_exit`s with its result, never
+/// returning. Returns the child's pid.
+///
+/// Call only while this process has one thread.
+pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> anyhow::Result<libc::pid_t> {
+    // SAFETY: The caller has one thread, so the child may run Rust code
+    // (no lock is held by a thread that does not exist in it); it never
+    // returns from here.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = child();
+        // SAFETY: Ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(pid)
+}
+
+/// Waits for child `pid`; its wait status.
+pub(crate) fn wait_child(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: Our own child; a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    status
+}
+
+/// Sends child `pid` SIGKILL.
+pub(crate) fn kill(pid: libc::pid_t) {
+    // SAFETY: Signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Waits up to `limit` for child `pid` to exit; whether it did.
+pub(crate) fn reap_within(pid: libc::pid_t, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: Our own child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid || r < 0 {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills child `pid` and waits (up to 30 s) for it to go.
+pub(crate) fn kill_and_reap(pid: libc::pid_t) {
+    kill(pid);
+    reap_within(pid, Duration::from_secs(30));
+}

@@ -1,0 +1,126 @@
+//! Threads that block: a call on a thread of its own, started once it is
+//! asleep in the kernel, so that what the caller does next happens to a
+//! sleeper.
+
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::mpsc;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use anyhow::bail;
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// System calls a sleeper may block in, by what it calls: `read`, `poll`
+/// (glibc may use `ppoll`), `epoll_wait` (or `epoll_pwait`); arm64 has only
+/// the `p` variants.
+pub(crate) const IN_READ: &[libc::c_long] = &[libc::SYS_read];
+#[cfg(target_arch = "x86_64")]
+pub(crate) const IN_POLL: &[libc::c_long] = &[libc::SYS_poll, libc::SYS_ppoll];
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const IN_POLL: &[libc::c_long] = &[libc::SYS_ppoll];
+#[cfg(target_arch = "x86_64")]
+pub(crate) const IN_EPOLL: &[libc::c_long] = &[libc::SYS_epoll_wait, libc::SYS_epoll_pwait];
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const IN_EPOLL: &[libc::c_long] = &[libc::SYS_epoll_pwait];
+
+/// The system call a task is in, from its `syscall` file in `/proc`
+/// ("NR args... sp pc" while blocked in one), and the file's text.
+pub(crate) fn syscall_of(path: &str) -> (Option<libc::c_long>, String) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let nr = text.split_whitespace().next().and_then(|w| w.parse().ok());
+    (nr, text)
+}
+
+/// A blocking call running on a thread of its own.
+pub(crate) struct Sleeper<T> {
+    handle: std::thread::JoinHandle<()>,
+    done: mpsc::Receiver<T>,
+    started: Instant,
+}
+
+impl<T: Send + 'static> Sleeper<T> {
+    /// Runs `f` on a new thread and returns once that thread is blocked in
+    /// one of the system calls `calls` (as `/proc/self/task/TID/syscall`
+    /// says), so that what the caller does next happens to a sleeper.
+    pub(crate) fn spawn(
+        calls: &[libc::c_long],
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        // SIGUSR1 interrupts blocking calls (no SA_RESTART) and does
+        // nothing else; see `Self::finish`.
+        // SAFETY: Installing a handler that does nothing.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
+        }
+        let (tx, done) = mpsc::channel();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            // SAFETY: `gettid` has no preconditions.
+            let _ = tid_tx.send(unsafe { libc::gettid() });
+            let _ = tx.send(f());
+        });
+        let tid = tid_rx.recv()?;
+        let sleeper = Self {
+            handle,
+            done,
+            started: Instant::now(),
+        };
+        let path = format!("/proc/self/task/{tid}/syscall");
+        loop {
+            let (nr, text) = syscall_of(&path);
+            if nr.is_some_and(|nr| calls.contains(&nr)) {
+                // Blocked in it; let it get to sleep there.
+                std::thread::sleep(Duration::from_millis(50));
+                return Ok(sleeper);
+            }
+            if sleeper.started.elapsed() > Duration::from_secs(10) {
+                let _ = sleeper.finish(Duration::ZERO);
+                bail!("the sleeper never blocked in system call {calls:?} ({path}: {text:?})");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends the thread one `SIGUSR1`, which ends an interruptible wait in
+    /// a system call with `EINTR`.
+    pub(crate) fn interrupt(&self) {
+        // SAFETY: The thread has not been joined (`self` owns the handle),
+        // so its pthread_t is valid; the handler does nothing.
+        unsafe { libc::pthread_kill(self.handle.as_pthread_t(), libc::SIGUSR1) };
+    }
+
+    /// Whether it is still blocked, after waiting up to `wait` for it.
+    pub(crate) fn still_blocked(&self, wait: Duration) -> Result<bool, T> {
+        match self.done.recv_timeout(wait) {
+            Ok(result) => Err(result),
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// Waits up to `limit` (from the start) for the call to return; after
+    /// that, interrupts it with signals until it does. Returns its result,
+    /// how long it ran and whether it had to be interrupted.
+    pub(crate) fn finish(self, limit: Duration) -> (T, Duration, bool) {
+        let left = limit.saturating_sub(self.started.elapsed());
+        if let Ok(result) = self.done.recv_timeout(left) {
+            let took = self.started.elapsed();
+            let _ = self.handle.join();
+            return (result, took, false);
+        }
+        let took = self.started.elapsed();
+        loop {
+            // SAFETY: The thread has not been joined, so its pthread_t is
+            // valid; the handler does nothing.
+            unsafe { libc::pthread_kill(self.handle.as_pthread_t(), libc::SIGUSR1) };
+            if let Ok(result) = self.done.recv_timeout(Duration::from_millis(100)) {
+                let _ = self.handle.join();
+                return (result, took, true);
+            }
+        }
+    }
+}
