@@ -15,8 +15,9 @@ mount -t devtmpfs devtmpfs /dev
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 mkdir -p /root
-# MARK, LOAD and PARAMS.
+# MARK, LOAD, PARAMS and DEBUG_KERNEL.
 . /etc/rmemring/config
+export RMEMRING_DEBUG_KERNEL="$DEBUG_KERNEL"
 
 finish() {
     echo "$MARK:dmesg"

@@ -46,6 +46,10 @@ pub struct Spec<'a> {
     pub load: Option<&'a str>,
     /// The command for `sh -c`; `None` gives an interactive shell.
     pub command: Option<&'a str>,
+    /// The guest runs the debug kernel: told to the command as
+    /// `RMEMRING_DEBUG_KERNEL=1`, so that long tests can scale themselves
+    /// to a kernel several times slower.
+    pub debug_kernel: bool,
 }
 
 /// A line `/init` writes to the console, behind [`MARK`].
@@ -116,9 +120,10 @@ pub fn write(sh: &Shell, log: &Log, spec: &Spec<'_>, dir: &Path) -> Result<PathB
         cpio.file(&format!("add/{}", file_name(file)?), mode, &read(file)?)?;
     }
     let config = format!(
-        "MARK='{MARK}'\nLOAD={}\nPARAMS='{}'\n",
+        "MARK='{MARK}'\nLOAD={}\nPARAMS='{}'\nDEBUG_KERNEL={}\n",
         u8::from(spec.load.is_some()),
-        spec.load.unwrap_or_default()
+        spec.load.unwrap_or_default(),
+        u8::from(spec.debug_kernel)
     );
     cpio.file("etc/rmemring/config", 0o644, config.as_bytes())?;
     if let Some(command) = spec.command {

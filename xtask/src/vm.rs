@@ -52,6 +52,7 @@ use xshell::{
 
 use crate::arch::{
     Arch,
+    Profile,
     Target, //
 };
 use crate::cache;
@@ -489,6 +490,7 @@ fn prepare(
             add: &add,
             load: options.load.then_some(params.as_str()),
             command: options.command,
+            debug_kernel: artifacts.kernel.target.profile == Profile::Debug,
         },
         dir,
     )?;

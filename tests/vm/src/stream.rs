@@ -53,7 +53,7 @@ pub(crate) fn stream(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // producer was when it began, so its release comes while records keep
     // arriving, and it never holds much of the ring back.
     let options = StreamOptions {
-        count: 10_000_000,
+        count: env.scaled(10_000_000),
         min_len: 8,
         max_len: 256,
         rate: KEEP_UP_RATE,
@@ -76,7 +76,10 @@ pub(crate) fn stream(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let t = run(env, &options)?;
     println!("# drop-new: {}", t.summary());
     report.expect(
-        "stream: 10 M mixed-size records (8..256 B), drop-new without back-pressure: every one verified, none dropped",
+        &format!(
+            "stream: {} M mixed-size records (8..256 B), drop-new without back-pressure: every one verified, none dropped",
+            options.count as f64 / 1e6
+        ),
         t.records == options.count
             && t.clean()
             && t.gaps == 0
@@ -84,9 +87,10 @@ pub(crate) fn stream(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             && t.stats.records_dropped == 0,
         || t.summary(),
     );
+    let payload = env.scaled(1 << 30);
     report.expect(
-        "stream: at least 1 GiB of payload",
-        t.bytes >= 1 << 30,
+        &format!("stream: at least {} MiB of payload", payload >> 20),
+        t.bytes >= payload,
         || t.summary(),
     );
     report.check(
