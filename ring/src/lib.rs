@@ -14,7 +14,7 @@
 //!   on a futex when idle, and asks for a wake-up only then;
 //! - [`Producer`] writes records in place and publishes them in batches, for
 //!   user-to-user streaming, tests and benchmarks;
-//! - [`device`] wraps the driver's ioctls.
+//! - [`ioctl`] wraps the driver's ioctls.
 //!
 //! # Examples
 //!
@@ -76,8 +76,8 @@ pub use rmemring_proto::stream;
 pub use rmemring_proto::uapi;
 
 mod consumer;
-pub mod device;
 mod error;
+pub mod ioctl;
 mod producer;
 mod region;
 mod role;

@@ -27,7 +27,7 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    device,
+    ioctl,
     pattern,
     Access,
     Region,
@@ -160,7 +160,7 @@ fn main() -> anyhow::Result<()> {
     );
     let deadline = args.seconds.map(Duration::from_secs_f64);
     let start = Instant::now();
-    device::start(region.fd(), &config).context("starting the producer")?;
+    ioctl::start(region.fd(), &config).context("starting the producer")?;
 
     let mut tally = Tally::default();
     let mut stopped = false;
@@ -168,7 +168,7 @@ fn main() -> anyhow::Result<()> {
         let done = count != 0 && tally.records + consumer.stats().lost >= count;
         let timed_out = deadline.is_some_and(|d| start.elapsed() >= d);
         if (done || timed_out) && !stopped {
-            device::stop(region.fd())?;
+            ioctl::stop(region.fd())?;
             stopped = true;
         }
         if stopped && consumer.backlog()? == 0 {
@@ -191,7 +191,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let stats = device::stats(region.fd())?;
+    let stats = ioctl::stats(region.fd())?;
     let Tally {
         records,
         bytes,

@@ -197,7 +197,7 @@ impl Region {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reset(&mut self, config: &crate::uapi::ResetConfig) -> Result<(), Error> {
-        crate::device::reset(self.fd(), config)
+        crate::ioctl::reset(self.fd(), config)
             .map_err(|e| Error::io(format!("{}: RMEMRING_IOC_RESET", self.path.display()), e))?;
         self.reload_layout()
     }

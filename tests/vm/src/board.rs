@@ -25,7 +25,7 @@ use rmemring::layout::{
 };
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Region, //
 };
@@ -129,7 +129,7 @@ struct Want<'a> {
 fn check_device(want: &Want<'_>, page: u64) -> anyhow::Result<String> {
     let path = format!("/dev/{}", want.dev);
     let region = Region::open(&path, Access::Observe)?;
-    let info = device::info(region.fd())?;
+    let info = ioctl::info(region.fd())?;
     ensure!(
         info.phys_base == want.base,
         "{path}: base {:#x}, expected {:#x}",
@@ -423,7 +423,7 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
         sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
         ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
         let open = open.as_ref().context("the open ring")?;
-        let started = device::start(
+        let started = ioctl::start(
             open.fd(),
             &ProducerConfig {
                 min_len: 8,

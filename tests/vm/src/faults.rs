@@ -40,7 +40,7 @@ use rmemring::uapi::{
     IOC_START, //
 };
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Region, //
 };
@@ -352,8 +352,8 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             &fail,
             |fail, n| {
                 // Records to read on every run: a fresh ring with some.
-                device::reset(region.fd(), &reset)?;
-                device::start(region.fd(), &config)?;
+                ioctl::reset(region.fd(), &reset)?;
+                ioctl::start(region.fd(), &config)?;
                 wait_stopped(&region, STOPS_WITHIN)?;
                 fail.arm(n)?;
                 read_into(fd, &mut buf).map(drop)

@@ -48,7 +48,7 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    device,
+    ioctl,
     pattern,
     Access,
     Region,
@@ -369,7 +369,7 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
             batch: 4,
             ..Default::default()
         };
-        device::start(region.fd(), &config)?;
+        ioctl::start(region.fd(), &config)?;
         let consumer = page.ptr.cast::<ConsumerPage>();
         let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(overflow.flag()));
         let (mut total, mut during_read, mut during_poll) = (0u64, 0u64, 0u64);
@@ -393,8 +393,8 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
         // The sleepers may sleep on: a signal ends their wait.
         let (poll, poll_took, _) = poller.finish(Duration::ZERO);
         let (read, read_took, _) = reader.finish(Duration::ZERO);
-        device::stop(region.fd())?;
-        let stats = device::stats(region.fd())?;
+        ioctl::stop(region.fd())?;
+        let stats = ioctl::stats(region.fd())?;
         println!(
             "# hostile2 ({mode}): {total} scribbles, {during_read} during read(), {during_poll} during poll/epoll_wait; \
              read(): {} calls, {} records ({} bad, {} malformed), errors {:?}; \
@@ -576,7 +576,7 @@ fn remaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         std::ptr::addr_of_mut!((*own.ptr.cast::<ConsumerPage>()).consumer_pos)
             .write_volatile(target)
     };
-    let seen = device::stats(region.fd())?.consumer_pos;
+    let seen = ioctl::stats(region.fd())?.consumer_pos;
     if seen != target {
         fail(format!(
             "wrote consumer_pos {target} through the moved page, the driver sees {seen}"
@@ -660,7 +660,7 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             rate: 200_000,
             ..Default::default()
         };
-        device::start(region.fd(), &config)?;
+        ioctl::start(region.fd(), &config)?;
         let words = l.page_size as usize / 8;
         let consumer_page = page.ptr.cast::<ConsumerPage>();
         let child = fork_child(|| {
@@ -726,8 +726,8 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         }
         drop(consumer);
         let status = wait_child(child);
-        device::stop(region.fd())?;
-        let stats = device::stats(region.fd())?;
+        ioctl::stop(region.fd())?;
+        let stats = ioctl::stats(region.fd())?;
         let scribbles = counters.get(0).load(Ordering::Relaxed);
         println!(
             "# hostile2: a forked child wrote {scribbles} scribbles while the parent consumed through {how}: \
@@ -749,7 +749,7 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         drop(page);
         drop(region);
         let observer = Region::open(&env.device, Access::Observe)?;
-        let s = device::stats(observer.fd())?;
+        let s = ioctl::stats(observer.fd())?;
         report.expect(
             &format!("hostile2: after the forked scribbler ({how}) and its parent close, nothing holds the consumer's place or runs"),
             s.consumer_open == 0 && s.producer_running == 0,
@@ -1016,7 +1016,7 @@ fn killed_phase(
         max_len: KILL_MAX,
         ..Default::default()
     };
-    device::start(control_fd, &config)?;
+    ioctl::start(control_fd, &config)?;
     let counters = SharedCounters::new()?;
     let mut rng =
         Rng(0xd1b5_4a32_d192_ed03 ^ (u64::from(overflow.flag()) << 1 | u64::from(via_read)));
@@ -1052,7 +1052,7 @@ fn killed_phase(
             exits.push(status);
         }
     }
-    device::stop(control_fd)?;
+    ioctl::stop(control_fd)?;
     if overflow == Overflow::DropNew {
         // Records dropped after the last one published are not gaps yet:
         // one more record, waiting for room, makes them gaps the last
@@ -1064,7 +1064,7 @@ fn killed_phase(
             flags: PRODUCER_WAIT,
             ..Default::default()
         };
-        device::start(control_fd, &last)?;
+        ioctl::start(control_fd, &last)?;
     }
     // The last consumer drains the ring (waiting for that record).
     let region = Arc::new(Region::open(&dev, Access::Consume)?);
@@ -1074,7 +1074,7 @@ fn killed_phase(
     let (mut verified, mut bad) = (0u64, 0u64);
     let drain = Instant::now();
     loop {
-        let stats = device::stats(control_fd)?;
+        let stats = ioctl::stats(control_fd)?;
         let available = consumer.wait(Some(Duration::from_millis(50)))?;
         if !available && stats.producer_running == 0 {
             break;
@@ -1107,7 +1107,7 @@ fn killed_phase(
     consumer.release();
     drop(consumer);
     let page = region.consumer_page();
-    let stats = device::stats(control_fd)?;
+    let stats = ioctl::stats(control_fd)?;
     close(controller);
     drop(region);
 
@@ -1497,7 +1497,7 @@ fn stormer(dev: &str, l: &rmemring::RingLayout, storm: &Storm, seed: u64) {
                 // Each call, and whether the file's role may make it.
                 let (result, allowed) = match rng.next() % 4 {
                     0 => (
-                        device::start(
+                        ioctl::start(
                             b,
                             &ProducerConfig {
                                 min_len: 8,
@@ -1508,9 +1508,9 @@ fn stormer(dev: &str, l: &rmemring::RingLayout, storm: &Storm, seed: u64) {
                         ),
                         role.may_control(),
                     ),
-                    1 => (device::stop(b), role.may_control()),
-                    2 => (device::reset(b, &ResetConfig::default()), role.may_reset()),
-                    _ => (device::stats(b).map(drop), true),
+                    1 => (ioctl::stop(b), role.may_control()),
+                    2 => (ioctl::reset(b, &ResetConfig::default()), role.may_reset()),
+                    _ => (ioctl::stats(b).map(drop), true),
                 };
                 if let Err(e) = result {
                     let expected = match e.raw_os_error() {

@@ -16,7 +16,7 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Region, //
 };
@@ -114,7 +114,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             };
             // SAFETY: Borrowing our own open descriptor for the call.
             let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-            device::start(borrowed, &config)?;
+            ioctl::start(borrowed, &config)?;
             std::thread::sleep(Duration::from_millis(200));
             if unmap_first {
                 drop(own);
@@ -124,7 +124,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 close(fd);
                 std::thread::sleep(Duration::from_millis(100));
                 let observer = Region::open(dev, Access::Observe)?;
-                let running = device::stats(observer.fd())?.producer_running;
+                let running = ioctl::stats(observer.fd())?.producer_running;
                 drop(observer);
                 if running == 0 {
                     bail!("the producer stopped while the consumer's mapping was still live");
@@ -133,7 +133,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 drop(data);
             }
             let observer = Region::open(dev, Access::Observe)?;
-            let stats = device::stats(observer.fd())?;
+            let stats = ioctl::stats(observer.fd())?;
             if stats.producer_running != 0 || stats.consumer_open != 0 {
                 bail!("after the last close the producer still runs: {stats:?}");
             }
@@ -240,7 +240,7 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                     let consumer_fd = fd_of(&files, Consumer).unwrap_or(-1);
                     // SAFETY: Borrowing our own open descriptor for the call.
                     let borrowed = unsafe { BorrowedFd::borrow_raw(consumer_fd) };
-                    device::reset(borrowed, &ResetConfig::default())?;
+                    ioctl::reset(borrowed, &ResetConfig::default())?;
                     let starter_fd = fd_of(&files, starter).unwrap_or(-1);
                     let config = ProducerConfig {
                         min_len: 8,
@@ -249,11 +249,11 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         ..Default::default()
                     };
                     // SAFETY: As above.
-                    device::start(unsafe { BorrowedFd::borrow_raw(starter_fd) }, &config)?;
+                    ioctl::start(unsafe { BorrowedFd::borrow_raw(starter_fd) }, &config)?;
                     let check = |files: &[Opened], step: &str| -> anyhow::Result<()> {
                         let alive = |role| files.iter().any(|f| f.role == role && !f.released());
                         let observer = Region::open(dev, Access::Observe)?;
-                        let s = device::stats(observer.fd())?;
+                        let s = ioctl::stats(observer.fd())?;
                         drop(observer);
                         if (s.producer_running != 0) != alive(starter)
                             || (s.consumer_open != 0) != alive(Consumer)
@@ -334,7 +334,7 @@ fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> 
         let busy = Region::open(&dev, Access::Consume);
         let refused = env.kmod.rmmod().is_err() && env.kmod.loaded();
         let controller = open_owned_as(&dev, Role::Controller)?;
-        device::start(controller.as_fd(), &FEW)?;
+        ioctl::start(controller.as_fd(), &FEW)?;
         let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
         drop(controller);
         if !matches!(busy, Err(rmemring::Error::Busy { .. })) {

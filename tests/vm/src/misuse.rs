@@ -25,7 +25,7 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Region, //
 };
@@ -250,7 +250,7 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         libc::EFAULT,
     );
 
-    let info = device::info(region.fd())?;
+    let info = ioctl::info(region.fd())?;
     report.expect(
         "ioctl: INFO matches the mapped layout",
         info.data_size == l.data_size
@@ -317,11 +317,11 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         expect_errno(
             report,
             &format!("ioctl: START with {what} gets EINVAL"),
-            device::start(region.fd(), &config),
+            ioctl::start(region.fd(), &config),
             libc::EINVAL,
         );
     }
-    let started = device::start(region.fd(), &good);
+    let started = ioctl::start(region.fd(), &good);
     report.expect(
         "ioctl: START with a good configuration",
         started.is_ok(),
@@ -330,16 +330,16 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "ioctl: START while running gets EBUSY",
-        device::start(region.fd(), &good),
+        ioctl::start(region.fd(), &good),
         libc::EBUSY,
     );
     expect_errno(
         report,
         "ioctl: RESET while running gets EBUSY",
-        device::reset(region.fd(), &ResetConfig::default()),
+        ioctl::reset(region.fd(), &ResetConfig::default()),
         libc::EBUSY,
     );
-    let stopped = device::stop(region.fd()).and_then(|()| device::stop(region.fd()));
+    let stopped = ioctl::stop(region.fd()).and_then(|()| ioctl::stop(region.fd()));
     report.expect(
         "ioctl: STOP, and STOP again, succeed",
         stopped.is_ok(),
@@ -348,7 +348,7 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "ioctl: RESET with unknown flags gets EINVAL",
-        device::reset(
+        ioctl::reset(
             region.fd(),
             &ResetConfig {
                 flags: 1 << 9,
@@ -357,7 +357,7 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ),
         libc::EINVAL,
     );
-    device::reset(
+    ioctl::reset(
         region.fd(),
         &ResetConfig {
             flags: Overflow::OverwriteOldest.flag(),
@@ -367,7 +367,7 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "ioctl: START with PRODUCER_WAIT in overwrite mode gets EINVAL",
-        device::start(
+        ioctl::start(
             region.fd(),
             &ProducerConfig {
                 flags: PRODUCER_WAIT,
@@ -376,16 +376,16 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         ),
         libc::EINVAL,
     );
-    device::reset(region.fd(), &ResetConfig::default())?;
+    ioctl::reset(region.fd(), &ResetConfig::default())?;
 
     let observer = Region::open(&env.device, Access::Observe)?;
     expect_errno(
         report,
         "ioctl: an observer cannot START (EPERM)",
-        device::start(observer.fd(), &good),
+        ioctl::start(observer.fd(), &good),
         libc::EPERM,
     );
-    let stats = device::stats(observer.fd());
+    let stats = ioctl::stats(observer.fd());
     report.expect(
         "ioctl: an observer reads STATS",
         stats.as_ref().is_ok_and(|s| s.consumer_open == 1),
@@ -403,7 +403,7 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         rate: 1000,
         ..Default::default()
     };
-    let started = device::start(controller.as_fd(), &config);
+    let started = ioctl::start(controller.as_fd(), &config);
     report.expect(
         "controller: a write-only open may START beside the consumer",
         started.is_ok(),
@@ -412,7 +412,7 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "controller: it may not RESET (EPERM)",
-        device::reset(controller.as_fd(), &ResetConfig::default()),
+        ioctl::reset(controller.as_fd(), &ResetConfig::default()),
         libc::EPERM,
     );
     // The VFS refuses read() on a write-only descriptor before the driver sees it.
@@ -436,17 +436,17 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         libc::EACCES,
     );
     drop(controller);
-    let stats = device::stats(region.fd())?;
+    let stats = ioctl::stats(region.fd())?;
     report.expect(
         "controller: closing it stops the producer it started",
         stats.producer_running == 0,
         || format!("{stats:?}"),
     );
     let controller = open_owned_as(&env.device, Role::Controller)?;
-    device::start(controller.as_fd(), &config)?;
+    ioctl::start(controller.as_fd(), &config)?;
     drop(region);
     let observer = Region::open(&env.device, Access::Observe)?;
-    let stats = device::stats(observer.fd())?;
+    let stats = ioctl::stats(observer.fd())?;
     report.expect(
         "controller: its producer outlives the consumer's close",
         stats.producer_running == 1 && stats.consumer_open == 0,
@@ -527,7 +527,7 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         count: 10,
         ..Default::default()
     };
-    device::start(region.fd(), &ten)?;
+    ioctl::start(region.fd(), &ten)?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     expect_errno(
         report,
@@ -588,20 +588,20 @@ fn long_batches(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             flags,
             ..Default::default()
         };
-        device::start(region.fd(), &config)?;
+        ioctl::start(region.fd(), &config)?;
         std::thread::sleep(Duration::from_millis(500));
         let mut times = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            device::stats(region.fd())?;
+            ioctl::stats(region.fd())?;
             times.push(t.elapsed());
             std::thread::sleep(Duration::from_millis(50));
         }
         let slowest = times.iter().copied().max().unwrap_or_default();
         let t = Instant::now();
-        device::stop(region.fd())?;
+        ioctl::stop(region.fd())?;
         let stop = t.elapsed();
-        let stats = device::stats(region.fd())?;
+        let stats = ioctl::stats(region.fd())?;
         let made = if flags & PRODUCER_HOOK_ONLY != 0 {
             stats.records_hooked
         } else {

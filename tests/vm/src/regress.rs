@@ -39,7 +39,7 @@ use rmemring::uapi::{
     PATTERN_NONE, //
 };
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Region, //
 };
@@ -141,7 +141,7 @@ fn lapped_reader_is_killable(env: &Env, report: &mut Report) -> anyhow::Result<(
     );
     // Its file is closed, so the producer it started has stopped.
     let observer = Region::open(&env.device, Access::Observe)?;
-    let stats = device::stats(observer.fd())?;
+    let stats = ioctl::stats(observer.fd())?;
     report.expect(
         "regress: the killed reader's producer stopped with it",
         died && stats.producer_running == 0 && stats.consumer_open == 0,
@@ -167,7 +167,7 @@ fn lapped_reader(env: &Env, ready: RawFd) -> anyhow::Result<()> {
         pattern: PATTERN_NONE,
         ..Default::default()
     };
-    device::start(region.fd(), &config)?;
+    ioctl::start(region.fd(), &config)?;
     let mut buf = vec![0u8; 2 * record_stride(l.max_payload) as usize];
     // SAFETY: One byte from a local, on our pipe.
     unsafe { libc::write(ready, b"r".as_ptr().cast(), 1) };
@@ -235,7 +235,7 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         let mut lost_run = None;
         for run in 0..RESET_RUNS {
             let want = got.load(Ordering::Acquire) + 1;
-            device::start(region.fd(), &one)?;
+            ioctl::start(region.fd(), &one)?;
             let start = Instant::now();
             while got.load(Ordering::Acquire) < want {
                 if start.elapsed() > Duration::from_secs(5) || !bad.lock().unwrap().is_empty() {
@@ -260,7 +260,7 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             };
             // The one-record run may still be winding down.
             loop {
-                match device::reset(region.fd(), &reset) {
+                match ioctl::reset(region.fd(), &reset) {
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::yield_now(),
                     other => break other.context("RESET")?,
                 }
@@ -268,7 +268,7 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         }
         stop.store(true, Ordering::Release);
         let (_, _, _) = reader.finish(Duration::ZERO);
-        let stats = device::stats(region.fd())?;
+        let stats = ioctl::stats(region.fd())?;
         let bad = bad.lock().unwrap().clone();
         let got = got.load(Ordering::Acquire);
         report.expect(
@@ -350,7 +350,7 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
         .param("phys_base")?
         .context("no phys_base in the reference parameters")?;
     let root = Region::open(&env.device, Access::Observe)?;
-    let info = device::info(root.fd())?;
+    let info = ioctl::info(root.fd())?;
     let control = root.control().phys_base;
     drop(root);
     report.expect(
@@ -378,7 +378,7 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
                 }
             }
             let region = Region::open(&env.device, Access::Observe)?;
-            let info = device::info(region.fd())?;
+            let info = ioctl::info(region.fd())?;
             Ok(u8::from(info.phys_base != 0) | (u8::from(region.control().phys_base != 0) << 1))
         })();
         match code {

@@ -27,7 +27,7 @@ use anyhow::{
 };
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Region, //
 };
@@ -89,7 +89,7 @@ fn produced(env: &Env, len: u32, records: u64) -> anyhow::Result<OwnedFd> {
         count: records,
         ..Default::default()
     };
-    device::start(controller.as_fd(), &config)?;
+    ioctl::start(controller.as_fd(), &config)?;
     Ok(controller)
 }
 

@@ -12,7 +12,7 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    device,
+    ioctl,
     Region,
     Wait, //
 };
@@ -94,7 +94,7 @@ pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             count: 1,
             ..Default::default()
         };
-        device::start(producer_fd.fd(), &config)
+        ioctl::start(producer_fd.fd(), &config)
     });
     let t = Instant::now();
     let woke = consumer.wait(Some(Duration::from_secs(10)))?;
@@ -133,7 +133,7 @@ fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         batch: 1,
         ..Default::default()
     };
-    device::start(region.fd(), &config)?;
+    ioctl::start(region.fd(), &config)?;
     let tokens = region.consumer_page().wake_token;
     let start = Instant::now();
     let mut records = 0u64;
@@ -158,8 +158,8 @@ fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             records += 1;
         }
     }
-    device::stop(region.fd())?;
-    let stats = device::stats(region.fd())?;
+    ioctl::stop(region.fd())?;
+    let stats = ioctl::stats(region.fd())?;
     let sleeps = consumer.stats().sleeps;
     // Every attempt to sleep takes a fresh token; one that finds data
     // withdraws without sleeping, but the producer may have answered it.
@@ -196,7 +196,7 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         count: 5_000,
         ..Default::default()
     };
-    device::start(region.fd(), &config)?;
+    ioctl::start(region.fd(), &config)?;
     let (mut records, mut timeouts, mut sleeps) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     while records < config.count && start.elapsed() < Duration::from_secs(60) {
@@ -285,9 +285,9 @@ fn across_reset(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // STOP with nobody producing leaves a reader asleep, and the next run
     // still wakes it.
     let sleeper = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
-    device::stop(region.fd())?;
+    ioctl::stop(region.fd())?;
     let slept_through_stop = matches!(sleeper.still_blocked(Duration::from_millis(300)), Ok(true));
-    device::start(region.fd(), &FEW)?;
+    ioctl::start(region.fd(), &FEW)?;
     let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
     let got = data.as_ref().map(|d| seqs(d));
     report.expect(
@@ -305,11 +305,11 @@ fn reset_then_start<T: Send + 'static>(
     region: &Region,
     sleeper: Sleeper<T>,
 ) -> anyhow::Result<(bool, T, bool, Duration)> {
-    device::reset(region.fd(), &ResetConfig::default())?;
+    ioctl::reset(region.fd(), &ResetConfig::default())?;
     std::thread::sleep(Duration::from_millis(200));
     let slept_through_reset = matches!(sleeper.still_blocked(Duration::ZERO), Ok(true));
     let woken_at = Instant::now();
-    device::start(region.fd(), &FEW)?;
+    ioctl::start(region.fd(), &FEW)?;
     let (result, _, interrupted) = sleeper.finish(Duration::from_secs(20));
     Ok((slept_through_reset, result, interrupted, woken_at.elapsed()))
 }
@@ -347,9 +347,9 @@ fn two_readers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         None => Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?,
     };
     for _ in 0..2 {
-        device::start(region.fd(), &FEW)?;
+        ioctl::start(region.fd(), &FEW)?;
         std::thread::sleep(Duration::from_millis(300));
-        device::stop(region.fd())?;
+        ioctl::stop(region.fd())?;
     }
     let mut runs = Vec::new();
     let woken_at = Instant::now();

@@ -64,7 +64,7 @@ use libbpf_rs::{
     PrintLevel,
     RingBufferBuilder, //
 };
-use rmemring::device;
+use rmemring::ioctl;
 use rmemring::pattern;
 use rmemring::uapi::{
     ProducerConfig,
@@ -191,14 +191,14 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         .open(&config.device)
         .with_context(|| format!("opening {} write-only", config.device.display()))?
         .into();
-    let info = device::info(device.as_fd())
+    let info = ioctl::info(device.as_fd())
         .with_context(|| format!("RMEMRING_IOC_INFO on {}", config.device.display()))?;
     // The same capacity as the ring the BPF peer is compared with.
     let ring_size = u32::try_from(info.data_size)
         .ok()
         .filter(|size| size.is_power_of_two() && *size >= 4096)
         .with_context(|| format!("unusable ring size {}", info.data_size))?;
-    let hooked_before = device::stats(device.as_fd())?.records_hooked;
+    let hooked_before = ioctl::stats(device.as_fd())?.records_hooked;
 
     // libbpf's warnings (a verifier log among them) go to stderr; all of its
     // messages with RMEMRING_BPF_DEBUG set.
@@ -282,11 +282,11 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         let start = Instant::now();
         let deadline = start + config.duration;
         deadline_ns.set(monotonic_ns().saturating_add(config.duration.as_nanos() as u64));
-        device::start(device.as_fd(), &producer)
+        ioctl::start(device.as_fd(), &producer)
             .context("starting the producer (RMEMRING_IOC_START)")?;
         let consumed = consume(&ring, config.busy_poll, deadline);
         let stopped =
-            device::stop(device.as_fd()).context("stopping the producer (RMEMRING_IOC_STOP)");
+            ioctl::stop(device.as_fd()).context("stopping the producer (RMEMRING_IOC_STOP)");
         consumed?;
         stopped?;
         // Everything emitted is in the ring buffer now: take the rest.
@@ -302,7 +302,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         )
     };
 
-    let hooked = device::stats(device.as_fd())?.records_hooked - hooked_before;
+    let hooked = ioctl::stats(device.as_fd())?.records_hooked - hooked_before;
     ensure!(
         hooked > 0,
         "the producer emitted no record through the hook: does the driver support PRODUCER_HOOK_ONLY?"

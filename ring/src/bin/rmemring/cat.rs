@@ -28,7 +28,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use rmemring::stream::Records;
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Backend,
     Batch,
@@ -396,7 +396,7 @@ fn producer_idle(region: &Region) -> anyhow::Result<bool> {
     if region.backend() != Backend::Device {
         return Ok(true);
     }
-    let stats = device::stats(region.fd()).context("RMEMRING_IOC_STATS")?;
+    let stats = ioctl::stats(region.fd()).context("RMEMRING_IOC_STATS")?;
     Ok(stats.producer_running == 0)
 }
 

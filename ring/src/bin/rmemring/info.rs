@@ -1,7 +1,7 @@
 //! `rmemring info`: what a ring is and what state it is in.
 
 use rmemring::{
-    device,
+    ioctl,
     Backend,
     Overflow, //
 };
@@ -33,7 +33,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let layout = *region.layout();
     let device = region.backend() == Backend::Device;
     let info = if device {
-        Some(device::info(region.fd()).map_err(|e| {
+        Some(ioctl::info(region.fd()).map_err(|e| {
             anyhow::Error::new(e)
                 .context(format!("{}: RMEMRING_IOC_INFO", args.ring.device.display()))
         })?)

@@ -28,7 +28,7 @@ use indicatif::{
     ProgressBar,
     ProgressStyle, //
 };
-use rmemring::device;
+use rmemring::ioctl;
 use rmemring::uapi::{
     ProducerConfig,
     RingStats,
@@ -109,7 +109,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let file = open_controller(path)?;
     let fd = file.as_fd();
     if args.stop {
-        device::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
+        ioctl::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
         if !args.quiet {
             outln!("{}: producer stopped", path.display())?;
         }
@@ -118,7 +118,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let Some((min_len, max_len)) = args.size else {
         return Err(fail::usage("--size is required"));
     };
-    let info = device::info(fd).map_err(|e| {
+    let info = ioctl::info(fd).map_err(|e| {
         anyhow::Error::new(e).context(format!("{}: RMEMRING_IOC_INFO", path.display()))
     })?;
     if max_len > info.max_payload {
@@ -149,7 +149,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
     let before = stats(fd, path)?;
     let start = Instant::now();
-    device::start(fd, &config).map_err(|e| start_stop_error(path, "starting the producer", e))?;
+    ioctl::start(fd, &config).map_err(|e| start_stop_error(path, "starting the producer", e))?;
 
     let bar = progress(args);
     let mut now = before;
@@ -170,7 +170,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
     };
     if interrupted {
-        device::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
+        ioctl::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
         now = stats(fd, path)?;
     }
     let elapsed = start.elapsed();
@@ -199,7 +199,7 @@ fn open_controller(path: &Path) -> anyhow::Result<File> {
 }
 
 fn stats(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> anyhow::Result<RingStats> {
-    device::stats(fd).map_err(|e| {
+    ioctl::stats(fd).map_err(|e| {
         anyhow::Error::new(e).context(format!("{}: RMEMRING_IOC_STATS", path.display()))
     })
 }

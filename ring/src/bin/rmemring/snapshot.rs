@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rmemring::uapi::RingStats;
 use rmemring::{
-    device,
+    ioctl,
     Access,
     Backend,
     Region,
@@ -49,7 +49,7 @@ impl Snapshot {
     /// Reads the counters of `region` now.
     pub(crate) fn take(region: &Region) -> anyhow::Result<Self> {
         if region.backend() == Backend::Device {
-            let stats = device::stats(region.fd()).map_err(|e| {
+            let stats = ioctl::stats(region.fd()).map_err(|e| {
                 anyhow::Error::new(e)
                     .context(format!("{}: RMEMRING_IOC_STATS", region.path().display()))
             })?;

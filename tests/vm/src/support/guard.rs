@@ -13,7 +13,7 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    device,
+    ioctl,
     pattern,
     Access,
     Region, //
@@ -149,7 +149,7 @@ impl Guard {
                 ..Default::default()
             };
             produce(&region, &config).context("the probe's producer")?;
-            let stats = device::stats(region.fd())?;
+            let stats = ioctl::stats(region.fd())?;
             let page = Self::snapshot(&region)?;
             // Four records of `len` bytes, back to back, fill the page.
             let mut records = Records::new(&page);

@@ -24,7 +24,7 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    device,
+    ioctl,
     monotonic_ns,
     pattern,
     Consumer,
@@ -217,14 +217,14 @@ pub(crate) fn run(env: &Env, options: &StreamOptions) -> anyhow::Result<Tally> {
         ..Default::default()
     };
     let start = Instant::now();
-    device::start(region.fd(), &config).context("RMEMRING_IOC_START")?;
+    ioctl::start(region.fd(), &config).context("RMEMRING_IOC_START")?;
     let mut buf = vec![0u8; options.read_buffer];
     loop {
         let seen = tally.records + tally.gaps;
         if options.count != 0 && seen >= options.count {
             break;
         }
-        let stats = device::stats(region.fd())?;
+        let stats = ioctl::stats(region.fd())?;
         if !options.read_syscall && stats.producer_running == 0 && consumer.backlog()? == 0 {
             break;
         }
@@ -248,13 +248,13 @@ pub(crate) fn run(env: &Env, options: &StreamOptions) -> anyhow::Result<Tally> {
             std::thread::sleep(options.slow);
         }
     }
-    device::stop(region.fd())?;
+    ioctl::stop(region.fd())?;
     tally.elapsed = start.elapsed();
     if !options.read_syscall {
         // Whatever was published before the stop.
         consume(&mut consumer, &mut tally, options)?;
     }
-    tally.stats = device::stats(region.fd())?;
+    tally.stats = ioctl::stats(region.fd())?;
     Ok(tally)
 }
 

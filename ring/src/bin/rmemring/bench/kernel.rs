@@ -33,7 +33,7 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    device,
+    ioctl,
     monotonic_ns,
     pattern,
     Access,
@@ -98,14 +98,14 @@ struct Running<'a>(BorrowedFd<'a>);
 
 impl<'a> Running<'a> {
     fn start(fd: BorrowedFd<'a>, config: &ProducerConfig) -> anyhow::Result<Self> {
-        device::start(fd, config).context("starting the kernel producer")?;
+        ioctl::start(fd, config).context("starting the kernel producer")?;
         Ok(Self(fd))
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let _ = device::stop(self.0);
+        let _ = ioctl::stop(self.0);
     }
 }
 
@@ -188,7 +188,7 @@ struct Mark {
 
 impl Mark {
     fn take(fd: BorrowedFd<'_>) -> anyhow::Result<Self> {
-        let stats = device::stats(fd).context("RMEMRING_IOC_STATS")?;
+        let stats = ioctl::stats(fd).context("RMEMRING_IOC_STATS")?;
         Ok(Self {
             at: Instant::now(),
             cpu: thread_cpu(),
@@ -443,11 +443,11 @@ pub(crate) fn idle(
         count: 1,
         ..Default::default()
     };
-    device::start(region.fd(), &config).context("starting the kernel producer")?;
+    ioctl::start(region.fd(), &config).context("starting the kernel producer")?;
     let arrived = waiter
         .join()
         .map_err(|_| anyhow::anyhow!("the idle consumer panicked"))??;
-    let _ = device::stop(region.fd());
+    let _ = ioctl::stop(region.fd());
     if !arrived {
         anyhow::bail!("idle {imp} {}: the record never arrived", mode.name());
     }

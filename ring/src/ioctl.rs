@@ -8,7 +8,7 @@
 //! use rmemring::{device, uapi::ProducerConfig, Access, Region};
 //!
 //! let region = Arc::new(Region::open("/dev/rmemring0", Access::Consume)?);
-//! device::start(region.fd(), &ProducerConfig { min_len: 64, max_len: 64, count: 1000, ..Default::default() })?;
+//! ioctl::start(region.fd(), &ProducerConfig { min_len: 64, max_len: 64, count: 1000, ..Default::default() })?;
 //! let mut consumer = region.consumer()?;
 //! let mut seen = 0;
 //! while seen < 1000 {
@@ -63,7 +63,7 @@ fn ioctl(fd: BorrowedFd<'_>, request: u32, arg: *mut libc::c_void) -> io::Result
 /// use rmemring::{device, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Observe)?;
-/// let info = device::info(region.fd())?;
+/// let info = ioctl::info(region.fd())?;
 /// println!("ring {} at {:#x}: {} bytes of data", info.index, info.phys_base, info.data_size);
 /// assert_eq!(info.data_size, region.layout().data_size);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -82,7 +82,7 @@ pub fn info(fd: BorrowedFd<'_>) -> io::Result<RingInfo> {
 /// use rmemring::{device, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Observe)?;
-/// let stats = device::stats(region.fd())?;
+/// let stats = ioctl::stats(region.fd())?;
 /// println!(
 ///     "{} produced, {} dropped, {} consumed, producer running: {}",
 ///     stats.records_produced,
@@ -116,7 +116,7 @@ pub fn stats(fd: BorrowedFd<'_>) -> io::Result<RingStats> {
 ///     flags: PRODUCER_WAIT,
 ///     ..Default::default()
 /// };
-/// device::start(region.fd(), &config)?;
+/// ioctl::start(region.fd(), &config)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn start(fd: BorrowedFd<'_>, config: &ProducerConfig) -> io::Result<()> {
@@ -132,10 +132,10 @@ pub fn start(fd: BorrowedFd<'_>, config: &ProducerConfig) -> io::Result<()> {
 /// use rmemring::{device, uapi::ProducerConfig, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Consume)?;
-/// device::start(region.fd(), &ProducerConfig { min_len: 8, max_len: 8, ..Default::default() })?;
+/// ioctl::start(region.fd(), &ProducerConfig { min_len: 8, max_len: 8, ..Default::default() })?;
 /// std::thread::sleep(std::time::Duration::from_millis(100));
-/// device::stop(region.fd())?;
-/// assert_eq!(device::stats(region.fd())?.producer_running, 0);
+/// ioctl::stop(region.fd())?;
+/// assert_eq!(ioctl::stats(region.fd())?.producer_running, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn stop(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -153,8 +153,8 @@ pub fn stop(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// use rmemring::{device, uapi::ResetConfig, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Consume)?;
-/// device::stop(region.fd())?;
-/// device::reset(region.fd(), &ResetConfig { flags: FLAG_OVERWRITE, ..Default::default() })?;
+/// ioctl::stop(region.fd())?;
+/// ioctl::reset(region.fd(), &ResetConfig { flags: FLAG_OVERWRITE, ..Default::default() })?;
 /// drop(region);
 /// let region = Region::open("/dev/rmemring0", Access::Consume)?; // sees overwrite mode
 /// # Ok::<(), Box<dyn std::error::Error>>(())
