@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use rmemring::{device, uapi::ProducerConfig, Access, Region};
+//! use rmemring::{ioctl, uapi::ProducerConfig, Access, Region};
 //!
 //! let region = Arc::new(Region::open("/dev/rmemring0", Access::Consume)?);
 //! ioctl::start(region.fd(), &ProducerConfig { min_len: 64, max_len: 64, count: 1000, ..Default::default() })?;
@@ -60,7 +60,7 @@ fn ioctl(fd: BorrowedFd<'_>, request: u32, arg: *mut libc::c_void) -> io::Result
 /// # Examples
 ///
 /// ```no_run
-/// use rmemring::{device, Access, Region};
+/// use rmemring::{ioctl, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Observe)?;
 /// let info = ioctl::info(region.fd())?;
@@ -79,7 +79,7 @@ pub fn info(fd: BorrowedFd<'_>) -> io::Result<RingInfo> {
 /// # Examples
 ///
 /// ```no_run
-/// use rmemring::{device, Access, Region};
+/// use rmemring::{ioctl, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Observe)?;
 /// let stats = ioctl::stats(region.fd())?;
@@ -105,7 +105,7 @@ pub fn stats(fd: BorrowedFd<'_>) -> io::Result<RingStats> {
 ///
 /// ```no_run
 /// use rmemring::uapi::{ProducerConfig, PRODUCER_WAIT};
-/// use rmemring::{device, Access, Region};
+/// use rmemring::{ioctl, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Consume)?;
 /// // 64 to 256-byte records, 10 000 a second, waiting for room when full.
@@ -129,7 +129,7 @@ pub fn start(fd: BorrowedFd<'_>, config: &ProducerConfig) -> io::Result<()> {
 /// # Examples
 ///
 /// ```no_run
-/// use rmemring::{device, uapi::ProducerConfig, Access, Region};
+/// use rmemring::{ioctl, uapi::ProducerConfig, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Consume)?;
 /// ioctl::start(region.fd(), &ProducerConfig { min_len: 8, max_len: 8, ..Default::default() })?;
@@ -150,7 +150,7 @@ pub fn stop(fd: BorrowedFd<'_>) -> io::Result<()> {
 ///
 /// ```no_run
 /// use rmemring::layout::FLAG_OVERWRITE;
-/// use rmemring::{device, uapi::ResetConfig, Access, Region};
+/// use rmemring::{ioctl, uapi::ResetConfig, Access, Region};
 ///
 /// let region = Region::open("/dev/rmemring0", Access::Consume)?;
 /// ioctl::stop(region.fd())?;
