@@ -70,6 +70,11 @@ use crate::sys::{
     UserWriter, //
 };
 
+/// The most one `read()` copies, unless a single record is larger (see
+/// `OpenFile::read_locked`). Large enough that a reader's system calls
+/// cost nothing next to its copying.
+const READ_CHUNK: u64 = 1 << 20;
+
 // The ABI's ioctl numbers are computed in the shared module; they must be
 // what the kernel's own macros give.
 const _: () = {
@@ -238,11 +243,37 @@ impl OpenFile {
         if !self.ring.is_live() {
             return poll_mask::GONE;
         }
-        if self.ring.readable() {
+        if self.ring.readable() || !self.ask_for_wakeup() {
             poll_mask::READABLE
         } else {
             0
         }
+    }
+
+    /// A file that consumes through `read()` has no consumer page of its
+    /// own to ask the producer for a wake-up with, so `poll` asks for it,
+    /// through the same handshake as a sleeping `read()` (registered on
+    /// `readers` first, so the wake-up cannot come too early). Returns
+    /// `false` if records came meanwhile. A consumer that maps its page
+    /// asks for itself, and a thread of this file in `read()` asks too.
+    fn ask_for_wakeup(&self) -> bool {
+        if !self.consuming.load(Ordering::Acquire) {
+            return true;
+        }
+        let Some(mut reader) = self.reader.try_lock() else {
+            return true;
+        };
+        let generation = reader.generation;
+        let Some(core) = reader.core.as_mut() else {
+            return true;
+        };
+        let _wake = self.ring.wake_lock().lock();
+        // After a reset the reader attaches again at its next read(); the
+        // reset makes the first publication wake every sleeper.
+        if self.ring.generation() != generation {
+            return true;
+        }
+        core.prepare_sleep()
     }
 
     /// The read handler: copies whole records (header, payload, padding to
@@ -256,20 +287,26 @@ impl OpenFile {
             return Ok(0);
         }
         let mut reader = self.lock_reader(nonblock)?;
-        if !self.consuming.load(Ordering::Acquire) {
-            // An observer's first read(): it takes the consumer's place, or
-            // gets EBUSY while someone else has it. With `reader` held, so
-            // two threads of the file cannot both take it.
-            self.ring.open(true)?;
-            self.consuming.store(true, Ordering::Release);
-        }
-        let result = self.read_locked(&mut reader, nonblock, buf, count);
+        let result = self
+            .take_consumer_place()
+            .and_then(|()| self.read_locked(&mut reader, nonblock, buf, count));
         drop(reader);
         // Taking the gate orders this wake-up after the check of a thread
         // in `lock_reader` that found `reader` held.
         let _gate = self.reader_gate.lock();
         self.reader_free.notify_all();
         result
+    }
+
+    /// An observer's first `read()` (with `reader` held, so two threads
+    /// of the file cannot both get here): it takes the consumer's place, or
+    /// gets `EBUSY` while another file has it.
+    fn take_consumer_place(&self) -> Result {
+        if !self.consuming.load(Ordering::Acquire) {
+            self.ring.open(true)?;
+            self.consuming.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Takes `reader`. Another thread of this file may hold it for long,
@@ -306,9 +343,15 @@ impl OpenFile {
         count: usize,
     ) -> Result<usize> {
         let ring = &*self.ring;
-        // At most one data area per call: a producer that keeps publishing
-        // must not keep one `read()` copying for ever.
-        let count = count.min(ring.region().geometry().data_size as usize);
+        // A bounded amount per call, so that no call copies for long
+        // without a resched point or a look at signals (gathering 0-byte
+        // records from an uncached ring costs several uncached loads each):
+        // at most `READ_CHUNK` bytes, or one largest record if that is
+        // more, and never more than the data area. A short read is what
+        // every reader of a stream handles.
+        let data_size = ring.region().geometry().data_size;
+        let largest = record_stride(max_payload_for(data_size));
+        let count = count.min(READ_CHUNK.max(largest).min(data_size) as usize);
         loop {
             if !ring.is_live() {
                 return Err(ENODEV);
@@ -344,26 +387,30 @@ impl OpenFile {
             };
             let mut writer = UserWriter::new(buf, count);
             let copied = match reader.overflow {
-                Overflow::DropNew => copy_records(ring, core, &mut writer, count)?,
+                Overflow::DropNew => copy_records(ring, core, &mut writer, count),
                 Overflow::OverwriteOldest => {
-                    copy_overwrite(core, &mut reader.bounce, &mut writer, count)?
+                    copy_overwrite(core, &mut reader.bounce, &mut writer, count)
                 }
             };
+            let copied = match copied {
+                Ok(copied) => copied,
+                // A reset while we copied: what looked broken (a producer
+                // position gone back to 0, zeroed headers) was the reset.
+                // Copy the new ring's records instead.
+                Err(_) if ring.generation() != generation => continue,
+                Err(e) => return Err(e),
+            };
             if copied.bytes > 0 {
-                if !ring.release_read(core, generation) {
+                if !ring.release_read(core, generation, copied.records) {
                     // A reset came while we copied: the bytes may be its
                     // zeroes. Copy the new ring's records instead.
                     continue;
                 }
-                ring.count_read(copied.records);
                 return Ok(copied.bytes);
             }
             if copied.declined {
                 // The next record does not fit in the buffer.
                 return Err(EINVAL);
-            }
-            if nonblock {
-                return Err(EAGAIN);
             }
             // Sleep until the producer publishes; `wake_lock` is held from
             // the last check until we are queued, and the producer takes it
@@ -386,6 +433,14 @@ impl OpenFile {
             };
             if !sleeping {
                 continue;
+            }
+            if nonblock {
+                // The caller will wait in `poll`/`epoll` (every event loop
+                // reads until EAGAIN, then waits): the request stays armed,
+                // so the next publication wakes it. The next read() that
+                // finds records leaves it be; the one after that finds the
+                // ring empty re-arms it with a fresh token.
+                return Err(EAGAIN);
             }
             let signalled = ring.readers().wait_interruptible(&mut wake);
             // Still under `wake_lock`, so no reset rewrites the page while

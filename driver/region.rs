@@ -2,7 +2,12 @@
 
 //! The reserved physical region: validated, claimed and mapped.
 
+use core::mem::size_of;
 use core::ptr::NonNull;
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 
 use kernel::{
     page::PAGE_SIZE,
@@ -10,6 +15,8 @@ use kernel::{
 };
 
 use crate::proto::layout::{
+    ConsumerPage,
+    ControlPage,
     Geometry,
     CONSUMER_PAGE_INIT,
     MIN_DATA_SIZE, //
@@ -189,6 +196,32 @@ impl Region {
         let view = self.view();
         view.write_control_page(&self.geometry.control_page(flags, 0));
         view.write_consumer_page(&CONSUMER_PAGE_INIT);
+        // The structs fill only the head of their pages, and every opener
+        // may map both pages whole: nothing the region held before may
+        // show in the rest (another boot's data survives a warm reboot).
+        let g = &self.geometry;
+        self.zero_words(size_of::<ControlPage>() as u64, g.consumer_offset);
+        self.zero_words(
+            g.consumer_offset + size_of::<ConsumerPage>() as u64,
+            g.data_offset,
+        );
+    }
+
+    /// Zeroes `[start, end)` of the pages before the data area, word by
+    /// word with relaxed atomic stores (user space may have them mapped).
+    fn zero_words(&self, start: u64, end: u64) {
+        let end = end.min(self.geometry.data_offset);
+        let mut at = start.next_multiple_of(8);
+        while at + 8 <= end {
+            let word = self.part(at).as_ptr().cast::<u64>();
+            // SAFETY: `at` is a multiple of 8 and `at + 8` lies within the
+            // pages before the data area, so `word` is an aligned word of
+            // this region's mapping, which lives as long as `self`. Others
+            // access these bytes only atomically or through their own
+            // mappings, never as Rust references.
+            unsafe { AtomicU64::from_ptr(word) }.store(0, Ordering::Relaxed);
+            at += 8;
+        }
     }
 
     /// Zeroes the data area, so that no byte from before the ring was laid

@@ -223,19 +223,23 @@ impl Ring {
     /// is held, as by a whole reset, so a reset either finished before the
     /// check or starts after the store; copies made before the check were
     /// made before the reset touched the ring.
+    /// The `records` copied are counted in `records_read` under the same
+    /// check, so that a reset's zeroed counters never start with records
+    /// of the ring before it.
     #[must_use = "false means the copy is void"]
-    pub(crate) fn release_read(&self, core: &mut ConsumerCore, generation: u64) -> bool {
+    pub(crate) fn release_read(
+        &self,
+        core: &mut ConsumerCore,
+        generation: u64,
+        records: u64,
+    ) -> bool {
         let _state = self.state.lock();
         if self.generation() != generation {
             return false;
         }
         core.release();
-        true
-    }
-
-    /// Counts records handed out through `read()`.
-    pub(crate) fn count_read(&self, records: u64) {
         self.records_read.fetch_add(records, Ordering::Relaxed);
+        true
     }
 
     /// Counts records emitted through the tracepoint.
@@ -351,6 +355,9 @@ impl Ring {
             let mut producer = self.producer.lock();
             // Nothing of the old ring survives, not even in padding.
             self.region.zero_data();
+            // Nor in the driver's own counters of it.
+            self.records_read.store(0, Ordering::Relaxed);
+            self.records_hooked.store(0, Ordering::Relaxed);
             let old = self.flags.load(Ordering::Acquire);
             let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
             {
