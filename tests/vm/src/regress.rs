@@ -7,10 +7,22 @@
 //!   counters in the fresh consumer page;
 //! - the data area holds no bytes from before the ring was laid out, after
 //!   a load and after a RESET;
-//! - the region's physical address is for `CAP_SYS_ADMIN` only.
+//! - the region's physical address is for `CAP_SYS_ADMIN` only;
+//!
+//! and for those a second, hostile review found:
+//!
+//! - the tails of the control and consumer pages (past their structs) are
+//!   zeroed too, after a RESET and a load: a consumer's scribbles there
+//!   reached the next opener;
+//! - one `read()` copies a bounded amount, and a RESET zeroes the driver's
+//!   own read counter;
+//! - a non-blocking `read()` consumer that got `EAGAIN` is woken through
+//!   `epoll` by the next record.
 
 use std::io;
+use std::mem::size_of;
 use std::os::fd::{
+    AsFd,
     AsRawFd,
     RawFd, //
 };
@@ -43,15 +55,27 @@ use rmemring::{
     Access,
     Region, //
 };
+use rmemring_proto::layout::{
+    ConsumerPage,
+    ControlPage, //
+};
 use rmemring_proto::modes::Overflow;
+use rmemring_proto::roles::Role;
 
 use crate::support::fd::{
     close,
+    epoll_wait_one,
+    epoll_with,
+    open_owned_as,
     poll_in,
     read,
-    read_into, //
+    read_into,
+    set_nonblocking, //
 };
-use crate::support::mapping::map_data;
+use crate::support::mapping::{
+    map,
+    map_data, //
+};
 use crate::support::process::{
     fork_child,
     kill,
@@ -60,6 +84,7 @@ use crate::support::process::{
     wait_child, //
 };
 use crate::support::ring::{
+    consumer_with_page,
     open_fresh,
     produce, //
 };
@@ -79,6 +104,9 @@ pub(crate) fn regress(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     reset_under_reader(env, report)?;
     stale_bytes(env, report)?;
     phys_base_for_admin_only(env, report)?;
+    page_tails(env, report)?;
+    bounded_read(env, report)?;
+    nonblocking_reader_wakes(env, report)?;
     Ok(())
 }
 
@@ -399,6 +427,147 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
             8 => "the unprivileged child failed (see its message)".into(),
             c => format!("leaked: INFO {}, control page {}", c & 1 != 0, c & 2 != 0),
         },
+    );
+    Ok(())
+}
+
+/// The bytes of the control and consumer pages past their structs, as an
+/// observer maps them; how many are not zero.
+fn nonzero_page_tails(env: &Env) -> anyhow::Result<usize> {
+    let observer = Region::open(&env.device, Access::Observe)?;
+    let l = *observer.layout();
+    let fd = observer.fd().as_raw_fd();
+    let page = l.page_size as usize;
+    let control = map(fd, 0, page, libc::PROT_READ, libc::MAP_SHARED)?.bytes();
+    let consumer = map(
+        fd,
+        l.consumer_offset,
+        page,
+        libc::PROT_READ,
+        libc::MAP_SHARED,
+    )?
+    .bytes();
+    Ok(control[size_of::<ControlPage>()..]
+        .iter()
+        .chain(&consumer[size_of::<ConsumerPage>()..])
+        .filter(|&&b| b != 0)
+        .count())
+}
+
+/// A consumer writes 0xa5 over the tail of its page (it may write the
+/// whole page); returns how many bytes it wrote.
+fn scribble_page_tail(env: &Env) -> anyhow::Result<usize> {
+    let (_region, page) = consumer_with_page(env, Overflow::DropNew)?;
+    let tail = size_of::<ConsumerPage>()..page.len;
+    for at in tail.clone() {
+        // SAFETY: `at` lies inside the writable mapping `page`.
+        unsafe { page.ptr.add(at).write_volatile(0xa5) };
+    }
+    Ok(tail.len())
+}
+
+/// Before the fix only the structs were rewritten: the rest of each page
+/// kept what was there, a previous consumer's scribbles or a previous
+/// boot's data, for every opener to map.
+fn page_tails(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let written = scribble_page_tail(env)?;
+    let before = nonzero_page_tails(env)?;
+    {
+        let mut region = Region::open(&env.device, Access::Consume)?;
+        region.reset(&ResetConfig::default())?;
+    }
+    let after_reset = nonzero_page_tails(env)?;
+    report.expect(
+        "regress: RESET zeroes the pages past their structs (a consumer's scribbles do not reach the next opener)",
+        before >= written && after_reset == 0,
+        || format!("{before} non-zero bytes before the reset ({written} scribbled), {after_reset} after"),
+    );
+    scribble_page_tail(env)?;
+    let before = nonzero_page_tails(env)?;
+    env.kmod.rmmod()?;
+    env.kmod.load(&env.kmod.params)?;
+    let after_load = nonzero_page_tails(env)?;
+    report.expect(
+        "regress: loading the driver zeroes the pages past their structs",
+        before >= written && after_load == 0,
+        || format!("{before} non-zero bytes before rmmod, {after_load} after insmod"),
+    );
+    Ok(())
+}
+
+/// The most the driver copies in one `read()` when no record is larger.
+const READ_CHUNK: usize = 1 << 20;
+
+/// A ring holding 4 MiB of records, read with a 16 MiB buffer: one call
+/// returns at most 1 MiB of whole records (before the fix, all 4 MiB: one
+/// pass gathered up to a data area of records with no resched point, tens
+/// of seconds for 0-byte records on an uncached ring). Then a RESET zeroes
+/// `records_read` (before the fix it survived resets).
+fn bounded_read(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let config = ProducerConfig {
+        min_len: 1000,
+        max_len: 1000,
+        count: 4096,
+        ..Default::default()
+    };
+    produce(&region, &config)?;
+    let data = read(region.fd().as_raw_fd(), 16 << 20)?;
+    let records = seqs(&data).len();
+    report.expect(
+        "regress: one read() copies at most 1 MiB of whole records when no record is larger",
+        !data.is_empty()
+            && data.len() <= READ_CHUNK
+            && records as u64 * record_stride(1000) == data.len() as u64,
+        || format!("{} bytes, {records} whole records", data.len()),
+    );
+    let read_before = ioctl::stats(region.fd())?.records_read;
+    drop(region);
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let read_after = ioctl::stats(region.fd())?.records_read;
+    report.expect(
+        "regress: RESET zeroes the driver's count of records read",
+        read_before == records as u64 && read_after == 0,
+        || format!("records_read {read_before} before the reset, {read_after} after"),
+    );
+    Ok(())
+}
+
+/// An event loop's consumer: a non-blocking `read()` until `EAGAIN`, then
+/// `epoll_wait`. Before the fix the `EAGAIN` path asked the producer for no
+/// wake-up, and a `read()` consumer has no page of its own to ask with:
+/// `epoll_wait` slept through every record.
+fn nonblocking_reader_wakes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    drop(open_fresh(env, Overflow::DropNew)?);
+    let reader = open_owned_as(&env.device, Role::Observer)?;
+    let fd = reader.as_raw_fd();
+    set_nonblocking(fd, true);
+    let first = read(fd, 1 << 16).map(|d| d.len());
+    let epoll = epoll_with(fd)?;
+    let controller = Arc::new(open_owned_as(&env.device, Role::Controller)?);
+    let starter = {
+        let controller = controller.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let config = ProducerConfig {
+                min_len: 64,
+                max_len: 64,
+                count: 10,
+                ..Default::default()
+            };
+            ioctl::start(controller.as_fd(), &config)
+        })
+    };
+    let events = epoll_wait_one(epoll.as_raw_fd(), Duration::from_secs(5));
+    starter.join().expect("starter thread")?;
+    std::thread::sleep(Duration::from_millis(100));
+    let got = read(fd, 1 << 16).map(|d| seqs(&d).len());
+    report.expect(
+        "regress: a non-blocking read() consumer that got EAGAIN wakes in epoll_wait for the next records",
+        first.as_ref().err().and_then(io::Error::raw_os_error) == Some(libc::EAGAIN)
+            && events.as_ref().is_ok_and(|&e| e & libc::EPOLLIN as u32 != 0)
+            && got.as_ref().is_ok_and(|&n| n == 10),
+        || format!("first read {first:?}, epoll_wait {events:?}, then read {got:?} records"),
     );
     Ok(())
 }
