@@ -70,10 +70,10 @@ use crate::sys::{
     UserWriter, //
 };
 
-/// The most one `read()` copies, unless a single record is larger (see
+/// The most one `read()` copies, unless the next record is larger (see
 /// `OpenFile::read_locked`). Large enough that a reader's system calls
 /// cost nothing next to its copying.
-const READ_CHUNK: u64 = 1 << 20;
+const READ_CHUNK: usize = 1 << 20;
 
 // The ABI's ioctl numbers are computed in the shared module; they must be
 // what the kernel's own macros give.
@@ -343,15 +343,13 @@ impl OpenFile {
         count: usize,
     ) -> Result<usize> {
         let ring = &*self.ring;
-        // A bounded amount per call, so that no call copies for long
-        // without a resched point or a look at signals (gathering 0-byte
-        // records from an uncached ring costs several uncached loads each):
-        // at most `READ_CHUNK` bytes, or one largest record if that is
-        // more, and never more than the data area. A short read is what
-        // every reader of a stream handles.
-        let data_size = ring.region().geometry().data_size;
-        let largest = record_stride(max_payload_for(data_size));
-        let count = count.min(READ_CHUNK.max(largest).min(data_size) as usize);
+        // At most one data area per call, and, unless the next record is
+        // larger, `READ_CHUNK`: so that no call copies for long without a
+        // resched point or a look at signals (gathering 0-byte records from
+        // an uncached ring costs several uncached loads each). A short read
+        // is what every reader of a stream handles.
+        let count = count.min(ring.region().geometry().data_size as usize);
+        let chunk = count.min(READ_CHUNK);
         loop {
             if !ring.is_live() {
                 return Err(ENODEV);
@@ -382,16 +380,26 @@ impl OpenFile {
                 reader.overflow = overflow;
             }
             let generation = reader.generation;
-            let Some(core) = reader.core.as_mut() else {
+            let overflow = reader.overflow;
+            let Reader { core, bounce, .. } = &mut *reader;
+            let Some(core) = core.as_mut() else {
                 return Err(EIO);
             };
-            let mut writer = UserWriter::new(buf, count);
-            let copied = match reader.overflow {
-                Overflow::DropNew => copy_records(ring, core, &mut writer, count),
-                Overflow::OverwriteOldest => {
-                    copy_overwrite(core, &mut reader.bounce, &mut writer, count)
+            let mut copy = |limit: usize| {
+                let mut writer = UserWriter::new(buf, limit);
+                match overflow {
+                    Overflow::DropNew => copy_records(ring, core, &mut writer, limit),
+                    Overflow::OverwriteOldest => copy_overwrite(core, bounce, &mut writer, limit),
                 }
             };
+            let mut copied = copy(chunk);
+            if let Ok(c) = &copied {
+                if c.bytes == 0 && c.declined && c.wanted > chunk && c.wanted <= count {
+                    // The next record is larger than a chunk: it goes
+                    // alone, whole.
+                    copied = copy(c.wanted);
+                }
+            }
             let copied = match copied {
                 Ok(copied) => copied,
                 // A reset while we copied: what looked broken (a producer
@@ -463,6 +471,8 @@ struct Copied {
     records: u64,
     /// A record was available but did not fit.
     declined: bool,
+    /// The stride of the record that did not fit, if one did not.
+    wanted: usize,
     /// Overwrite mode: records were published, but the producer overwrote
     /// each one we tried while we copied it.
     lapped: bool,
@@ -500,10 +510,15 @@ fn copy_records(
     let mut failed = None;
     loop {
         let before = core.checkpoint();
-        let meta = match core.next_record_if(|m| record_stride(m.len) <= room) {
+        let mut wanted = 0;
+        let meta = match core.next_record_if(|m| {
+            wanted = record_stride(m.len);
+            wanted <= room
+        }) {
             Ok(Some(meta)) => meta,
             Ok(None) => {
                 copied.declined = core.cached_backlog() != 0;
+                copied.wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
                 break;
             }
             Err(_) => {
@@ -592,6 +607,7 @@ fn copy_overwrite(
         let stride = record_stride(meta.len) as usize;
         if stride > count - copied.bytes {
             copied.declined = copied.bytes == 0;
+            copied.wanted = stride;
             core.rewind(before);
             break;
         }
