@@ -218,7 +218,7 @@ pub struct Soak {
     /// The guest's RMEMRING_SOAK_SEED, to repeat a run's choices (default: a fresh seed, printed).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Seconds of `cargo xtask fuzz` afterwards, if that task exists (default: as long as the soak; 0: none).
+    /// Seconds of `cargo xtask fuzz` afterwards (default: as long as the soak; 0: none).
     #[arg(long, value_name = "N")]
     pub fuzz_seconds: Option<u64>,
 }

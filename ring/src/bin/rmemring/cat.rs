@@ -302,6 +302,10 @@ impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
             }
             let used = records.offset();
             pending.drain(..used);
+            // The input may pause for ever (`cat /dev/rmemring0` on an
+            // empty ring): what came so far goes out now, not when a
+            // buffer fills.
+            self.text.flush()?;
         }
         Ok((written, pending.len()))
     }
@@ -547,6 +551,70 @@ mod tests {
         assert_eq!(seqs[1]["payload"], "6465666768696a6b6c");
         assert_eq!(seqs[2]["lost_before"], 3);
         assert_eq!(seqs[2]["seq"], 9);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A record's text is out (flushed) before the input's next read: the
+    /// input may never come (`cat /dev/rmemring0` on an empty ring).
+    #[test]
+    fn each_record_of_a_stream_is_flushed_before_the_next_read() {
+        struct Pausing {
+            stream: Vec<u8>,
+            at: usize,
+            shown: std::rc::Rc<std::cell::Cell<usize>>,
+        }
+        impl Read for Pausing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                // One whole record per read; each read after the first
+                // finds the previous record's line flushed.
+                if self.at > 0 && self.shown.get() < self.at / 32 {
+                    return Err(io::Error::other("the previous record was not flushed"));
+                }
+                let n = buf.len().min(32).min(self.stream.len() - self.at);
+                buf[..n].copy_from_slice(&self.stream[self.at..self.at + n]);
+                self.at += n;
+                Ok(n)
+            }
+        }
+        struct Lines(std::rc::Rc<std::cell::Cell<usize>>, Vec<u8>);
+        impl Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                self.0.set(self.1.iter().filter(|&&b| b == b'\n').count());
+                Ok(())
+            }
+        }
+        let mut stream = Vec::new();
+        for seq in 0..3u64 {
+            let header = rmemring::layout::RecordHeader {
+                len: 8,
+                kind: rmemring::layout::KIND_DATA,
+                tag: 0,
+                seq,
+                timestamp_ns: seq,
+            };
+            stream.extend_from_slice(bytemuck::bytes_of(&header));
+            stream.extend_from_slice(&seq.to_le_bytes());
+        }
+        let shown = std::rc::Rc::new(std::cell::Cell::new(0));
+        let dir = scratch("flush");
+        let raw = File::create(dir.join("unused")).unwrap();
+        let mut sink = Sink {
+            format: Format::Jsonl,
+            text: Lines(shown.clone(), Vec::new()),
+            raw: Box::new(raw),
+            lost: 0,
+        };
+        let mut input = Pausing {
+            stream,
+            at: 0,
+            shown: shown.clone(),
+        };
+        let (written, cut) = sink.copy_stream(&mut input, u64::MAX).unwrap();
+        assert_eq!((written, cut, shown.get()), (3, 0, 3));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
