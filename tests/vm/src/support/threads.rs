@@ -34,6 +34,19 @@ pub(crate) fn syscall_of(path: &str) -> (Option<libc::c_long>, String) {
     (nr, text)
 }
 
+/// Whether the thread of `/proc/self/task/TID/stat` sleeps (state `S`).
+/// A thread preempted just after it entered a system call shows that
+/// call in its `syscall` file too, before it holds anything (a file, a
+/// lock), so that alone does not say it is asleep in the call.
+fn asleep(stat: &str) -> bool {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // The state follows the command name, which is in parentheses and may
+    // itself hold spaces and parentheses.
+    text.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "S")
+}
+
 /// A blocking call running on a thread of its own.
 pub(crate) struct Sleeper<T> {
     handle: std::thread::JoinHandle<()>,
@@ -44,7 +57,8 @@ pub(crate) struct Sleeper<T> {
 impl<T: Send + 'static> Sleeper<T> {
     /// Runs `f` on a new thread and returns once that thread is blocked in
     /// one of the system calls `calls` (as `/proc/self/task/TID/syscall`
-    /// says), so that what the caller does next happens to a sleeper.
+    /// says) and asleep there (its `stat`), so that what the caller does
+    /// next happens to a sleeper.
     pub(crate) fn spawn(
         calls: &[libc::c_long],
         f: impl FnOnce() -> T + Send + 'static,
@@ -71,9 +85,10 @@ impl<T: Send + 'static> Sleeper<T> {
             started: Instant::now(),
         };
         let path = format!("/proc/self/task/{tid}/syscall");
+        let stat = format!("/proc/self/task/{tid}/stat");
         loop {
             let (nr, text) = syscall_of(&path);
-            if nr.is_some_and(|nr| calls.contains(&nr)) {
+            if nr.is_some_and(|nr| calls.contains(&nr)) && asleep(&stat) {
                 // Blocked in it; let it get to sleep there.
                 std::thread::sleep(Duration::from_millis(50));
                 return Ok(sleeper);
