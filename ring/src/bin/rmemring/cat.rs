@@ -235,6 +235,17 @@ impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
         Ok(count)
     }
 
+    /// Writes one record in the sink's format (`line` is scratch space for
+    /// the text formats), counting the records lost before it.
+    fn write_record(&mut self, record: &Record<'_>, line: &mut String) -> io::Result<()> {
+        self.lost += record.lost_before;
+        if self.format == Format::Raw {
+            self.raw.write_all(record.payload)
+        } else {
+            write_text(self.format, record, line, &mut self.text)
+        }
+    }
+
     /// Overwrite mode: each record is copied first (the producer may lap
     /// the reader), then written.
     fn copy_batch(&mut self, consumer: &mut Consumer, want: usize) -> anyhow::Result<usize> {
@@ -244,12 +255,7 @@ impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
             let Some(record) = consumer.read_copy()? else {
                 break;
             };
-            self.lost += record.lost_before;
-            if self.format == Format::Raw {
-                self.raw.write_all(record.payload)?;
-            } else {
-                write_text(self.format, &record, &mut line, &mut self.text)?;
-            }
+            self.write_record(&record, &mut line)?;
             count += 1;
         }
         self.text.flush()?;
@@ -289,12 +295,7 @@ impl<W: Write, F: std::ops::DerefMut<Target = File>> Sink<W, F> {
                     lost_before: if gap > i64::MAX as u64 { 0 } else { gap },
                 };
                 next_seq = Some(seq.wrapping_add(1));
-                self.lost += record.lost_before;
-                if self.format == Format::Raw {
-                    self.raw.write_all(record.payload)?;
-                } else {
-                    write_text(self.format, &record, &mut line, &mut self.text)?;
-                }
+                self.write_record(&record, &mut line)?;
                 written += 1;
                 if written == limit {
                     break;
