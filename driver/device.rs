@@ -88,6 +88,23 @@ pub(crate) struct RingDevice {
     stats: File<Arc<Ring>>,
     debugfs: Dir,
     index: Index,
+    registered: Registered,
+}
+
+/// The ring's entry in the in-kernel API's registry, removed on drop.
+struct Registered(Arc<Ring>);
+
+impl Registered {
+    fn new(ring: &Arc<Ring>) -> Result<Self> {
+        crate::api::register(ring)?;
+        Ok(Self(ring.clone()))
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        crate::api::unregister(&self.0);
+    }
 }
 
 impl RingDevice {
@@ -100,6 +117,8 @@ impl RingDevice {
         };
         let ring = Ring::new(index.0, name, region, options.overflow)?;
         let debugfs = Dir::new(ring.name());
+        // Last: a client that finds the ring may write at once.
+        let registered = Registered::new(&ring)?;
         KBox::try_pin_init(
             try_pin_init!(Self {
                 misc <- MiscRegistration::register(ring.clone(), options.mode),
@@ -107,6 +126,7 @@ impl RingDevice {
                 ring,
                 debugfs,
                 index,
+                registered,
             }),
             GFP_KERNEL,
         )
@@ -121,8 +141,11 @@ impl RingDevice {
 #[pinned_drop]
 impl PinnedDrop for RingDevice {
     fn drop(self: Pin<&mut Self>) {
-        // Before the device node goes: stop the producer and turn away new
-        // work. Open files keep the ring (and its memory) until closed.
+        // Before the device node goes: no new client finds the ring, the
+        // producers stop (clients' writes fail from now on) and new work
+        // is turned away. Open files and clients' references keep the
+        // ring (and its memory) until closed and put.
+        crate::api::unregister(&self.ring);
         self.ring.shutdown();
     }
 }

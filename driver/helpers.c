@@ -195,3 +195,115 @@ noinline void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const voi
 {
 	trace_rmemring_record_tp(seq, timestamp_ns, len, payload);
 }
+
+/*
+ * Spinlocks taken with interrupts off, for the kernel crate's generic
+ * Lock (see sys.rs): 7.2's Rust has no irq-safe spinlock, and the
+ * irqsave/irqrestore calls are macros. The saved flags live next to the
+ * lock (struct rmemring_*_irq), written and read only by its holder, so
+ * that a holder can give the lock back from another call (the in-kernel
+ * API's rmemring_reserve() and rmemring_commit()).
+ *
+ * The producer lock is a raw spinlock: producers run under the scheduler's
+ * runqueue lock (a sched_switch probe) and in hard-IRQ context, where a
+ * spinlock_t is not allowed (it sleeps on PREEMPT_RT; lockdep's
+ * PROVE_RAW_LOCK_NESTING checks it everywhere). The wake lock is an
+ * ordinary spinlock_t taken irqsave: the irq_work that wakes consumers
+ * takes it from interrupt context, and a consumer's wait queue (a
+ * spinlock_t) is taken inside it.
+ */
+void rmemring_raw_lock_init(struct rmemring_raw_irq *lock, const char *name,
+			    struct lock_class_key *key)
+{
+#ifdef CONFIG_DEBUG_SPINLOCK
+	__raw_spin_lock_init(&lock->lock, name, key, LD_WAIT_SPIN);
+#else
+	raw_spin_lock_init(&lock->lock);
+#endif
+	lock->flags = 0;
+}
+
+void rmemring_raw_lock(struct rmemring_raw_irq *lock)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&lock->lock, flags);
+	lock->flags = flags;
+}
+
+bool rmemring_raw_trylock(struct rmemring_raw_irq *lock)
+{
+	unsigned long flags;
+
+	if (!raw_spin_trylock_irqsave(&lock->lock, flags))
+		return false;
+	lock->flags = flags;
+	return true;
+}
+
+void rmemring_raw_unlock(struct rmemring_raw_irq *lock)
+{
+	raw_spin_unlock_irqrestore(&lock->lock, lock->flags);
+}
+
+void rmemring_raw_assert_held(struct rmemring_raw_irq *lock)
+{
+	lockdep_assert_held(&lock->lock);
+}
+
+void rmemring_spin_lock_init(struct rmemring_spin_irq *lock, const char *name,
+			     struct lock_class_key *key)
+{
+#if defined(CONFIG_DEBUG_SPINLOCK) && !defined(CONFIG_PREEMPT_RT)
+	__raw_spin_lock_init(spinlock_check(&lock->lock), name, key, LD_WAIT_CONFIG);
+#elif defined(CONFIG_DEBUG_SPINLOCK)
+	__spin_lock_init(&lock->lock, name, key, false);
+#else
+	spin_lock_init(&lock->lock);
+#endif
+	lock->flags = 0;
+}
+
+void rmemring_spin_lock(struct rmemring_spin_irq *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&lock->lock, flags);
+	lock->flags = flags;
+}
+
+bool rmemring_spin_trylock(struct rmemring_spin_irq *lock)
+{
+	unsigned long flags;
+
+	if (!spin_trylock_irqsave(&lock->lock, flags))
+		return false;
+	lock->flags = flags;
+	return true;
+}
+
+void rmemring_spin_unlock(struct rmemring_spin_irq *lock)
+{
+	spin_unlock_irqrestore(&lock->lock, lock->flags);
+}
+
+void rmemring_spin_assert_held(struct rmemring_spin_irq *lock)
+{
+	lockdep_assert_held(&lock->lock);
+}
+
+/*
+ * Consumer wake-ups from any context go through an irq_work, as the BPF
+ * ring buffer's and perf's do: a producer may run with the runqueue lock
+ * held, where wake_up() would take it again.
+ */
+void rmemring_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *))
+{
+	init_irq_work(work, func);
+}
+
+/* in_nmi() is a macro. */
+bool rmemring_in_nmi(void)
+{
+	return in_nmi();
+}

@@ -6,6 +6,8 @@
 #include <linux/types.h>
 #include <linux/compiler_types.h>
 #include <linux/pgtable.h>
+#include <linux/spinlock.h>
+#include <linux/irq_work.h>
 
 struct device;
 struct resource;
@@ -21,6 +23,31 @@ pgprot_t rmemring_pgprot_wc(pgprot_t prot);
 pgprot_t rmemring_pgprot_uc(pgprot_t prot);
 int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map,
 			      bool *static_reg);
+/* A spinlock and the interrupt flags its holder saved. */
+struct rmemring_raw_irq {
+	raw_spinlock_t lock;
+	unsigned long flags;
+};
+
+struct rmemring_spin_irq {
+	spinlock_t lock;
+	unsigned long flags;
+};
+
+void rmemring_raw_lock_init(struct rmemring_raw_irq *lock, const char *name,
+			    struct lock_class_key *key);
+void rmemring_raw_lock(struct rmemring_raw_irq *lock);
+bool rmemring_raw_trylock(struct rmemring_raw_irq *lock);
+void rmemring_raw_unlock(struct rmemring_raw_irq *lock);
+void rmemring_raw_assert_held(struct rmemring_raw_irq *lock);
+void rmemring_spin_lock_init(struct rmemring_spin_irq *lock, const char *name,
+			     struct lock_class_key *key);
+void rmemring_spin_lock(struct rmemring_spin_irq *lock);
+bool rmemring_spin_trylock(struct rmemring_spin_irq *lock);
+void rmemring_spin_unlock(struct rmemring_spin_irq *lock);
+void rmemring_spin_assert_held(struct rmemring_spin_irq *lock);
+void rmemring_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *));
+bool rmemring_in_nmi(void);
 void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload);
 
 #endif

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The in-kernel producer: a kernel thread that writes verifiable records.
+//! The built-in producer: a kernel thread that writes verifiable records,
+//! as one client of the ring's producer API among others (`Ring::producing`,
+//! the same path the exported C API takes).
 //!
 //! Why a kernel thread: it can run flat out (yielding with `cond_resched`),
 //! sleep precisely between records for a rate limit, and wait for room when
@@ -29,6 +31,7 @@ use kernel::{
     },
 };
 
+use crate::proto::events::TAG_PATTERN;
 use crate::proto::layout::record_stride;
 use crate::proto::pattern;
 use crate::proto::producer_core::{
@@ -58,6 +61,11 @@ const MAX_SLEEP_US: i64 = 10_000;
 const MIN_BACKOFF_US: i64 = 16;
 /// Longest back-off while waiting for room.
 const MAX_BACKOFF_US: i64 = 1_000;
+/// The most record bytes the thread writes with the producer lock held,
+/// that is with interrupts off and every other producer of the ring
+/// spinning: a batch longer than that is published in parts. About 10 us
+/// of copying on current hardware (much more under emulation).
+const MAX_HOLD_BYTES: u64 = 64 << 10;
 /// Checks a producer configuration from user space.
 pub(crate) fn validate(config: &ProducerConfig, overflow: Overflow, max_payload: u32) -> Result {
     // Every field is checked on its own line, with the errno user space sees.
@@ -160,29 +168,34 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
         if quota == 0 {
             continue;
         }
-        let (full, wake) = {
-            let mut state = ring.producer.lock();
-            let core = &mut state.core;
+        let full = {
+            let Ok(mut producing) = ring.producing() else {
+                // The device is going away: `kthread_stop` follows.
+                sys::cond_resched();
+                continue;
+            };
             let mut full = false;
+            let mut held = 0u64;
             // At most `quota` records, and only while the batch stays within
-            // the shared core's bound (`batch_bytes`, `MAX_BATCH_RECORDS`):
-            // the rest of the quota goes in the next batch, after this one
-            // is published, the lock was let go and a stop request was
-            // looked at. (Without the bounds, a batch of 65 536 records of
-            // 4 MiB in overwrite mode, where `reserve` never fails, would
-            // write 256 GiB before STOP, a close or rmmod, all waiting in
-            // `kthread_stop`, were answered; and it would overwrite its own
-            // unpublished records.)
+            // the shared core's bound (`batch_bytes`, `MAX_BATCH_RECORDS`)
+            // and the lock's (`MAX_HOLD_BYTES`): the rest of the quota goes
+            // in the next batch, after this one is published, the lock was
+            // let go and a stop request was looked at. (Without the bounds,
+            // a batch of 65 536 records of 4 MiB in overwrite mode, where
+            // `reserve` never fails, would write 256 GiB before STOP, a
+            // close or rmmod, all waiting in `kthread_stop`, were answered;
+            // and it would overwrite its own unpublished records.)
             for _ in 0..quota.min(MAX_BATCH_RECORDS) {
-                let seq = core.next_seq();
+                let seq = producing.core().next_seq();
                 let len = pattern::payload_len(seq, config.min_len, config.max_len);
-                if core.publish_due(len) {
+                if producing.core().publish_due(len) || held >= MAX_HOLD_BYTES {
                     break;
                 }
-                match core.reserve(len) {
+                match producing.reserve(len) {
                     Ok(slot) => {
-                        core.write_pattern(&slot, seq, first_word_only);
-                        core.commit(slot, 0, sys::monotonic_ns());
+                        producing.core().write_pattern(&slot, seq, first_word_only);
+                        producing.commit(slot, TAG_PATTERN);
+                        held += record_stride(len);
                     }
                     Err(ReserveError::Full) if wait_for_room => {
                         full = true;
@@ -190,15 +203,14 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
                     }
                     // Drop-new and full (or, impossible after `validate`,
                     // too large): count it; the sequence shows the gap.
-                    Err(_) => core.drop_record(),
+                    Err(_) => producing.core_mut().drop_record(),
                 }
                 done += 1;
             }
-            (full, state.publish())
+            // Dropping `producing` publishes the batch and, if the
+            // consumer asked, queues its wake-up.
+            full
         };
-        if wake {
-            ring.wake_readers();
-        }
         if full && backoff_us > 0 {
             // Sleep, not spin: fsleep() busy-waits below 10 us.
             fsleep(Delta::from_micros(backoff_us));

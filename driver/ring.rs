@@ -1,15 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One ring: its region, its kernel producer and the consumers waiting on it.
+//! One ring: its region, its producers and the consumers waiting on it.
 //!
-//! Lock order: `Ring::state` before `Ring::producer` before
-//! `Ring::wake_lock`. The producer thread takes `producer` once per batch
-//! (never `state`) and `wake_lock` only to wake a sleeping consumer;
-//! `read()` takes `state` to attach and to hand space back, and
-//! `wake_lock` alone to sleep. So the control paths (open, close, STATS,
-//! debugfs, START, STOP) never wait for a batch to end: only RESET takes
-//! `producer`, and only while no producer runs; it takes `wake_lock` last,
-//! only to rewrite the two pages.
+//! Producers are any kernel code: the built-in producer thread and the
+//! clients of the in-kernel API (`api.rs`), in any context but NMI, on
+//! any CPU at once. They are serialised by `Ring::producer`, a raw
+//! spinlock held with interrupts off from reserve to commit, as the BPF
+//! ring buffer serialises its producers; the ring stays single-consumer.
+//! A producer never wakes a consumer itself (it may hold the runqueue
+//! lock, which `wake_up` takes): it queues `Ring::waker`, an `irq_work`.
+//!
+//! Lock order: `Ring::state` (a mutex) before `Ring::producer` (a raw
+//! spinlock, irqs off) and before `Ring::wake_lock` (a spinlock, irqs
+//! off); `producer` and `wake_lock` are never held together, since a
+//! consumer's wait queue is taken inside `wake_lock` and no spinlock_t may
+//! be taken inside a raw spinlock. So the control paths (open, close,
+//! STATS, debugfs, START, STOP) never wait for a producer: only RESET and
+//! the device's removal take `producer`, each for a few stores.
 
 use core::sync::atomic::{
     AtomicBool,
@@ -19,14 +26,14 @@ use core::sync::atomic::{
 };
 
 use kernel::{
-    new_mutex, new_poll_condvar, new_spinlock,
+    ffi::c_void,
+    new_mutex, new_poll_condvar,
     prelude::*,
     str::CString,
     sync::{
         poll::PollCondVar,
         Arc,
-        Mutex,
-        SpinLock, //
+        Mutex, //
     },
 };
 
@@ -43,7 +50,11 @@ use crate::proto::layout::{
     FLAG_OVERWRITE, //
 };
 use crate::proto::modes::Overflow;
-use crate::proto::producer_core::ProducerCore;
+use crate::proto::producer_core::{
+    ProducerCore,
+    ReserveError,
+    Slot, //
+};
 use crate::proto::uapi::{
     ProducerConfig,
     ResetConfig,
@@ -53,7 +64,16 @@ use crate::proto::uapi::{
 };
 use crate::proto::view::RingView;
 use crate::region::Region;
-use crate::sys::Kthread;
+use crate::sys::{
+    self,
+    new_raw_spinlock_irq,
+    new_spinlock_irq,
+    IrqWork,
+    Kthread,
+    RawSpinLockIrq,
+    RawSpinLockIrqGuard,
+    SpinLockIrq, //
+};
 
 /// The control state of a ring: who produces and who consumes.
 struct RingState {
@@ -65,15 +85,21 @@ struct RingState {
     consumer_open: bool,
 }
 
-/// The producer side of a ring, which the producer thread locks once per
-/// batch.
+/// The producer side of a ring, locked by every producer from reserve to
+/// commit (the producer thread: for a batch).
 pub(crate) struct ProducerState {
     /// The index logic and counters.
-    pub(crate) core: ProducerCore,
+    core: ProducerCore,
     /// Set by a reset: the next publication wakes every sleeper, whatever
     /// its `need_wakeup` says (the reset wiped the requests of consumers
     /// that were asleep).
     wake_all_next: bool,
+    /// A reset is rewriting the ring: producers keep out of it.
+    paused: bool,
+    /// The reservation a client holds between `rmemring_reserve` and
+    /// `rmemring_commit`/`rmemring_discard` (see [`Producing::hold`]), and
+    /// its tag.
+    held: Option<(Slot, u16)>,
 }
 
 impl ProducerState {
@@ -94,10 +120,44 @@ impl ProducerState {
 /// Identifies an open file of the device (its address, stable while open).
 pub(crate) type FileId = usize;
 
+/// Why a producer's record did not go into the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteError {
+    /// Drop-new mode and the consumer has not made room: counted in
+    /// `records_dropped`, with a sequence number (the consumer sees the
+    /// gap).
+    Dropped,
+    /// Larger than the ring's `max_payload`. Not counted: a caller's bug.
+    TooLarge,
+    /// The device is gone (unbound, or the module unloading): counted in
+    /// `records_refused`.
+    Gone,
+    /// NMI context, or a reset is rewriting the ring: counted in
+    /// `records_refused`.
+    Refused,
+}
+
+impl WriteError {
+    /// The errno the C API returns for it.
+    pub(crate) fn to_errno(self) -> Error {
+        match self {
+            WriteError::Dropped => ENOSPC,
+            WriteError::TooLarge => EMSGSIZE,
+            WriteError::Gone => ENODEV,
+            WriteError::Refused => EBUSY,
+        }
+    }
+}
+
 /// A ring device's shared state, referenced by its registration, its open
-/// files and its producer thread.
-#[pin_data]
+/// files, its producers and the in-kernel API's clients.
+#[pin_data(PinnedDrop)]
 pub(crate) struct Ring {
+    /// Wakes consumers on behalf of producers (from any context). First,
+    /// so that when the ring goes its `Drop` waits for a queued wake-up,
+    /// which uses the fields below, before any of them is dropped.
+    #[pin]
+    waker: IrqWork,
     /// The `N` of `/dev/rmemringN`.
     index: u32,
     /// The device name, for messages and the producer thread's name.
@@ -107,18 +167,19 @@ pub(crate) struct Ring {
     state: Mutex<RingState>,
     /// The producer side; see the lock order above.
     #[pin]
-    pub(crate) producer: Mutex<ProducerState>,
+    producer: RawSpinLockIrq<ProducerState>,
     /// Consumers sleeping in `poll` or `read` wait here.
     #[pin]
     readers: PollCondVar,
     /// Held by a `read()` sleeper from its last check until it is queued on
     /// `readers`, and by the producer to wake it, so no wake-up is lost.
     #[pin]
-    wake_lock: SpinLock<()>,
+    wake_lock: SpinLockIrq<()>,
     /// `FLAG_*` bits of the control page. Changed only by `reset`, under
     /// `state`; read without it (`read()` checks the mode on every call).
     flags: AtomicU32,
-    /// False once the device is going away.
+    /// False once the device is going away. Cleared under `producer`, so
+    /// that no producer writes after [`Self::shutdown`] returns.
     live: AtomicBool,
     /// Bumped by every reset, so `read()` consumers re-attach. Changed
     /// only under `state` and `wake_lock` both, so either lock is enough
@@ -128,6 +189,8 @@ pub(crate) struct Ring {
     records_read: AtomicU64,
     /// Records emitted through the tracepoint (`PRODUCER_HOOK_ONLY`).
     records_hooked: AtomicU64,
+    /// Records refused: see [`WriteError::Gone`] and [`WriteError::Refused`].
+    records_refused: AtomicU64,
     /// The memory. Everything else here that holds a [`RingView`] is dropped
     /// before it (fields drop in declaration order, `region` last).
     region: Region,
@@ -151,6 +214,10 @@ impl Ring {
         );
         Arc::pin_init(
             try_pin_init!(Self {
+                // SAFETY: `wake_from_irq_work` is safe in hard-IRQ context
+                // and finds the ring around the `irq_work`, which lives as
+                // long as the ring.
+                waker <- unsafe { IrqWork::new(wake_from_irq_work) },
                 index,
                 name,
                 state <- new_mutex!(RingState {
@@ -158,21 +225,32 @@ impl Ring {
                     started_by: None,
                     consumer_open: false,
                 }),
-                producer <- new_mutex!(ProducerState {
-                    core: producer,
-                    wake_all_next: false,
-                }),
+                producer <- new_raw_spinlock_irq!(
+                    ProducerState {
+                        core: producer,
+                        wake_all_next: false,
+                        paused: false,
+                        held: None,
+                    },
+                    "rmemring::producer"
+                ),
                 readers <- new_poll_condvar!("rmemring::readers"),
-                wake_lock <- new_spinlock!(()),
+                wake_lock <- new_spinlock_irq!((), "rmemring::wake_lock"),
                 flags: AtomicU32::new(flags),
                 live: AtomicBool::new(true),
                 generation: AtomicU64::new(0),
                 records_read: AtomicU64::new(0),
                 records_hooked: AtomicU64::new(0),
+                records_refused: AtomicU64::new(0),
                 region,
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The largest payload a record can carry.
+    pub(crate) fn max_payload(&self) -> u32 {
+        max_payload_for(self.region.geometry().data_size)
     }
 
     /// The device name.
@@ -283,8 +361,17 @@ impl Ring {
 
     /// The device is going away: refuse new work, stop the producer, wake
     /// every sleeper so it sees the end.
+    /// Once it returns, no producer writes into the ring again: they get
+    /// [`WriteError::Gone`].
     pub(crate) fn shutdown(&self) {
-        self.live.store(false, Ordering::Release);
+        {
+            // Under `producer`: a producer checks `live` under it, so it
+            // either finished its record before this or sees the device
+            // gone. (The ring's memory itself stays claimed and mapped
+            // until the last reference goes: open files and clients.)
+            let _producer = self.producer.lock();
+            self.live.store(false, Ordering::Release);
+        }
         self.stop();
         self.wake_readers();
     }
@@ -332,8 +419,14 @@ impl Ring {
         drop(thread);
     }
 
-    /// With the producer stopped, empties the ring, zeroes its counters and
-    /// sets its overflow mode.
+    /// With the producer thread stopped, empties the ring, zeroes its
+    /// counters and sets its overflow mode.
+    ///
+    /// Other producers (the in-kernel API's clients) may keep writing: the
+    /// reset pauses them (their records are refused and counted, as
+    /// records of the ring the reset throws away would have been) while
+    /// it rewrites the ring, without holding their lock, and lets them in
+    /// again on the fresh ring.
     ///
     /// Consumers asleep in `poll` or `read()` are woken so that they look
     /// at the new ring (`read()` re-attaches to it). The reset also wipes
@@ -347,21 +440,24 @@ impl Ring {
         }
         {
             let state = self.state.lock();
-            // A finished thread has let go of `producer` for good; a
+            // A finished thread has let go of the ring for good; a
             // running one may not be disturbed.
             if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
                 return Err(EBUSY);
             }
-            let mut producer = self.producer.lock();
+            // From here until the end no producer touches the ring or the
+            // producer core. (`state` keeps other resets out.)
+            self.producer.lock().paused = true;
             // Nothing of the old ring survives, not even in padding.
             self.region.zero_data();
             // Nor in the driver's own counters of it.
             self.records_read.store(0, Ordering::Relaxed);
             self.records_hooked.store(0, Ordering::Relaxed);
+            self.records_refused.store(0, Ordering::Relaxed);
             let old = self.flags.load(Ordering::Acquire);
             let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
             {
-                // Under `wake_lock` too: a `read()` consumer on its way to
+                // Under `wake_lock`: a `read()` consumer on its way to
                 // sleep checks the generation under it before it stores
                 // its position and counters, so they either land before
                 // these pages are rewritten or are never stored.
@@ -370,21 +466,106 @@ impl Ring {
                 self.flags.store(flags, Ordering::Release);
                 self.generation.fetch_add(1, Ordering::AcqRel);
             }
-            producer.core = ProducerCore::attach(
+            let core = ProducerCore::attach(
                 self.region.view(),
                 Overflow::from_flags(flags),
                 max_payload_for(self.region.geometry().data_size),
             );
+            let mut producer = self.producer.lock();
+            producer.core = core;
             producer.wake_all_next = true;
+            producer.paused = false;
         }
         self.wake_readers();
         Ok(())
     }
 
-    /// Wakes consumers sleeping in `poll` or `read`.
+    /// Wakes consumers sleeping in `poll` or `read`. Process or interrupt
+    /// context, with no producer lock held (producers queue [`Self::waker`]
+    /// instead).
     pub(crate) fn wake_readers(&self) {
         let _guard = self.wake_lock.lock();
         self.readers.notify_all();
+    }
+
+    /// Locks the producer side for one record or a batch of them, written
+    /// by the returned [`Producing`]; it publishes them when dropped.
+    ///
+    /// Any context but NMI, on any CPU: the lock is a raw spinlock with
+    /// interrupts off. Hold it briefly: every other producer of the ring
+    /// spins meanwhile, with its interrupts off.
+    pub(crate) fn producing(&self) -> Result<Producing<'_>, WriteError> {
+        if sys::in_nmi() {
+            // The lock may be held by the code the NMI interrupted.
+            self.records_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(WriteError::Refused);
+        }
+        let guard = self.producer.lock();
+        let refused = if !self.is_live() {
+            Some(WriteError::Gone)
+        } else if guard.paused {
+            Some(WriteError::Refused)
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            drop(guard);
+            self.records_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
+        Ok(Producing { ring: self, guard })
+    }
+
+    /// Writes one record of `payload` with `tag`, and publishes it.
+    pub(crate) fn write(&self, tag: u16, payload: &[u8]) -> Result<(), WriteError> {
+        let len = u32::try_from(payload.len()).map_err(|_| WriteError::TooLarge)?;
+        let mut producing = self.producing()?;
+        let slot = producing.reserve_or_drop(len)?;
+        producing.core().write_payload(&slot, payload);
+        producing.commit(slot, tag);
+        Ok(())
+    }
+
+    /// Reserves room for a record of `len` payload bytes and keeps the
+    /// producer lock held (interrupts off) after it returns, until
+    /// [`Self::finish_held`]: the C API's `rmemring_reserve`. Returns the
+    /// payload's address.
+    pub(crate) fn reserve_held(&self, tag: u16, len: u32) -> Result<*mut u8, WriteError> {
+        let mut producing = self.producing()?;
+        let slot = producing.reserve_or_drop(len)?;
+        let payload = producing.core().payload_ptr(&slot);
+        producing.hold(slot, tag);
+        Ok(payload)
+    }
+
+    /// Commits (or with `commit` false, discards) the reservation of
+    /// [`Self::reserve_held`], publishes and lets go of the producer lock.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the producer that made the reservation, on the same
+    /// CPU and in the same context, and has not finished it yet: it holds
+    /// the producer lock.
+    pub(crate) unsafe fn finish_held(&self, commit: bool) {
+        // SAFETY: The caller holds the lock, taken by `reserve_held` whose
+        // guard was forgotten, and gives it back here exactly once.
+        let guard = unsafe { RawSpinLockIrqGuard::new(&self.producer, ()) };
+        let mut producing = Producing { ring: self, guard };
+        let Some((slot, tag)) = producing.guard.held.take() else {
+            // A finish without a reservation: a caller's bug. The lock
+            // we just "took over" is not ours to let go of; keep it rather
+            // than unlock someone else's (a deadlock shows the bug, an
+            // unlock would corrupt memory).
+            core::mem::forget(producing);
+            kernel::pr_err!("rmemring: commit or discard without a reservation\n");
+            return;
+        };
+        if commit {
+            producing.commit(slot, tag);
+        }
+        // A discarded slot wrote nothing: it is forgotten, and the room it
+        // had goes to the next record. (A pad the reservation wrote before
+        // it stays, and is skipped by the consumer as any pad.)
     }
 
     /// The wait queue `poll` registers on.
@@ -393,7 +574,7 @@ impl Ring {
     }
 
     /// The lock a `read()` sleeper holds from its last check until queued.
-    pub(crate) fn wake_lock(&self) -> &SpinLock<()> {
+    pub(crate) fn wake_lock(&self) -> &SpinLockIrq<()> {
         &self.wake_lock
     }
 
@@ -437,7 +618,92 @@ impl Ring {
             producer_running: producer_running.into(),
             consumer_open: consumer_open.into(),
             records_hooked: self.records_hooked.load(Ordering::Relaxed),
-            reserved: [0; 3],
+            records_refused: self.records_refused.load(Ordering::Relaxed),
+            reserved: [0; 2],
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Ring {
+    fn drop(self: Pin<&mut Self>) {
+        // Nothing to do: `waker`, the first field, is dropped first and
+        // waits for a queued wake-up (see its comment). The impl exists
+        // because `waker` is pinned and has a `PinnedDrop` of its own.
+    }
+}
+
+/// The `irq_work` function of [`Ring::waker`]: wakes the consumers.
+///
+/// # Safety
+///
+/// `work` is the `irq_work` of a live [`Ring`]'s `waker`.
+unsafe extern "C" fn wake_from_irq_work(work: *mut c_void) {
+    // SAFETY: `IrqWork` is `repr(transparent)` over its `irq_work`, so
+    // `work` is the address of a ring's `waker` field, and that ring is
+    // alive: its drop waits for this call (`IrqWork`'s drop).
+    let ring = unsafe { &*kernel::container_of!(work.cast::<IrqWork>(), Ring, waker) };
+    ring.wake_readers();
+}
+
+/// The producer side of a ring, locked: see [`Ring::producing`]. What it
+/// commits is published, and the consumer woken if it asked, when it is
+/// dropped.
+pub(crate) struct Producing<'a> {
+    ring: &'a Ring,
+    guard: RawSpinLockIrqGuard<'a, ProducerState>,
+}
+
+impl Producing<'_> {
+    /// The index logic, for what needs no lock-specific care (the next
+    /// sequence number, writing a payload into a reserved slot).
+    pub(crate) fn core(&self) -> &ProducerCore {
+        &self.guard.core
+    }
+
+    /// The index logic, mutably (the producer thread's batch bookkeeping).
+    pub(crate) fn core_mut(&mut self) -> &mut ProducerCore {
+        &mut self.guard.core
+    }
+
+    /// Reserves room for `len` payload bytes; see [`ProducerCore::reserve`].
+    pub(crate) fn reserve(&mut self, len: u32) -> Result<Slot, ReserveError> {
+        self.guard.core.reserve(len)
+    }
+
+    /// Reserves room, or counts the record as dropped if the ring is full.
+    fn reserve_or_drop(&mut self, len: u32) -> Result<Slot, WriteError> {
+        match self.guard.core.reserve(len) {
+            Ok(slot) => Ok(slot),
+            Err(ReserveError::TooLarge) => Err(WriteError::TooLarge),
+            Err(ReserveError::Full) => {
+                self.guard.core.drop_record();
+                Err(WriteError::Dropped)
+            }
+        }
+    }
+
+    /// Commits `slot` with `tag`, stamped now: timestamps taken under the
+    /// lock never go backwards in ring order, whichever CPUs produce.
+    pub(crate) fn commit(&mut self, slot: Slot, tag: u16) {
+        let now = sys::monotonic_ns();
+        self.guard.core.commit(slot, tag, now);
+    }
+
+    /// Keeps the lock held past this value's end, for the C API's
+    /// reserve/commit pair; [`Ring::finish_held`] takes it back.
+    fn hold(mut self, slot: Slot, tag: u16) {
+        self.guard.held = Some((slot, tag));
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for Producing<'_> {
+    fn drop(&mut self) {
+        if self.guard.publish() {
+            // Deferred: this may run in hard-IRQ context or under the
+            // runqueue lock, where `wake_up` must not be called.
+            self.ring.waker.queue();
         }
     }
 }

@@ -34,6 +34,7 @@ use kernel::{
 #[path = "../proto/src/lib.rs"]
 pub mod proto;
 
+mod api;
 mod device;
 mod file;
 mod fops;
@@ -88,6 +89,7 @@ struct RmemRing {
 
 impl kernel::InPlaceModule for RmemRing {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        api::init();
         platform_driver::init();
         let params = params::Params {
             phys_base: *module_parameters::phys_base.value(),

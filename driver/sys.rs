@@ -54,6 +54,32 @@ mod c {
         pub(super) fn rmemring_pgprot_wb(prot: bindings::pgprot_t) -> bindings::pgprot_t;
         pub(super) fn rmemring_pgprot_wc(prot: bindings::pgprot_t) -> bindings::pgprot_t;
         pub(super) fn rmemring_pgprot_uc(prot: bindings::pgprot_t) -> bindings::pgprot_t;
+        pub(super) fn rmemring_raw_lock_init(
+            lock: *mut super::RawIrqState,
+            name: *const kernel::ffi::c_char,
+            key: *mut c_void,
+        );
+        pub(super) fn rmemring_raw_lock(lock: *mut super::RawIrqState);
+        pub(super) fn rmemring_raw_trylock(lock: *mut super::RawIrqState) -> bool;
+        pub(super) fn rmemring_raw_unlock(lock: *mut super::RawIrqState);
+        pub(super) fn rmemring_raw_assert_held(lock: *mut super::RawIrqState);
+        pub(super) fn rmemring_spin_lock_init(
+            lock: *mut super::SpinIrqState,
+            name: *const kernel::ffi::c_char,
+            key: *mut c_void,
+        );
+        pub(super) fn rmemring_spin_lock(lock: *mut super::SpinIrqState);
+        pub(super) fn rmemring_spin_trylock(lock: *mut super::SpinIrqState) -> bool;
+        pub(super) fn rmemring_spin_unlock(lock: *mut super::SpinIrqState);
+        pub(super) fn rmemring_spin_assert_held(lock: *mut super::SpinIrqState);
+        // `lock_class_key` and `irq_work` as `void *`: an empty or
+        // config-dependent struct, which the FFI lint flags even behind a
+        // pointer.
+        pub(super) fn rmemring_init_irq_work(
+            work: *mut c_void,
+            func: unsafe extern "C" fn(*mut c_void),
+        );
+        pub(super) fn rmemring_in_nmi() -> bool;
         pub(super) fn rmemring_of_memory_region(
             dev: *mut c_void,
             base: *mut u64,
@@ -544,5 +570,207 @@ impl<T: Send + Sync + 'static> Drop for Kthread<T> {
         // that has already exited just collects its result. It returns only
         // once the thread has exited, after which freeing `data` is safe.
         unsafe { bindings::kthread_stop(self.task.as_ptr()) };
+    }
+}
+
+/// `struct rmemring_raw_irq` of `helpers.h`: a raw spinlock and the
+/// interrupt flags its holder saved.
+#[repr(C)]
+pub(crate) struct RawIrqState {
+    lock: bindings::raw_spinlock_t,
+    flags: c_ulong,
+}
+
+/// `struct rmemring_spin_irq` of `helpers.h`: a `spinlock_t` and the
+/// interrupt flags its holder saved.
+#[repr(C)]
+pub(crate) struct SpinIrqState {
+    lock: bindings::spinlock_t,
+    flags: c_ulong,
+}
+
+/// The backend of [`RawSpinLockIrq`]: `raw_spin_lock_irqsave`.
+pub(crate) struct RawSpinLockIrqBackend;
+
+/// A raw spinlock held with interrupts off: usable in any context but NMI,
+/// including hard-IRQ handlers and under the scheduler's runqueue lock.
+/// Only other raw spinlocks may be taken inside it.
+pub(crate) type RawSpinLockIrq<T> = kernel::sync::lock::Lock<T, RawSpinLockIrqBackend>;
+
+/// A guard of [`RawSpinLockIrq`].
+pub(crate) type RawSpinLockIrqGuard<'a, T> =
+    kernel::sync::lock::Guard<'a, T, RawSpinLockIrqBackend>;
+
+// SAFETY: `raw_spinlock_t` gives mutual exclusion between `lock` (or a
+// successful `try_lock`) and `unlock`; `relock` is the default, `lock`.
+// The saved flags are written by the new holder after it took the lock and
+// read by it before it lets go, so no two CPUs use them at once.
+unsafe impl kernel::sync::lock::Backend for RawSpinLockIrqBackend {
+    type State = RawIrqState;
+    type GuardState = ();
+
+    unsafe fn init(
+        ptr: *mut Self::State,
+        name: *const kernel::ffi::c_char,
+        key: *mut bindings::lock_class_key,
+    ) {
+        // SAFETY: The caller gives a `ptr` valid for writes and `name` and
+        // `key` valid for ever.
+        unsafe { c::rmemring_raw_lock_init(ptr, name, key.cast()) }
+    }
+
+    unsafe fn lock(ptr: *mut Self::State) -> Self::GuardState {
+        // SAFETY: The caller initialised the lock.
+        unsafe { c::rmemring_raw_lock(ptr) }
+    }
+
+    unsafe fn try_lock(ptr: *mut Self::State) -> Option<Self::GuardState> {
+        // SAFETY: The caller initialised the lock.
+        unsafe { c::rmemring_raw_trylock(ptr) }.then_some(())
+    }
+
+    unsafe fn unlock(ptr: *mut Self::State, _guard_state: &Self::GuardState) {
+        // SAFETY: The caller holds the lock, so the flags are its own.
+        unsafe { c::rmemring_raw_unlock(ptr) }
+    }
+
+    unsafe fn assert_is_held(ptr: *mut Self::State) {
+        // SAFETY: The caller initialised the lock.
+        unsafe { c::rmemring_raw_assert_held(ptr) }
+    }
+}
+
+/// The backend of [`SpinLockIrq`]: `spin_lock_irqsave`.
+pub(crate) struct SpinLockIrqBackend;
+
+/// A spinlock held with interrupts off: the kernel crate's `SpinLock`, but
+/// also takeable from interrupt context (the consumer wake-up's
+/// `irq_work`). `CondVar` waits on its guard as on any lock's.
+pub(crate) type SpinLockIrq<T> = kernel::sync::lock::Lock<T, SpinLockIrqBackend>;
+
+// SAFETY: As for `RawSpinLockIrqBackend`, with a `spinlock_t`.
+unsafe impl kernel::sync::lock::Backend for SpinLockIrqBackend {
+    type State = SpinIrqState;
+    type GuardState = ();
+
+    unsafe fn init(
+        ptr: *mut Self::State,
+        name: *const kernel::ffi::c_char,
+        key: *mut bindings::lock_class_key,
+    ) {
+        // SAFETY: The caller gives a `ptr` valid for writes and `name` and
+        // `key` valid for ever.
+        unsafe { c::rmemring_spin_lock_init(ptr, name, key.cast()) }
+    }
+
+    unsafe fn lock(ptr: *mut Self::State) -> Self::GuardState {
+        // SAFETY: The caller initialised the lock.
+        unsafe { c::rmemring_spin_lock(ptr) }
+    }
+
+    unsafe fn try_lock(ptr: *mut Self::State) -> Option<Self::GuardState> {
+        // SAFETY: The caller initialised the lock.
+        unsafe { c::rmemring_spin_trylock(ptr) }.then_some(())
+    }
+
+    unsafe fn unlock(ptr: *mut Self::State, _guard_state: &Self::GuardState) {
+        // SAFETY: The caller holds the lock, so the flags are its own.
+        unsafe { c::rmemring_spin_unlock(ptr) }
+    }
+
+    unsafe fn assert_is_held(ptr: *mut Self::State) {
+        // SAFETY: The caller initialised the lock.
+        unsafe { c::rmemring_spin_assert_held(ptr) }
+    }
+}
+
+/// A [`RawSpinLockIrq`] initialiser, named and with a lock class of its
+/// own, as `new_spinlock!` makes one.
+macro_rules! new_raw_spinlock_irq {
+    ($inner:expr, $name:literal) => {
+        $crate::sys::RawSpinLockIrq::new(
+            $inner,
+            ::kernel::optional_name!($name),
+            ::kernel::static_lock_class!(),
+        )
+    };
+}
+pub(crate) use new_raw_spinlock_irq;
+
+/// A [`SpinLockIrq`] initialiser; see [`new_raw_spinlock_irq`].
+macro_rules! new_spinlock_irq {
+    ($inner:expr, $name:literal) => {
+        $crate::sys::SpinLockIrq::new(
+            $inner,
+            ::kernel::optional_name!($name),
+            ::kernel::static_lock_class!(),
+        )
+    };
+}
+pub(crate) use new_spinlock_irq;
+
+/// Whether the current CPU runs an NMI handler, where no lock may be
+/// taken.
+#[inline]
+pub(crate) fn in_nmi() -> bool {
+    // SAFETY: `in_nmi` reads the preempt count; no preconditions.
+    unsafe { c::rmemring_in_nmi() }
+}
+
+/// A deferred call from any context: an `irq_work`, run soon after it is
+/// queued, in interrupt context, on the CPU that queued it.
+///
+/// # Invariants
+///
+/// `work` is initialised (`init_irq_work`) with the function given to
+/// [`IrqWork::new`], and is idle when the `IrqWork` is dropped.
+#[repr(transparent)]
+#[pin_data(PinnedDrop)]
+pub(crate) struct IrqWork {
+    #[pin]
+    work: kernel::types::Opaque<bindings::irq_work>,
+}
+
+// SAFETY: `irq_work_queue` and `irq_work_sync` may be called from any CPU.
+unsafe impl Send for IrqWork {}
+// SAFETY: As above; `&IrqWork` only queues.
+unsafe impl Sync for IrqWork {}
+
+impl IrqWork {
+    /// An `irq_work` that runs `func` on the `irq_work` itself (find the
+    /// structure around it with `container_of!`).
+    ///
+    /// # Safety
+    ///
+    /// `func` must be safe to call in hard-IRQ context with a pointer to
+    /// this `IrqWork` (which is `repr(transparent)` over its `irq_work`),
+    /// as long as the `IrqWork` exists.
+    pub(crate) unsafe fn new(func: unsafe extern "C" fn(*mut c_void)) -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `slot` is valid for writes during the call; the
+            // caller vouches for `func`.
+            work <- kernel::types::Opaque::ffi_init(|slot: *mut bindings::irq_work| unsafe {
+                c::rmemring_init_irq_work(slot.cast(), func)
+            }),
+        })
+    }
+
+    /// Queues the call; nothing if it is already queued. Any context,
+    /// NMI included.
+    #[inline]
+    pub(crate) fn queue(&self) {
+        // SAFETY: By the type invariants `work` is initialised; it stays
+        // valid until `Drop`, which waits for it to be idle.
+        unsafe { bindings::irq_work_queue(self.work.get()) };
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for IrqWork {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: `work` is initialised; `irq_work_sync` waits until a
+        // queued or running call has finished. May sleep: an `IrqWork` is
+        // dropped in process context (with the ring that holds it).
+        unsafe { bindings::irq_work_sync(self.work.get()) };
     }
 }

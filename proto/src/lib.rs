@@ -33,6 +33,7 @@ macro_rules! trace {
 
 pub mod consumer_core;
 pub mod devicetree;
+pub mod events;
 pub mod layout;
 pub mod modes;
 pub mod pattern;

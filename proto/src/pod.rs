@@ -6,6 +6,10 @@
 //! `layout` and `uapi` prove the structs have no padding, which is what
 //! `Pod` needs beyond `repr(C)` integer fields.
 
+use super::events::{
+    SchedSwitch,
+    TimerSample, //
+};
 use super::layout::{
     ConsumerPage,
     ControlPage,
@@ -36,7 +40,9 @@ pod!(
     RingInfo,
     ProducerConfig,
     ResetConfig,
-    RingStats
+    RingStats,
+    SchedSwitch,
+    TimerSample
 );
 
 #[cfg(test)]

@@ -162,8 +162,13 @@ pub struct RingStats {
     pub consumer_open: u32,
     /// Records emitted through the tracepoint ([`PRODUCER_HOOK_ONLY`]).
     pub records_hooked: u64,
+    /// Records in-kernel producers offered and the driver refused without
+    /// a sequence number: written in NMI context, during a reset, or after
+    /// the device went away (see docs/kernel-api.md). Always 0 from a
+    /// driver without the in-kernel producer API.
+    pub records_refused: u64,
     /// Zero.
-    pub reserved: [u64; 3],
+    pub reserved: [u64; 2],
 }
 
 const _: () = {

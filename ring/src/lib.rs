@@ -70,6 +70,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub use rmemring_proto::events;
 pub use rmemring_proto::layout;
 pub use rmemring_proto::pattern;
 pub use rmemring_proto::stream;

@@ -5,7 +5,8 @@
 //! owned by root with a fixed mtime, whoever builds it.
 //!
 //! Contents: busybox, `/init` (`init.sh`), the driver at
-//! `/lib/modules/rmemring.ko`, the guest binaries in `/bin`, `--add` files in
+//! `/lib/modules/rmemring.ko` and its client modules (`examples/kernel/`)
+//! next to it, the guest binaries in `/bin`, `--add` files in
 //! `/add`, and `/etc/rmemring/{config,command}` telling `/init` what to do.
 
 use std::fs;
@@ -39,6 +40,8 @@ pub const MARK: &str = "@@rmemring-vm-7f3a";
 pub struct Spec<'a> {
     pub busybox: &'a Path,
     pub module: &'a Path,
+    /// Client modules of the in-kernel API, for `/lib/modules`.
+    pub clients: &'a [PathBuf],
     pub bins: &'a [PathBuf],
     /// Files for `/add`.
     pub add: &'a [PathBuf],
@@ -112,6 +115,13 @@ pub fn write(sh: &Shell, log: &Log, spec: &Spec<'_>, dir: &Path) -> Result<PathB
     cpio.file("init", 0o755, INIT.as_bytes())?;
     cpio.file("bin/busybox", 0o755, &read(spec.busybox)?)?;
     cpio.file(MODULE_PATH, 0o644, &read(spec.module)?)?;
+    for client in spec.clients {
+        cpio.file(
+            &format!("lib/modules/{}", file_name(client)?),
+            0o644,
+            &read(client)?,
+        )?;
+    }
     for bin in spec.bins {
         cpio.file(&format!("bin/{}", file_name(bin)?), 0o755, &read(bin)?)?;
     }

@@ -6,6 +6,11 @@
 //! no build product ever lands in the repository. Only files whose content
 //! changed are copied, so an unchanged driver rebuilds in seconds. The
 //! module is then copied to this checkout's `target/driver/T/`.
+//!
+//! The client modules of `examples/kernel/` (kernel code producing through
+//! the driver's in-kernel API) are built next, against the driver's
+//! `Module.symvers` (`KBUILD_EXTRA_SYMBOLS`), as docs/kernel-api.md tells
+//! their authors to, and copied next to it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -33,7 +38,11 @@ use crate::kernel::{
 use crate::project_root;
 
 /// The trees the driver build needs, relative to the repository root.
-const TREES: &[&str] = &["driver", "proto/src"];
+const TREES: &[&str] = &["driver", "proto/src", "examples/kernel"];
+
+/// Where the client modules live: one directory each, with a `Kbuild`
+/// making `NAME.ko` from the directory's `NAME`-prefixed sources.
+const CLIENTS: &str = "examples/kernel";
 
 /// Directories under `driver/` that are not part of the kernel module.
 const SKIP_DIRS: &[&str] = &["target"];
@@ -70,6 +79,8 @@ impl flags::Module {
 pub struct Module {
     /// `rmemring.ko` on the host, in this checkout's `target/driver/TARGET/`.
     pub ko: PathBuf,
+    /// The client modules of `examples/kernel/`, next to it.
+    pub clients: Vec<PathBuf>,
     /// The compiler's and modpost's warning lines (all of them only when
     /// everything was rebuilt: see `force`).
     pub warnings: Vec<String>,
@@ -88,53 +99,105 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
     }
 
     let [arch, llvm] = kernel.make_vars();
-    let m = format!("M={inner}/driver");
     let jobs = format!("-j{}", std::thread::available_parallelism()?.get());
+    // `make modules` (after `make clean` with `force`) of the module in
+    // `dir` of the scratch tree, with `extra` variables; its warning lines.
+    let make = |dir: &str, extra: &str, what: &str| -> Result<Vec<String>> {
+        let m = format!("M={inner}/{dir}");
+        let make = [
+            "make",
+            "-C",
+            &kernel.inner_dir,
+            &m,
+            &arch,
+            &llvm,
+            &jobs,
+            extra,
+        ];
+        if force {
+            chroot.run(sh, log, &[&make[..], &["clean"]].concat())?;
+        }
+        let output = chroot
+            .run(sh, log, &[&make[..], &["modules"]].concat())
+            .with_context(|| format!("building {what} against kernel {}", kernel.target))?;
+        Ok(output.into_iter().filter(|line| is_warning(line)).collect())
+    };
     // CLIPPY=1: the kernel's own clippy lints (rust_common_flags) on the
     // driver's Rust, as `make CLIPPY=1` does in-tree.
-    let make = [
-        "make",
-        "-C",
-        &kernel.inner_dir,
-        &m,
-        &arch,
-        &llvm,
-        &jobs,
-        "CLIPPY=1",
-    ];
-    if force {
-        chroot.run(sh, log, &[&make[..], &["clean"]].concat())?;
-    }
-    let output = chroot
-        .run(sh, log, &[&make[..], &["modules"]].concat())
-        .with_context(|| format!("building the driver against kernel {}", kernel.target))?;
-    let built = scratch.join("driver/rmemring.ko");
-    if !built.exists() {
-        bail!("the driver build did not produce {}", built.display());
-    }
-    // Signed as a copy: `make` leaves an up-to-date module alone, and
-    // signing the same file twice would append a second signature.
-    let signed = scratch.join("driver/rmemring.signed.ko");
-    fs::copy(&built, &signed).with_context(|| format!("copying {}", built.display()))?;
-    sign(
-        sh,
-        log,
-        &chroot,
-        kernel,
-        &format!("{inner}/driver/rmemring.signed.ko"),
-    )?;
+    let mut warnings = make("driver", "CLIPPY=1", "the driver")?;
     // The scratch tree is shared by every checkout that uses this cache (git
-    // worktrees, say), and the lock ends with this call: hand out a copy of
+    // worktrees, say), and the lock ends with this call: hand out copies of
     // this checkout's own, so that another checkout's build cannot replace
-    // the module between here and the boot that packs it.
+    // the modules between here and the boot that packs them.
     let out = project_root()
         .join("target/driver")
         .join(kernel.target.to_string());
     fs::create_dir_all(&out)?;
-    let ko = out.join("rmemring.ko");
-    fs::copy(&signed, &ko).with_context(|| format!("copying the driver to {}", ko.display()))?;
-    let warnings = output.into_iter().filter(|line| is_warning(line)).collect();
-    Ok(Module { ko, warnings })
+    let ko = install(sh, log, &chroot, kernel, &inner, "driver", "rmemring", &out)?;
+
+    // The clients, as their authors would build them (docs/kernel-api.md).
+    let symvers = format!("KBUILD_EXTRA_SYMBOLS={inner}/driver/Module.symvers");
+    let mut clients = Vec::new();
+    for name in client_names()? {
+        let dir = format!("{CLIENTS}/{name}");
+        warnings.extend(make(&dir, &symvers, &dir)?);
+        let module = format!("rmemring_{name}");
+        clients.push(install(
+            sh, log, &chroot, kernel, &inner, &dir, &module, &out,
+        )?);
+    }
+    Ok(Module {
+        ko,
+        clients,
+        warnings,
+    })
+}
+
+/// The client modules' directory names under `examples/kernel/`.
+fn client_names() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(project_root().join(CLIENTS))? {
+        let entry = entry?;
+        if entry.path().join("Kbuild").exists() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Signs a copy of the built `NAME.ko` in `DIR` of the scratch tree and
+/// copies it to `out`.
+#[allow(clippy::too_many_arguments)]
+fn install(
+    sh: &Shell,
+    log: &Log,
+    chroot: &Chroot,
+    kernel: &Kernel,
+    inner: &str,
+    dir: &str,
+    name: &str,
+    out: &Path,
+) -> Result<PathBuf> {
+    let scratch = chroot.host_path(inner);
+    let built = scratch.join(format!("{dir}/{name}.ko"));
+    if !built.exists() {
+        bail!("the build did not produce {}", built.display());
+    }
+    // Signed as a copy: `make` leaves an up-to-date module alone, and
+    // signing the same file twice would append a second signature.
+    let signed = scratch.join(format!("{dir}/{name}.signed.ko"));
+    fs::copy(&built, &signed).with_context(|| format!("copying {}", built.display()))?;
+    sign(
+        sh,
+        log,
+        chroot,
+        kernel,
+        &format!("{inner}/{dir}/{name}.signed.ko"),
+    )?;
+    let ko = out.join(format!("{name}.ko"));
+    fs::copy(&signed, &ko).with_context(|| format!("copying {name}.ko to {}", ko.display()))?;
+    Ok(ko)
 }
 
 /// Signs the module with the kernel build's own key when that kernel

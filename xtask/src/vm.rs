@@ -486,6 +486,7 @@ fn prepare(
         &Spec {
             busybox: &artifacts.guest.busybox,
             module: &artifacts.module.ko,
+            clients: &artifacts.module.clients,
             bins: &artifacts.guest.bins,
             add: &add,
             load: options.load.then_some(params.as_str()),

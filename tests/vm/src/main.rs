@@ -40,6 +40,7 @@ mod cachemodes;
 mod faults;
 mod hostile;
 mod hostile2;
+mod kapi;
 mod lifecycle;
 mod misuse;
 mod params;
@@ -71,6 +72,7 @@ const GROUPS: &[(&str, Group)] = &[
     ("cachemodes", cachemodes::cachemodes),
     ("regress", regress::regress),
     ("tools", tools::tools),
+    ("kapi", kapi::kapi),
 ];
 
 /// Groups only the debug kernel runs (not part of `all`): they need its

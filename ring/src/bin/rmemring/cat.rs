@@ -326,7 +326,7 @@ fn write_text(
             for b in record.payload {
                 let _ = write!(hex, "{b:02x}");
             }
-            let value = json!({
+            let mut value = json!({
                 "seq": record.seq,
                 "timestamp_ns": record.timestamp_ns,
                 "tag": record.tag,
@@ -334,11 +334,56 @@ fn write_text(
                 "lost_before": record.lost_before,
                 "payload": hex,
             });
+            if let Some((event, fields)) = decode(record.tag, record.payload) {
+                value["event"] = event.into();
+                value["fields"] = fields;
+            }
             let _ = writeln!(line, "{value}");
         }
         Format::Raw => {}
     }
     out.write_all(line.as_bytes())
+}
+
+/// The fields of the payload of the record kinds rmemring's own kernel
+/// producers write (`rmemring::events`), by tag: the event's name and its
+/// fields, or `None` for other tags (and for a payload of the wrong size).
+fn decode(tag: u16, payload: &[u8]) -> Option<(&'static str, serde_json::Value)> {
+    use rmemring::events::{
+        comm_str,
+        SchedSwitch,
+        TimerSample,
+        TAG_SCHED_SWITCH,
+        TAG_TIMER_SAMPLE, //
+    };
+    match tag {
+        TAG_SCHED_SWITCH => {
+            let e: SchedSwitch = bytemuck::try_pod_read_unaligned(payload).ok()?;
+            Some((
+                "sched_switch",
+                json!({
+                    "cpu": e.cpu,
+                    "prev_pid": e.prev_pid,
+                    "prev_comm": comm_str(&e.prev_comm),
+                    "prev_state": e.prev_state,
+                    "next_pid": e.next_pid,
+                    "next_comm": comm_str(&e.next_comm),
+                }),
+            ))
+        }
+        TAG_TIMER_SAMPLE => {
+            let e: TimerSample = bytemuck::try_pod_read_unaligned(payload).ok()?;
+            Some((
+                "timer_sample",
+                json!({
+                    "cpu": e.cpu,
+                    "count": e.count,
+                    "lateness_ns": e.lateness_ns,
+                }),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// `hexdump -C` style, after a header line.
@@ -353,6 +398,9 @@ fn hex_dump(record: &Record<'_>, line: &mut String) {
     );
     if record.lost_before != 0 {
         let _ = write!(line, " ({} lost before)", record.lost_before);
+    }
+    if let Some((event, fields)) = decode(record.tag, record.payload) {
+        let _ = write!(line, " {event} {fields}");
     }
     line.push('\n');
     for (i, chunk) in record.payload.chunks(16).enumerate() {
@@ -484,6 +532,31 @@ mod tests {
         assert_eq!(bytes, b"aaaaabbbbbccccc");
         assert_eq!(consumer.stats().records, 3);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn kernel_events_are_decoded_by_tag() {
+        use rmemring::events::{
+            SchedSwitch,
+            TAG_SCHED_SWITCH, //
+        };
+        let mut event = SchedSwitch {
+            cpu: 1,
+            prev_pid: 42,
+            prev_state: 1,
+            next_pid: 0,
+            ..Default::default()
+        };
+        event.prev_comm[..2].copy_from_slice(b"sh");
+        event.next_comm[..9].copy_from_slice(b"swapper/1");
+        let (name, fields) = decode(TAG_SCHED_SWITCH, bytemuck::bytes_of(&event)).unwrap();
+        assert_eq!(name, "sched_switch");
+        assert_eq!(fields["prev_comm"], "sh");
+        assert_eq!(fields["next_comm"], "swapper/1");
+        assert_eq!(fields["prev_pid"], 42);
+        // A payload of another size, or another tag, is left alone.
+        assert!(decode(TAG_SCHED_SWITCH, b"short").is_none());
+        assert!(decode(0x100, bytemuck::bytes_of(&event)).is_none());
     }
 
     #[test]

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The in-kernel producer API: any kernel code writes records into a ring.
+//!
+//! These are the functions `include/rmemring.h` declares and `api.c`
+//! exports (`EXPORT_SYMBOL_GPL`); docs/kernel-api.md is the guide. A
+//! client module looks a ring up by name, holds a reference that keeps the
+//! ring (and its memory) alive, and writes from any context but NMI, on
+//! any CPU. Every function here is a thin shell over [`Ring`]'s producer
+//! side, which the built-in producer thread uses too.
+//!
+//! The C type `struct rmemring` is a [`Ring`] behind `Arc::into_raw`: a
+//! reference that `rmemring_put` gives back.
+
+use kernel::{
+    ffi::{
+        c_char,
+        c_int,
+        c_void, //
+    },
+    prelude::*,
+    sync::Arc,
+};
+
+use crate::ring::{
+    Ring,
+    WriteError, //
+};
+
+/// The most rings the registry holds: the device numbers are bits of a
+/// `u64` (see `device.rs`).
+const MAX_RINGS: usize = 64;
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialised by `init`, from the module's init, before any
+    // device registers or any client can call in.
+    unsafe(uninit) static RINGS: Mutex<[Option<Arc<Ring>>; MAX_RINGS]> = [const { None }; MAX_RINGS];
+}
+
+/// Sets the registry up; once, from the module's init.
+pub(crate) fn init() {
+    // SAFETY: Called once, before any other use of `RINGS`.
+    unsafe { RINGS.init() };
+}
+
+/// Makes `ring` findable by its name until [`unregister`].
+pub(crate) fn register(ring: &Arc<Ring>) -> Result {
+    let mut rings = RINGS.lock();
+    let slot = rings.iter_mut().find(|r| r.is_none()).ok_or(ENOSPC)?;
+    *slot = Some(ring.clone());
+    Ok(())
+}
+
+/// Forgets `ring`: no new client finds it. Clients that hold it keep
+/// their reference; their writes fail once the device shuts it down.
+pub(crate) fn unregister(ring: &Ring) {
+    let mut rings = RINGS.lock();
+    for slot in rings.iter_mut() {
+        if slot.as_deref().is_some_and(|r| core::ptr::eq(r, ring)) {
+            *slot = None;
+        }
+    }
+}
+
+/// Turns a `struct rmemring *` back into the ring it refers to.
+///
+/// # Safety
+///
+/// `ring` came from [`rmemring_get`] and was not yet given to
+/// [`rmemring_put`].
+unsafe fn ring_ref<'a>(ring: *const c_void) -> &'a Ring {
+    // SAFETY: The caller holds the reference `rmemring_get` made with
+    // `Arc::into_raw`, which keeps the ring alive.
+    unsafe { &*ring.cast::<Ring>() }
+}
+
+/// Finds the ring `/dev/NAME` and takes a reference to it.
+///
+/// Returns `NULL` if there is none. Process context (it takes a mutex).
+///
+/// # Safety
+///
+/// `name` is a NUL-terminated string.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_get(name: *const c_char) -> *const c_void {
+    if name.is_null() {
+        return core::ptr::null();
+    }
+    // SAFETY: The caller passes a NUL-terminated string, valid during the
+    // call.
+    let name = unsafe { CStr::from_char_ptr(name) };
+    let rings = RINGS.lock();
+    rings
+        .iter()
+        .flatten()
+        .find(|r| r.is_live() && r.name() == name)
+        .map_or(core::ptr::null(), |r| Arc::into_raw(r.clone()).cast())
+}
+
+/// Gives back a reference from [`rmemring_get`]. Process context: the last
+/// reference to a ring whose device is gone releases its memory.
+///
+/// # Safety
+///
+/// `ring` came from `rmemring_get` and is not used again (a `NULL` is
+/// ignored).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_put(ring: *const c_void) {
+    if ring.is_null() {
+        return;
+    }
+    // SAFETY: The caller gives back the reference `Arc::into_raw` made.
+    drop(unsafe { Arc::from_raw(ring.cast::<Ring>()) });
+}
+
+/// The C API's return value for a write's outcome.
+fn status(result: Result<(), WriteError>) -> c_int {
+    match result {
+        Ok(()) => 0,
+        Err(e) => e.to_errno().to_errno(),
+    }
+}
+
+/// Copies `len` bytes at `data` into one record tagged `tag`, and
+/// publishes it. Any context but NMI.
+///
+/// Returns 0, or `-ENOSPC` (dropped: drop-new mode and the ring is full;
+/// counted in `records_dropped`), `-EMSGSIZE` (larger than the ring's
+/// `max_payload`), `-ENODEV` (the device is gone; counted in
+/// `records_refused`), `-EBUSY` (NMI context, or a reset is rewriting the
+/// ring; counted in `records_refused`).
+///
+/// # Safety
+///
+/// `ring` is a reference from `rmemring_get`; `data` is valid for reads
+/// of `len` bytes (or `len` is 0).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_write(
+    ring: *const c_void,
+    tag: u16,
+    data: *const c_void,
+    len: u32,
+) -> c_int {
+    // SAFETY: The caller holds a reference.
+    let ring = unsafe { ring_ref(ring) };
+    let payload: &[u8] = if len == 0 {
+        &[]
+    } else {
+        // SAFETY: The caller gives `len` readable bytes at `data`.
+        unsafe { core::slice::from_raw_parts(data.cast::<u8>(), len as usize) }
+    };
+    status(ring.write(tag, payload))
+}
+
+/// Reserves a record of `len` payload bytes tagged `tag` and returns its
+/// payload, to be filled in place and then given to [`rmemring_commit`] or
+/// [`rmemring_discard`]. The producer lock stays held, with interrupts
+/// off, until then: fill it quickly, do not sleep.
+///
+/// On failure returns `ERR_PTR` of the errors [`rmemring_write`] returns.
+///
+/// # Safety
+///
+/// `ring` is a reference from `rmemring_get`, and the caller holds no
+/// other reservation of it.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_reserve(
+    ring: *const c_void,
+    tag: u16,
+    len: u32,
+) -> *mut c_void {
+    // SAFETY: The caller holds a reference.
+    let ring = unsafe { ring_ref(ring) };
+    match ring.reserve_held(tag, len) {
+        Ok(payload) => payload.cast(),
+        Err(e) => e.to_errno().to_ptr(),
+    }
+}
+
+/// Commits the reservation of [`rmemring_reserve`] and publishes it.
+///
+/// # Safety
+///
+/// The caller made the reservation of `ring`, on this CPU, in this
+/// context, and has not committed or discarded it; `payload` is what
+/// `rmemring_reserve` returned (kept for symmetry with the BPF ring
+/// buffer's API and for the header's documentation; the ring knows which
+/// reservation is open).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_commit(ring: *const c_void, _payload: *mut c_void) {
+    // SAFETY: The caller holds a reference, and the reservation (so the
+    // producer lock).
+    unsafe { ring_ref(ring).finish_held(true) };
+}
+
+/// Gives the reservation of [`rmemring_reserve`] back unwritten.
+///
+/// # Safety
+///
+/// As for [`rmemring_commit`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_discard(ring: *const c_void, _payload: *mut c_void) {
+    // SAFETY: As for `rmemring_commit`.
+    unsafe { ring_ref(ring).finish_held(false) };
+}
+
+/// The largest payload a record of `ring` can carry.
+///
+/// # Safety
+///
+/// `ring` is a reference from `rmemring_get`.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_max_payload(ring: *const c_void) -> u32 {
+    // SAFETY: The caller holds a reference.
+    unsafe { ring_ref(ring) }.max_payload()
+}

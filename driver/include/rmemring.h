@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR MIT */
+/*
+ * rmemring: the in-kernel producer API.
+ *
+ * Kernel code (a driver, an interrupt handler, a tracepoint probe) writes
+ * records into an rmemring ring; a user-space consumer reads them zero-copy
+ * from the mapped reserved memory. Build a client module against
+ * rmemring.ko with KBUILD_EXTRA_SYMBOLS pointing at the driver's
+ * Module.symvers; docs/kernel-api.md is the guide.
+ *
+ * Contexts: rmemring_get() and rmemring_put() in process context only.
+ * Everything else in any context but NMI (process, softirq, hard IRQ, with
+ * interrupts off, under the scheduler's runqueue lock), on any CPU at once.
+ * Producers of one ring are serialised by a raw spinlock held with
+ * interrupts off from reserve to commit; consumer wake-ups are deferred
+ * through an irq_work. In NMI context every write is refused (-EBUSY) and
+ * counted: the lock may be held by the code the NMI interrupted.
+ *
+ * Record tags and payload layouts below are checked against the Rust
+ * source (proto/src/events.rs) by the proto crate's tests.
+ */
+#ifndef _RMEMRING_H
+#define _RMEMRING_H
+
+#include <linux/types.h>
+
+/* A reference to a ring: from rmemring_get(), given back by rmemring_put(). */
+struct rmemring;
+
+/* Record tags: what a record's payload is. */
+#define RMEMRING_TAG_PATTERN		0	/* the built-in producer's test pattern */
+#define RMEMRING_TAG_SCHED_SWITCH	1	/* struct rmemring_sched_switch */
+#define RMEMRING_TAG_TIMER_SAMPLE	2	/* struct rmemring_timer_sample */
+#define RMEMRING_TAG_USER_MIN		0x100	/* the first tag for your own records */
+
+#define RMEMRING_COMM_LEN		16
+
+/* RMEMRING_TAG_SCHED_SWITCH: one call of the sched_switch tracepoint. */
+struct rmemring_sched_switch {
+	__u32 cpu;
+	__u32 prev_pid;
+	__u32 prev_state;
+	__u32 next_pid;
+	char prev_comm[RMEMRING_COMM_LEN];
+	char next_comm[RMEMRING_COMM_LEN];
+};
+
+/* RMEMRING_TAG_TIMER_SAMPLE: one expiry of a per-CPU hard-IRQ timer. */
+struct rmemring_timer_sample {
+	__u32 cpu;
+	__u32 reserved;
+	__u64 count;
+	__u64 lateness_ns;
+};
+
+/**
+ * rmemring_get() - find a ring by its device name and take a reference
+ * @name: the device's name, e.g. "rmemring0" for /dev/rmemring0
+ *
+ * The reference keeps the ring's state and memory alive, and makes
+ * rmemring.ko impossible to unload while the calling module holds it (the
+ * module depends on rmemring.ko). If the device goes away meanwhile (a
+ * device-tree unbind), writes fail with -ENODEV.
+ *
+ * Context: process context.
+ * Return: the ring, or NULL if no live ring has that name.
+ */
+struct rmemring *rmemring_get(const char *name);
+
+/**
+ * rmemring_put() - give back a reference from rmemring_get()
+ * @ring: the reference, or NULL
+ *
+ * Context: process context (the last reference to a ring whose device is
+ * gone unmaps its memory).
+ */
+void rmemring_put(struct rmemring *ring);
+
+/**
+ * rmemring_write() - copy one record into the ring and publish it
+ * @ring: a reference from rmemring_get()
+ * @tag: what the payload is (RMEMRING_TAG_*, or your own from
+ *       RMEMRING_TAG_USER_MIN)
+ * @data: the payload
+ * @len: its length in bytes
+ *
+ * The record gets the ring's next sequence number and a CLOCK_MONOTONIC
+ * timestamp taken under the ring's producer lock (so timestamps never go
+ * backwards in ring order, whichever CPUs write).
+ *
+ * Context: any but NMI.
+ * Return: 0 written; -ENOSPC dropped (drop-new mode, ring full; counted in
+ * records_dropped, and the consumer sees the sequence gap); -EMSGSIZE
+ * larger than rmemring_max_payload(); -ENODEV the device is gone (counted
+ * in records_refused); -EBUSY NMI context or a reset in progress (counted
+ * in records_refused).
+ */
+int rmemring_write(struct rmemring *ring, u16 tag, const void *data, u32 len);
+
+/**
+ * rmemring_reserve() - reserve a record to fill in place (zero-copy)
+ * @ring: a reference from rmemring_get()
+ * @tag: what the payload will be
+ * @len: payload bytes
+ *
+ * On success the ring's producer lock is held, with interrupts off, until
+ * rmemring_commit() or rmemring_discard(): fill the payload quickly and do
+ * not sleep. A ring has one reservation open at a time: meanwhile other
+ * producers of the ring spin (a second rmemring_reserve() or
+ * rmemring_write() on the same CPU would deadlock).
+ *
+ * Context: any but NMI.
+ * Return: the payload (8-byte aligned, @len bytes), or an ERR_PTR() of the
+ * errors rmemring_write() returns.
+ */
+void *rmemring_reserve(struct rmemring *ring, u16 tag, u32 len);
+
+/**
+ * rmemring_commit() - make a reservation a record and publish it
+ * @ring: the ring reserved from
+ * @payload: what rmemring_reserve() returned
+ *
+ * Context: the same as the rmemring_reserve() call, on the same CPU.
+ */
+void rmemring_commit(struct rmemring *ring, void *payload);
+
+/**
+ * rmemring_discard() - give a reservation back unwritten
+ * @ring: the ring reserved from
+ * @payload: what rmemring_reserve() returned
+ *
+ * The record takes no sequence number; nothing is counted.
+ *
+ * Context: the same as the rmemring_reserve() call, on the same CPU.
+ */
+void rmemring_discard(struct rmemring *ring, void *payload);
+
+/**
+ * rmemring_max_payload() - the largest payload a record of @ring carries
+ * @ring: a reference from rmemring_get()
+ *
+ * Context: any.
+ */
+u32 rmemring_max_payload(struct rmemring *ring);
+
+#endif /* _RMEMRING_H */

@@ -1,0 +1,521 @@
+//! The in-kernel producer API, driven by kernel code that is not
+//! rmemring's: the `sched_switch` tracer of `examples/kernel/sched_switch`
+//! (`rmemring_sched_switch.ko`) writes one record per context switch from
+//! inside the scheduler (runqueue lock held, interrupts off), on both
+//! vCPUs, while the guest switches as fast as a pipe ping-pong and two
+//! busy loops make it.
+//!
+//! The stream is real data that proves itself: on each CPU, the task a
+//! switch brings in is the task the next switch on that CPU takes out, so
+//! `next_pid` of one record equals `prev_pid` of the CPU's next one unless
+//! a record between them was lost. And the tracer counts every call of its
+//! probe and every outcome itself, so the consumer's count is held to it
+//! exactly: delivered + lost (sequence gaps) == calls, written ==
+//! delivered, dropped + refused + written == calls.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::process::Command;
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use anyhow::{
+    bail,
+    ensure,
+    Context, //
+};
+use rmemring::events::{
+    SchedSwitch,
+    TAG_PATTERN,
+    TAG_SCHED_SWITCH, //
+};
+use rmemring::uapi::{
+    ProducerConfig,
+    ResetConfig, //
+};
+use rmemring::{
+    ioctl,
+    Consumer,
+    Record,
+    Region, //
+};
+use rmemring_proto::modes::Overflow;
+use rmemring_proto::pattern;
+
+use crate::support::kernel_log;
+use crate::support::ring::open_fresh;
+use crate::support::{
+    Env,
+    Report, //
+};
+
+/// Where `/init` put the client modules.
+const TRACER: &str = "/lib/modules/rmemring_sched_switch.ko";
+
+pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let seconds = if env.debug_kernel { 2 } else { 3 };
+    for overflow in [Overflow::DropNew, Overflow::OverwriteOldest] {
+        report.check(
+            &format!(
+                "kapi: sched_switch stream under a switch load, {}: per-CPU pid chain unbroken, \
+                 timestamps ordered, delivered + lost == the probe's calls, exactly",
+                overflow.name()
+            ),
+            sched_stream(env, overflow, seconds),
+        );
+    }
+    report.check(
+        "kapi: the tracer and the built-in producer flat out together, the consumer stalling: \
+         every pattern record verified, the pid chain unbroken across no gap, every drop counted",
+        mixed(env, seconds),
+    );
+    report.check(
+        "kapi: RESETs while the tracer writes: no record of the old ring in the new, \
+         the tracer's calls == written + dropped + refused",
+        resets_while_tracing(env),
+    );
+    Ok(())
+}
+
+/// The tracer's own counts, from the line its exit writes to the kernel
+/// log (after its probe is detached, so they are final).
+#[derive(Debug, Default)]
+struct TracerCounts {
+    calls: u64,
+    written: u64,
+    dropped: u64,
+    refused: u64,
+    failed: u64,
+}
+
+/// `rmemring_sched_switch.ko`, loaded; unload it with [`Tracer::unload`].
+struct Tracer {
+    mark: String,
+    loaded: bool,
+}
+
+impl Tracer {
+    fn load(env: &Env) -> anyhow::Result<Self> {
+        let ring = env
+            .device
+            .rsplit('/')
+            .next()
+            .context("the device has no name")?;
+        let mark = kernel_log::mark();
+        let status = Command::new("insmod")
+            .arg(TRACER)
+            .arg(format!("ring={ring}"))
+            .status()?;
+        if !status.success() {
+            bail!(
+                "insmod {TRACER}: {status}: {}",
+                kernel_log::dmesg_since(&mark)
+            );
+        }
+        Ok(Self { mark, loaded: true })
+    }
+
+    fn unload(mut self) -> anyhow::Result<TracerCounts> {
+        self.loaded = false;
+        let status = Command::new("rmmod")
+            .arg("rmemring_sched_switch")
+            .status()?;
+        ensure!(status.success(), "rmmod rmemring_sched_switch: {status}");
+        let log = kernel_log::dmesg_since(&self.mark);
+        let line = log
+            .lines()
+            .find(|l| l.contains("rmemring_sched_switch: calls="))
+            .with_context(|| format!("no counts in the kernel log: {log}"))?;
+        let mut counts = TracerCounts::default();
+        for word in line.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let value: u64 = value.parse().with_context(|| format!("in {line:?}"))?;
+            match key {
+                "calls" => counts.calls = value,
+                "written" => counts.written = value,
+                "dropped" => counts.dropped = value,
+                "refused" => counts.refused = value,
+                "failed" => counts.failed = value,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if self.loaded {
+            let _ = Command::new("rmmod").arg("rmemring_sched_switch").status();
+        }
+    }
+}
+
+/// Context switches on demand: two threads ping-ponging a byte over two
+/// pipes (each hand-over is a switch) and two busy loops (preempted at
+/// every tick).
+struct SwitchLoad {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl SwitchLoad {
+    fn start() -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        // Two pipes, one each way. A thread that sees `stop` leaves,
+        // closing its write end, and the other's read sees the end.
+        let (a_reads, b_writes) = std::io::pipe()?;
+        let (b_reads, a_writes) = std::io::pipe()?;
+        for (first, mut reader, mut writer) in
+            [(true, a_reads, a_writes), (false, b_reads, b_writes)]
+        {
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut byte = [0u8];
+                if first && writer.write_all(&byte).is_err() {
+                    return;
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    if reader.read_exact(&mut byte).is_err() || writer.write_all(&byte).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        for _ in 0..2 {
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            }));
+        }
+        Ok(Self { stop, threads })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the consumer saw, checked record by record.
+#[derive(Debug, Default)]
+struct Check {
+    /// `sched_switch` records delivered.
+    switches: u64,
+    /// Built-in producer records delivered (all verified).
+    patterns: u64,
+    /// Records the sequence numbers say were lost before delivered ones.
+    lost: u64,
+    /// The last sequence number seen.
+    last_seq: Option<u64>,
+    last_timestamp: u64,
+    /// Per CPU: the last switch's `next_pid`, and `lost` when it came.
+    cpus: HashMap<u32, (u32, u64)>,
+    /// Consecutive switches of one CPU with no loss between them.
+    chained: u64,
+    /// Problems, the first few described.
+    problems: u64,
+    first_problems: Vec<String>,
+}
+
+impl Check {
+    fn problem(&mut self, what: String) {
+        self.problems += 1;
+        if self.first_problems.len() < 5 {
+            self.first_problems.push(what);
+        }
+    }
+
+    fn record(&mut self, r: &Record<'_>) {
+        let expected = self.last_seq.map_or(0, |s| s + 1) + r.lost_before;
+        if r.seq != expected {
+            self.problem(format!(
+                "seq {} after {:?} (+{} lost)",
+                r.seq, self.last_seq, r.lost_before
+            ));
+        }
+        self.lost += r.lost_before;
+        self.last_seq = Some(r.seq);
+        if r.timestamp_ns < self.last_timestamp {
+            self.problem(format!("seq {}: timestamp went back", r.seq));
+        }
+        self.last_timestamp = r.timestamp_ns;
+        match r.tag {
+            TAG_SCHED_SWITCH => self.switch(r),
+            TAG_PATTERN => {
+                if pattern::verify(r.seq, r.payload) {
+                    self.patterns += 1;
+                } else {
+                    self.problem(format!("seq {}: pattern record corrupt", r.seq));
+                }
+            }
+            tag => self.problem(format!("seq {}: unknown tag {tag}", r.seq)),
+        }
+    }
+
+    fn switch(&mut self, r: &Record<'_>) {
+        let Ok(e) = bytemuck::try_pod_read_unaligned::<SchedSwitch>(r.payload) else {
+            self.problem(format!(
+                "seq {}: a {}-byte sched_switch",
+                r.seq,
+                r.payload.len()
+            ));
+            return;
+        };
+        self.switches += 1;
+        if let Some(&(next_pid, lost)) = self.cpus.get(&e.cpu) {
+            if lost == self.lost {
+                if next_pid == e.prev_pid {
+                    self.chained += 1;
+                } else {
+                    self.problem(format!(
+                        "seq {}: cpu {} switched out pid {} but last switched in pid {next_pid}",
+                        r.seq, e.cpu, e.prev_pid
+                    ));
+                }
+            }
+        }
+        self.cpus.insert(e.cpu, (e.next_pid, self.lost));
+    }
+
+    /// Reads what the ring holds now, in place (drop-new) or by copy
+    /// (overwrite).
+    fn drain(&mut self, consumer: &mut Consumer) -> anyhow::Result<u64> {
+        let mut n = 0;
+        if consumer.layout().overflow() == Overflow::DropNew {
+            let mut batch = consumer.batch()?;
+            for r in batch.iter() {
+                self.record(&r?);
+                n += 1;
+            }
+        } else {
+            while let Some(r) = consumer.read_copy()? {
+                self.record(&r);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} switches ({} chained), {} pattern records, {} lost, last seq {:?}, {} problems {:?}",
+            self.switches, self.chained, self.patterns, self.lost, self.last_seq, self.problems,
+            self.first_problems
+        )
+    }
+}
+
+/// Consumes for `seconds`, then unloads the tracer and drains the rest;
+/// with `stall`, stops reading every 500 ms until the ring has dropped
+/// records (drop-new mode), instead of keeping up.
+fn consume(
+    region: &Arc<Region>,
+    tracer: Tracer,
+    seconds: u64,
+    stall: bool,
+    mut before_unload: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Check, TracerCounts)> {
+    let mut consumer = region.consumer()?;
+    let mut check = Check::default();
+    let start = Instant::now();
+    let mut next_stall = start + Duration::from_millis(500);
+    while start.elapsed() < Duration::from_secs(seconds) {
+        if check.drain(&mut consumer)? == 0 {
+            consumer.wait(Some(Duration::from_millis(50)))?;
+        }
+        if stall && Instant::now() >= next_stall {
+            let dropped = ioctl::stats(region.fd())?.records_dropped;
+            let since = Instant::now();
+            while ioctl::stats(region.fd())?.records_dropped == dropped {
+                ensure!(
+                    since.elapsed() < Duration::from_secs(30),
+                    "the ring did not fill in 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            next_stall = Instant::now() + Duration::from_millis(500);
+        }
+    }
+    before_unload()?;
+    let counts = tracer.unload()?;
+    while check.drain(&mut consumer)? != 0 {}
+    Ok((check, counts))
+}
+
+/// What holds whenever the tracer ran alone on a live ring: the stream is
+/// sound, and every call of its probe was written or dropped, every
+/// record written was delivered.
+fn exact(check: &Check, counts: &TracerCounts) -> anyhow::Result<()> {
+    ensure!(check.problems == 0, "{}", check.summary());
+    ensure!(counts.failed == 0 && counts.refused == 0, "{counts:?}");
+    ensure!(
+        counts.written + counts.dropped == counts.calls,
+        "{counts:?}"
+    );
+    ensure!(
+        check.switches == counts.written,
+        "delivered {} of {} written",
+        check.switches,
+        counts.written
+    );
+    Ok(())
+}
+
+fn sched_stream(env: &Env, overflow: Overflow, seconds: u64) -> anyhow::Result<()> {
+    let region = open_fresh(env, overflow)?;
+    let load = SwitchLoad::start()?;
+    let tracer = Tracer::load(env)?;
+    // The client holds the ring: the driver must not go.
+    let rmmod = Command::new("rmmod")
+        .arg("rmemring")
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    ensure!(
+        !rmmod.success(),
+        "rmmod rmemring succeeded while the tracer held its ring"
+    );
+    let result = consume(&region, tracer, seconds, false, || Ok(()));
+    load.stop();
+    let (check, counts) = result?;
+    let stats = ioctl::stats(region.fd())?;
+    println!(
+        "# {}: {} / tracer {counts:?}",
+        overflow.name(),
+        check.summary()
+    );
+    exact(&check, &counts)?;
+    ensure!(
+        check.switches + check.lost == counts.calls,
+        "delivered {} + lost {} != {} calls",
+        check.switches,
+        check.lost,
+        counts.calls
+    );
+    ensure!(
+        stats.records_dropped == counts.dropped && stats.records_refused == 0,
+        "ring stats {stats:?} against {counts:?}"
+    );
+    // Enough to mean something: a few hundred switches a second even on
+    // the debug kernel, and most of them checked against their neighbour.
+    ensure!(
+        counts.calls >= 200 * seconds && check.chained * 2 >= check.switches,
+        "too few switches to judge: {}",
+        check.summary()
+    );
+    Ok(())
+}
+
+fn mixed(env: &Env, seconds: u64) -> anyhow::Result<()> {
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let load = SwitchLoad::start()?;
+    let tracer = Tracer::load(env)?;
+    // Records of 2 KiB fill the ring in a few thousand (under a second
+    // on the debug kernel), so the consumer's stalls do not last long.
+    let config = ProducerConfig {
+        min_len: 2048,
+        max_len: 2048,
+        count: 0,
+        rate: 0,
+        pattern: 0,
+        flags: 0,
+        batch: 0,
+        reserved: [0; 7],
+    };
+    ioctl::start(region.fd(), &config)?;
+    let result = consume(&region, tracer, seconds, true, || {
+        Ok(ioctl::stop(region.fd())?)
+    });
+    load.stop();
+    let (check, counts) = result?;
+    let stats = ioctl::stats(region.fd())?;
+    println!(
+        "# mixed: {} / tracer {counts:?} / ring dropped {}",
+        check.summary(),
+        stats.records_dropped
+    );
+    exact(&check, &counts)?;
+    // Every record produced was delivered; every sequence number missing
+    // before the last delivered one is one the ring counted as dropped
+    // (more may have been dropped after it, once the consumer was done).
+    ensure!(
+        check.switches + check.patterns == stats.records_produced
+            && check.lost <= stats.records_dropped
+            && check.last_seq.map_or(0, |s| s + 1)
+                <= stats.records_produced + stats.records_dropped,
+        "delivered {} + {}, lost {}, against the ring's {} produced and {} dropped",
+        check.switches,
+        check.patterns,
+        check.lost,
+        stats.records_produced,
+        stats.records_dropped
+    );
+    ensure!(
+        check.lost > 0,
+        "the stalls dropped nothing: {}",
+        check.summary()
+    );
+    ensure!(
+        check.patterns > 0 && check.switches > 0,
+        "{}",
+        check.summary()
+    );
+    Ok(())
+}
+
+fn resets_while_tracing(env: &Env) -> anyhow::Result<()> {
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let load = SwitchLoad::start()?;
+    let tracer = Tracer::load(env)?;
+    let resets = env.scaled(200);
+    let result = (|| -> anyhow::Result<()> {
+        for i in 0..resets {
+            let overflow = if i % 2 == 0 {
+                Overflow::OverwriteOldest
+            } else {
+                Overflow::DropNew
+            };
+            let config = ResetConfig {
+                flags: overflow.flag(),
+                ..Default::default()
+            };
+            ioctl::reset(region.fd(), &config)?;
+        }
+        Ok(())
+    })();
+    // The last reset left drop-new: the stream from it on is whole.
+    let consumed = result.and_then(|()| consume(&region, tracer, 1, false, || Ok(())));
+    load.stop();
+    let (check, counts) = consumed?;
+    println!(
+        "# after {resets} resets: {} / tracer {counts:?}",
+        check.summary()
+    );
+    ensure!(
+        check.problems == 0 && check.lost == 0,
+        "{}",
+        check.summary()
+    );
+    ensure!(counts.failed == 0, "{counts:?}");
+    ensure!(
+        counts.written + counts.dropped + counts.refused == counts.calls,
+        "{counts:?}"
+    );
+    ensure!(check.switches > 0, "{}", check.summary());
+    Ok(())
+}
