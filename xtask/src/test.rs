@@ -103,11 +103,17 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
         crate::fuzz::clippy(sh, &step_log("clippy-fuzz")?)
     });
     runner.check("fmt driver", || {
-        let files: Vec<_> = sh
-            .read_dir("driver")?
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-            .collect();
+        // The driver, its Rust binding and the Rust client modules.
+        let mut dirs = vec!["driver".into(), "driver/include".into()];
+        dirs.extend(sh.read_dir("examples/kernel")?);
+        let mut files = Vec::new();
+        for dir in dirs {
+            files.extend(
+                sh.read_dir(dir)?
+                    .into_iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "rs")),
+            );
+        }
         quiet(cmd!(sh, "rustfmt --check --edition 2021 {files...}"))
     });
     // The protocol crate as the kernel compiles it: `no_std`, no `alloc`.

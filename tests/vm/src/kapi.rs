@@ -34,8 +34,10 @@ use anyhow::{
 };
 use rmemring::events::{
     SchedSwitch,
+    TimerSample,
     TAG_PATTERN,
-    TAG_SCHED_SWITCH, //
+    TAG_SCHED_SWITCH,
+    TAG_TIMER_SAMPLE, //
 };
 use rmemring::uapi::{
     ProducerConfig,
@@ -57,8 +59,9 @@ use crate::support::{
     Report, //
 };
 
-/// Where `/init` put the client modules.
-const TRACER: &str = "/lib/modules/rmemring_sched_switch.ko";
+/// The client modules, in `/lib/modules`.
+const TRACER: &str = "rmemring_sched_switch";
+const SAMPLER: &str = "rmemring_timer_sampler";
 
 pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let seconds = if env.debug_kernel { 2 } else { 3 };
@@ -78,6 +81,11 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         mixed(env, seconds),
     );
     report.check(
+        "kapi: the Rust hard-IRQ timer sampler on every CPU and the built-in producer together: \
+         every pattern record verified, each CPU's samples consecutive, counts exact",
+        sampler_with_builtin(env, seconds),
+    );
+    report.check(
         "kapi: RESETs while the tracer writes: no record of the old ring in the new, \
          the tracer's calls == written + dropped + refused",
         resets_while_tracing(env),
@@ -85,10 +93,11 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The tracer's own counts, from the line its exit writes to the kernel
-/// log (after its probe is detached, so they are final).
+/// A client module's own counts, from the line its exit writes to the
+/// kernel log (after its probe or timers are gone, so they are final).
 #[derive(Debug, Default)]
-struct TracerCounts {
+struct Counts {
+    /// Records offered: probe calls, timer expiries.
     calls: u64,
     written: u64,
     dropped: u64,
@@ -96,52 +105,72 @@ struct TracerCounts {
     failed: u64,
 }
 
-/// `rmemring_sched_switch.ko`, loaded; unload it with [`Tracer::unload`].
-struct Tracer {
+/// A client module of `examples/kernel/`, loaded; unload it with
+/// [`Client::unload`].
+struct Client {
+    name: &'static str,
     mark: String,
     loaded: bool,
 }
 
-impl Tracer {
-    fn load(env: &Env) -> anyhow::Result<Self> {
+impl Client {
+    /// The `sched_switch` tracer, writing into the device under test.
+    fn tracer(env: &Env) -> anyhow::Result<Self> {
         let ring = env
             .device
             .rsplit('/')
             .next()
             .context("the device has no name")?;
+        Self::load(TRACER, &[format!("ring={ring}")])
+    }
+
+    /// The hard-IRQ timer sampler, `rate` samples a second on each CPU.
+    fn sampler(env: &Env, rate: u32) -> anyhow::Result<Self> {
+        let index = env
+            .device
+            .trim_start_matches("/dev/rmemring")
+            .parse::<u32>()
+            .context("the sampler takes /dev/rmemringN")?;
+        Self::load(SAMPLER, &[format!("ring={index}"), format!("rate={rate}")])
+    }
+
+    fn load(name: &'static str, params: &[String]) -> anyhow::Result<Self> {
         let mark = kernel_log::mark();
         let status = Command::new("insmod")
-            .arg(TRACER)
-            .arg(format!("ring={ring}"))
+            .arg(format!("/lib/modules/{name}.ko"))
+            .args(params)
             .status()?;
         if !status.success() {
             bail!(
-                "insmod {TRACER}: {status}: {}",
+                "insmod {name}: {status}: {}",
                 kernel_log::dmesg_since(&mark)
             );
         }
-        Ok(Self { mark, loaded: true })
+        Ok(Self {
+            name,
+            mark,
+            loaded: true,
+        })
     }
 
-    fn unload(mut self) -> anyhow::Result<TracerCounts> {
+    fn unload(mut self) -> anyhow::Result<Counts> {
         self.loaded = false;
-        let status = Command::new("rmmod")
-            .arg("rmemring_sched_switch")
-            .status()?;
-        ensure!(status.success(), "rmmod rmemring_sched_switch: {status}");
+        let status = Command::new("rmmod").arg(self.name).status()?;
+        ensure!(status.success(), "rmmod {}: {status}", self.name);
         let log = kernel_log::dmesg_since(&self.mark);
+        let prefix = format!("{}: ", self.name);
         let line = log
             .lines()
-            .find(|l| l.contains("rmemring_sched_switch: calls="))
+            .find(|l| l.contains(&prefix) && l.contains(" written="))
             .with_context(|| format!("no counts in the kernel log: {log}"))?;
-        let mut counts = TracerCounts::default();
+        let mut counts = Counts::default();
         for word in line.split_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
                 continue;
             };
             let value: u64 = value.parse().with_context(|| format!("in {line:?}"))?;
             match key {
-                "calls" => counts.calls = value,
+                "calls" | "samples" => counts.calls = value,
                 "written" => counts.written = value,
                 "dropped" => counts.dropped = value,
                 "refused" => counts.refused = value,
@@ -153,10 +182,10 @@ impl Tracer {
     }
 }
 
-impl Drop for Tracer {
+impl Drop for Client {
     fn drop(&mut self) {
         if self.loaded {
-            let _ = Command::new("rmmod").arg("rmemring_sched_switch").status();
+            let _ = Command::new("rmmod").arg(self.name).status();
         }
     }
 }
@@ -219,6 +248,12 @@ struct Check {
     switches: u64,
     /// Built-in producer records delivered (all verified).
     patterns: u64,
+    /// Timer samples delivered.
+    samples: u64,
+    /// Per CPU: the last sample's count, and `lost` when it came.
+    sample_cpus: HashMap<u32, (u64, u64)>,
+    /// Consecutive samples of one CPU with no loss between them.
+    samples_chained: u64,
     /// Records the sequence numbers say were lost before delivered ones.
     lost: u64,
     /// The last sequence number seen.
@@ -257,6 +292,7 @@ impl Check {
         self.last_timestamp = r.timestamp_ns;
         match r.tag {
             TAG_SCHED_SWITCH => self.switch(r),
+            TAG_TIMER_SAMPLE => self.sample(r),
             TAG_PATTERN => {
                 if pattern::verify(r.seq, r.payload) {
                     self.patterns += 1;
@@ -293,6 +329,31 @@ impl Check {
         self.cpus.insert(e.cpu, (e.next_pid, self.lost));
     }
 
+    fn sample(&mut self, r: &Record<'_>) {
+        let Ok(e) = bytemuck::try_pod_read_unaligned::<TimerSample>(r.payload) else {
+            self.problem(format!(
+                "seq {}: a {}-byte timer sample",
+                r.seq,
+                r.payload.len()
+            ));
+            return;
+        };
+        self.samples += 1;
+        if let Some(&(count, lost)) = self.sample_cpus.get(&e.cpu) {
+            if lost == self.lost {
+                if e.count == count + 1 {
+                    self.samples_chained += 1;
+                } else {
+                    self.problem(format!(
+                        "seq {}: cpu {} sample {} after {count}",
+                        r.seq, e.cpu, e.count
+                    ));
+                }
+            }
+        }
+        self.sample_cpus.insert(e.cpu, (e.count, self.lost));
+    }
+
     /// Reads what the ring holds now, in place (drop-new) or by copy
     /// (overwrite).
     fn drain(&mut self, consumer: &mut Consumer) -> anyhow::Result<u64> {
@@ -314,23 +375,32 @@ impl Check {
 
     fn summary(&self) -> String {
         format!(
-            "{} switches ({} chained), {} pattern records, {} lost, last seq {:?}, {} problems {:?}",
-            self.switches, self.chained, self.patterns, self.lost, self.last_seq, self.problems,
+            "{} switches ({} chained), {} timer samples ({} chained, from {} CPUs), \
+             {} pattern records, {} lost, last seq {:?}, {} problems {:?}",
+            self.switches,
+            self.chained,
+            self.samples,
+            self.samples_chained,
+            self.sample_cpus.len(),
+            self.patterns,
+            self.lost,
+            self.last_seq,
+            self.problems,
             self.first_problems
         )
     }
 }
 
-/// Consumes for `seconds`, then unloads the tracer and drains the rest;
+/// Consumes for `seconds`, then unloads the client and drains the rest;
 /// with `stall`, stops reading every 500 ms until the ring has dropped
 /// records (drop-new mode), instead of keeping up.
 fn consume(
     region: &Arc<Region>,
-    tracer: Tracer,
+    client: Client,
     seconds: u64,
     stall: bool,
     mut before_unload: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<(Check, TracerCounts)> {
+) -> anyhow::Result<(Check, Counts)> {
     let mut consumer = region.consumer()?;
     let mut check = Check::default();
     let start = Instant::now();
@@ -353,7 +423,7 @@ fn consume(
         }
     }
     before_unload()?;
-    let counts = tracer.unload()?;
+    let counts = client.unload()?;
     while check.drain(&mut consumer)? != 0 {}
     Ok((check, counts))
 }
@@ -361,7 +431,7 @@ fn consume(
 /// What holds whenever the tracer ran alone on a live ring: the stream is
 /// sound, and every call of its probe was written or dropped, every
 /// record written was delivered.
-fn exact(check: &Check, counts: &TracerCounts) -> anyhow::Result<()> {
+fn exact(check: &Check, counts: &Counts) -> anyhow::Result<()> {
     ensure!(check.problems == 0, "{}", check.summary());
     ensure!(counts.failed == 0 && counts.refused == 0, "{counts:?}");
     ensure!(
@@ -380,7 +450,7 @@ fn exact(check: &Check, counts: &TracerCounts) -> anyhow::Result<()> {
 fn sched_stream(env: &Env, overflow: Overflow, seconds: u64) -> anyhow::Result<()> {
     let region = open_fresh(env, overflow)?;
     let load = SwitchLoad::start()?;
-    let tracer = Tracer::load(env)?;
+    let tracer = Client::tracer(env)?;
     // The client holds the ring: the driver must not go.
     let rmmod = Command::new("rmmod")
         .arg("rmemring")
@@ -424,7 +494,7 @@ fn sched_stream(env: &Env, overflow: Overflow, seconds: u64) -> anyhow::Result<(
 fn mixed(env: &Env, seconds: u64) -> anyhow::Result<()> {
     let region = open_fresh(env, Overflow::DropNew)?;
     let load = SwitchLoad::start()?;
-    let tracer = Tracer::load(env)?;
+    let tracer = Client::tracer(env)?;
     // Records of 2 KiB fill the ring in a few thousand (under a second
     // on the debug kernel), so the consumer's stalls do not last long.
     let config = ProducerConfig {
@@ -478,10 +548,53 @@ fn mixed(env: &Env, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sampler_with_builtin(env: &Env, seconds: u64) -> anyhow::Result<()> {
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let config = ProducerConfig {
+        min_len: 8,
+        max_len: 256,
+        count: 0,
+        rate: 20_000,
+        pattern: 0,
+        flags: 0,
+        batch: 0,
+        reserved: [0; 7],
+    };
+    ioctl::start(region.fd(), &config)?;
+    let rate = if env.debug_kernel { 500 } else { 2000 };
+    let sampler = Client::sampler(env, rate)?;
+    let (check, counts) = consume(&region, sampler, seconds, false, || {
+        Ok(ioctl::stop(region.fd())?)
+    })?;
+    let stats = ioctl::stats(region.fd())?;
+    println!("# sampler: {} / sampler {counts:?}", check.summary());
+    let cpus = std::thread::available_parallelism()?.get();
+    ensure!(check.problems == 0, "{}", check.summary());
+    ensure!(counts.failed == 0 && counts.refused == 0, "{counts:?}");
+    ensure!(
+        counts.written + counts.dropped == counts.calls
+            && check.samples == counts.written
+            && check.samples + check.patterns == stats.records_produced,
+        "{counts:?}, delivered {} samples + {} pattern records of the ring's {} produced",
+        check.samples,
+        check.patterns,
+        stats.records_produced
+    );
+    ensure!(
+        check.sample_cpus.len() == cpus
+            && check.patterns > 0
+            && check.samples_chained + 2 * cpus as u64 >= check.samples,
+        "samples from {} of {cpus} CPUs, or too few chained: {}",
+        check.sample_cpus.len(),
+        check.summary()
+    );
+    Ok(())
+}
+
 fn resets_while_tracing(env: &Env) -> anyhow::Result<()> {
     let region = open_fresh(env, Overflow::DropNew)?;
     let load = SwitchLoad::start()?;
-    let tracer = Tracer::load(env)?;
+    let tracer = Client::tracer(env)?;
     let resets = env.scaled(200);
     let result = (|| -> anyhow::Result<()> {
         for i in 0..resets {

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+
+//! rmemring's in-kernel producer API for Rust modules: the safe face of
+//! the functions `rmemring.h` declares and `rmemring.ko` exports.
+//!
+//! An out-of-tree Rust module includes this file as a module of its own
+//! crate (7.2 has no way for one module's Rust crate to use another's),
+//! and is built with `KBUILD_EXTRA_SYMBOLS` pointing at the driver's
+//! `Module.symvers`, like a C client (docs/kernel-api.md):
+//!
+//! ```ignore
+//! #[path = "path/to/rmemring/driver/include/rmemring.rs"]
+//! mod rmemring;
+//!
+//! let ring = rmemring::Ring::get(c"rmemring0")?;
+//! ring.write(0x100, b"hello")?;
+//! let mut record = ring.reserve(0x100, 8)?;
+//! record.payload().copy_from_slice(&42u64.to_le_bytes());
+//! record.commit();
+//! ```
+//!
+//! The contexts are the C API's: [`Ring::get`] and dropping a [`Ring`] in
+//! process context; writing in any context but NMI, on any CPU.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use kernel::{
+    ffi::{
+        c_char,
+        c_int,
+        c_void, //
+    },
+    prelude::*,
+};
+
+/// The exported C functions (`rmemring.h`).
+mod ffi {
+    use kernel::ffi::{
+        c_char,
+        c_int,
+        c_void, //
+    };
+
+    extern "C" {
+        pub(super) fn rmemring_get(name: *const c_char) -> *mut c_void;
+        pub(super) fn rmemring_put(ring: *mut c_void);
+        pub(super) fn rmemring_write(
+            ring: *mut c_void,
+            tag: u16,
+            data: *const c_void,
+            len: u32,
+        ) -> c_int;
+        pub(super) fn rmemring_reserve(ring: *mut c_void, tag: u16, len: u32) -> *mut c_void;
+        pub(super) fn rmemring_commit(ring: *mut c_void, payload: *mut c_void);
+        pub(super) fn rmemring_discard(ring: *mut c_void, payload: *mut c_void);
+        pub(super) fn rmemring_max_payload(ring: *mut c_void) -> u32;
+    }
+}
+
+/// Why a record did not go into the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// Drop-new mode and the ring is full: counted in `records_dropped`,
+    /// and the consumer sees the sequence gap.
+    Dropped,
+    /// Larger than [`Ring::max_payload`]: not counted.
+    TooLarge,
+    /// The device is gone (unbound): counted in `records_refused`.
+    Gone,
+    /// NMI context, or a reset is rewriting the ring: counted in
+    /// `records_refused`.
+    Refused,
+}
+
+impl WriteError {
+    fn from_errno(errno: c_int) -> Self {
+        match -errno {
+            e if e == kernel::bindings::ENOSPC as c_int => WriteError::Dropped,
+            e if e == kernel::bindings::EMSGSIZE as c_int => WriteError::TooLarge,
+            e if e == kernel::bindings::ENODEV as c_int => WriteError::Gone,
+            _ => WriteError::Refused,
+        }
+    }
+}
+
+/// A reference to a ring (`struct rmemring *`): it keeps the ring alive,
+/// and `rmemring.ko` loaded, until dropped.
+pub struct Ring {
+    raw: NonNull<c_void>,
+}
+
+// SAFETY: The C API may be called on a ring from any CPU and context (but
+// NMI), concurrently: the driver serialises producers itself.
+unsafe impl Send for Ring {}
+// SAFETY: As above.
+unsafe impl Sync for Ring {}
+
+impl Ring {
+    /// The ring `/dev/NAME`; `ENODEV` if there is none. Process context.
+    pub fn get(name: &CStr) -> Result<Self> {
+        // SAFETY: `name` is a NUL-terminated string, valid during the call.
+        let raw = unsafe { ffi::rmemring_get(name.as_ptr().cast::<c_char>()) };
+        NonNull::new(raw).map(|raw| Self { raw }).ok_or(ENODEV)
+    }
+
+    /// Copies `payload` into one record tagged `tag` and publishes it.
+    pub fn write(&self, tag: u16, payload: &[u8]) -> Result<(), WriteError> {
+        let len = u32::try_from(payload.len()).map_err(|_| WriteError::TooLarge)?;
+        // SAFETY: `self` holds a reference to the ring; `payload` is valid
+        // for reads of `len` bytes during the call.
+        let ret =
+            unsafe { ffi::rmemring_write(self.raw.as_ptr(), tag, payload.as_ptr().cast(), len) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(WriteError::from_errno(ret))
+        }
+    }
+
+    /// Reserves a record of `len` payload bytes tagged `tag`, to fill in
+    /// place (zero-copy). The ring's producer lock is held, interrupts
+    /// off, until the [`Reservation`] is committed or dropped (which
+    /// discards it): fill it quickly and do not sleep, and do not write
+    /// to this ring meanwhile (that would deadlock).
+    pub fn reserve(&self, tag: u16, len: u32) -> Result<Reservation<'_>, WriteError> {
+        // SAFETY: `self` holds a reference to the ring; the reservation is
+        // finished exactly once, by the returned value (see its `Drop`).
+        let payload = unsafe { ffi::rmemring_reserve(self.raw.as_ptr(), tag, len) };
+        let addr = payload as isize;
+        if (-4095..0).contains(&addr) {
+            return Err(WriteError::from_errno(addr as c_int));
+        }
+        let payload = NonNull::new(payload.cast::<u8>()).ok_or(WriteError::Refused)?;
+        Ok(Reservation {
+            ring: self,
+            payload,
+            len: len as usize,
+            _here: PhantomData,
+        })
+    }
+
+    /// The largest payload a record can carry.
+    pub fn max_payload(&self) -> u32 {
+        // SAFETY: `self` holds a reference to the ring.
+        unsafe { ffi::rmemring_max_payload(self.raw.as_ptr()) }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: The reference came from `rmemring_get` and is given back
+        // once.
+        unsafe { ffi::rmemring_put(self.raw.as_ptr()) };
+    }
+}
+
+/// An open reservation: [`Self::payload`] to fill, then [`Self::commit`].
+/// Dropped uncommitted, it is discarded. It stays on the CPU that made it
+/// (not `Send`), as the lock it holds must.
+pub struct Reservation<'a> {
+    ring: &'a Ring,
+    payload: NonNull<u8>,
+    len: usize,
+    _here: PhantomData<*mut ()>,
+}
+
+impl Reservation<'_> {
+    /// The record's payload, in the ring.
+    pub fn payload(&mut self) -> &mut [u8] {
+        // SAFETY: The driver reserved `len` bytes at `payload` for this
+        // producer alone until commit or discard; the consumer's mapping
+        // of the data area is read-only, and no kernel path forms a
+        // reference to it.
+        unsafe { core::slice::from_raw_parts_mut(self.payload.as_ptr(), self.len) }
+    }
+
+    /// Makes the reservation a record and publishes it.
+    pub fn commit(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: This reservation is open; `ManuallyDrop` keeps `Drop`
+        // from finishing it a second time.
+        unsafe { ffi::rmemring_commit(this.ring.raw.as_ptr(), this.payload.as_ptr().cast()) };
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // SAFETY: This reservation is open, and is finished here once.
+        unsafe { ffi::rmemring_discard(self.ring.raw.as_ptr(), self.payload.as_ptr().cast()) };
+    }
+}
