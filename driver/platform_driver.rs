@@ -270,7 +270,8 @@ fn probe(dev: &Device) -> Result<BoundRing> {
                 Some(old) if e == RegionError::Busy => dev_err!(
                     dev,
                     "memory-region {:#x}+{:#x} is still held by the ring of an earlier binding \
-                     (/dev/{}): a process still has that device open or mapped; close it, \
+                     (/dev/{}): a process still has that device open or mapped, or a kernel \
+                     module holds the ring (rmemring_get); close it or unload that module, \
                      then bind again\n",
                     base,
                     size,

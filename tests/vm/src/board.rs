@@ -40,6 +40,11 @@ use rmemring_proto::modes::{
 };
 use rmemring_proto::roles::Role;
 
+use crate::support::clients::{
+    Client,
+    SwitchLoad,
+    TRACER_MODULE, //
+};
 use crate::support::fd::open_owned_as;
 use crate::support::kernel_log::{
     self,
@@ -397,8 +402,71 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
     }
 
+    report.check(
+        "board: unbind while the sched_switch tracer and the built-in producer write: \
+         the tracer's later writes are refused and counted, the rebind waits for it to let go",
+        unbind_under_clients(&expected),
+    );
     rebind(env, &expected, report)?;
     reload(env, &expected, report)
+}
+
+/// Unbinds the first ring while kernel code writes into it flat out: the
+/// tracer (under the runqueue lock, on both CPUs) and the producer
+/// thread. The device must shut its producers out (the tracer's writes
+/// then fail with `-ENODEV`, counted as refused) without a warning; the
+/// ring's memory stays claimed while the tracer holds the ring, so a
+/// rebind fails until the tracer is unloaded, and works after.
+fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
+    let first = expected.rings.first().context("no ring")?;
+    let dev = format!("/dev/{}", first.dev);
+    let id = platform_device(&first.node)?;
+    let region = Region::open(&dev, Access::Consume)?;
+    ioctl::start(
+        region.fd(),
+        &ProducerConfig {
+            min_len: 8,
+            max_len: 512,
+            ..Default::default()
+        },
+    )?;
+    let load = SwitchLoad::start()?;
+    let tracer = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)]);
+    let result = tracer.and_then(|tracer| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
+        ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
+        // The tracer keeps being called, and refused.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(region);
+        let bound = bind(&id);
+        ensure!(
+            bound == Err(libc::EBUSY),
+            "bind with the tracer holding the ring gave {bound:?}, expected EBUSY"
+        );
+        let counts = tracer.unload()?;
+        println!("# unbind under the tracer: {counts:?}");
+        ensure!(
+            // Before the unbind its records went in or, the ring full
+            // (nobody reads it), were dropped; after it, all refused.
+            counts.failed == 0
+                && counts.refused > 0
+                && counts.written + counts.dropped > 0
+                && counts.written + counts.dropped + counts.refused == counts.calls,
+            "{counts:?}"
+        );
+        Ok(())
+    });
+    load.stop();
+    // Bound again whatever happened, for the checks that follow.
+    let bound = bind(&id);
+    result?;
+    ensure!(bound.is_ok(), "bind after the tracer let go gave {bound:?}");
+    ensure!(
+        Path::new(&dev).exists(),
+        "{dev} is missing after the rebind"
+    );
+    Ok(())
 }
 
 /// Unbind and rebind the first ring's node through sysfs: while a file of
@@ -412,8 +480,8 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
     let id = platform_device(&first.node)?;
     let stale = format!(
         "rmemring {id}: memory-region {:#x}+{:#x} is still held by the ring of an earlier \
-         binding ({dev}): a process still has that device open or mapped; close it, then \
-         bind again",
+         binding ({dev}): a process still has that device open or mapped, or a kernel module \
+         holds the ring (rmemring_get); close it or unload that module, then bind again",
         first.base, first.size
     );
 

@@ -14,24 +14,14 @@
 //! delivered, dropped + refused + written == calls.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::process::Command;
-use std::sync::atomic::{
-    AtomicBool,
-    Ordering, //
-};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{
     Duration,
     Instant, //
 };
 
-use anyhow::{
-    bail,
-    ensure,
-    Context, //
-};
+use anyhow::ensure;
 use rmemring::events::{
     SchedSwitch,
     TimerSample,
@@ -52,16 +42,16 @@ use rmemring::{
 use rmemring_proto::modes::Overflow;
 use rmemring_proto::pattern;
 
-use crate::support::kernel_log;
+use crate::support::clients::{
+    Client,
+    Counts,
+    SwitchLoad, //
+};
 use crate::support::ring::open_fresh;
 use crate::support::{
     Env,
     Report, //
 };
-
-/// The client modules, in `/lib/modules`.
-const TRACER: &str = "rmemring_sched_switch";
-const SAMPLER: &str = "rmemring_timer_sampler";
 
 pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let seconds = if env.debug_kernel { 2 } else { 3 };
@@ -91,154 +81,6 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         resets_while_tracing(env),
     );
     Ok(())
-}
-
-/// A client module's own counts, from the line its exit writes to the
-/// kernel log (after its probe or timers are gone, so they are final).
-#[derive(Debug, Default)]
-struct Counts {
-    /// Records offered: probe calls, timer expiries.
-    calls: u64,
-    written: u64,
-    dropped: u64,
-    refused: u64,
-    failed: u64,
-}
-
-/// A client module of `examples/kernel/`, loaded; unload it with
-/// [`Client::unload`].
-struct Client {
-    name: &'static str,
-    mark: String,
-    loaded: bool,
-}
-
-impl Client {
-    /// The `sched_switch` tracer, writing into the device under test.
-    fn tracer(env: &Env) -> anyhow::Result<Self> {
-        let ring = env
-            .device
-            .rsplit('/')
-            .next()
-            .context("the device has no name")?;
-        Self::load(TRACER, &[format!("ring={ring}")])
-    }
-
-    /// The hard-IRQ timer sampler, `rate` samples a second on each CPU.
-    fn sampler(env: &Env, rate: u32) -> anyhow::Result<Self> {
-        let index = env
-            .device
-            .trim_start_matches("/dev/rmemring")
-            .parse::<u32>()
-            .context("the sampler takes /dev/rmemringN")?;
-        Self::load(SAMPLER, &[format!("ring={index}"), format!("rate={rate}")])
-    }
-
-    fn load(name: &'static str, params: &[String]) -> anyhow::Result<Self> {
-        let mark = kernel_log::mark();
-        let status = Command::new("insmod")
-            .arg(format!("/lib/modules/{name}.ko"))
-            .args(params)
-            .status()?;
-        if !status.success() {
-            bail!(
-                "insmod {name}: {status}: {}",
-                kernel_log::dmesg_since(&mark)
-            );
-        }
-        Ok(Self {
-            name,
-            mark,
-            loaded: true,
-        })
-    }
-
-    fn unload(mut self) -> anyhow::Result<Counts> {
-        self.loaded = false;
-        let status = Command::new("rmmod").arg(self.name).status()?;
-        ensure!(status.success(), "rmmod {}: {status}", self.name);
-        let log = kernel_log::dmesg_since(&self.mark);
-        let prefix = format!("{}: ", self.name);
-        let line = log
-            .lines()
-            .find(|l| l.contains(&prefix) && l.contains(" written="))
-            .with_context(|| format!("no counts in the kernel log: {log}"))?;
-        let mut counts = Counts::default();
-        for word in line.split_whitespace() {
-            let Some((key, value)) = word.split_once('=') else {
-                continue;
-            };
-            let value: u64 = value.parse().with_context(|| format!("in {line:?}"))?;
-            match key {
-                "calls" | "samples" => counts.calls = value,
-                "written" => counts.written = value,
-                "dropped" => counts.dropped = value,
-                "refused" => counts.refused = value,
-                "failed" => counts.failed = value,
-                _ => {}
-            }
-        }
-        Ok(counts)
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        if self.loaded {
-            let _ = Command::new("rmmod").arg(self.name).status();
-        }
-    }
-}
-
-/// Context switches on demand: two threads ping-ponging a byte over two
-/// pipes (each hand-over is a switch) and two busy loops (preempted at
-/// every tick).
-struct SwitchLoad {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl SwitchLoad {
-    fn start() -> anyhow::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        // Two pipes, one each way. A thread that sees `stop` leaves,
-        // closing its write end, and the other's read sees the end.
-        let (a_reads, b_writes) = std::io::pipe()?;
-        let (b_reads, a_writes) = std::io::pipe()?;
-        for (first, mut reader, mut writer) in
-            [(true, a_reads, a_writes), (false, b_reads, b_writes)]
-        {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                let mut byte = [0u8];
-                if first && writer.write_all(&byte).is_err() {
-                    return;
-                }
-                while !stop.load(Ordering::Relaxed) {
-                    if reader.read_exact(&mut byte).is_err() || writer.write_all(&byte).is_err() {
-                        break;
-                    }
-                }
-            }));
-        }
-        for _ in 0..2 {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            }));
-        }
-        Ok(Self { stop, threads })
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
 }
 
 /// What the consumer saw, checked record by record.

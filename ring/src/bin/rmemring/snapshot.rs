@@ -43,6 +43,9 @@ pub(crate) struct Driver {
     pub(crate) consumer_open: bool,
     pub(crate) records_read: u64,
     pub(crate) records_hooked: u64,
+    /// Records in-kernel producers offered that the driver refused (NMI,
+    /// a reset in progress, the device gone).
+    pub(crate) records_refused: u64,
 }
 
 impl Snapshot {
@@ -93,6 +96,7 @@ impl Snapshot {
                 consumer_open: s.consumer_open != 0,
                 records_read: s.records_read,
                 records_hooked: s.records_hooked,
+                records_refused: s.records_refused,
             }),
         }
     }

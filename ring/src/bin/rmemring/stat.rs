@@ -185,6 +185,7 @@ fn totals_json(s: &Snapshot) -> serde_json::Value {
         "sleeps": s.sleeps,
         "records_read": d.map(|d| d.records_read),
         "records_hooked": d.map(|d| d.records_hooked),
+        "records_refused": d.map(|d| d.records_refused),
         "producer_running": d.map(|d| d.producer_running),
         "consumer_open": d.map(|d| d.consumer_open),
         "backlog": s.backlog(),
@@ -278,6 +279,12 @@ fn print_totals(s: &Snapshot, rates: Option<&Rates>, as_json: bool) -> std::io::
             outln!(
                 "  tracepoint   {} records (PRODUCER_HOOK_ONLY)",
                 d.records_hooked
+            )?;
+        }
+        if d.records_refused != 0 {
+            outln!(
+                "  refused      {} records (in-kernel producers: NMI, reset, device gone)",
+                d.records_refused
             )?;
         }
     }

@@ -24,6 +24,7 @@
 //! - [`guard`]: the reserved page past the reference region;
 //! - [`rng`]: reproducible randomness.
 
+pub(crate) mod clients;
 pub(crate) mod env;
 pub(crate) mod fd;
 pub(crate) mod guard;
