@@ -106,6 +106,9 @@ pub(crate) unsafe extern "C" fn rmemring_get(name: *const c_char) -> *const c_vo
 /// ignored).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rmemring_put(ring: *const c_void) {
+    // Even when it is not the last reference: a caller in atomic context
+    // is told now, not on the day its put is the last.
+    kernel::task::might_sleep();
     if ring.is_null() {
         return;
     }
@@ -121,14 +124,20 @@ fn status(result: Result<(), WriteError>) -> c_int {
     }
 }
 
+/// `rmemring_write`/`rmemring_commit` flag: publish without waking a
+/// sleeping consumer (its request stays armed for the next publication),
+/// as the BPF ring buffer's `BPF_RB_NO_WAKEUP`.
+const NO_WAKEUP: u32 = 1;
+
 /// Copies `len` bytes at `data` into one record tagged `tag`, and
-/// publishes it. Any context but NMI.
+/// publishes it (with [`NO_WAKEUP`] in `flags`, quietly). Any context but
+/// NMI.
 ///
 /// Returns 0, or `-ENOSPC` (dropped: drop-new mode and the ring is full;
 /// counted in `records_dropped`), `-EMSGSIZE` (larger than the ring's
 /// `max_payload`), `-ENODEV` (the device is gone; counted in
 /// `records_refused`), `-EBUSY` (NMI context, or a reset is rewriting the
-/// ring; counted in `records_refused`).
+/// ring; counted in `records_refused`), `-EINVAL` (unknown `flags`).
 ///
 /// # Safety
 ///
@@ -140,7 +149,11 @@ pub(crate) unsafe extern "C" fn rmemring_write(
     tag: u16,
     data: *const c_void,
     len: u32,
+    flags: u32,
 ) -> c_int {
+    if flags & !NO_WAKEUP != 0 {
+        return EINVAL.to_errno();
+    }
     // SAFETY: The caller holds a reference.
     let ring = unsafe { ring_ref(ring) };
     let payload: &[u8] = if len == 0 {
@@ -149,7 +162,7 @@ pub(crate) unsafe extern "C" fn rmemring_write(
         // SAFETY: The caller gives `len` readable bytes at `data`.
         unsafe { core::slice::from_raw_parts(data.cast::<u8>(), len as usize) }
     };
-    status(ring.write(tag, payload))
+    status(ring.write(tag, payload, flags & NO_WAKEUP != 0))
 }
 
 /// Reserves a record of `len` payload bytes tagged `tag` and returns its
@@ -177,7 +190,8 @@ pub(crate) unsafe extern "C" fn rmemring_reserve(
     }
 }
 
-/// Commits the reservation of [`rmemring_reserve`] and publishes it.
+/// Commits the reservation of [`rmemring_reserve`] and publishes it (with
+/// [`NO_WAKEUP`] in `flags`, quietly; other bits are ignored).
 ///
 /// # Safety
 ///
@@ -187,10 +201,14 @@ pub(crate) unsafe extern "C" fn rmemring_reserve(
 /// buffer's API and for the header's documentation; the ring knows which
 /// reservation is open).
 #[no_mangle]
-pub(crate) unsafe extern "C" fn rmemring_commit(ring: *const c_void, _payload: *mut c_void) {
+pub(crate) unsafe extern "C" fn rmemring_commit(
+    ring: *const c_void,
+    _payload: *mut c_void,
+    flags: u32,
+) {
     // SAFETY: The caller holds a reference, and the reservation (so the
     // producer lock).
-    unsafe { ring_ref(ring).finish_held(true) };
+    unsafe { ring_ref(ring).finish_held(true, flags & NO_WAKEUP != 0) };
 }
 
 /// Gives the reservation of [`rmemring_reserve`] back unwritten.
@@ -201,7 +219,7 @@ pub(crate) unsafe extern "C" fn rmemring_commit(ring: *const c_void, _payload: *
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rmemring_discard(ring: *const c_void, _payload: *mut c_void) {
     // SAFETY: As for `rmemring_commit`.
-    unsafe { ring_ref(ring).finish_held(false) };
+    unsafe { ring_ref(ring).finish_held(false, true) };
 }
 
 /// The largest payload a record of `ring` can carry.

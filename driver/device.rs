@@ -117,8 +117,7 @@ impl RingDevice {
         };
         let ring = Ring::new(index.0, name, region, options.overflow)?;
         let debugfs = Dir::new(ring.name());
-        // Last: a client that finds the ring may write at once.
-        let registered = Registered::new(&ring)?;
+        let for_registry = ring.clone();
         KBox::try_pin_init(
             try_pin_init!(Self {
                 misc <- MiscRegistration::register(ring.clone(), options.mode),
@@ -126,7 +125,10 @@ impl RingDevice {
                 ring,
                 debugfs,
                 index,
-                registered,
+                // Last, once nothing else can fail: a client that finds the
+                // ring may write at once, and only a device that exists
+                // shuts its ring down when it goes.
+                registered: Registered::new(&for_registry)?,
             }),
             GFP_KERNEL,
         )
@@ -178,5 +180,7 @@ fn write_stats(ring: &Arc<Ring>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "bytes_consumed      {}", s.bytes_consumed)?;
     writeln!(f, "records_lost        {}", s.records_lost)?;
     writeln!(f, "sleeps              {}", s.sleeps)?;
-    writeln!(f, "records_read        {}", s.records_read)
+    writeln!(f, "records_read        {}", s.records_read)?;
+    writeln!(f, "records_hooked      {}", s.records_hooked)?;
+    writeln!(f, "records_refused     {}", s.records_refused)
 }

@@ -14,6 +14,7 @@
 #include <linux/device.h>
 #include <linux/sched.h>
 #include <linux/security.h>
+#include <linux/smp.h>
 
 #include "helpers.h"
 
@@ -300,6 +301,12 @@ void rmemring_spin_assert_held(struct rmemring_spin_irq *lock)
 void rmemring_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *))
 {
 	init_irq_work(work, func);
+}
+
+/* The CPU this runs on, as a number (raw: the caller knows what it means). */
+unsigned int rmemring_this_cpu(void)
+{
+	return raw_smp_processor_id();
 }
 
 /* in_nmi() is a macro. */

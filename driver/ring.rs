@@ -18,6 +18,7 @@
 //! STATS, debugfs, START, STOP) never wait for a producer: only RESET and
 //! the device's removal take `producer`, each for a few stores.
 
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{
     AtomicBool,
     AtomicU32,
@@ -117,6 +118,9 @@ impl ProducerState {
     }
 }
 
+/// [`Ring::owner`] when no CPU holds the producer lock.
+const NO_CPU: u32 = u32::MAX;
+
 /// Identifies an open file of the device (its address, stable while open).
 pub(crate) type FileId = usize;
 
@@ -191,6 +195,9 @@ pub(crate) struct Ring {
     records_hooked: AtomicU64,
     /// Records refused: see [`WriteError::Gone`] and [`WriteError::Refused`].
     records_refused: AtomicU64,
+    /// The CPU holding `producer`, or `NO_CPU`: written by the holder
+    /// only, under the lock (see [`Self::producing`]).
+    owner: AtomicU32,
     /// The memory. Everything else here that holds a [`RingView`] is dropped
     /// before it (fields drop in declaration order, `region` last).
     region: Region,
@@ -242,6 +249,7 @@ impl Ring {
                 records_read: AtomicU64::new(0),
                 records_hooked: AtomicU64::new(0),
                 records_refused: AtomicU64::new(0),
+                owner: AtomicU32::new(NO_CPU),
                 region,
             }),
             GFP_KERNEL,
@@ -453,7 +461,6 @@ impl Ring {
             // Nor in the driver's own counters of it.
             self.records_read.store(0, Ordering::Relaxed);
             self.records_hooked.store(0, Ordering::Relaxed);
-            self.records_refused.store(0, Ordering::Relaxed);
             let old = self.flags.load(Ordering::Acquire);
             let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
             {
@@ -475,6 +482,9 @@ impl Ring {
             producer.core = core;
             producer.wake_all_next = true;
             producer.paused = false;
+            // Here, with the pause: what was refused during the reset
+            // belongs to the ring it threw away.
+            self.records_refused.store(0, Ordering::Relaxed);
         }
         self.wake_readers();
         Ok(())
@@ -493,11 +503,20 @@ impl Ring {
     ///
     /// Any context but NMI, on any CPU: the lock is a raw spinlock with
     /// interrupts off. Hold it briefly: every other producer of the ring
-    /// spins meanwhile, with its interrupts off.
+    /// spins meanwhile, with its interrupts off. Refusals are not counted
+    /// here (see [`Self::producing_for_client`]).
     pub(crate) fn producing(&self) -> Result<Producing<'_>, WriteError> {
         if sys::in_nmi() {
             // The lock may be held by the code the NMI interrupted.
-            self.records_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(WriteError::Refused);
+        }
+        // Re-entry: a producer that runs inside another's critical section
+        // on the same CPU (a probe on a tracepoint the holder fires) would
+        // spin on the lock it holds, with interrupts off, for ever. The
+        // holder has interrupts off, so it cannot have left this CPU, and
+        // `owner` names this CPU only while this very CPU holds the lock.
+        // (Read unlocked: any other value just means "not us".)
+        if self.owner.load(Ordering::Relaxed) == sys::this_cpu() {
             return Err(WriteError::Refused);
         }
         let guard = self.producer.lock();
@@ -509,20 +528,38 @@ impl Ring {
             None
         };
         if let Some(error) = refused {
-            drop(guard);
-            self.records_refused.fetch_add(1, Ordering::Relaxed);
             return Err(error);
         }
-        Ok(Producing { ring: self, guard })
+        // Interrupts are off: this is the CPU until the lock goes.
+        self.owner.store(sys::this_cpu(), Ordering::Relaxed);
+        Ok(Producing {
+            ring: self,
+            guard: ManuallyDrop::new(guard),
+            quiet: false,
+        })
     }
 
-    /// Writes one record of `payload` with `tag`, and publishes it.
-    pub(crate) fn write(&self, tag: u16, payload: &[u8]) -> Result<(), WriteError> {
+    /// [`Self::producing`] for a client of the in-kernel API: a refusal
+    /// is counted in `records_refused` (the producer thread's retries
+    /// while the device goes are not records).
+    fn producing_for_client(&self) -> Result<Producing<'_>, WriteError> {
+        self.producing().inspect_err(|e| {
+            if matches!(e, WriteError::Gone | WriteError::Refused) {
+                self.records_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// Writes one record of `payload` with `tag`, and publishes it; with
+    /// `quiet`, without waking a sleeping consumer (see
+    /// [`ProducerCore::publish_quietly`]).
+    pub(crate) fn write(&self, tag: u16, payload: &[u8], quiet: bool) -> Result<(), WriteError> {
         let len = u32::try_from(payload.len()).map_err(|_| WriteError::TooLarge)?;
-        let mut producing = self.producing()?;
+        let mut producing = self.producing_for_client()?;
         let slot = producing.reserve_or_drop(len)?;
         producing.core().write_payload(&slot, payload);
         producing.commit(slot, tag);
+        producing.quiet = quiet;
         Ok(())
     }
 
@@ -531,7 +568,7 @@ impl Ring {
     /// [`Self::finish_held`]: the C API's `rmemring_reserve`. Returns the
     /// payload's address.
     pub(crate) fn reserve_held(&self, tag: u16, len: u32) -> Result<*mut u8, WriteError> {
-        let mut producing = self.producing()?;
+        let mut producing = self.producing_for_client()?;
         let slot = producing.reserve_or_drop(len)?;
         let payload = producing.core().payload_ptr(&slot);
         producing.hold(slot, tag);
@@ -539,23 +576,38 @@ impl Ring {
     }
 
     /// Commits (or with `commit` false, discards) the reservation of
-    /// [`Self::reserve_held`], publishes and lets go of the producer lock.
+    /// [`Self::reserve_held`], publishes (with `quiet`, without waking a
+    /// sleeping consumer) and lets go of the producer lock.
+    ///
+    /// A call from a CPU that does not hold the ring's producer lock is a
+    /// caller's bug (a commit after a failed reserve, or on the wrong
+    /// ring): it is refused with an error in the log, and touches nothing
+    /// (not the reservation another CPU may be filling, not its lock).
     ///
     /// # Safety
     ///
     /// The caller is the producer that made the reservation, on the same
     /// CPU and in the same context, and has not finished it yet: it holds
     /// the producer lock.
-    pub(crate) unsafe fn finish_held(&self, commit: bool) {
-        // SAFETY: The caller holds the lock, taken by `reserve_held` whose
-        // guard was forgotten, and gives it back here exactly once.
+    pub(crate) unsafe fn finish_held(&self, commit: bool, quiet: bool) {
+        if self.owner.load(Ordering::Relaxed) != sys::this_cpu() {
+            kernel::pr_err!("rmemring: commit or discard on a CPU that holds no reservation\n");
+            return;
+        }
+        // SAFETY: This CPU holds the lock (`owner` says so, and only this
+        // CPU can have set it to its own number), taken by `reserve_held`
+        // whose guard was forgotten; it is given back here once.
         let guard = unsafe { RawSpinLockIrqGuard::new(&self.producer, ()) };
-        let mut producing = Producing { ring: self, guard };
-        let Some((slot, tag)) = producing.guard.held.take() else {
-            // A finish without a reservation: a caller's bug. The lock
-            // we just "took over" is not ours to let go of; keep it rather
-            // than unlock someone else's (a deadlock shows the bug, an
-            // unlock would corrupt memory).
+        let mut producing = Producing {
+            ring: self,
+            guard: ManuallyDrop::new(guard),
+            quiet,
+        };
+        let held = producing.state().held.take();
+        let Some((slot, tag)) = held else {
+            // This CPU holds the lock but for a write in progress, not a
+            // reservation (a commit from inside `rmemring_write`'s critical
+            // section): not ours to let go of.
             core::mem::forget(producing);
             kernel::pr_err!("rmemring: commit or discard without a reservation\n");
             return;
@@ -564,8 +616,9 @@ impl Ring {
             producing.commit(slot, tag);
         }
         // A discarded slot wrote nothing: it is forgotten, and the room it
-        // had goes to the next record. (A pad the reservation wrote before
-        // it stays, and is skipped by the consumer as any pad.)
+        // had goes to the next record. (What its reservation did stays: a
+        // pad before it, and in overwrite mode the records it retired,
+        // counted as overwritten.)
     }
 
     /// The wait queue `poll` registers on.
@@ -651,10 +704,18 @@ unsafe extern "C" fn wake_from_irq_work(work: *mut c_void) {
 /// dropped.
 pub(crate) struct Producing<'a> {
     ring: &'a Ring,
-    guard: RawSpinLockIrqGuard<'a, ProducerState>,
+    /// Taken only by `drop` (or forgotten with `self` by `hold`).
+    guard: ManuallyDrop<RawSpinLockIrqGuard<'a, ProducerState>>,
+    /// Publish without waking a sleeping consumer.
+    quiet: bool,
 }
 
 impl Producing<'_> {
+    /// The locked state.
+    fn state(&mut self) -> &mut ProducerState {
+        &mut self.guard
+    }
+
     /// The index logic, for what needs no lock-specific care (the next
     /// sequence number, writing a payload into a reserved slot).
     pub(crate) fn core(&self) -> &ProducerCore {
@@ -663,21 +724,22 @@ impl Producing<'_> {
 
     /// The index logic, mutably (the producer thread's batch bookkeeping).
     pub(crate) fn core_mut(&mut self) -> &mut ProducerCore {
-        &mut self.guard.core
+        &mut self.state().core
     }
 
     /// Reserves room for `len` payload bytes; see [`ProducerCore::reserve`].
     pub(crate) fn reserve(&mut self, len: u32) -> Result<Slot, ReserveError> {
-        self.guard.core.reserve(len)
+        self.state().core.reserve(len)
     }
 
     /// Reserves room, or counts the record as dropped if the ring is full.
     fn reserve_or_drop(&mut self, len: u32) -> Result<Slot, WriteError> {
-        match self.guard.core.reserve(len) {
+        let core = &mut self.state().core;
+        match core.reserve(len) {
             Ok(slot) => Ok(slot),
             Err(ReserveError::TooLarge) => Err(WriteError::TooLarge),
             Err(ReserveError::Full) => {
-                self.guard.core.drop_record();
+                core.drop_record();
                 Err(WriteError::Dropped)
             }
         }
@@ -687,22 +749,34 @@ impl Producing<'_> {
     /// lock never go backwards in ring order, whichever CPUs produce.
     pub(crate) fn commit(&mut self, slot: Slot, tag: u16) {
         let now = sys::monotonic_ns();
-        self.guard.core.commit(slot, tag, now);
+        self.state().core.commit(slot, tag, now);
     }
 
     /// Keeps the lock held past this value's end, for the C API's
     /// reserve/commit pair; [`Ring::finish_held`] takes it back.
     fn hold(mut self, slot: Slot, tag: u16) {
-        self.guard.held = Some((slot, tag));
+        self.state().held = Some((slot, tag));
         core::mem::forget(self);
     }
 }
 
 impl Drop for Producing<'_> {
     fn drop(&mut self) {
-        if self.guard.publish() {
-            // Deferred: this may run in hard-IRQ context or under the
-            // runqueue lock, where `wake_up` must not be called.
+        // SAFETY: `guard` is taken here only, once, and not used after.
+        let mut guard = unsafe { ManuallyDrop::take(&mut self.guard) };
+        let wake = if self.quiet {
+            guard.core.publish_quietly();
+            false
+        } else {
+            guard.publish()
+        };
+        self.ring.owner.store(NO_CPU, Ordering::Relaxed);
+        drop(guard);
+        // After the unlock: `irq_work_queue` may fire tracepoints (an IPI's),
+        // whose probes may produce into this ring. Deferred: this may run in
+        // hard-IRQ context or under the runqueue lock, where `wake_up` must
+        // not be called.
+        if wake {
             self.ring.waker.queue();
         }
     }

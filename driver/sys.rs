@@ -80,6 +80,7 @@ mod c {
             func: unsafe extern "C" fn(*mut c_void),
         );
         pub(super) fn rmemring_in_nmi() -> bool;
+        pub(super) fn rmemring_this_cpu() -> kernel::ffi::c_uint;
         pub(super) fn rmemring_of_memory_region(
             dev: *mut c_void,
             base: *mut u64,
@@ -709,6 +710,15 @@ macro_rules! new_spinlock_irq {
 }
 pub(crate) use new_spinlock_irq;
 
+/// The number of the CPU this runs on. Unless preemption is off, the
+/// thread may move to another CPU right after: use it only where that
+/// cannot matter (see `Ring::producing`).
+#[inline]
+pub(crate) fn this_cpu() -> u32 {
+    // SAFETY: `raw_smp_processor_id` has no preconditions.
+    unsafe { c::rmemring_this_cpu() }
+}
+
 /// Whether the current CPU runs an NMI handler, where no lock may be
 /// taken.
 #[inline]
@@ -755,8 +765,8 @@ impl IrqWork {
         })
     }
 
-    /// Queues the call; nothing if it is already queued. Any context,
-    /// NMI included.
+    /// Queues the call on this CPU; nothing if it is already queued. Any
+    /// context, NMI included.
     #[inline]
     pub(crate) fn queue(&self) {
         // SAFETY: By the type invariants `work` is initialised; it stays

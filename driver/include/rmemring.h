@@ -35,6 +35,17 @@ struct rmemring;
 
 #define RMEMRING_COMM_LEN		16
 
+/*
+ * rmemring_write() and rmemring_commit() flags.
+ *
+ * RMEMRING_NO_WAKEUP: publish the record without waking a sleeping
+ * consumer; its request stays armed, and the next publication without the
+ * flag wakes it (the BPF ring buffer's BPF_RB_NO_WAKEUP). For records that
+ * the consumer's own going to sleep causes (a sched_switch tracer), which
+ * would otherwise wake it at once, for ever.
+ */
+#define RMEMRING_NO_WAKEUP		1
+
 /* RMEMRING_TAG_SCHED_SWITCH: one call of the sched_switch tracepoint. */
 struct rmemring_sched_switch {
 	__u32 cpu;
@@ -83,6 +94,7 @@ void rmemring_put(struct rmemring *ring);
  *       RMEMRING_TAG_USER_MIN)
  * @data: the payload
  * @len: its length in bytes
+ * @flags: 0 or RMEMRING_NO_WAKEUP
  *
  * The record gets the ring's next sequence number and a CLOCK_MONOTONIC
  * timestamp taken under the ring's producer lock (so timestamps never go
@@ -92,10 +104,13 @@ void rmemring_put(struct rmemring *ring);
  * Return: 0 written; -ENOSPC dropped (drop-new mode, ring full; counted in
  * records_dropped, and the consumer sees the sequence gap); -EMSGSIZE
  * larger than rmemring_max_payload(); -ENODEV the device is gone (counted
- * in records_refused); -EBUSY NMI context or a reset in progress (counted
- * in records_refused).
+ * in records_refused); -EBUSY NMI context, a write to the ring from
+ * inside another producer's critical section on this CPU (a probe on a
+ * tracepoint it fires), or a reset in progress (counted in
+ * records_refused, except during a reset, which zeroes the counters when
+ * it ends); -EINVAL unknown @flags.
  */
-int rmemring_write(struct rmemring *ring, u16 tag, const void *data, u32 len);
+int rmemring_write(struct rmemring *ring, u16 tag, const void *data, u32 len, u32 flags);
 
 /**
  * rmemring_reserve() - reserve a record to fill in place (zero-copy)
@@ -107,7 +122,14 @@ int rmemring_write(struct rmemring *ring, u16 tag, const void *data, u32 len);
  * rmemring_commit() or rmemring_discard(): fill the payload quickly and do
  * not sleep. A ring has one reservation open at a time: meanwhile other
  * producers of the ring spin (a second rmemring_reserve() or
- * rmemring_write() on the same CPU would deadlock).
+ * rmemring_write() on the same CPU is refused with -EBUSY).
+ *
+ * The payload is shared memory that a consumer may read while you fill it
+ * (in overwrite mode, one that lapped the producer): readers check what
+ * they read, but on a ring mapped uncached or write-combined (device-tree
+ * rmemring,cache-mode, or the cache_mode parameter) write it with aligned
+ * 8-byte stores only (arm64 faults on unaligned stores to such memory), or
+ * use rmemring_write(), which does.
  *
  * Context: any but NMI.
  * Return: the payload (8-byte aligned, @len bytes), or an ERR_PTR() of the
@@ -119,17 +141,23 @@ void *rmemring_reserve(struct rmemring *ring, u16 tag, u32 len);
  * rmemring_commit() - make a reservation a record and publish it
  * @ring: the ring reserved from
  * @payload: what rmemring_reserve() returned
+ * @flags: 0 or RMEMRING_NO_WAKEUP (other bits are ignored)
+ *
+ * A commit on a CPU that holds no reservation of @ring is refused, with an
+ * error in the kernel log.
  *
  * Context: the same as the rmemring_reserve() call, on the same CPU.
  */
-void rmemring_commit(struct rmemring *ring, void *payload);
+void rmemring_commit(struct rmemring *ring, void *payload, u32 flags);
 
 /**
  * rmemring_discard() - give a reservation back unwritten
  * @ring: the ring reserved from
  * @payload: what rmemring_reserve() returned
  *
- * The record takes no sequence number; nothing is counted.
+ * The record takes no sequence number and is not counted. What making
+ * room for it did stays: in overwrite mode, the oldest records it retired
+ * (counted in records_overwritten; the consumer sees them lost).
  *
  * Context: the same as the rmemring_reserve() call, on the same CPU.
  */

@@ -15,7 +15,7 @@
 //! let ring = rmemring::Ring::get(c"rmemring0")?;
 //! ring.write(0x100, b"hello")?;
 //! let mut record = ring.reserve(0x100, 8)?;
-//! record.payload().copy_from_slice(&42u64.to_le_bytes());
+//! record.fill(&42u64.to_le_bytes());
 //! record.commit();
 //! ```
 //!
@@ -50,13 +50,17 @@ mod ffi {
             tag: u16,
             data: *const c_void,
             len: u32,
+            flags: u32,
         ) -> c_int;
         pub(super) fn rmemring_reserve(ring: *mut c_void, tag: u16, len: u32) -> *mut c_void;
-        pub(super) fn rmemring_commit(ring: *mut c_void, payload: *mut c_void);
+        pub(super) fn rmemring_commit(ring: *mut c_void, payload: *mut c_void, flags: u32);
         pub(super) fn rmemring_discard(ring: *mut c_void, payload: *mut c_void);
         pub(super) fn rmemring_max_payload(ring: *mut c_void) -> u32;
     }
 }
+
+/// `RMEMRING_NO_WAKEUP` of `rmemring.h`.
+const NO_WAKEUP: u32 = 1;
 
 /// Why a record did not go into the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,11 +110,22 @@ impl Ring {
 
     /// Copies `payload` into one record tagged `tag` and publishes it.
     pub fn write(&self, tag: u16, payload: &[u8]) -> Result<(), WriteError> {
+        self.write_flags(tag, payload, 0)
+    }
+
+    /// [`Self::write`], without waking a sleeping consumer (its request
+    /// stays armed for the next publication): `RMEMRING_NO_WAKEUP`.
+    pub fn write_quietly(&self, tag: u16, payload: &[u8]) -> Result<(), WriteError> {
+        self.write_flags(tag, payload, NO_WAKEUP)
+    }
+
+    fn write_flags(&self, tag: u16, payload: &[u8], flags: u32) -> Result<(), WriteError> {
         let len = u32::try_from(payload.len()).map_err(|_| WriteError::TooLarge)?;
         // SAFETY: `self` holds a reference to the ring; `payload` is valid
         // for reads of `len` bytes during the call.
-        let ret =
-            unsafe { ffi::rmemring_write(self.raw.as_ptr(), tag, payload.as_ptr().cast(), len) };
+        let ret = unsafe {
+            ffi::rmemring_write(self.raw.as_ptr(), tag, payload.as_ptr().cast(), len, flags)
+        };
         if ret == 0 {
             Ok(())
         } else {
@@ -155,9 +170,16 @@ impl Drop for Ring {
     }
 }
 
-/// An open reservation: [`Self::payload`] to fill, then [`Self::commit`].
+/// An open reservation: [`Self::fill`] it, then [`Self::commit`].
 /// Dropped uncommitted, it is discarded. It stays on the CPU that made it
 /// (not `Send`), as the lock it holds must.
+///
+/// It lends no `&mut [u8]`: in overwrite mode a consumer that lapped the
+/// producer may read these bytes while they are written (it discards what
+/// it read), which a Rust reference would make a data race; and a ring
+/// mapped uncached takes only aligned stores on arm64. So the payload is
+/// written by [`Self::fill`], with aligned 8-byte relaxed atomic stores,
+/// as the driver writes its own.
 pub struct Reservation<'a> {
     ring: &'a Ring,
     payload: NonNull<u8>,
@@ -166,21 +188,49 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    /// The record's payload, in the ring.
-    pub fn payload(&mut self) -> &mut [u8] {
-        // SAFETY: The driver reserved `len` bytes at `payload` for this
-        // producer alone until commit or discard; the consumer's mapping
-        // of the data area is read-only, and no kernel path forms a
-        // reference to it.
-        unsafe { core::slice::from_raw_parts_mut(self.payload.as_ptr(), self.len) }
+    /// Writes `bytes` as the payload, from its start (at most the
+    /// reserved length; a partial last word is padded with zeroes, which
+    /// stay within the record's padding).
+    pub fn fill(&mut self, bytes: &[u8]) {
+        let bytes = bytes.get(..self.len).unwrap_or(bytes);
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            if let Some(to) = word.get_mut(..chunk.len()) {
+                to.copy_from_slice(chunk);
+            }
+            // SAFETY: The payload is 8-byte aligned and its record is
+            // padded to 8 bytes, so word `i` (below `ceil(len / 8)`) lies
+            // in the reservation, which is this producer's to write until
+            // it is finished; others only read it, with atomic loads. It
+            // stays valid for the reservation's life, beyond this call.
+            let atomic = unsafe {
+                core::sync::atomic::AtomicU64::from_ptr(self.payload.as_ptr().add(8 * i).cast())
+            };
+            atomic.store(
+                u64::from_ne_bytes(word),
+                core::sync::atomic::Ordering::Relaxed,
+            );
+        }
     }
 
     /// Makes the reservation a record and publishes it.
     pub fn commit(self) {
+        self.finish(0);
+    }
+
+    /// [`Self::commit`], without waking a sleeping consumer:
+    /// `RMEMRING_NO_WAKEUP`.
+    pub fn commit_quietly(self) {
+        self.finish(NO_WAKEUP);
+    }
+
+    fn finish(self, flags: u32) {
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: This reservation is open; `ManuallyDrop` keeps `Drop`
         // from finishing it a second time.
-        unsafe { ffi::rmemring_commit(this.ring.raw.as_ptr(), this.payload.as_ptr().cast()) };
+        unsafe {
+            ffi::rmemring_commit(this.ring.raw.as_ptr(), this.payload.as_ptr().cast(), flags)
+        };
     }
 }
 

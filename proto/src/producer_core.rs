@@ -511,21 +511,7 @@ impl ProducerCore {
     /// the consumer (a wait queue in the kernel, [`Self::bump_wake_seq`] and
     /// a futex in user space).
     pub fn publish(&mut self) -> bool {
-        if self.head != self.published {
-            // ORDERING: on memory that is not write-back, the records'
-            // stores may still be in write-combining buffers, which a
-            // Release store (a plain `mov` on x86-64) does not drain: drain
-            // them first (`wmb()`), as the kernel's drivers do before they
-            // ring a doorbell. Nothing on write-back memory.
-            self.view.io_wmb();
-            // ORDERING: Release; pairs with the Acquire load of
-            // `producer_pos` in `ConsumerCore`, so the records written above
-            // are visible before the position that covers them.
-            trace!(super::trace::Event::ProducerPosStore(self.head));
-            self.view.producer_pos().store(self.head, Ordering::Release);
-            self.published = self.head;
-        }
-        self.flush_stats();
+        self.publish_quietly();
         // ORDERING: SeqCst fence between the `producer_pos` store above and
         // the `need_wakeup` load below; pairs with the fence in
         // `ConsumerCore::prepare_sleep`, which orders its `need_wakeup` store
@@ -545,6 +531,31 @@ impl ProducerCore {
             .wakeups()
             .store(self.stats.wakeups, Ordering::Relaxed);
         true
+    }
+
+    /// Makes every committed record visible, as [`Self::publish`] does,
+    /// without looking at the consumer's wake-up request: a sleeping
+    /// consumer is not woken, and its request stays armed for the next
+    /// [`Self::publish`]. For records that should not wake anyone by
+    /// themselves (the BPF ring buffer's `BPF_RB_NO_WAKEUP`): a tracer of
+    /// context switches publishing the switch of the consumer that is
+    /// going to sleep would otherwise wake it at once, for ever.
+    pub fn publish_quietly(&mut self) {
+        if self.head != self.published {
+            // ORDERING: on memory that is not write-back, the records'
+            // stores may still be in write-combining buffers, which a
+            // Release store (a plain `mov` on x86-64) does not drain: drain
+            // them first (`wmb()`), as the kernel's drivers do before they
+            // ring a doorbell. Nothing on write-back memory.
+            self.view.io_wmb();
+            // ORDERING: Release; pairs with the Acquire load of
+            // `producer_pos` in `ConsumerCore`, so the records written above
+            // are visible before the position that covers them.
+            trace!(super::trace::Event::ProducerPosStore(self.head));
+            self.view.producer_pos().store(self.head, Ordering::Release);
+            self.published = self.head;
+        }
+        self.flush_stats();
     }
 
     /// For futex waiters: advances the control page's wake sequence word.

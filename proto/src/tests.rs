@@ -325,3 +325,23 @@ fn pages_are_written_and_data_zeroed_word_by_word() {
         assert_eq!(word(off) == 0, zero, "word at {off}");
     }
 }
+
+/// A quiet publication makes the record visible but leaves the sleeping
+/// consumer's request armed, so the next ordinary publication wakes it
+/// (and a quiet one never does).
+#[test]
+fn a_quiet_publication_leaves_the_wakeup_request_for_the_next() {
+    let (mut p, mut c) = cores(4096, Overflow::DropNew, MemoryOrdering::WriteBack);
+    assert!(c.prepare_sleep(), "an empty ring: the consumer sleeps");
+    commit(&mut p, 8);
+    p.publish_quietly();
+    assert!(super::consumer_core::has_unreleased(&c.view()));
+    commit(&mut p, 8);
+    p.publish_quietly();
+    assert_eq!(p.stats().wakeups, 0);
+    commit(&mut p, 8);
+    assert!(p.publish(), "the request is still armed");
+    commit(&mut p, 8);
+    assert!(!p.publish(), "one wake-up per sleep");
+    assert_eq!(p.stats().wakeups, 1);
+}

@@ -86,6 +86,8 @@ struct Counts {
     written: AtomicU64,
     dropped: AtomicU64,
     refused: AtomicU64,
+    /// Anything else (too large: a bug).
+    failed: AtomicU64,
 }
 
 /// One CPU's timer and what it needs in its callback.
@@ -126,12 +128,13 @@ impl HrTimerCallback for CpuSampler {
             .reserve(TAG_TIMER_SAMPLE, core::mem::size_of::<TimerSample>() as u32)
         {
             Ok(mut record) => {
-                write_sample(record.payload(), &sample);
+                record.fill(&sample_bytes(&sample));
                 record.commit();
                 &this.counts.written
             }
             Err(WriteError::Dropped) => &this.counts.dropped,
-            Err(_) => &this.counts.refused,
+            Err(WriteError::Gone | WriteError::Refused) => &this.counts.refused,
+            Err(WriteError::TooLarge) => &this.counts.failed,
         };
         outcome.fetch_add(1, Ordering::Relaxed);
         // The next expiry one period after this one was due (not after
@@ -141,21 +144,23 @@ impl HrTimerCallback for CpuSampler {
     }
 }
 
-/// `sample`'s bytes into `payload`, as `repr(C)` lays them out.
-fn write_sample(payload: &mut [u8], sample: &TimerSample) {
-    let fields = [
-        (0, &sample.cpu.to_ne_bytes()[..]),
-        (4, &sample.reserved.to_ne_bytes()[..]),
-        (8, &sample.count.to_ne_bytes()[..]),
-        (16, &sample.lateness_ns.to_ne_bytes()[..]),
+/// `sample`'s bytes, as `repr(C)` lays them out.
+fn sample_bytes(sample: &TimerSample) -> [u8; 24] {
+    let mut bytes = [0u8; 24];
+    let fields: [(usize, &[u8]); 4] = [
+        (0, &sample.cpu.to_ne_bytes()),
+        (4, &sample.reserved.to_ne_bytes()),
+        (8, &sample.count.to_ne_bytes()),
+        (16, &sample.lateness_ns.to_ne_bytes()),
     ];
-    for (offset, bytes) in fields {
-        // The reservation is `size_of::<TimerSample>()` bytes, so every
-        // field fits; `get_mut` keeps a panic out of interrupt context.
-        if let Some(to) = payload.get_mut(offset..offset + bytes.len()) {
-            to.copy_from_slice(bytes);
+    for (offset, field) in fields {
+        // Every field fits (the layout is asserted in `events`); `get_mut`
+        // keeps a panic out of interrupt context.
+        if let Some(to) = bytes.get_mut(offset..offset + field.len()) {
+            to.copy_from_slice(field);
         }
     }
+    bytes
 }
 
 /// A sampler and the handle of its started timer, which cancels it when
@@ -262,11 +267,12 @@ impl Drop for TimerSampler {
         self.timers.clear();
         let c = &self.counts;
         pr_info!(
-            "samples={} written={} dropped={} refused={}\n",
+            "samples={} written={} dropped={} refused={} failed={}\n",
             c.samples.load(Ordering::Relaxed),
             c.written.load(Ordering::Relaxed),
             c.dropped.load(Ordering::Relaxed),
-            c.refused.load(Ordering::Relaxed)
+            c.refused.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed)
         );
     }
 }

@@ -205,6 +205,8 @@ fn debugfs_matches(env: &Env) -> anyhow::Result<()> {
         ("records_lost", s.records_lost.to_string()),
         ("sleeps", s.sleeps.to_string()),
         ("records_read", s.records_read.to_string()),
+        ("records_hooked", s.records_hooked.to_string()),
+        ("records_refused", s.records_refused.to_string()),
     ];
     let fields: Vec<(&str, &str)> = text
         .lines()
