@@ -335,7 +335,7 @@ fn a_quiet_publication_leaves_the_wakeup_request_for_the_next() {
     assert!(c.prepare_sleep(), "an empty ring: the consumer sleeps");
     commit(&mut p, 8);
     p.publish_quietly();
-    assert!(super::consumer_core::has_unreleased(&c.view()));
+    assert!(super::consumer_core::has_unreleased(c.view()));
     commit(&mut p, 8);
     p.publish_quietly();
     assert_eq!(p.stats().wakeups, 0);

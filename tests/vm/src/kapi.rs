@@ -14,13 +14,17 @@
 //! delivered, dropped + refused + written == calls.
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{
     Duration,
     Instant, //
 };
 
-use anyhow::ensure;
+use anyhow::{
+    ensure,
+    Context, //
+};
 use rmemring::events::{
     SchedSwitch,
     TimerSample,
@@ -34,17 +38,26 @@ use rmemring::uapi::{
 };
 use rmemring::{
     ioctl,
+    Access,
     Consumer,
     Record,
     Region, //
 };
 use rmemring_proto::modes::Overflow;
 use rmemring_proto::pattern;
+use rmemring_proto::roles::Role;
 
 use crate::support::clients::{
     Client,
     Counts,
     SwitchLoad, //
+};
+use crate::support::fd::open_owned_as;
+use crate::support::process::{
+    fork_child,
+    kill,
+    kill_and_reap,
+    reap_within, //
 };
 use crate::support::ring::open_fresh;
 use crate::support::{
@@ -73,6 +86,11 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         "kapi: an idle consumer is not woken by the records of its own sleep: \
          the tracer alone on an idle guest makes few switches",
         idle_consumer_sleeps(env),
+    );
+    report.check(
+        "kapi: the consumer killed with SIGKILL while the tracer and the built-in producer \
+         write flat out: no warning, its role freed, the next consumer's stream whole",
+        consumer_killed(env),
     );
     report.check(
         "kapi: the tracer and the built-in producer flat out together, the consumer stalling: \
@@ -114,6 +132,9 @@ struct Check {
     cpus: HashMap<u32, (u32, u64)>,
     /// Consecutive switches of one CPU with no loss between them.
     chained: u64,
+    /// Whether the first record may have any sequence number (a consumer
+    /// taking over a ring mid-stream): later ones are held to it.
+    resumed: bool,
     /// Problems, the first few described.
     problems: u64,
     first_problems: Vec<String>,
@@ -128,7 +149,11 @@ impl Check {
     }
 
     fn record(&mut self, r: &Record<'_>) {
-        let expected = self.last_seq.map_or(0, |s| s + 1) + r.lost_before;
+        let expected = match self.last_seq {
+            Some(s) => s + 1 + r.lost_before,
+            None if self.resumed => r.seq,
+            None => r.lost_before,
+        };
         if r.seq != expected {
             self.problem(format!(
                 "seq {} after {:?} (+{} lost)",
@@ -242,6 +267,26 @@ impl Check {
     }
 }
 
+/// [`consume`] by a consumer that takes over a ring mid-stream.
+fn consume_resumed(
+    region: &Arc<Region>,
+    client: Client,
+    seconds: u64,
+    before_unload: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Check, Counts)> {
+    consume_into(
+        Check {
+            resumed: true,
+            ..Check::default()
+        },
+        region,
+        client,
+        seconds,
+        false,
+        before_unload,
+    )
+}
+
 /// Consumes for `seconds`, then unloads the client and drains the rest;
 /// with `stall`, stops reading every 500 ms until the ring has dropped
 /// records (drop-new mode), instead of keeping up.
@@ -250,10 +295,27 @@ fn consume(
     client: Client,
     seconds: u64,
     stall: bool,
+    before_unload: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Check, Counts)> {
+    consume_into(
+        Check::default(),
+        region,
+        client,
+        seconds,
+        stall,
+        before_unload,
+    )
+}
+
+fn consume_into(
+    mut check: Check,
+    region: &Arc<Region>,
+    client: Client,
+    seconds: u64,
+    stall: bool,
     mut before_unload: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<(Check, Counts)> {
     let mut consumer = region.consumer()?;
-    let mut check = Check::default();
     let start = Instant::now();
     let mut next_stall = start + Duration::from_millis(500);
     while start.elapsed() < Duration::from_secs(seconds) {
@@ -391,6 +453,88 @@ fn mixed(env: &Env, seconds: u64) -> anyhow::Result<()> {
     );
     ensure!(
         check.patterns > 0 && check.switches > 0,
+        "{}",
+        check.summary()
+    );
+    Ok(())
+}
+
+/// A consumer in a child process, killed with SIGKILL while the tracer and
+/// the producer thread write flat out; then a consumer in this process
+/// takes over and must get a sound stream.
+fn consumer_killed(env: &Env) -> anyhow::Result<()> {
+    env.kmod.ensure_loaded()?;
+    // Forked first, while this process has one thread.
+    let device = env.device.clone();
+    let child = fork_child(move || {
+        let Ok(region) = Region::open(&device, Access::Consume) else {
+            return 1;
+        };
+        let region = Arc::new(region);
+        let Ok(mut consumer) = region.consumer() else {
+            return 2;
+        };
+        loop {
+            if let Ok(mut batch) = consumer.batch() {
+                for record in batch.iter() {
+                    let _ = record;
+                }
+            }
+            let _ = consumer.wait(Some(Duration::from_millis(10)));
+        }
+    })?;
+    let result = (|| -> anyhow::Result<(Check, Counts)> {
+        let observer = Region::open(&env.device, Access::Observe)?;
+        let since = Instant::now();
+        while ioctl::stats(observer.fd())?.consumer_open == 0 {
+            ensure!(
+                since.elapsed() < Duration::from_secs(10),
+                "the child never consumed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let controller = open_owned_as(&env.device, Role::Controller)?;
+        let config = ProducerConfig {
+            min_len: 8,
+            max_len: 512,
+            ..Default::default()
+        };
+        ioctl::start(controller.as_fd(), &config)?;
+        let tracer = Client::tracer(env)?;
+        let load = SwitchLoad::start()?;
+        std::thread::sleep(Duration::from_millis(500));
+        kill(child);
+        ensure!(
+            reap_within(child, Duration::from_secs(5)),
+            "the consumer did not die"
+        );
+        // Its close frees the consumer role.
+        let since = Instant::now();
+        let region = loop {
+            match Region::open(&env.device, Access::Consume) {
+                Ok(region) => break Arc::new(region),
+                Err(e) if since.elapsed() < Duration::from_secs(5) => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e).context("a consumer after the killed one"),
+            }
+        };
+        let result = consume_resumed(&region, tracer, 1, || Ok(ioctl::stop(controller.as_fd())?));
+        load.stop();
+        result
+    })();
+    kill_and_reap(child);
+    let (check, counts) = result?;
+    println!("# after the kill: {} / tracer {counts:?}", check.summary());
+    ensure!(check.problems == 0, "{}", check.summary());
+    ensure!(counts.failed == 0 && counts.refused == 0, "{counts:?}");
+    ensure!(
+        counts.written + counts.dropped == counts.calls,
+        "{counts:?}"
+    );
+    ensure!(
+        check.switches > 0 && check.patterns > 0,
         "{}",
         check.summary()
     );
