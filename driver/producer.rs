@@ -174,6 +174,7 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
                 sys::cond_resched();
                 continue;
             };
+            producing.wake_directly();
             let mut full = false;
             let mut held = 0u64;
             // At most `quota` records, and only while the batch stays within

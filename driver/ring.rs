@@ -536,6 +536,7 @@ impl Ring {
             ring: self,
             guard: ManuallyDrop::new(guard),
             quiet: false,
+            direct: false,
         })
     }
 
@@ -602,6 +603,7 @@ impl Ring {
             ring: self,
             guard: ManuallyDrop::new(guard),
             quiet,
+            direct: false,
         };
         let held = producing.state().held.take();
         let Some((slot, tag)) = held else {
@@ -708,6 +710,9 @@ pub(crate) struct Producing<'a> {
     guard: ManuallyDrop<RawSpinLockIrqGuard<'a, ProducerState>>,
     /// Publish without waking a sleeping consumer.
     quiet: bool,
+    /// Wake the consumer directly, not through the `irq_work`: see
+    /// [`Producing::wake_directly`].
+    direct: bool,
 }
 
 impl Producing<'_> {
@@ -752,6 +757,14 @@ impl Producing<'_> {
         self.state().core.commit(slot, tag, now);
     }
 
+    /// For a producer in process context that holds no other lock (the
+    /// producer thread): wake a sleeping consumer from here, after the
+    /// unlock, rather than through the `irq_work`, saving the
+    /// interrupt's round trip.
+    pub(crate) fn wake_directly(&mut self) {
+        self.direct = true;
+    }
+
     /// Keeps the lock held past this value's end, for the C API's
     /// reserve/commit pair; [`Ring::finish_held`] takes it back.
     fn hold(mut self, slot: Slot, tag: u16) {
@@ -776,7 +789,9 @@ impl Drop for Producing<'_> {
         // whose probes may produce into this ring. Deferred: this may run in
         // hard-IRQ context or under the runqueue lock, where `wake_up` must
         // not be called.
-        if wake {
+        if wake && self.direct {
+            self.ring.wake_readers();
+        } else if wake {
             self.ring.waker.queue();
         }
     }

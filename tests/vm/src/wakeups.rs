@@ -202,10 +202,31 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     while records < config.count && start.elapsed() < Duration::from_secs(60) {
         if consumer.arm_wakeup() {
             sleeps += 1;
+            let before = ioctl::stats(region.fd())?;
+            let slept = Instant::now();
             let events = epoll_wait_one(epfd.as_raw_fd(), Duration::from_secs(2));
+            let after = ioctl::stats(region.fd())?;
             consumer.disarm_wakeup();
             if matches!(events, Ok(0)) && consumer.backlog()? != 0 {
                 timeouts += 1;
+                // Which side failed: the producer publishing nothing for
+                // the whole wait (a stall, not a lost wake-up), publishing
+                // without counting a wake-up (it did not see the request),
+                // or counting one that did not reach epoll.
+                println!(
+                    "# epoll timed out after {:?}: records_produced {} -> {}, wakeups {} -> {}, \
+                     producer_pos {} -> {}, consumer_pos {}, sleeps {} -> {}",
+                    slept.elapsed(),
+                    before.records_produced,
+                    after.records_produced,
+                    before.wakeups,
+                    after.wakeups,
+                    before.producer_pos,
+                    after.producer_pos,
+                    after.consumer_pos,
+                    before.sleeps,
+                    after.sleeps
+                );
             }
         }
         for record in &mut consumer.batch()? {
