@@ -47,6 +47,26 @@ fn asleep(stat: &str) -> bool {
         .is_some_and(|state| state == "S")
 }
 
+/// Blocks every signal on the calling thread but `SIGUSR1`, the one
+/// [`Sleeper`] interrupts with, so that nothing else ends its sleep.
+///
+/// A stray signal would: `Command::status()` blocks all signals in the
+/// spawning thread until its child has exec'd, and a child that exits
+/// before the mask is restored (busybox `rmmod` refusing at once) queues
+/// its `SIGCHLD` for the whole process, which the kernel then hands to a
+/// thread that does not block it: the sleeper. Its call returns
+/// `-ERESTARTSYS`, the ignored `SIGCHLD` is dropped and the call restarts,
+/// now on a descriptor the test has closed meanwhile (`EBADF`).
+fn only_interrupts() {
+    // SAFETY: Filling and applying a signal set the thread owns.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigdelset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 /// A blocking call running on a thread of its own.
 pub(crate) struct Sleeper<T> {
     handle: std::thread::JoinHandle<()>,
@@ -74,6 +94,7 @@ impl<T: Send + 'static> Sleeper<T> {
         let (tx, done) = mpsc::channel();
         let (tid_tx, tid_rx) = mpsc::channel();
         let handle = std::thread::spawn(move || {
+            only_interrupts();
             // SAFETY: `gettid` has no preconditions.
             let _ = tid_tx.send(unsafe { libc::gettid() });
             let _ = tx.send(f());
