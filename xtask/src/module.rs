@@ -8,7 +8,8 @@
 //! module is then copied to this checkout's `target/driver/T/`.
 //!
 //! The client modules of `examples/kernel/` (kernel code producing through
-//! the driver's in-kernel API) are built next, against the driver's
+//! the driver's in-kernel API) and the selftest's own (`tests/kernel/`)
+//! are built next, against the driver's
 //! `Module.symvers` (`KBUILD_EXTRA_SYMBOLS`), as docs/kernel-api.md tells
 //! their authors to, and copied next to it.
 
@@ -38,11 +39,12 @@ use crate::kernel::{
 use crate::project_root;
 
 /// The trees the driver build needs, relative to the repository root.
-const TREES: &[&str] = &["driver", "proto/src", "examples/kernel"];
+const TREES: &[&str] = &["driver", "proto/src", "examples/kernel", "tests/kernel"];
 
-/// Where the client modules live: one directory each, with a `Kbuild`
-/// making `NAME.ko` from the directory's `NAME`-prefixed sources.
-const CLIENTS: &str = "examples/kernel";
+/// Where the client modules live: the examples, and the selftest's own
+/// (`tests/kernel/`); one directory each, with a `Kbuild` making
+/// `rmemring_NAME.ko`.
+const CLIENTS: &[&str] = &["examples/kernel", "tests/kernel"];
 
 /// Directories under `driver/` that are not part of the kernel module.
 const SKIP_DIRS: &[&str] = &["target"];
@@ -79,7 +81,8 @@ impl flags::Module {
 pub struct Module {
     /// `rmemring.ko` on the host, in this checkout's `target/driver/TARGET/`.
     pub ko: PathBuf,
-    /// The client modules of `examples/kernel/`, next to it.
+    /// The client modules of `examples/kernel/` and `tests/kernel/`, next
+    /// to it.
     pub clients: Vec<PathBuf>,
     /// The compiler's and modpost's warning lines (all of them only when
     /// everything was rebuilt: see `force`).
@@ -138,8 +141,8 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
     // The clients, as their authors would build them (docs/kernel-api.md).
     let symvers = format!("KBUILD_EXTRA_SYMBOLS={inner}/driver/Module.symvers");
     let mut clients = Vec::new();
-    for name in client_names()? {
-        let dir = format!("{CLIENTS}/{name}");
+    for dir in client_dirs()? {
+        let name = dir.rsplit('/').next().unwrap_or(&dir).to_owned();
         warnings.extend(make(&dir, &symvers, &dir)?);
         let module = format!("rmemring_{name}");
         clients.push(install(
@@ -153,17 +156,19 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
     })
 }
 
-/// The client modules' directory names under `examples/kernel/`.
-fn client_names() -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(project_root().join(CLIENTS))? {
-        let entry = entry?;
-        if entry.path().join("Kbuild").exists() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
+/// The client modules' directories, relative to the repository.
+fn client_dirs() -> Result<Vec<String>> {
+    let mut dirs = Vec::new();
+    for parent in CLIENTS {
+        for entry in fs::read_dir(project_root().join(parent))? {
+            let entry = entry?;
+            if entry.path().join("Kbuild").exists() {
+                dirs.push(format!("{parent}/{}", entry.file_name().to_string_lossy()));
+            }
         }
     }
-    names.sort();
-    Ok(names)
+    dirs.sort();
+    Ok(dirs)
 }
 
 /// Signs a copy of the built `NAME.ko` in `DIR` of the scratch tree and

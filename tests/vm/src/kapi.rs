@@ -51,6 +51,7 @@ use crate::support::clients::{
     Client,
     Counts,
     SwitchLoad, //
+    CONTRACT_MODULE,
 };
 use crate::support::fd::open_owned_as;
 use crate::support::process::{
@@ -101,6 +102,12 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         "kapi: the Rust hard-IRQ timer sampler on every CPU and the built-in producer together: \
          every pattern record verified, each CPU's samples consecutive, counts exact",
         sampler_with_builtin(env, seconds),
+    );
+    report.check(
+        "kapi: the API's edges (tests/kernel/api_contract): too large, unknown flags, \
+         writes inside an open reservation and in NMI context refused with the promised errno, \
+         discards leave nothing; the ring then holds exactly the records committed",
+        api_contract(env),
     );
     report.check(
         "kapi: RESETs while the tracer writes: its writes during them are refused, \
@@ -671,6 +678,71 @@ fn resets_while_tracing(env: &Env) -> anyhow::Result<()> {
         counts.refused > 0 && check.switches > 0,
         "{counts:?}, {}",
         check.summary()
+    );
+    Ok(())
+}
+
+/// The returns at the API's edges, checked by the contract module as it
+/// loads; then what it left in the ring, checked here: exactly its four
+/// committed records, in order, from sequence 0 (a discard or a refused
+/// write takes no sequence number), and its refusals counted.
+fn api_contract(env: &Env) -> anyhow::Result<()> {
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let ring = env
+        .device
+        .rsplit('/')
+        .next()
+        .context("the device has no name")?;
+    let client = Client::load(CONTRACT_MODULE, &[format!("ring={ring}")])?;
+    let log = client.remove()?;
+    let checks = log.lines().filter(|l| l.contains(" ok - ")).count();
+    ensure!(
+        log.contains("all checks held") && checks >= 12,
+        "the contract module's log: {log}"
+    );
+    // Its NMI check runs where the CPU has a local APIC (x86-64).
+    let nmi = u64::from(cfg!(target_arch = "x86_64"));
+    let stats = ioctl::stats(region.fd())?;
+    ensure!(
+        stats.records_refused == 2 + nmi && stats.records_dropped == 0,
+        "refused {} (want {}), dropped {}",
+        stats.records_refused,
+        2 + nmi,
+        stats.records_dropped
+    );
+    let user = rmemring::events::TAG_USER_MIN;
+    let max = region.layout().max_payload as usize;
+    let expected: [(u16, Vec<u8>); 4] = [
+        (user + 2, b"written\0".to_vec()),
+        (user + 3, (0..24).collect()),
+        (user + 4, Vec::new()),
+        (user + 5, (0..max).map(|i| (i % 251) as u8).collect()),
+    ];
+    let mut consumer = region.consumer()?;
+    let mut seen = 0;
+    for record in consumer.batch()?.iter() {
+        let record = record?;
+        let want = expected.get(seen).with_context(|| {
+            format!("an extra record: seq {}, tag {:#x}", record.seq, record.tag)
+        })?;
+        ensure!(
+            record.seq == seen as u64
+                && record.lost_before == 0
+                && record.tag == want.0
+                && record.payload == want.1.as_slice(),
+            "record {seen}: seq {}, tag {:#x}, {} bytes; want tag {:#x}, {} bytes",
+            record.seq,
+            record.tag,
+            record.payload.len(),
+            want.0,
+            want.1.len()
+        );
+        seen += 1;
+    }
+    ensure!(
+        seen == expected.len(),
+        "{seen} records, want {}",
+        expected.len()
     );
     Ok(())
 }

@@ -25,6 +25,8 @@ use super::kernel_log;
 pub(crate) const TRACER_MODULE: &str = "rmemring_sched_switch";
 /// The hard-IRQ timer sampler (`examples/kernel/timer_sampler`).
 const SAMPLER_MODULE: &str = "rmemring_timer_sampler";
+/// The API's edges, checked at load (`tests/kernel/api_contract`).
+pub(crate) const CONTRACT_MODULE: &str = "rmemring_api_contract";
 
 /// A client module's own counts, from the line its exit writes to the
 /// kernel log (after its probe or timers are gone, so they are final).
@@ -89,12 +91,19 @@ impl Client {
         })
     }
 
-    pub(crate) fn unload(mut self) -> anyhow::Result<Counts> {
+    /// Unloads the module: the kernel log since it was loaded.
+    pub(crate) fn remove(mut self) -> anyhow::Result<String> {
         self.loaded = false;
         let status = Command::new("rmmod").arg(self.name).status()?;
         ensure!(status.success(), "rmmod {}: {status}", self.name);
-        let log = kernel_log::dmesg_since(&self.mark);
-        let prefix = format!("{}: ", self.name);
+        Ok(kernel_log::dmesg_since(&self.mark))
+    }
+
+    /// Unloads the module: its counts, from the line its exit logs.
+    pub(crate) fn unload(self) -> anyhow::Result<Counts> {
+        let name = self.name;
+        let log = self.remove()?;
+        let prefix = format!("{name}: ");
         let line = log
             .lines()
             .find(|l| l.contains(&prefix) && l.contains(" written="))

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rmemring_api_contract: checks, at load, what each call of the in-kernel
+ * API returns at its edges (the returns rmemring.h promises that the
+ * example clients never meet), and leaves in the ring exactly the records
+ * the selftest's kapi group then expects, in order:
+ *
+ *   tag USER_MIN + 2: "written" (rmemring_write, 8 bytes)
+ *   tag USER_MIN + 3: 24 bytes 0..23 (rmemring_reserve + rmemring_commit)
+ *   tag USER_MIN + 4: no payload (rmemring_write of 0 bytes)
+ *   tag USER_MIN + 5: rmemring_max_payload() bytes, byte i = i % 251
+ *                     (reserved and committed: no buffer that large)
+ *
+ * and nothing of the attempts that failed or were discarded; each refusal
+ * with -EBUSY counts in the ring's records_refused (2 from inside an open
+ * reservation, 1 more from NMI context where the CPU has a local APIC to
+ * send itself an NMI with).
+ *
+ *   insmod rmemring_api_contract.ko ring=rmemring0
+ *
+ * Every check logs "ok - ..." or "not ok - ..."; the load fails with
+ * -EINVAL if any did not hold. Run it on a fresh ring in drop-new mode with
+ * nothing else producing.
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/err.h>
+#include <linux/delay.h>
+#include <linux/string.h>
+#include <linux/smp.h>
+#include <linux/cpumask.h>
+#include <linux/atomic.h>
+
+#ifdef CONFIG_X86_LOCAL_APIC
+#include <asm/apic.h>
+#include <asm/nmi.h>
+#endif
+
+#include <rmemring.h>
+
+static char *ring_name = "rmemring0";
+module_param_named(ring, ring_name, charp, 0444);
+MODULE_PARM_DESC(ring, "The ring to check against (its device name)");
+
+#define TAG(n) (RMEMRING_TAG_USER_MIN + (n))
+
+static int failures;
+
+static void expect(bool held, const char *what, long got)
+{
+	if (held) {
+		pr_info("ok - %s\n", what);
+	} else {
+		failures++;
+		pr_err("not ok - %s (got %ld)\n", what, got);
+	}
+}
+
+#ifdef CONFIG_X86_LOCAL_APIC
+static struct rmemring *nmi_ring;
+/* 0 idle, 1 armed (the next NMI writes), 2 written: nmi_result holds. */
+static atomic_t nmi_state = ATOMIC_INIT(0);
+static int nmi_result;
+
+static int on_nmi(unsigned int type, struct pt_regs *regs)
+{
+	if (atomic_read(&nmi_state) != 1)
+		return NMI_DONE;
+	nmi_result = rmemring_write(nmi_ring, TAG(9), "nmi", 3, 0);
+	atomic_set_release(&nmi_state, 2);
+	return NMI_HANDLED;
+}
+
+/* A write from NMI context: this CPU sends itself an NMI through its local
+ * APIC, and the handler writes. Returns whether the NMI came. */
+static bool write_in_nmi(struct rmemring *ring)
+{
+	int i;
+
+	nmi_ring = ring;
+	if (register_nmi_handler(NMI_LOCAL, on_nmi, 0, "rmemring_api_contract"))
+		return false;
+	atomic_set(&nmi_state, 1);
+	preempt_disable();
+	__apic_send_IPI_mask(cpumask_of(smp_processor_id()), NMI_VECTOR);
+	preempt_enable();
+	for (i = 0; i < 1000 && atomic_read_acquire(&nmi_state) != 2; i++)
+		msleep(1);
+	unregister_nmi_handler(NMI_LOCAL, "rmemring_api_contract");
+	return atomic_read_acquire(&nmi_state) == 2;
+}
+#endif
+
+static void check(struct rmemring *ring)
+{
+	u32 max = rmemring_max_payload(ring);
+	static const char written[8] = "written";
+	u8 *payload, *inner;
+	u32 i;
+	int ret;
+
+	expect(max > 0, "rmemring_max_payload() is positive", max);
+
+	ret = rmemring_write(ring, TAG(0), written, max + 1, 0);
+	expect(ret == -EMSGSIZE, "rmemring_write() of max_payload + 1 bytes: -EMSGSIZE", ret);
+	ret = rmemring_write(ring, TAG(0), written, sizeof(written), 0x80);
+	expect(ret == -EINVAL, "rmemring_write() with an unknown flag: -EINVAL", ret);
+	payload = rmemring_reserve(ring, TAG(0), max + 1);
+	if (!IS_ERR(payload))
+		rmemring_discard(ring, payload);
+	expect(IS_ERR(payload) && PTR_ERR(payload) == -EMSGSIZE,
+	       "rmemring_reserve() of max_payload + 1 bytes: ERR_PTR(-EMSGSIZE)",
+	       PTR_ERR_OR_ZERO(payload));
+
+	/*
+	 * Inside an open reservation (interrupts off, so this CPU), the ring
+	 * refuses this CPU's producers instead of deadlocking on its lock.
+	 * Nothing is logged until the reservation ends: printk takes the
+	 * console's locks, which must never nest inside the producer lock (a
+	 * sched_switch probe takes that under the runqueue lock).
+	 */
+	payload = rmemring_reserve(ring, TAG(1), 16);
+	if (!IS_ERR(payload)) {
+		memset(payload, 0xd1, 16);
+		ret = rmemring_write(ring, TAG(0), written, sizeof(written), 0);
+		inner = rmemring_reserve(ring, TAG(0), 8);
+		rmemring_discard(ring, payload);
+		expect(IS_ALIGNED((unsigned long)payload, 8),
+		       "rmemring_reserve() of 16 bytes: an 8-byte aligned payload", 0);
+		expect(ret == -EBUSY, "rmemring_write() inside an open reservation: -EBUSY", ret);
+		expect(IS_ERR(inner) && PTR_ERR(inner) == -EBUSY,
+		       "rmemring_reserve() inside an open reservation: ERR_PTR(-EBUSY)",
+		       PTR_ERR_OR_ZERO(inner));
+	} else {
+		expect(false, "rmemring_reserve() of 16 bytes", PTR_ERR(payload));
+	}
+
+	ret = rmemring_write(ring, TAG(2), written, sizeof(written), 0);
+	expect(ret == 0, "rmemring_write() of 8 bytes after a discard: written", ret);
+
+	payload = rmemring_reserve(ring, TAG(3), 24);
+	if (!IS_ERR(payload)) {
+		for (i = 0; i < 24; i++)
+			payload[i] = i;
+		rmemring_commit(ring, payload, 0);
+	}
+	expect(!IS_ERR(payload), "rmemring_reserve() of 24 bytes", PTR_ERR_OR_ZERO(payload));
+
+	ret = rmemring_write(ring, TAG(4), NULL, 0, 0);
+	expect(ret == 0, "rmemring_write() of no payload: written", ret);
+
+	payload = rmemring_reserve(ring, TAG(5), max);
+	if (!IS_ERR(payload)) {
+		for (i = 0; i < max; i++)
+			payload[i] = i % 251;
+		rmemring_commit(ring, payload, 0);
+	}
+	expect(!IS_ERR(payload), "rmemring_reserve() of max_payload bytes (a quarter of the ring)",
+	       PTR_ERR_OR_ZERO(payload));
+
+#ifdef CONFIG_X86_LOCAL_APIC
+	expect(write_in_nmi(ring), "a self-sent NMI ran the handler", 0);
+	expect(nmi_result == -EBUSY, "rmemring_write() in NMI context: -EBUSY", nmi_result);
+#else
+	pr_info("skip - rmemring_write() in NMI context: no local APIC to send an NMI with\n");
+#endif
+}
+
+static int __init contract_init(void)
+{
+	struct rmemring *ring;
+
+	expect(!rmemring_get("rmemring-no-such-ring"), "rmemring_get() of an unknown name: NULL", 0);
+	ring = rmemring_get(ring_name);
+	expect(ring, "rmemring_get() of the ring under test", 0);
+	if (ring) {
+		check(ring);
+		rmemring_put(ring);
+	}
+	rmemring_put(NULL);
+	if (failures) {
+		pr_err("%d checks failed\n", failures);
+		return -EINVAL;
+	}
+	pr_info("all checks held\n");
+	return 0;
+}
+
+static void __exit contract_exit(void)
+{
+}
+
+module_init(contract_init);
+module_exit(contract_exit);
+MODULE_DESCRIPTION("Checks the returns of rmemring's in-kernel API at its edges");
+MODULE_LICENSE("GPL");
