@@ -94,7 +94,7 @@ macro_rules! broken_board {
         Suite {
             name: concat!("board-broken-", $name),
             arch: Arch::Aarch64,
-            profile: Profile::Normal,
+            profile: Profile::Debug,
             load: true,
             overlay: Some($overlay),
             command: concat!(selftest!("'broken="), $message, "'"),
@@ -174,13 +174,17 @@ pub fn suites() -> Vec<Suite> {
         command: selftest!("faults"),
         timeout: 900,
     });
-    // arm64: the device-tree board (dts/qemu-virt-board.dtso). The guest
+    // arm64: the device-tree board (dts/qemu-virt-board.dtso), on the debug
+    // kernel (KASAN, lockdep, DEBUG_VM): the board is where a ring is
+    // revoked under its users (unbind while the tracer, the producer thread
+    // and a process use it), so where a use after free would be. One arm64
+    // kernel for the tests; the normal one is `cargo xtask run`'s. The guest
     // gets what it must find from the overlay (`dt::expectations`, in
     // /add/board-rings.json).
     suites.push(Suite {
         name: "board",
         arch: Arch::Aarch64,
-        profile: Profile::Normal,
+        profile: Profile::Debug,
         load: true,
         overlay: None,
         command: selftest!("board"),
@@ -191,7 +195,7 @@ pub fn suites() -> Vec<Suite> {
     suites.push(Suite {
         name: "board-params",
         arch: Arch::Aarch64,
-        profile: Profile::Normal,
+        profile: Profile::Debug,
         load: false,
         overlay: None,
         command: selftest!("board-params"),
