@@ -11,7 +11,10 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
+use std::path::{
+    Path,
+    PathBuf, //
+};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,6 +52,9 @@ const OUT_DIR: &str = "docs/bench";
 const JSONL: &str = "kernel-latest.jsonl";
 const MARKDOWN: &str = "kernel-latest.md";
 const CHART: &str = "kernel-latest.svg";
+/// The real-event runs of the latest VM run.
+const EVENTS_JSONL: &str = "events-latest.jsonl";
+const EVENTS_MARKDOWN: &str = "events-latest.md";
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<ExitCode> {
@@ -58,6 +64,9 @@ impl flags::Bench {
         let log = Log::terminal();
         if self.render {
             render(sh, &log)?;
+            if project_root().join(OUT_DIR).join(EVENTS_JSONL).exists() {
+                render_events(sh, &log)?;
+            }
             return Ok(ExitCode::SUCCESS);
         }
         let target = Target {
@@ -92,6 +101,21 @@ impl flags::Bench {
             "{guest} >/tmp/bench.jsonl 2>/tmp/bench.txt; s=$?; \
              cat /tmp/bench.txt; cat /tmp/bench.jsonl; exit $s"
         );
+        // Then real events (`rmemring bench-events`): the tracer against the
+        // BPF ring buffer, ftrace and perf on the sched_switch tracepoint,
+        // in a VM of its own whose time counts instructions
+        // (`Accel::TcgIcount`): a context switch's cost is a few hundred
+        // instructions, which TCG's run-to-run noise (30% and more on this
+        // machine) would drown.
+        let events_command = if self.quick {
+            "rmemring bench-events --json --duration 1s --repeat 3"
+        } else {
+            "rmemring bench-events --json --duration 2s --repeat 5"
+        };
+        let events_shell = format!(
+            "{events_command} >/tmp/events.jsonl 2>/tmp/events.txt; e=$?; \
+             cat /tmp/events.txt; cat /tmp/events.jsonl; exit $e"
+        );
         // Other work on the host steals time from the guest's vCPUs; say how
         // busy it was.
         let load = host_load();
@@ -105,35 +129,50 @@ impl flags::Bench {
         {
             eprintln!("(could not raise QEMU's priority; numbers will show any other load)");
         }
+        let boot = |command: &str, icount: bool| {
+            vm::boot(
+                sh,
+                &log,
+                &artifacts,
+                &Options {
+                    add: &[],
+                    cmdline: None,
+                    load: true,
+                    overlay: None,
+                    command: Some(command),
+                    timeout: Duration::from_secs(self.timeout),
+                    echo: Echo::Live { console: false },
+                    icount,
+                },
+            )
+        };
         eprintln!("booting the x86_64 reference VM for `{guest}` (several minutes under TCG)");
-        let outcome = vm::boot(
-            sh,
-            &log,
-            &artifacts,
-            &Options {
-                add: &[],
-                cmdline: None,
-                load: true,
-                overlay: None,
-                command: Some(&command),
-                timeout: Duration::from_secs(self.timeout),
-                echo: Echo::Live { console: false },
-            },
-        )?;
+        let outcome = boot(&command, false)?;
         if !outcome.passed() {
             eprintln!("{}", outcome.report());
             return Ok(outcome.exit_code());
         }
-        let lines: Vec<&str> = outcome
-            .output
-            .iter()
-            .map(|l| l.trim())
-            .filter(|l| {
-                l.starts_with('{')
-                    && serde_json::from_str::<Value>(l)
-                        .is_ok_and(|v| v["bench"].as_str().is_some_and(|b| b.starts_with("kernel")))
-            })
-            .collect();
+        eprintln!("booting it again, counting instructions, for `{events_command}`");
+        let events_outcome = boot(&events_shell, true)?;
+        if !events_outcome.passed() {
+            eprintln!("{}", events_outcome.report());
+            return Ok(events_outcome.exit_code());
+        }
+        let results = |outcome: &'_ vm::Outcome, kind: &str| -> Vec<String> {
+            outcome
+                .output
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| {
+                    l.starts_with('{')
+                        && serde_json::from_str::<Value>(l)
+                            .is_ok_and(|v| v["bench"].as_str().is_some_and(|b| b.starts_with(kind)))
+                })
+                .map(str::to_owned)
+                .collect()
+        };
+        let lines = results(&outcome, "kernel");
+        let events = results(&events_outcome, "events");
         if lines.is_empty() {
             bail!("the guest printed no benchmark results");
         }
@@ -146,6 +185,19 @@ impl flags::Bench {
             source,
         };
         write_results(sh, &log, &lines, &run, &self)?;
+        // The guest's side (CPU model, kernel, clocksource) is the kernel
+        // benchmark's, from the same boot.
+        let mut env = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["bench"] == "kernel-env")
+            .unwrap_or_else(|| serde_json::json!({}));
+        env["command"] = Value::from(events_command);
+        let events_run = Run {
+            accel: events_outcome.accel,
+            ..run
+        };
+        write_events(sh, &log, &events, &env, &events_run, &self)?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -179,7 +231,7 @@ struct Run {
 fn write_results(
     sh: &Shell,
     log: &Log,
-    lines: &[&str],
+    lines: &[String],
     run: &Run,
     flags: &flags::Bench,
 ) -> Result<()> {
@@ -196,20 +248,89 @@ fn write_results(
     render(sh, log)
 }
 
+/// Writes the real-event runs' JSON lines, after the host's line and the
+/// guest's (`env`), then renders them.
+fn write_events(
+    sh: &Shell,
+    log: &Log,
+    lines: &[String],
+    env: &Value,
+    run: &Run,
+    flags: &flags::Bench,
+) -> Result<()> {
+    if lines.is_empty() {
+        bail!("the guest printed no bench-events results");
+    }
+    let dir = project_root().join(OUT_DIR);
+    let jsonl = dir.join(EVENTS_JSONL);
+    let mut env = env.clone();
+    env["bench"] = Value::from("events-env");
+    let mut text = host_line(sh, run, flags).to_string() + "\n" + &env.to_string() + "\n";
+    for line in lines {
+        text += line;
+        text.push('\n');
+    }
+    fs::write(&jsonl, text).with_context(|| format!("writing {}", jsonl.display()))?;
+    render_events(sh, log)
+}
+
+/// The path of results file `file` (in [`OUT_DIR`]) and its first line of
+/// each of the `kinds` (`"bench"`), or `null`.
+fn read_results<const N: usize>(file: &str, kinds: [&str; N]) -> Result<(PathBuf, [Value; N])> {
+    let jsonl = project_root().join(OUT_DIR).join(file);
+    let text =
+        fs::read_to_string(&jsonl).with_context(|| format!("reading {}", jsonl.display()))?;
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let found = kinds.map(|kind| {
+        lines
+            .iter()
+            .find(|v| v["bench"] == kind)
+            .cloned()
+            .unwrap_or(Value::Null)
+    });
+    Ok((jsonl, found))
+}
+
+/// Renders `events-latest.jsonl` into `events-latest.md`.
+fn render_events(sh: &Shell, log: &Log) -> Result<()> {
+    let dir = project_root().join(OUT_DIR);
+    let (jsonl, [host, env]) = read_results(EVENTS_JSONL, ["kernel-host", "events-env"])?;
+    let tables = log.read(cmd!(
+        sh,
+        "cargo run --quiet --release -p rmemring --features cli --bin rmemring -- bench-events --input {jsonl}"
+    ))?;
+    let mut md = String::new();
+    let _ = writeln!(md, "# Real events: latest results\n");
+    let _ = writeln!(
+        md,
+        "Generated by `{}` from [{EVENTS_JSONL}]({EVENTS_JSONL}); do not edit. What each \
+         peer does and how to read the tables: [events.md](events.md).\n",
+        host["xtask_command"]
+            .as_str()
+            .unwrap_or("cargo xtask bench")
+    );
+    for line in environment(&host, &env) {
+        let _ = writeln!(md, "- {line}");
+    }
+    md.push('\n');
+    md += tables.trim_start();
+    md.push('\n');
+    let path = dir.join(EVENTS_MARKDOWN);
+    fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    for file in [EVENTS_JSONL, EVENTS_MARKDOWN] {
+        println!("{}", Path::new(OUT_DIR).join(file).display());
+    }
+    Ok(())
+}
+
 /// Renders `kernel-latest.jsonl` into the Markdown report and the chart
 /// (`--render` does only this, for a change in how results are shown).
 fn render(sh: &Shell, log: &Log) -> Result<()> {
     let dir = project_root().join(OUT_DIR);
-    let jsonl = dir.join(JSONL);
-    let text =
-        fs::read_to_string(&jsonl).with_context(|| format!("reading {}", jsonl.display()))?;
-    let find = |kind: &str| {
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["bench"] == kind)
-            .unwrap_or(Value::Null)
-    };
-    let (host, env) = (find("kernel-host"), find("kernel-env"));
+    let (jsonl, [host, env]) = read_results(JSONL, ["kernel-host", "kernel-env"])?;
     let chart = dir.join(CHART);
     let tables = log.read(cmd!(
         sh,
@@ -317,6 +438,13 @@ fn environment(host: &Value, env: &Value) -> Vec<String> {
              compare the ratios between paths, which come from the same run)"
         ),
         "kvm" => format!("KVM{how} (guest code runs natively)"),
+        "tcg-icount" => format!(
+            "TCG with `-icount shift=0,sleep=off`{how} (every guest instruction emulated, one \
+             vCPU at a time; guest time counts instructions executed on either vCPU, 1 ns \
+             each, and idle time costs nothing: rates are instructions, not hardware rates, \
+             and do not depend on the host's load; an atomic, a fence or a cache miss costs \
+             one instruction)"
+        ),
         other => format!("{other}{how}"),
     };
     vec![

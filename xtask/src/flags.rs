@@ -130,6 +130,11 @@ pub struct VmRun {
     /// Also show the kernel console on stderr.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Under TCG, make guest time count instructions (QEMU `-icount`, one
+    /// vCPU at a time): rates that do not depend on the host's load, as
+    /// `cargo xtask bench` measures real events.
+    #[arg(long)]
+    pub icount: bool,
     /// The guest command, run with `sh -c` (the words are joined by spaces).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

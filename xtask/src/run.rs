@@ -70,6 +70,7 @@ impl flags::Run {
                 command: Some(COMMAND),
                 timeout: TIMEOUT,
                 echo: Echo::Live { console: false },
+                icount: false,
             },
         )?;
         if !outcome.passed() {

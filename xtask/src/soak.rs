@@ -54,6 +54,7 @@ impl flags::Soak {
                 command: Some(&command),
                 timeout: Duration::from_secs(seconds) + slack(self.target.debug),
                 echo: Echo::Live { console: false },
+                icount: false,
             },
         )?;
         let took = started.elapsed();

@@ -153,14 +153,17 @@ pub fn suites() -> Vec<Suite> {
         command: selftest!("tools"),
         timeout: 200,
     });
-    // The benchmark runs end to end (a smoke test: no targets asserted).
+    // The benchmarks run end to end (a smoke test: no targets asserted),
+    // the real-event one with every peer and both strategies (about 25 s
+    // of the suite's time).
     suites.push(Suite {
         name: "bench",
         arch: Arch::X86_64,
         profile: Profile::Normal,
         load: true,
         overlay: None,
-        command: "rmemring bench --duration 1 --sizes 64,4096 --no-idle",
+        command: "rmemring bench --duration 1 --sizes 64,4096 --no-idle \
+                  && rmemring bench-events --duration 500ms --repeat 1",
         timeout: 300,
     });
     suites.extend(X86_64.iter().map(|pair| pair[1].clone()));

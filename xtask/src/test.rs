@@ -381,6 +381,7 @@ fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
             command: Some(suite.command),
             timeout: Duration::from_secs(suite.timeout),
             echo: Echo::Quiet,
+            icount: false,
         },
     )?;
     log.line("--- console");

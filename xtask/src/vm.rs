@@ -147,6 +147,7 @@ impl flags::VmRun {
                 echo: Echo::Live {
                     console: self.verbose,
                 },
+                icount: self.icount,
             },
         )?;
         if !outcome.problems.is_empty() {
@@ -168,6 +169,7 @@ impl flags::VmShell {
             command: None,
             timeout: Duration::MAX,
             echo: Echo::Live { console: true },
+            icount: false,
         };
         let run = RunDir::new()?;
         let (qemu, _) = prepare(sh, &log, &artifacts, &options, &run.0)?;
@@ -229,6 +231,10 @@ pub struct Options<'a> {
     pub command: Option<&'a str>,
     pub timeout: Duration,
     pub echo: Echo,
+    /// Under TCG, count instructions for guest time (`-icount`, see
+    /// [`Accel::TcgIcount`]): for measurements that must not depend on what
+    /// else the host runs. Ignored where KVM works.
+    pub icount: bool,
 }
 
 /// What is shown while the guest runs.
@@ -434,7 +440,10 @@ fn prepare(
 ) -> Result<(Vec<String>, Accel)> {
     let arch = artifacts.kernel.target.arch;
     let params = reference::module_params(arch);
-    let accel = accel(log, &artifacts.kernel)?;
+    let accel = match accel(log, &artifacts.kernel)? {
+        Accel::Tcg if options.icount => Accel::TcgIcount,
+        accel => accel,
+    };
 
     let console = match arch {
         Arch::X86_64 => "console=ttyS0",
@@ -540,6 +549,12 @@ fn board_tree(
 pub enum Accel {
     Kvm,
     Tcg,
+    /// TCG with `-icount shift=0,sleep=off`: one vCPU at a time, and guest
+    /// time is the count of instructions executed (1 ns each), on any vCPU;
+    /// idle time costs nothing. Rates are then deterministic, independent
+    /// of the host's load, and count instructions rather than cycles: an
+    /// atomic, a fence or a cache miss costs what any instruction does.
+    TcgIcount,
 }
 
 impl Accel {
@@ -548,9 +563,13 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::TcgIcount => "tcg-icount",
         }
     }
 }
+
+/// `-icount` for [`Accel::TcgIcount`].
+const ICOUNT: &str = "shift=0,align=off,sleep=off";
 
 /// The QEMU program and machine options for `arch`; with `dump_dtb`, QEMU
 /// writes the machine's device tree there and exits.
@@ -572,6 +591,28 @@ fn qemu_base(arch: Arch, accel: Accel, dump_dtb: Option<&Path>) -> Vec<String> {
         (Arch::X86_64, Accel::Tcg) => {
             args.extend(["-accel", "tcg,thread=multi", "-cpu", "max"].map(String::from))
         }
+        (Arch::X86_64, Accel::TcgIcount) => args.extend(
+            [
+                "-accel",
+                "tcg,thread=single",
+                "-cpu",
+                "max",
+                "-icount",
+                ICOUNT,
+            ]
+            .map(String::from),
+        ),
+        (Arch::Aarch64, Accel::TcgIcount) => args.extend(
+            [
+                "-accel",
+                "tcg,thread=single",
+                "-cpu",
+                "cortex-a57",
+                "-icount",
+                ICOUNT,
+            ]
+            .map(String::from),
+        ),
         (Arch::Aarch64, _) => {
             args.extend(["-accel", "tcg,thread=multi", "-cpu", "cortex-a57"].map(String::from))
         }

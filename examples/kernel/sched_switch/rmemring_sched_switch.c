@@ -53,6 +53,14 @@ MODULE_PARM_DESC(refused, "Records refused: ring gone or resetting");
 module_param_cb(failed, &count_ops, &failed, 0444);
 MODULE_PARM_DESC(failed, "Records failed otherwise (a bug)");
 
+static bool quiet;
+module_param(quiet, bool, 0444);
+MODULE_PARM_DESC(quiet, "Never wake a sleeping consumer (RMEMRING_NO_WAKEUP on every record), for a consumer that drains the ring on its own schedule");
+
+static unsigned int wake_every;
+module_param(wake_every, uint, 0444);
+MODULE_PARM_DESC(wake_every, "If not 0, only every this many-th record may wake a sleeping consumer (the others go in quietly), whatever the switch; the benchmark's like-for-like policy");
+
 static unsigned int bench;
 module_param(bench, uint, 0444);
 MODULE_PARM_DESC(bench, "At load, first time this many rmemring_write() and rmemring_reserve()/commit() calls of one record each, and log their mean cost");
@@ -62,6 +70,17 @@ MODULE_PARM_DESC(bench, "At load, first time this many rmemring_write() and rmem
 
 static struct rmemring *ring;
 static struct tracepoint *sched_switch_tp;
+
+/* The commit flags of the record of probe call number @call. */
+static u32 wake_flags(unsigned int prev_state, u64 call)
+{
+	if (quiet)
+		return RMEMRING_NO_WAKEUP;
+	if (wake_every)
+		return do_div(call, wake_every) ? RMEMRING_NO_WAKEUP : 0;
+	/* See probe_sched_switch(). */
+	return prev_state && (call & (WAKE_EVERY - 1)) ? RMEMRING_NO_WAKEUP : 0;
+}
 
 static void probe_sched_switch(void *data, bool preempt, struct task_struct *prev,
 			       struct task_struct *next, unsigned int prev_state)
@@ -98,8 +117,7 @@ static void probe_sched_switch(void *data, bool preempt, struct task_struct *pre
 	 * consumer, so it waits for at most that many records on a machine
 	 * where every switch is a task blocking.
 	 */
-	rmemring_commit(ring, rec,
-			prev_state && (atomic64_read(&calls) & (WAKE_EVERY - 1)) ? RMEMRING_NO_WAKEUP : 0);
+	rmemring_commit(ring, rec, wake_flags(prev_state, atomic64_read(&calls)));
 	atomic64_inc(&written);
 }
 

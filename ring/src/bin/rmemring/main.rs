@@ -69,6 +69,9 @@ enum Command {
     Produce(produce::Args),
     /// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
     Bench(bench::Args),
+    /// Benchmark real events: what the sched_switch tracer adds to a
+    /// context switch, against the BPF ring buffer, ftrace and perf.
+    BenchEvents(bench::events::Args),
 }
 
 /// The ring path argument every subcommand shares.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Cat(args) => cat::run(&args),
         Command::Produce(args) => produce::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::BenchEvents(args) => bench::events::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

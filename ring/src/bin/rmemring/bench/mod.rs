@@ -16,6 +16,7 @@
 //! are in `docs/bench/kernel.md`.
 
 mod env;
+pub(crate) mod events;
 mod kernel;
 mod memcpy;
 mod plot;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * The few definitions rmemring_hook.bpf.c needs from the kernel's UAPI and
+ * The few definitions the BPF programs (rmemring_hook.bpf.c, sched_switch.bpf.c) need from the kernel's UAPI and
  * libbpf's bpf_helpers.h, spelled out so that the build needs clang alone
  * (no kernel or libbpf headers, no vmlinux.h: the guest kernel has no BTF).
  * The helper numbers are the stable ones of include/uapi/linux/bpf.h.
@@ -11,6 +11,7 @@
 typedef unsigned char __u8;
 typedef unsigned int __u32;
 typedef unsigned long long __u64;
+typedef long long __s64;
 
 #define SEC(name) __attribute__((section(name), used))
 #define __always_inline inline __attribute__((always_inline))
@@ -21,6 +22,7 @@ typedef unsigned long long __u64;
 #define __type(name, val) typeof(val) *name
 
 enum {
+	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
@@ -35,6 +37,8 @@ struct bpf_raw_tracepoint_args {
 };
 
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
+static __u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
 static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)113;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;

@@ -1,8 +1,8 @@
 //! The `rmemring` package's build script. With the `bpf` feature it compiles
-//! the BPF ring buffer peer's program (`rmemring_hook.bpf.c`, next to this
-//! file) with clang into `$OUT_DIR/rmemring_hook.bpf.o`, which
-//! `src/bin/rmemring/bpf.rs` embeds; without it, it does nothing, so the
-//! default build needs no clang.
+//! the BPF ring buffer peers' programs (`rmemring_hook.bpf.c` for `bench`,
+//! `sched_switch.bpf.c` for `bench-events`, next to this file) with clang
+//! into `$OUT_DIR/NAME.bpf.o`, which the CLI embeds; without it, it does
+//! nothing, so the default build needs no clang.
 //!
 //! Clang is `$BPF_CLANG` if set, else `clang` from `PATH`. Any clang that
 //! targets BPF will do (Debian's clang 14 and later have been used): the
@@ -16,7 +16,9 @@ use std::process::{
 };
 
 const SOURCE_DIR: &str = "src/bin/rmemring/bpf";
-const SOURCES: &[&str] = &["rmemring_hook.bpf.c", "bpf_defs.h"];
+/// The programs, each compiled to `$OUT_DIR/NAME.o`.
+const PROGRAMS: &[&str] = &["rmemring_hook.bpf.c", "sched_switch.bpf.c"];
+const HEADERS: &[&str] = &["bpf_defs.h"];
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE_DIR}/build.rs");
@@ -24,14 +26,20 @@ fn main() {
         return;
     }
     println!("cargo:rerun-if-env-changed=BPF_CLANG");
-    for source in SOURCES {
+    for source in PROGRAMS.iter().chain(HEADERS) {
         println!("cargo:rerun-if-changed={SOURCE_DIR}/{source}");
     }
+    for program in PROGRAMS {
+        compile(program);
+    }
+}
 
+/// Compiles `SOURCE_DIR/program` into `$OUT_DIR/program.o`, or exits.
+fn compile(program: &str) {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    let source = manifest_dir.join(SOURCE_DIR).join(SOURCES[0]);
-    let object = out_dir.join("rmemring_hook.bpf.o");
+    let source = manifest_dir.join(SOURCE_DIR).join(program);
+    let object = out_dir.join(format!("{}.o", program.trim_end_matches(".c")));
     let clang = env::var_os("BPF_CLANG").unwrap_or_else(|| "clang".into());
 
     // -g: libbpf needs the BTF of the maps; -mcpu=v3: 32-bit subregisters

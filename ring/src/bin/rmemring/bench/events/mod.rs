@@ -1,0 +1,657 @@
+//! `rmemring bench-events`: real events, the peers a tracing expert would
+//! name, the same tracepoint.
+//!
+//! A fixed load makes context switches on one CPU (two threads handing a
+//! byte back and forth over pipes, [`load`]); each peer records every
+//! `sched_switch` on every CPU into its ring while a consumer on another
+//! CPU reads each event's `next_pid` (so every peer's consumer touches
+//! every event), sleeping in the peer's own wake-up mechanism when there
+//! is nothing to read:
+//!
+//! - `none`: no tracer; the load's own rate;
+//! - `rmemring`: the `sched_switch` tracer of `examples/kernel/sched_switch`
+//!   (`rmemring_reserve`/`commit` of a 48-byte record from the probe),
+//!   read zero-copy from the device;
+//! - `bpf` (with the `bpf` feature): a `tracepoint/sched/sched_switch`
+//!   program writing a record of the same fields into a BPF ring buffer,
+//!   read with libbpf;
+//! - `ftrace`: ftrace's own `sched_switch` event in a tracefs instance,
+//!   each CPU's `trace_pipe_raw` read a page at a time ([`tracefs`]);
+//! - `perf`: `perf_event_open` on the tracepoint, one event per CPU, read
+//!   from its mmap ring ([`perf`]).
+//!
+//! Each peer's cost is what it adds to a context switch: the load's round
+//! trip (two switches) with the tracer against without it, in the same
+//! run, halved. Peers run in turn, repeated, with a `none` run before each
+//! peer's, and every ring holds the same bytes (16 MiB).
+
+mod load;
+mod perf;
+mod tracefs;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use anyhow::{
+    bail,
+    ensure,
+    Context,
+    Result, //
+};
+use clap::ValueEnum;
+use rmemring::uapi::ResetConfig;
+use rmemring::{
+    ioctl,
+    Access,
+    Region,
+    Wait, //
+};
+
+use crate::args::parse_duration;
+use crate::DeviceArg;
+
+/// How long a consumer sleeps at most before it looks at the stop flag.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Every peer wakes a sleeping consumer at least every this many events
+/// (the tracer's `WAKE_EVERY`).
+const WAKE_EVERY: u32 = 64;
+/// The CPU the load runs on; the consumers run on the next one.
+const LOAD_CPU: usize = 0;
+const CONSUMER_CPU: usize = 1;
+/// Each peer's ring: 16 MiB, over all CPUs where it has one per CPU.
+const RING_BYTES: u64 = 16 << 20;
+
+/// Benchmark real events: the cost the sched_switch tracer adds to a
+/// context switch, against the BPF ring buffer, ftrace and perf.
+///
+/// Needs root, two CPUs, the driver loaded and the tracer module
+/// (examples/kernel/sched_switch) at --tracer. Compare ratios between
+/// peers of one run, not rates across machines.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    ring: DeviceArg,
+    /// How long each peer's run lasts.
+    #[arg(long, short, default_value = "3s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Runs of each peer (each with a `none` run before it).
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+    /// The peers, in order.
+    #[arg(long, value_delimiter = ',', default_values_t = Peer::all())]
+    peers: Vec<Peer>,
+    /// How the consumers wait, each a table of its own.
+    #[arg(long, value_delimiter = ',', default_values = ["periodic", "woken"])]
+    strategies: Vec<Strategy>,
+    /// The sched_switch tracer module.
+    #[arg(long, default_value = "/lib/modules/rmemring_sched_switch.ko")]
+    tracer: PathBuf,
+    /// Also print one JSON object per run on stdout (the tables go to
+    /// stderr).
+    #[arg(long)]
+    json: bool,
+    /// Print the tables of the JSON lines in FILE (from --json) instead of
+    /// running.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+}
+
+/// How every peer's consumer waits for events: the same for all of them in
+/// each run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Strategy {
+    /// The consumer drains its ring every [`PERIOD`] and nobody wakes it:
+    /// the tracer with quiet=1, the BPF program submitting with
+    /// BPF_RB_NO_WAKEUP, perf waking only when a ring is full, ftrace with
+    /// buffer_percent=100. The producers' cost without any wake-up.
+    Periodic,
+    /// The consumer sleeps in the peer's own wake-up mechanism, which may
+    /// wake it at every [`WAKE_EVERY`]-th event: the tracer with
+    /// wake_every=64, the BPF program forcing a wake-up every 64th record
+    /// and submitting the others with BPF_RB_NO_WAKEUP, perf's
+    /// wakeup_events=64; ftrace has no such count, so buffer_percent=0
+    /// (a waiting reader is woken at the next event).
+    Woken,
+}
+
+impl Strategy {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Periodic => "periodic",
+            Self::Woken => "woken",
+        }
+    }
+}
+
+/// How often a [`Strategy::Periodic`] consumer drains its ring.
+const PERIOD: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Peer {
+    None,
+    Rmemring,
+    /// Needs the `bpf` feature.
+    Bpf,
+    Ftrace,
+    Perf,
+}
+
+impl Peer {
+    fn all() -> Vec<Self> {
+        Self::value_variants()
+            .iter()
+            .copied()
+            .filter(|p| *p != Self::None && (cfg!(feature = "bpf") || *p != Self::Bpf))
+            .collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Rmemring => "rmemring",
+            Self::Bpf => "bpf",
+            Self::Ftrace => "ftrace",
+            Self::Perf => "perf",
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a consumer read.
+#[derive(Debug, Default)]
+pub(super) struct Consumed {
+    pub(super) events: u64,
+    /// The sum of every event's `next_pid`: makes each consumer read a
+    /// field of each event.
+    pub(super) checksum: u64,
+    /// Events the peer says it dropped (as far as the consumer learns).
+    pub(super) dropped: u64,
+}
+
+impl Consumed {
+    pub(super) fn event(&mut self, next_pid: u64) {
+        self.events += 1;
+        self.checksum = self.checksum.wrapping_add(next_pid);
+    }
+}
+
+/// One run of one peer.
+#[derive(Debug)]
+struct Run {
+    peer: Peer,
+    /// Load round trips per second.
+    trips_per_sec: f64,
+    events: u64,
+    dropped: u64,
+    seconds: f64,
+    /// The consumer thread's CPU time, nanoseconds.
+    consumer_cpu_ns: u64,
+    /// The consumer thread's voluntary context switches: its sleeps.
+    consumer_sleeps: u64,
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    if let Some(input) = &args.input {
+        let text = std::fs::read_to_string(input)
+            .with_context(|| format!("reading {}", input.display()))?;
+        let mut runs: Vec<(Strategy, Run)> = Vec::new();
+        for line in text.lines() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if value["bench"] == "events" {
+                runs.push(Run::from_json(&value)?);
+            }
+        }
+        ensure!(
+            !runs.is_empty(),
+            "no bench-events results in {}",
+            input.display()
+        );
+        out!("{}", tables(&runs))?;
+        return Ok(());
+    }
+    let cpus = std::thread::available_parallelism()?.get();
+    ensure!(
+        cpus >= 2,
+        "needs two CPUs: the load on one, the consumer on another"
+    );
+    let root = tracefs::root()?;
+    let format = tracefs::SchedSwitchFormat::read(&root)?;
+    // Each peer's run after a `none` run of its own, so that a drift of the
+    // machine's speed over the whole run shows in both.
+    let mut order = Vec::new();
+    for &peer in args.peers.iter().filter(|p| **p != Peer::None) {
+        order.extend([Peer::None, peer]);
+    }
+    if order.is_empty() {
+        order.push(Peer::None);
+    }
+    let mut runs = Vec::new();
+    for &strategy in &args.strategies {
+        for round in 0..args.repeat {
+            for &peer in &order {
+                let setup = Setup {
+                    args,
+                    peer,
+                    strategy,
+                    cpus,
+                    root: &root,
+                    format,
+                };
+                let run = run_one(&setup).with_context(|| {
+                    format!("{peer}, {} consumer, round {}", strategy.name(), round + 1)
+                })?;
+                if args.json {
+                    outln!("{}", run.to_json(strategy))?;
+                }
+                runs.push((strategy, run));
+            }
+        }
+    }
+    let tables = tables(&runs);
+    if args.json {
+        eprint!("{tables}");
+    } else {
+        out!("{tables}")?;
+    }
+    Ok(())
+}
+
+/// A table per strategy, in the order they ran.
+fn tables(runs: &[(Strategy, Run)]) -> String {
+    let mut strategies: Vec<Strategy> = Vec::new();
+    for (strategy, _) in runs {
+        if !strategies.contains(strategy) {
+            strategies.push(*strategy);
+        }
+    }
+    let mut out = String::new();
+    for strategy in strategies {
+        let mine: Vec<&Run> = runs
+            .iter()
+            .filter(|(s, _)| *s == strategy)
+            .map(|(_, r)| r)
+            .collect();
+        let _ = writeln!(out, "\n{} consumers:\n", strategy.name());
+        out.push_str(&report(&mine));
+    }
+    out
+}
+
+impl Run {
+    fn to_json(&self, strategy: Strategy) -> serde_json::Value {
+        serde_json::json!({
+            "bench": "events",
+            "strategy": strategy.name(),
+            "peer": self.peer.name(),
+            "trips_per_sec": self.trips_per_sec,
+            "events": self.events,
+            "dropped": self.dropped,
+            "seconds": self.seconds,
+            "consumer_cpu_ns": self.consumer_cpu_ns,
+            "consumer_sleeps": self.consumer_sleeps,
+        })
+    }
+
+    fn from_json(v: &serde_json::Value) -> Result<(Strategy, Self)> {
+        let text = |k: &str| v[k].as_str().with_context(|| format!("no {k} in {v}"));
+        let number = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {v}"));
+        let count = |k: &str| v[k].as_u64().with_context(|| format!("no {k} in {v}"));
+        let strategy =
+            Strategy::from_str(text("strategy")?, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let peer = Peer::from_str(text("peer")?, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((
+            strategy,
+            Self {
+                peer,
+                trips_per_sec: number("trips_per_sec")?,
+                events: count("events")?,
+                dropped: count("dropped")?,
+                seconds: number("seconds")?,
+                consumer_cpu_ns: count("consumer_cpu_ns")?,
+                consumer_sleeps: count("consumer_sleeps")?,
+            },
+        ))
+    }
+}
+
+/// What one run needs.
+struct Setup<'a> {
+    args: &'a Args,
+    peer: Peer,
+    strategy: Strategy,
+    cpus: usize,
+    root: &'a std::path::Path,
+    format: tracefs::SchedSwitchFormat,
+}
+
+/// Attaches the peer, runs the load on [`LOAD_CPU`] while its consumer
+/// reads on [`CONSUMER_CPU`], detaches it and drains what is left.
+fn run_one(setup: &Setup<'_>) -> Result<Run> {
+    let stop = AtomicBool::new(false);
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let consumer = scope.spawn(|| -> Result<(Consumed, u64, u64)> {
+            load::pin(CONSUMER_CPU)?;
+            let ready = move || {
+                let _ = ready_tx.send(());
+            };
+            let start = thread_usage()?;
+            let consumed = consume(setup, &stop, ready)?;
+            let end = thread_usage()?;
+            Ok((consumed, end.0 - start.0, end.1 - start.1))
+        });
+        // The peer is attached (or failed) once `ready` is sent or dropped.
+        let load = ready_rx
+            .recv()
+            .ok()
+            .map(|()| load::ping_pong(LOAD_CPU, setup.args.duration));
+        stop.store(true, Ordering::Relaxed);
+        let (consumed, consumer_cpu_ns, consumer_sleeps) = consumer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
+        let (trips, took) = load.context("the peer did not attach")??;
+        Ok(Run {
+            peer: setup.peer,
+            trips_per_sec: trips as f64 / took.as_secs_f64(),
+            events: consumed.events,
+            dropped: consumed.dropped,
+            seconds: took.as_secs_f64(),
+            consumer_cpu_ns,
+            consumer_sleeps,
+        })
+    })
+}
+
+/// The consumer's side of a run: attaches the peer, calls `ready`, reads
+/// until `stop`, then detaches it and reads what is left.
+fn consume(setup: &Setup<'_>, stop: &AtomicBool, ready: impl FnOnce()) -> Result<Consumed> {
+    let woken = setup.strategy == Strategy::Woken;
+    let cpus = setup.cpus;
+    match setup.peer {
+        Peer::None => {
+            ready();
+            Ok(Consumed::default())
+        }
+        Peer::Rmemring => consume_rmemring(setup, stop, ready),
+        #[cfg(feature = "bpf")]
+        Peer::Bpf => bpf::consume(setup.strategy, stop, ready, setup.format),
+        #[cfg(not(feature = "bpf"))]
+        Peer::Bpf => bail!("this rmemring was built without the bpf feature"),
+        Peer::Ftrace => {
+            let per_cpu_kb = RING_BYTES / cpus as u64 / 1024;
+            let ftrace =
+                tracefs::Ftrace::attach(setup.root, cpus, per_cpu_kb, woken, setup.format)?;
+            consume_source(ftrace, setup.strategy, stop, ready)
+        }
+        Peer::Perf => {
+            let per_cpu = (RING_BYTES / cpus as u64).next_power_of_two();
+            let perf = perf::Perf::attach(cpus, per_cpu, woken, setup.format)?;
+            consume_source(perf, setup.strategy, stop, ready)
+        }
+    }
+}
+
+/// A peer whose events the consumer reads from per-CPU files: ftrace's
+/// and perf's.
+pub(super) trait Source {
+    /// The descriptors to `poll` for a wake-up.
+    fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>>;
+    /// Reads every event there is now.
+    fn drain(&mut self, consumed: &mut Consumed) -> Result<()>;
+    /// Stops recording; what is buffered stays to be drained.
+    fn detach(&mut self) -> Result<()>;
+    /// Events the peer dropped, as far as it says apart from the stream.
+    fn dropped(&self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Reads `source` until `stop`, then detaches it and reads the rest.
+fn consume_source(
+    mut source: impl Source,
+    strategy: Strategy,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> Result<Consumed> {
+    ready();
+    let mut consumed = Consumed::default();
+    drive(strategy, stop, |wait| {
+        if wait {
+            wait_any(&source.fds())?;
+        }
+        source.drain(&mut consumed)
+    })?;
+    source.detach()?;
+    source.drain(&mut consumed)?;
+    consumed.dropped += source.dropped()?;
+    Ok(consumed)
+}
+
+/// Waits up to [`POLL_TIMEOUT`] for any of `fds` to be readable.
+fn wait_any(fds: &[std::os::fd::BorrowedFd<'_>]) -> Result<()> {
+    use nix::poll::{
+        PollFd,
+        PollFlags,
+        PollTimeout, //
+    };
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    match nix::poll::poll(&mut polled, PollTimeout::try_from(POLL_TIMEOUT)?) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Err(e) => Err(e).context("poll"),
+    }
+}
+
+/// The consumer loop every peer shares: until `stop`, `step(true)` (wait in
+/// the peer's own mechanism, up to [`POLL_TIMEOUT`], then read everything)
+/// or, periodic, a sleep of [`PERIOD`] and `step(false)` (read everything).
+pub(super) fn drive(
+    strategy: Strategy,
+    stop: &AtomicBool,
+    mut step: impl FnMut(bool) -> Result<()>,
+) -> Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        match strategy {
+            Strategy::Periodic => {
+                std::thread::sleep(PERIOD);
+                step(false)?;
+            }
+            Strategy::Woken => step(true)?,
+        }
+    }
+    Ok(())
+}
+
+/// The tracer module into the device's ring (fresh, drop-new), read with
+/// the crate's consumer, which sleeps in `poll(2)` as soon as the ring is
+/// empty (`Wait::Spin(0)`: every other peer's consumer sleeps at once too).
+fn consume_rmemring(
+    setup: &Setup<'_>,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> Result<Consumed> {
+    let device = &setup.args.ring.device;
+    let tracer = &setup.args.tracer;
+    let mut region = Region::open(device, Access::Consume)
+        .with_context(|| format!("opening {}", device.display()))?;
+    region.reset(&ResetConfig::default())?;
+    let region = Arc::new(region);
+    let name = device
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the device has no name")?;
+    let mut consumer = region.consumer()?;
+    consumer.set_wait(Wait::Spin(0));
+    let wake = match setup.strategy {
+        Strategy::Periodic => "quiet=1".to_owned(),
+        Strategy::Woken => format!("wake_every={WAKE_EVERY}"),
+    };
+    let status = Command::new("insmod")
+        .arg(tracer)
+        .arg(format!("ring={name}"))
+        .arg(wake)
+        .status()
+        .context("running insmod")?;
+    if !status.success() {
+        bail!("insmod {}: {status}", tracer.display());
+    }
+    ready();
+    let mut consumed = Consumed::default();
+    let read = |consumer: &mut rmemring::Consumer, consumed: &mut Consumed| -> Result<u64> {
+        let mut n = 0;
+        for record in consumer.batch()?.iter() {
+            let record = record?;
+            let pid = record
+                .payload
+                .get(12..16)
+                .context("a short sched_switch record")?;
+            consumed.event(u64::from(u32::from_ne_bytes(pid.try_into()?)));
+            n += 1;
+        }
+        Ok(n)
+    };
+    let consuming = drive(setup.strategy, stop, |wait| {
+        if read(&mut consumer, &mut consumed)? == 0 && wait {
+            consumer.wait(Some(POLL_TIMEOUT))?;
+            read(&mut consumer, &mut consumed)?;
+        }
+        Ok(())
+    });
+    let module = tracer
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("the tracer's file name")?;
+    let status = Command::new("rmmod").arg(module).status()?;
+    consuming?;
+    ensure!(status.success(), "rmmod {module}: {status}");
+    while read(&mut consumer, &mut consumed)? != 0 {}
+    consumed.dropped = ioctl::stats(region.fd())?.records_dropped;
+    Ok(consumed)
+}
+
+/// The calling thread's CPU time (nanoseconds) and voluntary context
+/// switches.
+fn thread_usage() -> Result<(u64, u64)> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)?;
+    let ns =
+        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000;
+    Ok((
+        ns(usage.user_time()) + ns(usage.system_time()),
+        usage.voluntary_context_switches() as u64,
+    ))
+}
+
+/// Each peer against the `none` run just before each of its runs (so that
+/// the machine's drift over the whole benchmark cancels out): the median
+/// of those paired ratios, with their range, and the rest summed over its
+/// runs.
+fn report(runs: &[&Run]) -> String {
+    let median = |v: &[f64]| -> f64 {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let range = |v: &[f64]| -> (f64, f64) {
+        v.iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    };
+    // (peer run, the none run before it)
+    let mut pairs: Vec<(&Run, &Run)> = Vec::new();
+    let mut last_none = None;
+    for &run in runs {
+        if run.peer == Peer::None {
+            last_none = Some(run);
+        } else if let Some(none) = last_none {
+            pairs.push((run, none));
+        }
+    }
+    let mut peers: Vec<Peer> = Vec::new();
+    for r in runs {
+        if !peers.contains(&r.peer) {
+            peers.push(r.peer);
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| peer | round trips/s | vs none (range) | added per switch (range) | of which the consumer's | events/s | dropped | consumer CPU/event | events per consumer sleep |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for peer in peers {
+        let mine: Vec<&Run> = runs.iter().copied().filter(|r| r.peer == peer).collect();
+        let trips: Vec<f64> = mine.iter().map(|r| r.trips_per_sec).collect();
+        let (vs, added) = if peer == Peer::None {
+            let (lo, hi) = range(&trips);
+            (
+                format!("1 ({:.2}..{:.2})", lo / median(&trips), hi / median(&trips)),
+                "-".to_owned(),
+            )
+        } else {
+            let ratios: Vec<f64> = pairs
+                .iter()
+                .filter(|(r, _)| r.peer == peer)
+                .map(|(r, none)| r.trips_per_sec / none.trips_per_sec)
+                .collect();
+            // Two switches per round trip.
+            let added: Vec<f64> = pairs
+                .iter()
+                .filter(|(r, _)| r.peer == peer)
+                .map(|(r, none)| (1e9 / r.trips_per_sec - 1e9 / none.trips_per_sec) / 2.0)
+                .collect();
+            let (rlo, rhi) = range(&ratios);
+            let (alo, ahi) = range(&added);
+            (
+                format!("{:.2} ({rlo:.2}..{rhi:.2})", median(&ratios)),
+                format!("{:.0} ns ({alo:.0}..{ahi:.0})", median(&added)),
+            )
+        };
+        let seconds: f64 = mine.iter().map(|r| r.seconds).sum();
+        let events: u64 = mine.iter().map(|r| r.events).sum();
+        let dropped: u64 = mine.iter().map(|r| r.dropped).sum();
+        let cpu: u64 = mine.iter().map(|r| r.consumer_cpu_ns).sum();
+        let sleeps: u64 = mine.iter().map(|r| r.consumer_sleeps).sum();
+        // The consumer's CPU time per switch of the load (two a round
+        // trip): the part of "added per switch" that is the consumer's,
+        // where guest time counts both CPUs' work (`-icount`).
+        let switches: f64 = mine.iter().map(|r| 2.0 * r.trips_per_sec * r.seconds).sum();
+        let consumer_share = if peer == Peer::None {
+            "-".to_owned()
+        } else {
+            format!("{:.0} ns", cpu as f64 / switches)
+        };
+        let (per_event, per_sleep) = if events == 0 {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (
+                format!("{:.0} ns", cpu as f64 / events as f64),
+                format!("{:.1}", events as f64 / sleeps.max(1) as f64),
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {peer} | {:.0} | {vs} | {added} | {consumer_share} | {:.0} | {dropped} | {per_event} | {per_sleep} |",
+            median(&trips),
+            events as f64 / seconds,
+        );
+    }
+    out
+}
+
+#[cfg(feature = "bpf")]
+mod bpf;
