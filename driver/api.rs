@@ -156,6 +156,11 @@ pub(crate) unsafe extern "C" fn rmemring_write(
     }
     // SAFETY: The caller holds a reference.
     let ring = unsafe { ring_ref(ring) };
+    // Before `data` is looked at: a caller that passes too large a `len`
+    // may not have that many bytes there.
+    if len > ring.max_payload() {
+        return EMSGSIZE.to_errno();
+    }
     let payload: &[u8] = if len == 0 {
         &[]
     } else {
@@ -197,18 +202,18 @@ pub(crate) unsafe extern "C" fn rmemring_reserve(
 ///
 /// The caller made the reservation of `ring`, on this CPU, in this
 /// context, and has not committed or discarded it; `payload` is what
-/// `rmemring_reserve` returned (kept for symmetry with the BPF ring
-/// buffer's API and for the header's documentation; the ring knows which
-/// reservation is open).
+/// `rmemring_reserve` returned. (A call that breaks this is refused where
+/// the ring can tell: no reservation of that payload open on this CPU, or
+/// NMI context.)
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rmemring_commit(
     ring: *const c_void,
-    _payload: *mut c_void,
+    payload: *mut c_void,
     flags: u32,
 ) {
     // SAFETY: The caller holds a reference, and the reservation (so the
-    // producer lock).
-    unsafe { ring_ref(ring).finish_held(true, flags & NO_WAKEUP != 0) };
+    // producer lock); `finish_held` refuses a payload it did not hand out.
+    unsafe { ring_ref(ring).finish_held(payload.cast(), true, flags & NO_WAKEUP != 0) };
 }
 
 /// Gives the reservation of [`rmemring_reserve`] back unwritten.
@@ -217,9 +222,9 @@ pub(crate) unsafe extern "C" fn rmemring_commit(
 ///
 /// As for [`rmemring_commit`].
 #[no_mangle]
-pub(crate) unsafe extern "C" fn rmemring_discard(ring: *const c_void, _payload: *mut c_void) {
+pub(crate) unsafe extern "C" fn rmemring_discard(ring: *const c_void, payload: *mut c_void) {
     // SAFETY: As for `rmemring_commit`.
-    unsafe { ring_ref(ring).finish_held(false, true) };
+    unsafe { ring_ref(ring).finish_held(payload.cast(), false, true) };
 }
 
 /// The largest payload a record of `ring` can carry.

@@ -314,3 +314,28 @@ bool rmemring_in_nmi(void)
 {
 	return in_nmi();
 }
+
+/*
+ * A client's misuse of the API (a commit without a reservation, say),
+ * reported from wherever it happened: under the runqueue lock, with the
+ * ring's raw lock held, in hard-IRQ context. printk_deferred(), because
+ * printk() may wake the console's waiters there; once, because a buggy
+ * probe may repeat it millions of times a second.
+ */
+static __printf(1, 2) void rmemring_printk_deferred(const char *fmt, ...)
+{
+	va_list args;
+
+	/* printk_deferred() is not exported; LOGLEVEL_SCHED is what it uses. */
+	va_start(args, fmt);
+	vprintk_emit(0, LOGLEVEL_SCHED, NULL, fmt, args);
+	va_end(args);
+}
+
+void rmemring_report_misuse(const char *what)
+{
+	static bool reported;
+
+	if (!READ_ONCE(reported) && !xchg(&reported, true))
+		rmemring_printk_deferred(KERN_ERR "rmemring: %s (reported once per boot)\n", what);
+}

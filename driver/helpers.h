@@ -48,6 +48,7 @@ void rmemring_spin_unlock(struct rmemring_spin_irq *lock);
 void rmemring_spin_assert_held(struct rmemring_spin_irq *lock);
 void rmemring_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *));
 bool rmemring_in_nmi(void);
+void rmemring_report_misuse(const char *what);
 unsigned int rmemring_this_cpu(void);
 void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload);
 

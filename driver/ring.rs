@@ -506,9 +506,31 @@ impl Ring {
     /// spins meanwhile, with its interrupts off. Refusals are not counted
     /// here (see [`Self::producing_for_client`]).
     pub(crate) fn producing(&self) -> Result<Producing<'_>, WriteError> {
+        self.lock_producer(false)
+    }
+
+    /// [`Self::producing`] for a client of the in-kernel API: a refusal
+    /// is counted in `records_refused` (the producer thread's retries
+    /// while the device goes are not records).
+    fn producing_for_client(&self) -> Result<Producing<'_>, WriteError> {
+        self.lock_producer(true)
+    }
+
+    /// [`Self::producing`], counting refusals in `records_refused` if
+    /// `count`: those decided under the lock before it goes, so that one
+    /// made during a reset is zeroed with the reset's other counters (the
+    /// reset zeroes them under the lock as it ends) rather than landing in
+    /// the fresh ring's.
+    fn lock_producer(&self, count: bool) -> Result<Producing<'_>, WriteError> {
+        let refuse = |error| {
+            if count {
+                self.records_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error)
+        };
         if sys::in_nmi() {
             // The lock may be held by the code the NMI interrupted.
-            return Err(WriteError::Refused);
+            return refuse(WriteError::Refused);
         }
         // Re-entry: a producer that runs inside another's critical section
         // on the same CPU (a probe on a tracepoint the holder fires) would
@@ -517,18 +539,14 @@ impl Ring {
         // `owner` names this CPU only while this very CPU holds the lock.
         // (Read unlocked: any other value just means "not us".)
         if self.owner.load(Ordering::Relaxed) == sys::this_cpu() {
-            return Err(WriteError::Refused);
+            return refuse(WriteError::Refused);
         }
         let guard = self.producer.lock();
-        let refused = if !self.is_live() {
-            Some(WriteError::Gone)
-        } else if guard.paused {
-            Some(WriteError::Refused)
-        } else {
-            None
-        };
-        if let Some(error) = refused {
-            return Err(error);
+        if !self.is_live() {
+            return refuse(WriteError::Gone);
+        }
+        if guard.paused {
+            return refuse(WriteError::Refused);
         }
         // Interrupts are off: this is the CPU until the lock goes.
         self.owner.store(sys::this_cpu(), Ordering::Relaxed);
@@ -537,17 +555,6 @@ impl Ring {
             guard: ManuallyDrop::new(guard),
             quiet: false,
             direct: false,
-        })
-    }
-
-    /// [`Self::producing`] for a client of the in-kernel API: a refusal
-    /// is counted in `records_refused` (the producer thread's retries
-    /// while the device goes are not records).
-    fn producing_for_client(&self) -> Result<Producing<'_>, WriteError> {
-        self.producing().inspect_err(|e| {
-            if matches!(e, WriteError::Gone | WriteError::Refused) {
-                self.records_refused.fetch_add(1, Ordering::Relaxed);
-            }
         })
     }
 
@@ -580,19 +587,29 @@ impl Ring {
     /// [`Self::reserve_held`], publishes (with `quiet`, without waking a
     /// sleeping consumer) and lets go of the producer lock.
     ///
-    /// A call from a CPU that does not hold the ring's producer lock is a
-    /// caller's bug (a commit after a failed reserve, or on the wrong
-    /// ring): it is refused with an error in the log, and touches nothing
-    /// (not the reservation another CPU may be filling, not its lock).
+    /// A call from a CPU that does not hold the ring's producer lock, or
+    /// with a payload that is not its open reservation's, is a caller's
+    /// bug (a commit after a failed reserve, on the wrong ring, or from a
+    /// context nested in the reserving one): it is refused with an error
+    /// in the log (deferred, once per boot), and touches nothing (not the
+    /// reservation another CPU or context may be filling, not its lock).
+    /// In NMI context it is refused and counted in `records_refused`.
     ///
     /// # Safety
     ///
     /// The caller is the producer that made the reservation, on the same
     /// CPU and in the same context, and has not finished it yet: it holds
     /// the producer lock.
-    pub(crate) unsafe fn finish_held(&self, commit: bool, quiet: bool) {
+    pub(crate) unsafe fn finish_held(&self, payload: *const u8, commit: bool, quiet: bool) {
+        // An NMI that interrupted this CPU's reservation: what it would
+        // commit is the interrupted code's, half filled, and the lock's
+        // saved interrupt state is that code's too.
+        if sys::in_nmi() {
+            self.records_refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if self.owner.load(Ordering::Relaxed) != sys::this_cpu() {
-            kernel::pr_err!("rmemring: commit or discard on a CPU that holds no reservation\n");
+            sys::report_misuse(c"commit or discard on a CPU that holds no reservation");
             return;
         }
         // SAFETY: This CPU holds the lock (`owner` says so, and only this
@@ -605,14 +622,22 @@ impl Ring {
             quiet,
             direct: false,
         };
+        // This CPU holds the lock, but for a write in progress rather than
+        // a reservation (a commit from inside `rmemring_write`'s critical
+        // section), or for a reservation of another payload (a commit of a
+        // failed reserve's pointer, or from a context nested in the one
+        // that reserved): not ours to let go of.
         let held = producing.state().held.take();
-        let Some((slot, tag)) = held else {
-            // This CPU holds the lock but for a write in progress, not a
-            // reservation (a commit from inside `rmemring_write`'s critical
-            // section): not ours to let go of.
-            core::mem::forget(producing);
-            kernel::pr_err!("rmemring: commit or discard without a reservation\n");
-            return;
+        let (slot, tag) = match held {
+            Some((slot, tag)) if core::ptr::eq(producing.core().payload_ptr(&slot), payload) => {
+                (slot, tag)
+            }
+            other => {
+                producing.state().held = other;
+                core::mem::forget(producing);
+                sys::report_misuse(c"commit or discard without a reservation of that payload");
+                return;
+            }
         };
         if commit {
             producing.commit(slot, tag);

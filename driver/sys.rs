@@ -80,6 +80,7 @@ mod c {
             func: unsafe extern "C" fn(*mut c_void),
         );
         pub(super) fn rmemring_in_nmi() -> bool;
+        pub(super) fn rmemring_report_misuse(what: *const kernel::ffi::c_char);
         pub(super) fn rmemring_this_cpu() -> kernel::ffi::c_uint;
         pub(super) fn rmemring_of_memory_region(
             dev: *mut c_void,
@@ -725,6 +726,14 @@ pub(crate) fn this_cpu() -> u32 {
 pub(crate) fn in_nmi() -> bool {
     // SAFETY: `in_nmi` reads the preempt count; no preconditions.
     unsafe { c::rmemring_in_nmi() }
+}
+
+/// Reports a client's misuse of the in-kernel API in the kernel log, from
+/// any context but NMI (deferred, as `printk_deferred` is, and once per
+/// boot).
+pub(crate) fn report_misuse(what: &'static CStr) {
+    // SAFETY: `what` is a NUL-terminated string that outlives the call.
+    unsafe { c::rmemring_report_misuse(what.as_char_ptr()) }
 }
 
 /// A deferred call from any context: an `irq_work`, run soon after it is

@@ -10,11 +10,15 @@
  *   tag USER_MIN + 4: no payload (rmemring_write of 0 bytes)
  *   tag USER_MIN + 5: rmemring_max_payload() bytes, byte i = i % 251
  *                     (reserved and committed: no buffer that large)
+ *   tag USER_MIN + 6: "reserved" (committed after refused commits of no
+ *                     reservation and of another payload)
+ *   tag USER_MIN + 7: "nmi-safe" (x86-64: committed after an NMI's commit
+ *                     of it was refused)
  *
  * and nothing of the attempts that failed or were discarded; each refusal
  * with -EBUSY counts in the ring's records_refused (2 from inside an open
- * reservation, 1 more from NMI context where the CPU has a local APIC to
- * send itself an NMI with).
+ * reservation; where the CPU has a local APIC to send itself an NMI with,
+ * 2 more from NMI context, a write and a commit).
  *
  *   insmod rmemring_api_contract.ko ring=rmemring0
  *
@@ -60,7 +64,9 @@ static void expect(bool held, const char *what, long got)
 
 #ifdef CONFIG_X86_LOCAL_APIC
 static struct rmemring *nmi_ring;
-/* 0 idle, 1 armed (the next NMI writes), 2 written: nmi_result holds. */
+/* What the NMI handler does: commits this payload if set, else writes. */
+static void *nmi_payload;
+/* 0 idle, 1 armed (the next NMI acts), 2 done: nmi_result holds. */
 static atomic_t nmi_state = ATOMIC_INIT(0);
 static int nmi_result;
 
@@ -68,27 +74,29 @@ static int on_nmi(unsigned int type, struct pt_regs *regs)
 {
 	if (atomic_read(&nmi_state) != 1)
 		return NMI_DONE;
-	nmi_result = rmemring_write(nmi_ring, TAG(9), "nmi", 3, 0);
+	if (nmi_payload)
+		rmemring_commit(nmi_ring, nmi_payload, 0);
+	else
+		nmi_result = rmemring_write(nmi_ring, TAG(9), "nmi", 3, 0);
 	atomic_set_release(&nmi_state, 2);
 	return NMI_HANDLED;
 }
 
-/* A write from NMI context: this CPU sends itself an NMI through its local
- * APIC, and the handler writes. Returns whether the NMI came. */
-static bool write_in_nmi(struct rmemring *ring)
+/* Runs on_nmi() in NMI context on this CPU: the CPU sends itself an NMI
+ * through its local APIC. Interrupts may be off (an NMI comes anyway), so
+ * the wait spins. Returns whether the NMI came. */
+static bool in_nmi_on_this_cpu(struct rmemring *ring, void *payload)
 {
 	int i;
 
 	nmi_ring = ring;
-	if (register_nmi_handler(NMI_LOCAL, on_nmi, 0, "rmemring_api_contract"))
-		return false;
+	nmi_payload = payload;
 	atomic_set(&nmi_state, 1);
 	preempt_disable();
 	__apic_send_IPI_mask(cpumask_of(smp_processor_id()), NMI_VECTOR);
+	for (i = 0; i < 1000000 && atomic_read_acquire(&nmi_state) != 2; i++)
+		udelay(1);
 	preempt_enable();
-	for (i = 0; i < 1000 && atomic_read_acquire(&nmi_state) != 2; i++)
-		msleep(1);
-	unregister_nmi_handler(NMI_LOCAL, "rmemring_api_contract");
 	return atomic_read_acquire(&nmi_state) == 2;
 }
 #endif
@@ -160,11 +168,45 @@ static void check(struct rmemring *ring)
 	expect(!IS_ERR(payload), "rmemring_reserve() of max_payload bytes (a quarter of the ring)",
 	       PTR_ERR_OR_ZERO(payload));
 
+	/* A commit or discard with no reservation open is refused (and
+	 * reported once, deferred); so is one of another payload, which
+	 * leaves the open reservation to its owner. */
+	rmemring_commit(ring, NULL, 0);
+	rmemring_discard(ring, NULL);
+	payload = rmemring_reserve(ring, TAG(6), 8);
+	if (!IS_ERR(payload)) {
+		memcpy(payload, "reserved", 8);
+		rmemring_commit(ring, payload + 8, 0);
+		rmemring_discard(ring, NULL);
+		rmemring_commit(ring, payload, 0);
+	}
+	expect(!IS_ERR(payload), "rmemring_reserve() of 8 bytes, then commits of no reservation and of another payload (refused), then its own",
+	       PTR_ERR_OR_ZERO(payload));
+
 #ifdef CONFIG_X86_LOCAL_APIC
-	expect(write_in_nmi(ring), "a self-sent NMI ran the handler", 0);
+	if (register_nmi_handler(NMI_LOCAL, on_nmi, 0, "rmemring_api_contract")) {
+		expect(false, "register_nmi_handler()", 0);
+		return;
+	}
+	expect(in_nmi_on_this_cpu(ring, NULL), "a self-sent NMI ran the handler", 0);
 	expect(nmi_result == -EBUSY, "rmemring_write() in NMI context: -EBUSY", nmi_result);
+	/* An NMI that interrupts a reservation and commits it (a nested
+	 * probe's error path, say) is refused: the reservation stays its
+	 * owner's, who commits it afterwards. */
+	payload = rmemring_reserve(ring, TAG(7), 8);
+	if (!IS_ERR(payload)) {
+		bool came;
+
+		memcpy(payload, "nmi-safe", 8);
+		came = in_nmi_on_this_cpu(ring, payload);
+		rmemring_commit(ring, payload, 0);
+		expect(came, "a self-sent NMI during a reservation ran the handler", 0);
+	} else {
+		expect(false, "rmemring_reserve() of 8 bytes", PTR_ERR(payload));
+	}
+	unregister_nmi_handler(NMI_LOCAL, "rmemring_api_contract");
 #else
-	pr_info("skip - rmemring_write() in NMI context: no local APIC to send an NMI with\n");
+	pr_info("skip - rmemring_write() and rmemring_commit() in NMI context: no local APIC to send an NMI with\n");
 #endif
 }
 

@@ -436,8 +436,25 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(300));
         sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
         ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
-        // The tracer keeps being called, and refused.
+        // The tracer keeps being called, and refused: nothing is written
+        // into the ring's memory after the revocation, which this mapping
+        // of it (kept alive by the tracer's reference) would show.
+        let at_unbind = region.control();
         std::thread::sleep(std::time::Duration::from_millis(300));
+        let later = region.control();
+        ensure!(
+            later.producer_pos == at_unbind.producer_pos
+                && later.records_produced == at_unbind.records_produced
+                && later.records_dropped == at_unbind.records_dropped,
+            "the ring moved after the unbind: producer_pos {} -> {}, records {} -> {}, \
+             dropped {} -> {}",
+            at_unbind.producer_pos,
+            later.producer_pos,
+            at_unbind.records_produced,
+            later.records_produced,
+            at_unbind.records_dropped,
+            later.records_dropped
+        );
         drop(region);
         let bound = bind(&id);
         ensure!(
