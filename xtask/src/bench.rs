@@ -439,11 +439,12 @@ fn environment(host: &Value, env: &Value) -> Vec<String> {
         ),
         "kvm" => format!("KVM{how} (guest code runs natively)"),
         "tcg-icount" => format!(
-            "TCG with `-icount shift=0,sleep=off`{how} (every guest instruction emulated, one \
-             vCPU at a time; guest time counts instructions executed on either vCPU, 1 ns \
-             each, and idle time costs nothing: rates are instructions, not hardware rates, \
-             and do not depend on the host's load; an atomic, a fence or a cache miss costs \
-             one instruction)"
+            "TCG with `-icount shift=0,align=off,sleep=off`{how}, CPU `max,erms=off,fsrm=off` \
+             (every guest instruction emulated, one vCPU at a time; guest time counts \
+             instructions executed on either vCPU, 1 ns each, and idle time costs nothing: \
+             rates are instructions, not hardware rates, and do not depend on the host's \
+             load; an atomic, a fence or a cache miss costs one instruction; no ERMS or FSRM, \
+             so that the kernel's copies are not `rep movsb`, one instruction a byte)"
         ),
         other => format!("{other}{how}"),
     };

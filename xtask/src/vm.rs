@@ -549,7 +549,8 @@ fn board_tree(
 pub enum Accel {
     Kvm,
     Tcg,
-    /// TCG with `-icount shift=0,sleep=off`: one vCPU at a time, and guest
+    /// TCG with `-icount shift=0,align=off,sleep=off` (and on x86-64 a CPU
+    /// without ERMS or FSRM): one vCPU at a time, and guest
     /// time is the count of instructions executed (1 ns each), on any vCPU;
     /// idle time costs nothing. Rates are then deterministic, independent
     /// of the host's load, and count instructions rather than cycles: an
@@ -591,12 +592,14 @@ fn qemu_base(arch: Arch, accel: Accel, dump_dtb: Option<&Path>) -> Vec<String> {
         (Arch::X86_64, Accel::Tcg) => {
             args.extend(["-accel", "tcg,thread=multi", "-cpu", "max"].map(String::from))
         }
+        // Without ERMS and FSRM: the kernel's copies would be one
+        // `rep movsb`, which counts as one instruction a byte.
         (Arch::X86_64, Accel::TcgIcount) => args.extend(
             [
                 "-accel",
                 "tcg,thread=single",
                 "-cpu",
-                "max",
+                "max,erms=off,fsrm=off",
                 "-icount",
                 ICOUNT,
             ]

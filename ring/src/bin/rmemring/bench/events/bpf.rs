@@ -68,7 +68,7 @@ pub(super) fn consume(
     }
     let wanted = match strategy {
         Strategy::Woken => "sched_switch",
-        Strategy::Periodic => "sched_switch_quiet",
+        Strategy::Deferred | Strategy::Periodic => "sched_switch_quiet",
     };
     for mut program in open.progs_mut() {
         let load = program.name() == wanted;

@@ -88,7 +88,7 @@ pub(crate) struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = Peer::all())]
     peers: Vec<Peer>,
     /// How the consumers wait, each a table of its own.
-    #[arg(long, value_delimiter = ',', default_values = ["periodic", "woken"])]
+    #[arg(long, value_delimiter = ',', default_values = ["deferred", "periodic", "woken"])]
     strategies: Vec<Strategy>,
     /// The sched_switch tracer module.
     #[arg(long, default_value = "/lib/modules/rmemring_sched_switch.ko")]
@@ -107,6 +107,10 @@ pub(crate) struct Args {
 /// each run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Strategy {
+    /// No consumer runs while the load does: the rings fill (each holds
+    /// what a run of [`DEFERRED_RUN`] writes), and are drained after.
+    /// Nobody wakes anyone (as `periodic`). The producers' cost alone.
+    Deferred,
     /// The consumer drains its ring every [`PERIOD`] and nobody wakes it:
     /// the tracer with quiet=1, the BPF program submitting with
     /// BPF_RB_NO_WAKEUP, perf waking only when a ring is full, ftrace with
@@ -124,6 +128,7 @@ pub(crate) enum Strategy {
 impl Strategy {
     fn name(self) -> &'static str {
         match self {
+            Self::Deferred => "deferred",
             Self::Periodic => "periodic",
             Self::Woken => "woken",
         }
@@ -132,6 +137,11 @@ impl Strategy {
 
 /// How often a [`Strategy::Periodic`] consumer drains its ring.
 const PERIOD: Duration = Duration::from_millis(10);
+/// How long a [`Strategy::Deferred`] run lasts at most: its events must fit
+/// the smallest ring (perf's 8 MiB for one CPU, at 96 bytes a sample, is
+/// about 87 000 events, which the load makes in about 0.45 s of guest time
+/// under `-icount`).
+const DEFERRED_RUN: Duration = Duration::from_millis(400);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Peer {
@@ -242,6 +252,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut runs = Vec::new();
     for &strategy in &args.strategies {
         for round in 0..args.repeat {
+            // Each round starts with another peer (and its `none` run), so
+            // that no peer always runs first or last.
+            let mut order = order.clone();
+            let shift = 2 * round as usize % order.len().max(1);
+            order.rotate_left(shift);
             for &peer in &order {
                 let setup = Setup {
                     args,
@@ -346,24 +361,45 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
     std::thread::scope(|scope| {
         let consumer = scope.spawn(|| -> Result<(Consumed, u64, u64)> {
             load::pin(CONSUMER_CPU)?;
-            let ready = move || {
+            // The consumer's CPU from the moment the peer is attached:
+            // setting a peer up (loading a BPF program, zeroing its ring)
+            // is not reading events.
+            let start = std::cell::Cell::new((0, 0));
+            let ready = || {
+                start.set(thread_usage().unwrap_or_default());
                 let _ = ready_tx.send(());
             };
-            let start = thread_usage()?;
             let consumed = consume(setup, &stop, ready)?;
             let end = thread_usage()?;
+            let start = start.get();
             Ok((consumed, end.0 - start.0, end.1 - start.1))
         });
+        let duration = match setup.strategy {
+            Strategy::Deferred => setup.args.duration.min(DEFERRED_RUN),
+            _ => setup.args.duration,
+        };
         // The peer is attached (or failed) once `ready` is sent or dropped.
         let load = ready_rx
             .recv()
             .ok()
-            .map(|()| load::ping_pong(LOAD_CPU, setup.args.duration));
+            .map(|()| load::ping_pong(LOAD_CPU, duration));
         stop.store(true, Ordering::Relaxed);
         let (consumed, consumer_cpu_ns, consumer_sleeps) = consumer
             .join()
             .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
         let (trips, took) = load.context("the peer did not attach")??;
+        // Every switch of the load is an event (two a round trip), besides
+        // the other CPU's: a peer that delivered and dropped fewer lost
+        // some without saying so.
+        if setup.peer != Peer::None {
+            ensure!(
+                consumed.events + consumed.dropped >= 2 * trips,
+                "{} events delivered and {} dropped, but the load alone switched {} times",
+                consumed.events,
+                consumed.dropped,
+                2 * trips
+            );
+        }
         Ok(Run {
             peer: setup.peer,
             trips_per_sec: trips as f64 / took.as_secs_f64(),
@@ -393,8 +429,14 @@ fn consume(setup: &Setup<'_>, stop: &AtomicBool, ready: impl FnOnce()) -> Result
         Peer::Bpf => bail!("this rmemring was built without the bpf feature"),
         Peer::Ftrace => {
             let per_cpu_kb = RING_BYTES / cpus as u64 / 1024;
-            let ftrace =
-                tracefs::Ftrace::attach(setup.root, cpus, per_cpu_kb, woken, setup.format)?;
+            let ftrace = tracefs::Ftrace::attach(
+                setup.root,
+                cpus,
+                per_cpu_kb,
+                woken,
+                LOAD_CPU,
+                setup.format,
+            )?;
             consume_source(ftrace, setup.strategy, stop, ready)
         }
         Peer::Perf => {
@@ -468,6 +510,7 @@ pub(super) fn drive(
 ) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         match strategy {
+            Strategy::Deferred => std::thread::sleep(PERIOD),
             Strategy::Periodic => {
                 std::thread::sleep(PERIOD);
                 step(false)?;
@@ -499,7 +542,7 @@ fn consume_rmemring(
     let mut consumer = region.consumer()?;
     consumer.set_wait(Wait::Spin(0));
     let wake = match setup.strategy {
-        Strategy::Periodic => "quiet=1".to_owned(),
+        Strategy::Deferred | Strategy::Periodic => "quiet=1".to_owned(),
         Strategy::Woken => format!("wake_every={WAKE_EVERY}"),
     };
     let status = Command::new("insmod")
@@ -590,9 +633,9 @@ fn report(runs: &[&Run]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| peer | round trips/s | vs none (range) | added per switch (range) | of which the consumer's | events/s | dropped | consumer CPU/event | events per consumer sleep |"
+        "| peer | round trips/s | vs none (range) | added per switch (range) | events/s | dropped | consumer CPU/event | events per consumer sleep |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for peer in peers {
         let mine: Vec<&Run> = runs.iter().copied().filter(|r| r.peer == peer).collect();
         let trips: Vec<f64> = mine.iter().map(|r| r.trips_per_sec).collect();
@@ -626,15 +669,6 @@ fn report(runs: &[&Run]) -> String {
         let dropped: u64 = mine.iter().map(|r| r.dropped).sum();
         let cpu: u64 = mine.iter().map(|r| r.consumer_cpu_ns).sum();
         let sleeps: u64 = mine.iter().map(|r| r.consumer_sleeps).sum();
-        // The consumer's CPU time per switch of the load (two a round
-        // trip): the part of "added per switch" that is the consumer's,
-        // where guest time counts both CPUs' work (`-icount`).
-        let switches: f64 = mine.iter().map(|r| 2.0 * r.trips_per_sec * r.seconds).sum();
-        let consumer_share = if peer == Peer::None {
-            "-".to_owned()
-        } else {
-            format!("{:.0} ns", cpu as f64 / switches)
-        };
         let (per_event, per_sleep) = if events == 0 {
             ("-".to_owned(), "-".to_owned())
         } else {
@@ -645,7 +679,7 @@ fn report(runs: &[&Run]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {peer} | {:.0} | {vs} | {added} | {consumer_share} | {:.0} | {dropped} | {per_event} | {per_sleep} |",
+            "| {peer} | {:.0} | {vs} | {added} | {:.0} | {dropped} | {per_event} | {per_sleep} |",
             median(&trips),
             events as f64 / seconds,
         );

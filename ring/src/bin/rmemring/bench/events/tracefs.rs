@@ -1,7 +1,8 @@
 //! tracefs: where it is, the `sched_switch` event's format (which the perf
 //! and BPF peers read their records by), and ftrace's own ring buffer as a
 //! peer: an instance with the event enabled, each CPU's `trace_pipe_raw`
-//! read a page at a time, as `trace-cmd record` does.
+//! read a page at a time with `read()` (which copies the page out;
+//! `trace-cmd record` splices it instead).
 
 use std::fs;
 use std::os::fd::{
@@ -121,21 +122,39 @@ const INSTANCE: &str = "rmemring-bench";
 pub(super) struct Ftrace {
     dir: PathBuf,
     pipes: Vec<OwnedFd>,
+    /// The CPU whose pipe a woken consumer polls; see [`Ftrace::attach`].
+    poll_cpu: Option<usize>,
     format: SchedSwitchFormat,
     page: Vec<u8>,
+    /// `options/record-cmd` at the top level, as it was.
+    record_cmd: Option<String>,
+    root: PathBuf,
 }
 
 impl Ftrace {
     /// With `woken`, a reader waiting in `poll` is woken at the next
-    /// event (`buffer_percent` 0); otherwise only when a buffer is full
-    /// (100).
+    /// event (`buffer_percent` 0), and polls only `load_cpu`'s buffer: its
+    /// own CPU's would wake it at the event of its own going to sleep, for
+    /// ever (the other peers wake it at most every 64th event). Otherwise
+    /// only when a buffer is full (100).
+    ///
+    /// ftrace's `record-cmd` option (on by default, and only settable at
+    /// the top level, which instances follow) hooks `sched_switch` and
+    /// `sched_wakeup` to save task names for its text output; a binary
+    /// reader does not need them, so it is off while this lives.
     pub(super) fn attach(
         root: &Path,
         cpus: usize,
         per_cpu_kb: u64,
         woken: bool,
+        load_cpu: usize,
         format: SchedSwitchFormat,
     ) -> Result<Self> {
+        let record_cmd_path = root.join("options/record-cmd");
+        let record_cmd = fs::read_to_string(&record_cmd_path).ok();
+        if record_cmd.is_some() {
+            fs::write(&record_cmd_path, "0").context("turning options/record-cmd off")?;
+        }
         let dir = root.join("instances").join(INSTANCE);
         if dir.exists() {
             // Left by a run that did not finish.
@@ -163,15 +182,21 @@ impl Ftrace {
         Ok(Self {
             dir,
             pipes,
+            poll_cpu: woken.then_some(load_cpu),
             format,
             page: vec![0; page_size()],
+            record_cmd,
+            root: root.to_owned(),
         })
     }
 }
 
 impl Source for Ftrace {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.pipes.iter().map(AsFd::as_fd).collect()
+        match self.poll_cpu.and_then(|cpu| self.pipes.get(cpu)) {
+            Some(pipe) => vec![pipe.as_fd()],
+            None => self.pipes.iter().map(AsFd::as_fd).collect(),
+        }
     }
 
     fn detach(&mut self) -> Result<()> {
@@ -215,6 +240,9 @@ impl Drop for Ftrace {
         let _ = fs::write(self.dir.join("events/sched/sched_switch/enable"), "0");
         self.pipes.clear();
         let _ = fs::remove_dir(&self.dir);
+        if let Some(value) = &self.record_cmd {
+            let _ = fs::write(self.root.join("options/record-cmd"), value.trim());
+        }
     }
 }
 
@@ -228,8 +256,9 @@ fn page_size() -> usize {
 /// A ring-buffer page's data starts after its timestamp and its commit
 /// word (`events/header_page`: `u64 timestamp`, `local_t commit`).
 const PAGE_HEADER: usize = 16;
-/// The commit word's low bits: the data's length (the high ones are flags).
-const COMMIT_LENGTH_MASK: u64 = (1 << 27) - 1;
+/// The commit word's bits below the two flags (`RB_MISSED_EVENTS`, bit 31,
+/// and `RB_MISSED_STORED`, bit 30): the data's length.
+const COMMIT_LENGTH_MASK: u64 = (1 << 30) - 1;
 
 /// Counts the `sched_switch` events in one `trace_pipe_raw` page, reading
 /// each one's `next_pid` (as every peer does). The event layout is the
