@@ -42,7 +42,6 @@ use crate::flags;
 use crate::project_root;
 use crate::vm::{
     self,
-    Echo,
     Options, //
 };
 
@@ -135,14 +134,8 @@ impl flags::Bench {
                 &log,
                 &artifacts,
                 &Options {
-                    add: &[],
-                    cmdline: None,
-                    load: true,
-                    overlay: None,
-                    command: Some(command),
-                    timeout: Duration::from_secs(self.timeout),
-                    echo: Echo::Live { console: false },
                     icount,
+                    ..Options::live(command, Duration::from_secs(self.timeout))
                 },
             )
         };

@@ -158,6 +158,10 @@ pub struct Test {
     /// Only the host checks: no kernel, module or VM.
     #[arg(long)]
     pub host_only: bool,
+    /// Also every VM suite's twin on the two other kernels (the normal
+    /// x86_64 kernel, the debug arm64 one): four kernels instead of two.
+    #[arg(long)]
+    pub all_kernels: bool,
     /// Only the checks and suites whose name contains SUBSTR (and what they need).
     #[arg(long, value_name = "SUBSTR")]
     pub filter: Option<String>,

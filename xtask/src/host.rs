@@ -1,5 +1,10 @@
 //! Host packages: check with dpkg, install what is missing with apt when root.
 
+use std::sync::{
+    Mutex,
+    PoisonError, //
+};
+
 use anyhow::{
     bail,
     Context,
@@ -48,6 +53,10 @@ pub const NET_TIMEOUT: &[&str] = &["--foreground", "--kill-after=30", "1800"];
 
 /// Makes sure the host has `packages`, installing the missing ones with apt.
 pub fn ensure(sh: &Shell, log: &Log, packages: &[&str]) -> Result<()> {
+    // `cargo xtask test` installs from two threads (its build thread and
+    // the host checks), and apt takes one installation at a time.
+    static APT: Mutex<()> = Mutex::new(());
+    let _apt = APT.lock().unwrap_or_else(PoisonError::into_inner);
     let missing = missing(sh, packages)?;
     if missing.is_empty() {
         return Ok(());

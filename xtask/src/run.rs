@@ -17,7 +17,6 @@ use crate::exec::Log;
 use crate::flags;
 use crate::vm::{
     self,
-    Echo,
     Options, //
 };
 
@@ -58,21 +57,7 @@ impl flags::Run {
         };
         let artifacts = vm::artifacts(sh, &log, target, false)?;
         eprintln!("booting the {target} VM and running: {COMMAND}");
-        let outcome = vm::boot(
-            sh,
-            &log,
-            &artifacts,
-            &Options {
-                add: &[],
-                cmdline: None,
-                load: true,
-                overlay: None,
-                command: Some(COMMAND),
-                timeout: TIMEOUT,
-                echo: Echo::Live { console: false },
-                icount: false,
-            },
-        )?;
+        let outcome = vm::boot(sh, &log, &artifacts, &Options::live(COMMAND, TIMEOUT))?;
         if !outcome.passed() {
             eprintln!("{}", outcome.report());
         }

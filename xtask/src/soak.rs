@@ -1,7 +1,9 @@
 //! `cargo xtask soak --minutes M`: the long proof, not part of `cargo xtask
 //! test`. Boots the reference VM and runs the in-guest soak
 //! (`rmemring-selftest soak --seconds S`, `tests/vm/src/soak.rs`)
-//! for M minutes, then the fuzzers for a while. Fails on any mismatch the
+//! for M minutes (on the debug kernel, `--debug`, then the exhaustive fault
+//! injection, `rmemring-selftest faults-all`), then the fuzzers for a
+//! while. Fails on any mismatch the
 //! soak reports, on any kernel warning the harness finds in the guest's log
 //! ([`vm::KERNEL_PROBLEMS`]), and on a failed fuzz run.
 
@@ -18,7 +20,6 @@ use crate::exec::Log;
 use crate::flags;
 use crate::vm::{
     self,
-    Echo,
     Options, //
 };
 
@@ -46,16 +47,10 @@ impl flags::Soak {
             sh,
             &log,
             &artifacts,
-            &Options {
-                add: &[],
-                cmdline: None,
-                load: true,
-                overlay: None,
-                command: Some(&command),
-                timeout: Duration::from_secs(seconds) + slack(self.target.debug),
-                echo: Echo::Live { console: false },
-                icount: false,
-            },
+            &Options::live(
+                &command,
+                Duration::from_secs(seconds) + slack(self.target.debug),
+            ),
         )?;
         let took = started.elapsed();
         // The harness words each kernel-log finding "kernel: LINE"; the
@@ -76,9 +71,12 @@ impl flags::Soak {
             "soak: kernel warnings: {} (lines of the guest's kernel log matching vm::KERNEL_PROBLEMS)",
             warnings.len()
         );
-        let passed = outcome.passed();
+        let mut passed = outcome.passed();
         if !passed {
             eprintln!("{}", outcome.report());
+        }
+        if self.target.debug {
+            passed &= faults_all(sh, &log, &artifacts)?;
         }
 
         let fuzz_seconds = self.fuzz_seconds.unwrap_or(seconds);
@@ -96,6 +94,30 @@ impl flags::Soak {
             ExitCode::FAILURE
         })
     }
+}
+
+/// The debug kernel's exhaustive fault injection: every allocation of the
+/// load path fails in turn, the module loader's too (`cargo xtask test`'s
+/// `faults-debug` fails only those made with the driver's code on the
+/// stack). About 4 minutes under TCG. Whether it passed.
+fn faults_all(sh: &Shell, log: &Log, artifacts: &vm::Artifacts) -> Result<bool> {
+    let command = "rmemring-selftest --strict faults-all";
+    println!("soak: {command}");
+    let outcome = vm::boot(
+        sh,
+        log,
+        artifacts,
+        &Options::live(command, Duration::from_secs(900)),
+    )?;
+    let passed = outcome.passed();
+    if !passed {
+        eprintln!("{}", outcome.report());
+    }
+    println!(
+        "soak: faults-all: {}",
+        if passed { "passed" } else { "FAILED" }
+    );
+    Ok(passed)
 }
 
 /// Runs the fuzz task for `seconds` per target; whether it passed.

@@ -34,6 +34,9 @@ pub struct Suite {
     pub command: &'static str,
     /// Seconds before the VM is killed and the suite fails.
     pub timeout: u64,
+    /// Runs only under `cargo xtask test --all-kernels`: the scenario's
+    /// twin on the other profile of its architecture (see [`suites`]).
+    pub extra: bool,
 }
 
 impl Suite {
@@ -59,8 +62,9 @@ macro_rules! selftest {
     };
 }
 
-/// An x86_64 scenario on the normal kernel and the same on the debug one
-/// (KASAN, lockdep, DEBUG_VM, Rust debug assertions), which runs slower.
+/// An x86_64 scenario on the debug kernel (KASAN, lockdep, DEBUG_VM, Rust
+/// debug assertions), which runs slower, and its twin on the normal kernel
+/// for `--all-kernels`.
 macro_rules! both_kernels {
     ($name:literal, $load:expr, $command:expr, $timeout:literal) => {
         [
@@ -72,6 +76,7 @@ macro_rules! both_kernels {
                 overlay: None,
                 command: $command,
                 timeout: $timeout,
+                extra: true,
             },
             Suite {
                 name: concat!($name, "-debug"),
@@ -81,6 +86,36 @@ macro_rules! both_kernels {
                 overlay: None,
                 command: $command,
                 timeout: 3 * $timeout,
+                extra: false,
+            },
+        ]
+    };
+}
+
+/// An arm64 board scenario on the normal kernel, and its twin on the debug
+/// one for `--all-kernels`.
+macro_rules! both_boards {
+    ($name:expr, $load:expr, $overlay:expr, $command:expr, $timeout:literal) => {
+        [
+            Suite {
+                name: $name,
+                arch: Arch::Aarch64,
+                profile: Profile::Normal,
+                load: $load,
+                overlay: $overlay,
+                command: $command,
+                timeout: $timeout,
+                extra: false,
+            },
+            Suite {
+                name: concat!($name, "-debug"),
+                arch: Arch::Aarch64,
+                profile: Profile::Debug,
+                load: $load,
+                overlay: $overlay,
+                command: $command,
+                timeout: 3 * $timeout,
+                extra: true,
             },
         ]
     };
@@ -91,19 +126,17 @@ macro_rules! both_kernels {
 /// else may break (the sound ring next to it probes and streams).
 macro_rules! broken_board {
     ($name:literal, $overlay:literal, $message:literal) => {
-        Suite {
-            name: concat!("board-broken-", $name),
-            arch: Arch::Aarch64,
-            profile: Profile::Debug,
-            load: true,
-            overlay: Some($overlay),
-            command: concat!(selftest!("'broken="), $message, "'"),
-            timeout: 300,
-        }
+        both_boards!(
+            concat!("board-broken-", $name),
+            true,
+            Some($overlay),
+            concat!(selftest!("'broken="), $message, "'"),
+            100
+        )
     };
 }
 
-const X86_64: [[Suite; 2]; 12] = [
+const X86_64: [[Suite; 2]; 15] = [
     both_kernels!("boot", true, BOOT, 120),
     // Bad parameters: the selftest loads the driver itself.
     both_kernels!("params", false, selftest!("params"), 200),
@@ -127,45 +160,77 @@ const X86_64: [[Suite; 2]; 12] = [
     // guest on the normal kernel, 70 s on the debug one (lockdep checks
     // the producer lock under the runqueue lock there).
     both_kernels!("kapi", true, selftest!("kapi"), 300),
+    both_kernels!(
+        "consume",
+        true,
+        "rmemring-consume --seconds 3 --size 8..4096 --wait --no-loss",
+        120
+    ),
+    // Standard tools read the device as they read any stream (about 20 s).
+    both_kernels!("tools", true, selftest!("tools"), 200),
+    // The benchmarks run end to end (a smoke test: no targets asserted,
+    // and none could be on the debug kernel), the real-event one with
+    // every peer and both strategies.
+    both_kernels!(
+        "bench",
+        true,
+        "rmemring bench --duration 1 --sizes 64,4096 --no-idle \
+         && rmemring bench-events --duration 500ms --repeat 1",
+        300
+    ),
+];
+
+/// The arm64 board (dts/qemu-virt-board.dtso) and its broken variants. The
+/// guest gets what it must find from the overlay (`dt::expectations`, in
+/// /add/board-rings.json).
+const BOARD: [[Suite; 2]; 10] = [
+    // Rings revoked under their users (unbind while the tracer, the
+    // producer thread and a process use them), reprobed, streamed.
+    both_boards!("board", true, None, selftest!("board"), 300),
+    // The module-parameter path next to the device tree: the selftest
+    // loads the driver with the overlay's spare region as parameters.
+    both_boards!("board-params", false, None, selftest!("board-params"), 200),
+    broken_board!(
+        "no-memory-region",
+        "tests/no-memory-region.dtso",
+        "no memory-region"
+    ),
+    broken_board!("no-nomap", "tests/no-nomap.dtso", "lacks no-map"),
+    broken_board!("too-small", "tests/too-small.dtso", "too small"),
+    broken_board!(
+        "not-page-aligned",
+        "tests/not-page-aligned.dtso",
+        "not page-aligned"
+    ),
+    broken_board!(
+        "bad-cache-mode",
+        "tests/bad-cache-mode.dtso",
+        "rmemring,cache-mode: unknown value"
+    ),
+    broken_board!("bad-label", "tests/bad-label.dtso", "not a device name"),
+    broken_board!(
+        "label-clash",
+        "tests/label-clash.dtso",
+        "already taken by another ring"
+    ),
+    broken_board!(
+        "dynamic-region",
+        "tests/dynamic-region.dtso",
+        "no static reg"
+    ),
 ];
 
 /// The scenarios, in the order they run.
+///
+/// `cargo xtask test` boots two kernels, which is what fits its cold
+/// budget (45 minutes on a 2-core machine; every kernel costs about 10 of
+/// them): the x86_64 reference VM's **debug** kernel, where the hardening
+/// suites look for use after free, lock inversions and unwinding bugs,
+/// and the arm64 board's **normal** kernel, the one `cargo xtask run
+/// --arch aarch64` and an embedded user boot. `--all-kernels` adds every
+/// scenario's twin on the two other kernels ([`Suite::extra`]).
 pub fn suites() -> Vec<Suite> {
     let mut suites: Vec<Suite> = Vec::new();
-    // The normal kernel's scenarios first, then the debug kernel's.
-    suites.extend(X86_64.iter().map(|pair| pair[0].clone()));
-    suites.push(Suite {
-        name: "consume",
-        arch: Arch::X86_64,
-        profile: Profile::Normal,
-        load: true,
-        overlay: None,
-        command: "rmemring-consume --seconds 3 --size 8..4096 --wait --no-loss",
-        timeout: 120,
-    });
-    // Standard tools read the device as they read any stream (about 20 s).
-    suites.push(Suite {
-        name: "tools",
-        arch: Arch::X86_64,
-        profile: Profile::Normal,
-        load: true,
-        overlay: None,
-        command: selftest!("tools"),
-        timeout: 200,
-    });
-    // The benchmarks run end to end (a smoke test: no targets asserted),
-    // the real-event one with every peer and both strategies (about 25 s
-    // of the suite's time).
-    suites.push(Suite {
-        name: "bench",
-        arch: Arch::X86_64,
-        profile: Profile::Normal,
-        load: true,
-        overlay: None,
-        command: "rmemring bench --duration 1 --sizes 64,4096 --no-idle \
-                  && rmemring bench-events --duration 500ms --repeat 1",
-        timeout: 300,
-    });
     suites.extend(X86_64.iter().map(|pair| pair[1].clone()));
     // Allocation failures on every path, and kmemleak: debug kernel only.
     suites.push(Suite {
@@ -176,64 +241,11 @@ pub fn suites() -> Vec<Suite> {
         overlay: None,
         command: selftest!("faults"),
         timeout: 900,
+        extra: false,
     });
-    // arm64: the device-tree board (dts/qemu-virt-board.dtso), on the debug
-    // kernel (KASAN, lockdep, DEBUG_VM): the board is where a ring is
-    // revoked under its users (unbind while the tracer, the producer thread
-    // and a process use it), so where a use after free would be. One arm64
-    // kernel for the tests; the normal one is `cargo xtask run`'s. The guest
-    // gets what it must find from the overlay (`dt::expectations`, in
-    // /add/board-rings.json).
-    suites.push(Suite {
-        name: "board",
-        arch: Arch::Aarch64,
-        profile: Profile::Debug,
-        load: true,
-        overlay: None,
-        command: selftest!("board"),
-        timeout: 900,
-    });
-    // The module-parameter path next to the device tree: the selftest
-    // loads the driver with the overlay's spare region as parameters.
-    suites.push(Suite {
-        name: "board-params",
-        arch: Arch::Aarch64,
-        profile: Profile::Debug,
-        load: false,
-        overlay: None,
-        command: selftest!("board-params"),
-        timeout: 600,
-    });
-    suites.extend([
-        broken_board!(
-            "no-memory-region",
-            "tests/no-memory-region.dtso",
-            "no memory-region"
-        ),
-        broken_board!("no-nomap", "tests/no-nomap.dtso", "lacks no-map"),
-        broken_board!("too-small", "tests/too-small.dtso", "too small"),
-        broken_board!(
-            "not-page-aligned",
-            "tests/not-page-aligned.dtso",
-            "not page-aligned"
-        ),
-        broken_board!(
-            "bad-cache-mode",
-            "tests/bad-cache-mode.dtso",
-            "rmemring,cache-mode: unknown value"
-        ),
-        broken_board!("bad-label", "tests/bad-label.dtso", "not a device name"),
-        broken_board!(
-            "label-clash",
-            "tests/label-clash.dtso",
-            "already taken by another ring"
-        ),
-        broken_board!(
-            "dynamic-region",
-            "tests/dynamic-region.dtso",
-            "no static reg"
-        ),
-    ]);
+    suites.extend(BOARD.iter().map(|pair| pair[0].clone()));
+    suites.extend(X86_64.iter().map(|pair| pair[0].clone()));
+    suites.extend(BOARD.iter().map(|pair| pair[1].clone()));
     suites
 }
 
@@ -282,6 +294,29 @@ mod tests {
         );
         let params = suites().into_iter().find(|s| s.name == "params").unwrap();
         assert_eq!(params.command, "rmemring-selftest --strict params");
+        assert!(
+            params.extra,
+            "the normal x86_64 kernel is --all-kernels' only"
+        );
+    }
+
+    /// The cold budget allows two kernels; a third must be a deliberate
+    /// change (and a re-measured cold run).
+    #[test]
+    fn the_default_run_boots_two_kernels() {
+        let mut targets: Vec<Target> = Vec::new();
+        for suite in suites().iter().filter(|s| !s.extra) {
+            if !targets.contains(&suite.target()) {
+                targets.push(suite.target());
+            }
+        }
+        let names: Vec<String> = targets.iter().map(Target::to_string).collect();
+        assert_eq!(names, ["x86_64-debug", "aarch64"]);
+        // Every scenario has its twin under --all-kernels but faults-debug
+        // (fault injection needs the debug kernel).
+        let extra = suites().iter().filter(|s| s.extra).count();
+        let default = suites().len() - extra;
+        assert_eq!(default, extra + 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! M > 0.
 
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::{
     Duration,
     Instant, //
@@ -59,11 +60,13 @@ impl flags::Test {
             stopped: false,
             results: Vec::new(),
         };
-        host_checks(sh, &mut runner);
         if self.host_only {
+            host_checks(sh, &mut runner);
             runner.skip("kernel, module and VM suites", "--host-only");
         } else {
-            kernel_suites(sh, &mut runner);
+            kernel_suites(sh, &mut runner, self.all_kernels, |runner| {
+                host_checks(sh, runner)
+            });
         }
         Ok(runner.finish())
     }
@@ -289,8 +292,22 @@ fn check_host_json(stdout: &str, sizes: &[u64], reps: u64) -> Result<()> {
 }
 
 /// Per target: kernel, driver, guest user space, then its VM suites.
-fn kernel_suites(sh: &Shell, runner: &mut Runner) {
-    let all = suites();
+///
+/// The builds run on a thread of their own ([`build_targets`]), started
+/// before the host checks and in the idle scheduling class: they take only
+/// the CPU the host checks and the VMs leave, so the cold run's kernels
+/// are built while the host checks and the first kernel's suites run,
+/// and nothing that is timed competes with a compiler.
+fn kernel_suites(
+    sh: &Shell,
+    runner: &mut Runner,
+    all_kernels: bool,
+    host_checks: impl FnOnce(&mut Runner),
+) {
+    let all: Vec<Suite> = suites()
+        .into_iter()
+        .filter(|suite| all_kernels || !suite.extra)
+        .collect();
     let suites: Vec<&Suite> = all
         .iter()
         .filter(|suite| runner.selected(&suite_name(suite)))
@@ -306,31 +323,90 @@ fn kernel_suites(sh: &Shell, runner: &mut Runner) {
             targets.push(target);
         }
     }
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::channel();
+        let builder_targets = targets.clone();
+        scope.spawn(move || build_targets(&builder_targets, &sender));
+        host_checks(runner);
+        for target in targets {
+            let Ok(built) = receiver.recv() else {
+                runner.fail(&format!("kernel {target}"), "the build thread died");
+                return;
+            };
+            debug_assert_eq!(built.target, target);
+            for step in built.steps {
+                runner.record(&step.name, step.elapsed, step.result);
+            }
+            if let Some(artifacts) = &built.artifacts {
+                runner.check(&format!("module {target} warnings"), || {
+                    let warnings = &artifacts.module.warnings;
+                    if warnings.is_empty() {
+                        return Ok(());
+                    }
+                    bail!("the driver build warns:\n{}", warnings.join("\n"))
+                });
+            }
+            for suite in suites.iter().filter(|suite| suite.target() == target) {
+                let name = suite_name(suite);
+                match &built.artifacts {
+                    Some(artifacts) => {
+                        runner.check(&name, || run_suite(sh, artifacts, suite));
+                    }
+                    None => runner.fail(&name, "not run: its kernel, driver or guest build failed"),
+                }
+            }
+        }
+    });
+}
+
+/// One target's builds, as the build thread hands them over.
+struct Built {
+    target: Target,
+    /// Each build step's name, time and outcome, for the runner to report.
+    steps: Vec<Step>,
+    /// `None` when a step failed.
+    artifacts: Option<Artifacts>,
+}
+
+struct Step {
+    name: String,
+    elapsed: Duration,
+    result: Result<()>,
+}
+
+/// Builds each target's kernel, driver and guest user space (once per
+/// architecture), in order, and sends each target's as soon as it is done.
+/// Runs in the idle scheduling class, and so do the compilers it starts.
+fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>) {
+    if let Err(err) = idle_priority() {
+        eprintln!("(the build thread keeps its priority: {err:#})");
+    }
+    let sh = match Shell::new() {
+        Ok(sh) => sh,
+        Err(err) => {
+            eprintln!("the build thread has no shell: {err}");
+            return;
+        }
+    };
+    sh.change_dir(crate::project_root());
     let mut guests: Vec<(Arch, Option<Guest>)> = Vec::new();
-    for target in targets {
-        let kernel = runner.check(&format!("kernel {target}"), || {
-            kernel::build(sh, &step_log(&format!("kernel-{target}"))?, target)
+    for &target in targets {
+        let mut steps = Vec::new();
+        let kernel = timed(&mut steps, format!("kernel {target}"), || {
+            kernel::build(&sh, &step_log(&format!("kernel-{target}"))?, target)
         });
         let module = kernel.as_ref().and_then(|kernel| {
-            runner.check(&format!("module {target}"), || {
+            timed(&mut steps, format!("module {target}"), || {
                 let log = step_log(&format!("module-{target}"))?;
-                module::build(sh, &log, kernel, true)
+                module::build(&sh, &log, kernel, true)
             })
         });
-        if let Some(module) = &module {
-            runner.check(&format!("module {target} warnings"), || {
-                if module.warnings.is_empty() {
-                    return Ok(());
-                }
-                bail!("the driver build warns:\n{}", module.warnings.join("\n"))
-            });
-        }
         let arch = target.arch;
         if !guests.iter().any(|(a, _)| *a == arch) {
-            let guest = runner.check(&format!("guest {}", arch.name()), || {
+            let guest = timed(&mut steps, format!("guest {}", arch.name()), || {
                 let log = step_log(&format!("guest-{}", arch.name()))?;
-                host::ensure(sh, &log, vm::vm_packages(arch))?;
-                guest::build(sh, &log, arch)
+                host::ensure(&sh, &log, vm::vm_packages(arch))?;
+                guest::build(&sh, &log, arch)
             });
             guests.push((arch, guest));
         }
@@ -338,7 +414,6 @@ fn kernel_suites(sh: &Shell, runner: &mut Runner) {
             .iter()
             .find(|(a, _)| *a == arch)
             .and_then(|(_, guest)| guest.clone());
-
         let artifacts = match (kernel, module, guest) {
             (Some(kernel), Some(module), Some(guest)) => Some(Artifacts {
                 kernel,
@@ -347,16 +422,45 @@ fn kernel_suites(sh: &Shell, runner: &mut Runner) {
             }),
             _ => None,
         };
-        for suite in suites.iter().filter(|suite| suite.target() == target) {
-            let name = suite_name(suite);
-            match &artifacts {
-                Some(artifacts) => {
-                    runner.check(&name, || run_suite(sh, artifacts, suite));
-                }
-                None => runner.fail(&name, "not run: its kernel, driver or guest build failed"),
-            }
+        let built = Built {
+            target,
+            steps,
+            artifacts,
+        };
+        if sender.send(built).is_err() {
+            return;
         }
     }
+}
+
+/// Runs `step`, and keeps its name, time and outcome in `steps`.
+fn timed<T>(steps: &mut Vec<Step>, name: String, step: impl FnOnce() -> Result<T>) -> Option<T> {
+    let start = Instant::now();
+    let result = step();
+    let elapsed = start.elapsed();
+    let (value, result) = match result {
+        Ok(value) => (Some(value), Ok(())),
+        Err(err) => (None, Err(err)),
+    };
+    steps.push(Step {
+        name,
+        elapsed,
+        result,
+    });
+    value
+}
+
+/// Puts the calling thread in the `SCHED_IDLE` class, which the processes
+/// it starts inherit: it runs only on a CPU nothing else wants.
+fn idle_priority() -> Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` for the call's duration, and
+    // pid 0 names the calling thread, whose policy is all that changes.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        bail!("sched_setscheduler: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn suite_name(suite: &Suite) -> String {
@@ -437,11 +541,9 @@ impl Runner {
     }
 
     /// Runs `check` unless filtered out or stopped; prints `ok`/`FAIL`.
-    /// Build steps that a selected suite needs always run.
+    /// The driver's warnings count whenever its build does.
     fn check<T>(&mut self, name: &str, check: impl FnOnce() -> Result<T>) -> Option<T> {
-        let needed = name.starts_with("kernel ")
-            || name.starts_with("module ")
-            || name.starts_with("guest ");
+        let needed = name.starts_with("module ");
         if self.stopped || !(needed || self.selected(name)) {
             return None;
         }
@@ -451,9 +553,27 @@ impl Runner {
         let elapsed = start.elapsed();
         match result {
             Ok(value) => {
+                self.record(name, elapsed, Ok(()));
+                Some(value)
+            }
+            Err(err) => {
+                self.record(name, elapsed, Err(err));
+                None
+            }
+        }
+    }
+
+    /// Prints and counts the outcome of a check that has run. Build steps
+    /// (which the build thread runs whatever the filter) count when a
+    /// selected suite needed them.
+    fn record(&mut self, name: &str, elapsed: Duration, result: Result<()>) {
+        if self.stopped {
+            return;
+        }
+        match result {
+            Ok(()) => {
                 println!("ok - {name} ({}s)", elapsed.as_secs());
                 self.results.push((name.to_owned(), true, elapsed));
-                Some(value)
             }
             Err(err) => {
                 println!("FAIL - {name} ({}s)", elapsed.as_secs());
@@ -461,7 +581,6 @@ impl Runner {
                     println!("    {line}");
                 }
                 self.failed(name, elapsed);
-                None
             }
         }
     }

@@ -237,6 +237,24 @@ pub struct Options<'a> {
     pub icount: bool,
 }
 
+impl<'a> Options<'a> {
+    /// The usual boot of a task: the driver loaded with the reference
+    /// parameters, the board's own overlay, `command` run with its output
+    /// shown live (the console not), killed after `timeout`.
+    pub fn live(command: &'a str, timeout: Duration) -> Self {
+        Options {
+            add: &[],
+            cmdline: None,
+            load: true,
+            overlay: None,
+            command: Some(command),
+            timeout,
+            echo: Echo::Live { console: false },
+            icount: false,
+        }
+    }
+}
+
 /// What is shown while the guest runs.
 pub enum Echo {
     /// The command's output to stdout, live; with `console`, the rest of

@@ -1,6 +1,15 @@
 //! Fault injection (the debug kernel): every allocation on the driver's
 //! load, open, mmap, START, read() and RESET paths fails once, in turn.
 //!
+//! The load (`finit_module`) reaches about 500 sites, nearly all of them
+//! the module loader's before the driver's code runs, and each run costs a
+//! third of a second on the debug kernel under TCG. So `faults` fails, on
+//! that path, only the allocations made with the driver's code on the
+//! stack (the fault-injection stack filter, `require-start` set past the
+//! kernel image's text, where module text lives): its parameter parsing,
+//! its init and its probe. `faults-all` fails every site of the load, the
+//! loader's too (`cargo xtask soak --debug` runs it).
+//!
 //! `/proc/thread-self/fail-nth` makes the N-th allocation site this thread
 //! reaches fail (slab and page allocations: `failslab`, `fail_page_alloc`,
 //! told to include sleeping allocations). For N = 1, 2, ... the operation
@@ -178,7 +187,26 @@ fn configure() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which of the load path's allocations fail in turn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Those with the driver's code on the stack.
+    Driver,
+    /// All of them, the module loader's too.
+    Every,
+}
+
+/// `rmemring-selftest faults`.
 pub(crate) fn faults(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    run(env, report, Load::Driver)
+}
+
+/// `rmemring-selftest faults-all`.
+pub(crate) fn faults_all(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    run(env, report, Load::Every)
+}
+
+fn run(env: &Env, report: &mut Report, load: Load) -> anyhow::Result<()> {
     if !std::path::Path::new("/proc/thread-self/fail-nth").exists() {
         report.skip(
             "faults",
@@ -193,7 +221,7 @@ pub(crate) fn faults(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         debugfs_write("kmemleak", "clear")?;
     }
     kernel_log::write(BEGIN);
-    let result = paths(env, report);
+    let result = paths(env, report, load);
     kernel_log::write(END);
     result?;
     if kmemleak {
@@ -251,7 +279,49 @@ fn record(report: &mut Report, what: &str, allocates: Allocates, sweep: anyhow::
     }
 }
 
-fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+/// The fault attributes whose stack filter [`Load::Driver`] sets.
+const FILTERED: [&str; 2] = ["failslab", "fail_page_alloc"];
+
+/// Lets `fail-nth` count only allocations with module code on the stack:
+/// a return address past the end of the kernel image's text (its init
+/// text included), which is where module text lives on x86_64.
+fn filter_to_modules() -> anyhow::Result<()> {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
+    let address = |name: &str| {
+        kallsyms
+            .lines()
+            .find_map(|line| {
+                let mut words = line.split_whitespace();
+                let address = words.next()?;
+                (words.nth(1)? == name).then(|| u64::from_str_radix(address, 16).ok())?
+            })
+            .with_context(|| format!("no {name} in /proc/kallsyms"))
+    };
+    let text_end = address("_etext")?.max(address("_einittext")?);
+    anyhow::ensure!(
+        text_end != 0,
+        "/proc/kallsyms hides addresses (kptr_restrict)"
+    );
+    for attr in FILTERED {
+        debugfs_write(
+            &format!("{attr}/require-start"),
+            &format!("{:#x}", text_end + 1),
+        )?;
+        debugfs_write(&format!("{attr}/require-end"), &format!("{:#x}", u64::MAX))?;
+        debugfs_write(&format!("{attr}/stacktrace-depth"), "32")?;
+    }
+    Ok(())
+}
+
+/// Undoes [`filter_to_modules`]: every site counts again.
+fn unfilter() -> anyhow::Result<()> {
+    for attr in FILTERED {
+        debugfs_write(&format!("{attr}/require-start"), "0")?;
+    }
+    Ok(())
+}
+
+fn paths(env: &Env, report: &mut Report, scope: Load) -> anyhow::Result<()> {
     let fail = FailNth::open()?;
 
     // Load (and probe): finit_module with the reference parameters.
@@ -260,6 +330,9 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     }
     let module = File::open(&env.kmod.module).context("opening the module")?;
     let params = std::ffi::CString::new(env.kmod.params.clone())?;
+    if scope == Load::Driver {
+        filter_to_modules()?;
+    }
     let load = sweep(
         &fail,
         |fail, n| {
@@ -277,7 +350,14 @@ fn paths(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         },
         || env.kmod.rmmod(),
     );
-    record(report, "insmod", Allocates::Yes, load);
+    if scope == Load::Driver {
+        unfilter()?;
+    }
+    let what = match scope {
+        Load::Driver => "insmod (the allocations with the driver's code on the stack)",
+        Load::Every => "insmod (every allocation)",
+    };
+    record(report, what, Allocates::Yes, load);
     env.kmod.ensure_loaded()?;
     let dev = std::ffi::CString::new(env.device.clone())?;
     let consumer = access_mode(Role::Consumer).context("the consumer's access mode")?;

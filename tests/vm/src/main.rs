@@ -16,6 +16,7 @@
 //! rmemring-selftest regress     # the hardening review's defects stay fixed
 //! rmemring-selftest tools       # busybox cat, dd, head and hexdump read the device, every record verified
 //! rmemring-selftest faults      # each allocation on the driver's paths fails in turn (debug kernel)
+//! rmemring-selftest faults-all  # the same, and every allocation of the module loader too
 //! rmemring-selftest all
 //! rmemring-selftest soak --seconds S  # S seconds of changing streams, every record verified (cargo xtask soak)
 //! rmemring-selftest board        # the arm64 device-tree board: overlay, unbind/rebind, reload
@@ -77,7 +78,10 @@ const GROUPS: &[(&str, Group)] = &[
 
 /// Groups only the debug kernel runs (not part of `all`): they need its
 /// fault injection and kmemleak.
-const DEBUG_GROUPS: &[(&str, Group)] = &[("faults", faults::faults)];
+const DEBUG_GROUPS: &[(&str, Group)] = &[
+    ("faults", faults::faults),
+    ("faults-all", faults::faults_all),
+];
 
 /// Groups only the device-tree board runs (not part of `all`).
 const BOARD_GROUPS: &[(&str, Group)] = &[
