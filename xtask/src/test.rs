@@ -8,7 +8,12 @@
 //! last line is `N passed, M failed`, and the exit status is non-zero when
 //! M > 0.
 
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
 use std::sync::mpsc;
 use std::time::{
     Duration,
@@ -30,6 +35,7 @@ use crate::arch::{
     Target, //
 };
 use crate::cache;
+use crate::chroot::Chroot;
 use crate::dt;
 use crate::exec::Log;
 use crate::flags;
@@ -323,12 +329,25 @@ fn kernel_suites(
             targets.push(target);
         }
     }
+    let cancelled = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::channel();
         let builder_targets = targets.clone();
-        scope.spawn(move || build_targets(&builder_targets, &sender));
+        let cancelled = &cancelled;
+        scope.spawn(move || {
+            let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                build_targets(&builder_targets, &sender, cancelled)
+            }));
+            if built.is_err() {
+                eprintln!("the build thread panicked");
+            }
+        });
         host_checks(runner);
         for target in targets {
+            if runner.stopped {
+                cancelled.store(true, Ordering::Relaxed);
+                return;
+            }
             let Ok(built) = receiver.recv() else {
                 runner.fail(&format!("kernel {target}"), "the build thread died");
                 return;
@@ -377,7 +396,7 @@ struct Step {
 /// Builds each target's kernel, driver and guest user space (once per
 /// architecture), in order, and sends each target's as soon as it is done.
 /// Runs in the idle scheduling class, and so do the compilers it starts.
-fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>) {
+fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>, cancelled: &AtomicBool) {
     if let Err(err) = idle_priority() {
         eprintln!("(the build thread keeps its priority: {err:#})");
     }
@@ -389,9 +408,15 @@ fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>) {
         }
     };
     sh.change_dir(crate::project_root());
+    // Everything apt installs in the chroot, before anything compiles in
+    // it (the host checks' tsan step compiles there too).
+    let mut steps = Vec::new();
+    timed(&mut steps, "chroot".to_owned(), || provision(&sh, targets));
     let mut guests: Vec<(Arch, Option<Guest>)> = Vec::new();
     for &target in targets {
-        let mut steps = Vec::new();
+        if cancelled.load(Ordering::Relaxed) {
+            return;
+        }
         let kernel = timed(&mut steps, format!("kernel {target}"), || {
             kernel::build(&sh, &step_log(&format!("kernel-{target}"))?, target)
         });
@@ -424,13 +449,27 @@ fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>) {
         };
         let built = Built {
             target,
-            steps,
+            steps: std::mem::take(&mut steps),
             artifacts,
         };
         if sender.send(built).is_err() {
             return;
         }
     }
+}
+
+/// Creates the chroot and installs in it what every later step needs: the
+/// arm64 cross packages if a target is arm64, and the tsan check's.
+fn provision(sh: &Shell, targets: &[Target]) -> Result<()> {
+    let log = step_log("chroot")?;
+    let chroot = Chroot::ensure(sh, &log)?;
+    if targets.iter().any(|target| target.arch == Arch::Aarch64) {
+        chroot.ensure_arm64(sh, &log)?;
+    }
+    if cfg!(target_arch = "x86_64") {
+        chroot.ensure_packages(sh, &log, "tsan", crate::tsan::TSAN_PACKAGES)?;
+    }
+    Ok(())
 }
 
 /// Runs `step`, and keeps its name, time and outcome in `steps`.

@@ -411,6 +411,31 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     reload(env, &expected, report)
 }
 
+/// How long the tracer may take to be called a thousand more times.
+const TRACER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until the loaded tracer's probe has been called `calls` times
+/// (its `calls` parameter); returns the count then.
+fn tracer_calls_reach(calls: u64, within: std::time::Duration) -> anyhow::Result<u64> {
+    let path = format!("/sys/module/{TRACER_MODULE}/parameters/calls");
+    let start = std::time::Instant::now();
+    loop {
+        let now: u64 = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {path}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("parsing {path}"))?;
+        if now >= calls {
+            return Ok(now);
+        }
+        ensure!(
+            start.elapsed() < within,
+            "the tracer was called {now} times in {within:?}, not {calls}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Unbinds the first ring while kernel code writes into it flat out: the
 /// tracer (under the runqueue lock, on both CPUs) and the producer
 /// thread. The device must shut its producers out (the tracer's writes
@@ -433,14 +458,18 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
     let load = SwitchLoad::start()?;
     let tracer = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)]);
     let result = tracer.and_then(|tracer| {
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Unbind only once the tracer writes: its first calls can come
+        // late (seen once on the normal arm64 kernel: none in 650 ms).
+        let calls = tracer_calls_reach(1000, TRACER_WAIT)?;
+        println!("# the tracer made its first {calls} calls before the unbind");
         sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
         ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
         // The tracer keeps being called, and refused: nothing is written
         // into the ring's memory after the revocation, which this mapping
         // of it (kept alive by the tracer's reference) would show.
         let at_unbind = region.control();
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // And it keeps being called after it (each call refused).
+        tracer_calls_reach(calls + 1000, TRACER_WAIT)?;
         let later = region.control();
         ensure!(
             later.producer_pos == at_unbind.producer_pos

@@ -145,10 +145,33 @@ fn lapped_reader_is_killable(env: &Env, report: &mut Report) -> anyhow::Result<(
         kill_and_reap(pid);
         bail!("the lapped reader never started reading");
     }
-    // Let it be lapped for a while, inside read().
-    std::thread::sleep(Duration::from_secs(2));
-    let (nr, syscall) = syscall_of(&format!("/proc/{pid}/syscall"));
-    let in_read = nr == Some(libc::SYS_read);
+    // Let it be lapped for a while, inside read(): look where it is every
+    // 10 ms (a task running in the kernel shows "running" there, so one
+    // look is not enough), and how far the producer laps it.
+    let observer = Region::open(&env.device, Access::Observe)?;
+    let overwritten_before = ioctl::stats(observer.fd())?.records_overwritten;
+    let mut in_read = false;
+    let mut syscall = String::new();
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(10));
+        let (nr, text) = syscall_of(&format!("/proc/{pid}/syscall"));
+        in_read |= nr == Some(libc::SYS_read);
+        syscall = text;
+    }
+    let overwritten = ioctl::stats(observer.fd())?.records_overwritten - overwritten_before;
+    // Without both, the kill below tests nothing: a reader that got
+    // errors at once would loop in user space, killable whatever the
+    // driver does.
+    report.expect(
+        "regress: the lapped reader was lapped, inside read()",
+        in_read && overwritten > 0,
+        || {
+            format!(
+                "seen in read(): {in_read} (last: {:?}); records overwritten meanwhile: {overwritten}",
+                syscall.trim()
+            )
+        },
+    );
     let killed_at = Instant::now();
     kill(pid);
     let died = reap_within(pid, DIE_WITHIN);
@@ -168,7 +191,6 @@ fn lapped_reader_is_killable(env: &Env, report: &mut Report) -> anyhow::Result<(
         },
     );
     // Its file is closed, so the producer it started has stopped.
-    let observer = Region::open(&env.device, Access::Observe)?;
     let stats = ioctl::stats(observer.fd())?;
     report.expect(
         "regress: the killed reader's producer stopped with it",
