@@ -183,13 +183,17 @@ const X86_64: [[Suite; 2]; 15] = [
 /// The arm64 board (dts/qemu-virt-board.dtso) and its broken variants. The
 /// guest gets what it must find from the overlay (`dt::expectations`, in
 /// /add/board-rings.json).
-const BOARD: [[Suite; 2]; 10] = [
+const BOARD: [[Suite; 2]; 11] = [
     // Rings revoked under their users (unbind while the tracer, the
     // producer thread and a process use them), reprobed, streamed.
     both_boards!("board", true, None, selftest!("board"), 300),
     // The module-parameter path next to the device tree: the selftest
     // loads the driver with the overlay's spare region as parameters.
     both_boards!("board-params", false, None, selftest!("board-params"), 200),
+    // The hardening review's regressions on the board's ring (from the
+    // device tree) and kernel: the default run's normal kernel has them
+    // too, not only the x86_64 debug one.
+    both_boards!("board-regress", true, None, selftest!("regress"), 300),
     broken_board!(
         "no-memory-region",
         "tests/no-memory-region.dtso",

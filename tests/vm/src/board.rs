@@ -70,7 +70,7 @@ const DT: &str = "/sys/firmware/devicetree/base";
 const DRIVER: &str = "/sys/bus/platform/drivers/rmemring";
 
 /// What the host wrote; see the module documentation.
-fn expected() -> anyhow::Result<Expected> {
+pub(crate) fn expected() -> anyhow::Result<Expected> {
     let path = Path::new("/add").join(FILE_NAME);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
