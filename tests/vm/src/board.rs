@@ -45,6 +45,7 @@ use crate::support::clients::{
     SwitchLoad,
     TRACER_MODULE, //
 };
+use crate::support::env::board_expectations;
 use crate::support::fd::open_owned_as;
 use crate::support::kernel_log::{
     self,
@@ -68,18 +69,6 @@ use crate::support::{
 
 const DT: &str = "/sys/firmware/devicetree/base";
 const DRIVER: &str = "/sys/bus/platform/drivers/rmemring";
-
-/// What the host wrote; see the module documentation.
-pub(crate) fn expected() -> anyhow::Result<Expected> {
-    let path = Path::new("/add").join(FILE_NAME);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {} (written by cargo xtask from the overlay)",
-            path.display()
-        )
-    })?;
-    Expected::from_json(&text).with_context(|| format!("parsing {}", path.display()))
-}
 
 /// The driver's complaints in `log`: its error lines (level 3 or worse)
 /// and the driver core's failed probes.
@@ -340,7 +329,7 @@ fn check_boot_log(expected: &Expected, report: &mut Report, what: &str) -> anyho
 }
 
 pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let expected = expected()?;
+    let expected = board_expectations()?;
     let page = u64::from(expected.page_size);
     report.expect(
         "board: the host's expectations name at least four rings",
@@ -676,7 +665,7 @@ fn reload(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
 /// `/dev/rmemring0` and the device-tree rings follow, each with its own
 /// region.
 pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let expected = expected()?;
+    let expected = board_expectations()?;
     let page = u64::from(expected.page_size);
     let [spare] = expected.spare.as_slice() else {
         bail!(
@@ -752,7 +741,7 @@ pub(crate) fn board_params(env: &Env, report: &mut Report) -> anyhow::Result<()>
 /// `message`, the system and the driver stay up, and the sound rings next
 /// to it probe and stream.
 pub(crate) fn broken(env: &Env, message: &str, report: &mut Report) -> anyhow::Result<()> {
-    let expected = expected()?;
+    let expected = board_expectations()?;
     let page = u64::from(expected.page_size);
     let log = kernel_log::records()?;
     // Without a refused node the checks below would hold vacuously.

@@ -419,7 +419,7 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
     let base = match env.kmod.param("phys_base")? {
         Some(base) => base,
         None => {
-            crate::board::expected()
+            crate::support::env::board_expectations()
                 .context("no phys_base in the reference parameters, and no board")?
                 .rings
                 .iter()

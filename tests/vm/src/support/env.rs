@@ -61,3 +61,18 @@ impl Env {
         self.kmod.ensure_loaded()
     }
 }
+
+/// What the host wrote for the arm64 board, from its device-tree overlay:
+/// the rings' regions, modes and device names (see the `board` group).
+pub(crate) fn board_expectations() -> anyhow::Result<rmemring_board_expect::Expectations> {
+    use anyhow::Context;
+    let path = std::path::Path::new("/add").join(rmemring_board_expect::FILE_NAME);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (written by cargo xtask from the overlay)",
+            path.display()
+        )
+    })?;
+    rmemring_board_expect::Expectations::from_json(&text)
+        .with_context(|| format!("parsing {}", path.display()))
+}
