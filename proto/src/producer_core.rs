@@ -223,6 +223,7 @@ impl ProducerCore {
             // ORDERING: as in `retire_oldest`: the store, then a Release
             // fence and, on memory that is not write-back, a drain, before
             // any data write.
+            trace!(super::trace::Event::OverwritePosStore(core.oldest));
             core.view
                 .overwrite_pos()
                 .store(core.oldest, Ordering::Relaxed);

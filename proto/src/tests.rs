@@ -279,6 +279,34 @@ fn a_weakly_ordered_ring_has_its_barriers_where_they_belong() {
     }
 }
 
+/// A producer attaching to a weakly ordered overwrite ring whose
+/// `overwrite_pos` it cannot keep (ahead of the published position, where
+/// a producer that retired records and stopped before publishing their
+/// successors leaves it) moves it back, and drains that store with
+/// `io_wmb` before its first data write: without the drain, a reader could
+/// see the rewritten bytes under the old `overwrite_pos` and take a torn
+/// record for an intact one.
+#[test]
+fn an_attaching_producer_drains_its_overwrite_pos_before_writing() {
+    const SIZE: u64 = 256;
+    let (view, _) = heap_views(SIZE, Overflow::OverwriteOldest, MemoryOrdering::Weak);
+    view.producer_pos().store(64, Ordering::Relaxed);
+    view.overwrite_pos().store(128, Ordering::Relaxed);
+    trace::start();
+    let mut p = ProducerCore::attach(view, Overflow::OverwriteOldest, max_payload_for(SIZE));
+    commit(&mut p, 40);
+    let log = trace::take();
+    let store = log
+        .iter()
+        .position(|e| *e == Event::OverwritePosStore(64))
+        .expect("the stale overwrite_pos is moved back to the head");
+    let write = positions(&log, |e| matches!(e, Event::DataWrite(_)))[0];
+    assert!(
+        store < write && barrier_between(&log, Event::Wmb, store, write),
+        "no io_wmb between overwrite_pos (event {store}) and the first write (event {write}): {log:?}"
+    );
+}
+
 /// A write-back ring pays for no barrier at all.
 #[test]
 fn a_write_back_ring_has_no_io_barriers() {
