@@ -17,7 +17,13 @@
 //! - one `read()` copies a bounded amount, and a RESET zeroes the driver's
 //!   own read counter;
 //! - a non-blocking `read()` consumer that got `EAGAIN` is woken through
-//!   `epoll` by the next record.
+//!   `epoll` by the next record;
+//!
+//! and, for the first review's second defect, the part its RESET tests
+//! leave out:
+//!
+//! - a `read()` that faults after copying records returns those records,
+//!   and the one that faulted comes first in the next call.
 
 use std::io;
 use std::mem::size_of;
@@ -42,6 +48,7 @@ use std::time::{
 
 use anyhow::{
     bail,
+    ensure,
     Context, //
 };
 use rmemring::layout::record_stride;
@@ -66,6 +73,7 @@ use crate::support::fd::{
     close,
     epoll_wait_one,
     epoll_with,
+    errno_of,
     open_owned_as,
     poll_in,
     read,
@@ -74,6 +82,7 @@ use crate::support::fd::{
 };
 use crate::support::mapping::{
     map,
+    map_anonymous,
     map_data, //
 };
 use crate::support::process::{
@@ -107,6 +116,7 @@ pub(crate) fn regress(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     page_tails(env, report)?;
     bounded_read(env, report)?;
     nonblocking_reader_wakes(env, report)?;
+    fault_keeps_copied(env, report)?;
     Ok(())
 }
 
@@ -654,5 +664,108 @@ fn nonblocking_reader_wakes(env: &Env, report: &mut Report) -> anyhow::Result<()
                 .join("; ")
         },
     );
+    Ok(())
+}
+
+/// A `read()` whose buffer runs into a page that faults, in each mode: the
+/// records copied before the fault are returned, and the record that
+/// faulted is the next call's first, nothing lost or counted lost. The
+/// driver used to return the error and lose what it had copied.
+fn fault_keeps_copied(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    const LEN: u32 = 1000;
+    /// Records that fit before the fault.
+    const FIT: usize = 5;
+    const RECORDS: u64 = 20;
+    let stride = record_stride(LEN) as usize;
+    let config = ProducerConfig {
+        min_len: LEN,
+        max_len: LEN,
+        ..Default::default()
+    };
+    for overflow in [Overflow::DropNew, Overflow::OverwriteOldest] {
+        let region = open_fresh(env, overflow)?;
+        let fd = region.fd().as_raw_fd();
+        // Drop-new mode copies each contiguous run of records with one
+        // `copy_to_user`, so only a run the wrap breaks off can fault after
+        // another was copied: fill and drain the ring up to FIT records
+        // before its end.
+        let mut first = 0;
+        if overflow == Overflow::DropNew {
+            let fill = region.layout().geometry.data_size / stride as u64 - FIT as u64;
+            produce(
+                &region,
+                &ProducerConfig {
+                    count: fill,
+                    ..config
+                },
+            )?;
+            while first < fill {
+                let got = seqs(&read(fd, READ_CHUNK)?).len() as u64;
+                ensure!(
+                    got > 0,
+                    "draining the ring stopped at {first} of {fill} records"
+                );
+                first += got;
+            }
+        }
+        produce(
+            &region,
+            &ProducerConfig {
+                count: RECORDS,
+                ..config
+            },
+        )?;
+        let page = region.layout().geometry.page_size as usize;
+        let pages = (FIT * stride).div_ceil(page) + 1;
+        let buf = map_anonymous(
+            pages * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+        )?;
+        // SAFETY: The last page lies inside `buf`'s mapping.
+        let last = unsafe { buf.ptr.add((pages - 1) * page) };
+        // SAFETY: `mprotect` of a page of our own mapping.
+        let protected = unsafe { libc::mprotect(last.cast(), page, libc::PROT_NONE) };
+        ensure!(protected == 0, "mprotect: {}", io::Error::last_os_error());
+        // Room for FIT records and half of the next, then the fault.
+        let room = FIT * stride + stride / 2;
+        // SAFETY: `room` bytes before the last page, inside the mapping.
+        let start = unsafe { last.sub(room) };
+        // SAFETY: The kernel writes at most `room` bytes into our mapping
+        // before the protected page; a fault there is the point.
+        let got = errno_of(unsafe { libc::read(fd, start.cast(), RECORDS as usize * stride) });
+        let before = match got {
+            // SAFETY: The kernel wrote `n` bytes at `start`, inside the mapping.
+            Ok(n) if n <= room => seqs(unsafe { std::slice::from_raw_parts(start, n) }),
+            _ => Vec::new(),
+        };
+        let rest = seqs(&read(fd, RECORDS as usize * stride)?);
+        let stats = ioctl::stats(region.fd())?;
+        let want_before: Vec<u64> = (first..first + FIT as u64).collect();
+        let want_rest: Vec<u64> = (first + FIT as u64..first + RECORDS).collect();
+        let mode = overflow.name();
+        report.expect(
+            &format!(
+                "regress: a read() that faults after copying {FIT} records returns them, \
+                 and the next starts at the one that faulted ({mode})"
+            ),
+            got.as_ref().is_ok_and(|&n| n == FIT * stride)
+                && before == want_before
+                && rest == want_rest
+                && stats.records_lost + stats.records_dropped + stats.records_overwritten == 0
+                && stats.records_read == first + RECORDS,
+            || {
+                format!(
+                    "read {got:?} (seqs {before:?}), then seqs {rest:?}; \
+                     want {want_before:?}, then {want_rest:?}; \
+                     lost {}, dropped {}, overwritten {}, read {}",
+                    stats.records_lost,
+                    stats.records_dropped,
+                    stats.records_overwritten,
+                    stats.records_read
+                )
+            },
+        );
+    }
     Ok(())
 }
