@@ -136,7 +136,8 @@ const NO_WAKEUP: u32 = 1;
 /// Returns 0, or `-ENOSPC` (dropped: drop-new mode and the ring is full;
 /// counted in `records_dropped`), `-EMSGSIZE` (larger than the ring's
 /// `max_payload`), `-ENODEV` (the device is gone; counted in
-/// `records_refused`), `-EBUSY` (NMI context, or a reset is rewriting the
+/// `records_refused`), `-EBUSY` (NMI context, a write from inside a
+/// producer section of any ring on this CPU, or a reset is rewriting the
 /// ring; counted in `records_refused`), `-EINVAL` (unknown `flags`).
 ///
 /// # Safety

@@ -15,6 +15,7 @@
 #include <linux/sched.h>
 #include <linux/security.h>
 #include <linux/smp.h>
+#include <linux/percpu.h>
 
 #include "helpers.h"
 
@@ -222,29 +223,90 @@ void rmemring_raw_lock_init(struct rmemring_raw_irq *lock, const char *name,
 	raw_spin_lock_init(&lock->lock);
 #endif
 	lock->flags = 0;
+	lock->was_producing = false;
+}
+
+/*
+ * Whether this CPU is inside a producer lock's critical section: set, with
+ * interrupts off, before the lock is taken, and cleared after it is let go
+ * of. The lock's own instrumentation runs in between, with the lock half
+ * taken or still held: lockdep's lock_acquire and lock_release
+ * tracepoints, lock:contention_begin and contention_end. A probe there
+ * that produces into a ring sees the flag and is refused, where a check of
+ * the lock's holder (set only once the lock is taken, and cleared before
+ * it goes) would let it spin for ever on the lock its own CPU holds. (In
+ * the spirit of ftrace's trace_recursive_lock(), with one state: the
+ * section runs with interrupts off, so only NMIs, refused anyway, and
+ * probes nest in it.)
+ *
+ * One flag for every ring: a write to any ring from inside the section is
+ * refused. What runs there is the lock's instrumentation, the record's
+ * copy, a client's code between rmemring_reserve() and rmemring_commit(),
+ * and the driver thread's batches (up to 64 KiB of records): a probe on any
+ * tracepoint fired there (kmem, the clock's seqcount under lockdep) that
+ * writes to a ring is refused and counted, rather than nesting two rings'
+ * locks. The previous state is kept in the lock and restored by its
+ * unlock, so even a nested taking of another producer lock (none today:
+ * the driver refuses them before they lock) would not clear it early.
+ */
+static DEFINE_PER_CPU(bool, rmemring_producing);
+
+/*
+ * this_cpu_read(), not raw_cpu_read(): a task that moved between finding
+ * its CPU's flag and reading it could see another CPU's section and be
+ * refused for nothing.
+ */
+bool rmemring_cpu_producing(void)
+{
+	return this_cpu_read(rmemring_producing);
 }
 
 void rmemring_raw_lock(struct rmemring_raw_irq *lock)
 {
 	unsigned long flags;
+	bool was;
 
-	raw_spin_lock_irqsave(&lock->lock, flags);
+	local_irq_save(flags);
+	was = __this_cpu_read(rmemring_producing);
+	__this_cpu_write(rmemring_producing, true);
+	raw_spin_lock(&lock->lock);
 	lock->flags = flags;
+	lock->was_producing = was;
 }
 
 bool rmemring_raw_trylock(struct rmemring_raw_irq *lock)
 {
 	unsigned long flags;
+	bool was;
 
-	if (!raw_spin_trylock_irqsave(&lock->lock, flags))
+	local_irq_save(flags);
+	was = __this_cpu_read(rmemring_producing);
+	__this_cpu_write(rmemring_producing, true);
+	if (!raw_spin_trylock(&lock->lock)) {
+		__this_cpu_write(rmemring_producing, was);
+		local_irq_restore(flags);
 		return false;
+	}
 	lock->flags = flags;
+	lock->was_producing = was;
 	return true;
 }
 
 void rmemring_raw_unlock(struct rmemring_raw_irq *lock)
 {
-	raw_spin_unlock_irqrestore(&lock->lock, lock->flags);
+	unsigned long flags = lock->flags;
+	bool was = lock->was_producing;
+
+	/*
+	 * Preemption comes back last, after the interrupts, as in
+	 * raw_spin_unlock_irqrestore(): a reschedule that fell due meanwhile
+	 * happens here rather than at the next preemption point.
+	 */
+	preempt_disable();
+	raw_spin_unlock(&lock->lock);
+	__this_cpu_write(rmemring_producing, was);
+	local_irq_restore(flags);
+	preempt_enable();
 }
 
 void rmemring_raw_assert_held(struct rmemring_raw_irq *lock)

@@ -23,10 +23,14 @@ pgprot_t rmemring_pgprot_wc(pgprot_t prot);
 pgprot_t rmemring_pgprot_uc(pgprot_t prot);
 int rmemring_of_memory_region(struct device *dev, u64 *base, u64 *size, bool *no_map,
 			      bool *static_reg);
-/* A spinlock and the interrupt flags its holder saved. */
+/*
+ * The producer lock: a raw spinlock, the interrupt flags its holder saved,
+ * and whether its CPU was already in a producer section when it took it.
+ */
 struct rmemring_raw_irq {
 	raw_spinlock_t lock;
 	unsigned long flags;
+	bool was_producing;
 };
 
 struct rmemring_spin_irq {
@@ -40,6 +44,7 @@ void rmemring_raw_lock(struct rmemring_raw_irq *lock);
 bool rmemring_raw_trylock(struct rmemring_raw_irq *lock);
 void rmemring_raw_unlock(struct rmemring_raw_irq *lock);
 void rmemring_raw_assert_held(struct rmemring_raw_irq *lock);
+bool rmemring_cpu_producing(void);
 void rmemring_spin_lock_init(struct rmemring_spin_irq *lock, const char *name,
 			     struct lock_class_key *key);
 void rmemring_spin_lock(struct rmemring_spin_irq *lock);

@@ -533,12 +533,13 @@ impl Ring {
             return refuse(WriteError::Refused);
         }
         // Re-entry: a producer that runs inside another's critical section
-        // on the same CPU (a probe on a tracepoint the holder fires) would
-        // spin on the lock it holds, with interrupts off, for ever. The
-        // holder has interrupts off, so it cannot have left this CPU, and
-        // `owner` names this CPU only while this very CPU holds the lock.
-        // (Read unlocked: any other value just means "not us".)
-        if self.owner.load(Ordering::Relaxed) == sys::this_cpu() {
+        // on the same CPU (a probe on a tracepoint the holder fires, the
+        // lock's own lockdep and contention tracepoints included) would
+        // spin on the lock its CPU holds, with interrupts off, for ever.
+        // The flag covers the whole section, the lock's taking and letting
+        // go included, which `owner` (set once the lock is held, cleared
+        // before it goes) does not.
+        if sys::cpu_producing() {
             return refuse(WriteError::Refused);
         }
         let guard = self.producer.lock();

@@ -80,6 +80,7 @@ mod c {
             func: unsafe extern "C" fn(*mut c_void),
         );
         pub(super) fn rmemring_in_nmi() -> bool;
+        pub(super) fn rmemring_cpu_producing() -> bool;
         pub(super) fn rmemring_report_misuse(what: *const kernel::ffi::c_char);
         pub(super) fn rmemring_this_cpu() -> kernel::ffi::c_uint;
         pub(super) fn rmemring_of_memory_region(
@@ -581,6 +582,7 @@ impl<T: Send + Sync + 'static> Drop for Kthread<T> {
 pub(crate) struct RawIrqState {
     lock: bindings::raw_spinlock_t,
     flags: c_ulong,
+    was_producing: bool,
 }
 
 /// `struct rmemring_spin_irq` of `helpers.h`: a `spinlock_t` and the
@@ -591,7 +593,9 @@ pub(crate) struct SpinIrqState {
     flags: c_ulong,
 }
 
-/// The backend of [`RawSpinLockIrq`]: `raw_spin_lock_irqsave`.
+/// The backend of [`RawSpinLockIrq`]: `raw_spin_lock_irqsave`, with this
+/// CPU marked as producing from before the lock is taken until after it
+/// is let go of (see [`cpu_producing`]).
 pub(crate) struct RawSpinLockIrqBackend;
 
 /// A raw spinlock held with interrupts off: usable in any context but NMI,
@@ -726,6 +730,17 @@ pub(crate) fn this_cpu() -> u32 {
 pub(crate) fn in_nmi() -> bool {
     // SAFETY: `in_nmi` reads the preempt count; no preconditions.
     unsafe { c::rmemring_in_nmi() }
+}
+
+/// Whether this CPU is inside a producer lock's critical section, from
+/// before the lock is taken until after it is let go of (see
+/// `rmemring_raw_lock` in helpers.c). Exact when it matters: code that
+/// finds it set runs on that CPU inside the section (it cannot have
+/// migrated there, interrupts being off), so it is nested in it.
+#[inline]
+pub(crate) fn cpu_producing() -> bool {
+    // SAFETY: Reads this CPU's flag; no preconditions.
+    unsafe { c::rmemring_cpu_producing() }
 }
 
 /// Reports a client's misuse of the in-kernel API in the kernel log, from

@@ -104,9 +104,11 @@ void rmemring_put(struct rmemring *ring);
  * Return: 0 written; -ENOSPC dropped (drop-new mode, ring full; counted in
  * records_dropped, and the consumer sees the sequence gap); -EMSGSIZE
  * larger than rmemring_max_payload(); -ENODEV the device is gone (counted
- * in records_refused); -EBUSY NMI context, a write to the ring from
- * inside another producer's critical section on this CPU (a probe on a
- * tracepoint it fires), or a reset in progress (counted in
+ * in records_refused); -EBUSY NMI context, a write from inside a
+ * producer's critical section of any ring on this CPU (an open
+ * reservation, or a probe on a tracepoint fired there, the producer lock's
+ * own included: lockdep's, lock:contention_*), or a reset in progress
+ * (counted in
  * records_refused, except during a reset, which zeroes the counters when
  * it ends); -EINVAL unknown @flags.
  */
@@ -122,7 +124,8 @@ int rmemring_write(struct rmemring *ring, u16 tag, const void *data, u32 len, u3
  * rmemring_commit() or rmemring_discard(): fill the payload quickly and do
  * not sleep. A ring has one reservation open at a time: meanwhile other
  * producers of the ring spin (a second rmemring_reserve() or
- * rmemring_write() on the same CPU is refused with -EBUSY).
+ * rmemring_write() on the same CPU, of this ring or another, is refused
+ * with -EBUSY).
  *
  * The payload is shared memory that a consumer may read while you fill it
  * (in overwrite mode, one that lapped the producer): readers check what

@@ -136,10 +136,10 @@ impl Ring {
     /// Reserves a record of `len` payload bytes tagged `tag`, to fill in
     /// place (zero-copy). The ring's producer lock is held, interrupts
     /// off, until the [`Reservation`] is committed or dropped (which
-    /// discards it): fill it quickly and do not sleep. A write to this
-    /// ring meanwhile, on this CPU, is refused (`Refused`). Do not hold
-    /// reservations of two rings at once, and never `mem::forget` one: the
-    /// lock would stay held, with interrupts off.
+    /// discards it): fill it quickly and do not sleep. A write to any
+    /// ring meanwhile, on this CPU, is refused (`Refused`), so is a second
+    /// reservation. Never `mem::forget` one: the lock would stay held,
+    /// with interrupts off.
     pub fn reserve(&self, tag: u16, len: u32) -> Result<Reservation<'_>, WriteError> {
         // SAFETY: `self` holds a reference to the ring; the reservation is
         // finished exactly once, by the returned value (see its `Drop`).

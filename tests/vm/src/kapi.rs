@@ -52,6 +52,7 @@ use crate::support::clients::{
     Counts,
     SwitchLoad, //
     CONTRACT_MODULE,
+    NESTED_MODULE,
 };
 use crate::support::fd::open_owned_as;
 use crate::support::process::{
@@ -110,6 +111,19 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
          leave nothing; the ring then holds exactly the records committed",
         api_contract(env),
     );
+    // Only lockdep's tracepoints fire on every taking of the lock, so only
+    // a lockdep kernel (the debug one) can be made to nest a write in its
+    // instrumentation at will.
+    if env.debug_kernel {
+        report.check(
+            "kapi: writes from probes on the producer lock's own tracepoints \
+             (tests/kernel/nested_lock: lockdep's lock_acquire and lock_release, \
+             lock:contention_begin and contention_end if a waiter queued) are refused \
+             with -EBUSY and counted, where spinning on the lock their CPU holds \
+             would never end",
+            nested_lock(env),
+        );
+    }
     report.check(
         "kapi: RESETs while the tracer writes: its writes during them are refused, \
          the ring after them starts whole at sequence 0, calls == written + dropped + refused",
@@ -750,6 +764,55 @@ fn api_contract(env: &Env) -> anyhow::Result<()> {
         seen == expected.len(),
         "{seen} records, want {}",
         expected.len()
+    );
+    Ok(())
+}
+
+/// Writes nested in the producer lock's own instrumentation, tried by the
+/// nested-lock module's probes as it loads (with writers on every CPU)
+/// and checked by it: each refused. Here: that it checked lockdep's
+/// tracepoints (a debug kernel has them), that none of the nested writes
+/// got through, and that the ring counted exactly its refusals. On the
+/// driver before the per-CPU producer flag, the `lock_release` probe spun
+/// on the lock its CPU held (the VM hangs) and `lock_acquire`'s writes got
+/// through.
+fn nested_lock(env: &Env) -> anyhow::Result<()> {
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let ring = env
+        .device
+        .rsplit('/')
+        .next()
+        .context("the device has no name")?;
+    let client = Client::load(NESTED_MODULE, &[format!("ring={ring}")])?;
+    let log = client.remove()?;
+    ensure!(
+        log.contains("all checks held"),
+        "the nested-lock module's log: {log}"
+    );
+    ensure!(
+        log.contains("ok - lock_acquire: ") && log.contains("ok - lock_release: "),
+        "lockdep's tracepoints were not checked on the debug kernel: {log}"
+    );
+    let counts = log
+        .lines()
+        .find_map(|l| l.split_once("nested: "))
+        .map(|(_, counts)| {
+            counts
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .filter_map(|(k, v)| Some((k, v.parse::<u64>().ok()?)))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+        .with_context(|| format!("no counts in the module's log: {log}"))?;
+    let count = |key: &str| counts.get(key).copied().unwrap_or(u64::MAX);
+    let stats = ioctl::stats(region.fd())?;
+    ensure!(
+        count("tried") > 0
+            && count("written") == 0
+            && count("refused") == count("tried")
+            && stats.records_refused == count("refused"),
+        "nested writes {counts:?}; the ring counted {} refused",
+        stats.records_refused
     );
     Ok(())
 }

@@ -27,6 +27,9 @@ pub(crate) const TRACER_MODULE: &str = "rmemring_sched_switch";
 const SAMPLER_MODULE: &str = "rmemring_timer_sampler";
 /// The API's edges, checked at load (`tests/kernel/api_contract`).
 pub(crate) const CONTRACT_MODULE: &str = "rmemring_api_contract";
+/// Writes from probes on the producer lock's own tracepoints, checked at
+/// load (`tests/kernel/nested_lock`).
+pub(crate) const NESTED_MODULE: &str = "rmemring_nested_lock";
 
 /// A client module's own counts, from the line its exit writes to the
 /// kernel log (after its probe or timers are gone, so they are final).
