@@ -697,20 +697,27 @@ fn resets_while_tracing(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The returns at the API's edges, checked by the contract module as it
-/// loads; then what it left in the ring, checked here: exactly its
-/// committed records, in order, from sequence 0 (a discard, a refused
-/// write or a refused commit takes no sequence number), and its refusals
-/// counted.
-fn api_contract(env: &Env) -> anyhow::Result<()> {
+/// Loads and unloads `module`, a module that checks things as it loads,
+/// on a fresh drop-new ring: the ring, opened as its consumer, and the
+/// kernel log of the module's life.
+fn checked_at_load(env: &Env, module: &'static str) -> anyhow::Result<(Arc<Region>, String)> {
     let region = open_fresh(env, Overflow::DropNew)?;
     let ring = env
         .device
         .rsplit('/')
         .next()
         .context("the device has no name")?;
-    let client = Client::load(CONTRACT_MODULE, &[format!("ring={ring}")])?;
-    let log = client.remove()?;
+    let client = Client::load(module, &[format!("ring={ring}")])?;
+    Ok((region, client.remove()?))
+}
+
+/// The returns at the API's edges, checked by the contract module as it
+/// loads; then what it left in the ring, checked here: exactly its
+/// committed records, in order, from sequence 0 (a discard, a refused
+/// write or a refused commit takes no sequence number), and its refusals
+/// counted.
+fn api_contract(env: &Env) -> anyhow::Result<()> {
+    let (region, log) = checked_at_load(env, CONTRACT_MODULE)?;
     let checks = log.lines().filter(|l| l.contains(" ok - ")).count();
     ensure!(
         log.contains("all checks held") && checks >= 12,
@@ -777,14 +784,7 @@ fn api_contract(env: &Env) -> anyhow::Result<()> {
 /// on the lock its CPU held (the VM hangs) and `lock_acquire`'s writes got
 /// through.
 fn nested_lock(env: &Env) -> anyhow::Result<()> {
-    let region = open_fresh(env, Overflow::DropNew)?;
-    let ring = env
-        .device
-        .rsplit('/')
-        .next()
-        .context("the device has no name")?;
-    let client = Client::load(NESTED_MODULE, &[format!("ring={ring}")])?;
-    let log = client.remove()?;
+    let (region, log) = checked_at_load(env, NESTED_MODULE)?;
     ensure!(
         log.contains("all checks held"),
         "the nested-lock module's log: {log}"
