@@ -119,8 +119,8 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             "kapi: writes from probes on the producer lock's own tracepoints \
              (tests/kernel/nested_lock: lockdep's lock_acquire and lock_release, \
              lock:contention_begin and contention_end if a waiter queued) are refused \
-             with -EBUSY and counted, where spinning on the lock their CPU holds \
-             would never end",
+             with -EBUSY and counted (a RESET zeroes the count), where spinning on \
+             the lock their CPU holds would never end",
             nested_lock(env),
         );
     }
@@ -814,5 +814,9 @@ fn nested_lock(env: &Env) -> anyhow::Result<()> {
         "nested writes {counts:?}; the ring counted {} refused",
         stats.records_refused
     );
+    // A RESET zeroes the refusals with the ring's other counters.
+    ioctl::reset(region.fd(), &ResetConfig::default())?;
+    let after = ioctl::stats(region.fd())?.records_refused;
+    ensure!(after == 0, "records_refused {after} after a RESET");
     Ok(())
 }
