@@ -446,27 +446,26 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
     )?;
     let load = SwitchLoad::start()?;
     let tracer = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)]);
-    let result = tracer.and_then(|tracer| {
+    let result = tracer.and_then(|mut tracer| {
         // Unbind only once the tracer writes.
         let calls = match tracer_calls_reach(1000, TRACER_WAIT) {
             Ok(calls) => calls,
             Err(e) => {
                 // Seen twice, on cold runs only (the first board boot of a
-                // freshly built normal arm64 kernel, and never since on
-                // that kernel): a probe never called at all. Whether a
-                // second registration is called tells the tracepoint
-                // (its patched branch) from that one registration.
+                // freshly built normal arm64 kernel), never reproduced
+                // since: a probe never called at all, so no record to
+                // revoke. The probe counts a call before it touches the
+                // ring, so that says nothing of the driver; a second
+                // registration is tried, and the check goes on with it or
+                // fails if it is not called either.
                 let log = tracer.remove()?;
-                let again = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)])?;
-                let second = tracer_calls_reach(1000, std::time::Duration::from_secs(5));
-                again.remove()?;
-                bail!(
-                    "{e:#}; loaded again, the tracer {}; its first load's log: {log}",
-                    match second {
-                        Ok(calls) => format!("was called {calls} times"),
-                        Err(e) => format!("failed the same way: {e:#}"),
-                    }
+                println!(
+                    "# {e:#}: loading the tracer again (its log: {})",
+                    log.trim()
                 );
+                tracer = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)])?;
+                tracer_calls_reach(1000, TRACER_WAIT)
+                    .context("loaded again, the tracer was not called either")?
             }
         };
         println!("# the tracer made its first {calls} calls before the unbind");
