@@ -614,8 +614,12 @@ fn copy_overwrite(
         let header = meta.header();
         let len = meta.len as usize;
         let pad = record_padding(meta.len) as usize;
-        // `read_overwrite` only returns records that fit in `bounce`.
-        let payload = bounce.get(..len).ok_or(EIO)?;
+        // `read_overwrite` only returns records that fit in `bounce`; were
+        // that broken, the records already copied still go out.
+        let Some(payload) = bounce.get(..len) else {
+            core.rewind(before);
+            return copied.or_error(EIO);
+        };
         let result = writer
             .write(&header)
             .and_then(|()| writer.write_slice(payload))

@@ -71,6 +71,20 @@ MODULE_PARM_DESC(bench, "At load, first time this many rmemring_write() and rmem
 static struct rmemring *ring;
 static struct tracepoint *sched_switch_tp;
 
+/*
+ * Whether the tracepoint's static key is on: a test that sees no call
+ * can tell a probe the kernel never reaches from one it does not run.
+ */
+static int get_tracepoint_enabled(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d\n",
+			  sched_switch_tp ? static_key_enabled(&sched_switch_tp->key) : -1);
+}
+
+static const struct kernel_param_ops tracepoint_enabled_ops = { .get = get_tracepoint_enabled };
+module_param_cb(tracepoint_enabled, &tracepoint_enabled_ops, NULL, 0444);
+MODULE_PARM_DESC(tracepoint_enabled, "Whether sched_switch's static key is on (-1: not found)");
+
 /* The commit flags of the record of probe call number @call. */
 static u32 wake_flags(unsigned int prev_state, u64 call)
 {

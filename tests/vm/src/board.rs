@@ -458,9 +458,15 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
                 // ring, so that says nothing of the driver; a second
                 // registration is tried, and the check goes on with it or
                 // fails if it is not called either.
+                let key = std::fs::read_to_string(format!(
+                    "/sys/module/{TRACER_MODULE}/parameters/tracepoint_enabled"
+                ))
+                .unwrap_or_default();
                 let log = tracer.remove()?;
                 println!(
-                    "# {e:#}: loading the tracer again (its log: {})",
+                    "# {e:#} (sched_switch's static key on: {}): loading the tracer again \
+                     (its log: {})",
+                    key.trim(),
                     log.trim()
                 );
                 tracer = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)])?;
