@@ -160,12 +160,10 @@ const X86_64: [[Suite; 2]; 15] = [
     // guest on the normal kernel, 70 s on the debug one (lockdep checks
     // the producer lock under the runqueue lock there).
     both_kernels!("kapi", true, selftest!("kapi"), 300),
-    both_kernels!(
-        "consume",
-        true,
-        "rmemring-consume --seconds 3 --size 8..4096 --wait --no-loss",
-        120
-    ),
+    // The README's main job, `cargo xtask run`: the consumer example
+    // streaming (every record verified), then the sched_switch tracer's
+    // records decoded, with their rate (about 15 s in the guest).
+    both_kernels!("demo", true, crate::run::COMMAND, 150),
     // Standard tools read the device as they read any stream (about 20 s).
     both_kernels!("tools", true, selftest!("tools"), 200),
     // The benchmarks run end to end, every cell of one size briefly (a
