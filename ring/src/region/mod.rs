@@ -10,8 +10,10 @@
 
 use std::os::fd::{
     AsFd,
+    AsRawFd,
     BorrowedFd,
-    OwnedFd, //
+    OwnedFd,
+    RawFd, //
 };
 use std::path::{
     Path,
@@ -257,7 +259,8 @@ impl Region {
         &self.path
     }
 
-    /// The file descriptor, for `poll`, ioctls or passing to another process.
+    /// The file descriptor, for `poll`, ioctls or passing to another
+    /// process; the region is also [`AsFd`] and [`AsRawFd`].
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -324,6 +327,60 @@ impl Region {
     /// The start of the data area in this process.
     pub(crate) fn data_ptr(&self) -> *const u8 {
         self.data.as_ptr()
+    }
+}
+
+/// The ring's descriptor, for event loops (epoll, `mio`,
+/// `tokio::io::unix::AsyncFd`), ioctls, or passing to another process;
+/// the same descriptor as [`Region::fd`].
+///
+/// On a device it polls readable while published records are unreleased;
+/// a consumer that sleeps on it arms a wake-up first
+/// ([`Consumer::arm_wakeup`](crate::Consumer::arm_wakeup)), or the
+/// producer does not wake it. A file or memfd ring wakes its consumer
+/// through a futex, which no event loop can watch: `poll(2)` reports such
+/// a descriptor readable at once, so wait there with
+/// [`Consumer::wait`](crate::Consumer::wait).
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+/// use rmemring::{CreateOptions, Region};
+///
+/// let region = Region::memfd(CreateOptions::default())?;
+/// assert_eq!(region.as_fd().as_raw_fd(), region.as_raw_fd());
+///
+/// // Anything that takes `impl AsFd` takes a region: here `fstat`, which
+/// // sees the memfd's size (the control page, consumer page and data area).
+/// let stat = nix::sys::stat::fstat(&region)?;
+/// assert_eq!(stat.st_size as u64, region.layout().region_size);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl AsFd for Region {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The raw form of [`AsFd`] for [`Region`], for interfaces that take a
+/// `RawFd` (`libc`, older crates). The region still owns the descriptor:
+/// it is closed when the region is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+/// use rmemring::{CreateOptions, Region};
+///
+/// let region = Region::memfd(CreateOptions::default())?;
+/// let link = std::fs::read_link(format!("/proc/self/fd/{}", region.as_raw_fd()))?;
+/// assert!(link.to_string_lossy().starts_with("/memfd:rmemring"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl AsRawFd for Region {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
