@@ -1,5 +1,5 @@
-//! The `rmemring` binary against a ring file: what it prints, and how it
-//! ends when its stdout is a pipe nobody reads any more.
+//! The `rmemring` binary against a ring file: what it prints, how it ends
+//! when its stdout is a pipe nobody reads any more, and `create`.
 //!
 //! A closed pipe must end a subcommand quietly with status 0, the way
 //! `head` expects any stream to end (`rmemring stat -w --json | head -1`),
@@ -21,22 +21,44 @@ use std::process::{
 use std::sync::Arc;
 
 use rmemring::{
+    Access,
     CreateOptions,
     Region, //
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmemring");
 
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("rmemring-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A temporary directory holding a ring file with `records` records of
-/// 100 bytes, removed when dropped.
+/// 100 bytes.
 struct Ring {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Ring {
     fn new(name: &str, records: u32) -> Self {
-        let dir = std::env::temp_dir().join(format!("rmemring-cli-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(name);
         let region =
             Arc::new(Region::create_file(dir.join("ring"), CreateOptions::default()).unwrap());
         let mut producer = region.producer().unwrap();
@@ -49,12 +71,6 @@ impl Ring {
 
     fn path(&self) -> PathBuf {
         self.dir.join("ring")
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -169,4 +185,94 @@ fn bench_input_ends_quietly_on_a_closed_pipe() {
     let out = run(&["bench", "--input", s(&jsonl)]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("30.00×"), "{text}");
+}
+
+/// Asserts that `out` is a success, showing its stderr if not.
+fn assert_ok(args: &[&str], out: &Output) {
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `rmemring ARGS`, asserts it succeeded, and returns its stdout.
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert_ok(args, &out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One record of `cat --format jsonl`.
+#[derive(Debug)]
+struct Line {
+    seq: u64,
+    lost_before: u64,
+    payload: Vec<u8>,
+}
+
+/// The records `rmemring cat RING --drain --format jsonl` prints.
+fn drain(ring: &Path) -> Vec<Line> {
+    parse_jsonl(&ok(&["cat", s(ring), "--drain", "--format", "jsonl"]))
+}
+
+fn parse_jsonl(text: &str) -> Vec<Line> {
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let hex = v["payload"].as_str().unwrap();
+            let payload = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            Line {
+                seq: v["seq"].as_u64().unwrap(),
+                lost_before: v["lost_before"].as_u64().unwrap(),
+                payload,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn create_refuses_an_existing_file_without_force() {
+    let dir = TempDir::new("force");
+    let ring = dir.join("r");
+    ok(&["create", s(&ring), "--size", "64K"]);
+    let region = Arc::new(Region::open(&ring, Access::Produce).unwrap());
+    for i in 0u8..10 {
+        region.producer().unwrap().send(&[i]).unwrap();
+    }
+    drop(region);
+
+    let out = run(&["create", s(&ring), "--size", "1M"]);
+    assert_eq!(out.status.code(), Some(73), "{out:?}");
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("exists; --force replaces it"), "{said}");
+    // Untouched: the same ring, records and all.
+    let lines = drain(&ring);
+    assert_eq!(lines.len(), 10);
+    for (line, i) in lines.iter().zip(0u8..) {
+        assert_eq!((line.seq, line.lost_before), (i.into(), 0));
+        assert_eq!(line.payload, [i]);
+    }
+
+    let made = ok(&["create", s(&ring), "--size", "1M", "--force", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&made).unwrap();
+    assert_eq!(v["data_size"], 1 << 20);
+    assert_eq!(v["overflow"], "drop-new");
+    assert_eq!(v["region_size"], std::fs::metadata(&ring).unwrap().len());
+    assert!(drain(&ring).is_empty());
+
+    // Only a regular file is replaced.
+    let out = run(&["create", s(&dir.join("")), "--size", "64K", "--force"]);
+    assert_eq!(out.status.code(), Some(73), "{out:?}");
+    // A size no ring can have leaves no file behind.
+    let odd = dir.join("odd");
+    assert_eq!(
+        run(&["create", s(&odd), "--size", "3000"]).status.code(),
+        Some(2)
+    );
+    assert!(!odd.exists());
 }

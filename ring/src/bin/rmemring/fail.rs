@@ -21,6 +21,7 @@ Exit status:
   65  data error: the ring is corrupt, or records failed verification (EX_DATAERR)
   69  no such device: the driver is not loaded or bound (EX_UNAVAILABLE)
   71  the ring could not be mapped (mmap failed: see the message) (EX_OSERR)
+  73  `create` found the file there already (EX_CANTCREAT)
   74  I/O error (EX_IOERR)
   75  busy: the ring already has a consumer, or its producer is running (EX_TEMPFAIL)
   77  permission denied (EX_NOPERM)
@@ -34,6 +35,8 @@ pub(crate) const DATA: u8 = 65;
 pub(crate) const UNAVAILABLE: u8 = 69;
 /// `EX_OSERR`: a failed `mmap` of the ring.
 pub(crate) const OSERR: u8 = 71;
+/// `EX_CANTCREAT`: a file to create exists.
+pub(crate) const CANTCREAT: u8 = 73;
 /// `EX_IOERR`.
 pub(crate) const IO: u8 = 74;
 /// `EX_TEMPFAIL`.
@@ -135,6 +138,7 @@ fn ring_status(e: &rmemring::Error) -> Option<u8> {
         E::NoDevice { .. } => UNAVAILABLE,
         E::PermissionDenied { .. } => NOPERM,
         E::Busy { .. } => BUSY,
+        E::DataSize { .. } => USAGE,
         E::Corrupt(_)
         | E::BadMagic { .. }
         | E::AbiVersion { .. }
@@ -261,5 +265,11 @@ mod tests {
             path: PathBuf::from("/dev/rmemring0"),
         };
         assert_eq!(status(&busy.into()), BUSY);
+        let size = rmemring::Error::DataSize {
+            size: 3000,
+            min: 4096,
+            max: 1 << 31,
+        };
+        assert_eq!(status(&size.into()), USAGE);
     }
 }

@@ -3,7 +3,8 @@
 use rmemring::{
     ioctl,
     Backend,
-    Overflow, //
+    Overflow,
+    RingLayout, //
 };
 use serde_json::json;
 
@@ -86,29 +87,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         0 => "no physical address".to_owned(),
         base => format!("physical {base:#x}..{:#x}", base + layout.region_size),
     };
-    outln!(
-        "region        {} ({:#x} bytes), {phys}",
-        split_size(layout.region_size),
-        layout.region_size
-    )?;
-    outln!(
-        "layout        control page at 0, consumer page at {:#x}, data area at {:#x} ({}-byte pages)",
-        layout.consumer_offset, layout.data_offset, layout.page_size
-    )?;
-    outln!(
-        "data area     {} ({} bytes); records up to {} B of payload",
-        bytes(layout.data_size),
-        layout.data_size,
-        layout.max_payload
-    )?;
-    outln!("cache mode    {}", cache_name(&layout))?;
-    let overflow = match layout.overflow() {
-        Overflow::DropNew => "drop-new (a full ring drops new records, or the producer waits)",
-        Overflow::OverwriteOldest => {
-            "overwrite-oldest (a flight recorder: the producer overwrites unread records)"
-        }
-    };
-    outln!("overflow      {overflow}")?;
+    print_layout(&layout, &phys)?;
     if let Some(d) = driver {
         outln!(
             "producer      {}",
@@ -134,6 +113,34 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         snap.backlog()
     )?;
     Ok(())
+}
+
+/// The lines that describe `layout`, from `region` to `overflow`; `phys`
+/// says where the region is in physical memory, if anywhere.
+pub(crate) fn print_layout(layout: &RingLayout, phys: &str) -> std::io::Result<()> {
+    outln!(
+        "region        {} ({:#x} bytes), {phys}",
+        split_size(layout.region_size),
+        layout.region_size
+    )?;
+    outln!(
+        "layout        control page at 0, consumer page at {:#x}, data area at {:#x} ({}-byte pages)",
+        layout.consumer_offset, layout.data_offset, layout.page_size
+    )?;
+    outln!(
+        "data area     {} ({} bytes); records up to {} B of payload",
+        bytes(layout.data_size),
+        layout.data_size,
+        layout.max_payload
+    )?;
+    outln!("cache mode    {}", cache_name(layout))?;
+    let overflow = match layout.overflow() {
+        Overflow::DropNew => "drop-new (a full ring drops new records, or the producer waits)",
+        Overflow::OverwriteOldest => {
+            "overwrite-oldest (a flight recorder: the producer overwrites unread records)"
+        }
+    };
+    outln!("overflow      {overflow}")
 }
 
 /// A size as whole MiB plus the rest: `16 MiB + 8 KiB`.

@@ -1,9 +1,9 @@
 //! `rmemring`: inspect, drive and benchmark rmemring rings.
 //!
 //! One binary with a subcommand per job; `rmemring --help` and
-//! `docs/cli.md` describe them. Every subcommand takes the ring as an
-//! optional first argument (default `/dev/rmemring0`); `info`, `stat` and
-//! `cat` also work on ring files.
+//! `docs/cli.md` describe them. Every subcommand but `create` takes the
+//! ring as an optional first argument (default `/dev/rmemring0`); `info`,
+//! `stat` and `cat` also work on ring files, which `create` makes.
 //!
 //! Errors are one line on stderr, `rmemring: ...`, and the exit status says
 //! what kind of failure it was (see [`fail`]). Everything printed on stdout
@@ -20,6 +20,7 @@ mod bench;
 #[cfg(feature = "bpf")]
 mod bpf;
 mod cat;
+mod create;
 mod fail;
 mod info;
 mod produce;
@@ -43,7 +44,8 @@ pub(crate) const DEFAULT_DEVICE: &str = "/dev/rmemring0";
 /// rmemring streams records from a kernel driver to user space through
 /// boot-reserved memory, without copying. DEV is a ring device
 /// (`/dev/rmemringN`, from `insmod rmemring.ko phys_base=... phys_size=...`
-/// or the device tree) or, for `info`, `stat` and `cat`, a ring file.
+/// or the device tree) or, for `info`, `stat` and `cat`, a ring file:
+/// `rmemring create` makes one.
 #[derive(Parser, Debug)]
 #[command(
     name = "rmemring",
@@ -65,6 +67,8 @@ enum Command {
     Stat(stat::Args),
     /// Stream records to stdout, read in place from the mapping.
     Cat(cat::Args),
+    /// Create a ring file, for trying rmemring without a kernel.
+    Create(create::Args),
     /// Run the kernel producer until COUNT records are done or Ctrl-C.
     Produce(produce::Args),
     /// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(&args),
         Command::Stat(args) => stat::run(&args),
         Command::Cat(args) => cat::run(&args),
+        Command::Create(args) => create::run(&args),
         Command::Produce(args) => produce::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchEvents(args) => bench::events::run(&args),

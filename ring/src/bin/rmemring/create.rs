@@ -1,0 +1,123 @@
+//! `rmemring create`: a ring in a file, to try the other subcommands (and
+//! the crate) on any Linux machine, without the driver.
+
+use std::fs::{
+    self,
+    OpenOptions, //
+};
+use std::io;
+use std::path::{
+    Path,
+    PathBuf, //
+};
+
+use rmemring::{
+    CreateOptions,
+    Overflow,
+    Region, //
+};
+use serde_json::json;
+
+use crate::args::parse_size;
+use crate::fail;
+use crate::info::print_layout;
+use crate::snapshot::overflow_name;
+
+/// Create a ring file, for trying rmemring without a kernel.
+///
+/// The file holds a whole ring: control page, consumer page and data area.
+/// `cat`, `stat` and `info` read it as they read a device, and any program
+/// using the crate can open it to produce or consume (`Region::open`).
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The ring file to create.
+    #[arg(value_name = "FILE")]
+    path: PathBuf,
+    /// Bytes in the data area: a power of two from 4K to 2G (like 64K, 1M
+    /// or 16M). The file is two pages larger.
+    #[arg(long, short, value_parser = parse_size)]
+    size: u32,
+    /// Overwrite the oldest records when the ring is full (a flight
+    /// recorder), instead of dropping new ones.
+    #[arg(long)]
+    overwrite: bool,
+    /// Replace the file if it exists (a regular file only). Stop whoever
+    /// has it mapped first: a ring truncated under a reader makes it fault.
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let path = &args.path;
+    let options = CreateOptions {
+        data_size: args.size.into(),
+        overflow: if args.overwrite {
+            Overflow::OverwriteOldest
+        } else {
+            Overflow::DropNew
+        },
+    };
+    let region = if args.force {
+        refuse_special(path)?;
+        Region::create_file(path, options)?
+    } else {
+        claim(path)?;
+        // A ring that cannot be made (a size that is no power of two)
+        // leaves no empty file behind: the file is ours, made just now.
+        Region::create_file(path, options).inspect_err(|_| {
+            let _ = fs::remove_file(path);
+        })?
+    };
+    let layout = *region.layout();
+    if args.json {
+        let value = json!({
+            "path": path,
+            "backend": "file",
+            "page_size": layout.page_size,
+            "region_size": layout.region_size,
+            "data_size": layout.data_size,
+            "max_payload": layout.max_payload,
+            "overflow": overflow_name(&layout),
+        });
+        outln!("{value}")?;
+        return Ok(());
+    }
+    outln!("ring          {} (ring file, created)", path.display())?;
+    print_layout(&layout, "no physical address")?;
+    Ok(())
+}
+
+/// Creates `path`, empty, failing if anything is there: the check and the
+/// creation are one step (`O_EXCL`), so no file appearing meanwhile is
+/// truncated.
+fn claim(path: &Path) -> anyhow::Result<()> {
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(fail::with_status(
+            fail::CANTCREAT,
+            format!(
+                "{}: the file exists; --force replaces it (stop whoever has it mapped first)",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(anyhow::Error::new(e).context(path.display().to_string())),
+    }
+}
+
+/// `--force` replaces a regular file, never a device, directory or FIFO,
+/// which truncating and sizing would misuse or fail on halfway.
+fn refuse_special(path: &Path) -> anyhow::Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(fail::with_status(
+            fail::CANTCREAT,
+            format!(
+                "{}: not a regular file; --force replaces only a ring file",
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
