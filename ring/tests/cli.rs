@@ -1,5 +1,6 @@
 //! The `rmemring` binary against a ring file: what it prints, how it ends
-//! when its stdout is a pipe nobody reads any more, and `create`.
+//! when its stdout is a pipe nobody reads any more, and the tour without a
+//! kernel (`create`, `produce`, `cat` on a ring file).
 //!
 //! A closed pipe must end a subcommand quietly with status 0, the way
 //! `head` expects any stream to end (`rmemring stat -w --json | head -1`),
@@ -8,6 +9,7 @@
 
 #![cfg(not(loom))]
 
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{
     Path,
@@ -21,6 +23,7 @@ use std::process::{
 use std::sync::Arc;
 
 use rmemring::{
+    pattern,
     Access,
     CreateOptions,
     Region, //
@@ -187,6 +190,19 @@ fn bench_input_ends_quietly_on_a_closed_pipe() {
     assert!(text.contains("30.00×"), "{text}");
 }
 
+/// Runs `rmemring ARGS` with `input` on stdin.
+fn run_with_input(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Asserts that `out` is a success, showing its stderr if not.
 fn assert_ok(args: &[&str], out: &Output) {
     assert!(
@@ -235,6 +251,124 @@ fn parse_jsonl(text: &str) -> Vec<Line> {
         .collect()
 }
 
+/// Asserts that `lines` are the kernel producer's test records `first..`,
+/// one after the other, with payload lengths in `min..=max`.
+fn assert_pattern(lines: &[Line], first: u64, (min, max): (u32, u32)) {
+    for (line, seq) in lines.iter().zip(first..) {
+        assert_eq!(line.seq, seq);
+        let len = pattern::payload_len(seq, min, max) as usize;
+        assert_eq!(line.payload.len(), len, "seq {seq}");
+        assert!(pattern::verify(seq, &line.payload), "seq {seq}");
+    }
+}
+
+/// The issue's one-minute tour, to the letter: no kernel, no driver.
+#[test]
+fn create_produce_cat_on_a_ring_file() {
+    let dir = TempDir::new("tour");
+    let ring = dir.join("r");
+    let created = ok(&["create", s(&ring), "--size", "1M"]);
+    assert!(created.contains("1 MiB (1048576 bytes)"), "{created}");
+    assert!(created.contains("drop-new"), "{created}");
+    let produced = ok(&["produce", s(&ring), "--count", "1000"]);
+    assert!(
+        produced.starts_with("produced 1000 records, 64000 bytes"),
+        "{produced}"
+    );
+    assert!(produced.contains("dropped 0"), "{produced}");
+    let out = run(&["cat", s(&ring), "--count", "3"]);
+    assert_ok(&["cat"], &out);
+    // Raw payloads, 64 bytes each by default, the kernel producer's pattern.
+    let mut expected = vec![0u8; 3 * 64];
+    for (seq, chunk) in (0..).zip(expected.chunks_mut(64)) {
+        pattern::fill(seq, chunk);
+    }
+    assert_eq!(out.stdout, expected);
+}
+
+#[test]
+fn every_record_produced_into_a_ring_file_verifies() {
+    let dir = TempDir::new("verify");
+    let ring = dir.join("r");
+    ok(&["create", s(&ring), "--size", "1M"]);
+    ok(&["produce", s(&ring), "--count", "1000", "--size", "8..512"]);
+    let lines = drain(&ring);
+    assert_eq!(lines.len(), 1000);
+    assert!(lines.iter().all(|l| l.lost_before == 0));
+    assert_pattern(&lines, 0, (8, 512));
+
+    // Twenty times what the ring holds, with `cat` reading beside the
+    // producer, which waits for room: nothing lost either.
+    let small = dir.join("small");
+    ok(&["create", s(&small), "--size", "16K"]);
+    // Into a file, not a pipe: nobody reads a pipe until the producer is
+    // done, and `cat` would block on it, the producer on `cat`.
+    let jsonl = dir.join("cat.jsonl");
+    let cat = Command::new(BIN)
+        .args(["cat", s(&small), "--format", "jsonl", "--count", "2000"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&jsonl).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let produced = ok(&[
+        "produce",
+        s(&small),
+        "--count",
+        "2000",
+        "--size",
+        "8..300",
+        "--wait",
+    ]);
+    assert!(produced.contains("dropped 0"), "{produced}");
+    let out = cat.wait_with_output().unwrap();
+    assert_ok(&["cat"], &out);
+    let lines = parse_jsonl(&std::fs::read_to_string(&jsonl).unwrap());
+    assert_eq!(lines.len(), 2000);
+    assert!(lines.iter().all(|l| l.lost_before == 0));
+    assert_pattern(&lines, 0, (8, 300));
+}
+
+#[test]
+fn without_a_reader_a_drop_new_ring_file_drops_and_an_overwrite_one_keeps_the_newest() {
+    let dir = TempDir::new("overflow");
+    let drop_new = dir.join("drop-new");
+    ok(&["create", s(&drop_new), "--size", "16K"]);
+    let produced = ok(&["produce", s(&drop_new), "--count", "1000", "--size", "100"]);
+    // 16 KiB holds 128 records of 128 bytes; the rest are dropped.
+    assert!(produced.contains("produced 128 records"), "{produced}");
+    assert!(produced.contains("dropped 872"), "{produced}");
+    let lines = drain(&drop_new);
+    assert_eq!(lines.len(), 128);
+    assert_pattern(&lines, 0, (100, 100));
+
+    let overwrite = dir.join("overwrite");
+    let created = ok(&["create", s(&overwrite), "--size", "16K", "--overwrite"]);
+    assert!(created.contains("overwrite-oldest"), "{created}");
+    let produced = ok(&["produce", s(&overwrite), "--count", "1000", "--size", "100"]);
+    assert!(produced.contains("produced 1000 records"), "{produced}");
+    let out = run(&["cat", s(&overwrite), "--drain", "--format", "jsonl"]);
+    assert_ok(&["cat"], &out);
+    let lines = parse_jsonl(&String::from_utf8(out.stdout).unwrap());
+    // The newest records, up to the last, each whole and verified; the
+    // older ones were overwritten, and `cat` counts them as lost.
+    assert!(lines.len() > 64 && lines.len() <= 128, "{}", lines.len());
+    let first = lines[0].seq;
+    assert_eq!(lines[0].lost_before, first);
+    assert_eq!(first + lines.len() as u64, 1000);
+    assert_pattern(&lines, first, (100, 100));
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        said.contains(&format!("{first} records were lost")),
+        "{said}"
+    );
+    // `--wait` means nothing there, and is refused.
+    assert_eq!(
+        run(&["produce", s(&overwrite), "--wait"]).status.code(),
+        Some(2)
+    );
+}
+
 #[test]
 fn create_refuses_an_existing_file_without_force() {
     let dir = TempDir::new("force");
@@ -275,4 +409,51 @@ fn create_refuses_an_existing_file_without_force() {
         Some(2)
     );
     assert!(!odd.exists());
+}
+
+#[test]
+fn produce_stdin_writes_a_record_per_line() {
+    let dir = TempDir::new("stdin");
+    let ring = dir.join("r");
+    ok(&["create", s(&ring), "--size", "64K"]);
+    let args = ["produce", s(&ring), "--stdin"];
+    let out = run_with_input(&args, b"alpha\nbeta\n\nno newline at the end");
+    assert_ok(&args, &out);
+    let payloads: Vec<Vec<u8>> = drain(&ring).into_iter().map(|l| l.payload).collect();
+    assert_eq!(
+        payloads,
+        [&b"alpha"[..], b"beta", b"", b"no newline at the end"]
+    );
+
+    // --count stops early.
+    let args = ["produce", s(&ring), "--stdin", "--count", "2", "--quiet"];
+    let out = run_with_input(&args, b"1\n2\n3\n4\n");
+    assert_ok(&args, &out);
+    assert!(out.stdout.is_empty());
+    let lines = drain(&ring);
+    assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [4, 5]);
+
+    // A line no record can hold is an error (EX_DATAERR), after the lines
+    // before it went in.
+    let mut input = b"short\n".to_vec();
+    input.extend(vec![b'x'; 20_000]);
+    let out = run_with_input(&["produce", s(&ring), "--stdin"], &input);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("line 2 of stdin"), "{said}");
+    assert_eq!(drain(&ring).len(), 1);
+}
+
+#[test]
+fn a_ring_file_has_one_producer_at_a_time() {
+    let ring = Ring::new("producer-taken", 0);
+    let region = Arc::new(Region::open(ring.path(), Access::Produce).unwrap());
+    let _producer = region.producer().unwrap();
+    let out = run(&["produce", s(&ring.path()), "--count", "1"]);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    // The device's options that have no meaning here are refused.
+    for args in [&["--stop"][..], &["--hook-only", "--size", "8"]] {
+        let out = run(&[&["produce", s(&ring.path())][..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
 }

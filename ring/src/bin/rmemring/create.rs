@@ -26,8 +26,9 @@ use crate::snapshot::overflow_name;
 /// Create a ring file, for trying rmemring without a kernel.
 ///
 /// The file holds a whole ring: control page, consumer page and data area.
-/// `cat`, `stat` and `info` read it as they read a device, and any program
-/// using the crate can open it to produce or consume (`Region::open`).
+/// `rmemring produce FILE` then writes records into it with the
+/// user-space producer, and `cat`, `stat` and `info` read it as they read
+/// a device; so can any program using the crate (`Region::open`).
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// The ring file to create.

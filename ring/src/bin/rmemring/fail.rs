@@ -18,12 +18,14 @@ Exit status:
   0   success (also after Ctrl-C ends `cat` or `produce`, or a closed pipe ends any subcommand)
   1   any other failure
   2   usage: bad arguments, or arguments the ring cannot satisfy
-  65  data error: the ring is corrupt, or records failed verification (EX_DATAERR)
+  65  data error: the ring is corrupt, records failed verification, or an input line
+      does not fit in a record (EX_DATAERR)
   69  no such device: the driver is not loaded or bound (EX_UNAVAILABLE)
   71  the ring could not be mapped (mmap failed: see the message) (EX_OSERR)
   73  `create` found the file there already (EX_CANTCREAT)
   74  I/O error (EX_IOERR)
-  75  busy: the ring already has a consumer, or its producer is running (EX_TEMPFAIL)
+  75  busy: the ring already has a consumer (or producer), or its producer is running
+      (EX_TEMPFAIL)
   77  permission denied (EX_NOPERM)
   130 interrupted (Ctrl-C) before `bench` finished";
 
@@ -137,7 +139,7 @@ fn ring_status(e: &rmemring::Error) -> Option<u8> {
     Some(match e {
         E::NoDevice { .. } => UNAVAILABLE,
         E::PermissionDenied { .. } => NOPERM,
-        E::Busy { .. } => BUSY,
+        E::Busy { .. } | E::Taken(_) => BUSY,
         E::DataSize { .. } => USAGE,
         E::Corrupt(_)
         | E::BadMagic { .. }
@@ -265,6 +267,8 @@ mod tests {
             path: PathBuf::from("/dev/rmemring0"),
         };
         assert_eq!(status(&busy.into()), BUSY);
+        // A ring file's roles are taken through locks, not by the driver.
+        assert_eq!(status(&rmemring::Error::Taken("producer").into()), BUSY);
         let size = rmemring::Error::DataSize {
             size: 3000,
             min: 4096,

@@ -3,7 +3,8 @@
 //! One binary with a subcommand per job; `rmemring --help` and
 //! `docs/cli.md` describe them. Every subcommand but `create` takes the
 //! ring as an optional first argument (default `/dev/rmemring0`); `info`,
-//! `stat` and `cat` also work on ring files, which `create` makes.
+//! `stat`, `cat` and `produce` also work on ring files, which `create`
+//! makes.
 //!
 //! Errors are one line on stderr, `rmemring: ...`, and the exit status says
 //! what kind of failure it was (see [`fail`]). Everything printed on stdout
@@ -44,8 +45,8 @@ pub(crate) const DEFAULT_DEVICE: &str = "/dev/rmemring0";
 /// rmemring streams records from a kernel driver to user space through
 /// boot-reserved memory, without copying. DEV is a ring device
 /// (`/dev/rmemringN`, from `insmod rmemring.ko phys_base=... phys_size=...`
-/// or the device tree) or, for `info`, `stat` and `cat`, a ring file:
-/// `rmemring create` makes one.
+/// or the device tree) or, for `info`, `stat`, `cat` and `produce`, a ring
+/// file: `rmemring create` makes one, to try it all without a kernel.
 #[derive(Parser, Debug)]
 #[command(
     name = "rmemring",
@@ -69,7 +70,8 @@ enum Command {
     Cat(cat::Args),
     /// Create a ring file, for trying rmemring without a kernel.
     Create(create::Args),
-    /// Run the kernel producer until COUNT records are done or Ctrl-C.
+    /// Run the kernel producer (or, on a ring file, a user-space one) until
+    /// COUNT records are done or Ctrl-C.
     Produce(produce::Args),
     /// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
     Bench(bench::Args),
@@ -81,7 +83,8 @@ enum Command {
 /// The ring path argument every subcommand shares.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct DeviceArg {
-    /// The ring: a /dev/rmemringN device (or, for `info`, `stat` and `cat`, a ring file).
+    /// The ring: a /dev/rmemringN device (or, for `info`, `stat`, `cat` and
+    /// `produce`, a ring file).
     #[arg(value_name = "DEV", default_value = DEFAULT_DEVICE)]
     pub(crate) device: PathBuf,
 }

@@ -1,6 +1,7 @@
-//! `rmemring produce`: run the driver's kernel producer.
+//! `rmemring produce`: run the driver's kernel producer, or on a ring file
+//! the crate's user-space one (`file`).
 //!
-//! It opens the device write-only, the driver's *controller* role: it may
+//! On a device it opens the device write-only, the driver's *controller* role: it may
 //! start and stop the producer but is not the consumer, so `rmemring cat`
 //! (or any consumer) can read beside it. The driver stops a producer when
 //! the file that started it is closed, so this command stays in the
@@ -8,6 +9,7 @@
 //! stops it.
 
 use std::fs::{
+    self,
     File,
     OpenOptions, //
 };
@@ -47,7 +49,10 @@ use crate::fail;
 use crate::signals;
 use crate::DeviceArg;
 
-/// Run the kernel producer until COUNT records are done or Ctrl-C.
+mod file;
+
+/// Run the kernel producer (or, on a ring file, a user-space one) until
+/// COUNT records are done or Ctrl-C.
 ///
 /// Opens the device write-only, as a controller: a consumer (`rmemring
 /// cat`, or your program) reads beside it. The producer writes records
@@ -57,13 +62,18 @@ use crate::DeviceArg;
 ///
 /// Without a consumer a drop-new ring fills up and the producer drops (and
 /// counts) further records, unless --wait makes it wait for room.
+///
+/// On a ring file (`rmemring create`) this command is the producer: it
+/// writes the same records as the kernel producer, or with --stdin one
+/// record per input line, through the crate's user-space `Producer`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     #[command(flatten)]
     ring: DeviceArg,
     /// Payload size in bytes, or a range MIN..MAX (like 64, 4K or 8..1K);
-    /// lengths in a range are spread by sequence number.
-    #[arg(long, short, value_parser = parse_size_range, required_unless_present = "stop")]
+    /// lengths in a range are spread by sequence number. Required on a
+    /// device; 64 on a ring file.
+    #[arg(long, short, value_parser = parse_size_range)]
     size: Option<(u32, u32)>,
     /// Records per second (like 1000 or 2.5M); 0 is as fast as possible.
     #[arg(long, short, default_value = "0", value_parser = parse_count)]
@@ -87,6 +97,10 @@ pub(crate) struct Args {
     /// Stop the running producer (whoever started it) and exit.
     #[arg(long, conflicts_with_all = ["size", "count", "rate", "wait", "hook_only"])]
     stop: bool,
+    /// Ring files only: write one record per line of stdin (the line
+    /// without its newline) until the input ends, instead of the pattern.
+    #[arg(long, conflicts_with_all = ["size", "pattern", "hook_only", "stop"])]
+    stdin: bool,
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
@@ -106,7 +120,16 @@ const TICK: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let path = &args.ring.device;
+    if fs::metadata(path).is_ok_and(|meta| meta.is_file()) {
+        return file::run(args);
+    }
     let file = open_controller(path)?;
+    if args.stdin {
+        return Err(fail::usage(format!(
+            "{}: --stdin needs a ring file (`rmemring create`); a device's producer is the kernel",
+            path.display()
+        )));
+    }
     let fd = file.as_fd();
     if args.stop {
         ioctl::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
@@ -116,16 +139,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let Some((min_len, max_len)) = args.size else {
-        return Err(fail::usage("--size is required"));
+        return Err(fail::usage("--size is required for a ring device"));
     };
     let info = ioctl::info(fd).map_err(|e| {
         anyhow::Error::new(e).context(format!("{}: RMEMRING_IOC_INFO", path.display()))
     })?;
     if max_len > info.max_payload {
-        return Err(fail::usage(format!(
-            "--size {max_len} exceeds the ring's largest payload, {} bytes",
-            info.max_payload
-        )));
+        return Err(too_large(max_len, info.max_payload));
     }
     let mut flags = 0;
     if args.wait {
@@ -158,13 +178,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             break true;
         }
         now = stats(fd, path)?;
-        let done = done(&before, &now, args.hook_only);
-        bar.set_position(done);
-        bar.set_message(format!(
-            "{}/s, dropped {}",
-            si(done as f64 / start.elapsed().as_secs_f64()),
-            now.records_dropped - before.records_dropped
-        ));
+        show(
+            &bar,
+            done(&before, &now, args.hook_only),
+            now.records_dropped - before.records_dropped,
+            start,
+        );
         if now.producer_running == 0 {
             break false;
         }
@@ -181,6 +200,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--size` beyond what one record of the ring can hold.
+fn too_large(max_len: u32, max_payload: u32) -> anyhow::Error {
+    fail::usage(format!(
+        "--size {max_len} exceeds the ring's largest payload, {max_payload} bytes"
+    ))
+}
+
 /// Opens the device write-only: the controller role.
 fn open_controller(path: &Path) -> anyhow::Result<File> {
     let file = OpenOptions::new()
@@ -191,7 +217,7 @@ fn open_controller(path: &Path) -> anyhow::Result<File> {
     let meta = file.metadata()?;
     if !meta.file_type().is_char_device() {
         return Err(fail::usage(format!(
-            "{}: not a ring device; only the driver has a kernel producer",
+            "{}: neither a ring device nor a ring file (`rmemring create` makes one)",
             path.display()
         )));
     }
@@ -261,6 +287,16 @@ fn progress(args: &Args) -> ProgressBar {
     bar
 }
 
+/// The progress so far: `done` records written or dropped since `start`,
+/// `dropped` of them dropped.
+fn show(bar: &ProgressBar, done: u64, dropped: u64, start: Instant) {
+    bar.set_position(done);
+    bar.set_message(format!(
+        "{}/s, dropped {dropped}",
+        si(done as f64 / start.elapsed().as_secs_f64())
+    ));
+}
+
 fn summary(
     before: &RingStats,
     now: &RingStats,
@@ -268,18 +304,43 @@ fn summary(
     hook_only: bool,
     stopped: bool,
 ) -> io::Result<()> {
-    let secs = elapsed.as_secs_f64();
-    let dropped = now.records_dropped - before.records_dropped;
-    let why = if stopped { " (stopped)" } else { "" };
     if hook_only {
+        let secs = elapsed.as_secs_f64();
+        let why = if stopped { " (stopped)" } else { "" };
         let hooked = now.records_hooked - before.records_hooked;
         return outln!(
             "{hooked} records through the tracepoint in {secs:.2} s ({}/s){why}",
             si(hooked as f64 / secs)
         );
     }
-    let records = now.records_produced - before.records_produced;
-    let bytes = now.bytes_produced - before.bytes_produced;
+    report(
+        Totals {
+            records: now.records_produced - before.records_produced,
+            bytes: now.bytes_produced - before.bytes_produced,
+            dropped: now.records_dropped - before.records_dropped,
+        },
+        elapsed,
+        stopped,
+    )
+}
+
+/// What a run put into the ring.
+struct Totals {
+    records: u64,
+    /// Payload bytes.
+    bytes: u64,
+    dropped: u64,
+}
+
+/// The summary line of a run that wrote into the ring.
+fn report(totals: Totals, elapsed: Duration, stopped: bool) -> io::Result<()> {
+    let Totals {
+        records,
+        bytes,
+        dropped,
+    } = totals;
+    let secs = elapsed.as_secs_f64();
+    let why = if stopped { " (stopped)" } else { "" };
     outln!(
         "produced {records} records, {bytes} bytes in {secs:.2} s ({} records/s, {:.1} MB/s); \
          dropped {dropped}{why}",
