@@ -72,7 +72,8 @@ pub enum WriteError {
     TooLarge,
     /// The device is gone (unbound): counted in `records_refused`.
     Gone,
-    /// NMI context, or a reset is rewriting the ring: counted in
+    /// NMI context, a write nested in a producer's critical section on
+    /// this CPU (of any ring), or a reset is rewriting the ring: counted in
     /// `records_refused`.
     Refused,
 }
