@@ -181,7 +181,7 @@ const X86_64: [[Suite; 2]; 15] = [
 /// The arm64 board (dts/qemu-virt-board.dtso) and its broken variants. The
 /// guest gets what it must find from the overlay (`dt::expectations`, in
 /// /add/board-rings.json).
-const BOARD: [[Suite; 2]; 11] = [
+const BOARD: [[Suite; 2]; 12] = [
     // Rings revoked under their users (unbind while the tracer, the
     // producer thread and a process use them), reprobed, streamed.
     both_boards!("board", true, None, selftest!("board"), 300),
@@ -192,6 +192,10 @@ const BOARD: [[Suite; 2]; 11] = [
     // device tree) and kernel: the default run's normal kernel has them
     // too, not only the x86_64 debug one.
     both_boards!("board-regress", true, None, selftest!("regress"), 300),
+    // The in-kernel API's clients on the board's ring and normal kernel
+    // (the default run's x86_64 kernel is the debug one): the tracer's
+    // stream in both modes, the Rust hard-IRQ sampler, the contract.
+    both_boards!("board-kapi", true, None, selftest!("kapi"), 300),
     broken_board!(
         "no-memory-region",
         "tests/no-memory-region.dtso",
