@@ -445,7 +445,8 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
         },
     )?;
     let load = SwitchLoad::start()?;
-    let tracer = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)]);
+    let tracer_params = [format!("ring={}", first.dev)];
+    let tracer = Client::load(TRACER_MODULE, &tracer_params);
     let result = tracer.and_then(|mut tracer| {
         // Unbind only once the tracer writes.
         let calls = match tracer_calls_reach(1000, TRACER_WAIT) {
@@ -469,7 +470,7 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
                     key.trim(),
                     log.trim()
                 );
-                tracer = Client::load(TRACER_MODULE, &[format!("ring={}", first.dev)])?;
+                tracer = Client::load(TRACER_MODULE, &tracer_params)?;
                 tracer_calls_reach(1000, TRACER_WAIT)
                     .context("loaded again, the tracer was not called either")?
             }

@@ -102,10 +102,7 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     ] {
         let pat = pat_type(mode);
         let result = (|| -> anyhow::Result<()> {
-            if kmod.loaded() {
-                kmod.rmmod()?;
-            }
-            kmod.load(&format!("{} cache_mode={}", kmod.params, mode.abi()))?;
+            kmod.reload_in(mode)?;
             // Mapped (as every consumer maps it: control page, consumer
             // page, data area), then unmapped.
             let observer = Region::open(&env.device, Access::Observe)?;
@@ -131,8 +128,5 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             result,
         );
     }
-    if kmod.loaded() {
-        kmod.rmmod()?;
-    }
-    kmod.ensure_loaded()
+    kmod.reload()
 }

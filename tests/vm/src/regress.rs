@@ -148,13 +148,10 @@ fn lapped_reader_is_killable(env: &Env, report: &mut Report) -> anyhow::Result<(
     if kmod.params.is_empty() {
         return Ok(());
     }
-    kmod.rmmod()?;
-    let mode = CacheMode::WriteCombine;
-    kmod.load(&format!("{} cache_mode={}", kmod.params, mode.abi()))?;
-    let result = lapped_reader_check(env, report, mode);
+    kmod.reload_in(CacheMode::WriteCombine)?;
+    let result = lapped_reader_check(env, report, CacheMode::WriteCombine);
     // The rest of the group runs on the reference parameters' ring.
-    kmod.rmmod()?;
-    kmod.ensure_loaded()?;
+    kmod.reload()?;
     result
 }
 

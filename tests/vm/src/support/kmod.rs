@@ -7,6 +7,8 @@ use anyhow::{
     Context, //
 };
 
+use rmemring_proto::modes::CacheMode;
+
 use super::kernel_log;
 
 /// How to load the driver in this guest.
@@ -115,6 +117,23 @@ impl Kmod {
     pub(crate) fn load(&self, params: &str) -> anyhow::Result<()> {
         self.insmod(params)
             .map_err(|log| anyhow::anyhow!("insmod {params}: {log}"))
+    }
+
+    /// Loads the driver afresh with the reference parameters and the ring
+    /// mapped in `mode` (`cache_mode`).
+    pub(crate) fn reload_in(&self, mode: CacheMode) -> anyhow::Result<()> {
+        if self.loaded() {
+            self.rmmod()?;
+        }
+        self.load(&format!("{} cache_mode={}", self.params, mode.abi()))
+    }
+
+    /// Loads the driver afresh with the reference parameters alone.
+    pub(crate) fn reload(&self) -> anyhow::Result<()> {
+        if self.loaded() {
+            self.rmmod()?;
+        }
+        self.ensure_loaded()
     }
 
     /// Loads the driver with the reference parameters unless it is loaded.
