@@ -37,6 +37,11 @@ pub const OVERFLOW_VALUES: [(&str, Overflow); 2] = [
     ("overwrite", Overflow::OverwriteOldest),
 ];
 
+/// The boolean property that keeps the ring for the next boot and serves a
+/// previous boot's ring found in the region (the module's `retain=1`;
+/// docs/flight-recorder.md).
+pub const RETAIN_PROPERTY: &CStr = c"rmemring,retain";
+
 /// The property that names the device node (`/dev/<label>`).
 pub const LABEL_PROPERTY: &CStr = c"label";
 

@@ -119,8 +119,22 @@ pub struct ControlPage {
     pub flags: u32,
     /// Physical address of the region, or 0 when it has none (a file or memfd).
     pub phys_base: u64,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`, as two
+    /// little-endian words) of the boot that laid the ring out, or zero
+    /// (a file or memfd ring, or no boot id known): how a driver keeping
+    /// retained rings (`retain=1`, docs/flight-recorder.md) tells a
+    /// previous boot's ring from its own.
+    pub boot_id: [u64; 2],
+    /// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC`, in nanoseconds, when the
+    /// producer last started (0 if unknown): adding it to a record's
+    /// `timestamp_ns` gives its wall-clock time, also for records a later
+    /// boot recovers, whose monotonic clock restarted.
+    pub realtime_offset_ns: i64,
+    /// [`ControlPage::identity_sum`] of this page: a ring recovered from
+    /// retained memory is believed only if it matches.
+    pub identity_sum: u64,
     /// Zero; room for later fields of the identity line.
-    pub reserved0: [u64; 8],
+    pub reserved0: [u64; 4],
 
     /// Byte position one past the last published record. Written by the
     /// producer with release ordering after the records it covers.
@@ -241,6 +255,10 @@ const _: () = {
     assert!(core::mem::offset_of!(ControlPage, max_payload) == 48);
     assert!(core::mem::offset_of!(ControlPage, flags) == 52);
     assert!(core::mem::offset_of!(ControlPage, phys_base) == 56);
+    assert!(core::mem::offset_of!(ControlPage, boot_id) == 64);
+    assert!(core::mem::offset_of!(ControlPage, realtime_offset_ns) == 80);
+    assert!(core::mem::offset_of!(ControlPage, identity_sum) == 88);
+    assert!(core::mem::offset_of!(ControlPage, reserved0) == 96);
     assert!(OFF_PRODUCER_POS == LINE);
     assert!(OFF_OVERWRITE_POS == 2 * LINE);
     assert!(OFF_WAKE_SEQ == 3 * LINE);
@@ -295,6 +313,9 @@ assert_no_padding!(
         max_payload,
         flags,
         phys_base,
+        boot_id,
+        realtime_offset_ns,
+        identity_sum,
         reserved0,
         producer_pos,
         pad1,
@@ -413,7 +434,8 @@ impl Geometry {
         data_size.saturating_add(2 * page_size as u64)
     }
 
-    /// The control page a producer writes before it publishes the region.
+    /// The control page a producer writes before it publishes the region,
+    /// with no boot id (see [`ControlPage::with_boot`]).
     pub const fn control_page(&self, flags: u32, phys_base: u64) -> ControlPage {
         ControlPage {
             magic: MAGIC,
@@ -426,7 +448,10 @@ impl Geometry {
             max_payload: max_payload_for(self.data_size),
             flags,
             phys_base,
-            reserved0: [0; 8],
+            boot_id: [0; 2],
+            realtime_offset_ns: 0,
+            identity_sum: 0,
+            reserved0: [0; 4],
             producer_pos: 0,
             pad1: [0; 15],
             overwrite_pos: 0,
@@ -441,6 +466,7 @@ impl Geometry {
             consumer_errors: 0,
             pad3: [0; 9],
         }
+        .sealed()
     }
 }
 
@@ -522,7 +548,69 @@ impl core::fmt::Display for LayoutDefect {
 
 impl core::error::Error for LayoutDefect {}
 
+/// FNV-1a's 64-bit offset basis and prime.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 impl ControlPage {
+    /// A checksum of the identity line's fields that say what the ring is
+    /// and who laid it out: `magic` to `phys_base`, and `boot_id` (not
+    /// `realtime_offset_ns`, which a running producer updates, nor
+    /// `identity_sum` itself). FNV-1a over their little-endian bytes: it
+    /// guards against memory that merely looks like a ring (garbage, a
+    /// half-written page), not against forgery.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rmemring_proto::layout::Geometry;
+    ///
+    /// let page = Geometry::for_region(1 << 20, 4096).unwrap().control_page(0, 0);
+    /// assert_eq!(page.identity_sum, page.identity_sum());
+    /// let page = page.with_boot([1, 2], 0);
+    /// assert_eq!(page.identity_sum, page.identity_sum());
+    /// ```
+    pub const fn identity_sum(&self) -> u64 {
+        let words = [
+            self.magic,
+            self.abi_version as u64 | (self.page_size as u64) << 32,
+            self.region_size,
+            self.consumer_offset,
+            self.data_offset,
+            self.data_size,
+            self.max_payload as u64 | (self.flags as u64) << 32,
+            self.phys_base,
+            self.boot_id[0],
+            self.boot_id[1],
+        ];
+        let mut hash = FNV_OFFSET;
+        let mut w = 0;
+        while w < words.len() {
+            let bytes = words[w].to_le_bytes();
+            let mut b = 0;
+            while b < bytes.len() {
+                hash = (hash ^ bytes[b] as u64).wrapping_mul(FNV_PRIME);
+                b += 1;
+            }
+            w += 1;
+        }
+        hash
+    }
+
+    /// This page with [`Self::identity_sum`] brought up to date.
+    pub const fn sealed(mut self) -> Self {
+        self.identity_sum = self.identity_sum();
+        self
+    }
+
+    /// This page, laid out by the boot `boot_id` whose wall clock was
+    /// `realtime_offset_ns` ahead of its monotonic clock, sealed.
+    pub const fn with_boot(mut self, boot_id: [u64; 2], realtime_offset_ns: i64) -> Self {
+        self.boot_id = boot_id;
+        self.realtime_offset_ns = realtime_offset_ns;
+        self.sealed()
+    }
+
     /// Checks the identity of a ring a consumer or observer found, on a
     /// system with pages of `system_page` bytes, and returns where its
     /// parts lie: every field a consumer must check before it maps or
@@ -605,7 +693,8 @@ impl Geometry {
             max_payload: max_payload_for(self.data_size),
             flags,
             index,
-            reserved: [0; 9],
+            state: super::uapi::STATE_LIVE,
+            reserved: [0; 8],
         }
     }
 }

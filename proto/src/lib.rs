@@ -40,6 +40,8 @@ pub mod pattern;
 #[cfg(not(CONFIG_RUST))]
 mod pod;
 pub mod producer_core;
+#[cfg(not(loom))]
+pub mod recovery;
 pub mod roles;
 pub mod stream;
 pub mod sync;

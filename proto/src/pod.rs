@@ -17,6 +17,7 @@ use super::layout::{
 };
 use super::uapi::{
     ProducerConfig,
+    RecoveryInfo,
     ResetConfig,
     RingInfo,
     RingStats, //
@@ -41,6 +42,7 @@ pod!(
     ProducerConfig,
     ResetConfig,
     RingStats,
+    RecoveryInfo,
     SchedSwitch,
     TimerSample
 );

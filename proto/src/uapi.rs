@@ -42,6 +42,15 @@ pub const IOC_STATS: u32 = ioc(IOC_READ, 3, core::mem::size_of::<RingStats>());
 /// `RMEMRING_IOC_RESET`: with the producer stopped, empty the ring, zero its
 /// counters and set its overflow mode from a [`ResetConfig`].
 pub const IOC_RESET: u32 = ioc(IOC_WRITE, 4, core::mem::size_of::<ResetConfig>());
+/// `RMEMRING_IOC_RECOVERY`: read what the driver found in the region when
+/// it claimed it, a [`RecoveryInfo`] (the flight recorder,
+/// docs/flight-recorder.md).
+pub const IOC_RECOVERY: u32 = ioc(IOC_READ, 5, core::mem::size_of::<RecoveryInfo>());
+/// `RMEMRING_IOC_RELEASE_RECOVERED`: let go of a recovered ring (state
+/// [`STATE_RECOVERED`]): the driver lays out an empty ring in the mode it
+/// was loaded with, and producers may start. `EINVAL` if there is none.
+/// Needs the device open for writing.
+pub const IOC_RELEASE_RECOVERED: u32 = ioc(IOC_NONE, 6, 0);
 
 /// What `RMEMRING_IOC_INFO` returns.
 #[repr(C)]
@@ -67,8 +76,143 @@ pub struct RingInfo {
     pub flags: u32,
     /// The `N` of `/dev/rmemringN`.
     pub index: u32,
+    /// `STATE_*`: what the ring holds.
+    pub state: u32,
     /// Zero.
-    pub reserved: [u32; 9],
+    pub reserved: [u32; 8],
+}
+
+/// [`RingInfo::state`]: a live ring, which producers write.
+pub const STATE_LIVE: u32 = 0;
+/// [`RingInfo::state`]: a previous boot's records, recovered and served
+/// read-only; no producer writes until `RMEMRING_IOC_RELEASE_RECOVERED`
+/// (or `RMEMRING_IOC_RESET`).
+pub const STATE_RECOVERED: u32 = 1;
+
+/// [`RecoveryInfo::verdict`]: the driver was not asked to keep the
+/// region's contents (`retain=0`): it laid out an empty ring.
+pub const RECOVERY_NOT_ASKED: u32 = 0;
+/// [`RecoveryInfo::verdict`]: a previous boot's ring was found and its
+/// records are served ([`STATE_RECOVERED`]).
+pub const RECOVERY_RECOVERED: u32 = 1;
+/// [`RecoveryInfo::verdict`]: nothing to recover (see
+/// [`RecoveryInfo::reason`]); the driver laid out an empty ring.
+pub const RECOVERY_NONE: u32 = 2;
+/// [`RecoveryInfo::verdict`]: a recovered ring was released (or reset);
+/// the fields describe what it held.
+pub const RECOVERY_RELEASED: u32 = 3;
+
+/// [`RecoveryInfo::reason`] with [`RECOVERY_NONE`]: zeroed memory.
+pub const RECOVERY_REASON_BLANK: u32 = 1;
+/// Not a ring of this ABI version and page size.
+pub const RECOVERY_REASON_LAYOUT: u32 = 2;
+/// The identity checksum does not match.
+pub const RECOVERY_REASON_CHECKSUM: u32 = 3;
+/// Laid out for another region size.
+pub const RECOVERY_REASON_GEOMETRY: u32 = 4;
+/// Laid out with another cache mode.
+pub const RECOVERY_REASON_CACHE_MODE: u32 = 5;
+/// No boot id in the ring.
+pub const RECOVERY_REASON_NO_BOOT_ID: u32 = 6;
+/// Laid out by this boot.
+pub const RECOVERY_REASON_THIS_BOOT: u32 = 7;
+/// Impossible positions.
+pub const RECOVERY_REASON_POSITIONS: u32 = 8;
+/// Intact but without a record to recover.
+pub const RECOVERY_REASON_NO_RECORDS: u32 = 9;
+
+/// What `RMEMRING_IOC_RECOVERY` returns. With [`RECOVERY_RECOVERED`] and
+/// [`RECOVERY_RELEASED`] every field describes the recovered ring (see
+/// [`Recovered`](super::recovery::Recovered)); otherwise only `verdict`
+/// and `reason` are set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    /// `RECOVERY_*`.
+    pub verdict: u32,
+    /// `RECOVERY_REASON_*` with [`RECOVERY_NONE`], else 0.
+    pub reason: u32,
+    /// The boot id of the boot that wrote the ring.
+    pub boot_id: [u64; 2],
+    /// That boot's `CLOCK_REALTIME - CLOCK_MONOTONIC`, in nanoseconds.
+    pub realtime_offset_ns: i64,
+    /// `FLAG_*` bits of the recovered ring.
+    pub flags: u32,
+    /// Zero.
+    pub reserved0: u32,
+    /// Position of the oldest recovered record.
+    pub start_pos: u64,
+    /// Position one past the last recovered record.
+    pub end_pos: u64,
+    /// The producer position the ring had published.
+    pub published_pos: u64,
+    /// Data records recovered.
+    pub records: u64,
+    /// Sequence numbers of the first and last recovered records.
+    pub first_seq: u64,
+    /// See `first_seq`.
+    pub last_seq: u64,
+    /// Timestamps of the first and last recovered records, in that boot's
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    pub first_ns: u64,
+    /// See `first_ns`.
+    pub last_ns: u64,
+    /// Sequence numbers missing inside the window (records dropped then).
+    pub gaps: u64,
+    /// Published bytes cut from the tail because a record there failed.
+    pub bytes_cut: u64,
+    /// Zero.
+    pub reserved: [u64; 4],
+}
+
+impl RecoveryInfo {
+    /// The report of a recovered ring.
+    #[cfg(not(loom))]
+    pub const fn recovered(r: &super::recovery::Recovered, flags: u32) -> Self {
+        RecoveryInfo {
+            verdict: RECOVERY_RECOVERED,
+            reason: 0,
+            boot_id: r.boot_id,
+            realtime_offset_ns: r.realtime_offset_ns,
+            flags,
+            reserved0: 0,
+            start_pos: r.start,
+            end_pos: r.end,
+            published_pos: r.published,
+            records: r.records,
+            first_seq: r.first_seq,
+            last_seq: r.last_seq,
+            first_ns: r.first_ns,
+            last_ns: r.last_ns,
+            gaps: r.gaps,
+            bytes_cut: r.bytes_cut(),
+            reserved: [0; 4],
+        }
+    }
+
+    /// The report of a region with nothing to recover.
+    #[cfg(not(loom))]
+    pub const fn none(why: &super::recovery::Unrecoverable) -> Self {
+        RecoveryInfo {
+            verdict: RECOVERY_NONE,
+            reason: why.reason(),
+            boot_id: [0; 2],
+            realtime_offset_ns: 0,
+            flags: 0,
+            reserved0: 0,
+            start_pos: 0,
+            end_pos: 0,
+            published_pos: 0,
+            records: 0,
+            first_seq: 0,
+            last_seq: 0,
+            first_ns: 0,
+            last_ns: 0,
+            gaps: 0,
+            bytes_cut: 0,
+            reserved: [0; 4],
+        }
+    }
 }
 
 /// Payload pattern: every byte is derived from the sequence number (see
@@ -176,4 +320,5 @@ const _: () = {
     assert!(core::mem::size_of::<ProducerConfig>() == 64);
     assert!(core::mem::size_of::<ResetConfig>() == 16);
     assert!(core::mem::size_of::<RingStats>() == 144);
+    assert!(core::mem::size_of::<RecoveryInfo>() == 152);
 };
