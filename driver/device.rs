@@ -76,6 +76,9 @@ pub(crate) struct RingOptions {
     pub(crate) name: Option<CString>,
     /// Permissions of the device node.
     pub(crate) mode: u16,
+    /// Keep what the region holds for the next boot, and serve a previous
+    /// boot's ring found there (docs/flight-recorder.md).
+    pub(crate) retain: bool,
 }
 
 /// A registered ring device.
@@ -115,7 +118,7 @@ impl RingDevice {
             Some(name) => name,
             None => CString::try_from_fmt(fmt!("rmemring{}", index.0))?,
         };
-        let ring = Ring::new(index.0, name, region, options.overflow)?;
+        let ring = Ring::new(index.0, name, region, options.overflow, options.retain)?;
         let debugfs = Dir::new(ring.name());
         let for_registry = ring.clone();
         KBox::try_pin_init(

@@ -54,10 +54,13 @@ use crate::proto::modes::Overflow;
 use crate::proto::roles::Role;
 use crate::proto::uapi::{
     ProducerConfig,
+    RecoveryInfo,
     ResetConfig,
     RingInfo,
     RingStats,
     IOC_INFO,
+    IOC_RECOVERY,
+    IOC_RELEASE_RECOVERED,
     IOC_RESET,
     IOC_START,
     IOC_STATS,
@@ -89,6 +92,8 @@ const _: () = {
     assert!(IOC_STOP == _IO(IOC_TYPE, 2));
     assert!(IOC_STATS == _IOR::<RingStats>(IOC_TYPE, 3));
     assert!(IOC_RESET == _IOW::<ResetConfig>(IOC_TYPE, 4));
+    assert!(IOC_RECOVERY == _IOR::<RecoveryInfo>(IOC_TYPE, 5));
+    assert!(IOC_RELEASE_RECOVERED == _IO(IOC_TYPE, 6));
 };
 
 // SAFETY: `repr(C)`, all fields integers or integer arrays, no padding (the
@@ -100,6 +105,8 @@ unsafe impl FromBytes for ResetConfig {}
 unsafe impl AsBytes for RingInfo {}
 // SAFETY: As above.
 unsafe impl AsBytes for RingStats {}
+// SAFETY: As above.
+unsafe impl AsBytes for RecoveryInfo {}
 // SAFETY: As above.
 unsafe impl AsBytes for RecordHeader {}
 
@@ -225,6 +232,13 @@ impl OpenFile {
                 self.require(Role::may_reset)?;
                 let config: ResetConfig = user(size_of::<ResetConfig>()).reader().read()?;
                 self.ring.reset(config)?;
+            }
+            IOC_RECOVERY => user(size_of::<RecoveryInfo>())
+                .writer()
+                .write(&self.ring.recovery())?,
+            IOC_RELEASE_RECOVERED => {
+                self.require(Role::may_reset)?;
+                self.ring.release_recovered()?;
             }
             _ => return Err(ENOTTY),
         }

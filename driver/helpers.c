@@ -16,6 +16,13 @@
 #include <linux/security.h>
 #include <linux/smp.h>
 #include <linux/percpu.h>
+#include <linux/fs.h>
+#include <linux/uuid.h>
+#include <linux/timekeeping.h>
+#include <linux/libnvdimm.h>
+#include <linux/notifier.h>
+#include <linux/panic_notifier.h>
+#include <linux/reboot.h>
 
 #include "helpers.h"
 
@@ -400,4 +407,69 @@ void rmemring_report_misuse(const char *what)
 
 	if (!READ_ONCE(reported) && !xchg(&reported, true))
 		rmemring_printk_deferred(KERN_ERR "rmemring: %s (reported once per boot)\n", what);
+}
+
+/*
+ * The kernel's boot id, the random UUID of /proc/sys/kernel/random/boot_id:
+ * what tells a ring a previous boot laid out from this boot's own. No
+ * kernel API exports it, so it is read from its sysctl, in process context
+ * (module load or device probe). Returns 0 or a negative errno.
+ */
+int rmemring_boot_id(u64 id[2])
+{
+	char text[UUID_STRING_LEN + 1] = {};
+	struct file *file;
+	loff_t pos = 0;
+	ssize_t n;
+	uuid_t uuid;
+
+	file = filp_open("/proc/sys/kernel/random/boot_id", O_RDONLY, 0);
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	n = kernel_read(file, text, UUID_STRING_LEN, &pos);
+	filp_close(file, NULL);
+	if (n != UUID_STRING_LEN)
+		return n < 0 ? n : -EIO;
+	if (uuid_parse(text, &uuid))
+		return -EINVAL;
+	memcpy(id, uuid.b, sizeof(uuid.b));
+	return 0;
+}
+
+/* CLOCK_REALTIME minus CLOCK_MONOTONIC now, in nanoseconds. */
+s64 rmemring_realtime_offset_ns(void)
+{
+	return ktime_to_ns(ktime_sub(ktime_get_real(), ktime_get()));
+}
+
+/*
+ * Writes the dirty cache lines of a write-back mapping back to memory, so
+ * that they survive a reset that does not (a warm reset may discard the
+ * caches). arch_wb_cache_pmem() is the architectures' exported clean by
+ * virtual address (clwb/clflushopt on x86, dc cvap on arm64): safe in
+ * panic context, takes no lock.
+ */
+void rmemring_write_back(void *addr, size_t size)
+{
+	arch_wb_cache_pmem(addr, size);
+}
+
+/*
+ * The panic and reboot notifiers of a ring kept for the next boot. The
+ * panic chain is atomic (its callbacks run with the other CPUs stopped);
+ * the reboot chain is blocking (process context, before devices shut
+ * down). panic_notifier_list is not in the Rust bindings.
+ */
+void rmemring_crash_notifiers_register(struct notifier_block *panic_nb,
+				       struct notifier_block *reboot_nb)
+{
+	atomic_notifier_chain_register(&panic_notifier_list, panic_nb);
+	register_reboot_notifier(reboot_nb);
+}
+
+void rmemring_crash_notifiers_unregister(struct notifier_block *panic_nb,
+					 struct notifier_block *reboot_nb)
+{
+	unregister_reboot_notifier(reboot_nb);
+	atomic_notifier_chain_unregister(&panic_notifier_list, panic_nb);
 }

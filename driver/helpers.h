@@ -11,6 +11,7 @@
 
 struct device;
 struct resource;
+struct notifier_block;
 
 void __iomem *rmemring_ioremap_wc(phys_addr_t phys, size_t size);
 void __iomem *rmemring_ioremap_uc(phys_addr_t phys, size_t size);
@@ -56,5 +57,12 @@ bool rmemring_in_nmi(void);
 void rmemring_report_misuse(const char *what);
 unsigned int rmemring_this_cpu(void);
 void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload);
+int rmemring_boot_id(u64 id[2]);
+s64 rmemring_realtime_offset_ns(void);
+void rmemring_write_back(void *addr, size_t size);
+void rmemring_crash_notifiers_register(struct notifier_block *panic_nb,
+				       struct notifier_block *reboot_nb);
+void rmemring_crash_notifiers_unregister(struct notifier_block *panic_nb,
+					 struct notifier_block *reboot_nb);
 
 #endif

@@ -34,6 +34,7 @@ pub(crate) struct Params {
     pub(crate) overflow: u32,
     /// Device node permissions.
     pub(crate) mode: u32,
+    pub(crate) retain: u32,
 }
 
 /// The `mode` parameter's default: the device node is root's alone.
@@ -46,9 +47,9 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
         // Device-tree use only. The other parameters describe the
         // parameter ring; given without one they would be ignored, so say
         // so instead of loading as if they had taken effect.
-        if p.cache_mode != 0 || p.overflow != 0 || p.mode != DEFAULT_MODE {
+        if p.cache_mode != 0 || p.overflow != 0 || p.mode != DEFAULT_MODE || p.retain != 0 {
             pr_err!(
-                "cache_mode, overflow and mode apply to the ring of phys_base and phys_size, \
+                "cache_mode, overflow, mode and retain apply to the ring of phys_base and phys_size, \
                  and none was given (device-tree rings take them from their node)\n"
             );
             return Err(EINVAL);
@@ -75,6 +76,17 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
             p.overflow
         );
         return Err(EINVAL);
+    };
+    let retain = match p.retain {
+        0 => false,
+        1 => true,
+        other => {
+            pr_err!(
+                "retain={}: unknown (0 start empty, 1 keep for the next boot)\n",
+                other
+            );
+            return Err(EINVAL);
+        }
     };
     let Ok(mode) = u16::try_from(p.mode) else {
         pr_err!("mode={:#o}: not a permission mode\n", p.mode);
@@ -117,6 +129,7 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
             overflow,
             name: None,
             mode,
+            retain,
         },
     )?;
     pr_info!(

@@ -3,7 +3,7 @@
 //! The device-tree path: a platform driver for `compatible = "rmemring,ring"`
 //! nodes whose `memory-region` points at a `no-map` reserved-memory node.
 //!
-//! Optional properties: `rmemring,cache-mode`, `rmemring,overflow` and
+//! Optional properties: `rmemring,retain`, `rmemring,cache-mode`, `rmemring,overflow` and
 //! `label` (the device node's name instead of `rmemringN`); their values
 //! and rules are the protocol's (`proto/src/devicetree.rs`), and
 //! `dts/rmemring.yaml` states them for dt-schema.
@@ -241,6 +241,9 @@ fn probe(dev: &Device) -> Result<BoundRing> {
         &devicetree::OVERFLOW_VALUES,
     )?;
     let name = label(dev)?;
+    let retain = dev
+        .fwnode()
+        .is_some_and(|node| node.property_present(devicetree::RETAIN_PROPERTY));
     let (base, size) = (region.base, region.size);
 
     // Held until the slot is filled in: two probes with the same label
@@ -304,6 +307,7 @@ fn probe(dev: &Device) -> Result<BoundRing> {
             overflow,
             name,
             mode: 0o600,
+            retain,
         },
     )
     .inspect_err(|e| match &wanted {

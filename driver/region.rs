@@ -21,6 +21,7 @@ use crate::proto::layout::{
     CONSUMER_PAGE_INIT,
     MIN_DATA_SIZE, //
 };
+use crate::proto::recovery::Recovered;
 use crate::proto::view::RingView;
 use crate::sys::{
     self,
@@ -185,16 +186,22 @@ impl Region {
         self.cache
     }
 
-    /// Writes a fresh control page (with `flags`) and an empty consumer page.
+    /// Writes a fresh control page (with `flags`, laid out by the boot
+    /// `boot_id`, with the wall clock's offset now) and an empty consumer
+    /// page.
     ///
     /// The control page's `phys_base` is 0: it is mapped for every opener,
     /// and physical addresses are for `CAP_SYS_ADMIN` only (`RMEMRING_IOC_INFO`
     /// gives it to them). Word by word, with the atomic stores every other
     /// access to the pages uses, because user space may have them mapped.
     /// The caller makes sure no producer runs meanwhile.
-    pub(crate) fn initialise(&self, flags: u32) {
+    pub(crate) fn initialise(&self, flags: u32, boot_id: [u64; 2]) {
         let view = self.view();
-        view.write_control_page(&self.geometry.control_page(flags, 0));
+        let page = self
+            .geometry
+            .control_page(flags, 0)
+            .with_boot(boot_id, sys::realtime_offset_ns());
+        view.write_control_page(&page);
         view.write_consumer_page(&CONSUMER_PAGE_INIT);
         // The structs fill only the head of their pages, and every opener
         // may map both pages whole: nothing the region held before may
@@ -205,6 +212,32 @@ impl Region {
             g.consumer_offset + size_of::<ConsumerPage>() as u64,
             g.data_offset,
         );
+    }
+
+    /// Serves the records `recovered` found in this region's retained ring:
+    /// the published position cut to the last record that verified, and the
+    /// consumer page at the oldest. Everything else stays as the previous
+    /// boot left it. No producer may run.
+    pub(crate) fn serve_recovered(&self, recovered: &Recovered) {
+        let view = self.view();
+        // ORDERING: Release, as a producer publishes; no reader has the
+        // ring yet, but one may map it as soon as the device exists.
+        view.producer_pos().store(recovered.end, Ordering::Release);
+        self.rewind_recovered(recovered);
+    }
+
+    /// Points the consumer page at the oldest of the `recovered` records,
+    /// for the next reader: each reads the records from the start.
+    pub(crate) fn rewind_recovered(&self, recovered: &Recovered) {
+        let view = self.view();
+        let page = recovered.consumer_page(&view.read_consumer_page());
+        view.write_consumer_page(&page);
+    }
+
+    /// Writes what the kernel wrote into the region back to memory; see
+    /// [`KernelMapping::write_back`].
+    pub(crate) fn write_back(&self) {
+        self.mapping.write_back();
     }
 
     /// Zeroes `[start, end)` of the pages before the data area, word by

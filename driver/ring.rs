@@ -56,12 +56,20 @@ use crate::proto::producer_core::{
     ReserveError,
     Slot, //
 };
+use crate::proto::recovery::{
+    recover,
+    Recovered, //
+};
 use crate::proto::uapi::{
     ProducerConfig,
+    RecoveryInfo,
     ResetConfig,
     RingInfo,
     RingStats,
-    RESET_FLAGS_KNOWN, //
+    RECOVERY_RELEASED,
+    RESET_FLAGS_KNOWN,
+    STATE_LIVE,
+    STATE_RECOVERED, //
 };
 use crate::proto::view::RingView;
 use crate::region::Region;
@@ -69,6 +77,8 @@ use crate::sys::{
     self,
     new_raw_spinlock_irq,
     new_spinlock_irq,
+    Crash,
+    CrashNotifiers,
     IrqWork,
     Kthread,
     RawSpinLockIrq,
@@ -84,6 +94,15 @@ struct RingState {
     started_by: Option<FileId>,
     /// Whether a consumer has the device open.
     consumer_open: bool,
+    /// A previous boot's records, served read-only until released: no
+    /// producer writes meanwhile (see [`Ring::release_recovered`]).
+    recovered: Option<Recovered>,
+    /// What the driver found in the region when it claimed it.
+    recovery: RecoveryInfo,
+    /// The overflow mode the ring was set up with, which a released
+    /// recovered ring gets (the recovered one keeps the mode it was
+    /// written in).
+    configured: Overflow,
 }
 
 /// The producer side of a ring, locked by every producer from reserve to
@@ -199,27 +218,101 @@ pub(crate) struct Ring {
     /// The CPU holding `producer`, or `NO_CPU`: written by the holder
     /// only, under the lock (see [`Self::producing`]).
     owner: AtomicU32,
+    /// Writes the ring back to memory before a panic's or a reboot's
+    /// reset, when it is kept for the next boot (`retain`).
+    #[pin]
+    crash: CrashNotifiers,
+    /// Keep what the region holds for the next boot: recover a previous
+    /// boot's ring at claim, and write it back before a reset.
+    retain: bool,
+    /// The boot id this boot stamps its rings with (zero if unknown).
+    boot_id: [u64; 2],
     /// The memory. Everything else here that holds a [`RingView`] is dropped
     /// before it (fields drop in declaration order, `region` last).
     region: Region,
 }
 
 impl Ring {
-    /// Lays out a fresh ring in `region` and wraps it for sharing.
+    /// Lays out a fresh ring in `region` and wraps it for sharing; with
+    /// `retain`, serves the records of a previous boot's ring found there
+    /// instead, if they verify (docs/flight-recorder.md).
     pub(crate) fn new(
         index: u32,
         name: CString,
         region: Region,
         overflow: Overflow,
+        retain: bool,
     ) -> Result<Arc<Self>> {
-        let flags = overflow.flag() | (region.cache().flags());
-        region.zero_data();
-        region.initialise(flags);
+        let boot_id = sys::boot_id().unwrap_or_else(|e| {
+            if retain {
+                pr_warn!(
+                    "{}: the boot id is unreadable ({:?}): this boot's ring will not be told \
+                     from a previous one's\n",
+                    &*name,
+                    e
+                );
+            }
+            [0; 2]
+        });
+        let cache = region.cache().flags();
+        let found = if retain {
+            recover(&region.view(), region.geometry(), cache, boot_id)
+        } else {
+            Err(crate::proto::recovery::Unrecoverable::Blank)
+        };
+        let (flags, recovered, recovery) = match found {
+            Ok(recovered) => {
+                region.serve_recovered(&recovered);
+                let flags = recovered.overflow.flag() | cache;
+                pr_info!(
+                    "{}: recovered {} records of a previous boot (sequence numbers {}..={}, {} \
+                     ns of its clock, {} bytes cut from the tail); served read-only until \
+                     released\n",
+                    &*name,
+                    recovered.records,
+                    recovered.first_seq,
+                    recovered.last_seq,
+                    recovered.last_ns - recovered.first_ns,
+                    recovered.bytes_cut()
+                );
+                (
+                    flags,
+                    Some(recovered),
+                    RecoveryInfo::recovered(&recovered, flags),
+                )
+            }
+            Err(why) => {
+                if retain {
+                    pr_info!(
+                        "{}: nothing recovered: {}; laying out an empty ring\n",
+                        &*name,
+                        CoreDisplay(why)
+                    );
+                }
+                let flags = overflow.flag() | cache;
+                region.zero_data();
+                region.initialise(flags, boot_id);
+                let recovery = if retain {
+                    RecoveryInfo::none(&why)
+                } else {
+                    RecoveryInfo::default()
+                };
+                (flags, None, recovery)
+            }
+        };
+        // A recovered ring's producer side stays unused (paused) until it
+        // is released; attached in drop-new mode, which writes nothing of
+        // the ring it attaches to.
         let producer = ProducerCore::attach(
             region.view(),
-            overflow,
+            if recovered.is_some() {
+                Overflow::DropNew
+            } else {
+                overflow
+            },
             max_payload_for(region.geometry().data_size),
         );
+        let paused = recovered.is_some();
         Arc::pin_init(
             try_pin_init!(Self {
                 // SAFETY: `wake_from_irq_work` is safe in hard-IRQ context
@@ -232,12 +325,15 @@ impl Ring {
                     thread: None,
                     started_by: None,
                     consumer_open: false,
+                    recovered,
+                    recovery,
+                    configured: overflow,
                 }),
                 producer <- new_raw_spinlock_irq!(
                     ProducerState {
                         core: producer,
                         wake_all_next: false,
-                        paused: false,
+                        paused,
                         held: None,
                     },
                     "rmemring::producer"
@@ -251,6 +347,12 @@ impl Ring {
                 records_hooked: AtomicU64::new(0),
                 records_refused: AtomicU64::new(0),
                 owner: AtomicU32::new(NO_CPU),
+                // SAFETY: `keep_for_next_boot` takes no lock for a panic, and
+                // finds the ring around the notifiers, which live as long
+                // as the ring.
+                crash <- unsafe { CrashNotifiers::new(keep_for_next_boot) },
+                retain,
+                boot_id,
                 region,
             }),
             GFP_KERNEL,
@@ -345,6 +447,11 @@ impl Ring {
                 return Err(EBUSY);
             }
             state.consumer_open = true;
+            // Every reader of a recovered ring reads it whole: reading it
+            // twice loses nothing.
+            if let Some(recovered) = &state.recovered {
+                self.region.rewind_recovered(recovered);
+            }
         }
         Ok(())
     }
@@ -398,6 +505,10 @@ impl Ring {
             if !self.is_live() {
                 return Err(ENODEV);
             }
+            // A recovered ring is read-only until it is released.
+            if state.recovered.is_some() {
+                return Err(EBUSY);
+            }
             producer::validate(
                 &config,
                 Overflow::from_flags(self.flags.load(Ordering::Acquire)),
@@ -448,11 +559,16 @@ impl Ring {
             return Err(EINVAL);
         }
         {
-            let state = self.state.lock();
+            let mut state = self.state.lock();
             // A finished thread has let go of the ring for good; a
             // running one may not be disturbed.
             if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
                 return Err(EBUSY);
+            }
+            // A recovered ring's records go with the reset (the pause
+            // below ends it).
+            if state.recovered.take().is_some() {
+                state.recovery.verdict = RECOVERY_RELEASED;
             }
             // From here until the end no producer touches the ring or the
             // producer core. (`state` keeps other resets out.)
@@ -470,7 +586,7 @@ impl Ring {
                 // its position and counters, so they either land before
                 // these pages are rewritten or are never stored.
                 let _wake = self.wake_lock.lock();
-                self.region.initialise(flags);
+                self.region.initialise(flags, self.boot_id);
                 self.flags.store(flags, Ordering::Release);
                 self.generation.fetch_add(1, Ordering::AcqRel);
             }
@@ -489,6 +605,65 @@ impl Ring {
         }
         self.wake_readers();
         Ok(())
+    }
+
+    /// Lets go of a recovered ring: lays out an empty ring in the mode the
+    /// ring was set up with, as a reset does, and lets producers in.
+    /// `EINVAL` if no recovered ring is served.
+    pub(crate) fn release_recovered(&self) -> Result {
+        let configured = {
+            let state = self.state.lock();
+            if state.recovered.is_none() {
+                return Err(EINVAL);
+            }
+            state.configured
+        };
+        // A reset in between (under `state`, which this lets go of) has
+        // released it already: then this is one more reset of an empty
+        // ring, which is harmless.
+        self.reset(ResetConfig {
+            flags: configured.flag(),
+            reserved: [0; 3],
+        })
+    }
+
+    /// What the driver found in the region when it claimed it.
+    pub(crate) fn recovery(&self) -> RecoveryInfo {
+        self.state.lock().recovery
+    }
+
+    /// Called before a reset: with `retain`, writes the ring back to
+    /// memory and logs how far it got, for the next boot to compare. A
+    /// reboot first pauses the producers, so that nothing is written after
+    /// the write-back; a panic cannot (the lock may be held by a CPU it
+    /// stopped), and finds the others stopped anyway.
+    fn keep(&self, crash: Crash) {
+        if !self.retain {
+            return;
+        }
+        if crash == Crash::Reboot {
+            self.producer.lock().paused = true;
+        }
+        self.region.write_back();
+        let v = self.view();
+        // The counters of the last publication: the next sequence number
+        // is one past the last record published or dropped.
+        let next = v
+            .records_produced()
+            .load(Ordering::Relaxed)
+            .wrapping_add(v.records_dropped().load(Ordering::Relaxed));
+        let published = v.producer_pos().load(Ordering::Relaxed);
+        let why = match crash {
+            Crash::Panic => "panic",
+            Crash::Reboot => "reboot",
+        };
+        pr_info!(
+            "{}: kept for the next boot ({}): next sequence number {}, published up to {:#x}\n",
+            &*self.name,
+            why,
+            next,
+            published
+        );
     }
 
     /// Wakes consumers sleeping in `poll` or `read`. Process or interrupt
@@ -667,11 +842,19 @@ impl Ring {
 
     /// What `RMEMRING_IOC_INFO` reports.
     pub(crate) fn info(&self) -> RingInfo {
-        self.region.geometry().ring_info(
-            self.flags.load(Ordering::Acquire),
-            self.index,
-            self.region.base(),
-        )
+        let recovered = self.state.lock().recovered.is_some();
+        RingInfo {
+            state: if recovered {
+                STATE_RECOVERED
+            } else {
+                STATE_LIVE
+            },
+            ..self.region.geometry().ring_info(
+                self.flags.load(Ordering::Acquire),
+                self.index,
+                self.region.base(),
+            )
+        }
     }
 
     /// What `RMEMRING_IOC_STATS` reports.
@@ -726,6 +909,28 @@ unsafe extern "C" fn wake_from_irq_work(work: *mut c_void) {
     // alive: its drop waits for this call (`IrqWork`'s drop).
     let ring = unsafe { &*kernel::container_of!(work.cast::<IrqWork>(), Ring, waker) };
     ring.wake_readers();
+}
+
+/// Shows a protocol value (which implements `core`'s `Display`) in a
+/// kernel message.
+struct CoreDisplay<T>(T);
+
+impl<T: core::fmt::Display> kernel::fmt::Display for CoreDisplay<T> {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The function of [`Ring::crash`]: see [`Ring::keep`].
+///
+/// # Safety
+///
+/// `notifiers` is the `crash` field of a live [`Ring`].
+unsafe fn keep_for_next_boot(notifiers: *const CrashNotifiers, crash: Crash) {
+    // SAFETY: The caller's `notifiers` lies in a live ring's `crash` field,
+    // and the ring lives at least as long (its drop unregisters them).
+    let ring = unsafe { &*kernel::container_of!(notifiers, Ring, crash) };
+    ring.keep(crash);
 }
 
 /// The producer side of a ring, locked: see [`Ring::producing`]. What it

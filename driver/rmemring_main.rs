@@ -69,6 +69,10 @@ module! {
             default: 0,
             description: "When full: 0 drop new records, 1 overwrite the oldest",
         },
+        retain: u32 {
+            default: 0,
+            description: "1: keep the region's ring for the next boot, and serve a previous boot's ring found there (docs/flight-recorder.md)",
+        },
         // Keep equal to `params::DEFAULT_MODE`, which tells a `mode` given
         // without a region from the default.
         mode: u32 {
@@ -97,6 +101,7 @@ impl kernel::InPlaceModule for RmemRing {
             cache_mode: *module_parameters::cache_mode.value(),
             overflow: *module_parameters::overflow.value(),
             mode: *module_parameters::mode.value(),
+            retain: *module_parameters::retain.value(),
         };
         try_pin_init!(Self {
             param_device: params::probe(&params)?,

@@ -12,10 +12,14 @@ use core::ptr::NonNull;
 use kernel::{
     bindings,
     device::Device,
-    error::from_err_ptr,
+    error::{
+        from_err_ptr,
+        to_result, //
+    },
     ffi::{
         c_int,
-        c_ulong, //
+        c_ulong,
+        c_void, //
     },
     fs::File,
     mm::virt::VmaNew,
@@ -83,6 +87,17 @@ mod c {
         pub(super) fn rmemring_cpu_producing() -> bool;
         pub(super) fn rmemring_report_misuse(what: *const kernel::ffi::c_char);
         pub(super) fn rmemring_this_cpu() -> kernel::ffi::c_uint;
+        pub(super) fn rmemring_boot_id(id: *mut u64) -> c_int;
+        pub(super) fn rmemring_realtime_offset_ns() -> i64;
+        pub(super) fn rmemring_write_back(addr: *mut c_void, size: usize);
+        pub(super) fn rmemring_crash_notifiers_register(
+            panic_nb: *mut bindings::notifier_block,
+            reboot_nb: *mut bindings::notifier_block,
+        );
+        pub(super) fn rmemring_crash_notifiers_unregister(
+            panic_nb: *mut bindings::notifier_block,
+            reboot_nb: *mut bindings::notifier_block,
+        );
         pub(super) fn rmemring_of_memory_region(
             dev: *mut c_void,
             base: *mut u64,
@@ -227,6 +242,24 @@ impl KernelMapping {
     /// Bytes mapped.
     pub(crate) fn size(&self) -> usize {
         self.size
+    }
+
+    /// Makes everything written through the mapping reach memory: the
+    /// dirty cache lines of a write-back mapping are written back (a warm
+    /// reset may discard the caches), the write-combining buffers of the
+    /// other modes drained. Any context, panic included: it takes no lock.
+    pub(crate) fn write_back(&self) {
+        match self.cache {
+            // SAFETY: By the type invariants `[addr, addr + size)` is a live
+            // write-back mapping; cleaning cache lines by address changes no
+            // memory contents.
+            CacheMode::WriteBack => unsafe {
+                c::rmemring_write_back(self.addr.as_ptr().cast(), self.size)
+            },
+            // Uncached stores go straight to memory; write-combined ones
+            // wait in buffers that a write barrier drains.
+            _ => crate::proto::sync::io_wmb(),
+        }
     }
 }
 
@@ -429,6 +462,139 @@ pub(crate) fn of_memory_region(dev: &Device) -> Result<OfRegion> {
         no_map,
         static_reg,
     })
+}
+
+/// The kernel's boot id (`/proc/sys/kernel/random/boot_id`) as two
+/// little-endian words. Process context; it reads the sysctl.
+pub(crate) fn boot_id() -> Result<[u64; 2]> {
+    let mut id = [0u64; 2];
+    // SAFETY: `id` is valid for writes of two `u64`s, all the helper writes.
+    to_result(unsafe { c::rmemring_boot_id(id.as_mut_ptr()) })?;
+    Ok(id)
+}
+
+/// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC` now, in nanoseconds.
+pub(crate) fn realtime_offset_ns() -> i64 {
+    // SAFETY: No preconditions: it reads two clocks.
+    unsafe { c::rmemring_realtime_offset_ns() }
+}
+
+/// What a [`CrashNotifiers`] was called for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Crash {
+    /// The kernel panics: the other CPUs are stopped, and the caller may
+    /// hold any lock. Take none.
+    Panic,
+    /// The kernel is about to reboot, halt or kexec: process context,
+    /// before the devices shut down.
+    Reboot,
+}
+
+/// A panic notifier and a reboot notifier that call one function, with a
+/// pointer to this value: how a ring kept for the next boot gets its
+/// memory written back before a reset.
+///
+/// # Invariants
+///
+/// Once initialised, both `blocks` are registered (the panic one on
+/// `panic_notifier_list`, the reboot one with `register_reboot_notifier`)
+/// until `Drop` unregisters them; `func` is set before they are.
+#[repr(C)]
+#[pin_data(PinnedDrop)]
+pub(crate) struct CrashNotifiers {
+    /// First, so that the panic block's address is this value's.
+    #[pin]
+    blocks: kernel::types::Opaque<[bindings::notifier_block; 2]>,
+    func: unsafe fn(*const CrashNotifiers, Crash),
+}
+
+// SAFETY: The notifier chains may call from any CPU; `&CrashNotifiers`
+// only lets them.
+unsafe impl Sync for CrashNotifiers {}
+// SAFETY: As above; nothing in it is tied to a thread.
+unsafe impl Send for CrashNotifiers {}
+
+impl CrashNotifiers {
+    /// Registers both notifiers, to call `func` with this value's address.
+    ///
+    /// # Safety
+    ///
+    /// `func` must be safe to call with this value's address as long as it
+    /// exists: with [`Crash::Panic`] in panic context (any CPU, interrupts
+    /// possibly off, other CPUs stopped wherever they were), with
+    /// [`Crash::Reboot`] in process context.
+    pub(crate) unsafe fn new(func: unsafe fn(*const CrashNotifiers, Crash)) -> impl PinInit<Self> {
+        pin_init!(Self {
+            // Before `blocks`: a panic may call it as soon as they are
+            // registered.
+            func,
+            blocks <- kernel::types::Opaque::ffi_init(
+                // SAFETY: `slot` is valid for writes of both blocks, and
+                // pinned: it stays where it is until `Drop` unregisters
+                // them. An all-zero `notifier_block` (no function, no next,
+                // priority 0) is a valid one.
+                |slot: *mut [bindings::notifier_block; 2]| unsafe {
+                    let panic = slot.cast::<bindings::notifier_block>();
+                    let reboot = panic.add(1);
+                    panic.write(core::mem::zeroed());
+                    (*panic).notifier_call = Some(crash_on_panic);
+                    reboot.write(core::mem::zeroed());
+                    (*reboot).notifier_call = Some(crash_on_reboot);
+                    c::rmemring_crash_notifiers_register(panic, reboot);
+                }
+            ),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for CrashNotifiers {
+    fn drop(self: Pin<&mut Self>) {
+        let panic = self.blocks.get().cast::<bindings::notifier_block>();
+        // SAFETY: By the type invariants both blocks are registered; this
+        // unregisters them once. The chains wait for running callbacks
+        // (the atomic one with `synchronize_rcu`).
+        unsafe { c::rmemring_crash_notifiers_unregister(panic, panic.add(1)) };
+    }
+}
+
+/// The panic block's callback.
+///
+/// # Safety
+///
+/// `nb` is the first block of a live [`CrashNotifiers`].
+unsafe extern "C" fn crash_on_panic(
+    nb: *mut bindings::notifier_block,
+    _action: c_ulong,
+    _data: *mut c_void,
+) -> c_int {
+    // SAFETY: Only `CrashNotifiers::new` registers this callback, on its
+    // first block, which is at the address of the `repr(C)` struct; the
+    // struct lives while registered, and its `func` was set before.
+    unsafe {
+        let this = nb.cast::<CrashNotifiers>().cast_const();
+        ((*this).func)(this, Crash::Panic);
+    }
+    bindings::NOTIFY_DONE as c_int
+}
+
+/// The reboot block's callback.
+///
+/// # Safety
+///
+/// `nb` is the second block of a live [`CrashNotifiers`].
+unsafe extern "C" fn crash_on_reboot(
+    nb: *mut bindings::notifier_block,
+    _action: c_ulong,
+    _data: *mut c_void,
+) -> c_int {
+    // SAFETY: As for `crash_on_panic`; the reboot block is the second, so
+    // the struct starts one block before it.
+    unsafe {
+        let this = nb.sub(1).cast::<CrashNotifiers>().cast_const();
+        ((*this).func)(this, Crash::Reboot);
+    }
+    bindings::NOTIFY_DONE as c_int
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the record timestamp clock).
