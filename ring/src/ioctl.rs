@@ -31,10 +31,13 @@ use std::os::fd::{
 
 use rmemring_proto::uapi::{
     ProducerConfig,
+    RecoveryInfo,
     ResetConfig,
     RingInfo,
     RingStats,
     IOC_INFO,
+    IOC_RECOVERY,
+    IOC_RELEASE_RECOVERED,
     IOC_RESET,
     IOC_START,
     IOC_STATS,
@@ -162,4 +165,46 @@ pub fn stop(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub fn reset(fd: BorrowedFd<'_>, config: &ResetConfig) -> io::Result<()> {
     let mut config = *config;
     ioctl(fd, IOC_RESET, (&mut config as *mut ResetConfig).cast())
+}
+
+/// `RMEMRING_IOC_RECOVERY`: what the driver found in its region when it
+/// claimed it: a previous boot's ring it serves read-only
+/// ([`RECOVERY_RECOVERED`](crate::uapi::RECOVERY_RECOVERED)), nothing
+/// (and why), or that it was not asked to look (`retain=0`). See
+/// docs/flight-recorder.md.
+///
+/// # Examples
+///
+/// ```no_run
+/// use rmemring::uapi::RECOVERY_RECOVERED;
+/// use rmemring::{ioctl, Access, Region};
+///
+/// let region = Region::open("/dev/rmemring0", Access::Observe)?;
+/// let found = ioctl::recovery(region.fd())?;
+/// if found.verdict == RECOVERY_RECOVERED {
+///     println!("{} records of the previous boot", found.records);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn recovery(fd: BorrowedFd<'_>) -> io::Result<RecoveryInfo> {
+    let mut info = RecoveryInfo::default();
+    ioctl(fd, IOC_RECOVERY, (&mut info as *mut RecoveryInfo).cast())?;
+    Ok(info)
+}
+
+/// `RMEMRING_IOC_RELEASE_RECOVERED`: lets go of a recovered ring; the
+/// driver lays out an empty one and producers may start. `EINVAL` if none
+/// is served. Needs the consumer's descriptor, as `RMEMRING_IOC_RESET` does.
+///
+/// # Examples
+///
+/// ```no_run
+/// use rmemring::{ioctl, Access, Region};
+///
+/// let region = Region::open("/dev/rmemring0", Access::Consume)?;
+/// ioctl::release_recovered(region.fd())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn release_recovered(fd: BorrowedFd<'_>) -> io::Result<()> {
+    ioctl(fd, IOC_RELEASE_RECOVERED, std::ptr::null_mut())
 }

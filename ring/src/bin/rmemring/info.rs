@@ -41,6 +41,16 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    let recovery = if device {
+        Some(ioctl::recovery(region.fd()).map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "{}: RMEMRING_IOC_RECOVERY",
+                args.ring.device.display()
+            ))
+        })?)
+    } else {
+        None
+    };
     let snap = Snapshot::take(&region)?;
     let driver = snap.driver;
     // The driver gives the physical address to CAP_SYS_ADMIN only, and
@@ -68,6 +78,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             "producer_pos": snap.producer_pos,
             "consumer_pos": snap.consumer_pos,
             "backlog": snap.backlog(),
+            "state": info.map(|i| if i.state == rmemring::uapi::STATE_RECOVERED {
+                "recovered"
+            } else {
+                "live"
+            }),
+            "recovery": recovery.as_ref().map(crate::recovered::to_json),
         });
         outln!("{value}")?;
         return Ok(());
@@ -112,6 +128,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         snap.consumer_pos,
         snap.backlog()
     )?;
+    if let Some(found) = &recovery {
+        crate::recovered::print(found)?;
+    }
     Ok(())
 }
 

@@ -25,6 +25,7 @@ mod create;
 mod fail;
 mod info;
 mod produce;
+mod recovered;
 mod signals;
 mod snapshot;
 mod stat;
@@ -78,6 +79,8 @@ enum Command {
     /// Benchmark real events: what the sched_switch tracer adds to a
     /// context switch, against the BPF ring buffer, ftrace and perf.
     BenchEvents(bench::events::Args),
+    /// Let go of a ring recovered from a previous boot (docs/flight-recorder.md).
+    ReleaseRecovered(recovered::Args),
 }
 
 /// The ring path argument every subcommand shares.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => produce::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchEvents(args) => bench::events::run(&args),
+        Command::ReleaseRecovered(args) => recovered::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
