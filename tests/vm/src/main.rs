@@ -45,6 +45,7 @@ mod kapi;
 mod lifecycle;
 mod misuse;
 mod params;
+mod recovery;
 mod regress;
 mod soak;
 mod stream;
@@ -87,6 +88,14 @@ const DEBUG_GROUPS: &[(&str, Group)] = &[
 const BOARD_GROUPS: &[(&str, Group)] = &[
     ("board", board::board),
     ("board-params", board::board_params),
+];
+
+/// Groups that reset the machine (one stage per boot of a multi-boot run):
+/// never part of `all`.
+const RESET_GROUPS: &[(&str, Group)] = &[
+    ("recovery-reboot", recovery::recovery_reboot),
+    ("recovery-panic", recovery::recovery_panic),
+    ("recovery-corrupt", recovery::recovery_corrupt),
 ];
 
 fn main() -> ExitCode {
@@ -143,6 +152,7 @@ fn main() -> ExitCode {
                 .iter()
                 .chain(BOARD_GROUPS)
                 .chain(DEBUG_GROUPS)
+                .chain(RESET_GROUPS)
                 .find(|g| g.0 == arg)
             {
                 Some(g) => vec![g],
