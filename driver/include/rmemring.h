@@ -16,24 +16,19 @@
  * through an irq_work. In NMI context every write is refused (-EBUSY) and
  * counted: the lock may be held by the code the NMI interrupted.
  *
- * Record tags and payload layouts below are checked against the Rust
- * source (proto/src/events.rs) by the proto crate's tests.
+ * Record tags and their payloads (RMEMRING_TAG_*, struct
+ * rmemring_sched_switch, ...) are user-space ABI as well, so they live in
+ * the UAPI header included below, with the ring's layout and ioctls.
  */
 #ifndef _RMEMRING_H
 #define _RMEMRING_H
 
 #include <linux/types.h>
 
+#include "uapi/linux/rmemring.h"
+
 /* A reference to a ring: from rmemring_get(), given back by rmemring_put(). */
 struct rmemring;
-
-/* Record tags: what a record's payload is. */
-#define RMEMRING_TAG_PATTERN		0	/* the built-in producer's test pattern */
-#define RMEMRING_TAG_SCHED_SWITCH	1	/* struct rmemring_sched_switch */
-#define RMEMRING_TAG_TIMER_SAMPLE	2	/* struct rmemring_timer_sample */
-#define RMEMRING_TAG_USER_MIN		0x100	/* the first tag for your own records */
-
-#define RMEMRING_COMM_LEN		16
 
 /*
  * rmemring_write() and rmemring_commit() flags.
@@ -45,24 +40,6 @@ struct rmemring;
  * would otherwise wake it at once, for ever.
  */
 #define RMEMRING_NO_WAKEUP		1
-
-/* RMEMRING_TAG_SCHED_SWITCH: one call of the sched_switch tracepoint. */
-struct rmemring_sched_switch {
-	__u32 cpu;
-	__u32 prev_pid;
-	__u32 prev_state;
-	__u32 next_pid;
-	char prev_comm[RMEMRING_COMM_LEN];
-	char next_comm[RMEMRING_COMM_LEN];
-};
-
-/* RMEMRING_TAG_TIMER_SAMPLE: one expiry of a per-CPU hard-IRQ timer. */
-struct rmemring_timer_sample {
-	__u32 cpu;
-	__u32 reserved;
-	__u64 count;
-	__u64 lateness_ns;
-};
 
 /**
  * rmemring_get() - find a ring by its device name and take a reference

@@ -3,12 +3,15 @@
  * The few definitions the BPF programs (rmemring_hook.bpf.c, sched_switch.bpf.c) need from the kernel's UAPI and
  * libbpf's bpf_helpers.h, spelled out so that the build needs clang alone
  * (no kernel or libbpf headers, no vmlinux.h: the guest kernel has no BTF).
+ * rmemring's own UAPI header, <linux/rmemring.h> (driver/include/uapi),
+ * takes its __u* types from here when it is compiled for BPF.
  * The helper numbers are the stable ones of include/uapi/linux/bpf.h.
  */
 #ifndef RMEMRING_BPF_DEFS_H
 #define RMEMRING_BPF_DEFS_H
 
 typedef unsigned char __u8;
+typedef unsigned short __u16;
 typedef unsigned int __u32;
 typedef unsigned long long __u64;
 typedef long long __s64;

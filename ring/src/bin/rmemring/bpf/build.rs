@@ -6,7 +6,8 @@
 //!
 //! Clang is `$BPF_CLANG` if set, else `clang` from `PATH`. Any clang that
 //! targets BPF will do (Debian's clang 14 and later have been used): the
-//! program needs no kernel or libbpf headers.
+//! program needs no kernel or libbpf headers, only rmemring's own UAPI
+//! header from `driver/include/uapi`.
 
 use std::env;
 use std::path::PathBuf;
@@ -19,6 +20,10 @@ const SOURCE_DIR: &str = "src/bin/rmemring/bpf";
 /// The programs, each compiled to `$OUT_DIR/NAME.o`.
 const PROGRAMS: &[&str] = &["rmemring_hook.bpf.c", "sched_switch.bpf.c"];
 const HEADERS: &[&str] = &["bpf_defs.h"];
+/// rmemring's UAPI header (`<linux/rmemring.h>`), which the programs
+/// include for the records they share with the driver.
+const UAPI_DIR: &str = "../driver/include/uapi";
+const UAPI_HEADER: &str = "linux/rmemring.h";
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE_DIR}/build.rs");
@@ -29,6 +34,7 @@ fn main() {
     for source in PROGRAMS.iter().chain(HEADERS) {
         println!("cargo:rerun-if-changed={SOURCE_DIR}/{source}");
     }
+    println!("cargo:rerun-if-changed={UAPI_DIR}/{UAPI_HEADER}");
     for program in PROGRAMS {
         compile(program);
     }
@@ -46,7 +52,8 @@ fn compile(program: &str) {
     // and jumps (kernels since 5.1); the target architecture, for the
     // kprobe's view of the argument registers.
     let mut command = Command::new(&clang);
-    command.args(["-O2", "-g", "-Wall", "-target", "bpf", "-mcpu=v3"]);
+    command.args(["-O2", "-g", "-Wall", "-target", "bpf", "-mcpu=v3", "-I"]);
+    command.arg(manifest_dir.join(UAPI_DIR));
     if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
         command.arg("-D__TARGET_ARCH_x86");
     }

@@ -14,32 +14,27 @@
  */
 
 #include "bpf_defs.h"
+#include <linux/rmemring.h>
 
-#define COMM_LEN 16
 #define WAKE_EVERY 64
 
 /* The tracepoint's record, as its format file says (x86-64, arm64). */
 struct sched_switch_args {
 	__u64 common;
-	char prev_comm[COMM_LEN];
+	char prev_comm[RMEMRING_COMM_LEN];
 	int prev_pid;
 	int prev_prio;
 	long prev_state;
-	char next_comm[COMM_LEN];
+	char next_comm[RMEMRING_COMM_LEN];
 	int next_pid;
 	int next_prio;
 };
 
-/* struct rmemring_sched_switch (driver/include/rmemring.h), after the
- * timestamp rmemring's record header carries. */
+/* rmemring's record, as a BPF ring buffer record: the timestamp
+ * rmemring's record header carries, then the payload of the tracer's. */
 struct record {
 	__u64 timestamp_ns;
-	__u32 cpu;
-	__u32 prev_pid;
-	__u32 prev_state;
-	__u32 next_pid;
-	char prev_comm[COMM_LEN];
-	char next_comm[COMM_LEN];
+	struct rmemring_sched_switch event;
 };
 
 enum {
@@ -86,12 +81,12 @@ static __always_inline int emit(struct sched_switch_args *ctx, const __s64 flags
 		return 0;
 	}
 	rec->timestamp_ns = bpf_ktime_get_ns();
-	rec->cpu = bpf_get_smp_processor_id();
-	rec->prev_pid = ctx->prev_pid;
-	rec->prev_state = ctx->prev_state;
-	rec->next_pid = ctx->next_pid;
-	__builtin_memcpy(rec->prev_comm, ctx->prev_comm, COMM_LEN);
-	__builtin_memcpy(rec->next_comm, ctx->next_comm, COMM_LEN);
+	rec->event.cpu = bpf_get_smp_processor_id();
+	rec->event.prev_pid = ctx->prev_pid;
+	rec->event.prev_state = ctx->prev_state;
+	rec->event.next_pid = ctx->next_pid;
+	__builtin_memcpy(rec->event.prev_comm, ctx->prev_comm, RMEMRING_COMM_LEN);
+	__builtin_memcpy(rec->event.next_comm, ctx->next_comm, RMEMRING_COMM_LEN);
 	if (flags >= 0)
 		bpf_ringbuf_submit(rec, flags);
 	else
