@@ -347,3 +347,11 @@ fn every_c_definition_is_checked() {
         }
     }
 }
+
+/// The C example builds against the header with the host's compiler (the
+/// VM suites build it static and run it: `xtask/src/suites.rs`).
+#[test]
+fn the_c_example_compiles() {
+    let src = repo_root().join("examples/c/consume.c");
+    compile("gnu11", &src, &["-fsyntax-only".as_ref()]);
+}

@@ -4,7 +4,9 @@
 //! (`target/guest`) so that the host's build cache is not thrashed by the
 //! different RUSTFLAGS. arm64 binaries come from Debian's cargo in the chroot
 //! with a cross std and libc, reading the repository through a read-only bind
-//! mount and writing to a target dir in the cache.
+//! mount and writing to a target dir in the cache. The C examples
+//! (`examples/c`) come from their Makefile, with the host's C compiler for
+//! x86_64 and Debian's cross compiler in the chroot for arm64.
 
 use std::fs;
 use std::path::{
@@ -40,6 +42,11 @@ const PACKAGES: &[&str] = &["rmemring-examples", "rmemring-vmtest"];
 
 /// The `rmemring` CLI goes in too, built with its feature.
 const CLI: (&str, &str, &str) = ("rmemring", "rmemring/cli", "rmemring");
+
+/// The C examples: their directory, whose Makefile builds them against the
+/// UAPI header (static, with `LDFLAGS=-static`), and the binaries it makes.
+const C_EXAMPLES: &str = "examples/c";
+const C_BINS: &[&str] = &["rmemring-consume-c"];
 
 /// On x86_64 (the reference VM), the CLI also gets the benchmark's BPF ring
 /// buffer peer.
@@ -121,6 +128,7 @@ pub fn build(sh: &Shell, log: &Log, arch: Arch) -> Result<Guest> {
     };
     args.extend(["-p", cli_package, "--features", cli_feature, "--bins"]);
     names.push(cli_bin.to_owned());
+    names.extend(C_BINS.iter().map(|&bin| bin.to_owned()));
 
     let release_dir = match arch {
         Arch::X86_64 => build_x86_64(sh, log, &args)?,
@@ -172,10 +180,14 @@ fn build_x86_64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
         sh,
         "env RUSTFLAGS={RUSTFLAGS} cargo build --release --target {target} --target-dir target/guest {args...}"
     ))?;
-    Ok(project_root()
+    let release_dir = project_root()
         .join("target/guest")
         .join(target)
-        .join("release"))
+        .join("release");
+    // With the host's C compiler, into the same directory.
+    let output = format!("OUTPUT={}/", release_dir.display());
+    log.run(cmd!(sh, "make -C {C_EXAMPLES} LDFLAGS=-static {output}"))?;
+    Ok(release_dir)
 }
 
 /// Builds with Debian's cargo in the chroot; returns a directory of this
@@ -226,6 +238,23 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str], names: &[String]) -> Resu
     chroot
         .run_with(sh, log, &binds, &argv)
         .context("building the arm64 guest binaries in the chroot")?;
+    // The C examples, with the cross compiler the Rust build links with.
+    // `-B`: the output directory serves every checkout, so a binary there
+    // may be another's, and newer than this checkout's sources.
+    let c_dir = format!("{REPO_IN_CHROOT}/{C_EXAMPLES}");
+    let c_output = format!("OUTPUT={ARM64_TARGET_DIR}/{target}/release/");
+    let make = [
+        "make",
+        "-B",
+        "-C",
+        &c_dir,
+        "CC=aarch64-linux-gnu-gcc",
+        "LDFLAGS=-static",
+        &c_output,
+    ];
+    chroot
+        .run_with(sh, log, &binds, &make)
+        .context("building the arm64 C examples in the chroot")?;
     // The chroot's target directory serves every checkout that shares the
     // cache, and the lock ends here: copy this checkout's binaries out, so
     // that another checkout's build cannot replace them before the boot.
