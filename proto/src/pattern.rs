@@ -6,8 +6,19 @@
 //! functions of its sequence number, so a consumer can check each record
 //! without any side channel: word `i` of the payload (little-endian `u64`)
 //! is `mix(seq) + i`, and a partial last word holds the low bytes of its value.
+//! `docs/protocol.md` (section 4) specifies the same, with test vectors.
 
-/// The splitmix64 finaliser: a cheap bijective hash of the sequence number.
+/// A cheap bijective hash of the sequence number: the first output of a
+/// splitmix64 generator seeded with `seq`, that is, splitmix64's finaliser
+/// applied to `seq + 0x9e3779b97f4a7c15` (the finaliser alone would map 0
+/// to 0).
+///
+/// # Examples
+///
+/// ```
+/// // splitmix64's well-known first output for the seed 0.
+/// assert_eq!(rmemring_proto::pattern::mix(0), 0xe220_a839_7b1d_cdaf);
+/// ```
 #[inline]
 pub const fn mix(seq: u64) -> u64 {
     let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -61,4 +72,36 @@ pub fn verify(seq: u64, buf: &[u8]) -> bool {
     let tail = chunks.remainder();
     let expected = base.wrapping_add(i).to_le_bytes();
     diff == 0 && tail == &expected[..tail.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test vectors of docs/protocol.md, section 4.
+    const PROTOCOL_MD: &str = include_str!("../../docs/protocol.md");
+
+    #[test]
+    fn the_documented_test_vectors_hold() {
+        assert_eq!(mix(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(mix(1), 0x910a_2dec_8902_5cc1);
+        let lens: Vec<u32> = (0..4).map(|seq| payload_len(seq, 8, 4096)).collect();
+        assert_eq!(lens, [1149, 2736, 996, 1077]);
+        let mut payload = [0u8; 12];
+        fill(0, &mut payload);
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "afcd1d7b39a820e2b0cd1d7b");
+        assert!(verify(0, &payload));
+        for vector in [
+            "0xe220a8397b1dcdaf",
+            "0x910a2dec89025cc1",
+            "1149, 2736, 996, 1077",
+            "af cd 1d 7b 39 a8 20 e2 b0 cd 1d 7b",
+        ] {
+            assert!(
+                PROTOCOL_MD.contains(vector),
+                "docs/protocol.md lacks {vector}"
+            );
+        }
+    }
 }

@@ -348,6 +348,98 @@ fn every_c_definition_is_checked() {
     }
 }
 
+/// The structs docs/protocol.md tabulates, each under a line that starts
+/// with "`struct NAME` (SIZE bytes".
+const DOCUMENTED: &[&str] = &[
+    "rmemring_control_page",
+    "rmemring_consumer_page",
+    "rmemring_record_header",
+    "rmemring_info",
+    "rmemring_producer_config",
+    "rmemring_reset_config",
+    "rmemring_stats",
+];
+
+/// docs/protocol.md's tables give every field (but padding and reserved
+/// words) of those structs at its offset, and each struct's size.
+#[test]
+fn the_protocol_document_has_every_field_at_its_offset() {
+    let expect = expectations();
+    let doc = read("docs/protocol.md");
+    let lines: Vec<&str> = doc.lines().collect();
+    for name in DOCUMENTED {
+        let caption = format!("`struct {name}` (");
+        let at = lines
+            .iter()
+            .position(|line| line.starts_with(&caption))
+            .unwrap_or_else(|| panic!("docs/protocol.md has no line starting {caption}"));
+        let size: usize = lines[at][caption.len()..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{caption}: no size"));
+        assert_eq!(
+            Some(&(size as u64)),
+            expect.values.get(&format!("sizeof(struct {name})")),
+            "docs/protocol.md: the size of struct {name}"
+        );
+        // The table's rows, after its header and separator lines.
+        let mut documented = BTreeMap::new();
+        let rows = lines[at + 1..]
+            .iter()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2);
+        for row in rows {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            // Reserved words have no `field` name.
+            if let Some(field) = cells[3].strip_prefix('`').and_then(|f| f.strip_suffix('`')) {
+                let offset: u64 = cells[1].parse().unwrap_or_else(|_| panic!("{row}"));
+                documented.insert(field.to_owned(), offset);
+            }
+        }
+        let prefix = format!("offsetof(struct {name}, ");
+        let fields: BTreeMap<String, u64> = expect
+            .values
+            .iter()
+            .filter_map(|(expr, &offset)| {
+                let field = expr.strip_prefix(&prefix)?.strip_suffix(')')?;
+                let filler = field.starts_with("pad") || field.starts_with("reserved");
+                (!filler).then(|| (field.to_owned(), offset))
+            })
+            .collect();
+        assert_eq!(documented, fields, "docs/protocol.md: struct {name}");
+    }
+}
+
+/// docs/protocol.md's C sketch (section 11) uses the header's real names:
+/// it compiles, wrapped in a function, with the application's three
+/// functions declared.
+#[test]
+fn the_protocol_c_sketch_compiles() {
+    let doc = read("docs/protocol.md");
+    let section = &doc[doc
+        .find("## 11.")
+        .expect("docs/protocol.md has a section 11")..];
+    let start = section.find("```c\n").expect("section 11 has C code") + 5;
+    let sketch = &section[start..start + section[start..].find("```").unwrap()];
+    let (includes, body): (Vec<&str>, Vec<&str>) = sketch
+        .lines()
+        .partition(|line| line.starts_with("#include"));
+    let source = format!(
+        "{}\n\
+         int corrupt(void);\n\
+         void sleep_protocol(void);\n\
+         void consume(const void *payload, const struct rmemring_record_header *header);\n\n\
+         int sketch(int fd, long pg)\n{{\n{}\n}}\n",
+        includes.join("\n"),
+        body.join("\n")
+    );
+    let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("protocol_sketch.c");
+    std::fs::write(&src, source).unwrap();
+    compile("c11", &src, &["-fsyntax-only".as_ref()]);
+}
+
 /// The C example builds against the header with the host's compiler (the
 /// VM suites build it static and run it: `xtask/src/suites.rs`).
 #[test]

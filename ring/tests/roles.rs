@@ -291,3 +291,51 @@ fn descriptors_that_are_no_ring_say_what_they_are() {
     assert_eq!(region.backend(), Backend::File);
     assert_eq!(region.path(), file.0);
 }
+
+/// docs/protocol.md, section 8, "Counting every loss": on a ring without a
+/// device, a drained consumer learns from the producer's byte lock that the
+/// producer has gone, and counts the records dropped after the last one it
+/// got, which left no gap, from the producer's final counters.
+#[test]
+fn a_drained_consumer_counts_the_drops_after_the_producer_left() {
+    let region = common::memfd(1 << 16, Overflow::DropNew);
+    let producer_lock = || {
+        let mut lock = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 1,
+            l_pid: 0,
+        };
+        let peer = std::fs::File::open(format!("/proc/self/fd/{}", region.fd().as_raw_fd()));
+        fcntl(peer.unwrap().as_fd(), FcntlArg::F_OFD_GETLK(&mut lock)).unwrap();
+        i32::from(lock.l_type)
+    };
+    let mut consumer = region.consumer().unwrap();
+    let mut producer = region.producer().unwrap();
+    let (mut sent, mut dropped) = (0u64, 0u64);
+    while dropped < 5 {
+        match producer.send(&[7; 1000]) {
+            Ok(()) => sent += 1,
+            Err(rmemring::ProduceError::Full) => {
+                producer.drop_record();
+                dropped += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(producer_lock(), libc::F_WRLCK, "the producer is there");
+    drop(producer);
+    assert_eq!(producer_lock(), libc::F_UNLCK, "the producer has gone");
+
+    let (mut delivered, mut next_seq) = (0u64, 0u64);
+    while let Some(record) = consumer.read_copy().unwrap() {
+        delivered += 1;
+        next_seq = record.seq + 1;
+    }
+    assert_eq!(consumer.backlog().unwrap(), 0, "drained");
+    assert_eq!((delivered, consumer.stats().lost), (sent, 0), "no gap");
+    let control = region.control();
+    let trailing = control.records_produced + control.records_dropped - next_seq;
+    assert_eq!(trailing, dropped);
+}
