@@ -47,6 +47,7 @@ use rmemring_proto::layout::{
 use rmemring_proto::uapi::{
     self,
     ProducerConfig,
+    RecoveryInfo,
     ResetConfig,
     RingInfo,
     RingStats, //
@@ -154,7 +155,8 @@ fn expectations() -> Expect {
     structs! { expect;
         "rmemring_control_page" => ControlPage {
             magic, abi_version, page_size, region_size, consumer_offset,
-            data_offset, data_size, max_payload, flags, phys_base, reserved0,
+            data_offset, data_size, max_payload, flags, phys_base, boot_id,
+            realtime_offset_ns, identity_sum, reserved0,
             producer_pos, pad1,
             overwrite_pos, pad2,
             wake_seq, reserved1, records_produced, bytes_produced,
@@ -172,7 +174,12 @@ fn expectations() -> Expect {
         "rmemring_timer_sample" => TimerSample { cpu, reserved, count, lateness_ns }
         "rmemring_info" => RingInfo {
             abi_version, page_size, phys_base, region_size, consumer_offset,
-            data_offset, data_size, max_payload, flags, index, reserved,
+            data_offset, data_size, max_payload, flags, index, state, reserved,
+        }
+        "rmemring_recovery_info" => RecoveryInfo {
+            verdict, reason, boot_id, realtime_offset_ns, flags, reserved0,
+            start_pos, end_pos, published_pos, records, first_seq, last_seq,
+            first_ns, last_ns, gaps, bytes_cut, reserved,
         }
         "rmemring_producer_config" => ProducerConfig {
             min_len, max_len, count, rate, pattern, flags, batch, reserved,
@@ -194,6 +201,12 @@ fn expectations() -> Expect {
         events: TAG_PATTERN, TAG_SCHED_SWITCH, TAG_TIMER_SAMPLE, TAG_USER_MIN,
             COMM_LEN;
         uapi: IOC_TYPE, IOC_INFO, IOC_START, IOC_STOP, IOC_STATS, IOC_RESET,
+            IOC_RECOVERY, IOC_RELEASE_RECOVERED, STATE_LIVE, STATE_RECOVERED,
+            RECOVERY_NOT_ASKED, RECOVERY_RECOVERED, RECOVERY_NONE, RECOVERY_RELEASED,
+            RECOVERY_REASON_BLANK, RECOVERY_REASON_LAYOUT, RECOVERY_REASON_CHECKSUM,
+            RECOVERY_REASON_GEOMETRY, RECOVERY_REASON_CACHE_MODE,
+            RECOVERY_REASON_NO_BOOT_ID, RECOVERY_REASON_THIS_BOOT,
+            RECOVERY_REASON_POSITIONS, RECOVERY_REASON_NO_RECORDS,
             PATTERN_SEQ, PATTERN_NONE, PRODUCER_WAIT, PRODUCER_HOOK_ONLY,
             PRODUCER_FLAGS_KNOWN, RESET_FLAGS_KNOWN;
     }

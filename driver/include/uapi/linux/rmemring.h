@@ -89,7 +89,10 @@ struct rmemring_control_page {
 	__u32 max_payload;		/* at most data_size / 4 - RMEMRING_HEADER_SIZE */
 	__u32 flags;			/* RMEMRING_FLAG_* */
 	__u64 phys_base;		/* 0 (RMEMRING_IOC_INFO has it, for CAP_SYS_ADMIN) */
-	__u64 reserved0[8];		/* zero */
+	__u64 boot_id[2];		/* the boot that laid it out (boot_id's 16 bytes); 0: none */
+	__s64 realtime_offset_ns;	/* CLOCK_REALTIME - CLOCK_MONOTONIC then; 0: unknown */
+	__u64 identity_sum;		/* FNV-1a of the identity: see docs/protocol.md */
+	__u64 reserved0[4];		/* zero */
 	/* Line 1. */
 	__u64 producer_pos;		/* one past the last published record */
 	__u64 pad1[15];
@@ -179,7 +182,50 @@ struct rmemring_info {
 	__u32 max_payload;
 	__u32 flags;			/* RMEMRING_FLAG_* */
 	__u32 index;			/* the N of /dev/rmemringN */
-	__u32 reserved[9];
+	__u32 state;			/* RMEMRING_STATE_* */
+	__u32 reserved[8];
+};
+
+/* rmemring_info.state */
+#define RMEMRING_STATE_LIVE		0	/* producers write it */
+#define RMEMRING_STATE_RECOVERED	1	/* a previous boot's, read-only until released */
+
+/* rmemring_recovery_info.verdict */
+#define RMEMRING_RECOVERY_NOT_ASKED	0	/* retain=0 */
+#define RMEMRING_RECOVERY_RECOVERED	1	/* served: RMEMRING_STATE_RECOVERED */
+#define RMEMRING_RECOVERY_NONE		2	/* nothing to recover: see reason */
+#define RMEMRING_RECOVERY_RELEASED	3	/* was recovered, since released */
+
+/* rmemring_recovery_info.reason, with RMEMRING_RECOVERY_NONE */
+#define RMEMRING_RECOVERY_REASON_BLANK		1	/* zeroed memory */
+#define RMEMRING_RECOVERY_REASON_LAYOUT		2	/* not a ring of this version */
+#define RMEMRING_RECOVERY_REASON_CHECKSUM	3	/* identity_sum mismatch */
+#define RMEMRING_RECOVERY_REASON_GEOMETRY	4	/* another region size */
+#define RMEMRING_RECOVERY_REASON_CACHE_MODE	5	/* another cache mode */
+#define RMEMRING_RECOVERY_REASON_NO_BOOT_ID	6	/* no boot id */
+#define RMEMRING_RECOVERY_REASON_THIS_BOOT	7	/* this boot's own ring */
+#define RMEMRING_RECOVERY_REASON_POSITIONS	8	/* impossible positions */
+#define RMEMRING_RECOVERY_REASON_NO_RECORDS	9	/* intact, but no record */
+
+/* What RMEMRING_IOC_RECOVERY returns (docs/flight-recorder.md). */
+struct rmemring_recovery_info {
+	__u32 verdict;			/* RMEMRING_RECOVERY_* */
+	__u32 reason;			/* RMEMRING_RECOVERY_REASON_* */
+	__u64 boot_id[2];		/* the boot that wrote the ring */
+	__s64 realtime_offset_ns;	/* its CLOCK_REALTIME - CLOCK_MONOTONIC */
+	__u32 flags;			/* RMEMRING_FLAG_* of the recovered ring */
+	__u32 reserved0;
+	__u64 start_pos;		/* the oldest recovered record */
+	__u64 end_pos;			/* one past the last */
+	__u64 published_pos;		/* what the ring had published */
+	__u64 records;
+	__u64 first_seq;
+	__u64 last_seq;
+	__u64 first_ns;			/* that boot's CLOCK_MONOTONIC */
+	__u64 last_ns;
+	__u64 gaps;			/* sequence numbers missing in the window */
+	__u64 bytes_cut;		/* published bytes cut from a torn tail */
+	__u64 reserved[4];
 };
 
 /* rmemring_producer_config.pattern */
@@ -244,5 +290,7 @@ struct rmemring_stats {
 #define RMEMRING_IOC_STOP	_IO(RMEMRING_IOC_TYPE, 2)
 #define RMEMRING_IOC_STATS	_IOR(RMEMRING_IOC_TYPE, 3, struct rmemring_stats)
 #define RMEMRING_IOC_RESET	_IOW(RMEMRING_IOC_TYPE, 4, struct rmemring_reset_config)
+#define RMEMRING_IOC_RECOVERY	_IOR(RMEMRING_IOC_TYPE, 5, struct rmemring_recovery_info)
+#define RMEMRING_IOC_RELEASE_RECOVERED	_IO(RMEMRING_IOC_TYPE, 6)
 
 #endif /* _UAPI_LINUX_RMEMRING_H */
