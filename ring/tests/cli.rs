@@ -29,29 +29,14 @@ use rmemring::{
     Region, //
 };
 
+mod common;
+
+use common::{
+    run_bin,
+    TempDir, //
+};
+
 const BIN: &str = env!("CARGO_BIN_EXE_rmemring");
-
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("rmemring-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A temporary directory holding a ring file with `records` records of
 /// 100 bytes.
@@ -79,11 +64,7 @@ impl Ring {
 
 /// Runs `rmemring ARGS` with stdout on a pipe.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    run_bin(BIN, args)
 }
 
 /// Runs `rmemring ARGS` with stdout on a pipe whose read end is already

@@ -130,11 +130,14 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
         quiet(cmd!(sh, "cargo build -p rmemring-proto"))
     });
     runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
-    // The CLI's unit tests, and `tests/cli.rs`, which runs the binary.
+    // The CLI's unit tests, `tests/cli.rs`, which runs the binary, and
+    // `tests/completions.rs`: its completion scripts load in bash and
+    // complete, its manual pages render with groff without a warning.
     runner.check("test cli bpf", || {
+        host::ensure(sh, &Log::terminal(), host::CLI_TEST)?;
         quiet(cmd!(
             sh,
-            "cargo test -p rmemring --features cli,bpf --bin rmemring --test cli"
+            "cargo test -p rmemring --features cli,bpf --bin rmemring --test cli --test completions"
         ))
     });
     // The streaming tests as release builds: 10 M records across processes

@@ -23,6 +23,7 @@ mod bpf;
 mod cat;
 mod create;
 mod fail;
+mod generate;
 mod info;
 mod produce;
 mod recovered;
@@ -55,7 +56,7 @@ pub(crate) const DEFAULT_DEVICE: &str = "/dev/rmemring0";
     propagate_version = true,
     after_help = fail::EXIT_STATUS_HELP
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +82,10 @@ enum Command {
     BenchEvents(bench::events::Args),
     /// Let go of a ring recovered from a previous boot (docs/flight-recorder.md).
     ReleaseRecovered(recovered::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page, or write one per subcommand with --dir.
+    Man(generate::ManArgs),
 }
 
 /// The ring path argument every subcommand shares.
@@ -104,6 +109,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::BenchEvents(args) => bench::events::run(&args),
         Command::ReleaseRecovered(args) => recovered::run(&args),
+        Command::Completions(args) => generate::completions(&args),
+        Command::Man(args) => generate::man(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
