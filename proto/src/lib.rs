@@ -51,3 +51,9 @@ mod tests;
 pub mod trace;
 pub mod uapi;
 pub mod view;
+
+/// The crate README's example (what crates.io shows), run by `cargo test
+/// --doc`. Only doctest builds have it, never the kernel's.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -116,8 +116,15 @@ pub use rmemring_proto::producer_core::{
     ProducerStats, //
 };
 
-/// The README's Rust example, compiled by `cargo test --doc` so that it
-/// cannot drift from the API. Only doctest builds have it.
+/// The repository README's Rust example, compiled by `cargo test --doc` so
+/// that it cannot drift from the API. Only doctest builds have it (and
+/// only in the repository: the published package has the crate's README).
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The crate README's examples (what crates.io shows), run by `cargo test
+/// --doc`. Only doctest builds have it.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;

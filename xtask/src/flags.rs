@@ -52,6 +52,9 @@ pub enum Task {
     Fuzz(Fuzz),
     /// Soak the driver in the reference VM for M minutes (every record verified), then fuzz.
     Soak(Soak),
+    /// Write what a distribution packages into target/dist/: the DKMS source
+    /// tarball, shell completions and manual pages.
+    Dist(Dist),
 }
 
 /// Which kernel: architecture and profile.
@@ -230,4 +233,11 @@ pub struct Soak {
     /// Seconds of `cargo xtask fuzz` afterwards (default: as long as the soak; 0: none).
     #[arg(long, value_name = "N")]
     pub fuzz_seconds: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct Dist {
+    /// Where to write (default: target/dist in the repository).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@ mod arch;
 mod bench;
 mod cache;
 mod chroot;
+mod dist;
 mod dt;
 mod exec;
 mod flags;
@@ -66,6 +67,7 @@ fn try_main() -> Result<ExitCode> {
         Task::Bench(cmd) => cmd.run(sh),
         Task::Fuzz(cmd) => cmd.run(sh),
         Task::Soak(cmd) => cmd.run(sh),
+        Task::Dist(cmd) => cmd.run(sh),
     }
 }
 

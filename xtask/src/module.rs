@@ -266,7 +266,11 @@ fn sync_tree(src: &Path, dst: &Path) -> Result<()> {
 }
 
 /// Adds the source files below `dir` to `files`, as paths relative to the root.
-fn collect_sources(root: &Path, dir: &Path, files: &mut BTreeSet<PathBuf>) -> Result<()> {
+pub(crate) fn collect_sources(
+    root: &Path,
+    dir: &Path,
+    files: &mut BTreeSet<PathBuf>,
+) -> Result<()> {
     for entry in fs::read_dir(root.join(dir))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();

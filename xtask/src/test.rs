@@ -36,6 +36,7 @@ use crate::arch::{
 };
 use crate::cache;
 use crate::chroot::Chroot;
+use crate::dist;
 use crate::dt;
 use crate::exec::Log;
 use crate::flags;
@@ -161,6 +162,10 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
     }
     runner.check("bench host smoke", || host_bench_smoke(sh));
     runner.check("fuzz", || fuzz_check(sh));
+    // Each publishable crate packages and builds from its package alone,
+    // with its README, licences and changelog and without junk; the rest
+    // are `publish = false` (about 15 s warm).
+    runner.check("publish dry-run", || crate::dist::check_packages(sh));
     runner.check("doc", || {
         quiet(cmd!(
             sh,
@@ -321,13 +326,16 @@ fn kernel_suites(
         .iter()
         .filter(|suite| runner.selected(&suite_name(suite)))
         .collect();
+    // The DKMS build of the driver's source tarball, against its kernel.
+    let dkms = runner.selected(&dkms_name());
     // The targets of the selected suites, and those whose builds the filter names.
     let mut targets: Vec<Target> = Vec::new();
     for suite in &all {
         let target = suite.target();
         let wanted = suites.iter().any(|s| s.target() == target)
             || runner.selected(&format!("kernel {target}"))
-            || runner.selected(&format!("module {target}"));
+            || runner.selected(&format!("module {target}"))
+            || (dkms && target == dist::DKMS_TARGET);
         if wanted && !targets.contains(&target) {
             targets.push(target);
         }
@@ -339,7 +347,7 @@ fn kernel_suites(
         let cancelled = &cancelled;
         scope.spawn(move || {
             let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                build_targets(&builder_targets, &sender, cancelled)
+                build_targets(&builder_targets, dkms, &sender, cancelled)
             }));
             if built.is_err() {
                 eprintln!("the build thread panicked");
@@ -396,10 +404,24 @@ struct Step {
     result: Result<()>,
 }
 
+/// The name of the DKMS check.
+fn dkms_name() -> String {
+    format!("dkms {}", dist::DKMS_TARGET)
+}
+
 /// Builds each target's kernel, driver and guest user space (once per
-/// architecture), in order, and sends each target's as soon as it is done.
-/// Runs in the idle scheduling class, and so do the compilers it starts.
-fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>, cancelled: &AtomicBool) {
+/// architecture), in order, and sends each target's as soon as it is done;
+/// with `dkms`, also the driver's DKMS tarball against
+/// [`dist::DKMS_TARGET`]'s kernel, before that target is sent (in a warm
+/// run that overlaps the host checks; in a cold one it delays that
+/// target's suites by its build). Runs in the idle scheduling class, and
+/// so do the compilers it starts.
+fn build_targets(
+    targets: &[Target],
+    dkms: bool,
+    sender: &mpsc::Sender<Built>,
+    cancelled: &AtomicBool,
+) {
     if let Err(err) = idle_priority() {
         eprintln!("(the build thread keeps its priority: {err:#})");
     }
@@ -414,7 +436,9 @@ fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>, cancelled: &A
     // Everything apt installs in the chroot, before anything compiles in
     // it (the host checks' tsan step compiles there too).
     let mut steps = Vec::new();
-    timed(&mut steps, "chroot".to_owned(), || provision(&sh, targets));
+    timed(&mut steps, "chroot".to_owned(), || {
+        provision(&sh, targets, dkms)
+    });
     let mut guests: Vec<(Arch, Option<Guest>)> = Vec::new();
     for &target in targets {
         if cancelled.load(Ordering::Relaxed) {
@@ -429,6 +453,14 @@ fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>, cancelled: &A
                 module::build(&sh, &log, kernel, true)
             })
         });
+        if dkms && target == dist::DKMS_TARGET {
+            if let Some(kernel) = &kernel {
+                timed(&mut steps, dkms_name(), || {
+                    let log = step_log(&format!("dkms-{target}"))?;
+                    dist::check_dkms(&sh, &log, kernel)
+                });
+            }
+        }
         let arch = target.arch;
         if !guests.iter().any(|(a, _)| *a == arch) {
             let guest = timed(&mut steps, format!("guest {}", arch.name()), || {
@@ -462,8 +494,9 @@ fn build_targets(targets: &[Target], sender: &mpsc::Sender<Built>, cancelled: &A
 }
 
 /// Creates the chroot and installs in it what every later step needs: the
-/// arm64 cross packages if a target is arm64, and the tsan check's.
-fn provision(sh: &Shell, targets: &[Target]) -> Result<()> {
+/// arm64 cross packages if a target is arm64, the tsan check's, and DKMS
+/// with `dkms`.
+fn provision(sh: &Shell, targets: &[Target], dkms: bool) -> Result<()> {
     let log = step_log("chroot")?;
     let chroot = Chroot::ensure(sh, &log)?;
     if targets.iter().any(|target| target.arch == Arch::Aarch64) {
@@ -471,6 +504,9 @@ fn provision(sh: &Shell, targets: &[Target]) -> Result<()> {
     }
     if cfg!(target_arch = "x86_64") {
         chroot.ensure_packages(sh, &log, "tsan", crate::tsan::TSAN_PACKAGES)?;
+    }
+    if dkms {
+        chroot.ensure_packages(sh, &log, "dkms", dist::DKMS_PACKAGES)?;
     }
     Ok(())
 }
