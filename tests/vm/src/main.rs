@@ -8,7 +8,7 @@
 //! rmemring-selftest stream      # >= 10 M records, >= 1 GiB, every one verified
 //! rmemring-selftest loss        # a slow consumer: exact loss accounting, both modes
 //! rmemring-selftest wakeups     # idle costs no CPU; >= 100 000 sleep/wake cycles
-//! rmemring-selftest misuse      # bad mmap, bad ioctls, a second consumer, read()
+//! rmemring-selftest misuse      # bad mmap, bad ioctls, a second consumer, read(), a user outside the group
 //! rmemring-selftest lifecycle   # rmmod while open or mapped, closing in every order
 //! rmemring-selftest hostile     # a consumer scribbling on its page while producing
 //! rmemring-selftest hostile2    # scribbles under sleepers, mremap, fork, /proc/self/mem, kill -9, rmmod storms

@@ -1,4 +1,6 @@
-//! Bad arguments get an errno, never an oops: mmap, ioctls, consumers, read().
+//! Bad arguments get an errno, never an oops: mmap, ioctls, consumers,
+//! read(); and a user the device's permissions leave out gets `EACCES`
+//! (and the CLI's hint), while one in its group consumes.
 
 use std::io;
 use std::mem::offset_of;
@@ -12,6 +14,7 @@ use std::time::{
     Instant, //
 };
 
+use anyhow::Context as _;
 use rmemring::layout::{
     record_stride,
     ControlPage, //
@@ -41,8 +44,11 @@ use crate::support::fd::{
 };
 use crate::support::mapping::map;
 use crate::support::process::{
+    exit_code,
+    fork_as,
     fork_child,
-    wait_child, //
+    wait_child,
+    Credentials, //
 };
 use crate::support::ring::open_fresh;
 use crate::support::{
@@ -85,7 +91,8 @@ pub(crate) fn misuse(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     controllers(env, report)?;
     consumers(env, report)?;
     reads(env, report)?;
-    long_batches(env, report)
+    long_batches(env, report)?;
+    permissions(env, report)
 }
 
 fn mmaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
@@ -622,4 +629,308 @@ fn long_batches(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The udev rule the driver ships, whose effect [`permissions`] applies
+/// by hand: the busybox guest has no udev.
+const UDEV_RULE: &str = include_str!("../../../driver/packaging/60-rmemring.rules");
+
+/// The number the guest gives the rule's group (it has no /etc/group).
+const RING_GID: u32 = 4242;
+
+/// A user in the ring's group, as a supplementary group (as a user added
+/// to `rmemring` is).
+const MEMBER: Credentials<'static> = Credentials {
+    uid: 4243,
+    gid: 4243,
+    groups: &[RING_GID],
+};
+
+/// A user outside it.
+const OUTSIDER: Credentials<'static> = Credentials {
+    uid: 4244,
+    gid: 4244,
+    groups: &[],
+};
+
+/// Records the member's consumer must read.
+const MEMBER_RECORDS: u64 = 1000;
+
+/// The `GROUP` and `MODE` the rule's one rule line assigns.
+fn rule_settings(rule: &str) -> anyhow::Result<(String, u32)> {
+    let line = rule
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .context("60-rmemring.rules has no rule")?;
+    let value = |key: &str| -> anyhow::Result<&str> {
+        let start = line
+            .find(&format!("{key}=\""))
+            .with_context(|| format!("no {key}= in {line:?}"))?
+            + key.len()
+            + 2;
+        let len = line[start..].find('"').context("an unterminated value")?;
+        Ok(&line[start..start + len])
+    };
+    let mode = u32::from_str_radix(value("MODE")?, 8).context("MODE is not octal")?;
+    Ok((value("GROUP")?.to_owned(), mode))
+}
+
+/// A device node's owner, group and mode, put back when dropped.
+struct NodePermissions {
+    path: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl NodePermissions {
+    /// Gives `path` to root and group `gid` with `mode`, as udev applies
+    /// a rule.
+    fn set(path: &str, gid: u32, mode: u32) -> anyhow::Result<Self> {
+        use std::os::unix::fs::{
+            MetadataExt as _,
+            PermissionsExt as _, //
+        };
+        let meta = std::fs::metadata(path)?;
+        let old = Self {
+            path: path.to_owned(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        };
+        std::os::unix::fs::chown(path, Some(0), Some(gid))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        Ok(old)
+    }
+}
+
+impl Drop for NodePermissions {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::os::unix::fs::chown(&self.path, Some(self.uid), Some(self.gid));
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode));
+    }
+}
+
+/// The device as `60-rmemring.rules` leaves it (group and mode applied
+/// by hand: no udev here): a consumer in the group reads every record; a
+/// user outside gets `EACCES` for every access mode, and the CLI exits
+/// 77 (`EX_NOPERM`) with its hint naming the group to join.
+fn permissions(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let (group, mode) = rule_settings(UDEV_RULE)?;
+    report.expect(
+        "permissions: 60-rmemring.rules gives ring devices to group rmemring, mode 0660",
+        group == "rmemring" && mode == 0o660,
+        || format!("GROUP={group:?} MODE={mode:04o}"),
+    );
+    // An empty ring, then the records, started by root's controller.
+    drop(open_fresh(env, Overflow::DropNew)?);
+    let node = NodePermissions::set(&env.device, RING_GID, mode)?;
+    let controller = open_owned_as(&env.device, Role::Controller)?;
+    let config = ProducerConfig {
+        min_len: 100,
+        max_len: 100,
+        count: MEMBER_RECORDS,
+        ..Default::default()
+    };
+    ioctl::start(controller.as_fd(), &config)?;
+
+    let device = env.device.clone();
+    // This group runs no threads, so the children may run Rust code.
+    let status = wait_child(fork_as(MEMBER, || member_consumes(&device))?);
+    report.expect(
+        "permissions: a consumer in the device's group (supplementary) reads all 1 000 records, \
+         intact",
+        exit_code(status) == Some(0),
+        || format!("the member's child: wait status {status:#x} (see its line above)"),
+    );
+    let status = wait_child(fork_as(OUTSIDER, || outsider_is_refused(&device))?);
+    report.expect(
+        "permissions: a user outside the group gets EACCES, from Region::open and from open(2) \
+         in every access mode",
+        exit_code(status) == Some(0),
+        || format!("the outsider's child: wait status {status:#x} (see its line above)"),
+    );
+    report.check(
+        "permissions: `rmemring cat` outside the group exits 77 and says which group to join",
+        cli_refused(&env.device),
+    );
+    report.check(
+        "permissions: `rmemring info` as a user whose primary group is the device's works",
+        cli_member(&env.device),
+    );
+    drop(controller);
+    drop(node);
+    Ok(())
+}
+
+/// The member's child: consumes [`MEMBER_RECORDS`] records, each intact,
+/// in sequence. Its exit code says where it failed.
+fn member_consumes(device: &str) -> i32 {
+    let region = match Region::open(device, Access::Consume) {
+        Ok(region) => std::sync::Arc::new(region),
+        Err(e) => {
+            eprintln!("member: Region::open: {e}");
+            return 2;
+        }
+    };
+    let mut consumer = match region.consumer() {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            eprintln!("member: consumer: {e}");
+            return 3;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut count, mut next) = (0u64, None);
+    while count < MEMBER_RECORDS {
+        if Instant::now() > deadline {
+            eprintln!("member: {count} of {MEMBER_RECORDS} records in 20 s");
+            return 4;
+        }
+        if let Err(e) = consumer.wait(Some(Duration::from_millis(100))) {
+            eprintln!("member: wait: {e}");
+            return 5;
+        }
+        let mut batch = match consumer.batch() {
+            Ok(batch) => batch,
+            Err(e) => {
+                eprintln!("member: batch: {e}");
+                return 6;
+            }
+        };
+        for record in &mut batch {
+            let record = match record {
+                Ok(record) => record,
+                Err(e) => {
+                    eprintln!("member: record {count}: {e}");
+                    return 7;
+                }
+            };
+            let intact = record.payload.len() == 100
+                && rmemring::pattern::verify(record.seq, record.payload)
+                && next.is_none_or(|next| next == record.seq);
+            if !intact {
+                eprintln!(
+                    "member: record {count} (seq {}) is not the pattern",
+                    record.seq
+                );
+                return 8;
+            }
+            next = Some(record.seq + 1);
+            count += 1;
+        }
+    }
+    0
+}
+
+/// The outsider's child: every way in is `EACCES`.
+fn outsider_is_refused(device: &str) -> i32 {
+    match Region::open(device, Access::Consume) {
+        Err(rmemring::Error::PermissionDenied { .. }) => {}
+        Ok(_) => {
+            eprintln!("outsider: Region::open succeeded");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("outsider: Region::open: {e}, not PermissionDenied");
+            return 2;
+        }
+    }
+    for flags in [libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR] {
+        let r = open_owned(device, flags);
+        if r.as_ref().err().and_then(io::Error::raw_os_error) != Some(libc::EACCES) {
+            eprintln!("outsider: open({flags:#o}): {}", outcome(&r));
+            return 3;
+        }
+    }
+    0
+}
+
+/// `rmemring cat DEV --count 1` as [`OUTSIDER`]: exit status 77 and one
+/// line on stderr with the hint naming the group.
+fn cli_refused(device: &str) -> anyhow::Result<()> {
+    let hint =
+        format!("{device} is mode 0660, group {RING_GID}: members of {RING_GID} may open it");
+    run_cli_as(OUTSIDER, &["cat", device, "--count", "1"], |out| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(
+            out.status.code() == Some(77)
+                && stderr.starts_with("rmemring: ")
+                && stderr.lines().count() == 1
+                && stderr.contains("permission denied")
+                && stderr.contains(&hint),
+            "{:?}, stderr {stderr:?} (wanted status 77 and {hint:?})",
+            out.status
+        );
+        Ok(())
+    })
+}
+
+/// `rmemring info DEV` as a user whose primary group is the device's.
+fn cli_member(device: &str) -> anyhow::Result<()> {
+    let member = Credentials {
+        gid: RING_GID,
+        groups: &[],
+        ..MEMBER
+    };
+    run_cli_as(member, &["info", device], |out| {
+        anyhow::ensure!(
+            out.status.success() && !out.stdout.is_empty(),
+            "{:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    })
+}
+
+/// Runs `rmemring ARGS` from a child that has become `who` (the way a
+/// login shell of that user would run it), and judges its output with
+/// `check` there.
+fn run_cli_as(
+    who: Credentials<'_>,
+    args: &[&str],
+    check: impl FnOnce(&std::process::Output) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let pid = fork_as(who, || {
+        let result = std::process::Command::new("rmemring")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running rmemring")
+            .and_then(|out| check(&out));
+        match result {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("rmemring {}: {e:#}", args.join(" "));
+                1
+            }
+        }
+    })?;
+    let status = wait_child(pid);
+    anyhow::ensure!(
+        exit_code(status) == Some(0),
+        "wait status {status:#x} (see the line above)"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_is_read() {
+        assert_eq!(
+            rule_settings(UDEV_RULE).unwrap(),
+            ("rmemring".to_owned(), 0o660)
+        );
+        let other = "# comment\nKERNEL==\"x\", MODE=\"0640\", GROUP=\"adm\"\n";
+        assert_eq!(rule_settings(other).unwrap(), ("adm".to_owned(), 0o640));
+        assert!(rule_settings("# only a comment\n").is_err());
+        assert!(rule_settings("KERNEL==\"x\", GROUP=\"adm\"\n").is_err());
+        assert!(rule_settings("KERNEL==\"x\", MODE=\"rw\", GROUP=\"adm\"\n").is_err());
+    }
 }

@@ -88,7 +88,7 @@ pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
         let mut line = one_line(err);
         if let Some(hint) = hint(err) {
             line.push_str("; ");
-            line.push_str(hint);
+            line.push_str(&hint);
         }
         // Not `eprintln!`, which would panic if stderr is closed too.
         let _ = writeln!(io::stderr(), "rmemring: {line}");
@@ -161,7 +161,7 @@ fn ring_status(e: &rmemring::Error) -> Option<u8> {
 }
 
 /// What to look at, for failures whose message cannot say it alone.
-fn hint(err: &anyhow::Error) -> Option<&'static str> {
+fn hint(err: &anyhow::Error) -> Option<String> {
     err.chain()
         .find_map(|cause| match cause.downcast_ref::<rmemring::Error>() {
             Some(rmemring::Error::Map { source, .. })
@@ -170,11 +170,40 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 Some(
                     "on a ring device this is most often a cache-type conflict: another mapping \
                  of the same physical range has another cache type (x86 PAT); check \
-                 `dmesg | grep -i pat` and see docs/troubleshooting.md",
+                 `dmesg | grep -i pat` and see docs/troubleshooting.md"
+                        .to_owned(),
                 )
             }
+            Some(rmemring::Error::PermissionDenied { path }) => std::fs::metadata(path)
+                .ok()
+                .map(|m| permission_hint(path, &m)),
             _ => None,
         })
+}
+
+/// Who may open the ring at `path`, whose metadata is `meta`, and how to
+/// be one of them.
+fn permission_hint(path: &std::path::Path, meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = meta.mode() & 0o777;
+    let gid = meta.gid();
+    let group = nix::unistd::Group::from_gid(gid.into())
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name);
+    let shown = path.display();
+    if mode & 0o060 != 0 && gid != 0 {
+        format!(
+            "{shown} is mode {mode:04o}, group {group}: members of {group} may open it; ask to \
+             be added to {group} (and log in again)"
+        )
+    } else {
+        format!(
+            "{shown} is mode {mode:04o}, group {group}: to open ring devices without root, \
+             install the driver's udev rule (driver/packaging/60-rmemring.rules: group \
+             rmemring, mode 0660) and join the group rmemring"
+        )
+    }
 }
 
 fn errno_status(e: &io::Error) -> u8 {
@@ -251,6 +280,26 @@ mod tests {
         assert_eq!(status(&map_error(libc::EACCES)), NOPERM);
         assert_eq!(status(&map_error(libc::ENOMEM)), OSERR);
         assert_eq!(hint(&map_error(libc::ENOMEM)), None);
+        // Permission: who may open the node, and how to become one of them.
+        let denied = |path: &str| -> anyhow::Error {
+            rmemring::Error::PermissionDenied {
+                path: PathBuf::from(path),
+            }
+            .into()
+        };
+        let dir = std::env::temp_dir().join(format!("rmemring-hint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = dir.join("ring");
+        std::fs::write(&node, b"").unwrap();
+        std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let private = hint(&denied(node.to_str().unwrap())).unwrap();
+        assert!(
+            private.contains("mode 0600") && private.contains("60-rmemring.rules"),
+            "{private}"
+        );
+        assert_eq!(hint(&denied("/nonexistent/rmemring0")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
         // Wrapped in context, the mapping error still decides.
         assert_eq!(status(&map_error(libc::EINVAL).context("opening")), OSERR);
         assert!(hint(&map_error(libc::EINVAL).context("opening")).is_some());

@@ -29,6 +29,54 @@ pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> anyhow::Result<libc::pi
     Ok(pid)
 }
 
+/// Who a child runs as: a user, its primary group and its supplementary
+/// groups (none: only the primary one).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Credentials<'a> {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) groups: &'a [u32],
+}
+
+impl Credentials<'_> {
+    /// Makes the calling process (root) this user for good: supplementary
+    /// groups first, then the group, then the user, as `su` does.
+    pub(crate) fn assume(&self) -> nix::Result<()> {
+        use nix::unistd::{
+            setgid,
+            setgroups,
+            setuid,
+            Gid,
+            Uid, //
+        };
+        let groups: Vec<Gid> = self.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        setgroups(&groups)?;
+        setgid(Gid::from_raw(self.gid))?;
+        setuid(Uid::from_raw(self.uid))
+    }
+}
+
+/// Forks a child that drops to `who` and runs `child`, which exits with
+/// its result (127 if the credentials could not be taken); the child's
+/// pid. Call only while this process has one thread.
+pub(crate) fn fork_as(
+    who: Credentials<'_>,
+    child: impl FnOnce() -> i32,
+) -> anyhow::Result<libc::pid_t> {
+    fork_child(|| match who.assume() {
+        Ok(()) => child(),
+        Err(e) => {
+            eprintln!("child: becoming {who:?}: {e}");
+            127
+        }
+    })
+}
+
+/// The exit code of a child that exited, from its wait status.
+pub(crate) fn exit_code(status: i32) -> Option<i32> {
+    libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
+}
+
 /// Waits for child `pid`; its wait status.
 pub(crate) fn wait_child(pid: libc::pid_t) -> i32 {
     let mut status = 0;
