@@ -296,13 +296,83 @@ fn find_module(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// Where the dry run builds: a target directory of its own, so that what
+/// it leaves can be forgotten without touching the workspace's builds.
+const PUBLISH_TARGET: &str = "target/publish";
+
+/// Removes what earlier dry runs left of [`PUBLISHED`]. `cargo publish
+/// --workspace` serves the packages it just made to one another from a
+/// local registry, and Cargo takes a registry crate of a given name and
+/// version to be immutable: it unpacks it into
+/// `$CARGO_HOME/registry/src/<that registry>/` only if no earlier run did,
+/// and reuses its build if one exists. A changed `rmemring-proto` at an
+/// unchanged version would be verified against the stale copy. So both go:
+/// the unpacked sources of the local registries (crates.io's directory is
+/// named after its host, a local registry's is only `-HASH`) and the
+/// builds of our crates in [`PUBLISH_TARGET`] (their dependencies' stay).
+fn forget_earlier_packages() -> Result<()> {
+    let is_ours = |name: &str, sep: char| {
+        PUBLISHED.iter().any(|p| {
+            let p = p.replace('-', &sep.to_string());
+            name.strip_prefix(&p)
+                .and_then(|v| v.strip_prefix(sep))
+                .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_hexdigit()))
+        })
+    };
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let mut stale = Vec::new();
+    if let Ok(registries) = fs::read_dir(home.join("registry/src")) {
+        for registry in registries.flatten() {
+            if registry.file_name().to_string_lossy().starts_with('-') {
+                stale.extend(fs::read_dir(registry.path())?.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    let builds = project_root().join(PUBLISH_TARGET).join("debug");
+    for dir in [
+        builds.join(".fingerprint"),
+        builds.join("deps"),
+        builds.join("build"),
+    ] {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            stale.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    for path in stale {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // `rmemring-proto-0.1.0` (sources), `rmemring-proto-HASH`
+        // (fingerprints, build scripts), `librmemring_proto-HASH.rlib`.
+        let file = name.strip_prefix("lib").unwrap_or(&name);
+        if is_ours(&name, '-') || is_ours(file, '_') {
+            if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            }
+            .with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// `cargo publish --dry-run --workspace`: each publishable crate packages
 /// and builds from its package alone (the unpublished `rmemring-proto`
 /// served to `rmemring` from the packages just made); exactly
 /// [`PUBLISHED`] are publishable; and each package ships what it needs
 /// and no junk (see [`check_list`]).
 pub fn check_packages(sh: &Shell) -> Result<()> {
-    let publish = cmd!(sh, "cargo publish --dry-run --workspace --allow-dirty");
+    forget_earlier_packages()?;
+    let target = project_root().join(PUBLISH_TARGET);
+    let publish = cmd!(
+        sh,
+        "cargo publish --dry-run --workspace --allow-dirty --target-dir {target}"
+    );
     eprintln!("$ {publish}");
     let output = publish.quiet().ignore_status().output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -377,7 +447,8 @@ fn build_script_inputs(dir: &Path) -> Result<Vec<String>> {
     let mut inputs = Vec::new();
     for entry in fs::read_dir(dir.join(script_dir))? {
         let entry = entry?;
-        if entry.file_type()?.is_file() {
+        // Following links: a linked file is packaged as the file.
+        if fs::metadata(entry.path())?.is_file() {
             inputs.push(
                 script_dir
                     .join(entry.file_name())

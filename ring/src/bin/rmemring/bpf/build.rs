@@ -7,7 +7,10 @@
 //! Clang is `$BPF_CLANG` if set, else `clang` from `PATH`. Any clang that
 //! targets BPF will do (Debian's clang 14 and later have been used): the
 //! program needs no kernel or libbpf headers, only rmemring's own UAPI
-//! header from `driver/include/uapi`.
+//! header, `driver/include/uapi/linux/rmemring.h`, which `rmemring_uapi.h`
+//! next to this file links to (a link, so that the published package holds
+//! the header: `cargo package` stores what a link points at). The script
+//! copies it to `$OUT_DIR/uapi/linux/rmemring.h`, for `<linux/rmemring.h>`.
 
 use std::env;
 use std::path::PathBuf;
@@ -19,11 +22,10 @@ use std::process::{
 const SOURCE_DIR: &str = "src/bin/rmemring/bpf";
 /// The programs, each compiled to `$OUT_DIR/NAME.o`.
 const PROGRAMS: &[&str] = &["rmemring_hook.bpf.c", "sched_switch.bpf.c"];
-const HEADERS: &[&str] = &["bpf_defs.h"];
-/// rmemring's UAPI header (`<linux/rmemring.h>`), which the programs
-/// include for the records they share with the driver.
-const UAPI_DIR: &str = "../driver/include/uapi";
-const UAPI_HEADER: &str = "linux/rmemring.h";
+const HEADERS: &[&str] = &["bpf_defs.h", UAPI_LINK];
+/// rmemring's UAPI header, which the programs include as
+/// `<linux/rmemring.h>` for the records they share with the driver.
+const UAPI_LINK: &str = "rmemring_uapi.h";
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE_DIR}/build.rs");
@@ -34,7 +36,11 @@ fn main() {
     for source in PROGRAMS.iter().chain(HEADERS) {
         println!("cargo:rerun-if-changed={SOURCE_DIR}/{source}");
     }
-    println!("cargo:rerun-if-changed={UAPI_DIR}/{UAPI_HEADER}");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let uapi = out_dir.join("uapi/linux");
+    std::fs::create_dir_all(&uapi).expect("creating $OUT_DIR/uapi/linux");
+    std::fs::copy(format!("{SOURCE_DIR}/{UAPI_LINK}"), uapi.join("rmemring.h"))
+        .expect("copying rmemring's UAPI header");
     for program in PROGRAMS {
         compile(program);
     }
@@ -53,7 +59,7 @@ fn compile(program: &str) {
     // kprobe's view of the argument registers.
     let mut command = Command::new(&clang);
     command.args(["-O2", "-g", "-Wall", "-target", "bpf", "-mcpu=v3", "-I"]);
-    command.arg(manifest_dir.join(UAPI_DIR));
+    command.arg(out_dir.join("uapi"));
     if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
         command.arg("-D__TARGET_ARCH_x86");
     }
