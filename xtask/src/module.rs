@@ -41,9 +41,10 @@ use crate::project_root;
 /// The trees the driver build needs, relative to the repository root.
 const TREES: &[&str] = &["driver", "proto/src", "examples/kernel", "tests/kernel"];
 
-/// Where the client modules live: the examples, and the selftest's own
-/// (`tests/kernel/`); one directory each, with a `Kbuild` making
-/// `rmemring_NAME.ko`.
+/// Where the client modules live: the examples, and the tests' own
+/// (`tests/kernel/`: the selftest's API checks, and the reboot tests'
+/// deliberate panic and reserved-memory mark); one directory each, with a
+/// `Kbuild` making `rmemring_NAME.ko`.
 const CLIENTS: &[&str] = &["examples/kernel", "tests/kernel"];
 
 /// Directories under `driver/` that are not part of the kernel module.
