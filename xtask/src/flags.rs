@@ -138,6 +138,16 @@ pub struct VmRun {
     /// `cargo xtask bench` measures real events.
     #[arg(long)]
     pub icount: bool,
+    /// Boot N+1 times in one QEMU: the command runs on every boot, and must
+    /// reset the guest itself (`reboot -f`, a panic) on all but the last,
+    /// whose status counts. Guest RAM survives the resets.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reboots: u32,
+    /// Of those resets, N are deliberate panics (`insmod
+    /// /lib/modules/rmemring_panic_now.ko`): the panic after its marker
+    /// line is not a kernel problem.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub panics: u32,
     /// The guest command, run with `sh -c` (the words are joined by spaces).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -4,8 +4,12 @@
 #
 # Run mode (/etc/rmemring/command exists): load the driver unless told not
 # to, run the command with `sh -c`, report its status behind a marker, unload
-# the driver, dump the kernel log behind markers and reboot, which makes QEMU
-# (-no-reboot) exit. Shell mode: an interactive shell on the console.
+# the driver, dump the kernel log behind markers and end the machine with
+# `$END -f`: `reboot -f`, which makes QEMU (-no-reboot) exit, or, in a run of
+# several boots (QEMU without -no-reboot), `poweroff -f`. In such a run every
+# boot runs this again, and the command of each boot but the last resets the
+# machine itself (`reboot -f`, a panic) instead of exiting. Shell mode: an
+# interactive shell on the console.
 
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/root TERM=linux
@@ -15,7 +19,7 @@ mount -t devtmpfs devtmpfs /dev
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 mkdir -p /root
-# MARK, LOAD, PARAMS and DEBUG_KERNEL.
+# MARK, LOAD, PARAMS, DEBUG_KERNEL and END (reboot or poweroff).
 . /etc/rmemring/config
 export RMEMRING_DEBUG_KERNEL="$DEBUG_KERNEL"
 
@@ -23,7 +27,7 @@ finish() {
     echo "$MARK:dmesg"
     dmesg
     echo "$MARK:end"
-    reboot -f
+    "$END" -f
 }
 
 if [ "$LOAD" = 1 ]; then

@@ -53,6 +53,29 @@ pub struct Spec<'a> {
     /// `RMEMRING_DEBUG_KERNEL=1`, so that long tests can scale themselves
     /// to a kernel several times slower.
     pub debug_kernel: bool,
+    /// How `/init` ends the machine once it has dumped the kernel log.
+    pub end: End,
+}
+
+/// How `/init` ends the machine after a command (`END` in its config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// `reboot -f`: QEMU runs with `-no-reboot`, so the reset ends it.
+    Reboot,
+    /// `poweroff -f`, for runs of several boots, in which QEMU keeps the
+    /// machine (and its RAM) across a reset: ACPI S5 on x86_64, PSCI
+    /// `SYSTEM_OFF` on arm64.
+    Poweroff,
+}
+
+impl End {
+    /// The busybox command, as `/init` runs it with `-f`.
+    fn command(self) -> &'static str {
+        match self {
+            End::Reboot => "reboot",
+            End::Poweroff => "poweroff",
+        }
+    }
 }
 
 /// A line `/init` writes to the console, behind [`MARK`].
@@ -130,10 +153,11 @@ pub fn write(sh: &Shell, log: &Log, spec: &Spec<'_>, dir: &Path) -> Result<PathB
         cpio.file(&format!("add/{}", file_name(file)?), mode, &read(file)?)?;
     }
     let config = format!(
-        "MARK='{MARK}'\nLOAD={}\nPARAMS='{}'\nDEBUG_KERNEL={}\n",
+        "MARK='{MARK}'\nLOAD={}\nPARAMS='{}'\nDEBUG_KERNEL={}\nEND={}\n",
         u8::from(spec.load.is_some()),
         spec.load.unwrap_or_default(),
-        u8::from(spec.debug_kernel)
+        u8::from(spec.debug_kernel),
+        spec.end.command()
     );
     cpio.file("etc/rmemring/config", 0o644, config.as_bytes())?;
     if let Some(command) = spec.command {

@@ -564,18 +564,27 @@ fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
             timeout: Duration::from_secs(suite.timeout),
             echo: Echo::Quiet,
             icount: false,
+            reboots: 0,
+            panics: 0,
         },
     )?;
-    log.line("--- console");
-    for line in &outcome.console {
-        log.line(line);
+    for (i, boot) in outcome.boots.iter().enumerate() {
+        log.line(&format!("--- console, boot {}", i + 1));
+        for line in &boot.console {
+            log.line(line);
+        }
     }
     if outcome.passed() {
         return Ok(());
     }
     let mut report = format!("$ {}\n", suite.command);
-    for line in &outcome.output {
-        report += &format!("  > {line}\n");
+    for (i, boot) in outcome.boots.iter().enumerate() {
+        if outcome.boots.len() > 1 {
+            report += &format!("  boot {}:\n", i + 1);
+        }
+        for line in &boot.output {
+            report += &format!("  > {line}\n");
+        }
     }
     report += &outcome.report();
     bail!(report)

@@ -70,6 +70,7 @@ use crate::guest::{
 use crate::host;
 use crate::initramfs::{
     self,
+    End,
     Marker,
     Spec, //
 };
@@ -130,6 +131,12 @@ const CONSOLE_TAIL: usize = 30;
 
 impl flags::VmRun {
     pub fn run(self, sh: &Shell) -> Result<ExitCode> {
+        ensure!(
+            self.panics <= self.reboots,
+            "--panics {} is more than the resets (--reboots {})",
+            self.panics,
+            self.reboots
+        );
         let log = Log::terminal();
         let artifacts = artifacts(sh, &log, self.vm.target.target(), false)?;
         let command = self.command.join(" ");
@@ -148,6 +155,8 @@ impl flags::VmRun {
                     console: self.verbose,
                 },
                 icount: self.icount,
+                reboots: self.reboots,
+                panics: self.panics,
             },
         )?;
         if !outcome.problems.is_empty() {
@@ -170,6 +179,8 @@ impl flags::VmShell {
             timeout: Duration::MAX,
             echo: Echo::Live { console: true },
             icount: false,
+            reboots: 0,
+            panics: 0,
         };
         let run = RunDir::new()?;
         let (qemu, _) = prepare(sh, &log, &artifacts, &options, &run.0)?;
@@ -235,6 +246,18 @@ pub struct Options<'a> {
     /// [`Accel::TcgIcount`]): for measurements that must not depend on what
     /// else the host runs. Ignored where KVM works.
     pub icount: bool,
+    /// How many times the command resets the guest before its last boot
+    /// (`reboot -f`, a panic): 0 for a run of one boot. With more, QEMU
+    /// runs without `-no-reboot`, so a reset boots the same kernel and
+    /// initramfs again in the same QEMU process, whose guest RAM (the
+    /// reserved regions with it) is kept; `/init` runs the command on
+    /// every boot and ends the last one with `poweroff -f`. See
+    /// [`Transcript::finish`] for what each boot must do.
+    pub reboots: u32,
+    /// How many of the resets are deliberate panics: each forgiven from
+    /// the [`PANIC_MARKER`] line that `rmemring_panic_now.ko` logs to the
+    /// end of its boot (see [`Scan`]), and each required.
+    pub panics: u32,
 }
 
 impl<'a> Options<'a> {
@@ -251,6 +274,8 @@ impl<'a> Options<'a> {
             timeout,
             echo: Echo::Live { console: false },
             icount: false,
+            reboots: 0,
+            panics: 0,
         }
     }
 }
@@ -266,14 +291,18 @@ pub enum Echo {
 
 /// What happened in the guest.
 pub struct Outcome {
-    /// The command's exit status, if it ran and reported one.
+    /// The command's exit status in the last boot, if it ran and reported
+    /// one.
     pub status: Option<i32>,
-    /// The command's output.
+    /// The command's output, of every boot.
     pub output: Vec<String>,
-    /// The whole serial console.
+    /// The whole serial console, of every boot.
     pub console: Vec<String>,
-    /// The kernel log dumped after the command.
+    /// The kernel log the last boot dumped after the command.
     pub dmesg: Vec<String>,
+    /// Each boot's console and output, in order: one boot unless the run
+    /// resets the guest ([`Options::reboots`]).
+    pub boots: Vec<Boot>,
     /// Why the run fails even if the command succeeded: kernel splats,
     /// insmod/rmmod failures, a missing status.
     pub problems: Vec<String>,
@@ -323,7 +352,8 @@ impl Outcome {
     }
 }
 
-/// Boots the guest once, runs the command of `options`, and reports.
+/// Boots the guest, runs the command of `options` (on each of its boots),
+/// and reports.
 ///
 /// Fails (rather than returning an [`Outcome`]) when QEMU cannot start or
 /// the timeout expires.
@@ -342,109 +372,323 @@ pub fn boot(
         Echo::Live { console } => (true, console),
         Echo::Quiet => (false, false),
     };
-    let mut outcome = Outcome {
-        status: None,
-        output: Vec::new(),
-        console: Vec::new(),
-        dmesg: Vec::new(),
-        problems: Vec::new(),
-        accel,
-    };
-    let mut phase = Phase::Boot;
+    let mut transcript = Transcript::new(options.reboots);
     let mut qemu_errors = Vec::new();
     loop {
-        let (from_console, line) = match process.next(deadline) {
-            Next::Console(line) => (true, line),
-            Next::Stderr(line) => (false, line),
+        let line = match process.next(deadline) {
+            Next::Console(line) => line,
+            Next::Stderr(line) => {
+                if console_echo || live {
+                    eprintln!("qemu: {line}");
+                }
+                qemu_errors.push(line);
+                continue;
+            }
             Next::Exited => break,
             Next::TimedOut => {
                 process.kill();
                 let secs = options.timeout.as_secs();
-                let mut msg = format!("timed out after {secs} s; last console lines:");
-                for line in tail(&outcome.console, CONSOLE_TAIL) {
+                let boots = transcript.boots.len();
+                let mut msg =
+                    format!("timed out after {secs} s (in boot {boots}); last console lines:");
+                for line in tail(&transcript.console(), CONSOLE_TAIL) {
                     msg += &format!("\n  | {line}");
                 }
                 bail!(msg);
             }
         };
-        if !from_console {
-            if console_echo || live {
-                eprintln!("qemu: {line}");
+        let echo = console_echo.then(|| line.clone());
+        match transcript.push(line) {
+            Seen::Output(output) if live => println!("{output}"),
+            Seen::Boot(n) if live => eprintln!("--- boot {n} of {}", transcript.expected),
+            Seen::TooManyBoots => {
+                process.kill();
+                break;
             }
-            qemu_errors.push(line);
-            continue;
-        }
-        outcome.console.push(line.clone());
-        if let Some((before, marker)) = Marker::find(&line) {
-            if phase == Phase::Command && !before.is_empty() {
-                if live {
-                    println!("{before}");
+            Seen::Console => {
+                if let Some(line) = echo {
+                    eprintln!("{line}");
                 }
-                outcome.output.push(before.to_owned());
             }
-            match marker {
-                Marker::Begin => phase = Phase::Command,
-                Marker::Status(status) => {
-                    outcome.status = Some(status);
-                    phase = Phase::After;
-                }
-                Marker::InsmodFailed(status) => outcome.problems.push(format!(
-                    "insmod rmemring.ko failed in the guest (status {status})"
-                )),
-                Marker::RmmodFailed(status) => outcome.problems.push(format!(
-                    "rmmod rmemring failed after the command (status {status})"
-                )),
-                Marker::Dmesg => phase = Phase::Dmesg,
-                Marker::End => phase = Phase::Done,
-            }
-            continue;
-        }
-        match phase {
-            Phase::Command if !is_kernel_line(&line) => {
-                if live {
-                    println!("{line}");
-                }
-                outcome.output.push(line);
-            }
-            Phase::Dmesg => outcome.dmesg.push(line),
-            _ if console_echo => eprintln!("{line}"),
             _ => {}
         }
     }
     let status = process.wait()?;
 
-    outcome.problems.extend(kernel_problems(&outcome));
-    if outcome.status.is_none() && phase == Phase::Boot && outcome.problems.is_empty() {
-        outcome
-            .problems
-            .push("the guest never ran the command (boot failure?)".to_owned());
-    } else if outcome.status.is_none() && !outcome.problems.iter().any(|p| p.contains("insmod")) {
-        outcome
-            .problems
-            .push("the guest did not report the command's exit status (crash?)".to_owned());
-    } else if phase != Phase::Done {
-        outcome
-            .problems
-            .push("the guest did not finish dumping its kernel log".to_owned());
-    }
-    if !status.success() {
+    let mut problems = kernel_problems(&transcript.boots, &transcript.dmesg, options.panics);
+    // A QEMU stopped for a reset too many has its reason in `problems`.
+    let stopped = transcript.overrun;
+    let dmesg = std::mem::take(&mut transcript.dmesg);
+    let boots = transcript.finish(&mut problems);
+    if !status.success() && !stopped {
         let mut problem = format!("QEMU exited with {status}");
         for line in tail(&qemu_errors, 5) {
             problem += &format!("\n  qemu: {line}");
         }
-        outcome.problems.push(problem);
+        problems.push(problem);
     }
-    Ok(outcome)
+    let last = boots.last().expect("a transcript has a boot");
+    Ok(Outcome {
+        status: last.status,
+        output: boots
+            .iter()
+            .flat_map(|b| b.output.iter().cloned())
+            .collect(),
+        console: boots
+            .iter()
+            .flat_map(|b| b.console.iter().cloned())
+            .collect(),
+        dmesg,
+        problems,
+        accel,
+        boots,
+    })
 }
 
-/// Where the guest's console is in the run.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where a boot's console is, as `/init`'s markers tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Phase {
+    /// The kernel boots; `/init` loads the driver.
+    #[default]
     Boot,
+    /// The command runs.
     Command,
+    /// The command exited; `/init` unloads the driver.
     After,
+    /// `/init` dumps the kernel log.
     Dmesg,
+    /// The log is dumped; `/init` ends the machine.
     Done,
+}
+
+/// One boot of a run: from the kernel's banner to the reset that starts
+/// the next boot, or to the end of the run.
+#[derive(Debug, Default)]
+pub struct Boot {
+    /// This boot's serial console: the kernel's log as it printed it (also
+    /// what it printed just before the reset: a panic, a reboot notifier),
+    /// the command's output and `/init`'s markers.
+    pub console: Vec<String>,
+    /// The command's output: its console lines that are not the kernel's.
+    pub output: Vec<String>,
+    /// The command's exit status, if it exited in this boot.
+    pub status: Option<i32>,
+    phase: Phase,
+}
+
+/// What the kernel prints first in every boot (at time 0): where
+/// [`Transcript`] starts a new boot, unless [`FIRMWARE_RESET`] did.
+const BANNER: &str = "Linux version ";
+
+/// What x86's firmware (SeaBIOS) writes first after a reset, before its
+/// own lines and the kernel's banner: a terminal reset (`ESC c`). Where it
+/// comes, [`Transcript`] starts a new boot, so that the firmware's lines
+/// are not taken for the command's output. (arm64's `virt` boots the
+/// kernel with no firmware output.)
+const FIRMWARE_RESET: &str = "\x1bc";
+
+/// Whether `line` is the kernel's banner. After a reset, the firmware's
+/// terminal resets (x86's SeaBIOS: `ESC c ESC [?7l ESC [2J`, see
+/// [`FIRMWARE_RESET`]) may precede it on its line.
+fn is_banner(line: &str) -> bool {
+    line.find(&format!("] {BANNER}")).is_some_and(|at| {
+        line[..at]
+            .rfind('[')
+            .is_some_and(|open| is_kernel_line(&line[open..]))
+    })
+}
+
+/// A run's serial console, read line by line: split into boots at the
+/// kernel's banner (or at the firmware's output before it), and each boot
+/// into `/init`'s [`Phase`]s.
+///
+/// A banner in the kernel log that `/init` dumps is not a boot (the dump
+/// has its own banner line); neither may a command print the banner as
+/// the kernel writes it (say, with a whole `dmesg`): that would count as
+/// a boot.
+struct Transcript {
+    /// How many boots the run must have.
+    expected: usize,
+    boots: Vec<Boot>,
+    /// Whether the current boot's kernel banner came: the next banner, or
+    /// firmware output, starts a new boot. (The lines before the first
+    /// banner are the first boot's.)
+    banner: bool,
+    /// More boots than expected began; the last one is not kept.
+    overrun: bool,
+    /// The kernel log the last boot dumped.
+    dmesg: Vec<String>,
+    /// What `/init` reported going wrong: insmod, rmmod.
+    problems: Vec<String>,
+}
+
+/// What one console line was, for [`Transcript::push`]'s caller to echo.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// The command's output.
+    Output(String),
+    /// The first line of boot N (from 1), after the first.
+    Boot(usize),
+    /// The start of a boot beyond the expected ones: the guest resets more
+    /// often than the run says (a panic and reboot loop, say). Stop QEMU.
+    TooManyBoots,
+    /// A marker of `/init`'s, or a line of the kernel log it dumps.
+    Quiet,
+    /// Any other line: the kernel's, the firmware's.
+    Console,
+}
+
+impl Transcript {
+    /// A transcript of a run whose command resets the guest `reboots`
+    /// times.
+    fn new(reboots: u32) -> Self {
+        Transcript {
+            expected: reboots as usize + 1,
+            boots: vec![Boot::default()],
+            banner: false,
+            overrun: false,
+            dmesg: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The whole console so far.
+    fn console(&self) -> Vec<String> {
+        self.boots
+            .iter()
+            .flat_map(|b| b.console.iter().cloned())
+            .collect()
+    }
+
+    /// "boot N: " in a run of several boots, else nothing: what this
+    /// boot's problems begin with.
+    fn label(&self, boot: usize) -> String {
+        if self.expected > 1 {
+            format!("boot {} of {}: ", boot + 1, self.expected)
+        } else {
+            String::new()
+        }
+    }
+
+    fn push(&mut self, line: String) -> Seen {
+        let mut seen = Seen::Console;
+        let phase = self.boots.last().map_or(Phase::Boot, |b| b.phase);
+        let banner = phase != Phase::Dmesg && is_banner(&line);
+        if self.banner && (banner || line.contains(FIRMWARE_RESET)) {
+            if self.boots.len() == self.expected {
+                self.overrun = true;
+                return Seen::TooManyBoots;
+            }
+            self.boots.push(Boot::default());
+            self.banner = false;
+            // (An earlier boot's dump, if it made one, is in its console.)
+            self.dmesg.clear();
+            seen = Seen::Boot(self.boots.len());
+        }
+        self.banner |= banner;
+        let index = self.boots.len() - 1;
+        let label = self.label(index);
+        let boot = &mut self.boots[index];
+        boot.console.push(line.clone());
+        if let Some((before, marker)) = Marker::find(&line) {
+            if boot.phase == Phase::Command && !before.is_empty() {
+                boot.output.push(before.to_owned());
+                seen = Seen::Output(before.to_owned());
+            }
+            match marker {
+                Marker::Begin => boot.phase = Phase::Command,
+                Marker::Status(status) => {
+                    boot.status = Some(status);
+                    boot.phase = Phase::After;
+                }
+                Marker::InsmodFailed(status) => self.problems.push(format!(
+                    "{label}insmod rmemring.ko failed in the guest (status {status})"
+                )),
+                Marker::RmmodFailed(status) => self.problems.push(format!(
+                    "{label}rmmod rmemring failed after the command (status {status})"
+                )),
+                Marker::Dmesg => boot.phase = Phase::Dmesg,
+                Marker::End => boot.phase = Phase::Done,
+            }
+            return match seen {
+                Seen::Console => Seen::Quiet,
+                seen => seen,
+            };
+        }
+        match boot.phase {
+            Phase::Command if !is_kernel_line(&line) => {
+                boot.output.push(line.clone());
+                seen = Seen::Output(line);
+            }
+            Phase::Dmesg => {
+                self.dmesg.push(line);
+                seen = Seen::Quiet;
+            }
+            _ => {}
+        }
+        seen
+    }
+
+    /// The boots, once the run is over, after adding to `problems` (the
+    /// kernel's so far) what went wrong with them: every boot before the
+    /// last must have run the command and been reset by it without a
+    /// status; the last must have reported the command's status and
+    /// dumped the kernel log.
+    fn finish(mut self, problems: &mut Vec<String>) -> Vec<Boot> {
+        problems.splice(0..0, self.problems.drain(..));
+        let last = self.boots.len() - 1;
+        for (i, boot) in self.boots.iter().enumerate() {
+            let label = self.label(i);
+            let reset = i < last;
+            if i + 1 < self.expected {
+                // A stage that must end in a reset.
+                match (boot.status, boot.phase) {
+                    (Some(status), _) => problems.push(format!(
+                        "{label}the command exited (status {status}) instead of resetting the guest"
+                    )),
+                    (None, Phase::Boot) if reset => {
+                        problems.push(format!("{label}the guest reset before it ran the command"))
+                    }
+                    (None, Phase::Boot) => {
+                        if !problems.iter().any(|p| p.contains("insmod")) {
+                            problems.push(format!("{label}the guest never ran the command"));
+                        }
+                    }
+                    (None, _) if !reset => problems.push(format!(
+                        "{label}QEMU ended while the command ran (neither a status nor a reset)"
+                    )),
+                    (None, _) => {}
+                }
+            } else if boot.status.is_none() && boot.phase == Phase::Boot && problems.is_empty() {
+                problems.push(format!(
+                    "{label}the guest never ran the command (boot failure?)"
+                ));
+            } else if boot.status.is_none() && !problems.iter().any(|p| p.contains("insmod")) {
+                problems.push(format!(
+                    "{label}the guest did not report the command's exit status (crash?)"
+                ));
+            } else if boot.phase != Phase::Done {
+                problems.push(format!(
+                    "{label}the guest did not finish dumping its kernel log"
+                ));
+            }
+        }
+        if self.overrun {
+            problems.push(format!(
+                "the guest began boot {} of a run of {}: it reset more often than the command \
+                 should have (a panic and reboot loop?); QEMU was stopped",
+                self.expected + 1,
+                self.expected
+            ));
+        } else if self.boots.len() < self.expected {
+            problems.push(format!(
+                "the guest booted {} time(s) in a run of {}",
+                self.boots.len(),
+                self.expected
+            ));
+        }
+        self.boots
+    }
 }
 
 /// Writes the initramfs (and the arm64 device tree) into `dir`; returns the
@@ -519,6 +763,11 @@ fn prepare(
             load: options.load.then_some(params.as_str()),
             command: options.command,
             debug_kernel: artifacts.kernel.target.profile == Profile::Debug,
+            end: if options.reboots == 0 {
+                End::Reboot
+            } else {
+                End::Poweroff
+            },
         },
         dir,
     )?;
@@ -528,6 +777,10 @@ fn prepare(
     ]
     .concat();
     let mut qemu = [qemu_base(arch, accel, None), boot.clone()].concat();
+    if options.reboots == 0 {
+        // A reset (`/init`'s `reboot -f`, a panic) ends QEMU.
+        qemu.push("-no-reboot".to_owned());
+    }
     if let Some((expected, page)) = expected {
         let board = dir.join("board.dtb");
         let dump = |base: &Path| [qemu_base(arch, accel, Some(base)), boot.clone()].concat();
@@ -638,19 +891,7 @@ fn qemu_base(arch: Arch, accel: Accel, dump_dtb: Option<&Path>) -> Vec<String> {
             args.extend(["-accel", "tcg,thread=multi", "-cpu", "cortex-a57"].map(String::from))
         }
     }
-    args.extend(
-        [
-            "-smp",
-            CPUS,
-            "-m",
-            MEMORY_MIB,
-            "-nographic",
-            "-no-reboot",
-            "-nic",
-            "none",
-        ]
-        .map(String::from),
-    );
+    args.extend(["-smp", CPUS, "-m", MEMORY_MIB, "-nographic", "-nic", "none"].map(String::from));
     args
 }
 
@@ -756,7 +997,7 @@ fn which(program: &str) -> Result<PathBuf> {
 }
 
 /// Whether a console line is a kernel message (`[    1.234567] ...`).
-fn is_kernel_line(line: &str) -> bool {
+pub fn is_kernel_line(line: &str) -> bool {
     line.strip_prefix('[')
         .and_then(|rest| rest.split_once(']'))
         .is_some_and(|(time, _)| {
@@ -778,31 +1019,149 @@ pub const INJECTION_ENDS: &str = "rmemring-selftest: fault injection ends";
 /// the failure was handled.
 const INJECTION_NOISE: &[&str] = &["Call Trace"];
 
-/// The kernel lines of a run that match [`KERNEL_PROBLEMS`]: the dumped
-/// kernel log, plus kernel lines on the console (a panic leaves no dump).
-fn kernel_problems(outcome: &Outcome) -> Vec<String> {
-    let console = outcome.console.iter().filter(|line| is_kernel_line(line));
+/// The line `rmemring_panic_now.ko` (`tests/kernel/panic_now`) logs at
+/// `KERN_EMERG` just before it panics, and its panic message: in a run
+/// that declares deliberate panics ([`Options::panics`]), the panic that
+/// follows it in its boot is not a problem.
+pub const PANIC_MARKER: &str = "rmemring-test: deliberate panic";
+
+/// The kernel lines of a run that match [`KERNEL_PROBLEMS`]: the last
+/// boot's dumped kernel log, plus the kernel lines on the console of every
+/// boot (a panic leaves no dump), but `panics` deliberate ones (see
+/// [`Scan`]); and, if fewer deliberate panics came, that.
+fn kernel_problems(boots: &[Boot], dmesg: &[String], panics: u32) -> Vec<String> {
     let mut seen = HashSet::new();
-    problem_lines(outcome.dmesg.iter())
-        .chain(problem_lines(console))
-        .filter(|line| seen.insert(line.trim().to_owned()))
-        .map(|line| format!("kernel: {}", line.trim()))
-        .collect()
+    let mut problems = Vec::new();
+    let multi = boots.len() > 1;
+    let mut report = |boot: usize, line: &str| {
+        if seen.insert(line.trim().to_owned()) {
+            let label = if multi {
+                format!("boot {}: ", boot + 1)
+            } else {
+                String::new()
+            };
+            problems.push(format!("kernel: {label}{}", line.trim()));
+        }
+    };
+    for line in problem_lines(dmesg.iter()) {
+        report(boots.len() - 1, line);
+    }
+    let mut scan = Scan::new(panics);
+    for (i, boot) in boots.iter().enumerate() {
+        for line in boot.console.iter().filter(|line| is_kernel_line(line)) {
+            if scan.is_problem(line) {
+                report(i, line);
+            }
+        }
+        if let Some(problem) = scan.end_boot() {
+            report(i, &problem);
+        }
+    }
+    if scan.panics_left > 0 {
+        problems.push(format!(
+            "kernel: {} of the {panics} deliberate panic(s) did not come (no {PANIC_MARKER:?} line)",
+            scan.panics_left
+        ));
+    }
+    problems
 }
 
 /// The lines of one log that show a problem, forgiving
 /// [`INJECTION_NOISE`] inside fault-injection windows.
 fn problem_lines<'a>(lines: impl Iterator<Item = &'a String>) -> impl Iterator<Item = &'a String> {
-    let mut injecting = false;
-    lines.filter(move |line| {
-        if line.contains(INJECTION_BEGINS) {
-            injecting = true;
-        } else if line.contains(INJECTION_ENDS) {
-            injecting = false;
+    let mut scan = Scan::new(0);
+    lines.filter(move |line| scan.is_problem(line))
+}
+
+/// Judges the kernel lines of a run in order: which show a problem.
+///
+/// Forgiven: [`INJECTION_NOISE`] between [`INJECTION_BEGINS`] and
+/// [`INJECTION_ENDS`]; and, after each of the run's first `panics`
+/// [`PANIC_MARKER`] lines (at most one a boot), to the end of its boot,
+/// the deliberate panic's own lines: its `Kernel panic - not syncing:
+/// MARKER` line, then one `Call Trace` and its `---[ end Kernel panic -
+/// not syncing: MARKER` line. Everything else counts: a warning before
+/// the marker or between it and the panic, a second panic, a splat after
+/// the end line, a marker beyond the declared ones.
+struct Scan {
+    injecting: bool,
+    panic: PanicWindow,
+    /// Deliberate panics still allowed.
+    panics_left: u32,
+}
+
+/// Where a [`Scan`] is in a deliberate panic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PanicWindow {
+    /// No marker in this boot yet.
+    Closed,
+    /// The marker came; the panic line is next.
+    Marked,
+    /// The panic began; whether its stack dump came.
+    Panicking { traced: bool },
+    /// The panic's end line came.
+    Ended,
+}
+
+impl Scan {
+    fn new(panics: u32) -> Self {
+        Scan {
+            injecting: false,
+            panic: PanicWindow::Closed,
+            panics_left: panics,
         }
-        let forgiven: &[&str] = if injecting { INJECTION_NOISE } else { &[] };
+    }
+
+    /// Whether `line`, the next kernel line, shows a problem.
+    fn is_problem(&mut self, line: &str) -> bool {
+        if line.contains(INJECTION_BEGINS) {
+            self.injecting = true;
+        } else if line.contains(INJECTION_ENDS) {
+            self.injecting = false;
+        }
+        let panic_line = format!("Kernel panic - not syncing: {PANIC_MARKER}");
+        let end_line = format!("---[ end {panic_line}");
+        match self.panic {
+            PanicWindow::Closed if self.panics_left > 0 && is_panic_marker(line) => {
+                self.panics_left -= 1;
+                self.panic = PanicWindow::Marked;
+                return false;
+            }
+            PanicWindow::Marked if line.contains(&panic_line) && !line.contains(&end_line) => {
+                self.panic = PanicWindow::Panicking { traced: false };
+                return false;
+            }
+            PanicWindow::Panicking { .. } if line.contains(&end_line) => {
+                self.panic = PanicWindow::Ended;
+                return false;
+            }
+            // The panic's stack dump: once.
+            PanicWindow::Panicking { traced: false }
+                if has_problem_but(line, &[]) && !has_problem_but(line, &["Call Trace"]) =>
+            {
+                self.panic = PanicWindow::Panicking { traced: true };
+                return false;
+            }
+            _ => {}
+        }
+        let forgiven: &[&str] = if self.injecting { INJECTION_NOISE } else { &[] };
         has_problem_but(line, forgiven)
-    })
+    }
+
+    /// Ends a boot; says what is wrong with a deliberate panic in it.
+    fn end_boot(&mut self) -> Option<String> {
+        let marked = self.panic == PanicWindow::Marked;
+        self.panic = PanicWindow::Closed;
+        self.injecting = false;
+        marked.then(|| format!("no panic followed {PANIC_MARKER:?} in this boot"))
+    }
+}
+
+/// Whether `line` is the [`PANIC_MARKER`] line itself, not a panic line
+/// quoting it.
+fn is_panic_marker(line: &str) -> bool {
+    line.split_once("] ")
+        .is_some_and(|(_, message)| message.trim_end() == PANIC_MARKER)
 }
 
 /// Whether `line` contains a [`KERNEL_PROBLEMS`] pattern at a word start,
@@ -942,6 +1301,7 @@ impl Drop for RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::initramfs::MARK;
 
     fn has_problem(line: &str) -> bool {
         has_problem_but(line, &[])
@@ -988,6 +1348,308 @@ mod tests {
             [&log[0], &log[4], &log[6]],
             "only the stack dump inside the window is forgiven"
         );
+    }
+
+    /// A console as QEMU prints it, from short names: `banner`, `bios`
+    /// (SeaBIOS after a reset, which precedes the banner on its line),
+    /// `begin`, `status=N`, `dmesg` (the dump's start marker and banner),
+    /// `end`, `k:TEXT` (a kernel line), `marker` (the deliberate panic's
+    /// marker line), `panic` (its panic line) and anything else as the
+    /// command's output.
+    fn console(script: &[&str]) -> Vec<String> {
+        let banner = "[    0.000000] Linux version 7.2.13 (root@vm) #1 SMP PREEMPT";
+        let mut lines = Vec::new();
+        for item in script {
+            match *item {
+                "banner" => lines.push(banner.to_owned()),
+                "bios" => {
+                    lines.push("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2)".to_owned());
+                    lines.push("Booting from ROM..".to_owned());
+                    lines.push(format!("\x1bc\x1b[?7l\x1b[2J{banner}"));
+                }
+                "begin" => lines.push(format!("{MARK}:begin")),
+                "dmesg" => {
+                    lines.push(format!("{MARK}:dmesg"));
+                    lines.push(banner.to_owned());
+                }
+                "end" => lines.push(format!("{MARK}:end")),
+                "marker" => lines.push(format!("[    3.000000] {PANIC_MARKER}")),
+                "panic" => lines.push(format!(
+                    "[    3.000100] Kernel panic - not syncing: {PANIC_MARKER}"
+                )),
+                item => match (item.strip_prefix("status="), item.strip_prefix("k:")) {
+                    (Some(status), _) => lines.push(format!("{MARK}:status={status}")),
+                    (_, Some(text)) => lines.push(format!("[    2.000000] {text}")),
+                    _ => lines.push(item.to_owned()),
+                },
+            }
+        }
+        lines
+    }
+
+    /// Reads `script` ([`console`]) as a run with `reboots` resets, of
+    /// which `panics` are deliberate: its boots, its problems, and whether
+    /// the harness stopped QEMU for a boot too many.
+    fn read(reboots: u32, panics: u32, script: &[&str]) -> (Vec<Boot>, Vec<String>, bool) {
+        let mut transcript = Transcript::new(reboots);
+        let mut stopped = false;
+        for line in console(script) {
+            if transcript.push(line) == Seen::TooManyBoots {
+                stopped = true;
+                break;
+            }
+        }
+        let mut problems = kernel_problems(&transcript.boots, &transcript.dmesg, panics);
+        let boots = transcript.finish(&mut problems);
+        (boots, problems, stopped)
+    }
+
+    /// The reference run: a reboot, a deliberate panic, a last boot.
+    const THREE_BOOTS: &[&str] = &[
+        "bios",
+        "k:Run /init as init process",
+        "begin",
+        "stage 1",
+        "k:reboot: Restarting system",
+        "bios",
+        "begin",
+        "stage 2",
+        "marker",
+        "panic",
+        "k:Kernel Offset: disabled",
+        "banner",
+        "begin",
+        "k:rmemring: recovered",
+        "stage 3",
+        "status=0",
+        "dmesg",
+        "k:Run /init as init process",
+        "end",
+    ];
+
+    #[test]
+    fn a_run_of_three_boots_splits_at_each_reset() {
+        let (boots, problems, stopped) = read(2, 1, THREE_BOOTS);
+        assert_eq!(problems, Vec::<String>::new());
+        assert!(!stopped);
+        let outputs: Vec<&[String]> = boots.iter().map(|b| &b.output[..]).collect();
+        assert_eq!(outputs, [["stage 1"], ["stage 2"], ["stage 3"]]);
+        let statuses: Vec<Option<i32>> = boots.iter().map(|b| b.status).collect();
+        assert_eq!(statuses, [None, None, Some(0)]);
+        // Each boot's console has its own kernel lines, the reset's too;
+        // SeaBIOS's lines after a reset are the next boot's, not output.
+        assert!(boots[0]
+            .console
+            .last()
+            .unwrap()
+            .contains("Restarting system"));
+        assert!(boots[1].console[0].contains("SeaBIOS"));
+        assert!(boots[1].console.iter().any(|l| l.contains("Kernel panic")));
+        assert!(boots[2].console[0].contains("Linux version"));
+        // The dump's banner is no boot.
+        assert_eq!(boots[2].console.iter().filter(|l| is_banner(l)).count(), 2);
+    }
+
+    #[test]
+    fn a_reset_too_many_stops_the_run() {
+        // A panic and reboot loop: boot 3 of a run of 2 stops QEMU.
+        let loop_ = ["banner", "begin", "k:reboot: Restarting system"];
+        let (boots, problems, stopped) = read(1, 0, &[&loop_[..], &loop_, &loop_].concat());
+        assert!(stopped);
+        assert_eq!(boots.len(), 2);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("began boot 3 of a run of 2")),
+            "{problems:?}"
+        );
+        // Also when the extra boot comes straight after the firmware.
+        let (_, _, stopped) = read(1, 0, &["bios", "begin", "bios", "begin", "bios"]);
+        assert!(stopped);
+    }
+
+    #[test]
+    fn every_boot_but_the_last_must_run_the_command_and_reset() {
+        // Stage 1 exits instead of resetting: /init dumps and powers off.
+        let (_, problems, _) = read(1, 0, &["banner", "begin", "status=0", "dmesg", "end"]);
+        assert_eq!(
+            problems,
+            [
+                "boot 1 of 2: the command exited (status 0) instead of resetting the guest",
+                "the guest booted 1 time(s) in a run of 2",
+            ]
+        );
+        // Boot 1 resets before its command.
+        let (_, problems, _) = read(
+            1,
+            0,
+            &[
+                "banner", "k:x", "banner", "begin", "status=0", "dmesg", "end",
+            ],
+        );
+        assert_eq!(
+            problems,
+            ["boot 1 of 2: the guest reset before it ran the command"]
+        );
+        // QEMU ends in the middle of a stage.
+        let (_, problems, _) = read(1, 0, &["banner", "begin", "stage 1"]);
+        assert_eq!(
+            problems[0],
+            "boot 1 of 2: QEMU ended while the command ran (neither a status nor a reset)"
+        );
+        // The last boot reports its status and dumps its log.
+        let (_, problems, _) = read(1, 0, &["banner", "begin", "banner", "begin", "status=0"]);
+        assert_eq!(
+            problems,
+            ["boot 2 of 2: the guest did not finish dumping its kernel log"]
+        );
+        let (_, problems, _) = read(1, 0, &["banner", "begin", "banner", "begin"]);
+        assert_eq!(
+            problems,
+            ["boot 2 of 2: the guest did not report the command's exit status (crash?)"]
+        );
+    }
+
+    #[test]
+    fn a_single_boot_is_judged_as_before() {
+        let (boots, problems, _) = read(
+            0,
+            0,
+            &["banner", "begin", "out", "status=3", "dmesg", "end"],
+        );
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(boots[0].status, Some(3));
+        assert_eq!(boots[0].output, ["out"]);
+        let (_, problems, _) = read(0, 0, &["banner", "begin", "out"]);
+        assert_eq!(
+            problems,
+            ["the guest did not report the command's exit status (crash?)"]
+        );
+        let (_, problems, _) = read(0, 0, &["banner"]);
+        assert_eq!(
+            problems,
+            ["the guest never ran the command (boot failure?)"]
+        );
+    }
+
+    /// [`THREE_BOOTS`] with `lines` inserted before its item `at`.
+    fn three_boots_with(at: usize, lines: &[&'static str]) -> Vec<&'static str> {
+        let mut script = THREE_BOOTS.to_vec();
+        script.splice(at..at, lines.iter().copied());
+        script
+    }
+
+    #[test]
+    fn only_the_declared_panic_after_its_marker_is_forgiven() {
+        let marker = THREE_BOOTS.iter().position(|l| *l == "marker").unwrap();
+        let panic = marker + 1;
+        let dump = THREE_BOOTS.iter().position(|l| *l == "dmesg").unwrap();
+        let end = THREE_BOOTS.len() - 1;
+        let warning = "k:WARNING: CPU: 0 PID: 1 at mm/x.c:1";
+        let second = "k:Kernel panic - not syncing: Fatal exception";
+        let trace = "k:Call Trace:";
+        let end_line =
+            "k:---[ end Kernel panic - not syncing: rmemring-test: deliberate panic ]---";
+        // The panic's own stack dump and end line are forgiven.
+        let (_, problems, _) = read(
+            2,
+            1,
+            &three_boots_with(panic + 1, &[trace, "k: <TASK>", end_line]),
+        );
+        assert_eq!(problems, Vec::<String>::new());
+        let no_panic: Vec<&str> = THREE_BOOTS
+            .iter()
+            .copied()
+            .filter(|l| *l != "panic")
+            .collect();
+        // Each case, the deliberate panics it declares, and its one problem.
+        let cases: Vec<(&str, Vec<&str>, u32, &str)> = vec![
+            (
+                "a warning before the marker",
+                three_boots_with(marker, &[warning]),
+                1,
+                "kernel: boot 2: [    2.000000] WARNING",
+            ),
+            (
+                "a warning between marker and panic",
+                three_boots_with(panic, &[warning]),
+                1,
+                "kernel: boot 2: [    2.000000] WARNING",
+            ),
+            (
+                "a warning after the panic",
+                three_boots_with(panic + 1, &[warning]),
+                1,
+                "kernel: boot 2: [    2.000000] WARNING",
+            ),
+            (
+                "a second panic after it",
+                three_boots_with(panic + 1, &[second]),
+                1,
+                "kernel: boot 2: [    2.000000] Kernel panic - not syncing: Fatal",
+            ),
+            (
+                "a panic after its end line",
+                three_boots_with(panic + 1, &[end_line, second]),
+                1,
+                "kernel: boot 2: [    2.000000] Kernel panic - not syncing: Fatal",
+            ),
+            (
+                "a second stack dump",
+                three_boots_with(panic + 1, &[trace, trace]),
+                1,
+                "kernel: boot 2: [    2.000000] Call Trace:",
+            ),
+            (
+                "a splat in another boot",
+                three_boots_with(1, &[warning]),
+                1,
+                "kernel: boot 1: [    2.000000] WARNING",
+            ),
+            (
+                "a splat in the last dump",
+                three_boots_with(end, &[warning]),
+                1,
+                "kernel: boot 3: [    2.000000] WARNING",
+            ),
+            (
+                "a panic in the last boot",
+                three_boots_with(dump, &[second]),
+                1,
+                "kernel: boot 3: [    2.000000] Kernel panic - not syncing: Fatal",
+            ),
+            (
+                "a second marker and panic",
+                three_boots_with(dump, &["marker", "panic"]),
+                1,
+                "kernel: boot 3: [    3.000100] Kernel panic - not syncing: rmemring-test",
+            ),
+            (
+                "a panic the run did not declare",
+                THREE_BOOTS.to_vec(),
+                0,
+                "kernel: boot 2: [    3.000100] Kernel panic - not syncing: rmemring-test",
+            ),
+            (
+                "a marker with no panic",
+                no_panic,
+                1,
+                "kernel: boot 2: no panic followed",
+            ),
+            (
+                "a declared panic that did not come",
+                THREE_BOOTS.to_vec(),
+                2,
+                "kernel: 1 of the 2 deliberate panic(s) did not come",
+            ),
+        ];
+        for (case, script, panics, problem) in cases {
+            let (_, problems, _) = read(2, panics, &script);
+            assert!(
+                problems.len() == 1 && problems[0].starts_with(problem),
+                "{case}: {problems:?}"
+            );
+        }
     }
 
     #[test]
