@@ -545,7 +545,8 @@ fn suite_name(suite: &Suite) -> String {
     format!("vm {}", suite.name)
 }
 
-/// Boots one scenario; fails with the guest's report.
+/// Boots one scenario; fails with the guest's report, or with what its
+/// host-side check found.
 fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
     let log = step_log(&format!("vm-{}", suite.name))?;
     let overlay = suite
@@ -564,8 +565,8 @@ fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
             timeout: Duration::from_secs(suite.timeout),
             echo: Echo::Quiet,
             icount: false,
-            reboots: 0,
-            panics: 0,
+            reboots: suite.reboots,
+            panics: suite.panics,
         },
     )?;
     for (i, boot) in outcome.boots.iter().enumerate() {
@@ -574,7 +575,11 @@ fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
             log.line(line);
         }
     }
-    if outcome.passed() {
+    let checked = match suite.check {
+        Some(check) if outcome.passed() => check(&outcome),
+        _ => Ok(()),
+    };
+    if outcome.passed() && checked.is_ok() {
         return Ok(());
     }
     let mut report = format!("$ {}\n", suite.command);
@@ -585,6 +590,9 @@ fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
         for line in &boot.output {
             report += &format!("  > {line}\n");
         }
+    }
+    if let Err(why) = checked {
+        report += &format!("the host-side check failed: {why}\n");
     }
     report += &outcome.report();
     bail!(report)
