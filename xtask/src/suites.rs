@@ -289,7 +289,48 @@ const REBOOT_HARNESS: [Suite; 2] = {
     [normal, debug]
 };
 
-const X86_64: [[Suite; 2]; 15] = [
+/// The flight recorder across a reset (issue 16, docs/flight-recorder.md):
+/// boot 1's kernel logs the next sequence number as it writes the ring
+/// back for the reset (`kept for the next boot (...): next sequence number
+/// N`); the last boot must have recovered up to `N - 1` exactly, since the
+/// reboot notifier stops the producers before it logs and a panic stops
+/// the other CPUs.
+fn recovery_check(outcome: &Outcome) -> Result<(), String> {
+    let number = |line: &str, after: &str| -> Option<u64> {
+        let rest = &line[line.find(after)? + after.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let [first, .., last] = outcome.boots.as_slice() else {
+        return Err(format!("{} boot(s), not 2", outcome.boots.len()));
+    };
+    let logged = first
+        .console
+        .iter()
+        .filter(|l| crate::vm::is_kernel_line(l) && l.contains("kept for the next boot"))
+        .find_map(|l| number(l, "next sequence number "))
+        .ok_or("boot 1's kernel did not log the sequence number it kept")?;
+    let recovered = last
+        .output
+        .iter()
+        .find_map(|l| number(l, "recovered last_seq="))
+        .ok_or("the last boot did not print what it recovered")?;
+    eprintln!(
+        "    boot 1 kept the ring at next sequence number {logged}; boot {} recovered up to {recovered}",
+        outcome.boots.len()
+    );
+    if recovered + 1 != logged {
+        return Err(format!(
+            "boot 1 published up to sequence number {}, the last boot recovered up to {recovered}",
+            logged.wrapping_sub(1)
+        ));
+    }
+    Ok(())
+}
+
+const X86_64: [[Suite; 2]; 18] = [
     both_kernels!("boot", true, BOOT, 120),
     // Bad parameters: the selftest loads the driver itself.
     both_kernels!("params", false, selftest!("params"), 200),
@@ -298,6 +339,29 @@ const X86_64: [[Suite; 2]; 15] = [
     both_kernels!("wakeups", true, selftest!("wakeups"), 400),
     both_kernels!("misuse", true, selftest!("misuse"), 200),
     both_kernels!("lifecycle", false, selftest!("lifecycle"), 200),
+    // The flight recorder (docs/flight-recorder.md): a ring kept across a
+    // reboot, and across a panic (`rmemring_panic_now.ko`), recovered and
+    // verified in the next boot; then garbage in the control page, a torn
+    // header and a geometry change, one boot each, none served.
+    both_kernels!(
+        "recovery-reboot",
+        false,
+        selftest!("recovery-reboot"),
+        120;
+        1,
+        0,
+        Some(recovery_check)
+    ),
+    both_kernels!(
+        "recovery-panic",
+        false,
+        selftest!("recovery-panic"),
+        120;
+        1,
+        1,
+        Some(recovery_check)
+    ),
+    both_kernels!("recovery-corrupt", false, selftest!("recovery-corrupt"), 150; 2, 0, None),
     both_kernels!("hostile", true, selftest!("hostile"), 200),
     // Scribbles under sleepers, mremap, a forked scribbler, /proc/self/mem,
     // kill -9 mid-stream, rmmod storms: fixed-time scenarios, 38-41 s in
@@ -334,7 +398,7 @@ const X86_64: [[Suite; 2]; 15] = [
 /// The arm64 board (dts/qemu-virt-board.dtso) and its broken variants. The
 /// guest gets what it must find from the overlay (`dt::expectations`, in
 /// /add/board-rings.json).
-const BOARD: [[Suite; 2]; 13] = [
+const BOARD: [[Suite; 2]; 14] = [
     // Rings revoked under their users (unbind while the tracer, the
     // producer thread and a process use them), reprobed, streamed.
     both_boards!("board", true, None, selftest!("board"), 300),
@@ -368,6 +432,18 @@ const BOARD: [[Suite; 2]; 13] = [
         2,
         1,
         Some(reboot_harness_check)
+    ),
+    // The flight recorder on the board: a device-tree ring with
+    // rmemring,retain (dts/tests/retain.dtso), kept across a reboot.
+    both_boards!(
+        "board-recovery",
+        false,
+        Some("tests/retain.dtso"),
+        selftest!("recovery-reboot"),
+        120;
+        1,
+        0,
+        Some(recovery_check)
     ),
     broken_board!(
         "no-memory-region",

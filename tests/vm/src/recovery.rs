@@ -169,7 +169,7 @@ pub(crate) fn recovery_corrupt(env: &Env, report: &mut Report) -> anyhow::Result
     }
 }
 
-/// Runs the producer flat out for a moment, laps the ring and stops it.
+/// Runs the producer flat out until it has lapped the ring, and stops it.
 fn stream_for_a_while(region: &Region) -> anyhow::Result<()> {
     let config = ProducerConfig {
         min_len: MIN_LEN,
@@ -177,8 +177,17 @@ fn stream_for_a_while(region: &Region) -> anyhow::Result<()> {
         ..Default::default()
     };
     ioctl::start(region.fd(), &config).context("starting the producer")?;
-    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(100));
+        if ioctl::stats(region.fd())?.records_overwritten != 0 {
+            break;
+        }
+    }
     ioctl::stop(region.fd())?;
+    let stats = ioctl::stats(region.fd())?;
+    if stats.records_overwritten == 0 {
+        bail!("the producer did not lap the ring in 30 s: {stats:?}");
+    }
     Ok(())
 }
 
@@ -243,8 +252,17 @@ fn first_boot(region: &Arc<Region>, crash: Crash) -> anyhow::Result<()> {
         ..Default::default()
     };
     ioctl::start(region.fd(), &config).context("starting the producer")?;
-    std::thread::sleep(Duration::from_secs(1));
-    let stats = ioctl::stats(region.fd())?;
+    // Until the producer has lapped the ring (a second or so; longer on a
+    // debug kernel on a loaded host), so that the oldest record is not the
+    // first.
+    let mut stats = ioctl::stats(region.fd())?;
+    for _ in 0..300 {
+        if stats.records_overwritten != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        stats = ioctl::stats(region.fd())?;
+    }
     if stats.producer_running == 0 || stats.records_overwritten == 0 {
         bail!("the producer should be running and lapping the ring by now: {stats:?}");
     }
