@@ -427,8 +427,10 @@ fn environment(host: &Value, env: &Value) -> Vec<String> {
     };
     let accel = match accel.as_str() {
         "tcg" => format!(
-            "TCG{how} (every guest instruction emulated: absolute rates are not hardware rates; \
-             compare the ratios between paths, which come from the same run)"
+            "TCG{how}, CPU `max,erms=off,fsrm=off` (every guest instruction emulated: absolute \
+             rates are not hardware rates; compare the ratios between paths, which come from the \
+             same run; no ERMS or FSRM, so that the kernel's copies and glibc's memcpy are not \
+             `rep movsb`, which TCG emulates a byte at a time)"
         ),
         "kvm" => format!("KVM{how} (guest code runs natively)"),
         "tcg-icount" => format!(
@@ -456,9 +458,10 @@ fn environment(host: &Value, env: &Value) -> Vec<String> {
         ),
         format!("QEMU: {}, accelerator {accel}", s(host, "qemu")),
         format!(
-            "guest: {} CPUs ({}), Linux {} (clocksource {}), {} MiB data area ({} mapping), BPF peer {}",
+            "guest: {} CPUs ({}; of ERMS and FSRM: {}), Linux {} (clocksource {}), {} MiB data area ({} mapping), BPF peer {}",
             env["cpus"].as_u64().unwrap_or(0),
             s(env, "cpu_model"),
+            env["copy_flags"].as_str().unwrap_or("not recorded"),
             s(env, "kernel"),
             s(env, "clocksource"),
             env["data_size"].as_u64().unwrap_or(0) >> 20,

@@ -5,17 +5,28 @@
 //!
 //! The driver's producer, started with [`PRODUCER_HOOK_ONLY`], emits each
 //! record (same sequence numbers, lengths and payload bytes as for the
-//! ring, and the same `batch`, [`BpfRunConfig::batch`]) through the
-//! tracepoint `rmemring_record_tp` instead of the ring. In hook-only mode a
-//! batch is the run of records between two counter updates and
+//! ring, and the same `batch` and rate, [`BpfRunConfig::producer`]) through
+//! the tracepoint `rmemring_record_tp` instead of the ring. In hook-only
+//! mode a batch is the run of records between two counter updates and
 //! `cond_resched()`s, as there is nothing to publish; and the producer
 //! cannot wait for room (see below), so it runs flat out where the ring
-//! paths run with back-pressure. The BPF program `bpf/rmemring_hook.bpf.c`, attached
-//! as a raw tracepoint, reserves a ringbuf record of header + payload,
-//! copies the payload with `bpf_probe_read_kernel` and submits it; this
-//! module loads it with libbpf, consumes the records with libbpf's
-//! `ring_buffer__poll` (blocking, adaptive wake-ups) or `ring_buffer__consume`
-//! (busy polling, no wake-ups), and checks each one.
+//! paths run with back-pressure. The BPF program `bpf/rmemring_hook.bpf.c`,
+//! attached as a raw tracepoint, reserves a ringbuf record of header +
+//! payload, copies the payload with `bpf_probe_read_kernel` and submits it;
+//! for a consumer that reads headers only
+//! ([`BpfRunConfig::headers_only`]) its header-only twin reserves and
+//! submits the 24-byte header alone, and never reads the payload. This
+//! module loads the program with libbpf and consumes the records as
+//! [`BpfRunConfig::mode`] says, as the ring paths do: libbpf's
+//! `ring_buffer__consume` in a loop (busy-poll; the program then submits
+//! with `BPF_RB_NO_WAKEUP`), the same loop under a
+//! `crossbeam_utils::Backoff` and then `ring_buffer__poll` (blocking:
+//! spin, yield, then sleep), or `ring_buffer__poll` at once (poll); each
+//! record is checked as the ring paths check theirs. After a warm-up as
+//! long as theirs, it measures a window: records, the consuming thread's
+//! CPU time, the producer kernel thread's (the tracepoint and the program
+//! run on it), and the BPF ring buffer's fill, read from its
+//! memory-mapped positions.
 //!
 //! Why a raw tracepoint: it is the cheapest BPF hook the kernel offers
 //! without BTF (the reference kernel has none, so no fentry or `tp_btf`):
@@ -38,13 +49,20 @@
 //! program's own count of failed reservations. The ring buffer is as large
 //! as the device's ring, so both hold the same bytes.
 
-use std::cell::Cell;
+use std::cell::{
+    Cell,
+    RefCell, //
+};
 use std::fs::OpenOptions;
 use std::os::fd::{
     AsFd,
     OwnedFd, //
 };
 use std::path::PathBuf;
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 use std::time::{
     Duration,
     Instant, //
@@ -56,6 +74,7 @@ use anyhow::{
     Context,
     Result, //
 };
+use crossbeam_utils::Backoff;
 use hdrhistogram::Histogram;
 use libbpf_rs::{
     MapCore,
@@ -68,25 +87,42 @@ use rmemring::ioctl;
 use rmemring::pattern;
 use rmemring::uapi::{
     ProducerConfig,
-    PATTERN_NONE,
     PATTERN_SEQ,
     PRODUCER_HOOK_ONLY, //
+};
+
+use crate::bench::kernel::first_word_ok;
+use crate::bench::sides::{
+    cpu_between,
+    producer_thread_name,
+    Fill,
+    ProducerThread, //
+};
+use crate::bench::{
+    thread_cpu,
+    Mode, //
 };
 
 /// The compiled BPF program (`bpf/rmemring_hook.bpf.c`, built by
 /// `bpf/build.rs`).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rmemring_hook.bpf.o"));
 
-/// The programs (submitting with the adaptive wake-up, and with
-/// `BPF_RB_NO_WAKEUP`) and the tracepoint they attach to.
-const PROGRAM: &str = "rmemring_record";
-const PROGRAM_NO_WAKEUP: &str = "rmemring_record_nowake";
+/// The tracepoint the programs attach to, and the driver's hook function
+/// their kprobe twins attach to.
 const TRACEPOINT: &str = "rmemring_record_tp";
-
-/// The same programs as kprobes on the driver's hook function.
-const PROGRAM_KPROBE: &str = "rmemring_record_kprobe";
-const PROGRAM_KPROBE_NO_WAKEUP: &str = "rmemring_record_kprobe_nowake";
 const HOOK_FUNCTION: &str = "rmemring_hook_record";
+
+/// The program for a run: `rmemring_{record,header}[_kprobe][_nowake]`
+/// (header and payload, or the header only; raw tracepoint or kprobe;
+/// submitting with the adaptive wake-up or with `BPF_RB_NO_WAKEUP`).
+fn program_name(headers_only: bool, kprobe: bool, no_wakeup: bool) -> String {
+    format!(
+        "rmemring_{}{}{}",
+        if headers_only { "header" } else { "record" },
+        if kprobe { "_kprobe" } else { "" },
+        if no_wakeup { "_nowake" } else { "" }
+    )
+}
 
 /// The largest payload the BPF program carries (its `MAX_PAYLOAD`).
 pub const MAX_PAYLOAD: u32 = 64 * 1024;
@@ -103,7 +139,8 @@ const COUNTER_READ_ERROR: u32 = 2;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Records delivered by one `ring_buffer__consume` at most, so that a busy
-/// consumer looks at the clock even while the producer keeps it busy.
+/// consumer looks at the clock (and the ring's fill) even while the
+/// producer keeps it busy.
 const CONSUME_BATCH: usize = 4096;
 
 /// The callback's return value that ends a poll at the deadline.
@@ -123,44 +160,49 @@ const DEADLINE_EVERY: u64 = 64;
 pub struct BpfRunConfig {
     /// The ring device (`/dev/rmemringN`) whose producer emits the records.
     pub device: PathBuf,
-    /// Smallest payload, in bytes.
-    pub min_len: u32,
-    /// Largest payload, in bytes (at most [`MAX_PAYLOAD`]).
-    pub max_len: u32,
-    /// How long to consume.
+    /// The producer's configuration as the ring paths get it (lengths, at
+    /// most [`MAX_PAYLOAD`]; pattern; rate; batch), run with
+    /// [`PRODUCER_HOOK_ONLY`] as its only flag.
+    pub producer: ProducerConfig,
+    /// How long to consume before measuring.
+    pub warmup: Duration,
+    /// How long to measure.
     pub duration: Duration,
-    /// Fill every payload with the verifiable pattern and check it
-    /// ([`PATTERN_SEQ`]); otherwise only the first word is written and
-    /// checked ([`PATTERN_NONE`]).
-    pub verify: bool,
-    /// Busy-poll with `ring_buffer__consume` (and submit with
-    /// `BPF_RB_NO_WAKEUP`) instead of blocking in `ring_buffer__poll`.
-    pub busy_poll: bool,
-    /// Records per producer batch ([`ProducerConfig::batch`]; 0 is the
-    /// driver's default, 64). The benchmark passes what the ring paths get.
-    pub batch: u32,
+    /// Carry the header only (the consumer reads headers only); else header
+    /// and payload, of which the consumer reads every byte (and checks it
+    /// against the pattern where the producer filled it, `PATTERN_SEQ`;
+    /// else the first word).
+    pub headers_only: bool,
+    /// How the consumer waits for records.
+    pub mode: Mode,
 }
 
-/// What a run measured.
+/// What a run measured, in the window after the warm-up.
 #[derive(Clone, Debug)]
 pub struct BpfRunResult {
     /// Records delivered to user space (good or bad).
     pub records: u64,
-    /// Payload bytes delivered.
+    /// Payload bytes of the records delivered (carried or not).
     pub bytes: u64,
-    /// From starting the producer until the last record was consumed.
+    /// The window's length.
     pub elapsed: Duration,
-    /// CPU time of the consuming thread over `elapsed` (user + system).
+    /// CPU time of the consuming thread (user + system).
     pub consumer_cpu: Duration,
+    /// CPU time of the producer's kernel thread, which runs the tracepoint
+    /// and the BPF program; `None` if it was not found.
+    pub producer_cpu: Option<Duration>,
+    /// The BPF ring buffer's mean fill, 0 to 1.
+    pub fill: Option<f64>,
     /// Times the consuming thread slept and was woken: its voluntary
     /// context switches (`getrusage(RUSAGE_THREAD)`), each one a sleep in
     /// `epoll_wait` ended by the BPF ring buffer's notification (or, rarely,
-    /// the poll timeout). Near 0 when busy-polling.
+    /// the poll timeout), or a yield of the blocking mode's spin. Near 0
+    /// when busy-polling.
     pub wakeups: u64,
-    /// Records the producer emitted that never arrived (sequence gaps, and
-    /// the missing tail), equal to the program's failed reservations.
+    /// Records the producer emitted that never arrived (sequence gaps).
     pub lost: u64,
-    /// Records with a wrong length, sequence number or payload.
+    /// Records with a wrong length, sequence number or payload (over the
+    /// whole run, warm-up included).
     pub bad: u64,
     /// Delivery latency in nanoseconds: `CLOCK_MONOTONIC` when the record is
     /// consumed minus its timestamp, for the records whose sequence number
@@ -169,19 +211,18 @@ pub struct BpfRunResult {
 }
 
 /// Loads and attaches the BPF program, starts the device's producer in
-/// hook-only mode, consumes for `config.duration`, stops the producer,
-/// drains the ring buffer and returns what was measured.
+/// hook-only mode, consumes through the warm-up and the measured window,
+/// stops the producer, drains the ring buffer, checks that every record
+/// emitted arrived or was counted lost, and returns what the window saw.
 pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
+    let (min_len, max_len) = (config.producer.min_len, config.producer.max_len);
     ensure!(
-        config.min_len <= config.max_len,
-        "min_len {} is above max_len {}",
-        config.min_len,
-        config.max_len
+        min_len <= max_len,
+        "min_len {min_len} is above max_len {max_len}"
     );
     ensure!(
-        config.max_len <= MAX_PAYLOAD,
-        "the BPF peer carries payloads up to {MAX_PAYLOAD} bytes, not {}",
-        config.max_len
+        max_len <= MAX_PAYLOAD,
+        "the BPF peer carries payloads up to {MAX_PAYLOAD} bytes, not {max_len}"
     );
 
     // A controller: may start and stop the producer beside any consumer;
@@ -216,18 +257,13 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
             map.set_max_entries(ring_size)?;
         }
     }
-    // Of the programs, the one for this hook that submits with the flags
-    // this consumer wants.
+    // Of the programs, the one for this hook that carries what the
+    // consumer reads and submits with the flags it wants.
     let kprobe = std::env::var("RMEMRING_BPF_HOOK").as_deref() == Ok("kprobe");
-    let wanted = match (kprobe, config.busy_poll) {
-        (false, false) => PROGRAM,
-        (false, true) => PROGRAM_NO_WAKEUP,
-        (true, false) => PROGRAM_KPROBE,
-        (true, true) => PROGRAM_KPROBE_NO_WAKEUP,
-    };
+    let wanted = program_name(config.headers_only, kprobe, config.mode == Mode::BusyPoll);
     let mut found = false;
     for mut program in open.progs_mut() {
-        let load = program.name() == wanted;
+        let load = program.name() == wanted.as_str();
         found |= load;
         program.set_autoload(load);
     }
@@ -235,7 +271,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
     let object = open.load().context("loading the BPF program")?;
     let program = object
         .progs_mut()
-        .find(|p| p.name() == wanted)
+        .find(|p| p.name() == wanted.as_str())
         .with_context(|| format!("no program {wanted} in the BPF object"))?;
     let _link = if kprobe {
         program
@@ -254,53 +290,76 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         .maps()
         .find(|m| m.name() == "counters")
         .context("no map counters")?;
+    let positions = Positions::map(&records_map)?;
 
-    let mut check = Checker::new(config)?;
+    let check = RefCell::new(Checker::new(
+        min_len,
+        max_len,
+        config.headers_only,
+        config.producer.pattern == PATTERN_SEQ,
+    )?);
+    let thread_name = producer_thread_name(&config.device);
     // CLOCK_MONOTONIC nanoseconds at which the callback ends a poll;
     // u64::MAX while draining.
     let deadline_ns = Cell::new(u64::MAX);
-    let (elapsed, consumer_cpu, wakeups) = {
+    let window = {
         let mut builder = RingBufferBuilder::new();
-        builder.add(&records_map, |data| check.record(data, deadline_ns.get()))?;
+        builder.add(&records_map, |data| {
+            check.borrow_mut().record(data, deadline_ns.get())
+        })?;
         let ring = builder.build()?;
+        let mut fill = Fill::new();
+        let consume_until = |duration: Duration, fill: &mut Fill| {
+            deadline_ns.set(monotonic_ns().saturating_add(duration.as_nanos() as u64));
+            consume(
+                &ring,
+                config.mode,
+                Instant::now() + duration,
+                fill,
+                &positions,
+                ring_size,
+            )
+        };
 
         let producer = ProducerConfig {
-            min_len: config.min_len,
-            max_len: config.max_len,
-            count: 0,
-            rate: 0,
-            pattern: if config.verify {
-                PATTERN_SEQ
-            } else {
-                PATTERN_NONE
-            },
             flags: PRODUCER_HOOK_ONLY,
-            batch: config.batch,
-            reserved: [0; 7],
+            ..config.producer
         };
-        let usage_start = thread_usage()?;
-        let start = Instant::now();
-        let deadline = start + config.duration;
-        deadline_ns.set(monotonic_ns().saturating_add(config.duration.as_nanos() as u64));
         ioctl::start(device.as_fd(), &producer)
             .context("starting the producer (RMEMRING_IOC_START)")?;
-        let consumed = consume(&ring, config.busy_poll, deadline);
+        let measured = (|| -> Result<Window> {
+            consume_until(config.warmup, &mut fill)?;
+            let thread = ProducerThread::find(&thread_name);
+            let start = WindowMark::take(thread.as_ref())?;
+            fill.restart();
+            let (records, bytes, lost) = check.borrow_mut().restart();
+            consume_until(config.duration, &mut fill)?;
+            let end = WindowMark::take(thread.as_ref())?;
+            let check = check.borrow();
+            let (records_end, bytes_end, lost_end) = check.counts();
+            Ok(Window {
+                latency: check.latency.clone(),
+                records: records_end - records,
+                bytes: bytes_end - bytes,
+                lost: lost_end - lost,
+                elapsed: end.at - start.at,
+                consumer_cpu: end.cpu.saturating_sub(start.cpu),
+                producer_cpu: cpu_between(start.producer_cpu, end.producer_cpu),
+                wakeups: end.voluntary_switches - start.voluntary_switches,
+                fill: fill.mean(),
+            })
+        })();
         let stopped =
             ioctl::stop(device.as_fd()).context("stopping the producer (RMEMRING_IOC_STOP)");
-        consumed?;
+        let window = measured?;
         stopped?;
         // Everything emitted is in the ring buffer now: take the rest.
         deadline_ns.set(u64::MAX);
         let drained = ring.consume_raw();
         ensure!(drained >= 0, "ring_buffer__consume: {}", errno(drained));
-        let elapsed = start.elapsed();
-        let usage_end = thread_usage()?;
-        (
-            elapsed,
-            usage_end.cpu.saturating_sub(usage_start.cpu),
-            usage_end.voluntary_switches - usage_start.voluntary_switches,
-        )
+        window
     };
+    let check = check.into_inner();
 
     let hooked = ioctl::stats(device.as_fd())?.records_hooked - hooked_before;
     ensure!(
@@ -328,41 +387,153 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
     );
 
     Ok(BpfRunResult {
-        records: check.records,
-        bytes: check.bytes,
-        elapsed,
-        consumer_cpu,
-        wakeups,
-        lost,
+        records: window.records,
+        bytes: window.bytes,
+        elapsed: window.elapsed,
+        consumer_cpu: window.consumer_cpu,
+        producer_cpu: window.producer_cpu,
+        fill: window.fill,
+        wakeups: window.wakeups,
+        lost: window.lost,
         bad: check.bad,
-        latency: check.latency,
+        latency: window.latency,
     })
 }
 
-/// Consumes until `deadline`.
-fn consume(ring: &libbpf_rs::RingBuffer<'_>, busy_poll: bool, deadline: Instant) -> Result<()> {
+/// What the measured window saw.
+struct Window {
+    records: u64,
+    bytes: u64,
+    lost: u64,
+    elapsed: Duration,
+    consumer_cpu: Duration,
+    producer_cpu: Option<Duration>,
+    wakeups: u64,
+    fill: Option<f64>,
+    latency: Histogram<u64>,
+}
+
+/// The clocks and counters at one edge of the window.
+struct WindowMark {
+    at: Instant,
+    cpu: Duration,
+    producer_cpu: Option<Duration>,
+    voluntary_switches: u64,
+}
+
+impl WindowMark {
+    fn take(producer: Option<&ProducerThread>) -> Result<Self> {
+        Ok(Self {
+            at: Instant::now(),
+            cpu: thread_cpu(),
+            producer_cpu: producer.and_then(ProducerThread::cpu),
+            voluntary_switches: voluntary_switches()?,
+        })
+    }
+}
+
+/// The BPF ring buffer's consumer and producer positions, mapped read-only
+/// (the map's first page holds the consumer position, the second the
+/// producer's), for its fill.
+struct Positions {
+    base: *mut libc::c_void,
+    page: usize,
+}
+
+impl Positions {
+    fn map(map: &libbpf_rs::Map<'_>) -> Result<Self> {
+        // SAFETY: `sysconf` reads a constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .context("the page size")?;
+        // SAFETY: A new shared read-only mapping of the map's descriptor,
+        // at an address the kernel picks: it aliases no Rust object. The
+        // kernel allows a read-only mapping of a ring buffer's first pages.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&map.as_fd()),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error())
+                .context("mapping the BPF ring buffer's positions");
+        }
+        Ok(Self { base, page })
+    }
+
+    /// Bytes between the consumer and the producer position.
+    fn used(&self) -> u64 {
+        let at = |offset: usize| {
+            // SAFETY: Both pages are mapped for as long as `self` lives, and
+            // each starts with the kernel's 8-byte-aligned position, which
+            // the kernel and libbpf update atomically.
+            let word = unsafe { &*self.base.cast::<u8>().add(offset).cast::<AtomicU64>() };
+            word.load(Ordering::Acquire)
+        };
+        let consumer = at(0);
+        at(self.page).wrapping_sub(consumer)
+    }
+}
+
+impl Drop for Positions {
+    fn drop(&mut self) {
+        // SAFETY: `base` is the mapping of `2 * page` bytes made in `map`,
+        // and nothing borrows it any longer.
+        unsafe { libc::munmap(self.base, 2 * self.page) };
+    }
+}
+
+/// Consumes until `deadline` (or the callback's [`STOP`]), as `mode` says,
+/// sampling the ring buffer's fill whenever it looks for more records.
+fn consume(
+    ring: &libbpf_rs::RingBuffer<'_>,
+    mode: Mode,
+    deadline: Instant,
+    fill: &mut Fill,
+    positions: &Positions,
+    ring_size: u32,
+) -> Result<()> {
+    let backoff = Backoff::new();
     loop {
-        let n = if busy_poll {
-            ring.consume_raw_n(CONSUME_BATCH)
-        } else {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        if fill.due(now) {
+            fill.add(positions.used(), u64::from(ring_size));
+        }
+        let sleep = match mode {
+            Mode::BusyPoll => false,
+            Mode::Poll => true,
+            Mode::Blocking => backoff.is_completed(),
+        };
+        let n = if sleep {
+            backoff.reset();
             ring.poll_raw(POLL_TIMEOUT)
+        } else {
+            ring.consume_raw_n(CONSUME_BATCH)
         };
         if n == STOP {
             return Ok(());
         }
         if n < 0 && n != -libc::EINTR {
-            let call = if busy_poll {
-                "ring_buffer__consume_n"
-            } else {
+            let call = if sleep {
                 "ring_buffer__poll"
+            } else {
+                "ring_buffer__consume_n"
             };
             bail!("{call}: {}", errno(n));
         }
-        if n == 0 && Instant::now() >= deadline {
-            return Ok(());
-        }
-        if busy_poll {
-            std::hint::spin_loop();
+        if mode == Mode::Blocking && !sleep {
+            if n == 0 {
+                backoff.snooze();
+            } else {
+                backoff.reset();
+            }
         }
     }
 }
@@ -371,7 +542,11 @@ fn consume(ring: &libbpf_rs::RingBuffer<'_>, busy_poll: bool, deadline: Instant)
 struct Checker {
     min_len: u32,
     max_len: u32,
-    verify: bool,
+    /// Records carry their header only.
+    headers_only: bool,
+    /// Payloads are filled (`PATTERN_SEQ`) and checked whole; else only
+    /// their first word is checked (but every byte read).
+    filled: bool,
     next_seq: u64,
     records: u64,
     bytes: u64,
@@ -381,11 +556,12 @@ struct Checker {
 }
 
 impl Checker {
-    fn new(config: &BpfRunConfig) -> Result<Self> {
+    fn new(min_len: u32, max_len: u32, headers_only: bool, filled: bool) -> Result<Self> {
         Ok(Self {
-            min_len: config.min_len,
-            max_len: config.max_len,
-            verify: config.verify,
+            min_len,
+            max_len,
+            headers_only,
+            filled,
             next_seq: 0,
             records: 0,
             bytes: 0,
@@ -394,6 +570,17 @@ impl Checker {
             // The same histogram as the ring paths'.
             latency: crate::bench::latency_histogram()?,
         })
+    }
+
+    /// Records, payload bytes and records lost so far.
+    fn counts(&self) -> (u64, u64, u64) {
+        (self.records, self.bytes, self.lost)
+    }
+
+    /// Forgets the latencies so far (the warm-up's) and returns the counts.
+    fn restart(&mut self) -> (u64, u64, u64) {
+        self.latency.reset();
+        self.counts()
     }
 
     /// libbpf's sample callback: one record. Returns [`STOP`] once
@@ -432,19 +619,27 @@ impl Checker {
             self.lost += seq - self.next_seq;
             self.next_seq = seq + 1;
         }
-        let Some(payload) = rest.get(..len as usize) else {
-            self.bad += 1;
-            return result;
-        };
-        self.bytes += u64::from(len);
-        let good = len == pattern::payload_len(seq, self.min_len, self.max_len)
-            && if self.verify {
-                pattern::verify(seq, payload)
-            } else {
-                // PATTERN_NONE writes the first word only.
-                let n = payload.len().min(8);
-                payload[..n] == pattern::word(seq, 0).to_le_bytes()[..n]
+        let mut good = len == pattern::payload_len(seq, self.min_len, self.max_len);
+        if self.headers_only {
+            // The header alone: nothing more may come.
+            good &= rest.is_empty();
+        } else {
+            let Some(payload) = rest.get(..len as usize) else {
+                self.bad += 1;
+                return result;
             };
+            // Every byte is read, as the ring paths read theirs.
+            let whole = pattern::verify(seq, payload);
+            good &= if self.filled {
+                whole
+            } else {
+                std::hint::black_box(whole);
+                first_word_ok(seq, payload)
+            };
+        }
+        // The payload bytes of the record, carried or not, as the ring
+        // paths count theirs.
+        self.bytes += u64::from(len);
         if !good {
             self.bad += 1;
         }
@@ -477,24 +672,15 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The calling thread's CPU time and voluntary context switches.
-struct ThreadUsage {
-    cpu: Duration,
-    voluntary_switches: u64,
-}
-
-fn thread_usage() -> Result<ThreadUsage> {
+/// The calling thread's voluntary context switches.
+fn voluntary_switches() -> Result<u64> {
     // SAFETY: An all-zero rusage is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid rusage to write to.
     if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
         return Err(std::io::Error::last_os_error()).context("getrusage(RUSAGE_THREAD)");
     }
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Ok(ThreadUsage {
-        cpu: time(usage.ru_utime) + time(usage.ru_stime),
-        voluntary_switches: usage.ru_nvcsw as u64,
-    })
+    Ok(usage.ru_nvcsw as u64)
 }
 
 /// A libbpf error return as text.
@@ -506,26 +692,26 @@ fn errno(ret: i32) -> std::io::Error {
 mod tests {
     use super::*;
 
-    fn config(min_len: u32, max_len: u32, verify: bool) -> BpfRunConfig {
-        BpfRunConfig {
-            device: PathBuf::new(),
-            min_len,
-            max_len,
-            duration: Duration::ZERO,
-            verify,
-            busy_poll: false,
-            batch: 0,
-        }
+    /// A checker of records carrying their payload (every byte read),
+    /// filled with the pattern (`verify`) or blank.
+    fn checker(min_len: u32, max_len: u32, verify: bool) -> Checker {
+        Checker::new(min_len, max_len, false, verify).unwrap()
     }
 
-    /// A ringbuf sample as the BPF program writes it: header, payload and
-    /// the rest of the size class.
-    fn sample(seq: u64, len: u32, verify: bool) -> Vec<u8> {
+    /// The header the BPF programs write.
+    fn header(seq: u64, len: u32) -> Vec<u8> {
         let mut data = Vec::new();
         data.extend_from_slice(&seq.to_le_bytes());
         data.extend_from_slice(&monotonic_ns().to_le_bytes());
         data.extend_from_slice(&len.to_le_bytes());
         data.extend_from_slice(&0u32.to_le_bytes());
+        data
+    }
+
+    /// A ringbuf sample as the BPF program writes it: header, payload and
+    /// the rest of the size class.
+    fn sample(seq: u64, len: u32, verify: bool) -> Vec<u8> {
+        let mut data = header(seq, len);
         let mut payload = vec![0u8; len as usize];
         if verify {
             pattern::fill(seq, &mut payload);
@@ -539,9 +725,27 @@ mod tests {
     }
 
     #[test]
+    fn program_names_match_the_object() {
+        assert_eq!(program_name(false, false, false), "rmemring_record");
+        assert_eq!(program_name(true, false, true), "rmemring_header_nowake");
+        assert_eq!(
+            program_name(true, true, true),
+            "rmemring_header_kprobe_nowake"
+        );
+        // Every name the benchmark may ask for is a program of the object.
+        let object = String::from_utf8_lossy(OBJECT);
+        for headers_only in [false, true] {
+            for no_wakeup in [false, true] {
+                let name = program_name(headers_only, false, no_wakeup);
+                assert!(object.contains(&name), "{name}");
+            }
+        }
+    }
+
+    #[test]
     fn in_order_records_are_good() {
         for verify in [false, true] {
-            let mut check = Checker::new(&config(0, 300, verify)).unwrap();
+            let mut check = checker(0, 300, verify);
             for seq in 0..1000 {
                 let len = pattern::payload_len(seq, 0, 300);
                 assert_eq!(check.record(&sample(seq, len, verify), u64::MAX), 0);
@@ -553,12 +757,27 @@ mod tests {
                 .map(|s| u64::from(pattern::payload_len(s, 0, 300)))
                 .sum();
             assert_eq!(check.bytes, bytes);
+            // The window's counts start where the warm-up's end.
+            assert_eq!(check.restart(), (1000, bytes, 0));
+            assert!(check.latency.is_empty());
         }
     }
 
     #[test]
+    fn headers_only_records_carry_no_payload() {
+        let mut check = Checker::new(64, 64, true, true).unwrap();
+        check.record(&header(0, 64), u64::MAX);
+        check.record(&header(1, 64), u64::MAX);
+        assert_eq!((check.records, check.bad, check.bytes), (2, 0, 128));
+        // A payload where none belongs, or a wrong length, is bad.
+        check.record(&sample(2, 64, true), u64::MAX);
+        check.record(&header(3, 32), u64::MAX);
+        assert_eq!((check.records, check.bad), (4, 2));
+    }
+
+    #[test]
     fn gaps_are_lost_and_repeats_bad() {
-        let mut check = Checker::new(&config(64, 64, true)).unwrap();
+        let mut check = checker(64, 64, true);
         for seq in [0, 1, 5, 6, 6, 2, 9] {
             check.record(&sample(seq, 64, true), u64::MAX);
         }
@@ -569,7 +788,7 @@ mod tests {
 
     #[test]
     fn wrong_length_payload_or_size_is_bad() {
-        let mut check = Checker::new(&config(64, 64, true)).unwrap();
+        let mut check = checker(64, 64, true);
         check.record(&sample(0, 32, true), u64::MAX);
         let mut corrupt = sample(1, 64, true);
         corrupt[HEADER + 63] ^= 1;
@@ -580,8 +799,8 @@ mod tests {
         check.record(&[0u8; 10], u64::MAX);
         assert_eq!((check.records, check.bad, check.lost), (4, 4, 0));
 
-        // Without verification, only the first word is checked.
-        let mut check = Checker::new(&config(64, 64, false)).unwrap();
+        // Blank payloads: every byte is read, the first word checked.
+        let mut check = checker(64, 64, false);
         let mut tail = sample(0, 64, false);
         tail[HEADER + 63] ^= 1;
         check.record(&tail, u64::MAX);
@@ -593,7 +812,7 @@ mod tests {
 
     #[test]
     fn the_deadline_stops_a_poll() {
-        let mut check = Checker::new(&config(8, 8, false)).unwrap();
+        let mut check = checker(8, 8, false);
         assert_eq!(check.record(&sample(0, 8, false), u64::MAX), 0);
         // Not sampled: the clock is not read.
         assert_eq!(check.record(&sample(1, 8, false), 0), 0);

@@ -18,6 +18,10 @@ pub(crate) struct Env {
     pub(crate) arch: String,
     /// "QEMU TCG (emulated)", "virtual machine", "bare metal" or the like.
     pub(crate) virtualization: String,
+    /// Which of the CPU flags that make the kernel's copies (and glibc's
+    /// memcpy) one `rep movsb` the CPU has: "erms", "fsrm", both, or
+    /// "neither" (QEMU TCG emulates `rep movsb` a byte at a time).
+    pub(crate) copy_flags: String,
     /// The kernel's clocksource: the record timestamps' resolution
     /// depends on it (`jiffies` makes latencies meaningless).
     pub(crate) clocksource: String,
@@ -55,6 +59,18 @@ impl Env {
         } else {
             "no hypervisor detected".to_owned()
         };
+        let copy_flags = {
+            let flags = field("flags").unwrap_or_default();
+            let have: Vec<&str> = ["erms", "fsrm"]
+                .into_iter()
+                .filter(|f| flags.split(' ').any(|w| w == *f))
+                .collect();
+            if have.is_empty() {
+                "neither".to_owned()
+            } else {
+                have.join(", ")
+            }
+        };
         let (kernel, arch) = uname();
         let clocksource = std::fs::read_to_string(
             "/sys/devices/system/clocksource/clocksource0/current_clocksource",
@@ -66,6 +82,7 @@ impl Env {
             kernel,
             arch,
             virtualization,
+            copy_flags,
             clocksource,
             data_size,
             cache_mode: cache_mode.to_owned(),
@@ -83,6 +100,7 @@ impl Env {
             "kernel": self.kernel,
             "arch": self.arch,
             "virtualization": self.virtualization,
+            "copy_flags": self.copy_flags,
             "clocksource": self.clocksource,
             "data_size": self.data_size,
             "cache_mode": self.cache_mode,
@@ -100,6 +118,7 @@ impl Env {
             kernel: s("kernel"),
             arch: s("arch"),
             virtualization: s("virtualization"),
+            copy_flags: s("copy_flags"),
             clocksource: s("clocksource"),
             data_size: v["data_size"].as_u64().unwrap_or(0),
             cache_mode: s("cache_mode"),
@@ -117,8 +136,8 @@ impl Env {
                 self.cpu_model, self.cpus, self.arch
             ),
             format!(
-                "kernel: Linux {}, clocksource {}; {}",
-                self.kernel, self.clocksource, self.virtualization
+                "kernel: Linux {}, clocksource {}; {}; CPU copy flags (ERMS, FSRM: `rep movsb` copies): {}",
+                self.kernel, self.clocksource, self.virtualization, self.copy_flags
             ),
             format!(
                 "ring: {} MiB data area, {} mapping; rmemring {}{}",

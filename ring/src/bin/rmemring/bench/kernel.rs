@@ -5,10 +5,11 @@
 //! the producer flat out with back-pressure (`PRODUCER_WAIT`, so delivered
 //! records per second is the path's capacity, not the producer's drop
 //! rate), consumes through a warm-up, then measures a window: records,
-//! bytes, the consuming thread's CPU time, the driver's wake-up counters
-//! and the latency from each record's kernel timestamp to the moment the
-//! consumer had it.
+//! bytes, the consuming thread's and the producer thread's CPU time, the
+//! ring's fill, the driver's wake-up counters and the latency from each
+//! record's kernel timestamp to the moment the consumer had it.
 
+use std::hint::black_box;
 use std::os::fd::{
     AsRawFd,
     BorrowedFd, //
@@ -21,6 +22,7 @@ use std::time::{
 };
 
 use anyhow::Context;
+use crossbeam_utils::Backoff;
 use hdrhistogram::Histogram;
 use rmemring::layout::record_stride;
 use rmemring::stream::Records;
@@ -45,6 +47,12 @@ use super::row::{
     IdleRow,
     Latency,
     Row, //
+};
+use super::sides::{
+    cpu_between,
+    producer_thread_name,
+    Fill,
+    ProducerThread, //
 };
 use super::{
     thread_cpu,
@@ -73,9 +81,10 @@ pub(crate) fn producer_config(workload: Workload, size: u32, timing: &Timing) ->
         max_len: size,
         count: 0,
         rate,
-        pattern: match workload {
-            Workload::Headers | Workload::Paced => PATTERN_NONE,
-            Workload::Verify => PATTERN_SEQ,
+        pattern: if workload.filled() {
+            PATTERN_SEQ
+        } else {
+            PATTERN_NONE
         },
         flags: PRODUCER_WAIT,
         batch,
@@ -112,7 +121,11 @@ impl Drop for Running<'_> {
 /// What the consumer saw.
 struct Tally {
     len: usize,
-    verify: bool,
+    /// Every payload byte is read ([`Workload::reads_bytes`]).
+    read_bytes: bool,
+    /// ...and checked, the producer having filled it
+    /// ([`Workload::filled`]); else only the first word is.
+    filled: bool,
     records: u64,
     bytes: u64,
     bad: u64,
@@ -135,7 +148,8 @@ impl Tally {
     fn new(workload: Workload, size: u32) -> anyhow::Result<Self> {
         Ok(Self {
             len: size as usize,
-            verify: workload == Workload::Verify,
+            read_bytes: workload.reads_bytes(),
+            filled: workload.filled(),
             records: 0,
             bytes: 0,
             bad: 0,
@@ -148,8 +162,10 @@ impl Tally {
         })
     }
 
-    /// Checks one record: its sequence number and length always, every
-    /// payload byte in the verify workload.
+    /// Checks one record: its sequence number and length always; where the
+    /// consumer reads every byte, the payload against the pattern (a blank
+    /// payload holds the pattern in its first word only: the pass over the
+    /// rest is made all the same, its result thrown away).
     ///
     /// A sampled record's latency ends when the consumer reaches it, as in
     /// the BPF path's callback: not at the start of its batch, which
@@ -162,9 +178,16 @@ impl Tally {
             self.latency
                 .saturating_record(monotonic_ns().saturating_sub(timestamp_ns));
         }
-        let ok = seq == self.next_seq
-            && payload.len() == self.len
-            && (!self.verify || pattern::verify(seq, payload));
+        let mut ok = seq == self.next_seq && payload.len() == self.len;
+        if self.read_bytes {
+            let whole = pattern::verify(seq, payload);
+            ok &= if self.filled {
+                whole
+            } else {
+                black_box(whole);
+                first_word_ok(seq, payload)
+            };
+        }
         self.bad += u64::from(!ok);
         self.next_seq = seq.wrapping_add(1);
         self.records += 1;
@@ -179,51 +202,81 @@ impl Tally {
     }
 }
 
+/// Whether a payload starts with record `seq`'s first pattern word, all
+/// that a blank payload (`PATTERN_NONE`) holds.
+pub(crate) fn first_word_ok(seq: u64, payload: &[u8]) -> bool {
+    let n = payload.len().min(8);
+    payload[..n] == pattern::word(seq, 0).to_le_bytes()[..n]
+}
+
 /// The counters at one edge of the measured window.
 struct Mark {
     at: Instant,
     cpu: Duration,
+    producer_cpu: Option<Duration>,
     stats: RingStats,
 }
 
 impl Mark {
-    fn take(fd: BorrowedFd<'_>) -> anyhow::Result<Self> {
+    fn take(fd: BorrowedFd<'_>, producer: Option<&ProducerThread>) -> anyhow::Result<Self> {
         let stats = ioctl::stats(fd).context("RMEMRING_IOC_STATS")?;
         Ok(Self {
             at: Instant::now(),
             cpu: thread_cpu(),
+            producer_cpu: producer.and_then(ProducerThread::cpu),
             stats,
         })
     }
 }
 
 /// The warm-up, then the measured window.
-struct Window {
+struct Window<'a> {
     timing: Timing,
+    fd: BorrowedFd<'a>,
+    /// The ring's data area, for its fill.
+    data_size: u64,
+    /// The producer's kernel thread, looked up as the window opens.
+    thread_name: String,
+    producer: Option<ProducerThread>,
+    fill: Fill,
     started: Instant,
     start: Option<Mark>,
 }
 
-impl Window {
-    fn new(timing: Timing) -> Self {
+impl<'a> Window<'a> {
+    fn new(timing: Timing, device: &Path, region: &'a Region) -> Self {
         Self {
             timing,
+            fd: region.fd(),
+            data_size: region.layout().data_size,
+            thread_name: producer_thread_name(device),
+            producer: None,
+            fill: Fill::new(),
             started: Instant::now(),
             start: None,
         }
     }
 
-    /// Between batches: opens the window after the warm-up; `false` once
-    /// it is over.
-    fn check(&mut self, fd: BorrowedFd<'_>, tally: &mut Tally) -> anyhow::Result<bool> {
+    /// Between batches: opens the window after the warm-up and samples the
+    /// ring's fill; `false` once the window is over.
+    fn check(&mut self, tally: &mut Tally) -> anyhow::Result<bool> {
         if signals::stop_requested() {
             return Err(fail::with_status(fail::INTERRUPTED, "interrupted"));
         }
         let now = Instant::now();
+        if self.fill.due(now) {
+            let stats = ioctl::stats(self.fd).context("RMEMRING_IOC_STATS")?;
+            self.fill.add(
+                stats.producer_pos.wrapping_sub(stats.consumer_pos),
+                self.data_size,
+            );
+        }
         match &self.start {
             None => {
                 if now.duration_since(self.started) >= self.timing.warmup {
-                    self.start = Some(Mark::take(fd)?);
+                    self.producer = ProducerThread::find(&self.thread_name);
+                    self.start = Some(Mark::take(self.fd, self.producer.as_ref())?);
+                    self.fill.restart();
                     tally.restart();
                 }
                 Ok(true)
@@ -238,18 +291,15 @@ impl Window {
     }
 
     /// Closes the window into a row.
-    fn finish(
-        self,
-        fd: BorrowedFd<'_>,
-        tally: &Tally,
-        wakeups: fn(&RingStats) -> u64,
-    ) -> anyhow::Result<Measured> {
-        let end = Mark::take(fd)?;
+    fn finish(self, tally: &Tally) -> anyhow::Result<Measured> {
+        let end = Mark::take(self.fd, self.producer.as_ref())?;
         let start = self.start.context("the measured window never opened")?;
         Ok(Measured {
             elapsed: end.at - start.at,
             cpu: end.cpu.saturating_sub(start.cpu),
-            wakeups: wakeups(&end.stats) - wakeups(&start.stats),
+            producer_cpu: cpu_between(start.producer_cpu, end.producer_cpu),
+            fill: self.fill.mean(),
+            wakeups: end.stats.wakeups - start.stats.wakeups,
             sleeps: end.stats.sleeps - start.stats.sleeps,
             dropped: end.stats.records_dropped - start.stats.records_dropped,
             latency: Latency::of(&tally.latency),
@@ -263,6 +313,8 @@ impl Window {
 struct Measured {
     elapsed: Duration,
     cpu: Duration,
+    producer_cpu: Option<Duration>,
+    fill: Option<f64>,
     wakeups: u64,
     sleeps: u64,
     dropped: u64,
@@ -283,6 +335,8 @@ impl Measured {
             bytes: self.bytes,
             elapsed: self.elapsed,
             consumer_cpu: self.cpu,
+            producer_cpu: self.producer_cpu,
+            fill: self.fill,
             wakeups: self.wakeups,
             sleeps: self.sleeps,
             dropped: self.dropped,
@@ -313,9 +367,9 @@ pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     let per_batch = (region.layout().data_size / 8 / record_stride(size)).max(1) as usize;
     let fd = region.fd();
     let mut tally = Tally::new(workload, size)?;
-    let mut window = Window::new(timing);
+    let mut window = Window::new(timing, device, &region);
     let running = Running::start(fd, &producer_config(workload, size, &timing))?;
-    while window.check(fd, &mut tally)? {
+    while window.check(&mut tally)? {
         if !consumer.wait(Some(window.slice()))? {
             continue;
         }
@@ -325,44 +379,58 @@ pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
             tally.record(record.seq, record.timestamp_ns, record.payload);
         }
     }
-    let measured = window.finish(fd, &tally, |s| s.wakeups)?;
+    let measured = window.finish(&tally)?;
     drop(running);
     Ok(measured.row("rmemring", mode, workload, size))
 }
 
-/// The copy path: whole records through `read()` into a private buffer,
-/// blocking or (busy-poll) `O_NONBLOCK` and retried.
+/// The copy path: whole records through `read()` into a private buffer.
+/// Busy-poll: `O_NONBLOCK`, retried. Poll: a blocking `read()`, which
+/// sleeps in the driver as soon as the ring is empty. Blocking: as the
+/// other peers, spin and yield first (`O_NONBLOCK` reads retried under a
+/// `crossbeam_utils::Backoff`), and only then one blocking `read()`.
 pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
     let (mode, workload, size) = (job.mode, job.workload, job.size);
     let region = fresh(device)?;
     let fd = region.fd();
-    if mode == Mode::BusyPoll {
-        set_nonblocking(fd)?;
-    }
+    let mut blocking = mode == Mode::Poll;
+    set_blocking(fd, blocking)?;
     let buf_len = timing.read_buffer.max(record_stride(size) as usize);
     // u64s, so that headers are aligned like in the ring.
     let mut buf = vec![0u64; buf_len.div_ceil(8)];
     let mut tally = Tally::new(workload, size)?;
-    let mut window = Window::new(timing);
+    let mut window = Window::new(timing, device, &region);
+    let backoff = Backoff::new();
     let running = Running::start(fd, &producer_config(workload, size, &timing))?;
-    while window.check(fd, &mut tally)? {
+    while window.check(&mut tally)? {
+        // The spin is over: this read() may sleep.
+        let sleep = mode == Mode::Blocking && backoff.is_completed();
+        if sleep != blocking && mode == Mode::Blocking {
+            set_blocking(fd, sleep)?;
+            blocking = sleep;
+        }
         // SAFETY: `buf` is valid for writes of `buf_len` bytes.
         let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf_len) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR) => {
-                    std::hint::spin_loop();
+                Some(libc::EAGAIN) if mode == Mode::Blocking => {
+                    backoff.snooze();
                     continue;
                 }
+                Some(libc::EAGAIN | libc::EINTR) => continue,
                 _ => return Err(anyhow::Error::new(e).context("read() from the ring")),
             }
         }
+        backoff.reset();
         let bytes: &[u8] = bytemuck::cast_slice(&buf);
         parse_records(&bytes[..n as usize], &mut tally);
     }
-    // A `read()` consumer's wake-ups are its sleeps in `read()`.
-    let measured = window.finish(fd, &tally, |s| s.sleeps)?;
+    // The producer's wake-ups, as for the zero-copy consumer: of a reader
+    // asleep in `read()`, or armed by an `O_NONBLOCK` one that found the
+    // ring empty (the driver arms the wake-up for the `poll` an event loop
+    // makes next).
+    let measured = window.finish(&tally)?;
     drop(running);
     Ok(measured.row("read", mode, workload, size))
 }
@@ -386,11 +454,17 @@ fn parse_records(bytes: &[u8], tally: &mut Tally) {
     }
 }
 
-fn set_nonblocking(fd: BorrowedFd<'_>) -> anyhow::Result<()> {
+/// Makes `read()` on `fd` block (or not: `O_NONBLOCK`).
+fn set_blocking(fd: BorrowedFd<'_>, blocking: bool) -> anyhow::Result<()> {
     // SAFETY: `F_GETFL`/`F_SETFL` take and return integers only.
     let ok = unsafe {
         let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        flags >= 0 && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+        let new = if blocking {
+            flags & !libc::O_NONBLOCK
+        } else {
+            flags | libc::O_NONBLOCK
+        };
+        flags >= 0 && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) == 0
     };
     if !ok {
         return Err(

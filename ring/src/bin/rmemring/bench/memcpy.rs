@@ -67,6 +67,8 @@ pub(crate) fn run(
         bytes: records * u64::from(size),
         elapsed,
         consumer_cpu: cpu,
+        producer_cpu: None,
+        fill: None,
         wakeups: 0,
         sleeps: 0,
         dropped: 0,
@@ -89,7 +91,7 @@ mod tests {
             duration: Duration::from_millis(20),
             ..Timing::default()
         };
-        let row = run(Workload::Headers, 64, 1 << 16, timing).unwrap();
+        let row = run(Workload::FilledBytes, 64, 1 << 16, timing).unwrap();
         assert!(row.records > 0);
         assert_eq!(row.bytes, row.records * 64);
         assert!(row.elapsed >= Duration::from_millis(20));

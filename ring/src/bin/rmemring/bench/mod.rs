@@ -1,27 +1,33 @@
 //! `rmemring bench`: kernel producer to user consumer, every path.
 //!
-//! For each workload (headers only; every payload byte read and verified)
-//! and record size, in one run:
+//! For each cell of a 2×2 workload (the producer fills the payload or
+//! not; the consumer reads the headers only or every byte) and record
+//! size, in one run:
 //!
-//! - `rmemring`: the zero-copy consumer, in busy-poll, blocking (the
-//!   default `Wait::Backoff`: spin, yield, then `poll(2)`) and poll
-//!   (`Wait::Spin(0)`: `poll(2)` as soon as the ring is empty) modes;
-//! - `read`: the same driver's `read()` copy path, busy-poll (`O_NONBLOCK`,
-//!   retried) and blocking;
+//! - `rmemring`: the zero-copy consumer;
+//! - `read`: the same driver's `read()` copy path;
 //! - `bpf`: the BPF ring buffer fed by the same producer through a
-//!   tracepoint (with the `bpf` feature; see `bpf.rs`);
-//! - `memcpy`: the same bytes copied on one core, the limit.
+//!   tracepoint (with the `bpf` feature; see `bpf.rs`), carrying the
+//!   header only where the consumer reads headers only;
+//! - `memcpy`: the same bytes copied on one core, the limit (where the
+//!   consumer reads every byte).
 //!
-//! Then an idle blocking consumer's CPU use. The method and why it is fair
-//! are in `docs/bench/kernel.md`.
+//! Every peer in the same three modes: busy-poll, blocking (spin, yield,
+//! then sleep: `crossbeam_utils::Backoff`, rmemring's `Wait::Backoff`) and
+//! poll (sleep as soon as nothing is there). Each row has both sides'
+//! costs: the consumer's CPU time and the producer kernel thread's
+//! (`sides.rs`), and the ring's fill, which says which side bounds it.
+//! Then the paced workload (latency below saturation) and an idle blocking
+//! consumer's CPU use. The method is in `docs/bench/kernel.md`.
 
 mod env;
 pub(crate) mod events;
-mod kernel;
+pub(crate) mod kernel;
 mod memcpy;
 mod plot;
 mod report;
 mod row;
+pub(crate) mod sides;
 mod stall;
 
 use std::fs;
@@ -57,10 +63,14 @@ use crate::DeviceArg;
 /// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
 ///
 /// The driver's producer runs flat out and waits for room when the ring is
-/// full, so records/s is what each consumer path can take. Every size and
-/// workload is measured for every path in the same run; compare ratios
-/// between paths, not absolute rates across machines. Prints a table; with
-/// --json, JSON lines on stdout and the table on stderr.
+/// full (the BPF peer's cannot: it drops), so records/s is what the slower
+/// side allows; each row shows both sides' CPU time and the ring's fill,
+/// which says which side that was. The workloads are a 2×2: the producer
+/// fills every payload byte or only the first word (blank), and the
+/// consumer reads the headers only or every byte. Every size and workload
+/// is measured for every path in the same run; compare ratios between
+/// paths, not absolute rates across machines. Prints a table; with --json,
+/// JSON lines on stdout and the table on stderr.
 ///
 /// Under QEMU TCG it runs itself again with
 /// GLIBC_TUNABLES=glibc.cpu.hwcaps=-ERMS,-FSRM (unless GLIBC_TUNABLES sets
@@ -88,7 +98,7 @@ pub(crate) struct Args {
         default_value = "rmemring,read,bpf,memcpy"
     )]
     impls: Vec<Impl>,
-    /// Consumer modes to measure (memcpy has none; poll is rmemring's only).
+    /// Consumer modes to measure (memcpy has none).
     #[arg(
         long,
         value_enum,
@@ -101,7 +111,7 @@ pub(crate) struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "headers,verify,paced"
+        default_value = "blank-headers,filled-headers,blank-bytes,filled-bytes,paced"
     )]
     workloads: Vec<Workload>,
     /// Records per second of the paced workload.
@@ -155,14 +165,16 @@ pub(crate) enum Impl {
     Memcpy,
 }
 
-/// How a consumer waits for records.
+/// How a consumer waits for records; every path offers each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Mode {
     /// Never sleep.
     BusyPoll,
-    /// Spin briefly, yield, then sleep (rmemring's default `Wait::Backoff`).
+    /// Spin briefly, yield, then sleep (`crossbeam_utils::Backoff`, as in
+    /// rmemring's default `Wait::Backoff`).
     Blocking,
-    /// Sleep in poll(2) as soon as the ring is empty (`Wait::Spin(0)`).
+    /// Sleep as soon as nothing is there (rmemring's `Wait::Spin(0)`, a
+    /// blocking read(), libbpf's `ring_buffer__poll`).
     Poll,
 }
 
@@ -176,14 +188,24 @@ impl Mode {
     }
 }
 
-/// What the consumer does with each record.
+/// What the producer writes and what the consumer reads: a 2×2 of the
+/// payload filled or blank (only its first word written, as if the rest had
+/// been placed by DMA) and the consumer reading the headers only or every
+/// byte; and the paced workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Workload {
-    /// Check the header and sequence number only (payload not written by
-    /// the producer beyond its first word, as if placed by DMA).
-    Headers,
-    /// Read every payload byte and verify it.
-    Verify,
+    /// Blank payloads; the consumer checks each header and sequence number.
+    #[value(alias = "headers")]
+    BlankHeaders,
+    /// Every payload byte filled; the consumer checks the headers only.
+    FilledHeaders,
+    /// Blank payloads; the consumer reads every byte (the same pass as the
+    /// verification, its result ignored but for the first word).
+    BlankBytes,
+    /// Every payload byte filled; the consumer reads and verifies every
+    /// byte.
+    #[value(alias = "verify")]
+    FilledBytes,
     /// Latency below saturation: 64 B records at --paced-rate, published
     /// one at a time, headers checked.
     Paced,
@@ -192,10 +214,23 @@ pub(crate) enum Workload {
 impl Workload {
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Workload::Headers => "headers",
-            Workload::Verify => "verify",
+            Workload::BlankHeaders => "blank-headers",
+            Workload::FilledHeaders => "filled-headers",
+            Workload::BlankBytes => "blank-bytes",
+            Workload::FilledBytes => "filled-bytes",
             Workload::Paced => "paced",
         }
+    }
+
+    /// Whether the producer fills every payload byte (`PATTERN_SEQ`) or
+    /// only the first word (`PATTERN_NONE`).
+    pub(crate) fn filled(self) -> bool {
+        matches!(self, Workload::FilledHeaders | Workload::FilledBytes)
+    }
+
+    /// Whether the consumer reads every payload byte.
+    pub(crate) fn reads_bytes(self) -> bool {
+        matches!(self, Workload::BlankBytes | Workload::FilledBytes)
     }
 }
 
@@ -271,18 +306,16 @@ impl Results {
     }
 }
 
-/// CPU time (user + system) of the calling thread.
+/// CPU time (user + system) of the calling thread, in nanoseconds
+/// (`CLOCK_THREAD_CPUTIME_ID`).
 pub(crate) fn thread_cpu() -> Duration {
-    // SAFETY: `getrusage` fills the zeroed struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
-        usage
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// One measurement to make.
@@ -305,11 +338,11 @@ fn plan(args: &Args) -> Vec<Job> {
         };
         for &size in &sizes {
             for &imp in &args.impls {
-                // The paced workload compares the two consumers of the ring.
-                if workload == Workload::Paced && !matches!(imp, Impl::Rmemring | Impl::Read) {
-                    continue;
-                }
                 if imp == Impl::Memcpy {
+                    // The limit of moving the bytes, where they are read.
+                    if !workload.reads_bytes() {
+                        continue;
+                    }
                     jobs.push(Job {
                         imp,
                         mode: Mode::BusyPoll,
@@ -319,10 +352,6 @@ fn plan(args: &Args) -> Vec<Job> {
                     continue;
                 }
                 for &mode in &args.modes {
-                    // Only rmemring has a mode between spinning and sleeping.
-                    if mode == Mode::Poll && imp != Impl::Rmemring {
-                        continue;
-                    }
                     jobs.push(Job {
                         imp,
                         mode,
@@ -596,13 +625,12 @@ pub(crate) fn latency_histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>
 fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
     let config = crate::bpf::BpfRunConfig {
         device: device.to_owned(),
-        min_len: job.size,
-        max_len: job.size,
+        // What the ring paths get for this workload and size.
+        producer: kernel::producer_config(job.workload, job.size, &timing),
+        warmup: timing.warmup,
         duration: timing.duration,
-        verify: job.workload == Workload::Verify,
-        busy_poll: job.mode == Mode::BusyPoll,
-        // What the ring paths get for this size.
-        batch: kernel::producer_config(job.workload, job.size, &timing).batch,
+        headers_only: !job.workload.reads_bytes(),
+        mode: job.mode,
     };
     let result = crate::bpf::run(&config)?;
     Ok(Row {
@@ -614,6 +642,8 @@ fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
         bytes: result.bytes,
         elapsed: result.elapsed,
         consumer_cpu: result.consumer_cpu,
+        producer_cpu: result.producer_cpu,
+        fill: result.fill,
         wakeups: result.wakeups,
         sleeps: 0,
         dropped: result.lost,

@@ -129,14 +129,7 @@ where
     let panels = body.split_evenly((1, workloads.len().max(1)));
     for (panel, workload) in panels.iter().zip(&workloads) {
         let mut chart = ChartBuilder::on(panel)
-            .caption(
-                match *workload {
-                    "headers" => "headers only",
-                    "verify" => "every byte read and verified",
-                    other => other,
-                },
-                ("sans-serif", 16),
-            )
+            .caption(super::report::workload_short(workload), ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(64)
@@ -225,12 +218,12 @@ mod tests {
     fn results() -> Results {
         Results {
             rows: vec![
-                row("rmemring", "busy-poll", "headers", 64, 4_000_000),
-                row("rmemring", "busy-poll", "headers", 4096, 3_000_000),
-                row("read", "blocking", "headers", 64, 2_000_000),
-                row("read", "blocking", "headers", 4096, 100_000),
-                row("memcpy", "one-core", "verify", 64, 9_000_000),
-                row("memcpy", "one-core", "verify", 4096, 200_000),
+                row("rmemring", "busy-poll", "blank-headers", 64, 4_000_000),
+                row("rmemring", "busy-poll", "blank-headers", 4096, 3_000_000),
+                row("read", "blocking", "blank-headers", 64, 2_000_000),
+                row("read", "blocking", "blank-headers", 4096, 100_000),
+                row("memcpy", "one-core", "filled-bytes", 64, 9_000_000),
+                row("memcpy", "one-core", "filled-bytes", 4096, 200_000),
             ],
             ..Results::default()
         }

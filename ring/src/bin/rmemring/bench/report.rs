@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
-use super::row::Row;
+use super::row::{
+    Bound,
+    Row, //
+};
 use super::Results;
 use crate::args::{
     bytes,
@@ -79,13 +82,23 @@ impl Table {
 /// The human-readable name of a workload.
 fn workload_title(workload: &str) -> &'static str {
     match workload {
-        "headers" => {
-            "headers only: the producer writes headers and the first payload word \
-             (PATTERN_NONE), the consumer checks each header and sequence number"
+        "blank-headers" => {
+            "blank payload, headers read: the producer writes each header and the payload's \
+             first word only (PATTERN_NONE); the consumer checks each header and sequence \
+             number"
         }
-        "verify" => {
-            "read every byte: the producer fills every payload byte (PATTERN_SEQ), the \
-             consumer reads and verifies all of them"
+        "filled-headers" => {
+            "filled payload, headers read: the producer fills every payload byte \
+             (PATTERN_SEQ); the consumer checks each header and sequence number"
+        }
+        "blank-bytes" => {
+            "blank payload, every byte read: the producer writes the payload's first word \
+             only (PATTERN_NONE); the consumer reads every byte (the verifying pass, its \
+             result kept for the first word only)"
+        }
+        "filled-bytes" => {
+            "filled payload, every byte read: the producer fills every payload byte \
+             (PATTERN_SEQ); the consumer reads and verifies every byte"
         }
         "paced" => {
             "paced, below saturation: 64 B records at a fixed rate, published one at a time \
@@ -94,6 +107,30 @@ fn workload_title(workload: &str) -> &'static str {
         }
         _ => "other workload",
     }
+}
+
+/// A workload's name in a few words (the chart's panels).
+pub(crate) fn workload_short(workload: &str) -> &str {
+    match workload {
+        "blank-headers" => "blank payload, headers read",
+        "filled-headers" => "filled payload, headers read",
+        "blank-bytes" => "blank payload, every byte read",
+        "filled-bytes" => "filled payload, every byte verified",
+        other => other,
+    }
+}
+
+/// The cells of the 2×2, in order: (workload, payload, consumer reads).
+const CELLS: [(&str, &str, &str); 4] = [
+    ("blank-headers", "blank", "headers"),
+    ("filled-headers", "filled", "headers"),
+    ("blank-bytes", "blank", "every byte"),
+    ("filled-bytes", "filled", "every byte"),
+];
+
+/// Whether the consumer of `workload` reads headers only.
+fn headers_only(workload: &str) -> bool {
+    workload.ends_with("-headers")
 }
 
 fn order(r: &Row) -> (usize, usize) {
@@ -139,10 +176,10 @@ fn find<'a>(
         .find(|r| r.imp == imp && r.mode == mode && r.workload == workload && r.size == size)
 }
 
-/// The GB/s column's heading. Headers only, nobody reads the payload
-/// bytes it counts, and the heading says so (see [`UNREAD_NOTE`]).
+/// The GB/s column's heading. Headers only, the consumer reads none of the
+/// payload bytes it counts, and the heading says so (see [`UNREAD_NOTE`]).
 fn gbps_heading(workload: &str) -> &'static str {
-    if workload == "headers" {
+    if headers_only(workload) {
         "GB/s unread"
     } else {
         "GB/s"
@@ -152,29 +189,44 @@ fn gbps_heading(workload: &str) -> &'static str {
 /// Printed under the headers-only table.
 const UNREAD_NOTE: &str = "GB/s unread: the payload bytes of the delivered records per \
      second, records/s × size; in this workload the consumer checks headers only and reads \
-     none of these bytes (read() and memcpy still copy them), so it is no rate of bytes read \
-     (the JSON's bytes_per_s is the same figure)";
+     none of these bytes (read() still copies them; the BPF program does not carry them), \
+     so it is no rate of bytes read (the JSON's bytes_per_s is the same figure)";
+
+/// Printed under every flat-out table: how to read the two sides' columns.
+const SIDES_NOTE: &str = "producer: the CPU time of the driver's producer thread per \
+     record delivered, and as a share of the window (for bpf, with the tracepoint and the \
+     BPF program, which run on it); consumer: the consuming thread's; fill: the ring's mean \
+     fill as the consumer found it (the BPF ring buffer's for bpf); bound: the side that \
+     limits the rate, consumer where the ring was at least half full on average (its \
+     producer waited for room) or records were dropped, producer where it was at most a \
+     quarter full, both in between";
 
 fn measurement_table(results: &Results, workload: &str) -> Table {
-    let mut t = Table::new(
-        &[
-            "size",
-            "impl",
-            "mode",
-            "records/s",
-            "spread",
-            gbps_heading(workload),
-            "CPU/record",
-            "CPU",
-            "wake-ups/record",
-            "p50",
-            "p99",
-            "p99.9",
-            "max",
-            "dropped",
-        ],
-        3,
-    );
+    // Below saturation the tail is the point; at saturation it is
+    // queueing, and the two sides' costs are.
+    let paced = workload == "paced";
+    let mut header = vec![
+        "size",
+        "impl",
+        "mode",
+        "records/s",
+        "spread",
+        gbps_heading(workload),
+        "producer CPU/record",
+        "producer CPU",
+        "consumer CPU/record",
+        "consumer CPU",
+        "fill",
+        "bound",
+        "wake-ups/record",
+        "p50",
+        "p99",
+    ];
+    if paced {
+        header.extend(["p99.9", "max"]);
+    }
+    header.push("dropped");
+    let mut t = Table::new(&header, 3);
     for size in sizes(results) {
         let mut rows: Vec<&Row> = results
             .rows
@@ -193,7 +245,7 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
             if r.bad != 0 {
                 dropped += &format!(" ({} BAD)", r.bad);
             }
-            t.rows.push(vec![
+            let mut cells = vec![
                 if i == 0 {
                     bytes(u64::from(size))
                 } else {
@@ -205,8 +257,14 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
                 r.spread
                     .map_or("-".to_owned(), |(_, s)| format!("{:.0}%", s * 100.0)),
                 format!("{:.3}", r.bytes_per_s() / 1e9),
+                r.producer_ns_per_record().map_or("-".to_owned(), nanos),
+                r.producer_percent()
+                    .map_or("-".to_owned(), |p| format!("{p:.0}%")),
                 nanos(r.cpu_ns_per_record()),
                 format!("{:.0}%", r.cpu_percent()),
+                r.fill
+                    .map_or("-".to_owned(), |f| format!("{:.0}%", f * 100.0)),
+                r.bound().map_or("-", Bound::name).to_owned(),
                 if r.imp == "memcpy" {
                     "-".to_owned()
                 } else {
@@ -214,10 +272,66 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
                 },
                 lat(|l| l.p50),
                 lat(|l| l.p99),
-                lat(|l| l.p999),
-                lat(|l| l.max),
-                dropped,
+            ];
+            if paced {
+                cells.extend([lat(|l| l.p999), lat(|l| l.max)]);
+            }
+            cells.push(dropped);
+            t.rows.push(cells);
+        }
+    }
+    t
+}
+
+/// The 2×2 at a glance for one mode: per size and cell, each peer's
+/// records/s, rmemring's ratios over the others, and the bounding sides.
+fn summary_table(results: &Results, mode: &str) -> Table {
+    let mut t = Table::new(
+        &[
+            "size",
+            "payload",
+            "consumer reads",
+            "rmemring",
+            "read()",
+            "bpf",
+            "rmemring / read()",
+            "rmemring / bpf",
+            "bound (rmemring, read(), bpf)",
+        ],
+        3,
+    );
+    for size in sizes(results) {
+        let mut first = true;
+        for (workload, payload, reads) in CELLS {
+            let row = |imp: &str| find(results, imp, mode, workload, size);
+            if row("rmemring").is_none() {
+                continue;
+            }
+            let rate = |imp: &str| row(imp).map_or("-".to_owned(), |r| si(r.records_per_s()));
+            let over = |imp: &str| {
+                ratio(results, ("rmemring", mode), (imp, mode), workload, size)
+                    .map_or("-".to_owned(), |r| format!("{r:.2}×"))
+            };
+            let bounds: Vec<&str> = ["rmemring", "read", "bpf"]
+                .iter()
+                .map(|imp| row(imp).and_then(Row::bound).map_or("-", Bound::name))
+                .collect();
+            t.rows.push(vec![
+                if first {
+                    bytes(u64::from(size))
+                } else {
+                    String::new()
+                },
+                payload.to_owned(),
+                reads.to_owned(),
+                rate("rmemring"),
+                rate("read"),
+                rate("bpf"),
+                over("read"),
+                over("bpf"),
+                bounds.join(", "),
             ]);
+            first = false;
         }
     }
     t
@@ -240,7 +354,7 @@ fn ratio(
 type Series = (&'static str, &'static str);
 
 /// The comparisons worth a row: (label, numerator, denominator).
-const COMPARISONS: [(&str, Series, Series); 5] = [
+const COMPARISONS: [(&str, Series, Series); 7] = [
     (
         "rmemring / read(), busy-poll",
         ("rmemring", "busy-poll"),
@@ -252,6 +366,11 @@ const COMPARISONS: [(&str, Series, Series); 5] = [
         ("read", "blocking"),
     ),
     (
+        "rmemring / read(), poll",
+        ("rmemring", "poll"),
+        ("read", "poll"),
+    ),
+    (
         "rmemring / bpf, busy-poll",
         ("rmemring", "busy-poll"),
         ("bpf", "busy-poll"),
@@ -260,6 +379,11 @@ const COMPARISONS: [(&str, Series, Series); 5] = [
         "rmemring / bpf, blocking",
         ("rmemring", "blocking"),
         ("bpf", "blocking"),
+    ),
+    (
+        "rmemring / bpf, poll",
+        ("rmemring", "poll"),
+        ("bpf", "poll"),
     ),
     (
         "rmemring busy-poll / memcpy",
@@ -322,14 +446,45 @@ struct Verdict {
 fn verdicts(results: &Results) -> Vec<Verdict> {
     let mut out = Vec::new();
     let fmt_ratio = |r: Option<f64>| r.map_or("not measured".to_owned(), |r| format!("{r:.2}×"));
-    // Zero-copy against the copy path, headers only.
+    // The issue's synthetic target: payload filled and every byte read,
+    // from 4 KiB up, against each peer in the same mode.
+    for mode in ["busy-poll", "blocking", "poll"] {
+        for (peer, want) in [("bpf", 1.5), ("read", 2.0)] {
+            let (met, figures) = at_every_size(
+                results,
+                ("rmemring", mode),
+                (peer, mode),
+                "filled-bytes",
+                |s| s >= 4096,
+                |r| r >= want,
+            );
+            out.push(Verdict {
+                met,
+                text: format!(
+                    "rmemring vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
+                     {figures} (target ≥ {want}× at each)",
+                    peer_label(peer)
+                ),
+                info: false,
+            });
+        }
+    }
+    // Zero-copy against the copy path, blank payload, headers read: the
+    // case zero copy exists for.
     for mode in ["busy-poll", "blocking"] {
         for (size, want) in [(4096u32, 3.0), (65536, 5.0)] {
-            let r = ratio(results, ("rmemring", mode), ("read", mode), "headers", size);
+            let r = ratio(
+                results,
+                ("rmemring", mode),
+                ("read", mode),
+                "blank-headers",
+                size,
+            );
             out.push(Verdict {
                 met: r.map(|r| r >= want),
                 text: format!(
-                    "zero-copy vs read(), headers only, {mode}, {}: {} (target ≥ {want}×)",
+                    "zero-copy vs read(), blank payload, headers read, {mode}, {}: {} \
+                     (target ≥ {want}×)",
                     bytes(u64::from(size)),
                     fmt_ratio(r)
                 ),
@@ -339,27 +494,33 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     }
     // Ahead on every size from 1 KiB when every byte is read.
     for mode in ["busy-poll", "blocking"] {
-        let (met, figures) =
-            ahead_at_every_size(results, ("rmemring", mode), ("read", mode), "verify", |s| {
-                s >= 1024
-            });
+        let (met, figures) = at_every_size(
+            results,
+            ("rmemring", mode),
+            ("read", mode),
+            "filled-bytes",
+            |s| s >= 1024,
+            |r| r > 1.0,
+        );
         out.push(Verdict {
             met,
             text: format!(
-                "zero-copy vs read(), every byte verified, {mode}, sizes ≥ 1 KiB: {figures} (target > 1× at each)"
+                "zero-copy vs read(), filled payload, every byte verified, {mode}, sizes ≥ 1 KiB: \
+                 {figures} (target > 1× at each)"
             ),
             info: false,
         });
     }
-    // Ahead of the BPF ring buffer at every size.
+    // Ahead of the BPF ring buffer at every size, in every cell and mode.
     for workload in saturated(results) {
-        for mode in ["busy-poll", "blocking"] {
-            let (met, figures) = ahead_at_every_size(
+        for mode in ["busy-poll", "blocking", "poll"] {
+            let (met, figures) = at_every_size(
                 results,
                 ("rmemring", mode),
                 ("bpf", mode),
                 &workload,
                 |_| true,
+                |r| r > 1.0,
             );
             out.push(Verdict {
                 met,
@@ -453,16 +614,17 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     out
 }
 
-/// Whether `mine` was ahead of `peer` (records/s) at every size `wanted`
-/// where `mine` was measured, and the figures. A size where `mine` was
-/// measured and `peer` was not (a failed measurement) leaves the target
-/// undecided, and is named.
-fn ahead_at_every_size(
+/// Whether `mine`'s records/s over `peer`'s was `good` at every size
+/// `wanted` where `mine` was measured, and the figures. A size where
+/// `mine` was measured and `peer` was not (a failed measurement) leaves
+/// the target undecided, and is named.
+fn at_every_size(
     results: &Results,
     mine: (&str, &str),
     peer: (&str, &str),
     workload: &str,
     wanted: impl Fn(u32) -> bool,
+    good: impl Fn(f64) -> bool,
 ) -> (Option<bool>, String) {
     let mut rs: Vec<(u32, f64)> = Vec::new();
     let mut missing: Vec<String> = Vec::new();
@@ -475,7 +637,7 @@ fn ahead_at_every_size(
             None => {}
         }
     }
-    let met = if rs.iter().any(|&(_, r)| r <= 1.0) {
+    let met = if rs.iter().any(|&(_, r)| !good(r)) {
         Some(false)
     } else if rs.is_empty() || !missing.is_empty() {
         None
@@ -488,14 +650,22 @@ fn ahead_at_every_size(
         list(&rs)
     };
     if !rs.is_empty() && !missing.is_empty() {
-        let peer = if peer.0 == "bpf" {
-            "BPF"
-        } else {
-            impl_label(peer.0)
-        };
-        figures += &format!("; {peer} not measured at {}", missing.join(", "));
+        figures += &format!(
+            "; {} not measured at {}",
+            peer_label(peer.0),
+            missing.join(", ")
+        );
     }
     (met, figures)
+}
+
+/// How a peer is named in a target.
+fn peer_label(imp: &str) -> &str {
+    if imp == "bpf" {
+        "BPF"
+    } else {
+        impl_label(imp)
+    }
 }
 
 /// Measurements some of whose records failed verification: their rates
@@ -595,14 +765,33 @@ pub(crate) fn markdown(results: &Results) -> String {
 
 fn render(results: &Results, style: Style) -> String {
     let mut out = String::new();
+    let note = |out: &mut String, text: &str| {
+        let _ = match style {
+            Style::Text => writeln!(out, "  ({text}.)"),
+            Style::Markdown => writeln!(out, "\n{}.", capitalise(text)),
+        };
+    };
+    for mode in MODES {
+        let table = summary_table(results, mode);
+        if table.rows.is_empty() {
+            continue;
+        }
+        style.heading(
+            &mut out,
+            &format!("the 2×2, {mode}: records/s, rmemring's ratios, the bounding side"),
+        );
+        style.table(&mut out, &table);
+    }
+    let mut sides_noted = false;
     for workload in workloads(results) {
         style.heading(&mut out, workload_title(&workload));
         style.table(&mut out, &measurement_table(results, &workload));
-        if workload == "headers" {
-            let _ = match style {
-                Style::Text => writeln!(out, "  ({UNREAD_NOTE}.)"),
-                Style::Markdown => writeln!(out, "\n{}.", capitalise(UNREAD_NOTE)),
-            };
+        if headers_only(&workload) {
+            note(&mut out, UNREAD_NOTE);
+        }
+        if workload != "paced" && !sides_noted {
+            note(&mut out, SIDES_NOTE);
+            sides_noted = true;
         }
     }
     style.heading(&mut out, "ratios (records/s, same run)");
@@ -670,10 +859,10 @@ mod tests {
     #[test]
     fn targets_are_judged_from_ratios() {
         let results = results(vec![
-            row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
-            row("read", "busy-poll", "headers", 4096, 1_000_000),
-            row("rmemring", "busy-poll", "headers", 65536, 4_000_000),
-            row("read", "busy-poll", "headers", 65536, 1_000_000),
+            row("rmemring", "busy-poll", "blank-headers", 4096, 4_000_000),
+            row("read", "busy-poll", "blank-headers", 4096, 1_000_000),
+            row("rmemring", "busy-poll", "blank-headers", 65536, 4_000_000),
+            row("read", "busy-poll", "blank-headers", 65536, 1_000_000),
         ]);
         let v = verdicts(&results);
         let find = |s: &str| v.iter().find(|v| v.text.contains(s)).unwrap();
@@ -687,6 +876,60 @@ mod tests {
         assert!(text.contains("GB/s unread"), "{text}");
         assert!(text.contains("reads none of these bytes"), "{text}");
         assert!(markdown(&results).contains("| GB/s unread |"));
+    }
+
+    #[test]
+    fn the_filled_payload_target_wants_1_5x_bpf_and_2x_read_from_4_kib() {
+        let results = results(vec![
+            // Below 4 KiB: not judged.
+            row("rmemring", "busy-poll", "filled-bytes", 1024, 1_000_000),
+            row("bpf", "busy-poll", "filled-bytes", 1024, 1_000_000),
+            row("rmemring", "busy-poll", "filled-bytes", 4096, 300_000),
+            row("bpf", "busy-poll", "filled-bytes", 4096, 200_000),
+            row("read", "busy-poll", "filled-bytes", 4096, 160_000),
+        ]);
+        let bpf = verdict(
+            &results,
+            "vs BPF, filled payload, every byte read, busy-poll",
+        );
+        assert_eq!(bpf.met, Some(true), "{}", bpf.text);
+        assert!(bpf.text.contains("4 KiB 1.50×"), "{}", bpf.text);
+        assert!(!bpf.text.contains("1 KiB"), "{}", bpf.text);
+        // 1.875× is short of 2×.
+        let read = verdict(
+            &results,
+            "vs read(), filled payload, every byte read, busy-poll",
+        );
+        assert_eq!(read.met, Some(false), "{}", read.text);
+        let blocking = verdict(
+            &results,
+            "vs BPF, filled payload, every byte read, blocking",
+        );
+        assert_eq!(blocking.met, None, "{}", blocking.text);
+    }
+
+    #[test]
+    fn the_summary_shows_every_cell_with_its_bounding_sides() {
+        let mut rows = Vec::new();
+        for (workload, _, _) in CELLS {
+            rows.push(row("rmemring", "busy-poll", workload, 4096, 2_000_000));
+            rows.push(row("bpf", "busy-poll", workload, 4096, 1_000_000));
+        }
+        rows[1].fill = Some(0.1);
+        let results = results(rows);
+        let t = summary_table(&results, "busy-poll");
+        assert_eq!(t.rows.len(), 4);
+        assert_eq!(t.rows[0][..3], ["4 KiB", "blank", "headers"]);
+        assert_eq!(t.rows[3][1..3], ["filled", "every byte"]);
+        assert_eq!(t.rows[0][7], "2.00×");
+        // read() was not measured; bpf's ring was nearly empty.
+        assert_eq!(t.rows[0][8], "consumer, -, producer");
+        assert_eq!(t.rows[1][8], "consumer, -, consumer");
+        assert!(summary_table(&results, "blocking").rows.is_empty());
+        let md = markdown(&results);
+        assert!(md.contains("### The 2×2, busy-poll"), "{md}");
+        assert!(!md.contains("The 2×2, blocking"), "{md}");
+        assert!(md.contains("| producer CPU/record |"), "{md}");
     }
 
     /// Where `peer` was not measured at `second` (a failed measurement) the
@@ -717,10 +960,10 @@ mod tests {
 
     #[test]
     fn a_missing_bpf_measurement_leaves_its_target_open() {
-        let needle = "BPF ring buffer, headers, busy-poll";
+        let needle = "BPF ring buffer, blank-headers, busy-poll";
         let mut results = open_until_measured(
             "bpf",
-            "headers",
+            "blank-headers",
             [64, 4096],
             needle,
             "64 B 4.00×; BPF not measured at 4 KiB",
@@ -733,7 +976,7 @@ mod tests {
     fn a_missing_read_measurement_leaves_the_verify_target_open() {
         open_until_measured(
             "read",
-            "verify",
+            "filled-bytes",
             [1024, 4096],
             "every byte verified, busy-poll",
             "1 KiB 4.00×; read() not measured at 4 KiB",
@@ -743,10 +986,10 @@ mod tests {
     #[test]
     fn records_that_failed_verification_void_every_met_target() {
         let mut results = results(vec![
-            row("rmemring", "busy-poll", "headers", 4096, 4_000_000),
-            row("read", "busy-poll", "headers", 4096, 1_000_000),
+            row("rmemring", "busy-poll", "blank-headers", 4096, 4_000_000),
+            row("read", "busy-poll", "blank-headers", 4096, 1_000_000),
         ]);
-        let four_k = |results: &Results| verdict(results, "headers only, busy-poll, 4 KiB").met;
+        let four_k = |results: &Results| verdict(results, "headers read, busy-poll, 4 KiB").met;
         assert_eq!(four_k(&results), Some(true));
         assert!(verdicts(&results)
             .iter()
@@ -758,7 +1001,7 @@ mod tests {
         assert!(
             first
                 .text
-                .contains("1 measurement (rmemring busy-poll headers 4 KiB: 3)"),
+                .contains("1 measurement (rmemring busy-poll blank-headers 4 KiB: 3)"),
             "{}",
             first.text
         );

@@ -27,6 +27,12 @@ pub(crate) struct Row {
     pub(crate) elapsed: Duration,
     /// CPU time (user + system) of the consuming thread.
     pub(crate) consumer_cpu: Duration,
+    /// CPU time of the producing kernel thread (for the BPF peer, with the
+    /// tracepoint and the BPF program, which run on it), if it was found.
+    pub(crate) producer_cpu: Option<Duration>,
+    /// The ring's mean fill, 0 to 1, as the consumer sampled it (see
+    /// `sides.rs`); `None` where there is no ring (memcpy).
+    pub(crate) fill: Option<f64>,
     /// Wake-ups of a sleeping consumer (see `docs/bench/kernel.md`).
     pub(crate) wakeups: u64,
     /// Times the consumer went to sleep, as it reports (a sleep that ends
@@ -56,6 +62,48 @@ pub(crate) fn median(mut samples: Vec<Row>) -> Option<Row> {
         row.spread = Some((n as u32, (hi - lo) / row.records_per_s().max(1e-9)));
     }
     Some(row)
+}
+
+/// A mean fill at or above this: the producer waited for room (or the
+/// BPF peer's would have), so the consumer bounds the rate.
+pub(crate) const BOUND_FULL: f64 = 0.5;
+/// A mean fill at or below this: the consumer found the ring nearly empty,
+/// so the producer bounds the rate.
+pub(crate) const BOUND_EMPTY: f64 = 0.25;
+
+/// Which side of a flat-out measurement limits its rate, from the ring's
+/// mean fill ([`BOUND_FULL`], [`BOUND_EMPTY`]) and the records dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// The ring was mostly full, or the peer dropped records.
+    Consumer,
+    /// The ring was mostly empty.
+    Producer,
+    /// In between: each side waited for the other part of the time.
+    Both,
+    /// The paced workload: the producer's rate, by design.
+    Paced,
+}
+
+impl Bound {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Bound::Consumer => "consumer",
+            Bound::Producer => "producer",
+            Bound::Both => "both",
+            Bound::Paced => "rate",
+        }
+    }
+}
+
+/// The workload names of older runs, as they are called now: `headers`
+/// (blank payloads, headers read) and `verify` (filled, every byte read).
+pub(crate) fn canonical_workload(name: &str) -> &str {
+    match name {
+        "headers" => "blank-headers",
+        "verify" => "filled-bytes",
+        other => other,
+    }
 }
 
 /// Percentiles of the latency histogram, in nanoseconds.
@@ -91,6 +139,36 @@ impl Row {
         self.consumer_cpu.as_nanos() as f64 / self.records.max(1) as f64
     }
 
+    /// The producer's CPU time per record delivered.
+    pub(crate) fn producer_ns_per_record(&self) -> Option<f64> {
+        self.producer_cpu
+            .map(|cpu| cpu.as_nanos() as f64 / self.records.max(1) as f64)
+    }
+
+    /// Producer CPU time over wall time, in percent.
+    pub(crate) fn producer_percent(&self) -> Option<f64> {
+        self.producer_cpu
+            .map(|cpu| 100.0 * cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9))
+    }
+
+    /// Which side bounds the rate: [`Bound`].
+    pub(crate) fn bound(&self) -> Option<Bound> {
+        if self.workload == "paced" {
+            return Some(Bound::Paced);
+        }
+        if self.dropped > 0 {
+            return Some(Bound::Consumer);
+        }
+        let fill = self.fill?;
+        Some(if fill >= BOUND_FULL {
+            Bound::Consumer
+        } else if fill <= BOUND_EMPTY {
+            Bound::Producer
+        } else {
+            Bound::Both
+        })
+    }
+
     pub(crate) fn wakeups_per_record(&self) -> f64 {
         self.wakeups as f64 / self.records.max(1) as f64
     }
@@ -121,6 +199,10 @@ impl Row {
             "bytes": self.bytes,
             "elapsed_ns": self.elapsed.as_nanos() as u64,
             "consumer_cpu_ns": self.consumer_cpu.as_nanos() as u64,
+            "producer_cpu_ns": self.producer_cpu.map(|c| c.as_nanos() as u64),
+            "producer_ns_per_record": self.producer_ns_per_record(),
+            "ring_fill": self.fill,
+            "bound": self.bound().map(Bound::name),
             "wakeups": self.wakeups,
             "sleeps": self.sleeps,
             "cpu_percent": self.cpu_percent(),
@@ -145,12 +227,14 @@ impl Row {
         Some(Self {
             imp: s("impl")?,
             mode: s("mode")?,
-            workload: s("workload")?,
+            workload: canonical_workload(&s("workload")?).to_owned(),
             size: u32::try_from(u("size")?).ok()?,
             records: u("records")?,
             bytes: u("bytes")?,
             elapsed: Duration::from_nanos(u("elapsed_ns")?),
             consumer_cpu: Duration::from_nanos(u("consumer_cpu_ns")?),
+            producer_cpu: u("producer_cpu_ns").map(Duration::from_nanos),
+            fill: v["ring_fill"].as_f64(),
             wakeups: u("wakeups")?,
             sleeps: u("sleeps").unwrap_or(0),
             dropped: u("dropped")?,
@@ -274,6 +358,8 @@ pub(crate) fn sample(imp: &str, mode: &str, workload: &str, size: u32, records: 
         bytes: records * u64::from(size),
         elapsed: Duration::from_secs(1),
         consumer_cpu: Duration::from_millis(500),
+        producer_cpu: Some(Duration::from_millis(900)),
+        fill: Some(0.9),
         wakeups: records / 1000,
         sleeps: records / 1000,
         dropped: 0,
@@ -293,16 +379,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ring_fill_names_the_bounding_side() {
+        let at = |fill: Option<f64>, dropped: u64, workload: &str| Row {
+            fill,
+            dropped,
+            workload: workload.into(),
+            ..sample("rmemring", "busy-poll", "filled-bytes", 64, 1000)
+        };
+        let bound = |r: Row| r.bound().map(Bound::name);
+        assert_eq!(bound(at(Some(0.9), 0, "filled-bytes")), Some("consumer"));
+        assert_eq!(
+            bound(at(Some(BOUND_FULL), 0, "filled-bytes")),
+            Some("consumer")
+        );
+        assert_eq!(bound(at(Some(0.01), 0, "filled-bytes")), Some("producer"));
+        assert_eq!(bound(at(Some(0.4), 0, "filled-bytes")), Some("both"));
+        // Drops mean the consumer could not keep up, however full.
+        assert_eq!(bound(at(Some(0.01), 5, "blank-headers")), Some("consumer"));
+        assert_eq!(bound(at(None, 0, "blank-headers")), None);
+        assert_eq!(bound(at(Some(0.0), 0, "paced")), Some("rate"));
+    }
+
+    #[test]
     fn rows_survive_json() {
         let row = Row {
             imp: "rmemring".into(),
             mode: "busy-poll".into(),
-            workload: "headers".into(),
+            workload: "blank-headers".into(),
             size: 4096,
             records: 1_000_000,
             bytes: 4_096_000_000,
             elapsed: Duration::from_millis(1500),
             consumer_cpu: Duration::from_millis(1499),
+            producer_cpu: Some(Duration::from_millis(700)),
+            fill: Some(0.5),
             wakeups: 3,
             sleeps: 4,
             dropped: 0,
@@ -316,8 +426,14 @@ mod tests {
             spread: Some((3, 0.125)),
         };
         assert_eq!(Row::from_json(&row.to_json()), Some(row.clone()));
+        // Older runs' workload names are read as today's.
+        let mut old = row.to_json();
+        old["workload"] = "verify".into();
+        assert_eq!(Row::from_json(&old).unwrap().workload, "filled-bytes");
         let no_latency = Row {
             latency: None,
+            producer_cpu: None,
+            fill: None,
             ..row
         };
         assert_eq!(

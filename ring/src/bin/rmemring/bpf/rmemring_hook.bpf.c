@@ -7,8 +7,10 @@
  * would stream such records to user space with BPF.
  *
  * A record in the BPF ring buffer is struct record_hdr (24 bytes, the same
- * size as an rmemring header) followed by `len` payload bytes. Records that
- * could not be reserved (ring full) or copied are counted in `counters`.
+ * size as an rmemring header) followed by `len` payload bytes, or, from the
+ * header-only programs (for a consumer that reads headers only), the header
+ * alone. Records that could not be reserved (ring full) or copied are
+ * counted in `counters`.
  *
  * bpf_ringbuf_reserve() needs a size the verifier knows as a constant, so
  * records are reserved in power-of-two size classes (8 B .. 64 KiB of
@@ -124,11 +126,36 @@ static __always_inline int record(__u64 seq, __u64 timestamp_ns, __u32 len,
 }
 
 /*
- * The programs, of which user space loads one. Each hook comes with
+ * One record's header only (seq, timestamp, the payload's length), for a
+ * consumer that reads headers only: the BPF ring buffer carries what that
+ * consumer reads and nothing more, as the zero-copy consumer of rmemring's
+ * ring touches no payload byte. The payload is not read at all.
+ */
+static __always_inline int header(__u64 seq, __u64 timestamp_ns, __u32 len,
+				  const void *payload, const __u64 submit_flags)
+{
+	struct record_hdr *hdr;
+
+	hdr = bpf_ringbuf_reserve(&records, sizeof(*hdr), 0);
+	if (!hdr) {
+		count(COUNTER_DROPPED);
+		return 0;
+	}
+	hdr->seq = seq;
+	hdr->timestamp_ns = timestamp_ns;
+	hdr->len = len;
+	hdr->reserved = 0;
+	bpf_ringbuf_submit(hdr, submit_flags);
+	return 0;
+}
+
+/*
+ * The programs, of which user space loads one: for each hook, each body
+ * (record: header and payload; header: the header only) with
  * bpf_ringbuf_submit()'s adaptive wake-up (flags 0: notify only when the
  * consumer has caught up), for a consumer that sleeps in
  * ring_buffer__poll(), and with BPF_RB_NO_WAKEUP, for a consumer that
- * busy-polls. (Not one program and a `const volatile` flag: libbpf probes
+ * busy-polls. (Not one program and `const volatile` flags: libbpf probes
  * for global data with a socket filter program, which a kernel without
  * CONFIG_NET cannot load, and then refuses to create .rodata.)
  *
@@ -140,17 +167,17 @@ static __always_inline int record(__u64 seq, __u64 timestamp_ns, __u32 len,
 	(ctx)->args[0], (ctx)->args[1], (__u32)(ctx)->args[2],		\
 	(const void *)(ctx)->args[3]
 
-SEC("raw_tp/rmemring_record_tp")
-int rmemring_record(struct bpf_raw_tracepoint_args *ctx)
-{
-	return record(RAW_TP_ARGS(ctx), 0);
-}
+#define RAW_TP_PROGRAM(name, body, flags)				\
+	SEC("raw_tp/rmemring_record_tp")				\
+	int name(struct bpf_raw_tracepoint_args *ctx)			\
+	{								\
+		return body(RAW_TP_ARGS(ctx), (flags));			\
+	}
 
-SEC("raw_tp/rmemring_record_tp")
-int rmemring_record_nowake(struct bpf_raw_tracepoint_args *ctx)
-{
-	return record(RAW_TP_ARGS(ctx), BPF_RB_NO_WAKEUP);
-}
+RAW_TP_PROGRAM(rmemring_record, record, 0)
+RAW_TP_PROGRAM(rmemring_record_nowake, record, BPF_RB_NO_WAKEUP)
+RAW_TP_PROGRAM(rmemring_header, header, 0)
+RAW_TP_PROGRAM(rmemring_header_nowake, header, BPF_RB_NO_WAKEUP)
 
 #ifdef __TARGET_ARCH_x86
 /* x86-64's struct pt_regs, up to the registers read here. */
@@ -162,17 +189,17 @@ struct pt_regs {
 #define KPROBE_ARGS(regs)						\
 	(regs)->di, (regs)->si, (__u32)(regs)->dx, (const void *)(regs)->cx
 
-SEC("kprobe/rmemring_hook_record")
-int rmemring_record_kprobe(struct pt_regs *regs)
-{
-	return record(KPROBE_ARGS(regs), 0);
-}
+#define KPROBE_PROGRAM(name, body, flags)				\
+	SEC("kprobe/rmemring_hook_record")				\
+	int name(struct pt_regs *regs)					\
+	{								\
+		return body(KPROBE_ARGS(regs), (flags));		\
+	}
 
-SEC("kprobe/rmemring_hook_record")
-int rmemring_record_kprobe_nowake(struct pt_regs *regs)
-{
-	return record(KPROBE_ARGS(regs), BPF_RB_NO_WAKEUP);
-}
+KPROBE_PROGRAM(rmemring_record_kprobe, record, 0)
+KPROBE_PROGRAM(rmemring_record_kprobe_nowake, record, BPF_RB_NO_WAKEUP)
+KPROBE_PROGRAM(rmemring_header_kprobe, header, 0)
+KPROBE_PROGRAM(rmemring_header_kprobe_nowake, header, BPF_RB_NO_WAKEUP)
 #endif
 
 char LICENSE[] SEC("license") = "GPL";
