@@ -290,7 +290,11 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         .maps()
         .find(|m| m.name() == "counters")
         .context("no map counters")?;
-    let positions = Positions::map(&records_map)?;
+    let probe = FillProbe {
+        positions: Positions::map(&records_map)?,
+        size: u64::from(ring_size),
+        fill: RefCell::new(Fill::new()),
+    };
 
     let check = RefCell::new(Checker::new(
         min_len,
@@ -305,20 +309,17 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
     let window = {
         let mut builder = RingBufferBuilder::new();
         builder.add(&records_map, |data| {
-            check.borrow_mut().record(data, deadline_ns.get())
+            let mut check = check.borrow_mut();
+            let result = check.record(data, deadline_ns.get());
+            if check.records % FILL_EVERY == 0 {
+                probe.sample();
+            }
+            result
         })?;
         let ring = builder.build()?;
-        let mut fill = Fill::new();
-        let consume_until = |duration: Duration, fill: &mut Fill| {
+        let consume_until = |duration: Duration| {
             deadline_ns.set(monotonic_ns().saturating_add(duration.as_nanos() as u64));
-            consume(
-                &ring,
-                config.mode,
-                Instant::now() + duration,
-                fill,
-                &positions,
-                ring_size,
-            )
+            consume(&ring, config.mode, Instant::now() + duration, &probe)
         };
 
         let producer = ProducerConfig {
@@ -328,12 +329,12 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         ioctl::start(device.as_fd(), &producer)
             .context("starting the producer (RMEMRING_IOC_START)")?;
         let measured = (|| -> Result<Window> {
-            consume_until(config.warmup, &mut fill)?;
+            consume_until(config.warmup)?;
             let thread = ProducerThread::find(&thread_name);
             let start = WindowMark::take(thread.as_ref())?;
-            fill.restart();
+            probe.fill.borrow_mut().restart();
             let (records, bytes, lost) = check.borrow_mut().restart();
-            consume_until(config.duration, &mut fill)?;
+            consume_until(config.duration)?;
             let end = WindowMark::take(thread.as_ref())?;
             let check = check.borrow();
             let (records_end, bytes_end, lost_end) = check.counts();
@@ -346,7 +347,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
                 consumer_cpu: end.cpu.saturating_sub(start.cpu),
                 producer_cpu: cpu_between(start.producer_cpu, end.producer_cpu),
                 wakeups: end.voluntary_switches - start.voluntary_switches,
-                fill: fill.mean(),
+                fill: probe.fill.borrow().mean(),
             })
         })();
         let stopped =
@@ -487,25 +488,44 @@ impl Drop for Positions {
     }
 }
 
+/// Records between two looks at the ring buffer's fill inside libbpf's
+/// callback, at most: as a ring path looks between batches.
+const FILL_EVERY: u64 = 64;
+
+/// The BPF ring buffer's fill, sampled as the ring paths sample theirs: at
+/// most every `sides::FILL_PERIOD`, whenever the consumer looks for more
+/// records and between runs of [`FILL_EVERY`] records inside libbpf's
+/// callback (one `ring_buffer__consume` may take the whole ring buffer;
+/// sampled only between calls, the fill would be that of a drained ring).
+struct FillProbe {
+    positions: Positions,
+    size: u64,
+    fill: RefCell<Fill>,
+}
+
+impl FillProbe {
+    fn sample(&self) {
+        let mut fill = self.fill.borrow_mut();
+        if fill.due(Instant::now()) {
+            fill.add(self.positions.used(), self.size);
+        }
+    }
+}
+
 /// Consumes until `deadline` (or the callback's [`STOP`]), as `mode` says,
 /// sampling the ring buffer's fill whenever it looks for more records.
 fn consume(
     ring: &libbpf_rs::RingBuffer<'_>,
     mode: Mode,
     deadline: Instant,
-    fill: &mut Fill,
-    positions: &Positions,
-    ring_size: u32,
+    probe: &FillProbe,
 ) -> Result<()> {
     let backoff = Backoff::new();
     loop {
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             return Ok(());
         }
-        if fill.due(now) {
-            fill.add(positions.used(), u64::from(ring_size));
-        }
+        probe.sample();
         let sleep = match mode {
             Mode::BusyPoll => false,
             Mode::Poll => true,
