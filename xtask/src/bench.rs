@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn the_environment_names_the_recorded_accelerator_and_source() {
-        let env = json!({"cpu_model": "QEMU TCG CPU version 2.5+", "cpus": 2, "bpf": true});
+        let env = json!({"cpu_model": "QEMU TCG CPU version 2.5+", "cpus": 2, "bpf": true, "copy_flags": "neither"});
         let host = json!({"accel": "kvm", "source": "50d7169-dirty", "qemu": "QEMU 7.2"});
         let lines = environment(&host, &env);
         // The recorded accelerator wins over the guest's CPU model.
@@ -495,10 +495,14 @@ mod tests {
             .iter()
             .any(|l| l.starts_with("source: `50d7169-dirty`")));
 
+        // The guest's ERMS/FSRM flags, as it found them.
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("(QEMU TCG CPU version 2.5+; of ERMS and FSRM: neither)")));
         let tcg = environment(&json!({"accel": "tcg"}), &env);
         assert!(tcg
             .iter()
-            .any(|l| l.contains("accelerator TCG (every guest")));
+            .any(|l| l.contains("accelerator TCG, CPU `max,erms=off,fsrm=off` (every guest")));
         // Older results: inferred, and said so.
         let old = environment(&json!({}), &env);
         assert!(old
