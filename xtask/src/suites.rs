@@ -82,12 +82,15 @@ macro_rules! selftest {
 /// 8..4096 bytes each, every record verified and the losses reconciled with
 /// the driver's counters. 1.5 s in the guest on the x86_64 debug kernel,
 /// 2.0 s on the arm64 normal one (TCG, 2026-12-04: `cargo xtask vm-run
-/// [--debug | --arch aarch64] -- 'time sh -c "..."'`).
+/// [--debug | --arch aarch64] -- 'time sh -c "..."'`). Then the async
+/// example (`rmemring-async`, tokio): 100 000 records awaited through the
+/// reactor and verified.
 macro_rules! then_c_consumer {
     ($command:expr) => {
         concat!(
             $command,
-            " && rmemring-consume-c -n 100000 && rmemring-consume-c -o -n 100000"
+            " && rmemring-consume-c -n 100000 && rmemring-consume-c -o -n 100000",
+            " && rmemring-async --count 100000"
         )
     };
 }
