@@ -218,7 +218,13 @@ fn host_bench_smoke(sh: &Shell) -> Result<()> {
 }
 
 /// The host benchmark's implementations, as its JSON lines name them.
-const HOST_IMPLS: [&str; 4] = ["rmemring", "rtrb", "crossbeam", "memcpy"];
+const HOST_IMPLS: [&str; 5] = [
+    "rmemring",
+    "rtrb-bytes",
+    "rtrb-typed",
+    "crossbeam",
+    "memcpy",
+];
 
 /// The first keys of every host benchmark line, in the order.
 const HOST_KEYS: [&str; 5] = ["bench", "impl", "size", "records_per_s", "bytes_per_s"];
@@ -749,7 +755,7 @@ mod tests {
             ),
             good.replacen("\"records_per_s\":2.5e7", "\"records_per_s\":0.0", 1),
             good.replacen("\"bytes_per_s\":1.6e9", "\"bytes_per_s\":1.7e9", 1),
-            good.replacen("\"impl\":\"rtrb\"", "\"impl\":\"rmemring\"", 1),
+            good.replacen("\"impl\":\"rtrb-typed\"", "\"impl\":\"rmemring\"", 1),
             good.replacen("\"size\":64", "\"size\":65", 1),
             good.replacen("\"runs\":1", "\"runs\":7", 1),
             good.lines().skip(1).collect::<Vec<_>>().join("\n"),

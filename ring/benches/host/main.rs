@@ -1,0 +1,306 @@
+//! Host throughput: rmemring against `rtrb` (as a byte ring and as a typed
+//! ring), crossbeam's `ArrayQueue` and `memcpy`, two threads on one
+//! machine.
+//!
+//! ```text
+//! cargo bench -p rmemring --bench host -- [--quick] [--json] [--no-pin] [--no-nice]
+//!                                         [--reps N] [--ring BYTES] [--batch BYTES]...
+//!                                         [--size BYTES]... [PEER]...
+//! ```
+//!
+//! Every peer ([`peers::PEERS`]) runs the same workload for each payload
+//! size (8 B, 64 B, 1 KiB, 4 KiB, 64 KiB; [`workload`]):
+//!
+//! - a producer thread writes `warm + timed` records, each rmemring's
+//!   24-byte header and a payload of a stamp word derived from the sequence
+//!   number, the middle copied from a source buffer, and a second stamp
+//!   word: every payload byte is written;
+//! - a consumer thread reads every record and checks its sequence number,
+//!   its length and the two stamp words, not every byte;
+//! - each ring holds 1 MiB (`--ring`); the peers with a batch API publish
+//!   and release records in batches of 4, 16 or 64 KiB of payload, each
+//!   measured, and each is reported at the batch size that suits it best;
+//! - the clock starts when the consumer has seen `warm` records (two laps
+//!   of the ring, so page faults and cold caches are behind it) and stops
+//!   at the last one.
+//!
+//! Each measurement is repeated (7 rounds, 5 with `--quick`), every
+//! variant once per round in a rotating order; the report shows each
+//! cell's median and spread and the ratios between peers round by round
+//! ([`stats`]). Each side's cost on one core is measured too, without the
+//! second thread. The producer and the consumer are pinned to two CPUs of
+//! different cores ([`threads::cpu_pair`]) unless `--no-pin` is given; and
+//! unless `--no-nice` is given, the process runs at nice -19 in a session
+//! of its own where that is allowed ([`threads::raise_priority`]).
+//!
+//! Output ([`report`]): a header naming the machine and its load, a
+//! Markdown table, what each peer does per record, and the issue's targets,
+//! met, missed or not resolved. With `--json`, stdout carries only one JSON
+//! object per measurement and line,
+//! `{"bench":"host","impl":"rmemring","size":64,"records_per_s":…,"bytes_per_s":…,…}`:
+//! those five keys first and in that order, then the extras
+//! ([`report::json_line`]); the human-readable text goes to stderr. How
+//! each peer is used, and why: `docs/bench/host.md`.
+
+mod peers;
+mod report;
+mod stats;
+mod threads;
+mod workload;
+
+use std::time::Instant;
+
+use peers::{
+    Peer,
+    PEERS, //
+};
+use report::{
+    human_rate,
+    human_size, //
+};
+use stats::Summary;
+use threads::{
+    CpuSample,
+    Placement, //
+};
+use workload::{
+    Workload,
+    RING_BYTES,
+    SIZES, //
+};
+
+/// The batch sizes, in payload bytes per publication and release, that the
+/// batching peers are measured with (`--batch` chooses others).
+const BATCHES: [usize; 3] = [4 << 10, 16 << 10, 64 << 10];
+
+/// How often the peers without batches read the clock for their records'
+/// timestamps: once per this many payload bytes, as the batching peers do
+/// with their middle batch size.
+const STAMP_BYTES: usize = 16 << 10;
+
+/// Command-line settings.
+pub struct Config {
+    quick: bool,
+    json: bool,
+    place: Placement,
+    nice: bool,
+    reps: usize,
+    ring_bytes: usize,
+    sizes: Vec<usize>,
+    peers: Vec<&'static Peer>,
+    batches: Vec<usize>,
+}
+
+impl Config {
+    fn from_args() -> Result<Self, String> {
+        let mut config = Config {
+            quick: false,
+            json: false,
+            place: Placement {
+                pin: true,
+                cpus: threads::cpu_pair(),
+            },
+            nice: true,
+            reps: 0,
+            ring_bytes: RING_BYTES,
+            sizes: Vec::new(),
+            peers: Vec::new(),
+            batches: Vec::new(),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| -> Result<usize, String> {
+                let value = args.next().ok_or(format!("{name} needs a value"))?;
+                value
+                    .parse()
+                    .map_err(|_| format!("{name} {value}: not a number"))
+            };
+            match arg.as_str() {
+                "--quick" => config.quick = true,
+                "--json" => config.json = true,
+                "--no-pin" => config.place.pin = false,
+                "--no-nice" => config.nice = false,
+                // `cargo bench` passes `--bench` to every bench binary.
+                "--bench" => {}
+                "--size" => config.sizes.push(value("--size")?),
+                "--batch" => config.batches.push(value("--batch")?),
+                "--ring" => config.ring_bytes = value("--ring")?,
+                "--reps" => config.reps = value("--reps")?,
+                "-h" | "--help" => {
+                    return Err(format!(
+                        "usage: host [--quick] [--json] [--no-pin] [--no-nice] [--reps N] \
+                         [--ring BYTES] [--batch BYTES]... [--size BYTES]... [{}]...",
+                        PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join("|")
+                    ))
+                }
+                name => match PEERS.iter().find(|p| p.name == name) {
+                    Some(peer) => config.peers.push(peer),
+                    None => return Err(format!("unknown argument {name:?} (try --help)")),
+                },
+            }
+        }
+        let ring = config.ring_bytes;
+        if !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring) {
+            return Err(format!(
+                "--ring {ring}: need a power of two from 65536 to 2^30"
+            ));
+        }
+        if let Some(size) = config
+            .sizes
+            .iter()
+            .find(|&&s| s < 8 || s % 8 != 0 || s > ring / 8)
+        {
+            return Err(format!(
+                "--size {size}: need a multiple of 8 from 8 to {} (an eighth of the ring)",
+                ring / 8
+            ));
+        }
+        // rmemring's producer publishes on its own once a batch reaches a
+        // quarter of the ring.
+        if let Some(batch) = config.batches.iter().find(|&&b| b == 0 || b > ring / 4) {
+            return Err(format!("--batch {batch}: need 1 to {} bytes", ring / 4));
+        }
+        if config.reps == 0 {
+            config.reps = if config.quick { 5 } else { 7 };
+        }
+        if config.sizes.is_empty() {
+            config.sizes = SIZES.to_vec();
+        }
+        if config.peers.is_empty() {
+            config.peers = PEERS.iter().collect();
+        }
+        if config.batches.is_empty() {
+            config.batches = BATCHES.to_vec();
+        }
+        Ok(config)
+    }
+}
+
+/// Measures every variant of one size (each peer, at each batch size for
+/// those that batch), round after round; returns them with their runs in
+/// round order.
+fn measure(config: &Config, w: &Workload) -> Vec<Summary> {
+    let mut variants: Vec<Summary> = Vec::new();
+    for &peer in &config.peers {
+        let batches: Vec<Option<usize>> = if peer.batches {
+            config.batches.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for batch in batches {
+            variants.push(Summary {
+                peer,
+                size: w.size,
+                batch,
+                runs: Vec::new(),
+                sides: Vec::new(),
+            });
+        }
+    }
+    for round in 0..config.reps {
+        // Rotate the order so no variant always runs first.
+        let n = variants.len();
+        for k in 0..n {
+            let v = &mut variants[(k + round) % n];
+            let batch = w.records_per_batch(v.batch.unwrap_or(STAMP_BYTES));
+            if let Some(t) = (v.peer.run)(config.place, w, batch) {
+                v.runs.push(t.records_per_s());
+            }
+            if let Some(sides) = (v.peer.sides)(w, batch) {
+                v.sides.push(sides);
+            }
+        }
+    }
+    variants.retain(|s| s.runs.len() == config.reps);
+    variants
+}
+
+fn main() {
+    let config = match Config::from_args() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    // Human-readable text goes to stdout, or to stderr when stdout is JSON.
+    let say = |text: &str| {
+        if config.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
+    let niced = config.nice && threads::raise_priority();
+    // `memcpy` and the one-core sides run on this thread: on the producer's
+    // CPU, as the producer of every two-thread run.
+    if config.place.pin {
+        threads::pin(config.place.cpus.0);
+    }
+    say(&report::header(&config, niced));
+    say(&format!("\n{}\n", report::TABLE_HEAD));
+    let began = Instant::now();
+    let mut all = Vec::new();
+    let mut load = Vec::new();
+    let mut sweep = Vec::new();
+    for &size in &config.sizes {
+        let w = Workload::new(size, config.ring_bytes, config.quick);
+        let before = CpuSample::now();
+        let variants = measure(&config, &w);
+        for v in variants.iter().filter(|v| v.batch.is_some()) {
+            sweep.push(format!(
+                "{} {} batch {}: {} (spread {:.0}%)",
+                human_size(size),
+                v.peer.name,
+                human_size(v.batch.unwrap_or(0)),
+                human_rate(v.median()),
+                v.spread() * 100.0
+            ));
+        }
+        // Each peer at the batch size that suits it best.
+        let mut cell: Vec<Summary> = Vec::new();
+        for v in variants {
+            match cell.iter_mut().find(|c| c.peer.name == v.peer.name) {
+                Some(c) if c.median() >= v.median() => {}
+                Some(c) => *c = v,
+                None => cell.push(v),
+            }
+        }
+        if let (Some(before), Some(after)) = (before, CpuSample::now()) {
+            let (others, steal) = after.others_since(&before);
+            load.push(format!(
+                "{}: {others:.0}% others, {steal:.0}% steal",
+                human_size(size)
+            ));
+        }
+        say(&report::table_rows(&cell));
+        if config.json {
+            for s in &cell {
+                println!("{}", report::json_line(s, config.ring_bytes));
+            }
+        }
+        all.extend(cell);
+    }
+    say(&format!(
+        "\n{}\n{}\nrecords per cell: {} timed after a warm-up of two ring laps (a quarter of \
+         them for the one-core sides); total time {:.1} s; load average {} at the end\n\
+         CPU time not ours during each size (of all CPUs): {}\n\
+         medians of every batch size (records/s):\n  {}\n",
+        report::legend(),
+        report::targets(&all),
+        config
+            .sizes
+            .iter()
+            .map(|&s| format!(
+                "{}: {}",
+                human_size(s),
+                human_rate(Workload::new(s, config.ring_bytes, config.quick).timed as f64)
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        began.elapsed().as_secs_f64(),
+        threads::load_average(),
+        load.join("; "),
+        sweep.join("\n  ")
+    ));
+}

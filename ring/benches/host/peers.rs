@@ -1,0 +1,679 @@
+//! The peers: rmemring, `rtrb` as a byte ring and as a typed ring,
+//! crossbeam's `ArrayQueue`, and `memcpy`, in one table ([`PEERS`]).
+//!
+//! A ring peer is two halves, a [`Produce`] and a [`Consume`], made by a
+//! [`Ring`]; the drivers ([`two_threads`], [`one_thread`]) are the same for
+//! every ring, so the loop around each peer, its warm-up, its pinning and
+//! its clock are too. Adding a ring is implementing the two halves and
+//! adding one [`Peer`] entry.
+
+use std::mem::MaybeUninit;
+use std::ptr::addr_of_mut;
+use std::sync::Arc;
+use std::time::{
+    Duration,
+    Instant, //
+};
+
+use crossbeam_queue::ArrayQueue;
+use rmemring::layout::RecordHeader;
+use rmemring::{
+    monotonic_ns,
+    CreateOptions,
+    Overflow,
+    ProduceError,
+    Region, //
+};
+use rtrb::chunks::ChunkError;
+use rtrb::RingBuffer;
+
+use crate::threads::{
+    self,
+    idle,
+    Placement, //
+};
+use crate::workload::{
+    check,
+    fill,
+    header,
+    Clock,
+    Fixed,
+    Timing,
+    Workload,
+    HEADER, //
+};
+
+/// Expands `$run` with `N` the workload size `$size` as a constant, for the
+/// peers whose record type has the size in it; `None` for other sizes.
+macro_rules! sized {
+    ($size:expr, $run:expr) => {
+        sized!(@ $size, $run, 8 64 1024 4096 65536)
+    };
+    (@ $size:expr, $run:expr, $($n:literal)*) => {
+        match $size {
+            $($n => {
+                const N: usize = $n;
+                $run
+            })*
+            _ => None,
+        }
+    };
+}
+
+/// A benchmarked ring, or the baseline.
+pub struct Peer {
+    /// Its name on the command line, in the table and in the JSON lines.
+    pub name: &'static str,
+    /// Whether it publishes and releases in batches: then it is measured
+    /// at every batch size and shown at its best.
+    pub batches: bool,
+    /// Bytes of ring memory each record of `size` payload bytes takes.
+    pub ring_bytes: fn(usize) -> usize,
+    /// What the producer and the consumer do per record, for the report.
+    pub per_record: &'static str,
+    /// One two-thread measurement with batches of `batch` records; `None`
+    /// if the peer cannot carry the workload's size.
+    pub run: fn(Placement, &Workload, usize) -> Option<Timing>,
+    /// Each side's cost on one core ([`one_thread`]); `None` for the
+    /// baseline, or a size the peer cannot carry.
+    pub sides: fn(&Workload, usize) -> Option<Sides>,
+}
+
+/// The peers, in the order of the table. The ratios are rmemring's over
+/// each peer's, so rmemring comes first.
+pub const PEERS: &[Peer] = &[
+    Peer {
+        name: "rmemring",
+        batches: true,
+        ring_bytes: |size| HEADER + size.next_multiple_of(8),
+        per_record: "producer: `reserve`, fill in place, `commit`; `publish` per batch. \
+                     consumer: `batch()` iterator, validated header, record in place; \
+                     one release per batch",
+        run: two_threads::<Rmemring>,
+        sides: one_thread::<Rmemring>,
+    },
+    Peer {
+        name: "rtrb-bytes",
+        batches: true,
+        ring_bytes: |size| HEADER + size,
+        per_record: "`RingBuffer<u8>`, rmemring's 24-byte header then the payload. \
+                     producer: `write_chunk_uninit`, header and payload written in place, \
+                     `commit_all` per batch. consumer: `read_chunk`, records walked by their \
+                     headers in place (copied aside only if one straddles the end), \
+                     `commit` per batch",
+        run: two_threads::<RtrbBytes>,
+        sides: one_thread::<RtrbBytes>,
+    },
+    Peer {
+        name: "rtrb-typed",
+        batches: true,
+        ring_bytes: |size| HEADER + size,
+        per_record: "`RingBuffer<Fixed<N>>`, `Fixed<N>` = rmemring's header + `[u8; N]` \
+                     (`#[repr(C)]`, an rmemring record's size). producer: \
+                     `write_chunk_uninit`, records written in place, `commit_all` per batch. \
+                     consumer: `read_chunk`, records in place, `commit_all` per batch",
+        run: |place, w, batch| sized!(w.size, two_threads::<RtrbTyped<N>>(place, w, batch)),
+        sides: |w, batch| sized!(w.size, one_thread::<RtrbTyped<N>>(w, batch)),
+    },
+    Peer {
+        name: "crossbeam",
+        batches: false,
+        // A slot is a stamp word and the record.
+        ring_bytes: |size| 8 + HEADER + size,
+        per_record: "`ArrayQueue<Fixed<N>>`. producer: record built aside, `push`ed by value \
+                     (copied in). consumer: `pop` by value (copied out: every byte, unlike \
+                     the other consumers), then checked. No batches; the producer reads the \
+                     clock once per 16 KiB of payload, as the others do at that batch size",
+        run: |place, w, batch| sized!(w.size, two_threads::<Crossbeam<N>>(place, w, batch)),
+        sides: |w, batch| sized!(w.size, one_thread::<Crossbeam<N>>(w, batch)),
+    },
+    Peer {
+        name: "memcpy",
+        batches: false,
+        ring_bytes: |size| size,
+        per_record: "one thread copies each payload from the source buffer into a \
+                     ring-sized destination: the producer's copy without a consumer",
+        run: memcpy,
+        sides: |_, _| None,
+    },
+];
+
+/// A ring: a producer half and a consumer half.
+pub trait Ring {
+    type Producer: Produce + Send;
+    type Consumer: Consume + Send;
+
+    /// A ring of the workload's size for its records.
+    fn new(w: &Workload) -> (Self::Producer, Self::Consumer);
+}
+
+/// The producer half of a ring.
+pub trait Produce {
+    /// Writes records `seq..seq + max`, or as many of them as fit, and
+    /// publishes them; returns how many (0: the ring is full). Every
+    /// producer stamps its records with the clock once per call.
+    fn produce(&mut self, seq: u64, max: usize) -> usize;
+}
+
+/// The consumer half of a ring.
+pub trait Consume {
+    /// Reads and [`check`]s up to `max` records, the first of them record
+    /// `seq`, and releases them; counts failed checks in `bad`; returns
+    /// how many it read (0: the ring is empty).
+    fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize;
+}
+
+/// Streams the workload through ring `R` on two threads, `batch` records
+/// at a time, and times the consumer after the warm-up.
+fn two_threads<R: Ring>(place: Placement, w: &Workload, batch: usize) -> Option<Timing> {
+    let (mut producer, mut consumer) = R::new(w);
+    let total = w.total();
+    let left = |done: u64| (total - done).min(batch as u64) as usize;
+    Some(threads::two_threads(
+        place,
+        move |stop| {
+            let mut seq = 0u64;
+            while seq < total {
+                match producer.produce(seq, left(seq)) {
+                    0 => idle(stop),
+                    n => seq += n as u64,
+                }
+            }
+        },
+        move |stop| {
+            let mut clock = Clock::new(w.warm);
+            let (mut seen, mut bad) = (0u64, 0u64);
+            while seen < total {
+                match consumer.consume(seen, left(seen), &mut bad) {
+                    0 => idle(stop),
+                    n => {
+                        seen += n as u64;
+                        clock.tick(seen);
+                    }
+                }
+            }
+            clock.stop(seen, bad)
+        },
+    ))
+}
+
+/// Each side's cost per record on one core.
+#[derive(Clone, Copy, Debug)]
+pub struct Sides {
+    /// The producer's nanoseconds per record.
+    pub producer_ns: f64,
+    /// The consumer's nanoseconds per record.
+    pub consumer_ns: f64,
+}
+
+/// Each side's own cost per record, without a second core: one thread
+/// fills ring `R` (`batch` records per call) until it is full, then drains
+/// it, lap after lap, timing the two phases apart. The ring stays in this
+/// core's cache, so what remains is each side's code (the header, the
+/// validation, the chunk and index arithmetic), not the cache-line
+/// transfers of the two-thread run. A quarter of the timed records, after
+/// the same warm-up.
+fn one_thread<R: Ring>(w: &Workload, batch: usize) -> Option<Sides> {
+    let (mut producer, mut consumer) = R::new(w);
+    let total = w.warm + w.timed / 4;
+    let (mut seq, mut seen, mut bad) = (0u64, 0u64, 0u64);
+    let (mut produced, mut consumed) = (Duration::ZERO, Duration::ZERO);
+    let mut timed = 0u64;
+    while seen < total {
+        let began = Instant::now();
+        while seq < total {
+            match producer.produce(seq, (total - seq).min(batch as u64) as usize) {
+                0 => break,
+                n => seq += n as u64,
+            }
+        }
+        let filled = Instant::now();
+        let lap = seen;
+        while seen < seq {
+            let n = consumer.consume(seen, (seq - seen).min(batch as u64) as usize, &mut bad);
+            seen += n as u64;
+        }
+        if lap >= w.warm {
+            produced += filled - began;
+            consumed += filled.elapsed();
+            timed += seen - lap;
+        }
+    }
+    assert_eq!(bad, 0, "records failed the consumer's check");
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / timed.max(1) as f64;
+    Some(Sides {
+        producer_ns: per(produced),
+        consumer_ns: per(consumed),
+    })
+}
+
+/// rmemring: a memfd ring (drop-new), records reserved and written in
+/// place, published once per call; the consumer reads them in place and
+/// releases them with one store per call.
+struct Rmemring;
+
+/// rmemring's producer half.
+struct RmemringProducer {
+    producer: rmemring::Producer,
+    size: usize,
+    src: Vec<u8>,
+}
+
+/// rmemring's consumer half.
+struct RmemringConsumer {
+    consumer: rmemring::Consumer,
+    size: usize,
+}
+
+impl Ring for Rmemring {
+    type Producer = RmemringProducer;
+    type Consumer = RmemringConsumer;
+
+    fn new(w: &Workload) -> (RmemringProducer, RmemringConsumer) {
+        let options = CreateOptions {
+            data_size: w.ring_bytes as u64,
+            overflow: Overflow::DropNew,
+        };
+        let region = Arc::new(Region::memfd(options).expect("memfd ring"));
+        let producer = RmemringProducer {
+            producer: region.producer().expect("producer"),
+            size: w.size,
+            src: w.src.clone(),
+        };
+        let consumer = RmemringConsumer {
+            consumer: region.consumer().expect("consumer"),
+            size: w.size,
+        };
+        (producer, consumer)
+    }
+}
+
+impl Produce for RmemringProducer {
+    #[inline]
+    fn produce(&mut self, seq: u64, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.producer.reserve(self.size) {
+                Ok(mut record) => {
+                    let payload = record.payload().expect("a drop-new ring");
+                    // SAFETY: The reservation is `size` writable bytes.
+                    unsafe { fill(payload.as_mut_ptr(), self.size, seq + n as u64, &self.src) };
+                    // The producer stamps the batch's first record with the
+                    // clock, and the others with the same time.
+                    record.commit();
+                    n += 1;
+                }
+                Err(ProduceError::Full) => break,
+                Err(e) => panic!("reserve: {e}"),
+            }
+        }
+        if n != 0 {
+            self.producer.publish();
+        }
+        n
+    }
+}
+
+impl Consume for RmemringConsumer {
+    #[inline]
+    fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize {
+        let mut n = 0;
+        let mut records = self.consumer.batch().expect("a drop-new ring");
+        for record in records.iter().take(max) {
+            let record = record.expect("a valid record");
+            let len = record.payload.len();
+            *bad += u64::from(!check(record.seq, len, seq + n, record.payload, self.size));
+            n += 1;
+        }
+        // Dropping the batch releases it with one store.
+        n as usize
+    }
+}
+
+/// `rtrb` as a byte ring: a `RingBuffer<u8>` of variable-length records,
+/// each rmemring's header and the payload, written into one
+/// `write_chunk_uninit` per call and parsed in place from one `read_chunk`.
+struct RtrbBytes;
+
+/// The byte ring's producer half.
+struct RtrbBytesProducer {
+    producer: rtrb::Producer<u8>,
+    size: usize,
+    src: Vec<u8>,
+    /// A record that straddles the end of the buffer is built here.
+    scratch: Vec<u8>,
+}
+
+/// The byte ring's consumer half.
+struct RtrbBytesConsumer {
+    consumer: rtrb::Consumer<u8>,
+    size: usize,
+    /// A record that straddles the end of the buffer is copied here.
+    scratch: Vec<u8>,
+}
+
+impl Ring for RtrbBytes {
+    type Producer = RtrbBytesProducer;
+    type Consumer = RtrbBytesConsumer;
+
+    fn new(w: &Workload) -> (RtrbBytesProducer, RtrbBytesConsumer) {
+        let (producer, consumer) = RingBuffer::<u8>::new(w.ring_bytes);
+        let scratch = vec![0u8; HEADER + w.size];
+        (
+            RtrbBytesProducer {
+                producer,
+                size: w.size,
+                src: w.src.clone(),
+                scratch: scratch.clone(),
+            },
+            RtrbBytesConsumer {
+                consumer,
+                size: w.size,
+                scratch,
+            },
+        )
+    }
+}
+
+impl Produce for RtrbBytesProducer {
+    #[inline]
+    fn produce(&mut self, seq: u64, max: usize) -> usize {
+        let len = HEADER + self.size;
+        let mut chunk = match self.producer.write_chunk_uninit(max * len) {
+            Ok(chunk) => chunk,
+            Err(ChunkError::TooFewSlots(free)) if free >= len => self
+                .producer
+                .write_chunk_uninit(free / len * len)
+                .expect("free slots stay free"),
+            Err(ChunkError::TooFewSlots(_)) => return 0,
+        };
+        let records = chunk.len() / len;
+        let now = monotonic_ns();
+        let (a, b) = chunk.as_mut_slices();
+        for i in 0..records {
+            let seq = seq + i as u64;
+            let (size, src) = (self.size, &self.src[..]);
+            write_split(a, b, i * len, len, &mut self.scratch, |dst| {
+                // SAFETY: `dst` is valid for `len` bytes: the header and
+                // `size` bytes of payload.
+                unsafe {
+                    dst.cast::<RecordHeader>()
+                        .write_unaligned(header(seq, size, now));
+                    fill(dst.add(HEADER), size, seq, src);
+                }
+            });
+        }
+        // SAFETY: The loop above initialised `records * len` bytes, which
+        // is the whole chunk.
+        unsafe { chunk.commit_all() };
+        records
+    }
+}
+
+impl Consume for RtrbBytesConsumer {
+    #[inline]
+    fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize {
+        let len = HEADER + self.size;
+        let chunk = match self.consumer.read_chunk(max * len) {
+            Ok(chunk) => chunk,
+            Err(ChunkError::TooFewSlots(0)) => return 0,
+            Err(ChunkError::TooFewSlots(n)) => self
+                .consumer
+                .read_chunk(n)
+                .expect("written slots stay written"),
+        };
+        let (a, b) = chunk.as_slices();
+        let end = chunk.len();
+        let (mut off, mut n) = (0, 0u64);
+        // Variable-length records: walk them by their headers.
+        while off < end {
+            let mut raw = [0u8; HEADER];
+            match piece(a, b, off, HEADER) {
+                Some(bytes) => raw.copy_from_slice(bytes),
+                None => gather(a, b, off, &mut raw),
+            }
+            // SAFETY: `raw` holds `HEADER` bytes, and every bit pattern is
+            // a `RecordHeader` (integers only).
+            let h = unsafe { raw.as_ptr().cast::<RecordHeader>().read_unaligned() };
+            let (start, payload_len) = (off + HEADER, h.len as usize);
+            let payload = match piece(a, b, start, payload_len) {
+                Some(payload) => payload,
+                None => {
+                    let payload = &mut self.scratch[..payload_len];
+                    gather(a, b, start, payload);
+                    payload
+                }
+            };
+            *bad += u64::from(!check(h.seq, payload_len, seq + n, payload, self.size));
+            off = start + payload_len;
+            n += 1;
+        }
+        chunk.commit(off);
+        n as usize
+    }
+}
+
+/// Writes one `len`-byte record at byte `off` of a write chunk split in `a`
+/// and `b`: `put` writes it in place, or into `scratch` if it straddles the
+/// end of the buffer (once per lap), from where it is copied in two parts.
+#[inline(always)]
+fn write_split(
+    a: &mut [MaybeUninit<u8>],
+    b: &mut [MaybeUninit<u8>],
+    off: usize,
+    len: usize,
+    scratch: &mut [u8],
+    put: impl FnOnce(*mut u8),
+) {
+    let in_b = off.checked_sub(a.len()).and_then(|o| b.get_mut(o..o + len));
+    if let Some(dst) = a.get_mut(off..off + len).or(in_b) {
+        put(dst.as_mut_ptr().cast());
+        return;
+    }
+    let scratch = &mut scratch[..len];
+    put(scratch.as_mut_ptr());
+    let first = a.len() - off;
+    let (head, tail) = scratch.split_at(first);
+    let (a, b) = (&mut a[off..], &mut b[..tail.len()]);
+    // SAFETY: Each destination is exactly as long as its source, and
+    // `scratch` is not part of the ring buffer.
+    unsafe {
+        std::ptr::copy_nonoverlapping(head.as_ptr(), a.as_mut_ptr().cast(), head.len());
+        std::ptr::copy_nonoverlapping(tail.as_ptr(), b.as_mut_ptr().cast(), tail.len());
+    }
+}
+
+/// The `n` bytes from byte `at` of a read chunk split in `a` and `b`, if
+/// they are in one piece.
+#[inline(always)]
+fn piece<'a>(a: &'a [u8], b: &'a [u8], at: usize, n: usize) -> Option<&'a [u8]> {
+    a.get(at..at + n)
+        .or_else(|| at.checked_sub(a.len()).and_then(|o| b.get(o..o + n)))
+}
+
+/// Copies `out.len()` bytes from byte `off` of a read chunk split in `a` and
+/// `b` into `out`.
+fn gather(a: &[u8], b: &[u8], off: usize, out: &mut [u8]) {
+    let first = a.len().saturating_sub(off).min(out.len());
+    let b_off = off + first - a.len().min(off + first);
+    let (head, tail) = out.split_at_mut(first);
+    head.copy_from_slice(&a[off..off + first]);
+    tail.copy_from_slice(&b[b_off..b_off + tail.len()]);
+}
+
+/// Writes record `seq` of `N` payload bytes, stamped `now`, into `slot`.
+#[inline(always)]
+fn write_fixed<const N: usize>(slot: &mut MaybeUninit<Fixed<N>>, seq: u64, now: u64, src: &[u8]) {
+    let p = slot.as_mut_ptr();
+    // SAFETY: Both fields of `*p` are written through raw pointers to
+    // them, in bounds of `slot`, without reading it.
+    unsafe {
+        addr_of_mut!((*p).header).write(header(seq, N, now));
+        fill(addr_of_mut!((*p).payload).cast(), N, seq, src);
+    }
+}
+
+/// Checks fixed-size record `r`, expected to be record `seq`.
+#[inline(always)]
+fn check_fixed<const N: usize>(r: &Fixed<N>, seq: u64) -> bool {
+    check(r.header.seq, r.header.len as usize, seq, &r.payload, N)
+}
+
+/// `rtrb` typed: a `RingBuffer<Fixed<N>>` as many records long as fit in
+/// the ring's bytes; the producer writes a batch of records in place into
+/// one `write_chunk_uninit`, the consumer checks them in place in one
+/// `read_chunk`.
+struct RtrbTyped<const N: usize>;
+
+/// The typed ring's producer half.
+struct RtrbTypedProducer<const N: usize> {
+    producer: rtrb::Producer<Fixed<N>>,
+    src: Vec<u8>,
+}
+
+impl<const N: usize> Ring for RtrbTyped<N> {
+    type Producer = RtrbTypedProducer<N>;
+    type Consumer = rtrb::Consumer<Fixed<N>>;
+
+    fn new(w: &Workload) -> (RtrbTypedProducer<N>, rtrb::Consumer<Fixed<N>>) {
+        let slots = w.ring_bytes / std::mem::size_of::<Fixed<N>>();
+        let (producer, consumer) = RingBuffer::new(slots);
+        let src = w.src.clone();
+        (RtrbTypedProducer { producer, src }, consumer)
+    }
+}
+
+impl<const N: usize> Produce for RtrbTypedProducer<N> {
+    #[inline]
+    fn produce(&mut self, seq: u64, max: usize) -> usize {
+        let mut chunk = match self.producer.write_chunk_uninit(max) {
+            Ok(chunk) => chunk,
+            Err(ChunkError::TooFewSlots(0)) => return 0,
+            Err(ChunkError::TooFewSlots(free)) => self
+                .producer
+                .write_chunk_uninit(free)
+                .expect("free slots stay free"),
+        };
+        let now = monotonic_ns();
+        let (a, b) = chunk.as_mut_slices();
+        for (i, slot) in a.iter_mut().chain(b).enumerate() {
+            write_fixed(slot, seq + i as u64, now, &self.src);
+        }
+        let n = chunk.len();
+        // SAFETY: The loop above initialised every slot of the chunk.
+        unsafe { chunk.commit_all() };
+        n
+    }
+}
+
+impl<const N: usize> Consume for rtrb::Consumer<Fixed<N>> {
+    #[inline]
+    fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize {
+        let chunk = match self.read_chunk(max) {
+            Ok(chunk) => chunk,
+            Err(ChunkError::TooFewSlots(0)) => return 0,
+            Err(ChunkError::TooFewSlots(n)) => {
+                self.read_chunk(n).expect("written slots stay written")
+            }
+        };
+        let (a, b) = chunk.as_slices();
+        for (i, record) in a.iter().chain(b).enumerate() {
+            *bad += u64::from(!check_fixed(record, seq + i as u64));
+        }
+        let n = chunk.len();
+        chunk.commit_all();
+        n
+    }
+}
+
+/// crossbeam: an `ArrayQueue<Fixed<N>>` as many slots long as fit in the
+/// ring's bytes, one record pushed and popped by value at a time (it has
+/// no batches, and no way to read a record in place).
+struct Crossbeam<const N: usize>;
+
+/// The queue's producer half.
+struct CrossbeamProducer<const N: usize> {
+    queue: Arc<ArrayQueue<Fixed<N>>>,
+    src: Vec<u8>,
+}
+
+/// The queue's consumer half.
+struct CrossbeamConsumer<const N: usize> {
+    queue: Arc<ArrayQueue<Fixed<N>>>,
+}
+
+impl<const N: usize> Ring for Crossbeam<N> {
+    type Producer = CrossbeamProducer<N>;
+    type Consumer = CrossbeamConsumer<N>;
+
+    fn new(w: &Workload) -> (CrossbeamProducer<N>, CrossbeamConsumer<N>) {
+        let slot = std::mem::size_of::<Fixed<N>>() + std::mem::size_of::<usize>();
+        let queue = Arc::new(ArrayQueue::new(w.ring_bytes / slot));
+        let src = w.src.clone();
+        (
+            CrossbeamProducer {
+                queue: queue.clone(),
+                src,
+            },
+            CrossbeamConsumer { queue },
+        )
+    }
+}
+
+impl<const N: usize> Produce for CrossbeamProducer<N> {
+    #[inline]
+    fn produce(&mut self, seq: u64, max: usize) -> usize {
+        let now = monotonic_ns();
+        for i in 0..max {
+            let mut record = MaybeUninit::<Fixed<N>>::uninit();
+            write_fixed(&mut record, seq + i as u64, now, &self.src);
+            // SAFETY: `write_fixed` initialised every field.
+            let record = unsafe { record.assume_init() };
+            if self.queue.push(record).is_err() {
+                return i;
+            }
+        }
+        max
+    }
+}
+
+impl<const N: usize> Consume for CrossbeamConsumer<N> {
+    #[inline]
+    fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize {
+        for i in 0..max {
+            match self.queue.pop() {
+                Some(record) => *bad += u64::from(!check_fixed(&record, seq + i as u64)),
+                None => return i,
+            }
+        }
+        max
+    }
+}
+
+/// memcpy: one thread copies each record's bytes from the source buffer
+/// into a ring-sized destination, round and round.
+fn memcpy(place: Placement, w: &Workload, _batch: usize) -> Option<Timing> {
+    if place.pin {
+        threads::pin(place.cpus.0);
+    }
+    let mut dst = vec![1u8; w.ring_bytes];
+    dst.iter_mut().for_each(|b| *b = std::hint::black_box(0));
+    let (size, src) = (w.size, &w.src[..]);
+    let mut clock = Clock::new(w.warm);
+    let mut off = 0;
+    for seen in 0..w.total() {
+        if seen == w.warm {
+            clock.tick(seen);
+        }
+        // SAFETY: `off + size <= ring_bytes` (it wraps below) and `src`
+        // holds `size` bytes; the buffers are distinct.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().add(off), size) };
+        off += size;
+        if off + size > w.ring_bytes {
+            off = 0;
+            std::hint::black_box(&mut dst);
+        }
+    }
+    std::hint::black_box(&dst);
+    Some(clock.stop(w.total(), 0))
+}

@@ -1,0 +1,257 @@
+//! The report: the header, the table, the JSON lines and the targets.
+
+use std::fmt::Write as _;
+
+use crate::peers::PEERS;
+use crate::stats::{
+    Ratio,
+    Summary,
+    NOISY, //
+};
+use crate::threads::{
+    load_average,
+    nice_value, //
+};
+use crate::Config;
+
+pub fn human_size(size: usize) -> String {
+    if size >= 1024 && size % 1024 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+pub fn human_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.1} M", r / 1e6)
+    } else {
+        format!("{:.1} k", r / 1e3)
+    }
+}
+
+/// The machine and settings, for the header.
+pub fn header(config: &Config, niced: bool) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "# rmemring host benchmark: one producer and one consumer thread"
+    );
+    let _ = writeln!(
+        h,
+        "machine: {model}, {cpus} CPUs ({usable} usable), Linux {}; load average {} at the start",
+        kernel.trim(),
+        load_average()
+    );
+    let _ = writeln!(
+        h,
+        "ring: {} each; the batching peers publish and release batches of {} of payload, \
+         and each is shown at its best; {} rounds, every variant once per round in a rotating \
+         order; median shown, spread = (max - min) / median{}",
+        human_size(config.ring_bytes),
+        config
+            .batches
+            .iter()
+            .map(|&b| human_size(b))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        config.reps,
+        if config.quick { "; --quick" } else { "" }
+    );
+    let (producer_cpu, consumer_cpu) = config.place.cpus;
+    let _ = writeln!(
+        h,
+        "threads: {}; {} (nice {})",
+        if config.place.pin {
+            format!(
+                "producer pinned to CPU {producer_cpu}, consumer to CPU {consumer_cpu} \
+                 (sched_setaffinity) for every peer; memcpy and the one-core sides on CPU {producer_cpu}"
+            )
+        } else {
+            "not pinned".into()
+        },
+        if niced {
+            "a session of its own at nice -19"
+        } else {
+            "the priority it was started with"
+        },
+        nice_value()
+    );
+    let _ = writeln!(
+        h,
+        "work per record, every peer: the producer writes the 24-byte header and every payload \
+         byte; the consumer checks the header's sequence number and length and the first and \
+         last payload words (not every byte; crossbeam's `pop` copies every byte out)"
+    );
+    h
+}
+
+pub const TABLE_HEAD: &str = "\
+| size | peer | batch | ring B/record | records/s | GB/s | spread | rmemring/peer (rounds' range) | producer ns/record, 1 core | consumer ns/record, 1 core |\n\
+|-----:|------|------:|-----:|----------:|-----:|-------:|------:|-----:|-----:|";
+
+/// The ratio column: the median of the rounds' ratios and their range,
+/// with `?` where the rounds disagree on which peer is faster.
+fn ratio_cell(r: &Ratio) -> String {
+    format!(
+        "{:.2}× ({:.2}-{:.2}){}",
+        r.median,
+        r.min,
+        r.max,
+        if r.resolves(1.0) { "" } else { " ?" }
+    )
+}
+
+/// The rows of one size's cell, with the ratios to its rmemring row.
+pub fn table_rows(cell: &[Summary]) -> String {
+    let ours = cell.iter().find(|s| s.peer.name == "rmemring");
+    let mut out = String::new();
+    for s in cell {
+        let ratio = match ours {
+            Some(ours) if s.peer.name != "rmemring" => {
+                Ratio::of(ours, s).map_or(String::new(), |r| ratio_cell(&r))
+            }
+            _ => String::new(),
+        };
+        let (producer, consumer) = s.sides().map_or(("-".into(), "-".into()), |(p, c)| {
+            (format!("{p:.1}"), format!("{c:.1}"))
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1}%{} | {} | {} | {} |",
+            human_size(s.size),
+            s.peer.name,
+            s.batch.map_or("-".into(), human_size),
+            s.ring_bytes(),
+            human_rate(s.median()),
+            s.bytes_per_s() / 1e9,
+            s.spread() * 100.0,
+            if s.noisy() { " ⚠" } else { "" },
+            ratio,
+            producer,
+            consumer,
+        );
+    }
+    out
+}
+
+/// What the marks of the table mean, and what every peer does.
+pub fn legend() -> String {
+    let mut out = format!(
+        "⚠: spread above {:.0}%, too noisy to carry a difference smaller than that; \
+         ?: the rounds disagree on which of the two peers is faster (the ratio is not resolved).\n\
+         ring B/record: ring memory per record (header and payload, crossbeam's slot stamp). \
+         1 core: each side alone on one CPU, the ring in its cache (fill it, then drain it), \
+         so the cost of each side's code without the cache-line transfers between cores.\n",
+        NOISY * 100.0
+    );
+    for peer in PEERS {
+        let _ = writeln!(out, "  {}: {}", peer.name, peer.per_record);
+    }
+    out
+}
+
+/// One measurement as a JSON object: the issue's five keys first, in the
+/// issue's order, then the extras (`serde_json`'s maps would sort the keys).
+pub fn json_line(s: &Summary, ring_bytes: usize) -> String {
+    let sides = s.sides();
+    let fields: [(&str, serde_json::Value); 14] = [
+        ("bench", "host".into()),
+        ("impl", s.peer.name.into()),
+        ("size", s.size.into()),
+        ("records_per_s", s.median().into()),
+        ("bytes_per_s", s.bytes_per_s().into()),
+        ("batch_bytes", s.batch.into()),
+        ("runs", s.runs.len().into()),
+        ("spread", s.spread().into()),
+        ("min_records_per_s", s.min().into()),
+        ("max_records_per_s", s.max().into()),
+        ("ring_bytes", ring_bytes.into()),
+        ("ring_bytes_per_record", s.ring_bytes().into()),
+        ("producer_ns_one_core", sides.map(|s| s.0).into()),
+        ("consumer_ns_one_core", sides.map(|s| s.1).into()),
+    ];
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| format!("{}:{value}", serde_json::Value::from(*key)))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// The issue's targets, as lines saying met, missed (and by how much) or
+/// not resolved.
+pub fn targets(all: &[Summary]) -> String {
+    let get = |name: &str, size: usize| all.iter().find(|s| s.peer.name == name && s.size == size);
+    let mut out = String::from("targets (median of the rounds' ratios, their range):\n");
+    let mut line = |what: String, r: Ratio, bar: f64, unit: &dyn Fn(f64) -> String| {
+        let verdict = if r.median >= bar {
+            "met".to_owned()
+        } else {
+            format!("MISSED by {:.2}x", bar / r.median)
+        };
+        let resolved = if r.resolves(bar) {
+            String::new()
+        } else {
+            format!(
+                "; not resolved: the rounds range from {} to {}",
+                unit(r.min),
+                unit(r.max)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "  {what:<52} {:<10} {verdict}{resolved}",
+            unit(r.median)
+        );
+    };
+    let times = |r: f64| format!("{r:.2}x");
+    let percent = |r: f64| format!("{:.0}%", r * 100.0);
+    if let Some(ours) = get("rmemring", 64) {
+        let pairs = [
+            ("rtrb-bytes", 1.2, "like-for-like, same header"),
+            ("rtrb-typed", 0.5, "fixed-size records, within 2x"),
+            ("crossbeam", 3.0, "popped by value"),
+        ];
+        for (peer, bar, why) in pairs {
+            if let Some(r) = get(peer, 64).and_then(|p| Ratio::of(ours, p)) {
+                line(
+                    format!("64 B: rmemring / {peer} >= {bar}x ({why})"),
+                    r,
+                    bar,
+                    &times,
+                );
+            }
+        }
+    }
+    if let Some(ours) = get("rmemring", 8) {
+        let r = Ratio::to_bar(ours, 100e6);
+        line("8 B: rmemring >= 100 M records/s".into(), r, 1.0, &|r| {
+            format!("{:.1} M/s", r * 100.0)
+        });
+    }
+    for size in [4096, 65536] {
+        if let (Some(ours), Some(limit)) = (get("rmemring", size), get("memcpy", size)) {
+            if let Some(r) = Ratio::of(ours, limit) {
+                line(
+                    format!("{}: rmemring >= 80% of memcpy", human_size(size)),
+                    r,
+                    0.8,
+                    &percent,
+                );
+            }
+        }
+    }
+    out
+}
