@@ -64,7 +64,9 @@ use threads::{
     Placement, //
 };
 use workload::{
+    Shape,
     Workload,
+    MIXED_MAX,
     RING_BYTES,
     SIZES, //
 };
@@ -86,7 +88,8 @@ pub struct Config {
     nice: bool,
     reps: usize,
     ring_bytes: usize,
-    sizes: Vec<usize>,
+    /// The workloads: the payload sizes, then the mixed one.
+    shapes: Vec<Shape>,
     peers: Vec<&'static Peer>,
     batches: Vec<usize>,
 }
@@ -103,11 +106,12 @@ impl Config {
             nice: true,
             reps: 0,
             ring_bytes: RING_BYTES,
-            sizes: Vec::new(),
+            shapes: Vec::new(),
             peers: Vec::new(),
             batches: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
+        let (mut sizes, mut mixed) = (Vec::new(), false);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| -> Result<usize, String> {
                 let value = args.next().ok_or(format!("{name} needs a value"))?;
@@ -122,14 +126,15 @@ impl Config {
                 "--no-nice" => config.nice = false,
                 // `cargo bench` passes `--bench` to every bench binary.
                 "--bench" => {}
-                "--size" => config.sizes.push(value("--size")?),
+                "--size" => sizes.push(value("--size")?),
+                "--mixed" => mixed = true,
                 "--batch" => config.batches.push(value("--batch")?),
                 "--ring" => config.ring_bytes = value("--ring")?,
                 "--reps" => config.reps = value("--reps")?,
                 "-h" | "--help" => {
                     return Err(format!(
                         "usage: host [--quick] [--json] [--no-pin] [--no-nice] [--reps N] \
-                         [--ring BYTES] [--batch BYTES]... [--size BYTES]... [{}]...",
+                         [--ring BYTES] [--batch BYTES]... [--size BYTES]... [--mixed] [{}]...",
                         PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join("|")
                     ))
                 }
@@ -145,11 +150,7 @@ impl Config {
                 "--ring {ring}: need a power of two from 65536 to 2^30"
             ));
         }
-        if let Some(size) = config
-            .sizes
-            .iter()
-            .find(|&&s| s < 8 || s % 8 != 0 || s > ring / 8)
-        {
+        if let Some(size) = sizes.iter().find(|&&s| s < 8 || s % 8 != 0 || s > ring / 8) {
             return Err(format!(
                 "--size {size}: need a multiple of 8 from 8 to {} (an eighth of the ring)",
                 ring / 8
@@ -163,8 +164,19 @@ impl Config {
         if config.reps == 0 {
             config.reps = if config.quick { 5 } else { 7 };
         }
-        if config.sizes.is_empty() {
-            config.sizes = SIZES.to_vec();
+        // Neither `--size` nor `--mixed`: every size, then the mixed one.
+        if sizes.is_empty() && !mixed {
+            (sizes, mixed) = (SIZES.to_vec(), true);
+        }
+        config.shapes = sizes
+            .into_iter()
+            .map(|size| Shape { size, mixed: false })
+            .collect();
+        if mixed {
+            config.shapes.push(Shape {
+                size: MIXED_MAX,
+                mixed: true,
+            });
         }
         if config.peers.is_empty() {
             config.peers = PEERS.iter().collect();
@@ -191,6 +203,7 @@ fn measure(config: &Config, w: &Workload) -> Vec<Summary> {
             variants.push(Summary {
                 peer,
                 size: w.size,
+                shape: w.shape,
                 batch,
                 runs: Vec::new(),
                 sides: Vec::new(),
@@ -232,25 +245,25 @@ fn main() {
         }
     };
     let niced = config.nice && threads::raise_priority();
+    say(&report::header(&config, niced));
     // `memcpy` and the one-core sides run on this thread: on the producer's
     // CPU, as the producer of every two-thread run.
     if config.place.pin {
         threads::pin(config.place.cpus.0);
     }
-    say(&report::header(&config, niced));
     say(&format!("\n{}\n", report::TABLE_HEAD));
     let began = Instant::now();
     let mut all = Vec::new();
     let mut load = Vec::new();
     let mut sweep = Vec::new();
-    for &size in &config.sizes {
-        let w = Workload::new(size, config.ring_bytes, config.quick);
+    for &shape in &config.shapes {
+        let w = Workload::new(shape, config.ring_bytes, config.quick);
         let before = CpuSample::now();
         let variants = measure(&config, &w);
         for v in variants.iter().filter(|v| v.batch.is_some()) {
             sweep.push(format!(
                 "{} {} batch {}: {} (spread {:.0}%)",
-                human_size(size),
+                shape.label(),
                 v.peer.name,
                 human_size(v.batch.unwrap_or(0)),
                 human_rate(v.median()),
@@ -270,7 +283,7 @@ fn main() {
             let (others, steal) = after.others_since(&before);
             load.push(format!(
                 "{}: {others:.0}% others, {steal:.0}% steal",
-                human_size(size)
+                shape.label()
             ));
         }
         say(&report::table_rows(&cell));
@@ -289,11 +302,11 @@ fn main() {
         report::legend(),
         report::targets(&all),
         config
-            .sizes
+            .shapes
             .iter()
             .map(|&s| format!(
                 "{}: {}",
-                human_size(s),
+                s.label(),
                 human_rate(Workload::new(s, config.ring_bytes, config.quick).timed as f64)
             ))
             .collect::<Vec<_>>()

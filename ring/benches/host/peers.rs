@@ -38,20 +38,23 @@ use crate::workload::{
     header,
     Clock,
     Fixed,
+    Shape,
     Timing,
     Workload,
     HEADER, //
 };
 
-/// Expands `$run` with `N` the workload size `$size` as a constant, for the
-/// peers whose record type has the size in it; `None` for other sizes.
+/// Expands `$run` with `N` the payload size of workload `$w` as a
+/// constant, for the peers whose record type has the size in it; `None`
+/// for other sizes and for the mixed workload (a fixed-size record would
+/// have to be as large as the largest record).
 macro_rules! sized {
-    ($size:expr, $run:expr) => {
-        sized!(@ $size, $run, 8 64 1024 4096 65536)
+    ($w:expr, $run:expr) => {
+        sized!(@ $w, $run, 8 64 1024 4096 65536)
     };
-    (@ $size:expr, $run:expr, $($n:literal)*) => {
-        match $size {
-            $($n => {
+    (@ $w:expr, $run:expr, $($n:literal)*) => {
+        match $w.shape {
+            $(Shape { size: $n, mixed: false } => {
                 const N: usize = $n;
                 $run
             })*
@@ -85,7 +88,7 @@ pub const PEERS: &[Peer] = &[
     Peer {
         name: "rmemring",
         batches: true,
-        ring_bytes: |size| HEADER + size.next_multiple_of(8),
+        ring_bytes: |size| HEADER + size,
         per_record: "producer: `reserve`, fill in place, `commit`; `publish` per batch. \
                      consumer: `batch()` iterator, validated header, record in place; \
                      one release per batch",
@@ -112,8 +115,8 @@ pub const PEERS: &[Peer] = &[
                      (`#[repr(C)]`, an rmemring record's size). producer: \
                      `write_chunk_uninit`, records written in place, `commit_all` per batch. \
                      consumer: `read_chunk`, records in place, `commit_all` per batch",
-        run: |place, w, batch| sized!(w.size, two_threads::<RtrbTyped<N>>(place, w, batch)),
-        sides: |w, batch| sized!(w.size, one_thread::<RtrbTyped<N>>(w, batch)),
+        run: |place, w, batch| sized!(w, two_threads::<RtrbTyped<N>>(place, w, batch)),
+        sides: |w, batch| sized!(w, one_thread::<RtrbTyped<N>>(w, batch)),
     },
     Peer {
         name: "crossbeam",
@@ -124,8 +127,8 @@ pub const PEERS: &[Peer] = &[
                      (copied in). consumer: `pop` by value (copied out: every byte, unlike \
                      the other consumers), then checked. No batches; the producer reads the \
                      clock once per 16 KiB of payload, as the others do at that batch size",
-        run: |place, w, batch| sized!(w.size, two_threads::<Crossbeam<N>>(place, w, batch)),
-        sides: |w, batch| sized!(w.size, one_thread::<Crossbeam<N>>(w, batch)),
+        run: |place, w, batch| sized!(w, two_threads::<Crossbeam<N>>(place, w, batch)),
+        sides: |w, batch| sized!(w, one_thread::<Crossbeam<N>>(w, batch)),
     },
     Peer {
         name: "memcpy",
@@ -255,14 +258,14 @@ struct Rmemring;
 /// rmemring's producer half.
 struct RmemringProducer {
     producer: rmemring::Producer,
-    size: usize,
+    shape: Shape,
     src: Vec<u8>,
 }
 
 /// rmemring's consumer half.
 struct RmemringConsumer {
     consumer: rmemring::Consumer,
-    size: usize,
+    shape: Shape,
 }
 
 impl Ring for Rmemring {
@@ -277,12 +280,12 @@ impl Ring for Rmemring {
         let region = Arc::new(Region::memfd(options).expect("memfd ring"));
         let producer = RmemringProducer {
             producer: region.producer().expect("producer"),
-            size: w.size,
+            shape: w.shape,
             src: w.src.clone(),
         };
         let consumer = RmemringConsumer {
             consumer: region.consumer().expect("consumer"),
-            size: w.size,
+            shape: w.shape,
         };
         (producer, consumer)
     }
@@ -293,11 +296,12 @@ impl Produce for RmemringProducer {
     fn produce(&mut self, seq: u64, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            match self.producer.reserve(self.size) {
+            let (seq, size) = (seq + n as u64, self.shape.len(seq + n as u64));
+            match self.producer.reserve(size) {
                 Ok(mut record) => {
                     let payload = record.payload().expect("a drop-new ring");
                     // SAFETY: The reservation is `size` writable bytes.
-                    unsafe { fill(payload.as_mut_ptr(), self.size, seq + n as u64, &self.src) };
+                    unsafe { fill(payload.as_mut_ptr(), size, seq, &self.src) };
                     // The producer stamps the batch's first record with the
                     // clock, and the others with the same time.
                     record.commit();
@@ -321,8 +325,8 @@ impl Consume for RmemringConsumer {
         let mut records = self.consumer.batch().expect("a drop-new ring");
         for record in records.iter().take(max) {
             let record = record.expect("a valid record");
-            let len = record.payload.len();
-            *bad += u64::from(!check(record.seq, len, seq + n, record.payload, self.size));
+            let (len, size) = (record.payload.len(), self.shape.len(seq + n));
+            *bad += u64::from(!check(record.seq, len, seq + n, record.payload, size));
             n += 1;
         }
         // Dropping the batch releases it with one store.
@@ -338,7 +342,7 @@ struct RtrbBytes;
 /// The byte ring's producer half.
 struct RtrbBytesProducer {
     producer: rtrb::Producer<u8>,
-    size: usize,
+    shape: Shape,
     src: Vec<u8>,
     /// A record that straddles the end of the buffer is built here.
     scratch: Vec<u8>,
@@ -347,7 +351,7 @@ struct RtrbBytesProducer {
 /// The byte ring's consumer half.
 struct RtrbBytesConsumer {
     consumer: rtrb::Consumer<u8>,
-    size: usize,
+    shape: Shape,
     /// A record that straddles the end of the buffer is copied here.
     scratch: Vec<u8>,
 }
@@ -358,42 +362,64 @@ impl Ring for RtrbBytes {
 
     fn new(w: &Workload) -> (RtrbBytesProducer, RtrbBytesConsumer) {
         let (producer, consumer) = RingBuffer::<u8>::new(w.ring_bytes);
-        let scratch = vec![0u8; HEADER + w.size];
+        let scratch = vec![0u8; HEADER + w.shape.size];
         (
             RtrbBytesProducer {
                 producer,
-                size: w.size,
+                shape: w.shape,
                 src: w.src.clone(),
                 scratch: scratch.clone(),
             },
             RtrbBytesConsumer {
                 consumer,
-                size: w.size,
+                shape: w.shape,
                 scratch,
             },
         )
     }
 }
 
+impl RtrbBytesProducer {
+    /// How many of records `seq..seq + max` fit whole in `free` bytes, and
+    /// their bytes.
+    #[inline(always)]
+    fn fitting(&self, seq: u64, max: usize, free: usize) -> (usize, usize) {
+        if !self.shape.mixed {
+            let len = HEADER + self.shape.size;
+            let records = max.min(free / len);
+            return (records, records * len);
+        }
+        let (mut records, mut bytes) = (0, 0);
+        while records < max {
+            let len = HEADER + self.shape.len(seq + records as u64);
+            if bytes + len > free {
+                break;
+            }
+            (records, bytes) = (records + 1, bytes + len);
+        }
+        (records, bytes)
+    }
+}
+
 impl Produce for RtrbBytesProducer {
     #[inline]
     fn produce(&mut self, seq: u64, max: usize) -> usize {
-        let len = HEADER + self.size;
-        let mut chunk = match self.producer.write_chunk_uninit(max * len) {
-            Ok(chunk) => chunk,
-            Err(ChunkError::TooFewSlots(free)) if free >= len => self
-                .producer
-                .write_chunk_uninit(free / len * len)
-                .expect("free slots stay free"),
-            Err(ChunkError::TooFewSlots(_)) => return 0,
-        };
-        let records = chunk.len() / len;
+        let (records, bytes) = self.fitting(seq, max, self.producer.slots());
+        if records == 0 {
+            return 0;
+        }
+        let mut chunk = self
+            .producer
+            .write_chunk_uninit(bytes)
+            .expect("free slots stay free");
         let now = monotonic_ns();
         let (a, b) = chunk.as_mut_slices();
+        let mut off = 0;
         for i in 0..records {
             let seq = seq + i as u64;
-            let (size, src) = (self.size, &self.src[..]);
-            write_split(a, b, i * len, len, &mut self.scratch, |dst| {
+            let size = self.shape.len(seq);
+            let (len, src) = (HEADER + size, &self.src[..]);
+            write_split(a, b, off, len, &mut self.scratch, |dst| {
                 // SAFETY: `dst` is valid for `len` bytes: the header and
                 // `size` bytes of payload.
                 unsafe {
@@ -402,9 +428,10 @@ impl Produce for RtrbBytesProducer {
                     fill(dst.add(HEADER), size, seq, src);
                 }
             });
+            off += len;
         }
-        // SAFETY: The loop above initialised `records * len` bytes, which
-        // is the whole chunk.
+        // SAFETY: The loop above initialised `bytes` bytes, which is the
+        // whole chunk.
         unsafe { chunk.commit_all() };
         records
     }
@@ -413,11 +440,11 @@ impl Produce for RtrbBytesProducer {
 impl Consume for RtrbBytesConsumer {
     #[inline]
     fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize {
-        let len = HEADER + self.size;
-        let chunk = match self.consumer.read_chunk(max * len) {
-            Ok(chunk) => chunk,
-            Err(ChunkError::TooFewSlots(0)) => return 0,
-            Err(ChunkError::TooFewSlots(n)) => self
+        // The producer commits whole records, so what is there is whole
+        // records; the walk below takes `max` of them at most.
+        let chunk = match self.consumer.slots() {
+            0 => return 0,
+            n => self
                 .consumer
                 .read_chunk(n)
                 .expect("written slots stay written"),
@@ -426,7 +453,7 @@ impl Consume for RtrbBytesConsumer {
         let end = chunk.len();
         let (mut off, mut n) = (0, 0u64);
         // Variable-length records: walk them by their headers.
-        while off < end {
+        while off < end && n < max as u64 {
             let mut raw = [0u8; HEADER];
             match piece(a, b, off, HEADER) {
                 Some(bytes) => raw.copy_from_slice(bytes),
@@ -444,7 +471,8 @@ impl Consume for RtrbBytesConsumer {
                     payload
                 }
             };
-            *bad += u64::from(!check(h.seq, payload_len, seq + n, payload, self.size));
+            let size = self.shape.len(seq + n);
+            *bad += u64::from(!check(h.seq, payload_len, seq + n, payload, size));
             off = start + payload_len;
             n += 1;
         }
@@ -658,21 +686,22 @@ fn memcpy(place: Placement, w: &Workload, _batch: usize) -> Option<Timing> {
     }
     let mut dst = vec![1u8; w.ring_bytes];
     dst.iter_mut().for_each(|b| *b = std::hint::black_box(0));
-    let (size, src) = (w.size, &w.src[..]);
+    let src = &w.src[..];
     let mut clock = Clock::new(w.warm);
     let mut off = 0;
     for seen in 0..w.total() {
         if seen == w.warm {
             clock.tick(seen);
         }
-        // SAFETY: `off + size <= ring_bytes` (it wraps below) and `src`
-        // holds `size` bytes; the buffers are distinct.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().add(off), size) };
-        off += size;
+        let size = w.shape.len(seen);
         if off + size > w.ring_bytes {
             off = 0;
             std::hint::black_box(&mut dst);
         }
+        // SAFETY: `off + size <= ring_bytes` (it wraps above) and `src`
+        // holds `size` bytes (the largest); the buffers are distinct.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().add(off), size) };
+        off += size;
     }
     std::hint::black_box(&dst);
     Some(clock.stop(w.total(), 0))

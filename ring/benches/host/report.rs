@@ -12,6 +12,11 @@ use crate::threads::{
     load_average,
     nice_value, //
 };
+use crate::workload::{
+    Shape,
+    MIXED_MAX,
+    MIXED_MEAN, //
+};
 use crate::Config;
 
 pub fn human_size(size: usize) -> String {
@@ -44,10 +49,19 @@ pub fn header(config: &Config, niced: bool) -> String {
         .count();
     let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // The tree the benchmark was built from, for the figures' provenance.
+    let source = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".into(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        });
     let mut h = String::new();
     let _ = writeln!(
         h,
-        "# rmemring host benchmark: one producer and one consumer thread"
+        "# rmemring host benchmark: one producer and one consumer thread (source {source})"
     );
     let _ = writeln!(
         h,
@@ -131,7 +145,7 @@ pub fn table_rows(cell: &[Summary]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {:.2} | {:.1}%{} | {} | {} | {} |",
-            human_size(s.size),
+            s.shape.label(),
             s.peer.name,
             s.batch.map_or("-".into(), human_size),
             s.ring_bytes(),
@@ -150,7 +164,11 @@ pub fn table_rows(cell: &[Summary]) -> String {
 /// What the marks of the table mean, and what every peer does.
 pub fn legend() -> String {
     let mut out = format!(
-        "⚠: spread above {:.0}%, too noisy to carry a difference smaller than that; \
+        "mixed: payload sizes drawn from the multiples of 8 from 8 to {MIXED_MAX} B, equally \
+         likely (a pseudo-random function of the sequence number, which the consumer checks \
+         too); size in the JSON lines and GB/s from their mean, {MIXED_MEAN} B. The fixed-size \
+         peers do not run it: their records would all be as large as the largest.\n\
+         ⚠: spread above {:.0}%, too noisy to carry a difference smaller than that; \
          ?: the rounds disagree on which of the two peers is faster (the ratio is not resolved).\n\
          ring B/record: ring memory per record (header and payload, crossbeam's slot stamp). \
          1 core: each side alone on one CPU, the ring in its cache (fill it, then drain it), \
@@ -167,7 +185,7 @@ pub fn legend() -> String {
 /// issue's order, then the extras (`serde_json`'s maps would sort the keys).
 pub fn json_line(s: &Summary, ring_bytes: usize) -> String {
     let sides = s.sides();
-    let fields: [(&str, serde_json::Value); 14] = [
+    let fields: [(&str, serde_json::Value); 15] = [
         ("bench", "host".into()),
         ("impl", s.peer.name.into()),
         ("size", s.size.into()),
@@ -178,6 +196,7 @@ pub fn json_line(s: &Summary, ring_bytes: usize) -> String {
         ("spread", s.spread().into()),
         ("min_records_per_s", s.min().into()),
         ("max_records_per_s", s.max().into()),
+        ("mixed", s.shape.mixed.into()),
         ("ring_bytes", ring_bytes.into()),
         ("ring_bytes_per_record", s.ring_bytes().into()),
         ("producer_ns_one_core", sides.map(|s| s.0).into()),
@@ -193,7 +212,10 @@ pub fn json_line(s: &Summary, ring_bytes: usize) -> String {
 /// The issue's targets, as lines saying met, missed (and by how much) or
 /// not resolved.
 pub fn targets(all: &[Summary]) -> String {
-    let get = |name: &str, size: usize| all.iter().find(|s| s.peer.name == name && s.size == size);
+    let get = |name: &str, size: usize| {
+        let shape = Shape { size, mixed: false };
+        all.iter().find(|s| s.peer.name == name && s.shape == shape)
+    };
     let mut out = String::from("targets (median of the rounds' ratios, their range):\n");
     let mut line = |what: String, r: Ratio, bar: f64, unit: &dyn Fn(f64) -> String| {
         let verdict = if r.median >= bar {

@@ -12,6 +12,7 @@ use crate::peers::{
     Peer,
     Sides, //
 };
+use crate::workload::Shape;
 
 /// A cell whose spread is above this (`(max - min) / median`) is flagged:
 /// a difference between two such cells smaller than this says nothing
@@ -34,7 +35,10 @@ pub fn median(values: &[f64]) -> f64 {
 /// for those that batch).
 pub struct Summary {
     pub peer: &'static Peer,
+    /// Payload bytes per record, the mean of them if `mixed`.
     pub size: usize,
+    /// The workload's payload sizes.
+    pub shape: Shape,
     /// Payload bytes per batch, for the peers that batch.
     pub batch: Option<usize>,
     /// Records per second of each round, in round order.

@@ -42,9 +42,59 @@ pub struct Fixed<const N: usize> {
 // No padding: a fixed-size record is exactly an rmemring record's bytes.
 const _: () = assert!(HEADER == 24 && std::mem::size_of::<Fixed<64>>() == HEADER + 64);
 
+/// The mixed workload's payload sizes: multiples of 8 from 8 to this,
+/// equally likely.
+pub const MIXED_MAX: usize = 1024;
+
+/// The mixed workload's mean payload size (`(8 + MIXED_MAX) / 2`).
+pub const MIXED_MEAN: usize = (8 + MIXED_MAX) / 2;
+
+/// The payload sizes of a workload's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// The payload size of every record, or the largest of the mixed ones.
+    pub size: usize,
+    /// Whether record sizes vary, [`MIXED_MAX`] at most.
+    pub mixed: bool,
+}
+
+impl Shape {
+    /// The payload bytes of record `seq`: a pseudo-random multiple of 8 for
+    /// a mixed workload, so that the consumer can check every length.
+    #[inline(always)]
+    pub fn len(self, seq: u64) -> usize {
+        if self.mixed {
+            let draw = (seq.wrapping_mul(0xd6e8_feb8_6659_fd93) >> 40) as usize;
+            8 * (1 + draw % (MIXED_MAX / 8))
+        } else {
+            self.size
+        }
+    }
+
+    /// The workload's name in the report.
+    pub fn label(self) -> String {
+        if self.mixed {
+            format!("mixed 8-{MIXED_MAX} B")
+        } else {
+            crate::report::human_size(self.size)
+        }
+    }
+
+    /// The mean payload bytes per record.
+    pub fn mean(self) -> usize {
+        if self.mixed {
+            MIXED_MEAN
+        } else {
+            self.size
+        }
+    }
+}
+
 /// One measurement's workload.
 pub struct Workload {
-    /// Payload bytes per record.
+    /// Payload bytes per record: [`Shape::len`].
+    pub shape: Shape,
+    /// The mean of them.
     pub size: usize,
     /// Bytes of the ring.
     pub ring_bytes: usize,
@@ -57,7 +107,8 @@ pub struct Workload {
 }
 
 impl Workload {
-    pub fn new(size: usize, ring_bytes: usize, quick: bool) -> Self {
+    pub fn new(shape: Shape, ring_bytes: usize, quick: bool) -> Self {
+        let size = shape.mean();
         // Enough records for about 0.1-0.5 s of the fastest implementation
         // (0.03-0.1 s with `--quick`), the same number for all of them.
         let (budget, max_records) = if quick {
@@ -68,8 +119,9 @@ impl Workload {
         let timed = (budget / size as u64).min(max_records);
         // Two laps of the ring, at least.
         let warm = (2 * ring_bytes / size).max(1024) as u64;
-        let src = (0..size).map(|i| i as u8).collect();
+        let src = (0..shape.size).map(|i| i as u8).collect();
         Self {
+            shape,
             size,
             ring_bytes,
             warm,
@@ -82,7 +134,8 @@ impl Workload {
         self.warm + self.timed
     }
 
-    /// Records per publication and release for batches of `bytes` of payload.
+    /// Records per publication and release for batches of about `bytes` of
+    /// payload.
     pub fn records_per_batch(&self, bytes: usize) -> usize {
         (bytes / self.size).max(1)
     }
