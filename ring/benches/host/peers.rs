@@ -623,6 +623,8 @@ struct Crossbeam<const N: usize>;
 struct CrossbeamProducer<const N: usize> {
     queue: Arc<ArrayQueue<Fixed<N>>>,
     src: Vec<u8>,
+    /// The record the full queue gave back, pushed again on the next call.
+    pending: Option<Fixed<N>>,
 }
 
 /// The queue's consumer half.
@@ -642,6 +644,7 @@ impl<const N: usize> Ring for Crossbeam<N> {
             CrossbeamProducer {
                 queue: queue.clone(),
                 src,
+                pending: None,
             },
             CrossbeamConsumer { queue },
         )
@@ -653,11 +656,14 @@ impl<const N: usize> Produce for CrossbeamProducer<N> {
     fn produce(&mut self, seq: u64, max: usize) -> usize {
         let now = monotonic_ns();
         for i in 0..max {
-            let mut record = MaybeUninit::<Fixed<N>>::uninit();
-            write_fixed(&mut record, seq + i as u64, now, &self.src);
-            // SAFETY: `write_fixed` initialised every field.
-            let record = unsafe { record.assume_init() };
-            if self.queue.push(record).is_err() {
+            let record = self.pending.take().unwrap_or_else(|| {
+                let mut record = MaybeUninit::<Fixed<N>>::uninit();
+                write_fixed(&mut record, seq + i as u64, now, &self.src);
+                // SAFETY: `write_fixed` initialised every field.
+                unsafe { record.assume_init() }
+            });
+            if let Err(back) = self.queue.push(record) {
+                self.pending = Some(back);
                 return i;
             }
         }
