@@ -11,7 +11,7 @@
 //! payload per measurement, the best of 7 measurements shown. This
 //! measures the copy (word-wise atomic loads, see `RingView::copy_payload_out`)
 //! and the per-record overhead, not the core-to-core transfer of
-//! `benches/host.rs`.
+//! `benches/host/`.
 
 use std::sync::Arc;
 use std::time::{

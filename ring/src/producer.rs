@@ -240,7 +240,7 @@ impl Producer {
     /// Deciding whether the consumer sleeps takes a full memory barrier (the
     /// wake-up handshake), which waits for every store before it to reach
     /// the cache. That is cheap for a batch of small records but not per
-    /// record of a few kilobytes: on the host benchmark (`benches/host.rs`)
+    /// record of a few kilobytes: on the host benchmark (`benches/host/`)
     /// 4 KiB records streamed at 10 GB/s when published one by one and at
     /// 42 GB/s in batches of 64 KiB.
     ///
