@@ -126,7 +126,7 @@ pub struct ControlPage {
     /// previous boot's ring from its own.
     pub boot_id: [u64; 2],
     /// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC`, in nanoseconds, when the
-    /// producer last started (0 if unknown): adding it to a record's
+    /// ring was laid out (at load, reset or release; 0 if unknown): adding it to a record's
     /// `timestamp_ns` gives its wall-clock time, also for records a later
     /// boot recovers, whose monotonic clock restarted.
     pub realtime_offset_ns: i64,

@@ -39,6 +39,9 @@ use super::view::{
     RingView, //
 };
 
+/// How many records [`recover`] walks between calls of its `pause`.
+pub const PAUSE_EVERY: u64 = 4096;
+
 /// A previous boot's ring, found intact up to [`Recovered::end`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recovered {
@@ -48,9 +51,7 @@ pub struct Recovered {
     pub realtime_offset_ns: i64,
     /// The overflow mode it was written in.
     pub overflow: Overflow,
-    /// Position of the oldest retained record: `overwrite_pos` in
-    /// overwrite mode, the consumer's position in drop-new mode (records
-    /// before it were consumed, and their space may have been reused).
+    /// Position of the oldest retained record: the ring's `overwrite_pos`.
     pub start: u64,
     /// Position one past the last record that verified.
     pub end: u64,
@@ -184,6 +185,15 @@ pub enum Unrecoverable {
     /// The ring has no boot id: laid out by a driver that does not keep
     /// rings, or by user space.
     NoBootId,
+    /// This boot's own id is unknown (unreadable when the driver loaded):
+    /// a ring of this very boot could not be told from a previous one's.
+    BootIdUnknown,
+    /// The ring was in drop-new mode. Only an overwrite-mode ring is a
+    /// flight recorder: there the oldest record's position is the
+    /// kernel's (`overwrite_pos`); in drop-new mode it is the consumer's,
+    /// which user space writes, and a walk from a position user space
+    /// chose could read payload bytes as headers.
+    DropNew,
     /// The ring was laid out by this very boot (the module was reloaded):
     /// it is not a previous boot's.
     ThisBoot,
@@ -225,6 +235,11 @@ impl core::fmt::Display for Unrecoverable {
                 expected & FLAG_CACHE_MASK
             ),
             Unrecoverable::NoBootId => write!(f, "the ring records no boot id"),
+            Unrecoverable::BootIdUnknown => write!(f, "this boot's id is unknown"),
+            Unrecoverable::DropNew => write!(
+                f,
+                "the ring was in drop-new mode (only overwrite-mode rings are kept)"
+            ),
             Unrecoverable::ThisBoot => {
                 write!(f, "the ring is this boot's own, not a previous one's")
             }
@@ -252,6 +267,8 @@ impl Unrecoverable {
             Unrecoverable::Geometry { .. } => RECOVERY_REASON_GEOMETRY,
             Unrecoverable::CacheMode { .. } => RECOVERY_REASON_CACHE_MODE,
             Unrecoverable::NoBootId => RECOVERY_REASON_NO_BOOT_ID,
+            Unrecoverable::BootIdUnknown => RECOVERY_REASON_BOOT_ID_UNKNOWN,
+            Unrecoverable::DropNew => RECOVERY_REASON_DROP_NEW,
             Unrecoverable::ThisBoot => RECOVERY_REASON_THIS_BOOT,
             Unrecoverable::Positions { .. } => RECOVERY_REASON_POSITIONS,
             Unrecoverable::NoRecords { .. } => RECOVERY_REASON_NO_RECORDS,
@@ -261,8 +278,10 @@ impl Unrecoverable {
 
 /// Judges the ring retained in `view`'s memory, for a driver that would
 /// lay out `expected` with cache-mode bits `cache_flags`, in the boot
-/// `this_boot`. Reads the control and consumer pages and the data area;
-/// writes nothing.
+/// `this_boot` (zero if unknown). Reads the control page and the data
+/// area; writes nothing. Calls `pause` every [`PAUSE_EVERY`] records
+/// (the kernel yields the CPU there: a walk of a large uncached ring takes
+/// a while).
 ///
 /// # Examples
 ///
@@ -270,30 +289,36 @@ impl Unrecoverable {
 /// use rmemring_proto::recovery::{recover, Unrecoverable};
 /// # let (view, geometry) = rmemring_proto::recovery::doc_ring();
 /// // A region of zeroes (a cold boot) holds nothing to recover.
-/// assert_eq!(recover(&view, &geometry, 0, [1, 1]), Err(Unrecoverable::Blank));
+/// assert_eq!(recover(&view, &geometry, 0, [1, 1], &mut || ()), Err(Unrecoverable::Blank));
 /// ```
 pub fn recover(
     view: &RingView,
     expected: &Geometry,
     cache_flags: u32,
     this_boot: [u64; 2],
+    pause: &mut dyn FnMut(),
 ) -> Result<Recovered, Unrecoverable> {
     let page = view.read_control_page();
     check_identity(&page, expected, cache_flags, this_boot)?;
     let overflow = Overflow::from_flags(page.flags);
+    if overflow == Overflow::DropNew {
+        return Err(Unrecoverable::DropNew);
+    }
     let published = page.producer_pos;
-    let start = match overflow {
-        Overflow::OverwriteOldest => page.overwrite_pos,
-        Overflow::DropNew => view.read_consumer_page().consumer_pos,
-    };
+    let start = page.overwrite_pos;
     let size = view.data_size();
+    // Positions count bytes from the ring's first and never wrap (2^64
+    // bytes): the oldest record is at or before the published position.
+    // Checked without wrapping, so that no walk below can step past it
+    // (`overwrite_pos` is the kernel's, but the identity checksum does not
+    // cover it).
     if start % RECORD_ALIGN != 0
         || published % RECORD_ALIGN != 0
-        || published.wrapping_sub(start) > size
+        || published.checked_sub(start).is_none_or(|span| span > size)
     {
         return Err(Unrecoverable::Positions { start, published });
     }
-    let walk = walk(view, start, published, overflow, page.max_payload);
+    let walk = walk(view, start, published, overflow, page.max_payload, pause);
     if walk.records == 0 {
         return Err(Unrecoverable::NoRecords { cut: walk.cut });
     }
@@ -343,6 +368,9 @@ fn check_identity(
     if page.boot_id == [0; 2] {
         return Err(Unrecoverable::NoBootId);
     }
+    if this_boot == [0; 2] {
+        return Err(Unrecoverable::BootIdUnknown);
+    }
     if page.boot_id == this_boot {
         return Err(Unrecoverable::ThisBoot);
     }
@@ -358,6 +386,7 @@ fn walk(
     published: u64,
     overflow: Overflow,
     max_payload: u32,
+    pause: &mut dyn FnMut(),
 ) -> Recovered {
     let size = view.data_size();
     let mut found = Recovered {
@@ -384,9 +413,14 @@ fn walk(
                     found.first_seq = seq;
                     found.first_ns = ts;
                 } else {
-                    found.gaps += seq - found.last_seq - 1;
+                    // `seq` follows `last_seq` (checked), possibly by
+                    // wrapping past u64::MAX in overwrite mode.
+                    found.gaps += seq.wrapping_sub(found.last_seq).wrapping_sub(1);
                 }
                 found.records += 1;
+                if found.records % PAUSE_EVERY == 0 {
+                    pause();
+                }
                 found.last_seq = seq;
                 found.last_ns = ts;
                 pos += stride;
@@ -599,7 +633,7 @@ mod tests {
     #[test]
     fn an_overwrite_ring_is_recovered_whole_and_contiguous() {
         let (view, next) = written(Overflow::OverwriteOldest, 5000);
-        let r = recover(&view, &geometry(), 0, THIS).unwrap();
+        let r = recover(&view, &geometry(), 0, THIS, &mut || ()).unwrap();
         assert_eq!(r.boot_id, PREVIOUS);
         assert_eq!(r.realtime_offset_ns, 42);
         assert_eq!(r.cut, None);
@@ -616,17 +650,95 @@ mod tests {
     }
 
     #[test]
-    fn a_drop_new_ring_is_recovered_from_the_consumer_with_its_gaps() {
-        let (view, next) = written(Overflow::DropNew, 3000);
-        let r = recover(&view, &geometry(), 0, THIS).unwrap();
-        assert_eq!(r.start, view.consumer_pos().load(Ordering::Relaxed));
-        assert_eq!(r.end, r.published);
-        let records = window(&view, &r);
-        assert_eq!(records.len() as u64, r.records);
-        let span = r.last_seq - r.first_seq + 1;
-        assert_eq!(span - r.records, r.gaps);
-        assert!(r.gaps > 0, "the ring dropped nothing: {r:?}");
-        assert!(r.last_seq < next);
+    fn a_drop_new_ring_is_not_served() {
+        // Its oldest position would be the consumer's, which user space
+        // writes: a walk from there could read payload bytes as headers.
+        let (view, _) = written(Overflow::DropNew, 3000);
+        assert_eq!(
+            recover(&view, &geometry(), 0, THIS, &mut || ()),
+            Err(Unrecoverable::DropNew)
+        );
+    }
+
+    #[test]
+    fn the_walk_pauses_every_few_thousand_records() {
+        // 1 MiB of 8-byte records: 32 768 of them, 8 pauses.
+        let size = 1 << 20;
+        let overflow = Overflow::OverwriteOldest;
+        let (view, other) = heap_views(size, overflow, MemoryOrdering::WriteBack);
+        view.write_control_page(&view.read_control_page().with_boot(PREVIOUS, 0));
+        let mut p = ProducerCore::attach(other, overflow, max_payload_for(size));
+        for _ in 0..40_000 {
+            let slot = p.reserve(8).unwrap();
+            let seq = p.next_seq();
+            p.write_pattern(&slot, seq, false);
+            p.commit(slot, 0, seq);
+            p.publish();
+        }
+        let geometry = Geometry {
+            region_size: size + 8192,
+            data_size: size,
+            ..geometry()
+        };
+        let mut pauses = 0;
+        let r = recover(&view, &geometry, 0, THIS, &mut || pauses += 1).unwrap();
+        assert_eq!(r.records, size / 32);
+        assert_eq!(pauses, r.records / PAUSE_EVERY);
+        assert_eq!(pauses, 8);
+    }
+
+    #[test]
+    fn positions_past_the_published_one_are_refused_without_overflow() {
+        let (view, _) = written(Overflow::OverwriteOldest, 500);
+        let good = view.read_control_page();
+        for (overwrite_pos, producer_pos) in [
+            (u64::MAX - 7, good.producer_pos),
+            (good.producer_pos + 8, good.producer_pos),
+            (u64::MAX - 7, 16),
+            (0, u64::MAX - 7),
+        ] {
+            view.write_control_page(&ControlPage {
+                overwrite_pos,
+                producer_pos,
+                ..good
+            });
+            assert!(
+                matches!(
+                    recover(&view, &geometry(), 0, THIS, &mut || ()),
+                    Err(Unrecoverable::Positions { .. })
+                ),
+                "{overwrite_pos:#x} {producer_pos:#x}"
+            );
+        }
+        // Sequence numbers that wrap (crafted memory): no overflow either.
+        view.write_control_page(&good);
+        let r = recover(&view, &geometry(), 0, THIS, &mut || ()).unwrap();
+        let mut pos = r.start;
+        let mut seq = u64::MAX - 2;
+        while pos != r.end {
+            let off = view.offset(pos);
+            // SAFETY: Inside the verified window; the test owns the ring.
+            let (len, kind, _) = split_word0(unsafe { view.read_word(off) });
+            if kind == KIND_DATA {
+                // SAFETY: As above.
+                unsafe { view.write_word(off + 8, seq) };
+                seq = seq.wrapping_add(1);
+                pos += record_stride(len);
+            } else {
+                pos += u64::from(len);
+            }
+        }
+        let wrapped = recover(&view, &geometry(), 0, THIS, &mut || ()).unwrap();
+        assert_eq!((wrapped.records, wrapped.gaps), (r.records, 0));
+    }
+
+    #[test]
+    fn an_unknown_boot_id_serves_nothing() {
+        let (view, _) = written(Overflow::OverwriteOldest, 500);
+        assert_eq!(
+            recover(&view, &geometry(), 0, [0, 0], &mut || ()),
+            Err(Unrecoverable::BootIdUnknown)
+        );
     }
 
     #[test]
@@ -639,7 +751,7 @@ mod tests {
         };
         view.write_control_page(&blank);
         assert_eq!(
-            recover(&view, &expected, 0, THIS),
+            recover(&view, &expected, 0, THIS, &mut || ()),
             Err(Unrecoverable::Blank)
         );
 
@@ -647,7 +759,7 @@ mod tests {
         let good = view.read_control_page();
         let with = |page: ControlPage| {
             view.write_control_page(&page);
-            let verdict = recover(&view, &expected, 0, THIS);
+            let verdict = recover(&view, &expected, 0, THIS, &mut || ());
             view.write_control_page(&good);
             verdict
         };
@@ -678,7 +790,8 @@ mod tests {
                     ..expected
                 },
                 0,
-                THIS
+                THIS,
+                &mut || ()
             ),
             Err(Unrecoverable::Geometry {
                 found: DATA,
@@ -686,7 +799,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            recover(&view, &expected, 1 << 8, THIS),
+            recover(&view, &expected, 1 << 8, THIS, &mut || ()),
             Err(Unrecoverable::CacheMode { .. })
         ));
         // The running producer's wall-clock offset is outside the sum.
@@ -709,13 +822,13 @@ mod tests {
             }),
             Err(Unrecoverable::NoRecords { cut: None })
         );
-        assert!(recover(&view, &expected, 0, THIS).is_ok());
+        assert!(recover(&view, &expected, 0, THIS, &mut || ()).is_ok());
     }
 
     #[test]
     fn a_torn_header_cuts_the_tail_there() {
         let (view, _) = written(Overflow::OverwriteOldest, 5000);
-        let whole = recover(&view, &geometry(), 0, THIS).unwrap();
+        let whole = recover(&view, &geometry(), 0, THIS, &mut || ()).unwrap();
         let records = window(&view, &whole);
         // Find the position of the record in the middle, and tear it.
         let middle = records.len() / 2;
@@ -737,7 +850,7 @@ mod tests {
                 pos += u64::from(len);
             }
         }
-        let cut = recover(&view, &geometry(), 0, THIS).unwrap();
+        let cut = recover(&view, &geometry(), 0, THIS, &mut || ()).unwrap();
         assert_eq!(cut.end, pos);
         assert_eq!(cut.records, middle as u64);
         assert!(matches!(cut.cut, Some(RecordDefect::Sequence { .. })));
@@ -759,8 +872,11 @@ mod tests {
         let mut state = 1;
         let (mut served, mut cut) = (0, 0);
         for round in 0..400 {
-            let overflow = Overflow::ALL[round % 2];
+            let overflow = Overflow::OverwriteOldest;
             let (view, _) = written(overflow, 500 + next(&mut state) % 3000);
+            // The consumer page is user space's: nothing it says matters.
+            view.consumer_pos()
+                .store(next(&mut state), Ordering::Relaxed);
             // Scribble on a few data words, and now and then on a position.
             for _ in 0..(next(&mut state) % 4) {
                 let off = (next(&mut state) % (DATA / 8)) * 8;
@@ -769,24 +885,31 @@ mod tests {
             }
             if round % 5 == 0 {
                 let page = view.read_control_page();
-                let bogus = next(&mut state) & !7 & 0xffff;
-                let page = match overflow {
-                    Overflow::OverwriteOldest => ControlPage {
-                        overwrite_pos: bogus,
-                        ..page
-                    },
-                    Overflow::DropNew => ControlPage {
+                // Anywhere, near the top of the range included.
+                let bogus = next(&mut state) & !7;
+                let bogus = if round % 10 == 0 {
+                    bogus
+                } else {
+                    bogus & 0xffff
+                };
+                let page = if round % 3 == 0 {
+                    ControlPage {
                         producer_pos: bogus,
                         ..page
-                    },
+                    }
+                } else {
+                    ControlPage {
+                        overwrite_pos: bogus,
+                        ..page
+                    }
                 };
                 view.write_control_page(&page);
             }
-            let Ok(r) = recover(&view, &geometry(), 0, THIS) else {
+            let Ok(r) = recover(&view, &geometry(), 0, THIS, &mut || ()) else {
                 continue;
             };
-            assert!(r.end.wrapping_sub(r.start) <= r.published.wrapping_sub(r.start));
-            assert!(r.published.wrapping_sub(r.start) <= DATA);
+            assert!(r.start <= r.end && r.end <= r.published);
+            assert!(r.published - r.start <= DATA);
             // Whatever it serves is well formed: each record's header
             // inside the area and in order. (`window` also checks the
             // payloads against the pattern: a scribble inside a payload is
@@ -825,7 +948,7 @@ mod tests {
     #[test]
     fn a_readers_consumer_page_starts_at_the_window() {
         let (view, _) = written(Overflow::OverwriteOldest, 1000);
-        let r = recover(&view, &geometry(), 0, THIS).unwrap();
+        let r = recover(&view, &geometry(), 0, THIS, &mut || ()).unwrap();
         let previous = ConsumerPage {
             wake_token: 5,
             records_consumed: 77,

@@ -120,6 +120,10 @@ pub const RECOVERY_REASON_THIS_BOOT: u32 = 7;
 pub const RECOVERY_REASON_POSITIONS: u32 = 8;
 /// Intact but without a record to recover.
 pub const RECOVERY_REASON_NO_RECORDS: u32 = 9;
+/// This boot's id was unreadable when the driver loaded.
+pub const RECOVERY_REASON_BOOT_ID_UNKNOWN: u32 = 10;
+/// The ring was in drop-new mode: only overwrite-mode rings are kept.
+pub const RECOVERY_REASON_DROP_NEW: u32 = 11;
 
 /// What `RMEMRING_IOC_RECOVERY` returns. With [`RECOVERY_RECOVERED`] and
 /// [`RECOVERY_RELEASED`] every field describes the recovered ring (see

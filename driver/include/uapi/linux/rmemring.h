@@ -206,6 +206,8 @@ struct rmemring_info {
 #define RMEMRING_RECOVERY_REASON_THIS_BOOT	7	/* this boot's own ring */
 #define RMEMRING_RECOVERY_REASON_POSITIONS	8	/* impossible positions */
 #define RMEMRING_RECOVERY_REASON_NO_RECORDS	9	/* intact, but no record */
+#define RMEMRING_RECOVERY_REASON_BOOT_ID_UNKNOWN	10	/* this boot's id unreadable */
+#define RMEMRING_RECOVERY_REASON_DROP_NEW	11	/* a drop-new ring: only overwrite is kept */
 
 /* What RMEMRING_IOC_RECOVERY returns (docs/flight-recorder.md). */
 struct rmemring_recovery_info {

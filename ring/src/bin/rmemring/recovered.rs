@@ -7,8 +7,10 @@ use rmemring::uapi::{
     RECOVERY_NONE,
     RECOVERY_NOT_ASKED,
     RECOVERY_REASON_BLANK,
+    RECOVERY_REASON_BOOT_ID_UNKNOWN,
     RECOVERY_REASON_CACHE_MODE,
     RECOVERY_REASON_CHECKSUM,
+    RECOVERY_REASON_DROP_NEW,
     RECOVERY_REASON_GEOMETRY,
     RECOVERY_REASON_LAYOUT,
     RECOVERY_REASON_NO_BOOT_ID,
@@ -82,6 +84,10 @@ fn reason(reason: u32) -> &'static str {
         RECOVERY_REASON_THIS_BOOT => "the ring is this boot's own",
         RECOVERY_REASON_POSITIONS => "impossible positions",
         RECOVERY_REASON_NO_RECORDS => "no record to recover",
+        RECOVERY_REASON_BOOT_ID_UNKNOWN => "this boot's id was unreadable at load",
+        RECOVERY_REASON_DROP_NEW => {
+            "the ring was in drop-new mode (only overwrite-mode rings are kept)"
+        }
         _ => "unknown reason",
     }
 }
