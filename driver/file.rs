@@ -203,6 +203,16 @@ impl OpenFile {
         }
     }
 
+    /// A recovered ring is the evidence of a crash: only an opener with
+    /// `CAP_SYS_ADMIN` may throw it away (a reset or a release), not every
+    /// member of the device's group.
+    fn require_admin_if_recovered(&self) -> Result {
+        if self.ring.serves_recovered() && !self.admin {
+            return Err(EPERM);
+        }
+        Ok(())
+    }
+
     /// The ioctl handler.
     pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         let user = |size: usize| UserSlice::new(UserPtr::from_addr(arg), size);
@@ -230,6 +240,7 @@ impl OpenFile {
             }
             IOC_RESET => {
                 self.require(Role::may_reset)?;
+                self.require_admin_if_recovered()?;
                 let config: ResetConfig = user(size_of::<ResetConfig>()).reader().read()?;
                 self.ring.reset(config)?;
             }
@@ -238,6 +249,7 @@ impl OpenFile {
                 .write(&self.ring.recovery())?,
             IOC_RELEASE_RECOVERED => {
                 self.require(Role::may_reset)?;
+                self.require_admin_if_recovered()?;
                 self.ring.release_recovered()?;
             }
             _ => return Err(ENOTTY),

@@ -455,6 +455,17 @@ void rmemring_write_back(void *addr, size_t size)
 }
 
 /*
+ * Whether rmemring_write_back() does anything: without
+ * CONFIG_ARCH_HAS_PMEM_API (on arm64, CONFIG_ARM64_PMEM) the architecture
+ * has no exported clean by address, and arch_wb_cache_pmem() is an empty
+ * inline.
+ */
+bool rmemring_can_write_back(void)
+{
+	return IS_ENABLED(CONFIG_ARCH_HAS_PMEM_API);
+}
+
+/*
  * The panic and reboot notifiers of a ring kept for the next boot. The
  * panic chain is atomic (its callbacks run with the other CPUs stopped);
  * the reboot chain is blocking (process context, before devices shut

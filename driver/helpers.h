@@ -60,6 +60,7 @@ void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payloa
 int rmemring_boot_id(u64 id[2]);
 s64 rmemring_realtime_offset_ns(void);
 void rmemring_write_back(void *addr, size_t size);
+bool rmemring_can_write_back(void);
 void rmemring_crash_notifiers_register(struct notifier_block *panic_nb,
 				       struct notifier_block *reboot_nb);
 void rmemring_crash_notifiers_unregister(struct notifier_block *panic_nb,

@@ -88,6 +88,13 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
             return Err(EINVAL);
         }
     };
+    if retain && overflow != Overflow::OverwriteOldest {
+        pr_err!(
+            "retain=1 needs overflow=1: only an overwrite-mode ring is kept for the next boot \
+             (a flight recorder; docs/flight-recorder.md)\n"
+        );
+        return Err(EINVAL);
+    }
     let Ok(mode) = u16::try_from(p.mode) else {
         pr_err!("mode={:#o}: not a permission mode\n", p.mode);
         return Err(EINVAL);

@@ -31,6 +31,7 @@ use crate::device::{
     RingOptions, //
 };
 use crate::proto::devicetree;
+use crate::proto::modes::Overflow;
 use crate::region::{
     Region,
     RegionError,
@@ -244,6 +245,14 @@ fn probe(dev: &Device) -> Result<BoundRing> {
     let retain = dev
         .fwnode()
         .is_some_and(|node| node.property_present(devicetree::RETAIN_PROPERTY));
+    if retain && overflow != Overflow::OverwriteOldest {
+        dev_err!(
+            dev,
+            "rmemring,retain needs rmemring,overflow = \"overwrite\": only an overwrite-mode \
+             ring is kept for the next boot\n"
+        );
+        return Err(EINVAL);
+    }
     let (base, size) = (region.base, region.size);
 
     // Held until the slot is filled in: two probes with the same label

@@ -77,6 +77,7 @@ use crate::sys::{
     self,
     new_raw_spinlock_irq,
     new_spinlock_irq,
+    CacheMode,
     Crash,
     CrashNotifiers,
     IrqWork,
@@ -114,8 +115,11 @@ pub(crate) struct ProducerState {
     /// its `need_wakeup` says (the reset wiped the requests of consumers
     /// that were asleep).
     wake_all_next: bool,
-    /// A reset is rewriting the ring: producers keep out of it.
+    /// A reset is rewriting the ring, a recovered ring is served, or the
+    /// ring is kept for a reboot under way: producers keep out of it.
     paused: bool,
+    /// The ring was written back for a reboot under way: `paused` for good.
+    frozen: bool,
     /// The reservation a client holds between `rmemring_reserve` and
     /// `rmemring_commit`/`rmemring_discard` (see [`Producing::hold`]), and
     /// its tag.
@@ -177,9 +181,17 @@ impl WriteError {
 /// files, its producers and the in-kernel API's clients.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Ring {
-    /// Wakes consumers on behalf of producers (from any context). First,
-    /// so that when the ring goes its `Drop` waits for a queued wake-up,
-    /// which uses the fields below, before any of them is dropped.
+    /// Writes the ring back to memory before a panic's or a reboot's
+    /// reset, when it is kept for the next boot (`retain`; registered
+    /// only then). First, so that it is unregistered (waiting for a
+    /// running callback) before any field its callback reads is dropped;
+    /// and initialised last, so that it is registered once they are all
+    /// written.
+    #[pin]
+    crash: CrashNotifiers,
+    /// Wakes consumers on behalf of producers (from any context). Before
+    /// the rest, so that when the ring goes its `Drop` waits for a queued
+    /// wake-up, which uses the fields below, before any of them is dropped.
     #[pin]
     waker: IrqWork,
     /// The `N` of `/dev/rmemringN`.
@@ -218,10 +230,9 @@ pub(crate) struct Ring {
     /// The CPU holding `producer`, or `NO_CPU`: written by the holder
     /// only, under the lock (see [`Self::producing`]).
     owner: AtomicU32,
-    /// Writes the ring back to memory before a panic's or a reboot's
-    /// reset, when it is kept for the next boot (`retain`).
-    #[pin]
-    crash: CrashNotifiers,
+    /// Whether a recovered ring is served (`RingState::recovered` is
+    /// some), for readers that may not take `state`: the panic notifier.
+    serving_recovered: AtomicBool,
     /// Keep what the region holds for the next boot: recover a previous
     /// boot's ring at claim, and write it back before a reset.
     retain: bool,
@@ -243,20 +254,40 @@ impl Ring {
         overflow: Overflow,
         retain: bool,
     ) -> Result<Arc<Self>> {
-        let boot_id = sys::boot_id().unwrap_or_else(|e| {
-            if retain {
+        // Only a kept ring needs it: the id tells a previous boot's ring
+        // from this boot's own. Zero if unknown, which `recover` refuses
+        // to judge by.
+        let boot_id = if retain {
+            sys::boot_id().unwrap_or_else(|e| {
                 pr_warn!(
-                    "{}: the boot id is unreadable ({:?}): this boot's ring will not be told \
-                     from a previous one's\n",
+                    "{}: the boot id is unreadable ({:?}): nothing will be recovered, and \
+                     this ring will not be recoverable in the next boot\n",
                     &*name,
                     e
                 );
-            }
+                [0; 2]
+            })
+        } else {
             [0; 2]
-        });
+        };
+        if retain && region.cache() == CacheMode::WriteBack && !sys::can_write_back() {
+            pr_err!(
+                "{}: retain=1 (rmemring,retain) on a write-back ring needs a kernel that can \
+                 write cache lines back before a reset (CONFIG_ARCH_HAS_PMEM_API; on arm64 \
+                 CONFIG_ARM64_PMEM): map the ring write-combined or uncached, or enable it\n",
+                &*name
+            );
+            return Err(EINVAL);
+        }
         let cache = region.cache().flags();
         let found = if retain {
-            recover(&region.view(), region.geometry(), cache, boot_id)
+            recover(
+                &region.view(),
+                region.geometry(),
+                cache,
+                boot_id,
+                &mut sys::cond_resched,
+            )
         } else {
             Err(crate::proto::recovery::Unrecoverable::Blank)
         };
@@ -313,6 +344,8 @@ impl Ring {
             max_payload_for(region.geometry().data_size),
         );
         let paused = recovered.is_some();
+        // (Inside the initialiser, `retain` names the field.)
+        let register_crash = retain;
         Arc::pin_init(
             try_pin_init!(Self {
                 // SAFETY: `wake_from_irq_work` is safe in hard-IRQ context
@@ -334,6 +367,7 @@ impl Ring {
                         core: producer,
                         wake_all_next: false,
                         paused,
+                        frozen: false,
                         held: None,
                     },
                     "rmemring::producer"
@@ -347,13 +381,15 @@ impl Ring {
                 records_hooked: AtomicU64::new(0),
                 records_refused: AtomicU64::new(0),
                 owner: AtomicU32::new(NO_CPU),
-                // SAFETY: `keep_for_next_boot` takes no lock for a panic, and
-                // finds the ring around the notifiers, which live as long
-                // as the ring.
-                crash <- unsafe { CrashNotifiers::new(keep_for_next_boot) },
+                serving_recovered: AtomicBool::new(paused),
                 retain,
                 boot_id,
                 region,
+                // Last: registered, the notifiers may call at once.
+                // SAFETY: `keep_for_next_boot` takes no lock for a panic, and
+                // finds the ring around the notifiers, which live as long
+                // as the ring (they are its first field: dropped first).
+                crash <- unsafe { CrashNotifiers::new(keep_for_next_boot, register_crash) },
             }),
             GFP_KERNEL,
         )
@@ -558,6 +594,13 @@ impl Ring {
         if config.flags & !RESET_FLAGS_KNOWN != 0 || config.reserved != [0; 3] {
             return Err(EINVAL);
         }
+        self.reset_to(|_| Ok(config.flags))
+    }
+
+    /// [`Self::reset`], in the overflow mode (`FLAG_OVERWRITE` or 0) that
+    /// `mode` gives from the state it is called under, or not at all if it
+    /// fails.
+    fn reset_to(&self, mode: impl FnOnce(&RingState) -> Result<u32>) -> Result {
         {
             let mut state = self.state.lock();
             // A finished thread has let go of the ring for good; a
@@ -565,10 +608,12 @@ impl Ring {
             if state.thread.as_ref().is_some_and(|t| t.data().is_running()) {
                 return Err(EBUSY);
             }
+            let mode = mode(&state)?;
             // A recovered ring's records go with the reset (the pause
             // below ends it).
             if state.recovered.take().is_some() {
                 state.recovery.verdict = RECOVERY_RELEASED;
+                self.serving_recovered.store(false, Ordering::Release);
             }
             // From here until the end no producer touches the ring or the
             // producer core. (`state` keeps other resets out.)
@@ -579,7 +624,7 @@ impl Ring {
             self.records_read.store(0, Ordering::Relaxed);
             self.records_hooked.store(0, Ordering::Relaxed);
             let old = self.flags.load(Ordering::Acquire);
-            let flags = (old & !FLAG_OVERWRITE) | (config.flags & FLAG_OVERWRITE);
+            let flags = (old & !FLAG_OVERWRITE) | (mode & FLAG_OVERWRITE);
             {
                 // Under `wake_lock`: a `read()` consumer on its way to
                 // sleep checks the generation under it before it stores
@@ -598,7 +643,9 @@ impl Ring {
             let mut producer = self.producer.lock();
             producer.core = core;
             producer.wake_all_next = true;
-            producer.paused = false;
+            // Not once the ring is kept for a reboot under way: nothing may
+            // be written after its write-back.
+            producer.paused = producer.frozen;
             // Here, with the pause: what was refused during the reset
             // belongs to the ring it threw away.
             self.records_refused.store(0, Ordering::Relaxed);
@@ -611,20 +658,20 @@ impl Ring {
     /// ring was set up with, as a reset does, and lets producers in.
     /// `EINVAL` if no recovered ring is served.
     pub(crate) fn release_recovered(&self) -> Result {
-        let configured = {
-            let state = self.state.lock();
+        // Checked under the same hold of `state` as the reset itself: a
+        // reset or release in between would otherwise be followed by a
+        // second reset, throwing away what producers wrote since.
+        self.reset_to(|state| {
             if state.recovered.is_none() {
                 return Err(EINVAL);
             }
-            state.configured
-        };
-        // A reset in between (under `state`, which this lets go of) has
-        // released it already: then this is one more reset of an empty
-        // ring, which is harmless.
-        self.reset(ResetConfig {
-            flags: configured.flag(),
-            reserved: [0; 3],
+            Ok(state.configured.flag())
         })
+    }
+
+    /// Whether a recovered ring is served (read-only, until released).
+    pub(crate) fn serves_recovered(&self) -> bool {
+        self.serving_recovered.load(Ordering::Acquire)
     }
 
     /// What the driver found in the region when it claimed it.
@@ -642,9 +689,20 @@ impl Ring {
             return;
         }
         if crash == Crash::Reboot {
-            self.producer.lock().paused = true;
+            // For good: a reset racing the reboot (`reboot -f` leaves
+            // processes running) must not let producers in again.
+            let mut producer = self.producer.lock();
+            producer.paused = true;
+            producer.frozen = true;
         }
         self.region.write_back();
+        if self.serves_recovered() {
+            pr_info!(
+                "{}: kept for the next boot: still the recovered ring of an earlier boot\n",
+                &*self.name
+            );
+            return;
+        }
         let v = self.view();
         // The counters of the last publication: the next sequence number
         // is one past the last record published or dropped.

@@ -90,6 +90,7 @@ mod c {
         pub(super) fn rmemring_boot_id(id: *mut u64) -> c_int;
         pub(super) fn rmemring_realtime_offset_ns() -> i64;
         pub(super) fn rmemring_write_back(addr: *mut c_void, size: usize);
+        pub(super) fn rmemring_can_write_back() -> bool;
         pub(super) fn rmemring_crash_notifiers_register(
             panic_nb: *mut bindings::notifier_block,
             reboot_nb: *mut bindings::notifier_block,
@@ -473,6 +474,14 @@ pub(crate) fn boot_id() -> Result<[u64; 2]> {
     Ok(id)
 }
 
+/// Whether this kernel can write a write-back mapping's cache lines back
+/// to memory ([`KernelMapping::write_back`]); without
+/// `CONFIG_ARCH_HAS_PMEM_API` it cannot.
+pub(crate) fn can_write_back() -> bool {
+    // SAFETY: No preconditions: it returns a configuration constant.
+    unsafe { c::rmemring_can_write_back() }
+}
+
 /// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC` now, in nanoseconds.
 pub(crate) fn realtime_offset_ns() -> i64 {
     // SAFETY: No preconditions: it reads two clocks.
@@ -496,9 +505,10 @@ pub(crate) enum Crash {
 ///
 /// # Invariants
 ///
-/// Once initialised, both `blocks` are registered (the panic one on
-/// `panic_notifier_list`, the reboot one with `register_reboot_notifier`)
-/// until `Drop` unregisters them; `func` is set before they are.
+/// Once initialised with `registered`, both `blocks` are registered (the
+/// panic one on `panic_notifier_list`, the reboot one with
+/// `register_reboot_notifier`) until `Drop` unregisters them; `func` is
+/// set before they are. Without it, nothing is registered.
 #[repr(C)]
 #[pin_data(PinnedDrop)]
 pub(crate) struct CrashNotifiers {
@@ -506,6 +516,7 @@ pub(crate) struct CrashNotifiers {
     #[pin]
     blocks: kernel::types::Opaque<[bindings::notifier_block; 2]>,
     func: unsafe fn(*const CrashNotifiers, Crash),
+    registered: bool,
 }
 
 // SAFETY: The notifier chains may call from any CPU; `&CrashNotifiers`
@@ -515,7 +526,8 @@ unsafe impl Sync for CrashNotifiers {}
 unsafe impl Send for CrashNotifiers {}
 
 impl CrashNotifiers {
-    /// Registers both notifiers, to call `func` with this value's address.
+    /// Registers both notifiers, if `register`, to call `func` with this
+    /// value's address.
     ///
     /// # Safety
     ///
@@ -523,11 +535,15 @@ impl CrashNotifiers {
     /// exists: with [`Crash::Panic`] in panic context (any CPU, interrupts
     /// possibly off, other CPUs stopped wherever they were), with
     /// [`Crash::Reboot`] in process context.
-    pub(crate) unsafe fn new(func: unsafe fn(*const CrashNotifiers, Crash)) -> impl PinInit<Self> {
+    pub(crate) unsafe fn new(
+        func: unsafe fn(*const CrashNotifiers, Crash),
+        register: bool,
+    ) -> impl PinInit<Self> {
         pin_init!(Self {
             // Before `blocks`: a panic may call it as soon as they are
             // registered.
             func,
+            registered: register,
             blocks <- kernel::types::Opaque::ffi_init(
                 // SAFETY: `slot` is valid for writes of both blocks, and
                 // pinned: it stays where it is until `Drop` unregisters
@@ -540,7 +556,9 @@ impl CrashNotifiers {
                     (*panic).notifier_call = Some(crash_on_panic);
                     reboot.write(core::mem::zeroed());
                     (*reboot).notifier_call = Some(crash_on_reboot);
-                    c::rmemring_crash_notifiers_register(panic, reboot);
+                    if register {
+                        c::rmemring_crash_notifiers_register(panic, reboot);
+                    }
                 }
             ),
         })
@@ -550,6 +568,9 @@ impl CrashNotifiers {
 #[pinned_drop]
 impl PinnedDrop for CrashNotifiers {
     fn drop(self: Pin<&mut Self>) {
+        if !self.registered {
+            return;
+        }
         let panic = self.blocks.get().cast::<bindings::notifier_block>();
         // SAFETY: By the type invariants both blocks are registered; this
         // unregisters them once. The chains wait for running callbacks
