@@ -306,20 +306,33 @@ fn recovery_check(outcome: &Outcome) -> Result<(), String> {
             .parse()
             .ok()
     };
+    let hex = |line: &str, after: &str| -> Option<u64> {
+        let rest = &line[line.find(after)? + after.len()..];
+        let digits = rest.split(|c: char| !c.is_ascii_hexdigit()).next()?;
+        u64::from_str_radix(digits, 16).ok()
+    };
     let [first, .., last] = outcome.boots.as_slice() else {
         return Err(format!("{} boot(s), not 2", outcome.boots.len()));
     };
-    let logged = first
+    let kept = first
         .console
         .iter()
-        .filter(|l| crate::vm::is_kernel_line(l) && l.contains("kept for the next boot"))
-        .find_map(|l| number(l, "next sequence number "))
-        .ok_or("boot 1's kernel did not log the sequence number it kept")?;
-    let recovered = last
+        .find(|l| crate::vm::is_kernel_line(l) && l.contains("kept for the next boot ("))
+        .ok_or("boot 1's kernel did not log the ring it kept")?;
+    let logged = number(kept, "next sequence number ").ok_or("no sequence number in the log")?;
+    let logged_pos = hex(kept, "published up to 0x").ok_or("no position in the log")?;
+    let line = last
         .output
         .iter()
-        .find_map(|l| number(l, "recovered last_seq="))
+        .find(|l| l.contains("recovered last_seq="))
         .ok_or("the last boot did not print what it recovered")?;
+    let recovered = number(line, "recovered last_seq=").ok_or("no last_seq")?;
+    let recovered_pos = hex(line, "published_pos=0x").ok_or("no published_pos")?;
+    if recovered_pos != logged_pos {
+        return Err(format!(
+            "boot 1 published up to {logged_pos:#x}, the last boot found {recovered_pos:#x}"
+        ));
+    }
     eprintln!(
         "    boot 1 kept the ring at next sequence number {logged}; boot {} recovered up to {recovered}",
         outcome.boots.len()

@@ -146,8 +146,21 @@ pub(crate) fn recovery_corrupt(env: &Env, report: &mut Report) -> anyhow::Result
                 records == found.records && last == Some(found.last_seq),
                 || format!("{records} records up to {last:?}; recovered {found:?}"),
             );
-            // The same ring, for a driver that lays out another geometry.
+            // Only an overwrite-mode ring is kept: retain without it is
+            // refused at load, with the reason.
             env.kmod.rmmod()?;
+            let refused = env.kmod.insmod(&format!("{} retain=1", env.kmod.params));
+            report.expect(
+                "recovery: retain=1 without overwrite mode refuses the load",
+                refused
+                    .as_ref()
+                    .is_err_and(|log| log.contains("retain=1 needs overflow=1")),
+                || format!("{refused:?}"),
+            );
+            if refused.is_ok() {
+                env.kmod.rmmod()?;
+            }
+            // The same ring, for a driver that lays out another geometry.
             let smaller = format!(
                 "phys_base={base:#x} phys_size={:#x} overflow=1 retain=1",
                 size / 2 + 4096
@@ -289,8 +302,9 @@ fn first_boot(region: &Arc<Region>, crash: Crash) -> anyhow::Result<()> {
 /// Reads, verifies and releases the ring boot 1 left.
 fn second_boot(env: &Env, report: &mut Report, found: &RecoveryInfo) -> anyhow::Result<()> {
     println!(
-        "rmemring-recovery: boot 2: recovered last_seq={} first_seq={} records={} bytes_cut={}",
-        found.last_seq, found.first_seq, found.records, found.bytes_cut
+        "rmemring-recovery: boot 2: recovered last_seq={} first_seq={} records={} bytes_cut={} \
+         published_pos={:#x}",
+        found.last_seq, found.first_seq, found.records, found.bytes_cut, found.published_pos
     );
     report.expect(
         "recovery: the whole window verifies (no tail cut)",
