@@ -59,6 +59,47 @@ pub struct Record<'a> {
     pub lost_before: u64,
 }
 
+impl<'a> Record<'a> {
+    /// The payload as a `T`, in place: typed records without a copy.
+    ///
+    /// `None` unless the payload is exactly `size_of::<T>()` bytes and
+    /// aligned for `T`. Payloads in the ring start 8-byte aligned (a
+    /// record starts at a multiple of 8 and its header is 24 bytes), so a
+    /// record from [`Batch::iter`] casts to any `T` of alignment up to 8;
+    /// one from [`Consumer::read_copy`] lies in the consumer's own buffer,
+    /// aligned as that allocation is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rmemring::{CreateOptions, Region};
+    ///
+    /// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    /// #[repr(C)]
+    /// struct Sample {
+    ///     sensor: u32,
+    ///     flags: u32,
+    ///     value: u64,
+    /// }
+    ///
+    /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
+    /// let sample = Sample { sensor: 7, flags: 0, value: 42 };
+    /// producer.send(bytemuck::bytes_of(&sample))?;
+    ///
+    /// let mut batch = consumer.batch()?;
+    /// let record = batch.iter().next().unwrap()?;
+    /// let read: &Sample = record.try_cast().expect("a Sample");
+    /// assert_eq!((read.sensor, read.value), (7, 42));
+    /// assert!(record.try_cast::<u64>().is_none()); // 16 bytes are no u64
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_cast<T: bytemuck::AnyBitPattern>(&self) -> Option<&'a T> {
+        bytemuck::try_from_bytes(self.payload).ok()
+    }
+}
+
 /// What a [`Consumer`] waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Until {

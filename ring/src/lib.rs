@@ -70,6 +70,9 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+// `Record::try_cast` takes types with `bytemuck`'s traits: the same
+// version for the caller to derive them with.
+pub use bytemuck;
 pub use rmemring_proto::events;
 pub use rmemring_proto::layout;
 pub use rmemring_proto::pattern;
