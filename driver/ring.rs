@@ -294,7 +294,8 @@ impl Ring {
         let (flags, recovered, recovery) = match found {
             Ok(recovered) => {
                 region.serve_recovered(&recovered);
-                let flags = recovered.overflow.flag() | cache;
+                // `recover` serves overwrite-mode rings only.
+                let flags = Overflow::OverwriteOldest.flag() | cache;
                 pr_info!(
                     "{}: recovered {} records of a previous boot (sequence numbers {}..={}, {} \
                      ns of its clock, {} bytes cut from the tail); served read-only until \
@@ -900,9 +901,8 @@ impl Ring {
 
     /// What `RMEMRING_IOC_INFO` reports.
     pub(crate) fn info(&self) -> RingInfo {
-        let recovered = self.state.lock().recovered.is_some();
         RingInfo {
-            state: if recovered {
+            state: if self.serves_recovered() {
                 STATE_RECOVERED
             } else {
                 STATE_LIVE

@@ -161,12 +161,10 @@ pub struct RecoveryInfo {
     pub first_ns: u64,
     /// See `first_ns`.
     pub last_ns: u64,
-    /// Sequence numbers missing inside the window (records dropped then).
-    pub gaps: u64,
     /// Published bytes cut from the tail because a record there failed.
     pub bytes_cut: u64,
     /// Zero.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 5],
 }
 
 impl RecoveryInfo {
@@ -188,9 +186,8 @@ impl RecoveryInfo {
             last_seq: r.last_seq,
             first_ns: r.first_ns,
             last_ns: r.last_ns,
-            gaps: r.gaps,
             bytes_cut: r.bytes_cut(),
-            reserved: [0; 4],
+            reserved: [0; 5],
         }
     }
 
@@ -212,9 +209,8 @@ impl RecoveryInfo {
             last_seq: 0,
             first_ns: 0,
             last_ns: 0,
-            gaps: 0,
             bytes_cut: 0,
-            reserved: [0; 4],
+            reserved: [0; 5],
         }
     }
 }

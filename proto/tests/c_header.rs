@@ -179,7 +179,7 @@ fn expectations() -> Expect {
         "rmemring_recovery_info" => RecoveryInfo {
             verdict, reason, boot_id, realtime_offset_ns, flags, reserved0,
             start_pos, end_pos, published_pos, records, first_seq, last_seq,
-            first_ns, last_ns, gaps, bytes_cut, reserved,
+            first_ns, last_ns, bytes_cut, reserved,
         }
         "rmemring_producer_config" => ProducerConfig {
             min_len, max_len, count, rate, pattern, flags, batch, reserved,

@@ -225,9 +225,8 @@ struct rmemring_recovery_info {
 	__u64 last_seq;
 	__u64 first_ns;			/* that boot's CLOCK_MONOTONIC */
 	__u64 last_ns;
-	__u64 gaps;			/* sequence numbers missing in the window */
 	__u64 bytes_cut;		/* published bytes cut from a torn tail */
-	__u64 reserved[4];
+	__u64 reserved[5];
 };
 
 /* rmemring_producer_config.pattern */

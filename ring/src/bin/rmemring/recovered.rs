@@ -152,7 +152,6 @@ pub(crate) fn to_json(found: &RecoveryInfo) -> Value {
         value["last_seq"] = json!(found.last_seq);
         value["first_ns"] = json!(found.first_ns);
         value["last_ns"] = json!(found.last_ns);
-        value["gaps"] = json!(found.gaps);
         value["bytes_cut"] = json!(found.bytes_cut);
         value["published_pos"] = json!(found.published_pos);
         value["realtime_offset_ns"] = json!(found.realtime_offset_ns);
@@ -170,11 +169,10 @@ pub(crate) fn print(found: &RecoveryInfo) -> std::io::Result<()> {
     }
     outln!("  boot id     {}", boot_id(found.boot_id))?;
     outln!(
-        "  records     {} (sequence numbers {}..={}, {} missing), {} bytes cut from the tail",
+        "  records     {} (sequence numbers {}..={}), {} bytes cut from the tail",
         found.records,
         found.first_seq,
         found.last_seq,
-        found.gaps,
         found.bytes_cut
     )?;
     let span = found.last_ns.saturating_sub(found.first_ns);
