@@ -293,7 +293,7 @@ fn render_events(sh: &Shell, log: &Log) -> Result<()> {
     let (jsonl, [host, env]) = read_results(EVENTS_JSONL, ["kernel-host", "events-env"])?;
     let tables = log.read(cmd!(
         sh,
-        "cargo run --quiet --release -p rmemring --features cli --bin rmemring -- bench-events --input {jsonl}"
+        "cargo run --quiet --release -p rmemring-cli -- bench-events --input {jsonl}"
     ))?;
     let mut md = String::new();
     let _ = writeln!(md, "# Real events: latest results\n");
@@ -327,7 +327,7 @@ fn render(sh: &Shell, log: &Log) -> Result<()> {
     let chart = dir.join(CHART);
     let tables = log.read(cmd!(
         sh,
-        "cargo run --quiet --release -p rmemring --features cli --bin rmemring -- bench --input {jsonl} --markdown --plot {chart}"
+        "cargo run --quiet --release -p rmemring-cli -- bench --input {jsonl} --markdown --plot {chart}"
     ))?;
     let mut md = String::new();
     let _ = writeln!(md, "# Kernel benchmark: latest results\n");

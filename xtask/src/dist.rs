@@ -52,7 +52,7 @@ use crate::project_root;
 
 /// The crates `cargo publish --workspace` publishes: every other package
 /// of the workspace says `publish = false`.
-pub const PUBLISHED: &[&str] = &["rmemring", "rmemring-proto"];
+pub const PUBLISHED: &[&str] = &["rmemring", "rmemring-cli", "rmemring-proto"];
 
 /// The DKMS package's name (`dkms.conf`'s `PACKAGE_NAME`).
 const DKMS_NAME: &str = "rmemring";
@@ -95,10 +95,7 @@ impl flags::Dist {
         println!("{}", tarball.display());
 
         let log = Log::terminal();
-        log.run(cmd!(
-            sh,
-            "cargo build -p rmemring --features cli --bin rmemring"
-        ))?;
+        log.run(cmd!(sh, "cargo build -p rmemring-cli"))?;
         let bin = project_root().join("target/debug/rmemring");
         let completions = out.join("completions");
         fs::create_dir_all(&completions)?;
@@ -468,8 +465,10 @@ const REQUIRED: &[&str] = &[
     "CHANGELOG.md",
     "LICENSE-GPL-2.0",
     "LICENSE-MIT",
-    "src/lib.rs",
 ];
+
+/// A package's crate roots: a library, a binary, or both.
+const ROOTS: &[&str] = &["src/lib.rs", "src/main.rs"];
 
 /// Endings of files that are build products, patches' leftovers or editor
 /// droppings, never sources.
@@ -490,6 +489,10 @@ fn check_list(list: &str, needed: &[String]) -> Result<()> {
         .filter(|f| !files.contains(f))
         .collect();
     ensure!(missing.is_empty(), "it lacks {missing:?}");
+    ensure!(
+        ROOTS.iter().any(|root| files.contains(root)),
+        "it has none of the crate roots {ROOTS:?}"
+    );
     let junk: Vec<&str> = files
         .iter()
         .copied()
@@ -570,6 +573,10 @@ mod tests {
         assert!(check_list(&missing_licence, &needed).is_err());
         let missing_input = good_list().replace("\nsrc/bin/tool/bpf/prog.bpf.c", "");
         assert!(check_list(&missing_input, &needed).is_err());
+        let binary = good_list().replace("src/lib.rs", "src/main.rs");
+        check_list(&binary, &needed).unwrap();
+        let no_root = good_list().replace("src/lib.rs", "src/other.rs");
+        assert!(check_list(&no_root, &needed).is_err());
         for junk in [
             "target/debug/x",
             "src/lib.rs.orig",

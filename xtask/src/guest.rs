@@ -40,8 +40,8 @@ use crate::project_root;
 /// Workspace packages whose binaries all go into the guest.
 const PACKAGES: &[&str] = &["rmemring-examples", "rmemring-vmtest"];
 
-/// The `rmemring` CLI goes in too, built with its feature.
-const CLI: (&str, &str, &str) = ("rmemring", "rmemring/cli", "rmemring");
+/// The `rmemring` CLI goes in too: its package and its binary.
+const CLI: (&str, &str) = ("rmemring-cli", "rmemring");
 
 /// The C examples: their directory, whose Makefile builds them against the
 /// UAPI header (static, with `LDFLAGS=-static`), and the binaries it makes.
@@ -50,7 +50,7 @@ const C_BINS: &[&str] = &["rmemring-consume-c"];
 
 /// On x86_64 (the reference VM), the CLI also gets the benchmark's BPF ring
 /// buffer peer.
-const CLI_FEATURES_X86_64: &str = "rmemring/cli,rmemring/bpf";
+const CLI_FEATURES_X86_64: &str = "rmemring-cli/bpf";
 
 /// Host packages the `bpf` feature needs: clang for the BPF program, and
 /// the tools of the vendored libbpf/elfutils/zlib build (it runs autoreconf
@@ -121,12 +121,11 @@ pub fn build(sh: &Shell, log: &Log, arch: Arch) -> Result<Guest> {
         args.extend(["-p", package]);
         names.extend(bins);
     }
-    let (cli_package, cli_feature, cli_bin) = CLI;
-    let cli_feature = match arch {
-        Arch::X86_64 => CLI_FEATURES_X86_64,
-        Arch::Aarch64 => cli_feature,
-    };
-    args.extend(["-p", cli_package, "--features", cli_feature, "--bins"]);
+    let (cli_package, cli_bin) = CLI;
+    args.extend(["-p", cli_package, "--bins"]);
+    if arch == Arch::X86_64 {
+        args.extend(["--features", CLI_FEATURES_X86_64]);
+    }
     names.push(cli_bin.to_owned());
     names.extend(C_BINS.iter().map(|&bin| bin.to_owned()));
 

@@ -97,14 +97,14 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
     runner.check("clippy cli", || {
         quiet(cmd!(
             sh,
-            "cargo clippy -p rmemring --features cli --all-targets -- -D warnings"
+            "cargo clippy -p rmemring-cli --all-targets -- -D warnings"
         ))
     });
     runner.check("clippy bpf", || {
         host::ensure(sh, &Log::terminal(), crate::guest::BPF_HOST_PACKAGES)?;
         quiet(cmd!(
             sh,
-            "cargo clippy -p rmemring --features cli,bpf --all-targets -- -D warnings"
+            "cargo clippy -p rmemring-cli --features bpf --all-targets -- -D warnings"
         ))
     });
     // The fuzz workspace, with the instrumented build's flags and target
@@ -136,10 +136,7 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
     // complete, its manual pages render with groff without a warning.
     runner.check("test cli bpf", || {
         host::ensure(sh, &Log::terminal(), host::CLI_TEST)?;
-        quiet(cmd!(
-            sh,
-            "cargo test -p rmemring --features cli,bpf --bin rmemring --test cli --test completions"
-        ))
+        quiet(cmd!(sh, "cargo test -p rmemring-cli --features bpf"))
     });
     // The streaming tests as release builds: 10 M records across processes
     // (as in the debug run), longer overwrite runs and more proptest cases.

@@ -31,7 +31,7 @@
 
 /*
  * A BPF program (clang -target bpf) has no kernel or libc headers: it
- * defines the __u* types itself (ring/src/bin/rmemring/bpf/bpf_defs.h) and
+ * defines the __u* types itself (cli/src/bpf/bpf_defs.h) and
  * uses no ioctl.
  */
 #ifndef __bpf__

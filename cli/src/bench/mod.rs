@@ -609,7 +609,7 @@ fn rerun_with_tcg_tunables() -> anyhow::Result<()> {
 
 /// Why the BPF peer is missing from a build without it.
 const BPF_NOT_BUILT_IN: &str =
-    "the BPF ring buffer peer is not built in (build rmemring with `--features cli,bpf`)";
+    "the BPF ring buffer peer is not built in (build rmemring-cli with `--features bpf`)";
 
 /// The latency histogram of every path: 1 ns to an hour, two significant
 /// digits (a value is recorded within 1%).

@@ -1,4 +1,4 @@
-//! The `rmemring` package's build script. With the `bpf` feature it compiles
+//! The `rmemring-cli` package's build script. With the `bpf` feature it compiles
 //! the BPF ring buffer peers' programs (`rmemring_hook.bpf.c` for `bench`,
 //! `sched_switch.bpf.c` for `bench-events`, next to this file) with clang
 //! into `$OUT_DIR/NAME.bpf.o`, which the CLI embeds; without it, it does
@@ -19,7 +19,7 @@ use std::process::{
     Command, //
 };
 
-const SOURCE_DIR: &str = "src/bin/rmemring/bpf";
+const SOURCE_DIR: &str = "src/bpf";
 /// The programs, each compiled to `$OUT_DIR/NAME.o`.
 const PROGRAMS: &[&str] = &["rmemring_hook.bpf.c", "sched_switch.bpf.c"];
 const HEADERS: &[&str] = &["bpf_defs.h", UAPI_LINK];

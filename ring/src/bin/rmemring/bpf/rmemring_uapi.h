@@ -1,1 +1,0 @@
-../../../../../driver/include/uapi/linux/rmemring.h
