@@ -3,8 +3,8 @@
 //! Rust ignores `SIGPIPE`, so a write to a pipe whose reader has gone
 //! (`rmemring stat -w --json | head -1`) fails with `EPIPE` instead of
 //! ending the process, and `println!` turns that failure into a panic
-//! (exit 101). So every line a subcommand prints goes through [`outln!`]
-//! (or [`out!`]), which returns the error instead; the subcommand passes it
+//! (exit 101). So every line a subcommand prints goes through `outln!`
+//! (or `out!`), which returns the error instead; the subcommand passes it
 //! up with `?`, stopping whatever it was doing, and [`crate::fail`] exits
 //! with status 0 for `EPIPE`, like `head` expects of any stream. `cat`,
 //! which writes straight to the descriptor, ends the same way.
