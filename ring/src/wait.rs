@@ -1,13 +1,23 @@
 //! Sleeping until the producer publishes: `poll(2)` on the device, a futex
 //! on the control page's `wake_seq` word elsewhere.
+//!
+//! `ppoll` is nix's; the futex calls are raw `libc::syscall`s because nix
+//! has no futex wrapper (and `std`'s is private).
 
 use std::io;
-use std::os::fd::{
-    AsRawFd,
-    BorrowedFd, //
-};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{
+    ppoll,
+    PollFd,
+    PollFlags, //
+};
+use nix::sys::time::TimeSpec;
+
+/// `d` as a `timespec`, saturating where `time_t` cannot hold it (nix's
+/// `TimeSpec::from` would wrap).
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: d.as_secs().try_into().unwrap_or(libc::time_t::MAX),
@@ -17,25 +27,16 @@ fn timespec(d: Duration) -> libc::timespec {
 
 /// Sleeps until `fd` is readable, `timeout` passes or a signal arrives.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ts = timeout.map(timespec);
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `pfd` and `ts` are valid for the duration of the call, and
-    // the signal mask pointer may be null.
-    let r = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let timeout = timeout.map(|t| TimeSpec::from_timespec(timespec(t)));
+    match ppoll(&mut fds, timeout, None) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
     }
-    if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+    if fds[0]
+        .revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL))
+    {
         return Err(io::Error::other(
             "poll reported an error on the ring descriptor",
         ));
