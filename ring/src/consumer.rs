@@ -1,6 +1,9 @@
 //! The zero-copy consumer.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    Weak, //
+};
 use std::time::{
     Duration,
     Instant, //
@@ -16,6 +19,10 @@ use crate::region::{
 };
 use crate::role::RoleLock;
 use crate::wait;
+use crate::wake_fd::{
+    FutexAdapter,
+    WakeFd, //
+};
 use rmemring_proto::consumer_core::{
     ConsumerCore,
     ConsumerStats,
@@ -173,6 +180,9 @@ pub struct Consumer {
     /// The last overwrite-mode read found the reader lapped (see
     /// [`Consumer::is_lapped`]).
     lapped: bool,
+    /// The thread behind this consumer's [`WakeFd`]s on a file or memfd
+    /// ring, while one lives: its eventfd is cleared when a sleep ends.
+    wake_adapter: Weak<FutexAdapter>,
     /// The ring's consumer role, released when the consumer is dropped.
     _role: RoleLock,
 }
@@ -193,6 +203,7 @@ impl Consumer {
             wait: Wait::Backoff,
             scratch: Vec::new(),
             lapped: false,
+            wake_adapter: Weak::new(),
             _role: role,
         })
     }
@@ -498,9 +509,9 @@ impl Consumer {
         self.sleep(deadline, until)
     }
 
-    /// For event loops (epoll, async runtimes) that sleep on
-    /// [`Region::fd`] themselves: releases what was read and asks the
-    /// producer for a wake-up.
+    /// For event loops (epoll, async runtimes) that sleep on a
+    /// [`WakeFd`] ([`Self::wake_fd`]) themselves: releases what was read
+    /// and asks the producer for a wake-up.
     ///
     /// Returns `false` if records arrived meanwhile (the request is then
     /// withdrawn and the caller should read instead of sleeping). After a
@@ -508,12 +519,13 @@ impl Consumer {
     /// [`Self::disarm_wakeup`]. Without this the producer does not wake a
     /// sleeper: that is what keeps wake-ups off the busy path.
     ///
-    /// On memfd and file rings nothing makes the descriptor readable; use
-    /// [`Self::wait`] there. After a [`Self::read_copy`] that found the
-    /// reader lapped ([`Self::is_lapped`]) the request is for the
-    /// producer's next publication; the device's descriptor is readable
-    /// while anything published is unreleased, so a lapped reader of a
-    /// device ring cannot sleep in `poll` (a short sleep does).
+    /// On a device ring the [`WakeFd`] is [`Region::fd`] itself. After a
+    /// [`Self::read_copy`] that found the reader lapped
+    /// ([`Self::is_lapped`]) the request is for the producer's next
+    /// publication; the device's descriptor is readable while anything
+    /// published is unreleased, so a lapped reader of a device ring cannot
+    /// sleep in `poll` (a short sleep does). On file and memfd rings the
+    /// [`WakeFd`]'s thread signals each wake-up, lapped or not.
     ///
     /// # Examples
     ///
@@ -521,19 +533,21 @@ impl Consumer {
     /// does not run here):
     ///
     /// ```no_run
+    /// use std::os::fd::AsFd;
     /// use std::sync::Arc;
     /// use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     /// use rmemring::{Access, Region};
     ///
     /// let region = Arc::new(Region::open("/dev/rmemring0", Access::Consume)?);
     /// let mut consumer = region.consumer()?;
+    /// let wake = consumer.wake_fd()?; // the device's descriptor
     /// loop {
     ///     for record in &mut consumer.batch()? {
     ///         println!("record {}", record?.seq);
     ///     }
     ///     if consumer.arm_wakeup() {
     ///         // Nothing to read, and the producer will wake us: sleep.
-    ///         let mut fds = [PollFd::new(region.fd(), PollFlags::POLLIN)];
+    ///         let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
     ///         poll(&mut fds, PollTimeout::NONE)?;
     ///         consumer.disarm_wakeup();
     ///     }
@@ -567,9 +581,60 @@ impl Consumer {
     }
 
     /// Withdraws the wake-up request of [`Self::arm_wakeup`] after sleeping
-    /// (see its examples).
+    /// (see its examples), and clears this consumer's [`WakeFd`] on a file
+    /// or memfd ring.
     pub fn disarm_wakeup(&mut self) {
+        self.finish_sleep();
+    }
+
+    /// A descriptor that an event loop can wait on between
+    /// [`Self::arm_wakeup`] and [`Self::disarm_wakeup`], on every kind of
+    /// ring: the device's own descriptor, or on file and memfd rings an
+    /// eventfd that a thread signals when the producer wakes the futex
+    /// (see [`WakeFd`] for why, and what it costs).
+    ///
+    /// The consumer's [`WakeFd`]s share one thread, which stops when the
+    /// last of them is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the eventfd or the thread cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use std::os::fd::AsRawFd;
+    /// use rmemring::{CreateOptions, Region};
+    ///
+    /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// let mut consumer = region.consumer()?;
+    /// let wake = consumer.wake_fd()?;
+    /// assert_ne!(wake.as_raw_fd(), region.as_raw_fd()); // an eventfd
+    /// assert_eq!(consumer.wake_fd()?.as_raw_fd(), wake.as_raw_fd()); // the same one
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wake_fd(&mut self) -> Result<WakeFd, Error> {
+        if self.region.backend() == Backend::Device {
+            return Ok(WakeFd::device(self.region.clone()));
+        }
+        if let Some(adapter) = self.wake_adapter.upgrade() {
+            return Ok(WakeFd::futex(adapter));
+        }
+        let adapter = FutexAdapter::start(self.region.clone())
+            .map_err(|e| Error::io("starting the wake-up thread", e))?;
+        let adapter = Arc::new(adapter);
+        self.wake_adapter = Arc::downgrade(&adapter);
+        Ok(WakeFd::futex(adapter))
+    }
+
+    /// Ends a sleep: withdraws the wake-up request and clears the
+    /// [`WakeFd`], whose wake-up (if any) this sleep has had.
+    fn finish_sleep(&mut self) {
         self.core.finish_sleep();
+        if let Some(adapter) = self.wake_adapter.upgrade() {
+            adapter.clear();
+        }
     }
 
     /// The blocking half of [`Self::block`].
@@ -594,7 +659,7 @@ impl Consumer {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(r) => Some(r),
                     None => {
-                        self.core.finish_sleep();
+                        self.finish_sleep();
                         return self.ready(until);
                     }
                 },
@@ -607,7 +672,7 @@ impl Consumer {
                     wait::futex_wait(word, seq, remaining)
                 }
             };
-            self.core.finish_sleep();
+            self.finish_sleep();
             slept.map_err(|e| Error::io("waiting for records", e))?;
             if self.ready(until)? {
                 return Ok(true);

@@ -11,7 +11,9 @@
 //! - [`Consumer`] reads records in place ([`Consumer::batch`]) and hands
 //!   their space back with one store per batch, or copies them
 //!   ([`Consumer::read_copy`]) in overwrite mode; it sleeps in `poll(2)` or
-//!   on a futex when idle, and asks for a wake-up only then;
+//!   on a futex when idle, and asks for a wake-up only then; event loops
+//!   (epoll, mio, tokio) wait on its [`WakeFd`] instead, on every kind of
+//!   ring;
 //! - [`Producer`] writes records in place and publishes them in batches, for
 //!   user-to-user streaming, tests and benchmarks;
 //! - [`ioctl`] wraps the driver's ioctls.
@@ -86,6 +88,7 @@ mod producer;
 mod region;
 mod role;
 mod wait;
+mod wake_fd;
 
 pub use consumer::{
     Batch,
@@ -117,6 +120,10 @@ pub use rmemring_proto::consumer_core::ConsumerStats;
 pub use rmemring_proto::producer_core::{
     Overflow,
     ProducerStats, //
+};
+pub use wake_fd::{
+    WakeFd,
+    WAKE_THREAD_NAME, //
 };
 
 /// The repository README's Rust example, compiled by `cargo test --doc` so

@@ -31,7 +31,6 @@ use nix::unistd::Pid;
 use rmemring::{
     pattern,
     Overflow,
-    ProduceError,
     Region,
     Wait, //
 };
@@ -67,23 +66,7 @@ fn produce(region: &Arc<Region>) -> Result<(), String> {
     let mut producer = region.producer().map_err(|e| e.to_string())?;
     let max = region.layout().max_payload;
     for seq in 0..RECORDS {
-        let len = len_of(seq, max);
-        loop {
-            match producer.reserve(len) {
-                Ok(mut record) => {
-                    common::fill(&mut record, seq);
-                    record.set_tag(seq as u16);
-                    record.commit();
-                    break;
-                }
-                Err(ProduceError::Full) => {
-                    // Let the consumer catch up; it may be asleep.
-                    producer.publish();
-                    std::thread::yield_now();
-                }
-                Err(e) => return Err(format!("record {seq}: {e}")),
-            }
-        }
+        common::push_waiting(&mut producer, seq, len_of(seq, max))?;
         // Publish in batches of varying size, and now and then pause long
         // enough for the consumer to drain the ring and go to sleep.
         if pattern::mix(seq) % 32 == 0 {
@@ -109,22 +92,7 @@ fn consume(region: &Arc<Region>) -> Result<(), String> {
         let mut batch = consumer.batch().map_err(|e| e.to_string())?;
         for record in batch.iter() {
             let r = record.map_err(|e| format!("at record {next}: {e}"))?;
-            if r.seq != next || r.lost_before != 0 {
-                return Err(format!(
-                    "expected record {next}, got {} ({} lost before)",
-                    r.seq, r.lost_before
-                ));
-            }
-            if r.payload.len() != len_of(next, max) || r.tag != next as u16 {
-                return Err(format!(
-                    "record {next}: {} bytes, tag {}",
-                    r.payload.len(),
-                    r.tag
-                ));
-            }
-            if !pattern::verify(next, r.payload) {
-                return Err(format!("record {next}: payload corrupt"));
-            }
+            common::check_record(&r, next, len_of(next, max))?;
             next += 1;
         }
     }

@@ -1,23 +1,26 @@
 //! An async consumer: waits for records with tokio, reads them in place.
 //!
-//! The device's descriptor goes into tokio's reactor (`AsyncFd`, epoll
+//! The consumer's [`WakeFd`] goes into tokio's reactor (`AsyncFd`, epoll
 //! underneath), as aya's `RingBuf` does for the BPF ring buffer: the task
 //! drains a batch, arms the `need_wakeup` request ([`Consumer::arm_wakeup`])
 //! and awaits readability, so an idle consumer costs no CPU and a busy one
 //! costs the producer no wake-ups. Any other future can run on the same
-//! thread meanwhile.
+//! thread meanwhile. On the device the `WakeFd` is the device's descriptor;
+//! on a memfd (or file) ring, whose producer wakes a futex, an eventfd that
+//! the `WakeFd`'s thread signals: the loop is the same.
 //!
 //! ```text
-//! rmemring-async [--device /dev/rmemring0] [--count N] [--size MIN..MAX]
+//! rmemring-async [--device /dev/rmemring0 | --memfd] [--count N] [--size MIN..MAX]
 //! ```
 //!
-//! It starts the driver's test producer for `--count` records, verifies
-//! every record it receives (sequence order, length, payload pattern),
-//! accounts for every record lost, and exits non-zero on any mismatch.
-//! Device rings only: file and memfd rings wake through a futex, which no
-//! event loop can watch (see docs/protocol.md).
+//! It starts the driver's test producer (or, with `--memfd`, the crate's
+//! user-space producer on a thread, writing the same records into a memfd
+//! ring) for `--count` records, verifies every record it receives
+//! (sequence order, length, payload pattern), accounts for every record
+//! lost, and exits non-zero on any mismatch.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{
     bail,
@@ -33,7 +36,10 @@ use rmemring::{
     pattern,
     Access,
     Consumer,
-    Region, //
+    CreateOptions,
+    ProduceError,
+    Region,
+    WakeFd, //
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -44,6 +50,10 @@ struct Args {
     /// The ring device.
     #[arg(long, default_value = "/dev/rmemring0")]
     device: String,
+    /// A memfd ring and a producer thread instead of the device (no
+    /// driver needed).
+    #[arg(long, conflicts_with = "device")]
+    memfd: bool,
     /// Records to produce and account for (delivered plus lost).
     #[arg(long, default_value_t = 100_000)]
     count: u64,
@@ -54,14 +64,15 @@ struct Args {
 
 /// Waits until the ring has records: returns at once if it has, else arms
 /// the wake-up request and awaits the descriptor's readability.
-async fn readable(consumer: &mut Consumer, fd: &AsyncFd<Arc<Region>>) -> anyhow::Result<()> {
+async fn readable(consumer: &mut Consumer, fd: &AsyncFd<WakeFd>) -> anyhow::Result<()> {
     if !consumer.arm_wakeup() {
         // Records arrived between the last batch and the request.
         return Ok(());
     }
     let mut guard = fd.readable().await?;
-    // The driver's `poll` reports readable while records are unreleased:
-    // clear tokio's cached readiness, the next batch decides.
+    // The driver's `poll` reports readable while records are unreleased,
+    // and an eventfd until it is read: clear tokio's cached readiness (and
+    // `disarm_wakeup` the eventfd), the next batch decides.
     guard.clear_ready();
     consumer.disarm_wakeup();
     Ok(())
@@ -77,25 +88,38 @@ async fn main() -> anyhow::Result<()> {
             (n, n)
         }
     };
-    let mut region = Region::open(&args.device, Access::Consume)?;
-    // An empty ring in drop-new mode, whatever the last user left: this
-    // reader reads in place, which overwrite mode does not allow.
-    region.reset(&ResetConfig::default())?;
+    let region = if args.memfd {
+        Region::memfd(CreateOptions {
+            data_size: 1 << 16,
+            ..Default::default()
+        })?
+    } else {
+        let mut region = Region::open(&args.device, Access::Consume)?;
+        // An empty ring in drop-new mode, whatever the last user left: this
+        // reader reads in place, which overwrite mode does not allow.
+        region.reset(&ResetConfig::default())?;
+        region
+    };
     let region = Arc::new(region);
     let mut consumer = region.consumer()?;
-    // SAFETY: The descriptor is the region's, which closes it only when
-    // dropped; the `AsyncFd` owns a reference to the region, so the
+    // SAFETY: The `WakeFd` owns what its descriptor belongs to (the
+    // region, or its eventfd), and the `AsyncFd` owns the `WakeFd`: the
     // descriptor stays open, and the same, for the `AsyncFd`'s life.
-    let fd = unsafe { AsyncFd::register_with_interest(region.clone(), Interest::READABLE) }
+    let fd = unsafe { AsyncFd::register_with_interest(consumer.wake_fd()?, Interest::READABLE) }
         .map_err(std::io::Error::from)
-        .context("registering the device with tokio")?;
-    let config = ProducerConfig {
-        min_len,
-        max_len,
-        count: args.count,
-        ..Default::default()
+        .context("registering the ring's wake-up descriptor with tokio")?;
+    let producer = if args.memfd {
+        Some(spawn_producer(&region, args.count, min_len, max_len)?)
+    } else {
+        let config = ProducerConfig {
+            min_len,
+            max_len,
+            count: args.count,
+            ..Default::default()
+        };
+        ioctl::start(region.fd(), &config).context("starting the producer")?;
+        None
     };
-    ioctl::start(region.fd(), &config).context("starting the producer")?;
 
     let (mut records, mut bad, mut awaits) = (0u64, 0u64, 0u64);
     let mut next_seq = 0u64;
@@ -123,21 +147,69 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let lost = consumer.stats().lost;
-    let stats = ioctl::stats(region.fd())?;
+    let dropped = match producer {
+        Some(thread) => {
+            let stats = thread.join().expect("the producer thread panicked")?;
+            stats.dropped
+        }
+        None => ioctl::stats(region.fd())?.records_dropped,
+    };
     println!(
-        "rmemring-async: {records} records verified, {lost} lost (producer dropped {}), \
-         {bad} bad, {awaits} awaits",
-        stats.records_dropped
+        "rmemring-async: {records} records verified, {lost} lost (producer dropped {dropped}), \
+         {bad} bad, {awaits} awaits"
     );
     if bad != 0 {
         bail!("{bad} records did not verify");
     }
-    if records + lost != args.count || lost != stats.records_dropped {
+    if records + lost != args.count || lost != dropped {
         bail!(
-            "delivered {records} + lost {lost} is not the {} produced (dropped {})",
+            "delivered {records} + lost {lost} is not the {} produced (dropped {dropped})",
             args.count,
-            stats.records_dropped
         );
     }
     Ok(())
+}
+
+/// The driver's test records from the crate's producer on a thread: each
+/// record `seq` of `pattern::payload_len` bytes filled with the pattern,
+/// waiting for room when the ring is full (so nothing is lost), published
+/// in batches of 32 with a pause now and then, so that the consumer goes
+/// to sleep and is woken through its `WakeFd`.
+fn spawn_producer(
+    region: &Arc<Region>,
+    count: u64,
+    min_len: u32,
+    max_len: u32,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<rmemring::ProducerStats>>> {
+    let mut producer = region.producer()?;
+    Ok(std::thread::spawn(move || {
+        for seq in 0..count {
+            let len = pattern::payload_len(seq, min_len, max_len) as usize;
+            loop {
+                match producer.reserve(len) {
+                    Ok(mut record) => {
+                        // Drop-new mode: the payload is writable in place.
+                        let payload = record.payload().expect("a drop-new ring");
+                        pattern::fill(seq, payload);
+                        record.commit();
+                        break;
+                    }
+                    Err(ProduceError::Full) => {
+                        producer.publish();
+                        std::thread::yield_now();
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if seq % 32 == 31 {
+                producer.publish();
+            }
+            if seq % 4096 == 2048 {
+                producer.publish();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        producer.publish();
+        Ok(producer.stats())
+    }))
 }

@@ -338,9 +338,11 @@ impl Region {
 /// a consumer that sleeps on it arms a wake-up first
 /// ([`Consumer::arm_wakeup`](crate::Consumer::arm_wakeup)), or the
 /// producer does not wake it. A file or memfd ring wakes its consumer
-/// through a futex, which no event loop can watch: `poll(2)` reports such
-/// a descriptor readable at once, so wait there with
-/// [`Consumer::wait`](crate::Consumer::wait).
+/// through a futex, and `poll(2)` reports its descriptor readable at once:
+/// there an event loop waits on the consumer's
+/// [`WakeFd`](crate::WakeFd) instead
+/// ([`Consumer::wake_fd`](crate::Consumer::wake_fd), which on a device is
+/// this descriptor).
 ///
 /// # Examples
 ///

@@ -303,6 +303,50 @@ pub fn fill(record: &mut rmemring::Reservation<'_>, seq: u64) {
     record.write(&payload);
 }
 
+/// Writes record `seq`: `len` bytes of the test pattern, tag `seq as u16`,
+/// committed (not published); while the ring is full (drop-new mode),
+/// publishes and yields until the consumer makes room.
+pub fn push_waiting(producer: &mut rmemring::Producer, seq: u64, len: usize) -> Result<(), String> {
+    loop {
+        match producer.reserve(len) {
+            Ok(mut record) => {
+                fill(&mut record, seq);
+                record.set_tag(seq as u16);
+                record.commit();
+                return Ok(());
+            }
+            Err(rmemring::ProduceError::Full) => {
+                // Let the consumer catch up; it may be asleep.
+                producer.publish();
+                std::thread::yield_now();
+            }
+            Err(e) => return Err(format!("record {seq}: {e}")),
+        }
+    }
+}
+
+/// Checks that `record` is what [`push_waiting`] wrote as record `seq`
+/// with `len` bytes, and that nothing was lost before it.
+pub fn check_record(record: &rmemring::Record<'_>, seq: u64, len: usize) -> Result<(), String> {
+    if record.seq != seq || record.lost_before != 0 {
+        return Err(format!(
+            "expected record {seq}, got {} ({} lost before)",
+            record.seq, record.lost_before
+        ));
+    }
+    if record.payload.len() != len || record.tag != seq as u16 {
+        return Err(format!(
+            "record {seq}: {} bytes, tag {}",
+            record.payload.len(),
+            record.tag
+        ));
+    }
+    if !pattern::verify(seq, record.payload) {
+        return Err(format!("record {seq}: payload corrupt"));
+    }
+    Ok(())
+}
+
 /// Copies out the payload of a record the consumer core found.
 pub fn payload_of(consumer: &ConsumerCore, offset: u64, len: u32) -> Vec<u8> {
     let mut out = vec![0u8; len as usize];
