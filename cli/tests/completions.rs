@@ -1,10 +1,17 @@
 //! `rmemring completions SHELL` and `rmemring man`, generated from the
 //! command line's definition: the bash script parses (`bash -n`), loads,
-//! and completes every subcommand; the zsh and fish scripts parse where
-//! those shells are installed; there is a manual page for the command and
-//! for each subcommand, every one names every option `--help` shows, and
-//! each renders with `groff` without a warning (`cargo xtask test`
-//! installs groff; without it the pages are checked as text only).
+//! and completes every subcommand; the zsh script parses (`zsh -n`) and
+//! loads through `compinit` from `$fpath`, defining `_rmemring` for
+//! `rmemring`; the fish script parses (`fish --no-execute`) and completes
+//! `rmemring ca` to `cat`; a truncated zsh or fish script fails those
+//! checks; there is a manual page for the command and for each
+//! subcommand, every one names every option `--help` shows, and each
+//! renders with `groff` without a warning.
+//!
+//! `cargo xtask test` installs bash, zsh, fish and groff and sets
+//! `RMEMRING_REQUIRE_SHELLS`, which makes a missing one a failure; without
+//! it the zsh and fish checks are skipped, and the pages checked as text
+//! only, where those programs are not installed.
 //!
 //! The subcommands and options are read from `rmemring --help`, so a new
 //! subcommand or option is checked without touching this file.
@@ -159,32 +166,127 @@ fn bash_completion_parses_loads_and_completes_every_subcommand() {
 
 #[test]
 fn every_shell_gets_a_script_naming_every_subcommand() {
-    let dir = TempDir::new("shells");
     let subcommands = subcommands();
-    for (shell, checker) in [
-        ("bash", None),
-        ("zsh", Some("zsh")),
-        ("fish", Some("fish")),
-        ("elvish", None),
-        ("powershell", None),
-    ] {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let script = stdout(&["completions", shell]);
         for name in &subcommands {
             assert!(script.contains(name.as_str()), "{shell}: no {name}");
         }
-        if let Some(checker) = checker.filter(|c| have(c)) {
-            let path = dir.join(shell);
-            std::fs::write(&path, &script).unwrap();
-            let out = Command::new(checker).arg("-n").arg(&path).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{checker} -n: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
     }
     let bad = run(&["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}
+
+/// Whether `program` can run the checks: installed, or else (when
+/// `cargo xtask test` asks for every shell) a failure.
+fn have_or_required(program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("RMEMRING_REQUIRE_SHELLS").is_none(),
+        "{program} is not installed (RMEMRING_REQUIRE_SHELLS is set)"
+    );
+    eprintln!("{program} is not installed: its completion script is not checked");
+    false
+}
+
+/// `program args`, failing with its output unless it succeeds; its stdout.
+fn shell(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {args:?}: {:?}\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        ));
+    }
+    Ok(text(&out.stdout))
+}
+
+/// The zsh script `dir/_rmemring` parses, and loads as zsh loads
+/// completions: `compinit` finds it on `$fpath` by its `#compdef` line and
+/// binds it to `rmemring`, it autoloads, and run (sourced, as the autoloaded
+/// function's first call runs it) it defines `_rmemring` and the
+/// subcommands' helper.
+fn check_zsh(dir: &Path) -> Result<(), String> {
+    let script = dir.join("_rmemring");
+    shell("zsh", &["-n", script.to_str().unwrap()])?;
+    let program = format!(
+        "fpath=('{}' $fpath)\n\
+         autoload -Uz compinit && compinit -u -D || exit 3\n\
+         [[ $_comps[rmemring] == _rmemring ]] || {{ print -u2 \"rmemring completes with '$_comps[rmemring]'\"; exit 4 }}\n\
+         autoload +X _rmemring || exit 5\n\
+         source '{}/_rmemring' || exit 6\n\
+         (( $+functions[_rmemring] && $+functions[_rmemring_commands] )) || {{ print -u2 'not defined'; exit 7 }}",
+        dir.display(),
+        dir.display()
+    );
+    shell("zsh", &["-f", "-c", &program]).map(drop)
+}
+
+/// The fish script `script` parses and, sourced, completes `rmemring ca`
+/// to `cat` and `rmemring cat --fo` to `--format`.
+fn check_fish(script: &Path) -> Result<(), String> {
+    let script = script.to_str().unwrap();
+    shell("fish", &["--no-execute", script])?;
+    let complete = |line: &str| {
+        let program = format!("source '{script}' || exit 3; complete -C '{line}'");
+        shell("fish", &["--no-config", "-c", &program]).map(|out| {
+            out.lines()
+                .map(|l| l.split('\t').next().unwrap_or(l).to_owned())
+                .collect::<Vec<_>>()
+        })
+    };
+    let ca = complete("rmemring ca")?;
+    if ca != ["cat"] {
+        return Err(format!("fish completes `rmemring ca` to {ca:?}"));
+    }
+    let fo = complete("rmemring cat --fo")?;
+    if fo != ["--format"] {
+        return Err(format!("fish completes `rmemring cat --fo` to {fo:?}"));
+    }
+    Ok(())
+}
+
+/// The first half of `script`, cut in the middle of a line.
+fn truncated(script: &str) -> &str {
+    let mut cut = script.len() / 2;
+    while !script.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &script[..cut]
+}
+
+#[test]
+fn zsh_completion_parses_and_loads_and_a_broken_one_does_not() {
+    if !have_or_required("zsh") {
+        return;
+    }
+    let dir = TempDir::new("zsh");
+    let script = stdout(&["completions", "zsh"]);
+    std::fs::write(dir.join("_rmemring"), &script).unwrap();
+    check_zsh(&dir.0).unwrap();
+
+    std::fs::write(dir.join("_rmemring"), truncated(&script)).unwrap();
+    assert!(check_zsh(&dir.0).is_err(), "a truncated script passed");
+}
+
+#[test]
+fn fish_completion_parses_loads_and_completes_and_a_broken_one_does_not() {
+    if !have_or_required("fish") {
+        return;
+    }
+    let dir = TempDir::new("fish");
+    let path = dir.join("rmemring.fish");
+    let script = stdout(&["completions", "fish"]);
+    std::fs::write(&path, &script).unwrap();
+    check_fish(&path).unwrap();
+
+    std::fs::write(&path, truncated(&script)).unwrap();
+    assert!(check_fish(&path).is_err(), "a truncated script passed");
 }
 
 /// `page` rendered by groff as text, failing on any warning (`-ww`).

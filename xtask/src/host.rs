@@ -33,9 +33,9 @@ pub const DT: &[&str] = &[
     "gcc",
     "qemu-system-arm",
 ];
-/// Host packages for the CLI's tests: bash, which loads its completion
-/// script, and groff, which renders its manual pages.
-pub const CLI_TEST: &[&str] = &["bash", "groff-base"];
+/// Host packages for the CLI's tests: bash, zsh and fish, which load its
+/// completion scripts, and groff, which renders its manual pages.
+pub const CLI_TEST: &[&str] = &["bash", "zsh", "fish", "groff-base"];
 /// Host packages for static x86_64 guest binaries (the linker and `libc.a`).
 pub const GUEST_X86_64: &[&str] = &["gcc", "libc6-dev"];
 

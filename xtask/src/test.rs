@@ -132,11 +132,15 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
     });
     runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
     // The CLI's unit tests, `tests/cli.rs`, which runs the binary, and
-    // `tests/completions.rs`: its completion scripts load in bash and
-    // complete, its manual pages render with groff without a warning.
+    // `tests/completions.rs`: its completion scripts load in bash, zsh and
+    // fish and complete, its manual pages render with groff without a
+    // warning (`RMEMRING_REQUIRE_SHELLS`: a shell missing is a failure).
     runner.check("test cli bpf", || {
         host::ensure(sh, &Log::terminal(), host::CLI_TEST)?;
-        quiet(cmd!(sh, "cargo test -p rmemring-cli --features bpf"))
+        quiet(cmd!(
+            sh,
+            "env RMEMRING_REQUIRE_SHELLS=1 cargo test -p rmemring-cli --features bpf"
+        ))
     });
     // The streaming tests as release builds: 10 M records across processes
     // (as in the debug run), longer overwrite runs and more proptest cases.
