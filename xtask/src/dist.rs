@@ -14,7 +14,8 @@
 //!   `rmemring completions` and `rmemring man --dir`.
 //!
 //! `cargo xtask test` builds the tarball with DKMS against the reference
-//! x86_64 kernel in the sid chroot ([`check_dkms`]), and checks the crates
+//! x86_64 kernel in the sid chroot ([`check_dkms`]), boots that kernel with
+//! the module DKMS built (the `vm dkms-debug` suite), and checks the crates
 //! with `cargo publish --dry-run` and their file lists
 //! ([`check_packages`]).
 
@@ -83,6 +84,55 @@ pub const DKMS_TARGET: Target = Target {
 
 /// Where the DKMS check works, inside the chroot (cleared each time).
 const DKMS_SCRATCH: &str = "/work/dkms";
+
+/// The DKMS framework file the check adds to the chroot while DKMS builds
+/// (and removes after): the signing key and `sign-file` (see
+/// [`SigningConf`]).
+const DKMS_SIGNING_CONF: &str = "/etc/dkms/framework.conf.d/rmemring-xtask.conf";
+
+/// Where [`check_dkms`] leaves the module DKMS built, in this checkout,
+/// for the `vm dkms-debug` suite to boot.
+pub fn dkms_module_path(target: Target) -> PathBuf {
+    project_root()
+        .join("target/dkms")
+        .join(target.to_string())
+        .join("rmemring.ko")
+}
+
+/// [`DKMS_SIGNING_CONF`] while it exists: DKMS signs what it builds with
+/// the reference kernel's own key (`certs/signing_key.pem`, which the
+/// kernel trusts), as it does on a Secure Boot machine whose owner
+/// enrolled the DKMS key (`mok_signing_key`, `mok_certificate`). Without
+/// it DKMS finds no `sign-file` (it looks in `/lib/modules/RELEASE/build`)
+/// and builds an unsigned module, which the reference kernel
+/// (`CONFIG_MODULE_SIG`) loads only with a taint.
+struct SigningConf(PathBuf);
+
+impl SigningConf {
+    fn write(chroot: &Chroot, kernel: &Kernel) -> Result<Self> {
+        let tree = &kernel.inner_dir;
+        let path = chroot.host_path(DKMS_SIGNING_CONF);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(
+            &path,
+            format!(
+                "# Written by `cargo xtask test` for its DKMS check; removed after it.\n\
+                 sign_file={tree}/scripts/sign-file\n\
+                 mok_signing_key={tree}/certs/signing_key.pem\n\
+                 mok_certificate={tree}/certs/signing_key.x509\n"
+            ),
+        )?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for SigningConf {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
 
 impl flags::Dist {
     pub fn run(self, sh: &Shell) -> Result<ExitCode> {
@@ -207,8 +257,10 @@ pub fn dkms_tarball(sh: &Shell, out: &Path, version: &str) -> Result<PathBuf> {
 /// build tree, as a user's `dkms install` would against a distribution's
 /// headers: `dkms add` and `dkms build` in a DKMS tree and source tree of
 /// their own (nothing in the chroot's `/var/lib/dkms` or `/usr/src`), then
-/// the module DKMS built must be the driver, for that kernel release.
-pub fn check_dkms(sh: &Shell, log: &Log, kernel: &Kernel) -> Result<()> {
+/// the module DKMS built must be the driver, for that kernel release,
+/// signed with the kernel's key ([`SigningConf`]). Returns where it left
+/// that module ([`dkms_module_path`]).
+pub fn check_dkms(sh: &Shell, log: &Log, kernel: &Kernel) -> Result<PathBuf> {
     let chroot = Chroot::ensure(sh, log)?;
     chroot.ensure_packages(sh, log, "dkms", DKMS_PACKAGES)?;
     // One scratch tree for every checkout using this cache.
@@ -245,9 +297,11 @@ pub fn check_dkms(sh: &Shell, log: &Log, kernel: &Kernel) -> Result<()> {
         &trees,
     ]
     .concat();
+    let signing = SigningConf::write(&chroot, kernel)?;
     chroot
         .run(sh, log, &build)
         .with_context(|| format!("dkms build against kernel {}", kernel.target))?;
+    drop(signing);
 
     // DKMS keeps what it built in TREE/NAME/VERSION/RELEASE/ARCH/module/.
     let built = scratch
@@ -268,8 +322,19 @@ pub fn check_dkms(sh: &Shell, log: &Log, kernel: &Kernel) -> Result<()> {
     );
     let name = chroot.read(sh, log, &["modinfo", "-F", "name", &inner_ko])?;
     ensure!(name == DKMS_NAME, "{inner_ko}: module name {name:?}");
-    log.line(&format!("dkms built {inner_ko} for {release}"));
-    cache::remove_dir(&scratch)
+    let signer = chroot.read(sh, log, &["modinfo", "-F", "signer", &inner_ko])?;
+    ensure!(!signer.is_empty(), "{inner_ko}: DKMS did not sign it");
+    log.line(&format!(
+        "dkms built {inner_ko} for {release}, signed by {signer}"
+    ));
+    let kept = dkms_module_path(kernel.target);
+    if let Some(dir) = kept.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::copy(&ko, &kept)
+        .with_context(|| format!("copying {} to {}", ko.display(), kept.display()))?;
+    cache::remove_dir(&scratch)?;
+    Ok(kept)
 }
 
 /// The first `rmemring.ko` (compressed or not) below `dir`.

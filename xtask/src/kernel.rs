@@ -61,6 +61,7 @@ impl flags::Kernel {
 }
 
 /// A built kernel tree.
+#[derive(Clone)]
 pub struct Kernel {
     pub target: Target,
     /// The build tree (`O=`) as the chroot sees it.

@@ -79,6 +79,7 @@ impl flags::Module {
 }
 
 /// A built driver.
+#[derive(Clone)]
 pub struct Module {
     /// `rmemring.ko` on the host, in this checkout's `target/driver/TARGET/`.
     pub ko: PathBuf,

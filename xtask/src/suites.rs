@@ -526,9 +526,53 @@ pub fn suites() -> Vec<Suite> {
     suites
 }
 
+/// What the DKMS suite's command prints before the loaded module's
+/// build-id note, in hex.
+pub const DKMS_NOTE: &str = "dkms-build-id-note ";
+
+/// The module the `dkms x86_64-debug` check built from the `cargo xtask
+/// dist` tarball, loaded in its kernel: the boot loads it in place of the
+/// in-tree build (`test.rs` swaps the module), the command shows that the
+/// kernel took it without a signature complaint (DKMS signed it with the
+/// kernel's key), prints the loaded module's GNU build-id note from sysfs
+/// (`srcversion` would not do: the kernel has no
+/// `CONFIG_MODULE_SRCVERSION_ALL`, and the two builds compile the same
+/// source) and streams 20 000 records through the async example, every
+/// one verified. The host then requires that note to be the DKMS module's
+/// and not the in-tree one's (see `test.rs`). Not a row of [`suites`]: it
+/// runs after its target's suites, and only when the DKMS check built a
+/// module.
+pub fn dkms() -> Suite {
+    Suite {
+        name: "dkms-debug",
+        arch: crate::dist::DKMS_TARGET.arch,
+        profile: crate::dist::DKMS_TARGET.profile,
+        load: true,
+        overlay: None,
+        command: concat!(
+            "lsmod | grep rmemring",
+            " && ! dmesg | grep -i 'module verification failed'",
+            " && echo \"dkms-build-id-note $(od -An -v -tx1 /sys/module/rmemring/notes/.note.gnu.build-id | tr -d ' \\n')\"",
+            " && rmemring-async --count 20000"
+        ),
+        timeout: 300,
+        extra: false,
+        reboots: 0,
+        panics: 0,
+        check: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dkms_suite_prints_the_note_it_is_checked_by() {
+        let suite = dkms();
+        assert!(suite.command.contains(DKMS_NOTE.trim_end()));
+        assert!(suites().iter().all(|s| s.name != suite.name));
+    }
 
     #[test]
     fn broken_board_suites_match_the_broken_overlays() {

@@ -8,7 +8,12 @@
 //! last line is `N passed, M failed`, and the exit status is non-zero when
 //! M > 0.
 
+use std::fs;
 use std::panic::AssertUnwindSafe;
+use std::path::{
+    Path,
+    PathBuf, //
+};
 use std::process::ExitCode;
 use std::sync::atomic::{
     AtomicBool,
@@ -333,8 +338,10 @@ fn kernel_suites(
         .iter()
         .filter(|suite| runner.selected(&suite_name(suite)))
         .collect();
-    // The DKMS build of the driver's source tarball, against its kernel.
-    let dkms = runner.selected(&dkms_name());
+    // The DKMS build of the driver's source tarball, against its kernel,
+    // and the boot of that kernel with what it built.
+    let dkms_vm = runner.selected(&suite_name(&crate::suites::dkms()));
+    let dkms = runner.selected(&dkms_name()) || dkms_vm;
     // The targets of the selected suites, and those whose builds the filter names.
     let mut targets: Vec<Target> = Vec::new();
     for suite in &all {
@@ -392,8 +399,76 @@ fn kernel_suites(
                     None => runner.fail(&name, "not run: its kernel, driver or guest build failed"),
                 }
             }
+            if dkms_vm && target == dist::DKMS_TARGET {
+                let suite = crate::suites::dkms();
+                let name = suite_name(&suite);
+                match (&built.artifacts, &built.dkms_ko) {
+                    (Some(artifacts), Some(ko)) => {
+                        runner.check(&name, || run_dkms_suite(sh, artifacts, ko, &suite));
+                    }
+                    _ => runner.fail(&name, "not run: the DKMS or another build failed"),
+                }
+            }
         }
     });
+}
+
+/// Boots [`crate::suites::dkms`] with `ko`, the module DKMS built, in
+/// place of the in-tree one, and requires the build-id note the guest read
+/// from `/sys/module/rmemring/notes` to be `ko`'s and not the in-tree
+/// module's: the two are builds of one source in two trees, whose notes
+/// differ (if they ever did not, the check could not tell them apart, and
+/// says so rather than pass).
+fn run_dkms_suite(sh: &Shell, artifacts: &Artifacts, ko: &Path, suite: &Suite) -> Result<()> {
+    let in_tree = fs::read(&artifacts.module.ko)?;
+    let dkms = fs::read(ko)?;
+    let with_dkms = Artifacts {
+        kernel: artifacts.kernel.clone(),
+        module: module::Module {
+            ko: ko.to_owned(),
+            clients: artifacts.module.clients.clone(),
+            warnings: Vec::new(),
+        },
+        guest: artifacts.guest.clone(),
+    };
+    run_suite_checked(sh, &with_dkms, suite, |outcome| {
+        let hex = outcome
+            .output
+            .iter()
+            .find_map(|line| line.strip_prefix(crate::suites::DKMS_NOTE))
+            .ok_or("the guest printed no build-id note")?;
+        let note = decode_hex(hex.trim()).ok_or_else(|| format!("not hex: {hex:?}"))?;
+        let within =
+            |module: &[u8]| !note.is_empty() && module.windows(note.len()).any(|w| w == note);
+        if within(&in_tree) {
+            return Err(format!(
+                "the loaded module's build-id note {hex} is the in-tree module's{}",
+                if within(&dkms) {
+                    " and the DKMS one's too: the check cannot tell them apart"
+                } else {
+                    ": the DKMS module was not what loaded"
+                }
+            ));
+        }
+        if !within(&dkms) {
+            return Err(format!(
+                "the loaded module's build-id note {hex} is not in {}",
+                ko.display()
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// `hex` (pairs of hex digits) as bytes.
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// One target's builds, as the build thread hands them over.
@@ -403,6 +478,8 @@ struct Built {
     steps: Vec<Step>,
     /// `None` when a step failed.
     artifacts: Option<Artifacts>,
+    /// The module DKMS built, when the DKMS check ran and passed.
+    dkms_ko: Option<PathBuf>,
 }
 
 struct Step {
@@ -460,9 +537,10 @@ fn build_targets(
                 module::build(&sh, &log, kernel, true)
             })
         });
+        let mut dkms_ko = None;
         if dkms && target == dist::DKMS_TARGET {
             if let Some(kernel) = &kernel {
-                timed(&mut steps, dkms_name(), || {
+                dkms_ko = timed(&mut steps, dkms_name(), || {
                     let log = step_log(&format!("dkms-{target}"))?;
                     dist::check_dkms(&sh, &log, kernel)
                 });
@@ -493,6 +571,7 @@ fn build_targets(
             target,
             steps: std::mem::take(&mut steps),
             artifacts,
+            dkms_ko,
         };
         if sender.send(built).is_err() {
             return;
@@ -555,6 +634,20 @@ fn suite_name(suite: &Suite) -> String {
 /// Boots one scenario; fails with the guest's report, or with what its
 /// host-side check found.
 fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
+    run_suite_checked(sh, artifacts, suite, |outcome| match suite.check {
+        Some(check) => check(outcome),
+        None => Ok(()),
+    })
+}
+
+/// [`run_suite`] with the host-side check `check` (run only if the guest
+/// passed).
+fn run_suite_checked(
+    sh: &Shell,
+    artifacts: &Artifacts,
+    suite: &Suite,
+    check: impl FnOnce(&vm::Outcome) -> Result<(), String>,
+) -> Result<()> {
     let log = step_log(&format!("vm-{}", suite.name))?;
     let overlay = suite
         .overlay
@@ -582,9 +675,10 @@ fn run_suite(sh: &Shell, artifacts: &Artifacts, suite: &Suite) -> Result<()> {
             log.line(line);
         }
     }
-    let checked = match suite.check {
-        Some(check) if outcome.passed() => check(&outcome),
-        _ => Ok(()),
+    let checked = if outcome.passed() {
+        check(&outcome)
+    } else {
+        Ok(())
     };
     if outcome.passed() && checked.is_ok() {
         return Ok(());
