@@ -85,7 +85,9 @@ pub(crate) fn with_status(status: u8, message: impl Into<String>) -> anyhow::Err
 pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
     let status = status(err);
     if status != 0 {
-        let mut line = one_line(err);
+        // The causes joined by ": ", as anyhow's `{:#}` does: no error of
+        // the library repeats its source in its own message.
+        let mut line = format!("{err:#}");
         if let Some(hint) = hint(err) {
             line.push_str("; ");
             line.push_str(&hint);
@@ -94,23 +96,6 @@ pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
         let _ = writeln!(io::stderr(), "rmemring: {line}");
     }
     ExitCode::from(status)
-}
-
-/// The causes joined by ": ", each only once: some errors repeat their
-/// source in their own message.
-fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 /// The exit status for `err`: the first cause that says.
@@ -155,7 +140,7 @@ fn ring_status(e: &rmemring::Error) -> Option<u8> {
             _ => OSERR,
         },
         // The cause (an `io::Error`) decides.
-        E::Io { .. } => return None,
+        E::Io { .. } | E::Ioctl { .. } => return None,
         _ => 1,
     })
 }
@@ -263,7 +248,7 @@ mod tests {
     fn a_failed_mapping_is_not_a_usage_error() {
         let err = map_error(libc::EINVAL);
         assert_eq!(status(&err), OSERR);
-        let line = one_line(&err);
+        let line = format!("{err:#}");
         assert!(
             line.starts_with(
                 "/dev/rmemring0: mmap of the data area (0x1000000 bytes at offset 0x2000, \
@@ -317,7 +302,10 @@ mod tests {
         };
         assert_eq!(status(&busy.into()), BUSY);
         // A ring file's roles are taken through locks, not by the driver.
-        assert_eq!(status(&rmemring::Error::Taken("producer").into()), BUSY);
+        assert_eq!(
+            status(&rmemring::Error::Taken(rmemring::Role::Producer).into()),
+            BUSY
+        );
         let size = rmemring::Error::DataSize {
             size: 3000,
             min: 4096,

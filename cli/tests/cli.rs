@@ -438,3 +438,20 @@ fn a_ring_file_has_one_producer_at_a_time() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
 }
+
+#[test]
+fn a_missing_file_shows_the_os_error_once() {
+    let dir = TempDir::new("missing");
+    let missing = dir.join("no-such-ring");
+    for command in ["cat", "info", "stat"] {
+        let out = run(&[command, s(&missing)]);
+        assert!(!out.status.success(), "{command}: {out:?}");
+        let said = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            said.matches("No such file or directory").count(),
+            1,
+            "{command}: {said}"
+        );
+        assert!(said.contains(s(&missing)), "{command}: {said}");
+    }
+}

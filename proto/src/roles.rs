@@ -81,3 +81,10 @@ impl Role {
         }
     }
 }
+
+/// The role's [`name`](Role::name).
+impl core::fmt::Display for Role {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -11,8 +11,12 @@ use std::time::{
 
 use crossbeam_utils::Backoff;
 
-use crate::error::Error;
+use crate::error::{
+    Error,
+    IoOp, //
+};
 use crate::region::{
+    Access,
     Backend,
     Region,
     RingLayout, //
@@ -673,7 +677,7 @@ impl Consumer {
                 }
             };
             self.finish_sleep();
-            slept.map_err(|e| Error::io("waiting for records", e))?;
+            slept.map_err(|e| Error::io(IoOp::Wait, self.region.path(), e))?;
             if self.ready(until)? {
                 return Ok(true);
             }
@@ -832,14 +836,14 @@ impl Region {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use rmemring::{Access, CreateOptions, Error, Region};
+    /// use rmemring::{Access, CreateOptions, Error, Region, Role};
     ///
     /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
     /// let consumer = region.consumer()?;
     ///
     /// // The same memfd through another descriptor is the same ring.
     /// let again = Arc::new(Region::from_fd(region.fd().try_clone_to_owned()?, Access::Full)?);
-    /// assert!(matches!(again.consumer(), Err(Error::Taken("consumer"))));
+    /// assert!(matches!(again.consumer(), Err(Error::Taken(Role::Consumer))));
     ///
     /// drop(consumer); // gives the role back
     /// let consumer = again.consumer()?;
@@ -848,8 +852,8 @@ impl Region {
     pub fn consumer(self: &Arc<Self>) -> Result<Consumer, Error> {
         if !self.access().writes_consumer_page() {
             return Err(Error::Access {
-                opened: self.access().name(),
-                wanted: "consuming",
+                opened: self.access(),
+                wanted: Access::Consume,
             });
         }
         let role = RoleLock::acquire(&self.ring_file(), Role::Consumer)?;

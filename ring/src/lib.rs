@@ -99,6 +99,10 @@ pub use consumer::{
 };
 pub use error::{
     Error,
+    FileKind,
+    IoOp,
+    IoctlRequest,
+    LayoutError,
     MapPart,
     ProduceError, //
 };
@@ -116,11 +120,16 @@ pub use region::{
     Region,
     RingLayout, //
 };
-pub use rmemring_proto::consumer_core::ConsumerStats;
+pub use rmemring_proto::consumer_core::{
+    ConsumerStats,
+    ReadError,
+    RecordDefect, //
+};
 pub use rmemring_proto::producer_core::{
     Overflow,
     ProducerStats, //
 };
+pub use rmemring_proto::roles::Role;
 pub use wake_fd::{
     WakeFd,
     WAKE_THREAD_NAME, //

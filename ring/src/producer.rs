@@ -455,11 +455,11 @@ impl Region {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use rmemring::{CreateOptions, Error, Region};
+    /// use rmemring::{CreateOptions, Error, Region, Role};
     ///
     /// let region = Arc::new(Region::memfd(CreateOptions::default())?);
     /// let mut producer = region.producer()?;
-    /// assert!(matches!(region.producer(), Err(Error::Taken("producer"))));
+    /// assert!(matches!(region.producer(), Err(Error::Taken(Role::Producer))));
     /// producer.send(b"one")?;
     /// drop(producer);
     ///
@@ -471,8 +471,8 @@ impl Region {
     pub fn producer(self: &Arc<Self>) -> Result<Producer, Error> {
         if !self.access().writes_producer_parts() {
             return Err(Error::Access {
-                opened: self.access().name(),
-                wanted: "producing",
+                opened: self.access(),
+                wanted: crate::Access::Produce,
             });
         }
         let role = RoleLock::acquire(&self.ring_file(), Role::Producer)?;

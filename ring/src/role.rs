@@ -54,7 +54,11 @@ use std::path::Path;
 
 use rmemring_proto::roles::Role;
 
-use crate::error::Error;
+use crate::error::{
+    Error,
+    IoOp,
+    LayoutError, //
+};
 
 /// The file a ring lives in, as far as its role locks need it.
 pub(crate) struct RingFile<'a> {
@@ -120,33 +124,26 @@ fn device_consumer(ring: &RingFile<'_>, role: Role) -> Result<DeviceConsumer, Er
     // `Region::producer` refuses devices before this; a kernel ring has no
     // user-space producer role to hand out.
     if role != Role::Consumer {
-        return Err(Error::Taken(role.name()));
+        return Err(Error::Taken(role));
     }
     let rdev = stat(ring.fd, ring)?.st_rdev;
     let mut held = DEVICE_CONSUMERS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if held.contains(&rdev) {
-        return Err(Error::Taken(role.name()));
+        return Err(Error::Taken(role));
     }
     held.push(rdev);
     Ok(DeviceConsumer(rdev))
 }
 
 fn stat(fd: impl AsFd, ring: &RingFile<'_>) -> Result<FileStat, Error> {
-    fstat(fd).map_err(|e| Error::io(format!("{}: fstat", ring.path.display()), e))
+    fstat(fd).map_err(|e| Error::io(IoOp::Stat, ring.path, e))
 }
 
 /// Opens a description of the ring's file of our own and locks the role's
 /// byte on it.
 fn ofd_lock(ring: &RingFile<'_>, role: Role) -> Result<OwnedFd, Error> {
-    let what = |step: &str| {
-        format!(
-            "{}: {step} for the {} lock",
-            ring.path.display(),
-            role.name()
-        )
-    };
     // A new open file description of the same file: locks taken on the
     // region's own descriptor would be shared with every `dup` of it and
     // every process that inherited it.
@@ -155,17 +152,13 @@ fn ofd_lock(ring: &RingFile<'_>, role: Role) -> Result<OwnedFd, Error> {
         .read(true)
         .write(true)
         .open(&proc_path)
-        .map_err(|e| {
-            Error::io(
-                what(&format!("reopening {proc_path} (is /proc mounted?)")),
-                e,
-            )
-        })?;
+        .map_err(|e| Error::io(IoOp::Reopen(role), ring.path, e))?;
     // The same file, not whatever the descriptor number means by now.
     let (ours, theirs) = (stat(&file, ring)?, stat(ring.fd, ring)?);
     if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino) {
         return Err(Error::io(
-            what("reopening"),
+            IoOp::Reopen(role),
+            ring.path,
             io::Error::other("/proc/self/fd names another file"),
         ));
     }
@@ -173,23 +166,20 @@ fn ofd_lock(ring: &RingFile<'_>, role: Role) -> Result<OwnedFd, Error> {
         Role::Producer => 0,
         Role::Consumer => ring.consumer_offset,
         // Controllers and observers hold no lock: they write nothing.
-        Role::Controller | Role::Observer => return Err(Error::Taken(role.name())),
+        Role::Controller | Role::Observer => return Err(Error::Taken(role)),
     };
     let lock = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: libc::off_t::try_from(start).map_err(|_| {
-            Error::Layout(format!(
-                "consumer page offset {start:#x} is not a file offset"
-            ))
-        })?,
+        l_start: libc::off_t::try_from(start)
+            .map_err(|_| Error::Layout(LayoutError::TooLarge(start)))?,
         l_len: 1,
         // Must be zero for open-file-description locks.
         l_pid: 0,
     };
     match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
         Ok(_) => Ok(file.into()),
-        Err(Errno::EAGAIN | Errno::EACCES) => Err(Error::Taken(role.name())),
-        Err(e) => Err(Error::io(what("fcntl(F_OFD_SETLK)"), io::Error::from(e))),
+        Err(Errno::EAGAIN | Errno::EACCES) => Err(Error::Taken(role)),
+        Err(e) => Err(Error::io(IoOp::Lock(role), ring.path, e)),
     }
 }

@@ -28,7 +28,8 @@ use rmemring::{
     Error,
     Overflow,
     ProduceError,
-    Region, //
+    Region,
+    Role, //
 };
 use rmemring_proto::consumer_core::{
     ReadError,
@@ -590,7 +591,10 @@ fn a_corrupt_ring_file_opens_but_does_not_read() {
     // ring's one consumer is still there to take.
     Poke::new(&region).set_ctrl(OFF_PRODUCER_POS, 0);
     let _consumer = region.consumer().unwrap();
-    assert!(matches!(region.consumer(), Err(Error::Taken("consumer"))));
+    assert!(matches!(
+        region.consumer(),
+        Err(Error::Taken(Role::Consumer))
+    ));
 }
 
 #[test]

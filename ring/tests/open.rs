@@ -29,9 +29,11 @@ use rmemring::{
     Backend,
     CreateOptions,
     Error,
+    IoOp,
     MapPart,
     Overflow,
-    Region, //
+    Region,
+    Role, //
 };
 
 /// A file in the temporary directory, removed when dropped.
@@ -201,11 +203,17 @@ fn a_valid_file_opens_and_reopens() {
 
     // Access is enforced and there is one consumer per region.
     assert!(matches!(opened.producer(), Err(Error::Access { .. })));
-    assert!(matches!(opened.consumer(), Err(Error::Taken("consumer"))));
+    assert!(matches!(
+        opened.consumer(),
+        Err(Error::Taken(Role::Consumer))
+    ));
     let observer = Arc::new(Region::open(&path, Access::Observe).unwrap());
     assert!(matches!(observer.consumer(), Err(Error::Access { .. })));
     assert!(matches!(observer.producer(), Err(Error::Access { .. })));
-    assert!(matches!(created.producer(), Err(Error::Taken("producer"))));
+    assert!(matches!(
+        created.producer(),
+        Err(Error::Taken(Role::Producer))
+    ));
 }
 
 #[test]
@@ -241,10 +249,12 @@ fn a_too_small_file_is_too_small() {
 #[test]
 fn a_missing_file_is_an_io_error() {
     let path = std::env::temp_dir().join(format!("rmemring-open-{}-missing", std::process::id()));
-    assert!(matches!(
-        Region::open(&path, Access::Consume),
-        Err(Error::Io { .. })
-    ));
+    let err = Region::open(&path, Access::Consume).unwrap_err();
+    assert!(matches!(err, Error::Io { op: IoOp::Open, .. }), "{err:?}");
+    // The errno is the source, and in the message only through it.
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(!err.to_string().contains(&source), "{err}");
     assert!(matches!(
         Region::open("/dev/rmemring-does-not-exist", Access::Consume),
         Err(Error::NoDevice { .. })
@@ -329,7 +339,7 @@ fn inconsistent_geometry_is_a_layout_error() {
         let mut page = valid_page();
         break_it(&mut page);
         match open_with("layout", &page, full_len()) {
-            Err(Error::Layout(message)) => assert!(!message.is_empty()),
+            Err(Error::Layout(error)) => assert!(!error.to_string().is_empty()),
             other => panic!("{what}: {other:?}"),
         }
     }
@@ -400,7 +410,8 @@ fn a_failed_mapping_names_the_part_and_keeps_the_errno() {
         other => panic!("{other:?}"),
     }
     assert!(
-        text.contains(": mmap of the control page (0x1000 bytes at offset 0x0, read-only): ")
+        // The errno is the source's, not repeated in the message.
+        text.ends_with(": mmap of the control page (0x1000 bytes at offset 0x0, read-only)")
             || page() != 4096,
         "{text}"
     );

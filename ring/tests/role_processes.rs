@@ -24,7 +24,8 @@ use rmemring::{
     Access,
     Error,
     Overflow,
-    Region, //
+    Region,
+    Role, //
 };
 
 /// [`common::fork_child`], for this binary's one test.
@@ -93,7 +94,10 @@ fn roles_are_exclusive_across_processes() {
     ready_rx
         .read_exact(&mut byte)
         .expect("the child took the consumer");
-    assert!(matches!(region.consumer(), Err(Error::Taken("consumer"))));
+    assert!(matches!(
+        region.consumer(),
+        Err(Error::Taken(Role::Consumer))
+    ));
     done_tx.write_all(b"!").unwrap();
     assert!(exited_cleanly(child), "the second child failed");
 

@@ -31,8 +31,10 @@ use rmemring::{
     Backend,
     CreateOptions,
     Error,
+    FileKind,
     Overflow,
-    Region, //
+    Region,
+    Role, //
 };
 
 /// A ring file in the temporary directory, removed when dropped.
@@ -50,7 +52,7 @@ impl Drop for TempRing {
     }
 }
 
-fn taken<T: std::fmt::Debug>(result: Result<T, Error>) -> &'static str {
+fn taken<T: std::fmt::Debug>(result: Result<T, Error>) -> Role {
     match result {
         Err(Error::Taken(role)) => role,
         other => panic!("expected Error::Taken, got {other:?}"),
@@ -68,11 +70,11 @@ fn a_duplicated_memfd_descriptor_is_the_same_ring() {
     let mut producer = r2.producer().unwrap();
     // The audit's case: a second consumer and a second producer through
     // the other region.
-    assert_eq!(taken(r2.consumer()), "consumer");
-    assert_eq!(taken(r1.producer()), "producer");
+    assert_eq!(taken(r2.consumer()), Role::Consumer);
+    assert_eq!(taken(r1.producer()), Role::Producer);
     // And through the same region.
-    assert_eq!(taken(r1.consumer()), "consumer");
-    assert_eq!(taken(r2.producer()), "producer");
+    assert_eq!(taken(r1.consumer()), Role::Consumer);
+    assert_eq!(taken(r2.producer()), Role::Producer);
 
     producer.send(b"across regions").unwrap();
     let mut batch = consumer.batch().unwrap();
@@ -89,16 +91,16 @@ fn a_file_opened_twice_is_the_same_ring() {
 
     let c = consumer.consumer().unwrap();
     let p = producer.producer().unwrap();
-    assert_eq!(taken(created.consumer()), "consumer");
-    assert_eq!(taken(created.producer()), "producer");
+    assert_eq!(taken(created.consumer()), Role::Consumer);
+    assert_eq!(taken(created.producer()), Role::Producer);
     let again = Arc::new(Region::open(&file.0, Access::Consume).unwrap());
-    assert_eq!(taken(again.consumer()), "consumer");
+    assert_eq!(taken(again.consumer()), Role::Consumer);
 
     // Dropping a role gives it back, to any region of the ring.
     drop((c, p));
     let _c = again.consumer().unwrap();
     let _p = created.producer().unwrap();
-    assert_eq!(taken(consumer.consumer()), "consumer");
+    assert_eq!(taken(consumer.consumer()), Role::Consumer);
 }
 
 #[test]
@@ -143,10 +145,10 @@ fn the_roles_are_the_documented_byte_locks() {
         FcntlArg::F_OFD_SETLK(&lock(consumer_offset)),
     )
     .unwrap();
-    assert_eq!(taken(region.consumer()), "consumer");
+    assert_eq!(taken(region.consumer()), Role::Consumer);
     let producer_peer = peer();
     fcntl(producer_peer.as_fd(), FcntlArg::F_OFD_SETLK(&lock(0))).unwrap();
-    assert_eq!(taken(region.producer()), "producer");
+    assert_eq!(taken(region.producer()), Role::Producer);
     drop((consumer_peer, producer_peer));
 
     // While our consumer holds its role, `F_OFD_GETLK` sees a write lock on
@@ -253,14 +255,17 @@ fn descriptors_that_are_no_ring_say_what_they_are() {
     assert!(matches!(
         Region::from_fd(dir.into(), Access::Observe),
         Err(Error::NotARing {
-            kind: "directory",
+            kind: FileKind::Directory,
             ..
         })
     ));
     let (read, _write) = nix::unistd::pipe().unwrap();
     assert!(matches!(
         Region::from_fd(read, Access::Observe),
-        Err(Error::NotARing { kind: "pipe", .. })
+        Err(Error::NotARing {
+            kind: FileKind::Pipe,
+            ..
+        })
     ));
     // A character device is a device ring (to the open path as well), not
     // a too-small memfd; `/dev/zero` maps as zeroes, so it is no ring.
@@ -281,7 +286,10 @@ fn descriptors_that_are_no_ring_say_what_they_are() {
             std::fs::File::open("/dev/zero").unwrap().into(),
             Access::Produce
         ),
-        Err(Error::Access { .. })
+        Err(Error::DeviceAccess {
+            access: Access::Produce,
+            ..
+        })
     ));
     // A regular file says it is one.
     let file = TempRing::new("from-fd");

@@ -24,7 +24,11 @@ use super::{
     Region,
     RingLayout, //
 };
-use crate::error::Error;
+use crate::error::{
+    Error,
+    IoOp,
+    LayoutError, //
+};
 use rmemring_proto::layout::{
     Geometry,
     GeometryError,
@@ -34,6 +38,9 @@ use rmemring_proto::layout::{
     MIN_DATA_SIZE, //
 };
 use rmemring_proto::modes::Overflow;
+
+/// What a memfd region calls its path, in messages.
+const MEMFD_PATH: &str = "memfd:rmemring";
 
 /// Options for a ring this process creates ([`Region::memfd`], [`Region::create_file`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,19 +93,23 @@ impl Region {
             "rmemring",
             MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
         )
-        .map_err(|e| Error::io("memfd_create", e))?;
+        .map_err(|e| Error::io(IoOp::CreateMemfd, MEMFD_PATH, e))?;
         let file = File::from(fd);
         let geometry = create_geometry(options.data_size)?;
         file.set_len(geometry.region_size)
-            .map_err(|e| Error::io("sizing the memfd", e))?;
+            .map_err(|e| Error::io(IoOp::Resize, MEMFD_PATH, e))?;
         let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
         // SAFETY: `F_ADD_SEALS` takes an integer argument and touches no memory of ours.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-            return Err(Error::io("sealing the memfd", io::Error::last_os_error()));
+            return Err(Error::io(
+                IoOp::Seal,
+                MEMFD_PATH,
+                io::Error::last_os_error(),
+            ));
         }
         Self::create(
             file.into(),
-            PathBuf::from("memfd:rmemring"),
+            PathBuf::from(MEMFD_PATH),
             Backend::Memfd,
             geometry,
             options,
@@ -138,7 +149,7 @@ impl Region {
             .open(path)
             .map_err(|e| open_error(path, e))?;
         file.set_len(geometry.region_size)
-            .map_err(|e| Error::io(format!("{}: sizing", path.display()), e))?;
+            .map_err(|e| Error::io(IoOp::Resize, path, e))?;
         Self::create(
             file.into(),
             path.to_owned(),
@@ -189,7 +200,7 @@ fn create_geometry(data_size: u64) -> Result<Geometry, Error> {
         });
     }
     Geometry::for_region(Geometry::region_size_for(data_size, page), page).map_err(|e| match e {
-        GeometryError::PageSize => Error::Layout(format!("unsupported page size {page}")),
+        GeometryError::PageSize => Error::Layout(LayoutError::PageSize(page)),
         GeometryError::TooSmall => Error::TooSmall {
             size: data_size,
             min: MIN_DATA_SIZE,

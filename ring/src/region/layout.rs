@@ -1,6 +1,9 @@
 //! What a region's control page says, validated: [`RingLayout`].
 
-use crate::error::Error;
+use crate::error::{
+    Error,
+    LayoutError, //
+};
 use rmemring_proto::layout::LayoutDefect;
 use rmemring_proto::layout::{
     ControlPage,
@@ -84,14 +87,14 @@ impl RingLayout {
             },
             LayoutDefect::PageSize { found, system } => Error::PageSize { found, system },
             LayoutDefect::UnknownFlags(bits) => Error::UnknownFlags(bits),
-            other => Error::Layout(other.to_string()),
+            other => Error::Layout(LayoutError::Defect(other)),
         })?;
         if let Some(available) = available {
             if page.region_size > available {
-                return Err(Error::Layout(format!(
-                    "region of {} bytes is larger than its {available}-byte backing",
-                    page.region_size
-                )));
+                return Err(Error::Layout(LayoutError::PastBacking {
+                    region_size: page.region_size,
+                    backing: available,
+                }));
             }
         }
         Ok(Self {

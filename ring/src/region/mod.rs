@@ -62,16 +62,20 @@ pub enum Access {
     Full,
 }
 
-impl Access {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
+/// What the access allows, in messages: "consuming", "producing",
+/// "observing" or "full access".
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
             Access::Consume => "consuming",
             Access::Produce => "producing",
             Access::Observe => "observing",
             Access::Full => "full access",
-        }
+        })
     }
+}
 
+impl Access {
     pub(crate) fn writes_consumer_page(self) -> bool {
         matches!(self, Access::Consume | Access::Full)
     }
@@ -199,8 +203,11 @@ impl Region {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reset(&mut self, config: &crate::uapi::ResetConfig) -> Result<(), Error> {
-        crate::ioctl::reset(self.fd(), config)
-            .map_err(|e| Error::io(format!("{}: RMEMRING_IOC_RESET", self.path.display()), e))?;
+        crate::ioctl::reset(self.fd(), config).map_err(|source| Error::Ioctl {
+            request: crate::IoctlRequest::Reset,
+            path: self.path.clone(),
+            source,
+        })?;
         self.reload_layout()
     }
 

@@ -36,6 +36,9 @@ use super::{
 };
 use crate::error::{
     Error,
+    FileKind,
+    IoOp,
+    LayoutError,
     MapPart, //
 };
 use rmemring_proto::layout::{
@@ -150,10 +153,7 @@ impl Region {
         available: Option<u64>,
     ) -> Result<Self, Error> {
         if backend == Backend::Device && access.writes_producer_parts() {
-            return Err(Error::Access {
-                opened: "a device, whose producer is the kernel",
-                wanted: access.name(),
-            });
+            return Err(Error::DeviceAccess { path, access });
         }
         let page = system_page_size();
         if let Some(size) = available {
@@ -165,8 +165,8 @@ impl Region {
         // Map the control page alone first, to learn the layout.
         // SAFETY: See `map_part`; only read through raw pointers below.
         let probe = unsafe { map_part(&fd, &path, MapPart::ControlPage, 0, page as u64, false)? };
-        let probe_ptr =
-            NonNull::new(probe.as_mut_ptr().cast::<ControlPage>()).ok_or_else(null_mapping)?;
+        let probe_ptr = NonNull::new(probe.as_mut_ptr().cast::<ControlPage>())
+            .expect("map_part refuses a mapping at address 0");
         // ORDERING: Acquire; pairs with the Release store in `create`, so
         // the identity fields read below are the ones written before it.
         //
@@ -223,14 +223,6 @@ impl Region {
                 producer,
             )?
         };
-        // The accessors rely on this: `mmap` without `MAP_FIXED` never maps
-        // at address 0, but that is the kernel's promise, not ours.
-        if [&control_map, &consumer_page, &data]
-            .iter()
-            .any(|map| map.as_ptr().is_null())
-        {
-            return Err(null_mapping());
-        }
         Ok(Self {
             fd,
             path,
@@ -256,32 +248,27 @@ enum Kind {
 fn classify(file: &File, path: &Path) -> Result<(Kind, Option<u64>), Error> {
     let meta = file
         .metadata()
-        .map_err(|e| Error::io(format!("{}: fstat", path.display()), e))?;
+        .map_err(|e| Error::io(IoOp::Stat, path, e))?;
     let file_type = meta.file_type();
     let kind = if file_type.is_char_device() {
         return Ok((Kind::Device, None));
     } else if file_type.is_file() {
         return Ok((Kind::Regular, Some(meta.len())));
     } else if file_type.is_dir() {
-        "directory"
+        FileKind::Directory
     } else if file_type.is_block_device() {
-        "block device"
+        FileKind::BlockDevice
     } else if file_type.is_fifo() {
-        "pipe"
+        FileKind::Pipe
     } else if file_type.is_socket() {
-        "socket"
+        FileKind::Socket
     } else {
-        "special file"
+        FileKind::Other
     };
     Err(Error::NotARing {
         path: path.to_owned(),
         kind,
     })
-}
-
-/// The (never expected) error of a mapping at address 0.
-fn null_mapping() -> Error {
-    Error::io("mmap", io::Error::other("the mapping starts at address 0"))
 }
 
 pub(super) fn open_error(path: &Path, e: io::Error) -> Error {
@@ -297,7 +284,7 @@ pub(super) fn open_error(path: &Path, e: io::Error) -> Error {
         Some(libc::EBUSY) => Error::Busy {
             path: path.to_owned(),
         },
-        _ => Error::io(path.display().to_string(), e),
+        _ => Error::io(IoOp::Open, path, e),
     }
 }
 
@@ -318,8 +305,7 @@ unsafe fn map_part(
     len: u64,
     writable: bool,
 ) -> Result<MmapRaw, Error> {
-    let size = usize::try_from(len)
-        .map_err(|_| Error::Layout(format!("{len} bytes do not fit in memory")))?;
+    let size = usize::try_from(len).map_err(|_| Error::Layout(LayoutError::TooLarge(len)))?;
     let mut options = MmapOptions::new();
     options.offset(offset).len(size);
     let result = if writable {
@@ -327,6 +313,15 @@ unsafe fn map_part(
     } else {
         options.map_raw_read_only(fd)
     };
+    // The accessors rely on this: `mmap` without `MAP_FIXED` never maps
+    // at address 0, but that is the kernel's promise, not ours.
+    let result = result.and_then(|map| {
+        if map.as_ptr().is_null() {
+            Err(io::Error::other("the mapping starts at address 0"))
+        } else {
+            Ok(map)
+        }
+    });
     result.map_err(|source| Error::Map {
         path: path.to_owned(),
         part,
