@@ -53,11 +53,7 @@ use std::cell::{
     Cell,
     RefCell, //
 };
-use std::fs::OpenOptions;
-use std::os::fd::{
-    AsFd,
-    OwnedFd, //
-};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{
     AtomicU64,
@@ -83,13 +79,13 @@ use libbpf_rs::{
     PrintLevel,
     RingBufferBuilder, //
 };
-use rmemring::ioctl;
 use rmemring::pattern;
 use rmemring::uapi::{
     ProducerConfig,
     PATTERN_SEQ,
     PRODUCER_HOOK_ONLY, //
 };
+use rmemring::Device;
 
 use crate::bench::kernel::first_word_ok;
 use crate::bench::sides::{
@@ -227,19 +223,14 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
 
     // A controller: may start and stop the producer beside any consumer;
     // closing it stops the producer it started.
-    let device: OwnedFd = OpenOptions::new()
-        .write(true)
-        .open(&config.device)
-        .with_context(|| format!("opening {} write-only", config.device.display()))?
-        .into();
-    let info = ioctl::info(device.as_fd())
-        .with_context(|| format!("RMEMRING_IOC_INFO on {}", config.device.display()))?;
+    let device = Device::controller(&config.device)?;
+    let info = device.info()?;
     // The same capacity as the ring the BPF peer is compared with.
     let ring_size = u32::try_from(info.data_size)
         .ok()
         .filter(|size| size.is_power_of_two() && *size >= 4096)
         .with_context(|| format!("unusable ring size {}", info.data_size))?;
-    let hooked_before = ioctl::stats(device.as_fd())?.records_hooked;
+    let hooked_before = device.stats()?.records_hooked;
 
     // libbpf's warnings (a verifier log among them) go to stderr; all of its
     // messages with RMEMRING_BPF_DEBUG set.
@@ -326,8 +317,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
             flags: PRODUCER_HOOK_ONLY,
             ..config.producer
         };
-        ioctl::start(device.as_fd(), &producer)
-            .context("starting the producer (RMEMRING_IOC_START)")?;
+        device.start(&producer).context("starting the producer")?;
         let measured = (|| -> Result<Window> {
             consume_until(config.warmup)?;
             let thread = ProducerThread::find(&thread_name);
@@ -350,8 +340,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
                 fill: probe.fill.borrow().mean(),
             })
         })();
-        let stopped =
-            ioctl::stop(device.as_fd()).context("stopping the producer (RMEMRING_IOC_STOP)");
+        let stopped = device.stop().context("stopping the producer");
         let window = measured?;
         stopped?;
         // Everything emitted is in the ring buffer now: take the rest.
@@ -362,7 +351,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
     };
     let check = check.into_inner();
 
-    let hooked = ioctl::stats(device.as_fd())?.records_hooked - hooked_before;
+    let hooked = device.stats()?.records_hooked - hooked_before;
     ensure!(
         hooked > 0,
         "the producer emitted no record through the hook: does the driver support PRODUCER_HOOK_ONLY?"

@@ -28,7 +28,6 @@ use anyhow::Context;
 use clap::ValueEnum;
 use rmemring::stream::Records;
 use rmemring::{
-    ioctl,
     Access,
     Backend,
     Batch,
@@ -449,7 +448,7 @@ fn producer_idle(region: &Region) -> anyhow::Result<bool> {
     if region.backend() != Backend::Device {
         return Ok(true);
     }
-    let stats = ioctl::stats(region.fd()).context("RMEMRING_IOC_STATS")?;
+    let stats = region.stats().context("RMEMRING_IOC_STATS")?;
     Ok(stats.producer_running == 0)
 }
 

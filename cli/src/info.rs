@@ -1,7 +1,6 @@
 //! `rmemring info`: what a ring is and what state it is in.
 
 use rmemring::{
-    ioctl,
     Backend,
     Overflow,
     RingLayout, //
@@ -33,21 +32,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let region = observe(&args.ring.device)?;
     let layout = *region.layout();
     let device = region.backend() == Backend::Device;
-    let info = if device {
-        Some(ioctl::info(region.fd()).map_err(|e| {
-            anyhow::Error::new(e)
-                .context(format!("{}: RMEMRING_IOC_INFO", args.ring.device.display()))
-        })?)
-    } else {
-        None
-    };
+    let info = if device { Some(region.info()?) } else { None };
     let recovery = if device {
-        Some(ioctl::recovery(region.fd()).map_err(|e| {
-            anyhow::Error::new(e).context(format!(
-                "{}: RMEMRING_IOC_RECOVERY",
-                args.ring.device.display()
-            ))
-        })?)
+        Some(region.recovery()?)
     } else {
         None
     };

@@ -1,7 +1,6 @@
 //! The flight recorder's side of the CLI: what `rmemring info` says of a
 //! ring recovered from a previous boot, and `rmemring release-recovered`.
 
-use anyhow::Context;
 use rmemring::uapi::{
     RecoveryInfo,
     RECOVERY_NONE,
@@ -21,7 +20,6 @@ use rmemring::uapi::{
     RECOVERY_RELEASED, //
 };
 use rmemring::{
-    ioctl,
     Access,
     Region, //
 };
@@ -44,13 +42,11 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let path = args.ring.device.display();
     let region = Region::open(&args.ring.device, Access::Consume)?;
-    let found =
-        ioctl::recovery(region.fd()).with_context(|| format!("{path}: RMEMRING_IOC_RECOVERY"))?;
+    let found = region.recovery()?;
     if found.verdict != RECOVERY_RECOVERED {
         anyhow::bail!("{path} serves no recovered ring ({})", verdict(&found));
     }
-    ioctl::release_recovered(region.fd())
-        .with_context(|| format!("{path}: RMEMRING_IOC_RELEASE_RECOVERED"))?;
+    region.release_recovered()?;
     outln!(
         "{path}: released the {} records recovered from the previous boot; the ring is live",
         found.records

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use rmemring::uapi::RingStats;
 use rmemring::{
-    ioctl,
     Access,
     Backend,
     Region,
@@ -52,10 +51,7 @@ impl Snapshot {
     /// Reads the counters of `region` now.
     pub(crate) fn take(region: &Region) -> anyhow::Result<Self> {
         if region.backend() == Backend::Device {
-            let stats = ioctl::stats(region.fd()).map_err(|e| {
-                anyhow::Error::new(e)
-                    .context(format!("{}: RMEMRING_IOC_STATS", region.path().display()))
-            })?;
+            let stats = region.stats()?;
             return Ok(Self::from_stats(&stats));
         }
         let c = region.control();

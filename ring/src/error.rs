@@ -197,6 +197,14 @@ pub enum Error {
         /// [`MAX_DATA_SIZE`](crate::layout::MAX_DATA_SIZE).
         max: u64,
     },
+    /// A driver's ioctl was asked of something that is not a ring device
+    /// (a ring file or memfd has no driver), or a [`Device`](crate::Device)
+    /// made of something that is no character device.
+    #[error("{}: not a ring device (only /dev/rmemringN has the driver's ioctls)", path.display())]
+    NotADevice {
+        /// The path, or what `/proc/self/fd` says the descriptor is.
+        path: PathBuf,
+    },
     /// The descriptor or path is neither a device nor a regular file (or memfd).
     #[error("{}: a {kind} cannot hold a ring (a ring is a /dev/rmemringN device, a file or a memfd)", path.display())]
     NotARing {
@@ -259,6 +267,8 @@ pub enum IoOp {
     Lock(Role),
     /// Sleeping until the producer publishes (`ppoll(2)` or a futex).
     Wait,
+    /// Duplicating a descriptor (`fcntl(F_DUPFD_CLOEXEC)`).
+    Dup,
 }
 
 impl fmt::Display for IoOp {
@@ -275,6 +285,7 @@ impl fmt::Display for IoOp {
             ),
             IoOp::Lock(role) => write!(f, "locking the {role} role (F_OFD_SETLK)"),
             IoOp::Wait => f.write_str("waiting for records"),
+            IoOp::Dup => f.write_str("duplicating the descriptor"),
         }
     }
 }
@@ -527,6 +538,7 @@ mod tests {
                 path: path(),
                 kind: FileKind::Pipe,
             },
+            Error::NotADevice { path: path() },
         ];
         // Exhaustive (inside the crate `#[non_exhaustive]` does not apply):
         // a new variant fails to compile here until it is in the list.
@@ -551,7 +563,8 @@ mod tests {
                 | Error::Taken(_)
                 | Error::GeometryChanged { .. }
                 | Error::DataSize { .. }
-                | Error::NotARing { .. } => {}
+                | Error::NotARing { .. }
+                | Error::NotADevice { .. } => {}
             }
         }
         all

@@ -16,7 +16,9 @@
 //!   ring;
 //! - [`Producer`] writes records in place and publishes them in batches, for
 //!   user-to-user streaming, tests and benchmarks;
-//! - [`ioctl`] wraps the driver's ioctls.
+//! - on a device, [`Region::start`], [`Region::stop`], [`Region::stats`]
+//!   and the driver's other ioctls; [`Device`] makes them without
+//!   mapping the ring (a controller beside another process's consumer).
 //!
 //! # Examples
 //!
@@ -82,8 +84,9 @@ pub use rmemring_proto::stream;
 pub use rmemring_proto::uapi;
 
 mod consumer;
+mod device;
 mod error;
-pub mod ioctl;
+mod ioctl;
 mod producer;
 mod region;
 mod role;
@@ -97,6 +100,7 @@ pub use consumer::{
     Record,
     Wait, //
 };
+pub use device::Device;
 pub use error::{
     Error,
     FileKind,

@@ -35,7 +35,6 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    ioctl,
     monotonic_ns,
     pattern,
     Access,
@@ -103,18 +102,20 @@ pub(crate) fn fresh(device: &Path) -> anyhow::Result<Arc<Region>> {
 }
 
 /// Stops the producer when dropped, so an error cannot leave it running.
-struct Running<'a>(BorrowedFd<'a>);
+struct Running<'a>(&'a Region);
 
 impl<'a> Running<'a> {
-    fn start(fd: BorrowedFd<'a>, config: &ProducerConfig) -> anyhow::Result<Self> {
-        ioctl::start(fd, config).context("starting the kernel producer")?;
-        Ok(Self(fd))
+    fn start(region: &'a Region, config: &ProducerConfig) -> anyhow::Result<Self> {
+        region
+            .start(config)
+            .context("starting the kernel producer")?;
+        Ok(Self(region))
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let _ = ioctl::stop(self.0);
+        let _ = self.0.stop();
     }
 }
 
@@ -218,8 +219,8 @@ struct Mark {
 }
 
 impl Mark {
-    fn take(fd: BorrowedFd<'_>, producer: Option<&ProducerThread>) -> anyhow::Result<Self> {
-        let stats = ioctl::stats(fd).context("RMEMRING_IOC_STATS")?;
+    fn take(region: &Region, producer: Option<&ProducerThread>) -> anyhow::Result<Self> {
+        let stats = region.stats()?;
         Ok(Self {
             at: Instant::now(),
             cpu: thread_cpu(),
@@ -232,7 +233,7 @@ impl Mark {
 /// The warm-up, then the measured window.
 struct Window<'a> {
     timing: Timing,
-    fd: BorrowedFd<'a>,
+    region: &'a Region,
     /// The ring's data area, for its fill.
     data_size: u64,
     /// The producer's kernel thread, looked up as the window opens.
@@ -247,7 +248,7 @@ impl<'a> Window<'a> {
     fn new(timing: Timing, device: &Path, region: &'a Region) -> Self {
         Self {
             timing,
-            fd: region.fd(),
+            region,
             data_size: region.layout().data_size,
             thread_name: producer_thread_name(device),
             producer: None,
@@ -265,7 +266,7 @@ impl<'a> Window<'a> {
         }
         let now = Instant::now();
         if self.fill.due(now) {
-            let stats = ioctl::stats(self.fd).context("RMEMRING_IOC_STATS")?;
+            let stats = self.region.stats()?;
             self.fill.add(
                 stats.producer_pos.wrapping_sub(stats.consumer_pos),
                 self.data_size,
@@ -275,7 +276,7 @@ impl<'a> Window<'a> {
             None => {
                 if now.duration_since(self.started) >= self.timing.warmup {
                     self.producer = ProducerThread::find(&self.thread_name);
-                    self.start = Some(Mark::take(self.fd, self.producer.as_ref())?);
+                    self.start = Some(Mark::take(self.region, self.producer.as_ref())?);
                     self.fill.restart();
                     tally.restart();
                 }
@@ -292,7 +293,7 @@ impl<'a> Window<'a> {
 
     /// Closes the window into a row.
     fn finish(self, tally: &Tally) -> anyhow::Result<Measured> {
-        let end = Mark::take(self.fd, self.producer.as_ref())?;
+        let end = Mark::take(self.region, self.producer.as_ref())?;
         let start = self.start.context("the measured window never opened")?;
         Ok(Measured {
             elapsed: end.at - start.at,
@@ -365,10 +366,9 @@ pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     // Hand space back at least every eighth of the ring, so the producer
     // never waits for one long batch to finish.
     let per_batch = (region.layout().data_size / 8 / record_stride(size)).max(1) as usize;
-    let fd = region.fd();
     let mut tally = Tally::new(workload, size)?;
     let mut window = Window::new(timing, device, &region);
-    let running = Running::start(fd, &producer_config(workload, size, &timing))?;
+    let running = Running::start(&region, &producer_config(workload, size, &timing))?;
     while window.check(&mut tally)? {
         if !consumer.wait(Some(window.slice()))? {
             continue;
@@ -401,7 +401,7 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     let mut tally = Tally::new(workload, size)?;
     let mut window = Window::new(timing, device, &region);
     let backoff = Backoff::new();
-    let running = Running::start(fd, &producer_config(workload, size, &timing))?;
+    let running = Running::start(&region, &producer_config(workload, size, &timing))?;
     while window.check(&mut tally)? {
         // The spin is over: this read() may sleep.
         let sleep = mode == Mode::Blocking && backoff.is_completed();
@@ -517,11 +517,13 @@ pub(crate) fn idle(
         count: 1,
         ..Default::default()
     };
-    ioctl::start(region.fd(), &config).context("starting the kernel producer")?;
+    region
+        .start(&config)
+        .context("starting the kernel producer")?;
     let arrived = waiter
         .join()
         .map_err(|_| anyhow::anyhow!("the idle consumer panicked"))??;
-    let _ = ioctl::stop(region.fd());
+    let _ = region.stop();
     if !arrived {
         anyhow::bail!("idle {imp} {}: the record never arrived", mode.name());
     }

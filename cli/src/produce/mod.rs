@@ -14,7 +14,6 @@ use std::fs::{
     OpenOptions, //
 };
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::fs::{
     FileTypeExt,
     OpenOptionsExt, //
@@ -30,7 +29,6 @@ use indicatif::{
     ProgressBar,
     ProgressStyle, //
 };
-use rmemring::ioctl;
 use rmemring::uapi::{
     ProducerConfig,
     RingStats,
@@ -39,6 +37,7 @@ use rmemring::uapi::{
     PRODUCER_HOOK_ONLY,
     PRODUCER_WAIT, //
 };
+use rmemring::Device;
 
 use crate::args::{
     parse_count,
@@ -130,9 +129,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             path.display()
         )));
     }
-    let fd = file.as_fd();
+    let device = Device::from_fd(file.into())?;
     if args.stop {
-        ioctl::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
+        device
+            .stop()
+            .map_err(|e| start_stop_error(path, "stopping the producer", e))?;
         if !args.quiet {
             outln!("{}: producer stopped", path.display())?;
         }
@@ -141,9 +142,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let Some((min_len, max_len)) = args.size else {
         return Err(fail::usage("--size is required for a ring device"));
     };
-    let info = ioctl::info(fd).map_err(|e| {
-        anyhow::Error::new(e).context(format!("{}: RMEMRING_IOC_INFO", path.display()))
-    })?;
+    let info = device.info()?;
     if max_len > info.max_payload {
         return Err(too_large(max_len, info.max_payload));
     }
@@ -167,9 +166,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         batch: args.batch,
         ..Default::default()
     };
-    let before = stats(fd, path)?;
+    let before = device.stats()?;
     let start = Instant::now();
-    ioctl::start(fd, &config).map_err(|e| start_stop_error(path, "starting the producer", e))?;
+    device
+        .start(&config)
+        .map_err(|e| start_stop_error(path, "starting the producer", e))?;
 
     let bar = progress(args);
     let mut now = before;
@@ -177,7 +178,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         if signals::pause(TICK)? {
             break true;
         }
-        now = stats(fd, path)?;
+        now = device.stats()?;
         show(
             &bar,
             done(&before, &now, args.hook_only),
@@ -189,8 +190,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
     };
     if interrupted {
-        ioctl::stop(fd).map_err(|e| start_stop_error(path, "stopping the producer", e))?;
-        now = stats(fd, path)?;
+        device
+            .stop()
+            .map_err(|e| start_stop_error(path, "stopping the producer", e))?;
+        now = device.stats()?;
     }
     let elapsed = start.elapsed();
     bar.finish_and_clear();
@@ -224,12 +227,6 @@ fn open_controller(path: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
-fn stats(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> anyhow::Result<RingStats> {
-    ioctl::stats(fd).map_err(|e| {
-        anyhow::Error::new(e).context(format!("{}: RMEMRING_IOC_STATS", path.display()))
-    })
-}
-
 /// Records written (or hooked) or dropped since `before`.
 fn done(before: &RingStats, now: &RingStats, hook_only: bool) -> u64 {
     if hook_only {
@@ -240,7 +237,7 @@ fn done(before: &RingStats, now: &RingStats, hook_only: bool) -> u64 {
     }
 }
 
-fn start_stop_error(path: &Path, what: &str, e: io::Error) -> anyhow::Error {
+fn start_stop_error(path: &Path, what: &str, e: rmemring::Error) -> anyhow::Error {
     let shown = path.display();
     match e.raw_os_error() {
         Some(libc::EBUSY) => fail::with_status(
@@ -262,7 +259,7 @@ fn start_stop_error(path: &Path, what: &str, e: io::Error) -> anyhow::Error {
              ring's maximum, a rate above 10^9/s, --wait on an overwrite ring, or a batch above \
              65536"
         )),
-        _ => anyhow::Error::new(e).context(format!("{shown}: {what}")),
+        _ => anyhow::Error::new(e).context(what.to_owned()),
     }
 }
 

@@ -32,7 +32,6 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    ioctl,
     pattern,
     Access,
     Consumer,
@@ -117,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
             count: args.count,
             ..Default::default()
         };
-        ioctl::start(region.fd(), &config).context("starting the producer")?;
+        region.start(&config).context("starting the producer")?;
         None
     };
 
@@ -147,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let lost = consumer.stats().lost;
+<<<<<<< HEAD
     let dropped = match producer {
         Some(thread) => {
             let stats = thread.join().expect("the producer thread panicked")?;
@@ -154,6 +154,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => ioctl::stats(region.fd())?.records_dropped,
     };
+=======
+    let stats = region.stats()?;
+>>>>>>> 87c7987 (ring: the driver's ioctls are Region methods (info, stats, start, stop, recovery, release_recovered; reset as before) returning Error::Ioctl with the errno kept, over nix's ioctl_read!/ioctl_write_ptr!/ioctl_none! wrappers, with a test that their request numbers are the driver's; Device (controller(path), from_fd, Region::device()) makes them without a mapping; the ioctl module is private; the CLI, examples and the selftest follow (a dup'd Device where they held a raw descriptor))
     println!(
         "rmemring-async: {records} records verified, {lost} lost (producer dropped {dropped}), \
          {bad} bad, {awaits} awaits"

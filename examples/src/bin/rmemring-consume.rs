@@ -27,7 +27,6 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    ioctl,
     pattern,
     Access,
     Region,
@@ -160,7 +159,7 @@ fn main() -> anyhow::Result<()> {
     );
     let deadline = args.seconds.map(Duration::from_secs_f64);
     let start = Instant::now();
-    ioctl::start(region.fd(), &config).context("starting the producer")?;
+    region.start(&config).context("starting the producer")?;
 
     let mut tally = Tally::default();
     let mut stopped = false;
@@ -168,7 +167,7 @@ fn main() -> anyhow::Result<()> {
         let done = count != 0 && tally.records + consumer.stats().lost >= count;
         let timed_out = deadline.is_some_and(|d| start.elapsed() >= d);
         if (done || timed_out) && !stopped {
-            ioctl::stop(region.fd())?;
+            region.stop()?;
             stopped = true;
         }
         if stopped && consumer.backlog()? == 0 {
@@ -191,7 +190,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     let Tally {
         records,
         bytes,

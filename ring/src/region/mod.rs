@@ -45,6 +45,7 @@ mod open;
 
 pub use create::CreateOptions;
 pub use layout::RingLayout;
+pub(crate) use open::open_error;
 
 /// What a process may do with a region it opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,11 +204,7 @@ impl Region {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reset(&mut self, config: &crate::uapi::ResetConfig) -> Result<(), Error> {
-        crate::ioctl::reset(self.fd(), config).map_err(|source| Error::Ioctl {
-            request: crate::IoctlRequest::Reset,
-            path: self.path.clone(),
-            source,
-        })?;
+        self.reset_ioctl(config)?;
         self.reload_layout()
     }
 

@@ -271,7 +271,7 @@ fn classify(file: &File, path: &Path) -> Result<(Kind, Option<u64>), Error> {
     })
 }
 
-pub(super) fn open_error(path: &Path, e: io::Error) -> Error {
+pub(crate) fn open_error(path: &Path, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) if path.starts_with("/dev") => {
             Error::NoDevice {

@@ -25,7 +25,6 @@ use rmemring::layout::{
 };
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
-    ioctl,
     Access,
     Region, //
 };
@@ -123,7 +122,7 @@ struct Want<'a> {
 fn check_device(want: &Want<'_>, page: u64) -> anyhow::Result<String> {
     let path = format!("/dev/{}", want.dev);
     let region = Region::open(&path, Access::Observe)?;
-    let info = ioctl::info(region.fd())?;
+    let info = region.info()?;
     ensure!(
         info.phys_base == want.base,
         "{path}: base {:#x}, expected {:#x}",
@@ -436,14 +435,11 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
     let dev = format!("/dev/{}", first.dev);
     let id = platform_device(&first.node)?;
     let region = Region::open(&dev, Access::Consume)?;
-    ioctl::start(
-        region.fd(),
-        &ProducerConfig {
-            min_len: 8,
-            max_len: 512,
-            ..Default::default()
-        },
-    )?;
+    region.start(&ProducerConfig {
+        min_len: 8,
+        max_len: 512,
+        ..Default::default()
+    })?;
     let load = SwitchLoad::start()?;
     let tracer_params = [format!("ring={}", first.dev)];
     let tracer = Client::load(TRACER_MODULE, &tracer_params);
@@ -551,14 +547,11 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
         sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
         ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
         let open = open.as_ref().context("the open ring")?;
-        let started = ioctl::start(
-            open.fd(),
-            &ProducerConfig {
-                min_len: 8,
-                max_len: 8,
-                ..Default::default()
-            },
-        );
+        let started = open.start(&ProducerConfig {
+            min_len: 8,
+            max_len: 8,
+            ..Default::default()
+        });
         ensure!(
             started.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ENODEV),
             "START on an unbound ring's open file: {started:?}, expected ENODEV"

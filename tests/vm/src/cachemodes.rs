@@ -108,7 +108,7 @@ pub(crate) fn cachemodes(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             let observer = Region::open(&env.device, Access::Observe)?;
             let layout = *observer.layout();
             // Root's INFO has the physical base (the control page has 0).
-            let base = rmemring::ioctl::info(observer.fd())?.phys_base;
+            let base = observer.info()?.phys_base;
             check_pat(&layout, base, true, pat)?;
             drop(observer);
             check_pat(&layout, base, false, pat)?;

@@ -49,7 +49,6 @@ use rmemring::uapi::{
     IOC_START, //
 };
 use rmemring::{
-    ioctl,
     Access,
     Region, //
 };
@@ -60,6 +59,7 @@ use crate::support::fd::{
     access_mode,
     close,
     errno_of,
+    io_error,
     read_into, //
 };
 use crate::support::kernel_log;
@@ -454,8 +454,11 @@ fn paths(env: &Env, report: &mut Report, scope: Load) -> anyhow::Result<()> {
             &fail,
             |fail, n| {
                 // Records to read on every run: a fresh ring with some.
-                ioctl::reset(region.fd(), &reset)?;
-                ioctl::start(region.fd(), &config)?;
+                region
+                    .device()
+                    .and_then(|device| device.reset(&reset))
+                    .map_err(io_error)?;
+                region.start(&config).map_err(io_error)?;
                 wait_stopped(&region, STOPS_WITHIN)?;
                 fail.arm(n)?;
                 read_into(fd, &mut buf).map(drop)

@@ -6,7 +6,6 @@ use std::time::{
     Instant, //
 };
 
-use rmemring::ioctl;
 use rmemring::layout::{
     ConsumerPage,
     RECORD_ALIGN, //
@@ -53,7 +52,7 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             max_len: config.max_len,
             ..Default::default()
         };
-        ioctl::start(region.fd(), &config)?;
+        region.start(&config)?;
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(overflow.flag()));
         let start = Instant::now();
         let mut writes = 0u64;
@@ -88,8 +87,8 @@ pub(crate) fn hostile(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 let _ = read_into(fd, &mut buf);
             }
         }
-        ioctl::stop(region.fd())?;
-        let stats = ioctl::stats(region.fd())?;
+        region.stop()?;
+        let stats = region.stats()?;
         let control = region.control();
         let intact = control_intact(&region);
         let summary = format!(

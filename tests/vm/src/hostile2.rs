@@ -16,7 +16,6 @@
 use std::io;
 use std::os::fd::{
     AsRawFd,
-    BorrowedFd,
     RawFd, //
 };
 use std::sync::atomic::{
@@ -48,9 +47,9 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    ioctl,
     pattern,
     Access,
+    Device,
     Region,
     Wait, //
 };
@@ -63,9 +62,11 @@ use rmemring_proto::stream::{
 
 use crate::support::fd::{
     close,
+    device_of,
     epoll_wait_one,
     epoll_with,
     open_as,
+    open_owned_as,
     poll_in,
     read_into, //
 };
@@ -369,7 +370,7 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
             batch: 4,
             ..Default::default()
         };
-        ioctl::start(region.fd(), &config)?;
+        region.start(&config)?;
         let consumer = page.ptr.cast::<ConsumerPage>();
         let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(overflow.flag()));
         let (mut total, mut during_read, mut during_poll) = (0u64, 0u64, 0u64);
@@ -393,8 +394,8 @@ fn scribbles_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()
         // The sleepers may sleep on: a signal ends their wait.
         let (poll, poll_took, _) = poller.finish(Duration::ZERO);
         let (read, read_took, _) = reader.finish(Duration::ZERO);
-        ioctl::stop(region.fd())?;
-        let stats = ioctl::stats(region.fd())?;
+        region.stop()?;
+        let stats = region.stats()?;
         println!(
             "# hostile2 ({mode}): {total} scribbles, {during_read} during read(), {during_poll} during poll/epoll_wait; \
              read(): {} calls, {} records ({} bad, {} malformed), errors {:?}; \
@@ -576,7 +577,7 @@ fn remaps(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         std::ptr::addr_of_mut!((*own.ptr.cast::<ConsumerPage>()).consumer_pos)
             .write_volatile(target)
     };
-    let seen = ioctl::stats(region.fd())?.consumer_pos;
+    let seen = region.stats()?.consumer_pos;
     if seen != target {
         fail(format!(
             "wrote consumer_pos {target} through the moved page, the driver sees {seen}"
@@ -660,7 +661,7 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             rate: 200_000,
             ..Default::default()
         };
-        ioctl::start(region.fd(), &config)?;
+        region.start(&config)?;
         let words = l.page_size as usize / 8;
         let consumer_page = page.ptr.cast::<ConsumerPage>();
         let child = fork_child(|| {
@@ -726,8 +727,8 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         }
         drop(consumer);
         let status = wait_child(child);
-        ioctl::stop(region.fd())?;
-        let stats = ioctl::stats(region.fd())?;
+        region.stop()?;
+        let stats = region.stats()?;
         let scribbles = counters.get(0).load(Ordering::Relaxed);
         println!(
             "# hostile2: a forked child wrote {scribbles} scribbles while the parent consumed through {how}: \
@@ -749,7 +750,7 @@ fn forked_scribbler(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         drop(page);
         drop(region);
         let observer = Region::open(&env.device, Access::Observe)?;
-        let s = ioctl::stats(observer.fd())?;
+        let s = observer.stats()?;
         report.expect(
             &format!("hostile2: after the forked scribbler ({how}) and its parent close, nothing holds the consumer's place or runs"),
             s.consumer_open == 0 && s.producer_running == 0,
@@ -1008,15 +1009,13 @@ fn killed_phase(
     let how = if via_read { "read()" } else { "the mapping" };
     drop(open_fresh(env, overflow)?);
     let dev = env.device.clone();
-    let controller = open_as(&dev, Role::Controller)?;
-    // SAFETY: Our own open descriptor, closed below after its last use.
-    let control_fd = unsafe { BorrowedFd::borrow_raw(controller) };
+    let control = Device::from_fd(open_owned_as(&dev, Role::Controller)?)?;
     let config = ProducerConfig {
         min_len: KILL_MIN,
         max_len: KILL_MAX,
         ..Default::default()
     };
-    ioctl::start(control_fd, &config)?;
+    control.start(&config)?;
     let counters = SharedCounters::new()?;
     let mut rng =
         Rng(0xd1b5_4a32_d192_ed03 ^ (u64::from(overflow.flag()) << 1 | u64::from(via_read)));
@@ -1052,7 +1051,7 @@ fn killed_phase(
             exits.push(status);
         }
     }
-    ioctl::stop(control_fd)?;
+    control.stop()?;
     if overflow == Overflow::DropNew {
         // Records dropped after the last one published are not gaps yet:
         // one more record, waiting for room, makes them gaps the last
@@ -1064,7 +1063,7 @@ fn killed_phase(
             flags: PRODUCER_WAIT,
             ..Default::default()
         };
-        ioctl::start(control_fd, &last)?;
+        control.start(&last)?;
     }
     // The last consumer drains the ring (waiting for that record).
     let region = Arc::new(Region::open(&dev, Access::Consume)?);
@@ -1074,7 +1073,7 @@ fn killed_phase(
     let (mut verified, mut bad) = (0u64, 0u64);
     let drain = Instant::now();
     loop {
-        let stats = ioctl::stats(control_fd)?;
+        let stats = control.stats()?;
         let available = consumer.wait(Some(Duration::from_millis(50)))?;
         if !available && stats.producer_running == 0 {
             break;
@@ -1107,8 +1106,8 @@ fn killed_phase(
     consumer.release();
     drop(consumer);
     let page = region.consumer_page();
-    let stats = ioctl::stats(control_fd)?;
-    close(controller);
+    let stats = control.stats()?;
+    drop(control);
     drop(region);
 
     let used = stats.records_produced + stats.records_dropped;
@@ -1491,26 +1490,28 @@ fn stormer(dev: &str, l: &rmemring::RingLayout, storm: &Storm, seed: u64) {
             }
             4 if !files.is_empty() => {
                 let (fd, role) = pick(&mut rng);
-                // SAFETY: Our own open descriptor, borrowed for the call.
-                let b = unsafe { BorrowedFd::borrow_raw(fd) };
+                let device = match device_of(fd) {
+                    Ok(device) => device,
+                    Err(e) => {
+                        storm.odd(format!("dup of a {}'s descriptor: {e}", role.name()));
+                        continue;
+                    }
+                };
                 storm.ioctls.fetch_add(1, Ordering::Relaxed);
                 // Each call, and whether the file's role may make it.
                 let (result, allowed) = match rng.next() % 4 {
                     0 => (
-                        ioctl::start(
-                            b,
-                            &ProducerConfig {
-                                min_len: 8,
-                                max_len: 256,
-                                rate: 50_000,
-                                ..Default::default()
-                            },
-                        ),
+                        device.start(&ProducerConfig {
+                            min_len: 8,
+                            max_len: 256,
+                            rate: 50_000,
+                            ..Default::default()
+                        }),
                         role.may_control(),
                     ),
-                    1 => (ioctl::stop(b), role.may_control()),
-                    2 => (ioctl::reset(b, &ResetConfig::default()), role.may_reset()),
-                    _ => (ioctl::stats(b).map(drop), true),
+                    1 => (device.stop(), role.may_control()),
+                    2 => (device.reset(&ResetConfig::default()), role.may_reset()),
+                    _ => (device.stats().map(drop), true),
                 };
                 if let Err(e) = result {
                     let expected = match e.raw_os_error() {

@@ -14,7 +14,6 @@
 //! delivered, dropped + refused + written == calls.
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{
     Duration,
@@ -37,9 +36,9 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    ioctl,
     Access,
     Consumer,
+    Device,
     Record,
     Region, //
 };
@@ -345,9 +344,9 @@ fn consume_into(
             consumer.wait(Some(Duration::from_millis(50)))?;
         }
         if stall && Instant::now() >= next_stall {
-            let dropped = ioctl::stats(region.fd())?.records_dropped;
+            let dropped = region.stats()?.records_dropped;
             let since = Instant::now();
-            while ioctl::stats(region.fd())?.records_dropped == dropped {
+            while region.stats()?.records_dropped == dropped {
                 ensure!(
                     since.elapsed() < Duration::from_secs(30),
                     "the ring did not fill in 30 s"
@@ -401,7 +400,7 @@ fn sched_stream(env: &Env, overflow: Overflow, seconds: u64) -> anyhow::Result<(
     let result = consume(&region, tracer, seconds, false, || Ok(()));
     load.stop();
     let (check, counts) = result?;
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     println!(
         "# {}: {} / tracer {counts:?}",
         overflow.name(),
@@ -445,13 +444,11 @@ fn mixed(env: &Env, seconds: u64) -> anyhow::Result<()> {
         batch: 0,
         reserved: [0; 7],
     };
-    ioctl::start(region.fd(), &config)?;
-    let result = consume(&region, tracer, seconds, true, || {
-        Ok(ioctl::stop(region.fd())?)
-    });
+    region.start(&config)?;
+    let result = consume(&region, tracer, seconds, true, || Ok(region.stop()?));
     load.stop();
     let (check, counts) = result?;
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     println!(
         "# mixed: {} / tracer {counts:?} / ring dropped {}",
         check.summary(),
@@ -513,20 +510,20 @@ fn consumer_killed(env: &Env) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<(Check, Counts)> {
         let observer = Region::open(&env.device, Access::Observe)?;
         let since = Instant::now();
-        while ioctl::stats(observer.fd())?.consumer_open == 0 {
+        while observer.stats()?.consumer_open == 0 {
             ensure!(
                 since.elapsed() < Duration::from_secs(10),
                 "the child never consumed"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        let controller = open_owned_as(&env.device, Role::Controller)?;
+        let controller = Device::from_fd(open_owned_as(&env.device, Role::Controller)?)?;
         let config = ProducerConfig {
             min_len: 8,
             max_len: 512,
             ..Default::default()
         };
-        ioctl::start(controller.as_fd(), &config)?;
+        controller.start(&config)?;
         let tracer = Client::tracer(env)?;
         let load = SwitchLoad::start()?;
         std::thread::sleep(Duration::from_millis(500));
@@ -547,7 +544,7 @@ fn consumer_killed(env: &Env) -> anyhow::Result<()> {
                 Err(e) => return Err(e).context("a consumer after the killed one"),
             }
         };
-        let result = consume_resumed(&region, tracer, 1, || Ok(ioctl::stop(controller.as_fd())?));
+        let result = consume_resumed(&region, tracer, 1, || Ok(controller.stop()?));
         load.stop();
         result
     })();
@@ -591,7 +588,7 @@ fn idle_consumer_sleeps(env: &Env) -> anyhow::Result<()> {
     let tracer = Client::tracer(env)?;
     let seconds = 3;
     let (check, counts) = consume(&region, tracer, seconds, false, || Ok(()))?;
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     let per_second = counts.calls / seconds;
     println!(
         "# idle: {per_second} switches/s, {} wake-ups in {seconds} s / tracer {counts:?}",
@@ -619,13 +616,11 @@ fn sampler_with_builtin(env: &Env, seconds: u64) -> anyhow::Result<()> {
         batch: 0,
         reserved: [0; 7],
     };
-    ioctl::start(region.fd(), &config)?;
+    region.start(&config)?;
     let rate = if env.debug_kernel { 500 } else { 2000 };
     let sampler = Client::sampler(env, rate)?;
-    let (check, counts) = consume(&region, sampler, seconds, false, || {
-        Ok(ioctl::stop(region.fd())?)
-    })?;
-    let stats = ioctl::stats(region.fd())?;
+    let (check, counts) = consume(&region, sampler, seconds, false, || Ok(region.stop()?))?;
+    let stats = region.stats()?;
     println!("# sampler: {} / sampler {counts:?}", check.summary());
     let cpus = std::thread::available_parallelism()?.get();
     ensure!(check.problems == 0, "{}", check.summary());
@@ -666,7 +661,7 @@ fn resets_while_tracing(env: &Env) -> anyhow::Result<()> {
                 flags: overflow.flag(),
                 ..Default::default()
             };
-            ioctl::reset(region.fd(), &config)?;
+            region.device()?.reset(&config)?;
         }
         Ok(())
     })();
@@ -727,7 +722,7 @@ fn api_contract(env: &Env) -> anyhow::Result<()> {
     // write and a commit refused.
     let nmi = cfg!(target_arch = "x86_64");
     let refused = 2 + 2 * u64::from(nmi);
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     ensure!(
         stats.records_refused == refused && stats.records_dropped == 0,
         "refused {} (want {refused}), dropped {}",
@@ -805,7 +800,7 @@ fn nested_lock(env: &Env) -> anyhow::Result<()> {
         })
         .with_context(|| format!("no counts in the module's log: {log}"))?;
     let count = |key: &str| counts.get(key).copied().unwrap_or(u64::MAX);
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     ensure!(
         count("tried") > 0
             && count("written") == 0
@@ -815,8 +810,8 @@ fn nested_lock(env: &Env) -> anyhow::Result<()> {
         stats.records_refused
     );
     // A RESET zeroes the refusals with the ring's other counters.
-    ioctl::reset(region.fd(), &ResetConfig::default())?;
-    let after = ioctl::stats(region.fd())?.records_refused;
+    region.device()?.reset(&ResetConfig::default())?;
+    let after = region.stats()?.records_refused;
     ensure!(after == 0, "records_refused {after} after a RESET");
     Ok(())
 }

@@ -3,9 +3,7 @@
 //! asleep on the descriptor, is safe.
 
 use std::os::fd::{
-    AsFd,
     AsRawFd,
-    BorrowedFd,
     RawFd, //
 };
 use std::time::Duration;
@@ -16,8 +14,8 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    ioctl,
     Access,
+    Device,
     Region, //
 };
 use rmemring_proto::modes::Overflow;
@@ -25,6 +23,7 @@ use rmemring_proto::roles::Role;
 
 use crate::support::fd::{
     close,
+    device_of,
     epoll_wait_one,
     epoll_with,
     open_as,
@@ -112,9 +111,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 max_len: 4096,
                 ..Default::default()
             };
-            // SAFETY: Borrowing our own open descriptor for the call.
-            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-            ioctl::start(borrowed, &config)?;
+            device_of(fd)?.start(&config)?;
             std::thread::sleep(Duration::from_millis(200));
             if unmap_first {
                 drop(own);
@@ -124,7 +121,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 close(fd);
                 std::thread::sleep(Duration::from_millis(100));
                 let observer = Region::open(dev, Access::Observe)?;
-                let running = ioctl::stats(observer.fd())?.producer_running;
+                let running = observer.stats()?.producer_running;
                 drop(observer);
                 if running == 0 {
                     bail!("the producer stopped while the consumer's mapping was still live");
@@ -133,7 +130,7 @@ pub(crate) fn lifecycle(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 drop(data);
             }
             let observer = Region::open(dev, Access::Observe)?;
-            let stats = ioctl::stats(observer.fd())?;
+            let stats = observer.stats()?;
             if stats.producer_running != 0 || stats.consumer_open != 0 {
                 bail!("after the last close the producer still runs: {stats:?}");
             }
@@ -238,9 +235,7 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         files.iter().find(|f| f.role == role).and_then(|f| f.fd)
                     };
                     let consumer_fd = fd_of(&files, Consumer).unwrap_or(-1);
-                    // SAFETY: Borrowing our own open descriptor for the call.
-                    let borrowed = unsafe { BorrowedFd::borrow_raw(consumer_fd) };
-                    ioctl::reset(borrowed, &ResetConfig::default())?;
+                    device_of(consumer_fd)?.reset(&ResetConfig::default())?;
                     let starter_fd = fd_of(&files, starter).unwrap_or(-1);
                     let config = ProducerConfig {
                         min_len: 8,
@@ -248,12 +243,11 @@ fn close_orders(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                         rate: 10_000,
                         ..Default::default()
                     };
-                    // SAFETY: As above.
-                    ioctl::start(unsafe { BorrowedFd::borrow_raw(starter_fd) }, &config)?;
+                    device_of(starter_fd)?.start(&config)?;
                     let check = |files: &[Opened], step: &str| -> anyhow::Result<()> {
                         let alive = |role| files.iter().any(|f| f.role == role && !f.released());
                         let observer = Region::open(dev, Access::Observe)?;
-                        let s = ioctl::stats(observer.fd())?;
+                        let s = observer.stats()?;
                         drop(observer);
                         if (s.producer_running != 0) != alive(starter)
                             || (s.consumer_open != 0) != alive(Consumer)
@@ -333,8 +327,8 @@ fn closing_under_sleepers(env: &Env, report: &mut Report) -> anyhow::Result<()> 
         }
         let busy = Region::open(&dev, Access::Consume);
         let refused = env.kmod.rmmod().is_err() && env.kmod.loaded();
-        let controller = open_owned_as(&dev, Role::Controller)?;
-        ioctl::start(controller.as_fd(), &FEW)?;
+        let controller = Device::from_fd(open_owned_as(&dev, Role::Controller)?)?;
+        controller.start(&FEW)?;
         let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
         drop(controller);
         if !matches!(busy, Err(rmemring::Error::Busy { .. })) {

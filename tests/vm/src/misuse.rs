@@ -5,7 +5,6 @@
 use std::io;
 use std::mem::offset_of;
 use std::os::fd::{
-    AsFd,
     AsRawFd,
     RawFd, //
 };
@@ -28,8 +27,8 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    ioctl,
     Access,
+    Device,
     Region, //
 };
 use rmemring_proto::modes::Overflow;
@@ -57,15 +56,45 @@ use crate::support::{
 };
 
 /// "errno NAME" of a result, for messages.
-fn outcome<T>(r: &io::Result<T>) -> String {
-    match r {
-        Ok(_) => "success".into(),
-        Err(e) => format!("{e}"),
+/// An error with an errno: the system's, or the library's that keeps it.
+trait Errno {
+    fn errno(&self) -> Option<i32>;
+    /// The whole message: the library's error and its source.
+    fn describe(&self) -> String;
+}
+
+impl Errno for io::Error {
+    fn errno(&self) -> Option<i32> {
+        self.raw_os_error()
+    }
+
+    fn describe(&self) -> String {
+        self.to_string()
     }
 }
 
-fn expect_errno<T>(report: &mut Report, name: &str, r: io::Result<T>, errno: i32) {
-    let got = r.as_ref().err().and_then(|e| e.raw_os_error());
+impl Errno for rmemring::Error {
+    fn errno(&self) -> Option<i32> {
+        self.raw_os_error()
+    }
+
+    fn describe(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(source) => format!("{self}: {source}"),
+            None => self.to_string(),
+        }
+    }
+}
+
+fn outcome<T, E: Errno>(r: &Result<T, E>) -> String {
+    match r {
+        Ok(_) => "success".into(),
+        Err(e) => e.describe(),
+    }
+}
+
+fn expect_errno<T, E: Errno>(report: &mut Report, name: &str, r: Result<T, E>, errno: i32) {
+    let got = r.as_ref().err().and_then(Errno::errno);
     report.expect(name, got == Some(errno), || {
         format!(
             "expected {}, got {}",
@@ -257,7 +286,7 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         libc::EFAULT,
     );
 
-    let info = ioctl::info(region.fd())?;
+    let info = region.info()?;
     report.expect(
         "ioctl: INFO matches the mapped layout",
         info.data_size == l.data_size
@@ -324,11 +353,11 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         expect_errno(
             report,
             &format!("ioctl: START with {what} gets EINVAL"),
-            ioctl::start(region.fd(), &config),
+            region.start(&config),
             libc::EINVAL,
         );
     }
-    let started = ioctl::start(region.fd(), &good);
+    let started = region.start(&good);
     report.expect(
         "ioctl: START with a good configuration",
         started.is_ok(),
@@ -337,16 +366,16 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "ioctl: START while running gets EBUSY",
-        ioctl::start(region.fd(), &good),
+        region.start(&good),
         libc::EBUSY,
     );
     expect_errno(
         report,
         "ioctl: RESET while running gets EBUSY",
-        ioctl::reset(region.fd(), &ResetConfig::default()),
+        region.device()?.reset(&ResetConfig::default()),
         libc::EBUSY,
     );
-    let stopped = ioctl::stop(region.fd()).and_then(|()| ioctl::stop(region.fd()));
+    let stopped = region.stop().and_then(|()| region.stop());
     report.expect(
         "ioctl: STOP, and STOP again, succeed",
         stopped.is_ok(),
@@ -355,44 +384,35 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "ioctl: RESET with unknown flags gets EINVAL",
-        ioctl::reset(
-            region.fd(),
-            &ResetConfig {
-                flags: 1 << 9,
-                ..Default::default()
-            },
-        ),
+        region.device()?.reset(&ResetConfig {
+            flags: 1 << 9,
+            ..Default::default()
+        }),
         libc::EINVAL,
     );
-    ioctl::reset(
-        region.fd(),
-        &ResetConfig {
-            flags: Overflow::OverwriteOldest.flag(),
-            ..Default::default()
-        },
-    )?;
+    region.device()?.reset(&ResetConfig {
+        flags: Overflow::OverwriteOldest.flag(),
+        ..Default::default()
+    })?;
     expect_errno(
         report,
         "ioctl: START with PRODUCER_WAIT in overwrite mode gets EINVAL",
-        ioctl::start(
-            region.fd(),
-            &ProducerConfig {
-                flags: PRODUCER_WAIT,
-                ..good
-            },
-        ),
+        region.start(&ProducerConfig {
+            flags: PRODUCER_WAIT,
+            ..good
+        }),
         libc::EINVAL,
     );
-    ioctl::reset(region.fd(), &ResetConfig::default())?;
+    region.device()?.reset(&ResetConfig::default())?;
 
     let observer = Region::open(&env.device, Access::Observe)?;
     expect_errno(
         report,
         "ioctl: an observer cannot START (EPERM)",
-        ioctl::start(observer.fd(), &good),
+        observer.start(&good),
         libc::EPERM,
     );
-    let stats = ioctl::stats(observer.fd());
+    let stats = observer.stats();
     report.expect(
         "ioctl: an observer reads STATS",
         stats.as_ref().is_ok_and(|s| s.consumer_open == 1),
@@ -403,14 +423,14 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 
 fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let region = open_fresh(env, Overflow::DropNew)?;
-    let controller = open_owned_as(&env.device, Role::Controller)?;
+    let controller = Device::from_fd(open_owned_as(&env.device, Role::Controller)?)?;
     let config = ProducerConfig {
         min_len: 8,
         max_len: 64,
         rate: 1000,
         ..Default::default()
     };
-    let started = ioctl::start(controller.as_fd(), &config);
+    let started = controller.start(&config);
     report.expect(
         "controller: a write-only open may START beside the consumer",
         started.is_ok(),
@@ -419,7 +439,7 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     expect_errno(
         report,
         "controller: it may not RESET (EPERM)",
-        ioctl::reset(controller.as_fd(), &ResetConfig::default()),
+        controller.reset(&ResetConfig::default()),
         libc::EPERM,
     );
     // The VFS refuses read() on a write-only descriptor before the driver sees it.
@@ -443,17 +463,17 @@ fn controllers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         libc::EACCES,
     );
     drop(controller);
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     report.expect(
         "controller: closing it stops the producer it started",
         stats.producer_running == 0,
         || format!("{stats:?}"),
     );
-    let controller = open_owned_as(&env.device, Role::Controller)?;
-    ioctl::start(controller.as_fd(), &config)?;
+    let controller = Device::from_fd(open_owned_as(&env.device, Role::Controller)?)?;
+    controller.start(&config)?;
     drop(region);
     let observer = Region::open(&env.device, Access::Observe)?;
-    let stats = ioctl::stats(observer.fd())?;
+    let stats = observer.stats()?;
     report.expect(
         "controller: its producer outlives the consumer's close",
         stats.producer_running == 1 && stats.consumer_open == 0,
@@ -534,7 +554,7 @@ fn reads(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         count: 10,
         ..Default::default()
     };
-    ioctl::start(region.fd(), &ten)?;
+    region.start(&ten)?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     expect_errno(
         report,
@@ -595,20 +615,20 @@ fn long_batches(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             flags,
             ..Default::default()
         };
-        ioctl::start(region.fd(), &config)?;
+        region.start(&config)?;
         std::thread::sleep(Duration::from_millis(500));
         let mut times = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            ioctl::stats(region.fd())?;
+            region.stats()?;
             times.push(t.elapsed());
             std::thread::sleep(Duration::from_millis(50));
         }
         let slowest = times.iter().copied().max().unwrap_or_default();
         let t = Instant::now();
-        ioctl::stop(region.fd())?;
+        region.stop()?;
         let stop = t.elapsed();
-        let stats = ioctl::stats(region.fd())?;
+        let stats = region.stats()?;
         let made = if flags & PRODUCER_HOOK_ONLY != 0 {
             stats.records_hooked
         } else {
@@ -727,14 +747,14 @@ fn permissions(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // An empty ring, then the records, started by root's controller.
     drop(open_fresh(env, Overflow::DropNew)?);
     let node = NodePermissions::set(&env.device, RING_GID, mode)?;
-    let controller = open_owned_as(&env.device, Role::Controller)?;
+    let controller = Device::from_fd(open_owned_as(&env.device, Role::Controller)?)?;
     let config = ProducerConfig {
         min_len: 100,
         max_len: 100,
         count: MEMBER_RECORDS,
         ..Default::default()
     };
-    ioctl::start(controller.as_fd(), &config)?;
+    controller.start(&config)?;
 
     let device = env.device.clone();
     // This group runs no threads, so the children may run Rust code.

@@ -35,7 +35,6 @@ use rmemring::uapi::{
     STATE_RECOVERED, //
 };
 use rmemring::{
-    ioctl,
     pattern,
     Access,
     Region, //
@@ -88,7 +87,7 @@ pub(crate) fn recovery_corrupt(env: &Env, report: &mut Report) -> anyhow::Result
     let params = format!("{} overflow=1 retain=1", env.kmod.params);
     env.kmod.load(&params)?;
     let region = Arc::new(Region::open(&env.device, Access::Consume)?);
-    let found = ioctl::recovery(region.fd()).context("RMEMRING_IOC_RECOVERY")?;
+    let found = region.recovery().context("RMEMRING_IOC_RECOVERY")?;
     println!(
         "rmemring-recovery: verdict {} reason {} records {} bytes_cut {}",
         found.verdict, found.reason, found.records, found.bytes_cut
@@ -107,7 +106,7 @@ pub(crate) fn recovery_corrupt(env: &Env, report: &mut Report) -> anyhow::Result
         (RECOVERY_NONE, RECOVERY_REASON_LAYOUT | RECOVERY_REASON_CHECKSUM) => {
             report.expect(
                 "recovery: a garbage control page is not served",
-                ioctl::info(region.fd())?.state == STATE_LIVE,
+                region.info()?.state == STATE_LIVE,
                 || "state recovered".to_owned(),
             );
             println!("rmemring-recovery: boot 2: the garbage is not served");
@@ -168,7 +167,7 @@ pub(crate) fn recovery_corrupt(env: &Env, report: &mut Report) -> anyhow::Result
             );
             env.kmod.load(&smaller)?;
             let region = Region::open(&env.device, Access::Observe)?;
-            let found = ioctl::recovery(region.fd())?;
+            let found = region.recovery()?;
             report.expect(
                 "recovery: a geometry change is not served",
                 found.verdict == RECOVERY_NONE && found.reason == RECOVERY_REASON_GEOMETRY,
@@ -192,9 +191,9 @@ fn start_and_lap(region: &Region) -> anyhow::Result<RingStats> {
         max_len: MAX_LEN,
         ..Default::default()
     };
-    ioctl::start(region.fd(), &config).context("starting the producer")?;
+    region.start(&config).context("starting the producer")?;
     for _ in 0..300 {
-        let stats = ioctl::stats(region.fd())?;
+        let stats = region.stats()?;
         if stats.records_overwritten != 0 {
             return Ok(stats);
         }
@@ -202,14 +201,14 @@ fn start_and_lap(region: &Region) -> anyhow::Result<RingStats> {
     }
     bail!(
         "the producer did not lap the ring in 30 s: {:?}",
-        ioctl::stats(region.fd())?
+        region.stats()?
     )
 }
 
 /// Runs the producer flat out until it has lapped the ring, and stops it.
 fn stream_for_a_while(region: &Region) -> anyhow::Result<()> {
     start_and_lap(region)?;
-    ioctl::stop(region.fd())?;
+    region.stop()?;
     Ok(())
 }
 
@@ -252,7 +251,7 @@ fn recovery(env: &Env, report: &mut Report, crash: Crash) -> anyhow::Result<()> 
             .load(&format!("{} overflow=1 retain=1", env.kmod.params))?;
     }
     let region = Arc::new(Region::open(&env.device, Access::Consume)?);
-    let found = ioctl::recovery(region.fd()).context("RMEMRING_IOC_RECOVERY")?;
+    let found = region.recovery().context("RMEMRING_IOC_RECOVERY")?;
     match (found.verdict, found.reason) {
         (RECOVERY_NONE, RECOVERY_REASON_BLANK) => first_boot(&region, crash),
         (RECOVERY_RECOVERED, _) => {
@@ -306,7 +305,7 @@ fn second_boot(env: &Env, report: &mut Report, found: &RecoveryInfo) -> anyhow::
     );
     let info = {
         let region = Region::open(&env.device, Access::Observe)?;
-        ioctl::info(region.fd())?
+        region.info()?
     };
     report.expect(
         "recovery: INFO says the ring is recovered",
@@ -341,15 +340,12 @@ fn second_boot(env: &Env, report: &mut Report, found: &RecoveryInfo) -> anyhow::
         );
     }
     let region = Arc::new(Region::open(&env.device, Access::Consume)?);
-    let start = ioctl::start(
-        region.fd(),
-        &ProducerConfig {
-            min_len: 8,
-            max_len: 8,
-            count: 10,
-            ..Default::default()
-        },
-    );
+    let start = region.start(&ProducerConfig {
+        min_len: 8,
+        max_len: 8,
+        count: 10,
+        ..Default::default()
+    });
     report.expect(
         "recovery: no producer starts on a recovered ring",
         start
@@ -357,9 +353,11 @@ fn second_boot(env: &Env, report: &mut Report, found: &RecoveryInfo) -> anyhow::
             .is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY)),
         || format!("{start:?}"),
     );
-    ioctl::release_recovered(region.fd()).context("RMEMRING_IOC_RELEASE_RECOVERED")?;
-    let after = ioctl::recovery(region.fd())?;
-    let info = ioctl::info(region.fd())?;
+    region
+        .release_recovered()
+        .context("RMEMRING_IOC_RELEASE_RECOVERED")?;
+    let after = region.recovery()?;
+    let info = region.info()?;
     report.expect(
         "recovery: released, the ring is live and empty",
         after.verdict == RECOVERY_RELEASED
@@ -378,7 +376,7 @@ fn second_boot(env: &Env, report: &mut Report, found: &RecoveryInfo) -> anyhow::
             ..Default::default()
         },
     )?;
-    let produced = ioctl::stats(region.fd())?.records_produced;
+    let produced = region.stats()?.records_produced;
     report.expect(
         "recovery: the live ring takes records again",
         produced == 1000,

@@ -28,7 +28,6 @@
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{
-    AsFd,
     AsRawFd,
     RawFd, //
 };
@@ -58,8 +57,8 @@ use rmemring::uapi::{
     PATTERN_NONE, //
 };
 use rmemring::{
-    ioctl,
     Access,
+    Device,
     Region, //
 };
 use rmemring_proto::layout::{
@@ -199,11 +198,11 @@ fn lapped_reader_check(env: &Env, report: &mut Report, mode: CacheMode) -> anyho
     // the kernel (retrying, and sleeping until the next publication), so
     // it hardly returns at all.
     let observer = Region::open(&env.device, Access::Observe)?;
-    let overwritten_before = ioctl::stats(observer.fd())?.records_overwritten;
+    let overwritten_before = observer.stats()?.records_overwritten;
     let returns_before = returns.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(2));
     let returned = returns.load(Ordering::Relaxed) - returns_before;
-    let overwritten = ioctl::stats(observer.fd())?.records_overwritten - overwritten_before;
+    let overwritten = observer.stats()?.records_overwritten - overwritten_before;
     let (_, syscall) = syscall_of(&format!("/proc/{pid}/syscall"));
     println!(
         "# lapped reader: {returned} read() returns in 2 s, {overwritten} records overwritten"
@@ -245,7 +244,7 @@ fn lapped_reader_check(env: &Env, report: &mut Report, mode: CacheMode) -> anyho
         },
     );
     // Its file is closed, so the producer it started has stopped.
-    let stats = ioctl::stats(observer.fd())?;
+    let stats = observer.stats()?;
     report.expect(
         &format!("regress: the killed reader's producer stopped with it ({mode})"),
         died && stats.producer_running == 0 && stats.consumer_open == 0,
@@ -271,7 +270,7 @@ fn lapped_reader(env: &Env, ready: RawFd, returns: &AtomicU64) -> anyhow::Result
         pattern: PATTERN_NONE,
         ..Default::default()
     };
-    ioctl::start(region.fd(), &config)?;
+    region.start(&config)?;
     let mut buf = vec![0u8; 2 * record_stride(l.max_payload) as usize];
     // SAFETY: One byte from a local, on our pipe.
     unsafe { libc::write(ready, b"r".as_ptr().cast(), 1) };
@@ -340,7 +339,7 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         let mut lost_run = None;
         for run in 0..RESET_RUNS {
             let want = got.load(Ordering::Acquire) + 1;
-            ioctl::start(region.fd(), &one)?;
+            region.start(&one)?;
             let start = Instant::now();
             while got.load(Ordering::Acquire) < want {
                 if start.elapsed() > Duration::from_secs(5) || !bad.lock().unwrap().is_empty() {
@@ -365,7 +364,7 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             };
             // The one-record run may still be winding down.
             loop {
-                match ioctl::reset(region.fd(), &reset) {
+                match region.device()?.reset(&reset) {
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::yield_now(),
                     other => break other.context("RESET")?,
                 }
@@ -373,7 +372,7 @@ fn reset_under_reader(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         }
         stop.store(true, Ordering::Release);
         let (_, _, _) = reader.finish(Duration::ZERO);
-        let stats = ioctl::stats(region.fd())?;
+        let stats = region.stats()?;
         let bad = bad.lock().unwrap().clone();
         let got = got.load(Ordering::Acquire);
         report.expect(
@@ -465,7 +464,7 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
         }
     };
     let root = Region::open(&env.device, Access::Observe)?;
-    let info = ioctl::info(root.fd())?;
+    let info = root.info()?;
     let control = root.control().phys_base;
     drop(root);
     report.expect(
@@ -493,7 +492,7 @@ fn phys_base_for_admin_only(env: &Env, report: &mut Report) -> anyhow::Result<()
                 }
             }
             let region = Region::open(&env.device, Access::Observe)?;
-            let info = ioctl::info(region.fd())?;
+            let info = region.info()?;
             Ok(u8::from(info.phys_base != 0) | (u8::from(region.control().phys_base != 0) << 1))
         })();
         match code {
@@ -608,7 +607,7 @@ fn bounded_read(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             && records as u64 * record_stride(1000) == data.len() as u64,
         || format!("{} bytes, {records} whole records", data.len()),
     );
-    let read_before = ioctl::stats(region.fd())?.records_read;
+    let read_before = region.stats()?.records_read;
     drop(region);
 
     // A record larger than the bound still comes whole, and alone.
@@ -628,7 +627,7 @@ fn bounded_read(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     );
     drop(region);
     let region = open_fresh(env, Overflow::DropNew)?;
-    let read_after = ioctl::stats(region.fd())?.records_read;
+    let read_after = region.stats()?.records_read;
     report.expect(
         "regress: RESET zeroes the driver's count of records read",
         read_before == records as u64 && read_after == 0,
@@ -648,7 +647,10 @@ fn nonblocking_reader_wakes(env: &Env, report: &mut Report) -> anyhow::Result<()
     let fd = reader.as_raw_fd();
     set_nonblocking(fd, true);
     let epoll = epoll_with(fd)?;
-    let controller = Arc::new(open_owned_as(&env.device, Role::Controller)?);
+    let controller = Arc::new(Device::from_fd(open_owned_as(
+        &env.device,
+        Role::Controller,
+    )?)?);
     let mut rounds = Vec::new();
     for _ in 0..3 {
         let drained = read(fd, 1 << 16).map(|d| d.len());
@@ -662,7 +664,7 @@ fn nonblocking_reader_wakes(env: &Env, report: &mut Report) -> anyhow::Result<()
                     count: 10,
                     ..Default::default()
                 };
-                ioctl::start(controller.as_fd(), &config)
+                controller.start(&config)
             })
         };
         let events = epoll_wait_one(epoll.as_raw_fd(), Duration::from_secs(5));
@@ -766,7 +768,7 @@ fn fault_keeps_copied(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             _ => Vec::new(),
         };
         let rest = seqs(&read(fd, RECORDS as usize * stride)?);
-        let stats = ioctl::stats(region.fd())?;
+        let stats = region.stats()?;
         let want_before: Vec<u64> = (first..first + FIT as u64).collect();
         let want_rest: Vec<u64> = (first + FIT as u64..first + RECORDS).collect();
         let mode = overflow.name();

@@ -22,7 +22,6 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    ioctl,
     monotonic_ns,
     Access,
     Consumer,
@@ -408,7 +407,7 @@ fn phase(
     // A new open file for each phase: the kernel's read() consumer and the
     // library's both attach to the consumer page the last phase left.
     let region = Arc::new(Region::open(&env.device, Access::Consume)?);
-    let s = ioctl::stats(region.fd())?;
+    let s = region.stats()?;
     g.runs.push((
         s.records_produced + s.records_dropped,
         config.min_len,
@@ -429,7 +428,7 @@ fn phase(
             consumer = Some(c);
         }
     }
-    ioctl::start(region.fd(), config).context("RMEMRING_IOC_START")?;
+    region.start(config).context("RMEMRING_IOC_START")?;
     let start = Instant::now();
     while start.elapsed() < length {
         // A stalling consumer takes a few thousand records at a time and
@@ -451,7 +450,7 @@ fn phase(
             std::thread::sleep(Duration::from_millis(20 + rng.next() % 200));
         }
     }
-    ioctl::stop(region.fd())?;
+    region.stop()?;
     // Drain what was published before the stop.
     match consumer.as_mut() {
         Some(c) => loop {
@@ -467,7 +466,7 @@ fn phase(
         }
     }
     drop(consumer);
-    let stats = ioctl::stats(region.fd())?;
+    let stats = region.stats()?;
     let page = region.consumer_page();
     Ok(g.reconcile(stats, page.records_consumed, page.records_lost))
 }

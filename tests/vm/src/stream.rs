@@ -12,7 +12,6 @@ use anyhow::{
 use rmemring::layout::record_stride;
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
-    ioctl,
     Access,
     Region, //
 };
@@ -174,13 +173,13 @@ fn debugfs_matches(env: &Env) -> anyhow::Result<()> {
     let name = env.device.rsplit('/').next().unwrap_or_default();
     let path = format!("/sys/kernel/debug/{name}/stats");
     let observer = Region::open(&env.device, Access::Observe)?;
-    let before = ioctl::stats(observer.fd())?;
+    let before = observer.stats()?;
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let after = ioctl::stats(observer.fd())?;
+    let after = observer.stats()?;
     if before != after {
         bail!("the counters moved while reading debugfs: {before:?} then {after:?}");
     }
-    let info = ioctl::info(observer.fd())?;
+    let info = observer.info()?;
     let s = before;
     let expected: Vec<(&str, String)> = vec![
         ("phys_base", format!("{:#x}", info.phys_base)),

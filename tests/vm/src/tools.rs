@@ -5,10 +5,6 @@
 //! pattern: every record whole and intact, sequence numbers consecutive.
 
 use std::io;
-use std::os::fd::{
-    AsFd,
-    OwnedFd, //
-};
 use std::process::{
     Child,
     Command,
@@ -27,8 +23,8 @@ use anyhow::{
 };
 use rmemring::uapi::ProducerConfig;
 use rmemring::{
-    ioctl,
     Access,
+    Device,
     Region, //
 };
 use rmemring_proto::layout::record_stride;
@@ -78,18 +74,18 @@ pub(crate) fn tools(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 /// A fresh, empty drop-new ring whose kernel producer has written `records`
 /// records of `len` bytes; the returned controller (`O_WRONLY`, so not the
 /// consumer) keeps the producer's run alive while it is open.
-fn produced(env: &Env, len: u32, records: u64) -> anyhow::Result<OwnedFd> {
+fn produced(env: &Env, len: u32, records: u64) -> anyhow::Result<Device> {
     // A consumer resets the ring, and closes again: the tool must find the
     // consumer's place free.
     drop(open_fresh(env, Overflow::DropNew)?);
-    let controller = open_owned_as(&env.device, Role::Controller)?;
+    let controller = Device::from_fd(open_owned_as(&env.device, Role::Controller)?)?;
     let config = ProducerConfig {
         min_len: len,
         max_len: len,
         count: records,
         ..Default::default()
     };
-    ioctl::start(controller.as_fd(), &config)?;
+    controller.start(&config)?;
     Ok(controller)
 }
 

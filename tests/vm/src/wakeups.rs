@@ -12,7 +12,6 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    ioctl,
     Region,
     Wait, //
 };
@@ -94,7 +93,7 @@ pub(crate) fn wakeups(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             count: 1,
             ..Default::default()
         };
-        ioctl::start(producer_fd.fd(), &config)
+        producer_fd.start(&config)
     });
     let t = Instant::now();
     let woke = consumer.wait(Some(Duration::from_secs(10)))?;
@@ -133,7 +132,7 @@ fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         batch: 1,
         ..Default::default()
     };
-    ioctl::start(region.fd(), &config)?;
+    region.start(&config)?;
     let tokens = region.consumer_page().wake_token;
     let start = Instant::now();
     let mut records = 0u64;
@@ -158,8 +157,8 @@ fn cycles(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             records += 1;
         }
     }
-    ioctl::stop(region.fd())?;
-    let stats = ioctl::stats(region.fd())?;
+    region.stop()?;
+    let stats = region.stats()?;
     let sleeps = consumer.stats().sleeps;
     // Every attempt to sleep takes a fresh token; one that finds data
     // withdraws without sleeping, but the producer may have answered it.
@@ -196,16 +195,16 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         count: 5_000,
         ..Default::default()
     };
-    ioctl::start(region.fd(), &config)?;
+    region.start(&config)?;
     let (mut records, mut timeouts, mut sleeps) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     while records < config.count && start.elapsed() < Duration::from_secs(60) {
         if consumer.arm_wakeup() {
             sleeps += 1;
-            let before = ioctl::stats(region.fd())?;
+            let before = region.stats()?;
             let slept = Instant::now();
             let events = epoll_wait_one(epfd.as_raw_fd(), Duration::from_secs(2));
-            let after = ioctl::stats(region.fd())?;
+            let after = region.stats()?;
             consumer.disarm_wakeup();
             if matches!(events, Ok(0)) && consumer.backlog()? != 0 {
                 timeouts += 1;
@@ -306,9 +305,9 @@ fn across_reset(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // STOP with nobody producing leaves a reader asleep, and the next run
     // still wakes it.
     let sleeper = Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?;
-    ioctl::stop(region.fd())?;
+    region.stop()?;
     let slept_through_stop = matches!(sleeper.still_blocked(Duration::from_millis(300)), Ok(true));
-    ioctl::start(region.fd(), &FEW)?;
+    region.start(&FEW)?;
     let (data, took, interrupted) = sleeper.finish(Duration::from_secs(20));
     let got = data.as_ref().map(|d| seqs(d));
     report.expect(
@@ -326,11 +325,11 @@ fn reset_then_start<T: Send + 'static>(
     region: &Region,
     sleeper: Sleeper<T>,
 ) -> anyhow::Result<(bool, T, bool, Duration)> {
-    ioctl::reset(region.fd(), &ResetConfig::default())?;
+    region.device()?.reset(&ResetConfig::default())?;
     std::thread::sleep(Duration::from_millis(200));
     let slept_through_reset = matches!(sleeper.still_blocked(Duration::ZERO), Ok(true));
     let woken_at = Instant::now();
-    ioctl::start(region.fd(), &FEW)?;
+    region.start(&FEW)?;
     let (result, _, interrupted) = sleeper.finish(Duration::from_secs(20));
     Ok((slept_through_reset, result, interrupted, woken_at.elapsed()))
 }
@@ -368,9 +367,9 @@ fn two_readers(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         None => Sleeper::spawn(IN_READ, move || read(fd, 1 << 16))?,
     };
     for _ in 0..2 {
-        ioctl::start(region.fd(), &FEW)?;
+        region.start(&FEW)?;
         std::thread::sleep(Duration::from_millis(300));
-        ioctl::stop(region.fd())?;
+        region.stop()?;
     }
     let mut runs = Vec::new();
     let woken_at = Instant::now();

@@ -48,7 +48,6 @@ use anyhow::{
 use clap::ValueEnum;
 use rmemring::uapi::ResetConfig;
 use rmemring::{
-    ioctl,
     Access,
     Region,
     Wait, //
@@ -584,7 +583,7 @@ fn consume_rmemring(
     consuming?;
     ensure!(status.success(), "rmmod {module}: {status}");
     while read(&mut consumer, &mut consumed)? != 0 {}
-    consumed.dropped = ioctl::stats(region.fd())?.records_dropped;
+    consumed.dropped = region.stats()?.records_dropped;
     Ok(consumed)
 }
 

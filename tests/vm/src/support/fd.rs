@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{
     AsRawFd,
+    BorrowedFd,
     FromRawFd,
     OwnedFd,
     RawFd, //
@@ -13,7 +14,27 @@ use std::os::fd::{
 use std::time::Duration;
 
 use anyhow::bail;
+use rmemring::Device;
 use rmemring_proto::roles::Role;
+
+/// A [`Device`] on a duplicate of `fd`, an open descriptor of the device:
+/// the same open file, so the same role, for the driver's ioctls.
+/// Dropping it closes the duplicate alone; the file lives on in `fd`.
+pub(crate) fn device_of(fd: RawFd) -> anyhow::Result<Device> {
+    // SAFETY: The caller's open descriptor, borrowed to duplicate it.
+    let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    Ok(Device::from_fd(dup)?)
+}
+
+/// `e` as the `io::Error` of its errno, for the checks that look at the
+/// errno alone (an error of the library without one becomes
+/// `ErrorKind::Other`).
+pub(crate) fn io_error(e: rmemring::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(errno) => io::Error::from_raw_os_error(errno),
+        None => io::Error::other(e),
+    }
+}
 
 /// `Ok(r)`, or the errno of a libc call that returned `r < 0`.
 pub(crate) fn errno_of(r: isize) -> io::Result<usize> {

@@ -13,7 +13,6 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    ioctl,
     pattern,
     Access,
     Region, //
@@ -149,7 +148,7 @@ impl Guard {
                 ..Default::default()
             };
             produce(&region, &config).context("the probe's producer")?;
-            let stats = ioctl::stats(region.fd())?;
+            let stats = region.stats()?;
             let page = Self::snapshot(&region)?;
             // Four records of `len` bytes, back to back, fill the page.
             let mut records = Records::new(&page);

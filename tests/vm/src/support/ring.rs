@@ -17,13 +17,13 @@ use rmemring::uapi::{
     ResetConfig, //
 };
 use rmemring::{
-    ioctl,
     Access,
     Region, //
 };
 use rmemring_proto::modes::Overflow;
 
 use super::env::Env;
+use super::fd::io_error;
 use super::mapping::{
     map_own_page,
     Mapping, //
@@ -68,7 +68,7 @@ pub(crate) fn consumer_with_page(
 /// (`ETIMEDOUT` if it has not).
 pub(crate) fn wait_stopped(region: &Region, limit: Duration) -> io::Result<()> {
     let start = Instant::now();
-    while ioctl::stats(region.fd())?.producer_running != 0 {
+    while region.stats().map_err(io_error)?.producer_running != 0 {
         if start.elapsed() > limit {
             return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
         }
@@ -80,7 +80,7 @@ pub(crate) fn wait_stopped(region: &Region, limit: Duration) -> io::Result<()> {
 /// Starts the producer for a run of `config.count` records (not 0) and
 /// waits until it has finished.
 pub(crate) fn produce(region: &Region, config: &ProducerConfig) -> anyhow::Result<()> {
-    ioctl::start(region.fd(), config)?;
+    region.start(config)?;
     wait_stopped(region, Duration::from_secs(60)).with_context(|| {
         format!(
             "the producer did not write {} records in 60 s",

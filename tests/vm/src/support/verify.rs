@@ -24,7 +24,6 @@ use rmemring::uapi::{
     PRODUCER_WAIT, //
 };
 use rmemring::{
-    ioctl,
     monotonic_ns,
     pattern,
     Consumer,
@@ -217,14 +216,14 @@ pub(crate) fn run(env: &Env, options: &StreamOptions) -> anyhow::Result<Tally> {
         ..Default::default()
     };
     let start = Instant::now();
-    ioctl::start(region.fd(), &config).context("RMEMRING_IOC_START")?;
+    region.start(&config).context("RMEMRING_IOC_START")?;
     let mut buf = vec![0u8; options.read_buffer];
     loop {
         let seen = tally.records + tally.gaps;
         if options.count != 0 && seen >= options.count {
             break;
         }
-        let stats = ioctl::stats(region.fd())?;
+        let stats = region.stats()?;
         if !options.read_syscall && stats.producer_running == 0 && consumer.backlog()? == 0 {
             break;
         }
@@ -248,13 +247,13 @@ pub(crate) fn run(env: &Env, options: &StreamOptions) -> anyhow::Result<Tally> {
             std::thread::sleep(options.slow);
         }
     }
-    ioctl::stop(region.fd())?;
+    region.stop()?;
     tally.elapsed = start.elapsed();
     if !options.read_syscall {
         // Whatever was published before the stop.
         consume(&mut consumer, &mut tally, options)?;
     }
-    tally.stats = ioctl::stats(region.fd())?;
+    tally.stats = region.stats()?;
     Ok(tally)
 }
 
