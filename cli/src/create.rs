@@ -53,14 +53,12 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let path = &args.path;
-    let options = CreateOptions {
-        data_size: args.size.into(),
-        overflow: if args.overwrite {
-            Overflow::OverwriteOldest
-        } else {
-            Overflow::DropNew
-        },
+    let overflow = if args.overwrite {
+        Overflow::OverwriteOldest
+    } else {
+        Overflow::DropNew
     };
+    let options = CreateOptions::new(args.size.into()).overflow(overflow);
     let region = if args.force {
         refuse_special(path)?;
         Region::create_file(path, options)?

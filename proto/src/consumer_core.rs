@@ -220,6 +220,7 @@ const PREFETCH_AHEAD: u64 = 4096;
 ///   one data area of each other in drop-new mode.
 /// - `head` is a producer position loaded with Acquire ordering, so every
 ///   record in `[pos, head)` is fully written (drop-new mode).
+#[doc(hidden)]
 pub struct ConsumerCore {
     view: RingView,
     overflow: Overflow,

@@ -15,6 +15,22 @@
 //! Its modules refer to one another as `super::`, never `crate::`, because
 //! in the driver `crate` is the driver.
 //!
+//! # What this crate promises
+//!
+//! This is the ABI crate, for the driver and for whoever implements the
+//! protocol elsewhere (a C or BPF peer goes by `rmemring.h` and
+//! `docs/protocol.md`, which say the same): the layout ([`layout`]), the
+//! ioctl structures ([`uapi`]), the encodings ([`modes`], [`roles`],
+//! [`stream`], [`devicetree`], [`events`], [`pattern`]) and the errors
+//! and counters the index logic reports. Programs that map and read a
+//! ring want the `rmemring` crate, which re-exports what of this they need.
+//!
+//! The index logic itself (`ConsumerCore`, `ProducerCore`, the raw
+//! `view::RingView` over shared memory, the `sync` shims) is public only
+//! because the driver, the fuzzers and the in-guest tests compile against
+//! it: it is hidden from this documentation and may change in any
+//! release.
+//!
 //! `docs/protocol.md` describes the same protocol for implementers in other
 //! languages.
 
@@ -44,12 +60,16 @@ pub mod producer_core;
 pub mod recovery;
 pub mod roles;
 pub mod stream;
+// Internal (see above): the atomics the kernel, loom and the host share.
+#[doc(hidden)]
 pub mod sync;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub mod trace;
 pub mod uapi;
+// Internal (see above): raw access to the shared memory.
+#[doc(hidden)]
 pub mod view;
 
 /// The crate README's example (what crates.io shows), run by `cargo test

@@ -16,10 +16,15 @@ use super::layout::{
 use super::view::MemoryOrdering;
 
 /// What the producer does when a record does not fit.
+///
+/// Exhaustive on purpose, like the other encodings of the ABI: another
+/// mode would be another flag, so a new ABI version, and every match on
+/// the modes in the driver, the library and the tests should then fail
+/// to compile until it handles it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overflow {
-    /// Refuse the new record; the producer counts it with
-    /// [`ProducerCore::drop_record`](super::producer_core::ProducerCore::drop_record).
+    /// Refuse the new record; the producer counts it as dropped
+    /// ([`ProducerStats::dropped`](super::producer_core::ProducerStats::dropped)).
     DropNew,
     /// Overwrite the oldest records (a flight recorder).
     OverwriteOldest,
@@ -76,6 +81,8 @@ impl Overflow {
 }
 
 /// How the region is mapped, by the kernel and (the same) by user space.
+///
+/// Exhaustive on purpose (see [`Overflow`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheMode {
     /// Cacheable, write-back: the default and the fast one.

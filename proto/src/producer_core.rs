@@ -148,6 +148,7 @@ pub struct ProducerStats {
 ///   data area: `room <= data_size - offset(head)`, and `room <=
 ///   consumer + data_size - head` (drop-new) or `room <= oldest +
 ///   data_size - head` (overwrite).
+#[doc(hidden)]
 pub struct ProducerCore {
     view: RingView,
     overflow: Overflow,

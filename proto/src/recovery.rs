@@ -281,9 +281,26 @@ impl Unrecoverable {
 /// # Examples
 ///
 /// ```
+/// use core::ptr::NonNull;
+/// use rmemring_proto::layout::Geometry;
 /// use rmemring_proto::recovery::{recover, Unrecoverable};
-/// # let (view, geometry) = rmemring_proto::recovery::doc_ring();
+/// use rmemring_proto::view::{MemoryOrdering, RingView};
+///
 /// // A region of zeroes (a cold boot) holds nothing to recover.
+/// let geometry = Geometry::for_region(3 * 4096, 4096).unwrap();
+/// let mut memory = vec![0u64; 3 * 4096 / 8];
+/// let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+/// // SAFETY: `memory` is 8-byte aligned, outlives the view and holds the
+/// // control page, the consumer page and the data area at these offsets.
+/// let view = unsafe {
+///     RingView::new(
+///         base.cast(),
+///         base.add(4096).cast(),
+///         base.add(8192),
+///         geometry.data_size,
+///         MemoryOrdering::WriteBack,
+///     )
+/// };
 /// assert_eq!(recover(&view, &geometry, 0, [1, 1], &mut || ()), Err(Unrecoverable::Blank));
 /// ```
 pub fn recover(
@@ -498,32 +515,6 @@ fn next_record(
         }
         other => Err(RecordDefect::Kind(other)),
     }
-}
-
-/// A ring of zeroes for the examples (hidden: not part of the API).
-#[doc(hidden)]
-#[cfg(not(any(loom, CONFIG_RUST)))]
-pub fn doc_ring() -> (RingView, Geometry) {
-    extern crate std;
-    let data_size = 4096;
-    let geometry = Geometry::for_region(data_size + 8192, 4096).unwrap();
-    let memory =
-        std::boxed::Box::leak(std::vec![0u64; (data_size as usize + 8192) / 8].into_boxed_slice());
-    let base = core::ptr::NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
-    // SAFETY: `memory` is leaked (lives for ever), 8-aligned, and holds the
-    // two pages and the data area at the offsets given.
-    let view = unsafe {
-        RingView::new(
-            base.cast(),
-            core::ptr::NonNull::new(base.as_ptr().add(4096))
-                .unwrap()
-                .cast(),
-            core::ptr::NonNull::new(base.as_ptr().add(8192)).unwrap(),
-            data_size,
-            super::view::MemoryOrdering::WriteBack,
-        )
-    };
-    (view, geometry)
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //! consumer roles of memfd and file rings.
 
 /// A party to a ring.
+///
+/// Exhaustive on purpose, as the encodings of `modes` are: the driver
+/// gives each role its rights in a `match`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Writes the control page and the data area: the kernel's producer on

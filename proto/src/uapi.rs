@@ -168,7 +168,9 @@ pub struct RecoveryInfo {
 }
 
 impl RecoveryInfo {
-    /// The report of a recovered ring.
+    /// The report of a recovered ring (the driver's; hidden from the
+    /// documentation with the other internals, see the crate's).
+    #[doc(hidden)]
     #[cfg(not(loom))]
     pub const fn recovered(r: &super::recovery::Recovered, flags: u32) -> Self {
         RecoveryInfo {
@@ -191,7 +193,8 @@ impl RecoveryInfo {
         }
     }
 
-    /// The report of a region with nothing to recover.
+    /// The report of a region with nothing to recover (the driver's).
+    #[doc(hidden)]
     #[cfg(not(loom))]
     pub const fn none(why: &super::recovery::Unrecoverable) -> Self {
         RecoveryInfo {

@@ -29,13 +29,8 @@ const RING: u64 = 1 << 20;
 const SIZES: [usize; 5] = [8, 64, 1000, 4096, 65536];
 
 fn measure(overflow: Overflow, size: usize) -> f64 {
-    let region = Arc::new(
-        Region::memfd(CreateOptions {
-            data_size: RING,
-            overflow,
-        })
-        .expect("memfd ring"),
-    );
+    let region =
+        Arc::new(Region::memfd(CreateOptions::new(RING).overflow(overflow)).expect("memfd ring"));
     let mut producer = region.producer().expect("producer");
     let mut consumer = region.consumer().expect("consumer");
     let payload = vec![7u8; size];

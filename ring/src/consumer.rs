@@ -137,6 +137,7 @@ enum Until {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Wait {
     /// Spin briefly, then yield, then sleep (`crossbeam_utils::Backoff`'s
     /// spin / snooze / `is_completed`); the default.
@@ -309,7 +310,7 @@ impl Consumer {
     /// # use std::sync::Arc;
     /// use rmemring::{CreateOptions, Overflow, Region};
     ///
-    /// let options = CreateOptions { data_size: 4096, overflow: Overflow::OverwriteOldest };
+    /// let options = CreateOptions::new(4096).overflow(Overflow::OverwriteOldest);
     /// let region = Arc::new(Region::memfd(options)?);
     /// let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
     /// for i in 0u64..1000 {

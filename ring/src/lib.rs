@@ -29,7 +29,7 @@
 //! use std::sync::Arc;
 //! use rmemring::{CreateOptions, Region};
 //!
-//! let region = Arc::new(Region::memfd(CreateOptions { data_size: 1 << 16, ..Default::default() })?);
+//! let region = Arc::new(Region::memfd(CreateOptions::new(1 << 16))?);
 //! let mut producer = region.producer()?;
 //! let mut consumer = region.consumer()?;
 //!
@@ -129,10 +129,8 @@ pub use rmemring_proto::consumer_core::{
     ReadError,
     RecordDefect, //
 };
-pub use rmemring_proto::producer_core::{
-    Overflow,
-    ProducerStats, //
-};
+pub use rmemring_proto::modes::Overflow;
+pub use rmemring_proto::producer_core::ProducerStats;
 pub use rmemring_proto::roles::Role;
 pub use wake_fd::{
     WakeFd,

@@ -130,7 +130,7 @@ impl Producer {
     /// # use std::sync::Arc;
     /// use rmemring::{CreateOptions, ProduceError, Region};
     ///
-    /// let region = Arc::new(Region::memfd(CreateOptions { data_size: 4096, ..Default::default() })?);
+    /// let region = Arc::new(Region::memfd(CreateOptions::new(4096))?);
     /// let mut producer = region.producer()?;
     /// let mut sent = 0u64;
     /// loop {
@@ -344,7 +344,7 @@ impl Reservation<'_> {
     /// # use std::sync::Arc;
     /// use rmemring::{CreateOptions, Overflow, Region};
     ///
-    /// let options = CreateOptions { overflow: Overflow::OverwriteOldest, ..Default::default() };
+    /// let options = CreateOptions::default().overflow(Overflow::OverwriteOldest);
     /// let region = Arc::new(Region::memfd(options)?);
     /// let mut producer = region.producer()?;
     /// let mut record = producer.reserve(4)?;

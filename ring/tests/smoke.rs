@@ -8,13 +8,8 @@ use rmemring::{pattern, CreateOptions, Overflow, ProduceError, Region};
 
 #[test]
 fn drop_new_streams_every_record_once_in_order() {
-    let region = Arc::new(
-        Region::memfd(CreateOptions {
-            data_size: 4096,
-            overflow: Overflow::DropNew,
-        })
-        .unwrap(),
-    );
+    let region =
+        Arc::new(Region::memfd(CreateOptions::new(4096).overflow(Overflow::DropNew)).unwrap());
     let mut producer = region.producer().unwrap();
     let mut consumer = region.consumer().unwrap();
     let max = region.layout().max_payload;

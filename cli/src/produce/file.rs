@@ -418,11 +418,7 @@ mod tests {
     fn the_pattern_verifies_in_either_mode() {
         for overflow in [Overflow::DropNew, Overflow::OverwriteOldest] {
             let region = Arc::new(
-                Region::memfd(rmemring::CreateOptions {
-                    data_size: 1 << 16,
-                    overflow,
-                })
-                .unwrap(),
+                Region::memfd(rmemring::CreateOptions::new(1 << 16).overflow(overflow)).unwrap(),
             );
             let mut producer = region.producer().unwrap();
             let mut scratch = Vec::new();

@@ -273,10 +273,7 @@ impl Ring for Rmemring {
     type Consumer = RmemringConsumer;
 
     fn new(w: &Workload) -> (RmemringProducer, RmemringConsumer) {
-        let options = CreateOptions {
-            data_size: w.ring_bytes as u64,
-            overflow: Overflow::DropNew,
-        };
+        let options = CreateOptions::new(w.ring_bytes as u64).overflow(Overflow::DropNew);
         let region = Arc::new(Region::memfd(options).expect("memfd ring"));
         let producer = RmemringProducer {
             producer: region.producer().expect("producer"),

@@ -43,7 +43,24 @@ use rmemring_proto::modes::Overflow;
 const MEMFD_PATH: &str = "memfd:rmemring";
 
 /// Options for a ring this process creates ([`Region::memfd`], [`Region::create_file`]).
+///
+/// Built with [`CreateOptions::new`] (or [`Default`]: 1 MiB, drop-new) and
+/// its setters, so that options added later do not break callers; the
+/// fields can be read.
+///
+/// # Examples
+///
+/// ```
+/// use rmemring::{CreateOptions, Overflow, Region};
+///
+/// let options = CreateOptions::new(1 << 16).overflow(Overflow::OverwriteOldest);
+/// assert_eq!((options.data_size, options.overflow), (1 << 16, Overflow::OverwriteOldest));
+/// let region = Region::memfd(options)?;
+/// assert_eq!(region.layout().overflow(), Overflow::OverwriteOldest);
+/// # Ok::<(), rmemring::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CreateOptions {
     /// Bytes in the data area: a power of two from
     /// [`MIN_DATA_SIZE`](crate::layout::MIN_DATA_SIZE) (4 KiB) to
@@ -54,12 +71,58 @@ pub struct CreateOptions {
     pub overflow: Overflow,
 }
 
+/// A 1 MiB data area in drop-new mode.
 impl Default for CreateOptions {
     fn default() -> Self {
+        Self::new(1 << 20)
+    }
+}
+
+impl CreateOptions {
+    /// A ring of `data_size` bytes of data (a power of two from 4 KiB to
+    /// 2 GiB, checked when the ring is created) in drop-new mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rmemring::{CreateOptions, Overflow};
+    ///
+    /// let options = CreateOptions::new(4096);
+    /// assert_eq!(options.overflow, Overflow::DropNew);
+    /// ```
+    pub const fn new(data_size: u64) -> Self {
         Self {
-            data_size: 1 << 20,
+            data_size,
             overflow: Overflow::DropNew,
         }
+    }
+
+    /// Sets the size of the data area.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = rmemring::CreateOptions::default().data_size(1 << 16);
+    /// assert_eq!(options.data_size, 1 << 16);
+    /// ```
+    pub const fn data_size(mut self, data_size: u64) -> Self {
+        self.data_size = data_size;
+        self
+    }
+
+    /// Sets what the producer does when the ring is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rmemring::{CreateOptions, Overflow};
+    ///
+    /// let options = CreateOptions::default().overflow(Overflow::OverwriteOldest);
+    /// assert_eq!(options.overflow, Overflow::OverwriteOldest);
+    /// ```
+    pub const fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
     }
 }
 
@@ -75,10 +138,8 @@ impl Region {
     /// ```
     /// use rmemring::{Backend, CreateOptions, Overflow, Region};
     ///
-    /// let region = Region::memfd(CreateOptions {
-    ///     data_size: 1 << 16, // a power of two, 4 KiB to 2 GiB
-    ///     overflow: Overflow::OverwriteOldest,
-    /// })?;
+    /// // A power of two, 4 KiB to 2 GiB.
+    /// let region = Region::memfd(CreateOptions::new(1 << 16).overflow(Overflow::OverwriteOldest))?;
     /// assert_eq!(region.backend(), Backend::Memfd);
     /// assert_eq!(region.layout().data_size, 1 << 16);
     /// assert_eq!(region.layout().max_payload, (1 << 16) / 4 - 24);

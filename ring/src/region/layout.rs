@@ -18,6 +18,7 @@ use rmemring_proto::modes::Overflow;
 /// dereferences to: `layout.data_size` and the like) and what the control
 /// page says beyond it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RingLayout {
     /// Where the ring's parts lie.
     pub geometry: Geometry,

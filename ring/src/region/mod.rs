@@ -49,6 +49,7 @@ pub(crate) use open::open_error;
 
 /// What a process may do with a region it opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Access {
     /// Read records: the control page and data area read-only, the consumer
     /// page read-write. On the device, only one consumer at a time.
@@ -88,6 +89,7 @@ impl Access {
 
 /// The kind of memory behind a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Backend {
     /// A `/dev/rmemringN` device: reserved physical memory and a kernel producer.
     Device,

@@ -47,11 +47,8 @@ use rmemring_proto::view::{
 /// A fresh memfd ring with a data area of `data_size` bytes.
 pub fn memfd(data_size: u64, overflow: Overflow) -> Arc<Region> {
     Arc::new(
-        Region::memfd(CreateOptions {
-            data_size,
-            overflow,
-        })
-        .expect("creating a memfd ring"),
+        Region::memfd(CreateOptions::new(data_size).overflow(overflow))
+            .expect("creating a memfd ring"),
     )
 }
 
@@ -221,10 +218,7 @@ impl HeapRing {
     /// process: a few kilobytes per ring.
     pub fn new(data_size: u64, overflow: Overflow, start: u64) -> Self {
         assert!(data_size.is_power_of_two() && data_size >= 64);
-        let flags = match overflow {
-            Overflow::DropNew => 0,
-            Overflow::OverwriteOldest => rmemring::layout::FLAG_OVERWRITE,
-        };
+        let flags = overflow.flag();
         let mut ctrl = rmemring::layout::Geometry {
             region_size: data_size + 8192,
             page_size: 4096,
