@@ -4,6 +4,7 @@
 //! and [`Device`](crate::Device)'s methods (`info`, `stats`, `start`,
 //! `stop`, `reset`, `recovery`, `release_recovered`).
 
+use std::ffi::c_int;
 use std::mem::size_of;
 use std::os::fd::{
     AsRawFd,
@@ -94,7 +95,7 @@ impl Ioctls<'_> {
     fn call(
         self,
         request: IoctlRequest,
-        raw: impl FnOnce(libc::c_int) -> nix::Result<libc::c_int>,
+        raw: impl FnOnce(c_int) -> nix::Result<c_int>,
     ) -> Result<(), Error> {
         raw(self.fd.as_raw_fd())
             .map(drop)

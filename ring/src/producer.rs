@@ -19,16 +19,25 @@ use rmemring_proto::producer_core::{
 use rmemring_proto::roles::Role;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of record timestamps.
+///
+/// # Examples
+///
+/// ```
+/// let before = rmemring::monotonic_ns();
+/// assert!(rmemring::monotonic_ns() >= before);
+/// ```
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    use nix::time::{
+        clock_gettime,
+        ClockId, //
     };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
+    // CLOCK_MONOTONIC always exists: the call cannot fail.
+    let Ok(ts) = clock_gettime(ClockId::CLOCK_MONOTONIC) else {
+        return 0;
+    };
+    (ts.tv_sec() as u64)
         .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+        .wrapping_add(ts.tv_nsec() as u64)
 }
 
 /// The producer of a ring.

@@ -46,6 +46,7 @@ use nix::fcntl::{
     FcntlArg, //
 };
 use nix::sys::stat::{
+    dev_t,
     fstat,
     FileStat, //
 };
@@ -89,10 +90,10 @@ enum Held {
 }
 
 /// The devices (by device number) that a consumer of this process reads.
-static DEVICE_CONSUMERS: Mutex<Vec<libc::dev_t>> = Mutex::new(Vec::new());
+static DEVICE_CONSUMERS: Mutex<Vec<dev_t>> = Mutex::new(Vec::new());
 
 #[derive(Debug)]
-struct DeviceConsumer(libc::dev_t);
+struct DeviceConsumer(dev_t);
 
 impl Drop for DeviceConsumer {
     fn drop(&mut self) {
@@ -168,6 +169,7 @@ fn ofd_lock(ring: &RingFile<'_>, role: Role) -> Result<OwnedFd, Error> {
         // Controllers and observers hold no lock: they write nothing.
         Role::Controller | Role::Observer => return Err(Error::Taken(role)),
     };
+    // nix passes a `libc::flock` through and has no constructor of its own.
     let lock = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,

@@ -4,11 +4,7 @@ use std::fs::{
     File,
     OpenOptions, //
 };
-use std::io;
-use std::os::fd::{
-    AsRawFd,
-    OwnedFd, //
-};
+use std::os::fd::OwnedFd;
 use std::path::{
     Path,
     PathBuf, //
@@ -28,6 +24,11 @@ use crate::error::{
     Error,
     IoOp,
     LayoutError, //
+};
+use nix::fcntl::{
+    fcntl,
+    FcntlArg,
+    SealFlag, //
 };
 use rmemring_proto::layout::{
     Geometry,
@@ -159,15 +160,9 @@ impl Region {
         let geometry = create_geometry(options.data_size)?;
         file.set_len(geometry.region_size)
             .map_err(|e| Error::io(IoOp::Resize, MEMFD_PATH, e))?;
-        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-        // SAFETY: `F_ADD_SEALS` takes an integer argument and touches no memory of ours.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-            return Err(Error::io(
-                IoOp::Seal,
-                MEMFD_PATH,
-                io::Error::last_os_error(),
-            ));
-        }
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        fcntl(&file, FcntlArg::F_ADD_SEALS(seals))
+            .map_err(|e| Error::io(IoOp::Seal, MEMFD_PATH, e))?;
         Self::create(
             file.into(),
             PathBuf::from(MEMFD_PATH),

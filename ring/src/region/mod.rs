@@ -177,10 +177,22 @@ pub struct Region {
 }
 
 /// The system page size.
+///
+/// # Examples
+///
+/// ```
+/// let page = rmemring::system_page_size();
+/// assert!(page.is_power_of_two() && page >= 4096);
+/// ```
 pub fn system_page_size() -> u32 {
-    // SAFETY: `sysconf` has no memory-safety preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u32::try_from(size).unwrap_or(4096)
+    use nix::unistd::{
+        sysconf,
+        SysconfVar, //
+    };
+    match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(size)) => u32::try_from(size).unwrap_or(4096),
+        _ => 4096,
+    }
 }
 
 impl Region {

@@ -10,10 +10,7 @@ use std::os::fd::{
     AsRawFd,
     OwnedFd, //
 };
-use std::os::unix::fs::{
-    FileTypeExt,
-    OpenOptionsExt, //
-};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{
     Path,
     PathBuf, //
@@ -25,6 +22,7 @@ use memmap2::{
     MmapOptions,
     MmapRaw, //
 };
+use nix::errno::Errno;
 
 use super::{
     magic_word,
@@ -86,10 +84,10 @@ impl Region {
     pub fn open(path: impl AsRef<Path>, access: Access) -> Result<Self, Error> {
         let path = path.as_ref();
         let write = access != Access::Observe;
+        // The standard library opens every file `O_CLOEXEC`.
         let file = OpenOptions::new()
             .read(true)
             .write(write)
-            .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| open_error(path, e))?;
         let (kind, available) = classify(&file, path)?;
@@ -272,16 +270,16 @@ fn classify(file: &File, path: &Path) -> Result<(Kind, Option<u64>), Error> {
 }
 
 pub(crate) fn open_error(path: &Path, e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) if path.starts_with("/dev") => {
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::ENOENT | Errno::ENXIO | Errno::ENODEV) if path.starts_with("/dev") => {
             Error::NoDevice {
                 path: path.to_owned(),
             }
         }
-        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
+        Some(Errno::EACCES | Errno::EPERM) => Error::PermissionDenied {
             path: path.to_owned(),
         },
-        Some(libc::EBUSY) => Error::Busy {
+        Some(Errno::EBUSY) => Error::Busy {
             path: path.to_owned(),
         },
         _ => Error::io(IoOp::Open, path, e),
