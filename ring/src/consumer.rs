@@ -627,7 +627,7 @@ impl Consumer {
             return Ok(WakeFd::futex(adapter));
         }
         let adapter = FutexAdapter::start(self.region.clone())
-            .map_err(|e| Error::io("starting the wake-up thread", e))?;
+            .map_err(|e| Error::io(IoOp::StartWakeThread, self.region.path(), e))?;
         let adapter = Arc::new(adapter);
         self.wake_adapter = Arc::downgrade(&adapter);
         Ok(WakeFd::futex(adapter))

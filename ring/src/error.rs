@@ -269,6 +269,9 @@ pub enum IoOp {
     Wait,
     /// Duplicating a descriptor (`fcntl(F_DUPFD_CLOEXEC)`).
     Dup,
+    /// Starting the thread and eventfd behind a file or memfd ring's
+    /// [`WakeFd`](crate::WakeFd).
+    StartWakeThread,
 }
 
 impl fmt::Display for IoOp {
@@ -286,6 +289,7 @@ impl fmt::Display for IoOp {
             IoOp::Lock(role) => write!(f, "locking the {role} role (F_OFD_SETLK)"),
             IoOp::Wait => f.write_str("waiting for records"),
             IoOp::Dup => f.write_str("duplicating the descriptor"),
+            IoOp::StartWakeThread => f.write_str("starting the wake-up thread and its eventfd"),
         }
     }
 }

@@ -59,10 +59,7 @@ fn produce(path: &std::path::Path) -> Result<(), String> {
 fn a_poll_consumer_gets_every_record_of_a_producer_process_that_opened_the_file() {
     let dir = common::TempDir::new("wake-fd-process");
     let path = dir.join("ring");
-    let options = CreateOptions {
-        data_size: 1 << 15,
-        overflow: Overflow::DropNew,
-    };
+    let options = CreateOptions::new(1 << 15).overflow(Overflow::DropNew);
     drop(Region::create_file(&path, options).unwrap());
     // Fork before the consumer's adapter thread exists.
     // SAFETY: The test binary has this one test.

@@ -88,10 +88,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let region = if args.memfd {
-        Region::memfd(CreateOptions {
-            data_size: 1 << 16,
-            ..Default::default()
-        })?
+        Region::memfd(CreateOptions::new(1 << 16))?
     } else {
         let mut region = Region::open(&args.device, Access::Consume)?;
         // An empty ring in drop-new mode, whatever the last user left: this
@@ -146,17 +143,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let lost = consumer.stats().lost;
-<<<<<<< HEAD
     let dropped = match producer {
         Some(thread) => {
             let stats = thread.join().expect("the producer thread panicked")?;
             stats.dropped
         }
-        None => ioctl::stats(region.fd())?.records_dropped,
+        None => region.stats()?.records_dropped,
     };
-=======
-    let stats = region.stats()?;
->>>>>>> 87c7987 (ring: the driver's ioctls are Region methods (info, stats, start, stop, recovery, release_recovered; reset as before) returning Error::Ioctl with the errno kept, over nix's ioctl_read!/ioctl_write_ptr!/ioctl_none! wrappers, with a test that their request numbers are the driver's; Device (controller(path), from_fd, Region::device()) makes them without a mapping; the ioctl module is private; the CLI, examples and the selftest follow (a dup'd Device where they held a raw descriptor))
     println!(
         "rmemring-async: {records} records verified, {lost} lost (producer dropped {dropped}), \
          {bad} bad, {awaits} awaits"
