@@ -33,7 +33,7 @@ mod common;
 
 use common::{
     run_bin,
-    TempDir, //
+    temp_dir, //
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmemring");
@@ -41,14 +41,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_rmemring");
 /// A temporary directory holding a ring file with `records` records of
 /// 100 bytes.
 struct Ring {
-    dir: TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Ring {
     fn new(name: &str, records: u32) -> Self {
-        let dir = TempDir::new(name);
-        let region =
-            Arc::new(Region::create_file(dir.join("ring"), CreateOptions::default()).unwrap());
+        let dir = temp_dir(name);
+        let region = Arc::new(
+            Region::create_file(dir.path().join("ring"), CreateOptions::default()).unwrap(),
+        );
         let mut producer = region.producer().unwrap();
         for i in 0..records {
             producer.push(&[i as u8; 100]).unwrap();
@@ -58,7 +59,7 @@ impl Ring {
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.join("ring")
+        self.dir.path().join("ring")
     }
 }
 
@@ -152,7 +153,7 @@ fn cat_ends_quietly_on_a_closed_pipe_and_keeps_the_records() {
 #[test]
 fn bench_input_ends_quietly_on_a_closed_pipe() {
     let ring = Ring::new("bench", 0);
-    let jsonl = ring.dir.join("bench.jsonl");
+    let jsonl = ring.dir.path().join("bench.jsonl");
     let row = |imp: &str, records: u64| {
         format!(
             "{{\"bench\":\"kernel\",\"impl\":\"{imp}\",\"mode\":\"busy-poll\",\
@@ -246,8 +247,8 @@ fn assert_pattern(lines: &[Line], first: u64, (min, max): (u32, u32)) {
 /// The issue's one-minute tour, to the letter: no kernel, no driver.
 #[test]
 fn create_produce_cat_on_a_ring_file() {
-    let dir = TempDir::new("tour");
-    let ring = dir.join("r");
+    let dir = temp_dir("tour");
+    let ring = dir.path().join("r");
     let created = ok(&["create", s(&ring), "--size", "1M"]);
     assert!(created.contains("1 MiB (1048576 bytes)"), "{created}");
     assert!(created.contains("drop-new"), "{created}");
@@ -269,8 +270,8 @@ fn create_produce_cat_on_a_ring_file() {
 
 #[test]
 fn every_record_produced_into_a_ring_file_verifies() {
-    let dir = TempDir::new("verify");
-    let ring = dir.join("r");
+    let dir = temp_dir("verify");
+    let ring = dir.path().join("r");
     ok(&["create", s(&ring), "--size", "1M"]);
     ok(&["produce", s(&ring), "--count", "1000", "--size", "8..512"]);
     let lines = drain(&ring);
@@ -280,11 +281,11 @@ fn every_record_produced_into_a_ring_file_verifies() {
 
     // Twenty times what the ring holds, with `cat` reading beside the
     // producer, which waits for room: nothing lost either.
-    let small = dir.join("small");
+    let small = dir.path().join("small");
     ok(&["create", s(&small), "--size", "16K"]);
     // Into a file, not a pipe: nobody reads a pipe until the producer is
     // done, and `cat` would block on it, the producer on `cat`.
-    let jsonl = dir.join("cat.jsonl");
+    let jsonl = dir.path().join("cat.jsonl");
     let cat = Command::new(BIN)
         .args(["cat", s(&small), "--format", "jsonl", "--count", "2000"])
         .stdin(Stdio::null())
@@ -312,8 +313,8 @@ fn every_record_produced_into_a_ring_file_verifies() {
 
 #[test]
 fn without_a_reader_a_drop_new_ring_file_drops_and_an_overwrite_one_keeps_the_newest() {
-    let dir = TempDir::new("overflow");
-    let drop_new = dir.join("drop-new");
+    let dir = temp_dir("overflow");
+    let drop_new = dir.path().join("drop-new");
     ok(&["create", s(&drop_new), "--size", "16K"]);
     let produced = ok(&["produce", s(&drop_new), "--count", "1000", "--size", "100"]);
     // 16 KiB holds 128 records of 128 bytes; the rest are dropped.
@@ -323,7 +324,7 @@ fn without_a_reader_a_drop_new_ring_file_drops_and_an_overwrite_one_keeps_the_ne
     assert_eq!(lines.len(), 128);
     assert_pattern(&lines, 0, (100, 100));
 
-    let overwrite = dir.join("overwrite");
+    let overwrite = dir.path().join("overwrite");
     let created = ok(&["create", s(&overwrite), "--size", "16K", "--overwrite"]);
     assert!(created.contains("overwrite-oldest"), "{created}");
     let produced = ok(&["produce", s(&overwrite), "--count", "1000", "--size", "100"]);
@@ -352,8 +353,8 @@ fn without_a_reader_a_drop_new_ring_file_drops_and_an_overwrite_one_keeps_the_ne
 
 #[test]
 fn create_refuses_an_existing_file_without_force() {
-    let dir = TempDir::new("force");
-    let ring = dir.join("r");
+    let dir = temp_dir("force");
+    let ring = dir.path().join("r");
     ok(&["create", s(&ring), "--size", "64K"]);
     let region = Arc::new(Region::open(&ring, Access::Produce).unwrap());
     for i in 0u8..10 {
@@ -381,10 +382,16 @@ fn create_refuses_an_existing_file_without_force() {
     assert!(drain(&ring).is_empty());
 
     // Only a regular file is replaced.
-    let out = run(&["create", s(&dir.join("")), "--size", "64K", "--force"]);
+    let out = run(&[
+        "create",
+        s(&dir.path().join("")),
+        "--size",
+        "64K",
+        "--force",
+    ]);
     assert_eq!(out.status.code(), Some(73), "{out:?}");
     // A size no ring can have leaves no file behind.
-    let odd = dir.join("odd");
+    let odd = dir.path().join("odd");
     assert_eq!(
         run(&["create", s(&odd), "--size", "3000"]).status.code(),
         Some(2)
@@ -394,8 +401,8 @@ fn create_refuses_an_existing_file_without_force() {
 
 #[test]
 fn produce_stdin_writes_a_record_per_line() {
-    let dir = TempDir::new("stdin");
-    let ring = dir.join("r");
+    let dir = temp_dir("stdin");
+    let ring = dir.path().join("r");
     ok(&["create", s(&ring), "--size", "64K"]);
     let args = ["produce", s(&ring), "--stdin"];
     let out = run_with_input(&args, b"alpha\nbeta\n\nno newline at the end");
@@ -441,8 +448,8 @@ fn a_ring_file_has_one_producer_at_a_time() {
 
 #[test]
 fn a_missing_file_shows_the_os_error_once() {
-    let dir = TempDir::new("missing");
-    let missing = dir.join("no-such-ring");
+    let dir = temp_dir("missing");
+    let missing = dir.path().join("no-such-ring");
     for command in ["cat", "info", "stat"] {
         let out = run(&[command, s(&missing)]);
         assert!(!out.status.success(), "{command}: {out:?}");

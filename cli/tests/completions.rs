@@ -29,7 +29,7 @@ mod common;
 
 use common::{
     run_bin,
-    TempDir, //
+    temp_dir, //
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmemring");
@@ -131,8 +131,8 @@ fn bash_complete(script: &Path, line: &[&str]) -> Vec<String> {
 
 #[test]
 fn bash_completion_parses_loads_and_completes_every_subcommand() {
-    let dir = TempDir::new("bash");
-    let script = dir.join("rmemring.bash");
+    let dir = temp_dir("bash");
+    let script = dir.path().join("rmemring.bash");
     std::fs::write(&script, stdout(&["completions", "bash"])).unwrap();
     let syntax = Command::new("bash")
         .arg("-n")
@@ -265,13 +265,13 @@ fn zsh_completion_parses_and_loads_and_a_broken_one_does_not() {
     if !have_or_required("zsh") {
         return;
     }
-    let dir = TempDir::new("zsh");
+    let dir = temp_dir("zsh");
     let script = stdout(&["completions", "zsh"]);
-    std::fs::write(dir.join("_rmemring"), &script).unwrap();
-    check_zsh(&dir.0).unwrap();
+    std::fs::write(dir.path().join("_rmemring"), &script).unwrap();
+    check_zsh(dir.path()).unwrap();
 
-    std::fs::write(dir.join("_rmemring"), truncated(&script)).unwrap();
-    assert!(check_zsh(&dir.0).is_err(), "a truncated script passed");
+    std::fs::write(dir.path().join("_rmemring"), truncated(&script)).unwrap();
+    assert!(check_zsh(dir.path()).is_err(), "a truncated script passed");
 }
 
 #[test]
@@ -279,8 +279,8 @@ fn fish_completion_parses_loads_and_completes_and_a_broken_one_does_not() {
     if !have_or_required("fish") {
         return;
     }
-    let dir = TempDir::new("fish");
-    let path = dir.join("rmemring.fish");
+    let dir = temp_dir("fish");
+    let path = dir.path().join("rmemring.fish");
     let script = stdout(&["completions", "fish"]);
     std::fs::write(&path, &script).unwrap();
     check_fish(&path).unwrap();
@@ -320,15 +320,15 @@ fn groff(page: &Path) -> String {
 
 #[test]
 fn a_manual_page_for_the_command_and_each_subcommand() {
-    let dir = TempDir::new("man");
-    let out = run(&["man", "--dir", dir.0.to_str().unwrap()]);
+    let dir = temp_dir("man");
+    let out = run(&["man", "--dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     let render = have("groff");
     if !render {
         eprintln!("groff is not installed: the pages are checked as text only");
     }
 
-    let main = dir.join("rmemring.1");
+    let main = dir.path().join("rmemring.1");
     let printed = stdout(&["man"]);
     assert_eq!(std::fs::read_to_string(&main).unwrap(), printed);
     assert!(printed.contains(".TH rmemring 1"), "{printed}");
@@ -353,7 +353,7 @@ fn a_manual_page_for_the_command_and_each_subcommand() {
         .chain(["rmemring.1".to_owned()])
         .collect();
     expected.sort();
-    let mut written: Vec<String> = std::fs::read_dir(&dir.0)
+    let mut written: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -361,7 +361,7 @@ fn a_manual_page_for_the_command_and_each_subcommand() {
     assert_eq!(written, expected);
 
     for name in &subcommands {
-        let page = dir.join(&format!("rmemring-{name}.1"));
+        let page = dir.path().join(format!("rmemring-{name}.1"));
         let roff = std::fs::read_to_string(&page).unwrap();
         assert!(
             roff.contains(&format!(".TH rmemring-{name} 1")),

@@ -57,8 +57,8 @@ fn produce(path: &std::path::Path) -> Result<(), String> {
 
 #[test]
 fn a_poll_consumer_gets_every_record_of_a_producer_process_that_opened_the_file() {
-    let dir = common::TempDir::new("wake-fd-process");
-    let path = dir.join("ring");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring");
     let options = CreateOptions::new(1 << 15).overflow(Overflow::DropNew);
     drop(Region::create_file(&path, options).unwrap());
     // Fork before the consumer's adapter thread exists.

@@ -3,29 +3,13 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-/// A temporary directory of this test process's own, removed when
-/// dropped.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    /// `rmemring-test-NAME-PID` in the system's temporary directory, empty.
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("rmemring-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    /// The path of `name` in the directory.
-    pub fn join(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A temporary directory of this test's own, `rmemring-test-NAME-*` in the
+/// system's temporary directory, removed when dropped.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rmemring-test-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs the program `bin` (a binary of this package, say
