@@ -42,6 +42,10 @@ use rmemring::{
     Wait, //
 };
 
+use super::peer::{
+    self,
+    Peer, //
+};
 use super::row::{
     IdleRow,
     Latency,
@@ -381,7 +385,7 @@ pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     }
     let measured = window.finish(&tally)?;
     drop(running);
-    Ok(measured.row("rmemring", mode, workload, size))
+    Ok(measured.row(job.peer.name, mode, workload, size))
 }
 
 /// The copy path: whole records through `read()` into a private buffer.
@@ -432,7 +436,7 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     // makes next).
     let measured = window.finish(&tally)?;
     drop(running);
-    Ok(measured.row("read", mode, workload, size))
+    Ok(measured.row(job.peer.name, mode, workload, size))
 }
 
 /// Walks the records `read()` returned (a chunk of the protocol's record
@@ -480,14 +484,15 @@ fn set_blocking(fd: BorrowedFd<'_>, blocking: bool) -> anyhow::Result<()> {
 /// sleeps) and the wake-up at the end (one record, to let it go).
 pub(crate) fn idle(
     device: &Path,
-    imp: &str,
+    peer: &Peer,
     mode: Mode,
     idle: Duration,
 ) -> anyhow::Result<IdleRow> {
+    let imp = peer.name;
     let region = fresh(device)?;
     let waiter = {
         let region = region.clone();
-        let read = imp == "read";
+        let read = imp == peer::READ;
         std::thread::spawn(move || -> anyhow::Result<bool> {
             if read {
                 let mut buf = [0u64; 64];

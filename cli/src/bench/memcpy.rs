@@ -59,7 +59,7 @@ pub(crate) fn run(
     }
     let (elapsed, cpu) = (start.elapsed(), thread_cpu().saturating_sub(cpu));
     Ok(Row {
-        imp: "memcpy".to_owned(),
+        imp: super::peer::MEMCPY.to_owned(),
         mode: "one-core".to_owned(),
         workload: workload.name().to_owned(),
         size,

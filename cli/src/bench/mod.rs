@@ -8,7 +8,8 @@
 //! - `read`: the same driver's `read()` copy path;
 //! - `bpf`: the BPF ring buffer fed by the same producer through a
 //!   tracepoint (with the `bpf` feature; see `bpf.rs`), carrying the
-//!   header only where the consumer reads headers only;
+//!   header only where the consumer reads headers only, consumed by
+//!   libbpf;
 //! - `memcpy`: the same bytes copied on one core, the limit (where the
 //!   consumer reads every byte).
 //!
@@ -18,12 +19,14 @@
 //! costs: the consumer's CPU time and the producer kernel thread's
 //! (`sides.rs`), and the ring's fill, which says which side bounds it.
 //! Then the paced workload (latency below saturation) and an idle blocking
-//! consumer's CPU use. The method is in `docs/bench/kernel.md`.
+//! consumer's CPU use. The peers are one table, `peer.rs`. The method is
+//! in `docs/bench/kernel.md`.
 
 mod env;
 pub(crate) mod events;
 pub(crate) mod kernel;
 mod memcpy;
+pub(crate) mod peer;
 mod plot;
 mod report;
 mod row;
@@ -38,6 +41,10 @@ use std::path::{
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::{
+    PossibleValuesParser,
+    TypedValueParser as _, //
+};
 use clap::ValueEnum;
 use indicatif::{
     ProgressBar,
@@ -45,6 +52,10 @@ use indicatif::{
 };
 
 use self::env::Env;
+use self::peer::{
+    Peer,
+    Setup, //
+};
 use self::row::{
     Cell,
     IdleRow,
@@ -93,11 +104,12 @@ pub(crate) struct Args {
     /// Paths to measure.
     #[arg(
         long,
-        value_enum,
         value_delimiter = ',',
-        default_value = "rmemring,read,bpf,memcpy"
+        value_parser = PossibleValuesParser::new(peer::names())
+            .try_map(|name| peer::find(&name).ok_or("no such peer")),
+        default_values = peer::names()
     )]
-    impls: Vec<Impl>,
+    impls: Vec<&'static Peer>,
     /// Consumer modes to measure (memcpy has none).
     #[arg(
         long,
@@ -150,19 +162,6 @@ fn parse_plot(s: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(s);
     plot::Format::of(&path)?;
     Ok(path)
-}
-
-/// A path from the kernel producer to user space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Impl {
-    /// The zero-copy consumer of the mapping.
-    Rmemring,
-    /// The driver's read() copy path.
-    Read,
-    /// The BPF ring buffer (needs the `bpf` feature).
-    Bpf,
-    /// memcpy of the same bytes on one core.
-    Memcpy,
 }
 
 /// How a consumer waits for records; every path offers each.
@@ -321,7 +320,7 @@ pub(crate) fn thread_cpu() -> Duration {
 /// One measurement to make.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Job {
-    pub(crate) imp: Impl,
+    pub(crate) peer: &'static Peer,
     pub(crate) mode: Mode,
     pub(crate) workload: Workload,
     pub(crate) size: u32,
@@ -337,23 +336,19 @@ fn plan(args: &Args) -> Vec<Job> {
             args.sizes.clone()
         };
         for &size in &sizes {
-            for &imp in &args.impls {
-                if imp == Impl::Memcpy {
-                    // The limit of moving the bytes, where they are read.
-                    if !workload.reads_bytes() {
-                        continue;
-                    }
-                    jobs.push(Job {
-                        imp,
-                        mode: Mode::BusyPoll,
-                        workload,
-                        size,
-                    });
+            for &peer in &args.impls {
+                if !peer.runs(workload) {
                     continue;
                 }
-                for &mode in &args.modes {
+                // A peer without modes (the limit) runs once.
+                let modes = if peer.modes {
+                    &args.modes[..]
+                } else {
+                    &[Mode::BusyPoll]
+                };
+                for &mode in modes {
                     jobs.push(Job {
-                        imp,
+                        peer,
                         mode,
                         workload,
                         size,
@@ -370,7 +365,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         let results = Results::load(input)?;
         return output(args, &results);
     }
-    if args.impls.contains(&Impl::Memcpy) && cfg!(target_arch = "x86_64") && env::under_tcg() {
+    if args.impls.iter().any(|p| p.name == peer::MEMCPY)
+        && cfg!(target_arch = "x86_64")
+        && env::under_tcg()
+    {
         rerun_with_tcg_tunables()?;
     }
     let device = &args.ring.device;
@@ -405,18 +403,29 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     let mut jobs = plan(args);
-    if !cfg!(feature = "bpf") && jobs.iter().any(|j| j.imp == Impl::Bpf) {
-        // One line for the whole peer, not one per measurement.
-        jobs.retain(|j| j.imp != Impl::Bpf);
-        let skip = Skip {
-            imp: "bpf".to_owned(),
-            cell: None,
-            reason: BPF_NOT_BUILT_IN.to_owned(),
-        };
-        eprintln!("rmemring: bpf: {BPF_NOT_BUILT_IN}; skipping the BPF peer");
-        emit(args, &skip.to_json())?;
-        results.skips.push(skip);
+    if !cfg!(feature = "bpf") {
+        // One line for each whole peer, not one per measurement.
+        for &peer in args.impls.iter().filter(|p| p.bpf) {
+            let skip = Skip {
+                imp: peer.name.to_owned(),
+                cell: None,
+                reason: peer::BPF_NOT_BUILT_IN.to_owned(),
+            };
+            eprintln!(
+                "rmemring: {}: {}; skipping it",
+                peer.name,
+                peer::BPF_NOT_BUILT_IN
+            );
+            emit(args, &skip.to_json())?;
+            results.skips.push(skip);
+        }
+        jobs.retain(|j| !j.peer.bpf);
     }
+    let setup = Setup {
+        device,
+        timing,
+        data_size: layout.data_size,
+    };
     let idle_jobs = idle_plan(args);
     let rounds = args.repeat.max(1);
     let bar = ProgressBar::new((jobs.len() * rounds as usize + idle_jobs.len()) as u64);
@@ -434,47 +443,35 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let mut samples: Vec<Vec<Row>> = vec![Vec::new(); jobs.len()];
     for round in 1..=rounds {
         for (job, samples) in jobs.iter().zip(&mut samples) {
-            let mode = match job.imp {
-                Impl::Memcpy => "one-core",
-                _ => job.mode.name(),
-            };
             bar.set_message(format!(
-                "round {round}/{rounds}: {} {} {mode} {} B",
+                "round {round}/{rounds}: {} {} {} {} B",
                 job.workload.name(),
-                imp_name(job.imp),
+                job.peer.name,
+                job.peer.mode_name(job.mode),
                 job.size
             ));
-            let row = match job.imp {
-                Impl::Rmemring => Some(kernel::zero_copy(device, job, timing)?),
-                Impl::Read => Some(kernel::read_copy(device, job, timing)?),
-                Impl::Memcpy => Some(memcpy::run(
-                    job.workload,
-                    job.size,
-                    layout.data_size as usize,
-                    timing,
-                )?),
-                // A failure fails this measurement only, reported; the
-                // peer's other sizes and modes still run.
-                Impl::Bpf => match bpf(device, job, timing) {
-                    Ok(row) => Some(row),
-                    Err(e) => {
-                        let skip = Skip {
-                            imp: "bpf".to_owned(),
-                            cell: Some(Cell {
-                                mode: job.mode.name().to_owned(),
-                                workload: job.workload.name().to_owned(),
-                                size: job.size,
-                                round,
-                                rounds,
-                            }),
-                            reason: format!("{e:#}"),
-                        };
-                        bar.suspend(|| eprintln!("rmemring: {}; left out", skip.describe()));
-                        emit(args, &skip.to_json())?;
-                        results.skips.push(skip);
-                        None
-                    }
-                },
+            let row = match (job.peer.run)(&setup, job) {
+                Ok(row) => Some(row),
+                // A BPF peer's failure fails this measurement only,
+                // reported; the peer's other sizes and modes still run.
+                Err(e) if job.peer.bpf => {
+                    let skip = Skip {
+                        imp: job.peer.name.to_owned(),
+                        cell: Some(Cell {
+                            mode: job.mode.name().to_owned(),
+                            workload: job.workload.name().to_owned(),
+                            size: job.size,
+                            round,
+                            rounds,
+                        }),
+                        reason: format!("{e:#}"),
+                    };
+                    bar.suspend(|| eprintln!("rmemring: {}; left out", skip.describe()));
+                    emit(args, &skip.to_json())?;
+                    results.skips.push(skip);
+                    None
+                }
+                Err(e) => return Err(e),
             };
             samples.extend(row);
             bar.inc(1);
@@ -486,9 +483,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             results.rows.push(row);
         }
     }
-    for (imp, mode) in idle_jobs {
-        bar.set_message(format!("idle {imp} {}", mode.name()));
-        let row = kernel::idle(device, imp, mode, args.duration.max(Duration::from_secs(1)))?;
+    for (peer, mode) in idle_jobs {
+        bar.set_message(format!("idle {} {}", peer.name, mode.name()));
+        let row = kernel::idle(
+            device,
+            peer,
+            mode,
+            args.duration.max(Duration::from_secs(1)),
+        )?;
         emit(args, &row.to_json())?;
         results.idle.push(row);
         bar.inc(1);
@@ -508,33 +510,21 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The idle measurements: each blocking consumer that sleeps.
-fn idle_plan(args: &Args) -> Vec<(&'static str, Mode)> {
+/// The idle measurements: each blocking consumer that sleeps, in the
+/// modes its peer's entry names.
+fn idle_plan(args: &Args) -> Vec<(&'static Peer, Mode)> {
     if args.no_idle {
         return Vec::new();
     }
     let mut jobs = Vec::new();
     for &mode in &args.modes {
-        if mode == Mode::BusyPoll {
-            continue;
-        }
-        if args.impls.contains(&Impl::Rmemring) {
-            jobs.push(("rmemring", mode));
-        }
-        if args.impls.contains(&Impl::Read) && mode == Mode::Blocking {
-            jobs.push(("read", mode));
+        for &peer in &args.impls {
+            if peer.idle.contains(&mode) {
+                jobs.push((peer, mode));
+            }
         }
     }
     jobs
-}
-
-pub(crate) fn imp_name(imp: Impl) -> &'static str {
-    match imp {
-        Impl::Rmemring => "rmemring",
-        Impl::Read => "read",
-        Impl::Bpf => "bpf",
-        Impl::Memcpy => "memcpy",
-    }
 }
 
 /// A JSON line on stdout, with --json. Its error (a closed pipe) ends the
@@ -607,10 +597,6 @@ fn rerun_with_tcg_tunables() -> anyhow::Result<()> {
     Err(anyhow::Error::new(err).context("running again with GLIBC_TUNABLES (/proc/self/exe)"))
 }
 
-/// Why the BPF peer is missing from a build without it.
-const BPF_NOT_BUILT_IN: &str =
-    "the BPF ring buffer peer is not built in (build rmemring-cli with `--features bpf`)";
-
 /// The latency histogram of every path: 1 ns to an hour, two significant
 /// digits (a value is recorded within 1%).
 pub(crate) fn latency_histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>> {
@@ -619,43 +605,6 @@ pub(crate) fn latency_histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>
         3_600_000_000_000,
         2,
     )?)
-}
-
-#[cfg(feature = "bpf")]
-fn bpf(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
-    let config = crate::bpf::BpfRunConfig {
-        device: device.to_owned(),
-        // What the ring paths get for this workload and size.
-        producer: kernel::producer_config(job.workload, job.size, &timing),
-        warmup: timing.warmup,
-        duration: timing.duration,
-        headers_only: !job.workload.reads_bytes(),
-        mode: job.mode,
-    };
-    let result = crate::bpf::run(&config)?;
-    Ok(Row {
-        imp: "bpf".to_owned(),
-        mode: job.mode.name().to_owned(),
-        workload: job.workload.name().to_owned(),
-        size: job.size,
-        records: result.records,
-        bytes: result.bytes,
-        elapsed: result.elapsed,
-        consumer_cpu: result.consumer_cpu,
-        producer_cpu: result.producer_cpu,
-        fill: result.fill,
-        wakeups: result.wakeups,
-        sleeps: 0,
-        dropped: result.lost,
-        bad: result.bad,
-        latency: row::Latency::of(&result.latency),
-        spread: None,
-    })
-}
-
-#[cfg(not(feature = "bpf"))]
-fn bpf(_device: &Path, _job: &Job, _timing: Timing) -> anyhow::Result<Row> {
-    anyhow::bail!(BPF_NOT_BUILT_IN)
 }
 
 #[cfg(test)]

@@ -15,15 +15,11 @@ use crate::args::{
     si, //
 };
 
-/// One colour per path; modes differ by marker and line width.
+/// One colour per path (its entry in the peer table); modes differ by
+/// marker and line width.
 fn colour(imp: &str) -> RGBColor {
-    match imp {
-        "rmemring" => RGBColor(0x1f, 0x77, 0xb4),
-        "read" => RGBColor(0xd6, 0x27, 0x28),
-        "bpf" => RGBColor(0x2c, 0xa0, 0x2c),
-        "memcpy" => RGBColor(0x55, 0x55, 0x55),
-        _ => RGBColor(0x94, 0x67, 0xbd),
-    }
+    let (r, g, b) = super::peer::find(imp).map_or((0x94, 0x67, 0xbd), |p| p.colour);
+    RGBColor(r, g, b)
 }
 
 /// The chart's height in pixels.

@@ -2,6 +2,13 @@
 
 use std::fmt::Write as _;
 
+use super::peer::{
+    self,
+    Peer,
+    PEERS,
+    READ,
+    RMEMRING, //
+};
 use super::row::{
     Bound,
     Row, //
@@ -18,8 +25,6 @@ pub(crate) const BPF_PUBLISHED: &str = "the BPF ring buffer's published best is 
      (8 B records, producer and consumer on different cores, AMD Ryzen 9 7950X); it is another \
      machine, quoted for scale only";
 
-/// Implementations in the order they are shown.
-const IMPLS: [&str; 4] = ["rmemring", "read", "bpf", "memcpy"];
 /// Modes in the order they are shown.
 const MODES: [&str; 4] = ["busy-poll", "blocking", "poll", "one-core"];
 
@@ -134,8 +139,29 @@ fn headers_only(workload: &str) -> bool {
 }
 
 fn order(r: &Row) -> (usize, usize) {
-    let pos = |list: &[&str], x: &str| list.iter().position(|y| *y == x).unwrap_or(list.len());
-    (pos(&IMPLS, &r.imp), pos(&MODES, &r.mode))
+    let mode = MODES
+        .iter()
+        .position(|m| *m == r.mode)
+        .unwrap_or(MODES.len());
+    (peer::position(&r.imp), mode)
+}
+
+/// The peers of the table that the run measured, or tried to (a skipped
+/// peer is named in its targets), and that `keep` keeps, in order.
+fn present(results: &Results, keep: impl Fn(&Peer) -> bool) -> Vec<&'static Peer> {
+    PEERS
+        .iter()
+        .filter(|p| keep(p))
+        .filter(|p| {
+            results.rows.iter().any(|r| r.imp == p.name)
+                || results.skips.iter().any(|s| s.imp == p.name)
+        })
+        .collect()
+}
+
+/// The peers rmemring is compared with in each mode (all but the limit).
+fn rivals(results: &Results) -> Vec<&'static Peer> {
+    present(results, |p| p.compared && p.modes)
 }
 
 fn workloads(results: &Results) -> Vec<String> {
@@ -240,7 +266,7 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
                     .as_ref()
                     .map_or("-".to_owned(), |l| nanos(f(l) as f64))
             };
-            let imp = impl_label(&r.imp);
+            let imp = peer::label(&r.imp);
             let mut dropped = r.dropped.to_string();
             if r.bad != 0 {
                 dropped += &format!(" ({} BAD)", r.bad);
@@ -265,7 +291,7 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
                 r.fill
                     .map_or("-".to_owned(), |f| format!("{:.0}%", f * 100.0)),
                 r.bound().map_or("-", Bound::name).to_owned(),
-                if r.imp == "memcpy" {
+                if peer::find(&r.imp).is_some_and(|p| !p.modes) {
                     "-".to_owned()
                 } else {
                     format!("{:.4}", r.wakeups_per_record())
@@ -284,39 +310,43 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
 }
 
 /// The 2×2 at a glance for one mode: per size and cell, each peer's
-/// records/s, rmemring's ratios over the others, and the bounding sides.
+/// records/s, rmemring's ratios over the others, and the bounding sides;
+/// a column for each peer the run measured.
 fn summary_table(results: &Results, mode: &str) -> Table {
-    let mut t = Table::new(
-        &[
-            "size",
-            "payload",
-            "consumer reads",
-            "rmemring",
-            "read()",
-            "bpf",
-            "rmemring / read()",
-            "rmemring / bpf",
-            "bound (rmemring, read(), bpf)",
-        ],
-        3,
-    );
+    let rivals = rivals(results);
+    let mut header = vec![
+        "size".to_owned(),
+        "payload".to_owned(),
+        "consumer reads".to_owned(),
+        RMEMRING.to_owned(),
+    ];
+    header.extend(rivals.iter().map(|p| p.label.to_owned()));
+    header.extend(rivals.iter().map(|p| format!("{RMEMRING} / {}", p.label)));
+    let mut sides = vec![RMEMRING];
+    sides.extend(rivals.iter().map(|p| p.label));
+    header.push(format!("bound ({})", sides.join(", ")));
+    let mut t = Table {
+        header,
+        rows: Vec::new(),
+        left: 3,
+    };
     for size in sizes(results) {
         let mut first = true;
         for (workload, payload, reads) in CELLS {
             let row = |imp: &str| find(results, imp, mode, workload, size);
-            if row("rmemring").is_none() {
+            if row(RMEMRING).is_none() {
                 continue;
             }
             let rate = |imp: &str| row(imp).map_or("-".to_owned(), |r| si(r.records_per_s()));
             let over = |imp: &str| {
-                ratio(results, ("rmemring", mode), (imp, mode), workload, size)
+                ratio(results, (RMEMRING, mode), (imp, mode), workload, size)
                     .map_or("-".to_owned(), |r| format!("{r:.2}×"))
             };
-            let bounds: Vec<&str> = ["rmemring", "read", "bpf"]
-                .iter()
+            let bounds: Vec<&str> = std::iter::once(RMEMRING)
+                .chain(rivals.iter().map(|p| p.name))
                 .map(|imp| row(imp).and_then(Row::bound).map_or("-", Bound::name))
                 .collect();
-            t.rows.push(vec![
+            let mut cells = vec![
                 if first {
                     bytes(u64::from(size))
                 } else {
@@ -324,13 +354,12 @@ fn summary_table(results: &Results, mode: &str) -> Table {
                 },
                 payload.to_owned(),
                 reads.to_owned(),
-                rate("rmemring"),
-                rate("read"),
-                rate("bpf"),
-                over("read"),
-                over("bpf"),
-                bounds.join(", "),
-            ]);
+                rate(RMEMRING),
+            ];
+            cells.extend(rivals.iter().map(|p| rate(p.name)));
+            cells.extend(rivals.iter().map(|p| over(p.name)));
+            cells.push(bounds.join(", "));
+            t.rows.push(cells);
             first = false;
         }
     }
@@ -351,46 +380,32 @@ fn ratio(
 }
 
 /// A path and a mode: `("rmemring", "busy-poll")`.
-type Series = (&'static str, &'static str);
+type Series<'a> = (&'a str, &'a str);
 
-/// The comparisons worth a row: (label, numerator, denominator).
-const COMPARISONS: [(&str, Series, Series); 7] = [
-    (
-        "rmemring / read(), busy-poll",
-        ("rmemring", "busy-poll"),
-        ("read", "busy-poll"),
-    ),
-    (
-        "rmemring / read(), blocking",
-        ("rmemring", "blocking"),
-        ("read", "blocking"),
-    ),
-    (
-        "rmemring / read(), poll",
-        ("rmemring", "poll"),
-        ("read", "poll"),
-    ),
-    (
-        "rmemring / bpf, busy-poll",
-        ("rmemring", "busy-poll"),
-        ("bpf", "busy-poll"),
-    ),
-    (
-        "rmemring / bpf, blocking",
-        ("rmemring", "blocking"),
-        ("bpf", "blocking"),
-    ),
-    (
-        "rmemring / bpf, poll",
-        ("rmemring", "poll"),
-        ("bpf", "poll"),
-    ),
-    (
-        "rmemring busy-poll / memcpy",
-        ("rmemring", "busy-poll"),
-        ("memcpy", "one-core"),
-    ),
-];
+/// The comparisons worth a row: (label, numerator, denominator): rmemring
+/// over each peer in each mode, and busy-polling over a peer without modes
+/// (the limit).
+fn comparisons(results: &Results) -> Vec<(String, Series<'static>, Series<'static>)> {
+    let mut out = Vec::new();
+    for p in present(results, |p| p.compared) {
+        if p.modes {
+            for mode in ["busy-poll", "blocking", "poll"] {
+                out.push((
+                    format!("{RMEMRING} / {}, {mode}", p.label),
+                    (RMEMRING, mode),
+                    (p.name, mode),
+                ));
+            }
+        } else {
+            out.push((
+                format!("{RMEMRING} busy-poll / {}", p.label),
+                (RMEMRING, "busy-poll"),
+                (p.name, "one-core"),
+            ));
+        }
+    }
+    out
+}
 
 fn ratio_table(results: &Results) -> Table {
     let sizes = sizes(results);
@@ -401,19 +416,20 @@ fn ratio_table(results: &Results) -> Table {
         rows: Vec::new(),
         left: 2,
     };
+    let comparisons = comparisons(results);
     for workload in saturated(results) {
-        for (label, a, b) in COMPARISONS {
+        for (label, a, b) in &comparisons {
             let cells: Vec<String> = sizes
                 .iter()
                 .map(|&s| {
-                    ratio(results, a, b, &workload, s)
+                    ratio(results, *a, *b, &workload, s)
                         .map_or("-".to_owned(), |r| format!("{r:.2}×"))
                 })
                 .collect();
             if cells.iter().all(|c| c == "-") {
                 continue;
             }
-            let mut row = vec![workload.clone(), label.to_owned()];
+            let mut row = vec![workload.clone(), label.clone()];
             row.extend(cells);
             t.rows.push(row);
         }
@@ -425,7 +441,7 @@ fn idle_table(results: &Results) -> Table {
     let mut t = Table::new(&["impl", "mode", "waited", "CPU time", "CPU"], 2);
     for r in &results.idle {
         t.rows.push(vec![
-            impl_label(&r.imp).to_owned(),
+            peer::label(&r.imp).to_owned(),
             r.mode.clone(),
             nanos(r.wall.as_nanos() as f64),
             nanos(r.cpu.as_nanos() as f64),
@@ -448,12 +464,16 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     let fmt_ratio = |r: Option<f64>| r.map_or("not measured".to_owned(), |r| format!("{r:.2}×"));
     // The issue's synthetic target: payload filled and every byte read,
     // from 4 KiB up, against each peer in the same mode.
+    let targets: Vec<(&Peer, f64)> = present(results, |_| true)
+        .into_iter()
+        .filter_map(|p| Some((p, p.filled_target?)))
+        .collect();
     for mode in ["busy-poll", "blocking", "poll"] {
-        for (peer, want) in [("bpf", 1.5), ("read", 2.0)] {
+        for &(peer, want) in &targets {
             let (met, figures) = at_every_size(
                 results,
-                ("rmemring", mode),
-                (peer, mode),
+                (RMEMRING, mode),
+                (peer.name, mode),
                 "filled-bytes",
                 |s| s >= 4096,
                 |r| r >= want,
@@ -463,7 +483,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 text: format!(
                     "rmemring vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
                      {figures} (target ≥ {want}× at each)",
-                    peer_label(peer)
+                    peer.title
                 ),
                 info: false,
             });
@@ -475,8 +495,8 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
         for (size, want) in [(4096u32, 3.0), (65536, 5.0)] {
             let r = ratio(
                 results,
-                ("rmemring", mode),
-                ("read", mode),
+                (RMEMRING, mode),
+                (READ, mode),
                 "blank-headers",
                 size,
             );
@@ -496,8 +516,8 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     for mode in ["busy-poll", "blocking"] {
         let (met, figures) = at_every_size(
             results,
-            ("rmemring", mode),
-            ("read", mode),
+            (RMEMRING, mode),
+            (READ, mode),
             "filled-bytes",
             |s| s >= 1024,
             |r| r > 1.0,
@@ -511,24 +531,29 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
             info: false,
         });
     }
-    // Ahead of the BPF ring buffer at every size, in every cell and mode.
-    for workload in saturated(results) {
-        for mode in ["busy-poll", "blocking", "poll"] {
-            let (met, figures) = at_every_size(
-                results,
-                ("rmemring", mode),
-                ("bpf", mode),
-                &workload,
-                |_| true,
-                |r| r > 1.0,
-            );
-            out.push(Verdict {
-                met,
-                text: format!(
-                    "rmemring vs BPF ring buffer, {workload}, {mode}: {figures} (target > 1× at each size)"
-                ),
-                info: false,
-            });
+    // Ahead of the BPF ring buffer at every size, in every cell and mode,
+    // whichever consumer takes its records.
+    for bpf in present(results, |p| p.bpf) {
+        for workload in saturated(results) {
+            for mode in ["busy-poll", "blocking", "poll"] {
+                let (met, figures) = at_every_size(
+                    results,
+                    (RMEMRING, mode),
+                    (bpf.name, mode),
+                    &workload,
+                    |_| true,
+                    |r| r > 1.0,
+                );
+                out.push(Verdict {
+                    met,
+                    text: format!(
+                        "rmemring vs {} ring buffer, {workload}, {mode}: {figures} \
+                         (target > 1× at each size)",
+                        bpf.title
+                    ),
+                    info: false,
+                });
+            }
         }
     }
     // Blocking at saturation: few wake-ups. The target is on the default
@@ -546,7 +571,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
         let worst = results
             .rows
             .iter()
-            .filter(|r| r.imp == "rmemring" && r.mode == mode && r.workload != "paced")
+            .filter(|r| r.imp == RMEMRING && r.mode == mode && r.workload != "paced")
             .max_by(|a, b| a.wakeups_per_record().total_cmp(&b.wakeups_per_record()));
         out.push(Verdict {
             met: worst.map(|r| r.wakeups_per_record() <= 0.01),
@@ -583,7 +608,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
         let worst = results
             .rows
             .iter()
-            .filter(|r| r.imp == "rmemring" && r.mode == "busy-poll")
+            .filter(|r| r.imp == RMEMRING && r.mode == "busy-poll")
             .filter(|r| (r.workload == "paced") == paced)
             .filter_map(|r| r.latency.map(|l| (r, l.p99 as f64 / l.p50.max(1) as f64)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -652,20 +677,11 @@ fn at_every_size(
     if !rs.is_empty() && !missing.is_empty() {
         figures += &format!(
             "; {} not measured at {}",
-            peer_label(peer.0),
+            peer::title(peer.0),
             missing.join(", ")
         );
     }
     (met, figures)
-}
-
-/// How a peer is named in a target.
-fn peer_label(imp: &str) -> &str {
-    if imp == "bpf" {
-        "BPF"
-    } else {
-        impl_label(imp)
-    }
 }
 
 /// Measurements some of whose records failed verification: their rates
@@ -697,15 +713,6 @@ fn bad_rows(results: &Results) -> Option<Verdict> {
         ),
         info: false,
     })
-}
-
-/// How an `impl` is named in the report: the copy path as the call it is.
-fn impl_label(imp: &str) -> &str {
-    if imp == "read" {
-        "read()"
-    } else {
-        imp
-    }
 }
 
 fn list(rs: &[(u32, f64)]) -> String {
@@ -796,6 +803,17 @@ fn render(results: &Results, style: Style) -> String {
     }
     style.heading(&mut out, "ratios (records/s, same run)");
     style.table(&mut out, &ratio_table(results));
+    let peers = present(results, |_| true);
+    if !peers.is_empty() {
+        style.heading(&mut out, "the peers: what each side does per record");
+        for p in peers {
+            let line = format!("producer: {}; consumer: {}", p.producer, p.consumer);
+            let _ = match style {
+                Style::Text => writeln!(out, "  {}: {line}", p.label),
+                Style::Markdown => writeln!(out, "- `{}`: {line}", p.label),
+            };
+        }
+    }
     if !results.idle.is_empty() {
         style.heading(&mut out, "idle blocking consumers (nothing to read)");
         style.table(&mut out, &idle_table(results));
@@ -921,10 +939,15 @@ mod tests {
         assert_eq!(t.rows.len(), 4);
         assert_eq!(t.rows[0][..3], ["4 KiB", "blank", "headers"]);
         assert_eq!(t.rows[3][1..3], ["filled", "every byte"]);
-        assert_eq!(t.rows[0][7], "2.00×");
-        // read() was not measured; bpf's ring was nearly empty.
-        assert_eq!(t.rows[0][8], "consumer, -, producer");
-        assert_eq!(t.rows[1][8], "consumer, -, consumer");
+        // A column for each peer measured: read() was not.
+        assert_eq!(
+            t.header[3..],
+            ["rmemring", "bpf", "rmemring / bpf", "bound (rmemring, bpf)"]
+        );
+        assert_eq!(t.rows[0][5], "2.00×");
+        // bpf's ring was nearly empty.
+        assert_eq!(t.rows[0][6], "consumer, producer");
+        assert_eq!(t.rows[1][6], "consumer, consumer");
         assert!(summary_table(&results, "blocking").rows.is_empty());
         let md = markdown(&results);
         assert!(md.contains("### The 2×2, busy-poll"), "{md}");
