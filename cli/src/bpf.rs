@@ -22,7 +22,13 @@
 //! with `BPF_RB_NO_WAKEUP`), the same loop under a
 //! `crossbeam_utils::Backoff` and then `ring_buffer__poll` (blocking:
 //! spin, yield, then sleep), or `ring_buffer__poll` at once (poll); each
-//! record is checked as the ring paths check theirs. After a warm-up as
+//! record is checked as the ring paths check theirs. With
+//! [`BpfRunConfig::batched`] the benchmark's own consumer ([`Batched`])
+//! takes the records instead of libbpf's, in the same three modes (its
+//! sleep is `epoll_wait` on the map, as libbpf's): it reads the positions
+//! from its own mapping of the ring buffer and stores the consumer position
+//! once per batch, where libbpf stores it after every record: the BPF ring
+//! buffer's best consumer. After a warm-up as
 //! long as theirs, it measures a window: records, the consuming thread's
 //! CPU time, the producer kernel thread's (the tracepoint and the program
 //! run on it), and the BPF ring buffer's fill, read from its
@@ -56,6 +62,7 @@ use std::cell::{
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{
+    AtomicU32,
     AtomicU64,
     Ordering, //
 };
@@ -79,13 +86,20 @@ use libbpf_rs::{
     PrintLevel,
     RingBufferBuilder, //
 };
+use nix::sys::epoll::{
+    Epoll,
+    EpollCreateFlags,
+    EpollEvent,
+    EpollFlags,
+    EpollTimeout, //
+};
+use rmemring::Device;
 use rmemring::pattern;
 use rmemring::uapi::{
     ProducerConfig,
     PATTERN_SEQ,
     PRODUCER_HOOK_ONLY, //
 };
-use rmemring::Device;
 
 use crate::bench::kernel::first_word_ok;
 use crate::bench::sides::{
@@ -131,8 +145,10 @@ const COUNTER_DROPPED: u32 = 0;
 const COUNTER_TOO_LONG: u32 = 1;
 const COUNTER_READ_ERROR: u32 = 2;
 
-/// How long one `ring_buffer__poll` may block.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long one `ring_buffer__poll` (or the batched consumer's
+/// `epoll_wait`) may block, in milliseconds.
+const POLL_TIMEOUT_MS: u16 = 100;
+const POLL_TIMEOUT: Duration = Duration::from_millis(POLL_TIMEOUT_MS as u64);
 
 /// Records delivered by one `ring_buffer__consume` at most, so that a busy
 /// consumer looks at the clock (and the ring's fill) even while the
@@ -171,6 +187,10 @@ pub struct BpfRunConfig {
     pub headers_only: bool,
     /// How the consumer waits for records.
     pub mode: Mode,
+    /// Take the records with the benchmark's own batched consumer
+    /// ([`Batched`]: positions read directly, one release per batch)
+    /// instead of libbpf's `ring_buffer__consume`.
+    pub batched: bool,
 }
 
 /// What a run measured, in the window after the warm-up.
@@ -297,7 +317,26 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
     // CLOCK_MONOTONIC nanoseconds at which the callback ends a poll;
     // u64::MAX while draining.
     let deadline_ns = Cell::new(u64::MAX);
-    let window = {
+    let producer = ProducerConfig {
+        flags: PRODUCER_HOOK_ONLY,
+        ..config.producer
+    };
+    let sides = Sides {
+        device: &device,
+        producer: &producer,
+        thread_name: &thread_name,
+        config,
+        check: &check,
+        probe: &probe,
+        deadline_ns: &deadline_ns,
+    };
+    let window = if config.batched {
+        let ring = Batched::map(&records_map, ring_size)?;
+        sides.measure(
+            |deadline| ring.consume(config.mode, deadline, &check, &probe, &deadline_ns),
+            || ring.drain(&check, &probe),
+        )?
+    } else {
         let mut builder = RingBufferBuilder::new();
         builder.add(&records_map, |data| {
             let mut check = check.borrow_mut();
@@ -308,46 +347,14 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
             result
         })?;
         let ring = builder.build()?;
-        let consume_until = |duration: Duration| {
-            deadline_ns.set(monotonic_ns().saturating_add(duration.as_nanos() as u64));
-            consume(&ring, config.mode, Instant::now() + duration, &probe)
-        };
-
-        let producer = ProducerConfig {
-            flags: PRODUCER_HOOK_ONLY,
-            ..config.producer
-        };
-        device.start(&producer).context("starting the producer")?;
-        let measured = (|| -> Result<Window> {
-            consume_until(config.warmup)?;
-            let thread = ProducerThread::find(&thread_name);
-            let start = WindowMark::take(thread.as_ref())?;
-            probe.fill.borrow_mut().restart();
-            let (records, bytes, lost) = check.borrow_mut().restart();
-            consume_until(config.duration)?;
-            let end = WindowMark::take(thread.as_ref())?;
-            let check = check.borrow();
-            let (records_end, bytes_end, lost_end) = check.counts();
-            Ok(Window {
-                latency: check.latency.clone(),
-                records: records_end - records,
-                bytes: bytes_end - bytes,
-                lost: lost_end - lost,
-                elapsed: end.at - start.at,
-                consumer_cpu: end.cpu.saturating_sub(start.cpu),
-                producer_cpu: cpu_between(start.producer_cpu, end.producer_cpu),
-                wakeups: end.voluntary_switches - start.voluntary_switches,
-                fill: probe.fill.borrow().mean(),
-            })
-        })();
-        let stopped = device.stop().context("stopping the producer");
-        let window = measured?;
-        stopped?;
-        // Everything emitted is in the ring buffer now: take the rest.
-        deadline_ns.set(u64::MAX);
-        let drained = ring.consume_raw();
-        ensure!(drained >= 0, "ring_buffer__consume: {}", errno(drained));
-        window
+        sides.measure(
+            |deadline| consume(&ring, config.mode, deadline, &probe),
+            || {
+                let drained = ring.consume_raw();
+                ensure!(drained >= 0, "ring_buffer__consume: {}", errno(drained));
+                Ok(())
+            },
+        )?
     };
     let check = check.into_inner();
 
@@ -388,6 +395,70 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         bad: check.bad,
         latency: window.latency,
     })
+}
+
+/// What both sides of a run share, whichever consumer takes the records.
+struct Sides<'a> {
+    /// The device, as the producer's controller.
+    device: &'a Device,
+    producer: &'a ProducerConfig,
+    thread_name: &'a str,
+    config: &'a BpfRunConfig,
+    check: &'a RefCell<Checker>,
+    probe: &'a FillProbe,
+    /// `CLOCK_MONOTONIC` nanoseconds at which the checker ends a
+    /// consumer's walk; `u64::MAX` while draining.
+    deadline_ns: &'a Cell<u64>,
+}
+
+impl Sides<'_> {
+    /// Starts the producer, consumes through the warm-up and the window
+    /// with `consume_until` (which consumes until the deadline it is given,
+    /// or the checker's [`STOP`]), stops the producer and takes what is
+    /// left with `drain`.
+    fn measure(
+        &self,
+        mut consume_until: impl FnMut(Instant) -> Result<()>,
+        drain: impl FnOnce() -> Result<()>,
+    ) -> Result<Window> {
+        let mut consume_for = |duration: Duration| {
+            self.deadline_ns
+                .set(monotonic_ns().saturating_add(duration.as_nanos() as u64));
+            consume_until(Instant::now() + duration)
+        };
+        self.device
+            .start(self.producer)
+            .context("starting the producer")?;
+        let measured = (|| -> Result<Window> {
+            consume_for(self.config.warmup)?;
+            let thread = ProducerThread::find(self.thread_name);
+            let start = WindowMark::take(thread.as_ref())?;
+            self.probe.fill.borrow_mut().restart();
+            let (records, bytes, lost) = self.check.borrow_mut().restart();
+            consume_for(self.config.duration)?;
+            let end = WindowMark::take(thread.as_ref())?;
+            let check = self.check.borrow();
+            let (records_end, bytes_end, lost_end) = check.counts();
+            Ok(Window {
+                latency: check.latency.clone(),
+                records: records_end - records,
+                bytes: bytes_end - bytes,
+                lost: lost_end - lost,
+                elapsed: end.at - start.at,
+                consumer_cpu: end.cpu.saturating_sub(start.cpu),
+                producer_cpu: cpu_between(start.producer_cpu, end.producer_cpu),
+                wakeups: end.voluntary_switches - start.voluntary_switches,
+                fill: self.probe.fill.borrow().mean(),
+            })
+        })();
+        let stopped = self.device.stop().context("stopping the producer");
+        let window = measured?;
+        stopped?;
+        // Everything emitted is in the ring buffer now: take the rest.
+        self.deadline_ns.set(u64::MAX);
+        drain()?;
+        Ok(window)
+    }
 }
 
 /// What the measured window saw.
@@ -543,6 +614,282 @@ fn consume(
             } else {
                 backoff.reset();
             }
+        }
+    }
+}
+
+/// The kernel's BPF ring buffer record header (`BPF_RINGBUF_HDR_SZ`): a
+/// 32-bit length word, whose two top bits are flags, and the record's page
+/// offset.
+const RINGBUF_HEADER: u64 = 8;
+/// The producer has reserved the record but not yet committed it
+/// (`BPF_RINGBUF_BUSY_BIT`).
+const RINGBUF_BUSY: u32 = 1 << 31;
+/// The producer discarded the record: skip it (`BPF_RINGBUF_DISCARD_BIT`).
+const RINGBUF_DISCARD: u32 = 1 << 30;
+
+/// Where the record after one of `len` sample bytes starts: header and
+/// sample, rounded up to 8 bytes, as the kernel lays them out.
+fn ringbuf_stride(len: u32) -> u64 {
+    (u64::from(len & !(RINGBUF_BUSY | RINGBUF_DISCARD)) + RINGBUF_HEADER).next_multiple_of(8)
+}
+
+/// Where a walk over a BPF ring buffer's records ended.
+#[derive(Debug, PartialEq, Eq)]
+struct Walked {
+    /// The position of the first record not consumed.
+    pos: u64,
+    /// Records handed to the callback (discarded ones are skipped).
+    records: u64,
+    /// The callback asked to stop (after its record, which is consumed).
+    stop: bool,
+}
+
+/// Walks the records of a BPF ring buffer from position `start` until
+/// `until` (at least one record, if there is one), a record not yet
+/// committed (`BPF_RINGBUF_BUSY_BIT`), or `sample` returning `true`;
+/// skips discarded records (`BPF_RINGBUF_DISCARD_BIT`).
+///
+/// # Safety
+///
+/// `data` is valid for reads of `2 * size` bytes, the ring buffer's data
+/// twice in a row (`size` a power of two), 8-byte aligned; every record
+/// header between `start` and `until` is one the producer has reserved, and
+/// the samples of those committed are not written while this runs.
+unsafe fn walk(
+    data: *const u8,
+    size: u64,
+    start: u64,
+    until: u64,
+    mut sample: impl FnMut(&[u8]) -> bool,
+) -> Walked {
+    let mut walked = Walked {
+        pos: start,
+        records: 0,
+        stop: false,
+    };
+    while walked.pos < until && !walked.stop {
+        let offset = (walked.pos & (size - 1)) as usize;
+        // SAFETY: `offset` is inside the data and 8-byte aligned (the kernel
+        // aligns every record); the header's first word is the length, which
+        // the kernel stores with release when it commits.
+        let len = unsafe { &*data.add(offset).cast::<AtomicU32>() }.load(Ordering::Acquire);
+        if len & RINGBUF_BUSY != 0 {
+            break;
+        }
+        if len & RINGBUF_DISCARD == 0 {
+            // SAFETY: A committed record's sample is `len` bytes after its
+            // header; the data is there twice, so a sample that wraps around
+            // the end is contiguous.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(data.add(offset + RINGBUF_HEADER as usize), len as usize)
+            };
+            walked.stop = sample(bytes);
+            walked.records += 1;
+        }
+        walked.pos += ringbuf_stride(len);
+    }
+    walked
+}
+
+/// The BPF ring buffer's best consumer: the map mapped by the benchmark
+/// itself, as libbpf maps it (the consumer page read-write; the producer
+/// page and the data read-only, the data twice in a row, so that a record
+/// that wraps around the end reads as one slice), records walked in place,
+/// and the consumer position stored once per batch instead of once per
+/// record as `ring_buffer__consume` does. A batch ends where the producer
+/// position read (with acquire) at its start ends, at a record not yet
+/// committed, or after an eighth of the ring buffer, so that the producer
+/// is never kept from space for long, as rmemring's consumer hands space
+/// back at least every eighth of its ring. Blocking, it waits in
+/// `epoll_wait` on the map, as libbpf does.
+struct Batched<'a> {
+    /// The first page: the consumer position.
+    consumer: *mut libc::c_void,
+    /// The producer page, then the data twice.
+    producer: *mut libc::c_void,
+    page: usize,
+    size: u64,
+    epoll: Epoll,
+    /// Ties the mappings to the map they map.
+    _map: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> Batched<'a> {
+    fn map(map: &'a libbpf_rs::Map<'_>, size: u32) -> Result<Self> {
+        // SAFETY: `sysconf` reads a constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .context("the page size")?;
+        let fd = map.as_fd();
+        let mapping = |len: usize, prot: i32, offset: usize| {
+            // SAFETY: A new shared mapping of the map's descriptor at an
+            // address the kernel picks: it aliases no Rust object. The
+            // kernel allows the consumer page to be mapped writable, and the
+            // producer page and the data (mapped twice by the kernel itself,
+            // so `2 * size` long) read-only.
+            let base = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    prot,
+                    libc::MAP_SHARED,
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    offset as libc::off_t,
+                )
+            };
+            if base == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error())
+                    .context("mapping the BPF ring buffer for the batched consumer");
+            }
+            Ok(base)
+        };
+        let consumer = mapping(page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
+        let producer = match mapping(page + 2 * size as usize, libc::PROT_READ, page) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: The page just mapped, used by nothing.
+                unsafe { libc::munmap(consumer, page) };
+                return Err(e);
+            }
+        };
+        let ring = Self {
+            consumer,
+            producer,
+            page,
+            size: u64::from(size),
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create1")?,
+            _map: std::marker::PhantomData,
+        };
+        ring.epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 0))
+            .context("adding the BPF ring buffer to the epoll set")?;
+        Ok(ring)
+    }
+
+    /// The consumer position, which only this consumer writes.
+    fn consumer_pos(&self) -> &AtomicU64 {
+        // SAFETY: The consumer page is mapped for as long as `self` lives
+        // and starts with the kernel's 8-byte-aligned consumer position.
+        unsafe { &*self.consumer.cast::<AtomicU64>() }
+    }
+
+    /// The producer position, which the kernel writes.
+    fn producer_pos(&self) -> &AtomicU64 {
+        // SAFETY: As for `consumer_pos`, the producer page.
+        unsafe { &*self.producer.cast::<AtomicU64>() }
+    }
+
+    /// The data, twice in a row.
+    fn data(&self) -> *const u8 {
+        // SAFETY: The data follows the producer page in the mapping.
+        unsafe { self.producer.cast::<u8>().add(self.page) }
+    }
+
+    /// One batch: the records committed since the last one, each checked in
+    /// place, then one release of their space. Returns the records checked
+    /// (discarded ones are skipped), whether the walk moved at all, and
+    /// whether the checker asked to stop (the deadline passed).
+    fn batch(
+        &self,
+        check: &RefCell<Checker>,
+        probe: &FillProbe,
+        deadline_ns: u64,
+    ) -> (u64, bool, bool) {
+        let start = self.consumer_pos().load(Ordering::Relaxed);
+        let end = self.producer_pos().load(Ordering::Acquire);
+        let limit = start + (self.size / 8).max(1);
+        let mut check = check.borrow_mut();
+        // SAFETY: The data is mapped twice in a row, `size` bytes each, for
+        // as long as `self` lives; the kernel committed the records up to
+        // `end` that the walk finds not busy, and writes none of them until
+        // the consumer position passes them.
+        let walked = unsafe {
+            walk(self.data(), self.size, start, end.min(limit), |sample| {
+                let stop = check.record(sample, deadline_ns) == STOP;
+                if check.records % FILL_EVERY == 0 {
+                    probe.sample();
+                }
+                stop
+            })
+        };
+        if walked.pos != start {
+            self.consumer_pos().store(walked.pos, Ordering::Release);
+        }
+        (walked.records, walked.pos != start, walked.stop)
+    }
+
+    /// Sleeps in `epoll_wait` until the kernel signals records (or the
+    /// timeout), unless records are there. The consumer position was
+    /// stored before: the fence orders that store before the load of the
+    /// producer position, so that a producer that committed a record at the
+    /// consumer position after it either saw the position (and wakes the
+    /// epoll) or is seen here.
+    fn sleep(&self) -> Result<()> {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let available = self.producer_pos().load(Ordering::Acquire)
+            != self.consumer_pos().load(Ordering::Relaxed);
+        if available {
+            return Ok(());
+        }
+        let mut events = [EpollEvent::empty()];
+        match self
+            .epoll
+            .wait(&mut events, EpollTimeout::from(POLL_TIMEOUT_MS))
+        {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context("epoll_wait on the BPF ring buffer")),
+        }
+    }
+
+    /// Consumes until `deadline` (or the checker's [`STOP`]), as `mode`
+    /// says: the same strategies as libbpf's consumer gets.
+    fn consume(
+        &self,
+        mode: Mode,
+        deadline: Instant,
+        check: &RefCell<Checker>,
+        probe: &FillProbe,
+        deadline_ns: &Cell<u64>,
+    ) -> Result<()> {
+        let backoff = Backoff::new();
+        loop {
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+            probe.sample();
+            let (records, _, stop) = self.batch(check, probe, deadline_ns.get());
+            if stop {
+                return Ok(());
+            }
+            if records > 0 {
+                backoff.reset();
+                continue;
+            }
+            match mode {
+                Mode::BusyPoll => {}
+                Mode::Blocking if !backoff.is_completed() => backoff.snooze(),
+                Mode::Blocking | Mode::Poll => {
+                    backoff.reset();
+                    self.sleep()?;
+                }
+            }
+        }
+    }
+
+    /// Takes every record left.
+    fn drain(&self, check: &RefCell<Checker>, probe: &FillProbe) -> Result<()> {
+        while self.batch(check, probe, u64::MAX).1 {}
+        Ok(())
+    }
+}
+
+impl Drop for Batched<'_> {
+    fn drop(&mut self) {
+        // SAFETY: The two mappings made in `map`, which nothing borrows any
+        // longer.
+        unsafe {
+            libc::munmap(self.consumer, self.page);
+            libc::munmap(self.producer, self.page + 2 * self.size as usize);
         }
     }
 }
@@ -817,6 +1164,82 @@ mod tests {
         head[HEADER] ^= 1;
         check.record(&head, u64::MAX);
         assert_eq!(check.bad, 1);
+    }
+
+    /// A BPF ring buffer's data twice in a row, as the kernel maps it, with
+    /// records of these sample lengths and flags from position `start`.
+    fn ringbuf(size: usize, start: u64, records: &[(u32, u32)]) -> Vec<u64> {
+        let mut data = vec![0u8; size];
+        let mut pos = start;
+        for (i, &(len, flags)) in records.iter().enumerate() {
+            let at = |k: u64| ((pos + k) as usize) & (size - 1);
+            for (k, b) in (len | flags).to_le_bytes().into_iter().enumerate() {
+                data[at(k as u64)] = b;
+            }
+            for k in 0..u64::from(len) {
+                data[at(RINGBUF_HEADER + k)] = i as u8;
+            }
+            pos += ringbuf_stride(len);
+        }
+        data.extend_from_within(..);
+        data.chunks(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_batched_walk_honours_busy_discard_rounding_and_wrapping() {
+        assert_eq!(ringbuf_stride(0), 8);
+        assert_eq!(ringbuf_stride(1), 16);
+        assert_eq!(ringbuf_stride(24 | RINGBUF_DISCARD), 32);
+        // From near the end, so that the third record wraps around it.
+        let size = 256;
+        let start = 1024 + 200;
+        let records = [
+            (5, 0),
+            (9, RINGBUF_DISCARD),
+            (40, 0),
+            (8, RINGBUF_BUSY),
+            (8, 0),
+        ];
+        let data = ringbuf(size, start, &records);
+        let mut seen = Vec::new();
+        // SAFETY: `data` is the ring's data twice, as `walk` wants it.
+        let walked = unsafe {
+            walk(data.as_ptr().cast(), size as u64, start, u64::MAX, |s| {
+                seen.push(s.to_vec());
+                false
+            })
+        };
+        // The discarded record is skipped, the busy one ends the walk.
+        assert_eq!(seen, [vec![0u8; 5], vec![2u8; 40]]);
+        assert_eq!(
+            walked,
+            Walked {
+                pos: start + 16 + 24 + 48,
+                records: 2,
+                stop: false
+            }
+        );
+        // A walk ends at its end position (after one record at least), and
+        // where the callback says stop.
+        // SAFETY: As above.
+        let one = unsafe {
+            walk(data.as_ptr().cast(), size as u64, start, start + 1, |_| {
+                false
+            })
+        };
+        assert_eq!((one.pos, one.records), (start + 16, 1));
+        // SAFETY: As above.
+        let stopped = unsafe { walk(data.as_ptr().cast(), size as u64, start, u64::MAX, |_| true) };
+        assert_eq!(
+            stopped,
+            Walked {
+                pos: start + 16,
+                records: 1,
+                stop: true
+            }
+        );
     }
 
     #[test]

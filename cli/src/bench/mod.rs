@@ -10,6 +10,8 @@
 //!   tracepoint (with the `bpf` feature; see `bpf.rs`), carrying the
 //!   header only where the consumer reads headers only, consumed by
 //!   libbpf;
+//! - `bpf-batched`: the same, consumed by the benchmark's own batched
+//!   consumer (positions read directly, one release per batch);
 //! - `memcpy`: the same bytes copied on one core, the limit (where the
 //!   consumer reads every byte).
 //!

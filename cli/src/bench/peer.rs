@@ -22,6 +22,8 @@ pub(crate) const RMEMRING: &str = "rmemring";
 pub(crate) const READ: &str = "read";
 /// The BPF ring buffer, consumed by libbpf.
 pub(crate) const BPF: &str = "bpf";
+/// The BPF ring buffer, consumed by the benchmark's own batched consumer.
+pub(crate) const BPF_BATCHED: &str = "bpf-batched";
 /// memcpy of the same bytes on one core.
 pub(crate) const MEMCPY: &str = "memcpy";
 
@@ -129,7 +131,26 @@ pub(crate) const PEERS: &[Peer] = &[
         compared: true,
         filled_target: Some(1.5),
         colour: (0x2c, 0xa0, 0x2c),
-        run: bpf,
+        run: |setup, job| bpf(setup, job, false),
+    },
+    Peer {
+        name: BPF_BATCHED,
+        label: BPF_BATCHED,
+        title: "BPF batched",
+        producer: "as bpf's: the same program and ring buffer",
+        consumer: "the ring buffer mapped by the benchmark itself (consumer page read-write, \
+                   producer page and data read-only, the data twice): producer position \
+                   read with acquire, records walked in place (busy and discarded ones \
+                   honoured), the same checks as rmemring's; one release per batch, at \
+                   most an eighth of the ring buffer, as rmemring's consumer",
+        modes: true,
+        bytes_only: false,
+        idle: &[],
+        bpf: true,
+        compared: true,
+        filled_target: Some(1.5),
+        colour: (0x17, 0xbe, 0xcf),
+        run: |setup, job| bpf(setup, job, true),
     },
     Peer {
         name: MEMCPY,
@@ -206,7 +227,7 @@ pub(crate) const BPF_NOT_BUILT_IN: &str =
     "the BPF ring buffer peers are not built in (build rmemring-cli with `--features bpf`)";
 
 #[cfg(feature = "bpf")]
-fn bpf(setup: &Setup<'_>, job: &Job) -> anyhow::Result<Row> {
+fn bpf(setup: &Setup<'_>, job: &Job, batched: bool) -> anyhow::Result<Row> {
     let config = crate::bpf::BpfRunConfig {
         device: setup.device.to_owned(),
         // What the ring paths get for this workload and size.
@@ -215,6 +236,7 @@ fn bpf(setup: &Setup<'_>, job: &Job) -> anyhow::Result<Row> {
         duration: setup.timing.duration,
         headers_only: !job.workload.reads_bytes(),
         mode: job.mode,
+        batched,
     };
     let result = crate::bpf::run(&config)?;
     Ok(Row {
@@ -238,7 +260,7 @@ fn bpf(setup: &Setup<'_>, job: &Job) -> anyhow::Result<Row> {
 }
 
 #[cfg(not(feature = "bpf"))]
-fn bpf(_setup: &Setup<'_>, _job: &Job) -> anyhow::Result<Row> {
+fn bpf(_setup: &Setup<'_>, _job: &Job, _batched: bool) -> anyhow::Result<Row> {
     anyhow::bail!(BPF_NOT_BUILT_IN)
 }
 
@@ -254,7 +276,7 @@ mod tests {
             assert_eq!(position(name), i);
             assert!(!names[i + 1..].contains(name), "{name} twice");
         }
-        for name in [READ, BPF, MEMCPY] {
+        for name in [READ, BPF, BPF_BATCHED, MEMCPY] {
             assert!(find(name).is_some_and(|p| p.compared), "{name}");
         }
         assert_eq!(label(READ), "read()");
@@ -268,8 +290,8 @@ mod tests {
         assert!(!memcpy.runs(Workload::BlankHeaders));
         assert!(memcpy.runs(Workload::FilledBytes));
         assert_eq!(memcpy.mode_name(Mode::Poll), "one-core");
-        let bpf = find(BPF).unwrap();
-        assert!(bpf.runs(Workload::Paced) && bpf.bpf);
-        assert_eq!(bpf.mode_name(Mode::Poll), "poll");
+        let batched = find(BPF_BATCHED).unwrap();
+        assert!(batched.runs(Workload::Paced) && batched.bpf);
+        assert_eq!(batched.mode_name(Mode::Poll), "poll");
     }
 }
