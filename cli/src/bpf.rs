@@ -101,16 +101,21 @@ use rmemring::uapi::{
     PRODUCER_HOOK_ONLY, //
 };
 
-use crate::bench::kernel::first_word_ok;
+use crate::bench::kernel::{first_word_ok, tracks_gaps};
 use crate::bench::sides::{
     cpu_between,
     producer_thread_name,
     Fill,
     ProducerThread, //
 };
+use crate::bench::stall::{
+    Gaps,
+    LoopGaps, //
+};
 use crate::bench::{
     thread_cpu,
-    Mode, //
+    Mode,
+    Workload, //
 };
 
 /// The compiled BPF program (`bpf/rmemring_hook.bpf.c`, built by
@@ -191,6 +196,11 @@ pub struct BpfRunConfig {
     /// ([`Batched`]: positions read directly, one release per batch)
     /// instead of libbpf's `ring_buffer__consume`.
     pub batched: bool,
+    /// The paced workload: every record's latency is recorded (else every
+    /// [`LATENCY_SAMPLE`]th, as on the ring paths), and, busy-polling, the
+    /// gaps in the consumer's loop are counted, where the ring buffer's
+    /// fill is not sampled (as on the ring paths).
+    pub paced: bool,
 }
 
 /// What a run measured, in the window after the warm-up.
@@ -222,8 +232,11 @@ pub struct BpfRunResult {
     pub bad: u64,
     /// Delivery latency in nanoseconds: `CLOCK_MONOTONIC` when the record is
     /// consumed minus its timestamp, for the records whose sequence number
-    /// is a multiple of [`LATENCY_SAMPLE`] (8).
+    /// is a multiple of [`LATENCY_SAMPLE`] (8), or of every record paced.
     pub latency: Histogram<u64>,
+    /// The gaps in the consumer's loop over the window, where counted
+    /// ([`BpfRunConfig::paced`], busy-polling).
+    pub gaps: Option<Gaps>,
 }
 
 /// Loads and attaches the BPF program, starts the device's producer in
@@ -301,18 +314,30 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         .maps()
         .find(|m| m.name() == "counters")
         .context("no map counters")?;
+    let gaps = tracks_gaps(
+        if config.paced {
+            Workload::Paced
+        } else {
+            Workload::BlankHeaders
+        },
+        config.mode,
+    );
     let probe = FillProbe {
         positions: Positions::map(&records_map)?,
         size: u64::from(ring_size),
         fill: RefCell::new(Fill::new()),
+        on: !gaps,
     };
 
-    let check = RefCell::new(Checker::new(
-        min_len,
-        max_len,
-        config.headers_only,
-        config.producer.pattern == PATTERN_SEQ,
-    )?);
+    let check = RefCell::new(
+        Checker::new(
+            min_len,
+            max_len,
+            config.headers_only,
+            config.producer.pattern == PATTERN_SEQ,
+        )?
+        .paced(config.paced, gaps),
+    );
     let thread_name = producer_thread_name(&config.device);
     // CLOCK_MONOTONIC nanoseconds at which the callback ends a poll;
     // u64::MAX while draining.
@@ -348,7 +373,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         })?;
         let ring = builder.build()?;
         sides.measure(
-            |deadline| consume(&ring, config.mode, deadline, &probe),
+            |deadline| consume(&ring, config.mode, deadline, &probe, &check),
             || {
                 let drained = ring.consume_raw();
                 ensure!(drained >= 0, "ring_buffer__consume: {}", errno(drained));
@@ -394,6 +419,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         lost: window.lost,
         bad: check.bad,
         latency: window.latency,
+        gaps: window.gaps,
     })
 }
 
@@ -441,6 +467,7 @@ impl Sides<'_> {
             let (records_end, bytes_end, lost_end) = check.counts();
             Ok(Window {
                 latency: check.latency.clone(),
+                gaps: check.gaps.as_ref().map(LoopGaps::gaps),
                 records: records_end - records,
                 bytes: bytes_end - bytes,
                 lost: lost_end - lost,
@@ -472,6 +499,7 @@ struct Window {
     wakeups: u64,
     fill: Option<f64>,
     latency: Histogram<u64>,
+    gaps: Option<Gaps>,
 }
 
 /// The clocks and counters at one edge of the window.
@@ -561,10 +589,15 @@ struct FillProbe {
     positions: Positions,
     size: u64,
     fill: RefCell<Fill>,
+    /// Sampled at all: not where the loop's gaps are counted.
+    on: bool,
 }
 
 impl FillProbe {
     fn sample(&self) {
+        if !self.on {
+            return;
+        }
         let mut fill = self.fill.borrow_mut();
         if fill.due(Instant::now()) {
             fill.add(self.positions.used(), self.size);
@@ -579,9 +612,11 @@ fn consume(
     mode: Mode,
     deadline: Instant,
     probe: &FillProbe,
+    check: &RefCell<Checker>,
 ) -> Result<()> {
     let backoff = Backoff::new();
     loop {
+        check.borrow_mut().tick();
         if Instant::now() >= deadline {
             return Ok(());
         }
@@ -853,6 +888,7 @@ impl<'a> Batched<'a> {
     ) -> Result<()> {
         let backoff = Backoff::new();
         loop {
+            check.borrow_mut().tick();
             if Instant::now() >= deadline {
                 return Ok(());
             }
@@ -908,7 +944,12 @@ struct Checker {
     bytes: u64,
     lost: u64,
     bad: u64,
+    /// Latency is recorded for records whose sequence number has these bits
+    /// clear.
+    sample_mask: u64,
     latency: Histogram<u64>,
+    /// The gaps in the consumer's loop, where counted.
+    gaps: Option<LoopGaps>,
 }
 
 impl Checker {
@@ -923,9 +964,28 @@ impl Checker {
             bytes: 0,
             lost: 0,
             bad: 0,
+            sample_mask: LATENCY_SAMPLE - 1,
             // The same histogram as the ring paths'.
             latency: crate::bench::latency_histogram()?,
+            gaps: None,
         })
+    }
+
+    /// For the paced workload (`paced`): every record's latency recorded;
+    /// and with `gaps`, the gaps in the consumer's loop counted.
+    fn paced(self, paced: bool, gaps: bool) -> Self {
+        Self {
+            sample_mask: if paced { 0 } else { self.sample_mask },
+            gaps: gaps.then(LoopGaps::default),
+            ..self
+        }
+    }
+
+    /// One look at the ring buffer by the consumer's loop.
+    fn tick(&mut self) {
+        if let Some(gaps) = &mut self.gaps {
+            gaps.tick();
+        }
     }
 
     /// Records, payload bytes and records lost so far.
@@ -936,6 +996,9 @@ impl Checker {
     /// Forgets the latencies so far (the warm-up's) and returns the counts.
     fn restart(&mut self) -> (u64, u64, u64) {
         self.latency.reset();
+        if let Some(gaps) = &mut self.gaps {
+            gaps.restart();
+        }
         self.counts()
     }
 
@@ -956,13 +1019,16 @@ impl Checker {
         let len = word(2) as u32;
         // The clock is read for sampled records, and now and then for the
         // deadline.
-        let sampled = seq & (LATENCY_SAMPLE - 1) == 0;
+        let sampled = seq & self.sample_mask == 0;
         let mut result = 0;
         if sampled || self.records % DEADLINE_EVERY == 0 {
             let now = monotonic_ns();
             if sampled {
                 self.latency
                     .saturating_record(now.saturating_sub(timestamp_ns));
+                if let Some(gaps) = &mut self.gaps {
+                    gaps.at(now);
+                }
             }
             if now >= deadline_ns {
                 result = STOP;

@@ -57,6 +57,10 @@ use super::sides::{
     Fill,
     ProducerThread, //
 };
+use super::stall::{
+    Gaps,
+    LoopGaps, //
+};
 use super::{
     thread_cpu,
     Job,
@@ -139,6 +143,17 @@ struct Tally {
     /// bits clear.
     sample_mask: u64,
     latency: Histogram<u64>,
+    /// The gaps in the consumer's loop, where they are measured
+    /// ([`tracks_gaps`]).
+    gaps: Option<LoopGaps>,
+}
+
+/// Whether a measurement counts the gaps in its consumer's own loop: the
+/// paced workload (every record's latency recorded, so the loop reads the
+/// clock per record as well as per look at the ring), busy-polling (in the
+/// other modes a gap cannot be told from a sleep).
+pub(crate) fn tracks_gaps(workload: Workload, mode: Mode) -> bool {
+    workload == Workload::Paced && mode == Mode::BusyPoll
 }
 
 /// Flat out, latency is sampled on every [`LATENCY_SAMPLE`]th record (by
@@ -150,7 +165,7 @@ struct Tally {
 const LATENCY_SAMPLE: u64 = 8;
 
 impl Tally {
-    fn new(workload: Workload, size: u32) -> anyhow::Result<Self> {
+    fn new(workload: Workload, mode: Mode, size: u32) -> anyhow::Result<Self> {
         Ok(Self {
             len: size as usize,
             read_bytes: workload.reads_bytes(),
@@ -164,6 +179,7 @@ impl Tally {
                 _ => LATENCY_SAMPLE - 1,
             },
             latency: super::latency_histogram()?,
+            gaps: tracks_gaps(workload, mode).then(LoopGaps::default),
         })
     }
 
@@ -180,8 +196,12 @@ impl Tally {
     #[inline]
     fn record(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8]) {
         if seq & self.sample_mask == 0 {
+            let now = monotonic_ns();
             self.latency
-                .saturating_record(monotonic_ns().saturating_sub(timestamp_ns));
+                .saturating_record(now.saturating_sub(timestamp_ns));
+            if let Some(gaps) = &mut self.gaps {
+                gaps.at(now);
+            }
         }
         let mut ok = seq == self.next_seq && payload.len() == self.len;
         if self.read_bytes {
@@ -204,6 +224,9 @@ impl Tally {
         self.records = 0;
         self.bytes = 0;
         self.latency.reset();
+        if let Some(gaps) = &mut self.gaps {
+            gaps.restart();
+        }
     }
 }
 
@@ -268,8 +291,14 @@ impl<'a> Window<'a> {
         if signals::stop_requested() {
             return Err(fail::with_status(fail::INTERRUPTED, "interrupted"));
         }
+        if let Some(gaps) = &mut tally.gaps {
+            gaps.tick();
+        }
         let now = Instant::now();
-        if self.fill.due(now) {
+        // Not where the loop's gaps are counted: the sample is a system
+        // call, which would make gaps of the loop's own (and the paced
+        // ring is nearly empty by design).
+        if tally.gaps.is_none() && self.fill.due(now) {
             let stats = self.region.stats()?;
             self.fill.add(
                 stats.producer_pos.wrapping_sub(stats.consumer_pos),
@@ -290,9 +319,15 @@ impl<'a> Window<'a> {
         }
     }
 
-    /// How long a wait may block before the window needs checking.
-    fn slice(&self) -> Duration {
-        Duration::from_millis(50)
+    /// How long a wait may block before the window needs checking: no
+    /// time where the loop's gaps are counted, so that a busy-polling wait
+    /// returns to the loop (and its clock) after each round of polls.
+    fn slice(&self, tally: &Tally) -> Duration {
+        if tally.gaps.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(50)
+        }
     }
 
     /// Closes the window into a row.
@@ -308,6 +343,7 @@ impl<'a> Window<'a> {
             sleeps: end.stats.sleeps - start.stats.sleeps,
             dropped: end.stats.records_dropped - start.stats.records_dropped,
             latency: Latency::of(&tally.latency),
+            gaps: tally.gaps.as_ref().map(LoopGaps::gaps),
             records: tally.records,
             bytes: tally.bytes,
             bad: tally.bad,
@@ -324,6 +360,7 @@ struct Measured {
     sleeps: u64,
     dropped: u64,
     latency: Option<Latency>,
+    gaps: Option<Gaps>,
     records: u64,
     bytes: u64,
     bad: u64,
@@ -347,6 +384,7 @@ impl Measured {
             dropped: self.dropped,
             bad: self.bad,
             latency: self.latency,
+            gaps: self.gaps,
             spread: None,
         }
     }
@@ -370,11 +408,11 @@ pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     // Hand space back at least every eighth of the ring, so the producer
     // never waits for one long batch to finish.
     let per_batch = (region.layout().data_size / 8 / record_stride(size)).max(1) as usize;
-    let mut tally = Tally::new(workload, size)?;
+    let mut tally = Tally::new(workload, mode, size)?;
     let mut window = Window::new(timing, device, &region);
     let running = Running::start(&region, &producer_config(workload, size, &timing))?;
     while window.check(&mut tally)? {
-        if !consumer.wait(Some(window.slice()))? {
+        if !consumer.wait(Some(window.slice(&tally)))? {
             continue;
         }
         let mut batch = consumer.batch()?;
@@ -402,7 +440,7 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     let buf_len = timing.read_buffer.max(record_stride(size) as usize);
     // u64s, so that headers are aligned like in the ring.
     let mut buf = vec![0u64; buf_len.div_ceil(8)];
-    let mut tally = Tally::new(workload, size)?;
+    let mut tally = Tally::new(workload, mode, size)?;
     let mut window = Window::new(timing, device, &region);
     let backoff = Backoff::new();
     let running = Running::start(&region, &producer_config(workload, size, &timing))?;

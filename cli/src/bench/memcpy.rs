@@ -74,6 +74,7 @@ pub(crate) fn run(
         dropped: 0,
         bad: 0,
         latency: None,
+        gaps: None,
         spread: None,
     })
 }

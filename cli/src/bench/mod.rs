@@ -33,7 +33,7 @@ mod plot;
 mod report;
 mod row;
 pub(crate) mod sides;
-mod stall;
+pub(crate) mod stall;
 
 use std::fs;
 use std::path::{

@@ -237,6 +237,7 @@ fn bpf(setup: &Setup<'_>, job: &Job, batched: bool) -> anyhow::Result<Row> {
         headers_only: !job.workload.reads_bytes(),
         mode: job.mode,
         batched,
+        paced: job.workload == Workload::Paced,
     };
     let result = crate::bpf::run(&config)?;
     Ok(Row {
@@ -255,6 +256,7 @@ fn bpf(setup: &Setup<'_>, job: &Job, batched: bool) -> anyhow::Result<Row> {
         dropped: result.lost,
         bad: result.bad,
         latency: super::row::Latency::of(&result.latency),
+        gaps: result.gaps,
         spread: None,
     })
 }

@@ -13,6 +13,7 @@ use super::row::{
     Bound,
     Row, //
 };
+use super::stall::GAP;
 use super::Results;
 use crate::args::{
     bytes,
@@ -218,6 +219,89 @@ const UNREAD_NOTE: &str = "GB/s unread: the payload bytes of the delivered recor
      none of these bytes (read() still copies them; the BPF program does not carry them), \
      so it is no rate of bytes read (the JSON's bytes_per_s is the same figure)";
 
+/// Printed under the paced table: what the gap columns are.
+fn gaps_note() -> String {
+    format!(
+        "loop gaps: spans longer than {} between two consecutive clock reads of the \
+         busy-polling consumer's own loop during the window (it reads the clock at each look \
+         at the ring and for each record), in which it did not look at the ring: descheduled \
+         (under TCG, its vCPU too), interrupted, or in a system call that long; in gaps: \
+         their sum as a share of the window; counted busy-polling only (in the other modes a \
+         gap cannot be told from a sleep), and the fill is not sampled there",
+        nanos(GAP.as_nanos() as f64)
+    )
+}
+
+/// What the paced run's own gaps say about each busy-polling consumer's
+/// latency tail: a record that arrives during a gap waits for its end, so
+/// the gaps can account for a percentile whose tail (the share of records
+/// above it) is no larger than the share of the window in gaps, and whose
+/// value is no longer than the longest gap plus the median; and for the
+/// maximum when the longest gap plus the median reaches it.
+fn latency_analysis(results: &Results) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rows: Vec<&Row> = results
+        .rows
+        .iter()
+        .filter(|r| r.workload == "paced" && r.gaps.is_some() && r.latency.is_some())
+        .collect();
+    rows.sort_by_key(|r| order(r));
+    for r in rows {
+        let (Some(l), Some(g), Some(share)) = (r.latency, r.gaps, r.gap_share()) else {
+            continue;
+        };
+        let ns = |v: u64| nanos(v as f64);
+        let reach = g.max.as_nanos() as u64 + l.p50;
+        let (mut yes, mut no) = (Vec::new(), Vec::new());
+        for (name, tail, value) in [
+            ("p99", 0.01, l.p99),
+            ("p99.9", 0.001, l.p999),
+            ("max", 0.0, l.max),
+        ] {
+            if g.count > 0 && share >= tail && value <= reach {
+                yes.push(name.to_owned());
+            } else if g.count > 0 && share < tail {
+                no.push(format!(
+                    "{name} ({}: the window was {:.2}% in gaps, less than the {}% of records \
+                     above it)",
+                    ns(value),
+                    share * 100.0,
+                    tail * 100.0
+                ));
+            } else {
+                no.push(format!(
+                    "{name} ({}: longer than the longest gap plus p50, {})",
+                    ns(value),
+                    ns(reach)
+                ));
+            }
+        }
+        let mut line = format!(
+            "{} {}: p50 {}, p99 {}, p99.9 {}, max {}; its own loop had {} gaps over {} ({} in \
+             all, {:.2}% of the window, the longest {})",
+            peer::label(&r.imp),
+            r.mode,
+            ns(l.p50),
+            ns(l.p99),
+            ns(l.p999),
+            ns(l.max),
+            g.count,
+            nanos(GAP.as_nanos() as f64),
+            nanos(g.total.as_nanos() as f64),
+            share * 100.0,
+            nanos(g.max.as_nanos() as f64)
+        );
+        if !yes.is_empty() {
+            line += &format!("; the gaps can account for {}", yes.join(" and "));
+        }
+        if !no.is_empty() {
+            line += &format!("; not for {}", no.join(", nor "));
+        }
+        out.push(line);
+    }
+    out
+}
+
 /// Printed under every flat-out table: how to read the two sides' columns.
 const SIDES_NOTE: &str = "producer: the CPU time of the driver's producer thread per \
      record delivered, and as a share of the window (for bpf, with the tracepoint and the \
@@ -249,7 +333,7 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
         "p99",
     ];
     if paced {
-        header.extend(["p99.9", "max"]);
+        header.extend(["p99.9", "max", "loop gaps", "in gaps", "longest gap"]);
     }
     header.push("dropped");
     let mut t = Table::new(&header, 3);
@@ -301,6 +385,14 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
             ];
             if paced {
                 cells.extend([lat(|l| l.p999), lat(|l| l.max)]);
+                cells.extend(match (r.gaps, r.gap_share()) {
+                    (Some(g), Some(share)) => [
+                        g.count.to_string(),
+                        format!("{:.2}%", share * 100.0),
+                        nanos(g.max.as_nanos() as f64),
+                    ],
+                    _ => ["-", "-", "-"].map(str::to_owned),
+                });
             }
             cells.push(dropped);
             t.rows.push(cells);
@@ -800,6 +892,22 @@ fn render(results: &Results, style: Style) -> String {
             note(&mut out, SIDES_NOTE);
             sides_noted = true;
         }
+        if workload == "paced" && results.rows.iter().any(|r| r.gaps.is_some()) {
+            note(&mut out, &gaps_note());
+        }
+    }
+    let analysis = latency_analysis(results);
+    if !analysis.is_empty() {
+        style.heading(
+            &mut out,
+            "paced latency against the gaps in each busy-polling consumer's own loop",
+        );
+        for line in analysis {
+            let _ = match style {
+                Style::Text => writeln!(out, "  {line}"),
+                Style::Markdown => writeln!(out, "- {line}"),
+            };
+        }
     }
     style.heading(&mut out, "ratios (records/s, same run)");
     style.table(&mut out, &ratio_table(results));
@@ -894,6 +1002,61 @@ mod tests {
         assert!(text.contains("GB/s unread"), "{text}");
         assert!(text.contains("reads none of these bytes"), "{text}");
         assert!(markdown(&results).contains("| GB/s unread |"));
+    }
+
+    #[test]
+    fn the_paced_tail_is_explained_only_by_what_the_loop_saw() {
+        use super::super::stall::Gaps;
+        use std::time::Duration;
+        let paced = |imp: &str, gaps: Option<Gaps>, p99: u64, p999: u64, max: u64| Row {
+            gaps,
+            latency: Some(super::super::row::Latency {
+                p50: 1_000,
+                p99,
+                p999,
+                max,
+            }),
+            ..row(imp, "busy-poll", "paced", 64, 20_000)
+        };
+        let results = results(vec![
+            // 0.5% of the window in gaps, the longest 400 µs: p99.9 and max,
+            // not p99 (1% of records above it).
+            paced(
+                "rmemring",
+                Some(Gaps {
+                    count: 20,
+                    total: Duration::from_millis(5),
+                    max: Duration::from_micros(400),
+                }),
+                2_700,
+                300_000,
+                390_000,
+            ),
+            // No gap: nothing is accounted for.
+            paced("read", Some(Gaps::default()), 9_000, 50_000, 60_000),
+            // Not counted (another mode): no line.
+            paced("bpf", None, 9_000, 50_000, 60_000),
+        ]);
+        let lines = latency_analysis(&results);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains(
+                "the gaps can account for p99.9 and max; not for p99 (2.7 µs: the \
+                 window was 0.50% in gaps, less than the 1% of records above it)"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("20 gaps over 20.0 µs"), "{}", lines[0]);
+        assert!(!lines[1].contains("can account"), "{}", lines[1]);
+        assert!(
+            lines[1].contains("not for p99 (9.0 µs: longer than"),
+            "{}",
+            lines[1]
+        );
+        let text = text(&results);
+        assert!(text.contains("loop gaps"), "{text}");
+        assert!(text.contains("0.50%"), "{text}");
     }
 
     #[test]

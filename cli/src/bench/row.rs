@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use super::stall::Gaps;
 use serde_json::{
     json,
     Value, //
@@ -44,6 +46,9 @@ pub(crate) struct Row {
     pub(crate) bad: u64,
     /// Latency from the producer's timestamp to the consumer, if measured.
     pub(crate) latency: Option<Latency>,
+    /// The gaps in the consumer's own loop over the window, where counted
+    /// (busy-polling in the paced workload; see `stall.rs`).
+    pub(crate) gaps: Option<Gaps>,
     /// With repeated measurements: how many, and their records/s spread,
     /// `(max - min) / median`.
     pub(crate) spread: Option<(u32, f64)>,
@@ -173,6 +178,12 @@ impl Row {
         self.wakeups as f64 / self.records.max(1) as f64
     }
 
+    /// The share of the window the consumer's loop spent in gaps, 0 to 1.
+    pub(crate) fn gap_share(&self) -> Option<f64> {
+        self.gaps
+            .map(|g| g.total.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9))
+    }
+
     /// Consumer CPU time over wall time, in percent.
     pub(crate) fn cpu_percent(&self) -> f64 {
         100.0 * self.consumer_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
@@ -194,6 +205,9 @@ impl Row {
             "p99_ns": lat(|l| l.p99),
             "p999_ns": lat(|l| l.p999),
             "max_ns": lat(|l| l.max),
+            "loop_gaps": self.gaps.map(|g| g.count),
+            "loop_gap_ns": self.gaps.map(|g| g.total.as_nanos() as u64),
+            "loop_gap_max_ns": self.gaps.map(|g| g.max.as_nanos() as u64),
             "dropped": self.dropped,
             "records": self.records,
             "bytes": self.bytes,
@@ -240,6 +254,14 @@ impl Row {
             dropped: u("dropped")?,
             bad: u("bad").unwrap_or(0),
             latency,
+            gaps: match (u("loop_gaps"), u("loop_gap_ns"), u("loop_gap_max_ns")) {
+                (Some(count), Some(total), Some(max)) => Some(Gaps {
+                    count,
+                    total: Duration::from_nanos(total),
+                    max: Duration::from_nanos(max),
+                }),
+                _ => None,
+            },
             spread: match (u("samples"), v["spread"].as_f64()) {
                 (Some(n), Some(s)) if n > 1 => Some((u32::try_from(n).ok()?, s)),
                 _ => None,
@@ -370,6 +392,7 @@ pub(crate) fn sample(imp: &str, mode: &str, workload: &str, size: u32, records: 
             p999: 2000,
             max: 5000,
         }),
+        gaps: None,
         spread: None,
     }
 }
@@ -423,6 +446,11 @@ mod tests {
                 p999: 3000,
                 max: 90_000,
             }),
+            gaps: Some(Gaps {
+                count: 7,
+                total: Duration::from_micros(900),
+                max: Duration::from_micros(400),
+            }),
             spread: Some((3, 0.125)),
         };
         assert_eq!(Row::from_json(&row.to_json()), Some(row.clone()));
@@ -432,6 +460,7 @@ mod tests {
         assert_eq!(Row::from_json(&old).unwrap().workload, "filled-bytes");
         let no_latency = Row {
             latency: None,
+            gaps: None,
             producer_cpu: None,
             fill: None,
             ..row

@@ -1,5 +1,7 @@
 //! How much a spinning thread is kept off its CPU: the machine's own
-//! latency floor, measured beside the latency of the paths.
+//! latency floor, measured beside the latency of the paths; and the gaps
+//! in a busy-polling consumer's own loop during its measurement
+//! ([`LoopGaps`]).
 //!
 //! A thread reads the clock in a tight loop; any gap between two reads
 //! longer than [`GAP`] is time it did not run (an interrupt, another
@@ -20,7 +22,70 @@ use serde_json::{
 
 /// Shorter gaps count as running (a clock read under TCG alone can take
 /// a microsecond or two).
-const GAP: Duration = Duration::from_micros(20);
+pub(crate) const GAP: Duration = Duration::from_micros(20);
+
+/// The gaps in a busy-polling consumer's own loop over its measured
+/// window: spans longer than [`GAP`] between two consecutive reads of
+/// `CLOCK_MONOTONIC` by the loop (one per look at the ring, and one per
+/// record whose latency it records), in which it did not look at the ring:
+/// its thread was descheduled (in a VM, its vCPU too, which TCG does not
+/// report), interrupted, or in a system call that took that long. A record
+/// that arrives in such a gap waits for its end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Gaps {
+    /// Gaps longer than [`GAP`].
+    pub(crate) count: u64,
+    /// Their sum.
+    pub(crate) total: Duration,
+    /// The longest.
+    pub(crate) max: Duration,
+}
+
+/// Counts a loop's gaps from its clock reads.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LoopGaps {
+    /// The last clock read, in nanoseconds; 0 before the first.
+    last: u64,
+    gaps: Gaps,
+}
+
+impl LoopGaps {
+    /// One clock read of the loop, `now` nanoseconds of `CLOCK_MONOTONIC`.
+    #[inline]
+    pub(crate) fn at(&mut self, now: u64) {
+        let gap = now.saturating_sub(self.last);
+        if self.last != 0 && gap > GAP.as_nanos() as u64 {
+            let gap = Duration::from_nanos(gap);
+            self.gaps.count += 1;
+            self.gaps.total += gap;
+            self.gaps.max = self.gaps.max.max(gap);
+        }
+        self.last = now;
+    }
+
+    /// Reads the clock: one look at the ring.
+    #[inline]
+    pub(crate) fn tick(&mut self) {
+        self.at(rmemring::monotonic_ns());
+    }
+
+    /// Forgets the gaps so far (the warm-up's) as the window opens: the
+    /// next one counts from now, so that the gaps fall inside the window.
+    pub(crate) fn restart(&mut self) {
+        self.restart_at(rmemring::monotonic_ns());
+    }
+
+    /// [`Self::restart`] at `now`.
+    fn restart_at(&mut self, now: u64) {
+        self.gaps = Gaps::default();
+        self.last = now;
+    }
+
+    /// The gaps since the last restart.
+    pub(crate) fn gaps(&self) -> Gaps {
+        self.gaps
+    }
+}
 
 /// What the spinning thread saw.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,5 +180,38 @@ mod tests {
         assert!(s.wall >= Duration::from_millis(20));
         assert!(s.lost <= s.wall);
         assert_eq!(Stalls::from_json(&s.to_json()), Some(s));
+    }
+
+    #[test]
+    fn loop_gaps_count_only_spans_over_the_threshold() {
+        let mut g = LoopGaps::default();
+        let us = 1_000;
+        // The first read only starts the count.
+        g.at(1_000 * us);
+        g.at(1_010 * us);
+        g.at(1_040 * us);
+        g.at(1_041 * us);
+        g.at(1_541 * us);
+        assert_eq!(
+            g.gaps(),
+            Gaps {
+                count: 2,
+                total: Duration::from_micros(530),
+                max: Duration::from_micros(500)
+            }
+        );
+        // After a restart, a gap counts from the restart, not from the last
+        // read before it.
+        g.restart_at(1_590 * us);
+        assert_eq!(g.gaps(), Gaps::default());
+        g.at(1_600 * us);
+        assert_eq!(g.gaps(), Gaps::default());
+        g.at(1_700 * us);
+        assert_eq!(g.gaps().total, Duration::from_micros(100));
+        let mut live = LoopGaps::default();
+        live.tick();
+        std::thread::sleep(Duration::from_millis(2));
+        live.tick();
+        assert!(live.gaps().max >= Duration::from_millis(2));
     }
 }
