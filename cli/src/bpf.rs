@@ -756,6 +756,10 @@ impl<'a> Batched<'a> {
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .context("the page size")?;
         let fd = map.as_fd();
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create1")?;
+        epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 0))
+            .context("adding the BPF ring buffer to the epoll set")?;
         let mapping = |len: usize, prot: i32, offset: usize| {
             // SAFETY: A new shared mapping of the map's descriptor at an
             // address the kernel picks: it aliases no Rust object. The
@@ -787,18 +791,14 @@ impl<'a> Batched<'a> {
                 return Err(e);
             }
         };
-        let ring = Self {
+        Ok(Self {
             consumer,
             producer,
             page,
             size: u64::from(size),
-            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create1")?,
+            epoll,
             _map: std::marker::PhantomData,
-        };
-        ring.epoll
-            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 0))
-            .context("adding the BPF ring buffer to the epoll set")?;
-        Ok(ring)
+        })
     }
 
     /// The consumer position, which only this consumer writes.
