@@ -1,71 +1,84 @@
 //! Ctrl-C (SIGINT), SIGTERM and SIGHUP as a polite request to stop.
 //!
-//! The first such signal sets a flag and writes a byte into a pipe (the
-//! self-pipe trick), so a subcommand sleeping in `poll(2)` on its ring wakes
-//! up without any race between checking the flag and going to sleep. The
-//! handler resets itself (`SA_RESETHAND`): a second Ctrl-C kills the
-//! process the usual way.
+//! Through `signal-hook`, the first such signal sets a flag and writes a
+//! byte into a socket pair (the self-pipe trick), so a subcommand sleeping
+//! in `ppoll(2)` on its ring wakes up without any race between checking the
+//! flag and going to sleep. A second delivery of the same signal takes its
+//! default action (`register_conditional_default`): a second Ctrl-C kills
+//! the process the usual way, as `SA_RESETHAND` would.
+//!
+//! signal-hook installs its handlers with `SA_RESTART`, so an interrupted
+//! `read(2)` resumes: every wait that must end on a stop signal is a
+//! `ppoll` here (which a handler always interrupts, and the socket pair
+//! wakes even if the signal came just before it) or a bounded nap (`cat`'s
+//! 200 ms futex waits on a ring file).
 
 use std::io;
 use std::os::fd::{
-    AsRawFd,
-    BorrowedFd,
-    RawFd, //
+    AsFd,
+    BorrowedFd, //
 };
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{
     AtomicBool,
-    AtomicI32,
     Ordering, //
+};
+use std::sync::{
+    Arc,
+    OnceLock, //
 };
 use std::time::Duration;
 
-/// Set by the first stop signal.
-static STOP: AtomicBool = AtomicBool::new(false);
-/// The pipe's write end, or -1 before [`install`].
-static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
-/// The pipe's read end, or -1 before [`install`].
-static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
+use nix::errno::Errno;
+use nix::poll::{
+    ppoll,
+    PollFd,
+    PollFlags, //
+};
+use nix::sys::time::TimeSpec;
+use signal_hook::consts::{
+    SIGHUP,
+    SIGINT,
+    SIGTERM, //
+};
+use signal_hook::{
+    flag,
+    low_level::pipe, //
+};
 
-extern "C" fn on_signal(_signal: libc::c_int) {
-    // ORDERING: Relaxed is enough; the pipe's write is what wakes sleepers,
-    // and they re-read the flag after `poll` returns.
-    STOP.store(true, Ordering::Relaxed);
-    let fd = PIPE_WRITE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let byte = 1u8;
-        // SAFETY: `write` is async-signal-safe; `byte` is valid for one
-        // byte. The pipe is non-blocking, so a full pipe cannot hang us.
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
-    }
-}
+/// Set by the first stop signal.
+static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// The socket pair's read end, which a stop signal makes readable.
+static WAKE: OnceLock<UnixStream> = OnceLock::new();
 
 /// Installs the handlers. Failures leave the default actions, which only
 /// makes Ctrl-C less polite.
 pub(crate) fn install() {
-    let mut fds = [-1; 2];
-    // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+    let stop = STOP.get_or_init(Arc::default);
+    let Ok((read, write)) = UnixStream::pair() else {
+        return;
+    };
+    if WAKE.set(read).is_err() {
         return;
     }
-    PIPE_READ.store(fds[0], Ordering::Relaxed);
-    PIPE_WRITE.store(fds[1], Ordering::Relaxed);
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: A zeroed `sigaction` is a valid starting point; the
-        // handler is an `extern "C" fn(c_int)` that only touches atomics
-        // and calls `write`, both async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESETHAND;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // Each signal has its own "seen" flag, so that SIGTERM after a
+        // Ctrl-C is still polite, as each handler resetting itself was.
+        let seen = Arc::new(AtomicBool::new(false));
+        // Handlers run in the order they were registered: the default
+        // action if this signal came before, then the flags, then the wake.
+        let _ = flag::register_conditional_default(signal, Arc::clone(&seen))
+            .and_then(|_| flag::register(signal, seen))
+            .and_then(|_| flag::register(signal, Arc::clone(stop)))
+            .and_then(|_| pipe::register(signal, write.try_clone()?));
     }
 }
 
 /// Whether a stop signal arrived.
 pub(crate) fn stop_requested() -> bool {
-    STOP.load(Ordering::Relaxed)
+    // ORDERING: Relaxed is enough; the socket's write is what wakes
+    // sleepers, and they re-read the flag after `ppoll` returns.
+    STOP.get().is_some_and(|stop| stop.load(Ordering::Relaxed))
 }
 
 /// Why [`sleep_until`] returned.
@@ -88,42 +101,30 @@ pub(crate) fn sleep_until(
     if stop_requested() {
         return Ok(Woken::Stop);
     }
-    let pipe: RawFd = PIPE_READ.load(Ordering::Relaxed);
-    let mut fds = [
-        libc::pollfd {
-            fd: pipe,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: fd.map_or(-1, |fd| fd.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-        tv_nsec: d.subsec_nanos().into(),
-    });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `fds` and `ts` outlive the call; negative descriptors are
-    // ignored by `ppoll`; a null signal mask keeps the current one.
-    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    let mut fds: Vec<PollFd<'_>> = WAKE
+        .get()
+        .into_iter()
+        .map(AsFd::as_fd)
+        .chain(fd)
+        .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    match ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
     }
     if stop_requested() {
         return Ok(Woken::Stop);
     }
-    if fds[1].revents != 0 {
-        return Ok(Woken::Readable);
-    }
-    Ok(Woken::TimedOut)
+    let readable = fd.is_some()
+        && fds
+            .last()
+            .and_then(PollFd::revents)
+            .is_some_and(|r| !r.is_empty());
+    Ok(if readable {
+        Woken::Readable
+    } else {
+        Woken::TimedOut
+    })
 }
 
 /// Sleeps for `d` or until a stop signal; says whether to stop.

@@ -462,3 +462,87 @@ fn a_missing_file_shows_the_os_error_once() {
         assert!(said.contains(s(&missing)), "{command}: {said}");
     }
 }
+/// Waits up to `secs` seconds for `child` to exit; kills it and fails if
+/// it does not.
+fn exit_within(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running {secs} s after the signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` to `child`.
+fn send(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id().try_into().unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+/// Ctrl-C is how one ends `cat` on a ring nothing writes to any more: it
+/// ends with status 0 (not killed by SIGINT), soon, and what it read is
+/// out.
+#[test]
+fn sigint_ends_cat_waiting_on_an_idle_ring_with_status_0() {
+    use std::io::BufRead;
+
+    let ring = Ring::new("sigint-cat", 3);
+    let mut child = Command::new(BIN)
+        .args(["cat", s(&ring.path()), "--format", "jsonl"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three lines out: the handlers are in and `cat` waits for more.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("\"seq\":"), "{line:?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    send(&child, nix::sys::signal::Signal::SIGINT);
+    let status = exit_within(&mut child, 5);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// SIGTERM wakes `produce --stdin` out of its wait for input (a pipe that
+/// stays open and quiet) and ends it with status 0, the lines before it
+/// kept.
+#[test]
+fn sigterm_ends_produce_waiting_on_stdin_with_status_0() {
+    let dir = temp_dir("sigterm-produce");
+    let ring = dir.path().join("r");
+    ok(&["create", s(&ring), "--size", "64K"]);
+    let mut child = Command::new(BIN)
+        .args(["produce", s(&ring), "--stdin", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    // The line is published before `produce` sleeps for the next one.
+    let region = Arc::new(Region::open(&ring, Access::Consume).unwrap());
+    let mut consumer = region.consumer().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while consumer.backlog().unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no record came");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    send(&child, nix::sys::signal::Signal::SIGTERM);
+    let status = exit_within(&mut child, 5);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    drop(stdin);
+    drop(consumer);
+    let payloads: Vec<Vec<u8>> = drain(&ring).into_iter().map(|l| l.payload).collect();
+    assert_eq!(payloads, [b"first"]);
+}
