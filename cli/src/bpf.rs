@@ -86,6 +86,11 @@ use libbpf_rs::{
     PrintLevel,
     RingBufferBuilder, //
 };
+use memmap2::{
+    Mmap,
+    MmapOptions, //
+};
+use nix::errno::Errno;
 use nix::sys::epoll::{
     Epoll,
     EpollCreateFlags,
@@ -93,6 +98,11 @@ use nix::sys::epoll::{
     EpollFlags,
     EpollTimeout, //
 };
+use nix::sys::resource::{
+    getrusage,
+    UsageWho, //
+};
+use rmemring::monotonic_ns;
 use rmemring::Device;
 use rmemring::pattern;
 use rmemring::uapi::{
@@ -161,7 +171,7 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(POLL_TIMEOUT_MS as u64);
 const CONSUME_BATCH: usize = 4096;
 
 /// The callback's return value that ends a poll at the deadline.
-const STOP: i32 = -libc::ECANCELED;
+const STOP: i32 = -(Errno::ECANCELED as i32);
 
 /// Latency is recorded for the records whose sequence number is a multiple
 /// of this, as on the bench's other paths: reading the clock and recording
@@ -525,33 +535,28 @@ impl WindowMark {
 /// (the map's first page holds the consumer position, the second the
 /// producer's), for its fill.
 struct Positions {
-    base: *mut libc::c_void,
+    pages: Mmap,
     page: usize,
 }
 
 impl Positions {
     fn map(map: &libbpf_rs::Map<'_>) -> Result<Self> {
-        // SAFETY: `sysconf` reads a constant.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|page| usize::try_from(page).ok())
             .context("the page size")?;
         // SAFETY: A new shared read-only mapping of the map's descriptor,
-        // at an address the kernel picks: it aliases no Rust object. The
-        // kernel allows a read-only mapping of a ring buffer's first pages.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                2 * page,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                std::os::fd::AsRawFd::as_raw_fd(&map.as_fd()),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error())
-                .context("mapping the BPF ring buffer's positions");
+        // which only the kernel and libbpf write, and only through the
+        // atomic positions `used` loads. The kernel allows a read-only
+        // mapping of a ring buffer's first pages.
+        let pages = unsafe {
+            MmapOptions::new()
+                .len(2 * page)
+                .map(std::os::fd::AsRawFd::as_raw_fd(&map.as_fd()))
         }
-        Ok(Self { base, page })
+        .context("mapping the BPF ring buffer's positions")?;
+        Ok(Self { pages, page })
     }
 
     /// Bytes between the consumer and the producer position.
@@ -560,19 +565,11 @@ impl Positions {
             // SAFETY: Both pages are mapped for as long as `self` lives, and
             // each starts with the kernel's 8-byte-aligned position, which
             // the kernel and libbpf update atomically.
-            let word = unsafe { &*self.base.cast::<u8>().add(offset).cast::<AtomicU64>() };
+            let word = unsafe { &*self.pages.as_ptr().add(offset).cast::<AtomicU64>() };
             word.load(Ordering::Acquire)
         };
         let consumer = at(0);
         at(self.page).wrapping_sub(consumer)
-    }
-}
-
-impl Drop for Positions {
-    fn drop(&mut self) {
-        // SAFETY: `base` is the mapping of `2 * page` bytes made in `map`,
-        // and nothing borrows it any longer.
-        unsafe { libc::munmap(self.base, 2 * self.page) };
     }
 }
 
@@ -635,7 +632,7 @@ fn consume(
         if n == STOP {
             return Ok(());
         }
-        if n < 0 && n != -libc::EINTR {
+        if n < 0 && n != -(Errno::EINTR as i32) {
             let call = if sleep {
                 "ring_buffer__poll"
             } else {
@@ -1083,26 +1080,10 @@ fn counter(map: &libbpf_rs::Map<'_>, index: u32) -> Result<u64> {
         .sum())
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds, the clock of the records' timestamps.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The calling thread's voluntary context switches.
 fn voluntary_switches() -> Result<u64> {
-    // SAFETY: An all-zero rusage is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid rusage to write to.
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("getrusage(RUSAGE_THREAD)");
-    }
-    Ok(usage.ru_nvcsw as u64)
+    let usage = getrusage(UsageWho::RUSAGE_THREAD).context("getrusage(RUSAGE_THREAD)")?;
+    Ok(usage.voluntary_context_switches() as u64)
 }
 
 /// A libbpf error return as text.

@@ -1,8 +1,6 @@
 //! The machine a benchmark ran on, so that numbers are never quoted
 //! without it: CPU, cores, kernel, and whether it is emulated.
 
-use std::ffi::CStr;
-
 use serde_json::{
     json,
     Value, //
@@ -178,14 +176,11 @@ fn command() -> String {
 
 /// The kernel release and machine name.
 fn uname() -> (String, String) {
-    // SAFETY: `uname` fills the zeroed struct we pass; its fields are then
-    // NUL-terminated strings within their arrays.
-    unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut u) != 0 {
-            return ("unknown".to_owned(), "unknown".to_owned());
+    match nix::sys::utsname::uname() {
+        Ok(u) => {
+            let s = |f: &std::ffi::OsStr| f.to_string_lossy().into_owned();
+            (s(u.release()), s(u.machine()))
         }
-        let s = |f: &[libc::c_char]| CStr::from_ptr(f.as_ptr()).to_string_lossy().into_owned();
-        (s(&u.release), s(&u.machine))
+        Err(_) => ("unknown".to_owned(), "unknown".to_owned()),
     }
 }

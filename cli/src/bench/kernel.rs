@@ -10,10 +10,7 @@
 //! record's kernel timestamp to the moment the consumer had it.
 
 use std::hint::black_box;
-use std::os::fd::{
-    AsRawFd,
-    BorrowedFd, //
-};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{
@@ -24,6 +21,17 @@ use std::time::{
 use anyhow::Context;
 use crossbeam_utils::Backoff;
 use hdrhistogram::Histogram;
+use nix::errno::Errno;
+use nix::fcntl::{
+    fcntl,
+    FcntlArg,
+    OFlag, //
+};
+use nix::time::{
+    clock_gettime,
+    ClockId, //
+};
+use nix::unistd::read;
 use rmemring::layout::record_stride;
 use rmemring::stream::Records;
 use rmemring::uapi::{
@@ -451,22 +459,18 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
             set_blocking(fd, sleep)?;
             blocking = sleep;
         }
-        // SAFETY: `buf` is valid for writes of `buf_len` bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf_len) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) if mode == Mode::Blocking => {
-                    backoff.snooze();
-                    continue;
-                }
-                Some(libc::EAGAIN | libc::EINTR) => continue,
-                _ => return Err(anyhow::Error::new(e).context("read() from the ring")),
+        let n = match read(fd, &mut bytemuck::cast_slice_mut(&mut buf)[..buf_len]) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN) if mode == Mode::Blocking => {
+                backoff.snooze();
+                continue;
             }
-        }
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context("read() from the ring")),
+        };
         backoff.reset();
         let bytes: &[u8] = bytemuck::cast_slice(&buf);
-        parse_records(&bytes[..n as usize], &mut tally);
+        parse_records(&bytes[..n], &mut tally);
     }
     // The producer's wake-ups, as for the zero-copy consumer: of a reader
     // asleep in `read()`, or armed by an `O_NONBLOCK` one that found the
@@ -498,21 +502,10 @@ fn parse_records(bytes: &[u8], tally: &mut Tally) {
 
 /// Makes `read()` on `fd` block (or not: `O_NONBLOCK`).
 fn set_blocking(fd: BorrowedFd<'_>, blocking: bool) -> anyhow::Result<()> {
-    // SAFETY: `F_GETFL`/`F_SETFL` take and return integers only.
-    let ok = unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        let new = if blocking {
-            flags & !libc::O_NONBLOCK
-        } else {
-            flags | libc::O_NONBLOCK
-        };
-        flags >= 0 && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) == 0
-    };
-    if !ok {
-        return Err(
-            anyhow::Error::new(std::io::Error::last_os_error()).context("setting O_NONBLOCK")
-        );
-    }
+    let flags = fcntl(fd, FcntlArg::F_GETFL).context("getting the file status flags")?;
+    let mut flags = OFlag::from_bits_retain(flags);
+    flags.set(OFlag::O_NONBLOCK, !blocking);
+    fcntl(fd, FcntlArg::F_SETFL(flags)).context("setting O_NONBLOCK")?;
     Ok(())
 }
 
@@ -530,18 +523,12 @@ pub(crate) fn idle(
     let region = fresh(device)?;
     let waiter = {
         let region = region.clone();
-        let read = imp == peer::READ;
+        let use_read = imp == peer::READ;
         std::thread::spawn(move || -> anyhow::Result<bool> {
-            if read {
+            if use_read {
                 let mut buf = [0u64; 64];
-                // SAFETY: `buf` is valid for writes of its size in bytes.
-                let n = unsafe {
-                    libc::read(
-                        region.fd().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        std::mem::size_of_val(&buf),
-                    )
-                };
+                let n = read(region.fd(), bytemuck::cast_slice_mut(&mut buf))
+                    .context("read() from the ring")?;
                 return Ok(n > 0);
             }
             let mut consumer = region.consumer()?;
@@ -551,9 +538,9 @@ pub(crate) fn idle(
     };
     let clock = thread_clock(&waiter)?;
     std::thread::sleep(SETTLE);
-    let (cpu, at) = (clock_ns(clock)?, Instant::now());
+    let (cpu, at) = (cpu_time(clock)?, Instant::now());
     std::thread::sleep(idle);
-    let (cpu, wall) = (clock_ns(clock)?.saturating_sub(cpu), at.elapsed());
+    let (cpu, wall) = (cpu_time(clock)?.saturating_sub(cpu), at.elapsed());
     let config = ProducerConfig {
         min_len: 8,
         max_len: 8,
@@ -574,15 +561,15 @@ pub(crate) fn idle(
         imp: imp.to_owned(),
         mode: mode.name().to_owned(),
         wall,
-        cpu: Duration::from_nanos(cpu),
+        cpu,
     })
 }
 
 /// How long an idle consumer may take to fall asleep before it is measured.
 const SETTLE: Duration = Duration::from_millis(200);
 
-/// The CPU-time clock of `thread`.
-fn thread_clock<T>(thread: &std::thread::JoinHandle<T>) -> anyhow::Result<libc::clockid_t> {
+/// The CPU-time clock of `thread`. (nix has no `pthread_getcpuclockid`.)
+fn thread_clock<T>(thread: &std::thread::JoinHandle<T>) -> anyhow::Result<ClockId> {
     use std::os::unix::thread::JoinHandleExt;
     let mut clock: libc::clockid_t = 0;
     // SAFETY: The thread is joinable (its handle is alive), so its
@@ -592,18 +579,10 @@ fn thread_clock<T>(thread: &std::thread::JoinHandle<T>) -> anyhow::Result<libc::
         return Err(anyhow::Error::new(std::io::Error::from_raw_os_error(r))
             .context("pthread_getcpuclockid"));
     }
-    Ok(clock)
+    Ok(ClockId::from_raw(clock))
 }
 
-/// The time on `clock`, in nanoseconds.
-fn clock_ns(clock: libc::clockid_t) -> anyhow::Result<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return Err(anyhow::Error::new(std::io::Error::last_os_error()).context("clock_gettime"));
-    }
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+/// The time on the CPU clock `clock`.
+fn cpu_time(clock: ClockId) -> anyhow::Result<Duration> {
+    Ok(clock_gettime(clock).context("clock_gettime")?.into())
 }

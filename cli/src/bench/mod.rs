@@ -52,6 +52,10 @@ use indicatif::{
     ProgressBar,
     ProgressStyle, //
 };
+use nix::time::{
+    clock_gettime,
+    ClockId, //
+};
 
 use self::env::Env;
 use self::peer::{
@@ -310,13 +314,7 @@ impl Results {
 /// CPU time (user + system) of the calling thread, in nanoseconds
 /// (`CLOCK_THREAD_CPUTIME_ID`).
 pub(crate) fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
 }
 
 /// One measurement to make.

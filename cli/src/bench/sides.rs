@@ -21,6 +21,13 @@ use std::time::{
     Instant, //
 };
 
+use nix::time::{
+    clock_getcpuclockid,
+    clock_gettime,
+    ClockId, //
+};
+use nix::unistd::Pid;
+
 /// How often a consumer samples the ring's fill, at most: the ring paths
 /// ask the driver (`RMEMRING_IOC_STATS`, one system call), so not per
 /// record.
@@ -51,7 +58,7 @@ fn truncate_comm(name: &str) -> String {
 /// The producer's kernel thread, found by name, and its CPU clock.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ProducerThread {
-    clock: libc::clockid_t,
+    clock: ClockId,
 }
 
 impl ProducerThread {
@@ -61,32 +68,21 @@ impl ProducerThread {
         let pid = std::fs::read_dir("/proc")
             .ok()?
             .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok().map(Pid::from_raw))
             .find(|&pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                     parse_stat(&stat).is_some_and(|(comm, ppid)| comm == name && ppid == 2)
                 })
             })?;
-        let mut clock: libc::clockid_t = 0;
-        // SAFETY: `clock` is a valid out-pointer.
-        if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
-            return None;
-        }
-        let thread = Self { clock };
+        let thread = Self {
+            clock: clock_getcpuclockid(pid).ok()?,
+        };
         thread.cpu().map(|_| thread)
     }
 
     /// The thread's CPU time so far; `None` once it has exited.
     pub(crate) fn cpu(&self) -> Option<Duration> {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid out-pointer.
-        if unsafe { libc::clock_gettime(self.clock, &mut ts) } != 0 {
-            return None;
-        }
-        Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+        clock_gettime(self.clock).ok().map(Duration::from)
     }
 }
 

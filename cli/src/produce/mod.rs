@@ -14,10 +14,7 @@ use std::fs::{
     OpenOptions, //
 };
 use std::io;
-use std::os::unix::fs::{
-    FileTypeExt,
-    OpenOptionsExt, //
-};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::{
     Duration,
@@ -210,11 +207,11 @@ fn too_large(max_len: u32, max_payload: u32) -> anyhow::Error {
     ))
 }
 
-/// Opens the device write-only: the controller role.
+/// Opens the device write-only (and, as std opens every file, close-on-exec):
+/// the controller role.
 fn open_controller(path: &Path) -> anyhow::Result<File> {
     let file = OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| fail::open_error(path, e))?;
     let meta = file.metadata()?;

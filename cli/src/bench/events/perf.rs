@@ -73,9 +73,6 @@ const ATTR_WATERMARK: u64 = 1 << 14;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 const PERF_RECORD_LOST: u32 = 2;
 const PERF_RECORD_SAMPLE: u32 = 9;
-/// `_IO('$', 0)` and `_IO('$', 1)`.
-const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
-const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
 /// `struct perf_event_mmap_page`: `data_head` and `data_tail`.
 const DATA_HEAD: usize = 1024;
 const DATA_TAIL: usize = 1032;
@@ -186,6 +183,8 @@ impl Perf {
         };
         let mut rings = Vec::new();
         for cpu in 0..cpus {
+            // nix has no `perf_event_open` (nor libc a wrapper): the raw
+            // system call.
             // SAFETY: `attr` is a valid perf_event_attr of the size it says.
             let fd = unsafe {
                 libc::syscall(
@@ -224,7 +223,10 @@ impl Perf {
             });
         }
         for ring in &rings {
-            ioctl(&ring.fd, PERF_EVENT_IOC_ENABLE)?;
+            // SAFETY: A perf ioctl without an argument on a perf event
+            // descriptor.
+            unsafe { perf_event_ioc_enable(ring.fd.as_raw_fd()) }
+                .context("PERF_EVENT_IOC_ENABLE")?;
         }
         Ok(Self { rings, format })
     }
@@ -237,7 +239,9 @@ impl Source for Perf {
 
     fn detach(&mut self) -> Result<()> {
         for ring in &self.rings {
-            ioctl(&ring.fd, PERF_EVENT_IOC_DISABLE)?;
+            // SAFETY: As for PERF_EVENT_IOC_ENABLE.
+            unsafe { perf_event_ioc_disable(ring.fd.as_raw_fd()) }
+                .context("PERF_EVENT_IOC_DISABLE")?;
         }
         Ok(())
     }
@@ -272,8 +276,6 @@ impl Source for Perf {
     }
 }
 
-fn ioctl(fd: &OwnedFd, request: libc::c_ulong) -> Result<()> {
-    // SAFETY: A perf ioctl without an argument on a perf event descriptor.
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, 0) };
-    Errno::result(ret).map(drop).context("perf ioctl")
-}
+// `_IO('$', 0)` and `_IO('$', 1)`.
+nix::ioctl_none!(perf_event_ioc_enable, b'$', 0);
+nix::ioctl_none!(perf_event_ioc_disable, b'$', 1);
