@@ -36,7 +36,7 @@ use rmemring::{
     Record,
     Region, //
 };
-use serde_json::json;
+use serde::Serialize;
 
 use crate::signals::{
     self,
@@ -325,18 +325,18 @@ fn write_text(
             for b in record.payload {
                 let _ = write!(hex, "{b:02x}");
             }
-            let mut value = json!({
-                "seq": record.seq,
-                "timestamp_ns": record.timestamp_ns,
-                "tag": record.tag,
-                "len": record.payload.len(),
-                "lost_before": record.lost_before,
-                "payload": hex,
-            });
-            if let Some((event, fields)) = decode(record.tag, record.payload) {
-                value["event"] = event.into();
-                value["fields"] = fields;
-            }
+            let (event, fields) = decode(record.tag, record.payload).unzip();
+            let value = JsonRecord {
+                event,
+                fields,
+                len: record.payload.len(),
+                lost_before: record.lost_before,
+                payload: hex,
+                seq: record.seq,
+                tag: record.tag,
+                timestamp_ns: record.timestamp_ns,
+            };
+            let value = serde_json::to_string(&value).map_err(io::Error::other)?;
             let _ = writeln!(line, "{value}");
         }
         Format::Raw => {}
@@ -344,10 +344,47 @@ fn write_text(
     out.write_all(line.as_bytes())
 }
 
+/// A line of `cat --format jsonl` (fields in alphabetical order, see
+/// [`json_line`](crate::out::json_line)): the payload in hex, and for the
+/// record kinds rmemring's own producers write, the event's name and its
+/// fields.
+#[derive(Serialize)]
+struct JsonRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<Fields>,
+    len: usize,
+    lost_before: u64,
+    payload: String,
+    seq: u64,
+    tag: u16,
+    timestamp_ns: u64,
+}
+
+/// The decoded payload of one of rmemring's own record kinds.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Fields {
+    SchedSwitch {
+        cpu: u32,
+        next_comm: String,
+        next_pid: u32,
+        prev_comm: String,
+        prev_pid: u32,
+        prev_state: u32,
+    },
+    TimerSample {
+        count: u64,
+        cpu: u32,
+        lateness_ns: u64,
+    },
+}
+
 /// The fields of the payload of the record kinds rmemring's own kernel
 /// producers write (`rmemring::events`), by tag: the event's name and its
 /// fields, or `None` for other tags (and for a payload of the wrong size).
-fn decode(tag: u16, payload: &[u8]) -> Option<(&'static str, serde_json::Value)> {
+fn decode(tag: u16, payload: &[u8]) -> Option<(&'static str, Fields)> {
     use rmemring::events::{
         comm_str,
         SchedSwitch,
@@ -360,25 +397,25 @@ fn decode(tag: u16, payload: &[u8]) -> Option<(&'static str, serde_json::Value)>
             let e: SchedSwitch = bytemuck::try_pod_read_unaligned(payload).ok()?;
             Some((
                 "sched_switch",
-                json!({
-                    "cpu": e.cpu,
-                    "prev_pid": e.prev_pid,
-                    "prev_comm": comm_str(&e.prev_comm),
-                    "prev_state": e.prev_state,
-                    "next_pid": e.next_pid,
-                    "next_comm": comm_str(&e.next_comm),
-                }),
+                Fields::SchedSwitch {
+                    cpu: e.cpu,
+                    next_comm: comm_str(&e.next_comm).to_owned(),
+                    next_pid: e.next_pid,
+                    prev_comm: comm_str(&e.prev_comm).to_owned(),
+                    prev_pid: e.prev_pid,
+                    prev_state: e.prev_state,
+                },
             ))
         }
         TAG_TIMER_SAMPLE => {
             let e: TimerSample = bytemuck::try_pod_read_unaligned(payload).ok()?;
             Some((
                 "timer_sample",
-                json!({
-                    "cpu": e.cpu,
-                    "count": e.count,
-                    "lateness_ns": e.lateness_ns,
-                }),
+                Fields::TimerSample {
+                    count: e.count,
+                    cpu: e.cpu,
+                    lateness_ns: e.lateness_ns,
+                },
             ))
         }
         _ => None,
@@ -399,6 +436,7 @@ fn hex_dump(record: &Record<'_>, line: &mut String) {
         let _ = write!(line, " ({} lost before)", record.lost_before);
     }
     if let Some((event, fields)) = decode(record.tag, record.payload) {
+        let fields = serde_json::to_string(&fields).unwrap_or_default();
         let _ = write!(line, " {event} {fields}");
     }
     line.push('\n');
@@ -550,6 +588,7 @@ mod tests {
         event.next_comm[..9].copy_from_slice(b"swapper/1");
         let (name, fields) = decode(TAG_SCHED_SWITCH, bytemuck::bytes_of(&event)).unwrap();
         assert_eq!(name, "sched_switch");
+        let fields = serde_json::to_value(fields).unwrap();
         assert_eq!(fields["prev_comm"], "sh");
         assert_eq!(fields["next_comm"], "swapper/1");
         assert_eq!(fields["prev_pid"], 42);

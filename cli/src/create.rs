@@ -16,12 +16,11 @@ use rmemring::{
     Overflow,
     Region, //
 };
-use serde_json::json;
+use serde::Serialize;
 
 use crate::args::parse_size;
 use crate::fail;
 use crate::info::print_layout;
-use crate::snapshot::overflow_name;
 
 /// Create a ring file, for trying rmemring without a kernel.
 ///
@@ -72,21 +71,33 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
     let layout = *region.layout();
     if args.json {
-        let value = json!({
-            "path": path,
-            "backend": "file",
-            "page_size": layout.page_size,
-            "region_size": layout.region_size,
-            "data_size": layout.data_size,
-            "max_payload": layout.max_payload,
-            "overflow": overflow_name(&layout),
-        });
-        outln!("{value}")?;
+        crate::out::json_line(&Json {
+            backend: "file",
+            data_size: layout.data_size,
+            max_payload: layout.max_payload,
+            overflow: layout.overflow(),
+            page_size: layout.page_size,
+            path,
+            region_size: layout.region_size,
+        })?;
         return Ok(());
     }
     outln!("ring          {} (ring file, created)", path.display())?;
     print_layout(&layout, "no physical address")?;
     Ok(())
+}
+
+/// `rmemring create --json` (fields in alphabetical order, see
+/// [`json_line`](crate::out::json_line)).
+#[derive(Serialize)]
+struct Json<'a> {
+    backend: &'static str,
+    data_size: u64,
+    max_payload: u32,
+    overflow: Overflow,
+    page_size: u32,
+    path: &'a Path,
+    region_size: u64,
 }
 
 /// Creates `path`, empty, failing if anything is there: the check and the

@@ -1,17 +1,19 @@
 //! `rmemring info`: what a ring is and what state it is in.
 
+use std::path::Path;
+
 use rmemring::{
     Backend,
+    CacheMode,
     Overflow,
     RingLayout, //
 };
-use serde_json::json;
+use serde::Serialize;
 
 use crate::args::bytes;
 use crate::snapshot::{
     cache_name,
     observe,
-    overflow_name,
     Snapshot, //
 };
 use crate::DeviceArg;
@@ -46,33 +48,34 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let phys_base = info.map_or(layout.phys_base, |i| i.phys_base);
 
     if args.json {
-        let value = json!({
-            "path": args.ring.device,
-            "backend": if device { "device" } else { "file" },
-            "index": info.map(|i| i.index),
-            "abi_version": info.map_or(rmemring::layout::ABI_VERSION, |i| i.abi_version),
-            "page_size": layout.page_size,
-            "region_size": layout.region_size,
-            "phys_base": phys_base,
-            "consumer_offset": layout.consumer_offset,
-            "data_offset": layout.data_offset,
-            "data_size": layout.data_size,
-            "max_payload": layout.max_payload,
-            "cache_mode": cache_name(&layout),
-            "overflow": overflow_name(&layout),
-            "producer_running": driver.map(|d| d.producer_running),
-            "consumer_open": driver.map(|d| d.consumer_open),
-            "producer_pos": snap.producer_pos,
-            "consumer_pos": snap.consumer_pos,
-            "backlog": snap.backlog(),
-            "state": info.map(|i| if i.state == rmemring::uapi::STATE_RECOVERED {
-                "recovered"
-            } else {
-                "live"
+        crate::out::json_line(&Json {
+            abi_version: info.map_or(rmemring::layout::ABI_VERSION, |i| i.abi_version),
+            backend: if device { "device" } else { "file" },
+            backlog: snap.backlog(),
+            cache_mode: layout.cache_mode(),
+            consumer_offset: layout.consumer_offset,
+            consumer_open: driver.map(|d| d.consumer_open),
+            consumer_pos: snap.consumer_pos,
+            data_offset: layout.data_offset,
+            data_size: layout.data_size,
+            index: info.map(|i| i.index),
+            max_payload: layout.max_payload,
+            overflow: layout.overflow(),
+            page_size: layout.page_size,
+            path: &args.ring.device,
+            phys_base,
+            producer_pos: snap.producer_pos,
+            producer_running: driver.map(|d| d.producer_running),
+            recovery: recovery.as_ref().map(crate::recovered::Json::of),
+            region_size: layout.region_size,
+            state: info.map(|i| {
+                if i.state == rmemring::uapi::STATE_RECOVERED {
+                    "recovered"
+                } else {
+                    "live"
+                }
             }),
-            "recovery": recovery.as_ref().map(crate::recovered::to_json),
-        });
-        outln!("{value}")?;
+        })?;
         return Ok(());
     }
 
@@ -119,6 +122,33 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         crate::recovered::print(found)?;
     }
     Ok(())
+}
+
+/// `rmemring info --json` (fields in alphabetical order, see
+/// [`json_line`](crate::out::json_line)); `null` for what only a device
+/// has.
+#[derive(Serialize)]
+struct Json<'a> {
+    abi_version: u32,
+    backend: &'static str,
+    backlog: u64,
+    cache_mode: CacheMode,
+    consumer_offset: u64,
+    consumer_open: Option<bool>,
+    consumer_pos: u64,
+    data_offset: u64,
+    data_size: u64,
+    index: Option<u32>,
+    max_payload: u32,
+    overflow: Overflow,
+    page_size: u32,
+    path: &'a Path,
+    phys_base: u64,
+    producer_pos: u64,
+    producer_running: Option<bool>,
+    recovery: Option<crate::recovered::Json>,
+    region_size: u64,
+    state: Option<&'static str>,
 }
 
 /// The lines that describe `layout`, from `region` to `overflow`; `phys`

@@ -46,6 +46,16 @@ pub(crate) fn print(args: fmt::Arguments<'_>, newline: bool) -> io::Result<()> {
     stdout.flush()
 }
 
+/// Writes `value` as one line of JSON to stdout.
+///
+/// The `--json` outputs are `#[derive(Serialize)]` structs whose fields are
+/// declared in alphabetical order: the order the objects had when they
+/// were `serde_json` maps, which docs and scripts may show or diff.
+pub(crate) fn json_line(value: &impl serde::Serialize) -> io::Result<()> {
+    let line = serde_json::to_string(value).map_err(io::Error::other)?;
+    print(format_args!("{line}"), true)
+}
+
 /// Writes `text` to stderr, for output that goes there instead of stdout
 /// (`bench --json` prints its table on stderr); a closed stderr ends the
 /// subcommand the way a closed stdout does.

@@ -23,10 +23,7 @@ use rmemring::{
     Access,
     Region, //
 };
-use serde_json::{
-    json,
-    Value, //
-};
+use serde::Serialize;
 
 use crate::DeviceArg;
 
@@ -134,27 +131,63 @@ pub(crate) fn wall_clock(offset_ns: i64, monotonic_ns: u64) -> Option<String> {
     ))
 }
 
-/// The `recovery` object of `rmemring info --json`.
-pub(crate) fn to_json(found: &RecoveryInfo) -> Value {
-    let mut value = json!({
-        "verdict": verdict(found),
-        "reason": found.reason,
-    });
-    if matches!(found.verdict, RECOVERY_RECOVERED | RECOVERY_RELEASED) {
-        value["recovered"] = json!(found.verdict == RECOVERY_RECOVERED);
-        value["boot_id"] = json!(boot_id(found.boot_id));
-        value["records"] = json!(found.records);
-        value["first_seq"] = json!(found.first_seq);
-        value["last_seq"] = json!(found.last_seq);
-        value["first_ns"] = json!(found.first_ns);
-        value["last_ns"] = json!(found.last_ns);
-        value["bytes_cut"] = json!(found.bytes_cut);
-        value["published_pos"] = json!(found.published_pos);
-        value["realtime_offset_ns"] = json!(found.realtime_offset_ns);
-        value["first_wall_clock"] = json!(wall_clock(found.realtime_offset_ns, found.first_ns));
-        value["last_wall_clock"] = json!(wall_clock(found.realtime_offset_ns, found.last_ns));
+/// The `recovery` object of `rmemring info --json`: `verdict` and
+/// `reason`, and what the ring held only if one was recovered (or
+/// released). Fields in alphabetical order (see
+/// [`json_line`](crate::out::json_line)).
+#[derive(Serialize)]
+pub(crate) struct Json {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_cut: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seq: Option<u64>,
+    /// `null` (present) when the ring recorded no wall-clock offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_wall_clock: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_wall_clock: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    published_pos: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    realtime_offset_ns: Option<i64>,
+    reason: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+    verdict: String,
+}
+
+impl Json {
+    pub(crate) fn of(found: &RecoveryInfo) -> Self {
+        let held = matches!(found.verdict, RECOVERY_RECOVERED | RECOVERY_RELEASED);
+        let some = |x| held.then_some(x);
+        let offset = found.realtime_offset_ns;
+        Self {
+            boot_id: held.then(|| boot_id(found.boot_id)),
+            bytes_cut: some(found.bytes_cut),
+            first_ns: some(found.first_ns),
+            first_seq: some(found.first_seq),
+            first_wall_clock: held.then(|| wall_clock(offset, found.first_ns)),
+            last_ns: some(found.last_ns),
+            last_seq: some(found.last_seq),
+            last_wall_clock: held.then(|| wall_clock(offset, found.last_ns)),
+            published_pos: some(found.published_pos),
+            realtime_offset_ns: held.then_some(offset),
+            reason: found.reason,
+            records: some(found.records),
+            recovered: held.then_some(found.verdict == RECOVERY_RECOVERED),
+            verdict: verdict(found),
+        }
     }
-    value
 }
 
 /// The `recovery` lines of `rmemring info`.
@@ -216,5 +249,48 @@ mod tests {
             u64::from_le_bytes([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]),
         ];
         assert_eq!(boot_id(words), "12345678-9abc-def0-0123-456789abcdef");
+    }
+
+    /// The `recovery` object's keys, in the order `info --json` has
+    /// always printed them: two without a recovered ring, fourteen with.
+    #[test]
+    fn recovery_json_has_the_fields_of_its_verdict() {
+        let none = RecoveryInfo {
+            verdict: RECOVERY_NONE,
+            reason: RECOVERY_REASON_BLANK,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&Json::of(&none)).unwrap(),
+            r#"{"reason":1,"verdict":"kept across boots; nothing recovered: zeroed memory (a cold boot)"}"#
+        );
+        let found = RecoveryInfo {
+            verdict: RECOVERY_RELEASED,
+            records: 3,
+            first_seq: 7,
+            last_seq: 9,
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&Json::of(&found)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // A `Value`'s keys are sorted whatever the text's order: the text's
+        // own order is that of where each key stands in it.
+        let at: Vec<usize> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.is_sorted(), "{text}");
+        assert_eq!(at.len(), 14, "{text}");
+        assert_eq!(value["recovered"], false);
+        assert_eq!(value["records"], 3);
+        assert_eq!(
+            (&value["first_seq"], &value["last_seq"]),
+            (&7.into(), &9.into())
+        );
+        // No wall-clock offset: the wall clocks are there, as null.
+        assert!(value["first_wall_clock"].is_null(), "{text}");
+        assert!(text.contains(r#""last_wall_clock":null"#), "{text}");
     }
 }

@@ -103,11 +103,6 @@ impl Snapshot {
     }
 }
 
-/// The overflow mode's name.
-pub(crate) fn overflow_name(layout: &RingLayout) -> &'static str {
-    layout.overflow().name()
-}
-
 /// The cache mode's name.
 pub(crate) fn cache_name(layout: &RingLayout) -> &'static str {
     layout.cache_mode().name()

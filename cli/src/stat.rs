@@ -5,7 +5,7 @@ use std::time::{
     Instant, //
 };
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::args::{
     parse_duration,
@@ -42,17 +42,24 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// Rates per second between two snapshots.
-#[derive(Clone, Copy, Debug)]
+/// Rates per second between two snapshots; in JSON, by the names of the
+/// counters (in alphabetical order, see [`json_line`](crate::out::json_line)).
+#[derive(Clone, Copy, Debug, Serialize)]
 struct Rates {
-    produced: f64,
+    #[serde(rename = "bytes_produced")]
     bytes: f64,
+    #[serde(rename = "records_consumed")]
     consumed: f64,
+    #[serde(rename = "records_dropped")]
     dropped: f64,
+    #[serde(rename = "records_overwritten")]
     overwritten: f64,
-    wakeups: f64,
-    sleeps: f64,
+    #[serde(rename = "records_produced")]
+    produced: f64,
+    #[serde(rename = "records_read")]
     read: f64,
+    sleeps: f64,
+    wakeups: f64,
 }
 
 impl Rates {
@@ -70,19 +77,6 @@ impl Rates {
             sleeps: rate(a.sleeps, b.sleeps),
             read: rate(read(a), read(b)),
         }
-    }
-
-    fn json(&self) -> serde_json::Value {
-        json!({
-            "records_produced": self.produced,
-            "bytes_produced": self.bytes,
-            "records_consumed": self.consumed,
-            "records_dropped": self.dropped,
-            "records_overwritten": self.overwritten,
-            "wakeups": self.wakeups,
-            "sleeps": self.sleeps,
-            "records_read": self.read,
-        })
     }
 }
 
@@ -116,10 +110,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         let rates = Rates::between(&before, &snap, now - at);
         let t = (now - start).as_secs_f64();
         if args.json {
-            outln!(
-                "{}",
-                json!({"t": t, "totals": totals_json(&snap), "rates": rates.json()})
-            )?;
+            crate::out::json_line(&Json {
+                rates: Some(rates),
+                t: Some(t),
+                totals: Totals::of(&snap),
+            })?;
         } else {
             if lines % 20 == 0 {
                 outln!(
@@ -170,35 +165,71 @@ fn backlog(n: u64) -> String {
     }
 }
 
-fn totals_json(s: &Snapshot) -> serde_json::Value {
-    let d = s.driver;
-    json!({
-        "records_produced": s.records_produced,
-        "bytes_produced": s.bytes_produced,
-        "records_dropped": s.records_dropped,
-        "records_overwritten": s.records_overwritten,
-        "wakeups": s.wakeups,
-        "consumer_errors": s.consumer_errors,
-        "records_consumed": s.records_consumed,
-        "bytes_consumed": s.bytes_consumed,
-        "records_lost": s.records_lost,
-        "sleeps": s.sleeps,
-        "records_read": d.map(|d| d.records_read),
-        "records_hooked": d.map(|d| d.records_hooked),
-        "records_refused": d.map(|d| d.records_refused),
-        "producer_running": d.map(|d| d.producer_running),
-        "consumer_open": d.map(|d| d.consumer_open),
-        "backlog": s.backlog(),
-    })
+/// A line of `rmemring stat --json`: the totals, the rates once there
+/// are two samples, and in watch mode the seconds since the first.
+#[derive(Serialize)]
+struct Json {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rates: Option<Rates>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    t: Option<f64>,
+    totals: Totals,
+}
+
+/// The counters of a [`Snapshot`] in JSON (in alphabetical order, see
+/// [`json_line`](crate::out::json_line)); `null` for what only a device
+/// has.
+#[derive(Serialize)]
+struct Totals {
+    backlog: u64,
+    bytes_consumed: u64,
+    bytes_produced: u64,
+    consumer_errors: u64,
+    consumer_open: Option<bool>,
+    producer_running: Option<bool>,
+    records_consumed: u64,
+    records_dropped: u64,
+    records_hooked: Option<u64>,
+    records_lost: u64,
+    records_overwritten: u64,
+    records_produced: u64,
+    records_read: Option<u64>,
+    records_refused: Option<u64>,
+    sleeps: u64,
+    wakeups: u64,
+}
+
+impl Totals {
+    fn of(s: &Snapshot) -> Self {
+        let d = s.driver;
+        Self {
+            backlog: s.backlog(),
+            bytes_consumed: s.bytes_consumed,
+            bytes_produced: s.bytes_produced,
+            consumer_errors: s.consumer_errors,
+            consumer_open: d.map(|d| d.consumer_open),
+            producer_running: d.map(|d| d.producer_running),
+            records_consumed: s.records_consumed,
+            records_dropped: s.records_dropped,
+            records_hooked: d.map(|d| d.records_hooked),
+            records_lost: s.records_lost,
+            records_overwritten: s.records_overwritten,
+            records_produced: s.records_produced,
+            records_read: d.map(|d| d.records_read),
+            records_refused: d.map(|d| d.records_refused),
+            sleeps: s.sleeps,
+            wakeups: s.wakeups,
+        }
+    }
 }
 
 fn print_totals(s: &Snapshot, rates: Option<&Rates>, as_json: bool) -> std::io::Result<()> {
     if as_json {
-        let mut value = json!({"totals": totals_json(s)});
-        if let Some(r) = rates {
-            value["rates"] = r.json();
-        }
-        return outln!("{value}");
+        return crate::out::json_line(&Json {
+            rates: rates.copied(),
+            t: None,
+            totals: Totals::of(s),
+        });
     }
     // A rate beside a counter only where the two samples saw it move: a
     // counter that stood still has no rate worth a "(0.00/s)".

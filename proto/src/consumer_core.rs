@@ -180,6 +180,7 @@ pub enum OverwriteRead {
 
 /// Counters the consumer publishes in its page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ConsumerStats {
     /// Data records read.
     pub records: u64,

@@ -21,7 +21,14 @@ use super::view::MemoryOrdering;
 /// mode would be another flag, so a new ABI version, and every match on
 /// the modes in the driver, the library and the tests should then fail
 /// to compile until it handles it.
+///
+/// With the `serde` feature it serializes as its [`name`](Self::name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Overflow {
     /// Refuse the new record; the producer counts it as dropped
     /// ([`ProducerStats::dropped`](super::producer_core::ProducerStats::dropped)).
@@ -83,7 +90,14 @@ impl Overflow {
 /// How the region is mapped, by the kernel and (the same) by user space.
 ///
 /// Exhaustive on purpose (see [`Overflow`]).
+///
+/// With the `serde` feature it serializes as its [`name`](Self::name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum CacheMode {
     /// Cacheable, write-back: the default and the fast one.
     WriteBack,

@@ -55,6 +55,7 @@ pub const IOC_RELEASE_RECOVERED: u32 = ioc(IOC_NONE, 6, 0);
 /// What `RMEMRING_IOC_INFO` returns.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RingInfo {
     /// [`ABI_VERSION`](super::layout::ABI_VERSION) of the driver.
     pub abi_version: u32,
@@ -131,6 +132,7 @@ pub const RECOVERY_REASON_DROP_NEW: u32 = 11;
 /// and `reason` are set.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RecoveryInfo {
     /// `RECOVERY_*`.
     pub verdict: u32,
@@ -239,6 +241,7 @@ pub const PRODUCER_FLAGS_KNOWN: u32 = PRODUCER_WAIT | PRODUCER_HOOK_ONLY;
 /// What `RMEMRING_IOC_START` takes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ProducerConfig {
     /// Smallest payload, in bytes.
     pub min_len: u32,
@@ -276,6 +279,7 @@ pub const RESET_FLAGS_KNOWN: u32 = FLAG_OVERWRITE;
 /// consumer's (as the consumer reported them), and the driver's own.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RingStats {
     /// Published producer position.
     pub producer_pos: u64,

@@ -70,6 +70,27 @@
 //! are never written or read by a second party of this crate. What zero
 //! copy still trusts, and why the constructors are safe all the same, is
 //! [`Region`]'s safety model.
+//!
+//! # Features
+//!
+//! - `serde`: `serde::Serialize` for the data a program reports: the ioctl
+//!   structures ([`uapi::RingInfo`], [`uapi::RingStats`],
+//!   [`uapi::RecoveryInfo`], [`uapi::ProducerConfig`]) with their field
+//!   names, the counters ([`ProducerStats`], [`ConsumerStats`]) and the
+//!   modes ([`Overflow`], [`CacheMode`]) as their names. The `rmemring`
+//!   command's `--json` output is built on it.
+//!
+//! ```
+//! # #[cfg(feature = "serde")] {
+//! use rmemring::Overflow;
+//! use rmemring::uapi::RingStats;
+//!
+//! let stats = RingStats { records_produced: 3, ..Default::default() };
+//! let json = serde_json::to_value(stats).unwrap();
+//! assert_eq!(json["records_produced"], 3);
+//! assert_eq!(serde_json::to_string(&Overflow::DropNew).unwrap(), r#""drop-new""#);
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -135,7 +135,11 @@ fn host_checks(sh: &Shell, runner: &mut Runner) {
     runner.check("proto no_std", || {
         quiet(cmd!(sh, "cargo build -p rmemring-proto"))
     });
-    runner.check("test", || quiet(cmd!(sh, "cargo test --workspace")));
+    // With the library's `serde` feature named (the CLI enables it too):
+    // `ring/tests/serde.rs` and the feature's doctest.
+    runner.check("test", || {
+        quiet(cmd!(sh, "cargo test --workspace --features rmemring/serde"))
+    });
     // The CLI's unit tests, `tests/cli.rs`, which runs the binary, and
     // `tests/completions.rs`: its completion scripts load in bash, zsh and
     // fish and complete, its manual pages render with groff without a
