@@ -1,10 +1,8 @@
 //! The machine a benchmark ran on, so that numbers are never quoted
 //! without it: CPU, cores, kernel, and whether it is emulated.
 
-use serde_json::{
-    json,
-    Value, //
-};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Where the benchmark ran.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -90,22 +88,40 @@ impl Env {
         }
     }
 
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "bench": "kernel-env",
-            "cpu_model": self.cpu_model,
-            "cpus": self.cpus,
-            "kernel": self.kernel,
-            "arch": self.arch,
-            "virtualization": self.virtualization,
-            "copy_flags": self.copy_flags,
-            "clocksource": self.clocksource,
-            "data_size": self.data_size,
-            "cache_mode": self.cache_mode,
-            "rmemring_version": self.rmemring_version,
-            "bpf": self.bpf,
-            "command": self.command,
-        })
+    /// The JSON line (`"bench":"kernel-env"`), fields in alphabetical
+    /// order as [`RowJson`](super::row::RowJson)'s.
+    pub(crate) fn to_json(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            arch: &'a str,
+            bench: &'static str,
+            bpf: bool,
+            cache_mode: &'a str,
+            clocksource: &'a str,
+            command: &'a str,
+            copy_flags: &'a str,
+            cpu_model: &'a str,
+            cpus: usize,
+            data_size: u64,
+            kernel: &'a str,
+            rmemring_version: &'a str,
+            virtualization: &'a str,
+        }
+        Json {
+            arch: &self.arch,
+            bench: "kernel-env",
+            bpf: self.bpf,
+            cache_mode: &self.cache_mode,
+            clocksource: &self.clocksource,
+            command: &self.command,
+            copy_flags: &self.copy_flags,
+            cpu_model: &self.cpu_model,
+            cpus: self.cpus,
+            data_size: self.data_size,
+            kernel: &self.kernel,
+            rmemring_version: &self.rmemring_version,
+            virtualization: &self.virtualization,
+        }
     }
 
     pub(crate) fn from_json(v: &Value) -> Option<Self> {
@@ -182,5 +198,27 @@ fn uname() -> (String, String) {
             (s(u.release()), s(u.machine()))
         }
         Err(_) => ("unknown".to_owned(), "unknown".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_survives_json() {
+        let env = Env {
+            cpu_model: "QEMU TCG CPU version 2.5+".into(),
+            cpus: 2,
+            kernel: "7.2.13".into(),
+            data_size: 1 << 24,
+            cache_mode: "write-back".into(),
+            bpf: true,
+            command: "rmemring bench --json".into(),
+            ..Env::default()
+        };
+        let line = crate::bench::row::json(env.to_json());
+        assert_eq!(line["bench"], "kernel-env");
+        assert_eq!(Env::from_json(&line), Some(env));
     }
 }

@@ -529,9 +529,9 @@ fn idle_plan(args: &Args) -> Vec<(&'static Peer, Mode)> {
 
 /// A JSON line on stdout, with --json. Its error (a closed pipe) ends the
 /// run.
-fn emit(args: &Args, value: &serde_json::Value) -> std::io::Result<()> {
+fn emit(args: &Args, line: &impl serde::Serialize) -> std::io::Result<()> {
     if args.json {
-        outln!("{value}")?;
+        crate::out::json_line(line)?;
     }
     Ok(())
 }

@@ -7,12 +7,10 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
 
 use super::stall::Gaps;
-use serde_json::{
-    json,
-    Value, //
-};
 
 /// One implementation, mode, workload and record size.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,41 +187,42 @@ impl Row {
         100.0 * self.consumer_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    /// The row's JSON line, with the rates and shares it implies.
+    pub(crate) fn to_json(&self) -> RowJson<'_> {
         let lat = |f: fn(&Latency) -> u64| self.latency.as_ref().map(f);
-        json!({
-            "bench": "kernel",
-            "impl": self.imp,
-            "mode": self.mode,
-            "workload": self.workload,
-            "size": self.size,
-            "records_per_s": self.records_per_s(),
-            "bytes_per_s": self.bytes_per_s(),
-            "cpu_ns_per_record": self.cpu_ns_per_record(),
-            "wakeups_per_record": self.wakeups_per_record(),
-            "p50_ns": lat(|l| l.p50),
-            "p99_ns": lat(|l| l.p99),
-            "p999_ns": lat(|l| l.p999),
-            "max_ns": lat(|l| l.max),
-            "loop_gaps": self.gaps.map(|g| g.count),
-            "loop_gap_ns": self.gaps.map(|g| g.total.as_nanos() as u64),
-            "loop_gap_max_ns": self.gaps.map(|g| g.max.as_nanos() as u64),
-            "dropped": self.dropped,
-            "records": self.records,
-            "bytes": self.bytes,
-            "elapsed_ns": self.elapsed.as_nanos() as u64,
-            "consumer_cpu_ns": self.consumer_cpu.as_nanos() as u64,
-            "producer_cpu_ns": self.producer_cpu.map(|c| c.as_nanos() as u64),
-            "producer_ns_per_record": self.producer_ns_per_record(),
-            "ring_fill": self.fill,
-            "bound": self.bound().map(Bound::name),
-            "wakeups": self.wakeups,
-            "sleeps": self.sleeps,
-            "cpu_percent": self.cpu_percent(),
-            "bad": self.bad,
-            "samples": self.spread.map_or(1, |s| s.0),
-            "spread": self.spread.map(|s| s.1),
-        })
+        RowJson {
+            bad: self.bad,
+            bench: "kernel",
+            bound: self.bound().map(Bound::name),
+            bytes: self.bytes,
+            bytes_per_s: self.bytes_per_s(),
+            consumer_cpu_ns: whole_ns(self.consumer_cpu),
+            cpu_ns_per_record: self.cpu_ns_per_record(),
+            cpu_percent: self.cpu_percent(),
+            dropped: self.dropped,
+            elapsed_ns: whole_ns(self.elapsed),
+            imp: &self.imp,
+            loop_gap_max_ns: self.gaps.map(|g| whole_ns(g.max)),
+            loop_gap_ns: self.gaps.map(|g| whole_ns(g.total)),
+            loop_gaps: self.gaps.map(|g| g.count),
+            max_ns: lat(|l| l.max),
+            mode: &self.mode,
+            p50_ns: lat(|l| l.p50),
+            p999_ns: lat(|l| l.p999),
+            p99_ns: lat(|l| l.p99),
+            producer_cpu_ns: self.producer_cpu.map(whole_ns),
+            producer_ns_per_record: self.producer_ns_per_record(),
+            records: self.records,
+            records_per_s: self.records_per_s(),
+            ring_fill: self.fill,
+            samples: self.spread.map_or(1, |s| s.0),
+            size: self.size,
+            sleeps: self.sleeps,
+            spread: self.spread.map(|s| s.1),
+            wakeups: self.wakeups,
+            wakeups_per_record: self.wakeups_per_record(),
+            workload: &self.workload,
+        }
     }
 
     pub(crate) fn from_json(v: &Value) -> Option<Self> {
@@ -270,6 +269,50 @@ impl Row {
     }
 }
 
+/// A duration in whole nanoseconds, as the JSON lines have them.
+pub(crate) fn whole_ns(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
+/// The JSON line of a [`Row`] (`"bench":"kernel"`). The fields of these
+/// lines are in alphabetical order: the order they had when they were
+/// `serde_json` maps.
+#[derive(Serialize)]
+pub(crate) struct RowJson<'a> {
+    bad: u64,
+    bench: &'static str,
+    bound: Option<&'static str>,
+    bytes: u64,
+    bytes_per_s: f64,
+    consumer_cpu_ns: u64,
+    cpu_ns_per_record: f64,
+    cpu_percent: f64,
+    dropped: u64,
+    elapsed_ns: u64,
+    #[serde(rename = "impl")]
+    imp: &'a str,
+    loop_gap_max_ns: Option<u64>,
+    loop_gap_ns: Option<u64>,
+    loop_gaps: Option<u64>,
+    max_ns: Option<u64>,
+    mode: &'a str,
+    p50_ns: Option<u64>,
+    p999_ns: Option<u64>,
+    p99_ns: Option<u64>,
+    producer_cpu_ns: Option<u64>,
+    producer_ns_per_record: Option<f64>,
+    records: u64,
+    records_per_s: f64,
+    ring_fill: Option<f64>,
+    samples: u32,
+    size: u32,
+    sleeps: u64,
+    spread: Option<f64>,
+    wakeups: u64,
+    wakeups_per_record: f64,
+    workload: &'a str,
+}
+
 /// A consumer waiting with nothing to read.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct IdleRow {
@@ -284,15 +327,27 @@ impl IdleRow {
         100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
     }
 
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "bench": "kernel-idle",
-            "impl": self.imp,
-            "mode": self.mode,
-            "wall_ns": self.wall.as_nanos() as u64,
-            "cpu_ns": self.cpu.as_nanos() as u64,
-            "cpu_percent": self.cpu_percent(),
-        })
+    /// The JSON line (`"bench":"kernel-idle"`), fields in alphabetical
+    /// order as [`RowJson`]'s.
+    pub(crate) fn to_json(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            bench: &'static str,
+            cpu_ns: u64,
+            cpu_percent: f64,
+            #[serde(rename = "impl")]
+            imp: &'a str,
+            mode: &'a str,
+            wall_ns: u64,
+        }
+        Json {
+            bench: "kernel-idle",
+            cpu_ns: whole_ns(self.cpu),
+            cpu_percent: self.cpu_percent(),
+            imp: &self.imp,
+            mode: &self.mode,
+            wall_ns: whole_ns(self.wall),
+        }
     }
 
     pub(crate) fn from_json(v: &Value) -> Option<Self> {
@@ -338,16 +393,38 @@ impl Skip {
         }
     }
 
-    pub(crate) fn to_json(&self) -> Value {
-        let mut v = json!({"bench": "kernel-skip", "impl": self.imp, "reason": self.reason});
-        if let Some(c) = &self.cell {
-            v["mode"] = json!(c.mode);
-            v["workload"] = json!(c.workload);
-            v["size"] = json!(c.size);
-            v["round"] = json!(c.round);
-            v["rounds"] = json!(c.rounds);
+    /// The JSON line (`"bench":"kernel-skip"`), with the measurement's
+    /// fields only if it is one measurement that failed; fields in
+    /// alphabetical order as [`RowJson`]'s.
+    pub(crate) fn to_json(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            bench: &'static str,
+            #[serde(rename = "impl")]
+            imp: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mode: Option<&'a str>,
+            reason: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            round: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rounds: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            size: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            workload: Option<&'a str>,
         }
-        v
+        let cell = self.cell.as_ref();
+        Json {
+            bench: "kernel-skip",
+            imp: &self.imp,
+            mode: cell.map(|c| c.mode.as_str()),
+            reason: &self.reason,
+            round: cell.map(|c| c.round),
+            rounds: cell.map(|c| c.rounds),
+            size: cell.map(|c| c.size),
+            workload: cell.map(|c| c.workload.as_str()),
+        }
     }
 
     pub(crate) fn from_json(v: &Value) -> Option<Self> {
@@ -366,6 +443,16 @@ impl Skip {
             reason: v["reason"].as_str()?.to_owned(),
         })
     }
+}
+
+/// What a JSON line reads back as, after checking that its text is what
+/// the `serde_json` map it replaces printed (a `Value`'s keys are sorted).
+#[cfg(test)]
+pub(crate) fn json(line: impl Serialize) -> Value {
+    let text = serde_json::to_string(&line).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(text, value.to_string(), "keys out of alphabetical order");
+    value
 }
 
 /// A row for tests: `records` in one second, half of it on the CPU.
@@ -453,9 +540,9 @@ mod tests {
             }),
             spread: Some((3, 0.125)),
         };
-        assert_eq!(Row::from_json(&row.to_json()), Some(row.clone()));
+        assert_eq!(Row::from_json(&json(row.to_json())), Some(row.clone()));
         // Older runs' workload names are read as today's.
-        let mut old = row.to_json();
+        let mut old = json(row.to_json());
         old["workload"] = "verify".into();
         assert_eq!(Row::from_json(&old).unwrap().workload, "filled-bytes");
         let no_latency = Row {
@@ -466,7 +553,7 @@ mod tests {
             ..row
         };
         assert_eq!(
-            Row::from_json(&no_latency.to_json()),
+            Row::from_json(&json(no_latency.to_json())),
             Some(no_latency.clone())
         );
         let samples = [3u64, 1, 2].map(|r| Row {
@@ -484,7 +571,7 @@ mod tests {
             wall: Duration::from_secs(1),
             cpu: Duration::from_micros(40),
         };
-        assert_eq!(IdleRow::from_json(&idle.to_json()), Some(idle));
+        assert_eq!(IdleRow::from_json(&json(idle.to_json())), Some(idle));
     }
 
     #[test]
@@ -494,7 +581,12 @@ mod tests {
             cell: None,
             reason: "not built in".into(),
         };
-        assert_eq!(Skip::from_json(&whole.to_json()), Some(whole.clone()));
+        assert_eq!(Skip::from_json(&json(whole.to_json())), Some(whole.clone()));
+        // Without a measurement, no measurement's fields (not nulls).
+        assert_eq!(
+            serde_json::to_string(&whole.to_json()).unwrap(),
+            r#"{"bench":"kernel-skip","impl":"bpf","reason":"not built in"}"#
+        );
         assert_eq!(whole.describe(), "bpf: not built in");
         let one = Skip {
             cell: Some(Cell {
@@ -506,7 +598,7 @@ mod tests {
             }),
             ..whole
         };
-        assert_eq!(Skip::from_json(&one.to_json()), Some(one.clone()));
+        assert_eq!(Skip::from_json(&json(one.to_json())), Some(one.clone()));
         assert_eq!(
             one.describe(),
             "bpf busy-poll, headers, 4096 B (round 2 of 3): not built in"

@@ -15,10 +15,10 @@ use std::time::{
     Instant, //
 };
 
-use serde_json::{
-    json,
-    Value, //
-};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::row::whole_ns;
 
 /// Shorter gaps count as running (a clock read under TCG alone can take
 /// a microsecond or two).
@@ -133,16 +133,28 @@ impl Stalls {
         100.0 * self.lost.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
     }
 
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "bench": "kernel-stall",
-            "wall_ns": self.wall.as_nanos() as u64,
-            "lost_ns": self.lost.as_nanos() as u64,
-            "lost_percent": self.lost_percent(),
-            "gaps_over_100us": self.over_100us,
-            "gaps_over_1ms": self.over_1ms,
-            "max_gap_ns": self.max_gap.as_nanos() as u64,
-        })
+    /// The JSON line (`"bench":"kernel-stall"`), fields in alphabetical
+    /// order as [`RowJson`](super::row::RowJson)'s.
+    pub(crate) fn to_json(&self) -> impl Serialize {
+        #[derive(Serialize)]
+        struct Json {
+            bench: &'static str,
+            gaps_over_100us: u64,
+            gaps_over_1ms: u64,
+            lost_ns: u64,
+            lost_percent: f64,
+            max_gap_ns: u64,
+            wall_ns: u64,
+        }
+        Json {
+            bench: "kernel-stall",
+            gaps_over_100us: self.over_100us,
+            gaps_over_1ms: self.over_1ms,
+            lost_ns: whole_ns(self.lost),
+            lost_percent: self.lost_percent(),
+            max_gap_ns: whole_ns(self.max_gap),
+            wall_ns: whole_ns(self.wall),
+        }
     }
 
     pub(crate) fn from_json(v: &Value) -> Option<Self> {
@@ -179,7 +191,8 @@ mod tests {
         let s = Stalls::measure(Duration::from_millis(20));
         assert!(s.wall >= Duration::from_millis(20));
         assert!(s.lost <= s.wall);
-        assert_eq!(Stalls::from_json(&s.to_json()), Some(s));
+        let line = super::super::row::json(s.to_json());
+        assert_eq!(Stalls::from_json(&line), Some(s));
     }
 
     #[test]

@@ -269,7 +269,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     format!("{peer}, {} consumer, round {}", strategy.name(), round + 1)
                 })?;
                 if args.json {
-                    outln!("{}", run.to_json(strategy))?;
+                    crate::out::json_line(&run.to_json(strategy))?;
                 }
                 runs.push((strategy, run));
             }
@@ -306,18 +306,32 @@ fn tables(runs: &[(Strategy, Run)]) -> String {
 }
 
 impl Run {
-    fn to_json(&self, strategy: Strategy) -> serde_json::Value {
-        serde_json::json!({
-            "bench": "events",
-            "strategy": strategy.name(),
-            "peer": self.peer.name(),
-            "trips_per_sec": self.trips_per_sec,
-            "events": self.events,
-            "dropped": self.dropped,
-            "seconds": self.seconds,
-            "consumer_cpu_ns": self.consumer_cpu_ns,
-            "consumer_sleeps": self.consumer_sleeps,
-        })
+    /// The JSON line (`"bench":"events"`), fields in alphabetical order
+    /// (the order they had as a `serde_json` map).
+    fn to_json(&self, strategy: Strategy) -> impl serde::Serialize {
+        #[derive(serde::Serialize)]
+        struct Json {
+            bench: &'static str,
+            consumer_cpu_ns: u64,
+            consumer_sleeps: u64,
+            dropped: u64,
+            events: u64,
+            peer: &'static str,
+            seconds: f64,
+            strategy: &'static str,
+            trips_per_sec: f64,
+        }
+        Json {
+            bench: "events",
+            consumer_cpu_ns: self.consumer_cpu_ns,
+            consumer_sleeps: self.consumer_sleeps,
+            dropped: self.dropped,
+            events: self.events,
+            peer: self.peer.name(),
+            seconds: self.seconds,
+            strategy: strategy.name(),
+            trips_per_sec: self.trips_per_sec,
+        }
     }
 
     fn from_json(v: &serde_json::Value) -> Result<(Strategy, Self)> {
@@ -688,3 +702,26 @@ fn report(runs: &[&Run]) -> String {
 
 #[cfg(feature = "bpf")]
 mod bpf;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_survive_json() {
+        let run = Run {
+            peer: Peer::Bpf,
+            trips_per_sec: 13127.5,
+            events: 26482,
+            dropped: 3,
+            seconds: 1.25,
+            consumer_cpu_ns: 59_000_000,
+            consumer_sleeps: 74,
+        };
+        let line = crate::bench::row::json(run.to_json(Strategy::Woken));
+        assert_eq!(line["bench"], "events");
+        let (strategy, back) = Run::from_json(&line).unwrap();
+        assert_eq!(strategy, Strategy::Woken);
+        assert_eq!(format!("{back:?}"), format!("{run:?}"));
+    }
+}
