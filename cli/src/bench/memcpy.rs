@@ -50,12 +50,17 @@ pub(crate) fn run(
     }
     let (start, cpu) = (Instant::now(), thread_cpu());
     let mut records = 0u64;
-    while start.elapsed() < timing.duration {
+    // At least one chunk: a thread descheduled for the whole window right
+    // after reading the clock (a loaded machine) still measures something.
+    loop {
         if signals::stop_requested() {
             return Err(fail::with_status(fail::INTERRUPTED, "interrupted"));
         }
         copy(chunk);
         records += chunk as u64;
+        if start.elapsed() >= timing.duration {
+            break;
+        }
     }
     let (elapsed, cpu) = (start.elapsed(), thread_cpu().saturating_sub(cpu));
     Ok(Row {
