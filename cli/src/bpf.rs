@@ -103,13 +103,13 @@ use nix::sys::resource::{
     UsageWho, //
 };
 use rmemring::monotonic_ns;
-use rmemring::Device;
 use rmemring::pattern;
 use rmemring::uapi::{
     ProducerConfig,
     PATTERN_SEQ,
     PRODUCER_HOOK_ONLY, //
 };
+use rmemring::Device;
 
 use crate::bench::kernel::{first_word_ok, tracks_gaps};
 use crate::bench::sides::{
