@@ -14,9 +14,10 @@
 //!
 //! let ring = rmemring::Ring::get(c"rmemring0")?;
 //! ring.write(0x100, b"hello")?;
-//! let mut record = ring.reserve(0x100, 8)?;
-//! record.fill(&42u64.to_le_bytes());
-//! record.commit();
+//! ring.reserve(0x100, 8, |record| {
+//!     record.fill(&42u64.to_le_bytes());
+//!     rmemring::Finish::Commit
+//! })?;
 //! ```
 //!
 //! The contexts are the C API's: [`Ring::get`] and dropping a [`Ring`] in
@@ -134,28 +135,50 @@ impl Ring {
         }
     }
 
-    /// Reserves a record of `len` payload bytes tagged `tag`, to fill in
-    /// place (zero-copy). The ring's producer lock is held, interrupts
-    /// off, until the [`Reservation`] is committed or dropped (which
-    /// discards it): fill it quickly and do not sleep. A write to any
-    /// ring meanwhile, on this CPU, is refused (`Refused`), so is a second
-    /// reservation. Never `mem::forget` one: the lock would stay held,
-    /// with interrupts off.
-    pub fn reserve(&self, tag: u16, len: u32) -> Result<Reservation<'_>, WriteError> {
+    /// Reserves a record of `len` payload bytes tagged `tag` and lends it
+    /// to `fill`, which writes it in place (zero-copy) and says what
+    /// becomes of it: committed, committed quietly, or discarded. The
+    /// ring's producer lock is held, interrupts off, while `fill` runs:
+    /// be quick and do not sleep. A write to any ring meanwhile, on this
+    /// CPU, is refused (`Refused`), so is a second reservation. `fill` is
+    /// not called if the reservation fails.
+    ///
+    /// The reservation is only lent: `fill` cannot keep it or
+    /// `mem::forget` it, so the lock is always let go when `fill`
+    /// returns (a `Reservation` that safe code could forget would leave
+    /// the lock held, with this CPU's interrupts off, for ever).
+    pub fn reserve(
+        &self,
+        tag: u16,
+        len: u32,
+        fill: impl FnOnce(&mut Reservation<'_>) -> Finish,
+    ) -> Result<(), WriteError> {
         // SAFETY: `self` holds a reference to the ring; the reservation is
-        // finished exactly once, by the returned value (see its `Drop`).
+        // finished exactly once, below, on this CPU and in this context.
         let payload = unsafe { ffi::rmemring_reserve(self.raw.as_ptr(), tag, len) };
         let addr = payload as isize;
         if (-4095..0).contains(&addr) {
             return Err(WriteError::from_errno(addr as c_int));
         }
         let payload = NonNull::new(payload.cast::<u8>()).ok_or(WriteError::Refused)?;
-        Ok(Reservation {
-            ring: self,
+        let mut reservation = Reservation {
             payload,
             len: len as usize,
             _here: PhantomData,
-        })
+        };
+        let finish = fill(&mut reservation);
+        let raw = self.raw.as_ptr();
+        let payload = payload.as_ptr().cast();
+        match finish {
+            // SAFETY: The reservation is open (`fill` only borrowed it), and
+            // is finished here once.
+            Finish::Commit => unsafe { ffi::rmemring_commit(raw, payload, 0) },
+            // SAFETY: As above.
+            Finish::CommitQuietly => unsafe { ffi::rmemring_commit(raw, payload, NO_WAKEUP) },
+            // SAFETY: As above.
+            Finish::Discard => unsafe { ffi::rmemring_discard(raw, payload) },
+        }
+        Ok(())
     }
 
     /// The largest payload a record can carry.
@@ -173,9 +196,21 @@ impl Drop for Ring {
     }
 }
 
-/// An open reservation: [`Self::fill`] it, then [`Self::commit`].
-/// Dropped uncommitted, it is discarded. It stays on the CPU that made it
-/// (not `Send`), as the lock it holds must.
+/// What [`Ring::reserve`] does with the reservation its closure filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Make it a record and publish it.
+    Commit,
+    /// [`Finish::Commit`], without waking a sleeping consumer (its request
+    /// stays armed for the next publication): `RMEMRING_NO_WAKEUP`.
+    CommitQuietly,
+    /// Give it back unwritten: it takes no sequence number.
+    Discard,
+}
+
+/// An open reservation, lent to the closure of [`Ring::reserve`]:
+/// [`Self::fill`] it. It stays on the CPU that made it (not `Send`), as
+/// the lock it holds must.
 ///
 /// It lends no `&mut [u8]`: in overwrite mode a consumer that lapped the
 /// producer may read these bytes while they are written (it discards what
@@ -184,13 +219,23 @@ impl Drop for Ring {
 /// written by [`Self::fill`], with aligned 8-byte relaxed atomic stores,
 /// as the driver writes its own.
 pub struct Reservation<'a> {
-    ring: &'a Ring,
     payload: NonNull<u8>,
     len: usize,
-    _here: PhantomData<*mut ()>,
+    /// Not `Send`, and tied to the ring it was reserved from.
+    _here: PhantomData<(*mut (), &'a Ring)>,
 }
 
 impl Reservation<'_> {
+    /// The reserved payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Writes `bytes` as the payload, from its start (at most the
     /// reserved length; a partial last word is padded with zeroes, which
     /// stay within the record's padding).
@@ -214,32 +259,5 @@ impl Reservation<'_> {
                 core::sync::atomic::Ordering::Relaxed,
             );
         }
-    }
-
-    /// Makes the reservation a record and publishes it.
-    pub fn commit(self) {
-        self.finish(0);
-    }
-
-    /// [`Self::commit`], without waking a sleeping consumer:
-    /// `RMEMRING_NO_WAKEUP`.
-    pub fn commit_quietly(self) {
-        self.finish(NO_WAKEUP);
-    }
-
-    fn finish(self, flags: u32) {
-        let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: This reservation is open; `ManuallyDrop` keeps `Drop`
-        // from finishing it a second time.
-        unsafe {
-            ffi::rmemring_commit(this.ring.raw.as_ptr(), this.payload.as_ptr().cast(), flags)
-        };
-    }
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        // SAFETY: This reservation is open, and is finished here once.
-        unsafe { ffi::rmemring_discard(self.ring.raw.as_ptr(), self.payload.as_ptr().cast()) };
     }
 }

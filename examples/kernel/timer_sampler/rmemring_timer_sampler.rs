@@ -57,6 +57,8 @@ use events::{
     TAG_TIMER_SAMPLE, //
 };
 use rmemring::{
+    Finish,
+    Reservation,
     Ring,
     WriteError, //
 };
@@ -85,7 +87,10 @@ struct Counts {
     samples: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
+    /// NMI, nested in a producer section, or a reset.
     refused: AtomicU64,
+    /// The ring's device is gone (unbound).
+    gone: AtomicU64,
     /// Anything else (too large: a bug).
     failed: AtomicU64,
 }
@@ -123,17 +128,19 @@ impl HrTimerCallback for CpuSampler {
             count,
             lateness_ns: lateness.as_nanos().max(0) as u64,
         };
-        let outcome = match this
-            .ring
-            .reserve(TAG_TIMER_SAMPLE, core::mem::size_of::<TimerSample>() as u32)
-        {
-            Ok(mut record) => {
-                record.fill(&sample_bytes(&sample));
-                record.commit();
-                &this.counts.written
-            }
+        let fill = |record: &mut Reservation<'_>| {
+            record.fill(&sample_bytes(&sample));
+            Finish::Commit
+        };
+        let outcome = match this.ring.reserve(
+            TAG_TIMER_SAMPLE,
+            core::mem::size_of::<TimerSample>() as u32,
+            fill,
+        ) {
+            Ok(()) => &this.counts.written,
             Err(WriteError::Dropped) => &this.counts.dropped,
-            Err(WriteError::Gone | WriteError::Refused) => &this.counts.refused,
+            Err(WriteError::Refused) => &this.counts.refused,
+            Err(WriteError::Gone) => &this.counts.gone,
             Err(WriteError::TooLarge) => &this.counts.failed,
         };
         outcome.fetch_add(1, Ordering::Relaxed);
@@ -267,11 +274,12 @@ impl Drop for TimerSampler {
         self.timers.clear();
         let c = &self.counts;
         pr_info!(
-            "samples={} written={} dropped={} refused={} failed={}\n",
+            "samples={} written={} dropped={} refused={} gone={} failed={}\n",
             c.samples.load(Ordering::Relaxed),
             c.written.load(Ordering::Relaxed),
             c.dropped.load(Ordering::Relaxed),
             c.refused.load(Ordering::Relaxed),
+            c.gone.load(Ordering::Relaxed),
             c.failed.load(Ordering::Relaxed)
         );
     }
