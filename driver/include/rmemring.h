@@ -23,6 +23,8 @@
 #ifndef _RMEMRING_H
 #define _RMEMRING_H
 
+#include <linux/compiler.h>
+#include <linux/string.h>
 #include <linux/types.h>
 
 #include "uapi/linux/rmemring.h"
@@ -108,14 +110,45 @@ int rmemring_write(struct rmemring *ring, u16 tag, const void *data, u32 len, u3
  * (in overwrite mode, one that lapped the producer): readers check what
  * they read, but on a ring mapped uncached or write-combined (device-tree
  * rmemring,cache-mode, or the cache_mode parameter) write it with aligned
- * 8-byte stores only (arm64 faults on unaligned stores to such memory), or
- * use rmemring_write(), which does.
+ * 8-byte stores only, as __iomem (uncached is Device memory on arm64, where
+ * an unaligned store faults, and memcpy() makes them): rmemring_fill()
+ * does, as rmemring_write() does.
  *
  * Context: any but NMI.
  * Return: the payload (8-byte aligned, @len bytes), or an ERR_PTR() of the
  * errors rmemring_write() returns.
  */
 void *rmemring_reserve(struct rmemring *ring, u16 tag, u32 len);
+
+/**
+ * rmemring_fill() - write a reservation's payload with aligned word stores
+ * @payload: what rmemring_reserve() returned (8-byte aligned)
+ * @data: the bytes to write from the payload's start
+ * @len: how many; at most the reserved length
+ *
+ * One WRITE_ONCE() of a u64 per 8 bytes, the last word padded with zeroes
+ * (it stays within the record, whose length is rounded up to 8): the
+ * stores every cache mode of the ring takes, as rmemring_write() makes
+ * them. Use it rather than memcpy() into a reservation.
+ *
+ * Context: any, between rmemring_reserve() and rmemring_commit().
+ */
+static inline void rmemring_fill(void *payload, const void *data, u32 len)
+{
+	u64 *to = payload;
+	const u8 *from = data;
+	u64 word;
+
+	for (; len >= sizeof(word); len -= sizeof(word), from += sizeof(word)) {
+		memcpy(&word, from, sizeof(word));
+		WRITE_ONCE(*to++, word);
+	}
+	if (len) {
+		word = 0;
+		memcpy(&word, from, len);
+		WRITE_ONCE(*to, word);
+	}
+}
 
 /**
  * rmemring_commit() - make a reservation a record and publish it

@@ -9,11 +9,14 @@
  * The probe runs inside __schedule(), with the runqueue lock held and
  * interrupts off, on every CPU: the strictest context the in-kernel API
  * allows short of NMI. It writes one struct rmemring_sched_switch per call
- * with rmemring_reserve()/rmemring_commit() (in place: no copy) and counts
+ * with rmemring_reserve()/rmemring_commit() (built on the stack, then
+ * stored into the reservation with rmemring_fill(): aligned word stores,
+ * which every cache mode of the ring takes) and counts
  * every call and every outcome itself, so that a test can check the
- * consumer's count against the tracer's: written + dropped + refused ==
- * calls. The counts are in /sys/module/rmemring_sched_switch/parameters/ and, when
- * the module is unloaded (after the probe is detached), in the kernel log.
+ * consumer's count against the tracer's: written + dropped + refused +
+ * gone == calls. The counts are in
+ * /sys/module/rmemring_sched_switch/parameters/ and, when the module is
+ * unloaded (after the probe is detached), in the kernel log.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -34,7 +37,7 @@ module_param_named(ring, ring_name, charp, 0444);
 MODULE_PARM_DESC(ring, "The ring to write into (its device name)");
 
 /* The tracer's own counts. Read-only parameters so that a test can read them. */
-static atomic64_t calls, written, dropped, refused, failed;
+static atomic64_t calls, written, dropped, refused, gone, failed;
 
 static int get_count(char *buf, const struct kernel_param *kp)
 {
@@ -49,7 +52,9 @@ MODULE_PARM_DESC(written, "Records written");
 module_param_cb(dropped, &count_ops, &dropped, 0444);
 MODULE_PARM_DESC(dropped, "Records dropped: the ring was full (drop-new mode)");
 module_param_cb(refused, &count_ops, &refused, 0444);
-MODULE_PARM_DESC(refused, "Records refused: ring gone or resetting");
+MODULE_PARM_DESC(refused, "Records refused: NMI, nested in a producer section, or the ring resetting");
+module_param_cb(gone, &count_ops, &gone, 0444);
+MODULE_PARM_DESC(gone, "Records refused because the ring's device is gone (unbound)");
 module_param_cb(failed, &count_ops, &failed, 0444);
 MODULE_PARM_DESC(failed, "Records failed otherwise (a bug)");
 
@@ -99,16 +104,27 @@ static u32 wake_flags(unsigned int prev_state, u64 call)
 static void probe_sched_switch(void *data, bool preempt, struct task_struct *prev,
 			       struct task_struct *next, unsigned int prev_state)
 {
-	struct rmemring_sched_switch *rec;
+	struct rmemring_sched_switch rec = {
+		.cpu = smp_processor_id(),
+		.prev_pid = prev->pid,
+		.prev_state = prev_state,
+		.next_pid = next->pid,
+	};
+	void *slot;
 
 	atomic64_inc(&calls);
-	rec = rmemring_reserve(ring, RMEMRING_TAG_SCHED_SWITCH, sizeof(*rec));
-	if (IS_ERR(rec)) {
-		switch (PTR_ERR(rec)) {
+	/* Before the reservation: the ring's lock is held from it to the commit. */
+	memcpy(rec.prev_comm, prev->comm, RMEMRING_COMM_LEN);
+	memcpy(rec.next_comm, next->comm, RMEMRING_COMM_LEN);
+	slot = rmemring_reserve(ring, RMEMRING_TAG_SCHED_SWITCH, sizeof(rec));
+	if (IS_ERR(slot)) {
+		switch (PTR_ERR(slot)) {
 		case -ENOSPC:
 			atomic64_inc(&dropped);
 			break;
 		case -ENODEV:
+			atomic64_inc(&gone);
+			break;
 		case -EBUSY:
 			atomic64_inc(&refused);
 			break;
@@ -117,12 +133,12 @@ static void probe_sched_switch(void *data, bool preempt, struct task_struct *pre
 		}
 		return;
 	}
-	rec->cpu = smp_processor_id();
-	rec->prev_pid = prev->pid;
-	rec->prev_state = prev_state;
-	rec->next_pid = next->pid;
-	memcpy(rec->prev_comm, prev->comm, RMEMRING_COMM_LEN);
-	memcpy(rec->next_comm, next->comm, RMEMRING_COMM_LEN);
+	/*
+	 * Not memcpy() into the ring: on a ring mapped uncached (arm64
+	 * Device memory) only aligned stores are safe, and memcpy() makes
+	 * unaligned ones.
+	 */
+	rmemring_fill(slot, &rec, sizeof(rec));
 	/*
 	 * A task going to sleep (prev_state not TASK_RUNNING) may be the
 	 * consumer itself: waking it for the record of its own sleep would
@@ -131,7 +147,7 @@ static void probe_sched_switch(void *data, bool preempt, struct task_struct *pre
 	 * consumer, so it waits for at most that many records on a machine
 	 * where every switch is a task blocking.
 	 */
-	rmemring_commit(ring, rec, wake_flags(prev_state, atomic64_read(&calls)));
+	rmemring_commit(ring, slot, wake_flags(prev_state, atomic64_read(&calls)));
 	atomic64_inc(&written);
 }
 
@@ -166,7 +182,7 @@ static void run_bench(void)
 			full++;
 			continue;
 		}
-		memcpy(p, &rec, sizeof(rec));
+		rmemring_fill(p, &rec, sizeof(rec));
 		rmemring_commit(ring, p, 0);
 	}
 	reserve_ns = ktime_get_ns() - start;
@@ -209,9 +225,9 @@ static void __exit sched_switch_exit(void)
 	/* No probe runs after this: the counts below are final. */
 	tracepoint_synchronize_unregister();
 	rmemring_put(ring);
-	pr_info("calls=%lld written=%lld dropped=%lld refused=%lld failed=%lld\n",
+	pr_info("calls=%lld written=%lld dropped=%lld refused=%lld gone=%lld failed=%lld\n",
 		atomic64_read(&calls), atomic64_read(&written), atomic64_read(&dropped),
-		atomic64_read(&refused), atomic64_read(&failed));
+		atomic64_read(&refused), atomic64_read(&gone), atomic64_read(&failed));
 }
 
 module_init(sched_switch_init);
