@@ -9,16 +9,23 @@
  *   tag USER_MIN + 3: 24 bytes 0..23 (rmemring_reserve + rmemring_commit)
  *   tag USER_MIN + 4: no payload (rmemring_write of 0 bytes)
  *   tag USER_MIN + 5: rmemring_max_payload() bytes, byte i = i % 251
- *                     (reserved and committed: no buffer that large)
+ *                     (reserved and committed, filled byte by byte)
+ *   tag USER_MIN + 8: the same bytes, copied by rmemring_write() from a
+ *                     vmalloc()ed buffer, timed: the longest a write keeps
+ *                     interrupts off ("max_payload write: ... ns" in the log)
  *   tag USER_MIN + 6: "reserved" (committed after refused commits of no
  *                     reservation and of another payload)
+ *   tag USER_MIN + 9: "kprobed" (arm64: written from a kprobe's handler,
+ *                     a BRK debug exception; x86-64 refuses it, -EBUSY:
+ *                     the kernel enters int3 as an NMI)
  *   tag USER_MIN + 7: "nmi-safe" (x86-64: committed after an NMI's commit
  *                     of it was refused)
  *
  * and nothing of the attempts that failed or were discarded; each refusal
  * with -EBUSY counts in the ring's records_refused (2 from inside an open
- * reservation; where the CPU has a local APIC to send itself an NMI with,
- * 2 more from NMI context, a write and a commit).
+ * reservation; on x86-64, 1 from a kprobe handler and, where the CPU has
+ * a local APIC to send itself an NMI with, 2 more from NMI context, a
+ * write and a commit).
  *
  *   insmod rmemring_api_contract.ko ring=rmemring0
  *
@@ -36,6 +43,9 @@
 #include <linux/smp.h>
 #include <linux/cpumask.h>
 #include <linux/atomic.h>
+#include <linux/kprobes.h>
+#include <linux/ktime.h>
+#include <linux/vmalloc.h>
 
 #ifdef CONFIG_X86_LOCAL_APIC
 #include <asm/apic.h>
@@ -98,6 +108,71 @@ static bool in_nmi_on_this_cpu(struct rmemring *ring, void *payload)
 		udelay(1);
 	preempt_enable();
 	return atomic_read_acquire(&nmi_state) == 2;
+}
+#endif
+
+#ifdef CONFIG_KPROBES
+static struct rmemring *kprobe_ring;
+static int kprobe_result = 1;
+static int kprobe_calls;
+
+/* The probed function: a call the compiler keeps. */
+static noinline void kprobe_target(void)
+{
+	WRITE_ONCE(kprobe_calls, READ_ONCE(kprobe_calls) + 1);
+}
+
+static int on_kprobe(struct kprobe *p, struct pt_regs *regs)
+{
+	static const char rec[8] = "kprobed";
+
+	kprobe_result = rmemring_write(kprobe_ring, TAG(9), rec, sizeof(rec), 0);
+	return 0;
+}
+
+/*
+ * A post handler keeps the probe from being optimised into a jump
+ * (kernel/kprobes.c, optimize_kprobe()): it stays a breakpoint, x86's
+ * int3 or arm64's BRK, however long the load takes.
+ */
+static void after_kprobe(struct kprobe *p, struct pt_regs *regs, unsigned long flags)
+{
+}
+
+/*
+ * What a write from a breakpoint kprobe's handler gets: x86 enters a
+ * kernel-mode int3 with irqentry_nmi_enter() (arch/x86/kernel/traps.c),
+ * so in_nmi() is true and the write is refused, as any NMI's; arm64
+ * enters a BRK with arm64_enter_el1_dbg(), which does not count as an NMI,
+ * and the write goes in.
+ */
+static void check_kprobe(struct rmemring *ring)
+{
+	struct kprobe kp = {
+		.addr = (kprobe_opcode_t *)kprobe_target,
+		.pre_handler = on_kprobe,
+		.post_handler = after_kprobe,
+	};
+	int ret;
+
+	kprobe_ring = ring;
+	ret = register_kprobe(&kp);
+	if (ret) {
+		expect(false, "register_kprobe() on this module's function", ret);
+		return;
+	}
+	kprobe_target();
+	unregister_kprobe(&kp);
+	expect(kprobe_result != 1, "the kprobe's handler ran", kprobe_calls);
+#ifdef CONFIG_X86
+	expect(kprobe_result == -EBUSY,
+	       "rmemring_write() from an int3 kprobe's handler (entered as an NMI): -EBUSY",
+	       kprobe_result);
+#else
+	expect(kprobe_result == 0,
+	       "rmemring_write() from a BRK kprobe's handler (a debug exception): written",
+	       kprobe_result);
+#endif
 }
 #endif
 
@@ -168,6 +243,27 @@ static void check(struct rmemring *ring)
 	expect(!IS_ERR(payload), "rmemring_reserve() of max_payload bytes (a quarter of the ring)",
 	       PTR_ERR_OR_ZERO(payload));
 
+	/*
+	 * The longest a write can keep interrupts off (and the ring's other
+	 * producers spinning): a copy of max_payload bytes, all under the
+	 * lock. Timed around the call, which is the lock's hold and a little.
+	 */
+	inner = vmalloc(max);
+	if (inner) {
+		u64 start;
+
+		for (i = 0; i < max; i++)
+			inner[i] = i % 251;
+		start = ktime_get_ns();
+		ret = rmemring_write(ring, TAG(8), inner, max, 0);
+		start = ktime_get_ns() - start;
+		vfree(inner);
+		pr_info("max_payload write: %u bytes in %llu ns\n", max, start);
+		expect(ret == 0, "rmemring_write() of max_payload bytes", ret);
+	} else {
+		expect(false, "vmalloc() of max_payload bytes", -ENOMEM);
+	}
+
 	/* A commit or discard with no reservation open is refused (and
 	 * reported once, deferred); so is one of another payload, which
 	 * leaves the open reservation to its owner. */
@@ -182,6 +278,12 @@ static void check(struct rmemring *ring)
 	}
 	expect(!IS_ERR(payload), "rmemring_reserve() of 8 bytes, then commits of no reservation and of another payload (refused), then its own",
 	       PTR_ERR_OR_ZERO(payload));
+
+#ifdef CONFIG_KPROBES
+	check_kprobe(ring);
+#else
+	pr_info("skip - rmemring_write() from a kprobe's handler: no CONFIG_KPROBES\n");
+#endif
 
 #ifdef CONFIG_X86_LOCAL_APIC
 	if (register_nmi_handler(NMI_LOCAL, on_nmi, 0, "rmemring_api_contract")) {

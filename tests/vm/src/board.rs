@@ -40,6 +40,7 @@ use rmemring_proto::modes::{
 use rmemring_proto::roles::Role;
 
 use crate::support::clients::{
+    tracer_count_reaches,
     Client,
     SwitchLoad,
     TRACER_MODULE, //
@@ -390,46 +391,49 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
     }
 
+    // The tracer's records on the rings the kernel maps write-combined and
+    // uncached (arm64 Normal-NC and Device memory, which take only aligned
+    // stores), filled in place with `rmemring_fill`.
+    for ring in expected
+        .rings
+        .iter()
+        .filter(|r| r.cache != CacheMode::WriteBack)
+    {
+        let result = crate::kapi::tracer_stream(&env.with_device(&ring.dev), 1)
+            .map(|summary| println!("# /dev/{}: {summary}", ring.dev));
+        report.check(
+            &format!(
+                "board: /dev/{} ({}): the sched_switch tracer's stream whole and chained",
+                ring.dev,
+                ring.cache.devicetree_value()
+            ),
+            result,
+        );
+    }
+
     report.check(
-        "board: unbind while the sched_switch tracer and the built-in producer write: \
-         the tracer's later writes are refused and counted, the rebind waits for it to let go",
+        "board: unbind while the sched_switch tracer, the hard-IRQ timer sampler and the \
+         built-in producer write: the ring moves no more, the clients' later writes are \
+         refused as gone and counted, the rebind waits for both to let go",
         unbind_under_clients(&expected),
     );
     rebind(env, &expected, report)?;
     reload(env, &expected, report)
 }
 
+/// The sampler's rate on each CPU during the unbind, samples a second.
+const SAMPLER_RATE: u32 = 1000;
+
 /// How long the tracer may take to be called a thousand more times.
 const TRACER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Waits until the loaded tracer's probe has been called `calls` times
-/// (its `calls` parameter); returns the count then.
-fn tracer_calls_reach(calls: u64, within: std::time::Duration) -> anyhow::Result<u64> {
-    let path = format!("/sys/module/{TRACER_MODULE}/parameters/calls");
-    let start = std::time::Instant::now();
-    loop {
-        let now: u64 = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {path}"))?
-            .trim()
-            .parse()
-            .with_context(|| format!("parsing {path}"))?;
-        if now >= calls {
-            return Ok(now);
-        }
-        ensure!(
-            start.elapsed() < within,
-            "the tracer was called {now} times in {within:?}, not {calls}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 /// Unbinds the first ring while kernel code writes into it flat out: the
-/// tracer (under the runqueue lock, on both CPUs) and the producer
-/// thread. The device must shut its producers out (the tracer's writes
-/// then fail with `-ENODEV`, counted as refused) without a warning; the
-/// ring's memory stays claimed while the tracer holds the ring, so a
-/// rebind fails until the tracer is unloaded, and works after.
+/// tracer (under the runqueue lock, on both CPUs), the hard-IRQ timer
+/// sampler (on both CPUs) and the producer thread. The device must shut
+/// its producers out (the clients' writes then fail with `-ENODEV`, which
+/// each counts as `gone`) without a warning; the ring's memory stays
+/// claimed while either client holds the ring, so a rebind fails until
+/// both are unloaded, and works after.
 fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
     let first = expected.rings.first().context("no ring")?;
     let dev = format!("/dev/{}", first.dev);
@@ -442,10 +446,11 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
     })?;
     let load = SwitchLoad::start()?;
     let tracer_params = [format!("ring={}", first.dev)];
-    let tracer = Client::load(TRACER_MODULE, &tracer_params);
-    let result = tracer.and_then(|mut tracer| {
+    let clients = Client::sampler(&first.dev, SAMPLER_RATE)
+        .and_then(|sampler| Ok((sampler, Client::load(TRACER_MODULE, &tracer_params)?)));
+    let result = clients.and_then(|(sampler, mut tracer)| {
         // Unbind only once the tracer writes.
-        let calls = match tracer_calls_reach(1000, TRACER_WAIT) {
+        let calls = match tracer_count_reaches("calls", 1000, TRACER_WAIT) {
             Ok(calls) => calls,
             Err(e) => {
                 // Seen twice, on cold runs only (the first board boot of a
@@ -467,7 +472,7 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
                     log.trim()
                 );
                 tracer = Client::load(TRACER_MODULE, &tracer_params)?;
-                tracer_calls_reach(1000, TRACER_WAIT)
+                tracer_count_reaches("calls", 1000, TRACER_WAIT)
                     .context("loaded again, the tracer was not called either")?
             }
         };
@@ -479,7 +484,7 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
         // of it (kept alive by the tracer's reference) would show.
         let at_unbind = region.control();
         // And it keeps being called after it (each call refused).
-        tracer_calls_reach(calls + 1000, TRACER_WAIT)?;
+        tracer_count_reaches("calls", calls + 1000, TRACER_WAIT)?;
         let later = region.control();
         ensure!(
             later.producer_pos == at_unbind.producer_pos
@@ -500,17 +505,30 @@ fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
             bound == Err(libc::EBUSY),
             "bind with the tracer holding the ring gave {bound:?}, expected EBUSY"
         );
-        let counts = tracer.unload()?;
-        println!("# unbind under the tracer: {counts:?}");
+        let tracer = tracer.unload()?;
+        // The sampler still holds the ring, and with it the region.
+        let bound = bind(&id);
         ensure!(
-            // Before the unbind its records went in or, the ring full
-            // (nobody reads it), were dropped; after it, all refused.
-            counts.failed == 0
-                && counts.refused > 0
-                && counts.written + counts.dropped > 0
-                && counts.written + counts.dropped + counts.refused == counts.calls,
-            "{counts:?}"
+            bound == Err(libc::EBUSY),
+            "bind with the sampler holding the ring gave {bound:?}, expected EBUSY"
         );
+        let sampler = sampler.unload()?;
+        println!("# unbind under the tracer: {tracer:?}; under the sampler: {sampler:?}");
+        for counts in [&tracer, &sampler] {
+            ensure!(
+                // Before the unbind their records went in or, the ring
+                // full (nobody reads it), were dropped; after it, every
+                // one was refused as gone (the sampler fired through the
+                // tracer's thousand calls after it, a few hundred times
+                // on each CPU).
+                counts.failed == 0
+                    && counts.refused == 0
+                    && counts.gone > 0
+                    && counts.written + counts.dropped > 0
+                    && counts.written + counts.dropped + counts.gone == counts.calls,
+                "tracer {tracer:?}, sampler {sampler:?}"
+            );
+        }
         Ok(())
     });
     load.stop();

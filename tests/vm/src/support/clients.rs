@@ -10,6 +10,10 @@ use std::sync::atomic::{
 };
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{
+    Duration,
+    Instant, //
+};
 
 use anyhow::{
     bail,
@@ -31,6 +35,33 @@ pub(crate) const CONTRACT_MODULE: &str = "rmemring_api_contract";
 /// load (`tests/kernel/nested_lock`).
 pub(crate) const NESTED_MODULE: &str = "rmemring_nested_lock";
 
+/// Waits until the loaded tracer's count `name` (`calls`, `dropped`: one
+/// of its parameters) reaches `at_least`, for at most `within`; returns
+/// the count then.
+pub(crate) fn tracer_count_reaches(
+    name: &str,
+    at_least: u64,
+    within: Duration,
+) -> anyhow::Result<u64> {
+    let path = format!("/sys/module/{TRACER_MODULE}/parameters/{name}");
+    let start = Instant::now();
+    loop {
+        let now: u64 = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {path}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("parsing {path}"))?;
+        if now >= at_least {
+            return Ok(now);
+        }
+        ensure!(
+            start.elapsed() < within,
+            "the tracer's {name} was {now} after {within:?}, not {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A client module's own counts, from the line its exit writes to the
 /// kernel log (after its probe or timers are gone, so they are final).
 #[derive(Debug, Default)]
@@ -39,7 +70,10 @@ pub(crate) struct Counts {
     pub(crate) calls: u64,
     pub(crate) written: u64,
     pub(crate) dropped: u64,
+    /// Refused with `-EBUSY`: NMI, nested, a reset.
     pub(crate) refused: u64,
+    /// Refused with `-ENODEV`: the ring's device is gone.
+    pub(crate) gone: u64,
     pub(crate) failed: u64,
 }
 
@@ -62,11 +96,12 @@ impl Client {
         Self::load(TRACER_MODULE, &[format!("ring={ring}")])
     }
 
-    /// The hard-IRQ timer sampler, `rate` samples a second on each CPU.
-    pub(crate) fn sampler(env: &Env, rate: u32) -> anyhow::Result<Self> {
-        let index = env
-            .device
-            .trim_start_matches("/dev/rmemring")
+    /// The hard-IRQ timer sampler, `rate` samples a second on each CPU,
+    /// writing into `device` (`/dev/rmemringN` or `rmemringN`).
+    pub(crate) fn sampler(device: &str, rate: u32) -> anyhow::Result<Self> {
+        let index = device
+            .trim_start_matches("/dev/")
+            .trim_start_matches("rmemring")
             .parse::<u32>()
             .context("the sampler takes /dev/rmemringN")?;
         Self::load(
@@ -122,6 +157,7 @@ impl Client {
                 "written" => counts.written = value,
                 "dropped" => counts.dropped = value,
                 "refused" => counts.refused = value,
+                "gone" => counts.gone = value,
                 "failed" => counts.failed = value,
                 _ => {}
             }
