@@ -391,26 +391,6 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         );
     }
 
-    // The tracer's records on the rings the kernel maps write-combined and
-    // uncached (arm64 Normal-NC and Device memory, which take only aligned
-    // stores), filled in place with `rmemring_fill`.
-    for ring in expected
-        .rings
-        .iter()
-        .filter(|r| r.cache != CacheMode::WriteBack)
-    {
-        let result = crate::kapi::tracer_stream(&env.with_device(&ring.dev), 1)
-            .map(|summary| println!("# /dev/{}: {summary}", ring.dev));
-        report.check(
-            &format!(
-                "board: /dev/{} ({}): the sched_switch tracer's stream whole and chained",
-                ring.dev,
-                ring.cache.devicetree_value()
-            ),
-            result,
-        );
-    }
-
     report.check(
         "board: unbind while the sched_switch tracer, the hard-IRQ timer sampler and the \
          built-in producer write: the ring moves no more, the clients' later writes are \

@@ -45,7 +45,11 @@ use rmemring::{
     Record,
     Region, //
 };
-use rmemring_proto::modes::Overflow;
+use rmemring_board_expect::DeviceTreeValue as _;
+use rmemring_proto::modes::{
+    CacheMode,
+    Overflow, //
+};
 use rmemring_proto::pattern;
 use rmemring_proto::roles::Role;
 
@@ -57,6 +61,7 @@ use crate::support::clients::{
     CONTRACT_MODULE,
     NESTED_MODULE,
 };
+use crate::support::env::board_expectations;
 use crate::support::fd::open_owned_as;
 use crate::support::process::{
     fork_child,
@@ -111,6 +116,28 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
          every pattern record verified, each CPU's samples consecutive, counts exact",
         sampler_with_builtin(env, seconds),
     );
+    // On the arm64 board, the rings the kernel maps write-combined and
+    // uncached (Normal non-cacheable and Device memory, which take only
+    // aligned stores): the tracer fills its records with `rmemring_fill`.
+    if let Ok(board) = board_expectations() {
+        let rings = board
+            .rings
+            .iter()
+            .filter(|r| r.cache != CacheMode::WriteBack);
+        for ring in rings {
+            let result = tracer_stream(&env.with_device(&ring.dev), 1)
+                .map(|summary| println!("# /dev/{}: {summary}", ring.dev));
+            report.check(
+                &format!(
+                    "kapi: the sched_switch tracer on the board's /dev/{} ({}): \
+                     its stream whole and chained",
+                    ring.dev,
+                    ring.cache.devicetree_value()
+                ),
+                result,
+            );
+        }
+    }
     report.check(
         "kapi: the API's edges (tests/kernel/api_contract): too large, unknown flags, \
          writes inside an open reservation, in NMI context and (x86-64) from an int3 kprobe \
@@ -492,10 +519,10 @@ fn sched_stream(env: &Env, overflow: Overflow, seconds: u64) -> anyhow::Result<(
 
 /// The tracer alone on the ring of `env` (drop-new, a consumer keeping
 /// up) for `seconds` under the switch load: the stream sound, every
-/// record written delivered, most switches chained. The board runs it on
-/// its write-combined and uncached rings, where a reservation must be
-/// filled with aligned stores (`rmemring_fill`). Returns the summary.
-pub(crate) fn tracer_stream(env: &Env, seconds: u64) -> anyhow::Result<String> {
+/// record written delivered, most switches chained: on the board's
+/// write-combined and uncached rings, where a reservation must be filled
+/// with aligned stores (`rmemring_fill`). Returns the summary.
+fn tracer_stream(env: &Env, seconds: u64) -> anyhow::Result<String> {
     let region = open_fresh(env, Overflow::DropNew)?;
     let load = SwitchLoad::start()?;
     let result =
