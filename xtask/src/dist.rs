@@ -689,6 +689,38 @@ mod tests {
     }
 
     #[test]
+    fn the_packaging_files_make_install_installs_are_in_the_repository() {
+        // `*.d` (the kernel build's dependency files) once kept the
+        // modprobe.d, modules-load.d and sysusers.d directories out of git:
+        // they existed in one checkout only, and `make install` failed in
+        // every other one.
+        let root = project_root();
+        let makefile = fs::read_to_string(root.join("driver/Makefile")).unwrap();
+        let files: BTreeSet<&str> = makefile
+            .split_whitespace()
+            .filter(|w| w.strip_prefix("packaging/").is_some_and(|f| !f.is_empty()))
+            .collect();
+        assert!(files.len() >= 4, "{files:?}");
+        for file in files {
+            let path = root.join("driver").join(file);
+            assert!(path.is_file(), "{}: missing", path.display());
+            let ignored = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&root)
+                .args(["check-ignore", "-q", "--no-index"])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert_eq!(
+                ignored.code(),
+                Some(1),
+                "{}: ignored by git",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
     fn the_tarball_holds_what_the_driver_compiles() {
         // The driver's one path outside driver/ is the protocol's source.
         let main = fs::read_to_string(project_root().join("driver/rmemring_main.rs")).unwrap();
