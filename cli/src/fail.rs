@@ -20,6 +20,8 @@ Exit status:
   2   usage: bad arguments, or arguments the ring cannot satisfy
   65  data error: the ring is corrupt, records failed verification, or an input line
       does not fit in a record (EX_DATAERR)
+  66  no such file: the ring file does not exist, or is something (a directory, a pipe)
+      that cannot hold a ring (EX_NOINPUT)
   69  no such device: the driver is not loaded or bound (EX_UNAVAILABLE)
   71  the ring could not be mapped (mmap failed: see the message) (EX_OSERR)
   73  `create` found the file there already (EX_CANTCREAT)
@@ -33,6 +35,8 @@ Exit status:
 pub(crate) const USAGE: u8 = 2;
 /// `EX_DATAERR`.
 pub(crate) const DATA: u8 = 65;
+/// `EX_NOINPUT`: the ring file is missing, or no file a ring can be in.
+pub(crate) const NOINPUT: u8 = 66;
 /// `EX_UNAVAILABLE`.
 pub(crate) const UNAVAILABLE: u8 = 69;
 /// `EX_OSERR`: a failed `mmap` of the ring.
@@ -126,6 +130,13 @@ fn ring_status(e: &rmemring::Error) -> Option<u8> {
         E::PermissionDenied { .. } => NOPERM,
         E::Busy { .. } | E::Taken(_) => BUSY,
         E::DataSize { .. } => USAGE,
+        // A ring file that is not there (a missing device is `NoDevice`).
+        E::Io {
+            op: rmemring::IoOp::Open,
+            source,
+            ..
+        } if source.kind() == io::ErrorKind::NotFound => NOINPUT,
+        E::NotARing { .. } => NOINPUT,
         E::Corrupt(_)
         | E::BadMagic { .. }
         | E::AbiVersion { .. }
@@ -205,23 +216,25 @@ fn errno_status(e: &io::Error) -> u8 {
     }
 }
 
-/// The one-line explanation of a failed open of a ring device.
+/// A failed open of `path`, as the library reports one: a missing
+/// `/dev` node is [`rmemring::Error::NoDevice`], a refusal
+/// [`rmemring::Error::PermissionDenied`] (with its hint), anything else
+/// the system's error.
 pub(crate) fn open_error(path: &std::path::Path, e: io::Error) -> anyhow::Error {
-    let shown = path.display();
+    use rmemring::Error as E;
+    let path = path.to_owned();
     match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) if path.starts_with("/dev") => {
-            anyhow::Error::new(e).context(format!(
-                "{shown}: no such device; load the driver (`insmod rmemring.ko phys_base=ADDR \
-                 phys_size=BYTES` for a `memmap=` reservation, or bind it through the device tree) \
-                 and check `dmesg`"
-            ))
+            E::NoDevice { path }
         }
-        Some(libc::EACCES | libc::EPERM) => anyhow::Error::new(e).context(format!(
-            "{shown}: permission denied (ring devices are root-only unless a udev rule, or for \
-             the module-parameter ring the driver's `mode` parameter, says otherwise)"
-        )),
-        _ => anyhow::Error::new(e).context(shown.to_string()),
+        Some(libc::EACCES | libc::EPERM) => E::PermissionDenied { path },
+        _ => E::Io {
+            op: rmemring::IoOp::Open,
+            path,
+            source: e,
+        },
     }
+    .into()
 }
 
 #[cfg(test)]
@@ -296,6 +309,16 @@ mod tests {
         assert_eq!(status(&io(libc::EPIPE)), 0);
         assert_eq!(status(&io(libc::EINVAL)), USAGE);
         assert_eq!(status(&io(libc::ENOENT)), UNAVAILABLE);
+        // A missing ring file is no missing device.
+        let open =
+            |path: &str| open_error(path.as_ref(), io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(status(&open("/tmp/no-such-ring")), NOINPUT);
+        assert_eq!(status(&open("/dev/rmemring9")), UNAVAILABLE);
+        let dir = rmemring::Error::NotARing {
+            path: PathBuf::from("/tmp"),
+            kind: rmemring::FileKind::Directory,
+        };
+        assert_eq!(status(&dir.into()), NOINPUT);
         assert_eq!(status(&usage("bad")), USAGE);
         let busy = rmemring::Error::Busy {
             path: PathBuf::from("/dev/rmemring0"),

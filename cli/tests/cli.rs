@@ -450,9 +450,10 @@ fn a_ring_file_has_one_producer_at_a_time() {
 fn a_missing_file_shows_the_os_error_once() {
     let dir = temp_dir("missing");
     let missing = dir.path().join("no-such-ring");
-    for command in ["cat", "info", "stat"] {
+    for command in ["cat", "info", "stat", "produce", "release-recovered"] {
         let out = run(&[command, s(&missing)]);
-        assert!(!out.status.success(), "{command}: {out:?}");
+        // EX_NOINPUT, not the missing device's EX_UNAVAILABLE (69).
+        assert_eq!(out.status.code(), Some(66), "{command}: {out:?}");
         let said = String::from_utf8(out.stderr).unwrap();
         assert_eq!(
             said.matches("No such file or directory").count(),
@@ -461,6 +462,9 @@ fn a_missing_file_shows_the_os_error_once() {
         );
         assert!(said.contains(s(&missing)), "{command}: {said}");
     }
+    // A directory cannot be a ring: EX_NOINPUT too.
+    let out = run(&["info", s(dir.path())]);
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
 }
 /// Waits up to `secs` seconds for `child` to exit; kills it and fails if
 /// it does not.
