@@ -40,6 +40,7 @@ use super::{
     Args,
     Pattern,
     Totals,
+    DEFAULT_BATCH,
     TICK, //
 };
 use crate::fail;
@@ -50,8 +51,6 @@ use crate::signals::{
 
 /// Payload bytes when `--size` is not given (a device needs it).
 const DEFAULT_SIZE: u32 = 64;
-/// Records per publication when `--batch` is 0: the driver's default.
-const DEFAULT_BATCH: u32 = 64;
 /// The first and the longest sleep while waiting for room (`--wait`), as
 /// the kernel producer's.
 const MIN_BACKOFF: Duration = Duration::from_micros(16);

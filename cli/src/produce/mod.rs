@@ -83,8 +83,9 @@ pub(crate) struct Args {
     /// What goes into the payload.
     #[arg(long, value_enum, default_value_t = Pattern::Seq)]
     pattern: Pattern,
-    /// Records per publication (the driver's default is 64).
-    #[arg(long, default_value_t = 0)]
+    /// Records per publication (0 means the default, 64, as for the
+    /// driver).
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: u32,
     /// Emit records only through the driver's tracepoint, not into the ring
     /// (to feed a BPF program).
@@ -110,6 +111,10 @@ enum Pattern {
     /// Only the first word written, as if the payload came by DMA.
     None,
 }
+
+/// Records per publication by default, and when `--batch` is 0: the
+/// driver's default (`DEFAULT_BATCH` in `driver/producer.rs`).
+const DEFAULT_BATCH: u32 = 64;
 
 /// How often the counters are read.
 const TICK: Duration = Duration::from_millis(100);
