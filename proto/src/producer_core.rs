@@ -126,7 +126,8 @@ pub struct ProducerStats {
     pub bytes: u64,
     /// Records dropped (drop-new mode).
     pub dropped: u64,
-    /// Records overwritten before being released (overwrite mode).
+    /// Records retired to make room (overwrite mode), read by the consumer
+    /// or not (the control page's `records_overwritten`).
     pub overwritten: u64,
     /// Wake-ups requested.
     pub wakeups: u64,

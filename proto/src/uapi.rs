@@ -291,7 +291,8 @@ pub struct RingStats {
     pub bytes_produced: u64,
     /// Records dropped because the ring was full.
     pub records_dropped: u64,
-    /// Records the producer overwrote to make room (overwrite mode).
+    /// Records the producer overwrote to make room (overwrite mode), read
+    /// by the consumer or not.
     pub records_overwritten: u64,
     /// Wake-ups of a sleeping consumer.
     pub wakeups: u64,
