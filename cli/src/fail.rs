@@ -137,6 +137,8 @@ fn ring_status(e: &rmemring::Error) -> Option<u8> {
             ..
         } if source.kind() == io::ErrorKind::NotFound => NOINPUT,
         E::NotARing { .. } => NOINPUT,
+        // A driver's request made of a ring file: the wrong argument.
+        E::NotADevice { .. } => USAGE,
         E::Corrupt(_)
         | E::BadMagic { .. }
         | E::AbiVersion { .. }
@@ -319,6 +321,10 @@ mod tests {
             kind: rmemring::FileKind::Directory,
         };
         assert_eq!(status(&dir.into()), NOINPUT);
+        let file = rmemring::Error::NotADevice {
+            path: PathBuf::from("/tmp/r"),
+        };
+        assert_eq!(status(&file.into()), USAGE);
         assert_eq!(status(&usage("bad")), USAGE);
         let busy = rmemring::Error::Busy {
             path: PathBuf::from("/dev/rmemring0"),

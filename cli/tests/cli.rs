@@ -447,6 +447,37 @@ fn a_ring_file_has_one_producer_at_a_time() {
 }
 
 #[test]
+fn produce_json_prints_its_summary_as_one_line() {
+    let ring = Ring::new("produce-json", 0);
+    let out = ok(&[
+        "produce",
+        s(&ring.path()),
+        "--count",
+        "7",
+        "--size",
+        "16",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+    assert_eq!(v["records"], 7, "{out}");
+    assert_eq!(v["bytes"], 7 * 16, "{out}");
+    assert_eq!(v["dropped"], 0, "{out}");
+    assert_eq!(v["stopped"], false, "{out}");
+    assert!(v["elapsed_ns"].as_u64().is_some_and(|ns| ns > 0), "{out}");
+    // The keys in alphabetical order, as every JSON line of the command.
+    assert_eq!(out.trim_end(), v.to_string());
+}
+
+#[test]
+fn the_driver_only_subcommands_refuse_a_ring_file_as_usage() {
+    let ring = Ring::new("device-only", 0);
+    for args in [&["bench"][..], &["release-recovered"]] {
+        let out = run(&[args, &[s(&ring.path())]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
 fn a_missing_file_shows_the_os_error_once() {
     let dir = temp_dir("missing");
     let missing = dir.path().join("no-such-ring");

@@ -373,6 +373,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
     let device = &args.ring.device;
     let region = crate::snapshot::observe(device)?;
+    if region.backend() != rmemring::Backend::Device {
+        return Err(fail::usage(format!(
+            "{}: bench measures the kernel producer's paths and needs a ring device \
+             (/dev/rmemringN); for rings in memory, `cargo bench -p rmemring --bench host`",
+            device.display()
+        )));
+    }
     let layout = *region.layout();
     drop(region);
     if let Some(&size) = args.sizes.iter().find(|&&s| s > layout.max_payload) {

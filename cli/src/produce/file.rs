@@ -129,6 +129,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<()> {
             },
             elapsed,
             stopped,
+            args.json,
         )?;
     }
     Ok(())

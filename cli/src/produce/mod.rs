@@ -101,6 +101,9 @@ pub(crate) struct Args {
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+    /// Print the summary as one JSON line instead of text.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
 }
 
 /// The producer's payload pattern.
@@ -200,7 +203,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     bar.finish_and_clear();
     if !args.quiet {
-        summary(&before, &now, elapsed, args.hook_only, interrupted)?;
+        summary(&before, &now, elapsed, args, interrupted)?;
     }
     Ok(())
 }
@@ -300,13 +303,20 @@ fn summary(
     before: &RingStats,
     now: &RingStats,
     elapsed: Duration,
-    hook_only: bool,
+    args: &Args,
     stopped: bool,
 ) -> io::Result<()> {
-    if hook_only {
+    if args.hook_only {
         let secs = elapsed.as_secs_f64();
-        let why = if stopped { " (stopped)" } else { "" };
         let hooked = now.records_hooked - before.records_hooked;
+        if args.json {
+            return crate::out::json_line(&HookedJson {
+                elapsed_ns: duration_ns(elapsed),
+                hooked,
+                stopped,
+            });
+        }
+        let why = if stopped { " (stopped)" } else { "" };
         return outln!(
             "{hooked} records through the tracepoint in {secs:.2} s ({}/s){why}",
             si(hooked as f64 / secs)
@@ -320,6 +330,7 @@ fn summary(
         },
         elapsed,
         stopped,
+        args.json,
     )
 }
 
@@ -331,8 +342,40 @@ struct Totals {
     dropped: u64,
 }
 
+/// `produce --json`'s line after a run that wrote into the ring (keys in
+/// alphabetical order, as every JSON line of the command).
+#[derive(serde::Serialize)]
+struct TotalsJson {
+    bytes: u64,
+    dropped: u64,
+    elapsed_ns: u64,
+    records: u64,
+    stopped: bool,
+}
+
+/// `produce --hook-only --json`'s line.
+#[derive(serde::Serialize)]
+struct HookedJson {
+    elapsed_ns: u64,
+    hooked: u64,
+    stopped: bool,
+}
+
+fn duration_ns(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The summary line of a run that wrote into the ring.
-fn report(totals: Totals, elapsed: Duration, stopped: bool) -> io::Result<()> {
+fn report(totals: Totals, elapsed: Duration, stopped: bool, json: bool) -> io::Result<()> {
+    if json {
+        return crate::out::json_line(&TotalsJson {
+            bytes: totals.bytes,
+            dropped: totals.dropped,
+            elapsed_ns: duration_ns(elapsed),
+            records: totals.records,
+            stopped,
+        });
+    }
     let Totals {
         records,
         bytes,
