@@ -101,7 +101,8 @@ impl flags::Bench {
              cat /tmp/bench.txt; cat /tmp/bench.jsonl; exit $s"
         );
         // Then real events (`rmemring bench-events`): the tracer against the
-        // BPF ring buffer, ftrace and perf on the sched_switch tracepoint,
+        // BPF ring buffer (tracepoint and raw tracepoint programs), ftrace,
+        // perf and relay on the sched_switch tracepoint,
         // in a VM of its own whose time counts instructions
         // (`Accel::TcgIcount`): a context switch's cost is a few hundred
         // instructions, which TCG's run-to-run noise (30% and more on this

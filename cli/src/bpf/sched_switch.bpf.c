@@ -2,15 +2,24 @@
 /*
  * The real-event benchmark's BPF ring buffer peer (`rmemring bench-events`):
  * the same record as the sched_switch tracer of examples/kernel/sched_switch
- * writes through rmemring, from the same tracepoint, as a BPF user without
- * BTF would write it: a `tracepoint/sched/sched_switch` program (the reference
- * kernel has no BTF, so no tp_btf or BTF-typed raw tracepoint) reading the
- * event's fields from its record (layout: events/sched/sched_switch/format,
- * checked by the loader) into a BPF_MAP_TYPE_RINGBUF record.
+ * writes through rmemring, from the same tracepoint, into a
+ * BPF_MAP_TYPE_RINGBUF record, in the two ways a BPF user without BTF can
+ * attach to it (the reference kernel has no BTF, so no tp_btf and no CO-RE):
+ *
+ * - `tracepoint/sched/sched_switch` (peer `bpf`): the program reads the
+ *   event's fields from the record the kernel's perf trace buffer builds for
+ *   it first (layout: events/sched/sched_switch/format, checked by the
+ *   loader);
+ * - `raw_tp/sched_switch` (peer `bpf-raw`): the program gets the
+ *   tracepoint's arguments as they are, (preempt, prev, next, prev_state)
+ *   (include/trace/events/sched.h), and reads pid and comm from the two
+ *   task_structs with bpf_probe_read_kernel() at offsets the loader sets in
+ *   .rodata before loading: the running kernel's own, which the tracer
+ *   module (built against the same tree) reports as parameters.
  *
  * Like the tracer it counts every call and every failed reservation, and it
  * wakes a sleeping consumer as the tracer with wake_every=64 does (see
- * emit()), or (sched_switch_quiet) never, as the tracer with quiet=1.
+ * emit()), or (the _quiet programs) never, as the tracer with quiet=1.
  */
 
 #include "bpf_defs.h"
@@ -40,7 +49,28 @@ struct record {
 enum {
 	COUNTER_CALLS,
 	COUNTER_DROPPED,
+	COUNTER_FAULTS,		/* a bpf_probe_read_kernel() failed (raw_tp) */
 	COUNTER_NR,
+};
+
+/*
+ * Where task_struct has the fields the raw_tp programs read, in the running
+ * kernel: set by the loader before loading (.rodata, so the verifier and
+ * the JIT see constants), from the tracer module's task_pid_offset and
+ * task_comm_offset parameters.
+ */
+struct task_offsets {
+	__u32 pid;
+	__u32 comm;
+};
+
+const volatile struct task_offsets task_offsets = {};
+
+/* The raw tracepoint's arguments: TP_PROTO(preempt, prev, next, prev_state). */
+enum {
+	RAW_PREV = 1,
+	RAW_NEXT = 2,
+	RAW_PREV_STATE = 3,
 };
 
 struct {
@@ -64,13 +94,46 @@ static __always_inline __u64 count(__u32 index)
 	return value ? __sync_fetch_and_add(value, 1) + 1 : 0;
 }
 
-/* Writes the record; submits it with @flags, or (@flags == -1) as the tracer
+/* The fields from the tracepoint's record, which the kernel has filled. */
+static __always_inline void fill_from_record(struct rmemring_sched_switch *event,
+					     const struct sched_switch_args *ctx)
+{
+	event->prev_pid = ctx->prev_pid;
+	event->prev_state = ctx->prev_state;
+	event->next_pid = ctx->next_pid;
+	__builtin_memcpy(event->prev_comm, ctx->prev_comm, RMEMRING_COMM_LEN);
+	__builtin_memcpy(event->next_comm, ctx->next_comm, RMEMRING_COMM_LEN);
+}
+
+/* The fields from the task_structs themselves, as the tracer reads them. */
+static __always_inline void fill_from_tasks(struct rmemring_sched_switch *event,
+					    const struct bpf_raw_tracepoint_args *ctx)
+{
+	const char *prev = (const char *)ctx->args[RAW_PREV];
+	const char *next = (const char *)ctx->args[RAW_NEXT];
+	long err = 0;
+
+	event->prev_state = ctx->args[RAW_PREV_STATE];
+	err |= bpf_probe_read_kernel(&event->prev_pid, sizeof(event->prev_pid),
+				     prev + task_offsets.pid);
+	err |= bpf_probe_read_kernel(&event->next_pid, sizeof(event->next_pid),
+				     next + task_offsets.pid);
+	err |= bpf_probe_read_kernel(event->prev_comm, RMEMRING_COMM_LEN,
+				     prev + task_offsets.comm);
+	err |= bpf_probe_read_kernel(event->next_comm, RMEMRING_COMM_LEN,
+				     next + task_offsets.comm);
+	if (err)
+		count(COUNTER_FAULTS);
+}
+
+/* Writes the record, from the tracepoint's record (@raw 0) or from its raw
+ * arguments (@raw 1); submits it with @flags, or (@flags == -1) as the tracer
  * with wake_every=64 does: every WAKE_EVERY-th call may wake the consumer,
  * the others go in quietly (BPF_RB_NO_WAKEUP). That call forces the wake-up
  * (BPF_RB_FORCE_WAKEUP): the default, adaptive, one fires only for a record
  * that finds the consumer caught up, which the 64th record after a quiet
  * one never does, so the consumer would sleep until its poll timed out. */
-static __always_inline int emit(struct sched_switch_args *ctx, const __s64 flags)
+static __always_inline int emit(void *ctx, const int raw, const __s64 flags)
 {
 	__u64 calls = count(COUNTER_CALLS);
 	struct record *rec;
@@ -82,11 +145,10 @@ static __always_inline int emit(struct sched_switch_args *ctx, const __s64 flags
 	}
 	rec->timestamp_ns = bpf_ktime_get_ns();
 	rec->event.cpu = bpf_get_smp_processor_id();
-	rec->event.prev_pid = ctx->prev_pid;
-	rec->event.prev_state = ctx->prev_state;
-	rec->event.next_pid = ctx->next_pid;
-	__builtin_memcpy(rec->event.prev_comm, ctx->prev_comm, RMEMRING_COMM_LEN);
-	__builtin_memcpy(rec->event.next_comm, ctx->next_comm, RMEMRING_COMM_LEN);
+	if (raw)
+		fill_from_tasks(&rec->event, ctx);
+	else
+		fill_from_record(&rec->event, ctx);
 	if (flags >= 0)
 		bpf_ringbuf_submit(rec, flags);
 	else
@@ -98,14 +160,26 @@ static __always_inline int emit(struct sched_switch_args *ctx, const __s64 flags
 SEC("tracepoint/sched/sched_switch")
 int sched_switch(struct sched_switch_args *ctx)
 {
-	return emit(ctx, -1);
+	return emit(ctx, 0, -1);
 }
 
 /* For a consumer that drains the ring on its own schedule: never wakes it. */
 SEC("tracepoint/sched/sched_switch")
 int sched_switch_quiet(struct sched_switch_args *ctx)
 {
-	return emit(ctx, BPF_RB_NO_WAKEUP);
+	return emit(ctx, 0, BPF_RB_NO_WAKEUP);
+}
+
+SEC("raw_tp/sched_switch")
+int sched_switch_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	return emit(ctx, 1, -1);
+}
+
+SEC("raw_tp/sched_switch")
+int sched_switch_raw_quiet(struct bpf_raw_tracepoint_args *ctx)
+{
+	return emit(ctx, 1, BPF_RB_NO_WAKEUP);
 }
 
 char LICENSE[] SEC("license") = "GPL";

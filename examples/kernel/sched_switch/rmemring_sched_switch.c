@@ -44,7 +44,13 @@ static int get_count(char *buf, const struct kernel_param *kp)
 	return sysfs_emit(buf, "%lld\n", atomic64_read(kp->arg));
 }
 
-static const struct kernel_param_ops count_ops = { .get = get_count };
+/* The kernel calls .set for a parameter given at load without checking it. */
+static int set_read_only(const char *val, const struct kernel_param *kp)
+{
+	return -EPERM;
+}
+
+static const struct kernel_param_ops count_ops = { .set = set_read_only, .get = get_count };
 module_param_cb(calls, &count_ops, &calls, 0444);
 MODULE_PARM_DESC(calls, "Probe calls");
 module_param_cb(written, &count_ops, &written, 0444);
@@ -57,6 +63,23 @@ module_param_cb(gone, &count_ops, &gone, 0444);
 MODULE_PARM_DESC(gone, "Records refused because the ring's device is gone (unbound)");
 module_param_cb(failed, &count_ops, &failed, 0444);
 MODULE_PARM_DESC(failed, "Records failed otherwise (a bug)");
+
+/*
+ * Where task_struct has the fields the tracer reads, in this kernel: for a
+ * BPF program that reads them from a raw tracepoint's arguments on a kernel
+ * without BTF (rmemring bench-events' bpf-raw peer), which has no other way
+ * to learn this build's layout. The offset is the parameter's argument.
+ */
+static int get_offset(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%lu\n", (unsigned long)kp->arg);
+}
+
+static const struct kernel_param_ops offset_ops = { .set = set_read_only, .get = get_offset };
+module_param_cb(task_pid_offset, &offset_ops, (void *)offsetof(struct task_struct, pid), 0444);
+MODULE_PARM_DESC(task_pid_offset, "offsetof(struct task_struct, pid) in this kernel");
+module_param_cb(task_comm_offset, &offset_ops, (void *)offsetof(struct task_struct, comm), 0444);
+MODULE_PARM_DESC(task_comm_offset, "offsetof(struct task_struct, comm) in this kernel");
 
 static bool quiet;
 module_param(quiet, bool, 0444);
@@ -86,7 +109,10 @@ static int get_tracepoint_enabled(char *buf, const struct kernel_param *kp)
 			  sched_switch_tp ? static_key_enabled(&sched_switch_tp->key) : -1);
 }
 
-static const struct kernel_param_ops tracepoint_enabled_ops = { .get = get_tracepoint_enabled };
+static const struct kernel_param_ops tracepoint_enabled_ops = {
+	.set = set_read_only,
+	.get = get_tracepoint_enabled,
+};
 module_param_cb(tracepoint_enabled, &tracepoint_enabled_ops, NULL, 0444);
 MODULE_PARM_DESC(tracepoint_enabled, "Whether sched_switch's static key is on (-1: not found)");
 

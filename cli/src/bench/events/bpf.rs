@@ -1,8 +1,9 @@
 //! The BPF ring buffer as a peer: `bpf/sched_switch.bpf.c` on the
-//! `sched_switch` tracepoint, its records read with libbpf's
-//! `ring_buffer__poll` (which sleeps in epoll, woken as the program's
-//! submit flags say).
+//! `sched_switch` tracepoint, as a `tracepoint/` or a `raw_tp/` program,
+//! its records read with libbpf's `ring_buffer__poll` (which sleeps in
+//! epoll, woken as the program's submit flags say).
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{
@@ -18,9 +19,13 @@ use libbpf_rs::{
     TracepointCategory, //
 };
 
+use rmemring::events::SchedSwitch;
+
 use super::tracefs::SchedSwitchFormat;
 use super::{
     drive,
+    insmod,
+    rmmod,
     Consumed,
     Strategy,
     POLL_TIMEOUT,
@@ -38,26 +43,73 @@ const PROGRAM_LAYOUT: [(&str, usize); 5] = [
     ("next_pid", 56),
 ];
 
-/// Offset of `next_pid` in the program's record (after the timestamp, the
-/// CPU, the previous pid and state).
-const RECORD_NEXT_PID: usize = 20;
+/// The program's record: the timestamp, then `struct rmemring_sched_switch`.
+const RECORD_EVENT: usize = 8;
 
 const COUNTER_CALLS: u32 = 0;
 const COUNTER_DROPPED: u32 = 1;
+const COUNTER_FAULTS: u32 = 2;
+
+/// Where `task_struct` has the fields a `raw_tp/` program reads, in the
+/// running kernel (the program's `task_offsets`, in `.rodata`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TaskOffsets {
+    pid: u32,
+    comm: u32,
+}
+
+impl TaskOffsets {
+    /// Reads them from the sched_switch tracer module (`tracer`, built
+    /// against the running kernel's tree), loaded for the purpose on the
+    /// ring `ring` and unloaded: the kernel has no BTF to read them from.
+    pub(super) fn read(tracer: &Path, ring: &str) -> Result<Self> {
+        insmod(tracer, &[format!("ring={ring}"), "quiet=1".to_owned()])?;
+        let module = tracer
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("the tracer's file name")?;
+        let offset = |name: &str| -> Result<u32> {
+            let path = format!("/sys/module/{module}/parameters/{name}");
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+            text.trim()
+                .parse()
+                .with_context(|| format!("parsing {path}: {text:?}"))
+        };
+        let offsets = offset("task_pid_offset").and_then(|pid| {
+            Ok(Self {
+                pid,
+                comm: offset("task_comm_offset")?,
+            })
+        });
+        rmmod(tracer)?;
+        offsets
+    }
+
+    /// As the program's `struct task_offsets`.
+    fn to_bytes(self) -> [u8; 8] {
+        let mut bytes = [0; 8];
+        bytes[..4].copy_from_slice(&self.pid.to_ne_bytes());
+        bytes[4..].copy_from_slice(&self.comm.to_ne_bytes());
+        bytes
+    }
+}
+
+/// How the program attaches to `sched_switch`.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Attach {
+    /// `tracepoint/sched/sched_switch`, reading the event's record (its
+    /// layout in this kernel's format file).
+    Tracepoint(SchedSwitchFormat),
+    /// `raw_tp/sched_switch`, reading the tasks at these offsets.
+    Raw(TaskOffsets),
+}
 
 pub(super) fn consume(
     strategy: Strategy,
     stop: &AtomicBool,
     ready: impl FnOnce(),
-    format: SchedSwitchFormat,
+    attach: Attach,
 ) -> Result<Consumed> {
-    for (field, offset) in PROGRAM_LAYOUT {
-        ensure!(
-            format.offset(field) == Some(offset),
-            "sched_switch's {field} is at {:?} in this kernel's format, the BPF program reads it at {offset}",
-            format.offset(field)
-        );
-    }
     let mut open = ObjectBuilder::default()
         .open_memory(OBJECT)
         .context("opening the BPF object")?;
@@ -66,9 +118,41 @@ pub(super) fn consume(
             map.set_max_entries(RING_BYTES as u32)?;
         }
     }
-    let wanted = match strategy {
-        Strategy::Woken => "sched_switch",
-        Strategy::Deferred | Strategy::Periodic => "sched_switch_quiet",
+    match attach {
+        Attach::Tracepoint(format) => {
+            for (field, offset) in PROGRAM_LAYOUT {
+                ensure!(
+                    format.offset(field) == Some(offset),
+                    "sched_switch's {field} is at {:?} in this kernel's format, the BPF program \
+                     reads it at {offset}",
+                    format.offset(field)
+                );
+            }
+        }
+        Attach::Raw(offsets) => {
+            // The object's one .rodata variable is `task_offsets`.
+            let mut rodata = open
+                .maps_mut()
+                .find(|m| m.name().to_string_lossy().ends_with(".rodata"))
+                .context("no .rodata in the BPF object")?;
+            let value = rodata
+                .initial_value_mut()
+                .context("the BPF object's .rodata has no value")?;
+            let bytes = offsets.to_bytes();
+            ensure!(
+                value.len() == bytes.len(),
+                "the BPF object's .rodata is {} bytes, task_offsets {}",
+                value.len(),
+                bytes.len()
+            );
+            value.copy_from_slice(&bytes);
+        }
+    }
+    let wanted = match (attach, strategy) {
+        (Attach::Tracepoint(_), Strategy::Woken) => "sched_switch",
+        (Attach::Tracepoint(_), _) => "sched_switch_quiet",
+        (Attach::Raw(_), Strategy::Woken) => "sched_switch_raw",
+        (Attach::Raw(_), _) => "sched_switch_raw_quiet",
     };
     for mut program in open.progs_mut() {
         let load = program.name() == wanted;
@@ -90,16 +174,26 @@ pub(super) fn consume(
     let consumed = std::cell::RefCell::new(Consumed::default());
     let mut builder = RingBufferBuilder::new();
     builder.add(&events, |data| {
-        let pid = data
-            .get(RECORD_NEXT_PID..RECORD_NEXT_PID + 4)
-            .map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
-        consumed.borrow_mut().event(u64::from(pid));
+        // A record that is not one counts as an event with pids that break
+        // the chain.
+        let (cpu, prev, next) = data
+            .get(RECORD_EVENT..)
+            .and_then(|event| bytemuck::try_from_bytes::<SchedSwitch>(event).ok())
+            .map_or((0, u32::MAX, u32::MAX), |e| {
+                (e.cpu as usize, e.prev_pid, e.next_pid)
+            });
+        consumed.borrow_mut().event(cpu, prev, next);
         0
     })?;
     let ring = builder.build()?;
-    let link = program
-        .attach_tracepoint(TracepointCategory::Sched, "sched_switch")
-        .context("attaching to tracepoint sched/sched_switch")?;
+    let link = match attach {
+        Attach::Tracepoint(_) => program
+            .attach_tracepoint(TracepointCategory::Sched, "sched_switch")
+            .context("attaching to tracepoint sched/sched_switch")?,
+        Attach::Raw(_) => program
+            .attach_raw_tracepoint("sched_switch")
+            .context("attaching to raw tracepoint sched_switch")?,
+    };
     ready();
     // `ring_buffer__poll` waits in epoll, then reads everything;
     // `ring_buffer__consume` reads everything.
@@ -116,6 +210,11 @@ pub(super) fn consume(
     let mut consumed = consumed.into_inner();
     let calls = counter(&counters, COUNTER_CALLS)?;
     consumed.dropped = counter(&counters, COUNTER_DROPPED)?;
+    let faults = counter(&counters, COUNTER_FAULTS)?;
+    ensure!(
+        faults == 0,
+        "{faults} records had a task field the program could not read"
+    );
     ensure!(
         consumed.events + consumed.dropped == calls,
         "the program was called {calls} times, but {} events arrived and {} were dropped",

@@ -3,6 +3,10 @@
 //! switch on that CPU and nothing else runs there.
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{
+    AtomicU32,
+    Ordering, //
+};
 use std::time::{
     Duration,
     Instant, //
@@ -13,6 +17,34 @@ use anyhow::{
     Context,
     Result, //
 };
+
+/// The thread ids of the load running now, for the consumers' check that
+/// the events they read are the load's switches ([`TIDS`]).
+pub(super) struct LoadTids([AtomicU32; 2]);
+
+/// No thread has this id.
+const NO_TID: u32 = u32::MAX;
+
+/// The running load's two threads, set before it starts counting.
+pub(super) static TIDS: LoadTids = LoadTids([AtomicU32::new(NO_TID), AtomicU32::new(NO_TID)]);
+
+impl LoadTids {
+    /// Whether `pid` is one of the load's threads.
+    pub(super) fn contains(&self, pid: u32) -> bool {
+        self.0.iter().any(|tid| tid.load(Ordering::Relaxed) == pid)
+    }
+
+    fn set(&self, tids: [u32; 2]) {
+        for (slot, tid) in self.0.iter().zip(tids) {
+            slot.store(tid, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The calling thread's id, as the kernel's events name it.
+fn gettid() -> u32 {
+    nix::unistd::gettid().as_raw() as u32
+}
 
 /// Pins the calling thread to `cpu`.
 pub(super) fn pin(cpu: usize) -> Result<()> {
@@ -27,8 +59,10 @@ pub(super) fn pin(cpu: usize) -> Result<()> {
 pub(super) fn ping_pong(cpu: usize, duration: Duration) -> Result<(u64, Duration)> {
     let (ping_r, ping_w) = nix::unistd::pipe()?;
     let (pong_r, pong_w) = nix::unistd::pipe()?;
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let echo = std::thread::spawn(move || -> Result<()> {
         pin(cpu)?;
+        let _ = tid_tx.send(gettid());
         let mut byte = [0u8];
         // Ends when the other side closes its write end (read returns 0).
         while read_byte(&ping_r, &mut byte)? {
@@ -37,6 +71,8 @@ pub(super) fn ping_pong(cpu: usize, duration: Duration) -> Result<(u64, Duration
         Ok(())
     });
     pin(cpu)?;
+    let echo_tid = tid_rx.recv().context("the echo thread did not start")?;
+    TIDS.set([gettid(), echo_tid]);
     let mut byte = [0u8];
     let mut trips = 0u64;
     let start = Instant::now();

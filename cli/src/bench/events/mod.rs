@@ -15,6 +15,12 @@
 //! - `bpf` (with the `bpf` feature): a `tracepoint/sched/sched_switch`
 //!   program writing a record of the same fields into a BPF ring buffer,
 //!   read with libbpf;
+//! - `bpf-raw` (with the `bpf` feature): the same from a
+//!   `raw_tp/sched_switch` program, which reads the fields from the tasks
+//!   themselves, as the tracer does ([`bpf`]);
+//! - `relay`: the tracer of `examples/kernel/sched_switch_relay`, the same
+//!   record written into a relay channel, each CPU's buffer read with
+//!   `read()` ([`relay`]);
 //! - `ftrace`: ftrace's own `sched_switch` event in a tracefs instance,
 //!   each CPU's `trace_pipe_raw` read a page at a time ([`tracefs`]);
 //! - `perf`: `perf_event_open` on the tracepoint, one event per CPU, read
@@ -27,10 +33,14 @@
 
 mod load;
 mod perf;
+mod relay;
 mod tracefs;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{
+    Path,
+    PathBuf, //
+};
 use std::process::Command;
 use std::sync::atomic::{
     AtomicBool,
@@ -40,12 +50,12 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{
-    bail,
     ensure,
     Context,
     Result, //
 };
 use clap::ValueEnum;
+use rmemring::events::SchedSwitch;
 use rmemring::uapi::ResetConfig;
 use rmemring::{
     Access,
@@ -92,6 +102,9 @@ pub(crate) struct Args {
     /// The sched_switch tracer module.
     #[arg(long, default_value = "/lib/modules/rmemring_sched_switch.ko")]
     tracer: PathBuf,
+    /// The relay peer's tracer module (examples/kernel/sched_switch_relay).
+    #[arg(long, default_value = "/lib/modules/rmemring_sched_switch_relay.ko")]
+    relay_tracer: PathBuf,
     /// Also print one JSON object per run on stdout (the tables go to
     /// stderr).
     #[arg(long)]
@@ -146,10 +159,14 @@ const DEFERRED_RUN: Duration = Duration::from_millis(400);
 pub(crate) enum Peer {
     None,
     Rmemring,
-    /// Needs the `bpf` feature.
+    /// A `tracepoint/` program. Needs the `bpf` feature.
     Bpf,
+    /// A `raw_tp/` program. Needs the `bpf` feature.
+    BpfRaw,
     Ftrace,
     Perf,
+    /// Needs a kernel with `CONFIG_RELAY`.
+    Relay,
 }
 
 impl Peer {
@@ -157,7 +174,7 @@ impl Peer {
         Self::value_variants()
             .iter()
             .copied()
-            .filter(|p| *p != Self::None && (cfg!(feature = "bpf") || *p != Self::Bpf))
+            .filter(|p| *p != Self::None && (cfg!(feature = "bpf") || !p.is_bpf()))
             .collect()
     }
 
@@ -166,9 +183,15 @@ impl Peer {
             Self::None => "none",
             Self::Rmemring => "rmemring",
             Self::Bpf => "bpf",
+            Self::BpfRaw => "bpf-raw",
             Self::Ftrace => "ftrace",
             Self::Perf => "perf",
+            Self::Relay => "relay",
         }
+    }
+
+    fn is_bpf(self) -> bool {
+        matches!(self, Self::Bpf | Self::BpfRaw)
     }
 }
 
@@ -178,21 +201,63 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// What a consumer read.
+/// What a consumer read, and the checks every event goes through.
 #[derive(Debug, Default)]
 pub(super) struct Consumed {
     pub(super) events: u64,
-    /// The sum of every event's `next_pid`: makes each consumer read a
-    /// field of each event.
+    /// The sum of every event's `next_pid`.
     pub(super) checksum: u64,
     /// Events the peer says it dropped (as far as the consumer learns).
     pub(super) dropped: u64,
+    /// Per CPU, the `next_pid` of its last event.
+    last_next: Vec<Option<u32>>,
+    /// Events whose `prev_pid` is not the `next_pid` of the event before
+    /// them on their CPU: the task a switch brings in is the one the CPU's
+    /// next switch takes out, so each break is an event lost (or a peer
+    /// reading the wrong field).
+    pub(super) chain_breaks: u64,
+    /// Events that switch to one of the load's two threads: at least two a
+    /// round trip (see [`load::LoadTids`]).
+    pub(super) load_events: u64,
 }
 
 impl Consumed {
-    pub(super) fn event(&mut self, next_pid: u64) {
+    /// One event, its pids read by the peer's consumer from its record.
+    pub(super) fn event(&mut self, cpu: usize, prev_pid: u32, next_pid: u32) {
         self.events += 1;
-        self.checksum = self.checksum.wrapping_add(next_pid);
+        self.checksum = self.checksum.wrapping_add(u64::from(next_pid));
+        if cpu >= self.last_next.len() {
+            self.last_next.resize(cpu + 1, None);
+        }
+        if let Some(last) = self.last_next[cpu].replace(next_pid) {
+            self.chain_breaks += u64::from(last != prev_pid);
+        }
+        self.load_events += u64::from(load::TIDS.contains(next_pid));
+    }
+
+    /// Checks what the consumer read against the load's `trips` round
+    /// trips: the pid chain unbroken but where events were dropped, and
+    /// every switch of the load delivered or dropped.
+    fn check(&self, trips: u64) -> Result<()> {
+        ensure!(
+            self.chain_breaks <= self.dropped,
+            "the per-CPU pid chain broke {} times ({} events, {} dropped)",
+            self.chain_breaks,
+            self.events,
+            self.dropped
+        );
+        // Every switch of the load is an event (two a round trip), besides
+        // the other CPU's: a peer that delivered and dropped fewer lost
+        // some without saying so, or read the wrong pids.
+        ensure!(
+            self.load_events + self.dropped >= 2 * trips,
+            "{} events switched to the load's threads and {} were dropped, but the load \
+             switched {} times",
+            self.load_events,
+            self.dropped,
+            2 * trips
+        );
+        Ok(())
     }
 }
 
@@ -239,6 +304,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     );
     let root = tracefs::root()?;
     let format = tracefs::SchedSwitchFormat::read(&root)?;
+    #[cfg(feature = "bpf")]
+    let task_offsets = if args.peers.contains(&Peer::BpfRaw) {
+        Some(bpf::TaskOffsets::read(&args.tracer, device_name(args)?)?)
+    } else {
+        None
+    };
     // Each peer's run after a `none` run of its own, so that a drift of the
     // machine's speed over the whole run shows in both.
     let mut order = Vec::new();
@@ -264,6 +335,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     cpus,
                     root: &root,
                     format,
+                    #[cfg(feature = "bpf")]
+                    task_offsets,
                 };
                 let run = run_one(&setup).with_context(|| {
                     format!("{peer}, {} consumer, round {}", strategy.name(), round + 1)
@@ -364,6 +437,9 @@ struct Setup<'a> {
     cpus: usize,
     root: &'a std::path::Path,
     format: tracefs::SchedSwitchFormat,
+    /// For `bpf-raw`.
+    #[cfg(feature = "bpf")]
+    task_offsets: Option<bpf::TaskOffsets>,
 }
 
 /// Attaches the peer, runs the load on [`LOAD_CPU`] while its consumer
@@ -401,17 +477,8 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
             .join()
             .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
         let (trips, took) = load.context("the peer did not attach")??;
-        // Every switch of the load is an event (two a round trip), besides
-        // the other CPU's: a peer that delivered and dropped fewer lost
-        // some without saying so.
         if setup.peer != Peer::None {
-            ensure!(
-                consumed.events + consumed.dropped >= 2 * trips,
-                "{} events delivered and {} dropped, but the load alone switched {} times",
-                consumed.events,
-                consumed.dropped,
-                2 * trips
-            );
+            consumed.check(trips)?;
         }
         Ok(Run {
             peer: setup.peer,
@@ -437,9 +504,23 @@ fn consume(setup: &Setup<'_>, stop: &AtomicBool, ready: impl FnOnce()) -> Result
         }
         Peer::Rmemring => consume_rmemring(setup, stop, ready),
         #[cfg(feature = "bpf")]
-        Peer::Bpf => bpf::consume(setup.strategy, stop, ready, setup.format),
+        Peer::Bpf => bpf::consume(
+            setup.strategy,
+            stop,
+            ready,
+            bpf::Attach::Tracepoint(setup.format),
+        ),
+        #[cfg(feature = "bpf")]
+        Peer::BpfRaw => bpf::consume(
+            setup.strategy,
+            stop,
+            ready,
+            bpf::Attach::Raw(setup.task_offsets.context("no task_struct offsets")?),
+        ),
         #[cfg(not(feature = "bpf"))]
-        Peer::Bpf => bail!("this rmemring was built without the bpf feature"),
+        Peer::Bpf | Peer::BpfRaw => {
+            anyhow::bail!("this rmemring was built without the bpf feature")
+        }
         Peer::Ftrace => {
             let per_cpu_kb = RING_BYTES / cpus as u64 / 1024;
             let ftrace = tracefs::Ftrace::attach(
@@ -457,11 +538,16 @@ fn consume(setup: &Setup<'_>, stop: &AtomicBool, ready: impl FnOnce()) -> Result
             let perf = perf::Perf::attach(cpus, per_cpu, woken, setup.format)?;
             consume_source(perf, setup.strategy, stop, ready)
         }
+        Peer::Relay => {
+            let per_cpu = RING_BYTES / cpus as u64;
+            let relay = relay::Relay::attach(&setup.args.relay_tracer, cpus, per_cpu)?;
+            consume_source(relay, setup.strategy, stop, ready)
+        }
     }
 }
 
-/// A peer whose events the consumer reads from per-CPU files: ftrace's
-/// and perf's.
+/// A peer whose events the consumer reads from per-CPU files: ftrace's,
+/// perf's and relay's.
 pub(super) trait Source {
     /// The descriptors to `poll` for a wake-up.
     fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>>;
@@ -472,6 +558,11 @@ pub(super) trait Source {
     /// Events the peer dropped, as far as it says apart from the stream.
     fn dropped(&self) -> Result<u64> {
         Ok(0)
+    }
+    /// The probe's calls, once detached, where the peer counts them: then
+    /// the events read and dropped must add up to them exactly.
+    fn calls(&self) -> Result<Option<u64>> {
+        Ok(None)
     }
 }
 
@@ -493,6 +584,14 @@ fn consume_source(
     source.detach()?;
     source.drain(&mut consumed)?;
     consumed.dropped += source.dropped()?;
+    if let Some(calls) = source.calls()? {
+        ensure!(
+            consumed.events + consumed.dropped == calls,
+            "the probe was called {calls} times, but {} events arrived and {} were dropped",
+            consumed.events,
+            consumed.dropped
+        );
+    }
     Ok(consumed)
 }
 
@@ -544,40 +643,28 @@ fn consume_rmemring(
 ) -> Result<Consumed> {
     let device = &setup.args.ring.device;
     let tracer = &setup.args.tracer;
+    let name = device_name(setup.args)?;
     let mut region = Region::open(device, Access::Consume)
         .with_context(|| format!("opening {}", device.display()))?;
     region.reset(&ResetConfig::default())?;
     let region = Arc::new(region);
-    let name = device
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("the device has no name")?;
     let mut consumer = region.consumer()?;
     consumer.set_wait(Wait::Spin(0));
     let wake = match setup.strategy {
         Strategy::Deferred | Strategy::Periodic => "quiet=1".to_owned(),
         Strategy::Woken => format!("wake_every={WAKE_EVERY}"),
     };
-    let status = Command::new("insmod")
-        .arg(tracer)
-        .arg(format!("ring={name}"))
-        .arg(wake)
-        .status()
-        .context("running insmod")?;
-    if !status.success() {
-        bail!("insmod {}: {status}", tracer.display());
-    }
+    insmod(tracer, &[format!("ring={name}"), wake])?;
     ready();
     let mut consumed = Consumed::default();
     let read = |consumer: &mut rmemring::Consumer, consumed: &mut Consumed| -> Result<u64> {
         let mut n = 0;
         for record in consumer.batch()?.iter() {
             let record = record?;
-            let pid = record
-                .payload
-                .get(12..16)
+            let event = record
+                .try_cast::<SchedSwitch>()
                 .context("a short sched_switch record")?;
-            consumed.event(u64::from(u32::from_ne_bytes(pid.try_into()?)));
+            consumed.event(event.cpu as usize, event.prev_pid, event.next_pid);
             n += 1;
         }
         Ok(n)
@@ -589,16 +676,46 @@ fn consume_rmemring(
         }
         Ok(())
     });
-    let module = tracer
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .context("the tracer's file name")?;
-    let status = Command::new("rmmod").arg(module).status()?;
+    let unloaded = rmmod(tracer);
     consuming?;
-    ensure!(status.success(), "rmmod {module}: {status}");
+    unloaded?;
     while read(&mut consumer, &mut consumed)? != 0 {}
     consumed.dropped = region.stats()?.records_dropped;
     Ok(consumed)
+}
+
+/// The device's name, as the tracer's `ring` parameter wants it.
+fn device_name(args: &Args) -> Result<&str> {
+    args.ring
+        .device
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the device has no name")
+}
+
+/// Loads the module at `path` with `params`.
+pub(super) fn insmod(path: &Path, params: &[String]) -> Result<()> {
+    let status = Command::new("insmod")
+        .arg(path)
+        .args(params)
+        .status()
+        .context("running insmod")?;
+    ensure!(status.success(), "insmod {}: {status}", path.display());
+    Ok(())
+}
+
+/// Unloads the module loaded from `path`.
+pub(super) fn rmmod(path: &Path) -> Result<()> {
+    let module = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("the module's file name")?;
+    let status = Command::new("rmmod")
+        .arg(module)
+        .status()
+        .context("running rmmod")?;
+    ensure!(status.success(), "rmmod {module}: {status}");
+    Ok(())
 }
 
 /// The calling thread's CPU time (nanoseconds) and voluntary context
@@ -723,5 +840,22 @@ mod tests {
         let (strategy, back) = Run::from_json(&line).unwrap();
         assert_eq!(strategy, Strategy::Woken);
         assert_eq!(format!("{back:?}"), format!("{run:?}"));
+    }
+
+    #[test]
+    fn the_pid_chain_breaks_where_an_event_is_missing() {
+        let mut consumed = Consumed::default();
+        // CPU 0: 1 -> 2 -> 3; CPU 1 interleaved: 0 -> 5, then 7 -> 0
+        // (the event taking 5 out is missing).
+        consumed.event(0, 1, 2);
+        consumed.event(1, 0, 5);
+        consumed.event(0, 2, 3);
+        consumed.event(1, 7, 0);
+        assert_eq!((consumed.events, consumed.chain_breaks), (4, 1));
+        assert!(consumed.check(0).is_err(), "a break with nothing dropped");
+        consumed.dropped = 1;
+        consumed.check(0).unwrap();
+        // None of those switched to the load's threads.
+        assert!(consumed.check(1).is_err());
     }
 }

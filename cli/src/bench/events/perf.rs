@@ -248,7 +248,7 @@ impl Source for Perf {
 
     /// Reads every record each ring holds and releases them, once per ring.
     fn drain(&mut self, consumed: &mut Consumed) -> Result<()> {
-        for ring in &self.rings {
+        for (cpu, ring) in self.rings.iter().enumerate() {
             let head = ring.head();
             let mut pos = ring.tail();
             while pos < head {
@@ -258,8 +258,10 @@ impl Source for Perf {
                 ensure!(size >= 8, "a perf record of {size} bytes");
                 match kind {
                     PERF_RECORD_SAMPLE => {
-                        let pid: [u8; 4] = ring.bytes(pos + RAW_AT + self.format.next_pid as u64);
-                        consumed.event(u64::from(u32::from_ne_bytes(pid)));
+                        let pid = |offset: usize| {
+                            u32::from_ne_bytes(ring.bytes(pos + RAW_AT + offset as u64))
+                        };
+                        consumed.event(cpu, pid(self.format.prev_pid), pid(self.format.next_pid));
                     }
                     PERF_RECORD_LOST => {
                         // After the header: the event id, then the count.

@@ -47,11 +47,13 @@ pub(super) fn root() -> Result<PathBuf> {
 }
 
 /// What the peers need of the `sched_switch` event's record, from its
-/// `format` file: its type id and where `next_pid` is.
+/// `format` file: its type id and where `prev_pid` and `next_pid` are.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct SchedSwitchFormat {
     /// `common_type` of its records.
     pub(super) id: u16,
+    /// Offset of `prev_pid` (a 4-byte `pid_t`) in the record.
+    pub(super) prev_pid: usize,
     /// Offset of `next_pid` (a 4-byte `pid_t`) in the record.
     pub(super) next_pid: usize,
     /// The offsets of the fields a tracer copies.
@@ -90,8 +92,12 @@ impl SchedSwitchFormat {
             };
             Some((value("offset:")?, value("size:")?))
         };
-        let (next_pid, size) = field("next_pid").context("no next_pid field")?;
-        ensure!(size == 4, "next_pid is {size} bytes, not 4");
+        let pid = |name: &str| -> Result<usize> {
+            let (offset, size) = field(name).with_context(|| format!("no {name} field"))?;
+            ensure!(size == 4, "{name} is {size} bytes, not 4");
+            Ok(offset)
+        };
+        let (prev_pid, next_pid) = (pid("prev_pid")?, pid("next_pid")?);
         let names = [
             "prev_comm",
             "prev_pid",
@@ -101,6 +107,7 @@ impl SchedSwitchFormat {
         ];
         Ok(Self {
             id,
+            prev_pid,
             next_pid,
             fields: names.map(|name| (name, field(name).map(|(offset, _)| offset))),
         })
@@ -205,11 +212,11 @@ impl Source for Ftrace {
 
     /// Reads every page (full or not) each CPU's buffer has now.
     fn drain(&mut self, consumed: &mut Consumed) -> Result<()> {
-        for pipe in &self.pipes {
+        for (cpu, pipe) in self.pipes.iter().enumerate() {
             loop {
                 match nix::unistd::read(pipe, &mut self.page) {
                     Ok(0) | Err(Errno::EAGAIN) => break,
-                    Ok(n) => count_page(&self.page[..n], self.format, consumed)?,
+                    Ok(n) => count_page(&self.page[..n], cpu, self.format, consumed)?,
                     Err(Errno::EINTR) => {}
                     Err(e) => return Err(e).context("reading trace_pipe_raw"),
                 }
@@ -260,14 +267,19 @@ const PAGE_HEADER: usize = 16;
 /// and `RB_MISSED_STORED`, bit 30): the data's length.
 const COMMIT_LENGTH_MASK: u64 = (1 << 30) - 1;
 
-/// Counts the `sched_switch` events in one `trace_pipe_raw` page, reading
-/// each one's `next_pid` (as every peer does). The event layout is the
+/// Counts the `sched_switch` events in one `trace_pipe_raw` page of `cpu`,
+/// reading each one's pids (as every peer does). The event layout is the
 /// ring buffer's (`include/linux/ring_buffer.h`): a 32-bit header whose
 /// low 5 bits are `type_len`: 1..=28 a record of `4 * type_len` bytes
 /// following the header; 0 a longer one whose length (itself included)
 /// is the next word; 29 padding, 30 a time extension and 31 an absolute
 /// timestamp.
-fn count_page(page: &[u8], format: SchedSwitchFormat, consumed: &mut Consumed) -> Result<()> {
+fn count_page(
+    page: &[u8],
+    cpu: usize,
+    format: SchedSwitchFormat,
+    consumed: &mut Consumed,
+) -> Result<()> {
     ensure!(
         page.len() >= PAGE_HEADER,
         "a short page: {} bytes",
@@ -307,7 +319,11 @@ fn count_page(page: &[u8], format: SchedSwitchFormat, consumed: &mut Consumed) -
             .get(data..data + 2)
             .context("an event runs off the page")?;
         if u16::from_ne_bytes(kind.try_into()?) == format.id {
-            consumed.event(u64::from(word(data + format.next_pid)?));
+            consumed.event(
+                cpu,
+                word(data + format.prev_pid)?,
+                word(data + format.next_pid)?,
+            );
         }
         at += len;
     }
@@ -321,14 +337,15 @@ mod tests {
     const FORMAT: &str = "name: sched_switch\nID: 316\nformat:\n\
         \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
         \tfield:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+        \tfield:pid_t prev_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
         \tfield:pid_t next_pid;\toffset:56;\tsize:4;\tsigned:1;\n";
 
     #[test]
     fn parses_the_format_file() {
         let f = SchedSwitchFormat::parse(FORMAT).unwrap();
-        assert_eq!((f.id, f.next_pid), (316, 56));
+        assert_eq!((f.id, f.prev_pid, f.next_pid), (316, 24, 56));
         assert_eq!(f.offset("prev_comm"), Some(8));
-        assert_eq!(f.offset("prev_pid"), None);
+        assert_eq!(f.offset("prev_state"), None);
     }
 
     #[test]
@@ -355,12 +372,15 @@ mod tests {
         put(&mut page, &mut at, &(4u32 + 64).to_ne_bytes());
         let mut event = [0u8; 64];
         event[..2].copy_from_slice(&316u16.to_ne_bytes());
+        event[24..28].copy_from_slice(&42u32.to_ne_bytes());
         event[56..60].copy_from_slice(&7u32.to_ne_bytes());
         put(&mut page, &mut at, &event);
         let commit = (at - PAGE_HEADER) as u64 | 1 << 31;
         page[8..16].copy_from_slice(&commit.to_ne_bytes());
         let mut consumed = Consumed::default();
-        count_page(&page, format, &mut consumed).unwrap();
+        count_page(&page, 1, format, &mut consumed).unwrap();
         assert_eq!((consumed.events, consumed.checksum), (2, 49));
+        // The second event takes out the task the first brought in.
+        assert_eq!(consumed.chain_breaks, 0);
     }
 }
