@@ -14,7 +14,7 @@
  *   tracepoint's arguments as they are, (preempt, prev, next, prev_state)
  *   (include/trace/events/sched.h), and reads pid and comm from the two
  *   task_structs with bpf_probe_read_kernel() at offsets the loader sets in
- *   .rodata before loading: the running kernel's own, which the tracer
+ *   a map before attaching: the running kernel's own, which the tracer
  *   module (built against the same tree) reports as parameters.
  *
  * Like the tracer it counts every call and every failed reservation, and it
@@ -55,16 +55,24 @@ enum {
 
 /*
  * Where task_struct has the fields the raw_tp programs read, in the running
- * kernel: set by the loader before loading (.rodata, so the verifier and
- * the JIT see constants), from the tracer module's task_pid_offset and
- * task_comm_offset parameters.
+ * kernel: set by the loader before attaching, from the tracer module's
+ * task_pid_offset and task_comm_offset parameters. A one-entry array map,
+ * whose lookup the verifier inlines (a few instructions), rather than a
+ * .rodata constant: libbpf creates global data maps only where its probe,
+ * a socket filter program, loads, and the reference kernel has no
+ * networking.
  */
 struct task_offsets {
 	__u32 pid;
 	__u32 comm;
 };
 
-const volatile struct task_offsets task_offsets = {};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct task_offsets);
+} task_offsets SEC(".maps");
 
 /* The raw tracepoint's arguments: TP_PROTO(preempt, prev, next, prev_state). */
 enum {
@@ -111,17 +119,23 @@ static __always_inline void fill_from_tasks(struct rmemring_sched_switch *event,
 {
 	const char *prev = (const char *)ctx->args[RAW_PREV];
 	const char *next = (const char *)ctx->args[RAW_NEXT];
+	__u32 zero = 0;
+	const struct task_offsets *offsets = bpf_map_lookup_elem(&task_offsets, &zero);
 	long err = 0;
 
+	if (!offsets) {
+		count(COUNTER_FAULTS);
+		return;
+	}
 	event->prev_state = ctx->args[RAW_PREV_STATE];
 	err |= bpf_probe_read_kernel(&event->prev_pid, sizeof(event->prev_pid),
-				     prev + task_offsets.pid);
+				     prev + offsets->pid);
 	err |= bpf_probe_read_kernel(&event->next_pid, sizeof(event->next_pid),
-				     next + task_offsets.pid);
+				     next + offsets->pid);
 	err |= bpf_probe_read_kernel(event->prev_comm, RMEMRING_COMM_LEN,
-				     prev + task_offsets.comm);
+				     prev + offsets->comm);
 	err |= bpf_probe_read_kernel(event->next_comm, RMEMRING_COMM_LEN,
-				     next + task_offsets.comm);
+				     next + offsets->comm);
 	if (err)
 		count(COUNTER_FAULTS);
 }

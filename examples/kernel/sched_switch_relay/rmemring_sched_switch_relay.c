@@ -17,7 +17,7 @@
  * without its local_irq_save(): the probe runs with interrupts off). relay
  * copies the record into the CPU's current sub-buffer and moves to the next
  * one when it is full; when every sub-buffer holds unread data the write is
- * dropped, which relay counts (relay_stats(RELAY_STATS_BUF_FULL)). A reader
+ * dropped, which relay counts (per CPU, in stats.full_count). A reader
  * read()s the CPU's file: relay skips each sub-buffer's padding and frees
  * what was read. Relay wakes a reader in poll() when a sub-buffer fills.
  *
@@ -80,10 +80,28 @@ static const struct kernel_param_ops calls_ops = { .set = set_read_only, .get = 
 module_param_cb(calls, &calls_ops, NULL, 0444);
 MODULE_PARM_DESC(calls, "Probe calls");
 
+/*
+ * The writes relay dropped: those that found every sub-buffer of their CPU
+ * unread (full_count) or were larger than one (big_count, never here). What
+ * relay_stats() adds up (not exported to modules).
+ */
+static u64 relay_dropped(void)
+{
+	struct rchan_buf *rbuf;
+	unsigned int cpu;
+	u64 sum = 0;
+
+	for_each_possible_cpu(cpu) {
+		rbuf = *per_cpu_ptr(chan->buf, cpu);
+		if (rbuf)
+			sum += READ_ONCE(rbuf->stats.full_count) + READ_ONCE(rbuf->stats.big_count);
+	}
+	return sum;
+}
+
 static int get_dropped(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%zu\n", relay_stats(chan, RELAY_STATS_BUF_FULL) +
-					relay_stats(chan, RELAY_STATS_WRT_BIG));
+	return sysfs_emit(buf, "%llu\n", relay_dropped());
 }
 
 static const struct kernel_param_ops dropped_ops = { .set = set_read_only, .get = get_dropped };
@@ -198,8 +216,7 @@ static int __init relay_tracer_init(void)
 static void __exit relay_tracer_exit(void)
 {
 	detach();
-	pr_info("calls=%lld dropped=%zu\n", atomic64_read(&calls),
-		relay_stats(chan, RELAY_STATS_BUF_FULL) + relay_stats(chan, RELAY_STATS_WRT_BIG));
+	pr_info("calls=%lld dropped=%llu\n", atomic64_read(&calls), relay_dropped());
 	relay_close(chan);
 	debugfs_remove(dir);
 }

@@ -51,7 +51,7 @@ const COUNTER_DROPPED: u32 = 1;
 const COUNTER_FAULTS: u32 = 2;
 
 /// Where `task_struct` has the fields a `raw_tp/` program reads, in the
-/// running kernel (the program's `task_offsets`, in `.rodata`).
+/// running kernel (the program's `task_offsets` map).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct TaskOffsets {
     pid: u32,
@@ -118,34 +118,14 @@ pub(super) fn consume(
             map.set_max_entries(RING_BYTES as u32)?;
         }
     }
-    match attach {
-        Attach::Tracepoint(format) => {
-            for (field, offset) in PROGRAM_LAYOUT {
-                ensure!(
-                    format.offset(field) == Some(offset),
-                    "sched_switch's {field} is at {:?} in this kernel's format, the BPF program \
-                     reads it at {offset}",
-                    format.offset(field)
-                );
-            }
-        }
-        Attach::Raw(offsets) => {
-            // The object's one .rodata variable is `task_offsets`.
-            let mut rodata = open
-                .maps_mut()
-                .find(|m| m.name().to_string_lossy().ends_with(".rodata"))
-                .context("no .rodata in the BPF object")?;
-            let value = rodata
-                .initial_value_mut()
-                .context("the BPF object's .rodata has no value")?;
-            let bytes = offsets.to_bytes();
+    if let Attach::Tracepoint(format) = attach {
+        for (field, offset) in PROGRAM_LAYOUT {
             ensure!(
-                value.len() == bytes.len(),
-                "the BPF object's .rodata is {} bytes, task_offsets {}",
-                value.len(),
-                bytes.len()
+                format.offset(field) == Some(offset),
+                "sched_switch's {field} is at {:?} in this kernel's format, the BPF program \
+                 reads it at {offset}",
+                format.offset(field)
             );
-            value.copy_from_slice(&bytes);
         }
     }
     let wanted = match (attach, strategy) {
@@ -186,6 +166,14 @@ pub(super) fn consume(
         0
     })?;
     let ring = builder.build()?;
+    if let Attach::Raw(offsets) = attach {
+        object
+            .maps()
+            .find(|m| m.name() == "task_offsets")
+            .context("no map task_offsets")?
+            .update(&0u32.to_ne_bytes(), &offsets.to_bytes(), MapFlags::ANY)
+            .context("setting task_offsets")?;
+    }
     let link = match attach {
         Attach::Tracepoint(_) => program
             .attach_tracepoint(TracepointCategory::Sched, "sched_switch")

@@ -17,7 +17,7 @@
 //!   read with libbpf;
 //! - `bpf-raw` (with the `bpf` feature): the same from a
 //!   `raw_tp/sched_switch` program, which reads the fields from the tasks
-//!   themselves, as the tracer does ([`bpf`]);
+//!   themselves, as the tracer does (`bpf.rs`);
 //! - `relay`: the tracer of `examples/kernel/sched_switch_relay`, the same
 //!   record written into a relay channel, each CPU's buffer read with
 //!   `read()` ([`relay`]);
