@@ -29,6 +29,7 @@ use super::view::{
 
 /// What was wrong with the ring as the consumer found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadError {
     /// The producer position is behind the consumer, more than a data area
     /// ahead of it (drop-new mode), or one of the two is not a multiple of
@@ -107,6 +108,7 @@ impl core::fmt::Display for ReadError {
 
 /// The ways a record header can be invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordDefect {
     /// `kind` is neither data nor pad.
     Kind(u16),
@@ -181,6 +183,7 @@ pub enum OverwriteRead {
 /// Counters the consumer publishes in its page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ConsumerStats {
     /// Data records read.
     pub records: u64,

@@ -119,6 +119,7 @@ impl Slot {
 /// Counters the producer publishes in the control page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ProducerStats {
     /// Records committed.
     pub records: u64,

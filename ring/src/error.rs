@@ -88,7 +88,7 @@ pub enum Error {
     },
     /// The device does not exist.
     #[error(
-        "{}: no such device; load the driver (`insmod rmemring.ko phys_base=... phys_size=...`, \
+        "{}: no such device; load the driver (`modprobe rmemring phys_base=... phys_size=...`, \
          or bind it through the device tree) and check `dmesg`",
         path.display()
     )]
