@@ -1,7 +1,7 @@
 //! Ctrl-C (SIGINT), SIGTERM and SIGHUP as a polite request to stop.
 //!
 //! Through `signal-hook`, the first such signal sets a flag and writes a
-//! byte into a socket pair (the self-pipe trick), so a subcommand sleeping
+//! byte into a pipe (the self-pipe trick), so a subcommand sleeping
 //! in `ppoll(2)` on its ring wakes up without any race between checking the
 //! flag and going to sleep. A second delivery of the same signal takes its
 //! default action (`register_conditional_default`): a second Ctrl-C kills
@@ -9,16 +9,16 @@
 //!
 //! signal-hook installs its handlers with `SA_RESTART`, so an interrupted
 //! `read(2)` resumes: every wait that must end on a stop signal is a
-//! `ppoll` here (which a handler always interrupts, and the socket pair
+//! `ppoll` here (which a handler always interrupts, and the pipe
 //! wakes even if the signal came just before it) or a bounded nap (`cat`'s
 //! 200 ms futex waits on a ring file).
 
 use std::io;
 use std::os::fd::{
     AsFd,
-    BorrowedFd, //
+    BorrowedFd,
+    OwnedFd, //
 };
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{
     AtomicBool,
     Ordering, //
@@ -30,12 +30,14 @@ use std::sync::{
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::poll::{
     ppoll,
     PollFd,
     PollFlags, //
 };
 use nix::sys::time::TimeSpec;
+use nix::unistd::pipe2;
 use signal_hook::consts::{
     SIGHUP,
     SIGINT,
@@ -48,14 +50,18 @@ use signal_hook::{
 
 /// Set by the first stop signal.
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-/// The socket pair's read end, which a stop signal makes readable.
-static WAKE: OnceLock<UnixStream> = OnceLock::new();
+/// The pipe's read end, which a stop signal makes readable.
+static WAKE: OnceLock<OwnedFd> = OnceLock::new();
 
 /// Installs the handlers. Failures leave the default actions, which only
 /// makes Ctrl-C less polite.
 pub(crate) fn install() {
     let stop = STOP.get_or_init(Arc::default);
-    let Ok((read, write)) = UnixStream::pair() else {
+    // A pipe, not a socket pair: the reference kernels (and many an
+    // embedded one) have no networking, and `socketpair(2)` fails there.
+    // Non-blocking, so that the handler never blocks on a full pipe.
+    let Ok((read, write)) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) else {
+        eprintln!("rmemring: no pipe for the signal handlers: Ctrl-C will kill, not stop");
         return;
     };
     if WAKE.set(read).is_err() {
@@ -76,7 +82,7 @@ pub(crate) fn install() {
 
 /// Whether a stop signal arrived.
 pub(crate) fn stop_requested() -> bool {
-    // ORDERING: Relaxed is enough; the socket's write is what wakes
+    // ORDERING: Relaxed is enough; the pipe's write is what wakes
     // sleepers, and they re-read the flag after `ppoll` returns.
     STOP.get().is_some_and(|stop| stop.load(Ordering::Relaxed))
 }
