@@ -3,8 +3,8 @@
 //! One binary with a subcommand per job; `rmemring --help` and
 //! `docs/cli.md` describe them. Every subcommand but `create` takes the
 //! ring as an optional first argument (default `/dev/rmemring0`); `info`,
-//! `stat`, `cat` and `produce` also work on ring files, which `create`
-//! makes.
+//! `stat`, `cat`, `produce` and `bench` also work on ring files, which
+//! `create` makes.
 //!
 //! Errors are one line on stderr, `rmemring: ...`, and the exit status says
 //! what kind of failure it was (see [`fail`]). Everything printed on stdout
@@ -47,7 +47,7 @@ pub(crate) const DEFAULT_DEVICE: &str = "/dev/rmemring0";
 /// rmemring streams records from a kernel driver to user space through
 /// boot-reserved memory, without copying. DEV is a ring device
 /// (`/dev/rmemringN`, from `insmod rmemring.ko phys_base=... phys_size=...`
-/// or the device tree) or, for `info`, `stat`, `cat` and `produce`, a ring
+/// or the device tree) or, for `info`, `stat`, `cat`, `produce` and `bench`, a ring
 /// file: `rmemring create` makes one, to try it all without a kernel.
 #[derive(Parser, Debug)]
 #[command(
@@ -75,7 +75,7 @@ enum Command {
     /// Run the kernel producer (or, on a ring file, a user-space one) until
     /// COUNT records are done or Ctrl-C.
     Produce(produce::Args),
-    /// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
+    // The help is `bench::Args`'s: what a device's and a file's run measure.
     Bench(bench::Args),
     /// Benchmark real events: what the sched_switch tracer adds to a
     /// context switch, against the BPF ring buffer, ftrace and perf.
@@ -91,8 +91,8 @@ enum Command {
 /// The ring path argument every subcommand shares.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct DeviceArg {
-    /// The ring: a /dev/rmemringN device (or, for `info`, `stat`, `cat` and
-    /// `produce`, a ring file).
+    /// The ring: a /dev/rmemringN device (or, for `info`, `stat`, `cat`,
+    /// `produce` and `bench`, a ring file).
     #[arg(value_name = "DEV", default_value = DEFAULT_DEVICE)]
     pub(crate) device: PathBuf,
 }

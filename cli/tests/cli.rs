@@ -471,10 +471,60 @@ fn produce_json_prints_its_summary_as_one_line() {
 #[test]
 fn the_driver_only_subcommands_refuse_a_ring_file_as_usage() {
     let ring = Ring::new("device-only", 0);
-    for args in [&["bench"][..], &["release-recovered"]] {
-        let out = run(&[args, &[s(&ring.path())]].concat());
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    let out = run(&["release-recovered", s(&ring.path())]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn bench_on_a_ring_file_verifies_every_record_of_each_size() {
+    // Records already in the ring are skipped, not counted.
+    let ring = Ring::new("bench-file", 10);
+    let path = ring.path();
+    let args = [
+        "bench",
+        s(&path),
+        "--sizes",
+        "64,4K",
+        "--duration",
+        "150ms",
+        "--warmup",
+        "0",
+    ];
+    let table = ok(&args);
+    for size in ["64 B", "4 KiB"] {
+        assert!(table.contains(size), "{size}: {table}");
     }
+    let out = ok(&[&args[..], &["--json"]].concat());
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (v, size) in lines.iter().zip([64, 4096]) {
+        assert_eq!(v["bench"], "file", "{v}");
+        assert_eq!(v["size"], size, "{v}");
+        assert_eq!(v["overflow"], "drop-new", "{v}");
+        let records = v["records"].as_u64().unwrap();
+        assert!(records > 0, "{v}");
+        assert_eq!(v["verified"], records, "every record verified: {v}");
+        assert_eq!(v["lost"], 0, "a drop-new ring loses nothing: {v}");
+        assert_eq!(v["bad"], 0, "{v}");
+        assert_eq!(v["bytes"], records * size, "{v}");
+        assert!(v["records_per_s"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["gb_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    // The rate is the records over the measured time.
+    let v = &lines[0];
+    let rate = v["records"].as_f64().unwrap() / (v["elapsed_ns"].as_f64().unwrap() / 1e9);
+    assert!(
+        (rate / v["records_per_s"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{v}"
+    );
+    // A consumer that holds the ring leaves the benchmark none.
+    let region = Arc::new(Region::open(&path, Access::Consume).unwrap());
+    let _consumer = region.consumer().unwrap();
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
 }
 
 #[test]

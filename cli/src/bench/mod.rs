@@ -1,4 +1,5 @@
-//! `rmemring bench`: kernel producer to user consumer, every path.
+//! `rmemring bench`: kernel producer to user consumer, every path (on a
+//! ring file, the user-space producer and consumer: `file.rs`).
 //!
 //! For each cell of a 2×2 workload (the producer fills the payload or
 //! not; the consumer reads the headers only or every byte) and record
@@ -26,6 +27,7 @@
 
 mod env;
 pub(crate) mod events;
+mod file;
 pub(crate) mod kernel;
 mod memcpy;
 pub(crate) mod peer;
@@ -77,12 +79,13 @@ use crate::fail;
 use crate::snapshot::cache_name;
 use crate::DeviceArg;
 
-/// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer.
+/// Benchmark the kernel-to-user paths: zero-copy, read() and BPF ring buffer
+/// (on a ring file: the user-space producer and consumer).
 ///
 /// The driver's producer runs flat out and waits for room when the ring is
 /// full (the BPF peer's cannot: it drops), so records/s is what the slower
 /// side allows; each row shows both sides' CPU time and the ring's fill,
-/// which says which side that was. The workloads are a 2×2: the producer
+/// which says which side that was. The workloads are two by two: the producer
 /// fills every payload byte or only the first word (blank), and the
 /// consumer reads the headers only or every byte. Every size and workload
 /// is measured for every path in the same run; compare ratios between
@@ -93,6 +96,15 @@ use crate::DeviceArg;
 /// GLIBC_TUNABLES=glibc.cpu.hwcaps=-ERMS,-FSRM (unless GLIBC_TUNABLES sets
 /// glibc.cpu.hwcaps already): TCG emulates glibc's `rep movsb` memcpy a
 /// byte at a time, which would make the memcpy row a fact about QEMU.
+///
+/// On a ring file (`rmemring create`), no kernel: two user threads of this
+/// process through the shared mapping, the crate's Producer writing the
+/// test pattern and its zero-copy Consumer reading and verifying every
+/// record (copied, in an overwrite-oldest ring), for --duration per size
+/// after --warmup. Prints records/s, GB/s, records verified and lost (0 in
+/// a drop-new ring, whose producer waits for room); --json, one line per
+/// size. The other options are the device's. Other user-space rings
+/// (rtrb, crossbeam) are compared in `cargo xtask bench --host`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -374,11 +386,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let device = &args.ring.device;
     let region = crate::snapshot::observe(device)?;
     if region.backend() != rmemring::Backend::Device {
-        return Err(fail::usage(format!(
-            "{}: bench measures the kernel producer's paths and needs a ring device \
-             (/dev/rmemringN); for rings in memory, `cargo bench -p rmemring --bench host`",
-            device.display()
-        )));
+        drop(region);
+        return file::run(args, device);
     }
     let layout = *region.layout();
     drop(region);

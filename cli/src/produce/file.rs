@@ -312,7 +312,7 @@ impl Run {
 /// Fills `record` with the test pattern of its sequence number, as the
 /// kernel producer does: every byte, or with `first_word_only` (`--pattern
 /// none`, drop-new only) the first word.
-fn fill(record: &mut Reservation<'_>, first_word_only: bool, scratch: &mut Vec<u8>) {
+pub(crate) fn fill(record: &mut Reservation<'_>, first_word_only: bool, scratch: &mut Vec<u8>) {
     let seq = record.seq();
     if let Some(payload) = record.payload() {
         if first_word_only {

@@ -45,7 +45,7 @@ use crate::fail;
 use crate::signals;
 use crate::DeviceArg;
 
-mod file;
+pub(crate) mod file;
 
 /// Run the kernel producer (or, on a ring file, a user-space one) until
 /// COUNT records are done or Ctrl-C.
