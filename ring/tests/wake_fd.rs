@@ -157,7 +157,7 @@ fn an_epoll_consumer_gets_every_record_a_producer_thread_sends() {
         producer.stats()
     });
 
-    let (mut next, mut woken) = (0u64, 0u64);
+    let (mut next, mut woken, mut arms) = (0u64, 0u64, 0u64);
     let mut events = [EpollEvent::empty()];
     while next < RECORDS {
         for record in &mut consumer.batch().unwrap() {
@@ -165,7 +165,11 @@ fn an_epoll_consumer_gets_every_record_a_producer_thread_sends() {
             common::check_record(&record.unwrap(), next, len).unwrap();
             next += 1;
         }
-        if next < RECORDS && consumer.arm_wakeup() {
+        if next == RECORDS {
+            break;
+        }
+        arms += 1;
+        if consumer.arm_wakeup() {
             let n = epoll
                 .wait(&mut events, EpollTimeout::try_from(10_000).unwrap())
                 .unwrap();
@@ -178,10 +182,12 @@ fn an_epoll_consumer_gets_every_record_a_producer_thread_sends() {
     let stats = writer.join().unwrap();
     assert!(woken > 0, "the consumer never slept in epoll");
     assert!(stats.wakeups > 0, "the producer never woke the consumer");
-    // One wake-up per sleep at most, and each one reached epoll.
+    // One wake-up per request at most. Not per sleep: a producer may
+    // publish and wake between the consumer's arming and its re-check,
+    // which then finds records and does not sleep (seen once in 518).
     assert!(
-        stats.wakeups <= woken,
-        "{} wake-ups, {woken} sleeps",
+        stats.wakeups <= arms,
+        "{} wake-ups, {arms} requests ({woken} sleeps)",
         stats.wakeups
     );
     eprintln!(
