@@ -37,12 +37,58 @@ pub(crate) struct Params {
     pub(crate) retain: u32,
 }
 
+impl Params {
+    /// The module's parameters (set once, at load).
+    pub(crate) fn of_module() -> Self {
+        use crate::module_parameters as m;
+        Self {
+            phys_base: *m::phys_base.value(),
+            phys_size: *m::phys_size.value(),
+            cache_mode: *m::cache_mode.value(),
+            overflow: *m::overflow.value(),
+            mode: *m::mode.value(),
+            retain: *m::retain.value(),
+        }
+    }
+}
+
 /// The `mode` parameter's default: the device node is root's alone.
 pub(crate) const DEFAULT_MODE: u32 = 0o600;
 
+/// The ring the parameters describe, checked.
+pub(crate) struct ParamRing {
+    pub(crate) base: u64,
+    pub(crate) size: u64,
+    pub(crate) cache: CacheMode,
+    overflow: Overflow,
+    mode: u16,
+    retain: bool,
+}
+
 /// Creates the device the parameters describe, `None` if they describe
 /// none (both `phys_base` and `phys_size` zero: device-tree use only).
+/// The module's load does this, and hands the device to the platform
+/// driver through the parameter ring's platform device (`platform_driver`).
 pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
+    let Some(ring) = check(p)? else {
+        return Ok(None);
+    };
+    let region =
+        Region::claim(ring.base, ring.size, ring.cache, Reserved::Required).map_err(|e| {
+            pr_err!(
+                "phys_base={:#x} phys_size={:#x} rejected: {}\n",
+                ring.base,
+                ring.size,
+                e
+            );
+            e.errno()
+        })?;
+    create(&ring, region).map(Some)
+}
+
+/// The ring the parameters describe, `None` if they describe none; a bad
+/// parameter is named in the log and refused.
+pub(crate) fn check(p: &Params) -> Result<Option<ParamRing>> {
     if p.phys_base == 0 && p.phys_size == 0 {
         // Device-tree use only. The other parameters describe the
         // parameter ring; given without one they would be ignored, so say
@@ -120,33 +166,35 @@ pub(crate) fn probe(p: &Params) -> Result<Option<Pin<KBox<RingDevice>>>> {
         );
         return Err(EPERM);
     }
-    let region =
-        Region::claim(p.phys_base, p.phys_size, cache, Reserved::Required).map_err(|e| {
-            pr_err!(
-                "phys_base={:#x} phys_size={:#x} rejected: {}\n",
-                p.phys_base,
-                p.phys_size,
-                e
-            );
-            e.errno()
-        })?;
+    Ok(Some(ParamRing {
+        base: p.phys_base,
+        size: p.phys_size,
+        cache,
+        overflow,
+        mode,
+        retain,
+    }))
+}
+
+/// Lays the ring out in `region`, claimed for it, and registers its device.
+pub(crate) fn create(ring: &ParamRing, region: Region) -> Result<Pin<KBox<RingDevice>>> {
     let device = RingDevice::new(
         region,
         RingOptions {
-            overflow,
+            overflow: ring.overflow,
             name: None,
-            mode,
-            retain,
+            mode: ring.mode,
+            retain: ring.retain,
         },
     )?;
     pr_info!(
         "{}: {:#x} bytes at {:#x}, {} ring of {:#x} bytes ({})\n",
         device.ring().name(),
-        p.phys_size,
-        p.phys_base,
-        cache.name(),
+        ring.size,
+        ring.base,
+        ring.cache.name(),
         device.ring().region().geometry().data_size,
-        overflow.name()
+        ring.overflow.name()
     );
-    Ok(Some(device))
+    Ok(device)
 }

@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The device-tree path: a platform driver for `compatible = "rmemring,ring"`
-//! nodes whose `memory-region` points at a `no-map` reserved-memory node.
+//! The platform driver: it binds `compatible = "rmemring,ring"` device-tree
+//! nodes whose `memory-region` points at a `no-map` reserved-memory node,
+//! and the module-parameter ring's platform device, `rmemring.0`, which the
+//! module registers for the ring its parameters describe (no firmware node;
+//! it matches by name). Either one's unbind (`echo ID >
+//! /sys/bus/platform/drivers/rmemring/unbind`) revokes its ring the same
+//! way, and a bind makes it anew, the parameter ring from the module's
+//! parameters.
 //!
 //! Optional properties: `rmemring,retain`, `rmemring,cache-mode`, `rmemring,overflow` and
 //! `label` (the device node's name instead of `rmemringN`); their values
@@ -30,6 +36,7 @@ use crate::device::{
     RingDevice,
     RingOptions, //
 };
+use crate::params;
 use crate::proto::devicetree;
 use crate::proto::modes::Overflow;
 use crate::region::{
@@ -37,7 +44,16 @@ use crate::region::{
     RegionError,
     Reserved, //
 };
-use crate::sys;
+use crate::sys::{
+    self,
+    CacheMode, //
+};
+
+/// The driver's name, and the parameter ring's platform device's.
+pub(crate) const NAME: &CStr = c"rmemring";
+
+/// The parameter ring's platform device's instance: it is `rmemring.0`.
+const PARAM_DEVICE_ID: i32 = 0;
 
 /// The platform driver.
 pub(crate) struct RingDriver;
@@ -56,9 +72,16 @@ impl platform::Driver for RingDriver {
 
     fn probe<'bound>(
         pdev: &'bound platform::Device<Core<'_>>,
-        _info: Option<&'bound Self::IdInfo>,
+        info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
-        probe(pdev.as_ref())
+        let dev = pdev.as_ref();
+        match (info, dev.fwnode()) {
+            (Some(()), _) => probe_node(dev),
+            (None, None) => probe_params(dev),
+            // A node named like the driver, whose compatible is another's:
+            // not a ring (refused quietly, as a mismatch).
+            (None, Some(_)) => Err(ENODEV),
+        }
     }
 }
 
@@ -111,10 +134,28 @@ impl Slot {
     }
 }
 
+/// The parameter ring the module's load made, on its way to the probe of
+/// its platform device.
+struct Pending {
+    device: Pin<KBox<RingDevice>>,
+    base: u64,
+    size: u64,
+}
+
+/// The driver's state.
+struct Rings {
+    slots: [Slot; SLOTS],
+    /// Set only while `register_param_device` registers the device.
+    pending: Option<Pending>,
+}
+
 kernel::sync::global_lock! {
     // SAFETY: `init` initialises it in the module initialiser, before the
     // platform driver is registered, which is before its first use.
-    unsafe(uninit) static RINGS: Mutex<[Slot; SLOTS]> = [Slot::FREE; SLOTS];
+    unsafe(uninit) static RINGS: Mutex<Rings> = Rings {
+        slots: [Slot::FREE; SLOTS],
+        pending: None,
+    };
 }
 
 /// Initialises the driver's state. Called once, by the module initialiser,
@@ -138,7 +179,7 @@ impl Drop for BoundRing {
         // then the slot says that its ring may outlive it.
         drop(self.device.take());
         let mut rings = RINGS.lock();
-        if let Some(slot) = rings.get_mut(self.slot) {
+        if let Some(slot) = rings.slots.get_mut(self.slot) {
             slot.state = SlotState::Retired;
         }
     }
@@ -229,7 +270,8 @@ fn memory_region(dev: &Device) -> Result<sys::OfRegion> {
     Ok(region)
 }
 
-fn probe(dev: &Device) -> Result<BoundRing> {
+/// Binds a device-tree node.
+fn probe_node(dev: &Device) -> Result<BoundRing> {
     let region = memory_region(dev)?;
     let cache = choose(
         dev,
@@ -260,6 +302,7 @@ fn probe(dev: &Device) -> Result<BoundRing> {
     let mut rings = RINGS.lock();
     if let Some(label) = &name {
         let taken = rings
+            .slots
             .iter()
             .any(|s| s.state == SlotState::Bound && s.name() == label.to_bytes());
         if taken {
@@ -272,42 +315,14 @@ fn probe(dev: &Device) -> Result<BoundRing> {
             return Err(EEXIST);
         }
     }
-    let claimed = match Region::claim(base, size, cache, Reserved::Checked) {
-        Ok(claimed) => claimed,
-        Err(e) => {
-            let retired = rings
-                .iter()
-                .find(|s| s.state == SlotState::Retired && s.overlaps(base, size));
-            match retired {
-                Some(old) if e == RegionError::Busy => dev_err!(
-                    dev,
-                    "memory-region {:#x}+{:#x} is still held by the ring of an earlier binding \
-                     (/dev/{}): a process still has that device open or mapped, or a kernel \
-                     module holds the ring (rmemring_get); close it or unload that module, \
-                     then bind again\n",
-                    base,
-                    size,
-                    kernel::str::BStr::from_bytes(old.name())
-                ),
-                _ => dev_err!(dev, "memory-region {:#x}+{:#x}: {}\n", base, size, e),
-            }
-            return Err(e.errno());
-        }
-    };
-    // The range is claimed again, so the rings that held it before are gone.
-    for slot in rings.iter_mut() {
-        if slot.state == SlotState::Retired && slot.overlaps(base, size) {
-            *slot = Slot::FREE;
-        }
-    }
-    let free = rings
-        .iter()
-        .position(|s| s.state == SlotState::Free)
-        .or_else(|| rings.iter().position(|s| s.state == SlotState::Retired));
-    let Some(slot) = free else {
-        dev_err!(dev, "too many rings: this driver makes at most {}\n", SLOTS);
-        return Err(ENOSPC);
-    };
+    let claimed = claim(
+        dev,
+        &rings,
+        "memory-region",
+        (base, size),
+        cache,
+        Reserved::Checked,
+    )?;
     // For the message if the name turns out to be taken by another driver.
     let wanted = name.as_ref().map(|n| n.to_cstring()).transpose()?;
     let device = RingDevice::new(
@@ -328,6 +343,106 @@ fn probe(dev: &Device) -> Result<BoundRing> {
         ),
         _ => dev_err!(dev, "the ring device cannot be registered ({:?})\n", e),
     })?;
+    dev_info!(
+        dev,
+        "/dev/{}: {:#x} bytes at {:#x}, {} ring of {:#x} bytes\n",
+        device.ring().name(),
+        size,
+        base,
+        cache.name(),
+        device.ring().region().geometry().data_size
+    );
+    bound(dev, &mut rings, device, base, size)
+}
+
+/// Binds the parameter ring's platform device: to the ring the module's
+/// load made ([`register_param_device`]), or, in a bind after an unbind,
+/// to one made anew from the module's parameters (checked again: a kernel
+/// locked down since the load refuses them).
+fn probe_params(dev: &Device) -> Result<BoundRing> {
+    let mut rings = RINGS.lock();
+    if let Some(Pending { device, base, size }) = rings.pending.take() {
+        return bound(dev, &mut rings, device, base, size);
+    }
+    let Some(ring) = params::check(&params::Params::of_module())? else {
+        // No parameter ring: a device of the driver's name that is not ours.
+        return Err(ENODEV);
+    };
+    let claimed = claim(
+        dev,
+        &rings,
+        "phys_base/phys_size region",
+        (ring.base, ring.size),
+        ring.cache,
+        Reserved::Required,
+    )?;
+    let device = params::create(&ring, claimed)?;
+    bound(dev, &mut rings, device, ring.base, ring.size)
+}
+
+/// Claims `range` (base, size) for a probe. A refusal is named in the log,
+/// with the ring of an earlier binding that still holds the range, if
+/// that is why.
+fn claim(
+    dev: &Device,
+    rings: &Rings,
+    what: &str,
+    (base, size): (u64, u64),
+    cache: CacheMode,
+    reserved: Reserved,
+) -> Result<Region> {
+    Region::claim(base, size, cache, reserved).map_err(|e| {
+        let retired = rings
+            .slots
+            .iter()
+            .find(|s| s.state == SlotState::Retired && s.overlaps(base, size));
+        match retired {
+            Some(old) if e == RegionError::Busy => dev_err!(
+                dev,
+                "{} {:#x}+{:#x} is still held by the ring of an earlier binding \
+                 (/dev/{}): a process still has that device open or mapped, or a kernel \
+                 module holds the ring (rmemring_get); close it or unload that module, \
+                 then bind again\n",
+                what,
+                base,
+                size,
+                kernel::str::BStr::from_bytes(old.name())
+            ),
+            _ => dev_err!(dev, "{} {:#x}+{:#x}: {}\n", what, base, size, e),
+        }
+        e.errno()
+    })
+}
+
+/// Records `device`, whose ring holds `[base, base + size)`, as bound in a
+/// slot of [`RINGS`].
+fn bound(
+    dev: &Device,
+    rings: &mut Rings,
+    device: Pin<KBox<RingDevice>>,
+    base: u64,
+    size: u64,
+) -> Result<BoundRing> {
+    // The range is claimed again, so the rings that held it before are gone.
+    for slot in rings.slots.iter_mut() {
+        if slot.state == SlotState::Retired && slot.overlaps(base, size) {
+            *slot = Slot::FREE;
+        }
+    }
+    let free = rings
+        .slots
+        .iter()
+        .position(|s| s.state == SlotState::Free)
+        .or_else(|| {
+            rings
+                .slots
+                .iter()
+                .position(|s| s.state == SlotState::Retired)
+        });
+    let Some(slot) = free else {
+        dev_err!(dev, "too many rings: this driver makes at most {}\n", SLOTS);
+        return Err(ENOSPC);
+    };
     let dev_name = device.ring().name().to_bytes();
     let len = dev_name.len().min(NAME_MAX);
     let mut entry = Slot {
@@ -338,20 +453,40 @@ fn probe(dev: &Device) -> Result<BoundRing> {
         name_len: len,
     };
     entry.name[..len].copy_from_slice(&dev_name[..len]);
-    rings[slot] = entry;
-    drop(rings);
-
-    dev_info!(
-        dev,
-        "/dev/{}: {:#x} bytes at {:#x}, {} ring of {:#x} bytes\n",
-        device.ring().name(),
-        size,
-        base,
-        cache.name(),
-        device.ring().region().geometry().data_size
-    );
+    rings.slots[slot] = entry;
     Ok(BoundRing {
         device: Some(device),
         slot,
     })
+}
+
+/// Registers the parameter ring's platform device, `rmemring.0`, which
+/// this driver (registered already) binds at once to `device`, the ring
+/// the module's load made from its parameters at `[base, base + size)`.
+/// The load made it before the driver's registration, so that the
+/// parameter ring is `/dev/rmemring0` whatever the device tree holds, and
+/// so that a bad parameter refuses the load with its own message.
+pub(crate) fn register_param_device(
+    device: Pin<KBox<RingDevice>>,
+    base: u64,
+    size: u64,
+) -> Result<sys::PlatformDevice> {
+    RINGS.lock().pending = Some(Pending { device, base, size });
+    let pdev = sys::PlatformDevice::register(NAME, PARAM_DEVICE_ID);
+    // Not taken if the probe did not run (or ran elsewhere): dropped here.
+    let leftover = RINGS.lock().pending.take();
+    let pdev = pdev.inspect_err(|e| {
+        pr_err!(
+            "the parameter ring's platform device cannot be registered ({:?})\n",
+            e
+        )
+    })?;
+    if leftover.is_some() || !pdev.is_bound() {
+        pr_err!(
+            "the parameter ring's platform device was not bound at its registration \
+             (is the module's probing asynchronous, async_probe?)\n"
+        );
+        return Err(ENODEV);
+    }
+    Ok(pdev)
 }

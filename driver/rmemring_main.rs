@@ -82,30 +82,37 @@ module! {
     },
 }
 
-/// The module: the device described by the parameters, if any, and the
-/// platform driver for device-tree nodes.
+/// The module: the platform driver, which binds device-tree nodes, and the
+/// platform device of the ring the parameters describe, if any.
 #[pin_data]
 struct RmemRing {
+    /// Unregistered first (its ring revoked and, once unused, freed), while
+    /// the driver that binds it is still registered.
+    param_device: Option<sys::PlatformDevice>,
     #[pin]
     platform: driver::Registration<platform::Adapter<platform_driver::RingDriver>>,
-    param_device: Option<Pin<KBox<device::RingDevice>>>,
 }
 
 impl kernel::InPlaceModule for RmemRing {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         api::init();
         platform_driver::init();
-        let params = params::Params {
-            phys_base: *module_parameters::phys_base.value(),
-            phys_size: *module_parameters::phys_size.value(),
-            cache_mode: *module_parameters::cache_mode.value(),
-            overflow: *module_parameters::overflow.value(),
-            mode: *module_parameters::mode.value(),
-            retain: *module_parameters::retain.value(),
-        };
-        try_pin_init!(Self {
-            param_device: params::probe(&params)?,
-            platform <- driver::Registration::new(c"rmemring", module),
+        let params = params::Params::of_module();
+        // The parameter ring first: it is `/dev/rmemring0`, and a bad
+        // parameter refuses the load before anything else happens.
+        pin_init::pin_init_scope(move || {
+            let param_ring = params::probe(&params)?;
+            Ok(try_pin_init!(Self {
+                platform <- driver::Registration::new(platform_driver::NAME, module),
+                param_device: match param_ring {
+                    Some(ring) => Some(platform_driver::register_param_device(
+                        ring,
+                        params.phys_base,
+                        params.phys_size,
+                    )?),
+                    None => None,
+                },
+            }))
         })
     }
 }

@@ -465,6 +465,65 @@ pub(crate) fn of_memory_region(dev: &Device) -> Result<OfRegion> {
     })
 }
 
+/// A platform device this module registered, unregistered when dropped:
+/// the module-parameter ring's device, which the platform driver binds by
+/// name, so that sysfs's `unbind` revokes that ring as it revokes a
+/// device-tree node's.
+///
+/// # Invariants
+///
+/// `pdev` is the device `platform_device_register_full` returned; it stays
+/// registered until `Drop` unregisters it, once.
+pub(crate) struct PlatformDevice {
+    pdev: NonNull<bindings::platform_device>,
+}
+
+// SAFETY: The handle is only a token to unregister the device, and
+// `platform_device_unregister` may be called from any thread in process
+// context.
+unsafe impl Send for PlatformDevice {}
+// SAFETY: `&PlatformDevice` only reads whether the device is bound, which
+// the driver core allows from any thread.
+unsafe impl Sync for PlatformDevice {}
+
+impl PlatformDevice {
+    /// Registers the platform device `NAME.ID` with no resources, no
+    /// platform data and no firmware node. A registered driver named
+    /// `name` binds it before this returns (platform drivers probe
+    /// synchronously unless their module asked for asynchronous probing).
+    pub(crate) fn register(name: &'static CStr, id: i32) -> Result<Self> {
+        let info = bindings::platform_device_info {
+            name: name.as_char_ptr(),
+            id,
+            ..Default::default()
+        };
+        // SAFETY: `info` is valid for the call, which copies what it keeps;
+        // `name` is static (the device keeps a copy of it anyway). The
+        // result is a valid device or an `ERR_PTR`.
+        let pdev = from_err_ptr(unsafe { bindings::platform_device_register_full(&info) })?;
+        let pdev = NonNull::new(pdev).ok_or(ENOMEM)?;
+        // INVARIANT: The registration succeeded and returned `pdev`.
+        Ok(Self { pdev })
+    }
+
+    /// Whether a driver is bound to the device now.
+    pub(crate) fn is_bound(&self) -> bool {
+        // SAFETY: By the type invariants the device is registered, so its
+        // embedded `struct device` is valid; `device_is_bound` only reads
+        // whether its driver node is attached.
+        unsafe { bindings::device_is_bound(core::ptr::addr_of_mut!((*self.pdev.as_ptr()).dev)) }
+    }
+}
+
+impl Drop for PlatformDevice {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants the device is registered and this
+        // is the one unregistration; it unbinds the device (dropping the
+        // driver's data) and drops the registration's reference.
+        unsafe { bindings::platform_device_unregister(self.pdev.as_ptr()) };
+    }
+}
+
 /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`) as two
 /// little-endian words. Process context; it reads the sysctl.
 pub(crate) fn boot_id() -> Result<[u64; 2]> {
