@@ -39,12 +39,6 @@ use rmemring_proto::modes::{
 };
 use rmemring_proto::roles::Role;
 
-use crate::support::clients::{
-    tracer_count_reaches,
-    Client,
-    SwitchLoad,
-    TRACER_MODULE, //
-};
 use crate::support::env::board_expectations;
 use crate::support::fd::open_owned_as;
 use crate::support::kernel_log::{
@@ -57,6 +51,10 @@ use crate::support::mapping::{
     map,
     Mapping, //
 };
+use crate::support::unbind::{
+    self,
+    bind, //
+};
 use crate::support::verify::{
     run,
     StreamOptions,
@@ -68,7 +66,6 @@ use crate::support::{
 };
 
 const DT: &str = "/sys/firmware/devicetree/base";
-const DRIVER: &str = "/sys/bus/platform/drivers/rmemring";
 
 /// The driver's complaints in `log`: its error lines (level 3 or worse)
 /// and the driver core's failed probes.
@@ -274,10 +271,6 @@ fn platform_device(node: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no platform device for {node}"))
 }
 
-fn sysfs_write(file: &str, value: &str) -> std::io::Result<()> {
-    std::fs::write(file, value)
-}
-
 /// A read-only shared mapping of a ring's control page whose file is
 /// closed: the mapping alone keeps the file, and so the ring, alive.
 fn control_mapping(path: &str, page: u64) -> anyhow::Result<Mapping> {
@@ -290,11 +283,6 @@ fn control_mapping(path: &str, page: u64) -> anyhow::Result<Mapping> {
         libc::MAP_SHARED,
     )
     .context("mmap of the control page")
-}
-
-/// Binds `id` to the driver; on failure, the errno.
-fn bind(id: &str) -> Result<(), i32> {
-    sysfs_write(&format!("{DRIVER}/bind"), id).map_err(|e| e.raw_os_error().unwrap_or(0))
 }
 
 /// The kernel log must be clean of the driver's complaints, and have the
@@ -393,134 +381,17 @@ pub(crate) fn board(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 
     report.check(
         "board: unbind while the sched_switch tracer, the hard-IRQ timer sampler and the \
-         built-in producer write: the ring moves no more, the clients' later writes are \
-         refused as gone and counted, the rebind waits for both to let go",
-        unbind_under_clients(&expected),
+         built-in producer write, its consumer killed with SIGKILL: the ring moves no more, \
+         the clients' later writes are refused as gone and counted, the rebind waits for \
+         both to let go",
+        expected
+            .rings
+            .first()
+            .context("no ring")
+            .and_then(|first| unbind::under_clients(&first.dev, &platform_device(&first.node)?)),
     );
     rebind(env, &expected, report)?;
     reload(env, &expected, report)
-}
-
-/// The sampler's rate on each CPU during the unbind, samples a second.
-const SAMPLER_RATE: u32 = 1000;
-
-/// How long the tracer may take to be called a thousand more times.
-const TRACER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Unbinds the first ring while kernel code writes into it flat out: the
-/// tracer (under the runqueue lock, on both CPUs), the hard-IRQ timer
-/// sampler (on both CPUs) and the producer thread. The device must shut
-/// its producers out (the clients' writes then fail with `-ENODEV`, which
-/// each counts as `gone`) without a warning; the ring's memory stays
-/// claimed while either client holds the ring, so a rebind fails until
-/// both are unloaded, and works after.
-fn unbind_under_clients(expected: &Expected) -> anyhow::Result<()> {
-    let first = expected.rings.first().context("no ring")?;
-    let dev = format!("/dev/{}", first.dev);
-    let id = platform_device(&first.node)?;
-    let region = Region::open(&dev, Access::Consume)?;
-    region.start(&ProducerConfig {
-        min_len: 8,
-        max_len: 512,
-        ..Default::default()
-    })?;
-    let load = SwitchLoad::start()?;
-    let tracer_params = [format!("ring={}", first.dev)];
-    let clients = Client::sampler(&first.dev, SAMPLER_RATE)
-        .and_then(|sampler| Ok((sampler, Client::load(TRACER_MODULE, &tracer_params)?)));
-    let result = clients.and_then(|(sampler, mut tracer)| {
-        // Unbind only once the tracer writes.
-        let calls = match tracer_count_reaches("calls", 1000, TRACER_WAIT) {
-            Ok(calls) => calls,
-            Err(e) => {
-                // Seen twice, on cold runs only (the first board boot of a
-                // freshly built normal arm64 kernel), never reproduced
-                // since: a probe never called at all, so no record to
-                // revoke. The probe counts a call before it touches the
-                // ring, so that says nothing of the driver; a second
-                // registration is tried, and the check goes on with it or
-                // fails if it is not called either.
-                let key = std::fs::read_to_string(format!(
-                    "/sys/module/{TRACER_MODULE}/parameters/tracepoint_enabled"
-                ))
-                .unwrap_or_default();
-                let log = tracer.remove()?;
-                println!(
-                    "# {e:#} (sched_switch's static key on: {}): loading the tracer again \
-                     (its log: {})",
-                    key.trim(),
-                    log.trim()
-                );
-                tracer = Client::load(TRACER_MODULE, &tracer_params)?;
-                tracer_count_reaches("calls", 1000, TRACER_WAIT)
-                    .context("loaded again, the tracer was not called either")?
-            }
-        };
-        println!("# the tracer made its first {calls} calls before the unbind");
-        sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
-        ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
-        // The tracer keeps being called, and refused: nothing is written
-        // into the ring's memory after the revocation, which this mapping
-        // of it (kept alive by the tracer's reference) would show.
-        let at_unbind = region.control();
-        // And it keeps being called after it (each call refused).
-        tracer_count_reaches("calls", calls + 1000, TRACER_WAIT)?;
-        let later = region.control();
-        ensure!(
-            later.producer_pos == at_unbind.producer_pos
-                && later.records_produced == at_unbind.records_produced
-                && later.records_dropped == at_unbind.records_dropped,
-            "the ring moved after the unbind: producer_pos {} -> {}, records {} -> {}, \
-             dropped {} -> {}",
-            at_unbind.producer_pos,
-            later.producer_pos,
-            at_unbind.records_produced,
-            later.records_produced,
-            at_unbind.records_dropped,
-            later.records_dropped
-        );
-        drop(region);
-        let bound = bind(&id);
-        ensure!(
-            bound == Err(libc::EBUSY),
-            "bind with the tracer holding the ring gave {bound:?}, expected EBUSY"
-        );
-        let tracer = tracer.unload()?;
-        // The sampler still holds the ring, and with it the region.
-        let bound = bind(&id);
-        ensure!(
-            bound == Err(libc::EBUSY),
-            "bind with the sampler holding the ring gave {bound:?}, expected EBUSY"
-        );
-        let sampler = sampler.unload()?;
-        println!("# unbind under the tracer: {tracer:?}; under the sampler: {sampler:?}");
-        for counts in [&tracer, &sampler] {
-            ensure!(
-                // Before the unbind their records went in or, the ring
-                // full (nobody reads it), were dropped; after it, every
-                // one was refused as gone (the sampler fired through the
-                // tracer's thousand calls after it, a few hundred times
-                // on each CPU).
-                counts.failed == 0
-                    && counts.refused == 0
-                    && counts.gone > 0
-                    && counts.written + counts.dropped > 0
-                    && counts.written + counts.dropped + counts.gone == counts.calls,
-                "tracer {tracer:?}, sampler {sampler:?}"
-            );
-        }
-        Ok(())
-    });
-    load.stop();
-    // Bound again whatever happened, for the checks that follow.
-    let bound = bind(&id);
-    result?;
-    ensure!(bound.is_ok(), "bind after the tracer let go gave {bound:?}");
-    ensure!(
-        Path::new(&dev).exists(),
-        "{dev} is missing after the rebind"
-    );
-    Ok(())
 }
 
 /// Unbind and rebind the first ring's node through sysfs: while a file of
@@ -542,7 +413,7 @@ fn rebind(env: &Env, expected: &Expected, report: &mut Report) -> anyhow::Result
     let mut open = Some(Region::open(&dev, Access::Consume)?);
     let mapping = control_mapping(&dev, page)?;
     let result = (|| -> anyhow::Result<()> {
-        sysfs_write(&format!("{DRIVER}/unbind"), &id).context("unbind")?;
+        unbind::unbind(&id)?;
         ensure!(!Path::new(&dev).exists(), "{dev} still exists after unbind");
         let open = open.as_ref().context("the open ring")?;
         let started = open.start(&ProducerConfig {

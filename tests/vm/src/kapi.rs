@@ -64,7 +64,7 @@ use crate::support::clients::{
 use crate::support::env::board_expectations;
 use crate::support::fd::open_owned_as;
 use crate::support::process::{
-    fork_child,
+    fork_consumer,
     kill,
     kill_and_reap,
     reap_within, //
@@ -73,6 +73,7 @@ use crate::support::ring::{
     open_fresh,
     produce, //
 };
+use crate::support::unbind;
 use crate::support::{
     Env,
     Report, //
@@ -164,7 +165,37 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
          the ring after them starts whole at sequence 0, calls == written + dropped + refused",
         resets_while_tracing(env),
     );
+    unbind_under_clients(env, report);
     Ok(())
+}
+
+/// The parameter ring's revocation under its writers: last, as it makes
+/// the ring anew. On the arm64 board the board suite unbinds a
+/// device-tree ring the same way (`support::unbind`), so this runs where
+/// the ring comes from module parameters.
+fn unbind_under_clients(env: &Env, report: &mut Report) {
+    if board_expectations().is_ok() {
+        return;
+    }
+    let result = (|| {
+        env.kmod.ensure_loaded()?;
+        let ring = env.device.trim_start_matches("/dev/");
+        ensure!(
+            ring == "rmemring0" && unbind::param_device_bound(),
+            "{} is not the parameter ring, or its platform device {} is not bound",
+            env.device,
+            unbind::PARAM_DEVICE
+        );
+        unbind::under_clients(ring, unbind::PARAM_DEVICE)
+    })();
+    report.check(
+        "kapi: unbind of the parameter ring's platform device (rmemring.0) while the \
+         sched_switch tracer, the hard-IRQ timer sampler on every CPU and the built-in \
+         producer write flat out, its consumer killed with SIGKILL: the ring moves no more, \
+         the clients' later writes are refused as gone and counted, the rebind waits for \
+         both to let go, then works",
+        result,
+    );
 }
 
 /// What the consumer saw, checked record by record.
@@ -598,35 +629,10 @@ fn mixed(env: &Env, seconds: u64) -> anyhow::Result<()> {
 /// takes over and must get a sound stream.
 fn consumer_killed(env: &Env) -> anyhow::Result<()> {
     env.kmod.ensure_loaded()?;
+    let observer = Region::open(&env.device, Access::Observe)?;
     // Forked first, while this process has one thread.
-    let device = env.device.clone();
-    let child = fork_child(move || {
-        let Ok(region) = Region::open(&device, Access::Consume) else {
-            return 1;
-        };
-        let region = Arc::new(region);
-        let Ok(mut consumer) = region.consumer() else {
-            return 2;
-        };
-        loop {
-            if let Ok(mut batch) = consumer.batch() {
-                for record in batch.iter() {
-                    let _ = record;
-                }
-            }
-            let _ = consumer.wait(Some(Duration::from_millis(10)));
-        }
-    })?;
+    let child = fork_consumer(&env.device, &observer)?;
     let result = (|| -> anyhow::Result<(Check, Counts)> {
-        let observer = Region::open(&env.device, Access::Observe)?;
-        let since = Instant::now();
-        while observer.stats()?.consumer_open == 0 {
-            ensure!(
-                since.elapsed() < Duration::from_secs(10),
-                "the child never consumed"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
         let controller = Device::from_fd(open_owned_as(&env.device, Role::Controller)?)?;
         let config = ProducerConfig {
             min_len: 8,

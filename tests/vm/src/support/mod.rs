@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! guard  -> env, kmod, mapping, report, ring
+//! unbind -> clients, fd, process
 //! verify -> env, fd, mapping, ring
 //! ring   -> env, mapping
 //! env    -> kmod -> kernel_log
@@ -22,6 +23,7 @@
 //! - [`verify`]: streams consumed, every record verified, every loss
 //!   counted;
 //! - [`guard`]: the reserved page past the reference region;
+//! - [`unbind`]: a ring's platform device unbound under its writers;
 //! - [`rng`]: reproducible randomness.
 
 pub(crate) mod clients;
@@ -36,6 +38,7 @@ pub(crate) mod report;
 pub(crate) mod ring;
 pub(crate) mod rng;
 pub(crate) mod threads;
+pub(crate) mod unbind;
 pub(crate) mod verify;
 
 pub(crate) use env::Env;

@@ -1,5 +1,6 @@
 //! Child processes: forked to die of a signal, to be killed at a random
-//! moment, or to run with other credentials.
+//! moment, to consume a ring until killed, or to run with other
+//! credentials.
 
 use std::io;
 use std::time::{
@@ -7,7 +8,13 @@ use std::time::{
     Instant, //
 };
 
+use std::sync::Arc;
+
 use anyhow::bail;
+use rmemring::{
+    Access,
+    Region, //
+};
 
 /// Forks; the child runs `child` and `_exit`s with its result, never
 /// returning. Returns the child's pid.
@@ -27,6 +34,44 @@ pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> anyhow::Result<libc::pi
         unsafe { libc::_exit(code) };
     }
     Ok(pid)
+}
+
+/// Forks a consumer of the ring device `device`, reading it flat out
+/// until killed, and waits (up to 10 s) until `observer`, a file of the
+/// same ring, sees it open. Returns its pid.
+///
+/// Call only while this process has one thread.
+pub(crate) fn fork_consumer(device: &str, observer: &Region) -> anyhow::Result<libc::pid_t> {
+    let device = device.to_owned();
+    let child = fork_child(move || {
+        let Ok(region) = Region::open(&device, Access::Consume) else {
+            return 1;
+        };
+        let region = Arc::new(region);
+        let Ok(mut consumer) = region.consumer() else {
+            return 2;
+        };
+        loop {
+            if let Ok(mut batch) = consumer.batch() {
+                batch.iter().for_each(drop);
+            }
+            let _ = consumer.wait(Some(Duration::from_millis(10)));
+        }
+    })?;
+    let since = Instant::now();
+    loop {
+        match observer.stats() {
+            Ok(stats) if stats.consumer_open != 0 => return Ok(child),
+            Ok(_) if since.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            result => {
+                kill_and_reap(child);
+                result?;
+                bail!("the forked consumer never opened the ring");
+            }
+        }
+    }
 }
 
 /// Who a child runs as: a user, its primary group and its supplementary
