@@ -116,6 +116,57 @@ impl Slot {
     }
 }
 
+/// Space for up to [`Run::count`] records of one payload length, one after
+/// the other, handed out by [`ProducerCore::reserve_run`] and turned into
+/// records by [`ProducerCore::commit_run`], which consumes it.
+///
+/// # Invariants
+///
+/// As for [`Slot`]: only `reserve_run` makes runs, so `count` strides of
+/// `len` from `offset` lie inside the data area and inside the room the
+/// producer had reserved; the methods taking a run still check it against
+/// their own ring.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a run is wasted unless it is committed"]
+pub struct Run {
+    offset: u64,
+    len: u32,
+    count: u32,
+}
+
+impl Run {
+    /// Payload bytes of each record.
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether each record holds no payload bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records reserved (at least one).
+    #[inline]
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Offset of the first record's header in the data area; record `i`'s
+    /// is [`Self::stride`] bytes times `i` further.
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes from one record's header to the next one's.
+    #[inline]
+    pub fn stride(&self) -> u64 {
+        record_stride(self.len)
+    }
+}
+
 /// Counters the producer publishes in the control page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -163,6 +214,8 @@ pub struct ProducerCore {
     /// path that moves `head`, `consumer` or `oldest`.
     room: u64,
     published: u64,
+    /// [`batch_bytes`] of the data area, computed once.
+    batch_limit: u64,
     consumer: u64,
     oldest: u64,
     seq: u64,
@@ -204,6 +257,7 @@ impl ProducerCore {
             // Set by `refresh_consumer` below.
             room: 0,
             published: head,
+            batch_limit: batch_bytes(view.data_size()),
             // Validated below; until then assume nothing has been released.
             consumer: head.wrapping_sub(view.data_size()),
             oldest,
@@ -292,7 +346,51 @@ impl ProducerCore {
         } else {
             2 * stride
         };
-        unpublished != 0 && unpublished.saturating_add(need) > batch_bytes(self.view.data_size())
+        unpublished != 0 && unpublished.saturating_add(need) > self.batch_limit
+    }
+
+    /// [`Self::publish_due`] and [`Self::reserve`] in one for the common
+    /// case, a record that fits the room left without a pad, a look at the
+    /// consumer page, retiring records or a publication first: its slot, in
+    /// three comparisons. `None` says nothing about the record; the caller
+    /// then takes the full path (`publish_due`, then `reserve`), which
+    /// decides exactly as before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rmemring_proto::producer_core::ProducerCore;
+    /// # fn produce(core: &mut ProducerCore, len: u32) {
+    /// let slot = match core.reserve_in_batch(len) {
+    ///     Some(slot) => slot,
+    ///     None => {
+    ///         if core.publish_due(len) {
+    ///             core.publish();
+    ///         }
+    ///         match core.reserve(len) {
+    ///             Ok(slot) => slot,
+    ///             Err(_) => return,
+    ///         }
+    ///     }
+    /// };
+    /// core.commit(slot, 0, 0);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn reserve_in_batch(&mut self, len: u32) -> Option<Slot> {
+        // `len` is a `u32` and `unpublished` at most a data area, so
+        // nothing here can overflow.
+        let stride = record_stride(len);
+        let fits = len <= self.max_payload
+            && stride <= self.room
+            && self.unpublished() + stride <= self.batch_limit;
+        // Then `publish_due(len)` is false (the record needs no pad, and
+        // the batch stays within its bound) and `reserve(len)` takes its
+        // fast path, which hands out this very slot.
+        fits.then(|| Slot {
+            offset: self.view.offset(self.head),
+            len,
+        })
     }
 
     /// Re-reads the consumer's released position and adopts it if it is
@@ -502,6 +600,82 @@ impl ProducerCore {
         self.stats.bytes = self.stats.bytes.wrapping_add(u64::from(slot.len));
     }
 
+    /// Reserves room for between one and `max` records (at least one, even
+    /// if `max` is 0) of `len` payload bytes each, one after the other: as
+    /// [`Self::reserve`] for the first, then as many more as fit the room
+    /// that leaves without a pad, a look at the consumer page or retiring
+    /// records, and within the batch bound ([`Self::publish_due`]), with
+    /// one division.
+    ///
+    /// The caller asks [`Self::publish_due`] first, as for a single record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rmemring_proto::producer_core::ProducerCore;
+    /// # fn produce(core: &mut ProducerCore) {
+    /// let Ok(run) = core.reserve_run(64, 100) else { return };
+    /// assert!((1..=100).contains(&run.count()));
+    /// // ... write the payloads at `run.offset() + i * run.stride() + 24` ...
+    /// let n = run.count();
+    /// core.commit_run(run, n, 0, 0);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn reserve_run(&mut self, len: u32, max: u32) -> Result<Run, ReserveError> {
+        let first = self.reserve(len)?;
+        let stride = record_stride(len);
+        // `reserve` left at least the first record's stride in the room, so
+        // `fit` is at least 1.
+        let fit = self.room / stride;
+        // The batch bound: the unpublished bytes plus the run's; the first
+        // record alone may exceed it (`publish_due` let it go).
+        let budget = self.batch_limit.saturating_sub(self.unpublished()) / stride;
+        let count = u64::from(max).min(fit).min(budget).max(1);
+        Ok(Run {
+            offset: first.offset,
+            len,
+            // At most `max`, a `u32`.
+            count: count as u32,
+        })
+    }
+
+    /// Writes the headers of `run`'s first `n` records (at most
+    /// [`Run::count`]; the rest are abandoned, as a slot dropped
+    /// uncommitted), with consecutive sequence numbers, `tag` and
+    /// `timestamp_ns`, and makes them part of the next publication. Their
+    /// payloads must already be in place.
+    #[inline]
+    pub fn commit_run(&mut self, run: Run, n: u32, tag: u16, timestamp_ns: u64) {
+        if !self.owns_run(&run) {
+            return;
+        }
+        let n = n.min(run.count);
+        let stride = run.stride();
+        let word0 = super::view::header_word0(run.len, KIND_DATA, 0) | (u64::from(tag) << 48);
+        let mut offset = run.offset;
+        for i in 0..u64::from(n) {
+            // SAFETY: `reserve_run` handed out `count` strides from
+            // `run.offset` inside the data area (checked by `owns_run`),
+            // and `i < n <= count`.
+            unsafe {
+                self.view.write_word(offset, word0);
+                self.view.write_word(offset + 8, self.seq.wrapping_add(i));
+                self.view.write_word(offset + 16, timestamp_ns);
+            }
+            offset += stride;
+        }
+        let bytes = stride * u64::from(n);
+        self.head = self.head.wrapping_add(bytes);
+        // INVARIANT: as in `commit`.
+        self.room = self.room.saturating_sub(bytes);
+        self.seq = self.seq.wrapping_add(u64::from(n));
+        self.stats.bytes = self
+            .stats
+            .bytes
+            .wrapping_add(u64::from(run.len) * u64::from(n));
+    }
+
     /// Counts a record that was not written for lack of room. It still uses
     /// a sequence number, so the consumer sees the gap.
     pub fn drop_record(&mut self) {
@@ -655,6 +829,55 @@ impl ProducerCore {
             .is_some_and(|end| end <= self.view.data_size());
         debug_assert!(fits, "a slot of another ring");
         fits
+    }
+
+    /// Whether `run` lies inside this ring's data area, as every run
+    /// `reserve_run` made for this ring does (see [`Self::owns`]).
+    #[inline]
+    fn owns_run(&self, run: &Run) -> bool {
+        let fits = run
+            .stride()
+            .checked_mul(u64::from(run.count))
+            .and_then(|bytes| run.offset.checked_add(bytes))
+            .is_some_and(|end| end <= self.view.data_size());
+        debug_assert!(fits, "a run of another ring");
+        fits
+    }
+
+    /// The address of the payload of `run`'s first record: record `i`'s
+    /// is [`Run::stride`] bytes times `i` further, for `i` below
+    /// [`Run::count`], each [`Run::len`] writable bytes.
+    ///
+    /// Writing them is safe until the run is committed; the address stays
+    /// valid as long as the ring's memory does. A run of another ring gets
+    /// a null pointer.
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn run_payload_ptr(&self, run: &Run) -> *mut u8 {
+        if !self.owns_run(run) {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `run.offset + HEADER_SIZE <= data_size`, checked by
+        // `owns_run` (a run holds at least one record).
+        unsafe { self.view.payload_ptr(run.offset) }
+    }
+
+    /// Copies `payload` into record `i` of `run` with one relaxed atomic
+    /// store per 8-byte word, as [`Self::write_payload`] does for a slot.
+    /// Writes nothing if `i` is not below [`Run::count`] or `payload` is
+    /// not [`Run::len`] bytes long.
+    #[cfg(not(loom))]
+    pub fn write_run_payload(&self, run: &Run, i: u32, payload: &[u8]) {
+        if !self.owns_run(run) || i >= run.count || payload.len() != run.len as usize {
+            return;
+        }
+        // SAFETY: record `i < count` of the run lies inside the data area
+        // (checked by `owns_run`), and this producer owns its bytes until
+        // it commits the run.
+        unsafe {
+            self.view
+                .copy_payload_in(run.offset + u64::from(i) * run.stride(), payload)
+        };
     }
 
     /// Writes the payload of `slot` word by word (the model memory has no

@@ -133,8 +133,10 @@ pub use error::{
 };
 pub use producer::{
     monotonic_ns,
+    Payloads,
     Producer,
-    Reservation, //
+    Reservation,
+    Reservations, //
 };
 pub use region::{
     system_page_size,

@@ -14,6 +14,7 @@ use rmemring_proto::producer_core::{
     ProducerCore,
     ProducerStats,
     ReserveError,
+    Run,
     Slot, //
 };
 use rmemring_proto::roles::Role;
@@ -160,26 +161,107 @@ impl Producer {
     /// ```
     #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>, ProduceError> {
-        let slot = match u32::try_from(len) {
-            Ok(len32) => {
-                if self.core.publish_due(len32) {
-                    self.publish();
-                }
-                self.core.reserve(len32)
-            }
-            Err(_) => Err(ReserveError::TooLarge),
+        // The common case: the record fits the room and the batch.
+        let fast = u32::try_from(len)
+            .ok()
+            .and_then(|len32| self.core.reserve_in_batch(len32));
+        let slot = match fast {
+            Some(slot) => slot,
+            None => self.reserve_slow(len)?,
         };
-        let slot = match slot {
-            Ok(slot) => slot,
-            Err(e) => return Err(self.reserve_error(e, len)),
-        };
-        let timestamp = match self.batch_timestamp {
-            Some(timestamp) => timestamp,
-            None => self.begin_batch(),
-        };
+        let timestamp = self.timestamp();
         Ok(Reservation {
             producer: self,
             slot,
+            tag: 0,
+            timestamp,
+        })
+    }
+
+    /// [`Self::reserve`] beyond its common case: publishes first if the
+    /// batch is due, then reserves (padding, refreshing the consumer
+    /// position or retiring records).
+    #[inline(never)]
+    fn reserve_slow(&mut self, len: usize) -> Result<Slot, ProduceError> {
+        let Ok(len32) = u32::try_from(len) else {
+            return Err(self.reserve_error(ReserveError::TooLarge, len));
+        };
+        if self.core.publish_due(len32) {
+            self.publish();
+        }
+        self.core
+            .reserve(len32)
+            .map_err(|e| self.reserve_error(e, len))
+    }
+
+    /// The timestamp of the current batch's records, read from the clock
+    /// at its first record.
+    #[inline]
+    fn timestamp(&mut self) -> u64 {
+        match self.batch_timestamp {
+            Some(timestamp) => timestamp,
+            None => self.begin_batch(),
+        }
+    }
+
+    /// Reserves room for up to `max` records of `len` payload bytes each
+    /// (at least one, if there is room for one), one after the other: the
+    /// batch form of [`Self::reserve`] for records of one size, which
+    /// checks the room and the batch bound once for all of them and writes
+    /// their headers in one loop at [`Reservations::commit`].
+    ///
+    /// It reserves fewer than `max` where the room ends (the consumer has
+    /// not released more, or the data area wraps: the records after that
+    /// need another call) or where the batch bound (see [`Producer`]) is
+    /// reached; [`Reservations::len`] says how many. Errors as
+    /// [`Self::reserve`]: [`ProduceError::Full`] if not even one fits (drop-new
+    /// mode), [`ProduceError::TooLarge`]. The records get consecutive sequence
+    /// numbers, one tag and one timestamp.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rmemring::{CreateOptions, Region};
+    /// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// # let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
+    /// let mut records = producer.reserve_many(8, 100)?;
+    /// assert_eq!(records.len(), 100);
+    /// let first = records.first_seq();
+    /// for (i, payload) in records.payloads().expect("drop-new mode").enumerate() {
+    ///     payload.copy_from_slice(&(first + i as u64).to_le_bytes());
+    /// }
+    /// records.commit();
+    /// producer.publish();
+    ///
+    /// let mut batch = consumer.batch()?;
+    /// for record in batch.iter() {
+    ///     let record = record?;
+    ///     assert_eq!(record.payload, record.seq.to_le_bytes());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn reserve_many(
+        &mut self,
+        len: usize,
+        max: usize,
+    ) -> Result<Reservations<'_>, ProduceError> {
+        let Ok(len32) = u32::try_from(len) else {
+            return Err(self.reserve_error(ReserveError::TooLarge, len));
+        };
+        if self.core.publish_due(len32) {
+            self.publish();
+        }
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let run = match self.core.reserve_run(len32, max) {
+            Ok(run) => run,
+            Err(e) => return Err(self.reserve_error(e, len)),
+        };
+        let timestamp = self.timestamp();
+        Ok(Reservations {
+            producer: self,
+            run,
             tag: 0,
             timestamp,
         })
@@ -449,6 +531,187 @@ impl Reservation<'_> {
             .commit(self.slot, self.tag, self.timestamp);
     }
 }
+
+/// Room for several records of one size, reserved by
+/// [`Producer::reserve_many`].
+///
+/// Fill the payloads in place with [`Self::payloads`] (drop-new mode) or
+/// with [`Self::write`] (either mode), then [`Self::commit`] them all, or
+/// the first few with [`Self::commit_first`]. Dropping it uncommitted writes
+/// no record.
+///
+/// # Examples
+///
+/// ```
+/// # use std::sync::Arc;
+/// use rmemring::{CreateOptions, Overflow, Region};
+///
+/// let options = CreateOptions::default().overflow(Overflow::OverwriteOldest);
+/// let region = Arc::new(Region::memfd(options)?);
+/// let mut producer = region.producer()?;
+/// let mut records = producer.reserve_many(4, 3)?;
+/// assert!(records.payloads().is_none()); // overwrite mode: copy them in
+/// for i in 0..records.len() {
+///     records.write(i, b"word");
+/// }
+/// records.set_tag(9);
+/// records.commit_first(2); // the third is abandoned
+/// producer.publish();
+/// assert_eq!(producer.next_seq(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "reservations write no record unless committed"]
+pub struct Reservations<'p> {
+    producer: &'p mut Producer,
+    run: Run,
+    tag: u16,
+    timestamp: u64,
+}
+
+impl Reservations<'_> {
+    /// Records reserved (at least one).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.run.count() as usize
+    }
+
+    /// Always `false`: a reservation holds at least one record.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Payload bytes of each record.
+    #[inline]
+    pub fn record_len(&self) -> usize {
+        self.run.len() as usize
+    }
+
+    /// The sequence number the first record will have; the others follow
+    /// it.
+    pub fn first_seq(&self) -> u64 {
+        self.producer.core.next_seq()
+    }
+
+    /// Sets the application-defined record type of every record (default 0).
+    pub fn set_tag(&mut self, tag: u16) {
+        self.tag = tag;
+    }
+
+    /// Sets every record's timestamp (default: when the current batch
+    /// began).
+    pub fn set_timestamp(&mut self, ns: u64) {
+        self.timestamp = ns;
+    }
+
+    /// The records' payloads, in order, to fill in place: drop-new mode
+    /// only, `None` in overwrite mode (use [`Self::write`]), as
+    /// [`Reservation::payload`]. They hold whatever the ring held before.
+    #[inline]
+    pub fn payloads(&mut self) -> Option<Payloads<'_>> {
+        if self.producer.core.overflow() != Overflow::DropNew {
+            return None;
+        }
+        let first = self.producer.core.run_payload_ptr(&self.run);
+        if first.is_null() {
+            return None;
+        }
+        let (stride, count) = (self.run.stride() as usize, self.len());
+        // SAFETY: `reserve_run` handed out `count` records of `stride`
+        // bytes from the first one's header, inside the data area; the
+        // payloads start `HEADER_SIZE` bytes in, so the `count - 1` strides
+        // from the first payload and the last payload's `len` bytes end
+        // within the run. In drop-new mode no reader looks at them before
+        // they are published, and `&mut self` makes this slice unique; the
+        // headers between the payloads are written only at commit, after
+        // this borrow ends.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(first, (count - 1) * stride + self.record_len())
+        };
+        Some(Payloads {
+            bytes,
+            stride,
+            len: self.record_len(),
+            left: count,
+        })
+    }
+
+    /// Copies `payload` into record `i`, as [`Reservation::write`] does
+    /// (in overwrite mode one relaxed atomic store per 8-byte word).
+    ///
+    /// # Panics
+    ///
+    /// If `i` is not below [`Self::len`] or `payload` is not exactly
+    /// [`Self::record_len`] bytes long.
+    pub fn write(&mut self, i: usize, payload: &[u8]) {
+        assert!(i < self.len(), "record {i} of {}", self.len());
+        assert_eq!(
+            payload.len(),
+            self.record_len(),
+            "the payload must fill the record"
+        );
+        if let Some(dst) = self.payloads().and_then(|mut p| p.nth(i)) {
+            dst.copy_from_slice(payload);
+            return;
+        }
+        // `i < len`, a `u32`.
+        self.producer
+            .core
+            .write_run_payload(&self.run, i as u32, payload);
+    }
+
+    /// Writes every record's header; they become visible at the next
+    /// publish.
+    #[inline]
+    pub fn commit(self) {
+        let n = self.run.count();
+        self.producer
+            .core
+            .commit_run(self.run, n, self.tag, self.timestamp);
+    }
+
+    /// Writes the headers of the first `n` records (all of them if `n` is
+    /// larger) and abandons the rest, which the next reservation reuses.
+    #[inline]
+    pub fn commit_first(self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.producer
+            .core
+            .commit_run(self.run, n, self.tag, self.timestamp);
+    }
+}
+
+/// The payloads of [`Reservations`], in order: [`Reservations::payloads`].
+pub struct Payloads<'r> {
+    /// From the next payload to the end of the last one.
+    bytes: &'r mut [u8],
+    stride: usize,
+    len: usize,
+    /// Payloads not yet handed out.
+    left: usize,
+}
+
+impl<'r> Iterator for Payloads<'r> {
+    type Item = &'r mut [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.left = self.left.checked_sub(1)?;
+        let bytes = std::mem::take(&mut self.bytes);
+        // The next payload is a stride on; after the last one nothing is
+        // left (`left` is 0 then and ends the iteration).
+        let (payload, rest) = bytes.split_at_mut(self.len.min(bytes.len()));
+        self.bytes = rest.get_mut(self.stride - self.len..).unwrap_or_default();
+        Some(payload)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Payloads<'_> {}
 
 /// Handing out the ring's producer role.
 impl Region {

@@ -41,6 +41,9 @@ enum Op {
     /// Reserve a record of `len` bytes (taken modulo `max_payload + 1`),
     /// then commit it or, if `abandon`, drop the reservation.
     Produce { len: u32, abandon: bool },
+    /// Reserve up to `max` records of `len` bytes at once, then commit the
+    /// first `commit` (modulo the number reserved, plus one) of them.
+    ProduceMany { len: u32, max: u8, commit: u8 },
     /// Publish everything committed.
     Publish,
     /// Read up to `n` records.
@@ -56,7 +59,10 @@ fn op() -> impl Strategy<Value = Op> {
         6 => any::<u32>(),
     ];
     prop_oneof![
-        10 => (len, prop::bool::weighted(0.1)).prop_map(|(len, abandon)| Op::Produce { len, abandon }),
+        10 => (len.clone(), prop::bool::weighted(0.1)).prop_map(|(len, abandon)| Op::Produce { len, abandon }),
+        3 => (len, any::<u8>(), any::<u8>()).prop_map(|(len, max, commit)| {
+            Op::ProduceMany { len, max: max % 9, commit }
+        }),
         3 => Just(Op::Publish),
         4 => (1u8..12).prop_map(|n| Op::Consume { n }),
         2 => Just(Op::Release),
@@ -156,6 +162,18 @@ impl Model {
             self.head = self.head.wrapping_add(pad);
         }
         true
+    }
+
+    /// Whether one more record of `len` bytes fits as the next of a run:
+    /// without a pad and without retiring anything.
+    fn fits_plain(&self, len: u32) -> bool {
+        let stride = record_stride(len);
+        let to_end = self.size - (self.head % self.size);
+        let behind = match self.overflow {
+            Overflow::DropNew => self.released,
+            Overflow::OverwriteOldest => self.oldest,
+        };
+        stride <= to_end && self.head.wrapping_add(stride).wrapping_sub(behind) <= self.size
     }
 
     fn commit(&mut self, len: u32) -> u64 {
@@ -278,6 +296,47 @@ fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(),
                     Err(ReserveError::TooLarge) => prop_assert!(false, "{len} too large"),
                 }
             }
+            Op::ProduceMany {
+                len,
+                max: most,
+                commit,
+            } => {
+                let len = len % (max + 1);
+                let fits = model.reserve(len);
+                match p.reserve_run(len, u32::from(most)) {
+                    Ok(run) => {
+                        prop_assert!(fits, "reserved {len} bytes the model says do not fit");
+                        let count = run.count();
+                        prop_assert!((1..=u32::from(most).max(1)).contains(&count));
+                        prop_assert_eq!(run.len(), len);
+                        let n = u32::from(commit) % (count + 1);
+                        let first = p.run_payload_ptr(&run);
+                        for i in 0..n {
+                            prop_assert!(i == 0 || model.fits_plain(len), "record {i} of {count}");
+                            let seq = model.commit(len);
+                            // SAFETY: record `i < count` of the run: `len`
+                            // writable bytes a stride per record on, which
+                            // no reader looks at before they are published.
+                            let payload = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    first.add(i as usize * run.stride() as usize),
+                                    len as usize,
+                                )
+                            };
+                            pattern::fill(seq, payload);
+                        }
+                        let seq = p.next_seq();
+                        p.commit_run(run, n, seq as u16, seq);
+                        prop_assert_eq!(p.next_seq(), seq + u64::from(n));
+                    }
+                    Err(ReserveError::Full) => {
+                        prop_assert!(!fits, "refused {len} bytes that fit");
+                        p.drop_record();
+                        model.drop_record();
+                    }
+                    Err(ReserveError::TooLarge) => prop_assert!(false, "{len} too large"),
+                }
+            }
             Op::Publish => {
                 p.publish();
                 model.publish();
@@ -361,9 +420,27 @@ proptest! {
     }
 }
 
+/// The data area of [`run_region`]'s ring.
+const SIZE: u64 = 4096;
+
+/// Checks whether the producer published on its own before reserving a
+/// record of `len` bytes, with `unpublished` bytes unpublished, on the
+/// ring of [`run_region`]: before a record that would take its batch
+/// past the bound (counting a pad the record may need, of less than its
+/// stride), never with nothing unpublished, and never while the batch and
+/// the record, pad and all, fit in the bound.
+fn check_own_publication(unpublished: u64, published: bool, len: u32) -> Result<(), TestCaseError> {
+    let (bound, stride) = (batch_bytes(SIZE), record_stride(len));
+    if unpublished == 0 || unpublished + 2 * stride <= bound {
+        prop_assert!(!published, "published {unpublished} bytes early");
+    } else if unpublished + stride > bound {
+        prop_assert!(published, "kept {unpublished} bytes past the bound");
+    }
+    Ok(())
+}
+
 /// Runs `ops` through `Producer` and `Consumer` on a memfd ring.
 fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCaseError> {
-    const SIZE: u64 = 4096;
     let region = common::memfd(SIZE, overflow);
     common::Poke::new(&region).start_at(start);
     let mut producer = region.producer().unwrap();
@@ -425,18 +502,8 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
                 let unpublished = producer.unpublished();
                 let published_before = region.control().producer_pos;
                 let reserved = producer.reserve(len as usize);
-                // The producer publishes on its own before a record that
-                // would take its batch past the bound (counting a pad the
-                // record may need, of less than its stride), never with
-                // nothing unpublished, and never while the batch and the
-                // record, pad and all, fit in the bound.
                 let published = region.control().producer_pos != published_before;
-                let (bound, stride) = (batch_bytes(SIZE), record_stride(len));
-                if unpublished == 0 || unpublished + 2 * stride <= bound {
-                    prop_assert!(!published, "published {unpublished} bytes early");
-                } else if unpublished + stride > bound {
-                    prop_assert!(published, "kept {unpublished} bytes past the bound");
-                }
+                check_own_publication(unpublished, published, len)?;
                 if published {
                     model.publish();
                 }
@@ -450,6 +517,61 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
                             common::fill(&mut r, seq);
                             r.commit();
                         }
+                    }
+                    Err(ProduceError::Full) => {
+                        prop_assert!(!fits, "refused {len} bytes that fit");
+                        producer.drop_record();
+                        model.drop_record();
+                    }
+                    Err(e) => prop_assert!(false, "{e}"),
+                }
+            }
+            Op::ProduceMany {
+                len,
+                max: most,
+                commit,
+            } => {
+                let len = len % (max + 1);
+                let unpublished = producer.unpublished();
+                let published_before = region.control().producer_pos;
+                let reserved = producer.reserve_many(len as usize, usize::from(most));
+                let published = region.control().producer_pos != published_before;
+                check_own_publication(unpublished, published, len)?;
+                if published {
+                    model.publish();
+                }
+                let unpublished = if published { 0 } else { unpublished };
+                let fits = model.reserve(len);
+                match reserved {
+                    Ok(mut records) => {
+                        prop_assert!(fits, "reserved {len} bytes the model says do not fit");
+                        let count = records.len();
+                        prop_assert!((1..=usize::from(most).max(1)).contains(&count));
+                        prop_assert_eq!(records.record_len(), len as usize);
+                        // A run of several stays within the batch bound.
+                        let (bound, stride) = (batch_bytes(SIZE), record_stride(len));
+                        prop_assert!(
+                            count == 1 || unpublished + count as u64 * stride <= bound,
+                            "{count} records past the bound"
+                        );
+                        let n = usize::from(commit) % (count + 1);
+                        let first = records.first_seq();
+                        prop_assert_eq!(first, model.sent.len() as u64);
+                        for i in 0..n {
+                            prop_assert!(i == 0 || model.fits_plain(len), "record {i} of {count}");
+                            let seq = model.commit(len);
+                            let mut payload = vec![0u8; len as usize];
+                            pattern::fill(seq, &mut payload);
+                            if i % 2 == 0 {
+                                records.write(i, &payload);
+                            } else if let Some(mut payloads) = records.payloads() {
+                                prop_assert_eq!(payloads.len(), count);
+                                payloads.nth(i).unwrap().copy_from_slice(&payload);
+                            } else {
+                                records.write(i, &payload);
+                            }
+                        }
+                        records.commit_first(n);
                     }
                     Err(ProduceError::Full) => {
                         prop_assert!(!fits, "refused {len} bytes that fit");
