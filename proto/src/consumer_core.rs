@@ -238,6 +238,9 @@ pub struct ConsumerCore {
     /// The `need_wakeup` value of the last sleep attempt, also kept in the
     /// consumer page's `wake_token`.
     sleep_token: u32,
+    /// The stride [`Self::prefetch_ahead`] last computed its distance for,
+    /// and that distance: records in a row mostly have one size.
+    prefetch_for: (u64, u64),
     stats: ConsumerStats,
 }
 
@@ -267,6 +270,7 @@ impl ConsumerCore {
             // producer may have answered their last one already.
             // ORDERING: Relaxed; only consumers write it, one at a time.
             sleep_token: view.wake_token().load(Ordering::Relaxed),
+            prefetch_for: (0, 0),
             stats,
             view,
         };
@@ -416,12 +420,18 @@ impl ConsumerCore {
     /// only a hint: nothing is read, and where the CPU has no prefetch hint
     /// (or the kernel, which is built without SSE) it compiles to nothing.
     #[inline(always)]
-    fn prefetch_ahead(&self, stride: u64) {
-        // `stride` is at least `HEADER_SIZE`; `PREFETCH_AHEAD >> log2(stride)`
-        // is between one and two times the number of records that cover
-        // `PREFETCH_AHEAD` bytes, without a division.
-        let records = PREFETCH_AHEAD >> stride.checked_ilog2().unwrap_or(0);
-        let ahead = stride.saturating_mul(core::cmp::max(2, records));
+    fn prefetch_ahead(&mut self, stride: u64) {
+        let ahead = if self.prefetch_for.0 == stride {
+            self.prefetch_for.1
+        } else {
+            // `stride` is at least `HEADER_SIZE`; `PREFETCH_AHEAD >>
+            // log2(stride)` is between one and two times the number of
+            // records that cover `PREFETCH_AHEAD` bytes, without a division.
+            let records = PREFETCH_AHEAD >> stride.checked_ilog2().unwrap_or(0);
+            let ahead = stride.saturating_mul(core::cmp::max(2, records));
+            self.prefetch_for = (stride, ahead);
+            ahead
+        };
         if self.head.wrapping_sub(self.pos) > ahead {
             self.view
                 .prefetch(self.view.offset(self.pos.wrapping_add(ahead)));
