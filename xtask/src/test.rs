@@ -228,8 +228,9 @@ fn host_bench_smoke(sh: &Shell) -> Result<()> {
 }
 
 /// The host benchmark's implementations, as its JSON lines name them.
-const HOST_IMPLS: [&str; 5] = [
+const HOST_IMPLS: [&str; 6] = [
     "rmemring",
+    "rmemring-many",
     "rtrb-bytes",
     "rtrb-typed",
     "crossbeam",

@@ -1,5 +1,6 @@
-//! Host throughput: rmemring against `rtrb` (as a byte ring and as a typed
-//! ring), crossbeam's `ArrayQueue` and `memcpy`, two threads on one
+//! Host throughput: rmemring (one reservation per record, and fixed-size
+//! records reserved many at a time) against `rtrb` (as a byte ring and as
+//! a typed ring), crossbeam's `ArrayQueue` and `memcpy`, two threads on one
 //! machine.
 //!
 //! ```text

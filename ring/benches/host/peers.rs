@@ -96,6 +96,18 @@ pub const PEERS: &[Peer] = &[
         sides: one_thread::<Rmemring>,
     },
     Peer {
+        name: "rmemring-many",
+        batches: true,
+        ring_bytes: |size| HEADER + size,
+        per_record: "fixed-size records only. producer: `reserve_many(size, batch)`, the \
+                     payloads filled in place, `commit` (the headers written in one loop); \
+                     `publish` per batch. consumer: as rmemring's",
+        run: |place, w, batch| {
+            (!w.shape.mixed).then(|| two_threads::<RmemringMany>(place, w, batch))?
+        },
+        sides: |w, batch| (!w.shape.mixed).then(|| one_thread::<RmemringMany>(w, batch))?,
+    },
+    Peer {
         name: "rtrb-bytes",
         batches: true,
         ring_bytes: |size| HEADER + size,
@@ -328,6 +340,57 @@ impl Consume for RmemringConsumer {
         }
         // Dropping the batch releases it with one store.
         n as usize
+    }
+}
+
+/// rmemring with fixed-size records reserved many at a time
+/// (`Producer::reserve_many`); the consumer is rmemring's.
+struct RmemringMany;
+
+/// The producer half of [`RmemringMany`].
+struct RmemringManyProducer(RmemringProducer);
+
+impl Ring for RmemringMany {
+    type Producer = RmemringManyProducer;
+    type Consumer = RmemringConsumer;
+
+    fn new(w: &Workload) -> (RmemringManyProducer, RmemringConsumer) {
+        let (producer, consumer) = Rmemring::new(w);
+        (RmemringManyProducer(producer), consumer)
+    }
+}
+
+impl Produce for RmemringManyProducer {
+    #[inline]
+    fn produce(&mut self, seq: u64, max: usize) -> usize {
+        let RmemringProducer {
+            producer,
+            shape,
+            src,
+        } = &mut self.0;
+        let size = shape.size;
+        let mut n = 0;
+        // Fewer than asked come back where the room or the data area ends.
+        while n < max {
+            match producer.reserve_many(size, max - n) {
+                Ok(mut records) => {
+                    let first = seq + n as u64;
+                    n += records.len();
+                    let payloads = records.payloads().expect("a drop-new ring");
+                    for (i, payload) in payloads.enumerate() {
+                        // SAFETY: Each payload is `size` writable bytes.
+                        unsafe { fill(payload.as_mut_ptr(), size, first + i as u64, src) };
+                    }
+                    records.commit();
+                }
+                Err(ProduceError::Full) => break,
+                Err(e) => panic!("reserve_many: {e}"),
+            }
+        }
+        if n != 0 {
+            producer.publish();
+        }
+        n
     }
 }
 
