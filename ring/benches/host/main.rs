@@ -4,7 +4,7 @@
 //! machine.
 //!
 //! ```text
-//! cargo bench -p rmemring --bench host -- [--quick] [--json] [--no-pin] [--no-nice]
+//! cargo bench -p rmemring --bench host -- [--quick] [--one-core] [--json] [--no-pin] [--no-nice]
 //!                                         [--reps N] [--ring BYTES] [--batch BYTES]...
 //!                                         [--size BYTES]... [PEER]...
 //! ```
@@ -29,7 +29,8 @@
 //! variant once per round in a rotating order; the report shows each
 //! cell's median and spread and the ratios between peers round by round
 //! ([`stats`]). Each side's cost on one core is measured too, without the
-//! second thread. The producer and the consumer are pinned to two CPUs of
+//! second thread; `--one-core` measures only that, once (for counting
+//! instructions under valgrind). The producer and the consumer are pinned to two CPUs of
 //! different cores ([`threads::cpu_pair`]) unless `--no-pin` is given; and
 //! unless `--no-nice` is given, the process runs at nice -19 in a session
 //! of its own where that is allowed ([`threads::raise_priority`]).
@@ -84,6 +85,8 @@ const STAMP_BYTES: usize = 16 << 10;
 /// Command-line settings.
 pub struct Config {
     quick: bool,
+    /// Only each side's cost on one core, once per peer and size.
+    one_core: bool,
     json: bool,
     place: Placement,
     nice: bool,
@@ -99,6 +102,7 @@ impl Config {
     fn from_args() -> Result<Self, String> {
         let mut config = Config {
             quick: false,
+            one_core: false,
             json: false,
             place: Placement {
                 pin: true,
@@ -122,6 +126,7 @@ impl Config {
             };
             match arg.as_str() {
                 "--quick" => config.quick = true,
+                "--one-core" => config.one_core = true,
                 "--json" => config.json = true,
                 "--no-pin" => config.place.pin = false,
                 "--no-nice" => config.nice = false,
@@ -134,7 +139,7 @@ impl Config {
                 "--reps" => config.reps = value("--reps")?,
                 "-h" | "--help" => {
                     return Err(format!(
-                        "usage: host [--quick] [--json] [--no-pin] [--no-nice] [--reps N] \
+                        "usage: host [--quick] [--one-core] [--json] [--no-pin] [--no-nice] [--reps N] \
                          [--ring BYTES] [--batch BYTES]... [--size BYTES]... [--mixed] [{}]...",
                         PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join("|")
                     ))
@@ -229,6 +234,31 @@ fn measure(config: &Config, w: &Workload) -> Vec<Summary> {
     variants
 }
 
+/// `--one-core`: each side's cost alone, once per peer and size at the
+/// first batch size, on this thread, with the number of records it covers:
+/// for counting instructions per record, say under
+/// `valgrind --tool=callgrind`, where two spinning threads would measure
+/// the spinning.
+fn one_core(config: &Config) {
+    for &shape in &config.shapes {
+        let w = Workload::new(shape, config.ring_bytes, config.quick);
+        let records = w.warm + w.timed / 4;
+        for peer in &config.peers {
+            let batch = w.records_per_batch(config.batches[0]);
+            if let Some(s) = (peer.sides)(&w, batch) {
+                println!(
+                    "{} {}: producer {:.1} ns, consumer {:.1} ns per record; {records} records \
+                     each side, batches of {batch}",
+                    shape.label(),
+                    peer.name,
+                    s.producer_ns,
+                    s.consumer_ns
+                );
+            }
+        }
+    }
+}
+
 fn main() {
     let config = match Config::from_args() {
         Ok(config) => config,
@@ -245,6 +275,10 @@ fn main() {
             print!("{text}");
         }
     };
+    if config.one_core {
+        one_core(&config);
+        return;
+    }
     let niced = config.nice && threads::raise_priority();
     say(&report::header(&config, niced));
     // `memcpy` and the one-core sides run on this thread: on the producer's
