@@ -44,7 +44,9 @@ pub fn monotonic_ns() -> u64 {
 /// The producer of a ring.
 ///
 /// Records are written with [`Producer::reserve`] (or copied with
-/// [`Producer::push`]) and become visible together at [`Producer::publish`],
+/// [`Producer::push`]; records of one size many at a time with
+/// [`Producer::reserve_many`]) and become visible together at
+/// [`Producer::publish`],
 /// with one store of the producer position and, only if the consumer is
 /// asleep, one wake-up. Dropping the producer publishes what is left.
 ///
