@@ -652,7 +652,10 @@ impl Reservations<'_> {
             self.record_len(),
             "the payload must fill the record"
         );
-        if let Some(dst) = self.payloads().and_then(|mut p| p.nth(i)) {
+        let stride = self.run.stride() as usize;
+        if let Some(payloads) = self.payloads() {
+            // Straight to record `i`: `i` strides on from the first payload.
+            let dst = &mut payloads.bytes[i * stride..i * stride + payload.len()];
             dst.copy_from_slice(payload);
             return;
         }
