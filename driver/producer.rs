@@ -279,8 +279,8 @@ impl<'a> Pacer<'a> {
 /// the `rmemring_record_tp` tracepoint instead of the ring.
 ///
 /// The payload is written as the ring's is (`write_pattern`): one `u64`
-/// store per word, into a buffer of words, so that filling it costs this
-/// path what it costs the ring's. (Filled through `pattern::fill`, byte
+/// store per word through the same `pattern::for_each_word`, into a buffer
+/// of words, so that filling it costs this path what it costs the ring's. (Filled through `pattern::fill`, byte
 /// slices of 8, it cost about ten times as much per byte in the reference
 /// VM, which charged the BPF peer for the benchmark's producer.)
 fn emit(ring: &Ring, config: &ProducerConfig) {
@@ -310,12 +310,14 @@ fn emit(ring: &Ring, config: &ProducerConfig) {
             } else {
                 len.div_ceil(8)
             };
-            let base = pattern::mix(seq);
-            for (i, word) in words.iter_mut().take(written).enumerate() {
+            let dst = words.as_mut_ptr();
+            pattern::for_each_word(seq, written as u64, |i, word| {
+                // SAFETY: `i < written <= ceil(max_len / 8)`, the length
+                // of `words`, which nothing else refers to meanwhile.
                 // Little-endian, as the pattern is defined (a partial last
                 // word is its low bytes).
-                *word = base.wrapping_add(i as u64).to_le();
-            }
+                unsafe { dst.add(i as usize).write(word.to_le()) };
+            });
             // SAFETY: `words` holds `ceil(max_len / 8)` initialised `u64`s
             // and `len <= max_len`, so its first `len` bytes are
             // initialised memory it owns; any byte is a valid `u8`; the

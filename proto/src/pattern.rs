@@ -43,7 +43,61 @@ pub const fn word(seq: u64, i: u64) -> u64 {
     mix(seq).wrapping_add(i)
 }
 
+/// Calls `store(i, word(seq, i))` for every `i` in `0..words`, in order:
+/// how a producer writes the pattern into memory of its own, one `u64`
+/// store per word.
+///
+/// Four words per step, with no check between them: the kernel producer
+/// writes every payload through this (into the ring, and into the BPF
+/// peer's buffer, so both pay the same for their fill), and the kernel is
+/// built with overflow checks, which turned a loop of `offset + 8 * i`
+/// into two branches per word. Under QEMU's TCG a branch ends a
+/// translated block, and in the reference VM the checked loop cost about
+/// three times as much per word as this one (`docs/bench/kernel.md`, "The
+/// consumer's pass and the producer's fill").
+///
+/// # Examples
+///
+/// ```
+/// use rmemring_proto::pattern::{for_each_word, word};
+///
+/// let mut words = [0u64; 6];
+/// for_each_word(3, 6, |i, w| words[i as usize] = w);
+/// assert!(words.iter().enumerate().all(|(i, &w)| w == word(3, i as u64)));
+/// ```
+#[inline(always)]
+pub fn for_each_word(seq: u64, words: u64, mut store: impl FnMut(u64, u64)) {
+    let base = mix(seq);
+    let whole = words & !3;
+    let mut i = 0u64;
+    // Wrapping arithmetic: `i` stays below `words`, so nothing wraps, and
+    // none of it is checked (see above).
+    while i != whole {
+        let w = base.wrapping_add(i);
+        store(i, w);
+        store(i.wrapping_add(1), w.wrapping_add(1));
+        store(i.wrapping_add(2), w.wrapping_add(2));
+        store(i.wrapping_add(3), w.wrapping_add(3));
+        i = i.wrapping_add(4);
+    }
+    while i != words {
+        store(i, base.wrapping_add(i));
+        i = i.wrapping_add(1);
+    }
+}
+
 /// Fills `buf` with record `seq`'s payload.
+///
+/// # Examples
+///
+/// ```
+/// use rmemring_proto::pattern::{fill, verify};
+///
+/// let mut payload = [0u8; 13];
+/// fill(9, &mut payload);
+/// assert!(verify(9, &payload));
+/// assert!(!verify(10, &payload));
+/// ```
 pub fn fill(seq: u64, buf: &mut [u8]) {
     let base = mix(seq);
     let mut chunks = buf.chunks_exact_mut(8);
@@ -58,7 +112,56 @@ pub fn fill(seq: u64, buf: &mut [u8]) {
 }
 
 /// Whether `buf` holds record `seq`'s payload.
+///
+/// Every byte is read, once, without a branch per word or byte: where `buf`
+/// starts on an 8-byte boundary (every payload in a ring, in a `read()`
+/// copy of whole records into an aligned buffer, and in a BPF ring buffer
+/// record), one 8-byte volatile load per word, compared by xor and
+/// accumulated by or, one look at the result at the end. Volatile so that
+/// the pass is neither left out where its result is not needed (the
+/// benchmark's blank-payload cells read every byte and keep only the
+/// first word's check) nor vectorised: in the reference VM, QEMU's TCG
+/// runs the SSE2 loop the compiler made of the plain one at about four
+/// times the cost per word of this one, while on hardware either reads a word a
+/// cycle or faster (`docs/bench/kernel.md`, "The consumer's pass and the
+/// producer's fill", has the measurement). Every consumer the benchmark
+/// compares calls this function, so each pays the same per byte. A `buf`
+/// that does not start on an 8-byte boundary is checked by a plain loop
+/// over copies of its words, which the compiler may vectorise; none of the
+/// benchmark's consumers takes that path.
+///
+/// # Examples
+///
+/// ```
+/// use rmemring_proto::pattern::{fill, verify};
+///
+/// let mut payload = vec![0u8; 4096];
+/// fill(5, &mut payload);
+/// assert!(verify(5, &payload));
+/// payload[4000] ^= 1;
+/// assert!(!verify(5, &payload));
+/// ```
 pub fn verify(seq: u64, buf: &[u8]) -> bool {
+    // SAFETY: Every bit pattern is a valid `u64`, and `align_to` hands out
+    // only whole, aligned `u64`s inside `buf`.
+    let (head, words, tail) = unsafe { buf.align_to::<u64>() };
+    if !head.is_empty() {
+        return verify_unaligned(seq, buf);
+    }
+    let mut expected = mix(seq);
+    let mut diff = 0u64;
+    for word in words {
+        // SAFETY: `word` is a reference, so the pointer is valid, aligned
+        // and points to an initialised `u64`.
+        let value = unsafe { core::ptr::read_volatile(word) };
+        diff |= u64::from_le(value) ^ expected;
+        expected = expected.wrapping_add(1);
+    }
+    diff == 0 && tail == &expected.to_le_bytes()[..tail.len()]
+}
+
+/// [`verify`] for a `buf` that does not start on an 8-byte boundary.
+fn verify_unaligned(seq: u64, buf: &[u8]) -> bool {
     let base = mix(seq);
     let mut chunks = buf.chunks_exact(8);
     let mut i = 0u64;
@@ -102,6 +205,44 @@ mod tests {
                 PROTOCOL_MD.contains(vector),
                 "docs/protocol.md lacks {vector}"
             );
+        }
+    }
+
+    /// Payloads of every length up to three words past an unrolled step,
+    /// at every offset from an 8-byte boundary: the aligned path, the
+    /// unaligned one, and the partial last word of each.
+    fn payloads() -> impl Iterator<Item = (usize, usize)> {
+        (0..8).flat_map(|offset| (0..=43).map(move |len| (offset, len)))
+    }
+
+    #[test]
+    fn verify_accepts_the_pattern_and_rejects_any_changed_byte() {
+        let mut backing = [0u64; 8];
+        for (offset, len) in payloads() {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut backing);
+            let buf = &mut bytes[offset..offset + len];
+            fill(77, buf);
+            assert!(verify(77, buf), "offset {offset}, {len} bytes");
+            if len > 0 {
+                assert!(!verify(78, buf), "offset {offset}, {len} bytes");
+            }
+            for at in 0..len {
+                for bit in [0x01, 0x80] {
+                    buf[at] ^= bit;
+                    assert!(!verify(77, buf), "offset {offset}, {len} bytes, byte {at}");
+                    buf[at] ^= bit;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn for_each_word_stores_each_word_once_in_order() {
+        for words in 0..=13u64 {
+            let mut seen = Vec::new();
+            for_each_word(5, words, |i, w| seen.push((i, w)));
+            let expected: Vec<(u64, u64)> = (0..words).map(|i| (i, word(5, i))).collect();
+            assert_eq!(seen, expected, "{words} words");
         }
     }
 }

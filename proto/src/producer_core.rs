@@ -766,24 +766,26 @@ impl ProducerCore {
     /// into `slot`'s payload, or only its first word if `first_word_only`.
     ///
     /// Uses aligned 8-byte stores only, which are valid on uncached and
-    /// write-combined mappings too. A partial last word is written whole:
-    /// its extra bytes are the record's padding.
+    /// write-combined mappings too, through
+    /// [`pattern::for_each_word`](super::pattern::for_each_word): no check
+    /// per word, the slot's bounds having been checked once. A partial last
+    /// word is written whole: its extra bytes are the record's padding.
     pub fn write_pattern(&self, slot: &Slot, seq: u64, first_word_only: bool) {
         if !self.owns(slot) {
             return;
         }
         let words = u64::from(slot.len).div_ceil(8);
         let words = if first_word_only { words.min(1) } else { words };
-        let base = super::pattern::mix(seq);
-        for i in 0..words {
+        // `owns` checked `slot.offset + stride <= data_size`, so neither
+        // this nor any word's offset below wraps.
+        let payload = slot.offset.wrapping_add(HEADER_SIZE);
+        super::pattern::for_each_word(seq, words, |i, word| {
             // SAFETY: `reserve` handed out `slot.offset` with a stride of
             // `HEADER_SIZE + len` rounded up to 8 bytes behind it, inside the
-            // data area, so every word up to `ceil(len / 8)` fits.
-            unsafe {
-                self.view
-                    .write_word(slot.offset + HEADER_SIZE + 8 * i, base.wrapping_add(i))
-            };
-        }
+            // data area (checked by `owns`), so every word up to
+            // `ceil(len / 8)` fits; `i < words`.
+            unsafe { self.view.write_word(payload.wrapping_add(i << 3), word) };
+        });
     }
 
     /// Copies `payload` into `slot`'s payload with one relaxed atomic
