@@ -570,11 +570,12 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 |s| s >= 4096,
                 |r| r >= want,
             );
+            let why = shortfalls(results, (peer.name, mode), want);
             out.push(Verdict {
                 met,
                 text: format!(
                     "rmemring vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
-                     {figures} (target ≥ {want}× at each)",
+                     {figures} (target ≥ {want}× at each){why}",
                     peer.title
                 ),
                 info: false,
@@ -774,6 +775,51 @@ fn at_every_size(
         );
     }
     (met, figures)
+}
+
+/// Where rmemring's filled-bytes ratio over `peer` is short of `want`: by
+/// how much at each such size, and why, in the run's own numbers: each
+/// side's bound (from the ring's fill), its CPU per record on both sides,
+/// and its fill. Empty where no size from 4 KiB falls short.
+fn shortfalls(results: &Results, peer: (&str, &str), want: f64) -> String {
+    let mut out = String::new();
+    for size in sizes(results).into_iter().filter(|&s| s >= 4096) {
+        let Some(r) = ratio(results, (RMEMRING, peer.1), peer, "filled-bytes", size) else {
+            continue;
+        };
+        if r >= want {
+            continue;
+        }
+        let sides = [RMEMRING, peer.0]
+            .iter()
+            .filter_map(|imp| find(results, imp, peer.1, "filled-bytes", size))
+            .map(|row| {
+                format!(
+                    "{} {}-bound (producer {}, consumer {} CPU/record, fill {})",
+                    peer::title(&row.imp),
+                    row.bound().map_or("-", Bound::name),
+                    row.producer_ns_per_record().map_or("-".to_owned(), nanos),
+                    nanos(row.cpu_ns_per_record()),
+                    row.fill
+                        .map_or("-".to_owned(), |f| format!("{:.0}%", f * 100.0)),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        // A shortfall that rounds to 0.00 still shows.
+        let short = want - r;
+        let short = if short < 0.005 {
+            "< 0.01".to_owned()
+        } else {
+            format!("{short:.2}")
+        };
+        let _ = write!(
+            out,
+            "; {} short by {short}×: {sides}",
+            bytes(u64::from(size))
+        );
+    }
+    out
 }
 
 /// Measurements some of whose records failed verification: their rates
@@ -1082,6 +1128,11 @@ mod tests {
             "vs read(), filled payload, every byte read, busy-poll",
         );
         assert_eq!(read.met, Some(false), "{}", read.text);
+        // A miss says by how much, and each side's costs.
+        assert!(read.text.contains("4 KiB short by 0.12×"), "{}", read.text);
+        assert!(read.text.contains("read() "), "{}", read.text);
+        assert!(read.text.contains("CPU/record"), "{}", read.text);
+        assert!(!bpf.text.contains("short by"), "{}", bpf.text);
         let blocking = verdict(
             &results,
             "vs BPF, filled payload, every byte read, blocking",
