@@ -160,8 +160,10 @@ pub fn verify(seq: u64, buf: &[u8]) -> bool {
     diff == 0 && tail == &expected.to_le_bytes()[..tail.len()]
 }
 
-/// [`verify`] for a `buf` that does not start on an 8-byte boundary.
-fn verify_unaligned(seq: u64, buf: &[u8]) -> bool {
+/// [`verify`] for a `buf` that does not start on an 8-byte boundary: the
+/// plain loop, which the compiler may vectorise. (Crate-visible for
+/// `docs/bench/pattern-cost.rs`, which includes this file and measures it.)
+pub(crate) fn verify_unaligned(seq: u64, buf: &[u8]) -> bool {
     let base = mix(seq);
     let mut chunks = buf.chunks_exact(8);
     let mut i = 0u64;
