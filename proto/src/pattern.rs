@@ -52,8 +52,8 @@ pub const fn word(seq: u64, i: u64) -> u64 {
 /// peer's buffer, so both pay the same for their fill), and the kernel is
 /// built with overflow checks, which turned a loop of `offset + 8 * i`
 /// into two branches per word. Under QEMU's TCG a branch ends a
-/// translated block, and in the reference VM the checked loop cost about
-/// three times as much per word as this one (`docs/bench/kernel.md`, "The
+/// translated block, and in the reference VM the checked loop cost 1.3 to
+/// 2.8 times as much per word as this one (`docs/bench/kernel.md`, "The
 /// consumer's pass and the producer's fill").
 ///
 /// # Examples
