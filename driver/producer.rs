@@ -280,9 +280,10 @@ impl<'a> Pacer<'a> {
 ///
 /// The payload is written as the ring's is (`write_pattern`): one `u64`
 /// store per word through the same `pattern::for_each_word`, into a buffer
-/// of words, so that filling it costs this path what it costs the ring's. (Filled through `pattern::fill`, byte
-/// slices of 8, it cost about ten times as much per byte in the reference
-/// VM, which charged the BPF peer for the benchmark's producer.)
+/// of words, so that filling it costs this path what it costs the ring's.
+/// (Filled through `pattern::fill`, byte slices of 8, it cost about ten
+/// times as much per byte in the reference VM, which charged the BPF peer
+/// for the benchmark's producer.)
 fn emit(ring: &Ring, config: &ProducerConfig) {
     let mut words = KVVec::new();
     if words

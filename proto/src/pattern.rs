@@ -122,10 +122,12 @@ pub fn fill(seq: u64, buf: &mut [u8]) {
 /// benchmark's blank-payload cells read every byte and keep only the
 /// first word's check) nor vectorised: in the reference VM, QEMU's TCG
 /// runs the SSE2 loop the compiler made of the plain one at about four
-/// times the cost per word of this one, while on hardware either reads a word a
-/// cycle or faster (`docs/bench/kernel.md`, "The consumer's pass and the
-/// producer's fill", has the measurement). Every consumer the benchmark
-/// compares calls this function, so each pays the same per byte. A `buf`
+/// times the cost per word of this one. Without emulation the SSE2 loop is
+/// about twice as fast as this one: the loop suits the emulated machine
+/// the reference numbers come from (`docs/bench/kernel.md`, "The
+/// consumer's pass and the producer's fill", has the measurements). Every
+/// consumer the benchmark compares calls this function, so each pays the
+/// same per byte. A `buf`
 /// that does not start on an 8-byte boundary is checked by a plain loop
 /// over copies of its words, which the compiler may vectorise; none of the
 /// benchmark's consumers takes that path.
