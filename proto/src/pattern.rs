@@ -53,7 +53,7 @@ pub const fn word(seq: u64, i: u64) -> u64 {
 /// built with overflow checks, which turned a loop of `offset + 8 * i`
 /// into two branches per word. Under QEMU's TCG a branch ends a
 /// translated block, and in the reference VM the checked loop cost 1.3 to
-/// 2.8 times as much per word as this one (`docs/bench/kernel.md`, "The
+/// 2.2 times as much per word as this one (`docs/bench/kernel.md`, "The
 /// consumer's pass and the producer's fill").
 ///
 /// # Examples
@@ -121,7 +121,7 @@ pub fn fill(seq: u64, buf: &mut [u8]) {
 /// the pass is neither left out where its result is not needed (the
 /// benchmark's blank-payload cells read every byte and keep only the
 /// first word's check) nor vectorised: in the reference VM, QEMU's TCG
-/// runs the SSE2 loop the compiler made of the plain one at about four
+/// runs the SSE2 loop the compiler made of the plain one at four to five
 /// times the cost per word of this one. Without emulation the SSE2 loop is
 /// about twice as fast as this one: the loop suits the emulated machine
 /// the reference numbers come from (`docs/bench/kernel.md`, "The
