@@ -203,7 +203,18 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             sleeps += 1;
             let before = region.stats()?;
             let slept = Instant::now();
-            let events = epoll_wait_one(epfd.as_raw_fd(), Duration::from_secs(2));
+            // The 2 s wait in slices, the producer's position and wake-ups
+            // sampled after each: a timeout then shows whether the producer
+            // published during the wait without waking (a lost wake-up) or
+            // published nothing until the end (a stall).
+            let mut samples = Vec::new();
+            let mut events = Ok(0);
+            while matches!(events, Ok(0)) && slept.elapsed() < Duration::from_secs(2) {
+                events = epoll_wait_one(epfd.as_raw_fd(), Duration::from_millis(200));
+                let s = region.stats()?;
+                samples.push((slept.elapsed().as_millis(), s.producer_pos, s.wakeups));
+            }
+            let page = region.consumer_page();
             let after = region.stats()?;
             consumer.disarm_wakeup();
             if matches!(events, Ok(0)) && consumer.backlog()? != 0 {
@@ -214,7 +225,8 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                 // or counting one that did not reach epoll.
                 println!(
                     "# epoll timed out after {:?}: records_produced {} -> {}, wakeups {} -> {}, \
-                     producer_pos {} -> {}, consumer_pos {}, sleeps {} -> {}",
+                     producer_pos {} -> {}, consumer_pos {}, sleeps {} -> {}, \
+                     need_wakeup {} (wake_token {}); (ms, producer_pos, wakeups) during the wait: {:?}",
                     slept.elapsed(),
                     before.records_produced,
                     after.records_produced,
@@ -224,7 +236,10 @@ fn epoll(env: &Env, report: &mut Report) -> anyhow::Result<()> {
                     after.producer_pos,
                     after.consumer_pos,
                     before.sleeps,
-                    after.sleeps
+                    after.sleeps,
+                    page.need_wakeup,
+                    page.wake_token,
+                    samples,
                 );
             }
         }
