@@ -259,13 +259,16 @@ void rmemring_raw_lock_init(struct rmemring_raw_irq *lock, const char *name,
 static DEFINE_PER_CPU(bool, rmemring_producing);
 
 /*
+ * Neither in NMI context nor inside a producer section on this CPU: the
+ * two checks before every producer lock, in one call.
+ *
  * this_cpu_read(), not raw_cpu_read(): a task that moved between finding
  * its CPU's flag and reading it could see another CPU's section and be
  * refused for nothing.
  */
-bool rmemring_cpu_producing(void)
+bool rmemring_may_produce(void)
 {
-	return this_cpu_read(rmemring_producing);
+	return !in_nmi() && !this_cpu_read(rmemring_producing);
 }
 
 void rmemring_raw_lock(struct rmemring_raw_irq *lock)
@@ -378,10 +381,13 @@ unsigned int rmemring_this_cpu(void)
 	return raw_smp_processor_id();
 }
 
-/* in_nmi() is a macro. */
-bool rmemring_in_nmi(void)
+/*
+ * The CPU this runs on, or UINT_MAX in NMI context (in_nmi() is a macro):
+ * a commit's two checks in one call.
+ */
+unsigned int rmemring_this_cpu_outside_nmi(void)
 {
-	return in_nmi();
+	return in_nmi() ? UINT_MAX : raw_smp_processor_id();
 }
 
 /*

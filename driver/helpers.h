@@ -45,7 +45,7 @@ void rmemring_raw_lock(struct rmemring_raw_irq *lock);
 bool rmemring_raw_trylock(struct rmemring_raw_irq *lock);
 void rmemring_raw_unlock(struct rmemring_raw_irq *lock);
 void rmemring_raw_assert_held(struct rmemring_raw_irq *lock);
-bool rmemring_cpu_producing(void);
+bool rmemring_may_produce(void);
 void rmemring_spin_lock_init(struct rmemring_spin_irq *lock, const char *name,
 			     struct lock_class_key *key);
 void rmemring_spin_lock(struct rmemring_spin_irq *lock);
@@ -53,7 +53,7 @@ bool rmemring_spin_trylock(struct rmemring_spin_irq *lock);
 void rmemring_spin_unlock(struct rmemring_spin_irq *lock);
 void rmemring_spin_assert_held(struct rmemring_spin_irq *lock);
 void rmemring_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *));
-bool rmemring_in_nmi(void);
+unsigned int rmemring_this_cpu_outside_nmi(void);
 void rmemring_report_misuse(const char *what);
 unsigned int rmemring_this_cpu(void);
 void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload);

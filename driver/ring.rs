@@ -121,9 +121,19 @@ pub(crate) struct ProducerState {
     /// The ring was written back for a reboot under way: `paused` for good.
     frozen: bool,
     /// The reservation a client holds between `rmemring_reserve` and
-    /// `rmemring_commit`/`rmemring_discard` (see [`Producing::hold`]), and
-    /// its tag.
-    held: Option<(Slot, u16)>,
+    /// `rmemring_commit`/`rmemring_discard` (see [`Producing::hold`]).
+    held: Option<Held>,
+}
+
+/// A reservation of the C API, open from `rmemring_reserve` to
+/// `rmemring_commit` or `rmemring_discard`.
+struct Held {
+    slot: Slot,
+    tag: u16,
+    /// The payload's address as `rmemring_reserve` returned it: the
+    /// commit's pointer is checked against it (an address, not a pointer,
+    /// so that the state stays `Send`).
+    payload: usize,
 }
 
 impl ProducerState {
@@ -747,6 +757,7 @@ impl Ring {
     /// [`Self::producing`] for a client of the in-kernel API: a refusal
     /// is counted in `records_refused` (the producer thread's retries
     /// while the device goes are not records).
+    #[inline]
     fn producing_for_client(&self) -> Result<Producing<'_>, WriteError> {
         self.lock_producer(true)
     }
@@ -756,6 +767,7 @@ impl Ring {
     /// made during a reset is zeroed with the reset's other counters (the
     /// reset zeroes them under the lock as it ends) rather than landing in
     /// the fresh ring's.
+    #[inline]
     fn lock_producer(&self, count: bool) -> Result<Producing<'_>, WriteError> {
         let refuse = |error| {
             if count {
@@ -763,10 +775,7 @@ impl Ring {
             }
             Err(error)
         };
-        if sys::in_nmi() {
-            // The lock may be held by the code the NMI interrupted.
-            return refuse(WriteError::Refused);
-        }
+        // NMI: the lock may be held by the code the NMI interrupted.
         // Re-entry: a producer that runs inside another's critical section
         // on the same CPU (a probe on a tracepoint the holder fires, the
         // lock's own lockdep and contention tracepoints included) would
@@ -774,7 +783,7 @@ impl Ring {
         // The flag covers the whole section, the lock's taking and letting
         // go included, which `owner` (set once the lock is held, cleared
         // before it goes) does not.
-        if sys::cpu_producing() {
+        if !sys::may_produce() {
             return refuse(WriteError::Refused);
         }
         let guard = self.producer.lock();
@@ -815,7 +824,7 @@ impl Ring {
         let mut producing = self.producing_for_client()?;
         let slot = producing.reserve_or_drop(len)?;
         let payload = producing.core().payload_ptr(&slot);
-        producing.hold(slot, tag);
+        producing.hold(slot, tag, payload);
         Ok(payload)
     }
 
@@ -840,11 +849,11 @@ impl Ring {
         // An NMI that interrupted this CPU's reservation: what it would
         // commit is the interrupted code's, half filled, and the lock's
         // saved interrupt state is that code's too.
-        if sys::in_nmi() {
+        let Some(cpu) = sys::this_cpu_outside_nmi() else {
             self.records_refused.fetch_add(1, Ordering::Relaxed);
             return;
-        }
-        if self.owner.load(Ordering::Relaxed) != sys::this_cpu() {
+        };
+        if self.owner.load(Ordering::Relaxed) != cpu {
             sys::report_misuse(c"commit or discard on a CPU that holds no reservation");
             return;
         }
@@ -864,10 +873,8 @@ impl Ring {
         // failed reserve's pointer, or from a context nested in the one
         // that reserved): not ours to let go of.
         let held = producing.state().held.take();
-        let (slot, tag) = match held {
-            Some((slot, tag)) if core::ptr::eq(producing.core().payload_ptr(&slot), payload) => {
-                (slot, tag)
-            }
+        let Held { slot, tag, .. } = match held {
+            Some(held) if held.payload == payload as usize => held,
             other => {
                 producing.state().held = other;
                 core::mem::forget(producing);
@@ -1007,12 +1014,14 @@ pub(crate) struct Producing<'a> {
 
 impl Producing<'_> {
     /// The locked state.
+    #[inline]
     fn state(&mut self) -> &mut ProducerState {
         &mut self.guard
     }
 
     /// The index logic, for what needs no lock-specific care (the next
     /// sequence number, writing a payload into a reserved slot).
+    #[inline]
     pub(crate) fn core(&self) -> &ProducerCore {
         &self.guard.core
     }
@@ -1028,6 +1037,7 @@ impl Producing<'_> {
     }
 
     /// Reserves room, or counts the record as dropped if the ring is full.
+    #[inline]
     fn reserve_or_drop(&mut self, len: u32) -> Result<Slot, WriteError> {
         let core = &mut self.state().core;
         match core.reserve(len) {
@@ -1042,6 +1052,7 @@ impl Producing<'_> {
 
     /// Commits `slot` with `tag`, stamped now: timestamps taken under the
     /// lock never go backwards in ring order, whichever CPUs produce.
+    #[inline]
     pub(crate) fn commit(&mut self, slot: Slot, tag: u16) {
         let now = sys::monotonic_ns();
         self.state().core.commit(slot, tag, now);
@@ -1057,13 +1068,18 @@ impl Producing<'_> {
 
     /// Keeps the lock held past this value's end, for the C API's
     /// reserve/commit pair; [`Ring::finish_held`] takes it back.
-    fn hold(mut self, slot: Slot, tag: u16) {
-        self.state().held = Some((slot, tag));
+    fn hold(mut self, slot: Slot, tag: u16, payload: *mut u8) {
+        self.state().held = Some(Held {
+            slot,
+            tag,
+            payload: payload as usize,
+        });
         core::mem::forget(self);
     }
 }
 
 impl Drop for Producing<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: `guard` is taken here only, once, and not used after.
         let mut guard = unsafe { ManuallyDrop::take(&mut self.guard) };

@@ -83,8 +83,8 @@ mod c {
             work: *mut c_void,
             func: unsafe extern "C" fn(*mut c_void),
         );
-        pub(super) fn rmemring_in_nmi() -> bool;
-        pub(super) fn rmemring_cpu_producing() -> bool;
+        pub(super) fn rmemring_this_cpu_outside_nmi() -> kernel::ffi::c_uint;
+        pub(super) fn rmemring_may_produce() -> bool;
         pub(super) fn rmemring_report_misuse(what: *const kernel::ffi::c_char);
         pub(super) fn rmemring_this_cpu() -> kernel::ffi::c_uint;
         pub(super) fn rmemring_boot_id(id: *mut u64) -> c_int;
@@ -841,7 +841,7 @@ pub(crate) struct SpinIrqState {
 
 /// The backend of [`RawSpinLockIrq`]: `raw_spin_lock_irqsave`, with this
 /// CPU marked as producing from before the lock is taken until after it
-/// is let go of (see [`cpu_producing`]).
+/// is let go of (see [`may_produce`]).
 pub(crate) struct RawSpinLockIrqBackend;
 
 /// A raw spinlock held with interrupts off: usable in any context but NMI,
@@ -886,9 +886,14 @@ unsafe impl kernel::sync::lock::Backend for RawSpinLockIrqBackend {
         unsafe { c::rmemring_raw_unlock(ptr) }
     }
 
+    #[inline]
     unsafe fn assert_is_held(ptr: *mut Self::State) {
-        // SAFETY: The caller initialised the lock.
-        unsafe { c::rmemring_raw_assert_held(ptr) }
+        // `lockdep_assert_held` checks nothing without lockdep: no call
+        // then (a producer's lock and commit each come through here).
+        if cfg!(CONFIG_LOCKDEP) {
+            // SAFETY: The caller initialised the lock.
+            unsafe { c::rmemring_raw_assert_held(ptr) }
+        }
     }
 }
 
@@ -930,9 +935,13 @@ unsafe impl kernel::sync::lock::Backend for SpinLockIrqBackend {
         unsafe { c::rmemring_spin_unlock(ptr) }
     }
 
+    #[inline]
     unsafe fn assert_is_held(ptr: *mut Self::State) {
-        // SAFETY: The caller initialised the lock.
-        unsafe { c::rmemring_spin_assert_held(ptr) }
+        // As for `RawSpinLockIrqBackend`.
+        if cfg!(CONFIG_LOCKDEP) {
+            // SAFETY: The caller initialised the lock.
+            unsafe { c::rmemring_spin_assert_held(ptr) }
+        }
     }
 }
 
@@ -970,23 +979,30 @@ pub(crate) fn this_cpu() -> u32 {
     unsafe { c::rmemring_this_cpu() }
 }
 
-/// Whether the current CPU runs an NMI handler, where no lock may be
-/// taken.
+/// [`this_cpu`], or `None` if the current CPU runs an NMI handler, where
+/// no lock may be taken or let go of: one call for a commit's two checks.
 #[inline]
-pub(crate) fn in_nmi() -> bool {
-    // SAFETY: `in_nmi` reads the preempt count; no preconditions.
-    unsafe { c::rmemring_in_nmi() }
+pub(crate) fn this_cpu_outside_nmi() -> Option<u32> {
+    // SAFETY: Reads the preempt count and the CPU number; no
+    // preconditions.
+    let cpu = unsafe { c::rmemring_this_cpu_outside_nmi() };
+    (cpu != u32::MAX).then_some(cpu)
 }
 
-/// Whether this CPU is inside a producer lock's critical section, from
-/// before the lock is taken until after it is let go of (see
-/// `rmemring_raw_lock` in helpers.c). Exact when it matters: code that
-/// finds it set runs on that CPU inside the section (it cannot have
-/// migrated there, interrupts being off), so it is nested in it.
+/// Whether a producer may take a producer lock here, in one call for the
+/// two checks every write makes: not in NMI context, where no lock may be
+/// taken (the lock may be held by the code the NMI interrupted), and
+/// this CPU not inside a producer lock's critical section, which lasts
+/// from before the lock is taken until after it is let go of (see
+/// `rmemring_raw_lock` in helpers.c). The second is exact when it
+/// matters: code that finds this CPU's flag set runs on that CPU inside
+/// the section (it cannot have migrated there, interrupts being off), so
+/// it is nested in it.
 #[inline]
-pub(crate) fn cpu_producing() -> bool {
-    // SAFETY: Reads this CPU's flag; no preconditions.
-    unsafe { c::rmemring_cpu_producing() }
+pub(crate) fn may_produce() -> bool {
+    // SAFETY: Reads the preempt count and this CPU's flag; no
+    // preconditions.
+    unsafe { c::rmemring_may_produce() }
 }
 
 /// Reports a client's misuse of the in-kernel API in the kernel log, from
