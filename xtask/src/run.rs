@@ -28,7 +28,8 @@ use crate::vm::{
 /// writes every context switch of the guest into the ring for about three
 /// seconds through the in-kernel API; `rmemring cat` shows a few, decoded,
 /// then reads the rest for three seconds, and the tracer's own counts give
-/// the rate (an idle guest switches a few hundred times a second, so the
+/// the rate and must add up (calls = written + dropped + refused + gone,
+/// none failed, or the command fails) (an idle guest switches a few hundred times a second, so the
 /// read is bounded by time, not by a count). `cargo xtask test` runs the
 /// same command (suite `demo`), so it cannot rot.
 pub const COMMAND: &str = concat!(
@@ -38,14 +39,18 @@ pub const COMMAND: &str = concat!(
     " (examples/kernel/sched_switch) through the in-kernel API:'",
     " && t0=$(cut -d' ' -f1 /proc/uptime)",
     " && insmod /lib/modules/rmemring_sched_switch.ko",
-    " && rmemring cat --format hex --skip --count 4",
+    " && rmemring cat --format jsonl --skip --count 4",
     " && timeout -s INT 3 rmemring cat --format raw --skip >/dev/null",
     " && rmmod rmemring_sched_switch",
     " && t1=$(cut -d' ' -f1 /proc/uptime)",
     " && dmesg | grep -o 'calls=.*' | tail -n 1 | tr '=' ' ' | awk -v s=\"$t1 - $t0\"",
-    " '{ split(s, t, \" - \"); d = t[1] - t[2];",
+    " '{ split(s, t, \" - \"); d = t[1] - t[2]; n++;",
     " printf \"# %d context switches in %.1f s (%d per second): %d written, %d dropped, %d refused\\n\",",
-    " $2, d, $2 / d, $4, $6, $8 }'",
+    " $2, d, $2 / d, $4, $6, $8;",
+    // The tracer's own account must close: every probe call written,
+    // dropped, refused or gone, none failed, and some calls at all.
+    " if ($2 == 0 || $2 != $4 + $6 + $8 + $10 || $12 != 0) { print \"# the tracer's counts do not add up\"; bad = 1 } }",
+    " END { exit (n != 1 || bad) }'",
 );
 
 /// Boot, streaming and shutdown under TCG take well under this.
