@@ -49,7 +49,7 @@ pub const COMMAND: &str = concat!(
     " $2, d, $2 / d, $4, $6, $8;",
     // The tracer's own account must close: every probe call written,
     // dropped, refused or gone, none failed, and some calls at all.
-    " if ($2 == 0 || $2 != $4 + $6 + $8 + $10 || $12 != 0) { print \"# the tracer's counts do not add up\"; bad = 1 } }",
+    " if ($2 == 0 || $2 != $4 + $6 + $8 + $10 || $12 != 0) { print \"# the tracer counts do not add up\"; bad = 1 } }",
     " END { exit (n != 1 || bad) }'",
 );
 
