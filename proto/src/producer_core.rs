@@ -198,21 +198,31 @@ pub struct ProducerStats {
 ///   `consumer + data_size` (drop-new mode).
 /// - In overwrite mode, `head - oldest <= data_size` and `oldest` is the
 ///   position of a record header (or equals `head`).
-/// - `room` bytes from `head` on are free and lie before the end of the
+/// - The room, `room_end - head` bytes from `head` on (0
+///   if `head` passed `room_end`), are free and lie before the end of the
 ///   data area: `room <= data_size - offset(head)`, and `room <=
 ///   consumer + data_size - head` (drop-new) or `room <= oldest +
 ///   data_size - head` (overwrite).
+/// - `fast_end - head` (0 if `head` passed `fast_end`) is at most the room
+///   and at most what the batch bound leaves,
+///   `batch_limit - (head - published)`.
 #[doc(hidden)]
 pub struct ProducerCore {
     view: RingView,
     overflow: Overflow,
     max_payload: u32,
     head: u64,
-    /// What [`Self::reserve`] may hand out without a pad record, a look at
-    /// the consumer page or retiring records: a cache of the nearer of the
-    /// end of the data area and the end of the free space, kept by every
-    /// path that moves `head`, `consumer` or `oldest`.
-    room: u64,
+    /// Where what [`Self::reserve`] may hand out without a pad record, a
+    /// look at the consumer page or retiring records ends: a cache of the
+    /// nearer of the end of the data area and the end of the free space,
+    /// kept by every path that moves `consumer` or `oldest` or pads. A
+    /// position, so that a commit, which moves only `head`, leaves it as it
+    /// is: one store fewer per record than a count of bytes left.
+    room_end: u64,
+    /// Where [`Self::reserve_in_batch`] stops: the nearer of `room_end` and
+    /// the batch bound, `published + batch_limit`; kept with `room_end` and
+    /// at every publication, so that the fast path is one comparison.
+    fast_end: u64,
     published: u64,
     /// [`batch_bytes`] of the data area, computed once.
     batch_limit: u64,
@@ -255,7 +265,8 @@ impl ProducerCore {
             max_payload,
             head,
             // Set by `refresh_consumer` below.
-            room: 0,
+            room_end: head,
+            fast_end: head,
             published: head,
             batch_limit: batch_bytes(view.data_size()),
             // Validated below; until then assume nothing has been released.
@@ -341,7 +352,7 @@ impl ProducerCore {
         // record that fits it needs no pad; one that does not may, of at
         // most one stride.
         let stride = record_stride(len);
-        let need = if stride <= self.room {
+        let need = if stride <= self.room() {
             stride
         } else {
             2 * stride
@@ -352,7 +363,7 @@ impl ProducerCore {
     /// [`Self::publish_due`] and [`Self::reserve`] in one for the common
     /// case, a record that fits the room left without a pad, a look at the
     /// consumer page, retiring records or a publication first: its slot, in
-    /// three comparisons. `None` says nothing about the record; the caller
+    /// two comparisons. `None` says nothing about the record; the caller
     /// then takes the full path (`publish_due`, then `reserve`), which
     /// decides exactly as before.
     ///
@@ -378,12 +389,13 @@ impl ProducerCore {
     /// ```
     #[inline]
     pub fn reserve_in_batch(&mut self, len: u32) -> Option<Slot> {
-        // `len` is a `u32` and `unpublished` at most a data area, so
-        // nothing here can overflow.
+        // `len` is a `u32`, so the stride cannot overflow. `fast_end -
+        // head` is at most a data area, or, should `head` have passed
+        // `fast_end`, more than any data area, and so is what the stride
+        // leaves of it: one comparison tells both the record fits.
         let stride = record_stride(len);
-        let fits = len <= self.max_payload
-            && stride <= self.room
-            && self.unpublished() + stride <= self.batch_limit;
+        let left = self.fast_end.wrapping_sub(self.head).wrapping_sub(stride);
+        let fits = len <= self.max_payload && left <= self.view.data_size();
         // Then `publish_due(len)` is false (the record needs no pad, and
         // the batch stays within its bound) and `reserve(len)` takes its
         // fast path, which hands out this very slot.
@@ -435,7 +447,31 @@ impl ProducerCore {
         self.view.data_size() - self.head.wrapping_sub(self.consumer)
     }
 
-    /// Recomputes [`Self::room`] after `head`, `consumer` or `oldest` moved.
+    /// Bytes from `head` on that [`Self::reserve`] may hand out without a
+    /// pad record, a look at the consumer page or retiring records.
+    #[inline]
+    fn room(&self) -> u64 {
+        let room = self.room_end.wrapping_sub(self.head);
+        // A commit of a slot of another ring may have moved `head` past
+        // `room_end`: no room then, until the next `reserve` recomputes it.
+        if room > self.view.data_size() {
+            0
+        } else {
+            room
+        }
+    }
+
+    /// Recomputes [`Self::fast_end`] after `room_end` or `published` moved.
+    #[inline]
+    fn update_fast_end(&mut self) {
+        let batch_left = self.batch_limit.saturating_sub(self.unpublished());
+        self.fast_end = self
+            .head
+            .wrapping_add(core::cmp::min(self.room(), batch_left));
+    }
+
+    /// Recomputes [`Self::room_end`] (and [`Self::fast_end`]) after
+    /// `head`, `consumer` or `oldest` moved.
     fn update_room(&mut self) {
         let size = self.view.data_size();
         let to_end = size - self.view.offset(self.head);
@@ -448,7 +484,8 @@ impl ProducerCore {
         // so that no arithmetic here can overflow), and no further than the
         // end of the data area.
         let free = size.saturating_sub(self.head.wrapping_sub(released));
-        self.room = core::cmp::min(to_end, free);
+        self.room_end = self.head.wrapping_add(core::cmp::min(to_end, free));
+        self.update_fast_end();
     }
 
     /// Reserves room for a record of `len` payload bytes.
@@ -465,7 +502,7 @@ impl ProducerCore {
         // room needs no pad, no look at the consumer page and no retiring.
         // `len` is a `u32`, so the stride cannot overflow.
         let stride = record_stride(len);
-        if len <= self.max_payload && stride <= self.room {
+        if len <= self.max_payload && stride <= self.room() {
             return Ok(Slot {
                 offset: self.view.offset(self.head),
                 len,
@@ -588,13 +625,19 @@ impl ProducerCore {
         // SAFETY: `reserve` handed out `slot.offset` with a whole stride of
         // free bytes behind it, so the header fits inside the data area.
         unsafe { self.view.write_header(slot.offset, &header) };
-        let stride = record_stride(slot.len);
-        self.head = self.head.wrapping_add(stride);
+        self.advance(&slot);
+    }
+
+    /// Moves the producer's position past `slot`, whose header and payload
+    /// are written: the record is part of the next publication.
+    #[inline]
+    fn advance(&mut self, slot: &Slot) {
         // INVARIANT: `reserve` handed the slot out of the room, so this only
-        // shrinks it; saturating keeps a slot that did not come from
-        // `reserve` from growing it, and leaves the next `reserve` to
-        // recompute it.
-        self.room = self.room.saturating_sub(stride);
+        // shrinks the room (and what `fast_end` leaves), without a store to
+        // either; a slot that did not come from `reserve` may move `head`
+        // past them, which leaves no room until the next `reserve`
+        // recomputes it.
+        self.head = self.head.wrapping_add(record_stride(slot.len));
         // `stats.records` is `seq - stats.dropped`, computed when read.
         self.seq = self.seq.wrapping_add(1);
         self.stats.bytes = self.stats.bytes.wrapping_add(u64::from(slot.len));
@@ -627,7 +670,7 @@ impl ProducerCore {
         let stride = record_stride(len);
         // `reserve` left at least the first record's stride in the room, so
         // `fit` is at least 1.
-        let fit = self.room / stride;
+        let fit = self.room() / stride;
         // The batch bound: the unpublished bytes plus the run's; the first
         // record alone may exceed it (`publish_due` let it go).
         let budget = self.batch_limit.saturating_sub(self.unpublished()) / stride;
@@ -666,9 +709,8 @@ impl ProducerCore {
             offset += stride;
         }
         let bytes = stride * u64::from(n);
+        // INVARIANT: as in `advance`.
         self.head = self.head.wrapping_add(bytes);
-        // INVARIANT: as in `commit`.
-        self.room = self.room.saturating_sub(bytes);
         self.seq = self.seq.wrapping_add(u64::from(n));
         self.stats.bytes = self
             .stats
@@ -733,6 +775,7 @@ impl ProducerCore {
             trace!(super::trace::Event::ProducerPosStore(self.head));
             self.view.producer_pos().store(self.head, Ordering::Release);
             self.published = self.head;
+            self.update_fast_end();
         }
         self.flush_stats();
     }
