@@ -6,7 +6,8 @@
 //! ```text
 //! cargo bench -p rmemring --bench host -- [--quick] [--one-core] [--json] [--no-pin] [--no-nice]
 //!                                         [--reps N] [--ring BYTES] [--batch BYTES]...
-//!                                         [--size BYTES]... [PEER]...
+//!                                         [--size BYTES]... [--rings BYTES]... [--no-rings]
+//!                                         [PEER]...
 //! ```
 //!
 //! Every peer ([`peers::PEERS`]) runs the same workload for each payload
@@ -24,6 +25,13 @@
 //! - the clock starts when the consumer has seen `warm` records (two laps
 //!   of the ring, so page faults and cold caches are behind it) and stops
 //!   at the last one.
+//!
+//! Then the 64 B cell of the like-for-like and fixed-size peers again
+//! with rings of 1, 4, 16 and 64 MiB (`--rings`; skipped with `--no-rings`,
+//! and unless asked for when `--size` or `--mixed` chooses the
+//! workloads), at the middle batch size, 16 KiB
+//! ([`ring_sweep`]): whether the ratios hold once the ring no longer fits
+//! a core's cache.
 //!
 //! Each measurement is repeated (7 rounds, 5 with `--quick`), every
 //! variant once per round in a rotating order; the report shows each
@@ -77,6 +85,17 @@ use workload::{
 /// batching peers are measured with (`--batch` chooses others).
 const BATCHES: [usize; 3] = [4 << 10, 16 << 10, 64 << 10];
 
+/// The rings of the ring-size table (`--rings` chooses others).
+const SWEEP_RINGS: [usize; 4] = [1 << 20, 4 << 20, 16 << 20, 64 << 20];
+
+/// The payload size, batch and peers of the ring-size table: the 64 B
+/// cell of the like-for-like target (`rmemring`, `rmemring-many` against
+/// `rtrb-bytes`) and of the fixed-size one (`rtrb-typed`), at the middle
+/// batch size.
+const SWEEP_SIZE: usize = 64;
+const SWEEP_BATCH: usize = 16 << 10;
+const SWEEP_PEERS: [&str; 4] = ["rmemring", "rmemring-many", "rtrb-bytes", "rtrb-typed"];
+
 /// How often the peers without batches read the clock for their records'
 /// timestamps: once per this many payload bytes, as the batching peers do
 /// with their middle batch size.
@@ -94,6 +113,8 @@ pub struct Config {
     ring_bytes: usize,
     /// The workloads: the payload sizes, then the mixed one.
     shapes: Vec<Shape>,
+    /// The rings of the ring-size table (empty: no table).
+    rings: Vec<usize>,
     peers: Vec<&'static Peer>,
     batches: Vec<usize>,
 }
@@ -112,11 +133,12 @@ impl Config {
             reps: 0,
             ring_bytes: RING_BYTES,
             shapes: Vec::new(),
+            rings: Vec::new(),
             peers: Vec::new(),
             batches: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
-        let (mut sizes, mut mixed) = (Vec::new(), false);
+        let (mut sizes, mut mixed, mut no_rings) = (Vec::new(), false, false);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| -> Result<usize, String> {
                 let value = args.next().ok_or(format!("{name} needs a value"))?;
@@ -136,11 +158,14 @@ impl Config {
                 "--mixed" => mixed = true,
                 "--batch" => config.batches.push(value("--batch")?),
                 "--ring" => config.ring_bytes = value("--ring")?,
+                "--rings" => config.rings.push(value("--rings")?),
+                "--no-rings" => no_rings = true,
                 "--reps" => config.reps = value("--reps")?,
                 "-h" | "--help" => {
                     return Err(format!(
                         "usage: host [--quick] [--one-core] [--json] [--no-pin] [--no-nice] [--reps N] \
-                         [--ring BYTES] [--batch BYTES]... [--size BYTES]... [--mixed] [{}]...",
+                         [--ring BYTES] [--batch BYTES]... [--size BYTES]... [--mixed] \
+                         [--rings BYTES]... [--no-rings] [{}]...",
                         PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join("|")
                     ))
                 }
@@ -151,9 +176,14 @@ impl Config {
             }
         }
         let ring = config.ring_bytes;
-        if !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring) {
+        let bad_ring =
+            |ring: usize| !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring);
+        if let Some(ring) = std::iter::once(ring)
+            .chain(config.rings.iter().copied())
+            .find(|&r| bad_ring(r))
+        {
             return Err(format!(
-                "--ring {ring}: need a power of two from 65536 to 2^30"
+                "--ring/--rings {ring}: need a power of two from 65536 to 2^30"
             ));
         }
         if let Some(size) = sizes.iter().find(|&&s| s < 8 || s % 8 != 0 || s > ring / 8) {
@@ -170,9 +200,16 @@ impl Config {
         if config.reps == 0 {
             config.reps = if config.quick { 5 } else { 7 };
         }
-        // Neither `--size` nor `--mixed`: every size, then the mixed one.
+        // Neither `--size` nor `--mixed`: every size, then the mixed one,
+        // then the ring-size table.
         if sizes.is_empty() && !mixed {
             (sizes, mixed) = (SIZES.to_vec(), true);
+            if config.rings.is_empty() {
+                config.rings = SWEEP_RINGS.to_vec();
+            }
+        }
+        if no_rings {
+            config.rings.clear();
         }
         config.shapes = sizes
             .into_iter()
@@ -232,6 +269,42 @@ fn measure(config: &Config, w: &Workload) -> Vec<Summary> {
     }
     variants.retain(|s| s.runs.len() == config.reps);
     variants
+}
+
+/// The ring-size table: the 64 B cell of [`SWEEP_PEERS`] (those of them
+/// the command line chose) in each of `config.rings`, at batches of
+/// [`SWEEP_BATCH`], as many rounds as the main table; its rows, JSON lines
+/// and target lines.
+fn ring_sweep(config: &Config) -> (String, Vec<String>, String) {
+    let peers: Vec<&'static Peer> = config
+        .peers
+        .iter()
+        .copied()
+        .filter(|p| SWEEP_PEERS.contains(&p.name))
+        .collect();
+    let sweep = Config {
+        peers,
+        batches: vec![SWEEP_BATCH],
+        shapes: Vec::new(),
+        rings: Vec::new(),
+        ..*config
+    };
+    let shape = Shape {
+        size: SWEEP_SIZE,
+        mixed: false,
+    };
+    let (mut rows, mut json, mut targets) = (String::new(), Vec::new(), String::new());
+    for &ring in &config.rings {
+        let w = Workload::new(shape, ring, config.quick);
+        let cell = measure(&sweep, &w);
+        let ring_label = human_size(ring);
+        for row in report::table_rows(&cell).lines() {
+            rows.push_str(&format!("| {ring_label} {row}\n"));
+        }
+        json.extend(cell.iter().map(|s| report::json_line(s, ring, true)));
+        targets.push_str(&report::ring_targets(&cell, &ring_label));
+    }
+    (rows, json, targets)
 }
 
 /// `--one-core`: each side's cost alone, once per peer and size at the
@@ -324,10 +397,25 @@ fn main() {
         say(&report::table_rows(&cell));
         if config.json {
             for s in &cell {
-                println!("{}", report::json_line(s, config.ring_bytes));
+                println!("{}", report::json_line(s, config.ring_bytes, false));
             }
         }
         all.extend(cell);
+    }
+    if !config.rings.is_empty() {
+        let (rows, json, targets) = ring_sweep(&config);
+        say(&format!(
+            "\nring sizes: the {} cell at batches of {}, the same rounds as above\n\n{}\n{rows}\n\
+             targets by ring size (median of the rounds' ratios, their range):\n{targets}",
+            human_size(SWEEP_SIZE),
+            human_size(SWEEP_BATCH),
+            report::RING_TABLE_HEAD
+        ));
+        if config.json {
+            for line in json {
+                println!("{line}");
+            }
+        }
     }
     say(&format!(
         "\n{}\n{}\nrecords per cell: {} timed after a warm-up of two ring laps (a quarter of \

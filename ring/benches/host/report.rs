@@ -20,7 +20,9 @@ use crate::workload::{
 use crate::Config;
 
 pub fn human_size(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
+    if size >= 1 << 20 && size % (1 << 20) == 0 {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1024 && size % 1024 == 0 {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
@@ -116,6 +118,11 @@ pub const TABLE_HEAD: &str = "\
 | size | peer | batch | ring B/record | records/s | GB/s | spread | rmemring/peer (rounds' range) | producer ns/record, 1 core | consumer ns/record, 1 core |\n\
 |-----:|------|------:|-----:|----------:|-----:|-------:|------:|-----:|-----:|";
 
+/// The head of the ring-size table: the main table's, a ring column first.
+pub const RING_TABLE_HEAD: &str = "\
+| ring | size | peer | batch | ring B/record | records/s | GB/s | spread | rmemring/peer (rounds' range) | producer ns/record, 1 core | consumer ns/record, 1 core |\n\
+|-----:|-----:|------|------:|-----:|----------:|-----:|-------:|------:|-----:|-----:|";
+
 /// The ratio column: the median of the rounds' ratios and their range,
 /// with `?` where the rounds disagree on which peer is faster.
 fn ratio_cell(r: &Ratio) -> String {
@@ -183,9 +190,11 @@ pub fn legend() -> String {
 
 /// One measurement as a JSON object: the issue's five keys first, in the
 /// issue's order, then the extras (`serde_json`'s maps would sort the keys).
-pub fn json_line(s: &Summary, ring_bytes: usize) -> String {
+///
+/// `ring_sweep` says whether the line is one of the ring-size table's.
+pub fn json_line(s: &Summary, ring_bytes: usize, ring_sweep: bool) -> String {
     let sides = s.sides();
-    let fields: [(&str, serde_json::Value); 15] = [
+    let fields: [(&str, serde_json::Value); 16] = [
         ("bench", "host".into()),
         ("impl", s.peer.name.into()),
         ("size", s.size.into()),
@@ -201,6 +210,7 @@ pub fn json_line(s: &Summary, ring_bytes: usize) -> String {
         ("ring_bytes_per_record", s.ring_bytes().into()),
         ("producer_ns_one_core", sides.map(|s| s.0).into()),
         ("consumer_ns_one_core", sides.map(|s| s.1).into()),
+        ("ring_sweep", ring_sweep.into()),
     ];
     let body: Vec<String> = fields
         .iter()
@@ -211,6 +221,70 @@ pub fn json_line(s: &Summary, ring_bytes: usize) -> String {
 
 /// The issue's targets, as lines saying met, missed (and by how much) or
 /// not resolved.
+/// One target's line: met, missed (and by how much) or not resolved.
+fn verdict_line(out: &mut String, what: &str, r: Ratio, bar: f64, unit: &dyn Fn(f64) -> String) {
+    let verdict = if r.median >= bar {
+        "met".to_owned()
+    } else {
+        format!("MISSED by {:.2}x", bar / r.median)
+    };
+    let resolved = if r.resolves(bar) {
+        String::new()
+    } else {
+        format!(
+            "; not resolved: the rounds range from {} to {}",
+            unit(r.min),
+            unit(r.max)
+        )
+    };
+    let _ = writeln!(
+        out,
+        "  {what:<52} {:<10} {verdict}{resolved}",
+        unit(r.median)
+    );
+}
+
+fn times(r: f64) -> String {
+    format!("{r:.2}x")
+}
+
+/// The 64 B targets against the `rtrb` peers: rmemring with one
+/// reservation per record (any sizes), and with fixed-size records
+/// reserved many at a time (`reserve_many`), each line saying which.
+const PAIRS: [(&str, &str, f64, &str); 4] = [
+    ("rmemring", "rtrb-bytes", 1.2, "like-for-like, same header"),
+    (
+        "rmemring-many",
+        "rtrb-bytes",
+        1.2,
+        "same, fixed size, reserve_many",
+    ),
+    (
+        "rmemring",
+        "rtrb-typed",
+        0.5,
+        "fixed-size records, within 2x",
+    ),
+    ("rmemring-many", "rtrb-typed", 0.5, "same, reserve_many"),
+];
+
+/// The 64 B targets against the `rtrb` peers in one ring of the ring-size
+/// table (`cell`, labelled `ring`).
+pub fn ring_targets(cell: &[Summary], ring: &str) -> String {
+    let get = |name: &str| cell.iter().find(|s| s.peer.name == name);
+    let mut out = String::new();
+    for (ours, peer, bar, why) in PAIRS {
+        if let Some(r) = get(ours)
+            .zip(get(peer))
+            .and_then(|(ours, p)| Ratio::of(ours, p))
+        {
+            let what = format!("{ring}: {ours} / {peer} >= {bar}x ({why})");
+            verdict_line(&mut out, &what, r, bar, &times);
+        }
+    }
+    out
+}
+
 pub fn targets(all: &[Summary]) -> String {
     let get = |name: &str, size: usize| {
         let shape = Shape { size, mixed: false };
@@ -218,48 +292,12 @@ pub fn targets(all: &[Summary]) -> String {
     };
     let mut out = String::from("targets (median of the rounds' ratios, their range):\n");
     let mut line = |what: String, r: Ratio, bar: f64, unit: &dyn Fn(f64) -> String| {
-        let verdict = if r.median >= bar {
-            "met".to_owned()
-        } else {
-            format!("MISSED by {:.2}x", bar / r.median)
-        };
-        let resolved = if r.resolves(bar) {
-            String::new()
-        } else {
-            format!(
-                "; not resolved: the rounds range from {} to {}",
-                unit(r.min),
-                unit(r.max)
-            )
-        };
-        let _ = writeln!(
-            out,
-            "  {what:<52} {:<10} {verdict}{resolved}",
-            unit(r.median)
-        );
+        verdict_line(&mut out, &what, r, bar, unit);
     };
-    let times = |r: f64| format!("{r:.2}x");
     let percent = |r: f64| format!("{:.0}%", r * 100.0);
-    // rmemring with one reservation per record (any sizes), and with
-    // fixed-size records reserved many at a time (`reserve_many`): each
-    // target is judged on both, each line saying which.
-    let pairs = [
-        ("rmemring", "rtrb-bytes", 1.2, "like-for-like, same header"),
-        (
-            "rmemring-many",
-            "rtrb-bytes",
-            1.2,
-            "same, fixed size, reserve_many",
-        ),
-        (
-            "rmemring",
-            "rtrb-typed",
-            0.5,
-            "fixed-size records, within 2x",
-        ),
-        ("rmemring-many", "rtrb-typed", 0.5, "same, reserve_many"),
-        ("rmemring", "crossbeam", 3.0, "popped by value"),
-    ];
+    let pairs = PAIRS
+        .into_iter()
+        .chain([("rmemring", "crossbeam", 3.0, "popped by value")]);
     for (ours, peer, bar, why) in pairs {
         if let Some(r) = get(ours, 64)
             .zip(get(peer, 64))
