@@ -245,7 +245,8 @@ static int wait_for_records(struct ring *r, int timeout_ms)
 	release(r);
 	r->token = r->token + 1 ? r->token + 1 : 1;	/* fresh, never 0 */
 	__atomic_store_n(&r->cons->wake_token, r->token, __ATOMIC_RELAXED);
-	__atomic_store_n(&r->cons->need_wakeup, r->token, __ATOMIC_RELAXED);
+	/* Release: the producer that reads the token reads our consumer_pos. */
+	__atomic_store_n(&r->cons->need_wakeup, r->token, __ATOMIC_RELEASE);
 	/* Dekker: store need_wakeup, fence, load producer_pos. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&r->ctl->producer_pos, __ATOMIC_ACQUIRE) == r->pos) {

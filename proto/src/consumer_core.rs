@@ -741,8 +741,10 @@ impl ConsumerCore {
         let token = self.sleep_token;
         // ORDERING: Relaxed; read only by the next consumer to attach.
         self.view.wake_token().store(token, Ordering::Relaxed);
-        // ORDERING: Relaxed store, ordered before the load below by the fence.
-        self.view.need_wakeup().store(token, Ordering::Relaxed);
+        // ORDERING: Release, so that a producer that reads the token reads
+        // the `consumer_pos` released above too (see `ProducerCore::
+        // publish`); ordered before the load below by the fence.
+        self.view.need_wakeup().store(token, Ordering::Release);
         // ORDERING: SeqCst fence between the `need_wakeup` store and the
         // `producer_pos` load; pairs with the fence in
         // `ProducerCore::publish` (store `producer_pos`, fence, load

@@ -739,9 +739,24 @@ impl ProducerCore {
         // before its `producer_pos` load. At least one side sees the other's
         // store, so a consumer never sleeps on data it was not woken for.
         fence(Ordering::SeqCst);
-        // ORDERING: Relaxed; the fence above orders it.
-        let token = self.view.need_wakeup().load(Ordering::Relaxed);
+        // ORDERING: Acquire, and ordered after the `producer_pos` store by
+        // the fence above; pairs with the Release store in
+        // `ConsumerCore::arm_sleep`, so the `consumer_pos` below is at
+        // least the one the consumer released before it armed `token`.
+        let token = self.view.need_wakeup().load(Ordering::Acquire);
         if token == 0 || token == self.last_woken_token {
+            return false;
+        }
+        // The consumer armed `token` after releasing all this producer has
+        // published: it saw this publication and sleeps until the next.
+        // Waking it now would spend its token on records it has read, and
+        // a sleeper in `poll` or `epoll`, finding nothing readable, sleeps
+        // on; the next publication would then find the token spent. (Seen
+        // on TCG: the producer stalled between its store and this load
+        // while the consumer read the records and armed again.)
+        // ORDERING: Relaxed; ordered by the Acquire load above. A hostile
+        // consumer can only withhold its own wake-ups with it.
+        if self.view.consumer_pos().load(Ordering::Relaxed) == self.published {
             return false;
         }
         // One wake-up per sleep: the consumer picks a new token each time.

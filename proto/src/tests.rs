@@ -354,6 +354,27 @@ fn pages_are_written_and_data_zeroed_word_by_word() {
     }
 }
 
+/// A wake-up request armed after the consumer read everything published
+/// is not answered by that publication, nor by one with nothing new: a
+/// sleeper in `poll` or `epoll`, woken for records it has read, finds
+/// nothing readable and sleeps on, so the next record must still wake it.
+#[test]
+fn a_request_armed_after_reading_waits_for_the_next_publication() {
+    let (mut p, mut c) = cores(4096, Overflow::DropNew, MemoryOrdering::WriteBack);
+    commit(&mut p, 8);
+    // The record is visible (the store of `publish`), and the consumer reads
+    // it and arms before the producer looks at the request.
+    p.publish_quietly();
+    while c.next_record().unwrap().is_some() {}
+    assert!(c.prepare_sleep(), "all read: the consumer sleeps");
+    assert!(!p.publish(), "the consumer has read this publication");
+    assert!(!p.publish(), "nothing new to wake for");
+    assert_eq!(p.stats().wakeups, 0);
+    commit(&mut p, 8);
+    assert!(p.publish(), "the request is still armed");
+    assert_eq!(p.stats().wakeups, 1);
+}
+
 /// A quiet publication makes the record visible but leaves the sleeping
 /// consumer's request armed, so the next ordinary publication wakes it
 /// (and a quiet one never does).
