@@ -1,6 +1,6 @@
-//! The fixed context-switch load: two threads on one CPU handing a byte
-//! back and forth over two pipes, so that every hand-over is one context
-//! switch on that CPU and nothing else runs there.
+//! The fixed context-switch load: on each of its CPUs, two threads handing
+//! a byte back and forth over two pipes, so that every hand-over is one
+//! context switch on that CPU and the pair is all the load runs there.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{
@@ -18,15 +18,18 @@ use anyhow::{
     Result, //
 };
 
-/// The thread ids of the load running now, for the consumers' check that
-/// the events they read are the load's switches ([`TIDS`]).
-pub(super) struct LoadTids([AtomicU32; 2]);
+/// The most CPUs the load runs on at once.
+pub(super) const MAX_CPUS: usize = 2;
+
+/// The thread ids of the load running now (two a CPU), for the consumers'
+/// check that the events they read are the load's switches ([`TIDS`]).
+pub(super) struct LoadTids([AtomicU32; 2 * MAX_CPUS]);
 
 /// No thread has this id.
 const NO_TID: u32 = u32::MAX;
 
 /// The running load's two threads, set before it starts counting.
-pub(super) static TIDS: LoadTids = LoadTids([AtomicU32::new(NO_TID), AtomicU32::new(NO_TID)]);
+pub(super) static TIDS: LoadTids = LoadTids([const { AtomicU32::new(NO_TID) }; 2 * MAX_CPUS]);
 
 impl LoadTids {
     /// Whether `pid` is one of the load's threads.
@@ -34,9 +37,17 @@ impl LoadTids {
         self.0.iter().any(|tid| tid.load(Ordering::Relaxed) == pid)
     }
 
-    fn set(&self, tids: [u32; 2]) {
-        for (slot, tid) in self.0.iter().zip(tids) {
+    /// Sets the pair of threads of the load's `pair`th CPU.
+    fn set(&self, pair: usize, tids: [u32; 2]) {
+        for (slot, tid) in self.0[2 * pair..].iter().zip(tids) {
             slot.store(tid, Ordering::SeqCst);
+        }
+    }
+
+    /// Forgets every thread (of an earlier run).
+    fn clear(&self) {
+        for slot in &self.0 {
+            slot.store(NO_TID, Ordering::SeqCst);
         }
     }
 }
@@ -54,9 +65,34 @@ pub(super) fn pin(cpu: usize) -> Result<()> {
         .with_context(|| format!("pinning a thread to CPU {cpu}"))
 }
 
-/// Runs the ping-pong on `cpu` for `duration`: the round trips it made (two
-/// context switches each) and how long they took.
-pub(super) fn ping_pong(cpu: usize, duration: Duration) -> Result<(u64, Duration)> {
+/// Runs a ping-pong on each of `cpus` at once for `duration`: the round
+/// trips they made together (two context switches each) and how long the
+/// longest took.
+pub(super) fn ping_pong(cpus: &[usize], duration: Duration) -> Result<(u64, Duration)> {
+    ensure!(
+        (1..=MAX_CPUS).contains(&cpus.len()),
+        "the load runs on 1 to {MAX_CPUS} CPUs"
+    );
+    TIDS.clear();
+    std::thread::scope(|scope| {
+        let pairs: Vec<_> = cpus
+            .iter()
+            .enumerate()
+            .map(|(pair, &cpu)| scope.spawn(move || pair_on(pair, cpu, duration)))
+            .collect();
+        let mut total = (0, Duration::ZERO);
+        for pair in pairs {
+            let (trips, took) = pair
+                .join()
+                .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+            total = (total.0 + trips, total.1.max(took));
+        }
+        Ok(total)
+    })
+}
+
+/// One ping-pong, the load's `pair`th, on `cpu`.
+fn pair_on(pair: usize, cpu: usize, duration: Duration) -> Result<(u64, Duration)> {
     let (ping_r, ping_w) = nix::unistd::pipe()?;
     let (pong_r, pong_w) = nix::unistd::pipe()?;
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
@@ -72,7 +108,7 @@ pub(super) fn ping_pong(cpu: usize, duration: Duration) -> Result<(u64, Duration
     });
     pin(cpu)?;
     let echo_tid = tid_rx.recv().context("the echo thread did not start")?;
-    TIDS.set([gettid(), echo_tid]);
+    TIDS.set(pair, [gettid(), echo_tid]);
     let mut byte = [0u8];
     let mut trips = 0u64;
     let start = Instant::now();
@@ -109,5 +145,26 @@ fn write_byte(fd: &OwnedFd, byte: &[u8; 1]) -> Result<()> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("writing the pipe"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_on_two_cpus_switches_on_both() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let on: Vec<usize> = (0..cpus.min(MAX_CPUS)).collect();
+        let (trips, took) = ping_pong(&on, Duration::from_millis(50)).unwrap();
+        assert!(trips >= 256 * on.len() as u64, "{trips} round trips");
+        assert!(took >= Duration::from_millis(50));
+        // Every pair's two threads are the load's, and no others.
+        let tids: Vec<u32> = TIDS.0.iter().map(|t| t.load(Ordering::SeqCst)).collect();
+        let set = tids.iter().filter(|&&t| t != NO_TID).count();
+        assert_eq!(set, 2 * on.len(), "{tids:?}");
+        assert!(!TIDS.contains(gettid()));
+        assert!(ping_pong(&[], Duration::ZERO).is_err());
+        assert!(ping_pong(&[0; MAX_CPUS + 1], Duration::ZERO).is_err());
     }
 }

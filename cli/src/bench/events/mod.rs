@@ -1,8 +1,9 @@
 //! `rmemring bench-events`: real events, the peers a tracing expert would
 //! name, the same tracepoint.
 //!
-//! A fixed load makes context switches on one CPU (two threads handing a
-//! byte back and forth over pipes, [`load`]); each peer records every
+//! A fixed load makes context switches on one CPU, or with `--load both`
+//! on both (on each, two threads handing a byte back and forth over
+//! pipes, [`load`]); each peer records every
 //! `sched_switch` on every CPU into its ring while a consumer on another
 //! CPU reads each event's `next_pid` (so every peer's consumer touches
 //! every event), sleeping in the peer's own wake-up mechanism when there
@@ -71,7 +72,8 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// Every peer wakes a sleeping consumer at least every this many events
 /// (the tracer's `WAKE_EVERY`).
 const WAKE_EVERY: u32 = 64;
-/// The CPU the load runs on; the consumers run on the next one.
+/// The CPU the load runs on; the consumers run on the next one (beside the
+/// load's second pair with [`Load::Both`]).
 const LOAD_CPU: usize = 0;
 const CONSUMER_CPU: usize = 1;
 /// Each peer's ring: 16 MiB, over all CPUs where it has one per CPU.
@@ -99,6 +101,10 @@ pub(crate) struct Args {
     /// How the consumers wait, each a table of its own.
     #[arg(long, value_delimiter = ',', default_values = ["deferred", "periodic", "woken"])]
     strategies: Vec<Strategy>,
+    /// Where the load switches: on CPU 0 only (the consumer on CPU 1), or
+    /// on both CPUs at once (the consumer on CPU 1 beside it).
+    #[arg(long, value_enum, default_value = "one")]
+    load: Load,
     /// The sched_switch tracer module.
     #[arg(long, default_value = "/lib/modules/rmemring_sched_switch.ko")]
     tracer: PathBuf,
@@ -135,6 +141,43 @@ pub(crate) enum Strategy {
     /// wakeup_events=64; ftrace has no such count, so buffer_percent=0
     /// (a waiting reader is woken at the next event).
     Woken,
+}
+
+/// The CPUs the load runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Load {
+    /// One pair on CPU 0: every switch is on CPU 0, the consumer has CPU 1
+    /// to itself (no producer ever contends with another CPU's).
+    One,
+    /// A pair on each of CPUs 0 and 1 at once: switches on both CPUs, so
+    /// every tracer writes from two CPUs together, and the consumer shares
+    /// CPU 1 with the second pair.
+    Both,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Self::One => "one",
+            Self::Both => "both",
+        }
+    }
+
+    /// The CPUs the load's pairs run on.
+    fn cpus(self) -> &'static [usize] {
+        match self {
+            Self::One => &[LOAD_CPU],
+            Self::Both => &[LOAD_CPU, CONSUMER_CPU],
+        }
+    }
+
+    /// The heading's words for the tables of this load.
+    fn describe(self) -> &'static str {
+        match self {
+            Self::One => "the load on CPU 0",
+            Self::Both => "the load on both CPUs (the consumer on CPU 1 beside it)",
+        }
+    }
 }
 
 impl Strategy {
@@ -216,7 +259,7 @@ pub(super) struct Consumed {
     /// next switch takes out, so each break is an event lost (or a peer
     /// reading the wrong field).
     pub(super) chain_breaks: u64,
-    /// Events that switch to one of the load's two threads: at least two a
+    /// Events that switch to one of the load's threads: at least two a
     /// round trip (see [`load::LoadTids`]).
     pub(super) load_events: u64,
 }
@@ -265,6 +308,8 @@ impl Consumed {
 #[derive(Debug)]
 struct Run {
     peer: Peer,
+    /// Where the load ran.
+    load: Load,
     /// Load round trips per second.
     trips_per_sec: f64,
     events: u64,
@@ -301,6 +346,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     ensure!(
         cpus >= 2,
         "needs two CPUs: the load on one, the consumer on another"
+    );
+    ensure!(
+        args.load.cpus().iter().all(|&cpu| cpu < cpus),
+        "--load {}: needs CPUs {:?}",
+        args.load.name(),
+        args.load.cpus()
     );
     let root = tracefs::root()?;
     let format = tracefs::SchedSwitchFormat::read(&root)?;
@@ -357,22 +408,27 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// A table per strategy, in the order they ran.
+/// A table per load and strategy, in the order they ran.
 fn tables(runs: &[(Strategy, Run)]) -> String {
-    let mut strategies: Vec<Strategy> = Vec::new();
-    for (strategy, _) in runs {
-        if !strategies.contains(strategy) {
-            strategies.push(*strategy);
+    let mut cases: Vec<(Load, Strategy)> = Vec::new();
+    for (strategy, run) in runs {
+        if !cases.contains(&(run.load, *strategy)) {
+            cases.push((run.load, *strategy));
         }
     }
     let mut out = String::new();
-    for strategy in strategies {
+    for (load, strategy) in cases {
         let mine: Vec<&Run> = runs
             .iter()
-            .filter(|(s, _)| *s == strategy)
+            .filter(|(s, r)| *s == strategy && r.load == load)
             .map(|(_, r)| r)
             .collect();
-        let _ = writeln!(out, "\n{} consumers:\n", strategy.name());
+        let _ = writeln!(
+            out,
+            "\n{} consumers, {}:\n",
+            strategy.name(),
+            load.describe()
+        );
         out.push_str(&report(&mine));
     }
     out
@@ -389,6 +445,7 @@ impl Run {
             consumer_sleeps: u64,
             dropped: u64,
             events: u64,
+            load: &'static str,
             peer: &'static str,
             seconds: f64,
             strategy: &'static str,
@@ -400,6 +457,7 @@ impl Run {
             consumer_sleeps: self.consumer_sleeps,
             dropped: self.dropped,
             events: self.events,
+            load: self.load.name(),
             peer: self.peer.name(),
             seconds: self.seconds,
             strategy: strategy.name(),
@@ -414,10 +472,16 @@ impl Run {
         let strategy =
             Strategy::from_str(text("strategy")?, false).map_err(|e| anyhow::anyhow!("{e}"))?;
         let peer = Peer::from_str(text("peer")?, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Runs from before `--load` had the load on one CPU.
+        let load = match v["load"].as_str() {
+            Some(load) => Load::from_str(load, false).map_err(|e| anyhow::anyhow!("{e}"))?,
+            None => Load::One,
+        };
         Ok((
             strategy,
             Self {
                 peer,
+                load,
                 trips_per_sec: number("trips_per_sec")?,
                 events: count("events")?,
                 dropped: count("dropped")?,
@@ -442,8 +506,8 @@ struct Setup<'a> {
     task_offsets: Option<bpf::TaskOffsets>,
 }
 
-/// Attaches the peer, runs the load on [`LOAD_CPU`] while its consumer
-/// reads on [`CONSUMER_CPU`], detaches it and drains what is left.
+/// Attaches the peer, runs the load on its CPUs while its consumer reads on
+/// [`CONSUMER_CPU`], detaches it and drains what is left.
 fn run_one(setup: &Setup<'_>) -> Result<Run> {
     let stop = AtomicBool::new(false);
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
@@ -471,7 +535,7 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
         let load = ready_rx
             .recv()
             .ok()
-            .map(|()| load::ping_pong(LOAD_CPU, duration));
+            .map(|()| load::ping_pong(setup.args.load.cpus(), duration));
         stop.store(true, Ordering::Relaxed);
         let (consumed, consumer_cpu_ns, consumer_sleeps) = consumer
             .join()
@@ -482,6 +546,7 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
         }
         Ok(Run {
             peer: setup.peer,
+            load: setup.args.load,
             trips_per_sec: trips as f64 / took.as_secs_f64(),
             events: consumed.events,
             dropped: consumed.dropped,
@@ -828,6 +893,7 @@ mod tests {
     fn runs_survive_json() {
         let run = Run {
             peer: Peer::Bpf,
+            load: Load::Both,
             trips_per_sec: 13127.5,
             events: 26482,
             dropped: 3,
@@ -840,6 +906,10 @@ mod tests {
         let (strategy, back) = Run::from_json(&line).unwrap();
         assert_eq!(strategy, Strategy::Woken);
         assert_eq!(format!("{back:?}"), format!("{run:?}"));
+        // A line from before `--load`: the load was on one CPU.
+        let mut old = line.clone();
+        old.as_object_mut().unwrap().remove("load");
+        assert_eq!(Run::from_json(&old).unwrap().1.load, Load::One);
     }
 
     #[test]
