@@ -83,12 +83,14 @@ impl flags::Bench {
             "bench".to_owned(),
             "--json".to_owned(),
             "--duration".to_owned(),
-            self.duration.clone(),
+            measured(&self).to_owned(),
+            // Three interleaved rounds, each row their median with its
+            // spread: one round cannot tell a ratio near a target from noise.
+            "--repeat".to_owned(),
+            "3".to_owned(),
         ];
         if self.quick {
             bench.extend(["--sizes", "64,4K,64K", "--warmup", "100ms"].map(String::from));
-        } else {
-            bench.extend(["--repeat", "3"].map(String::from));
         }
         bench.extend(self.args.iter().cloned());
         let guest = shell_words(&bench);
@@ -107,14 +109,27 @@ impl flags::Bench {
         // (`Accel::TcgIcount`): a context switch's cost is a few hundred
         // instructions, which TCG's run-to-run noise (30% and more on this
         // machine) would drown.
-        let events_command = if self.quick {
-            "rmemring bench-events --json --duration 1s --repeat 3"
+        // Twice: the load on CPU 0 (every strategy), then on both CPUs at
+        // once (periodic consumers: each tracer's cost when two CPUs write
+        // together, no wake-ups), each a table of its own.
+        let (events_one, events_both) = if self.quick {
+            (
+                "rmemring bench-events --json --duration 1s --repeat 3",
+                "rmemring bench-events --json --load both --strategies periodic --duration 1s \
+                 --repeat 3",
+            )
         } else {
-            "rmemring bench-events --json --duration 2s --repeat 5"
+            (
+                "rmemring bench-events --json --duration 2s --repeat 5",
+                "rmemring bench-events --json --load both --strategies periodic,woken \
+                 --duration 2s --repeat 5",
+            )
         };
+        let events_command = format!("{events_one}; {events_both}");
         let events_shell = format!(
-            "{events_command} >/tmp/events.jsonl 2>/tmp/events.txt; e=$?; \
-             cat /tmp/events.txt; cat /tmp/events.jsonl; exit $e"
+            "{events_one} >/tmp/events.jsonl 2>/tmp/events.txt; e=$?; \
+             {events_both} >>/tmp/events.jsonl 2>>/tmp/events.txt; f=$?; \
+             cat /tmp/events.txt; cat /tmp/events.jsonl; [ $e = 0 ] || exit $e; exit $f"
         );
         // Other work on the host steals time from the guest's vCPUs; say how
         // busy it was.
@@ -354,6 +369,17 @@ fn render(sh: &Shell, log: &Log) -> Result<()> {
     Ok(())
 }
 
+/// The measured time of each of `rmemring bench`'s measurements: as given,
+/// or 1 s, or with `--quick` 400 ms (three rounds of every cell stay within
+/// the quick run's 15 minutes).
+fn measured(flags: &flags::Bench) -> &str {
+    match &flags.duration {
+        Some(duration) => duration,
+        None if flags.quick => "400ms",
+        None => "1s",
+    }
+}
+
 /// The host's one-minute load average.
 fn host_load() -> String {
     fs::read_to_string("/proc/loadavg")
@@ -368,8 +394,8 @@ fn xtask_command(flags: &flags::Bench) -> String {
     if flags.quick {
         words.push("--quick".to_owned());
     }
-    if flags.duration != flags::BENCH_DURATION {
-        words.extend(["--duration".to_owned(), flags.duration.clone()]);
+    if flags.duration.is_some() {
+        words.extend(["--duration".to_owned(), measured(flags).to_owned()]);
     }
     if !flags.args.is_empty() {
         words.push("--".to_owned());

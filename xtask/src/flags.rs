@@ -187,22 +187,22 @@ pub struct Test {
 }
 
 /// `Bench::duration`'s default.
-pub const BENCH_DURATION: &str = "1s";
-
 #[derive(Args, Debug)]
 pub struct Bench {
     /// Run the host ring benchmark instead (`cargo bench -p rmemring --bench host`).
     #[arg(long)]
     pub host: bool,
-    /// Fewer sizes, one round, shorter warm-ups (host: its own --quick).
+    /// Fewer sizes, shorter measurements and warm-ups, three rounds still
+    /// (host: its own --quick).
     #[arg(long)]
     pub quick: bool,
     /// --host only: JSON lines on stdout.
     #[arg(long, requires = "host")]
     pub json: bool,
-    /// Measured time per path, size and workload in the VM.
-    #[arg(long, value_name = "D", default_value = BENCH_DURATION, conflicts_with = "host")]
-    pub duration: String,
+    /// Measured time per path, size, workload and round in the VM [default:
+    /// 1s; 400ms with --quick].
+    #[arg(long, value_name = "D", conflicts_with = "host")]
+    pub duration: Option<String>,
     /// Kill the VM and fail after SECS seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub timeout: u64,
