@@ -403,13 +403,15 @@ const X86_64: [[Suite; 2]; 18] = [
     // smoke test: no rate asserted, and none could be on the debug
     // kernel; it fails on any record that fails its check, on a BPF
     // program that does not load or attach, on a peer that loses records
-    // it did not count), the real-event one with every peer and strategy.
+    // it did not count), the real-event one with every peer and strategy,
+    // then every peer with the load on both CPUs.
     both_kernels!(
         "bench",
         true,
         "rmemring bench --duration 200ms --warmup 50ms --sizes 64 --no-idle \
-         && rmemring bench-events --duration 300ms --repeat 1",
-        300
+         && rmemring bench-events --duration 300ms --repeat 1 \
+         && rmemring bench-events --load both --strategies periodic --duration 300ms --repeat 1",
+        400
     ),
 ];
 
