@@ -18,3 +18,7 @@ EXPORT_SYMBOL_GPL(rmemring_reserve);
 EXPORT_SYMBOL_GPL(rmemring_commit);
 EXPORT_SYMBOL_GPL(rmemring_discard);
 EXPORT_SYMBOL_GPL(rmemring_max_payload);
+EXPORT_SYMBOL_GPL(rmemring_batch_begin);
+EXPORT_SYMBOL_GPL(rmemring_batch_reserve);
+EXPORT_SYMBOL_GPL(rmemring_batch_commit);
+EXPORT_SYMBOL_GPL(rmemring_batch_end);

@@ -124,10 +124,15 @@ fn status(result: Result<(), WriteError>) -> c_int {
     }
 }
 
-/// `rmemring_write`/`rmemring_commit` flag: publish without waking a
-/// sleeping consumer (its request stays armed for the next publication),
-/// as the BPF ring buffer's `BPF_RB_NO_WAKEUP`.
+/// `rmemring_write`/`rmemring_commit`/`rmemring_batch_end` flag: publish
+/// without waking a sleeping consumer (its request stays armed for the
+/// next publication), as the BPF ring buffer's `BPF_RB_NO_WAKEUP`.
 const NO_WAKEUP: u32 = 1;
+
+/// `rmemring_batch_reserve` flag: a drop-new ring that is full refuses the
+/// record (`-ENOBUFS`, not counted, no sequence number) rather than
+/// dropping it, for a producer that can wait for room.
+const NO_DROP: u32 = 2;
 
 /// Copies `len` bytes at `data` into one record tagged `tag`, and
 /// publishes it (with [`NO_WAKEUP`] in `flags`, quietly). Any context but
@@ -197,7 +202,12 @@ pub(crate) unsafe extern "C" fn rmemring_reserve(
 }
 
 /// Commits the reservation of [`rmemring_reserve`] and publishes it (with
-/// [`NO_WAKEUP`] in `flags`, quietly; other bits are ignored).
+/// [`NO_WAKEUP`] in `flags`, quietly).
+///
+/// Returns 0, or `-EINVAL`: unknown `flags` (the reservation is discarded
+/// and the lock let go, as [`rmemring_discard`] would), or no reservation
+/// of that payload open on this CPU (logged; nothing touched); `-EBUSY`:
+/// NMI context (counted in `records_refused`; nothing touched).
 ///
 /// # Safety
 ///
@@ -211,10 +221,21 @@ pub(crate) unsafe extern "C" fn rmemring_commit(
     ring: *const c_void,
     payload: *mut c_void,
     flags: u32,
-) {
+) -> c_int {
     // SAFETY: The caller holds a reference, and the reservation (so the
     // producer lock); `finish_held` refuses a payload it did not hand out.
-    unsafe { ring_ref(ring).finish_held(payload.cast(), true, flags & NO_WAKEUP != 0) };
+    let ring = unsafe { ring_ref(ring) };
+    if flags & !NO_WAKEUP != 0 {
+        // Never leave the lock held with interrupts off: the reservation
+        // is given back unwritten, as `rmemring_discard` does.
+        // SAFETY: As above.
+        return match unsafe { ring.finish_held(payload.cast(), false, true) } {
+            Ok(()) => EINVAL.to_errno(),
+            Err(e) => e.to_errno().to_errno(),
+        };
+    }
+    // SAFETY: As above.
+    status(unsafe { ring.finish_held(payload.cast(), true, flags & NO_WAKEUP != 0) })
 }
 
 /// Gives the reservation of [`rmemring_reserve`] back unwritten.
@@ -224,8 +245,115 @@ pub(crate) unsafe extern "C" fn rmemring_commit(
 /// As for [`rmemring_commit`].
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rmemring_discard(ring: *const c_void, payload: *mut c_void) {
-    // SAFETY: As for `rmemring_commit`.
-    unsafe { ring_ref(ring).finish_held(payload.cast(), false, true) };
+    // SAFETY: As for `rmemring_commit`. A refusal is logged (or counted,
+    // in NMI context) there: a discard has no return value.
+    let _ = unsafe { ring_ref(ring).finish_held(payload.cast(), false, true) };
+}
+
+/// Begins a batch: takes the ring's producer lock (interrupts off) and
+/// keeps it until [`rmemring_batch_end`], for records reserved with
+/// [`rmemring_batch_reserve`] and committed with [`rmemring_batch_commit`],
+/// published together by the end. Stores the sequence number the batch's
+/// next record gets in `*seq` (if `seq` is not NULL): within a batch each
+/// record committed or dropped takes the next one. Any context but NMI.
+///
+/// Returns 0 (the batch is open: end it), or `-ENODEV`, `-EBUSY` as
+/// [`rmemring_write`] (counted in `records_refused`, once).
+///
+/// # Safety
+///
+/// `ring` is a reference from `rmemring_get`; `seq` is NULL or valid for a
+/// write of a `u64`.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_batch_begin(ring: *const c_void, seq: *mut u64) -> c_int {
+    // SAFETY: The caller holds a reference.
+    match unsafe { ring_ref(ring) }.batch_begin() {
+        Ok(next) => {
+            if !seq.is_null() {
+                // SAFETY: The caller gives a writable `u64` at `seq`.
+                unsafe { seq.write(next) };
+            }
+            0
+        }
+        Err(e) => e.to_errno().to_errno(),
+    }
+}
+
+/// Reserves a record of `len` payload bytes tagged `tag` in the batch this
+/// CPU holds open on `ring`, and returns its payload, to be filled in
+/// place and given to [`rmemring_batch_commit`]. A reservation of the
+/// batch not committed before the next one or the end is discarded.
+///
+/// On failure returns `ERR_PTR` of: `-ENOSPC` (dropped, as by
+/// [`rmemring_write`]: it took a sequence number and counts in
+/// `records_dropped`), `-EMSGSIZE`, `-EAGAIN` (the batch is at its bound:
+/// end it and begin another; nothing counted), `-ENOBUFS` (with
+/// [`NO_DROP`], drop-new and full: nothing counted, no sequence number
+/// taken), `-EBUSY` (NMI context; counted), `-EINVAL` (unknown `flags`,
+/// or no batch of `ring` open on this CPU: logged). The batch stays open
+/// whatever it returns.
+///
+/// # Safety
+///
+/// `ring` is a reference from `rmemring_get` whose batch the caller began
+/// on this CPU, in this context, and has not ended.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_batch_reserve(
+    ring: *const c_void,
+    tag: u16,
+    len: u32,
+    flags: u32,
+) -> *mut c_void {
+    if flags & !NO_DROP != 0 {
+        return EINVAL.to_ptr();
+    }
+    // SAFETY: The caller holds a reference and the batch.
+    match unsafe { ring_ref(ring).batch_reserve(tag, len, flags & NO_DROP != 0) } {
+        Ok(payload) => payload.cast(),
+        Err(e) => e.to_errno().to_ptr(),
+    }
+}
+
+/// Commits the batch's open reservation, whose payload is `payload`: the
+/// record takes the next sequence number and a timestamp, and is published
+/// with the batch by [`rmemring_batch_end`].
+///
+/// Returns 0, or `-EINVAL` (no reservation of that payload open in a
+/// batch of `ring` on this CPU: logged, nothing touched), `-EBUSY` (NMI
+/// context; counted).
+///
+/// # Safety
+///
+/// As for [`rmemring_batch_reserve`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_batch_commit(
+    ring: *const c_void,
+    payload: *mut c_void,
+) -> c_int {
+    // SAFETY: The caller holds a reference and the batch.
+    status(unsafe { ring_ref(ring).batch_commit(payload.cast()) })
+}
+
+/// Ends the batch this CPU holds open on `ring`: discards a reservation
+/// not committed, publishes the batch's records (with [`NO_WAKEUP`] in
+/// `flags`, without waking a sleeping consumer) and lets go of the lock.
+///
+/// Returns 0, or `-EINVAL` (unknown `flags`: the batch is ended all the
+/// same, published quietly; or no batch of `ring` open on this CPU:
+/// logged, nothing touched), `-EBUSY` (NMI context: nothing touched).
+///
+/// # Safety
+///
+/// As for [`rmemring_batch_reserve`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rmemring_batch_end(ring: *const c_void, flags: u32) -> c_int {
+    let known = flags & !NO_WAKEUP == 0;
+    // SAFETY: The caller holds a reference and the batch.
+    match unsafe { ring_ref(ring).batch_end(!known || flags & NO_WAKEUP != 0) } {
+        Ok(()) if known => 0,
+        Ok(()) => EINVAL.to_errno(),
+        Err(e) => e.to_errno().to_errno(),
+    }
 }
 
 /// The largest payload a record of `ring` can carry.

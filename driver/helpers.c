@@ -271,6 +271,18 @@ bool rmemring_may_produce(void)
 	return !in_nmi() && !this_cpu_read(rmemring_producing);
 }
 
+/*
+ * Whether a producer that has let go of its lock may wake the consumer
+ * itself rather than through the irq_work: only in preemptible context,
+ * which holds no spinlock (so not the runqueue lock, nor a waitqueue's)
+ * and has interrupts on. Without CONFIG_PREEMPT_COUNT, preemptible() is
+ * 0, and every wake-up goes through the irq_work.
+ */
+bool rmemring_may_wake_directly(void)
+{
+	return preemptible();
+}
+
 void rmemring_raw_lock(struct rmemring_raw_irq *lock)
 {
 	unsigned long flags;

@@ -46,6 +46,7 @@ bool rmemring_raw_trylock(struct rmemring_raw_irq *lock);
 void rmemring_raw_unlock(struct rmemring_raw_irq *lock);
 void rmemring_raw_assert_held(struct rmemring_raw_irq *lock);
 bool rmemring_may_produce(void);
+bool rmemring_may_wake_directly(void);
 void rmemring_spin_lock_init(struct rmemring_spin_irq *lock, const char *name,
 			     struct lock_class_key *key);
 void rmemring_spin_lock(struct rmemring_spin_irq *lock);

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The built-in producer: a kernel thread that writes verifiable records,
-//! as one client of the ring's producer API among others (`Ring::producing`,
-//! the same path the exported C API takes).
+//! as one client of the in-kernel producer API among others: it writes
+//! through the exported batch calls (`rmemring_batch_begin`,
+//! `rmemring_batch_reserve`, `rmemring_batch_commit`,
+//! `rmemring_batch_end` of `api.rs`), the entry points a client module
+//! calls, and touches no ring internals. Its reference to the ring is the
+//! `Arc` it runs on, what `rmemring_get` hands a client.
 //!
 //! Why a kernel thread: it can run flat out (yielding with `cond_resched`),
 //! sleep precisely between records for a rate limit, and wait for room when
@@ -18,11 +22,16 @@
 
 use core::sync::atomic::{
     AtomicBool,
+    AtomicU64,
     Ordering, //
 };
 
 use kernel::{
     alloc::KVVec,
+    ffi::{
+        c_int,
+        c_void, //
+    },
     prelude::*,
     sync::Arc,
     time::{
@@ -31,13 +40,13 @@ use kernel::{
     },
 };
 
+use crate::api;
 use crate::proto::events::TAG_PATTERN;
 use crate::proto::layout::record_stride;
 use crate::proto::pattern;
 use crate::proto::producer_core::{
     batch_bytes,
     Overflow,
-    ReserveError,
     MAX_BATCH_RECORDS, //
 };
 use crate::proto::uapi::{
@@ -61,11 +70,8 @@ const MAX_SLEEP_US: i64 = 10_000;
 const MIN_BACKOFF_US: i64 = 16;
 /// Longest back-off while waiting for room.
 const MAX_BACKOFF_US: i64 = 1_000;
-/// The most record bytes the thread writes with the producer lock held,
-/// that is with interrupts off and every other producer of the ring
-/// spinning: a batch longer than that is published in parts. About 10 us
-/// of copying on current hardware (much more under emulation).
-const MAX_HOLD_BYTES: u64 = 64 << 10;
+/// `RMEMRING_NO_DROP` of `rmemring.h`.
+const NO_DROP: u32 = 2;
 /// Checks a producer configuration from user space.
 pub(crate) fn validate(config: &ProducerConfig, overflow: Overflow, max_payload: u32) -> Result {
     // Every field is checked on its own line, with the errno user space sees.
@@ -161,6 +167,11 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
     let mut done = 0u64;
     let mut backoff_us = 0i64;
 
+    // The thread's reference, as `rmemring_get` would hand it out: the
+    // `Arc` it runs on keeps the ring alive until the thread is reaped.
+    let raw = core::ptr::from_ref(ring).cast::<c_void>();
+    let flags = if wait_for_room { NO_DROP } else { 0 };
+
     while !sys::kthread_should_stop() {
         let Some(quota) = pacer.quota(done) else {
             break;
@@ -168,50 +179,63 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
         if quota == 0 {
             continue;
         }
-        let full = {
-            let Ok(mut producing) = ring.producing() else {
-                // The device is going away: `kthread_stop` follows.
-                sys::cond_resched();
+        let mut seq = 0u64;
+        // SAFETY: `raw` is a live reference (above); `seq` is writable.
+        match unsafe { api::rmemring_batch_begin(raw, &mut seq) } {
+            0 => {}
+            // The device is gone, for good (a rebind makes another ring):
+            // the thread is done; `kthread_stop` reaps it.
+            e if e == ENODEV.to_errno() => break,
+            // A reboot froze the ring: nothing more goes in.
+            _ => {
+                fsleep(Delta::from_micros(MAX_BACKOFF_US));
                 continue;
-            };
-            producing.wake_directly();
-            let mut full = false;
-            let mut held = 0u64;
-            // At most `quota` records, and only while the batch stays within
-            // the shared core's bound (`batch_bytes`, `MAX_BATCH_RECORDS`)
-            // and the lock's (`MAX_HOLD_BYTES`): the rest of the quota goes
-            // in the next batch, after this one is published, the lock was
-            // let go and a stop request was looked at. (Without the bounds,
-            // a batch of 65 536 records of 4 MiB in overwrite mode, where
-            // `reserve` never fails, would write 256 GiB before STOP, a
-            // close or rmmod, all waiting in `kthread_stop`, were answered;
-            // and it would overwrite its own unpublished records.)
-            for _ in 0..quota.min(MAX_BATCH_RECORDS) {
-                let seq = producing.core().next_seq();
-                let len = pattern::payload_len(seq, config.min_len, config.max_len);
-                if producing.core().publish_due(len) || held >= MAX_HOLD_BYTES {
+            }
+        }
+        let mut full = false;
+        // At most `quota` records, and only while the batch stays within
+        // its bounds (the API's `-EAGAIN`: 64 KiB of records, the shared
+        // core's `batch_bytes`, `MAX_BATCH_RECORDS`): the rest of the quota
+        // goes in the next batch, after this one is published, the lock
+        // was let go and a stop request was looked at. (Without the
+        // bounds, a batch of 65 536 records of 4 MiB in overwrite mode,
+        // where a reservation never fails, would write 256 GiB before
+        // STOP, a close or rmmod, all waiting in `kthread_stop`, were
+        // answered; and it would overwrite its own unpublished records.)
+        for _ in 0..quota.min(MAX_BATCH_RECORDS) {
+            let len = pattern::payload_len(seq, config.min_len, config.max_len);
+            // SAFETY: The thread began the batch on this CPU (interrupts
+            // are off: it stays here) and has not ended it.
+            let payload = unsafe { api::rmemring_batch_reserve(raw, TAG_PATTERN, len, flags) };
+            match err_of(payload) {
+                None => {
+                    // SAFETY: The reservation's `len` bytes at `payload`,
+                    // 8-byte aligned in a record padded to 8, are this
+                    // producer's to write until it commits them.
+                    unsafe { write_pattern(payload.cast(), len, seq, first_word_only) };
+                    // SAFETY: As for the reservation: its payload. It
+                    // cannot fail: the batch and the reservation are open.
+                    let _ = unsafe { api::rmemring_batch_commit(raw, payload) };
+                }
+                // Drop-new and full: dropped and counted; the sequence
+                // shows the gap.
+                Some(e) if e == ENOSPC.to_errno() => {}
+                // Full, and asked to wait for room (`RMEMRING_NO_DROP`).
+                Some(e) if e == sys::enobufs().to_errno() => {
+                    full = true;
                     break;
                 }
-                match producing.reserve(len) {
-                    Ok(slot) => {
-                        producing.core().write_pattern(&slot, seq, first_word_only);
-                        producing.commit(slot, TAG_PATTERN);
-                        held += record_stride(len);
-                    }
-                    Err(ReserveError::Full) if wait_for_room => {
-                        full = true;
-                        break;
-                    }
-                    // Drop-new and full (or, impossible after `validate`,
-                    // too large): count it; the sequence shows the gap.
-                    Err(_) => producing.core_mut().drop_record(),
-                }
-                done += 1;
+                // The batch's bound (`-EAGAIN`), or (impossible after
+                // `validate`) too large: publish and begin again.
+                Some(_) => break,
             }
-            // Dropping `producing` publishes the batch and, if the
-            // consumer asked, queues its wake-up.
-            full
-        };
+            seq += 1;
+            done += 1;
+        }
+        // Publishes the batch and, if the consumer asked, wakes it: here,
+        // preemptible, directly.
+        // SAFETY: The thread's batch, on this CPU, still open.
+        let _ = unsafe { api::rmemring_batch_end(raw, 0) };
         if full && backoff_us > 0 {
             // Sleep, not spin: fsleep() busy-waits below 10 us.
             fsleep(Delta::from_micros(backoff_us));
@@ -221,6 +245,34 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
             sys::cond_resched();
         }
     }
+}
+
+/// The `-errno` of an `ERR_PTR`, or `None` for a pointer.
+fn err_of(ptr: *mut c_void) -> Option<c_int> {
+    let addr = ptr as isize;
+    (-4095..0).contains(&addr).then_some(addr as c_int)
+}
+
+/// Writes record `seq`'s test pattern (see [`pattern`]) into the `len`
+/// bytes at `payload`, or only its first word if `first_word_only`: one
+/// relaxed atomic store of an aligned word each, valid on every cache
+/// mode of the ring, as `rmemring_fill` and the shared core write. A
+/// partial last word is written whole: its extra bytes are the record's
+/// padding.
+///
+/// # Safety
+///
+/// `payload` is 8-byte aligned and the `len` bytes there, rounded up to
+/// 8, are the caller's to write (a reservation's payload).
+#[inline]
+unsafe fn write_pattern(payload: *mut u64, len: u32, seq: u64, first_word_only: bool) {
+    let words = u64::from(len).div_ceil(8);
+    let words = if first_word_only { words.min(1) } else { words };
+    pattern::for_each_word(seq, words, |i, word| {
+        // SAFETY: `i < ceil(len / 8)`: the word lies in the reservation,
+        // which the caller owns; aligned as `payload` is.
+        unsafe { AtomicU64::from_ptr(payload.add(i as usize)) }.store(word, Ordering::Relaxed);
+    });
 }
 
 /// How many records a run may produce when: its batch size, its count and

@@ -48,13 +48,15 @@ use crate::proto::consumer_core::{
 };
 use crate::proto::layout::{
     max_payload_for,
+    record_stride,
     FLAG_OVERWRITE, //
 };
 use crate::proto::modes::Overflow;
 use crate::proto::producer_core::{
     ProducerCore,
     ReserveError,
-    Slot, //
+    Slot,
+    MAX_BATCH_RECORDS, //
 };
 use crate::proto::recovery::{
     recover,
@@ -107,7 +109,7 @@ struct RingState {
 }
 
 /// The producer side of a ring, locked by every producer from reserve to
-/// commit (the producer thread: for a batch).
+/// commit (a batch: from `rmemring_batch_begin` to `rmemring_batch_end`).
 pub(crate) struct ProducerState {
     /// The index logic and counters.
     core: ProducerCore,
@@ -121,9 +123,31 @@ pub(crate) struct ProducerState {
     /// The ring was written back for a reboot under way: `paused` for good.
     frozen: bool,
     /// The reservation a client holds between `rmemring_reserve` and
-    /// `rmemring_commit`/`rmemring_discard` (see [`Producing::hold`]).
+    /// `rmemring_commit`/`rmemring_discard` (see [`Producing::hold`]), or
+    /// inside a batch between `rmemring_batch_reserve` and
+    /// `rmemring_batch_commit`.
     held: Option<Held>,
+    /// The batch a client holds open between `rmemring_batch_begin` and
+    /// `rmemring_batch_end` (see [`Ring::batch_begin`]).
+    batch: Option<Batch>,
 }
+
+/// A batch of the C API, open from `rmemring_batch_begin` to
+/// `rmemring_batch_end`: what it has done so far, against its bounds.
+struct Batch {
+    /// Records committed or dropped: at most [`MAX_BATCH_RECORDS`].
+    records: u64,
+    /// Bytes of the records committed: at most [`BATCH_HOLD_BYTES`], or
+    /// one record larger than that.
+    bytes: u64,
+}
+
+/// The most record bytes a batch writes with the producer lock held, that
+/// is with interrupts off and every other producer of the ring spinning:
+/// a batch that reached it takes no more records (`-EAGAIN`), and its
+/// producer publishes it, lets go and begins another. About 10 us of
+/// copying on current hardware (much more under emulation).
+pub(crate) const BATCH_HOLD_BYTES: u64 = 64 << 10;
 
 /// A reservation of the C API, open from `rmemring_reserve` to
 /// `rmemring_commit` or `rmemring_discard`.
@@ -173,6 +197,16 @@ pub(crate) enum WriteError {
     /// this CPU (of any ring), or a reset is rewriting the ring: counted in
     /// `records_refused`.
     Refused,
+    /// A batch's bound is reached: end it (publishing it) and begin
+    /// another. Not counted, no sequence number taken.
+    BatchFull,
+    /// Drop-new mode, the ring full, and the caller asked not to drop
+    /// (`RMEMRING_NO_DROP`): not counted, no sequence number taken.
+    NoRoom,
+    /// A batch call with no batch of the ring open on this CPU, or a
+    /// commit of a payload that is not the batch's open reservation: a
+    /// caller's bug, logged, not counted.
+    Misuse,
 }
 
 impl WriteError {
@@ -183,6 +217,9 @@ impl WriteError {
             WriteError::TooLarge => EMSGSIZE,
             WriteError::Gone => ENODEV,
             WriteError::Refused => EBUSY,
+            WriteError::BatchFull => EAGAIN,
+            WriteError::NoRoom => sys::enobufs(),
+            WriteError::Misuse => EINVAL,
         }
     }
 }
@@ -380,6 +417,7 @@ impl Ring {
                         paused,
                         frozen: false,
                         held: None,
+                        batch: None,
                     },
                     "rmemring::producer"
                 ),
@@ -748,31 +786,15 @@ impl Ring {
     ///
     /// Any context but NMI, on any CPU: the lock is a raw spinlock with
     /// interrupts off. Hold it briefly: every other producer of the ring
-    /// spins meanwhile, with its interrupts off. Refusals are not counted
-    /// here (see [`Self::producing_for_client`]).
-    pub(crate) fn producing(&self) -> Result<Producing<'_>, WriteError> {
-        self.lock_producer(false)
-    }
-
-    /// [`Self::producing`] for a client of the in-kernel API: a refusal
-    /// is counted in `records_refused` (the producer thread's retries
-    /// while the device goes are not records).
+    /// spins meanwhile, with its interrupts off. A refusal is counted in
+    /// `records_refused`: those decided under the lock before it goes, so
+    /// that one made during a reset is zeroed with the reset's other
+    /// counters (the reset zeroes them under the lock as it ends) rather
+    /// than landing in the fresh ring's.
     #[inline]
     fn producing_for_client(&self) -> Result<Producing<'_>, WriteError> {
-        self.lock_producer(true)
-    }
-
-    /// [`Self::producing`], counting refusals in `records_refused` if
-    /// `count`: those decided under the lock before it goes, so that one
-    /// made during a reset is zeroed with the reset's other counters (the
-    /// reset zeroes them under the lock as it ends) rather than landing in
-    /// the fresh ring's.
-    #[inline]
-    fn lock_producer(&self, count: bool) -> Result<Producing<'_>, WriteError> {
         let refuse = |error| {
-            if count {
-                self.records_refused.fetch_add(1, Ordering::Relaxed);
-            }
+            self.records_refused.fetch_add(1, Ordering::Relaxed);
             Err(error)
         };
         // NMI: the lock may be held by the code the NMI interrupted.
@@ -799,7 +821,6 @@ impl Ring {
             ring: self,
             guard: ManuallyDrop::new(guard),
             quiet: false,
-            direct: false,
         })
     }
 
@@ -832,54 +853,50 @@ impl Ring {
     /// [`Self::reserve_held`], publishes (with `quiet`, without waking a
     /// sleeping consumer) and lets go of the producer lock.
     ///
-    /// A call from a CPU that does not hold the ring's producer lock, or
-    /// with a payload that is not its open reservation's, is a caller's
-    /// bug (a commit after a failed reserve, on the wrong ring, or from a
-    /// context nested in the reserving one): it is refused with an error
-    /// in the log (deferred, once per boot), and touches nothing (not the
-    /// reservation another CPU or context may be filling, not its lock).
-    /// In NMI context it is refused and counted in `records_refused`.
+    /// A call from a CPU that does not hold the ring's producer lock, with
+    /// a payload that is not its open reservation's, or inside a batch, is
+    /// a caller's bug (a commit after a failed reserve, on the wrong ring,
+    /// or from a context nested in the reserving one): it is refused
+    /// ([`WriteError::Misuse`]) with an error in the log (deferred, once
+    /// per boot), and touches nothing (not the reservation another CPU or
+    /// context may be filling, not its lock). In NMI context it is refused
+    /// and counted in `records_refused` ([`WriteError::Refused`]).
     ///
     /// # Safety
     ///
     /// The caller is the producer that made the reservation, on the same
     /// CPU and in the same context, and has not finished it yet: it holds
     /// the producer lock.
-    pub(crate) unsafe fn finish_held(&self, payload: *const u8, commit: bool, quiet: bool) {
-        // An NMI that interrupted this CPU's reservation: what it would
-        // commit is the interrupted code's, half filled, and the lock's
-        // saved interrupt state is that code's too.
-        let Some(cpu) = sys::this_cpu_outside_nmi() else {
-            self.records_refused.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if self.owner.load(Ordering::Relaxed) != cpu {
-            sys::report_misuse(c"commit or discard on a CPU that holds no reservation");
-            return;
-        }
-        // SAFETY: This CPU holds the lock (`owner` says so, and only this
-        // CPU can have set it to its own number), taken by `reserve_held`
-        // whose guard was forgotten; it is given back here once.
-        let guard = unsafe { RawSpinLockIrqGuard::new(&self.producer, ()) };
-        let mut producing = Producing {
-            ring: self,
-            guard: ManuallyDrop::new(guard),
-            quiet,
-            direct: false,
-        };
+    pub(crate) unsafe fn finish_held(
+        &self,
+        payload: *const u8,
+        commit: bool,
+        quiet: bool,
+    ) -> Result<(), WriteError> {
+        // SAFETY: Forwarded: the caller holds the lock it took, or is
+        // refused.
+        let mut producing = unsafe { self.held_by_this_cpu(true) }?;
+        producing.quiet = quiet;
         // This CPU holds the lock, but for a write in progress rather than
         // a reservation (a commit from inside `rmemring_write`'s critical
-        // section), or for a reservation of another payload (a commit of a
-        // failed reserve's pointer, or from a context nested in the one
-        // that reserved): not ours to let go of.
-        let held = producing.state().held.take();
+        // section), for a batch, or for a reservation of another payload
+        // (a commit of a failed reserve's pointer, or from a context nested
+        // in the one that reserved): not ours to let go of.
+        let state = producing.state();
+        let held = if state.batch.is_none() {
+            state.held.take()
+        } else {
+            None
+        };
         let Held { slot, tag, .. } = match held {
             Some(held) if held.payload == payload as usize => held,
             other => {
-                producing.state().held = other;
+                if other.is_some() {
+                    producing.state().held = other;
+                }
                 core::mem::forget(producing);
                 sys::report_misuse(c"commit or discard without a reservation of that payload");
-                return;
+                return Err(WriteError::Misuse);
             }
         };
         if commit {
@@ -889,6 +906,142 @@ impl Ring {
         // had goes to the next record. (What its reservation did stays: a
         // pad before it, and in overwrite mode the records it retired,
         // counted as overwritten.)
+        Ok(())
+    }
+
+    /// The producer lock this CPU holds (for a reservation or a batch),
+    /// taken back from the guard its taker forgot. The caller forgets the
+    /// returned value again to keep holding the lock, or drops it to
+    /// publish and let go.
+    ///
+    /// Refused in NMI context (an NMI that interrupted this CPU's
+    /// reservation would finish what the interrupted code half filled,
+    /// and the lock's saved interrupt state is that code's): counted in
+    /// `records_refused` if `count`. Refused as a misuse, logged, on a CPU
+    /// that does not hold the lock.
+    ///
+    /// # Safety
+    ///
+    /// If this CPU holds the lock, the caller is the producer that took it
+    /// (through [`Self::reserve_held`] or [`Self::batch_begin`]), in the
+    /// same context: the ring can tell another CPU, and NMI context, but
+    /// not a context nested in the holder's on its CPU.
+    #[inline]
+    unsafe fn held_by_this_cpu(&self, count: bool) -> Result<Producing<'_>, WriteError> {
+        let Some(cpu) = sys::this_cpu_outside_nmi() else {
+            if count {
+                self.records_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(WriteError::Refused);
+        };
+        if self.owner.load(Ordering::Relaxed) != cpu {
+            sys::report_misuse(c"commit, discard or batch call on a CPU that holds no reservation or batch of the ring");
+            return Err(WriteError::Misuse);
+        }
+        // SAFETY: This CPU holds the lock (`owner` says so, and only this
+        // CPU can have set it to its own number), taken by `reserve_held`
+        // or `batch_begin` whose guard was forgotten; the caller gives it
+        // back once (dropping the value) or forgets it again.
+        let guard = unsafe { RawSpinLockIrqGuard::new(&self.producer, ()) };
+        Ok(Producing {
+            ring: self,
+            guard: ManuallyDrop::new(guard),
+            quiet: false,
+        })
+    }
+
+    /// Begins a batch: takes the producer lock, and keeps it (interrupts
+    /// off) until [`Self::batch_end`], for records reserved with
+    /// [`Self::batch_reserve`] and committed with [`Self::batch_commit`],
+    /// published together by the end. The C API's `rmemring_batch_begin`.
+    /// Returns the sequence number the batch's first record gets.
+    ///
+    /// Refused as [`Self::reserve_held`] is (and counted as its refusal
+    /// would be).
+    pub(crate) fn batch_begin(&self) -> Result<u64, WriteError> {
+        let mut producing = self.producing_for_client()?;
+        producing.state().batch = Some(Batch {
+            records: 0,
+            bytes: 0,
+        });
+        let seq = producing.core().next_seq();
+        core::mem::forget(producing);
+        Ok(seq)
+    }
+
+    /// Reserves a record of the batch this CPU holds open: its payload's
+    /// address, to be filled and given to [`Self::batch_commit`]. An open
+    /// reservation of the batch that was not committed is discarded
+    /// first. With `no_drop`, a drop-new ring that is full refuses the
+    /// record ([`WriteError::NoRoom`]) rather than dropping it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::held_by_this_cpu`].
+    #[inline]
+    pub(crate) unsafe fn batch_reserve(
+        &self,
+        tag: u16,
+        len: u32,
+        no_drop: bool,
+    ) -> Result<*mut u8, WriteError> {
+        // SAFETY: Forwarded.
+        let mut producing = unsafe { self.batch_held(true) }?;
+        let result = producing.batch_reserve(tag, len, no_drop);
+        core::mem::forget(producing);
+        result
+    }
+
+    /// Commits the batch's open reservation, whose payload is at
+    /// `payload`: it takes the next sequence number and a timestamp, and
+    /// is published with the batch.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::held_by_this_cpu`].
+    #[inline]
+    pub(crate) unsafe fn batch_commit(&self, payload: *const u8) -> Result<(), WriteError> {
+        // SAFETY: Forwarded.
+        let mut producing = unsafe { self.batch_held(true) }?;
+        let result = producing.batch_commit(payload);
+        core::mem::forget(producing);
+        result
+    }
+
+    /// Ends the batch this CPU holds open: discards an open reservation
+    /// that was not committed, publishes the batch's records (with
+    /// `quiet`, without waking a sleeping consumer) and lets go of the
+    /// producer lock.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::held_by_this_cpu`].
+    pub(crate) unsafe fn batch_end(&self, quiet: bool) -> Result<(), WriteError> {
+        // SAFETY: Forwarded.
+        let mut producing = unsafe { self.batch_held(false) }?;
+        let state = producing.state();
+        state.held = None;
+        state.batch = None;
+        producing.quiet = quiet;
+        Ok(())
+    }
+
+    /// [`Self::held_by_this_cpu`], for a batch: refused as a misuse if the
+    /// lock this CPU holds is not a batch's.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::held_by_this_cpu`].
+    #[inline]
+    unsafe fn batch_held(&self, count: bool) -> Result<Producing<'_>, WriteError> {
+        // SAFETY: Forwarded.
+        let mut producing = unsafe { self.held_by_this_cpu(count) }?;
+        if producing.state().batch.is_none() {
+            core::mem::forget(producing);
+            sys::report_misuse(c"batch call with no batch of the ring open on this CPU");
+            return Err(WriteError::Misuse);
+        }
+        Ok(producing)
     }
 
     /// The wait queue `poll` registers on.
@@ -998,7 +1151,7 @@ unsafe fn keep_for_next_boot(notifiers: *const CrashNotifiers, crash: Crash) {
     ring.keep(crash);
 }
 
-/// The producer side of a ring, locked: see [`Ring::producing`]. What it
+/// The producer side of a ring, locked: see [`Ring::producing_for_client`]. What it
 /// commits is published, and the consumer woken if it asked, when it is
 /// dropped.
 pub(crate) struct Producing<'a> {
@@ -1007,9 +1160,6 @@ pub(crate) struct Producing<'a> {
     guard: ManuallyDrop<RawSpinLockIrqGuard<'a, ProducerState>>,
     /// Publish without waking a sleeping consumer.
     quiet: bool,
-    /// Wake the consumer directly, not through the `irq_work`: see
-    /// [`Producing::wake_directly`].
-    direct: bool,
 }
 
 impl Producing<'_> {
@@ -1022,18 +1172,8 @@ impl Producing<'_> {
     /// The index logic, for what needs no lock-specific care (the next
     /// sequence number, writing a payload into a reserved slot).
     #[inline]
-    pub(crate) fn core(&self) -> &ProducerCore {
+    fn core(&self) -> &ProducerCore {
         &self.guard.core
-    }
-
-    /// The index logic, mutably (the producer thread's batch bookkeeping).
-    pub(crate) fn core_mut(&mut self) -> &mut ProducerCore {
-        &mut self.state().core
-    }
-
-    /// Reserves room for `len` payload bytes; see [`ProducerCore::reserve`].
-    pub(crate) fn reserve(&mut self, len: u32) -> Result<Slot, ReserveError> {
-        self.state().core.reserve(len)
     }
 
     /// Reserves room, or counts the record as dropped if the ring is full.
@@ -1053,17 +1193,72 @@ impl Producing<'_> {
     /// Commits `slot` with `tag`, stamped now: timestamps taken under the
     /// lock never go backwards in ring order, whichever CPUs produce.
     #[inline]
-    pub(crate) fn commit(&mut self, slot: Slot, tag: u16) {
+    fn commit(&mut self, slot: Slot, tag: u16) {
         let now = sys::monotonic_ns();
         self.state().core.commit(slot, tag, now);
     }
 
-    /// For a producer in process context that holds no other lock (the
-    /// producer thread): wake a sleeping consumer from here, after the
-    /// unlock, rather than through the `irq_work`, saving the
-    /// interrupt's round trip.
-    pub(crate) fn wake_directly(&mut self) {
-        self.direct = true;
+    /// [`Ring::batch_reserve`], with the lock held and a batch open.
+    #[inline]
+    fn batch_reserve(&mut self, tag: u16, len: u32, no_drop: bool) -> Result<*mut u8, WriteError> {
+        if len > self.ring.max_payload() {
+            return Err(WriteError::TooLarge);
+        }
+        let state = self.state();
+        state.held = None;
+        let Some(batch) = state.batch.as_mut() else {
+            return Err(WriteError::Misuse);
+        };
+        // The bounds of one hold of the lock: at most `MAX_BATCH_RECORDS`
+        // records, `BATCH_HOLD_BYTES` of them (or one larger record), and
+        // within the shared core's batch (`publish_due`), so that in
+        // overwrite mode a batch never retires its own unpublished
+        // records. The first record of a batch always passes.
+        if batch.records >= MAX_BATCH_RECORDS
+            || batch.bytes >= BATCH_HOLD_BYTES
+            || state.core.publish_due(len)
+        {
+            return Err(WriteError::BatchFull);
+        }
+        match state.core.reserve(len) {
+            Ok(slot) => {
+                let payload = state.core.payload_ptr(&slot);
+                state.held = Some(Held {
+                    slot,
+                    tag,
+                    payload: payload as usize,
+                });
+                Ok(payload)
+            }
+            Err(ReserveError::TooLarge) => Err(WriteError::TooLarge),
+            Err(ReserveError::Full) if no_drop => Err(WriteError::NoRoom),
+            Err(ReserveError::Full) => {
+                state.core.drop_record();
+                batch.records += 1;
+                Err(WriteError::Dropped)
+            }
+        }
+    }
+
+    /// [`Ring::batch_commit`], with the lock held and a batch open.
+    #[inline]
+    fn batch_commit(&mut self, payload: *const u8) -> Result<(), WriteError> {
+        let held = self.state().held.take();
+        let Held { slot, tag, .. } = match held {
+            Some(held) if held.payload == payload as usize => held,
+            other => {
+                self.state().held = other;
+                sys::report_misuse(c"batch commit without a reservation of that payload");
+                return Err(WriteError::Misuse);
+            }
+        };
+        let stride = record_stride(slot.len());
+        self.commit(slot, tag);
+        if let Some(batch) = self.state().batch.as_mut() {
+            batch.records += 1;
+            batch.bytes += stride;
+        }
+        Ok(())
     }
 
     /// Keeps the lock held past this value's end, for the C API's
@@ -1092,10 +1287,12 @@ impl Drop for Producing<'_> {
         self.ring.owner.store(NO_CPU, Ordering::Relaxed);
         drop(guard);
         // After the unlock: `irq_work_queue` may fire tracepoints (an IPI's),
-        // whose probes may produce into this ring. Deferred: this may run in
-        // hard-IRQ context or under the runqueue lock, where `wake_up` must
-        // not be called.
-        if wake && self.direct {
+        // whose probes may produce into this ring. Deferred, unless this
+        // runs preemptible (a producer in process context holding no
+        // spinlock, such as the producer thread, which saves the
+        // interrupt's round trip): it may run in hard-IRQ context or under
+        // the runqueue lock, where `wake_up` must not be called.
+        if wake && sys::may_wake_directly() {
             self.ring.wake_readers();
         } else if wake {
             self.ring.waker.queue();

@@ -85,6 +85,7 @@ mod c {
         );
         pub(super) fn rmemring_this_cpu_outside_nmi() -> kernel::ffi::c_uint;
         pub(super) fn rmemring_may_produce() -> bool;
+        pub(super) fn rmemring_may_wake_directly() -> bool;
         pub(super) fn rmemring_report_misuse(what: *const kernel::ffi::c_char);
         pub(super) fn rmemring_this_cpu() -> kernel::ffi::c_uint;
         pub(super) fn rmemring_boot_id(id: *mut u64) -> c_int;
@@ -972,7 +973,7 @@ pub(crate) use new_spinlock_irq;
 
 /// The number of the CPU this runs on. Unless preemption is off, the
 /// thread may move to another CPU right after: use it only where that
-/// cannot matter (see `Ring::producing`).
+/// cannot matter (see `Ring::producing_for_client`).
 #[inline]
 pub(crate) fn this_cpu() -> u32 {
     // SAFETY: `raw_smp_processor_id` has no preconditions.
@@ -1003,6 +1004,23 @@ pub(crate) fn may_produce() -> bool {
     // SAFETY: Reads the preempt count and this CPU's flag; no
     // preconditions.
     unsafe { c::rmemring_may_produce() }
+}
+
+/// `ENOBUFS`, which the kernel crate's `error::code` does not name: the
+/// in-kernel API's "full, not dropped" (`RMEMRING_NO_DROP`).
+pub(crate) fn enobufs() -> kernel::error::Error {
+    kernel::error::Error::from_errno(-(bindings::ENOBUFS as c_int))
+}
+
+/// Whether a producer that let go of its lock may wake a sleeping
+/// consumer itself (`wake_up`) rather than through an `irq_work`: in
+/// preemptible context only, which holds no spinlock (not the runqueue
+/// lock a `sched_switch` probe runs under) and has interrupts on.
+#[inline]
+pub(crate) fn may_wake_directly() -> bool {
+    // SAFETY: Reads the preempt count and the interrupt flag; no
+    // preconditions.
+    unsafe { c::rmemring_may_wake_directly() }
 }
 
 /// Reports a client's misuse of the in-kernel API in the kernel log, from

@@ -43,6 +43,16 @@ struct rmemring;
  */
 #define RMEMRING_NO_WAKEUP		1
 
+/*
+ * rmemring_batch_reserve() flag.
+ *
+ * RMEMRING_NO_DROP: in drop-new mode, a full ring refuses the record with
+ * -ENOBUFS instead of dropping it: nothing is counted and no sequence
+ * number taken. For a producer that can wait for room (process context),
+ * as the driver's own thread does when asked to.
+ */
+#define RMEMRING_NO_DROP		2
+
 /**
  * rmemring_get() - find a ring by its device name and take a reference
  * @name: the device's name, e.g. "rmemring0" for /dev/rmemring0
@@ -154,14 +164,16 @@ static inline void rmemring_fill(void *payload, const void *data, u32 len)
  * rmemring_commit() - make a reservation a record and publish it
  * @ring: the ring reserved from
  * @payload: what rmemring_reserve() returned
- * @flags: 0 or RMEMRING_NO_WAKEUP (other bits are ignored)
- *
- * A commit on a CPU that holds no reservation of @ring is refused, with an
- * error in the kernel log.
+ * @flags: 0 or RMEMRING_NO_WAKEUP
  *
  * Context: the same as the rmemring_reserve() call, on the same CPU.
+ * Return: 0 committed and published; -EINVAL unknown @flags: the
+ * reservation is discarded (as rmemring_discard() would: no record, no
+ * sequence number, the lock let go), or no reservation of @payload is
+ * open on this CPU (an error in the kernel log; nothing touched); -EBUSY
+ * NMI context (counted in records_refused; nothing touched).
  */
-void rmemring_commit(struct rmemring *ring, void *payload, u32 flags);
+int rmemring_commit(struct rmemring *ring, void *payload, u32 flags);
 
 /**
  * rmemring_discard() - give a reservation back unwritten
@@ -175,6 +187,90 @@ void rmemring_commit(struct rmemring *ring, void *payload, u32 flags);
  * Context: the same as the rmemring_reserve() call, on the same CPU.
  */
 void rmemring_discard(struct rmemring *ring, void *payload);
+
+/**
+ * rmemring_batch_begin() - hold a ring's producer lock for a batch of records
+ * @ring: a reference from rmemring_get()
+ * @seq: if not NULL, set to the sequence number the batch's first record
+ *       gets; each record the batch commits or drops takes the next one
+ *
+ * For a producer with many records at once: one lock hold and one
+ * publication (one release store, one look at the consumer's wake-up
+ * request) for the batch, where rmemring_write() takes the lock and
+ * publishes once per record. Reserve each record with
+ * rmemring_batch_reserve(), fill it, rmemring_batch_commit() it, and
+ * rmemring_batch_end() the batch, which publishes its records and lets go
+ * of the lock. Meanwhile the lock is held with interrupts off, as for a
+ * reservation, and every rule of rmemring_reserve() applies: do not
+ * sleep, a write to any ring on this CPU is refused with -EBUSY. The lock
+ * hold is bounded: a batch takes at most 64 KiB of records (or one larger
+ * record) and at most 16384 records, after which rmemring_batch_reserve()
+ * says -EAGAIN: end the batch and begin another.
+ *
+ * Context: any but NMI.
+ * Return: 0, the batch open (end it with rmemring_batch_end()); -ENODEV,
+ * -EBUSY as rmemring_write() (counted in records_refused, once: the
+ * refusal of the record the batch would have begun with).
+ */
+int rmemring_batch_begin(struct rmemring *ring, u64 *seq);
+
+/**
+ * rmemring_batch_reserve() - reserve a record of the open batch
+ * @ring: the ring whose batch this CPU holds open
+ * @tag: what the payload will be
+ * @len: payload bytes
+ * @flags: 0 or RMEMRING_NO_DROP
+ *
+ * Returns the payload to fill in place (8-byte aligned, @len bytes; write
+ * it as a reservation's, with rmemring_fill()), then give to
+ * rmemring_batch_commit(). A reservation not committed before the next
+ * rmemring_batch_reserve() or rmemring_batch_end() is discarded, as by
+ * rmemring_discard().
+ *
+ * Context: the rmemring_batch_begin() call's, on the same CPU.
+ * Return: the payload, or an ERR_PTR() of: -ENOSPC dropped (drop-new mode,
+ * ring full; counted in records_dropped and takes a sequence number, as
+ * for rmemring_write()); -EMSGSIZE larger than rmemring_max_payload() (not
+ * counted); -EAGAIN the batch is at its bound (not counted: end it and
+ * begin another); -ENOBUFS with RMEMRING_NO_DROP, drop-new mode and the
+ * ring full (not counted, no sequence number taken); -EBUSY NMI context
+ * (counted in records_refused); -EINVAL unknown @flags, or no batch of
+ * @ring open on this CPU (an error in the kernel log). The batch stays
+ * open whatever it returns.
+ */
+void *rmemring_batch_reserve(struct rmemring *ring, u16 tag, u32 len, u32 flags);
+
+/**
+ * rmemring_batch_commit() - make the batch's open reservation a record
+ * @ring: the ring whose batch this CPU holds open
+ * @payload: what rmemring_batch_reserve() returned
+ *
+ * The record takes the next sequence number and a timestamp; the consumer
+ * sees it when the batch ends.
+ *
+ * Context: the rmemring_batch_begin() call's, on the same CPU.
+ * Return: 0; -EINVAL no reservation of @payload open in a batch of @ring
+ * on this CPU (an error in the kernel log; nothing touched); -EBUSY NMI
+ * context (counted in records_refused).
+ */
+int rmemring_batch_commit(struct rmemring *ring, void *payload);
+
+/**
+ * rmemring_batch_end() - publish the batch's records and let go of the lock
+ * @ring: the ring whose batch this CPU holds open
+ * @flags: 0 or RMEMRING_NO_WAKEUP
+ *
+ * Discards an open reservation that was not committed, publishes every
+ * record the batch committed (waking a sleeping consumer, unless
+ * RMEMRING_NO_WAKEUP) and lets go of the producer lock.
+ *
+ * Context: the rmemring_batch_begin() call's, on the same CPU.
+ * Return: 0; -EINVAL unknown @flags (the batch is ended all the same,
+ * published without a wake-up), or no batch of @ring open on this CPU (an
+ * error in the kernel log; nothing touched); -EBUSY NMI context (nothing
+ * touched).
+ */
+int rmemring_batch_end(struct rmemring *ring, u32 flags);
 
 /**
  * rmemring_max_payload() - the largest payload a record of @ring carries

@@ -54,14 +54,26 @@ mod ffi {
             flags: u32,
         ) -> c_int;
         pub(super) fn rmemring_reserve(ring: *mut c_void, tag: u16, len: u32) -> *mut c_void;
-        pub(super) fn rmemring_commit(ring: *mut c_void, payload: *mut c_void, flags: u32);
+        pub(super) fn rmemring_commit(ring: *mut c_void, payload: *mut c_void, flags: u32)
+            -> c_int;
         pub(super) fn rmemring_discard(ring: *mut c_void, payload: *mut c_void);
         pub(super) fn rmemring_max_payload(ring: *mut c_void) -> u32;
+        pub(super) fn rmemring_batch_begin(ring: *mut c_void, seq: *mut u64) -> c_int;
+        pub(super) fn rmemring_batch_reserve(
+            ring: *mut c_void,
+            tag: u16,
+            len: u32,
+            flags: u32,
+        ) -> *mut c_void;
+        pub(super) fn rmemring_batch_commit(ring: *mut c_void, payload: *mut c_void) -> c_int;
+        pub(super) fn rmemring_batch_end(ring: *mut c_void, flags: u32) -> c_int;
     }
 }
 
 /// `RMEMRING_NO_WAKEUP` of `rmemring.h`.
 const NO_WAKEUP: u32 = 1;
+/// `RMEMRING_NO_DROP` of `rmemring.h`.
+const NO_DROP: u32 = 2;
 
 /// Why a record did not go into the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +89,14 @@ pub enum WriteError {
     /// this CPU (of any ring), or a reset is rewriting the ring: counted in
     /// `records_refused`.
     Refused,
+    /// In a [`Batch`]: the batch is at its bound (64 KiB or 16 384
+    /// records); return from the closure, and begin another. Not counted.
+    BatchFull,
+    /// In a [`Batch`], with [`Batch::reserve_no_drop`]: drop-new mode and
+    /// the ring full. Not counted, no sequence number taken.
+    NoRoom,
+    /// A call the driver refused as a misuse (`-EINVAL`): logged.
+    Invalid,
 }
 
 impl WriteError {
@@ -85,8 +105,27 @@ impl WriteError {
             e if e == kernel::bindings::ENOSPC as c_int => WriteError::Dropped,
             e if e == kernel::bindings::EMSGSIZE as c_int => WriteError::TooLarge,
             e if e == kernel::bindings::ENODEV as c_int => WriteError::Gone,
+            e if e == kernel::bindings::EAGAIN as c_int => WriteError::BatchFull,
+            e if e == kernel::bindings::ENOBUFS as c_int => WriteError::NoRoom,
+            e if e == kernel::bindings::EINVAL as c_int => WriteError::Invalid,
             _ => WriteError::Refused,
         }
+    }
+
+    fn result(ret: c_int) -> Result<(), Self> {
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(Self::from_errno(ret))
+        }
+    }
+
+    fn from_ptr(ptr: *mut c_void) -> Result<NonNull<u8>, Self> {
+        let addr = ptr as isize;
+        if (-4095..0).contains(&addr) {
+            return Err(Self::from_errno(addr as c_int));
+        }
+        NonNull::new(ptr.cast::<u8>()).ok_or(WriteError::Refused)
     }
 }
 
@@ -128,11 +167,7 @@ impl Ring {
         let ret = unsafe {
             ffi::rmemring_write(self.raw.as_ptr(), tag, payload.as_ptr().cast(), len, flags)
         };
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(WriteError::from_errno(ret))
-        }
+        WriteError::result(ret)
     }
 
     /// Reserves a record of `len` payload bytes tagged `tag` and lends it
@@ -156,11 +191,7 @@ impl Ring {
         // SAFETY: `self` holds a reference to the ring; the reservation is
         // finished exactly once, below, on this CPU and in this context.
         let payload = unsafe { ffi::rmemring_reserve(self.raw.as_ptr(), tag, len) };
-        let addr = payload as isize;
-        if (-4095..0).contains(&addr) {
-            return Err(WriteError::from_errno(addr as c_int));
-        }
-        let payload = NonNull::new(payload.cast::<u8>()).ok_or(WriteError::Refused)?;
+        let payload = WriteError::from_ptr(payload)?;
         let mut reservation = Reservation {
             payload,
             len: len as usize,
@@ -169,16 +200,52 @@ impl Ring {
         let finish = fill(&mut reservation);
         let raw = self.raw.as_ptr();
         let payload = payload.as_ptr().cast();
-        match finish {
+        let ret = match finish {
             // SAFETY: The reservation is open (`fill` only borrowed it), and
             // is finished here once.
             Finish::Commit => unsafe { ffi::rmemring_commit(raw, payload, 0) },
             // SAFETY: As above.
             Finish::CommitQuietly => unsafe { ffi::rmemring_commit(raw, payload, NO_WAKEUP) },
-            // SAFETY: As above.
-            Finish::Discard => unsafe { ffi::rmemring_discard(raw, payload) },
-        }
-        Ok(())
+            Finish::Discard => {
+                // SAFETY: As above.
+                unsafe { ffi::rmemring_discard(raw, payload) };
+                0
+            }
+        };
+        WriteError::result(ret)
+    }
+
+    /// Begins a batch and lends it to `fill`, which reserves, fills and
+    /// commits records with [`Batch::reserve`]; when `fill` returns, the
+    /// batch's records are published together (with `quiet`, without
+    /// waking a sleeping consumer) and the lock is let go: one lock hold
+    /// and one publication for many records. The lock is held, interrupts
+    /// off, while `fill` runs, as for [`Self::reserve`]; the driver bounds
+    /// the batch (64 KiB of records or 16 384 of them, then
+    /// [`WriteError::BatchFull`]). `fill` gets the sequence number of the
+    /// batch's first record; each record committed or dropped takes the
+    /// next. `fill` is not called if the batch cannot begin
+    /// ([`WriteError::Gone`], [`WriteError::Refused`], counted once).
+    pub fn batch<R>(
+        &self,
+        quiet: bool,
+        fill: impl FnOnce(&mut Batch<'_>, u64) -> R,
+    ) -> Result<R, WriteError> {
+        let mut seq = 0u64;
+        // SAFETY: `self` holds a reference; `seq` is writable; the batch is
+        // ended below, once, on this CPU (interrupts are off meanwhile).
+        WriteError::result(unsafe { ffi::rmemring_batch_begin(self.raw.as_ptr(), &mut seq) })?;
+        let mut batch = Batch {
+            ring: self,
+            _here: PhantomData,
+        };
+        let result = fill(&mut batch, seq);
+        // SAFETY: The batch is open (`fill` only borrowed it) and ended
+        // here once.
+        let _ = unsafe {
+            ffi::rmemring_batch_end(self.raw.as_ptr(), if quiet { NO_WAKEUP } else { 0 })
+        };
+        Ok(result)
     }
 
     /// The largest payload a record can carry.
@@ -193,6 +260,67 @@ impl Drop for Ring {
         // SAFETY: The reference came from `rmemring_get` and is given back
         // once.
         unsafe { ffi::rmemring_put(self.raw.as_ptr()) };
+    }
+}
+
+/// A batch open on a ring, lent to the closure of [`Ring::batch`]. It
+/// stays on the CPU that began it (not `Send`), as the lock it holds must.
+pub struct Batch<'a> {
+    ring: &'a Ring,
+    /// Not `Send`.
+    _here: PhantomData<*mut ()>,
+}
+
+impl Batch<'_> {
+    /// Reserves a record of `len` payload bytes tagged `tag` in the batch
+    /// and lends it to `fill`, which writes it; it is committed when
+    /// `fill` returns true, and discarded otherwise. Errors as
+    /// `rmemring_batch_reserve`'s: [`WriteError::Dropped`] (counted, a
+    /// sequence number taken), [`WriteError::TooLarge`],
+    /// [`WriteError::BatchFull`] (return from the batch's closure).
+    pub fn reserve(
+        &mut self,
+        tag: u16,
+        len: u32,
+        fill: impl FnOnce(&mut Reservation<'_>) -> bool,
+    ) -> Result<(), WriteError> {
+        self.reserve_flags(tag, len, 0, fill)
+    }
+
+    /// [`Self::reserve`], but a full drop-new ring refuses the record
+    /// ([`WriteError::NoRoom`]: not counted, no sequence number taken)
+    /// rather than dropping it: `RMEMRING_NO_DROP`.
+    pub fn reserve_no_drop(
+        &mut self,
+        tag: u16,
+        len: u32,
+        fill: impl FnOnce(&mut Reservation<'_>) -> bool,
+    ) -> Result<(), WriteError> {
+        self.reserve_flags(tag, len, NO_DROP, fill)
+    }
+
+    fn reserve_flags(
+        &mut self,
+        tag: u16,
+        len: u32,
+        flags: u32,
+        fill: impl FnOnce(&mut Reservation<'_>) -> bool,
+    ) -> Result<(), WriteError> {
+        let raw = self.ring.raw.as_ptr();
+        // SAFETY: The batch is open on this CPU, lent by `Ring::batch`.
+        let payload =
+            WriteError::from_ptr(unsafe { ffi::rmemring_batch_reserve(raw, tag, len, flags) })?;
+        let mut reservation = Reservation {
+            payload,
+            len: len as usize,
+            _here: PhantomData,
+        };
+        if !fill(&mut reservation) {
+            // Discarded by the next reservation or the batch's end.
+            return Ok(());
+        }
+        // SAFETY: The batch's open reservation, of this payload.
+        WriteError::result(unsafe { ffi::rmemring_batch_commit(raw, payload.as_ptr().cast()) })
     }
 }
 

@@ -141,7 +141,7 @@ impl HrTimerCallback for CpuSampler {
             Err(WriteError::Dropped) => &this.counts.dropped,
             Err(WriteError::Refused) => &this.counts.refused,
             Err(WriteError::Gone) => &this.counts.gone,
-            Err(WriteError::TooLarge) => &this.counts.failed,
+            Err(_) => &this.counts.failed,
         };
         outcome.fetch_add(1, Ordering::Relaxed);
         // The next expiry one period after this one was due (not after
