@@ -20,9 +20,22 @@
  *                     the kernel enters int3 as an NMI)
  *   tag USER_MIN + 7: "nmi-safe" (x86-64: committed after an NMI's commit
  *                     of it was refused)
+ *   tag USER_MIN + 10: SOFTIRQ_CALLS records of a u64 0, 1, ...: written by
+ *                     a timer_list callback (softirq context), one per
+ *                     expiry ("softirq: calls=..." in the log)
+ *   tag USER_MIN + 12: "batch-0", "batch-1", "batch-2" (one batch, after
+ *                     refused calls inside it)
+ *   tag USER_MIN + 13: 4096 bytes, a u64 0, 1, ... then zeroes: one batch
+ *                     until its bound, -EAGAIN ("batch: bound=N")
+ *   tag USER_MIN + 14: 4096 bytes, a u64 0, 1, ... then zeroes: batches
+ *                     until the ring is full ("fill=N"); the batch that
+ *                     finds it full drops 2 records (-ENOSPC) around a
+ *                     refused -ENOBUFS (RMEMRING_NO_DROP), so the ring's
+ *                     records_dropped is 2
  *
  * and nothing of the attempts that failed or were discarded; each refusal
  * with -EBUSY counts in the ring's records_refused (2 from inside an open
+ * reservation, 1 a write inside a batch, 1 a batch begun inside a
  * reservation; on x86-64, 1 from a kprobe handler and, where the CPU has
  * a local APIC to send itself an NMI with, 2 more from NMI context, a
  * write and a commit).
@@ -46,6 +59,9 @@
 #include <linux/kprobes.h>
 #include <linux/ktime.h>
 #include <linux/vmalloc.h>
+#include <linux/timer.h>
+#include <linux/completion.h>
+#include <linux/preempt.h>
 
 #ifdef CONFIG_X86_LOCAL_APIC
 #include <asm/apic.h>
@@ -176,6 +192,178 @@ static void check_kprobe(struct rmemring *ring)
 }
 #endif
 
+/* The softirq writer: a timer_list that writes one record per expiry. */
+#define SOFTIRQ_CALLS 64
+
+static struct {
+	struct timer_list timer;
+	struct rmemring *ring;
+	struct completion done;
+	int calls, written, dropped, refused, gone, failed, in_softirq;
+} soft;
+
+static void on_timer(struct timer_list *t)
+{
+	u64 index = soft.calls++;
+	int ret = rmemring_write(soft.ring, TAG(10), &index, sizeof(index), 0);
+
+	if (in_serving_softirq())
+		soft.in_softirq++;
+	if (ret == 0)
+		soft.written++;
+	else if (ret == -ENOSPC)
+		soft.dropped++;
+	else if (ret == -EBUSY)
+		soft.refused++;
+	else if (ret == -ENODEV)
+		soft.gone++;
+	else
+		soft.failed++;
+	if (soft.calls < SOFTIRQ_CALLS)
+		mod_timer(&soft.timer, jiffies + 1);
+	else
+		complete(&soft.done);
+}
+
+/*
+ * Writes from softirq context (a timer_list callback), SOFTIRQ_CALLS
+ * expiries, each counted by outcome: they must all be written, in
+ * softirq context, and the outcomes add up to the calls exactly.
+ */
+static void check_softirq(struct rmemring *ring)
+{
+	soft.ring = ring;
+	init_completion(&soft.done);
+	timer_setup(&soft.timer, on_timer, 0);
+	mod_timer(&soft.timer, jiffies + 1);
+	if (!wait_for_completion_timeout(&soft.done, 30 * HZ))
+		expect(false, "the timer_list writer finished within 30 s", soft.calls);
+	timer_delete_sync(&soft.timer);
+	pr_info("softirq: calls=%d written=%d dropped=%d refused=%d gone=%d failed=%d in_softirq=%d\n",
+		soft.calls, soft.written, soft.dropped, soft.refused, soft.gone,
+		soft.failed, soft.in_softirq);
+	expect(soft.calls == SOFTIRQ_CALLS && soft.in_softirq == soft.calls,
+	       "rmemring_write() from a timer_list callback: every call in softirq context",
+	       soft.in_softirq);
+	expect(soft.written == soft.calls &&
+	       soft.written + soft.dropped + soft.refused + soft.gone + soft.failed == soft.calls,
+	       "rmemring_write() from softirq context: all written, the outcomes add up to the calls",
+	       soft.written);
+}
+
+/* One record of 4096 bytes in the open batch: its first word @index. */
+static long batch_record(struct rmemring *ring, u16 tag, u64 index, u32 flags)
+{
+	void *payload = rmemring_batch_reserve(ring, tag, 4096, flags);
+
+	if (IS_ERR(payload))
+		return PTR_ERR(payload);
+	rmemring_fill(payload, &index, sizeof(index));
+	return rmemring_batch_commit(ring, payload);
+}
+
+/*
+ * The batch calls: their refusals inside a batch, their bound, and a
+ * batch that finds the ring full (drop-new) part way. Last: it fills the
+ * ring.
+ */
+static void check_batch(struct rmemring *ring)
+{
+	static const char names[3][8] = { "batch-0", "batch-1", "batch-2" };
+	u32 max = rmemring_max_payload(ring);
+	u64 seq = U64_MAX, next;
+	void *payload, *inner;
+	long ret, nospc = 0, nobufs = 0;
+	int i, i2, bound = 0, fill = 0, batches = 0;
+
+	payload = rmemring_reserve(ring, TAG(0), 8);
+	if (!IS_ERR(payload)) {
+		ret = rmemring_batch_begin(ring, NULL);
+		rmemring_discard(ring, payload);
+		expect(ret == -EBUSY, "rmemring_batch_begin() inside an open reservation: -EBUSY", ret);
+	}
+
+	/*
+	 * Nothing is logged while a batch is open: printk takes the console's
+	 * locks, which must never nest inside the producer lock (see above).
+	 */
+	ret = rmemring_batch_begin(ring, &seq);
+	if (ret) {
+		expect(false, "rmemring_batch_begin()", ret);
+		return;
+	}
+	/* Refusals inside the batch, none of which ends it. */
+	inner = rmemring_batch_reserve(ring, TAG(0), max + 1, 0);
+	ret = rmemring_write(ring, TAG(0), "inner", 5, 0);
+	payload = rmemring_batch_reserve(ring, TAG(0), 8, 0x80);
+	i = rmemring_commit(ring, NULL, 0);
+	/* A reservation of the batch not committed: discarded by the next. */
+	rmemring_batch_reserve(ring, TAG(0), 8, 0);
+	for (next = 0; next < 3; next++) {
+		void *p = rmemring_batch_reserve(ring, TAG(12), 8, 0);
+
+		if (IS_ERR(p))
+			break;
+		rmemring_fill(p, names[next], 8);
+		if (rmemring_batch_commit(ring, p))
+			break;
+	}
+	i2 = rmemring_batch_end(ring, 0);
+	expect(seq != U64_MAX, "rmemring_batch_begin(): 0, and the next sequence number", 0);
+	expect(i2 == 0, "rmemring_batch_end(): 0", i2);
+	expect(IS_ERR(inner) && PTR_ERR(inner) == -EMSGSIZE,
+	       "rmemring_batch_reserve() of max_payload + 1 bytes: ERR_PTR(-EMSGSIZE)",
+	       PTR_ERR_OR_ZERO(inner));
+	expect(ret == -EBUSY, "rmemring_write() inside a batch: -EBUSY", ret);
+	expect(IS_ERR(payload) && PTR_ERR(payload) == -EINVAL,
+	       "rmemring_batch_reserve() with an unknown flag: ERR_PTR(-EINVAL)",
+	       PTR_ERR_OR_ZERO(payload));
+	expect(i == -EINVAL, "rmemring_commit() of no reservation inside a batch: -EINVAL", i);
+	expect(next == 3, "three records reserved and committed in the batch", next);
+	expect(rmemring_batch_end(ring, 0) == -EINVAL,
+	       "rmemring_batch_end() with no batch open: -EINVAL", 0);
+	inner = rmemring_batch_reserve(ring, TAG(0), 8, 0);
+	expect(IS_ERR(inner) && PTR_ERR(inner) == -EINVAL,
+	       "rmemring_batch_reserve() with no batch open: ERR_PTR(-EINVAL)",
+	       PTR_ERR_OR_ZERO(inner));
+
+	/* The bound: 64 KiB of records, then -EAGAIN. */
+	ret = rmemring_batch_begin(ring, NULL);
+	if (ret == 0) {
+		while (bound < 1000 && !(ret = batch_record(ring, TAG(13), bound, 0)))
+			bound++;
+		rmemring_batch_end(ring, 0);
+	}
+	pr_info("batch: bound=%d\n", bound);
+	expect(ret == -EAGAIN && bound > 0 && bound <= (64 << 10) / 4096 + 1,
+	       "a batch takes records until 64 KiB of them, then ERR_PTR(-EAGAIN)", ret);
+
+	/* Batches until the ring is full: the full one drops, or refuses with
+	 * RMEMRING_NO_DROP, and still publishes what it committed before. */
+	while (batches < 100000 && !nospc) {
+		ret = rmemring_batch_begin(ring, NULL);
+		if (ret)
+			break;
+		batches++;
+		while (!(ret = batch_record(ring, TAG(14), fill, 0)))
+			fill++;
+		if (ret == -ENOSPC) {
+			nospc = 1;
+			nobufs = batch_record(ring, TAG(14), fill, RMEMRING_NO_DROP);
+			if (batch_record(ring, TAG(14), fill, 0) == -ENOSPC)
+				nospc++;
+		}
+		rmemring_batch_end(ring, 0);
+		if (ret != -EAGAIN && ret != -ENOSPC)
+			break;
+	}
+	pr_info("batch: fill=%d batches=%d dropped=%ld\n", fill, batches, nospc);
+	expect(nospc == 2 && fill > 0,
+	       "batches until the ring is full: then ERR_PTR(-ENOSPC), dropped, twice", ret);
+	expect(nobufs == -ENOBUFS,
+	       "rmemring_batch_reserve(RMEMRING_NO_DROP) of a full ring: ERR_PTR(-ENOBUFS)", nobufs);
+}
+
 static void check(struct rmemring *ring)
 {
 	u32 max = rmemring_max_payload(ring);
@@ -190,6 +378,25 @@ static void check(struct rmemring *ring)
 	expect(ret == -EMSGSIZE, "rmemring_write() of max_payload + 1 bytes: -EMSGSIZE", ret);
 	ret = rmemring_write(ring, TAG(0), written, sizeof(written), 0x80);
 	expect(ret == -EINVAL, "rmemring_write() with an unknown flag: -EINVAL", ret);
+	/*
+	 * A commit with an unknown flag is refused and gives the reservation
+	 * back: nothing is written, and the lock is let go (else the next
+	 * reservation on this CPU would be refused with -EBUSY).
+	 */
+	payload = rmemring_reserve(ring, TAG(0), 8);
+	if (!IS_ERR(payload)) {
+		rmemring_fill(payload, "flagged", 8);
+		ret = rmemring_commit(ring, payload, 0x80);
+		inner = rmemring_reserve(ring, TAG(0), 8);
+		if (!IS_ERR(inner))
+			rmemring_discard(ring, inner);
+		expect(ret == -EINVAL, "rmemring_commit() with an unknown flag: -EINVAL", ret);
+		expect(!IS_ERR(inner),
+		       "after it, a reservation goes through (the refused commit let go of the lock)",
+		       PTR_ERR_OR_ZERO(inner));
+	} else {
+		expect(false, "rmemring_reserve() of 8 bytes", PTR_ERR(payload));
+	}
 	payload = rmemring_reserve(ring, TAG(0), max + 1);
 	if (!IS_ERR(payload))
 		rmemring_discard(ring, payload);
@@ -321,6 +528,8 @@ static int __init contract_init(void)
 	expect(ring, "rmemring_get() of the ring under test", 0);
 	if (ring) {
 		check(ring);
+		check_softirq(ring);
+		check_batch(ring);
 		rmemring_put(ring);
 	}
 	rmemring_put(NULL);

@@ -842,13 +842,41 @@ fn api_contract(env: &Env) -> anyhow::Result<()> {
     }
     // Its NMI checks run where the CPU has a local APIC (x86-64): a
     // write and a commit refused; and there a kprobe's handler runs as an
-    // NMI (int3), refused too, where on arm64 it writes (BRK).
+    // NMI (int3), refused too, where on arm64 it writes (BRK). Everywhere
+    // two inside a reservation, a write inside a batch and a batch begun
+    // inside a reservation.
     let nmi = cfg!(target_arch = "x86_64");
-    let refused = 2 + 3 * u64::from(nmi);
+    let refused = 4 + 3 * u64::from(nmi);
+    // What its log says it wrote: the softirq writer's account, and the
+    // batches' records (`bound`: the batch stopped by its bound; `fill`:
+    // the batches that filled the ring, whose last dropped 2).
+    let value = |prefix: &str, key: &str| -> anyhow::Result<u64> {
+        log.lines()
+            .filter_map(|l| l.split_once(prefix).map(|(_, rest)| rest))
+            .flat_map(str::split_whitespace)
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+            .with_context(|| format!("no {prefix}{key}= in the contract module's log: {log}"))
+    };
+    let calls = value("softirq: ", "calls")?;
+    let (written, in_softirq) = (
+        value("softirq: ", "written")?,
+        value("softirq: ", "in_softirq")?,
+    );
+    let others: u64 = ["dropped", "refused", "gone", "failed"]
+        .iter()
+        .map(|k| value("softirq: ", k))
+        .sum::<anyhow::Result<u64>>()?;
+    ensure!(
+        calls == 64 && in_softirq == calls && written + others == calls && others == 0,
+        "the softirq writer: calls {calls}, in softirq {in_softirq}, written {written}, \
+         other outcomes {others}"
+    );
+    let bound = value("batch: ", "bound")? as usize;
+    let fill = value("batch: ", "fill")? as usize;
     let stats = region.stats()?;
     ensure!(
-        stats.records_refused == refused && stats.records_dropped == 0,
-        "refused {} (want {refused}), dropped {}",
+        stats.records_refused == refused && stats.records_dropped == 2,
+        "refused {} (want {refused}), dropped {} (want 2: the batch that found the ring full)",
         stats.records_refused,
         stats.records_dropped
     );
@@ -868,6 +896,18 @@ fn api_contract(env: &Env) -> anyhow::Result<()> {
     if nmi {
         expected.push((user + 7, b"nmi-safe".to_vec()));
     }
+    expected.extend((0..calls).map(|i| (user + 10, i.to_le_bytes().to_vec())));
+    expected.extend([b"batch-0\0", b"batch-1\0", b"batch-2\0"].map(|n| (user + 12, n.to_vec())));
+    // A batch's 4 KiB records: a u64 index, then the fresh ring's zeroes.
+    let indexed = |tag: u16, count: usize| {
+        (0..count as u64).map(move |i| {
+            let mut payload = vec![0u8; 4096];
+            payload[..8].copy_from_slice(&i.to_le_bytes());
+            (tag, payload)
+        })
+    };
+    expected.extend(indexed(user + 13, bound));
+    expected.extend(indexed(user + 14, fill));
     let mut consumer = region.consumer()?;
     let mut seen = 0;
     for record in consumer.batch()?.iter() {
