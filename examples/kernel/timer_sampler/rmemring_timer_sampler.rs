@@ -7,8 +7,10 @@
 //! CPU, its per-CPU count, how late it fired) into `/dev/rmemring<ring>`
 //! in place, through the Rust binding of rmemring's in-kernel API
 //! (`driver/include/rmemring.rs`). Every expiry and every outcome is
-//! counted; the totals go to the kernel log when the module is unloaded
-//! (after every timer is cancelled, so they are final).
+//! counted, and so is every period that passed without an expiry (a
+//! timer that fired more than a period late is forwarded past the periods
+//! it missed: `skipped`); the totals go to the kernel log when the module
+//! is unloaded (after every timer is cancelled, so they are final).
 //!
 //! ```text
 //! insmod rmemring_timer_sampler.ko ring=0 rate=1000
@@ -93,6 +95,10 @@ struct Counts {
     gone: AtomicU64,
     /// Anything else (too large: a bug).
     failed: AtomicU64,
+    /// Periods with no expiry, hence no sample: the timer fired more than
+    /// a period late and was forwarded past them. `samples + skipped` is
+    /// the number of periods the timers ran for.
+    skipped: AtomicU64,
 }
 
 /// One CPU's timer and what it needs in its callback.
@@ -145,8 +151,16 @@ impl HrTimerCallback for CpuSampler {
         };
         outcome.fetch_add(1, Ordering::Relaxed);
         // The next expiry one period after this one was due (not after
-        // now), so the rate holds on average whatever the lateness.
-        ctx.forward_now(this.period);
+        // now), so the rate holds on average whatever the lateness; the
+        // periods that already passed meanwhile are skipped, and counted
+        // (`forward_now` returns how many periods it moved the expiry by:
+        // one unless it skipped some).
+        let periods = ctx.forward_now(this.period);
+        if periods > 1 {
+            this.counts
+                .skipped
+                .fetch_add(periods - 1, Ordering::Relaxed);
+        }
         HrTimerRestart::Restart
     }
 }
@@ -274,13 +288,14 @@ impl Drop for TimerSampler {
         self.timers.clear();
         let c = &self.counts;
         pr_info!(
-            "samples={} written={} dropped={} refused={} gone={} failed={}\n",
+            "samples={} written={} dropped={} refused={} gone={} failed={} skipped={}\n",
             c.samples.load(Ordering::Relaxed),
             c.written.load(Ordering::Relaxed),
             c.dropped.load(Ordering::Relaxed),
             c.refused.load(Ordering::Relaxed),
             c.gone.load(Ordering::Relaxed),
-            c.failed.load(Ordering::Relaxed)
+            c.failed.load(Ordering::Relaxed),
+            c.skipped.load(Ordering::Relaxed)
         );
     }
 }

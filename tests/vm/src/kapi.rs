@@ -738,6 +738,11 @@ fn sampler_with_builtin(env: &Env, seconds: u64) -> anyhow::Result<()> {
     let (check, counts) = consume(&region, sampler, seconds, false, || Ok(region.stop()?))?;
     let stats = region.stats()?;
     println!("# sampler: {} / sampler {counts:?}", check.summary());
+    println!(
+        "# sampler: {} samples taken, {} periods skipped (no sample: the timer fired more \
+         than a period late and was forwarded past them)",
+        counts.calls, counts.skipped
+    );
     let cpus = std::thread::available_parallelism()?.get();
     ensure!(check.problems == 0, "{}", check.summary());
     ensure!(

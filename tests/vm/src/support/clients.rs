@@ -75,6 +75,9 @@ pub(crate) struct Counts {
     /// Refused with `-ENODEV`: the ring's device is gone.
     pub(crate) gone: u64,
     pub(crate) failed: u64,
+    /// The timer sampler's periods with no expiry (it fired more than a
+    /// period late and was forwarded past them): samples not taken.
+    pub(crate) skipped: u64,
 }
 
 /// A client module of `examples/kernel/`, loaded; unload it with
@@ -159,6 +162,7 @@ impl Client {
                 "refused" => counts.refused = value,
                 "gone" => counts.gone = value,
                 "failed" => counts.failed = value,
+                "skipped" => counts.skipped = value,
                 _ => {}
             }
         }
