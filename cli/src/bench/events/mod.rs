@@ -746,7 +746,45 @@ fn consume_rmemring(
     unloaded?;
     while read(&mut consumer, &mut consumed)? != 0 {}
     consumed.dropped = region.stats()?.records_dropped;
+    // The tracer's own account, final once it is unloaded: every probe
+    // call delivered, dropped or refused (as the BPF and relay peers are
+    // held to theirs).
+    let counts = tracer_counts()?;
+    let count = |key: &str| counts.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v);
+    let refused = count("refused") + count("gone") + count("failed");
+    ensure!(
+        consumed.events + consumed.dropped + refused == count("calls")
+            && consumed.events == count("written"),
+        "the tracer was called {} times and wrote {}, but {} events arrived, {} were dropped \
+         and {refused} refused",
+        count("calls"),
+        count("written"),
+        consumed.events,
+        consumed.dropped
+    );
     Ok(consumed)
+}
+
+/// The counts the `sched_switch` tracer logs as it unloads (`calls=N
+/// written=N ...`): the last such line of the kernel log.
+fn tracer_counts() -> Result<Vec<(String, u64)>> {
+    let out = Command::new("dmesg").output().context("running dmesg")?;
+    let log = String::from_utf8_lossy(&out.stdout);
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("rmemring_sched_switch: calls="))
+        .map(|(_, rest)| format!("calls={rest}"))
+        .context("the tracer logged no counts")?;
+    line.split_whitespace()
+        .map(|w| {
+            let (k, v) = w.split_once('=').context("a count without =")?;
+            Ok((
+                k.to_owned(),
+                v.parse().with_context(|| format!("in {line:?}"))?,
+            ))
+        })
+        .collect()
 }
 
 /// The device's name, as the tracer's `ring` parameter wants it.
