@@ -537,6 +537,12 @@ impl Ring {
             if let Some(recovered) = &state.recovered {
                 self.region.rewind_recovered(recovered);
             }
+            drop(state);
+            // The new consumer continues the previous one's tokens from the
+            // consumer page, which that one could write: a token it left
+            // there one short of the last one answered would make the new
+            // consumer's first sleep look answered already, for ever.
+            self.producer.lock().core.forget_woken_token();
         }
         Ok(())
     }

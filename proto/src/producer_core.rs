@@ -769,6 +769,14 @@ impl ProducerCore {
         true
     }
 
+    /// Forgets which wake-up request was answered last, for a new consumer:
+    /// its tokens continue from a consumer page that the previous consumer
+    /// could write, so one of them may equal the last token answered. At
+    /// most one spurious wake-up follows.
+    pub fn forget_woken_token(&mut self) {
+        self.last_woken_token = 0;
+    }
+
     /// Makes every committed record visible, as [`Self::publish`] does,
     /// without looking at the consumer's wake-up request: a sleeping
     /// consumer is not woken, and its request stays armed for the next

@@ -375,6 +375,27 @@ fn a_request_armed_after_reading_waits_for_the_next_publication() {
     assert_eq!(p.stats().wakeups, 1);
 }
 
+/// A consumer page left with a token one short of the last one answered
+/// makes the next consumer's first request (that token) look answered;
+/// forgetting the answered token when a consumer attaches (the driver does
+/// on open) lets it be woken.
+#[test]
+fn a_new_consumer_is_not_taken_for_the_last_one_woken() {
+    let (mut p, mut c) = cores(4096, Overflow::DropNew, MemoryOrdering::WriteBack);
+    assert!(c.prepare_sleep());
+    let answered = c.view().need_wakeup().load(Ordering::Relaxed);
+    commit(&mut p, 8);
+    assert!(p.publish());
+    c.finish_sleep();
+    // A new consumer, behind the producer, arms the token answered last.
+    c.view().need_wakeup().store(answered, Ordering::Release);
+    commit(&mut p, 8);
+    assert!(!p.publish(), "taken for the sleep already answered");
+    p.forget_woken_token();
+    commit(&mut p, 8);
+    assert!(p.publish(), "a new consumer's request is answered");
+}
+
 /// A quiet publication makes the record visible but leaves the sleeping
 /// consumer's request armed, so the next ordinary publication wakes it
 /// (and a quiet one never does).
