@@ -173,7 +173,7 @@ static inline void rmemring_fill(void *payload, const void *data, u32 len)
  * open on this CPU (an error in the kernel log; nothing touched); -EBUSY
  * NMI context (counted in records_refused; nothing touched).
  */
-int rmemring_commit(struct rmemring *ring, void *payload, u32 flags);
+int __must_check rmemring_commit(struct rmemring *ring, void *payload, u32 flags);
 
 /**
  * rmemring_discard() - give a reservation back unwritten

@@ -101,7 +101,7 @@ static int on_nmi(unsigned int type, struct pt_regs *regs)
 	if (atomic_read(&nmi_state) != 1)
 		return NMI_DONE;
 	if (nmi_payload)
-		rmemring_commit(nmi_ring, nmi_payload, 0);
+		nmi_result = rmemring_commit(nmi_ring, nmi_payload, 0);
 	else
 		nmi_result = rmemring_write(nmi_ring, TAG(9), "nmi", 3, 0);
 	atomic_set_release(&nmi_state, 2);
@@ -434,7 +434,8 @@ static void check(struct rmemring *ring)
 	if (!IS_ERR(payload)) {
 		for (i = 0; i < 24; i++)
 			payload[i] = i;
-		rmemring_commit(ring, payload, 0);
+		ret = rmemring_commit(ring, payload, 0);
+		expect(ret == 0, "rmemring_commit() of 24 bytes: written", ret);
 	}
 	expect(!IS_ERR(payload), "rmemring_reserve() of 24 bytes", PTR_ERR_OR_ZERO(payload));
 
@@ -445,7 +446,8 @@ static void check(struct rmemring *ring)
 	if (!IS_ERR(payload)) {
 		for (i = 0; i < max; i++)
 			payload[i] = i % 251;
-		rmemring_commit(ring, payload, 0);
+		ret = rmemring_commit(ring, payload, 0);
+		expect(ret == 0, "rmemring_commit() of max_payload bytes: written", ret);
 	}
 	expect(!IS_ERR(payload), "rmemring_reserve() of max_payload bytes (a quarter of the ring)",
 	       PTR_ERR_OR_ZERO(payload));
@@ -508,8 +510,12 @@ static void check(struct rmemring *ring)
 
 		memcpy(payload, "nmi-safe", 8);
 		came = in_nmi_on_this_cpu(ring, payload);
-		rmemring_commit(ring, payload, 0);
+		ret = rmemring_commit(ring, payload, 0);
 		expect(came, "a self-sent NMI during a reservation ran the handler", 0);
+		expect(!came || nmi_result == -EBUSY, "rmemring_commit() in NMI context: -EBUSY",
+		       nmi_result);
+		expect(ret == 0, "rmemring_commit() by the reservation's owner after the NMI: written",
+		       ret);
 	} else {
 		expect(false, "rmemring_reserve() of 8 bytes", PTR_ERR(payload));
 	}
