@@ -276,11 +276,13 @@ bool rmemring_may_produce(void)
  * itself rather than through the irq_work: only in preemptible context,
  * which holds no spinlock (so not the runqueue lock, nor a waitqueue's)
  * and has interrupts on. Without CONFIG_PREEMPT_COUNT, preemptible() is
- * 0, and every wake-up goes through the irq_work.
+ * 0, and every wake-up goes through the irq_work. On PREEMPT_RT a holder
+ * of a spinlock_t is preemptible too, so there it always goes through
+ * the irq_work: a client's own locks never nest around the wake-up's.
  */
 bool rmemring_may_wake_directly(void)
 {
-	return preemptible();
+	return !IS_ENABLED(CONFIG_PREEMPT_RT) && preemptible();
 }
 
 void rmemring_raw_lock(struct rmemring_raw_irq *lock)

@@ -1015,7 +1015,8 @@ pub(crate) fn enobufs() -> kernel::error::Error {
 /// Whether a producer that let go of its lock may wake a sleeping
 /// consumer itself (`wake_up`) rather than through an `irq_work`: in
 /// preemptible context only, which holds no spinlock (not the runqueue
-/// lock a `sched_switch` probe runs under) and has interrupts on.
+/// lock a `sched_switch` probe runs under) and has interrupts on; never
+/// on PREEMPT_RT, where a `spinlock_t` holder is preemptible.
 #[inline]
 pub(crate) fn may_wake_directly() -> bool {
     // SAFETY: Reads the preempt count and the interrupt flag; no
