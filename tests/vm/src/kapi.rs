@@ -117,6 +117,11 @@ pub(crate) fn kapi(env: &Env, report: &mut Report) -> anyhow::Result<()> {
          every pattern record verified, each CPU's samples consecutive, counts exact",
         sampler_with_builtin(env, seconds),
     );
+    report.check(
+        "kapi: the sampler alone wakes a consumer sleeping in poll through the irq_work \
+         (hard-IRQ context): no wait times out with records waiting",
+        sampler_wakes(env),
+    );
     // On the arm64 board, the rings the kernel maps write-combined and
     // uncached (Normal non-cacheable and Device memory, which take only
     // aligned stores): the tracer fills its records with `rmemring_fill`.
@@ -716,6 +721,43 @@ fn idle_consumer_sleeps(env: &Env) -> anyhow::Result<()> {
         "{per_second} switches a second on an idle guest: the consumer wakes itself \
          ({} wake-ups in {seconds} s)",
         stats.wakeups
+    );
+    Ok(())
+}
+
+/// The sampler alone, so every wake-up comes from hard-IRQ context through
+/// the ring's `irq_work` (the built-in producer would wake the consumer
+/// itself): a consumer sleeping in `poll` between batches must be woken
+/// for every publication it asked for. A wait that times out (2 s, against
+/// a sample every few milliseconds) with records waiting is a lost wake-up.
+/// Cost: 2 s and the sampler's load.
+fn sampler_wakes(env: &Env) -> anyhow::Result<()> {
+    let region = open_fresh(env, Overflow::DropNew)?;
+    let rate = if env.debug_kernel { 500 } else { 2000 };
+    let sampler = Client::sampler(&env.device, rate)?;
+    let mut consumer = region.consumer()?;
+    let (mut records, mut lost) = (0u64, 0u64);
+    let sleeps = region.stats()?.sleeps;
+    let start = Instant::now();
+    let result = (|| -> anyhow::Result<()> {
+        while start.elapsed() < Duration::from_secs(2) {
+            for record in &mut consumer.batch()? {
+                record?;
+                records += 1;
+            }
+            if !consumer.wait(Some(Duration::from_secs(2)))? && consumer.backlog()? != 0 {
+                lost += 1;
+            }
+        }
+        Ok(())
+    })();
+    let counts = sampler.unload()?;
+    result?;
+    let sleeps = region.stats()?.sleeps - sleeps;
+    println!("# sampler wake-ups: {records} records, {sleeps} sleeps, {lost} lost; {counts:?}");
+    ensure!(
+        lost == 0 && sleeps > 0 && records > 0 && counts.failed == 0,
+        "{records} records, {sleeps} sleeps, {lost} waits timed out with records waiting"
     );
     Ok(())
 }
