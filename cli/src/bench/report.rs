@@ -549,6 +549,8 @@ struct Verdict {
     text: String,
     /// Shown for information, not a target.
     info: bool,
+    /// Decided by less than the rounds' spread: neither met nor missed.
+    unresolved: bool,
 }
 
 fn verdicts(results: &Results) -> Vec<Verdict> {
@@ -562,16 +564,24 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
         .collect();
     for mode in ["busy-poll", "blocking", "poll"] {
         for &(peer, want) in &targets {
-            let (met, figures) = at_every_size(
+            let SizeVerdict {
+                met,
+                figures,
+                unresolved,
+            } = at_every_size(
                 results,
                 (RMEMRING, mode),
                 (peer.name, mode),
                 "filled-bytes",
                 |s| s >= 4096,
-                |r| r >= want,
+                Target {
+                    ratio: want,
+                    strict: false,
+                },
             );
             let why = shortfalls(results, (peer.name, mode), want);
             out.push(Verdict {
+                unresolved,
                 met,
                 text: format!(
                     "rmemring vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
@@ -602,20 +612,29 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                     fmt_ratio(r)
                 ),
                 info: false,
+                unresolved: false,
             });
         }
     }
     // Ahead on every size from 1 KiB when every byte is read.
     for mode in ["busy-poll", "blocking"] {
-        let (met, figures) = at_every_size(
+        let SizeVerdict {
+            met,
+            figures,
+            unresolved,
+        } = at_every_size(
             results,
             (RMEMRING, mode),
             (READ, mode),
             "filled-bytes",
             |s| s >= 1024,
-            |r| r > 1.0,
+            Target {
+                ratio: 1.0,
+                strict: true,
+            },
         );
         out.push(Verdict {
+            unresolved,
             met,
             text: format!(
                 "zero-copy vs read(), filled payload, every byte verified, {mode}, sizes ≥ 1 KiB: \
@@ -629,15 +648,23 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     for bpf in present(results, |p| p.bpf) {
         for workload in saturated(results) {
             for mode in ["busy-poll", "blocking", "poll"] {
-                let (met, figures) = at_every_size(
+                let SizeVerdict {
+                    met,
+                    figures,
+                    unresolved,
+                } = at_every_size(
                     results,
                     (RMEMRING, mode),
                     (bpf.name, mode),
                     &workload,
                     |_| true,
-                    |r| r > 1.0,
+                    Target {
+                        ratio: 1.0,
+                        strict: true,
+                    },
                 );
                 out.push(Verdict {
+                    unresolved,
                     met,
                     text: format!(
                         "rmemring vs {} ring buffer, {workload}, {mode}: {figures} \
@@ -678,6 +705,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 None => format!("rmemring {mode} at saturation: not measured {goal}"),
             },
             info: mode == "poll",
+            unresolved: false,
         });
     }
     // An idle blocking consumer costs nothing.
@@ -692,6 +720,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 nanos(r.wall.as_nanos() as f64)
             ),
             info: false,
+            unresolved: false,
         });
     }
     // Busy-poll latency is tight: below saturation (the paced workload,
@@ -719,6 +748,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 None => format!("rmemring busy-poll p99/p50 {label}: not measured (target ≤ 2)"),
             },
             info: false,
+            unresolved: false,
         });
     }
     if let Some(bad) = bad_rows(results) {
@@ -732,36 +762,64 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     out
 }
 
-/// Whether `mine`'s records/s over `peer`'s was `good` at every size
+/// Whether `mine`'s records/s over `peer`'s met `target` at every size
 /// `wanted` where `mine` was measured, and the figures. A size where
 /// `mine` was measured and `peer` was not (a failed measurement) leaves
-/// the target undecided, and is named.
+/// the target undecided, and is named; so does a size whose ratio is
+/// nearer the target than the spread of either side's rounds, unless
+/// another size missed it by more.
 fn at_every_size(
     results: &Results,
     mine: (&str, &str),
     peer: (&str, &str),
     workload: &str,
     wanted: impl Fn(u32) -> bool,
-    good: impl Fn(f64) -> bool,
-) -> (Option<bool>, String) {
+    target: Target,
+) -> SizeVerdict {
     let mut rs: Vec<(u32, f64)> = Vec::new();
     let mut missing: Vec<String> = Vec::new();
+    // Sizes decided by less than the spread of their rounds (either
+    // side's `(max - min) / median`): the ratio's margin to the target,
+    // relative to the target, is below it.
+    let mut unresolved: Vec<String> = Vec::new();
+    let mut clear_miss = false;
     for s in sizes(results).into_iter().filter(|&s| wanted(s)) {
         match ratio(results, mine, peer, workload, s) {
-            Some(r) => rs.push((s, r)),
+            Some(r) => {
+                let spread = [mine, peer]
+                    .iter()
+                    .filter_map(|side| find(results, side.0, side.1, workload, s)?.spread)
+                    .map(|(_, spread)| spread)
+                    .fold(0.0, f64::max);
+                let margin = (r - target.ratio).abs() / target.ratio;
+                if margin < spread {
+                    unresolved.push(format!(
+                        "{} (margin {:.0}%, spread {:.0}%)",
+                        bytes(u64::from(s)),
+                        100.0 * margin,
+                        100.0 * spread
+                    ));
+                } else if !target.good(r) {
+                    clear_miss = true;
+                }
+                rs.push((s, r));
+            }
             None if find(results, mine.0, mine.1, workload, s).is_some() => {
                 missing.push(bytes(u64::from(s)));
             }
             None => {}
         }
     }
-    let met = if rs.iter().any(|&(_, r)| !good(r)) {
+    let met = if rs.iter().any(|&(_, r)| !target.good(r)) {
         Some(false)
     } else if rs.is_empty() || !missing.is_empty() {
         None
     } else {
         Some(true)
     };
+    // Missed somewhere by more than the spread: missed whatever the rest.
+    // Otherwise a size within the spread leaves it undecided.
+    let within_spread = !unresolved.is_empty() && !clear_miss;
     let mut figures = if rs.is_empty() {
         "not measured".to_owned()
     } else {
@@ -774,7 +832,40 @@ fn at_every_size(
             missing.join(", ")
         );
     }
-    (met, figures)
+    if !unresolved.is_empty() {
+        figures += &format!("; within the rounds' spread at {}", unresolved.join(", "));
+    }
+    SizeVerdict {
+        met,
+        figures,
+        unresolved: within_spread,
+    }
+}
+
+/// A target ratio: at least `ratio`, or, `strict`, more than it.
+#[derive(Clone, Copy)]
+struct Target {
+    ratio: f64,
+    strict: bool,
+}
+
+impl Target {
+    fn good(self, r: f64) -> bool {
+        if self.strict {
+            r > self.ratio
+        } else {
+            r >= self.ratio
+        }
+    }
+}
+
+/// What [`at_every_size`] found.
+struct SizeVerdict {
+    met: Option<bool>,
+    figures: String,
+    /// No size missed by more than the spread of its rounds, and some
+    /// size was decided by less: neither met nor missed.
+    unresolved: bool,
 }
 
 /// Where rmemring's filled-bytes ratio over `peer` is short of `want`: by
@@ -850,6 +941,7 @@ fn bad_rows(results: &Results) -> Option<Verdict> {
             bad.join(", ")
         ),
         info: false,
+        unresolved: false,
     })
 }
 
@@ -863,6 +955,9 @@ fn list(rs: &[(u32, f64)]) -> String {
 fn verdict_word(v: &Verdict) -> &'static str {
     if v.info {
         return "info";
+    }
+    if v.unresolved {
+        return "not resolved";
     }
     match v.met {
         Some(true) => "met",
@@ -1026,6 +1121,44 @@ mod tests {
             .into_iter()
             .find(|v| v.text.contains(needle))
             .unwrap_or_else(|| panic!("no verdict says {needle:?}"))
+    }
+
+    /// A target decided by less than the spread of its rounds is neither
+    /// met nor missed; a miss by more than the spread stays a miss.
+    #[test]
+    fn a_target_within_the_spread_is_not_resolved() {
+        let with_spread = |mut r: Row, spread: f64| {
+            r.spread = Some((3, spread));
+            r
+        };
+        // rmemring at `rate` against read() at 1 M/s, 4 KiB, rounds 20% apart.
+        let judge = |rate: u64| {
+            let results = results(vec![
+                with_spread(
+                    row("rmemring", "busy-poll", "filled-bytes", 4096, rate),
+                    0.2,
+                ),
+                row("read", "busy-poll", "filled-bytes", 4096, 1_000_000),
+            ]);
+            verdict(
+                &results,
+                "rmemring vs read(), filled payload, every byte read, busy-poll",
+            )
+        };
+        // 1.9x against a 2x target: 5% short.
+        let v = judge(1_900_000);
+        assert!(v.unresolved, "{}", v.text);
+        assert_eq!(verdict_word(&v), "not resolved");
+        assert!(
+            v.text
+                .contains("within the rounds' spread at 4 KiB (margin 5%, spread 20%)"),
+            "{}",
+            v.text
+        );
+        // 1.2x: 40% short, beyond the spread.
+        let v = judge(1_200_000);
+        assert!(!v.unresolved, "{}", v.text);
+        assert_eq!(verdict_word(&v), "MISSED");
     }
 
     #[test]
