@@ -593,8 +593,12 @@ impl World<'_> {
             m.published = head;
         }
         // One wake-up per sleep attempt, and none missed: the consumer
-        // stores a fresh non-zero token each time.
-        let wanted = token != 0 && token != m.last_woken;
+        // stores a fresh non-zero token each time. None for a request armed
+        // with everything published released: that consumer sleeps until
+        // the next publication.
+        let consumer = self.consumer_pos();
+        let m = self.model.as_mut().expect("checked above");
+        let wanted = token != 0 && token != m.last_woken && consumer != m.published;
         assert_eq!(
             woke, wanted,
             "need_wakeup {token}, last woken {}",
