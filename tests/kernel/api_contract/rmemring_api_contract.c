@@ -476,14 +476,17 @@ static void check(struct rmemring *ring)
 	/* A commit or discard with no reservation open is refused (and
 	 * reported once, deferred); so is one of another payload, which
 	 * leaves the open reservation to its owner. */
-	rmemring_commit(ring, NULL, 0);
+	ret = rmemring_commit(ring, NULL, 0);
+	expect(ret == -EINVAL, "rmemring_commit() of no reservation: -EINVAL", ret);
 	rmemring_discard(ring, NULL);
 	payload = rmemring_reserve(ring, TAG(6), 8);
 	if (!IS_ERR(payload)) {
 		memcpy(payload, "reserved", 8);
-		rmemring_commit(ring, payload + 8, 0);
+		ret = rmemring_commit(ring, payload + 8, 0);
+		expect(ret == -EINVAL, "rmemring_commit() of another payload: -EINVAL", ret);
 		rmemring_discard(ring, NULL);
-		rmemring_commit(ring, payload, 0);
+		ret = rmemring_commit(ring, payload, 0);
+		expect(ret == 0, "rmemring_commit() of its own payload after those: written", ret);
 	}
 	expect(!IS_ERR(payload), "rmemring_reserve() of 8 bytes, then commits of no reservation and of another payload (refused), then its own",
 	       PTR_ERR_OR_ZERO(payload));
