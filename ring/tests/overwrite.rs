@@ -135,6 +135,18 @@ fn run(data_size: u64) {
                         std::hint::spin_loop();
                     }
                 }
+                // Halfway through and never lapped (a reader that kept up,
+                // as one may under ThreadSanitizer's slow producer): dawdle
+                // until the producer has published two rings' worth, which
+                // retires records this reader has not read.
+                if lost == 0 && next == RECORDS / 2 {
+                    let from = poke.ctrl(OFF_PRODUCER_POS);
+                    while poke.ctrl(OFF_PRODUCER_POS).wrapping_sub(from) < 2 * data_size
+                        && !done.load(Ordering::Acquire)
+                    {
+                        std::thread::yield_now();
+                    }
+                }
             }
             None if finished => break,
             None => {
