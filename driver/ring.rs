@@ -888,22 +888,15 @@ impl Ring {
         // section), for a batch, or for a reservation of another payload
         // (a commit of a failed reserve's pointer, or from a context nested
         // in the one that reserved): not ours to let go of.
-        let state = producing.state();
-        let held = if state.batch.is_none() {
-            state.held.take()
+        let held = if producing.state().batch.is_none() {
+            producing.take_held(payload)
         } else {
             None
         };
-        let Held { slot, tag, .. } = match held {
-            Some(held) if held.payload == payload as usize => held,
-            other => {
-                if other.is_some() {
-                    producing.state().held = other;
-                }
-                core::mem::forget(producing);
-                sys::report_misuse(c"commit or discard without a reservation of that payload");
-                return Err(WriteError::Misuse);
-            }
+        let Some(Held { slot, tag, .. }) = held else {
+            core::mem::forget(producing);
+            sys::report_misuse(c"commit or discard without a reservation of that payload");
+            return Err(WriteError::Misuse);
         };
         if commit {
             producing.commit(slot, tag);
@@ -1246,17 +1239,27 @@ impl Producing<'_> {
         }
     }
 
+    /// The open reservation, taken if its payload is `payload` (the
+    /// commit's pointer checked against the one reserve handed out), or
+    /// left as it is.
+    #[inline]
+    fn take_held(&mut self, payload: *const u8) -> Option<Held> {
+        let state = self.state();
+        match state.held.take() {
+            Some(held) if held.payload == payload as usize => Some(held),
+            other => {
+                state.held = other;
+                None
+            }
+        }
+    }
+
     /// [`Ring::batch_commit`], with the lock held and a batch open.
     #[inline]
     fn batch_commit(&mut self, payload: *const u8) -> Result<(), WriteError> {
-        let held = self.state().held.take();
-        let Held { slot, tag, .. } = match held {
-            Some(held) if held.payload == payload as usize => held,
-            other => {
-                self.state().held = other;
-                sys::report_misuse(c"batch commit without a reservation of that payload");
-                return Err(WriteError::Misuse);
-            }
+        let Some(Held { slot, tag, .. }) = self.take_held(payload) else {
+            sys::report_misuse(c"batch commit without a reservation of that payload");
+            return Err(WriteError::Misuse);
         };
         let stride = record_stride(slot.len());
         self.commit(slot, tag);
