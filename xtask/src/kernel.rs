@@ -60,6 +60,10 @@ impl flags::Kernel {
     }
 }
 
+/// What `PAHOLE` names for a kernel without BTF: no program
+/// (`scripts/pahole-version.sh` then says 0, as for a chroot without one).
+const NO_PAHOLE: &str = "pahole-unused-without-btf";
+
 /// A built kernel tree.
 #[derive(Clone)]
 pub struct Kernel {
@@ -77,10 +81,17 @@ impl Kernel {
     }
 
     /// The make variables of every build against this kernel.
-    pub fn make_vars(&self) -> [String; 2] {
+    ///
+    /// `PAHOLE` names no program: these kernels have no BTF, so nothing
+    /// needs pahole, and Kbuild records the version it finds at configure
+    /// time (`CONFIG_PAHOLE_VERSION`, 0 without one) and warns at every
+    /// module build that finds another. Naming none keeps that version 0
+    /// whether or not the shared chroot has gained a pahole since.
+    pub fn make_vars(&self) -> [String; 3] {
         [
             format!("ARCH={}", self.target.arch.kernel_arch()),
             "LLVM=1".to_owned(),
+            format!("PAHOLE={NO_PAHOLE}"),
         ]
     }
 }
@@ -132,9 +143,9 @@ pub fn build(sh: &Shell, log: &Log, target: Target) -> Result<Kernel> {
     }
 
     let make = |log: &Log, args: &[&str]| -> Result<Vec<String>> {
-        let [arch, llvm] = kernel.make_vars();
+        let [arch, llvm, pahole] = kernel.make_vars();
         let out = format!("O={}", kernel.inner_dir);
-        let mut argv = vec!["make", "-C", &src, &out, &arch, &llvm];
+        let mut argv = vec!["make", "-C", &src, &out, &arch, &llvm, &pahole];
         argv.extend_from_slice(args);
         chroot.run(sh, log, &argv)
     };

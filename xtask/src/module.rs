@@ -103,7 +103,7 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
             .with_context(|| format!("mirroring {tree} into {}", scratch.display()))?;
     }
 
-    let [arch, llvm] = kernel.make_vars();
+    let [arch, llvm, pahole] = kernel.make_vars();
     let jobs = format!("-j{}", std::thread::available_parallelism()?.get());
     // `make modules` (after `make clean` with `force`) of the module in
     // `dir` of the scratch tree, with `extra` variables; its warning lines.
@@ -116,6 +116,7 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
             &m,
             &arch,
             &llvm,
+            &pahole,
             &jobs,
             extra,
         ];
