@@ -119,6 +119,7 @@ use crate::bench::sides::{
     ProducerThread, //
 };
 use crate::bench::stall::{
+    GapTail,
     Gaps,
     LoopGaps, //
 };
@@ -247,6 +248,9 @@ pub struct BpfRunResult {
     /// The gaps in the consumer's loop over the window, where counted
     /// ([`BpfRunConfig::paced`], busy-polling).
     pub gaps: Option<Gaps>,
+    /// Where the gaps are counted: how much of the latency tail waited
+    /// through one of them.
+    pub gap_tail: Option<GapTail>,
 }
 
 /// Loads and attaches the BPF program, starts the device's producer in
@@ -346,7 +350,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
             config.headers_only,
             config.producer.pattern == PATTERN_SEQ,
         )?
-        .paced(config.paced, gaps),
+        .paced(config.paced, gaps)?,
     );
     let thread_name = producer_thread_name(&config.device);
     // CLOCK_MONOTONIC nanoseconds at which the callback ends a poll;
@@ -430,6 +434,7 @@ pub fn run(config: &BpfRunConfig) -> Result<BpfRunResult> {
         bad: check.bad,
         latency: window.latency,
         gaps: window.gaps,
+        gap_tail: window.gap_tail,
     })
 }
 
@@ -478,6 +483,7 @@ impl Sides<'_> {
             Ok(Window {
                 latency: check.latency.clone(),
                 gaps: check.gaps.as_ref().map(LoopGaps::gaps),
+                gap_tail: check.gaps.as_ref().and_then(|g| g.tail(&check.latency)),
                 records: records_end - records,
                 bytes: bytes_end - bytes,
                 lost: lost_end - lost,
@@ -510,6 +516,7 @@ struct Window {
     fill: Option<f64>,
     latency: Histogram<u64>,
     gaps: Option<Gaps>,
+    gap_tail: Option<GapTail>,
 }
 
 /// The clocks and counters at one edge of the window.
@@ -970,12 +977,12 @@ impl Checker {
 
     /// For the paced workload (`paced`): every record's latency recorded;
     /// and with `gaps`, the gaps in the consumer's loop counted.
-    fn paced(self, paced: bool, gaps: bool) -> Self {
-        Self {
+    fn paced(self, paced: bool, gaps: bool) -> Result<Self> {
+        Ok(Self {
             sample_mask: if paced { 0 } else { self.sample_mask },
-            gaps: gaps.then(LoopGaps::default),
+            gaps: gaps.then(LoopGaps::new).transpose()?,
             ..self
-        }
+        })
     }
 
     /// One look at the ring buffer by the consumer's loop.
@@ -1024,7 +1031,7 @@ impl Checker {
                 self.latency
                     .saturating_record(now.saturating_sub(timestamp_ns));
                 if let Some(gaps) = &mut self.gaps {
-                    gaps.at(now);
+                    gaps.record(now, timestamp_ns);
                 }
             }
             if now >= deadline_ns {

@@ -66,6 +66,7 @@ use super::sides::{
     ProducerThread, //
 };
 use super::stall::{
+    GapTail,
     Gaps,
     LoopGaps, //
 };
@@ -187,7 +188,9 @@ impl Tally {
                 _ => LATENCY_SAMPLE - 1,
             },
             latency: super::latency_histogram()?,
-            gaps: tracks_gaps(workload, mode).then(LoopGaps::default),
+            gaps: tracks_gaps(workload, mode)
+                .then(LoopGaps::new)
+                .transpose()?,
         })
     }
 
@@ -208,7 +211,7 @@ impl Tally {
             self.latency
                 .saturating_record(now.saturating_sub(timestamp_ns));
             if let Some(gaps) = &mut self.gaps {
-                gaps.at(now);
+                gaps.record(now, timestamp_ns);
             }
         }
         let mut ok = seq == self.next_seq && payload.len() == self.len;
@@ -352,6 +355,7 @@ impl<'a> Window<'a> {
             dropped: end.stats.records_dropped - start.stats.records_dropped,
             latency: Latency::of(&tally.latency),
             gaps: tally.gaps.as_ref().map(LoopGaps::gaps),
+            gap_tail: tally.gaps.as_ref().and_then(|g| g.tail(&tally.latency)),
             records: tally.records,
             bytes: tally.bytes,
             bad: tally.bad,
@@ -369,6 +373,7 @@ struct Measured {
     dropped: u64,
     latency: Option<Latency>,
     gaps: Option<Gaps>,
+    gap_tail: Option<GapTail>,
     records: u64,
     bytes: u64,
     bad: u64,
@@ -393,6 +398,7 @@ impl Measured {
             bad: self.bad,
             latency: self.latency,
             gaps: self.gaps,
+            gap_tail: self.gap_tail,
             spread: None,
         }
     }

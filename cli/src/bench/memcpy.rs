@@ -80,6 +80,7 @@ pub(crate) fn run(
         bad: 0,
         latency: None,
         gaps: None,
+        gap_tail: None,
         spread: None,
     })
 }

@@ -257,6 +257,7 @@ fn bpf(setup: &Setup<'_>, job: &Job, batched: bool) -> anyhow::Result<Row> {
         bad: result.bad,
         latency: super::row::Latency::of(&result.latency),
         gaps: result.gaps,
+        gap_tail: result.gap_tail,
         spread: None,
     })
 }

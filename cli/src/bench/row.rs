@@ -10,7 +10,10 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::stall::Gaps;
+use super::stall::{
+    GapTail,
+    Gaps, //
+};
 
 /// One implementation, mode, workload and record size.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +50,9 @@ pub(crate) struct Row {
     /// The gaps in the consumer's own loop over the window, where counted
     /// (busy-polling in the paced workload; see `stall.rs`).
     pub(crate) gaps: Option<Gaps>,
+    /// Where the gaps are counted: how much of the latency tail waited
+    /// through one of them.
+    pub(crate) gap_tail: Option<GapTail>,
     /// With repeated measurements: how many, and their records/s spread,
     /// `(max - min) / median`.
     pub(crate) spread: Option<(u32, f64)>,
@@ -201,6 +207,10 @@ impl Row {
             cpu_percent: self.cpu_percent(),
             dropped: self.dropped,
             elapsed_ns: whole_ns(self.elapsed),
+            gap_delayed: self.gap_tail.map(|t| t.delayed),
+            gap_share_max: self.gap_tail.map(|t| t.max),
+            gap_share_p99: self.gap_tail.map(|t| t.p99),
+            gap_share_p999: self.gap_tail.map(|t| t.p999),
             imp: &self.imp,
             loop_gap_max_ns: self.gaps.map(|g| whole_ns(g.max)),
             loop_gap_ns: self.gaps.map(|g| whole_ns(g.total)),
@@ -261,6 +271,20 @@ impl Row {
                 }),
                 _ => None,
             },
+            gap_tail: match (
+                u("gap_delayed"),
+                v["gap_share_p99"].as_f64(),
+                v["gap_share_p999"].as_f64(),
+                v["gap_share_max"].as_f64(),
+            ) {
+                (Some(delayed), Some(p99), Some(p999), Some(max)) => Some(GapTail {
+                    delayed,
+                    p99,
+                    p999,
+                    max,
+                }),
+                _ => None,
+            },
             spread: match (u("samples"), v["spread"].as_f64()) {
                 (Some(n), Some(s)) if n > 1 => Some((u32::try_from(n).ok()?, s)),
                 _ => None,
@@ -289,6 +313,10 @@ pub(crate) struct RowJson<'a> {
     cpu_percent: f64,
     dropped: u64,
     elapsed_ns: u64,
+    gap_delayed: Option<u64>,
+    gap_share_max: Option<f64>,
+    gap_share_p99: Option<f64>,
+    gap_share_p999: Option<f64>,
     #[serde(rename = "impl")]
     imp: &'a str,
     loop_gap_max_ns: Option<u64>,
@@ -484,6 +512,7 @@ pub(crate) fn sample(imp: &str, mode: &str, workload: &str, size: u32, records: 
             max: 5000,
         }),
         gaps: None,
+        gap_tail: None,
         spread: None,
     }
 }
@@ -542,6 +571,12 @@ mod tests {
                 total: Duration::from_micros(900),
                 max: Duration::from_micros(400),
             }),
+            gap_tail: Some(GapTail {
+                delayed: 12,
+                p99: 0.75,
+                p999: 1.0,
+                max: 1.0,
+            }),
             spread: Some((3, 0.125)),
         };
         assert_eq!(Row::from_json(&json(row.to_json())), Some(row.clone()));
@@ -552,6 +587,7 @@ mod tests {
         let no_latency = Row {
             latency: None,
             gaps: None,
+            gap_tail: None,
             producer_cpu: None,
             fill: None,
             ..row

@@ -15,6 +15,7 @@ use std::time::{
     Instant, //
 };
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -42,14 +43,40 @@ pub(crate) struct Gaps {
 }
 
 /// Counts a loop's gaps from its clock reads.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct LoopGaps {
     /// The last clock read, in nanoseconds; 0 before the first.
     last: u64,
+    /// Where the last gap ended (the clock read after it), in nanoseconds;
+    /// 0 before the first.
+    last_gap_end: u64,
     gaps: Gaps,
+    /// The latency of the records that waited through a gap.
+    delayed: Histogram<u64>,
 }
 
 impl LoopGaps {
+    pub(crate) fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            last: 0,
+            last_gap_end: 0,
+            gaps: Gaps::default(),
+            delayed: super::latency_histogram()?,
+        })
+    }
+
+    /// A record written at `timestamp_ns` reached at `now`, its latency
+    /// recorded by the caller: one clock read of the loop, and the record
+    /// tied to the gap it waited through, if any.
+    #[inline]
+    pub(crate) fn record(&mut self, now: u64, timestamp_ns: u64) {
+        self.at(now);
+        if self.waited_through_a_gap(timestamp_ns) {
+            self.delayed
+                .saturating_record(now.saturating_sub(timestamp_ns));
+        }
+    }
+
     /// One clock read of the loop, `now` nanoseconds of `CLOCK_MONOTONIC`.
     #[inline]
     pub(crate) fn at(&mut self, now: u64) {
@@ -59,8 +86,19 @@ impl LoopGaps {
             self.gaps.count += 1;
             self.gaps.total += gap;
             self.gaps.max = self.gaps.max.max(gap);
+            self.last_gap_end = now;
         }
         self.last = now;
+    }
+
+    /// Whether a record written at `timestamp_ns` and reached at the last
+    /// clock read waited through a gap: one ended after it was written.
+    /// (Gaps end in clock order, so the last one is the one to compare; a
+    /// gap that ended at this very read began before it and overlapped the
+    /// record's wait.)
+    #[inline]
+    fn waited_through_a_gap(&self, timestamp_ns: u64) -> bool {
+        self.last_gap_end > timestamp_ns
     }
 
     /// Reads the clock: one look at the ring.
@@ -79,11 +117,64 @@ impl LoopGaps {
     fn restart_at(&mut self, now: u64) {
         self.gaps = Gaps::default();
         self.last = now;
+        self.last_gap_end = 0;
+        self.delayed.reset();
     }
 
     /// The gaps since the last restart.
     pub(crate) fn gaps(&self) -> Gaps {
         self.gaps
+    }
+
+    /// The latency tail tied to the gaps since the last restart, given
+    /// every record's latency over the same span.
+    pub(crate) fn tail(&self, all: &Histogram<u64>) -> Option<GapTail> {
+        GapTail::of(all, &self.delayed)
+    }
+}
+
+/// The latency tail tied to the loop's gaps, record by record: of the
+/// records at or above each of the window's percentiles, the share that
+/// waited through a gap of the consumer's own loop
+/// ([`LoopGaps::waited_through_a_gap`]). A share near 1 says the gaps are
+/// that tail; near 0, that something the loop cannot see (the producer's
+/// side, the wake-up path) is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct GapTail {
+    /// Records that waited through a gap.
+    pub(crate) delayed: u64,
+    /// The share of the records at or above p99 that did.
+    pub(crate) p99: f64,
+    /// ... at or above p99.9.
+    pub(crate) p999: f64,
+    /// ... at the maximum (its histogram bucket).
+    pub(crate) max: f64,
+}
+
+impl GapTail {
+    /// From the histogram of every record's latency and that of the
+    /// records that waited through a gap (a subset of it, with the same
+    /// bounds and precision).
+    fn of(all: &Histogram<u64>, delayed: &Histogram<u64>) -> Option<Self> {
+        if all.is_empty() {
+            return None;
+        }
+        let share = |quantile: f64| {
+            let from = all.value_at_quantile(quantile);
+            let above = all.count_between(from, all.max());
+            let waited = if delayed.is_empty() || delayed.max() < from {
+                0
+            } else {
+                delayed.count_between(from, delayed.max())
+            };
+            waited as f64 / above.max(1) as f64
+        };
+        Some(Self {
+            delayed: delayed.len(),
+            p99: share(0.99),
+            p999: share(0.999),
+            max: share(1.0),
+        })
     }
 }
 
@@ -197,7 +288,7 @@ mod tests {
 
     #[test]
     fn loop_gaps_count_only_spans_over_the_threshold() {
-        let mut g = LoopGaps::default();
+        let mut g = LoopGaps::new().unwrap();
         let us = 1_000;
         // The first read only starts the count.
         g.at(1_000 * us);
@@ -221,10 +312,47 @@ mod tests {
         assert_eq!(g.gaps(), Gaps::default());
         g.at(1_700 * us);
         assert_eq!(g.gaps().total, Duration::from_micros(100));
-        let mut live = LoopGaps::default();
+        let mut live = LoopGaps::new().unwrap();
         live.tick();
         std::thread::sleep(Duration::from_millis(2));
         live.tick();
         assert!(live.gaps().max >= Duration::from_millis(2));
+    }
+
+    #[test]
+    fn a_record_is_tied_to_a_gap_only_if_one_ended_after_it_was_written() {
+        let us = 1_000;
+        let mut g = LoopGaps::new().unwrap();
+        let mut all = crate::bench::latency_histogram().unwrap();
+        let mut reach = |g: &mut LoopGaps, now: u64, written: u64| {
+            all.record(now - written).unwrap();
+            g.record(now, written);
+        };
+        g.at(1_000 * us);
+        // Written and reached with no gap between: 1 µs each.
+        for i in 1..=97 {
+            reach(&mut g, (1_000 + i) * us, (1_000 + i) * us - us);
+        }
+        // A 500 µs gap; the record written during it waits for its end,
+        // and so does one written before it began.
+        reach(&mut g, 1_597 * us, 1_300 * us);
+        reach(&mut g, 1_598 * us, 1_096 * us);
+        // Written after the gap ended: not delayed, however long its wait
+        // (the loop did not see why).
+        reach(&mut g, 1_599 * us, 1_597 * us + 500);
+        reach(&mut g, 1_600 * us, 1_597 * us + 600);
+        let t = g.tail(&all).unwrap();
+        assert_eq!(t.delayed, 2);
+        // The top 1% (the 502 µs wait) waited through the gap...
+        assert_eq!(t.max, 1.0);
+        assert_eq!(t.p999, 1.0);
+        // ...and p99 (the 297 µs wait) is the 100th of 101: those at or
+        // above it are the two delayed ones.
+        assert!((t.p99 - 1.0).abs() < 1e-9, "{t:?}");
+        // The restart forgets them.
+        g.restart_at(1_700 * us);
+        assert_eq!(g.tail(&crate::bench::latency_histogram().unwrap()), None);
+        g.record(1_701 * us, 1_650 * us);
+        assert!(!g.waited_through_a_gap(1_650 * us));
     }
 }
