@@ -206,9 +206,15 @@ fn fuzz_check(sh: &Shell) -> Result<()> {
 const SMOKE_SIZE: u64 = 64;
 
 /// Runs the host benchmark (`cargo xtask bench --host`'s command) in its
-/// quickest form, one size and one repetition, and checks its JSON lines.
-/// Proves that the command works, not how fast it is: no rate is judged.
+/// quickest form, one size and one repetition, and checks its JSON lines
+/// against its peers (`--list`), and their Markdown rendering (`--input`,
+/// as `cargo xtask bench --host` writes `host-latest.md`). Proves that the
+/// command works, not how fast it is: no rate is judged.
 fn host_bench_smoke(sh: &Shell) -> Result<()> {
+    let list = cmd!(sh, "cargo bench --quiet -p rmemring --bench host -- --list")
+        .quiet()
+        .read()?;
+    let peers: Vec<&str> = list.lines().collect();
     let size = SMOKE_SIZE.to_string();
     let cmd = cmd!(
         sh,
@@ -224,18 +230,31 @@ fn host_bench_smoke(sh: &Shell) -> Result<()> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    check_host_json(&stdout, &[SMOKE_SIZE], 1)
+    check_host_json(&stdout, &peers, &[SMOKE_SIZE], 1)?;
+    let jsonl = crate::project_root().join("target/bench-host-smoke.jsonl");
+    std::fs::write(&jsonl, stdout.as_bytes())?;
+    let md = cmd!(
+        sh,
+        "cargo bench --quiet -p rmemring --bench host -- --input {jsonl}"
+    )
+    .quiet()
+    .read()?;
+    check_host_markdown(&md, &peers)
 }
 
-/// The host benchmark's implementations, as its JSON lines name them.
-const HOST_IMPLS: [&str; 6] = [
-    "rmemring",
-    "rmemring-many",
-    "rtrb-bytes",
-    "rtrb-typed",
-    "crossbeam",
-    "memcpy",
-];
+/// Checks the Markdown rendering of the smoke run: a row for every peer
+/// at [`SMOKE_SIZE`], and the targets.
+fn check_host_markdown(md: &str, peers: &[&str]) -> Result<()> {
+    for peer in peers {
+        if !md.contains(&format!("| {SMOKE_SIZE} B | {peer} |")) {
+            bail!("no row for {peer} at {SMOKE_SIZE} B in the rendering:\n{md}");
+        }
+    }
+    if !md.contains("64 B: rmemring / rtrb-bytes >= 1.2x") {
+        bail!("no target lines in the rendering:\n{md}");
+    }
+    Ok(())
+}
 
 /// The first keys of every host benchmark line, in the order.
 const HOST_KEYS: [&str; 5] = ["bench", "impl", "size", "records_per_s", "bytes_per_s"];
@@ -271,8 +290,9 @@ impl<'de> serde::Deserialize<'de> for KeyOrder {
 /// Checks the host benchmark's `--json` output: every line one object
 /// whose first keys are exactly `bench`, `impl`, `size`, `records_per_s`,
 /// `bytes_per_s`, in that order, with sane values, and one line per
-/// implementation and size of `sizes`, from `reps` runs each.
-fn check_host_json(stdout: &str, sizes: &[u64], reps: u64) -> Result<()> {
+/// peer of `peers` (the benchmark's `--list`) and size of `sizes`, from
+/// `reps` runs each.
+fn check_host_json(stdout: &str, peers: &[&str], sizes: &[u64], reps: u64) -> Result<()> {
     let mut seen: Vec<(String, u64)> = Vec::new();
     for line in stdout.lines() {
         let fail = |why: &str| anyhow::anyhow!("{why}: {line}");
@@ -288,7 +308,7 @@ fn check_host_json(stdout: &str, sizes: &[u64], reps: u64) -> Result<()> {
         }
         let which = field("impl")?
             .as_str()
-            .filter(|i| HOST_IMPLS.contains(i))
+            .filter(|i| peers.contains(i))
             .ok_or_else(|| fail("unknown impl"))?;
         let size = field("size")?
             .as_u64()
@@ -313,7 +333,7 @@ fn check_host_json(stdout: &str, sizes: &[u64], reps: u64) -> Result<()> {
         seen.push((which.to_owned(), size));
     }
     for size in sizes {
-        for which in HOST_IMPLS {
+        for which in peers {
             if !seen.iter().any(|(i, s)| i == which && s == size) {
                 bail!("no line for {which} at {size} B in:\n{stdout}");
             }
@@ -842,9 +862,10 @@ mod tests {
 
     #[test]
     fn host_json_lines_are_checked() {
-        let good: Vec<String> = HOST_IMPLS.iter().map(|i| line(i)).collect();
+        let peers = ["rmemring", "rtrb-bytes", "rtrb-typed", "memcpy"];
+        let good: Vec<String> = peers.iter().map(|i| line(i)).collect();
         let good = good.join("\n");
-        check_host_json(&good, &[64], 1).unwrap();
+        check_host_json(&good, &peers, &[64], 1).unwrap();
         // Every defect the check exists for.
         let bad = [
             // Keys sorted, as serde_json's maps write them.
@@ -862,8 +883,13 @@ mod tests {
             good.clone() + "\nnot json",
         ];
         for (i, bad) in bad.iter().enumerate() {
-            assert!(check_host_json(bad, &[64], 1).is_err(), "case {i}:\n{bad}");
+            assert!(
+                check_host_json(bad, &peers, &[64], 1).is_err(),
+                "case {i}:\n{bad}"
+            );
         }
+        // A peer the benchmark lists but did not measure.
+        assert!(check_host_json(&good, &[&peers[..], &["crossbeam"]].concat(), &[64], 1).is_err());
     }
 
     #[test]

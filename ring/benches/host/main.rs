@@ -1,6 +1,7 @@
 //! Host throughput: rmemring (one reservation per record, and fixed-size
 //! records reserved many at a time) against `rtrb` (as a byte ring and as
-//! a typed ring), crossbeam's `ArrayQueue` and `memcpy`, two threads on one
+//! a typed ring), crossbeam's `ArrayQueue` (boxed records passed and
+//! recycled, and records by value) and `memcpy`, two threads on one
 //! machine.
 //!
 //! ```text
@@ -8,6 +9,8 @@
 //!                                         [--reps N] [--ring BYTES] [--batch BYTES]...
 //!                                         [--size BYTES]... [--rings BYTES]... [--no-rings]
 //!                                         [PEER]...
+//! cargo bench -p rmemring --bench host -- --list
+//! cargo bench -p rmemring --bench host -- --input FILE
 //! ```
 //!
 //! Every peer ([`peers::PEERS`]) runs the same workload for each payload
@@ -49,8 +52,12 @@
 //! object per measurement and line,
 //! `{"bench":"host","impl":"rmemring","size":64,"records_per_s":…,"bytes_per_s":…,…}`:
 //! those five keys first and in that order, then the extras
-//! ([`report::json_line`]); the human-readable text goes to stderr. How
-//! each peer is used, and why: `docs/bench/host.md`.
+//! ([`report::json_line`]); the human-readable text goes to stderr.
+//! `--input FILE` renders such lines as Markdown (the tables, the targets,
+//! what each peer does: [`report::markdown`]; `cargo xtask bench --host`
+//! writes `docs/bench/host-latest.md` with it); `--list` prints the peers'
+//! names, one a line. How each peer is used, and why:
+//! `docs/bench/host.md`.
 
 mod peers;
 mod report;
@@ -88,13 +95,12 @@ const BATCHES: [usize; 3] = [4 << 10, 16 << 10, 64 << 10];
 /// The rings of the ring-size table (`--rings` chooses others).
 const SWEEP_RINGS: [usize; 4] = [1 << 20, 4 << 20, 16 << 20, 64 << 20];
 
-/// The payload size, batch and peers of the ring-size table: the 64 B
-/// cell of the like-for-like target (`rmemring`, `rmemring-many` against
-/// `rtrb-bytes`) and of the fixed-size one (`rtrb-typed`), at the middle
-/// batch size.
+/// The payload size and batch of the ring-size table: the 64 B cell of
+/// the like-for-like target (`rmemring`, `rmemring-many` against
+/// `rtrb-bytes`) and of the fixed-size one (`rtrb-typed`), the peers with
+/// [`Peer::sweep`], at the middle batch size.
 const SWEEP_SIZE: usize = 64;
 const SWEEP_BATCH: usize = 16 << 10;
-const SWEEP_PEERS: [&str; 4] = ["rmemring", "rmemring-many", "rtrb-bytes", "rtrb-typed"];
 
 /// How often the peers without batches read the clock for their records'
 /// timestamps: once per this many payload bytes, as the batching peers do
@@ -117,6 +123,11 @@ pub struct Config {
     rings: Vec<usize>,
     peers: Vec<&'static Peer>,
     batches: Vec<usize>,
+    /// `--list`: print the peers' names and run nothing.
+    list: bool,
+    /// `--input FILE`: render the JSON lines of an earlier `--json` run as
+    /// Markdown and run nothing.
+    input: Option<String>,
 }
 
 impl Config {
@@ -136,10 +147,16 @@ impl Config {
             rings: Vec::new(),
             peers: Vec::new(),
             batches: Vec::new(),
+            list: false,
+            input: None,
         };
         let mut args = std::env::args().skip(1);
         let (mut sizes, mut mixed, mut no_rings) = (Vec::new(), false, false);
         while let Some(arg) = args.next() {
+            if arg == "--input" {
+                config.input = Some(args.next().ok_or("--input needs a file")?);
+                continue;
+            }
             let mut value = |name: &str| -> Result<usize, String> {
                 let value = args.next().ok_or(format!("{name} needs a value"))?;
                 value
@@ -147,6 +164,7 @@ impl Config {
                     .map_err(|_| format!("{name} {value}: not a number"))
             };
             match arg.as_str() {
+                "--list" => config.list = true,
                 "--quick" => config.quick = true,
                 "--one-core" => config.one_core = true,
                 "--json" => config.json = true,
@@ -165,7 +183,8 @@ impl Config {
                     return Err(format!(
                         "usage: host [--quick] [--one-core] [--json] [--no-pin] [--no-nice] [--reps N] \
                          [--ring BYTES] [--batch BYTES]... [--size BYTES]... [--mixed] \
-                         [--rings BYTES]... [--no-rings] [{}]...",
+                         [--rings BYTES]... [--no-rings] [{}]...\n       \
+                         host --list | --input FILE",
                         PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join("|")
                     ))
                 }
@@ -271,22 +290,18 @@ fn measure(config: &Config, w: &Workload) -> Vec<Summary> {
     variants
 }
 
-/// The ring-size table: the 64 B cell of [`SWEEP_PEERS`] (those of them
-/// the command line chose) in each of `config.rings`, at batches of
+/// The ring-size table: the 64 B cell of the peers with [`Peer::sweep`]
+/// (those of them the command line chose) in each of `config.rings`, at batches of
 /// [`SWEEP_BATCH`], as many rounds as the main table; its rows, JSON lines
 /// and target lines.
 fn ring_sweep(config: &Config) -> (String, Vec<String>, String) {
-    let peers: Vec<&'static Peer> = config
-        .peers
-        .iter()
-        .copied()
-        .filter(|p| SWEEP_PEERS.contains(&p.name))
-        .collect();
+    let peers: Vec<&'static Peer> = config.peers.iter().copied().filter(|p| p.sweep).collect();
     let sweep = Config {
         peers,
         batches: vec![SWEEP_BATCH],
         shapes: Vec::new(),
         rings: Vec::new(),
+        input: None,
         ..*config
     };
     let shape = Shape {
@@ -297,12 +312,9 @@ fn ring_sweep(config: &Config) -> (String, Vec<String>, String) {
     for &ring in &config.rings {
         let w = Workload::new(shape, ring, config.quick);
         let cell = measure(&sweep, &w);
-        let ring_label = human_size(ring);
-        for row in report::table_rows(&cell).lines() {
-            rows.push_str(&format!("| {ring_label} {row}\n"));
-        }
+        rows.push_str(&report::ring_rows(ring, &cell));
         json.extend(cell.iter().map(|s| report::json_line(s, ring, true)));
-        targets.push_str(&report::ring_targets(&cell, &ring_label));
+        targets.push_str(&report::ring_targets(&cell, &human_size(ring)));
     }
     (rows, json, targets)
 }
@@ -348,6 +360,26 @@ fn main() {
             print!("{text}");
         }
     };
+    if config.list {
+        for peer in PEERS {
+            println!("{}", peer.name);
+        }
+        return;
+    }
+    if let Some(file) = &config.input {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| {
+            eprintln!("{file}: {e}");
+            std::process::exit(1);
+        });
+        match report::parse(&text) {
+            Ok(lines) => print!("{}", report::markdown(&lines)),
+            Err(e) => {
+                eprintln!("{file}: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if config.one_core {
         one_core(&config);
         return;

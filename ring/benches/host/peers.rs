@@ -1,5 +1,6 @@
 //! The peers: rmemring, `rtrb` as a byte ring and as a typed ring,
-//! crossbeam's `ArrayQueue`, and `memcpy`, in one table ([`PEERS`]).
+//! crossbeam's `ArrayQueue` (boxed records recycled, and by value), and
+//! `memcpy`, in one table ([`PEERS`]).
 //!
 //! A ring peer is two halves, a [`Produce`] and a [`Consume`], made by a
 //! [`Ring`]; the drivers ([`two_threads`], [`one_thread`]) are the same for
@@ -70,6 +71,9 @@ pub struct Peer {
     /// Whether it publishes and releases in batches: then it is measured
     /// at every batch size and shown at its best.
     pub batches: bool,
+    /// Whether it is in the ring-size table (`ring_sweep` in `main.rs`):
+    /// the like-for-like and fixed-size targets' peers.
+    pub sweep: bool,
     /// Bytes of ring memory each record of `size` payload bytes takes.
     pub ring_bytes: fn(usize) -> usize,
     /// What the producer and the consumer do per record, for the report.
@@ -88,6 +92,7 @@ pub const PEERS: &[Peer] = &[
     Peer {
         name: "rmemring",
         batches: true,
+        sweep: true,
         ring_bytes: |size| HEADER + size,
         per_record: "producer: `reserve`, fill in place, `commit`; `publish` per batch. \
                      consumer: `batch()` iterator, validated header, record in place; \
@@ -98,6 +103,7 @@ pub const PEERS: &[Peer] = &[
     Peer {
         name: "rmemring-many",
         batches: true,
+        sweep: true,
         ring_bytes: |size| HEADER + size,
         per_record: "fixed-size records only. producer: `reserve_many(size, batch)`, the \
                      payloads filled in place, `commit` (the headers written in one loop); \
@@ -110,6 +116,7 @@ pub const PEERS: &[Peer] = &[
     Peer {
         name: "rtrb-bytes",
         batches: true,
+        sweep: true,
         ring_bytes: |size| HEADER + size,
         per_record: "`RingBuffer<u8>`, rmemring's 24-byte header then the payload. \
                      producer: `write_chunk_uninit`, header and payload written in place, \
@@ -122,6 +129,7 @@ pub const PEERS: &[Peer] = &[
     Peer {
         name: "rtrb-typed",
         batches: true,
+        sweep: true,
         ring_bytes: |size| HEADER + size,
         per_record: "`RingBuffer<Fixed<N>>`, `Fixed<N>` = rmemring's header + `[u8; N]` \
                      (`#[repr(C)]`, an rmemring record's size). producer: \
@@ -133,18 +141,35 @@ pub const PEERS: &[Peer] = &[
     Peer {
         name: "crossbeam",
         batches: false,
-        // A slot is a stamp word and the record.
-        ring_bytes: |size| 8 + HEADER + size,
+        sweep: false,
+        // The record in its buffer, and the buffer's pointer and
+        // crossbeam's stamp word in a slot of each queue.
+        ring_bytes: |size| HEADER + size + 2 * queue_slot::<Buffer>(),
+        per_record: "two `ArrayQueue<Box<[u8]>>`, buffers sized for the largest record \
+                     (rounded up to 128 B), recycled. producer: `pop` a free buffer, header and payload written \
+                     in it, `push` it to the consumer. consumer: `pop` it, checked in \
+                     place, `push` it back. No allocation or copy per record; no batches; \
+                     the producer reads the clock once per 16 KiB of payload, as the \
+                     others do at that batch size",
+        run: two_threads::<Crossbeam>,
+        sides: one_thread::<Crossbeam>,
+    },
+    Peer {
+        name: "crossbeam-value",
+        batches: false,
+        sweep: false,
+        // A slot is crossbeam's stamp word and the record.
+        ring_bytes: |size| queue_slot::<()>() + HEADER + size,
         per_record: "`ArrayQueue<Fixed<N>>`. producer: record built aside, `push`ed by value \
                      (copied in). consumer: `pop` by value (copied out: every byte, unlike \
-                     the other consumers), then checked. No batches; the producer reads the \
-                     clock once per 16 KiB of payload, as the others do at that batch size",
-        run: |place, w, batch| sized!(w, two_threads::<Crossbeam<N>>(place, w, batch)),
-        sides: |w, batch| sized!(w, one_thread::<Crossbeam<N>>(w, batch)),
+                     the other consumers), then checked. No batches; clock as crossbeam's",
+        run: |place, w, batch| sized!(w, two_threads::<CrossbeamValue<N>>(place, w, batch)),
+        sides: |w, batch| sized!(w, one_thread::<CrossbeamValue<N>>(w, batch)),
     },
     Peer {
         name: "memcpy",
         batches: false,
+        sweep: false,
         ring_bytes: |size| size,
         per_record: "one thread copies each payload from the source buffer into a \
                      ring-sized destination: the producer's copy without a consumer",
@@ -674,44 +699,152 @@ impl<const N: usize> Consume for rtrb::Consumer<Fixed<N>> {
     }
 }
 
-/// crossbeam: an `ArrayQueue<Fixed<N>>` as many slots long as fit in the
-/// ring's bytes, one record pushed and popped by value at a time (it has
-/// no batches, and no way to read a record in place).
-struct Crossbeam<const N: usize>;
+/// Bytes of one `ArrayQueue` slot that carries a `T`: crossbeam's stamp
+/// word and the value.
+const fn queue_slot<T>() -> usize {
+    std::mem::size_of::<usize>() + std::mem::size_of::<T>()
+}
 
-/// The queue's producer half.
-struct CrossbeamProducer<const N: usize> {
+/// A record buffer of [`Crossbeam`]: owned, sized for the largest record.
+type Buffer = Box<[u8]>;
+
+/// crossbeam as a user moving variable-length records would use it: owned
+/// buffers, each sized for the largest record, go to the consumer through
+/// one `ArrayQueue<Box<[u8]>>` and come back through a second one, so no
+/// record is allocated or copied: the producer writes the header and the
+/// payload into a free buffer, the consumer checks it in place. As many
+/// buffers as fit in the ring's bytes with their slot in each queue.
+struct Crossbeam;
+
+/// The queues' producer half.
+struct CrossbeamProducer {
+    /// Written records, to the consumer.
+    full: Arc<ArrayQueue<Buffer>>,
+    /// Read records' buffers, back from the consumer.
+    free: Arc<ArrayQueue<Buffer>>,
+    shape: Shape,
+    src: Vec<u8>,
+}
+
+/// The queues' consumer half.
+struct CrossbeamConsumer {
+    full: Arc<ArrayQueue<Buffer>>,
+    free: Arc<ArrayQueue<Buffer>>,
+    shape: Shape,
+}
+
+impl Ring for Crossbeam {
+    type Producer = CrossbeamProducer;
+    type Consumer = CrossbeamConsumer;
+
+    fn new(w: &Workload) -> (CrossbeamProducer, CrossbeamConsumer) {
+        // Rounded up to 128 bytes (`crossbeam_utils::CachePadded`'s size on
+        // x86-64), so that the producer writing one buffer and the consumer
+        // reading the one before do not share a cache line: about 4x as
+        // fast at 8 B on the machine of docs/bench/host.md.
+        let largest = (HEADER + w.shape.size).next_multiple_of(128);
+        let buffers = w.ring_bytes / (largest + 2 * queue_slot::<Buffer>());
+        let (full, free) = (ArrayQueue::new(buffers), ArrayQueue::new(buffers));
+        for _ in 0..buffers {
+            free.push(vec![0u8; largest].into_boxed_slice())
+                .expect("a slot for every buffer");
+        }
+        let (full, free) = (Arc::new(full), Arc::new(free));
+        (
+            CrossbeamProducer {
+                full: full.clone(),
+                free: free.clone(),
+                shape: w.shape,
+                src: w.src.clone(),
+            },
+            CrossbeamConsumer {
+                full,
+                free,
+                shape: w.shape,
+            },
+        )
+    }
+}
+
+impl Produce for CrossbeamProducer {
+    #[inline]
+    fn produce(&mut self, seq: u64, max: usize) -> usize {
+        let now = monotonic_ns();
+        for i in 0..max {
+            let Some(mut buffer) = self.free.pop() else {
+                return i;
+            };
+            let seq = seq + i as u64;
+            let size = self.shape.len(seq);
+            assert!(HEADER + size <= buffer.len());
+            let dst = buffer.as_mut_ptr();
+            // SAFETY: The buffer holds the header and `size` bytes of
+            // payload (checked above).
+            unsafe {
+                dst.cast::<RecordHeader>()
+                    .write_unaligned(header(seq, size, now));
+                fill(dst.add(HEADER), size, seq, &self.src);
+            }
+            // Never full: there are as many slots as buffers.
+            self.full.push(buffer).expect("a slot for every buffer");
+        }
+        max
+    }
+}
+
+impl Consume for CrossbeamConsumer {
+    #[inline]
+    fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize {
+        for i in 0..max {
+            let Some(buffer) = self.full.pop() else {
+                return i;
+            };
+            let seq = seq + i as u64;
+            // SAFETY: Every buffer is longer than a header, and every bit
+            // pattern is a `RecordHeader` (integers only).
+            let h = unsafe { buffer.as_ptr().cast::<RecordHeader>().read_unaligned() };
+            let len = h.len as usize;
+            // A length past the buffer fails the check.
+            let payload = buffer.get(HEADER..HEADER + len).unwrap_or_default();
+            *bad += u64::from(!check(h.seq, len, seq, payload, self.shape.len(seq)));
+            self.free.push(buffer).expect("a slot for every buffer");
+        }
+        max
+    }
+}
+
+/// crossbeam by value: an `ArrayQueue<Fixed<N>>` as many slots long as fit
+/// in the ring's bytes, one record pushed and popped by value at a time
+/// (copied in and out whole).
+struct CrossbeamValue<const N: usize>;
+
+/// The by-value queue's producer half.
+struct CrossbeamValueProducer<const N: usize> {
     queue: Arc<ArrayQueue<Fixed<N>>>,
     src: Vec<u8>,
     /// The record the full queue gave back, pushed again on the next call.
     pending: Option<Fixed<N>>,
 }
 
-/// The queue's consumer half.
-struct CrossbeamConsumer<const N: usize> {
-    queue: Arc<ArrayQueue<Fixed<N>>>,
-}
+impl<const N: usize> Ring for CrossbeamValue<N> {
+    type Producer = CrossbeamValueProducer<N>;
+    type Consumer = Arc<ArrayQueue<Fixed<N>>>;
 
-impl<const N: usize> Ring for Crossbeam<N> {
-    type Producer = CrossbeamProducer<N>;
-    type Consumer = CrossbeamConsumer<N>;
-
-    fn new(w: &Workload) -> (CrossbeamProducer<N>, CrossbeamConsumer<N>) {
-        let slot = std::mem::size_of::<Fixed<N>>() + std::mem::size_of::<usize>();
-        let queue = Arc::new(ArrayQueue::new(w.ring_bytes / slot));
+    fn new(w: &Workload) -> (CrossbeamValueProducer<N>, Arc<ArrayQueue<Fixed<N>>>) {
+        let queue = Arc::new(ArrayQueue::new(w.ring_bytes / queue_slot::<Fixed<N>>()));
         let src = w.src.clone();
         (
-            CrossbeamProducer {
+            CrossbeamValueProducer {
                 queue: queue.clone(),
                 src,
                 pending: None,
             },
-            CrossbeamConsumer { queue },
+            queue,
         )
     }
 }
 
-impl<const N: usize> Produce for CrossbeamProducer<N> {
+impl<const N: usize> Produce for CrossbeamValueProducer<N> {
     #[inline]
     fn produce(&mut self, seq: u64, max: usize) -> usize {
         let now = monotonic_ns();
@@ -731,11 +864,11 @@ impl<const N: usize> Produce for CrossbeamProducer<N> {
     }
 }
 
-impl<const N: usize> Consume for CrossbeamConsumer<N> {
+impl<const N: usize> Consume for Arc<ArrayQueue<Fixed<N>>> {
     #[inline]
     fn consume(&mut self, seq: u64, max: usize, bad: &mut u64) -> usize {
         for i in 0..max {
-            match self.queue.pop() {
+            match self.pop() {
                 Some(record) => *bad += u64::from(!check_fixed(&record, seq + i as u64)),
                 None => return i,
             }

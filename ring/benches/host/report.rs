@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
-use crate::peers::PEERS;
+use crate::peers::{
+    Sides,
+    PEERS, //
+};
 use crate::stats::{
     Ratio,
     Summary,
@@ -109,7 +112,7 @@ pub fn header(config: &Config, niced: bool) -> String {
         h,
         "work per record, every peer: the producer writes the 24-byte header and every payload \
          byte; the consumer checks the header's sequence number and length and the first and \
-         last payload words (not every byte; crossbeam's `pop` copies every byte out)"
+         last payload words (not every byte; crossbeam-value's `pop` copies every byte out)"
     );
     h
 }
@@ -168,24 +171,164 @@ pub fn table_rows(cell: &[Summary]) -> String {
     out
 }
 
-/// What the marks of the table mean, and what every peer does.
-pub fn legend() -> String {
-    let mut out = format!(
+/// What the marks and columns of the table mean, a paragraph a line.
+fn notes() -> String {
+    format!(
         "mixed: payload sizes drawn from the multiples of 8 from 8 to {MIXED_MAX} B, equally \
          likely (a pseudo-random function of the sequence number, which the consumer checks \
          too); size in the JSON lines and GB/s from their mean, {MIXED_MEAN} B. The fixed-size \
          peers do not run it: their records would all be as large as the largest.\n\
          ⚠: spread above {:.0}%, too noisy to carry a difference smaller than that; \
          ?: the rounds disagree on which of the two peers is faster (the ratio is not resolved).\n\
-         ring B/record: ring memory per record (header and payload, crossbeam's slot stamp). \
+         ring B/record: ring bytes each record moves through the ring (header and payload; \
+         crossbeam's queue slots too: a stamp word each, and the boxed peer's buffer pointer \
+         in each of its two queues). \
          1 core: each side alone on one CPU, the ring in its cache (fill it, then drain it), \
          so the cost of each side's code without the cache-line transfers between cores.\n",
         NOISY * 100.0
-    );
+    )
+}
+
+/// What the marks of the table mean, and what every peer does.
+pub fn legend() -> String {
+    let mut out = notes();
     for peer in PEERS {
         let _ = writeln!(out, "  {}: {}", peer.name, peer.per_record);
     }
     out
+}
+
+/// The rows of the ring-size table for one ring's cell: the main table's,
+/// the ring first.
+pub fn ring_rows(ring: usize, cell: &[Summary]) -> String {
+    let label = human_size(ring);
+    table_rows(cell)
+        .lines()
+        .map(|row| format!("| {label} {row}\n"))
+        .collect()
+}
+
+/// One JSON line of a `--json` run, read back ([`parse`]).
+pub struct Line {
+    pub summary: Summary,
+    /// The ring's bytes.
+    pub ring_bytes: usize,
+    /// Whether it belongs to the ring-size table.
+    pub ring_sweep: bool,
+}
+
+/// Reads back the JSON lines of a `--json` run (lines of other benches and
+/// blank lines are skipped): every round's records/s, each side's cost.
+pub fn parse(text: &str) -> Result<Vec<Line>, String> {
+    let mut lines = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("not JSON ({e}): {line}"))?;
+        if v["bench"] != "host" {
+            continue;
+        }
+        let bad = |key: &str| format!("no valid {key:?}: {line}");
+        let name = v["impl"].as_str().ok_or_else(|| bad("impl"))?;
+        let peer = PEERS
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("unknown peer {name:?}: {line}"))?;
+        let number = |key: &str| v[key].as_u64().map(|n| n as usize).ok_or_else(|| bad(key));
+        let size = number("size")?;
+        let mixed = v["mixed"].as_bool().ok_or_else(|| bad("mixed"))?;
+        let runs: Vec<f64> = v["rounds"]
+            .as_array()
+            .and_then(|r| r.iter().map(serde_json::Value::as_f64).collect())
+            .filter(|r: &Vec<f64>| !r.is_empty())
+            .ok_or_else(|| bad("rounds"))?;
+        let side = |key: &str| v[key].as_f64();
+        let sides = side("producer_ns_one_core")
+            .zip(side("consumer_ns_one_core"))
+            .map(|(producer_ns, consumer_ns)| Sides {
+                producer_ns,
+                consumer_ns,
+            });
+        lines.push(Line {
+            summary: Summary {
+                peer,
+                size,
+                shape: Shape {
+                    size: if mixed { MIXED_MAX } else { size },
+                    mixed,
+                },
+                batch: v["batch_bytes"].as_u64().map(|b| b as usize),
+                runs,
+                sides: sides.into_iter().collect(),
+            },
+            ring_bytes: number("ring_bytes")?,
+            ring_sweep: v["ring_sweep"].as_bool().ok_or_else(|| bad("ring_sweep"))?,
+        });
+    }
+    if lines.is_empty() {
+        return Err("no host benchmark lines".into());
+    }
+    Ok(lines)
+}
+
+/// The report of a `--json` run's lines ([`parse`]) in Markdown: the main
+/// table, the ring-size table, the targets, and what the columns mean and
+/// each peer does.
+pub fn markdown(lines: &[Line]) -> String {
+    let mut md = String::new();
+    let (sweep, main): (Vec<&Line>, Vec<&Line>) = lines.iter().partition(|l| l.ring_sweep);
+    // Consecutive lines of one workload (and ring) form a cell.
+    let cells = |lines: &[&Line]| -> Vec<(usize, Vec<Summary>)> {
+        let mut cells: Vec<(usize, Vec<Summary>)> = Vec::new();
+        for l in lines {
+            let s = l.summary.clone();
+            match cells.last_mut() {
+                Some((ring, cell)) if *ring == l.ring_bytes && cell[0].shape == s.shape => {
+                    cell.push(s)
+                }
+                _ => cells.push((l.ring_bytes, vec![s])),
+            }
+        }
+        cells
+    };
+    let mut all = Vec::new();
+    let mut targets = String::new();
+    if !main.is_empty() {
+        let rings: Vec<String> = main.iter().map(|l| human_size(l.ring_bytes)).collect();
+        let _ = writeln!(
+            md,
+            "## Each peer at its best batch size\n\nRing: {}; {} rounds.\n\n{TABLE_HEAD}",
+            rings[0],
+            main[0].summary.runs.len()
+        );
+        for (_, cell) in cells(&main) {
+            md += &table_rows(&cell);
+            all.extend(cell);
+        }
+        targets += &self::targets(&all);
+    }
+    if let Some(first) = sweep.first() {
+        let _ = writeln!(
+            md,
+            "\n## Ring sizes\n\nThe {} cell at batches of {}, {} rounds.\n\n{RING_TABLE_HEAD}",
+            first.summary.shape.label(),
+            first.summary.batch.map_or("-".into(), human_size),
+            first.summary.runs.len()
+        );
+        targets += "targets by ring size (median of the rounds' ratios, their range):\n";
+        for (ring, cell) in cells(&sweep) {
+            md += &ring_rows(ring, &cell);
+            targets += &ring_targets(&cell, &human_size(ring));
+        }
+    }
+    let _ = writeln!(md, "\n## Targets\n\n```text\n{targets}```\n");
+    let _ = writeln!(md, "## What the columns mean and what each peer does\n");
+    for note in notes().lines() {
+        let _ = writeln!(md, "{note}\n");
+    }
+    for peer in PEERS {
+        let _ = writeln!(md, "- `{}`: {}", peer.name, peer.per_record);
+    }
+    md
 }
 
 /// One measurement as a JSON object: the issue's five keys first, in the
@@ -194,7 +337,7 @@ pub fn legend() -> String {
 /// `ring_sweep` says whether the line is one of the ring-size table's.
 pub fn json_line(s: &Summary, ring_bytes: usize, ring_sweep: bool) -> String {
     let sides = s.sides();
-    let fields: [(&str, serde_json::Value); 16] = [
+    let fields: [(&str, serde_json::Value); 17] = [
         ("bench", "host".into()),
         ("impl", s.peer.name.into()),
         ("size", s.size.into()),
@@ -211,6 +354,7 @@ pub fn json_line(s: &Summary, ring_bytes: usize, ring_sweep: bool) -> String {
         ("producer_ns_one_core", sides.map(|s| s.0).into()),
         ("consumer_ns_one_core", sides.map(|s| s.1).into()),
         ("ring_sweep", ring_sweep.into()),
+        ("rounds", s.runs.clone().into()),
     ];
     let body: Vec<String> = fields
         .iter()
@@ -295,9 +439,10 @@ pub fn targets(all: &[Summary]) -> String {
         verdict_line(&mut out, &what, r, bar, unit);
     };
     let percent = |r: f64| format!("{:.0}%", r * 100.0);
-    let pairs = PAIRS
-        .into_iter()
-        .chain([("rmemring", "crossbeam", 3.0, "popped by value")]);
+    let pairs = PAIRS.into_iter().chain([
+        ("rmemring", "crossbeam", 3.0, "boxed records, recycled"),
+        ("rmemring", "crossbeam-value", 3.0, "popped by value"),
+    ]);
     for (ours, peer, bar, why) in pairs {
         if let Some(r) = get(ours, 64)
             .zip(get(peer, 64))

@@ -33,6 +33,7 @@ pub fn median(values: &[f64]) -> f64 {
 
 /// The repeated measurements of one peer at one size (and one batch size,
 /// for those that batch).
+#[derive(Clone)]
 pub struct Summary {
     pub peer: &'static Peer,
     /// Payload bytes per record, the mean of them if `mixed`.
