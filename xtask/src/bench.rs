@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the kernel benchmark in the reference VM, with its
-//! results written to `docs/bench/`; `--host` runs the host ring benchmark.
+//! results written to `docs/bench/`; `--host` runs the host ring benchmark
+//! and writes its results there too (`host-latest.jsonl`, `.md`).
 //!
 //! The VM run boots the x86_64 reference VM, runs `rmemring bench --json`
 //! in it, keeps the JSON lines, and on the host renders them (the same
@@ -11,11 +12,20 @@
 
 use std::fmt::Write as _;
 use std::fs;
+use std::io::{
+    BufRead,
+    BufReader,
+    Read, //
+};
 use std::path::{
     Path,
     PathBuf, //
 };
-use std::process::ExitCode;
+use std::process::{
+    Command,
+    ExitCode,
+    Stdio, //
+};
 use std::time::Duration;
 
 use anyhow::{
@@ -54,19 +64,28 @@ const CHART: &str = "kernel-latest.svg";
 /// The real-event runs of the latest VM run.
 const EVENTS_JSONL: &str = "events-latest.jsonl";
 const EVENTS_MARKDOWN: &str = "events-latest.md";
+/// The latest host run (`--host`).
+const HOST_JSONL: &str = "host-latest.jsonl";
+const HOST_MARKDOWN: &str = "host-latest.md";
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<ExitCode> {
-        if self.host {
-            return host(sh, &self);
-        }
         let log = Log::terminal();
+        let exists = |file: &str| project_root().join(OUT_DIR).join(file).exists();
         if self.render {
-            render(sh, &log)?;
-            if project_root().join(OUT_DIR).join(EVENTS_JSONL).exists() {
-                render_events(sh, &log)?;
+            if !self.host {
+                render(sh, &log)?;
+                if exists(EVENTS_JSONL) {
+                    render_events(sh, &log)?;
+                }
+            }
+            if self.host || exists(HOST_JSONL) {
+                render_host(sh, &log)?;
             }
             return Ok(ExitCode::SUCCESS);
+        }
+        if self.host {
+            return host(sh, &log, &self);
         }
         let target = Target {
             arch: Arch::X86_64,
@@ -211,18 +230,155 @@ impl flags::Bench {
     }
 }
 
-/// `cargo bench -p rmemring --bench host -- [--quick] [--json] [ARGS]`.
-fn host(sh: &Shell, flags: &flags::Bench) -> Result<ExitCode> {
-    let mut args: Vec<&str> = Vec::new();
+/// `cargo bench -p rmemring --bench host -- --json [--quick] [ARGS]`: its
+/// text on the terminal as it runs, its JSON lines written to
+/// `docs/bench/host-latest.jsonl` after a line about the run, and rendered
+/// into `host-latest.md` (unless `--no-write`); with `--json`, the JSON
+/// lines on stdout too.
+fn host(sh: &Shell, log: &Log, flags: &flags::Bench) -> Result<ExitCode> {
+    let mut args = vec!["--json"];
     if flags.quick {
         args.push("--quick");
     }
-    if flags.json {
-        args.push("--json");
-    }
     args.extend(flags.args.iter().map(String::as_str));
-    cmd!(sh, "cargo bench -p rmemring --bench host -- {args...}").run()?;
+    let load = host_load();
+    let source = cmd!(sh, "git describe --always --dirty")
+        .quiet()
+        .read()
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let command = shell_words(
+        &["cargo", "bench", "-p", "rmemring", "--bench", "host", "--"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+    );
+    eprintln!("$ {command}");
+    let mut child = Command::new("cargo")
+        .args(["bench", "-p", "rmemring", "--bench", "host", "--"])
+        .args(&args)
+        .current_dir(project_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting cargo bench")?;
+    // The report goes to the terminal as it is measured, and is kept.
+    let stderr = BufReader::new(child.stderr.take().context("cargo's stderr")?);
+    let echo = std::thread::spawn(move || {
+        stderr
+            .lines()
+            .map_while(Result::ok)
+            .inspect(|line| eprintln!("{line}"))
+            .collect::<Vec<String>>()
+    });
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .context("cargo's stdout")?
+        .read_to_string(&mut stdout)?;
+    let text = echo.join().expect("the stderr thread");
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{command}: {status}");
+    }
+    if flags.json {
+        print!("{stdout}");
+    }
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["bench"] == "host"))
+        .collect();
+    if flags.no_write {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if lines.is_empty() {
+        bail!("the host benchmark printed no results (nothing written)");
+    }
+    // The benchmark's own lines about the machine, its settings and its
+    // load, from its report.
+    let notes: Vec<&str> = text
+        .iter()
+        .map(String::as_str)
+        .filter(|l| HOST_NOTES.iter().any(|p| l.starts_with(p)))
+        .collect();
+    let mut env = machine(sh);
+    env["bench"] = Value::from("host-env");
+    env["load"] = Value::from(format!("{load} before, {} after", host_load()));
+    env["source"] = Value::from(source);
+    env["xtask_command"] = Value::from(xtask_command(flags));
+    env["command"] = Value::from(command);
+    env["notes"] = Value::from(notes);
+    let mut out = env.to_string() + "\n";
+    for line in lines {
+        out += line;
+        out.push('\n');
+    }
+    let jsonl = project_root().join(OUT_DIR).join(HOST_JSONL);
+    fs::write(&jsonl, out).with_context(|| format!("writing {}", jsonl.display()))?;
+    render_host(sh, log)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the host benchmark's report lines that [`host`] keeps begin: the
+/// machine, the ring and rounds, the threads and priority, the records per
+/// cell and total time, the CPU time others took.
+const HOST_NOTES: [&str; 5] = [
+    "machine: ",
+    "ring: ",
+    "threads: ",
+    "records per cell: ",
+    "CPU time not ours",
+];
+
+/// Renders `host-latest.jsonl` into `host-latest.md`: the run's line, then
+/// the tables, targets and peers as the benchmark renders its own lines
+/// (`--input`).
+fn render_host(sh: &Shell, log: &Log) -> Result<()> {
+    let dir = project_root().join(OUT_DIR);
+    let (jsonl, [env]) = read_results(HOST_JSONL, ["host-env"])?;
+    let body = log.read(cmd!(
+        sh,
+        "cargo bench --quiet -p rmemring --bench host -- --input {jsonl}"
+    ))?;
+    let s = |k: &str| env[k].as_str().unwrap_or("unknown").to_owned();
+    let mut md = String::new();
+    let _ = writeln!(md, "# Host benchmark: latest results\n");
+    let _ = writeln!(
+        md,
+        "Generated by `{}` from [{HOST_JSONL}]({HOST_JSONL}); do not edit. How the \
+         benchmark works, what each peer does and how to read the tables: \
+         [host.md](host.md).\n",
+        env["xtask_command"]
+            .as_str()
+            .unwrap_or("cargo xtask bench --host")
+    );
+    let _ = writeln!(md, "- date: {}", s("date"));
+    let _ = writeln!(
+        md,
+        "- source: `{}` (`git describe --always --dirty` of the tree built for the run)",
+        s("source")
+    );
+    let _ = writeln!(
+        md,
+        "- host: {}, {} CPUs, Linux {}; load average {}",
+        s("cpu_model"),
+        env["cpus"].as_u64().unwrap_or(0),
+        s("kernel"),
+        s("load")
+    );
+    let _ = writeln!(md, "- command: `{}`", s("command"));
+    for note in env["notes"].as_array().into_iter().flatten() {
+        let _ = writeln!(md, "- {}", note.as_str().unwrap_or_default());
+    }
+    md.push('\n');
+    md += &body;
+    let path = dir.join(HOST_MARKDOWN);
+    fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    for file in [HOST_JSONL, HOST_MARKDOWN] {
+        println!("{}", Path::new(OUT_DIR).join(file).display());
+    }
+    Ok(())
 }
 
 /// What the host knows about a run that the guest cannot.
@@ -391,6 +547,9 @@ fn host_load() -> String {
 /// The command line that reproduces the run.
 fn xtask_command(flags: &flags::Bench) -> String {
     let mut words = vec!["cargo".to_owned(), "xtask".to_owned(), "bench".to_owned()];
+    if flags.host {
+        words.push("--host".to_owned());
+    }
     if flags.quick {
         words.push("--quick".to_owned());
     }
@@ -404,8 +563,9 @@ fn xtask_command(flags: &flags::Bench) -> String {
     shell_words(&words)
 }
 
-/// The host's side of the run, for the first JSON line.
-fn host_line(sh: &Shell, run: &Run, flags: &flags::Bench) -> Value {
+/// The machine the run is on, and when: the first JSON line's common
+/// keys.
+fn machine(sh: &Shell) -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let host_model = cpuinfo
         .lines()
@@ -416,28 +576,38 @@ fn host_line(sh: &Shell, run: &Run, flags: &flags::Bench) -> Value {
         .unwrap_or_else(|| "unknown".to_owned());
     let host_cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let host_kernel = cmd!(sh, "uname -r").quiet().read().unwrap_or_default();
+    let date = cmd!(sh, "date -u +%Y-%m-%dT%H:%MZ")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    serde_json::json!({
+        "date": date,
+        "cpu_model": host_model,
+        "cpus": host_cpus,
+        "kernel": host_kernel,
+    })
+}
+
+/// The host's side of the run, for the first JSON line.
+fn host_line(sh: &Shell, run: &Run, flags: &flags::Bench) -> Value {
     let qemu = cmd!(sh, "qemu-system-x86_64 --version")
         .quiet()
         .read()
         .ok()
         .and_then(|v| v.lines().next().map(str::to_owned))
         .unwrap_or_else(|| "unknown".to_owned());
-    let date = cmd!(sh, "date -u +%Y-%m-%dT%H:%MZ")
-        .quiet()
-        .read()
-        .unwrap_or_default();
-    serde_json::json!({
-        "bench": "kernel-host",
-        "date": date,
-        "cpu_model": host_model,
-        "cpus": host_cpus,
-        "kernel": host_kernel,
-        "load": run.load,
-        "qemu": qemu,
-        "accel": run.accel.name(),
-        "source": run.source,
-        "xtask_command": xtask_command(flags),
-    })
+    let mut line = machine(sh);
+    for (key, value) in [
+        ("bench", Value::from("kernel-host")),
+        ("load", Value::from(run.load.clone())),
+        ("qemu", Value::from(qemu)),
+        ("accel", Value::from(run.accel.name())),
+        ("source", Value::from(run.source.clone())),
+        ("xtask_command", Value::from(xtask_command(flags))),
+    ] {
+        line[key] = value;
+    }
+    line
 }
 
 /// Where the numbers come from, host and guest.

@@ -209,8 +209,9 @@ pub struct Bench {
     /// Print the results but leave docs/bench/ alone.
     #[arg(long)]
     pub no_write: bool,
-    /// Run nothing: render docs/bench/kernel-latest.jsonl into its report and chart again.
-    #[arg(long, conflicts_with_all = ["host", "no_write"])]
+    /// Run nothing: render docs/bench/kernel-latest.jsonl (and events-, host-latest.jsonl)
+    /// into their reports again; with --host, only host-latest.jsonl.
+    #[arg(long, conflicts_with = "no_write")]
     pub render: bool,
     /// More arguments for `rmemring bench` in the guest (or the host benchmark).
     #[arg(last = true, value_name = "ARGS")]
