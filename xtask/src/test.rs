@@ -893,6 +893,15 @@ mod tests {
     }
 
     #[test]
+    fn host_markdown_needs_every_peer_and_the_targets() {
+        let targets = "  64 B: rmemring / rtrb-bytes >= 1.2x (like-for-like) 0.66x";
+        let md = format!("| 64 B | rmemring | 16 KiB |\n| 64 B | memcpy | - |\n{targets}");
+        check_host_markdown(&md, &["rmemring", "memcpy"]).unwrap();
+        assert!(check_host_markdown(&md, &["rmemring", "memcpy", "crossbeam"]).is_err());
+        assert!(check_host_markdown(&md.replace(targets, ""), &["rmemring"]).is_err());
+    }
+
+    #[test]
     fn suite_names_are_unique_and_filterable() {
         let names: Vec<String> = suites().iter().map(suite_name).collect();
         for (i, name) in names.iter().enumerate() {
