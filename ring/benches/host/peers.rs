@@ -72,7 +72,9 @@ pub struct Peer {
     /// at every batch size and shown at its best.
     pub batches: bool,
     /// Whether it is in the ring-size table (`ring_sweep` in `main.rs`):
-    /// the like-for-like and fixed-size targets' peers.
+    /// the like-for-like and fixed-size targets' peers, and crossbeam's
+    /// zero-copy queue (its one cell, 1 MiB, is the ring size that suits
+    /// the others least).
     pub sweep: bool,
     /// Bytes of ring memory each record of `size` payload bytes takes.
     pub ring_bytes: fn(usize) -> usize,
@@ -141,16 +143,19 @@ pub const PEERS: &[Peer] = &[
     Peer {
         name: "crossbeam",
         batches: false,
-        sweep: false,
+        sweep: true,
         // The record in its buffer, and the buffer's pointer and
         // crossbeam's stamp word in a slot of each queue.
-        ring_bytes: |size| HEADER + size + 2 * queue_slot::<Buffer>(),
-        per_record: "two `ArrayQueue<Box<[u8]>>`, buffers sized for the largest record \
-                     (rounded up to 128 B), recycled. producer: `pop` a free buffer, header and payload written \
-                     in it, `push` it to the consumer. consumer: `pop` it, checked in \
-                     place, `push` it back. No allocation or copy per record; no batches; \
-                     the producer reads the clock once per 16 KiB of payload, as the \
-                     others do at that batch size",
+        ring_bytes: crossbeam_ring_bytes,
+        per_record: "two `ArrayQueue`s of owned buffers (128-byte aligned, sized for the \
+                     largest record rounded up to 128 B), recycled; `ArrayQueue` is \
+                     multi-producer multi-consumer (a compare-and-swap per push and pop, \
+                     where the single-producer rings store). producer: `pop` a free \
+                     buffer, header and payload written in it, `push` it to the \
+                     consumer. consumer: `pop` it, checked in place, `push` it back. No \
+                     allocation or copy per record; no batches; the producer reads the \
+                     clock once per 16 KiB of payload, as the others do at that batch \
+                     size, and only once a buffer is free",
         run: two_threads::<Crossbeam>,
         sides: one_thread::<Crossbeam>,
     },
@@ -699,14 +704,49 @@ impl<const N: usize> Consume for rtrb::Consumer<Fixed<N>> {
     }
 }
 
+/// Ring bytes per record of [`Crossbeam`]: the record's buffer, and the
+/// buffer's pointer and crossbeam's stamp word in a slot of each queue.
+fn crossbeam_ring_bytes(size: usize) -> usize {
+    Buffer::size(HEADER + size) + 2 * queue_slot::<Buffer>()
+}
+
 /// Bytes of one `ArrayQueue` slot that carries a `T`: crossbeam's stamp
 /// word and the value.
 const fn queue_slot<T>() -> usize {
     std::mem::size_of::<usize>() + std::mem::size_of::<T>()
 }
 
-/// A record buffer of [`Crossbeam`]: owned, sized for the largest record.
-type Buffer = Box<[u8]>;
+/// [`Buffer`]'s unit: 128 bytes (`crossbeam_utils::CachePadded`'s size on
+/// x86-64), aligned as long.
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C, align(128))]
+struct Lines([u8; 128]);
+
+/// A record buffer of [`Crossbeam`]: owned, sized for the largest record,
+/// and aligned and rounded up to 128 bytes, so that the producer writing
+/// one buffer and the consumer reading another never share a cache line
+/// (or an adjacent-line prefetch pair).
+struct Buffer(Box<[Lines]>);
+
+impl Buffer {
+    /// Bytes a buffer for records of up to `largest` bytes takes.
+    fn size(largest: usize) -> usize {
+        largest.next_multiple_of(std::mem::size_of::<Lines>())
+    }
+
+    fn new(largest: usize) -> Self {
+        let lines = Self::size(largest) / std::mem::size_of::<Lines>();
+        Self(vec![Lines([0; 128]); lines].into_boxed_slice())
+    }
+
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut(&mut self.0)
+    }
+}
 
 /// crossbeam as a user moving variable-length records would use it: owned
 /// buffers, each sized for the largest record, go to the consumer through
@@ -738,15 +778,13 @@ impl Ring for Crossbeam {
     type Consumer = CrossbeamConsumer;
 
     fn new(w: &Workload) -> (CrossbeamProducer, CrossbeamConsumer) {
-        // Rounded up to 128 bytes (`crossbeam_utils::CachePadded`'s size on
-        // x86-64), so that the producer writing one buffer and the consumer
-        // reading the one before do not share a cache line: about 4x as
-        // fast at 8 B on the machine of docs/bench/host.md.
-        let largest = (HEADER + w.shape.size).next_multiple_of(128);
-        let buffers = w.ring_bytes / (largest + 2 * queue_slot::<Buffer>());
+        // As many buffers as fit in the ring's bytes with their slot in each
+        // queue (`crossbeam_ring_bytes`).
+        let buffers = w.ring_bytes / crossbeam_ring_bytes(w.shape.size);
         let (full, free) = (ArrayQueue::new(buffers), ArrayQueue::new(buffers));
         for _ in 0..buffers {
-            free.push(vec![0u8; largest].into_boxed_slice())
+            free.push(Buffer::new(HEADER + w.shape.size))
+                .ok()
                 .expect("a slot for every buffer");
         }
         let (full, free) = (Arc::new(full), Arc::new(free));
@@ -769,15 +807,19 @@ impl Ring for Crossbeam {
 impl Produce for CrossbeamProducer {
     #[inline]
     fn produce(&mut self, seq: u64, max: usize) -> usize {
-        let now = monotonic_ns();
+        // Read once a buffer is free, as the rings read it once they have
+        // room: a producer spinning on a full queue pays no clock read.
+        let mut now = None;
         for i in 0..max {
             let Some(mut buffer) = self.free.pop() else {
                 return i;
             };
+            let now = *now.get_or_insert_with(monotonic_ns);
             let seq = seq + i as u64;
             let size = self.shape.len(seq);
-            assert!(HEADER + size <= buffer.len());
-            let dst = buffer.as_mut_ptr();
+            let bytes = buffer.bytes_mut();
+            assert!(HEADER + size <= bytes.len());
+            let dst = bytes.as_mut_ptr();
             // SAFETY: The buffer holds the header and `size` bytes of
             // payload (checked above).
             unsafe {
@@ -786,7 +828,10 @@ impl Produce for CrossbeamProducer {
                 fill(dst.add(HEADER), size, seq, &self.src);
             }
             // Never full: there are as many slots as buffers.
-            self.full.push(buffer).expect("a slot for every buffer");
+            self.full
+                .push(buffer)
+                .ok()
+                .expect("a slot for every buffer");
         }
         max
     }
@@ -800,14 +845,18 @@ impl Consume for CrossbeamConsumer {
                 return i;
             };
             let seq = seq + i as u64;
+            let bytes = buffer.bytes();
             // SAFETY: Every buffer is longer than a header, and every bit
             // pattern is a `RecordHeader` (integers only).
-            let h = unsafe { buffer.as_ptr().cast::<RecordHeader>().read_unaligned() };
+            let h = unsafe { bytes.as_ptr().cast::<RecordHeader>().read_unaligned() };
             let len = h.len as usize;
             // A length past the buffer fails the check.
-            let payload = buffer.get(HEADER..HEADER + len).unwrap_or_default();
+            let payload = bytes.get(HEADER..HEADER + len).unwrap_or_default();
             *bad += u64::from(!check(h.seq, len, seq, payload, self.shape.len(seq)));
-            self.free.push(buffer).expect("a slot for every buffer");
+            self.free
+                .push(buffer)
+                .ok()
+                .expect("a slot for every buffer");
         }
         max
     }
