@@ -50,10 +50,16 @@ const MODULE: &str = "rmemring_sched_switch_relay";
 pub(super) struct Relay {
     module: PathBuf,
     files: Vec<File>,
-    /// A whole number of records: a `read()` ends at a record's end
-    /// (sub-buffers hold whole records; the writer publishes a record's
-    /// bytes before it moves the offset past them).
+    /// Read into after each file's carried bytes.
     buf: Vec<u8>,
+    /// Per file, the start of a record a `read()` ended in. Sub-buffers
+    /// hold whole records, but relay's read side takes the writer's
+    /// sub-buffer and offset in two unsynchronised loads
+    /// (`relay_file_read_subbuf_avail`): a read racing a sub-buffer switch
+    /// can end mid-record (the new sub-buffer's offset, less the old one's
+    /// padding, applied to the old one), and the next read goes on from
+    /// there. So each file is a byte stream, as blktrace reads it.
+    carry: Vec<Vec<u8>>,
     /// The probe's calls and relay's drops, read once it is detached.
     final_counts: Option<(u64, u64)>,
 }
@@ -84,6 +90,7 @@ impl Relay {
             module: module.to_owned(),
             files: Vec::new(),
             buf: vec![0; RECORD * 1365],
+            carry: vec![Vec::with_capacity(RECORD); cpus],
             final_counts: None,
         };
         for cpu in 0..cpus {
@@ -125,22 +132,24 @@ impl Source for Relay {
 
     /// Reads each CPU's file until it has nothing more.
     fn drain(&mut self, consumed: &mut Consumed) -> Result<()> {
-        for file in &mut self.files {
+        for (file, carry) in self.files.iter_mut().zip(&mut self.carry) {
             loop {
-                let n = match file.read(&mut self.buf) {
+                let kept = carry.len();
+                self.buf[..kept].copy_from_slice(carry);
+                carry.clear();
+                let n = match file.read(&mut self.buf[kept..]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e).context("reading a relay buffer"),
                 };
                 if n == 0 {
+                    carry.extend_from_slice(&self.buf[..kept]);
                     break;
                 }
-                ensure!(
-                    n % RECORD == 0,
-                    "a read of {n} bytes from relay: not whole records"
-                );
-                for record in self.buf[..n].chunks_exact(RECORD) {
+                let records = self.buf[..kept + n].chunks_exact(RECORD);
+                carry.extend_from_slice(records.remainder());
+                for record in records {
                     let word = |at: usize| {
                         u32::from_ne_bytes([
                             record[at],
@@ -159,7 +168,13 @@ impl Source for Relay {
     }
 
     fn dropped(&self) -> Result<u64> {
-        Ok(self.final_counts.context("relay read before detaching")?.1)
+        let dropped = self.final_counts.context("relay read before detaching")?.1;
+        // Called after the last drain: every stream ends at a record's end.
+        ensure!(
+            self.carry.iter().all(Vec::is_empty),
+            "relay's stream ended inside a record"
+        );
+        Ok(dropped)
     }
 
     fn calls(&self) -> Result<Option<u64>> {
