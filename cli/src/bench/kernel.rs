@@ -152,6 +152,9 @@ struct Tally {
     /// bits clear.
     sample_mask: u64,
     latency: Histogram<u64>,
+    /// When the measured window opened (`CLOCK_MONOTONIC` ns; 0 in the
+    /// warm-up): latency is recorded for the records written since.
+    opened_ns: u64,
     /// The gaps in the consumer's loop, where they are measured
     /// ([`tracks_gaps`]).
     gaps: Option<LoopGaps>,
@@ -188,6 +191,7 @@ impl Tally {
                 _ => LATENCY_SAMPLE - 1,
             },
             latency: super::latency_histogram()?,
+            opened_ns: 0,
             gaps: tracks_gaps(workload, mode)
                 .then(LoopGaps::new)
                 .transpose()?,
@@ -206,7 +210,9 @@ impl Tally {
     /// were written.
     #[inline]
     fn record(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8]) {
-        if seq & self.sample_mask == 0 {
+        // A record written before the window opened waited partly in the
+        // warm-up and the window's opening, where no gap was counted.
+        if seq & self.sample_mask == 0 && timestamp_ns >= self.opened_ns {
             let now = monotonic_ns();
             self.latency
                 .saturating_record(now.saturating_sub(timestamp_ns));
@@ -230,13 +236,15 @@ impl Tally {
         self.bytes += payload.len() as u64;
     }
 
-    /// Forgets the warm-up.
-    fn restart(&mut self) {
+    /// Forgets the warm-up as the window opens at `opened_ns`
+    /// (`CLOCK_MONOTONIC`).
+    fn restart(&mut self, opened_ns: u64) {
         self.records = 0;
         self.bytes = 0;
         self.latency.reset();
+        self.opened_ns = opened_ns;
         if let Some(gaps) = &mut self.gaps {
-            gaps.restart();
+            gaps.restart_at(opened_ns);
         }
     }
 }
@@ -274,9 +282,11 @@ struct Window<'a> {
     region: &'a Region,
     /// The ring's data area, for its fill.
     data_size: u64,
-    /// The producer's kernel thread, looked up as the window opens.
+    /// The producer's kernel thread, looked up at the first check, in the
+    /// warm-up: the lookup walks `/proc`, a stall the window must not hold.
     thread_name: String,
     producer: Option<ProducerThread>,
+    looked_up: bool,
     fill: Fill,
     started: Instant,
     start: Option<Mark>,
@@ -290,6 +300,7 @@ impl<'a> Window<'a> {
             data_size: region.layout().data_size,
             thread_name: producer_thread_name(device),
             producer: None,
+            looked_up: false,
             fill: Fill::new(),
             started: Instant::now(),
             start: None,
@@ -318,11 +329,14 @@ impl<'a> Window<'a> {
         }
         match &self.start {
             None => {
-                if now.duration_since(self.started) >= self.timing.warmup {
+                if !self.looked_up {
                     self.producer = ProducerThread::find(&self.thread_name);
+                    self.looked_up = true;
+                }
+                if now.duration_since(self.started) >= self.timing.warmup {
+                    tally.restart(monotonic_ns());
                     self.start = Some(Mark::take(self.region, self.producer.as_ref())?);
                     self.fill.restart();
-                    tally.restart();
                 }
                 Ok(true)
             }

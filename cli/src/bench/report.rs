@@ -233,12 +233,12 @@ fn gaps_note() -> String {
 }
 
 /// What the paced run's own gaps say about each busy-polling consumer's
-/// latency tail, record by record: a record waited through a gap of the
-/// consumer's loop when one ended after it was written
+/// latency tail, record by record: gaps of the consumer's loop delayed a
+/// record when they covered at least half of its wait
 /// ([`super::stall::GapTail`]). The gaps account for a percentile when
-/// most of the records at or above it waited through one; else most of
-/// that tail is a wait the loop did not see (the producer's side, or the
-/// path itself).
+/// most of the records at or above it were so delayed; else most of that
+/// tail is a wait the loop did not see (the producer's side, or the path
+/// itself).
 fn latency_analysis(results: &Results) -> Vec<String> {
     let mut out = Vec::new();
     let mut rows: Vec<&Row> = results
@@ -279,7 +279,7 @@ fn latency_analysis(results: &Results) -> Vec<String> {
             ("max", l.max, t.max),
         ] {
             let shown = format!(
-                "{name} ({}: {:.0}% of the records at or above it did)",
+                "{name} ({}: {:.0}% of the records at or above it were)",
                 ns(value),
                 waited * 100.0
             );
@@ -290,7 +290,7 @@ fn latency_analysis(results: &Results) -> Vec<String> {
             }
         }
         line += &format!(
-            "; {} records ({:.2}%) waited through a gap",
+            "; gaps covered at least half of the wait of {} records ({:.2}%)",
             t.delayed,
             t.delayed as f64 / r.records.max(1) as f64 * 100.0
         );
@@ -1234,10 +1234,11 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
             lines[0].contains(
-                "30 records (0.15%) waited through a gap; the gaps account for p99.9 (300.0 \
-                 µs: 90% of the records at or above it did) and max (390.0 µs: 100% of the \
-                 records at or above it did); not for p99 (2.7 µs: 10% of the records at or \
-                 above it did): most of that tail is a wait the loop did not see"
+                "gaps covered at least half of the wait of 30 records (0.15%); the gaps \
+                 account for p99.9 (300.0 µs: 90% of the records at or above it were) and max \
+                 (390.0 µs: 100% of the records at or above it were); not for p99 (2.7 µs: 10% \
+                 of the records at or above it were): most of that tail is a wait the loop did \
+                 not see"
             ),
             "{}",
             lines[0]

@@ -10,6 +10,7 @@
 //! consumer cannot deliver a record faster than its CPU runs, so these
 //! gaps bound its latency tail from below.
 
+use std::collections::VecDeque;
 use std::time::{
     Duration,
     Instant, //
@@ -42,24 +43,29 @@ pub(crate) struct Gaps {
     pub(crate) max: Duration,
 }
 
-/// Counts a loop's gaps from its clock reads.
+/// Counts a loop's gaps from its clock reads, and ties records to them.
 #[derive(Clone, Debug)]
 pub(crate) struct LoopGaps {
     /// The last clock read, in nanoseconds; 0 before the first.
     last: u64,
-    /// Where the last gap ended (the clock read after it), in nanoseconds;
-    /// 0 before the first.
-    last_gap_end: u64,
+    /// The latest gaps, `(start, end)` in nanoseconds, oldest first; at
+    /// most [`RECENT_GAPS`] of them.
+    recent: VecDeque<(u64, u64)>,
     gaps: Gaps,
-    /// The latency of the records that waited through a gap.
+    /// The latency of the records that gaps delayed
+    /// ([`Self::record`]).
     delayed: Histogram<u64>,
 }
+
+/// How many gaps [`LoopGaps`] keeps to tie records to: a record's wait
+/// spans a handful of them at most, unless it is older than the window.
+const RECENT_GAPS: usize = 1024;
 
 impl LoopGaps {
     pub(crate) fn new() -> anyhow::Result<Self> {
         Ok(Self {
             last: 0,
-            last_gap_end: 0,
+            recent: VecDeque::with_capacity(RECENT_GAPS),
             gaps: Gaps::default(),
             delayed: super::latency_histogram()?,
         })
@@ -67,14 +73,28 @@ impl LoopGaps {
 
     /// A record written at `timestamp_ns` reached at `now`, its latency
     /// recorded by the caller: one clock read of the loop, and the record
-    /// tied to the gap it waited through, if any.
+    /// counted as delayed by the gaps if they cover at least half of its
+    /// wait (so a long wait that merely overlaps a short gap is not).
     #[inline]
     pub(crate) fn record(&mut self, now: u64, timestamp_ns: u64) {
         self.at(now);
-        if self.waited_through_a_gap(timestamp_ns) {
-            self.delayed
-                .saturating_record(now.saturating_sub(timestamp_ns));
+        let wait = now.saturating_sub(timestamp_ns);
+        let covered = self.covered(timestamp_ns, now);
+        if covered > 0 && covered.saturating_mul(2) >= wait {
+            self.delayed.saturating_record(wait);
         }
+    }
+
+    /// How much of `from..to` the kept gaps cover, in nanoseconds. Gaps end
+    /// in clock order, so the walk stops at the first that ended before
+    /// `from`.
+    fn covered(&self, from: u64, to: u64) -> u64 {
+        self.recent
+            .iter()
+            .rev()
+            .take_while(|&&(_, end)| end > from)
+            .map(|&(start, end)| end.min(to).saturating_sub(start.max(from)))
+            .sum()
     }
 
     /// One clock read of the loop, `now` nanoseconds of `CLOCK_MONOTONIC`.
@@ -82,23 +102,16 @@ impl LoopGaps {
     pub(crate) fn at(&mut self, now: u64) {
         let gap = now.saturating_sub(self.last);
         if self.last != 0 && gap > GAP.as_nanos() as u64 {
+            if self.recent.len() == RECENT_GAPS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((self.last, now));
             let gap = Duration::from_nanos(gap);
             self.gaps.count += 1;
             self.gaps.total += gap;
             self.gaps.max = self.gaps.max.max(gap);
-            self.last_gap_end = now;
         }
         self.last = now;
-    }
-
-    /// Whether a record written at `timestamp_ns` and reached at the last
-    /// clock read waited through a gap: one ended after it was written.
-    /// (Gaps end in clock order, so the last one is the one to compare; a
-    /// gap that ended at this very read began before it and overlapped the
-    /// record's wait.)
-    #[inline]
-    fn waited_through_a_gap(&self, timestamp_ns: u64) -> bool {
-        self.last_gap_end > timestamp_ns
     }
 
     /// Reads the clock: one look at the ring.
@@ -107,17 +120,14 @@ impl LoopGaps {
         self.at(rmemring::monotonic_ns());
     }
 
-    /// Forgets the gaps so far (the warm-up's) as the window opens: the
-    /// next one counts from now, so that the gaps fall inside the window.
-    pub(crate) fn restart(&mut self) {
-        self.restart_at(rmemring::monotonic_ns());
-    }
-
-    /// [`Self::restart`] at `now`.
-    fn restart_at(&mut self, now: u64) {
+    /// Forgets the gaps so far (the warm-up's) as the window opens at
+    /// `now`: the next one counts from then, so that the gaps fall inside
+    /// the window. (The caller records no latency for records written
+    /// before it: their wait began where no gap was counted.)
+    pub(crate) fn restart_at(&mut self, now: u64) {
         self.gaps = Gaps::default();
         self.last = now;
-        self.last_gap_end = 0;
+        self.recent.clear();
         self.delayed.reset();
     }
 
@@ -135,13 +145,13 @@ impl LoopGaps {
 
 /// The latency tail tied to the loop's gaps, record by record: of the
 /// records at or above each of the window's percentiles, the share that
-/// waited through a gap of the consumer's own loop
-/// ([`LoopGaps::waited_through_a_gap`]). A share near 1 says the gaps are
+/// gaps of the consumer's own loop delayed: gaps covered at least half of
+/// the record's wait ([`LoopGaps::record`]). A share near 1 says the gaps are
 /// that tail; near 0, that something the loop cannot see (the producer's
 /// side, the wake-up path) is.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct GapTail {
-    /// Records that waited through a gap.
+    /// Records that gaps delayed.
     pub(crate) delayed: u64,
     /// The share of the records at or above p99 that did.
     pub(crate) p99: f64,
@@ -320,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_tied_to_a_gap_only_if_one_ended_after_it_was_written() {
+    fn a_record_is_delayed_by_gaps_only_if_they_cover_half_its_wait() {
         let us = 1_000;
         let mut g = LoopGaps::new().unwrap();
         let mut all = crate::bench::latency_histogram().unwrap();
@@ -334,25 +344,32 @@ mod tests {
             reach(&mut g, (1_000 + i) * us, (1_000 + i) * us - us);
         }
         // A 500 µs gap; the record written during it waits for its end,
-        // and so does one written before it began.
+        // and so does one written before it began: both delayed by it.
         reach(&mut g, 1_597 * us, 1_300 * us);
         reach(&mut g, 1_598 * us, 1_096 * us);
-        // Written after the gap ended: not delayed, however long its wait
-        // (the loop did not see why).
-        reach(&mut g, 1_599 * us, 1_597 * us + 500);
-        reach(&mut g, 1_600 * us, 1_597 * us + 600);
+        // A 300 µs wait that a 25 µs gap merely overlaps: not delayed by
+        // it (the loop did not see why it waited).
+        for t in (1_600..=1_700).step_by(10) {
+            g.at(t * us);
+        }
+        for t in (1_725..=1_895).step_by(10) {
+            g.at(t * us);
+        }
+        reach(&mut g, 1_900 * us, 1_600 * us);
         let t = g.tail(&all).unwrap();
         assert_eq!(t.delayed, 2);
-        // The top 1% (the 502 µs wait) waited through the gap...
-        assert_eq!(t.max, 1.0);
+        assert_eq!(g.gaps().count, 2);
+        // p99 is the 99th of 100, the 300 µs wait: of it and the 502 µs one
+        // above it, one was delayed by a gap.
+        assert!((t.p99 - 0.5).abs() < 1e-9, "{t:?}");
+        // p99.9 and the max are the 502 µs wait.
         assert_eq!(t.p999, 1.0);
-        // ...and p99 (the 297 µs wait) is the 100th of 101: those at or
-        // above it are the two delayed ones.
-        assert!((t.p99 - 1.0).abs() < 1e-9, "{t:?}");
-        // The restart forgets them.
-        g.restart_at(1_700 * us);
+        assert_eq!(t.max, 1.0);
+        // The restart forgets them, and a record written before it is not
+        // tied to gaps that came before.
+        g.restart_at(2_000 * us);
         assert_eq!(g.tail(&crate::bench::latency_histogram().unwrap()), None);
-        g.record(1_701 * us, 1_650 * us);
-        assert!(!g.waited_through_a_gap(1_650 * us));
+        g.record(2_001 * us, 1_650 * us);
+        assert_eq!(g.delayed.len(), 0);
     }
 }
