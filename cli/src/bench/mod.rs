@@ -67,6 +67,7 @@ use self::peer::{
 use self::row::{
     Cell,
     IdleRow,
+    Round,
     Row,
     Skip, //
 };
@@ -153,7 +154,10 @@ pub(crate) struct Args {
     /// The read() path's buffer.
     #[arg(long, default_value = "1M", value_parser = parse_size)]
     read_buffer: u32,
-    /// Measure everything N times, interleaved, and keep each median.
+    /// Measure everything N times, interleaved: each round's row is kept
+    /// (with --json, a `kernel-round` line), the tables show each
+    /// measurement's median round, and rmemring's ratios over the others
+    /// are paired by round (its round k over the peer's round k).
     #[arg(long, value_name = "N", default_value_t = 1)]
     repeat: u32,
     /// Skip the idle-consumer measurement.
@@ -283,7 +287,11 @@ impl Default for Timing {
 #[derive(Debug, Default)]
 pub(crate) struct Results {
     pub(crate) env: Env,
+    /// Each measurement's median round (all of it without `--repeat`).
     pub(crate) rows: Vec<Row>,
+    /// With `--repeat N` (N > 1), every round of every measurement: the
+    /// ratios are paired by round (`report.rs`).
+    pub(crate) rounds: Vec<Round>,
     pub(crate) idle: Vec<IdleRow>,
     pub(crate) skips: Vec<Skip>,
     /// Before and after the measurements: how much a spinning thread was
@@ -306,6 +314,7 @@ impl Results {
             };
             match value["bench"].as_str() {
                 Some("kernel") => results.rows.extend(Row::from_json(&value)),
+                Some("kernel-round") => results.rounds.extend(Round::from_json(&value)),
                 Some("kernel-idle") => results.idle.extend(IdleRow::from_json(&value)),
                 Some("kernel-skip") => results.skips.extend(Skip::from_json(&value)),
                 Some("kernel-stall") => results.stalls.extend(Stalls::from_json(&value)),
@@ -489,6 +498,17 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(row) = &row {
+                if rounds > 1 {
+                    let round = Round {
+                        round,
+                        rounds,
+                        row: row.clone(),
+                    };
+                    emit(args, &round.to_json())?;
+                    results.rounds.push(round);
+                }
+            }
             samples.extend(row);
             bar.inc(1);
         }

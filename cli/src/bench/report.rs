@@ -438,7 +438,7 @@ fn summary_table(results: &Results, mode: &str) -> Table {
             let rate = |imp: &str| row(imp).map_or("-".to_owned(), |r| si(r.records_per_s()));
             let over = |imp: &str| {
                 ratio(results, (RMEMRING, mode), (imp, mode), workload, size)
-                    .map_or("-".to_owned(), |r| format!("{r:.2}×"))
+                    .map_or("-".to_owned(), |r| r.show())
             };
             let bounds: Vec<&str> = std::iter::once(RMEMRING)
                 .chain(rivals.iter().map(|p| p.name))
@@ -464,17 +464,89 @@ fn summary_table(results: &Results, mode: &str) -> Table {
     t
 }
 
-/// records/s of `a` over `b`, same workload, mode and size.
+/// records/s of one series over another's in one cell.
+#[derive(Clone, Debug, PartialEq)]
+struct Ratio {
+    /// The median of [`paired`](Self::paired); for a run that kept no
+    /// rounds, the ratio of the two median rows.
+    median: f64,
+    /// Round by round, in round order: the first series' round k over the
+    /// second's round k (the rounds both measured). Empty for a run that
+    /// kept no rounds.
+    paired: Vec<f64>,
+}
+
+impl Ratio {
+    /// The lowest and highest paired ratio.
+    fn range(&self) -> Option<(f64, f64)> {
+        let lo = self.paired.iter().copied().reduce(f64::min)?;
+        let hi = self.paired.iter().copied().reduce(f64::max)?;
+        Some((lo, hi))
+    }
+
+    /// `1.68×`, or with paired rounds `1.68× (1.20..2.30)`.
+    fn show(&self) -> String {
+        match self.range() {
+            Some((lo, hi)) if self.paired.len() > 1 => {
+                format!("{:.2}× ({lo:.2}..{hi:.2})", self.median)
+            }
+            _ => format!("{:.2}×", self.median),
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two of an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// records/s of `a` over `b`, same workload and size: paired by round
+/// where the run kept its rounds (`a`'s round k over `b`'s round k, both
+/// measured in the same pass over every measurement, so that a spell of
+/// interference on the machine falls on both), else the ratio of the
+/// median rows.
 fn ratio(
     results: &Results,
     a: (&str, &str),
     b: (&str, &str),
     workload: &str,
     size: u32,
-) -> Option<f64> {
+) -> Option<Ratio> {
+    let round = |(imp, mode): (&str, &str), k: u32| {
+        results.rounds.iter().find(|r| {
+            r.round == k
+                && r.row.imp == imp
+                && r.row.mode == mode
+                && r.row.workload == workload
+                && r.row.size == size
+        })
+    };
+    let mut numbered: Vec<u32> = results.rounds.iter().map(|r| r.round).collect();
+    numbered.sort_unstable();
+    numbered.dedup();
+    let paired: Vec<f64> = numbered
+        .into_iter()
+        .filter_map(|k| {
+            let (x, y) = (round(a, k)?, round(b, k)?);
+            (y.row.records > 0).then(|| x.row.records_per_s() / y.row.records_per_s())
+        })
+        .collect();
+    if let Some(median) = median(&paired) {
+        return Some(Ratio { median, paired });
+    }
     let x = find(results, a.0, a.1, workload, size)?;
     let y = find(results, b.0, b.1, workload, size)?;
-    (y.records > 0).then(|| x.records_per_s() / y.records_per_s())
+    (y.records > 0).then(|| Ratio {
+        median: x.records_per_s() / y.records_per_s(),
+        paired: Vec::new(),
+    })
 }
 
 /// A path and a mode: `("rmemring", "busy-poll")`.
@@ -519,10 +591,7 @@ fn ratio_table(results: &Results) -> Table {
         for (label, a, b) in &comparisons {
             let cells: Vec<String> = sizes
                 .iter()
-                .map(|&s| {
-                    ratio(results, *a, *b, &workload, s)
-                        .map_or("-".to_owned(), |r| format!("{r:.2}×"))
-                })
+                .map(|&s| ratio(results, *a, *b, &workload, s).map_or("-".to_owned(), |r| r.show()))
                 .collect();
             if cells.iter().all(|c| c == "-") {
                 continue;
@@ -533,6 +602,28 @@ fn ratio_table(results: &Results) -> Table {
         }
     }
     t
+}
+
+/// How the ratios were formed: paired by round, or (a run that kept no
+/// rounds) from the median rows; `None` for a run of one round.
+fn ratios_note(results: &Results) -> Option<String> {
+    if let Some(rounds) = results.rounds.iter().map(|r| r.rounds).max() {
+        return Some(format!(
+            "records/s ratios paired by round: rmemring's round k over the peer's round k \
+             (both measured in the same pass over every measurement, so that a spell of \
+             interference on the machine falls on both), for each of the {rounds} rounds both \
+             measured; each figure is the median of those paired ratios, in brackets their \
+             range (so it need not be the ratio of the two median rows shown); a target is met \
+             only where every paired ratio clears it, missed only where none does, and \
+             otherwise not resolved"
+        ));
+    }
+    results.rows.iter().any(|r| r.spread.is_some()).then(|| {
+        "this run kept each measurement's median round only, so its ratios are of the two \
+         median rows and cannot be paired by round; a target nearer a ratio, as a share of \
+         the target, than the spread of either row's rounds is not resolved"
+            .to_owned()
+    })
 }
 
 fn idle_table(results: &Results) -> Table {
@@ -561,7 +652,6 @@ struct Verdict {
 
 fn verdicts(results: &Results) -> Vec<Verdict> {
     let mut out = Vec::new();
-    let fmt_ratio = |r: Option<f64>| r.map_or("not measured".to_owned(), |r| format!("{r:.2}×"));
     // The issue's synthetic target: payload filled and every byte read,
     // from 4 KiB up, against each peer in the same mode.
     let targets: Vec<(&Peer, f64)> = present(results, |_| true)
@@ -602,23 +692,33 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     // case zero copy exists for.
     for mode in ["busy-poll", "blocking"] {
         for (size, want) in [(4096u32, 3.0), (65536, 5.0)] {
-            let r = ratio(
-                results,
-                (RMEMRING, mode),
-                (READ, mode),
-                "blank-headers",
-                size,
-            );
+            let mine = (RMEMRING, mode);
+            let theirs = (READ, mode);
+            let r = ratio(results, mine, theirs, "blank-headers", size);
+            let target = Target {
+                ratio: want,
+                strict: false,
+            };
+            let judged = r
+                .as_ref()
+                .map(|r| judge(results, r, [mine, theirs], "blank-headers", size, target));
+            let why = match &judged {
+                Some(Judged::Straddles(why)) => {
+                    format!("; the paired rounds fall on both sides of it ({why})")
+                }
+                Some(Judged::WithinSpread(why)) => format!("; within the rounds' spread ({why})"),
+                _ => String::new(),
+            };
             out.push(Verdict {
-                met: r.map(|r| r >= want),
+                met: r.as_ref().map(|r| r.median >= want),
                 text: format!(
-                    "zero-copy vs read(), blank payload, headers read, {mode}, {}: {} \
+                    "zero-copy vs read(), blank payload, headers read, {mode}, {}: {}{why} \
                      (target ≥ {want}×)",
                     bytes(u64::from(size)),
-                    fmt_ratio(r)
+                    r.as_ref().map_or("not measured".to_owned(), Ratio::show)
                 ),
                 info: false,
-                unresolved: false,
+                unresolved: judged.is_some_and(|j| j.unresolved()),
             });
         }
     }
@@ -768,12 +868,82 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     out
 }
 
+/// How one cell's ratio stands against its target.
+#[derive(Debug, PartialEq)]
+enum Judged {
+    /// Every paired round clears it; for a run that kept no rounds, the
+    /// ratio clears it by more than the spread of either row's rounds.
+    Met,
+    /// No paired round clears it; without rounds, the ratio misses it by
+    /// more than either row's spread.
+    Missed,
+    /// Some paired rounds clear it and some do not: how many, and their
+    /// range.
+    Straddles(String),
+    /// A run that kept no rounds: the ratio is nearer the target, as a
+    /// share of it, than the spread of either row's rounds: the margin and
+    /// the spread.
+    WithinSpread(String),
+}
+
+impl Judged {
+    fn unresolved(&self) -> bool {
+        matches!(self, Judged::Straddles(_) | Judged::WithinSpread(_))
+    }
+}
+
+/// Judges ratio `r` of `sides` (rmemring's series, the peer's) in one cell
+/// against `target`: met only if every paired round clears it, missed
+/// only if none does. A run that kept no rounds (older results) has only
+/// the median rows and their spreads, `(max - min) / median`: a ratio
+/// nearer the target than either spread is not resolved.
+fn judge(
+    results: &Results,
+    r: &Ratio,
+    sides: [Series<'_>; 2],
+    workload: &str,
+    size: u32,
+    target: Target,
+) -> Judged {
+    if let Some((lo, hi)) = r.range() {
+        let n = r.paired.len();
+        let clear = r.paired.iter().filter(|&&x| target.good(x)).count();
+        return if clear == n {
+            Judged::Met
+        } else if clear == 0 {
+            Judged::Missed
+        } else {
+            Judged::Straddles(format!(
+                "{clear} of {n} paired rounds clear it, {lo:.2}..{hi:.2}"
+            ))
+        };
+    }
+    let spread = sides
+        .iter()
+        .filter_map(|side| find(results, side.0, side.1, workload, size)?.spread)
+        .map(|(_, spread)| spread)
+        .fold(0.0, f64::max);
+    let margin = (r.median - target.ratio).abs() / target.ratio;
+    if margin < spread {
+        Judged::WithinSpread(format!(
+            "margin {:.0}%, spread {:.0}%",
+            100.0 * margin,
+            100.0 * spread
+        ))
+    } else if target.good(r.median) {
+        Judged::Met
+    } else {
+        Judged::Missed
+    }
+}
+
 /// Whether `mine`'s records/s over `peer`'s met `target` at every size
 /// `wanted` where `mine` was measured, and the figures. A size where
 /// `mine` was measured and `peer` was not (a failed measurement) leaves
-/// the target undecided, and is named; so does a size whose ratio is
-/// nearer the target than the spread of either side's rounds, unless
-/// another size missed it by more.
+/// the target undecided, and is named; so does a size that is not
+/// resolved ([`judge`]: paired rounds on both sides of the target, or,
+/// without rounds, a ratio within the rows' spread), unless another size
+/// missed it.
 fn at_every_size(
     results: &Results,
     mine: (&str, &str),
@@ -782,31 +952,22 @@ fn at_every_size(
     wanted: impl Fn(u32) -> bool,
     target: Target,
 ) -> SizeVerdict {
-    let mut rs: Vec<(u32, f64)> = Vec::new();
+    let mut rs: Vec<(u32, Ratio)> = Vec::new();
     let mut missing: Vec<String> = Vec::new();
-    // Sizes decided by less than the spread of their rounds (either
-    // side's `(max - min) / median`): the ratio's margin to the target,
-    // relative to the target, is below it.
-    let mut unresolved: Vec<String> = Vec::new();
+    // Sizes not resolved: paired rounds on both sides of the target, or
+    // (no rounds kept) a ratio within the rows' spread.
+    let mut straddles: Vec<String> = Vec::new();
+    let mut within_spread: Vec<String> = Vec::new();
     let mut clear_miss = false;
     for s in sizes(results).into_iter().filter(|&s| wanted(s)) {
         match ratio(results, mine, peer, workload, s) {
             Some(r) => {
-                let spread = [mine, peer]
-                    .iter()
-                    .filter_map(|side| find(results, side.0, side.1, workload, s)?.spread)
-                    .map(|(_, spread)| spread)
-                    .fold(0.0, f64::max);
-                let margin = (r - target.ratio).abs() / target.ratio;
-                if margin < spread {
-                    unresolved.push(format!(
-                        "{} (margin {:.0}%, spread {:.0}%)",
-                        bytes(u64::from(s)),
-                        100.0 * margin,
-                        100.0 * spread
-                    ));
-                } else if !target.good(r) {
-                    clear_miss = true;
+                let size = bytes(u64::from(s));
+                match judge(results, &r, [mine, peer], workload, s, target) {
+                    Judged::Met => {}
+                    Judged::Missed => clear_miss = true,
+                    Judged::Straddles(why) => straddles.push(format!("{size} ({why})")),
+                    Judged::WithinSpread(why) => within_spread.push(format!("{size} ({why})")),
                 }
                 rs.push((s, r));
             }
@@ -816,16 +977,17 @@ fn at_every_size(
             None => {}
         }
     }
-    let met = if rs.iter().any(|&(_, r)| !target.good(r)) {
+    let met = if rs.iter().any(|(_, r)| !target.good(r.median)) {
         Some(false)
     } else if rs.is_empty() || !missing.is_empty() {
         None
     } else {
         Some(true)
     };
-    // Missed somewhere by more than the spread: missed whatever the rest.
-    // Otherwise a size within the spread leaves it undecided.
-    let within_spread = !unresolved.is_empty() && !clear_miss;
+    // Missed somewhere (by every paired round, or by more than the
+    // spread): missed whatever the rest. Otherwise a size not resolved
+    // leaves it undecided.
+    let unresolved = !clear_miss && (!straddles.is_empty() || !within_spread.is_empty());
     let mut figures = if rs.is_empty() {
         "not measured".to_owned()
     } else {
@@ -838,13 +1000,22 @@ fn at_every_size(
             missing.join(", ")
         );
     }
-    if !unresolved.is_empty() {
-        figures += &format!("; within the rounds' spread at {}", unresolved.join(", "));
+    if !straddles.is_empty() {
+        figures += &format!(
+            "; the paired rounds fall on both sides of the target at {}",
+            straddles.join(", ")
+        );
+    }
+    if !within_spread.is_empty() {
+        figures += &format!(
+            "; within the rounds' spread at {}",
+            within_spread.join(", ")
+        );
     }
     SizeVerdict {
         met,
         figures,
-        unresolved: within_spread,
+        unresolved,
     }
 }
 
@@ -869,8 +1040,8 @@ impl Target {
 struct SizeVerdict {
     met: Option<bool>,
     figures: String,
-    /// No size missed by more than the spread of its rounds, and some
-    /// size was decided by less: neither met nor missed.
+    /// No size missed, and some size was not resolved ([`judge`]):
+    /// neither met nor missed.
     unresolved: bool,
 }
 
@@ -881,7 +1052,9 @@ struct SizeVerdict {
 fn shortfalls(results: &Results, peer: (&str, &str), want: f64) -> String {
     let mut out = String::new();
     for size in sizes(results).into_iter().filter(|&s| s >= 4096) {
-        let Some(r) = ratio(results, (RMEMRING, peer.1), peer, "filled-bytes", size) else {
+        let Some(r) =
+            ratio(results, (RMEMRING, peer.1), peer, "filled-bytes", size).map(|r| r.median)
+        else {
             continue;
         };
         if r >= want {
@@ -951,9 +1124,9 @@ fn bad_rows(results: &Results) -> Option<Verdict> {
     })
 }
 
-fn list(rs: &[(u32, f64)]) -> String {
+fn list(rs: &[(u32, Ratio)]) -> String {
     rs.iter()
-        .map(|&(s, r)| format!("{} {r:.2}×", bytes(u64::from(s))))
+        .map(|(s, r)| format!("{} {}", bytes(u64::from(*s)), r.show()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1017,6 +1190,7 @@ fn render(results: &Results, style: Style) -> String {
             Style::Markdown => writeln!(out, "\n{}.", capitalise(text)),
         };
     };
+    let mut summaries = false;
     for mode in MODES {
         let table = summary_table(results, mode);
         if table.rows.is_empty() {
@@ -1027,6 +1201,13 @@ fn render(results: &Results, style: Style) -> String {
             &format!("the 2×2, {mode}: records/s, rmemring's ratios, the bounding side"),
         );
         style.table(&mut out, &table);
+        summaries = true;
+    }
+    let ratios_note = ratios_note(results);
+    if summaries {
+        if let Some(text) = &ratios_note {
+            note(&mut out, text);
+        }
     }
     let mut sides_noted = false;
     for workload in workloads(results) {
@@ -1058,6 +1239,9 @@ fn render(results: &Results, style: Style) -> String {
     }
     style.heading(&mut out, "ratios (records/s, same run)");
     style.table(&mut out, &ratio_table(results));
+    if let Some(text) = &ratios_note {
+        note(&mut out, text);
+    }
     let peers = present(results, |_| true);
     if !peers.is_empty() {
         style.heading(&mut out, "the peers: what each side does per record");
@@ -1111,7 +1295,10 @@ fn capitalise(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::row::sample as row;
+    use super::super::row::{
+        sample as row,
+        Round, //
+    };
     use super::*;
 
     fn results(rows: Vec<Row>) -> Results {
@@ -1165,6 +1352,152 @@ mod tests {
         let v = judge(1_200_000);
         assert!(!v.unresolved, "{}", v.text);
         assert_eq!(verdict_word(&v), "MISSED");
+    }
+
+    /// `rates` (records/s) of `imp`, round by round, as `Round`s, with the
+    /// median round as its row.
+    fn rounds_of(imp: &str, size: u32, rates: &[u64]) -> (Vec<Round>, Row) {
+        let rounds: Vec<Round> = rates
+            .iter()
+            .zip(1..)
+            .map(|(&rate, round)| Round {
+                round,
+                rounds: rates.len() as u32,
+                row: row(imp, "busy-poll", "filled-bytes", size, rate),
+            })
+            .collect();
+        let median = super::super::row::median(rounds.iter().map(|r| r.row.clone()).collect());
+        (rounds, median.unwrap())
+    }
+
+    /// rmemring's and read()'s rounds at 4 KiB, filled payload, every byte
+    /// read, busy-poll: the `≥ 2× read()` verdict.
+    fn judged_by_rounds(mine: &[u64], theirs: &[u64]) -> (Results, Verdict) {
+        let (mut rounds, a) = rounds_of("rmemring", 4096, mine);
+        let (more, b) = rounds_of("read", 4096, theirs);
+        rounds.extend(more);
+        let results = Results {
+            rounds,
+            ..results(vec![a, b])
+        };
+        let v = verdict(
+            &results,
+            "rmemring vs read(), filled payload, every byte read, busy-poll",
+        );
+        (results, v)
+    }
+
+    /// A target is met only if every paired round clears it, missed only
+    /// if none does: paired ratios that straddle it are not resolved, and
+    /// the range is shown.
+    #[test]
+    fn paired_rounds_that_straddle_the_target_are_not_resolved() {
+        // Rounds 2.4×, 1.8×, 2.2×: the median clears 2×, one round does not.
+        let (_, v) = judged_by_rounds(&[2_400_000, 1_800_000, 2_200_000], &[1_000_000; 3]);
+        assert!(v.unresolved, "{}", v.text);
+        assert_eq!(verdict_word(&v), "not resolved");
+        assert!(v.text.contains("4 KiB 2.20× (1.80..2.40)"), "{}", v.text);
+        assert!(
+            v.text.contains(
+                "the paired rounds fall on both sides of the target at 4 KiB (2 of 3 paired \
+                 rounds clear it, 1.80..2.40)"
+            ),
+            "{}",
+            v.text
+        );
+        // Every round clears it: met.
+        let (_, v) = judged_by_rounds(&[2_400_000, 2_000_000, 2_200_000], &[1_000_000; 3]);
+        assert_eq!(verdict_word(&v), "met", "{}", v.text);
+        // None does: missed, though one round is within 1% of it.
+        let (_, v) = judged_by_rounds(&[1_990_000, 1_500_000, 1_200_000], &[1_000_000; 3]);
+        assert_eq!(verdict_word(&v), "MISSED", "{}", v.text);
+        assert!(v.text.contains("4 KiB short by 0.50×"), "{}", v.text);
+    }
+
+    /// rmemring's ratio over read(), filled payload, every byte read,
+    /// busy-poll, 4 KiB.
+    fn over_read(results: &Results) -> Ratio {
+        let busy = "busy-poll";
+        ratio(
+            results,
+            (RMEMRING, busy),
+            (READ, busy),
+            "filled-bytes",
+            4096,
+        )
+        .unwrap()
+    }
+
+    /// Round k is paired with round k, not with the peer's k-th fastest:
+    /// a spell that slowed both sides in one round cancels out, and a round
+    /// where only rmemring was fast does not make up for one where it was
+    /// slow.
+    #[test]
+    fn ratios_pair_the_same_round_not_sorted_values() {
+        // Round 2 ran slow on both sides: 2× in every round, met, though
+        // each side's rounds spread 75% (the medians' rule would not
+        // resolve it: a 0% margin).
+        let (results, v) = judged_by_rounds(
+            &[4_000_000, 1_000_000, 4_000_000],
+            &[2_000_000, 500_000, 2_000_000],
+        );
+        assert_eq!(verdict_word(&v), "met", "{}", v.text);
+        assert!(v.text.contains("4 KiB 2.00× (2.00..2.00)"), "{}", v.text);
+        let text = text(&results);
+        assert!(text.contains("paired by round"), "{text}");
+        // Same values, read()'s rounds in another order: 4.00×, 1.05×,
+        // 2.14× by round (sorted, they would pair as 2.00×, 2.14×, 2.11×,
+        // all clearing 2×).
+        let (results, v) = judged_by_rounds(
+            &[4_000_000, 2_000_000, 3_000_000],
+            &[1_000_000, 1_900_000, 1_400_000],
+        );
+        assert!(v.unresolved, "{}", v.text);
+        assert!(v.text.contains("4 KiB 2.14× (1.05..4.00)"), "{}", v.text);
+        let r = over_read(&results);
+        let by_round: Vec<String> = r.paired.iter().map(|x| format!("{x:.2}")).collect();
+        assert_eq!(by_round, ["4.00", "1.05", "2.14"]);
+        // A round the peer did not measure (a failed BPF measurement) is
+        // not paired; the median of an even count is the middle two's mean.
+        let mut results = results;
+        results
+            .rounds
+            .retain(|r| !(r.row.imp == READ && r.round == 3));
+        let r = over_read(&results);
+        assert_eq!(r.paired.len(), 2);
+        assert!((r.median - (4.0 + 2.0 / 1.9) / 2.0).abs() < 1e-9, "{r:?}");
+    }
+
+    /// The zero-copy targets at one size are judged by their paired rounds
+    /// too.
+    #[test]
+    fn the_fixed_size_targets_are_judged_by_paired_rounds() {
+        let rounds = |imp: &str, rates: [u64; 3]| -> Vec<Round> {
+            rates
+                .into_iter()
+                .zip(1..)
+                .map(|(rate, round)| Round {
+                    round,
+                    rounds: 3,
+                    row: row(imp, "busy-poll", "blank-headers", 4096, rate),
+                })
+                .collect()
+        };
+        let mut all = rounds("rmemring", [3_500_000, 2_800_000, 3_300_000]);
+        all.extend(rounds("read", [1_000_000; 3]));
+        let results = Results {
+            rows: vec![all[2].row.clone(), all[4].row.clone()],
+            rounds: all,
+            ..Results::default()
+        };
+        let v = verdict(&results, "headers read, busy-poll, 4 KiB");
+        assert_eq!(verdict_word(&v), "not resolved", "{}", v.text);
+        assert!(
+            v.text
+                .contains("4 KiB: 3.30× (2.80..3.50); the paired rounds fall on both"),
+            "{}",
+            v.text
+        );
     }
 
     #[test]

@@ -2,7 +2,12 @@
 //!
 //! The lines are the benchmark's archive format: `--json` writes them and
 //! `--input` reads them back to draw the table and chart again (the xtask
-//! does that on the host with what the VM printed).
+//! does that on the host with what the VM printed). With `--repeat N`
+//! (N > 1) every round's row is a line of its own, `"bench":"kernel-round"`
+//! with its `round` (1 to N) and `rounds` (N), written as the round ends;
+//! the `"bench":"kernel"` line of each measurement is then its median
+//! round, with the spread of all of them, as readers from before the
+//! rounds were kept expect.
 
 use std::time::Duration;
 
@@ -71,6 +76,38 @@ pub(crate) fn median(mut samples: Vec<Row>) -> Option<Row> {
         row.spread = Some((n as u32, (hi - lo) / row.records_per_s().max(1e-9)));
     }
     Some(row)
+}
+
+/// One round of a measurement repeated with `--repeat` (its
+/// `"bench":"kernel-round"` line): rounds of the same number ran in the
+/// same pass over every measurement, minutes apart at most, so a ratio of
+/// two rows of one round compares runs that met the same interference.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Round {
+    /// 1 to `rounds`.
+    pub(crate) round: u32,
+    pub(crate) rounds: u32,
+    pub(crate) row: Row,
+}
+
+impl Round {
+    /// The JSON line: the row's, `"bench":"kernel-round"`, with the round.
+    pub(crate) fn to_json(&self) -> RowJson<'_> {
+        RowJson {
+            bench: "kernel-round",
+            round: Some(self.round),
+            rounds: Some(self.rounds),
+            ..self.row.to_json()
+        }
+    }
+
+    pub(crate) fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            round: u32::try_from(v["round"].as_u64()?).ok()?,
+            rounds: u32::try_from(v["rounds"].as_u64()?).ok()?,
+            row: Row::from_json(v)?,
+        })
+    }
 }
 
 /// A mean fill at or above this: the producer waited for room (or the
@@ -225,6 +262,8 @@ impl Row {
             records: self.records,
             records_per_s: self.records_per_s(),
             ring_fill: self.fill,
+            round: None,
+            rounds: None,
             samples: self.spread.map_or(1, |s| s.0),
             size: self.size,
             sleeps: self.sleeps,
@@ -298,7 +337,8 @@ pub(crate) fn whole_ns(d: Duration) -> u64 {
     d.as_nanos() as u64
 }
 
-/// The JSON line of a [`Row`] (`"bench":"kernel"`). The fields of these
+/// The JSON line of a [`Row`] (`"bench":"kernel"`) or a [`Round`]
+/// (`"bench":"kernel-round"`). The fields of these
 /// lines are in alphabetical order: the order they had when they were
 /// `serde_json` maps.
 #[derive(Serialize)]
@@ -332,6 +372,11 @@ pub(crate) struct RowJson<'a> {
     records: u64,
     records_per_s: f64,
     ring_fill: Option<f64>,
+    /// A `kernel-round` line's round, 1 to `rounds`; not in `kernel` lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    round: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rounds: Option<u32>,
     samples: u32,
     size: u32,
     sleeps: u64,
@@ -612,6 +657,23 @@ mod tests {
             cpu: Duration::from_micros(40),
         };
         assert_eq!(IdleRow::from_json(&json(idle.to_json())), Some(idle));
+    }
+
+    #[test]
+    fn rounds_survive_json_and_median_lines_have_no_round() {
+        let round = Round {
+            round: 2,
+            rounds: 3,
+            row: sample("bpf", "poll", "filled-bytes", 4096, 12_345),
+        };
+        let line = json(round.to_json());
+        assert_eq!(line["bench"], "kernel-round");
+        assert_eq!(Round::from_json(&line), Some(round.clone()));
+        // The median row's line is as it was before rounds were kept.
+        let median = json(round.row.to_json());
+        assert_eq!(median["bench"], "kernel");
+        assert!(median.get("round").is_none() && median.get("rounds").is_none());
+        assert_eq!(Round::from_json(&median), None);
     }
 
     #[test]
