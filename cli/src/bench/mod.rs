@@ -347,7 +347,10 @@ pub(crate) struct Job {
     pub(crate) size: u32,
 }
 
-/// The measurements of a run, in order: per workload and size, every path.
+/// The measurements of a run, in order: per workload, size and mode, every
+/// path, so that the series one ratio compares (rmemring and a peer in the
+/// same mode) run one after the other in each round; then, per workload
+/// and size, the peers without modes (the limit), once.
 fn plan(args: &Args) -> Vec<Job> {
     let mut jobs = Vec::new();
     for &workload in &args.workloads {
@@ -357,25 +360,17 @@ fn plan(args: &Args) -> Vec<Job> {
             args.sizes.clone()
         };
         for &size in &sizes {
-            for &peer in &args.impls {
-                if !peer.runs(workload) {
-                    continue;
-                }
-                // A peer without modes (the limit) runs once.
-                let modes = if peer.modes {
-                    &args.modes[..]
-                } else {
-                    &[Mode::BusyPoll]
-                };
-                for &mode in modes {
-                    jobs.push(Job {
-                        peer,
-                        mode,
-                        workload,
-                        size,
-                    });
-                }
+            let peers = || args.impls.iter().copied().filter(|p| p.runs(workload));
+            let job = |peer, mode| Job {
+                peer,
+                mode,
+                workload,
+                size,
+            };
+            for &mode in &args.modes {
+                jobs.extend(peers().filter(|p| p.modes).map(|p| job(p, mode)));
             }
+            jobs.extend(peers().filter(|p| !p.modes).map(|p| job(p, Mode::BusyPoll)));
         }
     }
     jobs
@@ -646,6 +641,59 @@ pub(crate) fn latency_histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `rmemring bench ARGS`'s arguments.
+    fn args(line: &[&str]) -> Args {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("bench").chain(line.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    /// Within a round, the series a ratio compares, rmemring and each peer
+    /// in one mode, cell and size, are measured one after the other; the
+    /// limit once per cell; every measurement once.
+    #[test]
+    fn the_plan_puts_the_series_of_one_ratio_side_by_side() {
+        let jobs = plan(&args(&[
+            "--sizes",
+            "64,4K",
+            "--workloads",
+            "blank-headers,filled-bytes",
+            "--impls",
+            "rmemring,read,memcpy",
+            "--modes",
+            "busy-poll,poll",
+        ]));
+        let names: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                format!(
+                    "{} {} {} {}",
+                    j.workload.name(),
+                    j.size,
+                    j.mode.name(),
+                    j.peer.name
+                )
+            })
+            .collect();
+        let at = |w: &str, size: u32, mode: &str| -> Vec<String> {
+            ["rmemring", "read"]
+                .map(|p| format!("{w} {size} {mode} {p}"))
+                .to_vec()
+        };
+        assert_eq!(names[..2], at("blank-headers", 64, "busy-poll"));
+        assert_eq!(names[2..4], at("blank-headers", 64, "poll"));
+        assert_eq!(names[4..6], at("blank-headers", 4096, "busy-poll"));
+        // memcpy runs where every byte is read, once, after the modes.
+        assert_eq!(names[10..12], at("filled-bytes", 64, "poll"));
+        assert_eq!(names[12], "filled-bytes 64 busy-poll memcpy");
+        assert_eq!(jobs.len(), 2 * 2 * 2 * 2 + 2);
+    }
 
     #[test]
     fn tcg_tunables_keep_the_users_choice() {

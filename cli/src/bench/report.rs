@@ -508,9 +508,10 @@ fn median(values: &[f64]) -> Option<f64> {
 }
 
 /// records/s of `a` over `b`, same workload and size: paired by round
-/// where the run kept its rounds (`a`'s round k over `b`'s round k, both
-/// measured in the same pass over every measurement, so that a spell of
-/// interference on the machine falls on both), else the ratio of the
+/// where the run kept its rounds (`a`'s round k over `b`'s round k,
+/// measured one after the other in the same pass over every measurement,
+/// so that a drift of the machine's speed, or a spell of other work longer
+/// than a measurement, tends to fall on both), else the ratio of the
 /// median rows.
 fn ratio(
     results: &Results,
@@ -610,8 +611,9 @@ fn ratios_note(results: &Results) -> Option<String> {
     if let Some(rounds) = results.rounds.iter().map(|r| r.rounds).max() {
         return Some(format!(
             "records/s ratios paired by round: rmemring's round k over the peer's round k \
-             (both measured in the same pass over every measurement, so that a spell of \
-             interference on the machine falls on both), for each of the {rounds} rounds both \
+             (measured one after the other in the same pass over every measurement, so \
+             that a drift of the machine's speed, or a spell of other work longer than a \
+             measurement, tends to fall on both), for each of the {rounds} rounds both \
              measured; each figure is the median of those paired ratios, in brackets their \
              range (so it need not be the ratio of the two median rows shown); a target is met \
              only where every paired ratio clears it, missed only where none does, and \

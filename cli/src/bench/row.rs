@@ -80,8 +80,9 @@ pub(crate) fn median(mut samples: Vec<Row>) -> Option<Row> {
 
 /// One round of a measurement repeated with `--repeat` (its
 /// `"bench":"kernel-round"` line): rounds of the same number ran in the
-/// same pass over every measurement, minutes apart at most, so a ratio of
-/// two rows of one round compares runs that met the same interference.
+/// same pass over every measurement, and the two series of one ratio one
+/// after the other (`plan`), so a drift of the machine's speed tends to
+/// fall on both rows of a round.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Round {
     /// 1 to `rounds`.
