@@ -4,7 +4,6 @@
 //! epoll, woken as the program's submit flags say).
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{
     ensure,
@@ -27,6 +26,7 @@ use super::{
     insmod,
     rmmod,
     Consumed,
+    Stops,
     Strategy,
     POLL_TIMEOUT,
     RING_BYTES, //
@@ -106,7 +106,7 @@ pub(super) enum Attach {
 
 pub(super) fn consume(
     strategy: Strategy,
-    stop: &AtomicBool,
+    stop: &Stops,
     ready: impl FnOnce(),
     attach: Attach,
 ) -> Result<Consumed> {
@@ -185,7 +185,7 @@ pub(super) fn consume(
     ready();
     // `ring_buffer__poll` waits in epoll, then reads everything;
     // `ring_buffer__consume` reads everything.
-    drive(strategy, stop, |wait| {
+    drive(strategy, stop, &consumed, |wait| {
         if wait {
             ring.poll(POLL_TIMEOUT).context("ring_buffer__poll")
         } else {

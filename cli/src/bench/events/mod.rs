@@ -30,13 +30,18 @@
 //! Each peer's cost is what it adds to a context switch: the load's round
 //! trip (two switches) with the tracer against without it, in the same
 //! run, halved. Peers run in turn, repeated, with a `none` run before each
-//! peer's, and every ring holds the same bytes (16 MiB).
+//! peer's, and every ring holds the same bytes (16 MiB). Every run, the
+//! `none` runs too, first runs the load unmeasured for `--warmup` with the
+//! peer attached and its consumer reading (its code, caches and pages
+//! warm); the consumer then reads everything there is, and the measured
+//! window opens ([`Window`]).
 
 mod load;
 mod perf;
 mod relay;
 mod tracefs;
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{
     Path,
@@ -95,6 +100,11 @@ pub(crate) struct Args {
     /// Runs of each peer (each with a `none` run before it).
     #[arg(long, default_value_t = 3)]
     repeat: u32,
+    /// How long each run's load runs unmeasured first, every peer attached
+    /// and its consumer reading (the `none` runs too; deferred runs at
+    /// most 400 ms, so that the rings hold it).
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    warmup: Duration,
     /// The peers, in order.
     #[arg(long, value_delimiter = ',', default_values_t = Peer::all())]
     peers: Vec<Peer>,
@@ -262,6 +272,20 @@ pub(super) struct Consumed {
     /// Events that switch to one of the load's threads: at least two a
     /// round trip (see [`load::LoadTids`]).
     pub(super) load_events: u64,
+    /// The counts when the measured window opened, after the warm-up.
+    opened: Option<Opened>,
+}
+
+/// What a consumer had counted, and its thread's usage, when the measured
+/// window opened.
+#[derive(Clone, Copy, Debug, Default)]
+struct Opened {
+    events: u64,
+    load_events: u64,
+    /// The consumer thread's CPU time, nanoseconds, and voluntary context
+    /// switches ([`thread_usage`]).
+    cpu_ns: u64,
+    sleeps: u64,
 }
 
 impl Consumed {
@@ -278,9 +302,28 @@ impl Consumed {
         self.load_events += u64::from(load::TIDS.contains(next_pid));
     }
 
-    /// Checks what the consumer read against the load's `trips` round
-    /// trips: the pid chain unbroken but where events were dropped, and
-    /// every switch of the load delivered or dropped.
+    /// Marks the start of the measured window (on the consumer's thread).
+    fn open(&mut self) -> Result<()> {
+        let (cpu_ns, sleeps) = thread_usage()?;
+        self.opened = Some(Opened {
+            events: self.events,
+            load_events: self.load_events,
+            cpu_ns,
+            sleeps,
+        });
+        Ok(())
+    }
+
+    /// The events read since the window opened (all of them if it never
+    /// did).
+    fn measured_events(&self) -> u64 {
+        self.events - self.opened.map_or(0, |o| o.events)
+    }
+
+    /// Checks what the consumer read against the measured load's `trips`
+    /// round trips: the pid chain unbroken but where events were dropped
+    /// (over the whole run, warm-up included), and every switch of the
+    /// measured load delivered or dropped.
     fn check(&self, trips: u64) -> Result<()> {
         ensure!(
             self.chain_breaks <= self.dropped,
@@ -292,11 +335,12 @@ impl Consumed {
         // Every switch of the load is an event (two a round trip), besides
         // the other CPU's: a peer that delivered and dropped fewer lost
         // some without saying so, or read the wrong pids.
+        let load_events = self.load_events - self.opened.map_or(0, |o| o.load_events);
         ensure!(
-            self.load_events + self.dropped >= 2 * trips,
+            load_events + self.dropped >= 2 * trips,
             "{} events switched to the load's threads and {} were dropped, but the load \
              switched {} times",
-            self.load_events,
+            load_events,
             self.dropped,
             2 * trips
         );
@@ -310,6 +354,12 @@ struct Run {
     peer: Peer,
     /// Where the load ran.
     load: Load,
+    /// Its round, from 1; `None` in results from before rounds were
+    /// recorded.
+    round: Option<u32>,
+    /// The unmeasured load before the window, seconds; `None` in results
+    /// from before `--warmup`, which had none.
+    warmup: Option<f64>,
     /// Load round trips per second.
     trips_per_sec: f64,
     events: u64,
@@ -389,9 +439,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     #[cfg(feature = "bpf")]
                     task_offsets,
                 };
-                let run = run_one(&setup).with_context(|| {
+                let mut run = run_one(&setup).with_context(|| {
                     format!("{peer}, {} consumer, round {}", strategy.name(), round + 1)
                 })?;
+                run.round = Some(round + 1);
                 if args.json {
                     crate::out::json_line(&run.to_json(strategy))?;
                 }
@@ -417,6 +468,7 @@ fn tables(runs: &[(Strategy, Run)]) -> String {
         }
     }
     let mut out = String::new();
+    let _ = writeln!(out, "\n{}", method(runs.iter().map(|(_, r)| r)));
     for (load, strategy) in cases {
         let mine: Vec<&Run> = runs
             .iter()
@@ -434,6 +486,35 @@ fn tables(runs: &[(Strategy, Run)]) -> String {
     out
 }
 
+/// How the runs were made, in a paragraph: the pairing, and the warm-up
+/// (the largest of the runs', as a deferred one's is shorter).
+fn method<'a>(runs: impl Iterator<Item = &'a Run> + Clone) -> String {
+    let warmup = runs.clone().filter_map(|r| r.warmup).reduce(f64::max);
+    let rounds = runs.filter_map(|r| r.round).max();
+    let mut text = "Each peer's run is paired with the `none` run made just before it".to_owned();
+    if let Some(rounds) = rounds.filter(|&n| n > 1) {
+        let _ = write!(text, ", in the same one of {rounds} rounds");
+    }
+    text += ": `vs none` and `added per switch` are the median of the paired figures, their \
+             range in brackets.";
+    match warmup {
+        Some(w) if w > 0.0 => {
+            let _ = write!(
+                text,
+                " Every run, `none`'s too, first ran the load unmeasured for {} with the \
+                 peer attached and its consumer reading (a deferred consumer reads nothing \
+                 until the end of the warm-up); the consumer then read all there was and \
+                 the measured window opened: round trips, events, consumer CPU and sleeps \
+                 count from there, `dropped` over the whole run.",
+                crate::args::nanos(w * 1e9)
+            );
+        }
+        Some(_) => text += " No run had a warm-up (`--warmup 0`).",
+        None => text += " These runs had no warm-up (they predate `--warmup`).",
+    }
+    text
+}
+
 impl Run {
     /// The JSON line (`"bench":"events"`), fields in alphabetical order
     /// (the order they had as a `serde_json` map).
@@ -447,9 +528,13 @@ impl Run {
             events: u64,
             load: &'static str,
             peer: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            round: Option<u32>,
             seconds: f64,
             strategy: &'static str,
             trips_per_sec: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            warmup_seconds: Option<f64>,
         }
         Json {
             bench: "events",
@@ -459,9 +544,11 @@ impl Run {
             events: self.events,
             load: self.load.name(),
             peer: self.peer.name(),
+            round: self.round,
             seconds: self.seconds,
             strategy: strategy.name(),
             trips_per_sec: self.trips_per_sec,
+            warmup_seconds: self.warmup,
         }
     }
 
@@ -482,6 +569,8 @@ impl Run {
             Self {
                 peer,
                 load,
+                round: v["round"].as_u64().and_then(|r| u32::try_from(r).ok()),
+                warmup: v["warmup_seconds"].as_f64(),
                 trips_per_sec: number("trips_per_sec")?,
                 events: count("events")?,
                 dropped: count("dropped")?,
@@ -509,14 +598,15 @@ struct Setup<'a> {
 /// Attaches the peer, runs the load on its CPUs while its consumer reads on
 /// [`CONSUMER_CPU`], detaches it and drains what is left.
 fn run_one(setup: &Setup<'_>) -> Result<Run> {
-    let stop = AtomicBool::new(false);
+    let stop = Stops::default();
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
         let consumer = scope.spawn(|| -> Result<(Consumed, u64, u64)> {
             load::pin(CONSUMER_CPU)?;
-            // The consumer's CPU from the moment the peer is attached:
-            // setting a peer up (loading a BPF program, zeroing its ring)
-            // is not reading events.
+            // The consumer's CPU from the moment the measured window opens
+            // (from the moment the peer is attached where it never opens:
+            // `none`): setting a peer up (loading a BPF program, zeroing its
+            // ring) and the warm-up are not measured.
             let start = std::cell::Cell::new((0, 0));
             let ready = || {
                 start.set(thread_usage().unwrap_or_default());
@@ -524,19 +614,31 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
             };
             let consumed = consume(setup, &stop, ready)?;
             let end = thread_usage()?;
-            let start = start.get();
+            let start = consumed
+                .opened
+                .map_or(start.get(), |o| (o.cpu_ns, o.sleeps));
             Ok((consumed, end.0 - start.0, end.1 - start.1))
         });
-        let duration = match setup.strategy {
-            Strategy::Deferred => setup.args.duration.min(DEFERRED_RUN),
-            _ => setup.args.duration,
+        let limit = |d: Duration| match setup.strategy {
+            Strategy::Deferred => d.min(DEFERRED_RUN),
+            _ => d,
         };
+        let cpus = setup.args.load.cpus();
         // The peer is attached (or failed) once `ready` is sent or dropped.
-        let load = ready_rx
-            .recv()
-            .ok()
-            .map(|()| load::ping_pong(setup.args.load.cpus(), duration));
-        stop.store(true, Ordering::Relaxed);
+        // Then the warm-up, unmeasured; the consumer reads what it wrote
+        // and opens the window (a consumer that has ended, as `none`'s
+        // does at once, opens none); then the measured load.
+        let load = ready_rx.recv().ok().map(|()| {
+            if !setup.args.warmup.is_zero() {
+                load::ping_pong(cpus, limit(setup.args.warmup))?;
+            }
+            stop.warm.store(true, Ordering::Release);
+            while !stop.opened.load(Ordering::Acquire) && !consumer.is_finished() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            load::ping_pong(cpus, limit(setup.args.duration))
+        });
+        stop.end.store(true, Ordering::Relaxed);
         let (consumed, consumer_cpu_ns, consumer_sleeps) = consumer
             .join()
             .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
@@ -547,8 +649,10 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
         Ok(Run {
             peer: setup.peer,
             load: setup.args.load,
+            round: None,
+            warmup: Some(limit(setup.args.warmup).as_secs_f64()),
             trips_per_sec: trips as f64 / took.as_secs_f64(),
-            events: consumed.events,
+            events: consumed.measured_events(),
             dropped: consumed.dropped,
             seconds: took.as_secs_f64(),
             consumer_cpu_ns,
@@ -557,9 +661,24 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
     })
 }
 
+/// The points where the load stops during a run, as its consumer learns
+/// of them ([`drive`]): the end of the warm-up, after which the consumer
+/// reads everything there is and opens the measured window, and the end
+/// of the measured load.
+#[derive(Debug, Default)]
+pub(super) struct Stops {
+    /// The warm-up is over.
+    warm: AtomicBool,
+    /// The consumer has read what the warm-up wrote and opened the window.
+    opened: AtomicBool,
+    /// The measured load is over.
+    end: AtomicBool,
+}
+
 /// The consumer's side of a run: attaches the peer, calls `ready`, reads
-/// until `stop`, then detaches it and reads what is left.
-fn consume(setup: &Setup<'_>, stop: &AtomicBool, ready: impl FnOnce()) -> Result<Consumed> {
+/// until `stop`'s end (opening the measured window after the warm-up),
+/// then detaches it and reads what is left.
+fn consume(setup: &Setup<'_>, stop: &Stops, ready: impl FnOnce()) -> Result<Consumed> {
     let woken = setup.strategy == Strategy::Woken;
     let cpus = setup.cpus;
     match setup.peer {
@@ -631,21 +750,22 @@ pub(super) trait Source {
     }
 }
 
-/// Reads `source` until `stop`, then detaches it and reads the rest.
+/// Reads `source` until `stop`'s end, then detaches it and reads the rest.
 fn consume_source(
     mut source: impl Source,
     strategy: Strategy,
-    stop: &AtomicBool,
+    stop: &Stops,
     ready: impl FnOnce(),
 ) -> Result<Consumed> {
     ready();
-    let mut consumed = Consumed::default();
-    drive(strategy, stop, |wait| {
+    let consumed = RefCell::new(Consumed::default());
+    drive(strategy, stop, &consumed, |wait| {
         if wait {
             wait_any(&source.fds())?;
         }
-        source.drain(&mut consumed)
+        source.drain(&mut consumed.borrow_mut())
     })?;
+    let mut consumed = consumed.into_inner();
     source.detach()?;
     source.drain(&mut consumed)?;
     consumed.dropped += source.dropped()?;
@@ -677,15 +797,25 @@ fn wait_any(fds: &[std::os::fd::BorrowedFd<'_>]) -> Result<()> {
     }
 }
 
-/// The consumer loop every peer shares: until `stop`, `step(true)` (wait in
-/// the peer's own mechanism, up to [`POLL_TIMEOUT`], then read everything)
-/// or, periodic, a sleep of [`PERIOD`] and `step(false)` (read everything).
+/// The consumer loop every peer shares: until `stop`'s end, `step(true)`
+/// (wait in the peer's own mechanism, up to [`POLL_TIMEOUT`], then read
+/// everything) or, periodic, a sleep of [`PERIOD`] and `step(false)` (read
+/// everything); deferred, only sleeps. Once the warm-up is over,
+/// whatever the strategy, `step(false)` reads everything it wrote, then
+/// `consumed` notes the start of the measured window.
 pub(super) fn drive(
     strategy: Strategy,
-    stop: &AtomicBool,
+    stop: &Stops,
+    consumed: &RefCell<Consumed>,
     mut step: impl FnMut(bool) -> Result<()>,
 ) -> Result<()> {
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.end.load(Ordering::Relaxed) {
+        if stop.warm.load(Ordering::Acquire) && !stop.opened.load(Ordering::Relaxed) {
+            step(false)?;
+            consumed.borrow_mut().open()?;
+            stop.opened.store(true, Ordering::Release);
+            continue;
+        }
         match strategy {
             Strategy::Deferred => std::thread::sleep(PERIOD),
             Strategy::Periodic => {
@@ -701,11 +831,7 @@ pub(super) fn drive(
 /// The tracer module into the device's ring (fresh, drop-new), read with
 /// the crate's consumer, which sleeps in `poll(2)` as soon as the ring is
 /// empty (`Wait::Spin(0)`: every other peer's consumer sleeps at once too).
-fn consume_rmemring(
-    setup: &Setup<'_>,
-    stop: &AtomicBool,
-    ready: impl FnOnce(),
-) -> Result<Consumed> {
+fn consume_rmemring(setup: &Setup<'_>, stop: &Stops, ready: impl FnOnce()) -> Result<Consumed> {
     let device = &setup.args.ring.device;
     let tracer = &setup.args.tracer;
     let name = device_name(setup.args)?;
@@ -721,7 +847,7 @@ fn consume_rmemring(
     };
     insmod(tracer, &[format!("ring={name}"), wake])?;
     ready();
-    let mut consumed = Consumed::default();
+    let consumed = RefCell::new(Consumed::default());
     let read = |consumer: &mut rmemring::Consumer, consumed: &mut Consumed| -> Result<u64> {
         let mut n = 0;
         for record in consumer.batch()?.iter() {
@@ -734,13 +860,15 @@ fn consume_rmemring(
         }
         Ok(n)
     };
-    let consuming = drive(setup.strategy, stop, |wait| {
-        if read(&mut consumer, &mut consumed)? == 0 && wait {
+    let consuming = drive(setup.strategy, stop, &consumed, |wait| {
+        let consumed = &mut consumed.borrow_mut();
+        if read(&mut consumer, consumed)? == 0 && wait {
             consumer.wait(Some(POLL_TIMEOUT))?;
-            read(&mut consumer, &mut consumed)?;
+            read(&mut consumer, consumed)?;
         }
         Ok(())
     });
+    let mut consumed = consumed.into_inner();
     let unloaded = rmmod(tracer);
     consuming?;
     unloaded?;
@@ -932,6 +1060,8 @@ mod tests {
         let run = Run {
             peer: Peer::Bpf,
             load: Load::Both,
+            round: Some(2),
+            warmup: Some(0.25),
             trips_per_sec: 13127.5,
             events: 26482,
             dropped: 3,
@@ -944,10 +1074,60 @@ mod tests {
         let (strategy, back) = Run::from_json(&line).unwrap();
         assert_eq!(strategy, Strategy::Woken);
         assert_eq!(format!("{back:?}"), format!("{run:?}"));
-        // A line from before `--load`: the load was on one CPU.
+        // A line from before `--load`: the load was on one CPU; from
+        // before rounds and `--warmup`: neither.
         let mut old = line.clone();
-        old.as_object_mut().unwrap().remove("load");
-        assert_eq!(Run::from_json(&old).unwrap().1.load, Load::One);
+        for key in ["load", "round", "warmup_seconds"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let (_, old) = Run::from_json(&old).unwrap();
+        assert_eq!((old.load, old.round, old.warmup), (Load::One, None, None));
+        let text = tables(&[(Strategy::Woken, old)]);
+        assert!(text.contains("predate `--warmup`"), "{text}");
+        let text = tables(&[(Strategy::Woken, back)]);
+        assert!(
+            text.contains("in the same one of 2 rounds")
+                && text.contains("unmeasured for 250.0 ms"),
+            "{text}"
+        );
+    }
+
+    /// The measured window opens once the consumer has read what the
+    /// warm-up wrote, whatever its strategy: events written before count
+    /// as warm-up even where nothing reads them until then (deferred).
+    #[test]
+    fn the_window_opens_after_the_warm_up_is_read() {
+        use std::sync::atomic::AtomicU64;
+        // A peer that has `written` events waiting; each step reads them.
+        let written = AtomicU64::new(0);
+        let stop = Stops::default();
+        let consumer = || -> Result<Consumed> {
+            let consumed = RefCell::new(Consumed::default());
+            let step = |_wait: bool| {
+                for _ in 0..written.swap(0, Ordering::SeqCst) {
+                    consumed.borrow_mut().event(0, 1, 1);
+                }
+                Ok(())
+            };
+            drive(Strategy::Deferred, &stop, &consumed, step)?;
+            // What is left, read after the end (as every peer does).
+            step(false)?;
+            Ok(consumed.into_inner())
+        };
+        let consumed = std::thread::scope(|scope| {
+            let consumer = scope.spawn(consumer);
+            written.fetch_add(5, Ordering::SeqCst);
+            stop.warm.store(true, Ordering::Release);
+            while !stop.opened.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            written.fetch_add(7, Ordering::SeqCst);
+            stop.end.store(true, Ordering::Relaxed);
+            consumer.join().unwrap()
+        })
+        .unwrap();
+        assert_eq!((consumed.events, consumed.measured_events()), (12, 7));
+        assert_eq!(consumed.opened.map(|o| o.events), Some(5));
     }
 
     #[test]
