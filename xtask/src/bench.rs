@@ -131,11 +131,13 @@ impl flags::Bench {
         // Twice: the load on CPU 0 (every strategy), then on both CPUs at
         // once (periodic consumers: each tracer's cost when two CPUs write
         // together, no wake-ups), each a table of its own.
+        // Every run (`none`'s too) warms up first, unmeasured: 250 ms by
+        // default, 100 ms quick, as the synthetic runs.
         let (events_one, events_both) = if self.quick {
             (
-                "rmemring bench-events --json --duration 1s --repeat 3",
+                "rmemring bench-events --json --duration 1s --warmup 100ms --repeat 3",
                 "rmemring bench-events --json --load both --strategies periodic --duration 1s \
-                 --repeat 3",
+                 --warmup 100ms --repeat 3",
             )
         } else {
             (
@@ -174,14 +176,25 @@ impl flags::Bench {
                 },
             )
         };
+        // Each VM's wall time, boot included, is printed: the quick run's
+        // budget is the two together.
+        let timed = |command: &str, icount: bool, what: &str| {
+            let start = std::time::Instant::now();
+            let outcome = boot(command, icount);
+            eprintln!(
+                "the {what} VM ran for {:.0} s (wall time, boot included)",
+                start.elapsed().as_secs_f64()
+            );
+            outcome
+        };
         eprintln!("booting the x86_64 reference VM for `{guest}` (several minutes under TCG)");
-        let outcome = boot(&command, false)?;
+        let outcome = timed(&command, false, "kernel benchmark's")?;
         if !outcome.passed() {
             eprintln!("{}", outcome.report());
             return Ok(outcome.exit_code());
         }
         eprintln!("booting it again, counting instructions, for `{events_command}`");
-        let events_outcome = boot(&events_shell, true)?;
+        let events_outcome = timed(&events_shell, true, "real-event benchmark's")?;
         if !events_outcome.passed() {
             eprintln!("{}", events_outcome.report());
             return Ok(events_outcome.exit_code());

@@ -409,8 +409,9 @@ const X86_64: [[Suite; 2]; 18] = [
         "bench",
         true,
         "rmemring bench --duration 200ms --warmup 50ms --sizes 64 --no-idle \
-         && rmemring bench-events --duration 300ms --repeat 1 \
-         && rmemring bench-events --load both --strategies periodic --duration 300ms --repeat 1",
+         && rmemring bench-events --duration 300ms --warmup 50ms --repeat 1 \
+         && rmemring bench-events --load both --strategies periodic --duration 300ms \
+            --warmup 50ms --repeat 1",
         400
     ),
 ];
