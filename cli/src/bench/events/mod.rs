@@ -34,7 +34,7 @@
 //! `none` runs too, first runs the load unmeasured for `--warmup` with the
 //! peer attached and its consumer reading (its code, caches and pages
 //! warm); the consumer then reads everything there is, and the measured
-//! window opens ([`Window`]).
+//! window opens ([`Stops`]).
 
 mod load;
 mod perf;
