@@ -357,9 +357,13 @@ fn measurement_table(results: &Results, workload: &str) -> Table {
                     .map_or("-".to_owned(), |l| nanos(f(l) as f64))
             };
             let imp = peer::label(&r.imp);
+            let (all_dropped, all_bad) = over_every_round(results, r);
             let mut dropped = r.dropped.to_string();
-            if r.bad != 0 {
-                dropped += &format!(" ({} BAD)", r.bad);
+            if all_dropped != r.dropped {
+                dropped += &format!(" ({all_dropped} in all rounds)");
+            }
+            if all_bad != 0 {
+                dropped += &format!(" ({all_bad} BAD)");
             }
             let mut cells = vec![
                 if i == 0 {
@@ -1096,20 +1100,40 @@ fn shortfalls(results: &Results, peer: (&str, &str), want: f64) -> String {
 
 /// Measurements some of whose records failed verification: their rates
 /// are no evidence, so while there are any no target is met.
+/// A measurement's records dropped and records that failed the checks,
+/// summed over every round of it (the row is its median round; without
+/// round lines, the row's own).
+pub(crate) fn over_every_round(results: &Results, r: &Row) -> (u64, u64) {
+    let same = |o: &&Row| {
+        o.imp == r.imp && o.mode == r.mode && o.workload == r.workload && o.size == r.size
+    };
+    let mut rounds = results
+        .rounds
+        .iter()
+        .map(|round| &round.row)
+        .filter(same)
+        .peekable();
+    if rounds.peek().is_none() {
+        return (r.dropped, r.bad);
+    }
+    rounds.fold((0, 0), |(d, b), o| (d + o.dropped, b + o.bad))
+}
+
 fn bad_rows(results: &Results) -> Option<Verdict> {
     let bad: Vec<String> = results
         .rows
         .iter()
-        .filter(|r| r.bad != 0)
-        .map(|r| {
-            format!(
-                "{} {} {} {}: {}",
-                r.imp,
-                r.mode,
-                r.workload,
-                bytes(u64::from(r.size)),
-                r.bad
-            )
+        .filter_map(|r| {
+            let (_, bad) = over_every_round(results, r);
+            (bad != 0).then(|| {
+                format!(
+                    "{} {} {} {}: {bad}",
+                    r.imp,
+                    r.mode,
+                    r.workload,
+                    bytes(u64::from(r.size)),
+                )
+            })
         })
         .collect();
     (!bad.is_empty()).then(|| Verdict {
@@ -1727,5 +1751,22 @@ mod tests {
             "{}",
             first.text
         );
+    }
+
+    #[test]
+    fn a_round_that_failed_verification_or_dropped_counts_though_not_the_median() {
+        let (mut rounds, median) = rounds_of("rmemring", 4096, &[3_000_000, 1_000_000, 2_000_000]);
+        // The failing round is not the median one (2 M records/s).
+        rounds[1].row.bad = 5;
+        rounds[0].row.dropped = 7;
+        let mut results = results(vec![median]);
+        results.rounds = rounds;
+        assert_eq!(results.rows[0].bad, 0);
+        assert_eq!(over_every_round(&results, &results.rows[0]), (7, 5));
+        let first = verdicts(&results).remove(0);
+        assert_eq!(first.met, Some(false));
+        assert!(first.text.contains("4 KiB: 5)"), "{}", first.text);
+        let text = text(&results);
+        assert!(text.contains("0 (7 in all rounds) (5 BAD)"), "{text}");
     }
 }
