@@ -482,8 +482,108 @@ fn tables(runs: &[(Strategy, Run)]) -> String {
             load.describe()
         );
         out.push_str(&report(&mine));
+        for line in targets(&mine) {
+            let _ = writeln!(out, "- {line}");
+        }
     }
     out
+}
+
+/// Each run's added cost per context switch: its round trip's time less
+/// that of the `none` run just before it, over the round trip's two
+/// switches; with the run's round (`None` before rounds were recorded).
+fn added_per_switch<'a>(runs: &[&'a Run]) -> Vec<(&'a Run, f64)> {
+    let mut added = Vec::new();
+    let mut last_none = None;
+    for &run in runs {
+        if run.peer == Peer::None {
+            last_none = Some(run);
+        } else if let Some(none) = last_none {
+            added.push((
+                run,
+                (1e9 / run.trips_per_sec - 1e9 / none.trips_per_sec) / 2.0,
+            ));
+        }
+    }
+    added
+}
+
+/// The issue's real-event target, judged: rmemring adds less per context
+/// switch than each BPF program, ftrace and perf, paired by round (met
+/// only if it does in every round, missed only if in none, otherwise not
+/// resolved), and drops nothing where the peer drops nothing.
+fn targets(runs: &[&Run]) -> Vec<String> {
+    let added = added_per_switch(runs);
+    let of = |peer: Peer| -> Vec<(Option<u32>, f64)> {
+        added
+            .iter()
+            .filter(|(r, _)| r.peer == peer)
+            .map(|(r, a)| (r.round, *a))
+            .collect()
+    };
+    let dropped = |peer: Peer| -> u64 {
+        runs.iter()
+            .filter(|r| r.peer == peer)
+            .map(|r| r.dropped)
+            .sum()
+    };
+    let mine = of(Peer::Rmemring);
+    if mine.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    let mut peers: Vec<Peer> = Vec::new();
+    for r in runs {
+        if (r.peer.is_bpf() || matches!(r.peer, Peer::Ftrace | Peer::Perf))
+            && !peers.contains(&r.peer)
+        {
+            peers.push(r.peer);
+        }
+    }
+    for peer in peers {
+        let theirs = of(peer);
+        // Round by round where both recorded rounds; else in run order.
+        let diffs: Vec<f64> = if mine.iter().chain(&theirs).all(|(r, _)| r.is_some()) {
+            mine.iter()
+                .filter_map(|(round, a)| {
+                    let (_, b) = theirs.iter().find(|(r, _)| r == round)?;
+                    Some(a - b)
+                })
+                .collect()
+        } else {
+            mine.iter()
+                .zip(&theirs)
+                .map(|((_, a), (_, b))| a - b)
+                .collect()
+        };
+        if diffs.is_empty() {
+            continue;
+        }
+        let less = diffs.iter().filter(|d| **d < 0.0).count();
+        let word = if less == diffs.len() {
+            "met"
+        } else if less == 0 {
+            "MISSED"
+        } else {
+            "not resolved"
+        };
+        let (lo, hi) = diffs
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        lines.push(format!(
+            "rmemring adds less per switch than {peer}: {word} (rmemring's added cost minus \
+             {peer}'s, round by round: {lo:+.0}..{hi:+.0} over {} rounds, less in {less})",
+            diffs.len()
+        ));
+        let (me, them) = (dropped(Peer::Rmemring), dropped(peer));
+        if them == 0 {
+            lines.push(format!(
+                "no drops where {peer} drops none: {} (rmemring dropped {me})",
+                if me == 0 { "met" } else { "MISSED" }
+            ));
+        }
+    }
+    lines
 }
 
 /// How the runs were made, in a paragraph: the pairing, and the warm-up
@@ -985,6 +1085,7 @@ fn report(runs: &[&Run]) -> String {
             pairs.push((run, none));
         }
     }
+    let added_all = added_per_switch(runs);
     let mut peers: Vec<Peer> = Vec::new();
     for r in runs {
         if !peers.contains(&r.peer) {
@@ -1012,11 +1113,10 @@ fn report(runs: &[&Run]) -> String {
                 .filter(|(r, _)| r.peer == peer)
                 .map(|(r, none)| r.trips_per_sec / none.trips_per_sec)
                 .collect();
-            // Two switches per round trip.
-            let added: Vec<f64> = pairs
+            let added: Vec<f64> = added_all
                 .iter()
                 .filter(|(r, _)| r.peer == peer)
-                .map(|(r, none)| (1e9 / r.trips_per_sec - 1e9 / none.trips_per_sec) / 2.0)
+                .map(|(_, a)| *a)
                 .collect();
             let (rlo, rhi) = range(&ratios);
             let (alo, ahi) = range(&added);
@@ -1054,6 +1154,65 @@ mod bpf;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of `peer` in `round` at `ns` per round trip.
+    fn timed(peer: Peer, round: u32, ns: f64, dropped: u64) -> Run {
+        Run {
+            peer,
+            load: Load::One,
+            round: Some(round),
+            warmup: Some(0.1),
+            trips_per_sec: 1e9 / ns,
+            events: 1000,
+            dropped,
+            seconds: 1.0,
+            consumer_cpu_ns: 1000,
+            consumer_sleeps: 10,
+        }
+    }
+
+    #[test]
+    fn the_real_event_target_is_judged_round_by_round() {
+        // Round trips of 10 000 ns without a tracer; each peer's own
+        // added cost per switch is half its excess.
+        let rounds = |rmemring: [f64; 3], bpf: [f64; 3], bpf_dropped: u64| -> Vec<Run> {
+            let mut runs = Vec::new();
+            for k in 0..3 {
+                let round = k as u32 + 1;
+                runs.push(timed(Peer::None, round, 10_000.0, 0));
+                runs.push(timed(
+                    Peer::Rmemring,
+                    round,
+                    10_000.0 + 2.0 * rmemring[k],
+                    0,
+                ));
+                runs.push(timed(Peer::None, round, 10_000.0, 0));
+                runs.push(timed(
+                    Peer::Bpf,
+                    round,
+                    10_000.0 + 2.0 * bpf[k],
+                    bpf_dropped,
+                ));
+            }
+            runs
+        };
+        let judge = |runs: &[Run]| targets(&runs.iter().collect::<Vec<_>>());
+        let met = judge(&rounds([400.0, 420.0, 410.0], [500.0, 430.0, 520.0], 0));
+        assert!(met[0].contains("than bpf: met"), "{met:?}");
+        assert!(
+            met[0].contains("-110..-10 over 3 rounds, less in 3"),
+            "{met:?}"
+        );
+        assert!(met[1].contains("drops none: met"), "{met:?}");
+        // Less in two rounds of three: not resolved, though the medians
+        // (410 against 500) would say met.
+        let mixed = judge(&rounds([400.0, 520.0, 410.0], [500.0, 430.0, 520.0], 0));
+        assert!(mixed[0].contains("than bpf: not resolved"), "{mixed:?}");
+        let missed = judge(&rounds([600.0, 620.0, 610.0], [500.0, 430.0, 520.0], 5));
+        assert!(missed[0].contains("than bpf: MISSED"), "{missed:?}");
+        // BPF dropped: no drop target against it.
+        assert_eq!(missed.len(), 1, "{missed:?}");
+    }
 
     #[test]
     fn runs_survive_json() {
