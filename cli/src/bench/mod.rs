@@ -376,6 +376,31 @@ fn plan(args: &Args) -> Vec<Job> {
     jobs
 }
 
+/// The order of `jobs` in `round`: each cell's paths (consecutive jobs of
+/// one workload, size and mode) in table order in odd rounds and reversed
+/// in even ones, so that over the rounds each runs before its rivals as
+/// well as after them and an order effect (a warm cache, the host's
+/// scheduling) does not always favour the same side of a paired ratio.
+fn round_order(jobs: &[Job], round: u32) -> Vec<usize> {
+    let cell = |j: &Job| (j.workload, j.size, j.mode);
+    let mut order = Vec::with_capacity(jobs.len());
+    let mut start = 0;
+    while let Some(first) = jobs.get(start) {
+        let end = start
+            + jobs[start..]
+                .iter()
+                .take_while(|j| cell(j) == cell(first))
+                .count();
+        if round % 2 == 0 {
+            order.extend((start..end).rev());
+        } else {
+            order.extend(start..end);
+        }
+        start = end;
+    }
+    order
+}
+
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(input) = &args.input {
         let results = Results::load(input)?;
@@ -462,7 +487,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     results.stalls.push(stalls);
     let mut samples: Vec<Vec<Row>> = vec![Vec::new(); jobs.len()];
     for round in 1..=rounds {
-        for (job, samples) in jobs.iter().zip(&mut samples) {
+        for i in round_order(&jobs, round) {
+            let (job, samples) = (&jobs[i], &mut samples[i]);
             bar.set_message(format!(
                 "round {round}/{rounds}: {} {} {} {} B",
                 job.workload.name(),
@@ -660,8 +686,9 @@ mod tests {
     }
 
     /// Within a round, the series a ratio compares, rmemring and each peer
-    /// in one mode, cell and size, are measured one after the other; the
-    /// limit once per cell; every measurement once.
+    /// in one mode, cell and size, are measured one after the other, in
+    /// turn first and last; the limit once per cell; every measurement
+    /// once.
     #[test]
     fn the_plan_puts_the_series_of_one_ratio_side_by_side() {
         let jobs = plan(&args(&[
@@ -698,6 +725,17 @@ mod tests {
         assert_eq!(names[10..12], at("filled-bytes", 64, "poll"));
         assert_eq!(names[12], "filled-bytes 64 busy-poll memcpy");
         assert_eq!(jobs.len(), 2 * 2 * 2 * 2 + 2);
+        // Odd rounds in this order; even ones with each cell's paths
+        // reversed, every job still once, each pair still side by side.
+        let n = jobs.len();
+        assert_eq!(round_order(&jobs, 1), (0..n).collect::<Vec<_>>());
+        assert_eq!(round_order(&jobs, 3), (0..n).collect::<Vec<_>>());
+        let even = round_order(&jobs, 2);
+        assert_eq!(even[..4], [1, 0, 3, 2]);
+        assert_eq!(even[12], 12);
+        let mut sorted = even.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>());
     }
 
     #[test]
