@@ -55,6 +55,7 @@ use crate::proto::uapi::{
     PATTERN_SEQ,
     PRODUCER_FLAGS_KNOWN,
     PRODUCER_HOOK_ONLY,
+    PRODUCER_STAGED,
     PRODUCER_WAIT, //
 };
 use crate::ring::Ring;
@@ -97,6 +98,10 @@ pub(crate) fn validate(config: &ProducerConfig, overflow: Overflow, max_payload:
     }
     // Nothing to wait for when records bypass the ring.
     if config.flags & PRODUCER_WAIT != 0 && config.flags & PRODUCER_HOOK_ONLY != 0 {
+        return Err(EINVAL);
+    }
+    // Nothing to copy into when records bypass the ring.
+    if config.flags & PRODUCER_STAGED != 0 && config.flags & PRODUCER_HOOK_ONLY != 0 {
         return Err(EINVAL);
     }
     if config.batch > MAX_BATCH {
@@ -160,12 +165,25 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
         emit(ring, config);
         return;
     }
+    // `PRODUCER_STAGED`: each payload is written into these words first,
+    // as `emit` writes it, then copied into the reservation.
+    let mut staging = KVVec::new();
+    if config.flags & PRODUCER_STAGED != 0
+        && staging
+            .resize(config.max_len.div_ceil(8) as usize, 0u64, GFP_KERNEL)
+            .is_err()
+    {
+        return;
+    }
     let pacer = Pacer::new(config);
     let wait_for_room = config.flags & PRODUCER_WAIT != 0;
     let first_word_only = config.pattern == PATTERN_NONE;
     // Records written or dropped by this run.
     let mut done = 0u64;
     let mut backoff_us = 0i64;
+    // The record `staging` holds, and its words.
+    let mut staged_seq = None;
+    let mut staged_words = 0;
 
     // The thread's reference, as `rmemring_get` would hand it out: the
     // `Arc` it runs on keeps the ring alive until the thread is reaped.
@@ -204,15 +222,33 @@ fn produce(ring: &Ring, config: &ProducerConfig) {
         // answered; and it would overwrite its own unpublished records.)
         for _ in 0..quota.min(MAX_BATCH_RECORDS) {
             let len = pattern::payload_len(seq, config.min_len, config.max_len);
+            // The staged payload is written before the reservation, as
+            // `emit`'s is before its tracepoint (and, as there, for a
+            // record that is then dropped too); once per record, even if
+            // it waits for room (`len` is a function of `seq`).
+            let staged = if staging.is_empty() {
+                None
+            } else {
+                if staged_seq != Some(seq) {
+                    staged_words = stage(&mut staging, seq, len as usize, first_word_only).len();
+                    staged_seq = Some(seq);
+                }
+                Some(&staging[..staged_words])
+            };
             // SAFETY: The thread began the batch on this CPU (interrupts
             // are off: it stays here) and has not ended it.
             let payload = unsafe { api::rmemring_batch_reserve(raw, TAG_PATTERN, len, flags) };
             match err_of(payload) {
                 None => {
-                    // SAFETY: The reservation's `len` bytes at `payload`,
-                    // 8-byte aligned in a record padded to 8, are this
-                    // producer's to write until it commits them.
-                    unsafe { write_pattern(payload.cast(), len, seq, first_word_only) };
+                    match staged {
+                        // SAFETY: The reservation's `len` bytes at
+                        // `payload`, 8-byte aligned in a record padded to
+                        // 8, are this producer's to write until it commits
+                        // them; `words` holds at most `ceil(len / 8)`.
+                        Some(words) => unsafe { copy_words(payload.cast(), words) },
+                        // SAFETY: As above.
+                        None => unsafe { write_pattern(payload.cast(), len, seq, first_word_only) },
+                    }
                     // SAFETY: As for the reservation: its payload. It
                     // cannot fail: the batch and the reservation are open.
                     let _ = unsafe { api::rmemring_batch_commit(raw, payload) };
@@ -275,6 +311,49 @@ unsafe fn write_pattern(payload: *mut u64, len: u32, seq: u64, first_word_only: 
     });
 }
 
+/// Writes record `seq`'s pattern for a payload of `len` bytes into the
+/// first words of `staging`, or only its first word if `first_word_only`,
+/// one `u64` store each, little-endian as the pattern is defined (a
+/// partial last word is its low bytes); returns the words written (never
+/// more than `staging` holds). The private buffer of [`emit`] (which hands
+/// it to the tracepoint) and of [`PRODUCER_STAGED`] (which copies it into
+/// the reservation) is filled by this one function, so both pay the same
+/// for it.
+#[inline]
+fn stage(staging: &mut [u64], seq: u64, len: usize, first_word_only: bool) -> &[u64] {
+    let words = len.div_ceil(8);
+    let words = if first_word_only { words.min(1) } else { words };
+    let words = words.min(staging.len());
+    let dst = staging.as_mut_ptr();
+    pattern::for_each_word(seq, words as u64, |i, word| {
+        // SAFETY: `i < words <= staging.len()`, and `staging` is borrowed
+        // mutably for this call: nothing else refers to it meanwhile.
+        unsafe { dst.add(i as usize).write(word.to_le()) };
+    });
+    &staging[..words]
+}
+
+/// Copies `words` into the words at `payload`, one relaxed atomic store of
+/// an aligned word each, as [`write_pattern`] stores them (valid on every
+/// cache mode of the ring). It is the one copy `bpf_probe_read_kernel`
+/// makes of the payload in the benchmark's BPF program: its
+/// `copy_from_kernel_nofault` copies aligned memory one `u64` at a time
+/// too.
+///
+/// # Safety
+///
+/// `payload` is 8-byte aligned and the `8 * words.len()` bytes there are
+/// the caller's to write (a reservation's payload, rounded up to 8).
+#[inline]
+unsafe fn copy_words(payload: *mut u64, words: &[u64]) {
+    for (i, &word) in words.iter().enumerate() {
+        // SAFETY: `i < words.len()`: the word lies in the reservation,
+        // which the caller owns; aligned as `payload` is. `word` is
+        // little-endian already: stored as the bytes `stage` laid out.
+        unsafe { AtomicU64::from_ptr(payload.add(i)) }.store(word, Ordering::Relaxed);
+    }
+}
+
 /// How many records a run may produce when: its batch size, its count and
 /// its rate.
 struct Pacer<'a> {
@@ -332,7 +411,8 @@ impl<'a> Pacer<'a> {
 ///
 /// The payload is written as the ring's is (`write_pattern`): one `u64`
 /// store per word through the same `pattern::for_each_word`, into a buffer
-/// of words, so that filling it costs this path what it costs the ring's.
+/// of words ([`stage`], as [`PRODUCER_STAGED`] fills it), so that filling
+/// it costs this path what it costs the ring's.
 /// (Filled through `pattern::fill`, byte slices of 8, it cost about ten
 /// times as much per byte in the reference VM, which charged the BPF peer
 /// for the benchmark's producer.)
@@ -358,19 +438,7 @@ fn emit(ring: &Ring, config: &ProducerConfig) {
         let mut emitted = 0u64;
         while emitted < quota.min(MAX_BATCH_RECORDS) && filled < budget {
             let len = pattern::payload_len(seq, config.min_len, config.max_len) as usize;
-            let written = if first_word_only {
-                len.div_ceil(8).min(1)
-            } else {
-                len.div_ceil(8)
-            };
-            let dst = words.as_mut_ptr();
-            pattern::for_each_word(seq, written as u64, |i, word| {
-                // SAFETY: `i < written <= ceil(max_len / 8)`, the length
-                // of `words`, which nothing else refers to meanwhile.
-                // Little-endian, as the pattern is defined (a partial last
-                // word is its low bytes).
-                unsafe { dst.add(i as usize).write(word.to_le()) };
-            });
+            stage(&mut words, seq, len, first_word_only);
             // SAFETY: `words` holds `ceil(max_len / 8)` initialised `u64`s
             // and `len <= max_len`, so its first `len` bytes are
             // initialised memory it owns; any byte is a valid `u8`; the

@@ -24,6 +24,7 @@ use rmemring::uapi::{
     IOC_INFO,
     IOC_TYPE,
     PRODUCER_HOOK_ONLY,
+    PRODUCER_STAGED,
     PRODUCER_WAIT, //
 };
 use rmemring::{
@@ -338,6 +339,13 @@ fn ioctls(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             "a batch above 65536",
             ProducerConfig {
                 batch: 1 << 20,
+                ..good
+            },
+        ),
+        (
+            "PRODUCER_STAGED with PRODUCER_HOOK_ONLY",
+            ProducerConfig {
+                flags: PRODUCER_STAGED | PRODUCER_HOOK_ONLY,
                 ..good
             },
         ),

@@ -236,7 +236,9 @@ struct rmemring_recovery_info {
 /* rmemring_producer_config.flags */
 #define RMEMRING_PRODUCER_WAIT		(1U << 0)	/* ring full: wait, do not drop */
 #define RMEMRING_PRODUCER_HOOK_ONLY	(1U << 1)	/* only the rmemring_record_tp tracepoint */
-#define RMEMRING_PRODUCER_FLAGS_KNOWN	(RMEMRING_PRODUCER_WAIT | RMEMRING_PRODUCER_HOOK_ONLY)
+#define RMEMRING_PRODUCER_STAGED	(1U << 2)	/* payload staged in a kernel buffer, then copied in */
+#define RMEMRING_PRODUCER_FLAGS_KNOWN	(RMEMRING_PRODUCER_WAIT | RMEMRING_PRODUCER_HOOK_ONLY | \
+					 RMEMRING_PRODUCER_STAGED)
 
 /* What RMEMRING_IOC_START takes: the built-in test producer's run. */
 struct rmemring_producer_config {

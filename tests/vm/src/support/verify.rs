@@ -62,6 +62,8 @@ pub(crate) struct StreamOptions {
     pub(crate) read_buffer: usize,
     /// Records per producer publication (0: the driver's default).
     pub(crate) batch: u32,
+    /// Producer flags besides `PRODUCER_WAIT` (`wait`).
+    pub(crate) flags: u32,
 }
 
 impl Default for StreamOptions {
@@ -78,6 +80,7 @@ impl Default for StreamOptions {
             read_syscall: false,
             read_buffer: 1 << 20,
             batch: 0,
+            flags: 0,
         }
     }
 }
@@ -207,7 +210,7 @@ pub(crate) fn run(env: &Env, options: &StreamOptions) -> anyhow::Result<Tally> {
         max_len: options.max_len,
         count: options.count,
         rate: options.rate,
-        flags: if options.wait { PRODUCER_WAIT } else { 0 },
+        flags: options.flags | if options.wait { PRODUCER_WAIT } else { 0 },
         batch: options.batch,
         ..Default::default()
     };
