@@ -427,8 +427,15 @@ fn wait_of(mode: Mode) -> Wait {
     }
 }
 
-/// The zero-copy consumer: records read in place from the mapping.
-pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Result<Row> {
+/// The zero-copy consumer: records read in place from the mapping; the
+/// producer started with [`producer_config`]'s flags and `flags` (the
+/// `rmemring-staged` peer's `PRODUCER_STAGED`).
+pub(crate) fn zero_copy(
+    device: &Path,
+    job: &Job,
+    timing: Timing,
+    flags: u32,
+) -> anyhow::Result<Row> {
     let (mode, workload, size) = (job.mode, job.workload, job.size);
     let region = fresh(device)?;
     let mut consumer = region.consumer()?;
@@ -438,7 +445,9 @@ pub(crate) fn zero_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     let per_batch = (region.layout().data_size / 8 / record_stride(size)).max(1) as usize;
     let mut tally = Tally::new(workload, mode, size)?;
     let mut window = Window::new(timing, device, &region);
-    let running = Running::start(&region, &producer_config(workload, size, &timing))?;
+    let mut config = producer_config(workload, size, &timing);
+    config.flags |= flags;
+    let running = Running::start(&region, &config)?;
     while window.check(&mut tally)? {
         if !consumer.wait(Some(window.slice(&tally)))? {
             continue;

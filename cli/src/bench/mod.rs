@@ -6,6 +6,9 @@
 //! size, in one run:
 //!
 //! - `rmemring`: the zero-copy consumer;
+//! - `rmemring-staged`: the same, its producer writing each payload into a
+//!   kernel buffer and then copying it into the ring (`PRODUCER_STAGED`),
+//!   as the BPF peers' does (in the filled cells);
 //! - `read`: the same driver's `read()` copy path;
 //! - `bpf`: the BPF ring buffer fed by the same producer through a
 //!   tracepoint (with the `bpf` feature; see `bpf.rs`), carrying the

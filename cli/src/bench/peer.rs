@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use rmemring::uapi::PRODUCER_STAGED;
+
 use super::row::Row;
 use super::{
     kernel,
@@ -18,6 +20,9 @@ use super::{
 
 /// The zero-copy consumer, the peer the others are compared with.
 pub(crate) const RMEMRING: &str = "rmemring";
+/// The zero-copy consumer of a producer that writes each payload into a
+/// kernel buffer and then copies it into the ring, as the BPF peers' does.
+pub(crate) const RMEMRING_STAGED: &str = "rmemring-staged";
 /// The driver's `read()` copy path.
 pub(crate) const READ: &str = "read";
 /// The BPF ring buffer, consumed by libbpf.
@@ -55,6 +60,8 @@ pub(crate) struct Peer {
     pub(crate) modes: bool,
     /// Whether it runs only where the consumer reads every byte.
     pub(crate) bytes_only: bool,
+    /// Whether it runs only where the producer fills the payload.
+    pub(crate) filled_only: bool,
     /// The modes in which its idle blocking consumer is measured.
     pub(crate) idle: &'static [Mode],
     /// A BPF peer: needs the `bpf` feature, and a failed measurement is
@@ -66,6 +73,10 @@ pub(crate) struct Peer {
     /// The target on rmemring's records/s over its own, filled payload,
     /// every byte read, from 4 KiB (the issue's synthetic target).
     pub(crate) filled_target: Option<f64>,
+    /// Whether its producer copies the payload it was handed (the BPF
+    /// program): then the filled target is judged for `rmemring-staged`
+    /// too, the like-for-like comparison.
+    pub(crate) copies_payload: bool,
     /// Its colour in the chart.
     pub(crate) colour: (u8, u8, u8),
     /// One measurement.
@@ -88,12 +99,35 @@ pub(crate) const PEERS: &[Peer] = &[
                    per batch",
         modes: true,
         bytes_only: false,
+        filled_only: false,
         idle: &[Mode::Blocking, Mode::Poll],
         bpf: false,
         compared: false,
         filled_target: None,
+        copies_payload: false,
         colour: (0x1f, 0x77, 0xb4),
-        run: |setup, job| kernel::zero_copy(setup.device, job, setup.timing),
+        run: |setup, job| kernel::zero_copy(setup.device, job, setup.timing, 0),
+    },
+    Peer {
+        name: RMEMRING_STAGED,
+        label: RMEMRING_STAGED,
+        title: "zero-copy, payload staged",
+        producer: "as rmemring's, started with PRODUCER_STAGED: the thread first fills a \
+                   private buffer as bpf's does (the same function), then reserves the \
+                   record and copies the payload into it (one u64 load and store per word, \
+                   as bpf_probe_read_kernel copies it): two passes per byte, as bpf's \
+                   producer makes where it copies the payload",
+        consumer: "as rmemring's",
+        modes: true,
+        bytes_only: false,
+        filled_only: true,
+        idle: &[],
+        bpf: false,
+        compared: false,
+        filled_target: None,
+        copies_payload: false,
+        colour: (0x94, 0x67, 0xbd),
+        run: |setup, job| kernel::zero_copy(setup.device, job, setup.timing, PRODUCER_STAGED),
     },
     Peer {
         name: READ,
@@ -105,10 +139,12 @@ pub(crate) const PEERS: &[Peer] = &[
                    the same checks as rmemring's, on the copy",
         modes: true,
         bytes_only: false,
+        filled_only: false,
         idle: &[Mode::Blocking],
         bpf: false,
         compared: true,
         filled_target: Some(2.0),
+        copies_payload: false,
         colour: (0xd6, 0x27, 0x28),
         run: |setup, job| kernel::read_copy(setup.device, job, setup.timing),
     },
@@ -126,10 +162,12 @@ pub(crate) const PEERS: &[Peer] = &[
                    space as the callback returns",
         modes: true,
         bytes_only: false,
+        filled_only: false,
         idle: &[],
         bpf: true,
         compared: true,
         filled_target: Some(1.5),
+        copies_payload: true,
         colour: (0x2c, 0xa0, 0x2c),
         run: |setup, job| bpf(setup, job, false),
     },
@@ -145,10 +183,12 @@ pub(crate) const PEERS: &[Peer] = &[
                    most an eighth of the ring buffer, as rmemring's consumer",
         modes: true,
         bytes_only: false,
+        filled_only: false,
         idle: &[],
         bpf: true,
         compared: true,
         filled_target: Some(1.5),
+        copies_payload: true,
         colour: (0x17, 0xbe, 0xcf),
         run: |setup, job| bpf(setup, job, true),
     },
@@ -161,10 +201,12 @@ pub(crate) const PEERS: &[Peer] = &[
                    destination: the limit of moving the bytes once",
         modes: false,
         bytes_only: true,
+        filled_only: false,
         idle: &[],
         bpf: false,
         compared: true,
         filled_target: None,
+        copies_payload: false,
         colour: (0x55, 0x55, 0x55),
         run: |setup, job| {
             memcpy::run(
@@ -208,7 +250,7 @@ pub(crate) fn title(name: &str) -> &str {
 impl Peer {
     /// Whether it runs in `workload`.
     pub(crate) fn runs(&self, workload: Workload) -> bool {
-        !self.bytes_only || workload.reads_bytes()
+        (!self.bytes_only || workload.reads_bytes()) && (!self.filled_only || workload.filled())
     }
 
     /// The mode name of its rows in `mode`: `one-core` for a peer without
@@ -288,11 +330,15 @@ mod tests {
     }
 
     #[test]
-    fn memcpy_runs_once_where_every_byte_is_read() {
+    fn memcpy_runs_once_where_every_byte_is_read_staged_where_the_payload_is_filled() {
         let memcpy = find(MEMCPY).unwrap();
         assert!(!memcpy.runs(Workload::BlankHeaders));
         assert!(memcpy.runs(Workload::FilledBytes));
         assert_eq!(memcpy.mode_name(Mode::Poll), "one-core");
+        let staged = find(RMEMRING_STAGED).unwrap();
+        assert!(staged.runs(Workload::FilledBytes) && staged.runs(Workload::FilledHeaders));
+        assert!(!staged.runs(Workload::BlankBytes) && !staged.runs(Workload::Paced));
+        assert!(!staged.compared && staged.mode_name(Mode::Poll) == "poll");
         let batched = find(BPF_BATCHED).unwrap();
         assert!(batched.runs(Workload::Paced) && batched.bpf);
         assert_eq!(batched.mode_name(Mode::Poll), "poll");

@@ -7,7 +7,8 @@ use super::peer::{
     Peer,
     PEERS,
     READ,
-    RMEMRING, //
+    RMEMRING,
+    RMEMRING_STAGED, //
 };
 use super::row::{
     Bound,
@@ -664,34 +665,51 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
         .into_iter()
         .filter_map(|p| Some((p, p.filled_target?)))
         .collect();
+    // Against a producer that copies its payload (BPF's program), twice:
+    // rmemring writing in place, as designed, and rmemring-staged, which
+    // copies it too, the like-for-like comparison (if it was measured).
+    let staged = results.rows.iter().any(|r| r.imp == RMEMRING_STAGED);
     for mode in ["busy-poll", "blocking", "poll"] {
         for &(peer, want) in &targets {
-            let SizeVerdict {
-                met,
-                figures,
-                unresolved,
-            } = at_every_size(
-                results,
-                (RMEMRING, mode),
-                (peer.name, mode),
-                "filled-bytes",
-                |s| s >= 4096,
-                Target {
-                    ratio: want,
-                    strict: false,
-                },
-            );
-            let why = shortfalls(results, (peer.name, mode), want);
-            out.push(Verdict {
-                unresolved,
-                met,
-                text: format!(
-                    "rmemring vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
-                     {figures} (target ≥ {want}× at each){why}",
-                    peer.title
-                ),
-                info: false,
-            });
+            let ours: &[(&str, &str)] = if peer.copies_payload && staged {
+                &[
+                    (RMEMRING, "rmemring (in place)"),
+                    (
+                        RMEMRING_STAGED,
+                        "rmemring-staged (payload staged, then copied: like for like)",
+                    ),
+                ]
+            } else {
+                &[(RMEMRING, RMEMRING)]
+            };
+            for &(ours, who) in ours {
+                let SizeVerdict {
+                    met,
+                    figures,
+                    unresolved,
+                } = at_every_size(
+                    results,
+                    (ours, mode),
+                    (peer.name, mode),
+                    "filled-bytes",
+                    |s| s >= 4096,
+                    Target {
+                        ratio: want,
+                        strict: false,
+                    },
+                );
+                let why = shortfalls(results, ours, (peer.name, mode), want);
+                out.push(Verdict {
+                    unresolved,
+                    met,
+                    text: format!(
+                        "{who} vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
+                         {figures} (target ≥ {want}× at each){why}",
+                        peer.title
+                    ),
+                    info: false,
+                });
+            }
         }
     }
     // Zero-copy against the copy path, blank payload, headers read: the
@@ -1051,22 +1069,21 @@ struct SizeVerdict {
     unresolved: bool,
 }
 
-/// Where rmemring's filled-bytes ratio over `peer` is short of `want`: by
+/// Where `ours`'s filled-bytes ratio over `peer` is short of `want`: by
 /// how much at each such size, and why, in the run's own numbers: each
 /// side's bound (from the ring's fill), its CPU per record on both sides,
 /// and its fill. Empty where no size from 4 KiB falls short.
-fn shortfalls(results: &Results, peer: (&str, &str), want: f64) -> String {
+fn shortfalls(results: &Results, ours: &str, peer: (&str, &str), want: f64) -> String {
     let mut out = String::new();
     for size in sizes(results).into_iter().filter(|&s| s >= 4096) {
-        let Some(r) =
-            ratio(results, (RMEMRING, peer.1), peer, "filled-bytes", size).map(|r| r.median)
+        let Some(r) = ratio(results, (ours, peer.1), peer, "filled-bytes", size).map(|r| r.median)
         else {
             continue;
         };
         if r >= want {
             continue;
         }
-        let sides = [RMEMRING, peer.0]
+        let sides = [ours, peer.0]
             .iter()
             .filter_map(|imp| find(results, imp, peer.1, "filled-bytes", size))
             .map(|row| {
@@ -1647,6 +1664,58 @@ mod tests {
             "vs BPF, filled payload, every byte read, blocking",
         );
         assert_eq!(blocking.met, None, "{}", blocking.text);
+    }
+
+    /// Over BPF, whose program copies the payload, the filled target is
+    /// judged twice: rmemring in place and rmemring-staged, like for like;
+    /// over read(), once (its producer writes in place, as rmemring's).
+    #[test]
+    fn the_filled_target_over_bpf_is_judged_in_place_and_staged() {
+        let both = results(vec![
+            row("rmemring", "busy-poll", "filled-bytes", 4096, 300_000),
+            row(
+                "rmemring-staged",
+                "busy-poll",
+                "filled-bytes",
+                4096,
+                250_000,
+            ),
+            row("bpf", "busy-poll", "filled-bytes", 4096, 200_000),
+            row("read", "busy-poll", "filled-bytes", 4096, 100_000),
+        ]);
+        let in_place = verdict(&both, "rmemring (in place) vs BPF, filled payload");
+        assert_eq!(in_place.met, Some(true), "{}", in_place.text);
+        assert!(in_place.text.contains("4 KiB 1.50×"), "{}", in_place.text);
+        let staged = verdict(&both, "like for like) vs BPF, filled payload");
+        assert_eq!(staged.met, Some(false), "{}", staged.text);
+        assert!(staged.text.contains("4 KiB 1.25×"), "{}", staged.text);
+        // Its shortfall names its own sides.
+        assert!(staged.text.contains("short by 0.25×"), "{}", staged.text);
+        let texts: Vec<String> = verdicts(&both).into_iter().map(|v| v.text).collect();
+        let over_read = texts
+            .iter()
+            .filter(|t| t.contains("vs read(), filled payload, every byte read, busy-poll"))
+            .count();
+        assert_eq!(over_read, 1, "{texts:#?}");
+        assert!(
+            !texts
+                .iter()
+                .any(|t| t.starts_with("rmemring-staged") && t.contains("vs read()")),
+            "{texts:#?}"
+        );
+        // Without a staged measurement, the in-place verdict keeps its words.
+        let alone = results(vec![
+            row("rmemring", "busy-poll", "filled-bytes", 4096, 300_000),
+            row("bpf", "busy-poll", "filled-bytes", 4096, 200_000),
+        ]);
+        let texts: Vec<String> = verdicts(&alone).into_iter().map(|v| v.text).collect();
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("rmemring vs BPF, filled payload")),
+            "{texts:#?}"
+        );
+        assert!(!texts.iter().any(|t| t.contains("staged")), "{texts:#?}");
     }
 
     #[test]
