@@ -70,6 +70,24 @@ pub const ARM64_PACKAGES: &[&str] = &[
     "libc6-dev-arm64-cross",
 ];
 
+/// What a kernel with BTF (`xtask/kconfig/btf.config`) needs on top:
+/// pahole, new enough for `--lang_exclude` (1.24), without which
+/// `CONFIG_RUST` refuses `CONFIG_DEBUG_INFO_BTF`. Installed only when such a
+/// kernel is built (stamped as `btf`, [`Chroot::ensure_pahole`]), and its
+/// version is part of that kernel's build key, so that the other kernels'
+/// keys do not move. (`dwarves` and `pahole`, its binary, are built from
+/// one source package: one version.)
+pub const BTF_PACKAGES: &[&str] = &["dwarves"];
+
+/// pahole inside the chroot, moved off `PATH` by a local `dpkg-divert`, so
+/// that only the builds that name it (`PAHOLE=`) run it. A kernel build
+/// looks for `pahole` on `PATH`, records its version in `.config`
+/// (`CONFIG_PAHOLE_VERSION`, 0 without one), and every out-of-tree module
+/// build against that tree warns when the pahole it finds has another
+/// version: the kernels without BTF, whose keys do not cover pahole, must
+/// build exactly as before it was installed.
+pub const PAHOLE: &str = "/usr/libexec/rmemring/pahole";
+
 /// The kernel source package; the build refuses any other version.
 pub const LINUX_SOURCE: &str = "linux-source-7.2";
 
@@ -199,6 +217,34 @@ impl Chroot {
         self.apt_update(sh, log)?;
         self.apt_install(sh, log, packages)?;
         cache::write_stamp(&stamp, &want)
+    }
+
+    /// Installs [`BTF_PACKAGES`] and moves pahole to [`PAHOLE`], once.
+    pub fn ensure_pahole(&self, sh: &Shell, log: &Log) -> Result<()> {
+        self.ensure_packages(sh, log, "btf", BTF_PACKAGES)?;
+        if self.host_path(PAHOLE).exists() {
+            return Ok(());
+        }
+        let _lock = cache::lock("chroot")?;
+        if self.host_path(PAHOLE).exists() {
+            return Ok(());
+        }
+        let dir = PAHOLE.rsplit_once('/').map_or(PAHOLE, |(dir, _)| dir);
+        self.run(sh, log, &["mkdir", "-p", dir])?;
+        self.run(
+            sh,
+            log,
+            &[
+                "dpkg-divert",
+                "--local",
+                "--rename",
+                "--divert",
+                PAHOLE,
+                "--add",
+                "/usr/bin/pahole",
+            ],
+        )?;
+        Ok(())
     }
 
     /// The host path of the chroot's `inner` (an absolute path inside it).

@@ -1,15 +1,18 @@
 //! `cargo xtask kernel`: the reference kernel, built in the sid chroot.
 //!
 //! `make tinyconfig`, then the fragments in `xtask/kconfig/` (`common`, the
-//! architecture, and `debug` for the debug profile) merged with
-//! `merge_config.sh -m`, then `olddefconfig`. Kconfig drops an option
-//! silently when a dependency is unmet (`CONFIG_RUST` first of all), so every
-//! fragment line is checked against the final `.config`. Then
+//! architecture, `debug` for the debug profile and `btf` for the x86_64
+//! normal kernel) merged with `merge_config.sh -m`, then `olddefconfig`.
+//! Kconfig drops an option silently when a dependency is unmet
+//! (`CONFIG_RUST` first of all), so every fragment line is checked against
+//! the final `.config` (where fragments set the same option, the last one's
+//! line, as `merge_config.sh` merges them). Then
 //! `make LLVM=1 all`: `all` and not just the image, because the out-of-tree
 //! driver build needs `Module.symvers`.
 //!
 //! A build tree is keyed by a hash of the fragments, the toolchain package
-//! versions, the architecture, the profile and [`RECIPE`]. A finished tree is
+//! versions (pahole's too for a kernel with BTF), the architecture, the
+//! profile and [`RECIPE`]. A finished tree is
 //! stamped, so a repeat run with nothing changed runs no `make` at all.
 
 use std::fmt::Write as _;
@@ -29,6 +32,7 @@ use sha2::{
 use xshell::Shell;
 
 use crate::arch::{
+    Arch,
     Profile,
     Target, //
 };
@@ -80,18 +84,22 @@ impl Kernel {
         self.dir.join(self.target.arch.kernel_image())
     }
 
-    /// The make variables of every build against this kernel.
-    ///
-    /// `PAHOLE` names no program: these kernels have no BTF, so nothing
-    /// needs pahole, and Kbuild records the version it finds at configure
-    /// time (`CONFIG_PAHOLE_VERSION`, 0 without one) and warns at every
-    /// module build that finds another. Naming none keeps that version 0
-    /// whether or not the shared chroot has gained a pahole since.
-    pub fn make_vars(&self) -> [String; 3] {
-        [
+    /// The make variables of every build against this kernel: with BTF,
+    /// pahole's place (off `PATH`, [`chroot::PAHOLE`]); without, a name
+    /// that is no program. Kbuild records the pahole version it finds at
+    /// configure time (`CONFIG_PAHOLE_VERSION`, 0 without one) and warns at
+    /// every module build that finds another, so a kernel without BTF must
+    /// find none whatever the shared chroot holds.
+    pub fn make_vars(&self) -> Vec<String> {
+        let pahole = if has_btf(self.target) {
+            chroot::PAHOLE
+        } else {
+            NO_PAHOLE
+        };
+        vec![
             format!("ARCH={}", self.target.arch.kernel_arch()),
             "LLVM=1".to_owned(),
-            format!("PAHOLE={NO_PAHOLE}"),
+            format!("PAHOLE={pahole}"),
         ]
     }
 }
@@ -99,7 +107,12 @@ impl Kernel {
 /// Builds the kernel for `target`, or finds it already built.
 pub fn build(sh: &Shell, log: &Log, target: Target) -> Result<Kernel> {
     let chroot = Chroot::ensure(sh, log)?;
-    let versions = chroot.versions(sh, log, chroot::TOOLCHAIN_PACKAGES)?;
+    let mut packages = chroot::TOOLCHAIN_PACKAGES.to_vec();
+    if has_btf(target) {
+        chroot.ensure_pahole(sh, log)?;
+        packages.extend_from_slice(chroot::BTF_PACKAGES);
+    }
+    let versions = chroot.versions(sh, log, &packages)?;
     let source_version = versions
         .lines()
         .find_map(|line| line.strip_prefix(chroot::LINUX_SOURCE)?.strip_prefix(' '))
@@ -143,9 +156,10 @@ pub fn build(sh: &Shell, log: &Log, target: Target) -> Result<Kernel> {
     }
 
     let make = |log: &Log, args: &[&str]| -> Result<Vec<String>> {
-        let [arch, llvm, pahole] = kernel.make_vars();
+        let vars = kernel.make_vars();
         let out = format!("O={}", kernel.inner_dir);
-        let mut argv = vec!["make", "-C", &src, &out, &arch, &llvm, &pahole];
+        let mut argv = vec!["make", "-C", &src, &out];
+        argv.extend(vars.iter().map(String::as_str));
         argv.extend_from_slice(args);
         chroot.run(sh, log, &argv)
     };
@@ -185,6 +199,9 @@ fn fragments(sh: &Shell, target: Target) -> Result<Vec<(String, String)>> {
     if target.profile == Profile::Debug {
         names.push("debug.config".to_owned());
     }
+    if has_btf(target) {
+        names.push("btf.config".to_owned());
+    }
     names
         .into_iter()
         .map(|name| {
@@ -192,6 +209,14 @@ fn fragments(sh: &Shell, target: Target) -> Result<Vec<(String, String)>> {
             Ok((name, content))
         })
         .collect()
+}
+
+/// Whether `target` is built with BTF (`xtask/kconfig/btf.config`): the
+/// x86_64 normal kernel, which the benchmarks run on, for the real-event
+/// benchmark's `tp_btf` peer. The others stay without debug info, which
+/// would make their builds dearer for nothing their tests use.
+pub fn has_btf(target: Target) -> bool {
+    target.arch == Arch::X86_64 && target.profile == Profile::Normal
 }
 
 /// The build key: what decides the build tree's content.
@@ -245,28 +270,36 @@ fn source(sh: &Shell, log: &Log, chroot: &Chroot, version: &str) -> Result<Strin
 }
 
 /// Checks that `CONFIG_RUST=y` and every fragment line survived `olddefconfig`.
+///
+/// Where several fragments set one option, only the last one's line counts:
+/// `merge_config.sh` lets it override the others (`btf.config` turns on
+/// what `common.config` turns off).
 fn check_config(config: &str, fragments: &[(String, String)]) -> Result<()> {
     let lines: Vec<&str> = config.lines().collect();
     if !lines.contains(&"CONFIG_RUST=y") {
         bail!("CONFIG_RUST=y did not survive olddefconfig: a dependency of RUST is unmet");
     }
-    let mut missing = Vec::new();
+    // (fragment, option, line), the last of each option only.
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
     for (name, content) in fragments {
         for line in content.lines().map(str::trim) {
-            let landed = if let Some(option) = line
-                .strip_prefix("# ")
-                .and_then(|l| l.strip_suffix(" is not set"))
-            {
-                let set = format!("{option}=");
-                !lines.iter().any(|l| l.starts_with(&set))
-            } else if line.starts_with("CONFIG_") {
-                lines.contains(&line)
-            } else {
+            let Some(option) = fragment_option(line) else {
                 continue;
             };
-            if !landed {
-                missing.push(format!("  {name}: {line}"));
-            }
+            wanted.retain(|(_, o, _)| *o != option);
+            wanted.push((name, option, line));
+        }
+    }
+    let mut missing = Vec::new();
+    for (name, option, line) in wanted {
+        let landed = if line.starts_with('#') {
+            let set = format!("{option}=");
+            !lines.iter().any(|l| l.starts_with(&set))
+        } else {
+            lines.contains(&line)
+        };
+        if !landed {
+            missing.push(format!("  {name}: {line}"));
         }
     }
     if !missing.is_empty() {
@@ -276,6 +309,20 @@ fn check_config(config: &str, fragments: &[(String, String)]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The option a fragment line sets (`CONFIG_X=...` or `# CONFIG_X is not
+/// set`); `None` for a comment.
+fn fragment_option(line: &str) -> Option<&str> {
+    if let Some(option) = line
+        .strip_prefix("# ")
+        .and_then(|l| l.strip_suffix(" is not set"))
+    {
+        return Some(option);
+    }
+    line.split_once('=')
+        .map(|(option, _)| option)
+        .filter(|option| option.starts_with("CONFIG_"))
 }
 
 /// Removes this target's older build trees, keeping [`KEEP_BUILDS`] finished ones.
@@ -339,6 +386,40 @@ mod tests {
             check_config("CONFIG_SMP=y\n", &ok).is_err(),
             "no CONFIG_RUST=y"
         );
+    }
+
+    #[test]
+    fn a_later_fragment_overrides_an_earlier_one() {
+        let fragments = vec![
+            (
+                "common.config".to_owned(),
+                "# CONFIG_DEBUG_INFO_BTF is not set\nCONFIG_SMP=y\n".to_owned(),
+            ),
+            (
+                "btf.config".to_owned(),
+                "CONFIG_DEBUG_INFO_BTF=y\n".to_owned(),
+            ),
+        ];
+        let with_btf = "CONFIG_RUST=y\nCONFIG_SMP=y\nCONFIG_DEBUG_INFO_BTF=y\n";
+        check_config(with_btf, &fragments).unwrap();
+        // The last word is btf.config's, and it did not land.
+        let err = check_config("CONFIG_RUST=y\nCONFIG_SMP=y\n", &fragments)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("btf.config: CONFIG_DEBUG_INFO_BTF=y"), "{err}");
+        assert!(!err.contains("common.config"), "{err}");
+    }
+
+    #[test]
+    fn only_the_x86_64_normal_kernel_has_btf() {
+        let targets = [Arch::X86_64, Arch::Aarch64].into_iter().flat_map(|arch| {
+            [Profile::Normal, Profile::Debug].map(|profile| Target { arch, profile })
+        });
+        let with: Vec<String> = targets
+            .filter(|t| has_btf(*t))
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(with, ["x86_64"]);
     }
 
     #[test]

@@ -103,23 +103,15 @@ pub fn build(sh: &Shell, log: &Log, kernel: &Kernel, force: bool) -> Result<Modu
             .with_context(|| format!("mirroring {tree} into {}", scratch.display()))?;
     }
 
-    let [arch, llvm, pahole] = kernel.make_vars();
+    let vars = kernel.make_vars();
     let jobs = format!("-j{}", std::thread::available_parallelism()?.get());
     // `make modules` (after `make clean` with `force`) of the module in
     // `dir` of the scratch tree, with `extra` variables; its warning lines.
     let make = |dir: &str, extra: &str, what: &str| -> Result<Vec<String>> {
         let m = format!("M={inner}/{dir}");
-        let make = [
-            "make",
-            "-C",
-            &kernel.inner_dir,
-            &m,
-            &arch,
-            &llvm,
-            &pahole,
-            &jobs,
-            extra,
-        ];
+        let mut make = vec!["make", "-C", &kernel.inner_dir, &m];
+        make.extend(vars.iter().map(String::as_str));
+        make.extend([jobs.as_str(), extra]);
         if force {
             chroot.run(sh, log, &[&make[..], &["clean"]].concat())?;
         }
@@ -174,8 +166,9 @@ fn client_dirs() -> Result<Vec<String>> {
     Ok(dirs)
 }
 
-/// Signs a copy of the built `NAME.ko` in `DIR` of the scratch tree and
-/// copies it to `out`.
+/// Signs a copy of the built `NAME.ko` in `DIR` of the scratch tree (its
+/// debug info stripped first, on a kernel built with it) and copies it to
+/// `out`.
 #[allow(clippy::too_many_arguments)]
 fn install(
     sh: &Shell,
@@ -196,13 +189,19 @@ fn install(
     // signing the same file twice would append a second signature.
     let signed = scratch.join(format!("{dir}/{name}.signed.ko"));
     fs::copy(&built, &signed).with_context(|| format!("copying {}", built.display()))?;
-    sign(
-        sh,
-        log,
-        chroot,
-        kernel,
-        &format!("{inner}/{dir}/{name}.signed.ko"),
-    )?;
+    let config = fs::read_to_string(chroot.host_path(&format!("{}/.config", kernel.inner_dir)))
+        .context("reading the kernel's .config")?;
+    let inner_ko = format!("{inner}/{dir}/{name}.signed.ko");
+    // A kernel with BTF is built with DWARF (xtask/kconfig/btf.config), and
+    // so are its modules: stripped, as `make INSTALL_MOD_STRIP=1
+    // modules_install` would, they stay as small in the guest's initramfs
+    // as on the other kernels. Before signing, which covers the bytes.
+    if config.lines().any(|l| l == "CONFIG_DEBUG_INFO=y") {
+        chroot
+            .run(sh, log, &["llvm-strip", "--strip-debug", &inner_ko])
+            .with_context(|| format!("stripping {name}.ko"))?;
+    }
+    sign(sh, log, chroot, kernel, &config, &inner_ko)?;
     let ko = out.join(format!("{name}.ko"));
     fs::copy(&signed, &ko).with_context(|| format!("copying {name}.ko to {}", ko.display()))?;
     Ok(ko)
@@ -214,9 +213,14 @@ fn install(
 /// modules: a locked-down kernel loads only signed modules, and an
 /// unsigned one taints the kernel with a line in the log at its first load.
 /// The build made the key (`certs/signing_key.pem`) and `sign-file`.
-fn sign(sh: &Shell, log: &Log, chroot: &Chroot, kernel: &Kernel, ko: &str) -> Result<()> {
-    let config = fs::read_to_string(chroot.host_path(&format!("{}/.config", kernel.inner_dir)))
-        .context("reading the kernel's .config")?;
+fn sign(
+    sh: &Shell,
+    log: &Log,
+    chroot: &Chroot,
+    kernel: &Kernel,
+    config: &str,
+    ko: &str,
+) -> Result<()> {
     if !config.lines().any(|l| l == "CONFIG_MODULE_SIG=y") {
         return Ok(());
     }
