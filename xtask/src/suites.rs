@@ -404,17 +404,66 @@ const X86_64: [[Suite; 2]; 18] = [
     // kernel; it fails on any record that fails its check, on a BPF
     // program that does not load or attach, on a peer that loses records
     // it did not count), the real-event one with every peer and strategy,
-    // then every peer with the load on both CPUs.
+    // then every peer with the load on both CPUs. [`bench_check`]: the
+    // `tp_btf` peer ran in every table where the kernel has BTF (the
+    // normal kernel), and was reported skipped where it has none.
     both_kernels!(
         "bench",
         true,
-        "rmemring bench --duration 200ms --warmup 50ms --sizes 64 --no-idle \
+        "if test -e /sys/kernel/btf/vmlinux; then echo 'kernel BTF: yes'; \
+         else echo 'kernel BTF: no'; fi \
+         && rmemring bench --duration 200ms --warmup 50ms --sizes 64 --no-idle \
          && rmemring bench-events --duration 300ms --warmup 50ms --repeat 1 \
          && rmemring bench-events --load both --strategies periodic --duration 300ms \
             --warmup 50ms --repeat 1",
-        400
+        400;
+        0,
+        0,
+        Some(bench_check)
     ),
 ];
+
+/// The `bench` suite's check of the real-event benchmark's `bpf-btf` peer:
+/// on a kernel with BTF (as the guest said), a row in each of its tables,
+/// as many as `bpf-raw`'s; on one without, none, and the reason said in
+/// each of its runs' reports.
+fn bench_check(outcome: &Outcome) -> Result<(), String> {
+    let rows = |peer: &str| {
+        let row = format!("| {peer} |");
+        outcome
+            .output
+            .iter()
+            .filter(|l| l.trim_start().starts_with(&row))
+            .count()
+    };
+    let said = |line: &str| outcome.output.iter().any(|l| l.trim() == line);
+    let (btf, raw) = (rows("bpf-btf"), rows("bpf-raw"));
+    if said("kernel BTF: yes") {
+        if btf == 0 || btf != raw {
+            return Err(format!(
+                "the kernel has BTF, but bpf-btf has {btf} rows in the tables and bpf-raw {raw}"
+            ));
+        }
+    } else if !said("kernel BTF: no") {
+        return Err("the guest did not say whether its kernel has BTF".to_owned());
+    } else {
+        let skipped = outcome
+            .output
+            .iter()
+            .filter(|l| {
+                l.trim_start()
+                    .starts_with("Not measured: bpf-btf: this kernel has no BTF")
+            })
+            .count();
+        if btf != 0 || skipped != 2 {
+            return Err(format!(
+                "the kernel has no BTF, but bpf-btf has {btf} rows, and {skipped} of the 2 \
+                 bench-events reports said it was not measured"
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The arm64 board (dts/qemu-virt-board.dtso) and its broken variants. The
 /// guest gets what it must find from the overlay (`dt::expectations`, in
@@ -753,6 +802,37 @@ mod tests {
                 "{}",
                 a.name
             );
+        }
+    }
+
+    #[test]
+    fn the_bench_check_wants_bpf_btf_where_the_kernel_has_btf() {
+        use crate::vm::Accel;
+        let outcome = |output: &[&str]| Outcome {
+            status: Some(0),
+            output: output.iter().map(|l| (*l).to_owned()).collect(),
+            console: Vec::new(),
+            dmesg: Vec::new(),
+            boots: Vec::new(),
+            problems: Vec::new(),
+            accel: Accel::Tcg,
+        };
+        let raw = "| bpf-raw | 9000 | 0.90 (0.90..0.90) | 500 ns (500..500) |";
+        let btf = "| bpf-btf | 9100 | 0.91 (0.91..0.91) | 450 ns (450..450) |";
+        let skipped = "Not measured: bpf-btf: this kernel has no BTF (/sys/kernel/btf/vmlinux)";
+        bench_check(&outcome(&["kernel BTF: yes", raw, btf, raw, btf])).unwrap();
+        bench_check(&outcome(&["kernel BTF: no", raw, skipped, raw, skipped])).unwrap();
+        for (case, output) in [
+            ("skipped with BTF", &["kernel BTF: yes", raw, skipped][..]),
+            ("a table without it", &["kernel BTF: yes", raw, btf, raw]),
+            (
+                "a run without BTF",
+                &["kernel BTF: no", raw, btf, skipped, skipped],
+            ),
+            ("not said skipped", &["kernel BTF: no", raw, raw]),
+            ("the guest said nothing", &[raw, btf]),
+        ] {
+            assert!(bench_check(&outcome(output)).is_err(), "{case}");
         }
     }
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * The few definitions the BPF programs (rmemring_hook.bpf.c, sched_switch.bpf.c) need from the kernel's UAPI and
- * libbpf's bpf_helpers.h, spelled out so that the build needs clang alone
- * (no kernel or libbpf headers, no vmlinux.h: the guest kernel has no BTF).
+ * The few definitions the BPF programs (rmemring_hook.bpf.c, sched_switch.bpf.c,
+ * sched_switch_btf.bpf.c) need from the kernel's UAPI and libbpf's
+ * bpf_helpers.h, spelled out so that the build needs clang alone (no kernel
+ * or libbpf headers, no vmlinux.h: most reference kernels have no BTF, and
+ * the tp_btf program declares the kernel fields it reads itself).
  * rmemring's own UAPI header, <linux/rmemring.h> (driver/include/uapi),
  * takes its __u* types from here when it is compiled for BPF.
  * The helper numbers are the stable ones of include/uapi/linux/bpf.h.

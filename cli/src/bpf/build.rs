@@ -1,13 +1,16 @@
 //! The `rmemring-cli` package's build script. With the `bpf` feature it compiles
 //! the BPF ring buffer peers' programs (`rmemring_hook.bpf.c` for `bench`,
-//! `sched_switch.bpf.c` for `bench-events`, next to this file) with
+//! `sched_switch.bpf.c` and `sched_switch_btf.bpf.c` for `bench-events`,
+//! next to this file) with
 //! libbpf-cargo's [`SkeletonBuilder`] into `$OUT_DIR/NAME.bpf.o`, which the
 //! CLI embeds; without it, it does nothing, so the default build needs no
 //! clang.
 //!
 //! Clang is `$BPF_CLANG` if set, else `clang` from `PATH`. Any clang that
 //! targets BPF will do (Debian's clang 14 and later have been used): the
-//! programs need no kernel headers, only rmemring's own UAPI header,
+//! programs need no kernel headers (the `tp_btf` one declares the two
+//! `task_struct` fields it reads, which libbpf relocates with the kernel's
+//! BTF as it loads it), only rmemring's own UAPI header,
 //! `driver/include/uapi/linux/rmemring.h`, which `rmemring_uapi.h` next to
 //! this file links to (a link, so that the published package holds the
 //! header: `cargo package` stores what a link points at). The script copies
@@ -33,8 +36,12 @@ mod programs {
 
     const SOURCE_DIR: &str = "src/bpf";
     /// The programs, each compiled to `$OUT_DIR/NAME.o`.
-    const PROGRAMS: &[&str] = &["rmemring_hook.bpf.c", "sched_switch.bpf.c"];
-    const HEADERS: &[&str] = &["bpf_defs.h", UAPI_LINK];
+    const PROGRAMS: &[&str] = &[
+        "rmemring_hook.bpf.c",
+        "sched_switch.bpf.c",
+        "sched_switch_btf.bpf.c",
+    ];
+    const HEADERS: &[&str] = &["bpf_defs.h", "sched_switch.h", UAPI_LINK];
     /// rmemring's UAPI header, which the programs include as
     /// `<linux/rmemring.h>` for the records they share with the driver.
     const UAPI_LINK: &str = "rmemring_uapi.h";

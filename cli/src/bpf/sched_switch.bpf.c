@@ -3,8 +3,10 @@
  * The real-event benchmark's BPF ring buffer peer (`rmemring bench-events`):
  * the same record as the sched_switch tracer of examples/kernel/sched_switch
  * writes through rmemring, from the same tracepoint, into a
- * BPF_MAP_TYPE_RINGBUF record, in the two ways a BPF user without BTF can
- * attach to it (the reference kernel has no BTF, so no tp_btf and no CO-RE):
+ * BPF_MAP_TYPE_RINGBUF record (sched_switch.h), in the two ways a BPF user
+ * can attach to it on a kernel without BTF (the tp_btf program, which needs
+ * BTF, is sched_switch_btf.bpf.c, an object of its own: libbpf refuses to
+ * load an object with CO-RE relocations where the kernel has no BTF):
  *
  * - `tracepoint/sched/sched_switch` (peer `bpf`): the program reads the
  *   event's fields from the record the kernel's perf trace buffer builds for
@@ -16,16 +18,9 @@
  *   task_structs with bpf_probe_read_kernel() at offsets the loader sets in
  *   a map before attaching: the running kernel's own, which the tracer
  *   module (built against the same tree) reports as parameters.
- *
- * Like the tracer it counts every call and every failed reservation, and it
- * wakes a sleeping consumer as the tracer with wake_every=64 does (see
- * emit()), or (the _quiet programs) never, as the tracer with quiet=1.
  */
 
-#include "bpf_defs.h"
-#include <linux/rmemring.h>
-
-#define WAKE_EVERY 64
+#include "sched_switch.h"
 
 /* The tracepoint's record, as its format file says (x86-64, arm64). */
 struct sched_switch_args {
@@ -37,20 +32,6 @@ struct sched_switch_args {
 	char next_comm[RMEMRING_COMM_LEN];
 	int next_pid;
 	int next_prio;
-};
-
-/* rmemring's record, as a BPF ring buffer record: the timestamp
- * rmemring's record header carries, then the payload of the tracer's. */
-struct record {
-	__u64 timestamp_ns;
-	struct rmemring_sched_switch event;
-};
-
-enum {
-	COUNTER_CALLS,
-	COUNTER_DROPPED,
-	COUNTER_FAULTS,		/* a bpf_probe_read_kernel() failed (raw_tp) */
-	COUNTER_NR,
 };
 
 /*
@@ -74,34 +55,6 @@ struct {
 	__type(value, struct task_offsets);
 } task_offsets SEC(".maps");
 
-/* The raw tracepoint's arguments: TP_PROTO(preempt, prev, next, prev_state). */
-enum {
-	RAW_PREV = 1,
-	RAW_NEXT = 2,
-	RAW_PREV_STATE = 3,
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	/* User space sets the size before loading. */
-	__uint(max_entries, 16 << 20);
-} events SEC(".maps");
-
-/* Global counters, as the tracer's atomic64_t. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, COUNTER_NR);
-	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
-
-static __always_inline __u64 count(__u32 index)
-{
-	__u64 *value = bpf_map_lookup_elem(&counters, &index);
-
-	return value ? __sync_fetch_and_add(value, 1) + 1 : 0;
-}
-
 /* The fields from the tracepoint's record, which the kernel has filled. */
 static __always_inline void fill_from_record(struct rmemring_sched_switch *event,
 					     const struct sched_switch_args *ctx)
@@ -117,8 +70,8 @@ static __always_inline void fill_from_record(struct rmemring_sched_switch *event
 static __always_inline void fill_from_tasks(struct rmemring_sched_switch *event,
 					    const struct bpf_raw_tracepoint_args *ctx)
 {
-	const char *prev = (const char *)ctx->args[RAW_PREV];
-	const char *next = (const char *)ctx->args[RAW_NEXT];
+	const char *prev = (const char *)ctx->args[ARG_PREV];
+	const char *next = (const char *)ctx->args[ARG_NEXT];
 	__u32 zero = 0;
 	const struct task_offsets *offsets = bpf_map_lookup_elem(&task_offsets, &zero);
 	long err = 0;
@@ -127,7 +80,7 @@ static __always_inline void fill_from_tasks(struct rmemring_sched_switch *event,
 		count(COUNTER_FAULTS);
 		return;
 	}
-	event->prev_state = ctx->args[RAW_PREV_STATE];
+	event->prev_state = ctx->args[ARG_PREV_STATE];
 	err |= bpf_probe_read_kernel(&event->prev_pid, sizeof(event->prev_pid),
 				     prev + offsets->pid);
 	err |= bpf_probe_read_kernel(&event->next_pid, sizeof(event->next_pid),
@@ -141,33 +94,19 @@ static __always_inline void fill_from_tasks(struct rmemring_sched_switch *event,
 }
 
 /* Writes the record, from the tracepoint's record (@raw 0) or from its raw
- * arguments (@raw 1); submits it with @flags, or (@flags == -1) as the tracer
- * with wake_every=64 does: every WAKE_EVERY-th call may wake the consumer,
- * the others go in quietly (BPF_RB_NO_WAKEUP). That call forces the wake-up
- * (BPF_RB_FORCE_WAKEUP): the default, adaptive, one fires only for a record
- * that finds the consumer caught up, which the 64th record after a quiet
- * one never does, so the consumer would sleep until its poll timed out. */
+ * arguments (@raw 1), and submits it with @flags (see submit()). */
 static __always_inline int emit(void *ctx, const int raw, const __s64 flags)
 {
-	__u64 calls = count(COUNTER_CALLS);
-	struct record *rec;
+	__u64 calls;
+	struct record *rec = reserve(&calls);
 
-	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
-	if (!rec) {
-		count(COUNTER_DROPPED);
+	if (!rec)
 		return 0;
-	}
-	rec->timestamp_ns = bpf_ktime_get_ns();
-	rec->event.cpu = bpf_get_smp_processor_id();
 	if (raw)
 		fill_from_tasks(&rec->event, ctx);
 	else
 		fill_from_record(&rec->event, ctx);
-	if (flags >= 0)
-		bpf_ringbuf_submit(rec, flags);
-	else
-		bpf_ringbuf_submit(rec, calls & (WAKE_EVERY - 1) ? BPF_RB_NO_WAKEUP :
-				   BPF_RB_FORCE_WAKEUP);
+	submit(rec, calls, flags);
 	return 0;
 }
 

@@ -1,5 +1,6 @@
 //! The BPF ring buffer as a peer: `bpf/sched_switch.bpf.c` on the
-//! `sched_switch` tracepoint, as a `tracepoint/` or a `raw_tp/` program,
+//! `sched_switch` tracepoint, as a `tracepoint/` or a `raw_tp/` program, or
+//! `bpf/sched_switch_btf.bpf.c` as a `tp_btf/` one (on a kernel with BTF),
 //! its records read with libbpf's `ring_buffer__poll` (which sleeps in
 //! epoll, woken as the program's submit flags say).
 
@@ -33,6 +34,12 @@ use super::{
 };
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sched_switch.bpf.o"));
+/// The `tp_btf/` programs: an object of their own, as libbpf refuses to
+/// load an object with CO-RE relocations on a kernel without BTF.
+static BTF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sched_switch_btf.bpf.o"));
+
+/// The running kernel's BTF, which `tp_btf/` programs and CO-RE need.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Where the program's `struct sched_switch_args` has the fields it reads.
 const PROGRAM_LAYOUT: [(&str, usize); 5] = [
@@ -102,6 +109,16 @@ pub(super) enum Attach {
     Tracepoint(SchedSwitchFormat),
     /// `raw_tp/sched_switch`, reading the tasks at these offsets.
     Raw(TaskOffsets),
+    /// `tp_btf/sched_switch`, reading the tasks' fields directly, where the
+    /// kernel's BTF says they are.
+    Btf,
+}
+
+/// Why the `tp_btf/` peer cannot run on this kernel, if it cannot.
+pub(super) fn btf_missing() -> Option<String> {
+    (!Path::new(KERNEL_BTF).exists()).then(|| {
+        format!("this kernel has no BTF ({KERNEL_BTF}: CONFIG_DEBUG_INFO_BTF), which tp_btf needs")
+    })
 }
 
 pub(super) fn consume(
@@ -110,8 +127,12 @@ pub(super) fn consume(
     ready: impl FnOnce(),
     attach: Attach,
 ) -> Result<Consumed> {
+    let object = match attach {
+        Attach::Btf => BTF_OBJECT,
+        Attach::Tracepoint(_) | Attach::Raw(_) => OBJECT,
+    };
     let mut open = ObjectBuilder::default()
-        .open_memory(OBJECT)
+        .open_memory(object)
         .context("opening the BPF object")?;
     for mut map in open.maps_mut() {
         if map.name() == "events" {
@@ -133,6 +154,8 @@ pub(super) fn consume(
         (Attach::Tracepoint(_), _) => "sched_switch_quiet",
         (Attach::Raw(_), Strategy::Woken) => "sched_switch_raw",
         (Attach::Raw(_), _) => "sched_switch_raw_quiet",
+        (Attach::Btf, Strategy::Woken) => "sched_switch_btf",
+        (Attach::Btf, _) => "sched_switch_btf_quiet",
     };
     for mut program in open.progs_mut() {
         let load = program.name() == wanted;
@@ -181,6 +204,9 @@ pub(super) fn consume(
         Attach::Raw(_) => program
             .attach_raw_tracepoint("sched_switch")
             .context("attaching to raw tracepoint sched_switch")?,
+        Attach::Btf => program
+            .attach_trace()
+            .context("attaching to tp_btf sched_switch")?,
     };
     ready();
     // `ring_buffer__poll` waits in epoll, then reads everything;

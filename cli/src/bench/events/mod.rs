@@ -19,6 +19,10 @@
 //! - `bpf-raw` (with the `bpf` feature): the same from a
 //!   `raw_tp/sched_switch` program, which reads the fields from the tasks
 //!   themselves, as the tracer does (`bpf.rs`);
+//! - `bpf-btf` (with the `bpf` feature, on a kernel with BTF): the same
+//!   from a `tp_btf/sched_switch` program, which loads the tasks' fields
+//!   directly, their offsets relocated with the kernel's BTF (CO-RE); left
+//!   out, with the reason, where the kernel has no BTF ([`skip`]);
 //! - `relay`: the tracer of `examples/kernel/sched_switch_relay`, the same
 //!   record written into a relay channel, each CPU's buffer read with
 //!   `read()` ([`relay`]);
@@ -39,6 +43,7 @@
 mod load;
 mod perf;
 mod relay;
+mod skip;
 mod tracefs;
 
 use std::cell::RefCell;
@@ -216,6 +221,9 @@ pub(crate) enum Peer {
     Bpf,
     /// A `raw_tp/` program. Needs the `bpf` feature.
     BpfRaw,
+    /// A `tp_btf/` program. Needs the `bpf` feature and a kernel with BTF
+    /// (skipped without).
+    BpfBtf,
     Ftrace,
     Perf,
     /// Needs a kernel with `CONFIG_RELAY`.
@@ -237,6 +245,7 @@ impl Peer {
             Self::Rmemring => "rmemring",
             Self::Bpf => "bpf",
             Self::BpfRaw => "bpf-raw",
+            Self::BpfBtf => "bpf-btf",
             Self::Ftrace => "ftrace",
             Self::Perf => "perf",
             Self::Relay => "relay",
@@ -244,7 +253,7 @@ impl Peer {
     }
 
     fn is_bpf(self) -> bool {
-        matches!(self, Self::Bpf | Self::BpfRaw)
+        matches!(self, Self::Bpf | Self::BpfRaw | Self::BpfBtf)
     }
 }
 
@@ -376,12 +385,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         let text = std::fs::read_to_string(input)
             .with_context(|| format!("reading {}", input.display()))?;
         let mut runs: Vec<(Strategy, Run)> = Vec::new();
+        let mut skipped = Vec::new();
         for line in text.lines() {
             let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
             if value["bench"] == "events" {
                 runs.push(Run::from_json(&value)?);
+            } else if value["bench"] == "events-skip" {
+                skipped.push(skip::Skipped::from_json(&value)?);
             }
         }
         ensure!(
@@ -389,7 +401,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             "no bench-events results in {}",
             input.display()
         );
-        out!("{}", tables(&runs))?;
+        out!("{}{}", tables(&runs), skip::describe(&skipped))?;
         return Ok(());
     }
     let cpus = std::thread::available_parallelism()?.get();
@@ -411,10 +423,21 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
+    let skipped = skip::Skipped::find(&args.peers);
+    for skip in &skipped {
+        eprintln!("rmemring: {}; skipping it", skip.describe());
+        if args.json {
+            crate::out::json_line(&skip.to_json())?;
+        }
+    }
     // Each peer's run after a `none` run of its own, so that a drift of the
     // machine's speed over the whole run shows in both.
     let mut order = Vec::new();
-    for &peer in args.peers.iter().filter(|p| **p != Peer::None) {
+    for &peer in args
+        .peers
+        .iter()
+        .filter(|p| **p != Peer::None && !skipped.iter().any(|s| s.peer == **p))
+    {
         order.extend([Peer::None, peer]);
     }
     if order.is_empty() {
@@ -450,7 +473,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    let tables = tables(&runs);
+    let tables = tables(&runs) + &skip::describe(&skipped);
     if args.json {
         eprint!("{tables}");
     } else {
@@ -801,8 +824,10 @@ fn consume(setup: &Setup<'_>, stop: &Stops, ready: impl FnOnce()) -> Result<Cons
             ready,
             bpf::Attach::Raw(setup.task_offsets.context("no task_struct offsets")?),
         ),
+        #[cfg(feature = "bpf")]
+        Peer::BpfBtf => bpf::consume(setup.strategy, stop, ready, bpf::Attach::Btf),
         #[cfg(not(feature = "bpf"))]
-        Peer::Bpf | Peer::BpfRaw => {
+        Peer::Bpf | Peer::BpfRaw | Peer::BpfBtf => {
             anyhow::bail!("this rmemring was built without the bpf feature")
         }
         Peer::Ftrace => {
