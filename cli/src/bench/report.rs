@@ -625,10 +625,17 @@ fn ratios_note(results: &Results) -> Option<String> {
              otherwise not resolved"
         ));
     }
-    results.rows.iter().any(|r| r.spread.is_some()).then(|| {
-        "this run kept each measurement's median round only, so its ratios are of the two \
-         median rows and cannot be paired by round; a target nearer a ratio, as a share of \
-         the target, than the spread of either row's rounds is not resolved"
+    if results.rows.iter().any(|r| r.spread.is_some()) {
+        return Some(
+            "this run kept each measurement's median round only, so its ratios are of the two \
+             median rows and cannot be paired by round; a target nearer a ratio, as a share of \
+             the target, than the spread of either row's rounds is not resolved"
+                .to_owned(),
+        );
+    }
+    (!results.rows.is_empty()).then(|| {
+        "one round per measurement: no spread, so every verdict below is that one round's \
+         and none can be told from noise; run with `--repeat 3` or more to judge the targets"
             .to_owned()
     })
 }
@@ -1820,6 +1827,17 @@ mod tests {
             "{}",
             first.text
         );
+    }
+
+    #[test]
+    fn a_single_round_run_says_its_verdicts_cannot_be_told_from_noise() {
+        let results = results(vec![
+            row("rmemring", "busy-poll", "filled-bytes", 4096, 2_000_000),
+            row("read", "busy-poll", "filled-bytes", 4096, 1_000_000),
+        ]);
+        let note = ratios_note(&results).unwrap();
+        assert!(note.starts_with("one round per measurement"), "{note}");
+        assert!(text(&results).contains("none can be told from noise"));
     }
 
     #[test]
