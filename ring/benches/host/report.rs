@@ -182,7 +182,10 @@ fn notes() -> String {
          ?: the rounds disagree on which of the two peers is faster (the ratio is not resolved).\n\
          ring B/record: ring bytes each record moves through the ring (header and payload; \
          crossbeam's queue slots too: a stamp word each, and the boxed peer's buffer pointer \
-         in each of its two queues). \
+         in each of its two queues; its buffers rounded up to 128 B). \
+         batch: the batching peers (rmemring, rmemring-many, rtrb) are each shown at the \
+         best of three batch sizes; crossbeam and memcpy have no batch to choose, a choice \
+         that favours the batching peers in their ratios over them. \
          1 core: each side alone on one CPU, the ring in its cache (fill it, then drain it), \
          so the cost of each side's code without the cache-line transfers between cores.\n",
         NOISY * 100.0
