@@ -512,23 +512,30 @@ fn tables(runs: &[(Strategy, Run)]) -> String {
     out
 }
 
-/// Each run's added cost per context switch: its round trip's time less
-/// that of the `none` run just before it, over the round trip's two
-/// switches; with the run's round (`None` before rounds were recorded).
-fn added_per_switch<'a>(runs: &[&'a Run]) -> Vec<(&'a Run, f64)> {
-    let mut added = Vec::new();
+/// Each peer run with the `none` run just before it, its baseline.
+fn with_baseline<'a>(runs: &[&'a Run]) -> Vec<(&'a Run, &'a Run)> {
+    let mut pairs = Vec::new();
     let mut last_none = None;
     for &run in runs {
         if run.peer == Peer::None {
             last_none = Some(run);
         } else if let Some(none) = last_none {
-            added.push((
-                run,
-                (1e9 / run.trips_per_sec - 1e9 / none.trips_per_sec) / 2.0,
-            ));
+            pairs.push((run, none));
         }
     }
-    added
+    pairs
+}
+
+/// A run's added cost per context switch: its round trip's time less its
+/// baseline's, over the round trip's two switches.
+fn added_per_switch(run: &Run, none: &Run) -> f64 {
+    (1e9 / run.trips_per_sec - 1e9 / none.trips_per_sec) / 2.0
+}
+
+/// The smallest and largest of `v`.
+fn range(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
 }
 
 /// The issue's real-event target, judged: rmemring adds less per context
@@ -536,12 +543,12 @@ fn added_per_switch<'a>(runs: &[&'a Run]) -> Vec<(&'a Run, f64)> {
 /// only if it does in every round, missed only if in none, otherwise not
 /// resolved), and drops nothing where the peer drops nothing.
 fn targets(runs: &[&Run]) -> Vec<String> {
-    let added = added_per_switch(runs);
+    let pairs = with_baseline(runs);
     let of = |peer: Peer| -> Vec<(Option<u32>, f64)> {
-        added
+        pairs
             .iter()
             .filter(|(r, _)| r.peer == peer)
-            .map(|(r, a)| (r.round, *a))
+            .map(|(r, none)| (r.round, added_per_switch(r, none)))
             .collect()
     };
     let dropped = |peer: Peer| -> u64 {
@@ -590,9 +597,7 @@ fn targets(runs: &[&Run]) -> Vec<String> {
         } else {
             "not resolved"
         };
-        let (lo, hi) = diffs
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        let (lo, hi) = range(&diffs);
         lines.push(format!(
             "rmemring adds less per switch than {peer}: {word} (rmemring's added cost minus \
              {peer}'s, round by round: {lo:+.0}..{hi:+.0} over {} rounds, less in {less})",
@@ -1096,21 +1101,7 @@ fn report(runs: &[&Run]) -> String {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let range = |v: &[f64]| -> (f64, f64) {
-        v.iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
-    };
-    // (peer run, the none run before it)
-    let mut pairs: Vec<(&Run, &Run)> = Vec::new();
-    let mut last_none = None;
-    for &run in runs {
-        if run.peer == Peer::None {
-            last_none = Some(run);
-        } else if let Some(none) = last_none {
-            pairs.push((run, none));
-        }
-    }
-    let added_all = added_per_switch(runs);
+    let pairs = with_baseline(runs);
     let mut peers: Vec<Peer> = Vec::new();
     for r in runs {
         if !peers.contains(&r.peer) {
@@ -1138,10 +1129,10 @@ fn report(runs: &[&Run]) -> String {
                 .filter(|(r, _)| r.peer == peer)
                 .map(|(r, none)| r.trips_per_sec / none.trips_per_sec)
                 .collect();
-            let added: Vec<f64> = added_all
+            let added: Vec<f64> = pairs
                 .iter()
                 .filter(|(r, _)| r.peer == peer)
-                .map(|(_, a)| *a)
+                .map(|(r, none)| added_per_switch(r, none))
                 .collect();
             let (rlo, rhi) = range(&ratios);
             let (alo, ahi) = range(&added);
