@@ -121,7 +121,7 @@ use crate::bench::sides::{
 use crate::bench::stall::{
     GapTail,
     Gaps,
-    LoopGaps, //
+    Latencies, //
 };
 use crate::bench::{
     thread_cpu,
@@ -483,9 +483,9 @@ impl Sides<'_> {
             let check = self.check.borrow();
             let (records_end, bytes_end, lost_end) = check.counts();
             Ok(Window {
-                latency: check.latency.clone(),
-                gaps: check.gaps.as_ref().map(LoopGaps::gaps),
-                gap_tail: check.gaps.as_ref().and_then(|g| g.tail(&check.latency)),
+                latency: check.latency.histogram().clone(),
+                gaps: check.latency.gaps(),
+                gap_tail: check.latency.tail(),
                 records: records_end - records,
                 bytes: bytes_end - bytes,
                 lost: lost_end - lost,
@@ -953,12 +953,8 @@ struct Checker {
     /// Latency is recorded for records whose sequence number has these bits
     /// clear.
     sample_mask: u64,
-    latency: Histogram<u64>,
-    /// When the measured window opened (`CLOCK_MONOTONIC` ns; 0 in the
-    /// warm-up): latency is recorded for the records written since.
-    opened_ns: u64,
-    /// The gaps in the consumer's loop, where counted.
-    gaps: Option<LoopGaps>,
+    /// With the gaps in the consumer's loop, where counted.
+    latency: Latencies,
 }
 
 impl Checker {
@@ -974,10 +970,8 @@ impl Checker {
             lost: 0,
             bad: 0,
             sample_mask: LATENCY_SAMPLE - 1,
-            // The same histogram as the ring paths'.
-            latency: crate::bench::latency_histogram()?,
-            opened_ns: 0,
-            gaps: None,
+            // The same latencies as the ring paths'.
+            latency: Latencies::new(false)?,
         })
     }
 
@@ -986,16 +980,14 @@ impl Checker {
     fn paced(self, paced: bool, gaps: bool) -> Result<Self> {
         Ok(Self {
             sample_mask: if paced { 0 } else { self.sample_mask },
-            gaps: gaps.then(LoopGaps::new).transpose()?,
+            latency: Latencies::new(gaps)?,
             ..self
         })
     }
 
     /// One look at the ring buffer by the consumer's loop.
     fn tick(&mut self) {
-        if let Some(gaps) = &mut self.gaps {
-            gaps.tick();
-        }
+        self.latency.tick();
     }
 
     /// Records, payload bytes and records lost so far.
@@ -1006,11 +998,7 @@ impl Checker {
     /// Forgets the latencies so far (the warm-up's) as the window opens at
     /// `opened_ns` (`CLOCK_MONOTONIC`), and returns the counts.
     fn restart(&mut self, opened_ns: u64) -> (u64, u64, u64) {
-        self.latency.reset();
-        self.opened_ns = opened_ns;
-        if let Some(gaps) = &mut self.gaps {
-            gaps.restart_at(opened_ns);
-        }
+        self.latency.restart(opened_ns);
         self.counts()
     }
 
@@ -1033,16 +1021,12 @@ impl Checker {
         // deadline.
         // As on the ring paths, no latency for a record written before the
         // window opened.
-        let sampled = seq & self.sample_mask == 0 && timestamp_ns >= self.opened_ns;
+        let sampled = seq & self.sample_mask == 0 && self.latency.wants(timestamp_ns);
         let mut result = 0;
         if sampled || self.records % DEADLINE_EVERY == 0 {
             let now = monotonic_ns();
             if sampled {
-                self.latency
-                    .saturating_record(now.saturating_sub(timestamp_ns));
-                if let Some(gaps) = &mut self.gaps {
-                    gaps.record(now, timestamp_ns);
-                }
+                self.latency.record(now, timestamp_ns);
             }
             if now >= deadline_ns {
                 result = STOP;
@@ -1172,14 +1156,14 @@ mod tests {
             }
             assert_eq!((check.records, check.lost, check.bad), (1000, 0, 0));
             assert_eq!(check.next_seq, 1000);
-            assert_eq!(check.latency.len(), 1000 / LATENCY_SAMPLE);
+            assert_eq!(check.latency.histogram().len(), 1000 / LATENCY_SAMPLE);
             let bytes: u64 = (0..1000)
                 .map(|s| u64::from(pattern::payload_len(s, 0, 300)))
                 .sum();
             assert_eq!(check.bytes, bytes);
             // The window's counts start where the warm-up's end.
             assert_eq!(check.restart(0), (1000, bytes, 0));
-            assert!(check.latency.is_empty());
+            assert!(check.latency.histogram().is_empty());
         }
     }
 

@@ -20,7 +20,6 @@ use std::time::{
 
 use anyhow::Context;
 use crossbeam_utils::Backoff;
-use hdrhistogram::Histogram;
 use nix::errno::Errno;
 use nix::fcntl::{
     fcntl,
@@ -68,7 +67,7 @@ use super::sides::{
 use super::stall::{
     GapTail,
     Gaps,
-    LoopGaps, //
+    Latencies, //
 };
 use super::{
     thread_cpu,
@@ -151,13 +150,9 @@ struct Tally {
     /// Latency is recorded for records whose sequence number has these
     /// bits clear.
     sample_mask: u64,
-    latency: Histogram<u64>,
-    /// When the measured window opened (`CLOCK_MONOTONIC` ns; 0 in the
-    /// warm-up): latency is recorded for the records written since.
-    opened_ns: u64,
-    /// The gaps in the consumer's loop, where they are measured
+    /// With the gaps in the consumer's loop, where they are measured
     /// ([`tracks_gaps`]).
-    gaps: Option<LoopGaps>,
+    latency: Latencies,
 }
 
 /// Whether a measurement counts the gaps in its consumer's own loop: the
@@ -190,11 +185,7 @@ impl Tally {
                 Workload::Paced => 0,
                 _ => LATENCY_SAMPLE - 1,
             },
-            latency: super::latency_histogram()?,
-            opened_ns: 0,
-            gaps: tracks_gaps(workload, mode)
-                .then(LoopGaps::new)
-                .transpose()?,
+            latency: Latencies::new(tracks_gaps(workload, mode))?,
         })
     }
 
@@ -210,15 +201,8 @@ impl Tally {
     /// were written.
     #[inline]
     fn record(&mut self, seq: u64, timestamp_ns: u64, payload: &[u8]) {
-        // A record written before the window opened waited partly in the
-        // warm-up and the window's opening, where no gap was counted.
-        if seq & self.sample_mask == 0 && timestamp_ns >= self.opened_ns {
-            let now = monotonic_ns();
-            self.latency
-                .saturating_record(now.saturating_sub(timestamp_ns));
-            if let Some(gaps) = &mut self.gaps {
-                gaps.record(now, timestamp_ns);
-            }
+        if seq & self.sample_mask == 0 && self.latency.wants(timestamp_ns) {
+            self.latency.record(monotonic_ns(), timestamp_ns);
         }
         let mut ok = seq == self.next_seq && payload.len() == self.len;
         if self.read_bytes {
@@ -241,11 +225,7 @@ impl Tally {
     fn restart(&mut self, opened_ns: u64) {
         self.records = 0;
         self.bytes = 0;
-        self.latency.reset();
-        self.opened_ns = opened_ns;
-        if let Some(gaps) = &mut self.gaps {
-            gaps.restart_at(opened_ns);
-        }
+        self.latency.restart(opened_ns);
     }
 }
 
@@ -313,14 +293,12 @@ impl<'a> Window<'a> {
         if signals::stop_requested() {
             return Err(fail::with_status(fail::INTERRUPTED, "interrupted"));
         }
-        if let Some(gaps) = &mut tally.gaps {
-            gaps.tick();
-        }
+        tally.latency.tick();
         let now = Instant::now();
         // Not where the loop's gaps are counted: the sample is a system
         // call, which would make gaps of the loop's own (and the paced
         // ring is nearly empty by design).
-        if tally.gaps.is_none() && self.fill.due(now) {
+        if !tally.latency.tracks_gaps() && self.fill.due(now) {
             let stats = self.region.stats()?;
             self.fill.add(
                 stats.producer_pos.wrapping_sub(stats.consumer_pos),
@@ -348,7 +326,7 @@ impl<'a> Window<'a> {
     /// time where the loop's gaps are counted, so that a busy-polling wait
     /// returns to the loop (and its clock) after each round of polls.
     fn slice(&self, tally: &Tally) -> Duration {
-        if tally.gaps.is_some() {
+        if tally.latency.tracks_gaps() {
             Duration::ZERO
         } else {
             Duration::from_millis(50)
@@ -367,9 +345,9 @@ impl<'a> Window<'a> {
             wakeups: end.stats.wakeups - start.stats.wakeups,
             sleeps: end.stats.sleeps - start.stats.sleeps,
             dropped: end.stats.records_dropped - start.stats.records_dropped,
-            latency: Latency::of(&tally.latency),
-            gaps: tally.gaps.as_ref().map(LoopGaps::gaps),
-            gap_tail: tally.gaps.as_ref().and_then(|g| g.tail(&tally.latency)),
+            latency: Latency::of(tally.latency.histogram()),
+            gaps: tally.latency.gaps(),
+            gap_tail: tally.latency.tail(),
             records: tally.records,
             bytes: tally.bytes,
             bad: tally.bad,

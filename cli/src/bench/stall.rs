@@ -45,7 +45,7 @@ pub(crate) struct Gaps {
 
 /// Counts a loop's gaps from its clock reads, and ties records to them.
 #[derive(Clone, Debug)]
-pub(crate) struct LoopGaps {
+struct LoopGaps {
     /// The last clock read, in nanoseconds; 0 before the first.
     last: u64,
     /// The latest gaps, `(start, end)` in nanoseconds, oldest first; at
@@ -62,7 +62,7 @@ pub(crate) struct LoopGaps {
 const RECENT_GAPS: usize = 1024;
 
 impl LoopGaps {
-    pub(crate) fn new() -> anyhow::Result<Self> {
+    fn new() -> anyhow::Result<Self> {
         Ok(Self {
             last: 0,
             recent: VecDeque::with_capacity(RECENT_GAPS),
@@ -76,7 +76,7 @@ impl LoopGaps {
     /// counted as delayed by the gaps if they cover at least half of its
     /// wait (so a long wait that merely overlaps a short gap is not).
     #[inline]
-    pub(crate) fn record(&mut self, now: u64, timestamp_ns: u64) {
+    fn record(&mut self, now: u64, timestamp_ns: u64) {
         self.at(now);
         let wait = now.saturating_sub(timestamp_ns);
         let covered = self.covered(timestamp_ns, now);
@@ -99,7 +99,7 @@ impl LoopGaps {
 
     /// One clock read of the loop, `now` nanoseconds of `CLOCK_MONOTONIC`.
     #[inline]
-    pub(crate) fn at(&mut self, now: u64) {
+    fn at(&mut self, now: u64) {
         let gap = now.saturating_sub(self.last);
         if self.last != 0 && gap > GAP.as_nanos() as u64 {
             if self.recent.len() == RECENT_GAPS {
@@ -116,7 +116,7 @@ impl LoopGaps {
 
     /// Reads the clock: one look at the ring.
     #[inline]
-    pub(crate) fn tick(&mut self) {
+    fn tick(&mut self) {
         self.at(rmemring::monotonic_ns());
     }
 
@@ -124,7 +124,7 @@ impl LoopGaps {
     /// `now`: the next one counts from then, so that the gaps fall inside
     /// the window. (The caller records no latency for records written
     /// before it: their wait began where no gap was counted.)
-    pub(crate) fn restart_at(&mut self, now: u64) {
+    fn restart_at(&mut self, now: u64) {
         self.gaps = Gaps::default();
         self.last = now;
         self.recent.clear();
@@ -132,14 +132,95 @@ impl LoopGaps {
     }
 
     /// The gaps since the last restart.
-    pub(crate) fn gaps(&self) -> Gaps {
+    fn gaps(&self) -> Gaps {
         self.gaps
     }
 
     /// The latency tail tied to the gaps since the last restart, given
     /// every record's latency over the same span.
-    pub(crate) fn tail(&self, all: &Histogram<u64>) -> Option<GapTail> {
+    fn tail(&self, all: &Histogram<u64>) -> Option<GapTail> {
         GapTail::of(all, &self.delayed)
+    }
+}
+
+/// A measurement's delivery latencies, the same on every path: every
+/// recorded record's from the window's opening, and, where the consumer's
+/// loop gaps are counted ([`LoopGaps`]), those gaps and the records they
+/// delayed.
+#[derive(Clone, Debug)]
+pub(crate) struct Latencies {
+    all: Histogram<u64>,
+    /// When the measured window opened (`CLOCK_MONOTONIC` ns; 0 in the
+    /// warm-up): a record written before it waited partly in the warm-up
+    /// and the window's opening, where no gap was counted, so it is not
+    /// recorded.
+    opened_ns: u64,
+    gaps: Option<LoopGaps>,
+}
+
+impl Latencies {
+    /// With `gaps`, the consumer's loop gaps counted too.
+    pub(crate) fn new(gaps: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            all: super::latency_histogram()?,
+            opened_ns: 0,
+            gaps: gaps.then(LoopGaps::new).transpose()?,
+        })
+    }
+
+    /// Whether a record written at `timestamp_ns` is recorded: written
+    /// since the window opened (the caller reads the clock only then).
+    #[inline]
+    pub(crate) fn wants(&self, timestamp_ns: u64) -> bool {
+        timestamp_ns >= self.opened_ns
+    }
+
+    /// A record written at `timestamp_ns` ([`Self::wants`]) reached at
+    /// `now`.
+    #[inline]
+    pub(crate) fn record(&mut self, now: u64, timestamp_ns: u64) {
+        self.all.saturating_record(now.saturating_sub(timestamp_ns));
+        if let Some(gaps) = &mut self.gaps {
+            gaps.record(now, timestamp_ns);
+        }
+    }
+
+    /// One look at the ring by the consumer's loop.
+    #[inline]
+    pub(crate) fn tick(&mut self) {
+        if let Some(gaps) = &mut self.gaps {
+            gaps.tick();
+        }
+    }
+
+    /// Whether the loop's gaps are counted.
+    pub(crate) fn tracks_gaps(&self) -> bool {
+        self.gaps.is_some()
+    }
+
+    /// Forgets the warm-up's latencies and gaps as the window opens at
+    /// `opened_ns` (`CLOCK_MONOTONIC`).
+    pub(crate) fn restart(&mut self, opened_ns: u64) {
+        self.all.reset();
+        self.opened_ns = opened_ns;
+        if let Some(gaps) = &mut self.gaps {
+            gaps.restart_at(opened_ns);
+        }
+    }
+
+    /// Every recorded record's latency.
+    pub(crate) fn histogram(&self) -> &Histogram<u64> {
+        &self.all
+    }
+
+    /// The loop's gaps, where counted.
+    pub(crate) fn gaps(&self) -> Option<Gaps> {
+        self.gaps.as_ref().map(LoopGaps::gaps)
+    }
+
+    /// The latency tail tied to the gaps, where counted.
+    pub(crate) fn tail(&self) -> Option<GapTail> {
+        self.gaps.as_ref().and_then(|g| g.tail(&self.all))
     }
 }
 
