@@ -690,11 +690,8 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 &[(RMEMRING, RMEMRING)]
             };
             for &(ours, who) in ours {
-                let SizeVerdict {
-                    met,
-                    figures,
-                    unresolved,
-                } = at_every_size(
+                let why = shortfalls(results, ours, (peer.name, mode), want);
+                let size_verdict = at_every_size(
                     results,
                     (ours, mode),
                     (peer.name, mode),
@@ -705,17 +702,13 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                         strict: false,
                     },
                 );
-                let why = shortfalls(results, ours, (peer.name, mode), want);
-                out.push(Verdict {
-                    unresolved,
-                    met,
-                    text: format!(
+                out.push(size_verdict.verdict(|figures| {
+                    format!(
                         "{who} vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
                          {figures} (target ≥ {want}× at each){why}",
                         peer.title
-                    ),
-                    info: false,
-                });
+                    )
+                }));
             }
         }
     }
@@ -755,11 +748,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     }
     // Ahead on every size from 1 KiB when every byte is read.
     for mode in ["busy-poll", "blocking"] {
-        let SizeVerdict {
-            met,
-            figures,
-            unresolved,
-        } = at_every_size(
+        let size_verdict = at_every_size(
             results,
             (RMEMRING, mode),
             (READ, mode),
@@ -770,26 +759,19 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 strict: true,
             },
         );
-        out.push(Verdict {
-            unresolved,
-            met,
-            text: format!(
+        out.push(size_verdict.verdict(|figures| {
+            format!(
                 "zero-copy vs read(), filled payload, every byte verified, {mode}, sizes ≥ 1 KiB: \
                  {figures} (target > 1× at each)"
-            ),
-            info: false,
-        });
+            )
+        }));
     }
     // Ahead of the BPF ring buffer at every size, in every cell and mode,
     // whichever consumer takes its records.
     for bpf in present(results, |p| p.bpf) {
         for workload in saturated(results) {
             for mode in ["busy-poll", "blocking", "poll"] {
-                let SizeVerdict {
-                    met,
-                    figures,
-                    unresolved,
-                } = at_every_size(
+                let size_verdict = at_every_size(
                     results,
                     (RMEMRING, mode),
                     (bpf.name, mode),
@@ -800,16 +782,13 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                         strict: true,
                     },
                 );
-                out.push(Verdict {
-                    unresolved,
-                    met,
-                    text: format!(
+                out.push(size_verdict.verdict(|figures| {
+                    format!(
                         "rmemring vs {} ring buffer, {workload}, {mode}: {figures} \
                          (target > 1× at each size)",
                         bpf.title
-                    ),
-                    info: false,
-                });
+                    )
+                }));
             }
         }
     }
@@ -1074,6 +1053,18 @@ struct SizeVerdict {
     /// No size missed, and some size was not resolved ([`judge`]):
     /// neither met nor missed.
     unresolved: bool,
+}
+
+impl SizeVerdict {
+    /// The target's verdict, its text made from the figures.
+    fn verdict(self, text: impl FnOnce(&str) -> String) -> Verdict {
+        Verdict {
+            met: self.met,
+            text: text(&self.figures),
+            info: false,
+            unresolved: self.unresolved,
+        }
+    }
 }
 
 /// Where `ours`'s filled-bytes ratio over `peer` is short of `want`: by
