@@ -190,6 +190,12 @@ impl Tally {
         )
     }
 
+    /// All `count` records delivered, none lost before or after the last,
+    /// and [`Self::clean`].
+    pub(crate) fn all_delivered(&self, count: u64) -> bool {
+        self.records == count && self.clean() && self.gaps == 0 && self.trailing() == 0
+    }
+
     /// Every record delivered was intact, in order and stamped sanely, and
     /// the consumer page counts what this consumer saw.
     pub(crate) fn clean(&self) -> bool {
