@@ -222,20 +222,21 @@ pub(crate) unsafe extern "C" fn rmemring_commit(
     payload: *mut c_void,
     flags: u32,
 ) -> c_int {
-    // SAFETY: The caller holds a reference, and the reservation (so the
-    // producer lock); `finish_held` refuses a payload it did not hand out.
+    // Unknown flags: the reservation is given back unwritten, as
+    // `rmemring_discard` does, and the call fails; never leave the lock
+    // held with interrupts off. (One call of `finish_held`, which is then
+    // inlined here: this is a tracer's every event.)
+    let known = flags & !NO_WAKEUP == 0;
+    let quiet = !known || flags & NO_WAKEUP != 0;
+    // SAFETY: The caller holds a reference.
     let ring = unsafe { ring_ref(ring) };
-    if flags & !NO_WAKEUP != 0 {
-        // Never leave the lock held with interrupts off: the reservation
-        // is given back unwritten, as `rmemring_discard` does.
-        // SAFETY: As above.
-        return match unsafe { ring.finish_held(payload.cast(), false, true) } {
-            Ok(()) => EINVAL.to_errno(),
-            Err(e) => e.to_errno().to_errno(),
-        };
+    // SAFETY: The caller holds the reservation (so the producer lock);
+    // `finish_held` refuses a payload it did not hand out.
+    match unsafe { ring.finish_held(payload.cast(), known, quiet) } {
+        Ok(()) if known => 0,
+        Ok(()) => EINVAL.to_errno(),
+        Err(e) => e.to_errno().to_errno(),
     }
-    // SAFETY: As above.
-    status(unsafe { ring.finish_held(payload.cast(), true, flags & NO_WAKEUP != 0) })
 }
 
 /// Gives the reservation of [`rmemring_reserve`] back unwritten.

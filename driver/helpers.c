@@ -259,16 +259,33 @@ void rmemring_raw_lock_init(struct rmemring_raw_irq *lock, const char *name,
 static DEFINE_PER_CPU(bool, rmemring_producing);
 
 /*
- * Neither in NMI context nor inside a producer section on this CPU: the
- * two checks before every producer lock, in one call.
+ * Takes a producer lock for a producer, in one call for the path every
+ * record takes: refused (UINT_MAX, the lock not taken) in NMI context or
+ * inside a producer section on this CPU; else the lock is taken as
+ * rmemring_raw_lock() takes it and the CPU that holds it is returned
+ * (interrupts being off, the producer stays on it until the unlock).
  *
- * this_cpu_read(), not raw_cpu_read(): a task that moved between finding
- * its CPU's flag and reading it could see another CPU's section and be
- * refused for nothing.
+ * The section's flag is read with interrupts off: a task cannot move
+ * between finding its CPU's flag and reading it, and code that finds it
+ * set runs on that CPU inside the section (nested in it: a probe of the
+ * lock's instrumentation), which is what the check is for.
  */
-bool rmemring_may_produce(void)
+unsigned int rmemring_raw_lock_producer(struct rmemring_raw_irq *lock)
 {
-	return !in_nmi() && !this_cpu_read(rmemring_producing);
+	unsigned long flags;
+
+	if (in_nmi())
+		return UINT_MAX;
+	local_irq_save(flags);
+	if (__this_cpu_read(rmemring_producing)) {
+		local_irq_restore(flags);
+		return UINT_MAX;
+	}
+	__this_cpu_write(rmemring_producing, true);
+	raw_spin_lock(&lock->lock);
+	lock->flags = flags;
+	lock->was_producing = false;
+	return raw_smp_processor_id();
 }
 
 /*
@@ -387,12 +404,6 @@ void rmemring_spin_assert_held(struct rmemring_spin_irq *lock)
 void rmemring_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *))
 {
 	init_irq_work(work, func);
-}
-
-/* The CPU this runs on, as a number (raw: the caller knows what it means). */
-unsigned int rmemring_this_cpu(void)
-{
-	return raw_smp_processor_id();
 }
 
 /*

@@ -45,7 +45,7 @@ void rmemring_raw_lock(struct rmemring_raw_irq *lock);
 bool rmemring_raw_trylock(struct rmemring_raw_irq *lock);
 void rmemring_raw_unlock(struct rmemring_raw_irq *lock);
 void rmemring_raw_assert_held(struct rmemring_raw_irq *lock);
-bool rmemring_may_produce(void);
+unsigned int rmemring_raw_lock_producer(struct rmemring_raw_irq *lock);
 bool rmemring_may_wake_directly(void);
 void rmemring_spin_lock_init(struct rmemring_spin_irq *lock, const char *name,
 			     struct lock_class_key *key);
@@ -56,7 +56,6 @@ void rmemring_spin_assert_held(struct rmemring_spin_irq *lock);
 void rmemring_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *));
 unsigned int rmemring_this_cpu_outside_nmi(void);
 void rmemring_report_misuse(const char *what);
-unsigned int rmemring_this_cpu(void);
 void rmemring_hook_record(u64 seq, u64 timestamp_ns, u32 len, const void *payload);
 int rmemring_boot_id(u64 id[2]);
 s64 rmemring_realtime_offset_ns(void);

@@ -161,9 +161,24 @@ struct Held {
 }
 
 impl ProducerState {
+    /// The open reservation, taken if its payload is `payload` (the
+    /// commit's pointer checked against the one reserve handed out), or
+    /// left as it is.
+    #[inline]
+    fn take_held(&mut self, payload: *const u8) -> Option<Held> {
+        match self.held.take() {
+            Some(held) if held.payload == payload as usize => Some(held),
+            other => {
+                self.held = other;
+                None
+            }
+        }
+    }
+
     /// Publishes what the producer committed, and says whether to wake the
     /// sleepers: when a consumer asked for it, and, after a reset, when
     /// anything was published at all (see [`Ring::reset`]).
+    #[inline]
     pub(crate) fn publish(&mut self) -> bool {
         let published = self.core.unpublished() != 0;
         let requested = self.core.publish();
@@ -811,18 +826,16 @@ impl Ring {
         // The flag covers the whole section, the lock's taking and letting
         // go included, which `owner` (set once the lock is held, cleared
         // before it goes) does not.
-        if !sys::may_produce() {
+        let Some((guard, cpu)) = sys::lock_producer(&self.producer) else {
             return refuse(WriteError::Refused);
-        }
-        let guard = self.producer.lock();
+        };
         if !self.is_live() {
             return refuse(WriteError::Gone);
         }
         if guard.paused {
             return refuse(WriteError::Refused);
         }
-        // Interrupts are off: this is the CPU until the lock goes.
-        self.owner.store(sys::this_cpu(), Ordering::Relaxed);
+        self.owner.store(cpu, Ordering::Relaxed);
         Ok(Producing {
             ring: self,
             guard: ManuallyDrop::new(guard),
@@ -873,38 +886,43 @@ impl Ring {
     /// The caller is the producer that made the reservation, on the same
     /// CPU and in the same context, and has not finished it yet: it holds
     /// the producer lock.
+    #[inline(always)]
     pub(crate) unsafe fn finish_held(
         &self,
         payload: *const u8,
         commit: bool,
         quiet: bool,
     ) -> Result<(), WriteError> {
+        // The single-record commit is the in-kernel API's hot path (a
+        // tracer's every event), so it works on the guard itself rather
+        // than through a `Producing`: no value built and dropped around it.
         // SAFETY: Forwarded: the caller holds the lock it took, or is
         // refused.
-        let mut producing = unsafe { self.held_by_this_cpu(true) }?;
-        producing.quiet = quiet;
+        let mut guard = unsafe { self.held_by_this_cpu(true) }?;
+        let state = &mut *guard;
         // This CPU holds the lock, but for a write in progress rather than
         // a reservation (a commit from inside `rmemring_write`'s critical
         // section), for a batch, or for a reservation of another payload
         // (a commit of a failed reserve's pointer, or from a context nested
         // in the one that reserved): not ours to let go of.
-        let held = if producing.state().batch.is_none() {
-            producing.take_held(payload)
+        let held = if state.batch.is_none() {
+            state.take_held(payload)
         } else {
             None
         };
-        let Some(Held { slot, tag, .. }) = held else {
-            core::mem::forget(producing);
+        let Some(held) = held else {
+            core::mem::forget(guard);
             sys::report_misuse(c"commit or discard without a reservation of that payload");
             return Err(WriteError::Misuse);
         };
         if commit {
-            producing.commit(slot, tag);
+            state.core.commit(held.slot, held.tag, sys::monotonic_ns());
         }
         // A discarded slot wrote nothing: it is forgotten, and the room it
         // had goes to the next record. (What its reservation did stays: a
         // pad before it, and in overwrite mode the records it retired,
         // counted as overwritten.)
+        self.publish_and_unlock(guard, quiet);
         Ok(())
     }
 
@@ -926,7 +944,10 @@ impl Ring {
     /// same context: the ring can tell another CPU, and NMI context, but
     /// not a context nested in the holder's on its CPU.
     #[inline]
-    unsafe fn held_by_this_cpu(&self, count: bool) -> Result<Producing<'_>, WriteError> {
+    unsafe fn held_by_this_cpu(
+        &self,
+        count: bool,
+    ) -> Result<RawSpinLockIrqGuard<'_, ProducerState>, WriteError> {
         let Some(cpu) = sys::this_cpu_outside_nmi() else {
             if count {
                 self.records_refused.fetch_add(1, Ordering::Relaxed);
@@ -940,13 +961,35 @@ impl Ring {
         // SAFETY: This CPU holds the lock (`owner` says so, and only this
         // CPU can have set it to its own number), taken by `reserve_held`
         // or `batch_begin` whose guard was forgotten; the caller gives it
-        // back once (dropping the value) or forgets it again.
-        let guard = unsafe { RawSpinLockIrqGuard::new(&self.producer, ()) };
-        Ok(Producing {
-            ring: self,
-            guard: ManuallyDrop::new(guard),
-            quiet: false,
-        })
+        // back once (through `publish_and_unlock`) or forgets it again.
+        Ok(unsafe { RawSpinLockIrqGuard::new(&self.producer, ()) })
+    }
+
+    /// Ends a producer's critical section: publishes what it committed
+    /// (with `quiet`, without waking a sleeping consumer; see
+    /// [`ProducerCore::publish_quietly`]), lets go of the lock, and then
+    /// wakes the consumer if it asked. Every producer path ends here.
+    #[inline(always)]
+    fn publish_and_unlock(&self, mut guard: RawSpinLockIrqGuard<'_, ProducerState>, quiet: bool) {
+        let wake = if quiet {
+            guard.core.publish_quietly();
+            false
+        } else {
+            guard.publish()
+        };
+        self.owner.store(NO_CPU, Ordering::Relaxed);
+        drop(guard);
+        // After the unlock: `irq_work_queue` may fire tracepoints (an IPI's),
+        // whose probes may produce into this ring. Deferred, unless this
+        // runs preemptible (a producer in process context holding no
+        // spinlock, such as the producer thread, which saves the
+        // interrupt's round trip): it may run in hard-IRQ context or under
+        // the runqueue lock, where `wake_up` must not be called.
+        if wake && sys::may_wake_directly() {
+            self.wake_readers();
+        } else if wake {
+            self.waker.queue();
+        }
     }
 
     /// Begins a batch: takes the producer lock, and keeps it (interrupts
@@ -1034,7 +1077,12 @@ impl Ring {
     #[inline]
     unsafe fn batch_held(&self, count: bool) -> Result<Producing<'_>, WriteError> {
         // SAFETY: Forwarded.
-        let mut producing = unsafe { self.held_by_this_cpu(count) }?;
+        let guard = unsafe { self.held_by_this_cpu(count) }?;
+        let mut producing = Producing {
+            ring: self,
+            guard: ManuallyDrop::new(guard),
+            quiet: false,
+        };
         if producing.state().batch.is_none() {
             core::mem::forget(producing);
             sys::report_misuse(c"batch call with no batch of the ring open on this CPU");
@@ -1239,25 +1287,10 @@ impl Producing<'_> {
         }
     }
 
-    /// The open reservation, taken if its payload is `payload` (the
-    /// commit's pointer checked against the one reserve handed out), or
-    /// left as it is.
-    #[inline]
-    fn take_held(&mut self, payload: *const u8) -> Option<Held> {
-        let state = self.state();
-        match state.held.take() {
-            Some(held) if held.payload == payload as usize => Some(held),
-            other => {
-                state.held = other;
-                None
-            }
-        }
-    }
-
     /// [`Ring::batch_commit`], with the lock held and a batch open.
     #[inline]
     fn batch_commit(&mut self, payload: *const u8) -> Result<(), WriteError> {
-        let Some(Held { slot, tag, .. }) = self.take_held(payload) else {
+        let Some(Held { slot, tag, .. }) = self.state().take_held(payload) else {
             sys::report_misuse(c"batch commit without a reservation of that payload");
             return Err(WriteError::Misuse);
         };
@@ -1286,25 +1319,7 @@ impl Drop for Producing<'_> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: `guard` is taken here only, once, and not used after.
-        let mut guard = unsafe { ManuallyDrop::take(&mut self.guard) };
-        let wake = if self.quiet {
-            guard.core.publish_quietly();
-            false
-        } else {
-            guard.publish()
-        };
-        self.ring.owner.store(NO_CPU, Ordering::Relaxed);
-        drop(guard);
-        // After the unlock: `irq_work_queue` may fire tracepoints (an IPI's),
-        // whose probes may produce into this ring. Deferred, unless this
-        // runs preemptible (a producer in process context holding no
-        // spinlock, such as the producer thread, which saves the
-        // interrupt's round trip): it may run in hard-IRQ context or under
-        // the runqueue lock, where `wake_up` must not be called.
-        if wake && sys::may_wake_directly() {
-            self.ring.wake_readers();
-        } else if wake {
-            self.ring.waker.queue();
-        }
+        let guard = unsafe { ManuallyDrop::take(&mut self.guard) };
+        self.ring.publish_and_unlock(guard, self.quiet);
     }
 }

@@ -84,10 +84,11 @@ mod c {
             func: unsafe extern "C" fn(*mut c_void),
         );
         pub(super) fn rmemring_this_cpu_outside_nmi() -> kernel::ffi::c_uint;
-        pub(super) fn rmemring_may_produce() -> bool;
+        pub(super) fn rmemring_raw_lock_producer(
+            lock: *mut super::RawIrqState,
+        ) -> kernel::ffi::c_uint;
         pub(super) fn rmemring_may_wake_directly() -> bool;
         pub(super) fn rmemring_report_misuse(what: *const kernel::ffi::c_char);
-        pub(super) fn rmemring_this_cpu() -> kernel::ffi::c_uint;
         pub(super) fn rmemring_boot_id(id: *mut u64) -> c_int;
         pub(super) fn rmemring_realtime_offset_ns() -> i64;
         pub(super) fn rmemring_write_back(addr: *mut c_void, size: usize);
@@ -842,7 +843,7 @@ pub(crate) struct SpinIrqState {
 
 /// The backend of [`RawSpinLockIrq`]: `raw_spin_lock_irqsave`, with this
 /// CPU marked as producing from before the lock is taken until after it
-/// is let go of (see [`may_produce`]).
+/// is let go of (see [`lock_producer`]).
 pub(crate) struct RawSpinLockIrqBackend;
 
 /// A raw spinlock held with interrupts off: usable in any context but NMI,
@@ -971,16 +972,7 @@ macro_rules! new_spinlock_irq {
 }
 pub(crate) use new_spinlock_irq;
 
-/// The number of the CPU this runs on. Unless preemption is off, the
-/// thread may move to another CPU right after: use it only where that
-/// cannot matter (see `Ring::producing_for_client`).
-#[inline]
-pub(crate) fn this_cpu() -> u32 {
-    // SAFETY: `raw_smp_processor_id` has no preconditions.
-    unsafe { c::rmemring_this_cpu() }
-}
-
-/// [`this_cpu`], or `None` if the current CPU runs an NMI handler, where
+/// The number of the CPU this runs on, or `None` if it runs an NMI handler, where
 /// no lock may be taken or let go of: one call for a commit's two checks.
 #[inline]
 pub(crate) fn this_cpu_outside_nmi() -> Option<u32> {
@@ -990,20 +982,37 @@ pub(crate) fn this_cpu_outside_nmi() -> Option<u32> {
     (cpu != u32::MAX).then_some(cpu)
 }
 
-/// Whether a producer may take a producer lock here, in one call for the
-/// two checks every write makes: not in NMI context, where no lock may be
-/// taken (the lock may be held by the code the NMI interrupted), and
-/// this CPU not inside a producer lock's critical section, which lasts
-/// from before the lock is taken until after it is let go of (see
-/// `rmemring_raw_lock` in helpers.c). The second is exact when it
-/// matters: code that finds this CPU's flag set runs on that CPU inside
-/// the section (it cannot have migrated there, interrupts being off), so
-/// it is nested in it.
+/// Takes a producer lock, if this CPU may produce here, in one call for
+/// the two checks every write makes and the CPU number it needs: not in
+/// NMI context, where no lock may be taken (the lock may be held by the
+/// code the NMI interrupted), and this CPU not inside a producer lock's
+/// critical section, which lasts from before the lock is taken until after
+/// it is let go of (see `rmemring_raw_lock` in helpers.c). The second is
+/// exact when it matters: code that finds this CPU's flag set runs on that
+/// CPU inside the section (it cannot have migrated there, interrupts being
+/// off), so it is nested in it.
+///
+/// Returns the guard and the number of the CPU that holds the lock (the
+/// producer stays on it until the guard goes, interrupts being off), or
+/// `None`, the lock not taken.
 #[inline]
-pub(crate) fn may_produce() -> bool {
-    // SAFETY: Reads the preempt count and this CPU's flag; no
-    // preconditions.
-    unsafe { c::rmemring_may_produce() }
+pub(crate) fn lock_producer<T>(
+    lock: &RawSpinLockIrq<T>,
+) -> Option<(RawSpinLockIrqGuard<'_, T>, u32)> {
+    // `Lock` is `repr(C)` with its backend's state first (what
+    // `Lock::from_raw` relies on), so this is the lock's `RawIrqState`.
+    let state = core::ptr::from_ref(lock).cast::<RawIrqState>().cast_mut();
+    // SAFETY: The lock exists, so its constructor initialised the state
+    // (`RawSpinLockIrqBackend::init`), which lives as long as `lock`; the
+    // C function takes it as the backend's `lock` does, or not at all.
+    let cpu = unsafe { c::rmemring_raw_lock_producer(state) };
+    if cpu == u32::MAX {
+        return None;
+    }
+    // SAFETY: This CPU has just taken the lock, with the backend's own
+    // state and protocol; the guard lets go of it with the backend's
+    // `unlock`.
+    Some((unsafe { RawSpinLockIrqGuard::new(lock, ()) }, cpu))
 }
 
 /// `ENOBUFS`, which the kernel crate's `error::code` does not name: the

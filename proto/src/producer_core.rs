@@ -784,6 +784,7 @@ impl ProducerCore {
     /// themselves (the BPF ring buffer's `BPF_RB_NO_WAKEUP`): a tracer of
     /// context switches publishing the switch of the consumer that is
     /// going to sleep would otherwise wake it at once, for ever.
+    #[inline]
     pub fn publish_quietly(&mut self) {
         if self.head != self.published {
             // ORDERING: on memory that is not write-back, the records'
@@ -812,6 +813,7 @@ impl ProducerCore {
     }
 
     /// Stores the counters in the control page.
+    #[inline]
     pub fn flush_stats(&self) {
         let v = &self.view;
         let stats = self.stats();
