@@ -9,9 +9,9 @@
  * The probe runs inside __schedule(), with the runqueue lock held and
  * interrupts off, on every CPU: the strictest context the in-kernel API
  * allows short of NMI. It writes one struct rmemring_sched_switch per call
- * with rmemring_reserve()/rmemring_commit() (built on the stack, then
- * stored into the reservation with rmemring_fill(): aligned word stores,
- * which every cache mode of the ring takes) and counts
+ * with rmemring_reserve()/rmemring_commit(), storing its fields straight
+ * into the reservation with aligned word stores (which every cache mode of
+ * the ring takes), and counts
  * every call and every outcome itself, so that a test can check the
  * consumer's count against the tracer's: written + dropped + refused +
  * gone == calls. The counts are in
@@ -29,6 +29,7 @@
 #include <linux/sched.h>
 #include <linux/string.h>
 #include <linux/tracepoint.h>
+#include <linux/unaligned.h>
 
 #include <rmemring.h>
 
@@ -127,22 +128,44 @@ static u32 wake_flags(unsigned int prev_state, u64 call)
 	return prev_state && (call & (WAKE_EVERY - 1)) ? RMEMRING_NO_WAKEUP : 0;
 }
 
+/*
+ * Stores the record of one switch into a reservation: six aligned 8-byte
+ * stores (WRITE_ONCE()), the stores every cache mode of the ring takes, as
+ * rmemring_fill() makes them, straight from the tasks: no copy of the
+ * record built elsewhere first. The u32 fields go in pairs, each pair a
+ * word whose bytes are the struct's (memcpy() into a u64 is a register
+ * move); the names are loaded whole, wherever task_struct puts them.
+ */
+static void store_switch(void *slot, struct task_struct *prev, struct task_struct *next,
+			 unsigned int prev_state)
+{
+	struct { u32 a, b; } pair;
+	u64 *to = slot, word;
+
+	BUILD_BUG_ON(offsetof(struct rmemring_sched_switch, prev_comm) != 16);
+	BUILD_BUG_ON(offsetof(struct rmemring_sched_switch, next_comm) != 32);
+	pair.a = smp_processor_id();
+	pair.b = prev->pid;
+	memcpy(&word, &pair, sizeof(word));
+	WRITE_ONCE(to[0], word);
+	pair.a = prev_state;
+	pair.b = next->pid;
+	memcpy(&word, &pair, sizeof(word));
+	WRITE_ONCE(to[1], word);
+	WRITE_ONCE(to[2], get_unaligned((u64 *)&prev->comm[0]));
+	WRITE_ONCE(to[3], get_unaligned((u64 *)&prev->comm[8]));
+	WRITE_ONCE(to[4], get_unaligned((u64 *)&next->comm[0]));
+	WRITE_ONCE(to[5], get_unaligned((u64 *)&next->comm[8]));
+}
+
 static void probe_sched_switch(void *data, bool preempt, struct task_struct *prev,
 			       struct task_struct *next, unsigned int prev_state)
 {
-	struct rmemring_sched_switch rec = {
-		.cpu = smp_processor_id(),
-		.prev_pid = prev->pid,
-		.prev_state = prev_state,
-		.next_pid = next->pid,
-	};
 	void *slot;
 
 	atomic64_inc(&calls);
-	/* Before the reservation: the ring's lock is held from it to the commit. */
-	memcpy(rec.prev_comm, prev->comm, RMEMRING_COMM_LEN);
-	memcpy(rec.next_comm, next->comm, RMEMRING_COMM_LEN);
-	slot = rmemring_reserve(ring, RMEMRING_TAG_SCHED_SWITCH, sizeof(rec));
+	slot = rmemring_reserve(ring, RMEMRING_TAG_SCHED_SWITCH,
+				sizeof(struct rmemring_sched_switch));
 	if (IS_ERR(slot)) {
 		switch (PTR_ERR(slot)) {
 		case -ENOSPC:
@@ -159,12 +182,7 @@ static void probe_sched_switch(void *data, bool preempt, struct task_struct *pre
 		}
 		return;
 	}
-	/*
-	 * Not memcpy() into the ring: on a ring mapped uncached (arm64
-	 * Device memory) only aligned stores are safe, and memcpy() makes
-	 * unaligned ones.
-	 */
-	rmemring_fill(slot, &rec, sizeof(rec));
+	store_switch(slot, prev, next, prev_state);
 	/*
 	 * A task going to sleep (prev_state not TASK_RUNNING) may be the
 	 * consumer itself: waking it for the record of its own sleep would
