@@ -31,6 +31,7 @@ use rmemring_proto::consumer_core::{
     ConsumerCore,
     ConsumerStats,
     OverwriteRead,
+    ReadError,
     RecordMeta, //
 };
 use rmemring_proto::producer_core::Overflow;
@@ -800,16 +801,34 @@ pub struct BatchIter<'b> {
 impl<'b> Iterator for BatchIter<'b> {
     type Item = Result<Record<'b>, Error>;
 
-    #[inline]
+    // Always inlined: a consumer's loop is a few instructions a record,
+    // and a call returning the record through memory would add a third.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
-        let mut next = self.core.next_cached_record();
-        if matches!(next, Ok(None)) && !*self.refreshed {
-            *self.refreshed = true;
-            next = self.core.next_record();
+        // The common case on its own path, its record straight from the
+        // header checks: joined with the refresh below, the record would
+        // go through memory.
+        match self.core.next_cached_record() {
+            Ok(Some(meta)) => Some(Ok(record(payload_slice(self.data, &meta), &meta))),
+            Ok(None) if !*self.refreshed => {
+                *self.refreshed = true;
+                let next = self.core.next_record();
+                self.deliver(next)
+            }
+            other => self.deliver(other),
         }
+    }
+}
+
+impl<'b> BatchIter<'b> {
+    /// The iterator's item for what [`ConsumerCore`] found.
+    fn deliver(
+        &mut self,
+        next: Result<Option<RecordMeta>, ReadError>,
+    ) -> Option<Result<Record<'b>, Error>> {
         match next {
             Ok(Some(meta)) => Some(Ok(record(payload_slice(self.data, &meta), &meta))),
             Ok(None) => None,
