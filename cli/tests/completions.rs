@@ -251,12 +251,17 @@ fn check_fish(script: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The first half of `script`, cut in the middle of a line.
+/// The first half of `script`, cut in the middle of a line: just inside
+/// the first single-quoted word that opens past the middle (` '`), so that
+/// the cut cannot fall where the rest still parses (between two commands).
 fn truncated(script: &str) -> &str {
-    let mut cut = script.len() / 2;
-    while !script.is_char_boundary(cut) {
-        cut -= 1;
+    let mut middle = script.len() / 2;
+    while !script.is_char_boundary(middle) {
+        middle -= 1;
     }
+    let cut = script[middle..]
+        .find(" '")
+        .map_or(middle, |i| middle + i + 2);
     &script[..cut]
 }
 
