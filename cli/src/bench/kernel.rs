@@ -51,7 +51,7 @@ use rmemring::{
 
 use super::peer::{
     self,
-    Peer, //
+    SyntheticPeer, //
 };
 use super::row::{
     IdleRow,
@@ -438,7 +438,7 @@ pub(crate) fn zero_copy(
     }
     let measured = window.finish(&tally)?;
     drop(running);
-    Ok(measured.row(job.peer.name, mode, workload, size))
+    Ok(measured.row(job.peer.name(), mode, workload, size))
 }
 
 /// The copy path: whole records through `read()` into a private buffer.
@@ -485,7 +485,7 @@ pub(crate) fn read_copy(device: &Path, job: &Job, timing: Timing) -> anyhow::Res
     // makes next).
     let measured = window.finish(&tally)?;
     drop(running);
-    Ok(measured.row(job.peer.name, mode, workload, size))
+    Ok(measured.row(job.peer.name(), mode, workload, size))
 }
 
 /// Walks the records `read()` returned (a chunk of the protocol's record
@@ -522,11 +522,11 @@ fn set_blocking(fd: BorrowedFd<'_>, blocking: bool) -> anyhow::Result<()> {
 /// sleeps) and the wake-up at the end (one record, to let it go).
 pub(crate) fn idle(
     device: &Path,
-    peer: &Peer,
+    peer: SyntheticPeer,
     mode: Mode,
     idle: Duration,
 ) -> anyhow::Result<IdleRow> {
-    let imp = peer.name;
+    let imp = peer.name();
     let region = fresh(device)?;
     let waiter = {
         let region = region.clone();

@@ -3,21 +3,13 @@
 //!
 //! For each cell of a 2×2 workload (the producer fills the payload or
 //! not; the consumer reads the headers only or every byte) and record
-//! size, in one run:
-//!
-//! - `rmemring`: the zero-copy consumer;
-//! - `rmemring-staged`: the same, its producer writing each payload into a
-//!   kernel buffer and then copying it into the ring (`PRODUCER_STAGED`),
-//!   as the BPF peers' does (in the filled cells);
-//! - `read`: the same driver's `read()` copy path;
-//! - `bpf`: the BPF ring buffer fed by the same producer through a
-//!   tracepoint (with the `bpf` feature; see `bpf.rs`), carrying the
-//!   header only where the consumer reads headers only, consumed by
-//!   libbpf;
-//! - `bpf-batched`: the same, consumed by the benchmark's own batched
-//!   consumer (positions read directly, one release per batch);
-//! - `memcpy`: the same bytes copied on one core, the limit (where the
-//!   consumer reads every byte).
+//! size, in one run, every peer of the one table of the kernel benchmarks' peers
+//! ([`peer::PEERS`]) that has a [`Synthetic`](peer::Synthetic) part:
+//! rmemring's zero-copy consumer, the same with its producer staging each
+//! payload (`PRODUCER_STAGED`, as the BPF peers' producer does), the
+//! driver's `read()`, the BPF ring buffer (with the `bpf` feature; see
+//! `bpf.rs`) consumed by libbpf and by the benchmark's own batched
+//! consumer, and `memcpy`, the limit; `--list` prints what each does.
 //!
 //! Every peer in the same three modes: busy-poll, blocking (spin, yield,
 //! then sleep: `crossbeam_utils::Backoff`, rmemring's `Wait::Backoff`) and
@@ -25,8 +17,7 @@
 //! costs: the consumer's CPU time and the producer kernel thread's
 //! (`sides.rs`), and the ring's fill, which says which side bounds it.
 //! Then the paced workload (latency below saturation) and an idle blocking
-//! consumer's CPU use. The peers are one table, `peer.rs`. The method is
-//! in `docs/bench/kernel.md`.
+//! consumer's CPU use. The method is in `docs/bench/kernel.md`.
 
 mod env;
 pub(crate) mod events;
@@ -64,8 +55,9 @@ use nix::time::{
 
 use self::env::Env;
 use self::peer::{
-    Peer,
-    Setup, //
+    Need,
+    Setup,
+    SyntheticPeer, //
 };
 use self::row::{
     Cell,
@@ -127,11 +119,11 @@ pub(crate) struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        value_parser = PossibleValuesParser::new(peer::names())
+        value_parser = PossibleValuesParser::new(peer::values(peer::synthetic()))
             .try_map(|name| peer::find(&name).ok_or("no such peer")),
         default_values = peer::names()
     )]
-    impls: Vec<&'static Peer>,
+    impls: Vec<SyntheticPeer>,
     /// Consumer modes to measure (memcpy has none).
     #[arg(
         long,
@@ -180,6 +172,10 @@ pub(crate) struct Args {
     /// stdin) and print its tables and chart.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    /// Print the paths of --impls (the default ones), what each side of
+    /// each does per record and what it needs, and measure nothing.
+    #[arg(long)]
+    list: bool,
 }
 
 /// A `--plot` file: checked before the run, not after it.
@@ -344,7 +340,7 @@ pub(crate) fn thread_cpu() -> Duration {
 /// One measurement to make.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Job {
-    pub(crate) peer: &'static Peer,
+    pub(crate) peer: SyntheticPeer,
     pub(crate) mode: Mode,
     pub(crate) workload: Workload,
     pub(crate) size: u32,
@@ -405,11 +401,15 @@ fn round_order(jobs: &[Job], round: u32) -> Vec<usize> {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    if args.list {
+        out!("{}", peer::list(args.impls.iter().copied()))?;
+        return Ok(());
+    }
     if let Some(input) = &args.input {
         let results = Results::load(input)?;
         return output(args, &results);
     }
-    if args.impls.iter().any(|p| p.name == peer::MEMCPY)
+    if args.impls.iter().any(|p| p.name() == peer::MEMCPY)
         && cfg!(target_arch = "x86_64")
         && env::under_tcg()
     {
@@ -453,21 +453,21 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let mut jobs = plan(args);
     if !cfg!(feature = "bpf") {
         // One line for each whole peer, not one per measurement.
-        for &peer in args.impls.iter().filter(|p| p.bpf) {
+        for &peer in args.impls.iter().filter(|p| p.needs(Need::Bpf)) {
             let skip = Skip {
-                imp: peer.name.to_owned(),
+                imp: peer.name().to_owned(),
                 cell: None,
                 reason: peer::BPF_NOT_BUILT_IN.to_owned(),
             };
             eprintln!(
                 "rmemring: {}: {}; skipping it",
-                peer.name,
+                peer.name(),
                 peer::BPF_NOT_BUILT_IN
             );
             emit(args, &skip.to_json())?;
             results.skips.push(skip);
         }
-        jobs.retain(|j| !j.peer.bpf);
+        jobs.retain(|j| !j.peer.needs(Need::Bpf));
     }
     let setup = Setup {
         device,
@@ -495,7 +495,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             bar.set_message(format!(
                 "round {round}/{rounds}: {} {} {} {} B",
                 job.workload.name(),
-                job.peer.name,
+                job.peer.name(),
                 job.peer.mode_name(job.mode),
                 job.size
             ));
@@ -503,9 +503,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 Ok(row) => Some(row),
                 // A BPF peer's failure fails this measurement only,
                 // reported; the peer's other sizes and modes still run.
-                Err(e) if job.peer.bpf => {
+                Err(e) if job.peer.needs(Need::Bpf) => {
                     let skip = Skip {
-                        imp: job.peer.name.to_owned(),
+                        imp: job.peer.name().to_owned(),
                         cell: Some(Cell {
                             mode: job.mode.name().to_owned(),
                             workload: job.workload.name().to_owned(),
@@ -544,7 +544,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     for (peer, mode) in idle_jobs {
-        bar.set_message(format!("idle {} {}", peer.name, mode.name()));
+        bar.set_message(format!("idle {} {}", peer.name(), mode.name()));
         let row = kernel::idle(
             device,
             peer,
@@ -577,7 +577,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
 /// The idle measurements: each blocking consumer that sleeps, in the
 /// modes its peer's entry names.
-fn idle_plan(args: &Args) -> Vec<(&'static Peer, Mode)> {
+fn idle_plan(args: &Args) -> Vec<(SyntheticPeer, Mode)> {
     if args.no_idle {
         return Vec::new();
     }
@@ -712,7 +712,7 @@ mod tests {
                     j.workload.name(),
                     j.size,
                     j.mode.name(),
-                    j.peer.name
+                    j.peer.name()
                 )
             })
             .collect();

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use super::peer::{
     self,
-    Peer,
-    PEERS,
+    Need,
+    SyntheticPeer,
     READ,
     RMEMRING,
     RMEMRING_STAGED, //
@@ -150,19 +150,18 @@ fn order(r: &Row) -> (usize, usize) {
 
 /// The peers of the table that the run measured, or tried to (a skipped
 /// peer is named in its targets), and that `keep` keeps, in order.
-fn present(results: &Results, keep: impl Fn(&Peer) -> bool) -> Vec<&'static Peer> {
-    PEERS
-        .iter()
+fn present(results: &Results, keep: impl Fn(&SyntheticPeer) -> bool) -> Vec<SyntheticPeer> {
+    peer::synthetic()
         .filter(|p| keep(p))
         .filter(|p| {
-            results.rows.iter().any(|r| r.imp == p.name)
-                || results.skips.iter().any(|s| s.imp == p.name)
+            results.rows.iter().any(|r| r.imp == p.name())
+                || results.skips.iter().any(|s| s.imp == p.name())
         })
         .collect()
 }
 
 /// The peers rmemring is compared with in each mode (all but the limit).
-fn rivals(results: &Results) -> Vec<&'static Peer> {
+fn rivals(results: &Results) -> Vec<SyntheticPeer> {
     present(results, |p| p.compared && p.modes)
 }
 
@@ -446,7 +445,7 @@ fn summary_table(results: &Results, mode: &str) -> Table {
                     .map_or("-".to_owned(), |r| r.show())
             };
             let bounds: Vec<&str> = std::iter::once(RMEMRING)
-                .chain(rivals.iter().map(|p| p.name))
+                .chain(rivals.iter().map(|p| p.name()))
                 .map(|imp| row(imp).and_then(Row::bound).map_or("-", Bound::name))
                 .collect();
             let mut cells = vec![
@@ -459,8 +458,8 @@ fn summary_table(results: &Results, mode: &str) -> Table {
                 reads.to_owned(),
                 rate(RMEMRING),
             ];
-            cells.extend(rivals.iter().map(|p| rate(p.name)));
-            cells.extend(rivals.iter().map(|p| over(p.name)));
+            cells.extend(rivals.iter().map(|p| rate(p.name())));
+            cells.extend(rivals.iter().map(|p| over(p.name())));
             cells.push(bounds.join(", "));
             t.rows.push(cells);
             first = false;
@@ -569,14 +568,14 @@ fn comparisons(results: &Results) -> Vec<(String, Series<'static>, Series<'stati
                 out.push((
                     format!("{RMEMRING} / {}, {mode}", p.label),
                     (RMEMRING, mode),
-                    (p.name, mode),
+                    (p.name(), mode),
                 ));
             }
         } else {
             out.push((
                 format!("{RMEMRING} busy-poll / {}", p.label),
                 (RMEMRING, "busy-poll"),
-                (p.name, "one-core"),
+                (p.name(), "one-core"),
             ));
         }
     }
@@ -668,7 +667,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     let mut out = Vec::new();
     // The issue's synthetic target: payload filled and every byte read,
     // from 4 KiB up, against each peer in the same mode.
-    let targets: Vec<(&Peer, f64)> = present(results, |_| true)
+    let targets: Vec<(SyntheticPeer, f64)> = present(results, |_| true)
         .into_iter()
         .filter_map(|p| Some((p, p.filled_target?)))
         .collect();
@@ -690,11 +689,11 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 &[(RMEMRING, RMEMRING)]
             };
             for &(ours, who) in ours {
-                let why = shortfalls(results, ours, (peer.name, mode), want);
+                let why = shortfalls(results, ours, (peer.name(), mode), want);
                 let size_verdict = at_every_size(
                     results,
                     (ours, mode),
-                    (peer.name, mode),
+                    (peer.name(), mode),
                     "filled-bytes",
                     |s| s >= 4096,
                     Target {
@@ -706,7 +705,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                     format!(
                         "{who} vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
                          {figures} (target ≥ {want}× at each){why}",
-                        peer.title
+                        peer.about.title
                     )
                 }));
             }
@@ -768,13 +767,13 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     }
     // Ahead of the BPF ring buffer at every size, in every cell and mode,
     // whichever consumer takes its records.
-    for bpf in present(results, |p| p.bpf) {
+    for bpf in present(results, |p| p.needs(Need::Bpf)) {
         for workload in saturated(results) {
             for mode in ["busy-poll", "blocking", "poll"] {
                 let size_verdict = at_every_size(
                     results,
                     (RMEMRING, mode),
-                    (bpf.name, mode),
+                    (bpf.name(), mode),
                     &workload,
                     |_| true,
                     Target {
@@ -786,7 +785,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                     format!(
                         "rmemring vs {} ring buffer, {workload}, {mode}: {figures} \
                          (target > 1× at each size)",
-                        bpf.title
+                        bpf.about.title
                     )
                 }));
             }
@@ -1287,7 +1286,10 @@ fn render(results: &Results, style: Style) -> String {
     if !peers.is_empty() {
         style.heading(&mut out, "the peers: what each side does per record");
         for p in peers {
-            let line = format!("producer: {}; consumer: {}", p.producer, p.consumer);
+            let line = format!(
+                "producer: {}; consumer: {}",
+                p.about.producer, p.about.consumer
+            );
             let _ = match style {
                 Style::Text => writeln!(out, "  {}: {line}", p.label),
                 Style::Markdown => writeln!(out, "- `{}`: {line}", p.label),

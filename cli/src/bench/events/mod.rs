@@ -9,27 +9,11 @@
 //! every event), sleeping in the peer's own wake-up mechanism when there
 //! is nothing to read:
 //!
-//! - `none`: no tracer; the load's own rate;
-//! - `rmemring`: the `sched_switch` tracer of `examples/kernel/sched_switch`
-//!   (`rmemring_reserve`/`commit` of a 48-byte record from the probe),
-//!   read zero-copy from the device;
-//! - `bpf` (with the `bpf` feature): a `tracepoint/sched/sched_switch`
-//!   program writing a record of the same fields into a BPF ring buffer,
-//!   read with libbpf;
-//! - `bpf-raw` (with the `bpf` feature): the same from a
-//!   `raw_tp/sched_switch` program, which reads the fields from the tasks
-//!   themselves, as the tracer does (`bpf.rs`);
-//! - `bpf-btf` (with the `bpf` feature, on a kernel with BTF): the same
-//!   from a `tp_btf/sched_switch` program, which loads the tasks' fields
-//!   directly, their offsets relocated with the kernel's BTF (CO-RE); left
-//!   out, with the reason, where the kernel has no BTF ([`skip`]);
-//! - `relay`: the tracer of `examples/kernel/sched_switch_relay`, the same
-//!   record written into a relay channel, each CPU's buffer read with
-//!   `read()` ([`relay`]);
-//! - `ftrace`: ftrace's own `sched_switch` event in a tracefs instance,
-//!   each CPU's `trace_pipe_raw` read a page at a time ([`tracefs`]);
-//! - `perf`: `perf_event_open` on the tracepoint, one event per CPU, read
-//!   from its mmap ring ([`perf`]).
+//! The peers, `none` (no tracer, the baseline) among them, are the
+//! entries of the one table of the kernel benchmarks' peers,
+//! [`peer::PEERS`], that have an [`Events`](peer::Events) part: what each
+//! side does per event, what it needs, and its `consume` function (here,
+//! or in [`bpf`], [`tracefs`], [`perf`], [`relay`]); `--list` prints them.
 //!
 //! Each peer's cost is what it adds to a context switch: the load's round
 //! trip (two switches) with the tracer against without it, in the same
@@ -65,6 +49,10 @@ use anyhow::{
     Context,
     Result, //
 };
+use clap::builder::{
+    PossibleValuesParser,
+    TypedValueParser as _, //
+};
 use clap::ValueEnum;
 use rmemring::events::SchedSwitch;
 use rmemring::uapi::ResetConfig;
@@ -74,6 +62,12 @@ use rmemring::{
     Wait, //
 };
 
+use super::peer::{
+    self,
+    EventsPeer,
+    NONE,
+    RMEMRING, //
+};
 use crate::args::parse_duration;
 use crate::DeviceArg;
 
@@ -111,8 +105,14 @@ pub(crate) struct Args {
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     warmup: Duration,
     /// The peers, in order.
-    #[arg(long, value_delimiter = ',', default_values_t = Peer::all())]
-    peers: Vec<Peer>,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = PossibleValuesParser::new(peer::values(peer::events()))
+            .try_map(|name| peer::find_events(&name).ok_or("no such peer")),
+        default_values = peer::default_events()
+    )]
+    peers: Vec<EventsPeer>,
     /// How the consumers wait, each a table of its own.
     #[arg(long, value_delimiter = ',', default_values = ["deferred", "periodic", "woken"])]
     strategies: Vec<Strategy>,
@@ -134,6 +134,10 @@ pub(crate) struct Args {
     /// running.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    /// Print the peers of --peers (the default ones), what each side of
+    /// each does per event and what it needs, and run nothing.
+    #[arg(long)]
+    list: bool,
 }
 
 /// How every peer's consumer waits for events: the same for all of them in
@@ -213,59 +217,9 @@ const PERIOD: Duration = Duration::from_millis(10);
 /// under `-icount`).
 const DEFERRED_RUN: Duration = Duration::from_millis(400);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Peer {
-    None,
-    Rmemring,
-    /// A `tracepoint/` program. Needs the `bpf` feature.
-    Bpf,
-    /// A `raw_tp/` program. Needs the `bpf` feature.
-    BpfRaw,
-    /// A `tp_btf/` program. Needs the `bpf` feature and a kernel with BTF
-    /// (skipped without).
-    BpfBtf,
-    Ftrace,
-    Perf,
-    /// Needs a kernel with `CONFIG_RELAY`.
-    Relay,
-}
-
-impl Peer {
-    fn all() -> Vec<Self> {
-        Self::value_variants()
-            .iter()
-            .copied()
-            .filter(|p| *p != Self::None && (cfg!(feature = "bpf") || !p.is_bpf()))
-            .collect()
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Rmemring => "rmemring",
-            Self::Bpf => "bpf",
-            Self::BpfRaw => "bpf-raw",
-            Self::BpfBtf => "bpf-btf",
-            Self::Ftrace => "ftrace",
-            Self::Perf => "perf",
-            Self::Relay => "relay",
-        }
-    }
-
-    fn is_bpf(self) -> bool {
-        matches!(self, Self::Bpf | Self::BpfRaw | Self::BpfBtf)
-    }
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// What a consumer read, and the checks every event goes through.
 #[derive(Debug, Default)]
-pub(super) struct Consumed {
+pub(crate) struct Consumed {
     pub(super) events: u64,
     /// The sum of every event's `next_pid`.
     pub(super) checksum: u64,
@@ -360,7 +314,7 @@ impl Consumed {
 /// One run of one peer.
 #[derive(Debug)]
 struct Run {
-    peer: Peer,
+    peer: EventsPeer,
     /// Where the load ran.
     load: Load,
     /// Its round, from 1; `None` in results from before rounds were
@@ -381,6 +335,10 @@ struct Run {
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
+    if args.list {
+        out!("{}", peer::list(args.peers.iter().copied()))?;
+        return Ok(());
+    }
     if let Some(input) = &args.input {
         let text = std::fs::read_to_string(input)
             .with_context(|| format!("reading {}", input.display()))?;
@@ -418,7 +376,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let root = tracefs::root()?;
     let format = tracefs::SchedSwitchFormat::read(&root)?;
     #[cfg(feature = "bpf")]
-    let task_offsets = if args.peers.contains(&Peer::BpfRaw) {
+    let task_offsets = if args.peers.iter().any(|p| p.needs(peer::Need::TaskOffsets)) {
         Some(bpf::TaskOffsets::read(&args.tracer, device_name(args)?)?)
     } else {
         None
@@ -432,16 +390,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     // Each peer's run after a `none` run of its own, so that a drift of the
     // machine's speed over the whole run shows in both.
+    let none = peer::find_events(NONE).context("no baseline peer")?;
     let mut order = Vec::new();
     for &peer in args
         .peers
         .iter()
-        .filter(|p| **p != Peer::None && !skipped.iter().any(|s| s.peer == **p))
+        .filter(|p| p.name() != NONE && !skipped.iter().any(|s| s.peer == **p))
     {
-        order.extend([Peer::None, peer]);
+        order.extend([none, peer]);
     }
     if order.is_empty() {
-        order.push(Peer::None);
+        order.push(none);
     }
     let mut runs = Vec::new();
     for &strategy in &args.strategies {
@@ -517,7 +476,7 @@ fn with_baseline<'a>(runs: &[&'a Run]) -> Vec<(&'a Run, &'a Run)> {
     let mut pairs = Vec::new();
     let mut last_none = None;
     for &run in runs {
-        if run.peer == Peer::None {
+        if run.peer.name() == NONE {
             last_none = Some(run);
         } else if let Some(none) = last_none {
             pairs.push((run, none));
@@ -544,34 +503,32 @@ fn range(v: &[f64]) -> (f64, f64) {
 /// resolved), and drops nothing where the peer drops nothing.
 fn targets(runs: &[&Run]) -> Vec<String> {
     let pairs = with_baseline(runs);
-    let of = |peer: Peer| -> Vec<(Option<u32>, f64)> {
+    let of = |peer: &str| -> Vec<(Option<u32>, f64)> {
         pairs
             .iter()
-            .filter(|(r, _)| r.peer == peer)
+            .filter(|(r, _)| r.peer.name() == peer)
             .map(|(r, none)| (r.round, added_per_switch(r, none)))
             .collect()
     };
-    let dropped = |peer: Peer| -> u64 {
+    let dropped = |peer: &str| -> u64 {
         runs.iter()
-            .filter(|r| r.peer == peer)
+            .filter(|r| r.peer.name() == peer)
             .map(|r| r.dropped)
             .sum()
     };
-    let mine = of(Peer::Rmemring);
+    let mine = of(RMEMRING);
     if mine.is_empty() {
         return Vec::new();
     }
     let mut lines = Vec::new();
-    let mut peers: Vec<Peer> = Vec::new();
+    let mut peers: Vec<EventsPeer> = Vec::new();
     for r in runs {
-        if (r.peer.is_bpf() || matches!(r.peer, Peer::Ftrace | Peer::Perf))
-            && !peers.contains(&r.peer)
-        {
+        if r.peer.judged && !peers.contains(&r.peer) {
             peers.push(r.peer);
         }
     }
     for peer in peers {
-        let theirs = of(peer);
+        let theirs = of(peer.name());
         // Round by round where both recorded rounds; else in run order.
         let diffs: Vec<f64> = if mine.iter().chain(&theirs).all(|(r, _)| r.is_some()) {
             mine.iter()
@@ -603,7 +560,7 @@ fn targets(runs: &[&Run]) -> Vec<String> {
              {peer}'s, round by round: {lo:+.0}..{hi:+.0} over {} rounds, less in {less})",
             diffs.len()
         ));
-        let (me, them) = (dropped(Peer::Rmemring), dropped(peer));
+        let (me, them) = (dropped(RMEMRING), dropped(peer.name()));
         if them == 0 {
             lines.push(format!(
                 "no drops where {peer} drops none: {} (rmemring dropped {me})",
@@ -686,7 +643,8 @@ impl Run {
         let count = |k: &str| v[k].as_u64().with_context(|| format!("no {k} in {v}"));
         let strategy =
             Strategy::from_str(text("strategy")?, false).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let peer = Peer::from_str(text("peer")?, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let peer =
+            peer::find_events(text("peer")?).with_context(|| format!("no such peer in {v}"))?;
         // Runs from before `--load` had the load on one CPU.
         let load = match v["load"].as_str() {
             Some(load) => Load::from_str(load, false).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -711,9 +669,9 @@ impl Run {
 }
 
 /// What one run needs.
-struct Setup<'a> {
+pub(crate) struct Setup<'a> {
     args: &'a Args,
-    peer: Peer,
+    peer: EventsPeer,
     strategy: Strategy,
     cpus: usize,
     root: &'a std::path::Path,
@@ -736,11 +694,11 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
             // `none`): setting a peer up (loading a BPF program, zeroing its
             // ring) and the warm-up are not measured.
             let start = std::cell::Cell::new((0, 0));
-            let ready = || {
+            let mut ready = || {
                 start.set(thread_usage().unwrap_or_default());
                 let _ = ready_tx.send(());
             };
-            let consumed = consume(setup, &stop, ready)?;
+            let consumed = (setup.peer.consume)(setup, &stop, &mut ready)?;
             let end = thread_usage()?;
             let start = consumed
                 .opened
@@ -771,7 +729,7 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
             .join()
             .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
         let (trips, took) = load.context("the peer did not attach")??;
-        if setup.peer != Peer::None {
+        if setup.peer.name() != NONE {
             consumed.check(trips)?;
         }
         Ok(Run {
@@ -794,7 +752,7 @@ fn run_one(setup: &Setup<'_>) -> Result<Run> {
 /// reads everything there is and opens the measured window, and the end
 /// of the measured load.
 #[derive(Debug, Default)]
-pub(super) struct Stops {
+pub(crate) struct Stops {
     /// The warm-up is over.
     warm: AtomicBool,
     /// The consumer has read what the warm-up wrote and opened the window.
@@ -803,61 +761,97 @@ pub(super) struct Stops {
     end: AtomicBool,
 }
 
-/// The consumer's side of a run: attaches the peer, calls `ready`, reads
-/// until `stop`'s end (opening the measured window after the warm-up),
-/// then detaches it and reads what is left.
-fn consume(setup: &Setup<'_>, stop: &Stops, ready: impl FnOnce()) -> Result<Consumed> {
-    let woken = setup.strategy == Strategy::Woken;
-    let cpus = setup.cpus;
-    match setup.peer {
-        Peer::None => {
-            ready();
-            Ok(Consumed::default())
-        }
-        Peer::Rmemring => consume_rmemring(setup, stop, ready),
-        #[cfg(feature = "bpf")]
-        Peer::Bpf => bpf::consume(
-            setup.strategy,
-            stop,
-            ready,
-            bpf::Attach::Tracepoint(setup.format),
-        ),
-        #[cfg(feature = "bpf")]
-        Peer::BpfRaw => bpf::consume(
-            setup.strategy,
-            stop,
-            ready,
-            bpf::Attach::Raw(setup.task_offsets.context("no task_struct offsets")?),
-        ),
-        #[cfg(feature = "bpf")]
-        Peer::BpfBtf => bpf::consume(setup.strategy, stop, ready, bpf::Attach::Btf),
-        #[cfg(not(feature = "bpf"))]
-        Peer::Bpf | Peer::BpfRaw | Peer::BpfBtf => {
-            anyhow::bail!("this rmemring was built without the bpf feature")
-        }
-        Peer::Ftrace => {
-            let per_cpu_kb = RING_BYTES / cpus as u64 / 1024;
-            let ftrace = tracefs::Ftrace::attach(
-                setup.root,
-                cpus,
-                per_cpu_kb,
-                woken,
-                LOAD_CPU,
-                setup.format,
-            )?;
-            consume_source(ftrace, setup.strategy, stop, ready)
-        }
-        Peer::Perf => {
-            let per_cpu = (RING_BYTES / cpus as u64).next_power_of_two();
-            let perf = perf::Perf::attach(cpus, per_cpu, woken, setup.format)?;
-            consume_source(perf, setup.strategy, stop, ready)
-        }
-        Peer::Relay => {
-            let per_cpu = RING_BYTES / cpus as u64;
-            let relay = relay::Relay::attach(&setup.args.relay_tracer, cpus, per_cpu)?;
-            consume_source(relay, setup.strategy, stop, ready)
-        }
+/// A peer's side of a run ([`Events::consume`](peer::Events::consume)):
+/// attaches the peer, calls `ready`, reads until `stop`'s end (opening the
+/// measured window after the warm-up), then detaches it and reads what is
+/// left.
+pub(crate) type Consume = fn(&Setup<'_>, &Stops, &mut dyn FnMut()) -> Result<Consumed>;
+
+/// The baseline's: no tracer, nothing to read.
+pub(super) fn consume_none(
+    _setup: &Setup<'_>,
+    _stop: &Stops,
+    ready: &mut dyn FnMut(),
+) -> Result<Consumed> {
+    ready();
+    Ok(Consumed::default())
+}
+
+/// The BPF peers' programs.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Program {
+    /// `tracepoint/sched/sched_switch`.
+    Tracepoint,
+    /// `raw_tp/sched_switch`, at the tracer module's `task_struct`
+    /// offsets.
+    Raw,
+    /// `tp_btf/sched_switch`.
+    Btf,
+}
+
+/// A BPF peer's: `program` into a BPF ring buffer.
+pub(super) fn consume_bpf(
+    setup: &Setup<'_>,
+    stop: &Stops,
+    ready: &mut dyn FnMut(),
+    program: Program,
+) -> Result<Consumed> {
+    #[cfg(feature = "bpf")]
+    {
+        let attach = match program {
+            Program::Tracepoint => bpf::Attach::Tracepoint(setup.format),
+            Program::Raw => bpf::Attach::Raw(setup.task_offsets.context("no task_struct offsets")?),
+            Program::Btf => bpf::Attach::Btf,
+        };
+        bpf::consume(setup.strategy, stop, ready, attach)
     }
+    #[cfg(not(feature = "bpf"))]
+    {
+        let _ = (setup, stop, ready, program);
+        anyhow::bail!("this rmemring was built without the bpf feature")
+    }
+}
+
+/// ftrace's: its own event in a tracefs instance.
+pub(super) fn consume_ftrace(
+    setup: &Setup<'_>,
+    stop: &Stops,
+    ready: &mut dyn FnMut(),
+) -> Result<Consumed> {
+    let per_cpu_kb = RING_BYTES / setup.cpus as u64 / 1024;
+    let woken = setup.strategy == Strategy::Woken;
+    let ftrace = tracefs::Ftrace::attach(
+        setup.root,
+        setup.cpus,
+        per_cpu_kb,
+        woken,
+        LOAD_CPU,
+        setup.format,
+    )?;
+    consume_source(ftrace, setup.strategy, stop, ready)
+}
+
+/// perf's: the tracepoint sampled, one event per CPU.
+pub(super) fn consume_perf(
+    setup: &Setup<'_>,
+    stop: &Stops,
+    ready: &mut dyn FnMut(),
+) -> Result<Consumed> {
+    let per_cpu = (RING_BYTES / setup.cpus as u64).next_power_of_two();
+    let woken = setup.strategy == Strategy::Woken;
+    let perf = perf::Perf::attach(setup.cpus, per_cpu, woken, setup.format)?;
+    consume_source(perf, setup.strategy, stop, ready)
+}
+
+/// relay's: the relay tracer module's channel.
+pub(super) fn consume_relay(
+    setup: &Setup<'_>,
+    stop: &Stops,
+    ready: &mut dyn FnMut(),
+) -> Result<Consumed> {
+    let per_cpu = RING_BYTES / setup.cpus as u64;
+    let relay = relay::Relay::attach(&setup.args.relay_tracer, setup.cpus, per_cpu)?;
+    consume_source(relay, setup.strategy, stop, ready)
 }
 
 /// A peer whose events the consumer reads from per-CPU files: ftrace's,
@@ -961,7 +955,11 @@ pub(super) fn drive(
 /// The tracer module into the device's ring (fresh, drop-new), read with
 /// the crate's consumer, which sleeps in `poll(2)` as soon as the ring is
 /// empty (`Wait::Spin(0)`: every other peer's consumer sleeps at once too).
-fn consume_rmemring(setup: &Setup<'_>, stop: &Stops, ready: impl FnOnce()) -> Result<Consumed> {
+pub(super) fn consume_rmemring(
+    setup: &Setup<'_>,
+    stop: &Stops,
+    ready: impl FnOnce(),
+) -> Result<Consumed> {
     let device = &setup.args.ring.device;
     let tracer = &setup.args.tracer;
     let name = device_name(setup.args)?;
@@ -1102,7 +1100,7 @@ fn report(runs: &[&Run]) -> String {
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     let pairs = with_baseline(runs);
-    let mut peers: Vec<Peer> = Vec::new();
+    let mut peers: Vec<EventsPeer> = Vec::new();
     for r in runs {
         if !peers.contains(&r.peer) {
             peers.push(r.peer);
@@ -1117,7 +1115,7 @@ fn report(runs: &[&Run]) -> String {
     for peer in peers {
         let mine: Vec<&Run> = runs.iter().copied().filter(|r| r.peer == peer).collect();
         let trips: Vec<f64> = mine.iter().map(|r| r.trips_per_sec).collect();
-        let (vs, added) = if peer == Peer::None {
+        let (vs, added) = if peer.name() == NONE {
             let (lo, hi) = range(&trips);
             (
                 format!("1 ({:.2}..{:.2})", lo / median(&trips), hi / median(&trips)),
@@ -1171,10 +1169,15 @@ mod bpf;
 mod tests {
     use super::*;
 
+    /// The peer named `name`.
+    fn peer(name: &str) -> EventsPeer {
+        peer::find_events(name).unwrap()
+    }
+
     /// A run of `peer` in `round` at `ns` per round trip.
-    fn timed(peer: Peer, round: u32, ns: f64, dropped: u64) -> Run {
+    fn timed(peer: &str, round: u32, ns: f64, dropped: u64) -> Run {
         Run {
-            peer,
+            peer: self::peer(peer),
             load: Load::One,
             round: Some(round),
             warmup: Some(0.1),
@@ -1195,20 +1198,10 @@ mod tests {
             let mut runs = Vec::new();
             for k in 0..3 {
                 let round = k as u32 + 1;
-                runs.push(timed(Peer::None, round, 10_000.0, 0));
-                runs.push(timed(
-                    Peer::Rmemring,
-                    round,
-                    10_000.0 + 2.0 * rmemring[k],
-                    0,
-                ));
-                runs.push(timed(Peer::None, round, 10_000.0, 0));
-                runs.push(timed(
-                    Peer::Bpf,
-                    round,
-                    10_000.0 + 2.0 * bpf[k],
-                    bpf_dropped,
-                ));
+                runs.push(timed(NONE, round, 10_000.0, 0));
+                runs.push(timed(RMEMRING, round, 10_000.0 + 2.0 * rmemring[k], 0));
+                runs.push(timed(NONE, round, 10_000.0, 0));
+                runs.push(timed("bpf", round, 10_000.0 + 2.0 * bpf[k], bpf_dropped));
             }
             runs
         };
@@ -1233,7 +1226,7 @@ mod tests {
     #[test]
     fn runs_survive_json() {
         let run = Run {
-            peer: Peer::Bpf,
+            peer: peer("bpf"),
             load: Load::Both,
             round: Some(2),
             warmup: Some(0.25),

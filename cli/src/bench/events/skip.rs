@@ -5,32 +5,26 @@
 
 use std::fmt::Write as _;
 
+use crate::bench::peer::{self, EventsPeer};
 use anyhow::{
     Context,
     Result, //
 };
-use clap::ValueEnum;
-
-use super::Peer;
 
 /// A peer left out, and why.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Skipped {
-    pub(super) peer: Peer,
+    pub(super) peer: EventsPeer,
     pub(super) reason: String,
 }
 
 impl Skipped {
     /// The peers of `peers` that this machine cannot run.
-    pub(super) fn find(peers: &[Peer]) -> Vec<Self> {
+    pub(super) fn find(peers: &[EventsPeer]) -> Vec<Self> {
         peers
             .iter()
             .filter_map(|&peer| {
-                let reason = match peer {
-                    #[cfg(feature = "bpf")]
-                    Peer::BpfBtf => super::bpf::btf_missing(),
-                    _ => None,
-                }?;
+                let reason = missing(peer)?;
                 Some(Self { peer, reason })
             })
             .collect()
@@ -59,10 +53,22 @@ impl Skipped {
     pub(super) fn from_json(v: &serde_json::Value) -> Result<Self> {
         let text = |k: &str| v[k].as_str().with_context(|| format!("no {k} in {v}"));
         Ok(Self {
-            peer: Peer::from_str(text("peer")?, false).map_err(|e| anyhow::anyhow!("{e}"))?,
+            peer: peer::find_events(text("peer")?)
+                .with_context(|| format!("no such peer in {v}"))?,
             reason: text("reason")?.to_owned(),
         })
     }
+}
+
+/// Why this machine cannot run `peer`, if it cannot: what it needs and
+/// the machine lacks (a kernel's BTF).
+fn missing(peer: EventsPeer) -> Option<String> {
+    #[cfg(feature = "bpf")]
+    if peer.needs(peer::Need::Btf) {
+        return super::bpf::btf_missing();
+    }
+    let _ = peer;
+    None
 }
 
 /// The lines under the tables: `Not measured: PEER: REASON`, one a peer.
@@ -84,7 +90,7 @@ mod tests {
     #[test]
     fn skips_survive_json() {
         let skip = Skipped {
-            peer: Peer::BpfBtf,
+            peer: peer::find_events("bpf-btf").unwrap(),
             reason: "this kernel has no BTF".to_owned(),
         };
         let line = serde_json::to_value(skip.to_json()).unwrap();
@@ -100,14 +106,21 @@ mod tests {
 
     #[test]
     fn only_a_peer_this_machine_lacks_is_skipped() {
-        let skipped = Skipped::find(&[Peer::None, Peer::Rmemring, Peer::Ftrace]);
+        let find = |names: &[&str]| {
+            let peers: Vec<EventsPeer> = names
+                .iter()
+                .map(|n| peer::find_events(n).unwrap())
+                .collect();
+            Skipped::find(&peers)
+        };
+        let skipped = find(&["none", "rmemring", "ftrace"]);
         assert_eq!(skipped, []);
         #[cfg(feature = "bpf")]
         {
             let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-            let skipped = Skipped::find(&[Peer::Bpf, Peer::BpfBtf]);
-            let peers: Vec<Peer> = skipped.iter().map(|s| s.peer).collect();
-            assert_eq!(peers, if btf { vec![] } else { vec![Peer::BpfBtf] });
+            let skipped = find(&["bpf", "bpf-btf"]);
+            let peers: Vec<&str> = skipped.iter().map(|s| s.peer.name()).collect();
+            assert_eq!(peers, if btf { vec![] } else { vec!["bpf-btf"] });
         }
     }
 }
