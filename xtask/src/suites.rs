@@ -404,14 +404,18 @@ const X86_64: [[Suite; 2]; 18] = [
     // kernel; it fails on any record that fails its check, on a BPF
     // program that does not load or attach, on a peer that loses records
     // it did not count), the real-event one with every peer and strategy,
-    // then every peer with the load on both CPUs. [`bench_check`]: the
-    // `tp_btf` peer ran in every table where the kernel has BTF (the
-    // normal kernel), and was reported skipped where it has none.
+    // then every peer with the load on both CPUs. [`bench_check`]: every
+    // peer the real-event benchmark lists (`--list`, from the one table of
+    // peers) ran in every one of its tables, but one that needs BTF where
+    // the kernel has none (the debug kernel), which each run reported
+    // skipped.
     both_kernels!(
         "bench",
         true,
         "if test -e /sys/kernel/btf/vmlinux; then echo 'kernel BTF: yes'; \
          else echo 'kernel BTF: no'; fi \
+         && echo 'bench-events peers:' && rmemring bench-events --list \
+         && echo 'end of bench-events peers' \
          && rmemring bench --duration 200ms --warmup 50ms --sizes 64 --no-idle \
          && rmemring bench-events --duration 300ms --warmup 50ms --repeat 1 \
          && rmemring bench-events --load both --strategies periodic --duration 300ms \
@@ -423,46 +427,84 @@ const X86_64: [[Suite; 2]; 18] = [
     ),
 ];
 
-/// The `bench` suite's check of the real-event benchmark's `bpf-btf` peer:
-/// on a kernel with BTF (as the guest said), a row in each of its tables,
-/// as many as `bpf-raw`'s; on one without, none, and the reason said in
-/// each of its runs' reports.
+/// The lines around `rmemring bench-events --list` in the `bench` suite's
+/// output.
+const EVENTS_PEERS: (&str, &str) = ("bench-events peers:", "end of bench-events peers");
+/// The `bench` suite's `rmemring bench-events` runs: each says, under its
+/// tables, which peer it left out and why.
+const EVENTS_RUNS: usize = 2;
+
+/// The `bench` suite's check of the real-event benchmark's peers, as the
+/// guest's `rmemring bench-events --list` names them (its defaults, from
+/// the one table of peers): each has a row in every table, but a peer that
+/// needs kernel BTF where the kernel (as the guest said) has none: no row
+/// there, and each run's report says it was not measured, and why.
 fn bench_check(outcome: &Outcome) -> Result<(), String> {
-    let rows = |peer: &str| {
-        let row = format!("| {peer} |");
-        outcome
-            .output
-            .iter()
-            .filter(|l| l.trim_start().starts_with(&row))
-            .count()
-    };
-    let said = |line: &str| outcome.output.iter().any(|l| l.trim() == line);
-    let (btf, raw) = (rows("bpf-btf"), rows("bpf-raw"));
-    if said("kernel BTF: yes") {
-        if btf == 0 || btf != raw {
-            return Err(format!(
-                "the kernel has BTF, but bpf-btf has {btf} rows in the tables and bpf-raw {raw}"
-            ));
-        }
-    } else if !said("kernel BTF: no") {
-        return Err("the guest did not say whether its kernel has BTF".to_owned());
+    let lines: Vec<&str> = outcome.output.iter().map(|l| l.trim()).collect();
+    let said = |line: &str| lines.contains(&line);
+    let btf = if said("kernel BTF: yes") {
+        true
+    } else if said("kernel BTF: no") {
+        false
     } else {
-        let skipped = outcome
-            .output
-            .iter()
-            .filter(|l| {
-                l.trim_start()
-                    .starts_with("Not measured: bpf-btf: this kernel has no BTF")
-            })
-            .count();
-        if btf != 0 || skipped != 2 {
+        return Err("the guest did not say whether its kernel has BTF".to_owned());
+    };
+    let peers = listed_peers(outcome)?;
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    let tables = count("| peer | round trips/s |");
+    if tables == 0 {
+        return Err("bench-events printed no tables".to_owned());
+    }
+    for (peer, needs_btf) in peers {
+        let rows = count(&format!("| {peer} |"));
+        if needs_btf && !btf {
+            let skipped = count(&format!("Not measured: {peer}: this kernel has no BTF"));
+            if rows != 0 || skipped != EVENTS_RUNS {
+                return Err(format!(
+                    "the kernel has no BTF, but {peer} (which needs it) has {rows} rows, and \
+                     {skipped} of the {EVENTS_RUNS} bench-events reports said it was not measured"
+                ));
+            }
+        } else if rows != tables {
             return Err(format!(
-                "the kernel has no BTF, but bpf-btf has {btf} rows, and {skipped} of the 2 \
-                 bench-events reports said it was not measured"
+                "{peer} has {rows} rows in the {tables} bench-events tables{}",
+                if needs_btf {
+                    " (the kernel has BTF)"
+                } else {
+                    ""
+                }
             ));
         }
     }
     Ok(())
+}
+
+/// The peers of the guest's `rmemring bench-events --list` (lines `NAME:
+/// TITLE (needs: A, B)`, each followed by indented ones), and whether each
+/// needs kernel BTF.
+fn listed_peers(outcome: &Outcome) -> Result<Vec<(&str, bool)>, String> {
+    let (begin, end) = EVENTS_PEERS;
+    let list: Vec<&str> = outcome
+        .output
+        .iter()
+        .map(|l| l.trim_end())
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .collect();
+    let peers: Vec<(&str, bool)> = list
+        .iter()
+        .filter_map(|l| {
+            let (name, about) = l.split_once(": ")?;
+            let needs = about.rsplit_once("(needs: ").map_or("", |(_, n)| n);
+            Some((name, needs.contains("kernel BTF")))
+        })
+        .collect();
+    if peers.is_empty() || peers.len() != list.len() {
+        return Err(format!("the guest listed no bench-events peers: {list:?}"));
+    }
+    Ok(peers)
 }
 
 /// The arm64 board (dts/qemu-virt-board.dtso) and its broken variants. The
@@ -806,7 +848,7 @@ mod tests {
     }
 
     #[test]
-    fn the_bench_check_wants_bpf_btf_where_the_kernel_has_btf() {
+    fn the_bench_check_wants_every_listed_peer_in_every_table() {
         use crate::vm::Accel;
         let outcome = |output: &[&str]| Outcome {
             status: Some(0),
@@ -817,22 +859,65 @@ mod tests {
             problems: Vec::new(),
             accel: Accel::Tcg,
         };
+        let (begin, end) = EVENTS_PEERS;
+        let list = [
+            begin,
+            "bpf-raw: a raw_tp/ BPF program (needs: the bpf feature, task_struct offsets)",
+            "  producer: a raw_tp/sched_switch program",
+            "  consumer: as bpf's",
+            "bpf-btf: a tp_btf/ BPF program (needs: the bpf feature, kernel BTF)",
+            "  consumer: as bpf's",
+            end,
+        ];
+        let header = "| peer | round trips/s | vs none (range) | added per switch (range) |";
         let raw = "| bpf-raw | 9000 | 0.90 (0.90..0.90) | 500 ns (500..500) |";
         let btf = "| bpf-btf | 9100 | 0.91 (0.91..0.91) | 450 ns (450..450) |";
         let skipped = "Not measured: bpf-btf: this kernel has no BTF (/sys/kernel/btf/vmlinux)";
-        bench_check(&outcome(&["kernel BTF: yes", raw, btf, raw, btf])).unwrap();
-        bench_check(&outcome(&["kernel BTF: no", raw, skipped, raw, skipped])).unwrap();
-        for (case, output) in [
-            ("skipped with BTF", &["kernel BTF: yes", raw, skipped][..]),
-            ("a table without it", &["kernel BTF: yes", raw, btf, raw]),
+        let run = |said: &str, tables: &[&[&str]]| -> Vec<String> {
+            let mut lines = vec![said.to_owned()];
+            lines.extend(list.iter().map(|l| (*l).to_owned()));
+            for table in tables {
+                lines.push(header.to_owned());
+                lines.extend(table.iter().map(|l| (*l).to_owned()));
+            }
+            lines
+        };
+        let check = |lines: Vec<String>| {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            bench_check(&outcome(&lines))
+        };
+        check(run("kernel BTF: yes", &[&[raw, btf], &[raw, btf]])).unwrap();
+        check(run("kernel BTF: no", &[&[raw, skipped], &[raw, skipped]])).unwrap();
+        for (case, lines) in [
+            (
+                "skipped with BTF",
+                run("kernel BTF: yes", &[&[raw, skipped], &[raw, btf]]),
+            ),
+            (
+                "a table without it",
+                run("kernel BTF: yes", &[&[raw, btf], &[raw]]),
+            ),
+            (
+                "a table without bpf-raw",
+                run("kernel BTF: no", &[&[raw, skipped], &[skipped]]),
+            ),
             (
                 "a run without BTF",
-                &["kernel BTF: no", raw, btf, skipped, skipped],
+                run("kernel BTF: no", &[&[raw, btf, skipped], &[raw, skipped]]),
             ),
-            ("not said skipped", &["kernel BTF: no", raw, raw]),
-            ("the guest said nothing", &[raw, btf]),
+            ("not said skipped", run("kernel BTF: no", &[&[raw], &[raw]])),
+            ("no tables", run("kernel BTF: yes", &[])),
+            ("the guest said nothing", run("", &[&[raw, btf]])),
+            (
+                "no list",
+                vec![
+                    "kernel BTF: yes".to_owned(),
+                    header.to_owned(),
+                    raw.to_owned(),
+                ],
+            ),
         ] {
-            assert!(bench_check(&outcome(output)).is_err(), "{case}");
+            assert!(check(lines).is_err(), "{case}");
         }
     }
 }
