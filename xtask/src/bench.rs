@@ -121,10 +121,10 @@ impl flags::Bench {
             "{guest} >/tmp/bench.jsonl 2>/tmp/bench.txt; s=$?; \
              cat /tmp/bench.txt; cat /tmp/bench.jsonl; exit $s"
         );
-        // Then real events (`rmemring bench-events`): the tracer against the
-        // BPF ring buffer (tracepoint and raw tracepoint programs), ftrace,
-        // perf and relay on the sched_switch tracepoint,
-        // in a VM of its own whose time counts instructions
+        // Then real events (`rmemring bench-events`): the tracer against
+        // every other peer of its defaults (`rmemring bench-events --list`:
+        // the BPF ring buffer, ftrace, perf, relay) on the sched_switch
+        // tracepoint, in a VM of its own whose time counts instructions
         // (`Accel::TcgIcount`): a context switch's cost is a few hundred
         // instructions, which TCG's run-to-run noise (30% and more on this
         // machine) would drown.

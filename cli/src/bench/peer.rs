@@ -101,6 +101,7 @@ pub(crate) struct About {
 
 /// A peer's part in one benchmark.
 pub(crate) trait Part: 'static {
+    /// What the peer is in that benchmark.
     fn about(&self) -> &About;
 }
 

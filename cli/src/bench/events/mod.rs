@@ -676,7 +676,7 @@ pub(crate) struct Setup<'a> {
     cpus: usize,
     root: &'a std::path::Path,
     format: tracefs::SchedSwitchFormat,
-    /// For `bpf-raw`.
+    /// For a peer that needs them ([`Need::TaskOffsets`](peer::Need::TaskOffsets)).
     #[cfg(feature = "bpf")]
     task_offsets: Option<bpf::TaskOffsets>,
 }

@@ -1,11 +1,14 @@
-//! Peers a run leaves out because this machine cannot run them (`bpf-btf`
-//! on a kernel without BTF), and why: said on stderr as the run starts, as
+//! Peers a run leaves out because this machine cannot run them (a peer
+//! that needs kernel BTF, on a kernel without), and why: said on stderr as the run starts, as
 //! a JSON line (`"bench":"events-skip"`) with `--json`, and under the
 //! tables, so that a missing peer is never a silent one.
 
 use std::fmt::Write as _;
 
-use crate::bench::peer::{self, EventsPeer};
+use crate::bench::peer::{
+    self,
+    EventsPeer, //
+};
 use anyhow::{
     Context,
     Result, //
