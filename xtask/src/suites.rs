@@ -405,18 +405,21 @@ const X86_64: [[Suite; 2]; 18] = [
     // program that does not load or attach, on a peer that loses records
     // it did not count), the real-event one with every peer and strategy,
     // then every peer with the load on both CPUs. [`bench_check`]: every
-    // peer the real-event benchmark lists (`--list`, from the one table of
-    // peers) ran in every one of its tables, but one that needs BTF where
-    // the kernel has none (the debug kernel), which each run reported
-    // skipped.
+    // peer each benchmark lists (`--list`, from the one table of peers) was
+    // measured: the synthetic one's none left out (its BPF peers' failures
+    // are reported, not fatal), the real-event one's in every one of its
+    // tables, but one that needs BTF where the kernel has none (the debug
+    // kernel), which each run reported skipped.
     both_kernels!(
         "bench",
         true,
         "if test -e /sys/kernel/btf/vmlinux; then echo 'kernel BTF: yes'; \
          else echo 'kernel BTF: no'; fi \
+         && echo 'bench peers:' && rmemring bench --list && echo 'end of bench peers' \
          && echo 'bench-events peers:' && rmemring bench-events --list \
          && echo 'end of bench-events peers' \
-         && rmemring bench --duration 200ms --warmup 50ms --sizes 64 --no-idle \
+         && rmemring bench --json --duration 200ms --warmup 50ms --sizes 64 --no-idle \
+            >/tmp/bench.jsonl && cat /tmp/bench.jsonl \
          && rmemring bench-events --duration 300ms --warmup 50ms --repeat 1 \
          && rmemring bench-events --load both --strategies periodic --duration 300ms \
             --warmup 50ms --repeat 1",
@@ -427,20 +430,39 @@ const X86_64: [[Suite; 2]; 18] = [
     ),
 ];
 
-/// The lines around `rmemring bench-events --list` in the `bench` suite's
-/// output.
+/// The lines around `rmemring bench --list` and `rmemring bench-events
+/// --list` in the `bench` suite's output.
+const BENCH_PEERS: (&str, &str) = ("bench peers:", "end of bench peers");
 const EVENTS_PEERS: (&str, &str) = ("bench-events peers:", "end of bench-events peers");
 /// The `bench` suite's `rmemring bench-events` runs: each says, under its
 /// tables, which peer it left out and why.
 const EVENTS_RUNS: usize = 2;
 
-/// The `bench` suite's check of the real-event benchmark's peers, as the
-/// guest's `rmemring bench-events --list` names them (its defaults, from
-/// the one table of peers): each has a row in every table, but a peer that
-/// needs kernel BTF where the kernel (as the guest said) has none: no row
-/// there, and each run's report says it was not measured, and why.
+/// The `bench` suite's check of both benchmarks' peers, as the guest's
+/// `--list`s name them (their defaults, from the one table of peers).
+/// `rmemring bench` (`--json`): a `kernel` line for each peer, and no
+/// `kernel-skip` (a measurement left out). `rmemring bench-events`: a row
+/// for each peer in every table, but a peer that needs kernel BTF where
+/// the kernel (as the guest said) has none: no row there, and each run's
+/// report says it was not measured, and why.
 fn bench_check(outcome: &Outcome) -> Result<(), String> {
     let lines: Vec<&str> = outcome.output.iter().map(|l| l.trim()).collect();
+    let json: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if let Some(skip) = json.iter().find(|v| v["bench"] == "kernel-skip") {
+        return Err(format!("rmemring bench left a measurement out: {skip}"));
+    }
+    for (peer, _) in listed_peers(outcome, BENCH_PEERS)? {
+        if !json
+            .iter()
+            .any(|v| v["bench"] == "kernel" && v["impl"] == peer)
+        {
+            return Err(format!("rmemring bench measured nothing of {peer}"));
+        }
+    }
     let said = |line: &str| lines.contains(&line);
     let btf = if said("kernel BTF: yes") {
         true
@@ -449,13 +471,15 @@ fn bench_check(outcome: &Outcome) -> Result<(), String> {
     } else {
         return Err("the guest did not say whether its kernel has BTF".to_owned());
     };
-    let peers = listed_peers(outcome)?;
     let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
     let tables = count("| peer | round trips/s |");
     if tables == 0 {
         return Err("bench-events printed no tables".to_owned());
     }
-    for (peer, needs_btf) in peers {
+    for (peer, about) in listed_peers(outcome, EVENTS_PEERS)? {
+        let needs_btf = about
+            .rsplit_once("(needs: ")
+            .is_some_and(|(_, needs)| needs.contains("kernel BTF"));
         let rows = count(&format!("| {peer} |"));
         if needs_btf && !btf {
             let skipped = count(&format!("Not measured: {peer}: this kernel has no BTF"));
@@ -479,11 +503,14 @@ fn bench_check(outcome: &Outcome) -> Result<(), String> {
     Ok(())
 }
 
-/// The peers of the guest's `rmemring bench-events --list` (lines `NAME:
-/// TITLE (needs: A, B)`, each followed by indented ones), and whether each
-/// needs kernel BTF.
-fn listed_peers(outcome: &Outcome) -> Result<Vec<(&str, bool)>, String> {
-    let (begin, end) = EVENTS_PEERS;
+/// The peers a guest's `--list` printed between the lines `markers`
+/// (lines `NAME: TITLE (needs: A, B)`, each followed by indented ones):
+/// each name and the rest of its line.
+fn listed_peers<'a>(
+    outcome: &'a Outcome,
+    markers: (&str, &str),
+) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let (begin, end) = markers;
     let list: Vec<&str> = outcome
         .output
         .iter()
@@ -493,16 +520,11 @@ fn listed_peers(outcome: &Outcome) -> Result<Vec<(&str, bool)>, String> {
         .take_while(|l| *l != end)
         .filter(|l| !l.starts_with(char::is_whitespace))
         .collect();
-    let peers: Vec<(&str, bool)> = list
-        .iter()
-        .filter_map(|l| {
-            let (name, about) = l.split_once(": ")?;
-            let needs = about.rsplit_once("(needs: ").map_or("", |(_, n)| n);
-            Some((name, needs.contains("kernel BTF")))
-        })
-        .collect();
+    let peers: Vec<(&str, &str)> = list.iter().filter_map(|l| l.split_once(": ")).collect();
     if peers.is_empty() || peers.len() != list.len() {
-        return Err(format!("the guest listed no bench-events peers: {list:?}"));
+        return Err(format!(
+            "the guest listed no peers after {begin:?}: {list:?}"
+        ));
     }
     Ok(peers)
 }
@@ -859,8 +881,16 @@ mod tests {
             problems: Vec::new(),
             accel: Accel::Tcg,
         };
+        let (synthetic, synthetic_end) = BENCH_PEERS;
         let (begin, end) = EVENTS_PEERS;
         let list = [
+            synthetic,
+            "rmemring: zero-copy",
+            "  producer: the driver's kernel thread",
+            "bpf: BPF (needs: the bpf feature)",
+            synthetic_end,
+            r#"{"bench":"kernel","impl":"rmemring","mode":"busy-poll"}"#,
+            r#"{"bench":"kernel","impl":"bpf","mode":"busy-poll"}"#,
             begin,
             "bpf-raw: a raw_tp/ BPF program (needs: the bpf feature, task_struct offsets)",
             "  producer: a raw_tp/sched_switch program",
@@ -888,7 +918,18 @@ mod tests {
         };
         check(run("kernel BTF: yes", &[&[raw, btf], &[raw, btf]])).unwrap();
         check(run("kernel BTF: no", &[&[raw, skipped], &[raw, skipped]])).unwrap();
+        // The synthetic benchmark's: a listed peer unmeasured, a
+        // measurement left out, no list.
+        let good = || run("kernel BTF: yes", &[&[raw, btf], &[raw, btf]]);
+        let without = |gone: &str| -> Vec<String> {
+            good().into_iter().filter(|l| !l.contains(gone)).collect()
+        };
+        let mut left_out = good();
+        left_out.push(r#"{"bench":"kernel-skip","impl":"bpf","reason":"no"}"#.to_owned());
         for (case, lines) in [
+            ("bpf unmeasured", without(r#""impl":"bpf""#)),
+            ("a measurement left out", left_out),
+            ("no bench list", without(synthetic)),
             (
                 "skipped with BTF",
                 run("kernel BTF: yes", &[&[raw, skipped], &[raw, btf]]),
