@@ -7,7 +7,7 @@
 //! `sched_switch` on every CPU into its ring while a consumer on another
 //! CPU reads each event's `next_pid` (so every peer's consumer touches
 //! every event), sleeping in the peer's own wake-up mechanism when there
-//! is nothing to read:
+//! is nothing to read.
 //!
 //! The peers, `none` (no tracer, the baseline) among them, are the
 //! entries of the one table of the kernel benchmarks' peers,
