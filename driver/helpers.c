@@ -259,6 +259,35 @@ void rmemring_raw_lock_init(struct rmemring_raw_irq *lock, const char *name,
 static DEFINE_PER_CPU(bool, rmemring_producing);
 
 /*
+ * raw_spin_lock() and raw_spin_unlock() for the producer lock, inline
+ * (spinlock_api_smp.h's __raw_spin_lock() and the first steps of
+ * __raw_spin_unlock_irqrestore(): every record's path takes and lets go of
+ * it) where a module may: with CONFIG_DEBUG_SPINLOCK the lock's checks are
+ * in do_raw_spin_lock() and do_raw_spin_unlock(), which are not exported,
+ * so the debug kernels call the out-of-line functions. The unlock leaves
+ * preemption off either way: the caller turns it back on last.
+ */
+static __always_inline void producer_spin_lock(raw_spinlock_t *lock)
+{
+#ifdef CONFIG_DEBUG_SPINLOCK
+	raw_spin_lock(lock);
+#else
+	__raw_spin_lock(lock);
+#endif
+}
+
+static __always_inline void producer_spin_unlock(raw_spinlock_t *lock)
+{
+#ifdef CONFIG_DEBUG_SPINLOCK
+	preempt_disable();
+	raw_spin_unlock(lock);
+#else
+	spin_release(&lock->dep_map, _RET_IP_);
+	do_raw_spin_unlock(lock);
+#endif
+}
+
+/*
  * Takes a producer lock for a producer, in one call for the path every
  * record takes: refused (UINT_MAX, the lock not taken) in NMI context or
  * inside a producer section on this CPU; else the lock is taken as
@@ -282,7 +311,7 @@ unsigned int rmemring_raw_lock_producer(struct rmemring_raw_irq *lock)
 		return UINT_MAX;
 	}
 	__this_cpu_write(rmemring_producing, true);
-	raw_spin_lock(&lock->lock);
+	producer_spin_lock(&lock->lock);
 	lock->flags = flags;
 	lock->was_producing = false;
 	return raw_smp_processor_id();
@@ -310,7 +339,7 @@ void rmemring_raw_lock(struct rmemring_raw_irq *lock)
 	local_irq_save(flags);
 	was = __this_cpu_read(rmemring_producing);
 	__this_cpu_write(rmemring_producing, true);
-	raw_spin_lock(&lock->lock);
+	producer_spin_lock(&lock->lock);
 	lock->flags = flags;
 	lock->was_producing = was;
 }
@@ -339,12 +368,12 @@ void rmemring_raw_unlock(struct rmemring_raw_irq *lock)
 	bool was = lock->was_producing;
 
 	/*
-	 * Preemption comes back last, after the interrupts, as in
-	 * raw_spin_unlock_irqrestore(): a reschedule that fell due meanwhile
-	 * happens here rather than at the next preemption point.
+	 * raw_spin_unlock_irqrestore()'s steps, with the section's flag
+	 * cleared between the unlock and the interrupts. Preemption comes
+	 * back last: a reschedule that fell due meanwhile happens here rather
+	 * than at the next preemption point.
 	 */
-	preempt_disable();
-	raw_spin_unlock(&lock->lock);
+	producer_spin_unlock(&lock->lock);
 	__this_cpu_write(rmemring_producing, was);
 	local_irq_restore(flags);
 	preempt_enable();
