@@ -428,8 +428,10 @@ impl RingView {
         let mut chunks = src.chunks_exact(8);
         let mut word_off = base;
         for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
+            // An array from the exact chunk is one load (`copy_from_slice`
+            // into one was a call a word in the kernel's build); the
+            // fallback is never taken.
+            let word = <[u8; 8]>::try_from(chunk).unwrap_or_default();
             // SAFETY: The word ends at or before `off + stride`, inside the
             // data area, 8-aligned; the caller owns it.
             unsafe { self.write_word(word_off, u64::from_ne_bytes(word)) };
