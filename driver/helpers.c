@@ -231,6 +231,7 @@ void rmemring_raw_lock_init(struct rmemring_raw_irq *lock, const char *name,
 #endif
 	lock->flags = 0;
 	lock->was_producing = false;
+	lock->self = lock;
 }
 
 /*
@@ -264,12 +265,19 @@ static DEFINE_PER_CPU(bool, rmemring_producing);
  * __raw_spin_unlock_irqrestore(): every record's path takes and lets go of
  * it) where a module may: with CONFIG_DEBUG_SPINLOCK the lock's checks are
  * in do_raw_spin_lock() and do_raw_spin_unlock(), which are not exported,
- * so the debug kernels call the out-of-line functions. The unlock leaves
- * preemption off either way: the caller turns it back on last.
+ * so the debug kernels call the out-of-line functions; so do kernels
+ * without SMP, or with GENERIC_LOCKBREAK and no lockdep, where
+ * __raw_spin_lock() is not defined. The unlock leaves preemption off
+ * either way: the caller turns it back on last.
  */
+#if defined(CONFIG_DEBUG_SPINLOCK) || !defined(CONFIG_SMP) || \
+	(defined(CONFIG_GENERIC_LOCKBREAK) && !defined(CONFIG_DEBUG_LOCK_ALLOC))
+#define RMEMRING_SPIN_OUT_OF_LINE
+#endif
+
 static __always_inline void producer_spin_lock(raw_spinlock_t *lock)
 {
-#ifdef CONFIG_DEBUG_SPINLOCK
+#ifdef RMEMRING_SPIN_OUT_OF_LINE
 	raw_spin_lock(lock);
 #else
 	__raw_spin_lock(lock);
@@ -278,7 +286,7 @@ static __always_inline void producer_spin_lock(raw_spinlock_t *lock)
 
 static __always_inline void producer_spin_unlock(raw_spinlock_t *lock)
 {
-#ifdef CONFIG_DEBUG_SPINLOCK
+#ifdef RMEMRING_SPIN_OUT_OF_LINE
 	preempt_disable();
 	raw_spin_unlock(lock);
 #else

@@ -32,6 +32,8 @@ struct rmemring_raw_irq {
 	raw_spinlock_t lock;
 	unsigned long flags;
 	bool was_producing;
+	/* Its own address, set by rmemring_raw_lock_init(): see sys.rs. */
+	void *self;
 };
 
 struct rmemring_spin_irq {

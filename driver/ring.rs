@@ -457,6 +457,15 @@ impl Ring {
             }),
             GFP_KERNEL,
         )
+        .and_then(|ring| {
+            // Before any producer can reach the ring: see the check.
+            if sys::producer_lock_found(&ring.producer) {
+                Ok(ring)
+            } else {
+                pr_err!("this kernel's Lock does not keep its state first: see sys.rs\n");
+                Err(EINVAL)
+            }
+        })
     }
 
     /// The largest payload a record can carry.

@@ -831,6 +831,9 @@ pub(crate) struct RawIrqState {
     lock: bindings::raw_spinlock_t,
     flags: c_ulong,
     was_producing: bool,
+    /// Its own address, set by `rmemring_raw_lock_init`: see
+    /// [`producer_lock_found`].
+    this: *mut c_void,
 }
 
 /// `struct rmemring_spin_irq` of `helpers.h`: a `spinlock_t` and the
@@ -982,6 +985,31 @@ pub(crate) fn this_cpu_outside_nmi() -> Option<u32> {
     (cpu != u32::MAX).then_some(cpu)
 }
 
+/// Where [`lock_producer`] takes `lock`'s backend state: at the start of
+/// the `Lock`, which is `repr(C)` and declares its `state` first. The
+/// kernel crate gives no pointer to it; [`producer_lock_found`] checks it.
+#[inline]
+fn producer_lock_state<T>(lock: &RawSpinLockIrq<T>) -> *mut RawIrqState {
+    core::ptr::from_ref(lock).cast::<RawIrqState>().cast_mut()
+}
+
+/// Whether [`lock_producer`] finds `lock`'s state where it looks: the
+/// address it computes holds the one `rmemring_raw_lock_init` stored in
+/// the state it initialised. Checked once for every ring as it is made,
+/// before any producer can reach it, so that a kernel whose `Lock` put
+/// another field first refuses the ring rather than spin on, and write
+/// into, the bytes of that field.
+pub(crate) fn producer_lock_found<T>(lock: &RawSpinLockIrq<T>) -> bool {
+    let state = producer_lock_state(lock);
+    // SAFETY: The word read lies inside `lock` (a `Lock` holds a whole
+    // `RawIrqState`, wherever it puts it), which nothing writes meanwhile
+    // (the ring is not yet reachable), and it is read as an integer, which
+    // any bit pattern its constructor left there is.
+    let found =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*state).this).cast::<usize>()) };
+    found == state as usize
+}
+
 /// Takes a producer lock, if this CPU may produce here, in one call for
 /// the two checks every write makes and the CPU number it needs: not in
 /// NMI context, where no lock may be taken (the lock may be held by the
@@ -999,12 +1027,12 @@ pub(crate) fn this_cpu_outside_nmi() -> Option<u32> {
 pub(crate) fn lock_producer<T>(
     lock: &RawSpinLockIrq<T>,
 ) -> Option<(RawSpinLockIrqGuard<'_, T>, u32)> {
-    // `Lock` is `repr(C)` with its backend's state first (what
-    // `Lock::from_raw` relies on), so this is the lock's `RawIrqState`.
-    let state = core::ptr::from_ref(lock).cast::<RawIrqState>().cast_mut();
-    // SAFETY: The lock exists, so its constructor initialised the state
-    // (`RawSpinLockIrqBackend::init`), which lives as long as `lock`; the
-    // C function takes it as the backend's `lock` does, or not at all.
+    let state = producer_lock_state(lock);
+    // SAFETY: `state` is the lock's state (checked for every producer lock
+    // as its ring is made: `producer_lock_found`), which its constructor
+    // initialised (`RawSpinLockIrqBackend::init`) and which lives as long
+    // as `lock`; the C function takes it as the backend's `lock` does, or
+    // not at all.
     let cpu = unsafe { c::rmemring_raw_lock_producer(state) };
     if cpu == u32::MAX {
         return None;

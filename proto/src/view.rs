@@ -431,6 +431,7 @@ impl RingView {
             // An array from the exact chunk is one load (`copy_from_slice`
             // into one was a call a word in the kernel's build); the
             // fallback is never taken.
+            debug_assert_eq!(chunk.len(), 8);
             let word = <[u8; 8]>::try_from(chunk).unwrap_or_default();
             // SAFETY: The word ends at or before `off + stride`, inside the
             // data area, 8-aligned; the caller owns it.
