@@ -84,19 +84,17 @@ impl flags::Bench {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        // Before anything is built or run: results written must cite a
+        // commit that reproduces them.
+        let source = source(sh, &self)?;
         if self.host {
-            return host(sh, &log, &self);
+            return host(sh, &log, &self, source);
         }
         let target = Target {
             arch: Arch::X86_64,
             profile: Profile::Normal,
         };
         let artifacts = vm::artifacts(sh, &log, target, false)?;
-        // The tree the guest's binaries were just built from.
-        let source = cmd!(sh, "git describe --always --dirty")
-            .quiet()
-            .read()
-            .unwrap_or_else(|_| "unknown".to_owned());
         let mut bench = vec![
             "rmemring".to_owned(),
             "bench".to_owned(),
@@ -248,17 +246,13 @@ impl flags::Bench {
 /// `docs/bench/host-latest.jsonl` after a line about the run, and rendered
 /// into `host-latest.md` (unless `--no-write`); with `--json`, the JSON
 /// lines on stdout too.
-fn host(sh: &Shell, log: &Log, flags: &flags::Bench) -> Result<ExitCode> {
+fn host(sh: &Shell, log: &Log, flags: &flags::Bench, source: String) -> Result<ExitCode> {
     let mut args = vec!["--json"];
     if flags.quick {
         args.push("--quick");
     }
     args.extend(flags.args.iter().map(String::as_str));
     let load = host_load();
-    let source = cmd!(sh, "git describe --always --dirty")
-        .quiet()
-        .read()
-        .unwrap_or_else(|_| "unknown".to_owned());
     let command = shell_words(
         &["cargo", "bench", "-p", "rmemring", "--bench", "host", "--"]
             .into_iter()
@@ -356,10 +350,7 @@ fn render_host(sh: &Shell, log: &Log) -> Result<()> {
     let s = |k: &str| env[k].as_str().unwrap_or("unknown").to_owned();
     let mut bullets = vec![
         format!("date: {}", s("date")),
-        format!(
-            "source: `{}` (`git describe --always --dirty` of the tree built for the run)",
-            s("source")
-        ),
+        source_bullet(&s("source")),
         format!(
             "host: {}, {} CPUs, Linux {}; load average {}",
             s("cpu_model"),
@@ -435,7 +426,7 @@ struct Run {
     load: String,
     /// The accelerator QEMU ran the guest with.
     accel: vm::Accel,
-    /// `git describe --always --dirty` of the tree that was built.
+    /// The commit that was built, as [`source`] cites it.
     source: String,
 }
 
@@ -579,6 +570,9 @@ fn xtask_command(flags: &flags::Bench) -> String {
     if flags.quick {
         words.push("--quick".to_owned());
     }
+    if flags.allow_dirty {
+        words.push("--allow-dirty".to_owned());
+    }
     if flags.duration.is_some() {
         words.extend(["--duration".to_owned(), measured(flags).to_owned()]);
     }
@@ -636,6 +630,74 @@ fn host_line(sh: &Shell, run: &Run, flags: &flags::Bench) -> Value {
     line
 }
 
+/// What a run cites as the source of its results: `git describe --always`
+/// of the commit built, which is all that was built unless it says
+/// `-dirty`. A run that writes results refuses a tree whose tracked source
+/// files have uncommitted changes, unless `--allow-dirty`: results citing
+/// `abc1234-dirty` cannot be reproduced. (`--no-write` runs need no clean
+/// tree; `--render` runs nothing.)
+fn source(sh: &Shell, flags: &flags::Bench) -> Result<String> {
+    let refuse = !flags.no_write && !flags.allow_dirty;
+    let commit = cmd!(sh, "git describe --always").quiet().read();
+    // Staged or not, against the commit; untracked files are not built
+    // unless a tracked file names them.
+    let changed = cmd!(sh, "git diff --name-only --no-renames -z HEAD --")
+        .quiet()
+        .read();
+    match (commit, changed) {
+        (Ok(commit), Ok(changed)) => cited_source(&commit, &changed, refuse),
+        (Err(e), _) | (_, Err(e)) if refuse => bail!(
+            "cannot tell which commit the results would come from ({e}); \
+             --allow-dirty writes them all the same, citing `unknown`"
+        ),
+        _ => Ok("unknown".to_owned()),
+    }
+}
+
+/// [`source`]'s decision, from `git describe --always` (`commit`) and the
+/// NUL-separated tracked files that differ from it (`changed`): the
+/// commit, with `-dirty` if any of them is a source file, or an error
+/// naming them if `refuse`.
+fn cited_source(commit: &str, changed: &str, refuse: bool) -> Result<String> {
+    let sources: Vec<&str> = changed
+        .split('\0')
+        .filter(|path| !path.is_empty() && is_source(path))
+        .collect();
+    if sources.is_empty() {
+        return Ok(commit.to_owned());
+    }
+    if refuse {
+        const SHOWN: usize = 5;
+        let more = match sources.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        bail!(
+            "uncommitted changes to tracked source files ({}{more}): results written now would \
+             cite `{commit}-dirty`, which no one can check out again. Commit them first, or \
+             pass --allow-dirty to write the results all the same (citing `-dirty`), or \
+             --no-write to leave docs/bench/ alone",
+            sources[..sources.len().min(SHOWN)].join(", ")
+        );
+    }
+    Ok(format!("{commit}-dirty"))
+}
+
+/// Whether a change to the tracked file `path` can change what a run
+/// builds or measures: every file but the documentation (under `docs/`,
+/// where the results go too, and Markdown files).
+fn is_source(path: &str) -> bool {
+    !(path.starts_with("docs/") || path.ends_with(".md"))
+}
+
+/// The environment's line about [`source`].
+fn source_bullet(source: &str) -> String {
+    format!(
+        "source: `{source}` (`git describe --always` of the commit built for the run; \
+         `-dirty`: with uncommitted changes)"
+    )
+}
+
 /// Where the numbers come from, host and guest.
 fn environment(host: &Value, env: &Value) -> Vec<String> {
     let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("unknown").to_owned();
@@ -668,10 +730,7 @@ fn environment(host: &Value, env: &Value) -> Vec<String> {
     };
     vec![
         format!("date: {}", s(host, "date")),
-        format!(
-            "source: `{}` (`git describe --always --dirty` of the tree built for the run)",
-            s(host, "source")
-        ),
+        source_bullet(&s(host, "source")),
         format!(
             "host: {}, {} CPUs, Linux {}; load average {}",
             s(host, "cpu_model"),
@@ -735,5 +794,45 @@ mod tests {
         assert!(unknown
             .iter()
             .any(|l| l.contains("accelerator unknown, not recorded")));
+    }
+
+    #[test]
+    fn results_cite_a_clean_commit_unless_allowed_otherwise() {
+        // A clean tree, or changes to documentation and results only:
+        // the commit is what was built.
+        for changed in [
+            "",
+            "docs/bench/kernel-latest.md\0README.md\0ring/README.md\0",
+        ] {
+            assert_eq!(cited_source("abc1234", changed, true).unwrap(), "abc1234");
+        }
+        // A source file changed: refused when writing results, naming it
+        // and the way out.
+        let changed = "docs/bench/host.md\0driver/ring.rs\0xtask/src/bench.rs\0";
+        let refused = cited_source("abc1234", changed, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("(driver/ring.rs, xtask/src/bench.rs)")
+                && refused.contains("abc1234-dirty")
+                && refused.contains("--allow-dirty")
+                && !refused.contains("host.md"),
+            "{refused}"
+        );
+        // Allowed (`--allow-dirty`), or nothing written (`--no-write`):
+        // cited as dirty.
+        assert_eq!(
+            cited_source("abc1234", changed, false).unwrap(),
+            "abc1234-dirty"
+        );
+        // Many files: the first few, and how many more.
+        let many: String = (0..8).map(|i| format!("src/{i}.rs\0")).collect();
+        let refused = cited_source("abc1234", &many, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("src/4.rs and 3 more") && !refused.contains("src/5.rs"),
+            "{refused}"
+        );
     }
 }

@@ -209,6 +209,11 @@ pub struct Bench {
     /// Print the results but leave docs/bench/ alone.
     #[arg(long)]
     pub no_write: bool,
+    /// Write the results even if source files have uncommitted changes (a
+    /// run that writes them refuses otherwise): the results then cite the
+    /// commit with `-dirty`, which no one can check out again.
+    #[arg(long, conflicts_with_all = ["no_write", "render"])]
+    pub allow_dirty: bool,
     /// Run nothing: render docs/bench/kernel-latest.jsonl (and events-, host-latest.jsonl)
     /// into their reports again; with --host, only host-latest.jsonl.
     #[arg(long, conflicts_with = "no_write")]
