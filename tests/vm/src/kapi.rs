@@ -46,6 +46,7 @@ use rmemring::{
     Region, //
 };
 use rmemring_board_expect::DeviceTreeValue as _;
+use rmemring_proto::layout::record_stride;
 use rmemring_proto::modes::{
     CacheMode,
     Overflow, //
@@ -54,7 +55,10 @@ use rmemring_proto::pattern;
 use rmemring_proto::roles::Role;
 
 use crate::support::clients::{
-    tracer_count_reaches,
+    tracer_count,
+    tracer_ended,
+    tracer_reaches,
+    tracer_state,
     Client,
     Counts,
     SwitchLoad, //
@@ -483,6 +487,51 @@ fn overflow_under_tracer(region: &Region) -> anyhow::Result<u64> {
     Ok(count)
 }
 
+/// After [`overflow_under_tracer`] in drop-new mode, nothing else writes
+/// but the tracer, and what room the producer thread left, less than one
+/// of its records, holds `room / stride` of the tracer's records at most:
+/// once that many more of its calls (and one per CPU, whose record may be
+/// in the ring already and not yet counted) have ended, one of them was
+/// dropped, and counted as dropped. A bound on the tracer's calls, not on
+/// time; a tracer not called that often in a minute is a failure of its
+/// own, with the tracer's counts.
+fn tracer_drops_when_full(region: &Region) -> anyhow::Result<()> {
+    let stats = region.stats()?;
+    ensure!(
+        stats.producer_running == 0,
+        "the producer thread still runs"
+    );
+    let room = region
+        .layout()
+        .data_size
+        .checked_sub(stats.producer_pos - stats.consumer_pos)
+        .with_context(|| format!("the ring holds more than its data area: {stats:?}"))?;
+    // Of the calls that end from here on, all but one a CPU (its record
+    // committed before the room was read, not yet counted) that wrote a
+    // record wrote it into that room.
+    let ended = tracer_ended()?;
+    let cpus = std::thread::available_parallelism()?.get() as u64;
+    let fit = room / record_stride(size_of::<SchedSwitch>() as u32);
+    let since = tracer_reaches(
+        "calls ended",
+        ended + fit + 1 + cpus,
+        Duration::from_secs(60),
+        tracer_ended,
+    )? - ended;
+    let dropped = tracer_count("dropped")?;
+    println!(
+        "# {room} B free after the producer thread: room for {fit} tracer records; \
+         {since} of its calls ended since, {dropped} dropped in all"
+    );
+    ensure!(
+        dropped > 0,
+        "the ring had room for {fit} of the tracer's records, and {since} of its calls ended \
+         since, none dropped ({})",
+        tracer_state()
+    );
+    Ok(())
+}
+
 fn sched_stream(env: &Env, overflow: Overflow, seconds: u64) -> anyhow::Result<()> {
     let region = open_fresh(env, overflow)?;
     let load = SwitchLoad::start()?;
@@ -491,8 +540,7 @@ fn sched_stream(env: &Env, overflow: Overflow, seconds: u64) -> anyhow::Result<(
     let result = overflow_under_tracer(&region).and_then(|filled| {
         println!("# {filled} 2 KiB records written in {:?}", start.elapsed());
         if overflow == Overflow::DropNew {
-            // The ring is full: the tracer's next call is dropped.
-            tracer_count_reaches("dropped", 1, Duration::from_secs(20))?;
+            tracer_drops_when_full(&region)?;
         }
         Ok((filled, consume(&region, tracer, seconds, false, || Ok(()))?))
     });

@@ -27,6 +27,9 @@ use super::kernel_log;
 /// The `sched_switch` tracer (`examples/kernel/sched_switch`), in
 /// `/lib/modules`.
 pub(crate) const TRACER_MODULE: &str = "rmemring_sched_switch";
+/// How long a freshly loaded tracer may take to be called at all: the
+/// idle arm64 debug guest switches about 60 times a second.
+const FIRST_CALL_WAIT: Duration = Duration::from_secs(10);
 /// The hard-IRQ timer sampler (`examples/kernel/timer_sampler`).
 const SAMPLER_MODULE: &str = "rmemring_timer_sampler";
 /// The API's edges, checked at load (`tests/kernel/api_contract`).
@@ -34,6 +37,41 @@ pub(crate) const CONTRACT_MODULE: &str = "rmemring_api_contract";
 /// Writes from probes on the producer lock's own tracepoints, checked at
 /// load (`tests/kernel/nested_lock`).
 pub(crate) const NESTED_MODULE: &str = "rmemring_nested_lock";
+
+/// The loaded tracer's count `name` (`calls`, `dropped`: one of its
+/// parameters) now.
+pub(crate) fn tracer_count(name: &str) -> anyhow::Result<u64> {
+    let path = format!("/sys/module/{TRACER_MODULE}/parameters/{name}");
+    std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {path}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("parsing {path}"))
+}
+
+/// The loaded tracer's outcomes: its calls that have ended, written or
+/// not. (Each count is read at its own moment: the sum is at least what
+/// had ended when the first was read.)
+pub(crate) fn tracer_ended() -> anyhow::Result<u64> {
+    ["written", "dropped", "refused", "gone", "failed"]
+        .into_iter()
+        .try_fold(0, |sum, name| Ok(sum + tracer_count(name)?))
+}
+
+/// All the loaded tracer says of itself: its counts and whether
+/// `sched_switch`'s static key is on, for a failure's message.
+pub(crate) fn tracer_state() -> String {
+    let mut state = ["calls", "written", "dropped", "refused", "gone", "failed"]
+        .map(|name| match tracer_count(name) {
+            Ok(n) => format!("{name} {n}"),
+            Err(e) => format!("{name} unknown ({e:#})"),
+        })
+        .join(", ");
+    let key =
+        tracer_count("tracepoint_enabled").map_or_else(|e| format!("{e:#}"), |k| k.to_string());
+    state += &format!("; sched_switch's static key on: {key}");
+    state
+}
 
 /// Waits until the loaded tracer's count `name` (`calls`, `dropped`: one
 /// of its parameters) reaches `at_least`, for at most `within`; returns
@@ -43,20 +81,28 @@ pub(crate) fn tracer_count_reaches(
     at_least: u64,
     within: Duration,
 ) -> anyhow::Result<u64> {
-    let path = format!("/sys/module/{TRACER_MODULE}/parameters/{name}");
+    tracer_reaches(name, at_least, within, || tracer_count(name))
+}
+
+/// Waits until the loaded tracer's `count` (read by `read`) reaches
+/// `at_least`, for at most `within`; returns the count then. The failure
+/// says what else the tracer counted.
+pub(crate) fn tracer_reaches(
+    count: &str,
+    at_least: u64,
+    within: Duration,
+    read: impl Fn() -> anyhow::Result<u64>,
+) -> anyhow::Result<u64> {
     let start = Instant::now();
     loop {
-        let now: u64 = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {path}"))?
-            .trim()
-            .parse()
-            .with_context(|| format!("parsing {path}"))?;
+        let now = read()?;
         if now >= at_least {
             return Ok(now);
         }
         ensure!(
             start.elapsed() < within,
-            "the tracer's {name} was {now} after {within:?}, not {at_least}"
+            "the tracer's {count} was {now} after {within:?}, not {at_least} ({})",
+            tracer_state()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -89,14 +135,40 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// The `sched_switch` tracer, writing into the device under test.
+    /// The `sched_switch` tracer, writing into the device under test, and
+    /// called (see [`Self::tracer_with`]).
     pub(crate) fn tracer(env: &Env) -> anyhow::Result<Self> {
         let ring = env
             .device
             .rsplit('/')
             .next()
             .context("the device has no name")?;
-        Self::load(TRACER_MODULE, &[format!("ring={ring}")])
+        Self::tracer_with(&[format!("ring={ring}")])
+    }
+
+    /// The `sched_switch` tracer, loaded with `params`, once it has been
+    /// called. A registration whose probe is never called (seen on the
+    /// arm64 board under TCG: no call at all in 20 s under a switch load,
+    /// twice in the unbind check, on the first boot of a freshly built
+    /// kernel) is unloaded, having written nothing, and the tracer loaded
+    /// once more; if that one is not called either, this fails, with the
+    /// tracer's counts and whether `sched_switch`'s static key was on. The
+    /// probe counts a call before it touches the ring: whether it is
+    /// called says nothing of the driver.
+    pub(crate) fn tracer_with(params: &[String]) -> anyhow::Result<Self> {
+        let tracer = Self::load(TRACER_MODULE, params)?;
+        let Err(e) = tracer_count_reaches("calls", 1, FIRST_CALL_WAIT) else {
+            return Ok(tracer);
+        };
+        let log = tracer.remove()?;
+        println!(
+            "# {e:#}: loading the tracer again (its log: {})",
+            log.trim()
+        );
+        let tracer = Self::load(TRACER_MODULE, params)?;
+        tracer_count_reaches("calls", 1, FIRST_CALL_WAIT)
+            .context("loaded again, the tracer was not called either")?;
+        Ok(tracer)
     }
 
     /// The hard-IRQ timer sampler, `rate` samples a second on each CPU,

@@ -21,8 +21,7 @@ use rmemring_proto::roles::Role;
 use super::clients::{
     tracer_count_reaches,
     Client,
-    SwitchLoad,
-    TRACER_MODULE, //
+    SwitchLoad, //
 };
 use super::fd::open_owned_as;
 use super::process::{
@@ -111,37 +110,11 @@ fn with_consumer(
         ..Default::default()
     })?;
     let load = SwitchLoad::start()?;
-    let tracer_params = [format!("ring={ring}")];
     let clients = Client::sampler(ring, SAMPLER_RATE)
-        .and_then(|sampler| Ok((sampler, Client::load(TRACER_MODULE, &tracer_params)?)));
-    let result = clients.and_then(|(sampler, mut tracer)| {
+        .and_then(|sampler| Ok((sampler, Client::tracer_with(&[format!("ring={ring}")])?)));
+    let result = clients.and_then(|(sampler, tracer)| {
         // Unbind only once the tracer writes.
-        let calls = match tracer_count_reaches("calls", 1000, TRACER_WAIT) {
-            Ok(calls) => calls,
-            Err(e) => {
-                // Seen twice, on cold runs only (the first board boot of a
-                // freshly built normal arm64 kernel), never reproduced
-                // since: a probe never called at all, so no record to
-                // revoke. The probe counts a call before it touches the
-                // ring, so that says nothing of the driver; a second
-                // registration is tried, and the check goes on with it or
-                // fails if it is not called either.
-                let key = std::fs::read_to_string(format!(
-                    "/sys/module/{TRACER_MODULE}/parameters/tracepoint_enabled"
-                ))
-                .unwrap_or_default();
-                let log = tracer.remove()?;
-                println!(
-                    "# {e:#} (sched_switch's static key on: {}): loading the tracer again \
-                     (its log: {})",
-                    key.trim(),
-                    log.trim()
-                );
-                tracer = Client::load(TRACER_MODULE, &tracer_params)?;
-                tracer_count_reaches("calls", 1000, TRACER_WAIT)
-                    .context("loaded again, the tracer was not called either")?
-            }
-        };
+        let calls = tracer_count_reaches("calls", 1000, TRACER_WAIT)?;
         println!("# the tracer made its first {calls} calls before the unbind");
         // The consumer dies as the unbind runs: its file's release and
         // unmapping race the device's removal.
