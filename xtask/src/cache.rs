@@ -7,7 +7,7 @@
 //!   work/src/VERSION/  extracted linux-source-7.2
 //!   work/kernel/T-KEY/ kernel build trees (T = x86_64, x86_64-debug, ...)
 //!   work/kernel/T-KEY.module/  out-of-tree driver build
-//!   work/guest-target/ arm64 guest binaries (cargo target dir)
+//!   work/guest-target/CHECKOUT/ arm64 guest binaries (a cargo target dir per checkout)
 //! busybox-arm64/       busybox for the arm64 guest
 //! vm/                  per-run initramfs and device trees
 //! logs/                build logs of `cargo xtask test`

@@ -76,8 +76,9 @@ const RUSTFLAGS: &str = "-C target-feature=+crt-static";
 /// Where the chroot sees the repository during the arm64 build.
 const REPO_IN_CHROOT: &str = "/mnt/repo";
 
-/// The arm64 cargo target dir and cargo home, inside the chroot.
-const ARM64_TARGET_DIR: &str = "/work/guest-target";
+/// The arm64 cargo target dirs (one per checkout: see
+/// [`arm64_target_dir`]) and cargo home, inside the chroot.
+const ARM64_TARGET_DIRS: &str = "/work/guest-target";
 const ARM64_CARGO_HOME: &str = "/work/cargo-home";
 
 /// The host's CA bundle, copied in so that cargo trusts the same authorities
@@ -189,6 +190,24 @@ fn build_x86_64(sh: &Shell, log: &Log, args: &[&str]) -> Result<PathBuf> {
     Ok(release_dir)
 }
 
+/// This checkout's arm64 cargo target dir, inside the chroot. Not one for
+/// every checkout that shares the cache: each is mounted at the same
+/// [`REPO_IN_CHROOT`], and cargo takes a crate for up to date when its
+/// sources are older than its last build, so a checkout whose changed
+/// files were older than another checkout's last build got that build's
+/// binaries, its own changes not built (seen 2026-12-05: a worktree's
+/// `vm board-kapi` ran a selftest without the kapi.rs change made 5
+/// minutes before another worktree's build).
+fn arm64_target_dir() -> String {
+    let checkout: String = project_root()
+        .to_string_lossy()
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("{ARM64_TARGET_DIRS}/{checkout}")
+}
+
 /// Builds with Debian's cargo in the chroot; returns a directory of this
 /// checkout's with the binaries `names` in it.
 fn build_aarch64(sh: &Shell, log: &Log, args: &[&str], names: &[String]) -> Result<PathBuf> {
@@ -198,8 +217,10 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str], names: &[String]) -> Resu
         fs::create_dir_all(chroot.host_path("/work"))?;
         fs::copy(HOST_CA, chroot.host_path(CA_IN_CHROOT))?;
     }
+    // The cargo home is shared.
     let _lock = cache::lock("guest-aarch64")?;
     let target = Arch::Aarch64.rust_target();
+    let target_dir = arm64_target_dir();
     let manifest = format!("{REPO_IN_CHROOT}/Cargo.toml");
     let home = format!("CARGO_HOME={ARM64_CARGO_HOME}");
     let ca = format!("CARGO_HTTP_CAINFO={CA_IN_CHROOT}");
@@ -225,7 +246,7 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str], names: &[String]) -> Resu
         "--target",
         target,
         "--target-dir",
-        ARM64_TARGET_DIR,
+        &target_dir,
     ]);
     argv.extend_from_slice(args);
     let repo = project_root();
@@ -238,10 +259,10 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str], names: &[String]) -> Resu
         .run_with(sh, log, &binds, &argv)
         .context("building the arm64 guest binaries in the chroot")?;
     // The C examples, with the cross compiler the Rust build links with.
-    // `-B`: the output directory serves every checkout, so a binary there
-    // may be another's, and newer than this checkout's sources.
+    // `-B`: make, too, would take a binary newer than this checkout's
+    // sources for up to date.
     let c_dir = format!("{REPO_IN_CHROOT}/{C_EXAMPLES}");
-    let c_output = format!("OUTPUT={ARM64_TARGET_DIR}/{target}/release/");
+    let c_output = format!("OUTPUT={target_dir}/{target}/release/");
     let make = [
         "make",
         "-B",
@@ -254,10 +275,8 @@ fn build_aarch64(sh: &Shell, log: &Log, args: &[&str], names: &[String]) -> Resu
     chroot
         .run_with(sh, log, &binds, &make)
         .context("building the arm64 C examples in the chroot")?;
-    // The chroot's target directory serves every checkout that shares the
-    // cache, and the lock ends here: copy this checkout's binaries out, so
-    // that another checkout's build cannot replace them before the boot.
-    let built = chroot.host_path(&format!("{ARM64_TARGET_DIR}/{target}/release"));
+    // Into the checkout, where the boot packs them from.
+    let built = chroot.host_path(&format!("{target_dir}/{target}/release"));
     let out = project_root()
         .join("target/guest")
         .join(target)
