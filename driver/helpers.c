@@ -296,6 +296,21 @@ static __always_inline void producer_spin_unlock(raw_spinlock_t *lock)
 }
 
 /*
+ * With interrupts off (saved in @flags): marks this CPU inside a producer
+ * section, takes the lock, and keeps in it what its unlock restores (the
+ * interrupts, and the flag as it was, @was). Every way of taking the lock
+ * but the trylock's ends here.
+ */
+static __always_inline void enter_producer_section(struct rmemring_raw_irq *lock,
+						   unsigned long flags, bool was)
+{
+	__this_cpu_write(rmemring_producing, true);
+	producer_spin_lock(&lock->lock);
+	lock->flags = flags;
+	lock->was_producing = was;
+}
+
+/*
  * Takes a producer lock for a producer, in one call for the path every
  * record takes: refused (UINT_MAX, the lock not taken) in NMI context or
  * inside a producer section on this CPU; else the lock is taken as
@@ -318,10 +333,7 @@ unsigned int rmemring_raw_lock_producer(struct rmemring_raw_irq *lock)
 		local_irq_restore(flags);
 		return UINT_MAX;
 	}
-	__this_cpu_write(rmemring_producing, true);
-	producer_spin_lock(&lock->lock);
-	lock->flags = flags;
-	lock->was_producing = false;
+	enter_producer_section(lock, flags, false);
 	return raw_smp_processor_id();
 }
 
@@ -346,10 +358,7 @@ void rmemring_raw_lock(struct rmemring_raw_irq *lock)
 
 	local_irq_save(flags);
 	was = __this_cpu_read(rmemring_producing);
-	__this_cpu_write(rmemring_producing, true);
-	producer_spin_lock(&lock->lock);
-	lock->flags = flags;
-	lock->was_producing = was;
+	enter_producer_section(lock, flags, was);
 }
 
 bool rmemring_raw_trylock(struct rmemring_raw_irq *lock)
