@@ -129,6 +129,42 @@ fn status(result: Result<(), WriteError>) -> c_int {
 /// next publication), as the BPF ring buffer's `BPF_RB_NO_WAKEUP`.
 const NO_WAKEUP: u32 = 1;
 
+/// The `flags` of a call that ends a producer's critical section
+/// (`rmemring_commit`, `rmemring_batch_end`). Unknown flags end it all the
+/// same, publishing quietly (never leave the lock held with interrupts
+/// off), and the call then fails with `-EINVAL`.
+#[derive(Clone, Copy)]
+struct Ending {
+    /// Every flag is one the call knows.
+    known: bool,
+    /// Publish without waking a sleeping consumer: [`NO_WAKEUP`], or
+    /// flags not known.
+    quiet: bool,
+}
+
+impl Ending {
+    /// What `flags` ask.
+    #[inline]
+    fn of(flags: u32) -> Self {
+        let known = flags & !NO_WAKEUP == 0;
+        Ending {
+            known,
+            quiet: !known || flags & NO_WAKEUP != 0,
+        }
+    }
+
+    /// The C API's return value for the call, whose section ended with
+    /// `result`.
+    #[inline]
+    fn status(self, result: Result<(), WriteError>) -> c_int {
+        match result {
+            Ok(()) if self.known => 0,
+            Ok(()) => EINVAL.to_errno(),
+            Err(e) => e.to_errno().to_errno(),
+        }
+    }
+}
+
 /// `rmemring_batch_reserve` flag: a drop-new ring that is full refuses the
 /// record (`-ENOBUFS`, not counted, no sequence number) rather than
 /// dropping it, for a producer that can wait for room.
@@ -223,20 +259,14 @@ pub(crate) unsafe extern "C" fn rmemring_commit(
     flags: u32,
 ) -> c_int {
     // Unknown flags: the reservation is given back unwritten, as
-    // `rmemring_discard` does, and the call fails; never leave the lock
-    // held with interrupts off. (One call of `finish_held`, which is then
-    // inlined here: this is a tracer's every event.)
-    let known = flags & !NO_WAKEUP == 0;
-    let quiet = !known || flags & NO_WAKEUP != 0;
+    // `rmemring_discard` does (see `Ending`). (One call of `finish_held`,
+    // which is then inlined here: this is a tracer's every event.)
+    let ending = Ending::of(flags);
     // SAFETY: The caller holds a reference.
     let ring = unsafe { ring_ref(ring) };
     // SAFETY: The caller holds the reservation (so the producer lock);
     // `finish_held` refuses a payload it did not hand out.
-    match unsafe { ring.finish_held(payload.cast(), known, quiet) } {
-        Ok(()) if known => 0,
-        Ok(()) => EINVAL.to_errno(),
-        Err(e) => e.to_errno().to_errno(),
-    }
+    ending.status(unsafe { ring.finish_held(payload.cast(), ending.known, ending.quiet) })
 }
 
 /// Gives the reservation of [`rmemring_reserve`] back unwritten.
@@ -348,13 +378,9 @@ pub(crate) unsafe extern "C" fn rmemring_batch_commit(
 /// As for [`rmemring_batch_reserve`].
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rmemring_batch_end(ring: *const c_void, flags: u32) -> c_int {
-    let known = flags & !NO_WAKEUP == 0;
+    let ending = Ending::of(flags);
     // SAFETY: The caller holds a reference and the batch.
-    match unsafe { ring_ref(ring).batch_end(!known || flags & NO_WAKEUP != 0) } {
-        Ok(()) if known => 0,
-        Ok(()) => EINVAL.to_errno(),
-        Err(e) => e.to_errno().to_errno(),
-    }
+    ending.status(unsafe { ring_ref(ring).batch_end(ending.quiet) })
 }
 
 /// The largest payload a record of `ring` can carry.

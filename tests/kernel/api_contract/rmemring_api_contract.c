@@ -322,6 +322,12 @@ static void check_batch(struct rmemring *ring)
 	expect(next == 3, "three records reserved and committed in the batch", next);
 	expect(rmemring_batch_end(ring, 0) == -EINVAL,
 	       "rmemring_batch_end() with no batch open: -EINVAL", 0);
+	/* Unknown end flags: the batch ends all the same, and -EINVAL. */
+	i = rmemring_batch_begin(ring, NULL);
+	i2 = i ? i : rmemring_batch_end(ring, 0x80);
+	expect(i == 0 && i2 == -EINVAL, "rmemring_batch_end() with an unknown flag: -EINVAL", i2);
+	expect(rmemring_batch_end(ring, 0) == -EINVAL,
+	       "... and the batch ended all the same: no batch open after it", 0);
 	inner = rmemring_batch_reserve(ring, TAG(0), 8, 0);
 	expect(IS_ERR(inner) && PTR_ERR(inner) == -EINVAL,
 	       "rmemring_batch_reserve() with no batch open: ERR_PTR(-EINVAL)",
