@@ -421,21 +421,13 @@ impl ConsumerCore {
     /// (or the kernel, which is built without SSE) it compiles to nothing.
     #[inline(always)]
     fn prefetch_ahead(&mut self, stride: u64) {
-        let ahead = if self.prefetch_for.0 == stride {
-            self.prefetch_for.1
-        } else {
-            // `stride` is at least `HEADER_SIZE`; `PREFETCH_AHEAD >>
-            // log2(stride)` is between one and two times the number of
-            // records that cover `PREFETCH_AHEAD` bytes, without a division.
-            let records = PREFETCH_AHEAD >> stride.checked_ilog2().unwrap_or(0);
-            let ahead = stride.saturating_mul(core::cmp::max(2, records));
-            self.prefetch_for = (stride, ahead);
-            ahead
-        };
-        if self.head.wrapping_sub(self.pos) > ahead {
-            self.view
-                .prefetch(self.view.offset(self.pos.wrapping_add(ahead)));
-        }
+        prefetch_ahead(
+            &self.view,
+            &mut self.prefetch_for,
+            self.pos,
+            self.head,
+            stride,
+        );
     }
 
     /// The read position and counters, to return to with [`Self::rewind`]
@@ -779,6 +771,225 @@ impl ConsumerCore {
         // ORDERING: Relaxed; the producer only uses it to decide whether to
         // wake, and a stale non-zero value costs one spurious wake-up.
         self.view.need_wakeup().store(0, Ordering::Relaxed);
+    }
+
+    /// A [`Cursor`] for a run of [`Self::next_cached_record`] and
+    /// [`Self::next_record`] calls.
+    #[inline(always)]
+    pub fn cursor(&mut self) -> Cursor<'_> {
+        Cursor::new(self)
+    }
+}
+
+/// A run of reads (drop-new mode) for a loop over records, which keeps the
+/// reading state in registers.
+///
+/// Through `&mut ConsumerCore` every record's position, expected sequence
+/// number and counters were loaded and stored in memory, since the
+/// compiler cannot tell them from the ring's bytes or from what the loop
+/// writes. The cursor holds them as values of its own and takes the
+/// common record (a data record that lies inside the data area and the
+/// published bytes, with no sequence number below the expected one) on a
+/// fast path; everything else (the end of what is cached, a pad, every
+/// defect and its error) goes to [`ConsumerCore`]'s own reading, with the
+/// state written back before and taken again after. So the cursor accepts
+/// nothing that `ConsumerCore` would not, and answers the same for the
+/// rest (checked against it on random rings by
+/// `tests::a_cursor_answers_as_the_core_on_any_ring`).
+/// Dropping it writes its state back.
+pub struct Cursor<'c> {
+    home: &'c mut ConsumerCore,
+    view: RingView,
+    max_payload: u32,
+    pos: u64,
+    /// The end of the fast path: the cached producer position, or the end
+    /// of the data area if nearer; the read position itself while the
+    /// next record starts a fresh count (`resync`), which only the core
+    /// takes.
+    end: u64,
+    head: u64,
+    expected_seq: u64,
+    prefetch_for: (u64, u64),
+    records: u64,
+    bytes: u64,
+    lost: u64,
+}
+
+impl<'c> Cursor<'c> {
+    #[inline(always)]
+    fn new(home: &'c mut ConsumerCore) -> Self {
+        let mut cursor = Self {
+            view: home.view.another(),
+            max_payload: home.max_payload,
+            pos: 0,
+            end: 0,
+            head: 0,
+            expected_seq: 0,
+            prefetch_for: (0, 0),
+            records: 0,
+            bytes: 0,
+            lost: 0,
+            home,
+        };
+        cursor.take_state();
+        cursor
+    }
+
+    /// Takes the core's reading state.
+    #[inline(always)]
+    fn take_state(&mut self) {
+        let home = &*self.home;
+        self.pos = home.pos;
+        self.head = home.head;
+        self.expected_seq = home.expected_seq;
+        self.prefetch_for = home.prefetch_for;
+        self.records = home.stats.records;
+        self.bytes = home.stats.bytes;
+        self.lost = home.stats.lost;
+        let to_end = self.view.data_size() - self.view.offset(self.pos);
+        let fast = if home.resync {
+            0
+        } else {
+            core::cmp::min(self.head.wrapping_sub(self.pos), to_end)
+        };
+        self.end = self.pos.wrapping_add(fast);
+    }
+
+    /// Gives the core the reading state back.
+    #[inline(always)]
+    fn give_state(&mut self) {
+        let home = &mut *self.home;
+        home.pos = self.pos;
+        home.expected_seq = self.expected_seq;
+        home.prefetch_for = self.prefetch_for;
+        home.stats.records = self.records;
+        home.stats.bytes = self.bytes;
+        home.stats.lost = self.lost;
+    }
+
+    /// As [`ConsumerCore::next_cached_record`].
+    #[inline(always)]
+    pub fn next_cached_record(&mut self) -> Result<Option<RecordMeta>, ReadError> {
+        match self.next_common() {
+            Some(meta) => Ok(Some(meta)),
+            None => self.next_by_core(false),
+        }
+    }
+
+    /// As [`ConsumerCore::next_record`].
+    #[inline(always)]
+    pub fn next_record(&mut self) -> Result<Option<RecordMeta>, ReadError> {
+        match self.next_common() {
+            Some(meta) => Ok(Some(meta)),
+            None => self.next_by_core(true),
+        }
+    }
+
+    /// The next record if it is the common case; `None` if it is not
+    /// (which need not mean there is none: ask [`Self::next_by_core`]).
+    ///
+    /// A loop that handles this case on a path of its own keeps the record
+    /// in registers: joined with the other case's result, which comes back
+    /// through memory, it goes through memory too.
+    #[inline(always)]
+    pub fn next_common(&mut self) -> Option<RecordMeta> {
+        let room = self.end.wrapping_sub(self.pos);
+        if room == 0 {
+            return None;
+        }
+        let offset = self.view.offset(self.pos);
+        // SAFETY: `offset` is a multiple of 8 below the data size (as in
+        // `ConsumerCore::check_header`).
+        let (len, kind, tag) = split_word0(unsafe { self.view.read_word(offset) });
+        if kind != KIND_DATA || len > self.max_payload {
+            return None;
+        }
+        let stride = record_stride(len);
+        // `end` is at most the end of the data area and the producer
+        // position: the record lies inside both.
+        if stride > room {
+            return None;
+        }
+        // SAFETY: `offset + HEADER_SIZE <= offset + stride <= size`.
+        let (seq, timestamp_ns) = unsafe { self.view.read_seq_ts(offset) };
+        let gap = seq.wrapping_sub(self.expected_seq);
+        if gap > i64::MAX as u64 {
+            return None;
+        }
+        prefetch_ahead(
+            &self.view,
+            &mut self.prefetch_for,
+            self.pos,
+            self.head,
+            stride,
+        );
+        let meta = RecordMeta {
+            pos: self.pos,
+            offset,
+            len,
+            tag,
+            seq,
+            timestamp_ns,
+            lost_before: gap,
+        };
+        self.expected_seq = seq.wrapping_add(1);
+        self.lost = self.lost.wrapping_add(gap);
+        self.records = self.records.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(u64::from(len));
+        self.pos = self.pos.wrapping_add(stride);
+        Some(meta)
+    }
+
+    /// The next record by [`ConsumerCore`]'s own reading, which reloads
+    /// the producer position if `refresh` and the cached records are used
+    /// up (as [`ConsumerCore::next_record`]; else as
+    /// [`ConsumerCore::next_cached_record`]).
+    #[inline(always)]
+    pub fn next_by_core(&mut self, refresh: bool) -> Result<Option<RecordMeta>, ReadError> {
+        self.give_state();
+        let next = next_by_core(self.home, refresh);
+        self.take_state();
+        next
+    }
+}
+
+impl Drop for Cursor<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.give_state();
+    }
+}
+
+/// [`ConsumerCore::next_record_from`] out of line, so that the cursor's
+/// loop holds none of its state in memory for it.
+#[inline(never)]
+fn next_by_core(core: &mut ConsumerCore, refresh: bool) -> Result<Option<RecordMeta>, ReadError> {
+    core.next_record_from(refresh, |_| true)
+}
+/// [`ConsumerCore::prefetch_ahead`], for it and for a [`Cursor`]: hints
+/// the record `prefetch_for.1` bytes beyond `pos`, if `head` is beyond it;
+/// `prefetch_for` caches that distance for records of `stride` bytes.
+#[inline(always)]
+fn prefetch_ahead(
+    view: &RingView,
+    prefetch_for: &mut (u64, u64),
+    pos: u64,
+    head: u64,
+    stride: u64,
+) {
+    let ahead = if prefetch_for.0 == stride {
+        prefetch_for.1
+    } else {
+        // `stride` is at least `HEADER_SIZE`; `PREFETCH_AHEAD >>
+        // log2(stride)` is between one and two times the number of
+        // records that cover `PREFETCH_AHEAD` bytes, without a division.
+        let records = PREFETCH_AHEAD >> stride.checked_ilog2().unwrap_or(0);
+        let ahead = stride.saturating_mul(core::cmp::max(2, records));
+        *prefetch_for = (stride, ahead);
+        ahead
+    };
+    if head.wrapping_sub(pos) > ahead {
+        view.prefetch(view.offset(pos.wrapping_add(ahead)));
     }
 }
 

@@ -14,7 +14,9 @@ use super::consumer_core::{
 };
 use super::layout::{
     max_payload_for,
-    record_stride, //
+    record_stride,
+    KIND_DATA,
+    KIND_PAD, //
 };
 use super::producer_core::{
     Overflow,
@@ -414,4 +416,223 @@ fn a_quiet_publication_leaves_the_wakeup_request_for_the_next() {
     commit(&mut p, 8);
     assert!(!p.publish(), "one wake-up per sleep");
     assert_eq!(p.stats().wakeups, 1);
+}
+
+/// One consumer's answers on a ring: the batch iterator's way (records
+/// while cached, then one reload of the producer position), up to an
+/// error or the end.
+type Answers = (
+    Vec<Result<Option<super::consumer_core::RecordMeta>, super::consumer_core::ReadError>>,
+    u64,
+    u64,
+    super::consumer_core::ConsumerStats,
+);
+
+/// A random ring for [`a_cursor_answers_as_the_core_on_any_ring`]: every
+/// word of the data area, the consumer's start, whether it resynchronises
+/// (skipped to the producer first) and the producer position it finds.
+struct Garbled {
+    words: Vec<u64>,
+    start: u64,
+    skipped: u64,
+    published: u64,
+    resync: bool,
+}
+
+impl Garbled {
+    /// Case `n`, from a xorshift stream: records laid out from the start
+    /// (data records with sequence numbers mostly in order, some ahead,
+    /// some behind; pads where the producer would put them, or anywhere),
+    /// then some words overwritten with headers of every kind and length
+    /// around the ring's bounds, or with noise.
+    fn new(n: u64, size: u64, max: u32) -> Self {
+        let mut state = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let r = next();
+        let start = match r % 3 {
+            0 => 0,
+            1 => (u64::MAX - size + 1).wrapping_add((r >> 8) % size / 8 * 8),
+            _ => (r >> 8) / 8 * 8,
+        };
+        let resync = (r >> 2) % 4 == 0;
+        let skipped = if resync { (r >> 12) % size / 8 * 8 } else { 0 };
+        let mut words = vec![0u64; (size / 8) as usize];
+        let (mut pos, mut seq) = (start, 0u64);
+        while pos.wrapping_sub(start) < 2 * size {
+            let r = next();
+            let offset = pos & (size - 1);
+            let to_end = size - offset;
+            let len = (r >> 8) as u32 % (max + 1);
+            let stride = record_stride(len);
+            let at = (offset / 8) as usize;
+            if stride > to_end || r % 16 == 0 {
+                words[at] = to_end | u64::from(KIND_PAD) << 32;
+                pos = pos.wrapping_add(to_end);
+                continue;
+            }
+            seq = match r % 32 {
+                1 => seq.wrapping_add((r >> 40 & 3) + 1), // lost records
+                2 => seq.wrapping_sub(1),                 // behind
+                _ => seq.wrapping_add(1),
+            };
+            words[at] = u64::from(len) | u64::from(KIND_DATA) << 32 | (r >> 48) << 48;
+            words[at + 1] = seq;
+            words[at + 2] = r;
+            pos = pos.wrapping_add(stride);
+        }
+        for _ in 0..next() % 3 {
+            let r = next();
+            let at = (r >> 8) as usize % words.len();
+            let kind = [KIND_DATA, KIND_PAD, 0, 3][(r >> 16) as usize % 4];
+            let len = match (r >> 20) % 3 {
+                0 => max.wrapping_add((r >> 24) as u32 % 9).wrapping_sub(4),
+                1 => (r >> 24) as u32 % (size as u32 + 16),
+                _ => (r >> 24) as u32,
+            };
+            words[at] = match r % 3 {
+                0 => r,
+                _ => u64::from(len) | u64::from(kind) << 32,
+            };
+        }
+        let r = next();
+        let mut published = (r >> 8) % (size + 16);
+        if r % 8 != 0 {
+            published &= !7; // mostly aligned
+        }
+        Self {
+            words,
+            start,
+            skipped,
+            published,
+            resync,
+        }
+    }
+
+    /// A consumer on a new ring holding this one's bytes and positions.
+    fn consumer(&self, size: u64) -> ConsumerCore {
+        let (_, view) = heap_views(size, Overflow::DropNew, MemoryOrdering::WriteBack);
+        for (i, word) in self.words.iter().enumerate() {
+            // SAFETY: `i * 8` is inside the data area, and no one else
+            // uses the ring.
+            unsafe { view.write_word(i as u64 * 8, *word) };
+        }
+        view.consumer_pos().store(self.start, Ordering::Relaxed);
+        view.producer_pos().store(self.start, Ordering::Relaxed);
+        let mut c = ConsumerCore::attach(view, Overflow::DropNew, max_payload_for(size)).unwrap();
+        let mut from = self.start;
+        if self.resync {
+            from = from.wrapping_add(self.skipped);
+            c.view().producer_pos().store(from, Ordering::Relaxed);
+            c.skip_to_producer().unwrap();
+        }
+        let head = from.wrapping_add(self.published);
+        c.view().producer_pos().store(head, Ordering::Relaxed);
+        if self.resync {
+            // With records cached, the first one read is the cursor's to
+            // hand to the core (its count starts afresh); an error here
+            // is the readers' to find again.
+            let _ = c.refresh_head();
+        }
+        c
+    }
+}
+
+/// Reads `c` to the end the batch iterator's way, with `next(c, refresh)`.
+fn answers(
+    c: &mut ConsumerCore,
+    next: impl Fn(
+        &mut ConsumerCore,
+        bool,
+    )
+        -> Result<Option<super::consumer_core::RecordMeta>, super::consumer_core::ReadError>,
+) -> Answers {
+    let mut got = Vec::new();
+    let mut refreshed = false;
+    loop {
+        let mut answer = next(c, false);
+        if answer == Ok(None) && !refreshed {
+            refreshed = true;
+            answer = next(c, true);
+        }
+        let end = !matches!(answer, Ok(Some(_)));
+        got.push(answer);
+        if end {
+            return (got, c.position(), c.expected_seq(), c.stats());
+        }
+    }
+}
+
+/// The cursor's fast path takes only records the core would take, with
+/// the same answers: on rings of random bytes (every header defect, pads,
+/// sequence gaps and reversals, misaligned and impossible producer
+/// positions, a consumer resynchronising), a cursor gives the core's
+/// answers, leaves the core where reading it directly would, and takes the
+/// fast path for some records (so this compares something).
+#[test]
+fn a_cursor_answers_as_the_core_on_any_ring() {
+    const SIZE: u64 = 256;
+    let max = max_payload_for(SIZE);
+    let cases = if cfg!(miri) { 50 } else { 20_000 };
+    let (mut records, mut errors, mut fast) = (0, 0, 0);
+    for n in 0..cases {
+        let ring = Garbled::new(n, SIZE, max);
+        let by_core = answers(&mut ring.consumer(SIZE), |c, refresh| {
+            if refresh {
+                c.next_record()
+            } else {
+                c.next_cached_record()
+            }
+        });
+        let by_cursor = answers(&mut ring.consumer(SIZE), |c, refresh| {
+            let mut cursor = c.cursor();
+            if refresh {
+                cursor.next_record()
+            } else {
+                cursor.next_cached_record()
+            }
+        });
+        assert_eq!(by_cursor, by_core, "case {n}");
+        // And one cursor for the whole run, as the batch iterator holds it.
+        let mut c = ring.consumer(SIZE);
+        let mut got = Vec::new();
+        {
+            let mut cursor = c.cursor();
+            let mut refreshed = false;
+            loop {
+                let mut answer = match cursor.next_common() {
+                    Some(meta) => {
+                        fast += 1;
+                        Ok(Some(meta))
+                    }
+                    None => cursor.next_by_core(false),
+                };
+                if answer == Ok(None) && !refreshed {
+                    refreshed = true;
+                    answer = cursor.next_by_core(true);
+                }
+                let end = !matches!(answer, Ok(Some(_)));
+                got.push(answer);
+                if end {
+                    break;
+                }
+            }
+        }
+        let held = (got, c.position(), c.expected_seq(), c.stats());
+        assert_eq!(held, by_core, "case {n}, one cursor");
+        records += by_core
+            .0
+            .iter()
+            .filter(|a| matches!(a, Ok(Some(_))))
+            .count();
+        errors += by_core.0.iter().filter(|a| a.is_err()).count();
+    }
+    assert!(
+        fast > records / 4 && errors > cases as usize / 4,
+        "{records} records ({fast} on the fast path), {errors} errors"
+    );
 }

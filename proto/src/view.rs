@@ -171,6 +171,25 @@ impl RingView {
             super::sync::io_rmb();
         }
     }
+
+    /// A second view of the same ring, for a consumer's
+    /// [`Cursor`](super::consumer_core::Cursor), which reads through it
+    /// only while it holds the consumer's own view borrowed.
+    #[inline(always)]
+    pub(crate) fn another(&self) -> Self {
+        Self {
+            #[cfg(not(loom))]
+            ctrl: self.ctrl,
+            #[cfg(not(loom))]
+            cons: self.cons,
+            #[cfg(not(loom))]
+            data: self.data,
+            #[cfg(loom)]
+            model: self.model.clone(),
+            data_size: self.data_size,
+            ordering: self.ordering,
+        }
+    }
 }
 
 /// Accessors for the atomically shared words of the two pages.

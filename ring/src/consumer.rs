@@ -30,6 +30,7 @@ use crate::wake_fd::{
 use rmemring_proto::consumer_core::{
     ConsumerCore,
     ConsumerStats,
+    Cursor,
     OverwriteRead,
     ReadError,
     RecordMeta, //
@@ -768,7 +769,7 @@ impl Batch<'_> {
     pub fn iter(&mut self) -> BatchIter<'_> {
         BatchIter {
             data: self.consumer.data,
-            core: &mut self.consumer.core,
+            core: self.consumer.core.cursor(),
             refreshed: &mut self.refreshed,
             failed: false,
         }
@@ -793,7 +794,7 @@ impl<'b> IntoIterator for &'b mut Batch<'_> {
 /// Iterator over a [`Batch`]'s records.
 pub struct BatchIter<'b> {
     data: *const u8,
-    core: &'b mut ConsumerCore,
+    core: Cursor<'b>,
     refreshed: &'b mut bool,
     failed: bool,
 }
@@ -809,17 +810,19 @@ impl<'b> Iterator for BatchIter<'b> {
             return None;
         }
         // The common case on its own path, its record straight from the
-        // header checks: joined with the refresh below, the record would
-        // go through memory.
-        match self.core.next_cached_record() {
-            Ok(Some(meta)) => Some(Ok(record(payload_slice(self.data, &meta), &meta))),
+        // header checks: joined with the others, the record would go
+        // through memory.
+        if let Some(meta) = self.core.next_common() {
+            return Some(Ok(record(payload_slice(self.data, &meta), &meta)));
+        }
+        let next = match self.core.next_by_core(false) {
             Ok(None) if !*self.refreshed => {
                 *self.refreshed = true;
-                let next = self.core.next_record();
-                self.deliver(next)
+                self.core.next_by_core(true)
             }
-            other => self.deliver(other),
-        }
+            other => other,
+        };
+        self.deliver(next)
     }
 }
 

@@ -751,6 +751,7 @@ fn a_batch_ends_where_the_producer_was_when_it_started() {
     producer.publish();
     assert_eq!(records.next().unwrap().unwrap().seq, 1);
     assert!(records.next().is_none());
+    drop(records);
     drop(batch);
 
     let seqs: Vec<u64> = drain(&mut consumer).iter().map(|r| r.0).collect();
