@@ -774,9 +774,10 @@ impl ConsumerCore {
     }
 
     /// A [`Cursor`] for a run of [`Self::next_cached_record`] and
-    /// [`Self::next_record`] calls.
+    /// [`Self::next_record`] calls (drop-new mode).
     #[inline(always)]
     pub fn cursor(&mut self) -> Cursor<'_> {
+        debug_assert!(self.overflow == Overflow::DropNew);
         Cursor::new(self)
     }
 }
@@ -796,7 +797,11 @@ impl ConsumerCore {
 /// nothing that `ConsumerCore` would not, and answers the same for the
 /// rest (checked against it on random rings by
 /// `tests::a_cursor_answers_as_the_core_on_any_ring`).
-/// Dropping it writes its state back.
+/// Dropping it writes its state back, and so does every call into the
+/// core (so the core has it after the last record too); one leaked leaves
+/// the core where the last of those left it, and the records the fast path
+/// read since are read again.
+#[doc(hidden)]
 pub struct Cursor<'c> {
     home: &'c mut ConsumerCore,
     view: RingView,
@@ -961,11 +966,13 @@ impl Drop for Cursor<'_> {
 }
 
 /// [`ConsumerCore::next_record_from`] out of line, so that the cursor's
-/// loop holds none of its state in memory for it.
+/// loop holds none of its state in memory for it. It must not panic: the
+/// cursor's `Drop` would then put back the state from before the call.
 #[inline(never)]
 fn next_by_core(core: &mut ConsumerCore, refresh: bool) -> Result<Option<RecordMeta>, ReadError> {
     core.next_record_from(refresh, |_| true)
 }
+
 /// [`ConsumerCore::prefetch_ahead`], for it and for a [`Cursor`]: hints
 /// the record `prefetch_for.1` bytes beyond `pos`, if `head` is beyond it;
 /// `prefetch_for` caches that distance for records of `stride` bytes.

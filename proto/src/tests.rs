@@ -10,6 +10,8 @@ use std::vec::Vec;
 use super::consumer_core::{
     ConsumerCore,
     OverwriteRead,
+    ReadError,
+    RecordDefect,
     LAP_RETRIES, //
 };
 use super::layout::{
@@ -460,10 +462,12 @@ impl Garbled {
             _ => (r >> 8) / 8 * 8,
         };
         let resync = (r >> 2) % 4 == 0;
-        let skipped = if resync { (r >> 12) % size / 8 * 8 } else { 0 };
         let mut words = vec![0u64; (size / 8) as usize];
         let (mut pos, mut seq) = (start, 0u64);
-        while pos.wrapping_sub(start) < 2 * size {
+        // Where the records start, as bytes from `start`.
+        let mut starts = Vec::new();
+        while pos.wrapping_sub(start) < size {
+            starts.push(pos.wrapping_sub(start));
             let r = next();
             let offset = pos & (size - 1);
             let to_end = size - offset;
@@ -485,6 +489,21 @@ impl Garbled {
             words[at + 2] = r;
             pos = pos.wrapping_add(stride);
         }
+        // A record that runs past the end of the data area, at a record's
+        // start (the producer would have put a pad there).
+        let r = next();
+        if r % 4 == 0 {
+            let from = starts[(r >> 8) as usize % starts.len()];
+            let offset = start.wrapping_add(from) & (size - 1);
+            let len = (size - offset + 8 * (r >> 16 & 3)).saturating_sub(16) as u32;
+            words[(offset / 8) as usize] = u64::from(len.min(max)) | u64::from(KIND_DATA) << 32;
+        }
+        // Resynchronising at a record's start, mostly.
+        let skipped = match r >> 20 & 3 {
+            _ if !resync => 0,
+            0 => (r >> 24) % size / 8 * 8,
+            _ => starts[(r >> 24) as usize % starts.len()],
+        };
         for _ in 0..next() % 3 {
             let r = next();
             let at = (r >> 8) as usize % words.len();
@@ -578,7 +597,8 @@ fn a_cursor_answers_as_the_core_on_any_ring() {
     const SIZE: u64 = 256;
     let max = max_payload_for(SIZE);
     let cases = if cfg!(miri) { 50 } else { 20_000 };
-    let (mut records, mut errors, mut fast) = (0, 0, 0);
+    let (mut records, mut errors, mut fast, mut resynced) = (0, 0, 0, 0);
+    let mut defects = std::collections::BTreeMap::new();
     for n in 0..cases {
         let ring = Garbled::new(n, SIZE, max);
         let by_core = answers(&mut ring.consumer(SIZE), |c, refresh| {
@@ -630,7 +650,48 @@ fn a_cursor_answers_as_the_core_on_any_ring() {
             .filter(|a| matches!(a, Ok(Some(_))))
             .count();
         errors += by_core.0.iter().filter(|a| a.is_err()).count();
+        for answer in &by_core.0 {
+            if let Err(e) = answer {
+                let name = match e {
+                    ReadError::BadRecord { defect, .. } => match defect {
+                        RecordDefect::Kind(_) => "kind",
+                        RecordDefect::Length(_) => "length",
+                        RecordDefect::Wraps(_) => "wraps",
+                        RecordDefect::PadLength(_) => "pad length",
+                        RecordDefect::PastProducer(_) => "past producer",
+                    },
+                    ReadError::Sequence { .. } => "sequence",
+                    ReadError::ProducerPosition { .. } => "producer position",
+                    ReadError::BufferTooSmall { .. } => "buffer",
+                };
+                *defects.entry(name).or_insert(0) += 1;
+            }
+        }
+        if ring.resync && by_core.3.records > 1 {
+            resynced += 1;
+        }
     }
+    // Every defect is reached, and resynchronising consumers read on.
+    std::println!("{defects:?}, {resynced} resynchronised and read on");
+    let floor = if cfg!(miri) { 0 } else { 100 };
+    for name in [
+        "kind",
+        "length",
+        "wraps",
+        "pad length",
+        "past producer",
+        "sequence",
+        "producer position",
+    ] {
+        assert!(
+            defects.get(name).copied().unwrap_or(0) >= floor,
+            "{name}: {defects:?}"
+        );
+    }
+    assert!(
+        resynced >= cases / 20,
+        "{resynced} resynchronised and read on"
+    );
     assert!(
         fast > records / 4 && errors > cases as usize / 4,
         "{records} records ({fast} on the fast path), {errors} errors"

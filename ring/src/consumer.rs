@@ -753,7 +753,9 @@ fn payload_slice<'a>(data: *const u8, meta: &RecordMeta) -> &'a [u8] {
 /// The records available to a [`Consumer`] at one moment, read in place.
 ///
 /// Dropping the batch releases every record its iterators yielded, with a
-/// single store of the consumer position.
+/// single store of the consumer position. (An iterator that is leaked
+/// rather than dropped before it ends, say by [`std::mem::forget`], leaves
+/// the records it yielded unread: they come again.)
 pub struct Batch<'c> {
     consumer: &'c mut Consumer,
     /// Whether the batch has loaded the producer position (it does at most
@@ -766,6 +768,10 @@ impl Batch<'_> {
     ///
     /// Each item borrows the batch, so no record outlives the space it
     /// lives in. After an error the iterator ends.
+    ///
+    /// The iterator reads on a copy of the consumer's position and
+    /// counters, which it keeps in registers, and hands them back when it
+    /// is dropped (and at its end): drop it before the batch.
     pub fn iter(&mut self) -> BatchIter<'_> {
         BatchIter {
             data: self.consumer.data,
