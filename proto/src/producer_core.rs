@@ -615,6 +615,20 @@ impl ProducerCore {
         if !self.owns(&slot) {
             return;
         }
+        // SAFETY: `owns` checked that the slot lies inside the data area.
+        unsafe { self.commit_own(slot, tag, timestamp_ns) };
+    }
+
+    /// [`Self::commit`] without its check that `slot` lies inside this
+    /// ring's data area: for a caller that holds the slot where only this
+    /// core's reservations can be (the user-space crate's `Reservation`).
+    ///
+    /// # Safety
+    ///
+    /// `slot` must come from this core's [`Self::reserve`] or
+    /// [`Self::reserve_in_batch`].
+    #[inline]
+    pub unsafe fn commit_own(&mut self, slot: Slot, tag: u16, timestamp_ns: u64) {
         let header = RecordHeader {
             len: slot.len,
             kind: KIND_DATA,
@@ -623,7 +637,8 @@ impl ProducerCore {
             timestamp_ns,
         };
         // SAFETY: `reserve` handed out `slot.offset` with a whole stride of
-        // free bytes behind it, so the header fits inside the data area.
+        // free bytes behind it (the caller's guarantee, or `owns`), so the
+        // header fits inside the data area.
         unsafe { self.view.write_header(slot.offset, &header) };
         self.advance(&slot);
     }
@@ -886,6 +901,21 @@ impl ProducerCore {
         // SAFETY: `offset + HEADER_SIZE <= offset + stride <= data_size`,
         // checked by `owns` (or 0, and the data area holds a header).
         unsafe { self.view.payload_ptr(offset) }
+    }
+
+    /// [`Self::payload_ptr`] without its check that `slot` lies inside
+    /// this ring's data area (see [`Self::commit_own`]).
+    ///
+    /// # Safety
+    ///
+    /// `slot` must come from this core's [`Self::reserve`] or
+    /// [`Self::reserve_in_batch`].
+    #[cfg(not(loom))]
+    #[inline]
+    pub unsafe fn own_payload_ptr(&self, slot: &Slot) -> *mut u8 {
+        // SAFETY: This core handed the slot out with a whole stride of free
+        // bytes behind its offset, inside the data area.
+        unsafe { self.view.payload_ptr(slot.offset) }
     }
 
     /// Whether `slot` lies inside this ring's data area, as every slot

@@ -451,7 +451,10 @@ impl Reservation<'_> {
         if self.producer.core.overflow() != Overflow::DropNew {
             return None;
         }
-        let ptr = self.producer.core.payload_ptr(&self.slot);
+        // SAFETY: `Producer::reserve` made the slot with this producer's
+        // core (the fields are private to this module, which makes a
+        // `Reservation` nowhere else).
+        let ptr = unsafe { self.producer.core.own_payload_ptr(&self.slot) };
         // SAFETY: `reserve` handed out `len` bytes at `ptr` inside the data
         // area, which in drop-new mode no reader looks at until the record
         // is published (the producer never writes past the released
@@ -528,9 +531,12 @@ impl Reservation<'_> {
     /// Writes the header; the record becomes visible at the next publish.
     #[inline]
     pub fn commit(self) {
-        self.producer
-            .core
-            .commit(self.slot, self.tag, self.timestamp);
+        // SAFETY: As in `Self::payload`: the slot is this core's.
+        unsafe {
+            self.producer
+                .core
+                .commit_own(self.slot, self.tag, self.timestamp)
+        };
     }
 }
 
