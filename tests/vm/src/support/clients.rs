@@ -2,6 +2,7 @@
 //! through rmemring's in-kernel API), loaded and unloaded with their own
 //! counts, and a load that makes the guest switch tasks.
 
+use std::ffi::CString;
 use std::io::{Read as _, Write as _};
 use std::process::Command;
 use std::sync::atomic::{
@@ -19,6 +20,12 @@ use anyhow::{
     bail,
     ensure,
     Context, //
+};
+
+use nix::errno::Errno;
+use nix::kmod::{
+    finit_module,
+    ModuleInitFlags, //
 };
 
 use super::env::Env;
@@ -185,6 +192,32 @@ impl Client {
         )
     }
 
+    /// Loads the module with one `finit_module(2)`, so its init runs once;
+    /// an init that fails is the error [`InitFailed`] (its errno and the
+    /// kernel log of that load). Busybox's insmod, after a failed
+    /// `finit_module(2)`, loads the module again with `init_module(2)`: a
+    /// module that checks things as it loads would run its checks twice,
+    /// into the same ring, and the log would hold both runs.
+    pub(crate) fn load_once(name: &'static str, params: &[String]) -> anyhow::Result<Self> {
+        let path = format!("/lib/modules/{name}.ko");
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        let params = CString::new(params.join(" "))?;
+        let mark = kernel_log::mark();
+        if let Err(errno) = finit_module(&file, &params, ModuleInitFlags::empty()) {
+            return Err(InitFailed {
+                name,
+                errno,
+                log: kernel_log::dmesg_since(&mark),
+            }
+            .into());
+        }
+        Ok(Self {
+            name,
+            mark,
+            loaded: true,
+        })
+    }
+
     pub(crate) fn load(name: &'static str, params: &[String]) -> anyhow::Result<Self> {
         let mark = kernel_log::mark();
         let status = Command::new("insmod")
@@ -241,6 +274,24 @@ impl Client {
         Ok(counts)
     }
 }
+
+/// A module's init that failed, loaded by [`Client::load_once`].
+#[derive(Debug)]
+pub(crate) struct InitFailed {
+    pub(crate) name: &'static str,
+    /// What the init returned.
+    pub(crate) errno: Errno,
+    /// The kernel log of the load.
+    pub(crate) log: String,
+}
+
+impl std::fmt::Display for InitFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "loading {}: {}: {}", self.name, self.errno, self.log)
+    }
+}
+
+impl std::error::Error for InitFailed {}
 
 impl Drop for Client {
     fn drop(&mut self) {
