@@ -1039,6 +1039,16 @@ fn api_contract(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The failed checks of a nested-lock load that failed only because a
+/// lockdep probe was never called (its init's `-EAGAIN`).
+fn probes_never_called(e: &anyhow::Error) -> Option<String> {
+    let failed = e.downcast_ref::<InitFailed>()?;
+    (failed.errno == Errno::EAGAIN).then(|| {
+        let not_ok = failed.log.lines().filter(|l| l.contains("not ok - "));
+        not_ok.map(str::trim).collect::<Vec<_>>().join("; ")
+    })
+}
+
 /// Writes nested in the producer lock's own instrumentation, tried by the
 /// nested-lock module's probes as it loads (with writers on every CPU)
 /// and checked by it: each refused. Here: that it checked lockdep's
@@ -1055,13 +1065,15 @@ fn api_contract(env: &Env) -> anyhow::Result<()> {
 /// fresh ring, and that load must pass. Every count compared is that one
 /// load's: the ring's (the RESET of a fresh ring zeroes them) and its log.
 fn nested_lock(env: &Env) -> anyhow::Result<()> {
-    let (region, log) = match checked_at_load(env, NESTED_MODULE) {
-        Err(e) if e.downcast_ref::<InitFailed>().map(|f| f.errno) == Some(Errno::EAGAIN) => {
-            println!("# {e:#}\n# a lockdep probe was never called: loading the module again");
-            checked_at_load(env, NESTED_MODULE)
-                .context("loaded again after a load whose lockdep probe was never called")?
+    let loaded = checked_at_load(env, NESTED_MODULE);
+    let (region, log) = match loaded.as_ref().err().and_then(probes_never_called) {
+        Some(failed) => {
+            println!("# {NESTED_MODULE}: EAGAIN ({failed}): loading it once more, on a fresh ring");
+            checked_at_load(env, NESTED_MODULE).context(
+                "loaded once more after a load whose lockdep probes were never called (EAGAIN)",
+            )?
         }
-        loaded => loaded?,
+        None => loaded?,
     };
     ensure!(
         log.matches("nested: ").count() == 1,
