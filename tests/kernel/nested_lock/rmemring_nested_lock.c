@@ -42,8 +42,9 @@
  * tracepoint before anything else (kernel/locking/lockdep.c), for every
  * lock in the kernel; so while the writers wrote, a registered probe is
  * called thousands of times, unless the tracepoint's static branch (patched
- * kernel text) did not take effect, as seen once on the arm64 board under
- * TCG. The probes count their calls before looking at anything; a load
+ * kernel text, a key per tracepoint) did not take effect: on the arm64
+ * debug board under TCG, in 11 of 600 loads in a row, lock_release's alone
+ * in 7, lock_acquire's alone in 3, both in 1. The probes count their calls before looking at anything; a load
  * whose only failures are lockdep probes with 0 calls logs "not ok - ...
  * probe never called" and fails with -EAGAIN rather than -EINVAL: loading
  * it again (on a fresh ring) is the caller's choice. Busybox's insmod

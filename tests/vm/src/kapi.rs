@@ -1060,7 +1060,8 @@ fn probes_never_called(e: &anyhow::Error) -> Option<String> {
 ///
 /// A load whose only failure is a lockdep probe never called at all (the
 /// module's `-EAGAIN`: its tracepoint did not fire, on any lock, while the
-/// writers took the producer lock; seen once on the arm64 debug board)
+/// writers took the producer lock; 11 of 600 loads on the arm64 debug
+/// board)
 /// checked nothing of the driver: the module is loaded once more, on a
 /// fresh ring, and that load must pass. Every count compared is that one
 /// load's: the ring's (the RESET of a fresh ring zeroes them) and its log.
