@@ -812,12 +812,15 @@ pub struct Cursor<'c> {
     /// next record starts a fresh count (`resync`), which only the core
     /// takes.
     end: u64,
-    head: u64,
     expected_seq: u64,
     prefetch_for: (u64, u64),
     records: u64,
     bytes: u64,
-    lost: u64,
+    /// The core's expected sequence number, records and lost records when
+    /// the cursor took its state: the records lost since are the sequence
+    /// numbers passed less the records read, so the loop keeps one
+    /// counter fewer.
+    taken: (u64, u64, u64),
 }
 
 impl<'c> Cursor<'c> {
@@ -828,12 +831,11 @@ impl<'c> Cursor<'c> {
             max_payload: home.max_payload,
             pos: 0,
             end: 0,
-            head: 0,
             expected_seq: 0,
             prefetch_for: (0, 0),
             records: 0,
             bytes: 0,
-            lost: 0,
+            taken: (0, 0, 0),
             home,
         };
         cursor.take_state();
@@ -845,17 +847,16 @@ impl<'c> Cursor<'c> {
     fn take_state(&mut self) {
         let home = &*self.home;
         self.pos = home.pos;
-        self.head = home.head;
         self.expected_seq = home.expected_seq;
         self.prefetch_for = home.prefetch_for;
         self.records = home.stats.records;
         self.bytes = home.stats.bytes;
-        self.lost = home.stats.lost;
+        self.taken = (home.expected_seq, home.stats.records, home.stats.lost);
         let to_end = self.view.data_size() - self.view.offset(self.pos);
         let fast = if home.resync {
             0
         } else {
-            core::cmp::min(self.head.wrapping_sub(self.pos), to_end)
+            core::cmp::min(home.head.wrapping_sub(self.pos), to_end)
         };
         self.end = self.pos.wrapping_add(fast);
     }
@@ -869,7 +870,10 @@ impl<'c> Cursor<'c> {
         home.prefetch_for = self.prefetch_for;
         home.stats.records = self.records;
         home.stats.bytes = self.bytes;
-        home.stats.lost = self.lost;
+        let (seq, records, lost) = self.taken;
+        let passed = self.expected_seq.wrapping_sub(seq);
+        home.stats.lost =
+            lost.wrapping_add(passed.wrapping_sub(self.records.wrapping_sub(records)));
     }
 
     /// As [`ConsumerCore::next_cached_record`].
@@ -925,7 +929,9 @@ impl<'c> Cursor<'c> {
             &self.view,
             &mut self.prefetch_for,
             self.pos,
-            self.head,
+            // The end of the fast path rather than the producer position:
+            // the same while the lap lasts, and no hint across its end.
+            self.end,
             stride,
         );
         let meta = RecordMeta {
@@ -938,7 +944,6 @@ impl<'c> Cursor<'c> {
             lost_before: gap,
         };
         self.expected_seq = seq.wrapping_add(1);
-        self.lost = self.lost.wrapping_add(gap);
         self.records = self.records.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(u64::from(len));
         self.pos = self.pos.wrapping_add(stride);
