@@ -97,11 +97,23 @@ pub enum Marker {
 
 impl Marker {
     /// Finds a marker in a console line: the text before it, and the marker.
+    ///
+    /// The kernel may print onto the console in the middle of a line of
+    /// the guest's (a watchdog's message under a loaded host, say), so a
+    /// marker is its word and the digits of its value, whatever follows
+    /// them.
     pub fn find(line: &str) -> Option<(&str, Marker)> {
         let at = line.find(MARK)?;
-        let rest = line[at + MARK.len()..].strip_prefix(':')?.trim();
-        let (word, value) = rest.split_once('=').unwrap_or((rest, ""));
-        let value = || value.parse().ok();
+        let rest = line[at + MARK.len()..].strip_prefix(':')?;
+        let word_end = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+            .unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_end);
+        let digits = after.strip_prefix('=').unwrap_or("");
+        let digits = &digits[..digits
+            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .unwrap_or(digits.len())];
+        let value = || digits.parse().ok();
         let marker = match word {
             "begin" => Marker::Begin,
             "status" => Marker::Status(value()?),
@@ -278,6 +290,24 @@ mod tests {
             Some(("", Marker::Dmesg))
         );
         assert_eq!(Marker::find("status=3"), None);
+    }
+
+    /// A kernel message printed onto the console right after a marker, on
+    /// its line (seen once under a loaded host: `vm hostile-debug`'s
+    /// status line, whose command had passed, was followed by
+    /// "[   26.521037] clocksource: Watchdog remote CPU 1 read timed out").
+    #[test]
+    fn markers_are_found_before_a_kernel_message_on_their_line() {
+        let line = format!(
+            "{MARK}:status=0[   26.521037] clocksource: Watchdog remote CPU 1 read timed out"
+        );
+        assert_eq!(Marker::find(&line), Some(("", Marker::Status(0))));
+        let line = format!("{MARK}:dmesg[   26.5] x");
+        assert_eq!(Marker::find(&line), Some(("", Marker::Dmesg)));
+        let line = format!("{MARK}:insmod-failed=-22 [ 1.0] y");
+        assert_eq!(Marker::find(&line), Some(("", Marker::InsmodFailed(-22))));
+        assert_eq!(Marker::find(&format!("{MARK}:status=[1.0]")), None);
+        assert_eq!(Marker::find(&format!("{MARK}:statuses=1")), None);
     }
 
     #[test]
