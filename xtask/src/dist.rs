@@ -53,7 +53,12 @@ use crate::project_root;
 
 /// The crates `cargo publish --workspace` publishes: every other package
 /// of the workspace says `publish = false`.
-pub const PUBLISHED: &[&str] = &["rmemring", "rmemring-cli", "rmemring-proto"];
+pub const PUBLISHED: &[&str] = &[
+    "rmemring",
+    "rmemring-bench",
+    "rmemring-cli",
+    "rmemring-proto",
+];
 
 /// The DKMS package's name (`dkms.conf`'s `PACKAGE_NAME`).
 const DKMS_NAME: &str = "rmemring";

@@ -483,9 +483,7 @@ struct Ratio {
 impl Ratio {
     /// The lowest and highest paired ratio.
     fn range(&self) -> Option<(f64, f64)> {
-        let lo = self.paired.iter().copied().reduce(f64::min)?;
-        let hi = self.paired.iter().copied().reduce(f64::max)?;
-        Some((lo, hi))
+        rmemring_bench::range(&self.paired)
     }
 
     /// `1.68×`, or with paired rounds `1.68× (1.20..2.30)`.
@@ -496,18 +494,6 @@ impl Ratio {
             }
             _ => format!("{:.2}×", self.median),
         }
-    }
-}
-
-/// The median of `values` (the mean of the middle two of an even count).
-fn median(values: &[f64]) -> Option<f64> {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
 
@@ -543,7 +529,7 @@ fn ratio(
             (y.row.records > 0).then(|| x.row.records_per_s() / y.row.records_per_s())
         })
         .collect();
-    if let Some(median) = median(&paired) {
+    if let Some(median) = rmemring_bench::median(&paired) {
         return Some(Ratio { median, paired });
     }
     let x = find(results, a.0, a.1, workload, size)?;
@@ -914,17 +900,15 @@ fn judge(
     size: u32,
     target: Target,
 ) -> Judged {
-    if let Some((lo, hi)) = r.range() {
-        let n = r.paired.len();
-        let clear = r.paired.iter().filter(|&&x| target.good(x)).count();
-        return if clear == n {
-            Judged::Met
-        } else if clear == 0 {
-            Judged::Missed
-        } else {
-            Judged::Straddles(format!(
-                "{clear} of {n} paired rounds clear it, {lo:.2}..{hi:.2}"
-            ))
+    // The rule every rmemring benchmark judges paired rounds by.
+    if let Some(j) = rmemring_bench::judge(&r.paired, target.as_bench()) {
+        return match j.verdict {
+            rmemring_bench::Verdict::Met => Judged::Met,
+            rmemring_bench::Verdict::Missed => Judged::Missed,
+            rmemring_bench::Verdict::NotResolved => Judged::Straddles(format!(
+                "{} of {} paired rounds clear it, {:.2}..{:.2}",
+                j.clear, j.rounds, j.min, j.max
+            )),
         };
     }
     let spread = sides
@@ -1036,12 +1020,17 @@ struct Target {
 }
 
 impl Target {
-    fn good(self, r: f64) -> bool {
+    /// The same target in the shared rules' terms.
+    fn as_bench(self) -> rmemring_bench::Target {
         if self.strict {
-            r > self.ratio
+            rmemring_bench::Target::Above(self.ratio)
         } else {
-            r >= self.ratio
+            rmemring_bench::Target::AtLeast(self.ratio)
         }
+    }
+
+    fn good(self, r: f64) -> bool {
+        self.as_bench().clears(r)
     }
 }
 

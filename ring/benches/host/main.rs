@@ -438,7 +438,8 @@ fn main() {
         let (rows, json, targets) = ring_sweep(&config);
         say(&format!(
             "\nring sizes: the {} cell at batches of {}, the same rounds as above\n\n{}\n{rows}\n\
-             targets by ring size (median of the rounds' ratios, their range):\n{targets}",
+             targets by ring size (median of the rounds' ratios; met only if every round clears \
+             the bar, missed only if none does, otherwise not resolved):\n{targets}",
             human_size(SWEEP_SIZE),
             human_size(SWEEP_BATCH),
             report::RING_TABLE_HEAD

@@ -21,14 +21,7 @@ pub const NOISY: f64 = 0.5;
 
 /// The median of `values` (not empty).
 pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    rmemring_bench::median(values).expect("a series measured in at least one round")
 }
 
 /// The repeated measurements of one peer at one size (and one batch size,
@@ -63,7 +56,8 @@ impl Summary {
 
     /// `(max - min) / median` of the rounds' records/s.
     pub fn spread(&self) -> f64 {
-        (self.max() - self.min()) / self.median()
+        // A median of 0 records/s: nothing to compare, as noisy as it gets.
+        rmemring_bench::spread(&self.runs).unwrap_or(f64::INFINITY)
     }
 
     /// Whether the spread is above [`NOISY`].
@@ -92,8 +86,10 @@ impl Summary {
 }
 
 /// A ratio of two peers' records/s, round by round.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Ratio {
+    /// Each round's ratio, in round order.
+    pub rounds: Vec<f64>,
     pub median: f64,
     pub min: f64,
     pub max: f64,
@@ -106,26 +102,36 @@ impl Ratio {
         if a.runs.len() != b.runs.len() || a.runs.is_empty() {
             return None;
         }
-        let r: Vec<f64> = a.runs.iter().zip(&b.runs).map(|(a, b)| a / b).collect();
-        Some(Self::from_rounds(&r))
+        Some(Self::from_rounds(rmemring_bench::paired_ratios(
+            &a.runs, &b.runs,
+        )))
     }
 
     /// The ratio of one peer's records/s to a fixed `bar`, each round.
     pub fn to_bar(a: &Summary, bar: f64) -> Self {
-        let r: Vec<f64> = a.runs.iter().map(|a| a / bar).collect();
-        Self::from_rounds(&r)
+        Self::from_rounds(a.runs.iter().map(|a| a / bar).collect())
     }
 
-    fn from_rounds(r: &[f64]) -> Self {
+    fn from_rounds(rounds: Vec<f64>) -> Self {
+        let (min, max) = rmemring_bench::range(&rounds).unwrap_or((f64::NAN, f64::NAN));
         Self {
-            median: median(r),
-            min: r.iter().copied().fold(f64::INFINITY, f64::min),
-            max: r.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            median: median(&rounds),
+            min,
+            max,
+            rounds,
         }
+    }
+
+    /// Judged against "at least `bar`" by the rule every rmemring
+    /// benchmark uses ([`rmemring_bench::judge`]): met only if every round
+    /// clears it, missed only if none does, otherwise not resolved.
+    pub fn judge(&self, bar: f64) -> rmemring_bench::Judgement {
+        rmemring_bench::judge(&self.rounds, rmemring_bench::Target::AtLeast(bar))
+            .expect("a ratio of at least one round")
     }
 
     /// Whether every round falls on the same side of `bar`.
     pub fn resolves(&self, bar: f64) -> bool {
-        self.min >= bar || self.max < bar
+        self.judge(bar).verdict != rmemring_bench::Verdict::NotResolved
     }
 }

@@ -491,10 +491,9 @@ fn added_per_switch(run: &Run, none: &Run) -> f64 {
     (1e9 / run.trips_per_sec - 1e9 / none.trips_per_sec) / 2.0
 }
 
-/// The smallest and largest of `v`.
+/// The smallest and largest of `v` (NaN if it is empty).
 fn range(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    rmemring_bench::range(v).unwrap_or((f64::NAN, f64::NAN))
 }
 
 /// The issue's real-event target, judged: rmemring adds less per context
@@ -546,19 +545,14 @@ fn targets(runs: &[&Run]) -> Vec<String> {
         if diffs.is_empty() {
             continue;
         }
-        let less = diffs.iter().filter(|d| **d < 0.0).count();
-        let word = if less == diffs.len() {
-            "met"
-        } else if less == 0 {
-            "MISSED"
-        } else {
-            "not resolved"
+        // The rule every rmemring benchmark judges paired rounds by.
+        let Some(j) = rmemring_bench::judge(&diffs, rmemring_bench::Target::Below(0.0)) else {
+            continue;
         };
-        let (lo, hi) = range(&diffs);
         lines.push(format!(
-            "rmemring adds less per switch than {peer}: {word} (rmemring's added cost minus \
-             {peer}'s, round by round: {lo:+.0}..{hi:+.0} over {} rounds, less in {less})",
-            diffs.len()
+            "rmemring adds less per switch than {peer}: {} (rmemring's added cost minus \
+             {peer}'s, round by round: {:+.0}..{:+.0} over {} rounds, less in {})",
+            j.verdict, j.min, j.max, j.rounds, j.clear
         ));
         let (me, them) = (dropped(RMEMRING), dropped(peer.name()));
         if them == 0 {
@@ -1094,11 +1088,7 @@ fn thread_usage() -> Result<(u64, u64)> {
 /// of those paired ratios, with their range, and the rest summed over its
 /// runs.
 fn report(runs: &[&Run]) -> String {
-    let median = |v: &[f64]| -> f64 {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let median = |v: &[f64]| rmemring_bench::median(v).unwrap_or(f64::NAN);
     let pairs = with_baseline(runs);
     let mut peers: Vec<EventsPeer> = Vec::new();
     for r in runs {
