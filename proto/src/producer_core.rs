@@ -167,6 +167,42 @@ impl Run {
     }
 }
 
+/// Contiguous room for records of any payload lengths, one after the
+/// other, handed out by [`ProducerCore::reserve_span`]; the caller lays
+/// its records out in it and closes it with [`ProducerCore::commit_span`],
+/// which consumes it.
+///
+/// # Invariants
+///
+/// As for [`Slot`]: only `reserve_span` makes spans, so the `bytes` from
+/// `offset` lie inside the data area and inside the room the producer had
+/// reserved, and `bytes` is a multiple of [`RECORD_ALIGN`] and at least a
+/// record header's size; `commit_span` still checks a span against its own
+/// ring and its producer's state (`seq`: the sequence number the producer
+/// had when it made the span, which any later commit or drop moves).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a span is wasted unless it is committed"]
+pub struct Span {
+    offset: u64,
+    bytes: u64,
+    seq: u64,
+}
+
+impl Span {
+    /// Offset in the data area of the first record's header.
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes reserved: a multiple of [`RECORD_ALIGN`], at least the first
+    /// record's stride.
+    #[inline]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 /// Counters the producer publishes in the control page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -733,6 +769,79 @@ impl ProducerCore {
             .wrapping_add(u64::from(run.len) * u64::from(n));
     }
 
+    /// Reserves contiguous room for records of any payload lengths: as
+    /// [`Self::reserve`] for a first record of `first_len` payload bytes,
+    /// then as far on as the room left without a pad, a look at the
+    /// consumer page or retiring records, and the batch bound
+    /// ([`Self::publish_due`]) reach, up to `max_bytes` (rounded down to a
+    /// multiple of [`RECORD_ALIGN`]; the first record's stride at least).
+    ///
+    /// The caller writes whole records from [`Span::offset`] on, each a
+    /// header and a payload padded to its [`record_stride`], with
+    /// consecutive sequence numbers from [`Self::next_seq`], then commits
+    /// them with [`Self::commit_span`]. It asks [`Self::publish_due`]
+    /// first, as for a single record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rmemring_proto::producer_core::ProducerCore;
+    /// # use rmemring_proto::layout::record_stride;
+    /// # fn produce(core: &mut ProducerCore) {
+    /// let Ok(span) = core.reserve_span(64, 4096) else { return };
+    /// assert!(span.bytes() >= record_stride(64));
+    /// // ... write records of any sizes from `span.offset()` on ...
+    /// let (used, records, payload_bytes) = (record_stride(64), 1, 64);
+    /// core.commit_span(span, used, records, payload_bytes);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn reserve_span(&mut self, first_len: u32, max_bytes: u64) -> Result<Span, ReserveError> {
+        let first = self.reserve(first_len)?;
+        // `reserve` left at least the first record's stride in the room,
+        // which, like the batch bound and the stride, is a multiple of
+        // `RECORD_ALIGN` (positions and the data size are).
+        let budget = self.batch_limit.saturating_sub(self.unpublished());
+        let bytes = (self.room().min(budget).min(max_bytes) & !(RECORD_ALIGN - 1))
+            .max(record_stride(first_len));
+        Ok(Span {
+            offset: first.offset,
+            bytes,
+            seq: self.seq,
+        })
+    }
+
+    /// Makes the first `used` bytes of `span` (at most [`Span::bytes`],
+    /// rounded down to a multiple of [`RECORD_ALIGN`]) part of the next
+    /// publication: `records` whole records the caller wrote there, with
+    /// the sequence numbers from [`Self::next_seq`] on and `payload_bytes`
+    /// of payload between them. The rest of the span is abandoned, as a
+    /// slot dropped uncommitted.
+    ///
+    /// The core does not read the records back: a caller that wrote them
+    /// wrongly hands the consumer records it will refuse, but cannot make
+    /// this producer write outside the span. A span that is not this
+    /// producer's latest (another ring's, or one reserved before a record
+    /// was committed or dropped) commits nothing.
+    #[inline]
+    pub fn commit_span(&mut self, span: Span, used: u64, records: u64, payload_bytes: u64) {
+        if !self.owns_span(&span) {
+            return;
+        }
+        let used = used.min(span.bytes) & !(RECORD_ALIGN - 1);
+        debug_assert!(
+            records
+                .checked_mul(HEADER_SIZE)
+                .and_then(|headers| headers.checked_add(payload_bytes))
+                .is_some_and(|bytes| bytes <= used),
+            "{records} records of {payload_bytes} payload bytes in {used} bytes"
+        );
+        // INVARIANT: as in `advance`: the span came out of the room.
+        self.head = self.head.wrapping_add(used);
+        self.seq = self.seq.wrapping_add(records);
+        self.stats.bytes = self.stats.bytes.wrapping_add(payload_bytes);
+    }
+
     /// Counts a record that was not written for lack of room. It still uses
     /// a sequence number, so the consumer sees the gap.
     pub fn drop_record(&mut self) {
@@ -942,6 +1051,45 @@ impl ProducerCore {
             .is_some_and(|end| end <= self.view.data_size());
         debug_assert!(fits, "a run of another ring");
         fits
+    }
+
+    /// Whether `span` is the latest this producer made and lies inside
+    /// this ring's data area, as a span `reserve_span` made for this ring
+    /// is until a record is committed or dropped: it starts at the
+    /// producer's position, with its sequence number (a debug-build
+    /// assertion, as in [`Self::owns`]). A span kept across a lap of the
+    /// ring starts at the same offset, but not with the same sequence
+    /// number.
+    #[inline]
+    fn owns_span(&self, span: &Span) -> bool {
+        let fits = span.seq == self.seq
+            && span.offset == self.view.offset(self.head)
+            && span
+                .offset
+                .checked_add(span.bytes)
+                .is_some_and(|end| end <= self.view.data_size());
+        debug_assert!(fits, "a span of another ring, or one committed already");
+        fits
+    }
+
+    /// The address of the byte at `span`'s offset, where its first
+    /// record's header goes; [`Span::bytes`] bytes from it are writable
+    /// until the span is committed (or a record committed or dropped
+    /// otherwise), and the address stays valid as long as the ring's
+    /// memory does. A span that is not this producer's latest
+    /// ([`Self::commit_span`]) gets a null pointer (and fails a debug
+    /// build's assertion).
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn span_ptr(&self, span: &Span) -> *mut u8 {
+        if !self.owns_span(span) {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `owns_span` checked that the span lies inside the data
+        // area; it holds at least one record's stride, so at least
+        // `HEADER_SIZE` bytes, and the payload pointer is `HEADER_SIZE`
+        // bytes past the span's first byte.
+        unsafe { self.view.payload_ptr(span.offset).sub(HEADER_SIZE as usize) }
     }
 
     /// The address of the payload of `run`'s first record: record `i`'s

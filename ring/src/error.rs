@@ -445,6 +445,11 @@ pub enum ProduceError {
         /// The ring's `max_payload`.
         max: u32,
     },
+    /// Records laid out in place ([`Producer::reserve_span`](crate::Producer::reserve_span))
+    /// need a drop-new ring: in overwrite mode a reader the producer laps
+    /// may be copying the very bytes.
+    #[error("records are laid out in place only in a drop-new ring")]
+    NeedsDropNew,
 }
 
 #[cfg(test)]

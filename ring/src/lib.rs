@@ -67,7 +67,8 @@
 //! A ring has one [`Consumer`] and one [`Producer`] at a time, across every
 //! [`Region`] and process that opens it (see [`Region::consumer`]), so the
 //! `&[u8]` a [`Batch`] lends and the `&mut [u8]` a [`Reservation`] (or
-//! [`Reservations`], records of one size reserved together) lends are
+//! [`Reservations`], records of one size reserved together, or a
+//! [`Span`], records of any sizes laid out together) lends are
 //! never written or read by a second party of this crate. What zero
 //! copy still trusts, and why the constructors are safe all the same, is
 //! [`Region`]'s safety model.
@@ -137,7 +138,8 @@ pub use producer::{
     Payloads,
     Producer,
     Reservation,
-    Reservations, //
+    Reservations,
+    Span, //
 };
 pub use region::{
     system_page_size,

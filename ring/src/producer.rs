@@ -1,5 +1,6 @@
 //! The user-space producer (files and memfds; on the device the kernel produces).
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::error::{
@@ -9,15 +10,22 @@ use crate::error::{
 use crate::region::Region;
 use crate::role::RoleLock;
 use crate::wait;
+use rmemring_proto::layout::{
+    record_stride,
+    HEADER_SIZE,
+    KIND_DATA, //
+};
 use rmemring_proto::producer_core::{
     Overflow,
     ProducerCore,
     ProducerStats,
     ReserveError,
     Run,
-    Slot, //
+    Slot,
+    Span as SpanToken, //
 };
 use rmemring_proto::roles::Role;
+use rmemring_proto::view::header_word0;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of record timestamps.
 ///
@@ -266,6 +274,89 @@ impl Producer {
             run,
             tag: 0,
             timestamp,
+        })
+    }
+
+    /// Reserves contiguous room for records of any payload lengths, laid
+    /// out one after the other with [`Span::append`] and committed
+    /// together with [`Span::commit`]: for many records of varying sizes,
+    /// cheaper than a [`Self::reserve`] and a commit each, since the room
+    /// and the batch bound are checked once for the whole span and the
+    /// producer's position, sequence number and byte count move once, at
+    /// the commit. Drop-new mode only ([`ProduceError::NeedsDropNew`]
+    /// otherwise).
+    ///
+    /// The span holds room for at least one record of `first_len` payload
+    /// bytes (so its first `append(first_len)` succeeds), and as much more,
+    /// up to `max_bytes` of ring (headers and padding included: a
+    /// record's [`record_stride`]), as the ring has free before its end or
+    /// the batch bound (see [`Producer`]); it publishes first if the batch
+    /// is due. Errors as [`Self::reserve`] for a record of `first_len`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rmemring::{CreateOptions, Region};
+    /// # let region = Arc::new(Region::memfd(CreateOptions::default())?);
+    /// # let (mut producer, mut consumer) = (region.producer()?, region.consumer()?);
+    /// use rmemring::ProduceError;
+    ///
+    /// let lines = ["a short record", "and a much longer one", ""];
+    /// let mut span = producer.reserve_span(lines[0].len(), 64 * 1024)?;
+    /// for line in lines {
+    ///     match span.append(line.len()) {
+    ///         Ok(payload) => payload.copy_from_slice(line.as_bytes()),
+    ///         // The rest of the span is too small: commit it, reserve another.
+    ///         Err(ProduceError::Full) => break,
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// }
+    /// assert_eq!(span.len(), 3);
+    /// span.commit();
+    /// producer.publish();
+    ///
+    /// let mut batch = consumer.batch()?;
+    /// let got: Vec<&[u8]> = batch.iter().map(|r| r.map(|r| r.payload)).collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [&b"a short record"[..], b"and a much longer one", b""]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn reserve_span(
+        &mut self,
+        first_len: usize,
+        max_bytes: usize,
+    ) -> Result<Span<'_>, ProduceError> {
+        if self.core.overflow() != Overflow::DropNew {
+            return Err(ProduceError::NeedsDropNew);
+        }
+        let Ok(len32) = u32::try_from(first_len) else {
+            return Err(self.reserve_error(ReserveError::TooLarge, first_len));
+        };
+        if self.core.publish_due(len32) {
+            self.publish();
+        }
+        let token = match self.core.reserve_span(len32, max_bytes as u64) {
+            Ok(token) => token,
+            Err(e) => return Err(self.reserve_error(e, first_len)),
+        };
+        // `span_ptr` is null only for a span of another ring; this one is
+        // the core's own.
+        let base = NonNull::new(self.core.span_ptr(&token)).expect("the core's own span");
+        let timestamp = self.timestamp();
+        Ok(Span {
+            // Bounded by the data area, which is mapped.
+            bytes: token.bytes() as usize,
+            max_payload: self.region.layout().max_payload as usize,
+            seq: self.core.next_seq(),
+            word0_tag: 0,
+            used: 0,
+            records: 0,
+            payload_bytes: 0,
+            timestamp,
+            base,
+            token,
+            producer: self,
         })
     }
 
@@ -689,6 +780,143 @@ impl Reservations<'_> {
         self.producer
             .core
             .commit_run(self.run, n, self.tag, self.timestamp);
+    }
+}
+
+/// Room for records of any payload lengths, laid out one after the other:
+/// [`Producer::reserve_span`].
+///
+/// Each [`Self::append`] writes a record's header (the next sequence
+/// number, the span's tag and timestamp) and lends its payload to fill in
+/// place; [`Self::commit`] makes every appended record part of the next
+/// publication. Dropping the span uncommitted writes no record (the bytes
+/// are reused by the next reservation).
+#[must_use = "a span writes no record unless committed"]
+pub struct Span<'p> {
+    producer: &'p mut Producer,
+    token: SpanToken,
+    /// The first header's address; `bytes` from it are this span's.
+    base: NonNull<u8>,
+    bytes: usize,
+    max_payload: usize,
+    /// Bytes of the span laid out so far.
+    used: usize,
+    records: u64,
+    payload_bytes: u64,
+    /// The next record's sequence number.
+    seq: u64,
+    /// The tag, in place in a header's first word.
+    word0_tag: u64,
+    timestamp: u64,
+}
+
+// SAFETY: A `Span` is the producer's exclusive borrow and a pointer into
+// the ring's mapping, which the producer's region keeps mapped; sending it
+// to another thread sends that exclusive access, as sending the
+// `&mut Producer` (which is `Send`) would.
+unsafe impl Send for Span<'_> {}
+
+impl Span<'_> {
+    /// Appends a record of `len` payload bytes and lends its payload, to
+    /// fill in place: it holds whatever the ring held before, and the
+    /// record is in the span whether it is filled or not. Nothing is
+    /// appended on an error: [`ProduceError::Full`] if the record does not
+    /// fit the rest of the span (commit it and reserve another),
+    /// [`ProduceError::TooLarge`] if it is larger than the ring's largest
+    /// payload.
+    #[inline]
+    #[must_use = "the record is appended: fill its payload"]
+    pub fn append(&mut self, len: usize) -> Result<&mut [u8], ProduceError> {
+        if len > self.max_payload {
+            return Err(self.too_large(len));
+        }
+        // `len` is at most a `u32`'s `max_payload`: no overflow.
+        let stride = record_stride(len as u32) as usize;
+        if stride > self.bytes - self.used {
+            return Err(ProduceError::Full);
+        }
+        let header = self.used;
+        self.used += stride;
+        // SAFETY: `header + stride <= bytes`, and the span's `bytes` from
+        // `base` are this producer's, inside the data area, 8-byte aligned
+        // (the data area is page-aligned and records start at multiples of
+        // `RECORD_ALIGN`): the header's three words and the `len` payload
+        // bytes after them are in bounds. In drop-new mode no reader looks
+        // at them before they are published, which the span's borrow of
+        // the producer keeps from happening until it is committed, and
+        // `&mut self` makes the returned slice unique.
+        unsafe {
+            let words = self.base.as_ptr().add(header).cast::<u64>();
+            words.write(header_word0(len as u32, KIND_DATA, 0) | self.word0_tag);
+            words.add(1).write(self.seq);
+            words.add(2).write(self.timestamp);
+            // Sequence numbers continue from the ring's counters, and wrap.
+            self.seq = self.seq.wrapping_add(1);
+            self.records += 1;
+            self.payload_bytes += len as u64;
+            Ok(std::slice::from_raw_parts_mut(
+                self.base.add(header + HEADER_SIZE as usize).as_ptr(),
+                len,
+            ))
+        }
+    }
+
+    #[cold]
+    fn too_large(&self, len: usize) -> ProduceError {
+        ProduceError::TooLarge {
+            len,
+            // `max_payload` came from a `u32`.
+            max: self.max_payload as u32,
+        }
+    }
+
+    /// The sequence number the next appended record gets.
+    #[inline]
+    pub fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Records appended.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.records as usize
+    }
+
+    /// Whether no record has been appended.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Ring bytes left for records (a record takes its
+    /// [`record_stride`]: header and padding included).
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.bytes - self.used
+    }
+
+    /// Sets the application-defined record type of the records appended
+    /// from now on (default 0).
+    pub fn set_tag(&mut self, tag: u16) {
+        self.word0_tag = header_word0(0, 0, tag);
+    }
+
+    /// Sets the timestamp of the records appended from now on (default:
+    /// when the current batch began).
+    pub fn set_timestamp(&mut self, ns: u64) {
+        self.timestamp = ns;
+    }
+
+    /// Makes every appended record part of the next publication; the rest
+    /// of the span is reused by the next reservation.
+    #[inline]
+    pub fn commit(self) {
+        self.producer.core.commit_span(
+            self.token,
+            self.used as u64,
+            self.records,
+            self.payload_bytes,
+        );
     }
 }
 

@@ -13,12 +13,17 @@
 
 mod common;
 
-use std::collections::VecDeque;
+use std::collections::{
+    HashMap,
+    VecDeque, //
+};
 
 use proptest::prelude::*;
 use rmemring::layout::{
     max_payload_for,
-    record_stride, //
+    record_stride,
+    RecordHeader,
+    KIND_DATA, //
 };
 use rmemring::pattern;
 use rmemring::{
@@ -44,6 +49,17 @@ enum Op {
     /// Reserve up to `max` records of `len` bytes at once, then commit the
     /// first `commit` (modulo the number reserved, plus one) of them.
     ProduceMany { len: u32, max: u8, commit: u8 },
+    /// Reserve a span of at most `max_bytes` for a first record of
+    /// `lens[0]` bytes, append records of `lens` (each modulo `max_payload
+    /// + 1`) until one does not fit, the `i`-th tagged `tag + i` and
+    /// stamped `timestamp`, then commit them or drop the span.
+    ProduceSpan {
+        lens: [u32; 4],
+        max_bytes: usize,
+        commit: bool,
+        tag: u16,
+        timestamp: u64,
+    },
     /// Publish everything committed.
     Publish,
     /// Read up to `n` records.
@@ -60,9 +76,25 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     prop_oneof![
         10 => (len.clone(), prop::bool::weighted(0.1)).prop_map(|(len, abandon)| Op::Produce { len, abandon }),
-        3 => (len, any::<u8>(), any::<u8>()).prop_map(|(len, max, commit)| {
+        3 => (len.clone(), any::<u8>(), any::<u8>()).prop_map(|(len, max, commit)| {
             Op::ProduceMany { len, max: max % 9, commit }
         }),
+        3 => (
+            prop::array::uniform4(len.clone()),
+            // Spans shorter than a record, about the batch bound, and
+            // bounded by the room alone (the host benchmark's).
+            prop_oneof![0usize..64, 0usize..2048, Just(usize::MAX)],
+            prop::bool::weighted(0.9),
+            any::<u16>(),
+            any::<u64>(),
+        )
+            .prop_map(|(lens, max_bytes, commit, tag, timestamp)| Op::ProduceSpan {
+                lens,
+                max_bytes,
+                commit,
+                tag,
+                timestamp,
+            }),
         3 => Just(Op::Publish),
         4 => (1u8..12).prop_map(|n| Op::Consume { n }),
         2 => Just(Op::Release),
@@ -105,6 +137,9 @@ struct Model {
     /// Every sequence number so far: its payload length, or `None` if the
     /// record was dropped.
     sent: Vec<Option<u32>>,
+    /// The tag and timestamp of the records laid out in spans, by
+    /// sequence number (the other ops' are not checked).
+    stamped: HashMap<u64, (u16, u64)>,
     /// Sequence numbers below this are published.
     published: u64,
     /// The producer position at the last publication.
@@ -126,6 +161,7 @@ impl Model {
             oldest: start,
             retired_below: 0,
             sent: Vec::new(),
+            stamped: HashMap::new(),
             published: 0,
             published_pos: start,
             next: 0,
@@ -186,6 +222,20 @@ impl Model {
 
     fn drop_record(&mut self) {
         self.sent.push(None);
+    }
+
+    /// Payload bytes committed.
+    fn bytes(&self) -> u64 {
+        self.sent.iter().flatten().map(|&len| u64::from(len)).sum()
+    }
+
+    /// Checks a delivered record's tag and timestamp, where a span wrote
+    /// them.
+    fn check_stamp(&self, seq: u64, tag: u16, timestamp_ns: u64) -> Result<(), TestCaseError> {
+        if let Some(&stamp) = self.stamped.get(&seq) {
+            prop_assert_eq!((tag, timestamp_ns), stamp, "record {}", seq);
+        }
+        Ok(())
     }
 
     fn publish(&mut self) {
@@ -269,6 +319,7 @@ fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(),
             "record {} corrupt",
             meta.seq
         );
+        model.check_stamp(meta.seq, meta.tag, meta.timestamp_ns)?;
         model.delivered(meta.seq, meta.lost_before);
         Ok(true)
     };
@@ -337,6 +388,80 @@ fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(),
                     Err(ReserveError::TooLarge) => prop_assert!(false, "{len} too large"),
                 }
             }
+            // The core's span: its caller lays the records out, as the
+            // wrappers' `Span` does, here with the view's helpers (whose
+            // atomic stores overwrite mode allows too).
+            Op::ProduceSpan {
+                lens,
+                max_bytes,
+                commit,
+                tag,
+                timestamp,
+            } => {
+                let lens = lens.map(|len| len % (max + 1));
+                let fits = model.reserve(lens[0]);
+                match p.reserve_span(lens[0], max_bytes as u64) {
+                    Ok(span) => {
+                        prop_assert!(fits, "reserved {} bytes the model says do not fit", lens[0]);
+                        let (bytes, first) = (span.bytes(), record_stride(lens[0]));
+                        prop_assert!(bytes >= first && bytes % 8 == 0, "{bytes} bytes");
+                        prop_assert!(bytes == first || bytes <= max_bytes as u64);
+                        prop_assert_eq!(p.next_seq(), model.sent.len() as u64);
+                        let (mut used, mut payload_bytes, mut laid) = (0, 0, Vec::new());
+                        for (i, len) in lens.into_iter().enumerate() {
+                            let stride = record_stride(len);
+                            if stride > bytes - used {
+                                break;
+                            }
+                            let seq = p.next_seq() + i as u64;
+                            let header = RecordHeader {
+                                len,
+                                kind: KIND_DATA,
+                                tag: tag.wrapping_add(i as u16),
+                                seq,
+                                timestamp_ns: timestamp,
+                            };
+                            let mut payload = vec![0u8; len as usize];
+                            pattern::fill(seq, &mut payload);
+                            let at = p.view().offset(span.offset() + used);
+                            // SAFETY: the record's stride lies inside the
+                            // span (`used + stride <= bytes`), which
+                            // `reserve_span` handed out inside the data
+                            // area to this producer; `at` is 8-aligned.
+                            unsafe {
+                                p.view().write_header(at, &header);
+                                p.view().copy_payload_in(at, &payload);
+                            }
+                            used += stride;
+                            payload_bytes += u64::from(len);
+                            laid.push(len);
+                        }
+                        prop_assert!(!laid.is_empty(), "the first record did not fit its span");
+                        if commit {
+                            for (i, &len) in laid.iter().enumerate() {
+                                prop_assert!(
+                                    i == 0 || model.fits_plain(len),
+                                    "record {i} of the span"
+                                );
+                                let seq = model.commit(len);
+                                model
+                                    .stamped
+                                    .insert(seq, (tag.wrapping_add(i as u16), timestamp));
+                            }
+                            p.commit_span(span, used, laid.len() as u64, payload_bytes);
+                        } else {
+                            drop(span);
+                        }
+                        prop_assert_eq!(p.next_seq(), model.sent.len() as u64);
+                    }
+                    Err(ReserveError::Full) => {
+                        prop_assert!(!fits, "refused {} bytes that fit", lens[0]);
+                        p.drop_record();
+                        model.drop_record();
+                    }
+                    Err(ReserveError::TooLarge) => prop_assert!(false, "{} too large", lens[0]),
+                }
+            }
             Op::Publish => {
                 p.publish();
                 model.publish();
@@ -371,6 +496,7 @@ fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(),
     prop_assert_eq!(c.stats().records, model.delivered);
     prop_assert_eq!(c.stats().lost, model.lost);
     prop_assert_eq!(p.stats().dropped, dropped);
+    prop_assert_eq!(p.stats().bytes, model.bytes());
     prop_assert_eq!(p.stats().records, produced - dropped);
     match overflow {
         Overflow::DropNew => prop_assert_eq!(model.lost + trailing, dropped),
@@ -467,6 +593,7 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
                 "record {} corrupt",
                 r.seq
             );
+            model.check_stamp(r.seq, r.tag, r.timestamp_ns)?;
             model.delivered(r.seq, r.lost_before);
             Ok(())
         };
@@ -581,6 +708,95 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
                     Err(e) => prop_assert!(false, "{e}"),
                 }
             }
+            Op::ProduceSpan {
+                lens,
+                max_bytes,
+                commit,
+                tag,
+                timestamp,
+            } => {
+                let lens = lens.map(|len| len % (max + 1));
+                let unpublished = producer.unpublished();
+                let published_before = region.control().producer_pos;
+                let reserved = producer.reserve_span(lens[0] as usize, max_bytes);
+                if overflow == Overflow::OverwriteOldest {
+                    prop_assert!(matches!(reserved, Err(ProduceError::NeedsDropNew)));
+                    prop_assert_eq!(region.control().producer_pos, published_before);
+                    continue;
+                }
+                let published = region.control().producer_pos != published_before;
+                check_own_publication(unpublished, published, lens[0])?;
+                if published {
+                    model.publish();
+                }
+                let unpublished = if published { 0 } else { unpublished };
+                let fits = model.reserve(lens[0]);
+                match reserved {
+                    Ok(mut span) => {
+                        prop_assert!(fits, "reserved {} bytes the model says do not fit", lens[0]);
+                        let bytes = span.remaining() as u64;
+                        let first = record_stride(lens[0]);
+                        // At least the first record, at most what was asked
+                        // (or the first record alone), within the batch
+                        // bound unless the first record alone exceeds it.
+                        prop_assert!(bytes >= first);
+                        prop_assert!(bytes == first || bytes <= max_bytes as u64);
+                        prop_assert!(bytes == first || unpublished + bytes <= batch_bytes(SIZE));
+                        // The consumer checks each record's sequence
+                        // number, tag and timestamp, which `append` wrote,
+                        // against the model's.
+                        prop_assert_eq!(span.next_seq(), model.sent.len() as u64);
+                        span.set_timestamp(timestamp);
+                        let mut appended = Vec::new();
+                        for (i, len) in lens.into_iter().enumerate() {
+                            let (before, seq) = (span.remaining() as u64, span.next_seq());
+                            span.set_tag(tag.wrapping_add(i as u16));
+                            match span.append(len as usize) {
+                                Ok(payload) => {
+                                    prop_assert_eq!(payload.len(), len as usize);
+                                    pattern::fill(seq, payload);
+                                    appended.push(len);
+                                }
+                                Err(ProduceError::Full) => {
+                                    prop_assert!(
+                                        record_stride(len) > before,
+                                        "{len} refused with {before} left"
+                                    );
+                                    break;
+                                }
+                                Err(e) => prop_assert!(false, "{e}"),
+                            }
+                        }
+                        prop_assert!(
+                            !appended.is_empty(),
+                            "the first record did not fit its span"
+                        );
+                        prop_assert_eq!(span.len(), appended.len());
+                        if commit {
+                            for (i, &len) in appended.iter().enumerate() {
+                                prop_assert!(
+                                    i == 0 || model.fits_plain(len),
+                                    "record {i} of the span"
+                                );
+                                let seq = model.commit(len);
+                                model
+                                    .stamped
+                                    .insert(seq, (tag.wrapping_add(i as u16), timestamp));
+                            }
+                            span.commit();
+                        } else {
+                            drop(span);
+                        }
+                        prop_assert_eq!(producer.next_seq(), model.sent.len() as u64);
+                    }
+                    Err(ProduceError::Full) => {
+                        prop_assert!(!fits, "refused {} bytes that fit", lens[0]);
+                        producer.drop_record();
+                        model.drop_record();
+                    }
+                    Err(e) => prop_assert!(false, "{e}"),
+                }
+            }
             Op::Publish => {
                 producer.publish();
                 model.publish();
@@ -610,5 +826,6 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
     );
     prop_assert_eq!(consumer.stats().lost, model.lost);
     prop_assert_eq!(producer.stats().dropped, dropped);
+    prop_assert_eq!(producer.stats().bytes, model.bytes());
     Ok(())
 }

@@ -888,3 +888,61 @@ fn batches_are_bounded_and_never_retire_their_own_records() {
         assert!(publications > 100, "{publications} publications");
     }
 }
+
+/// A span's records take the producer's sequence numbers, wrapping past
+/// 2^64 - 1 as `reserve`'s do (they continue from the ring's counters,
+/// which a file or an earlier producer may have taken anywhere).
+#[test]
+fn a_span_s_sequence_numbers_wrap_as_the_producer_s() {
+    let region = common::memfd(SIZE, Overflow::DropNew);
+    // Both sides' counts, as a ring that carried 2^64 - 2 records leaves
+    // them.
+    let poke = Poke::new(&region);
+    let produced = std::mem::offset_of!(rmemring::layout::ControlPage, records_produced);
+    let consumed = std::mem::offset_of!(rmemring::layout::ConsumerPage, records_consumed);
+    poke.set_ctrl(produced, u64::MAX - 1);
+    poke.set_cons(consumed, u64::MAX - 1);
+    let mut producer = region.producer().unwrap();
+    let mut consumer = region.consumer().unwrap();
+    assert_eq!(push(&mut producer, 8), Ok(u64::MAX - 1));
+    let mut span = producer.reserve_span(8, usize::MAX).unwrap();
+    for _ in 0..3 {
+        let seq = span.next_seq();
+        pattern::fill(seq, span.append(8).unwrap());
+    }
+    assert_eq!(span.next_seq(), 2);
+    span.commit();
+    producer.publish();
+    assert_eq!(producer.next_seq(), 2);
+    let got: Vec<u64> = drain(&mut consumer).iter().map(|r| r.0).collect();
+    assert_eq!(got, [u64::MAX - 1, u64::MAX, 0, 1]);
+}
+
+/// A span holds its first record and no more than asked; a record that
+/// does not fit the rest of it, or the ring, is refused without being
+/// appended; an uncommitted span writes no record.
+#[test]
+fn a_span_refuses_what_it_cannot_hold() {
+    let (_region, mut producer, mut consumer) = ring_with(Overflow::DropNew, 0, 0);
+    let mut span = producer.reserve_span(64, 0).unwrap();
+    assert_eq!(span.remaining() as u64, record_stride(64));
+    assert!(matches!(
+        span.append(MAX as usize + 1),
+        Err(ProduceError::TooLarge { .. })
+    ));
+    assert_eq!(span.append(65).err(), Some(ProduceError::Full));
+    assert!(span.is_empty());
+    pattern::fill(0, span.append(64).unwrap());
+    assert_eq!(span.append(0).err(), Some(ProduceError::Full));
+    drop(span);
+    producer.publish();
+    assert!(drain(&mut consumer).is_empty());
+    assert_eq!(producer.next_seq(), 0);
+
+    let overwrite = common::memfd(SIZE, Overflow::OverwriteOldest);
+    let mut producer = overwrite.producer().unwrap();
+    assert_eq!(
+        producer.reserve_span(8, 4096).err(),
+        Some(ProduceError::NeedsDropNew)
+    );
+}

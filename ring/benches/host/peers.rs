@@ -116,6 +116,19 @@ pub const PEERS: &[Peer] = &[
         sides: |w, batch| (!w.shape.mixed).then(|| one_thread::<RmemringMany>(w, batch))?,
     },
     Peer {
+        name: "rmemring-span",
+        batches: true,
+        sweep: true,
+        ring_bytes: |size| HEADER + size,
+        per_record: "records of any sizes. producer: `reserve_span` (the room and the batch \
+                     bound checked once for a span, which ends where the room, the data \
+                     area or the batch bound does), each record `append`ed (its header \
+                     written) and filled in place, `commit` per span (one update of the \
+                     position); `publish` per batch. consumer: as rmemring's",
+        run: two_threads::<RmemringSpan>,
+        sides: one_thread::<RmemringSpan>,
+    },
+    Peer {
         name: "rtrb-bytes",
         batches: true,
         sweep: true,
@@ -416,6 +429,59 @@ impl Produce for RmemringManyProducer {
                 Err(ProduceError::Full) => break,
                 Err(e) => panic!("reserve_many: {e}"),
             }
+        }
+        if n != 0 {
+            producer.publish();
+        }
+        n
+    }
+}
+
+/// rmemring with records of any sizes laid out in spans
+/// (`Producer::reserve_span`); the consumer is rmemring's.
+struct RmemringSpan;
+
+/// The producer half of [`RmemringSpan`].
+struct RmemringSpanProducer(RmemringProducer);
+
+impl Ring for RmemringSpan {
+    type Producer = RmemringSpanProducer;
+    type Consumer = RmemringConsumer;
+
+    fn new(w: &Workload) -> (RmemringSpanProducer, RmemringConsumer) {
+        let (producer, consumer) = Rmemring::new(w);
+        (RmemringSpanProducer(producer), consumer)
+    }
+}
+
+impl Produce for RmemringSpanProducer {
+    #[inline]
+    fn produce(&mut self, seq: u64, max: usize) -> usize {
+        let RmemringProducer {
+            producer,
+            shape,
+            src,
+        } = &mut self.0;
+        let mut n = 0;
+        // A span ends where the room, the data area or the batch bound
+        // does; then another.
+        while n < max {
+            let first = shape.len(seq + n as u64);
+            let mut span = match producer.reserve_span(first, usize::MAX) {
+                Ok(span) => span,
+                Err(ProduceError::Full) => break,
+                Err(e) => panic!("reserve_span: {e}"),
+            };
+            while n < max {
+                let (seq, size) = (seq + n as u64, shape.len(seq + n as u64));
+                let Ok(payload) = span.append(size) else {
+                    break;
+                };
+                // SAFETY: The payload is `size` writable bytes.
+                unsafe { fill(payload.as_mut_ptr(), size, seq, src) };
+                n += 1;
+            }
+            span.commit();
         }
         if n != 0 {
             producer.publish();

@@ -185,7 +185,7 @@ fn notes() -> String {
          ring B/record: ring bytes each record moves through the ring (header and payload; \
          crossbeam's queue slots too: a stamp word each, and the boxed peer's buffer pointer \
          in each of its two queues; its buffers rounded up to 128 B). \
-         batch: the batching peers (rmemring, rmemring-many, rtrb) are each shown at the \
+         batch: the batching peers (rmemring, rmemring-many, rmemring-span, rtrb) are each shown at the \
          best of three batch sizes; crossbeam and memcpy have no batch to choose, a choice \
          that favours the batching peers in their ratios over them. \
          1 core: each side alone on one CPU, the ring in its cache (fill it, then drain it), \
@@ -394,10 +394,17 @@ fn times(r: f64) -> String {
 }
 
 /// The 64 B targets against the `rtrb` peers: rmemring with one
-/// reservation per record (any sizes), and with fixed-size records
-/// reserved many at a time (`reserve_many`), each line saying which.
-const PAIRS: [(&str, &str, f64, &str); 4] = [
+/// reservation per record (any sizes), with records of any sizes laid out
+/// in spans (`reserve_span`), and with fixed-size records reserved many at
+/// a time (`reserve_many`), each line saying which.
+const PAIRS: [(&str, &str, f64, &str); 5] = [
     ("rmemring", "rtrb-bytes", 1.2, "like-for-like, same header"),
+    (
+        "rmemring-span",
+        "rtrb-bytes",
+        1.2,
+        "same, any sizes, reserve_span",
+    ),
     (
         "rmemring-many",
         "rtrb-bytes",
