@@ -224,6 +224,19 @@ impl Model {
         self.sent.push(None);
     }
 
+    /// Commits the records of a span, of `lens` bytes, the `i`-th tagged
+    /// `tag + i` and stamped `timestamp`, checking that each after the
+    /// first fits without a pad or retiring anything, as a span's room is.
+    fn commit_span(&mut self, lens: &[u32], tag: u16, timestamp: u64) -> Result<(), TestCaseError> {
+        for (i, &len) in lens.iter().enumerate() {
+            prop_assert!(i == 0 || self.fits_plain(len), "record {} of the span", i);
+            let seq = self.commit(len);
+            self.stamped
+                .insert(seq, (tag.wrapping_add(i as u16), timestamp));
+        }
+        Ok(())
+    }
+
     /// Payload bytes committed.
     fn bytes(&self) -> u64 {
         self.sent.iter().flatten().map(|&len| u64::from(len)).sum()
@@ -438,16 +451,7 @@ fn run_core(size: u64, overflow: Overflow, start: u64, ops: &[Op]) -> Result<(),
                         }
                         prop_assert!(!laid.is_empty(), "the first record did not fit its span");
                         if commit {
-                            for (i, &len) in laid.iter().enumerate() {
-                                prop_assert!(
-                                    i == 0 || model.fits_plain(len),
-                                    "record {i} of the span"
-                                );
-                                let seq = model.commit(len);
-                                model
-                                    .stamped
-                                    .insert(seq, (tag.wrapping_add(i as u16), timestamp));
-                            }
+                            model.commit_span(&laid, tag, timestamp)?;
                             p.commit_span(span, used, laid.len() as u64, payload_bytes);
                         } else {
                             drop(span);
@@ -773,16 +777,7 @@ fn run_region(overflow: Overflow, start: u64, ops: &[Op]) -> Result<(), TestCase
                         );
                         prop_assert_eq!(span.len(), appended.len());
                         if commit {
-                            for (i, &len) in appended.iter().enumerate() {
-                                prop_assert!(
-                                    i == 0 || model.fits_plain(len),
-                                    "record {i} of the span"
-                                );
-                                let seq = model.commit(len);
-                                model
-                                    .stamped
-                                    .insert(seq, (tag.wrapping_add(i as u16), timestamp));
-                            }
+                            model.commit_span(&appended, tag, timestamp)?;
                             span.commit();
                         } else {
                             drop(span);

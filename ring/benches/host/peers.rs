@@ -99,8 +99,8 @@ pub const PEERS: &[Peer] = &[
         per_record: "producer: `reserve`, fill in place, `commit`; `publish` per batch. \
                      consumer: `batch()` iterator, validated header, record in place; \
                      one release per batch",
-        run: two_threads::<Rmemring>,
-        sides: one_thread::<Rmemring>,
+        run: two_threads::<Rmemring<ONE>>,
+        sides: one_thread::<Rmemring<ONE>>,
     },
     Peer {
         name: "rmemring-many",
@@ -111,9 +111,9 @@ pub const PEERS: &[Peer] = &[
                      payloads filled in place, `commit` (the headers written in one loop); \
                      `publish` per batch. consumer: as rmemring's",
         run: |place, w, batch| {
-            (!w.shape.mixed).then(|| two_threads::<RmemringMany>(place, w, batch))?
+            (!w.shape.mixed).then(|| two_threads::<Rmemring<MANY>>(place, w, batch))?
         },
-        sides: |w, batch| (!w.shape.mixed).then(|| one_thread::<RmemringMany>(w, batch))?,
+        sides: |w, batch| (!w.shape.mixed).then(|| one_thread::<Rmemring<MANY>>(w, batch))?,
     },
     Peer {
         name: "rmemring-span",
@@ -125,8 +125,8 @@ pub const PEERS: &[Peer] = &[
                      area or the batch bound does), each record `append`ed (its header \
                      written) and filled in place, `commit` per span (one update of the \
                      position); `publish` per batch. consumer: as rmemring's",
-        run: two_threads::<RmemringSpan>,
-        sides: one_thread::<RmemringSpan>,
+        run: two_threads::<Rmemring<SPAN>>,
+        sides: one_thread::<Rmemring<SPAN>>,
     },
     Peer {
         name: "rtrb-bytes",
@@ -305,29 +305,37 @@ fn one_thread<R: Ring>(w: &Workload, batch: usize) -> Option<Sides> {
     })
 }
 
-/// rmemring: a memfd ring (drop-new), records reserved and written in
-/// place, published once per call; the consumer reads them in place and
-/// releases them with one store per call.
-struct Rmemring;
+/// How rmemring's producer reserves its records, the const parameter of
+/// [`Rmemring`]: one at a time (`Producer::reserve`, any sizes).
+const ONE: u8 = 0;
+/// Fixed-size records many at a time (`Producer::reserve_many`).
+const MANY: u8 = 1;
+/// Records of any sizes laid out in spans (`Producer::reserve_span`).
+const SPAN: u8 = 2;
+
+/// rmemring: a memfd ring (drop-new), records reserved (as `WAY` says)
+/// and written in place, published once per call; the consumer reads them
+/// in place and releases them with one store per call.
+struct Rmemring<const WAY: u8>;
 
 /// rmemring's producer half.
-struct RmemringProducer {
+struct RmemringProducer<const WAY: u8> {
     producer: rmemring::Producer,
     shape: Shape,
     src: Vec<u8>,
 }
 
-/// rmemring's consumer half.
+/// rmemring's consumer half, the same whichever way the producer reserves.
 struct RmemringConsumer {
     consumer: rmemring::Consumer,
     shape: Shape,
 }
 
-impl Ring for Rmemring {
-    type Producer = RmemringProducer;
+impl<const WAY: u8> Ring for Rmemring<WAY> {
+    type Producer = RmemringProducer<WAY>;
     type Consumer = RmemringConsumer;
 
-    fn new(w: &Workload) -> (RmemringProducer, RmemringConsumer) {
+    fn new(w: &Workload) -> (RmemringProducer<WAY>, RmemringConsumer) {
         let options = CreateOptions::new(w.ring_bytes as u64).overflow(Overflow::DropNew);
         let region = Arc::new(Region::memfd(options).expect("memfd ring"));
         let producer = RmemringProducer {
@@ -343,9 +351,26 @@ impl Ring for Rmemring {
     }
 }
 
-impl Produce for RmemringProducer {
+impl<const WAY: u8> Produce for RmemringProducer<WAY> {
     #[inline]
     fn produce(&mut self, seq: u64, max: usize) -> usize {
+        // Resolved at compile time: one loop per peer.
+        let n = match WAY {
+            MANY => self.produce_many(seq, max),
+            SPAN => self.produce_spans(seq, max),
+            _ => self.produce_one_by_one(seq, max),
+        };
+        if n != 0 {
+            self.producer.publish();
+        }
+        n
+    }
+}
+
+impl<const WAY: u8> RmemringProducer<WAY> {
+    /// `reserve`, fill in place, `commit`, record by record.
+    #[inline(always)]
+    fn produce_one_by_one(&mut self, seq: u64, max: usize) -> usize {
         let mut n = 0;
         while n < max {
             let (seq, size) = (seq + n as u64, self.shape.len(seq + n as u64));
@@ -363,8 +388,60 @@ impl Produce for RmemringProducer {
                 Err(e) => panic!("reserve: {e}"),
             }
         }
-        if n != 0 {
-            self.producer.publish();
+        n
+    }
+
+    /// `reserve_many` for as many fixed-size records as fit, the payloads
+    /// filled in place, one `commit` for all.
+    #[inline(always)]
+    fn produce_many(&mut self, seq: u64, max: usize) -> usize {
+        let size = self.shape.size;
+        let mut n = 0;
+        // Fewer than asked come back where the room or the data area ends.
+        while n < max {
+            match self.producer.reserve_many(size, max - n) {
+                Ok(mut records) => {
+                    let first = seq + n as u64;
+                    n += records.len();
+                    let payloads = records.payloads().expect("a drop-new ring");
+                    for (i, payload) in payloads.enumerate() {
+                        // SAFETY: Each payload is `size` writable bytes.
+                        unsafe { fill(payload.as_mut_ptr(), size, first + i as u64, &self.src) };
+                    }
+                    records.commit();
+                }
+                Err(ProduceError::Full) => break,
+                Err(e) => panic!("reserve_many: {e}"),
+            }
+        }
+        n
+    }
+
+    /// `reserve_span`, each record appended and filled in place, one
+    /// `commit` per span.
+    #[inline(always)]
+    fn produce_spans(&mut self, seq: u64, max: usize) -> usize {
+        let (shape, src) = (self.shape, &self.src);
+        let mut n = 0;
+        // A span ends where the room, the data area or the batch bound
+        // does; then another.
+        while n < max {
+            let first = shape.len(seq + n as u64);
+            let mut span = match self.producer.reserve_span(first, usize::MAX) {
+                Ok(span) => span,
+                Err(ProduceError::Full) => break,
+                Err(e) => panic!("reserve_span: {e}"),
+            };
+            while n < max {
+                let (seq, size) = (seq + n as u64, shape.len(seq + n as u64));
+                let Ok(payload) = span.append(size) else {
+                    break;
+                };
+                // SAFETY: The payload is `size` writable bytes.
+                unsafe { fill(payload.as_mut_ptr(), size, seq, src) };
+                n += 1;
+            }
+            span.commit();
         }
         n
     }
@@ -383,110 +460,6 @@ impl Consume for RmemringConsumer {
         }
         // Dropping the batch releases it with one store.
         n as usize
-    }
-}
-
-/// rmemring with fixed-size records reserved many at a time
-/// (`Producer::reserve_many`); the consumer is rmemring's.
-struct RmemringMany;
-
-/// The producer half of [`RmemringMany`].
-struct RmemringManyProducer(RmemringProducer);
-
-impl Ring for RmemringMany {
-    type Producer = RmemringManyProducer;
-    type Consumer = RmemringConsumer;
-
-    fn new(w: &Workload) -> (RmemringManyProducer, RmemringConsumer) {
-        let (producer, consumer) = Rmemring::new(w);
-        (RmemringManyProducer(producer), consumer)
-    }
-}
-
-impl Produce for RmemringManyProducer {
-    #[inline]
-    fn produce(&mut self, seq: u64, max: usize) -> usize {
-        let RmemringProducer {
-            producer,
-            shape,
-            src,
-        } = &mut self.0;
-        let size = shape.size;
-        let mut n = 0;
-        // Fewer than asked come back where the room or the data area ends.
-        while n < max {
-            match producer.reserve_many(size, max - n) {
-                Ok(mut records) => {
-                    let first = seq + n as u64;
-                    n += records.len();
-                    let payloads = records.payloads().expect("a drop-new ring");
-                    for (i, payload) in payloads.enumerate() {
-                        // SAFETY: Each payload is `size` writable bytes.
-                        unsafe { fill(payload.as_mut_ptr(), size, first + i as u64, src) };
-                    }
-                    records.commit();
-                }
-                Err(ProduceError::Full) => break,
-                Err(e) => panic!("reserve_many: {e}"),
-            }
-        }
-        if n != 0 {
-            producer.publish();
-        }
-        n
-    }
-}
-
-/// rmemring with records of any sizes laid out in spans
-/// (`Producer::reserve_span`); the consumer is rmemring's.
-struct RmemringSpan;
-
-/// The producer half of [`RmemringSpan`].
-struct RmemringSpanProducer(RmemringProducer);
-
-impl Ring for RmemringSpan {
-    type Producer = RmemringSpanProducer;
-    type Consumer = RmemringConsumer;
-
-    fn new(w: &Workload) -> (RmemringSpanProducer, RmemringConsumer) {
-        let (producer, consumer) = Rmemring::new(w);
-        (RmemringSpanProducer(producer), consumer)
-    }
-}
-
-impl Produce for RmemringSpanProducer {
-    #[inline]
-    fn produce(&mut self, seq: u64, max: usize) -> usize {
-        let RmemringProducer {
-            producer,
-            shape,
-            src,
-        } = &mut self.0;
-        let mut n = 0;
-        // A span ends where the room, the data area or the batch bound
-        // does; then another.
-        while n < max {
-            let first = shape.len(seq + n as u64);
-            let mut span = match producer.reserve_span(first, usize::MAX) {
-                Ok(span) => span,
-                Err(ProduceError::Full) => break,
-                Err(e) => panic!("reserve_span: {e}"),
-            };
-            while n < max {
-                let (seq, size) = (seq + n as u64, shape.len(seq + n as u64));
-                let Ok(payload) = span.append(size) else {
-                    break;
-                };
-                // SAFETY: The payload is `size` writable bytes.
-                unsafe { fill(payload.as_mut_ptr(), size, seq, src) };
-                n += 1;
-            }
-            span.commit();
-        }
-        if n != 0 {
-            producer.publish();
-        }
-        n
     }
 }
 
