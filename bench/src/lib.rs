@@ -5,10 +5,10 @@
 //! every series in rounds, and each round measures the series of a
 //! comparison side by side, so that a drift of the machine's speed, or a
 //! spell of other work, tends to fall on both. A comparison is therefore
-//! taken round by round ([`paired_ratios`], [`paired_differences`]) and
-//! judged against its target by one rule ([`judge`]): **met** only if every
-//! round clears it, **missed** only if none does, otherwise **not
-//! resolved**. A median alone can clear a target that half of the rounds
+//! taken round by round (a ratio of rates, [`paired_ratios`], or a
+//! difference of costs) and judged against its target by one rule
+//! ([`judge`]): **met** only if every round clears it, **missed** only if
+//! none does, otherwise **not resolved**. A median alone can clear a target that half of the rounds
 //! miss; this rule cannot.
 //!
 //! # Examples
@@ -95,17 +95,6 @@ pub fn paired_ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(a, b)| a / b).collect()
 }
 
-/// `a[k] - b[k]` for each round `k` both measured (the shorter length).
-///
-/// # Examples
-///
-/// ```
-/// assert_eq!(rmemring_bench::paired_differences(&[2.0, 9.0], &[1.0, 3.0]), [1.0, 6.0]);
-/// ```
-pub fn paired_differences(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(a, b)| a - b).collect()
-}
-
 /// What a paired figure must be, round by round.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
@@ -134,13 +123,6 @@ impl Target {
             Target::AtLeast(t) => x >= t,
             Target::Above(t) => x > t,
             Target::Below(t) => x < t,
-        }
-    }
-
-    /// The bound itself.
-    pub fn bound(self) -> f64 {
-        match self {
-            Target::AtLeast(t) | Target::Above(t) | Target::Below(t) => t,
         }
     }
 }
@@ -256,7 +238,6 @@ mod tests {
     #[test]
     fn rounds_pair_by_index() {
         assert_eq!(paired_ratios(&[4.0, 6.0, 8.0], &[2.0, 3.0]), [2.0, 2.0]);
-        assert_eq!(paired_differences(&[4.0], &[6.0]), [-2.0]);
     }
 
     #[test]

@@ -293,6 +293,14 @@ pub fn header_word0(len: u32, kind: u16, tag: u16) -> u64 {
     u64::from(len) | (u64::from(kind) << 32) | (u64::from(tag) << 48)
 }
 
+/// A record header as the three 8-byte words it is in the data area, in
+/// order: the packed first word ([`header_word0`]), the sequence number,
+/// the timestamp.
+#[inline]
+pub fn header_words(h: &RecordHeader) -> [u64; 3] {
+    [header_word0(h.len, h.kind, h.tag), h.seq, h.timestamp_ns]
+}
+
 /// Unpacks the first eight bytes of a record header into `(len, kind, tag)`.
 #[inline]
 pub fn split_word0(word: u64) -> (u32, u16, u16) {
@@ -684,11 +692,12 @@ impl RingView {
     /// As for [`Self::read_seq_ts`], and the caller must own the bytes.
     #[inline]
     pub unsafe fn write_header(&self, off: u64, h: &RecordHeader) {
+        let [word0, seq, timestamp] = header_words(h);
         // SAFETY: The caller keeps the header inside the data area and owns it.
         unsafe {
-            self.write_word(off, header_word0(h.len, h.kind, h.tag));
-            self.write_word(off + 8, h.seq);
-            self.write_word(off + 16, h.timestamp_ns);
+            self.write_word(off, word0);
+            self.write_word(off + 8, seq);
+            self.write_word(off + 16, timestamp);
         }
     }
 }

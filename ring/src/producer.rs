@@ -12,6 +12,7 @@ use crate::role::RoleLock;
 use crate::wait;
 use rmemring_proto::layout::{
     record_stride,
+    RecordHeader,
     HEADER_SIZE,
     KIND_DATA, //
 };
@@ -25,7 +26,7 @@ use rmemring_proto::producer_core::{
     Span as SpanToken, //
 };
 use rmemring_proto::roles::Role;
-use rmemring_proto::view::header_word0;
+use rmemring_proto::view::header_words;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of record timestamps.
 ///
@@ -348,8 +349,8 @@ impl Producer {
             // Bounded by the data area, which is mapped.
             bytes: token.bytes() as usize,
             max_payload: self.region.layout().max_payload as usize,
-            seq: self.core.next_seq(),
-            word0_tag: 0,
+            first_seq: self.core.next_seq(),
+            tag: 0,
             used: 0,
             records: 0,
             payload_bytes: 0,
@@ -803,10 +804,9 @@ pub struct Span<'p> {
     used: usize,
     records: u64,
     payload_bytes: u64,
-    /// The next record's sequence number.
-    seq: u64,
-    /// The tag, in place in a header's first word.
-    word0_tag: u64,
+    /// The first record's sequence number; the others follow it.
+    first_seq: u64,
+    tag: u16,
     timestamp: u64,
 }
 
@@ -836,6 +836,14 @@ impl Span<'_> {
             return Err(ProduceError::Full);
         }
         let header = self.used;
+        let [word0, seq, timestamp] = header_words(&RecordHeader {
+            // At most `max_payload`, a `u32`.
+            len: len as u32,
+            kind: KIND_DATA,
+            tag: self.tag,
+            seq: self.next_seq(),
+            timestamp_ns: self.timestamp,
+        });
         self.used += stride;
         // SAFETY: `header + stride <= bytes`, and the span's `bytes` from
         // `base` are this producer's, inside the data area, 8-byte aligned
@@ -847,11 +855,9 @@ impl Span<'_> {
         // `&mut self` makes the returned slice unique.
         unsafe {
             let words = self.base.as_ptr().add(header).cast::<u64>();
-            words.write(header_word0(len as u32, KIND_DATA, 0) | self.word0_tag);
-            words.add(1).write(self.seq);
-            words.add(2).write(self.timestamp);
-            // Sequence numbers continue from the ring's counters, and wrap.
-            self.seq = self.seq.wrapping_add(1);
+            words.write(word0);
+            words.add(1).write(seq);
+            words.add(2).write(timestamp);
             self.records += 1;
             self.payload_bytes += len as u64;
             Ok(std::slice::from_raw_parts_mut(
@@ -873,7 +879,8 @@ impl Span<'_> {
     /// The sequence number the next appended record gets.
     #[inline]
     pub fn next_seq(&self) -> u64 {
-        self.seq
+        // Sequence numbers continue from the ring's counters, and wrap.
+        self.first_seq.wrapping_add(self.records)
     }
 
     /// Records appended.
@@ -898,7 +905,7 @@ impl Span<'_> {
     /// Sets the application-defined record type of the records appended
     /// from now on (default 0).
     pub fn set_tag(&mut self, tag: u16) {
-        self.word0_tag = header_word0(0, 0, tag);
+        self.tag = tag;
     }
 
     /// Sets the timestamp of the records appended from now on (default:
