@@ -159,6 +159,13 @@ pub(crate) struct Synthetic {
     /// program): then the filled target is judged for `rmemring-staged`
     /// too, the like-for-like comparison.
     pub(crate) copies_payload: bool,
+    /// Whether, where its consumer may sleep (`blocking`, `poll`), its
+    /// producer notifies the consumer by BPF's adaptive rule (flags 0:
+    /// whenever a record is committed at the consumer's position, the
+    /// consumer asleep or not) rather than only a consumer that has said
+    /// it sleeps, as rmemring's: a choice the verdicts state beside
+    /// rmemring's ratio over it.
+    pub(crate) adaptive_wakeups: bool,
     /// Its colour in the chart.
     pub(crate) colour: (u8, u8, u8),
     /// One measurement.
@@ -218,6 +225,7 @@ pub(crate) const PEERS: &[Peer] = &[
             compared: false,
             filled_target: None,
             copies_payload: false,
+            adaptive_wakeups: false,
             colour: (0x1f, 0x77, 0xb4),
             run: |setup, job| kernel::zero_copy(setup.device, job, setup.timing, 0),
         }),
@@ -255,6 +263,7 @@ pub(crate) const PEERS: &[Peer] = &[
             compared: false,
             filled_target: None,
             copies_payload: false,
+            adaptive_wakeups: false,
             colour: (0x94, 0x67, 0xbd),
             run: |setup, job| kernel::zero_copy(setup.device, job, setup.timing, PRODUCER_STAGED),
         }),
@@ -279,6 +288,7 @@ pub(crate) const PEERS: &[Peer] = &[
             compared: true,
             filled_target: Some(2.0),
             copies_payload: false,
+            adaptive_wakeups: false,
             colour: (0xd6, 0x27, 0x28),
             run: |setup, job| kernel::read_copy(setup.device, job, setup.timing),
         }),
@@ -307,6 +317,7 @@ pub(crate) const PEERS: &[Peer] = &[
             compared: true,
             filled_target: Some(1.5),
             copies_payload: true,
+            adaptive_wakeups: true,
             colour: (0x2c, 0xa0, 0x2c),
             run: |setup, job| bpf(setup, job, false),
         }),
@@ -347,6 +358,7 @@ pub(crate) const PEERS: &[Peer] = &[
             compared: true,
             filled_target: Some(1.5),
             copies_payload: true,
+            adaptive_wakeups: true,
             colour: (0x17, 0xbe, 0xcf),
             run: |setup, job| bpf(setup, job, true),
         }),
@@ -451,6 +463,7 @@ pub(crate) const PEERS: &[Peer] = &[
             compared: true,
             filled_target: None,
             copies_payload: false,
+            adaptive_wakeups: false,
             colour: (0x55, 0x55, 0x55),
             run: |setup, job| {
                 memcpy::run(

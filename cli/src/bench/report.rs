@@ -687,10 +687,11 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                         strict: false,
                     },
                 );
+                let stated = wakeup_note(results, peer, mode);
                 out.push(size_verdict.verdict(|figures| {
                     format!(
                         "{who} vs {}, filled payload, every byte read, {mode}, sizes ≥ 4 KiB: \
-                         {figures} (target ≥ {want}× at each){why}",
+                         {figures} (target ≥ {want}× at each){why}{stated}",
                         peer.about.title
                     )
                 }));
@@ -1053,6 +1054,45 @@ impl SizeVerdict {
             unresolved: self.unresolved,
         }
     }
+}
+
+/// The choice behind a verdict over a peer that wakes its consumer by
+/// BPF's adaptive rule in `mode` ([`peer::Synthetic::adaptive_wakeups`]),
+/// stated beside it with what that peer's producer spent a record in this
+/// mode and busy-polling (where its program never wakes), filled payload,
+/// every byte read, from 4 KiB; empty for any other peer or mode.
+fn wakeup_note(results: &Results, peer: SyntheticPeer, mode: &str) -> String {
+    if !peer.adaptive_wakeups || mode == "busy-poll" {
+        return String::new();
+    }
+    let cost: Vec<String> = sizes(results)
+        .into_iter()
+        .filter(|&s| s >= 4096)
+        .filter_map(|s| {
+            let at = |mode| {
+                find(results, peer.name(), mode, "filled-bytes", s)?.producer_ns_per_record()
+            };
+            Some(format!(
+                "{} {} (busy-polling {})",
+                bytes(u64::from(s)),
+                nanos(at(mode)?),
+                nanos(at("busy-poll")?)
+            ))
+        })
+        .collect();
+    format!(
+        "; a choice stated: in this mode the program behind {} submits with the BPF ring \
+         buffer's adaptive wake-up (flags 0, the default): every record committed where the consumer has caught up \
+         queues an irq_work, a self-interrupt (dear under TCG), whether the consumer sleeps \
+         or not, where rmemring's producer wakes only a consumer that has said it sleeps; \
+         that producer's CPU a record: {}",
+        peer.about.title,
+        if cost.is_empty() {
+            "not measured".to_owned()
+        } else {
+            cost.join(", ")
+        }
+    )
 }
 
 /// Where `ours`'s filled-bytes ratio over `peer` is short of `want`: by
@@ -1653,6 +1693,39 @@ mod tests {
             "vs BPF, filled payload, every byte read, blocking",
         );
         assert_eq!(blocking.met, None, "{}", blocking.text);
+    }
+
+    /// A verdict over BPF where its program wakes by the adaptive rule
+    /// (the modes whose consumer may sleep) states that choice beside it,
+    /// with what BPF's producer spent a record there and busy-polling;
+    /// busy-polling, and over `read()`, it says nothing of it.
+    #[test]
+    fn the_adaptive_wake_up_is_stated_beside_the_verdicts_over_bpf() {
+        let rows = ["busy-poll", "blocking"]
+            .into_iter()
+            .flat_map(|mode| {
+                ["rmemring", "bpf", "read"].map(|imp| row(imp, mode, "filled-bytes", 4096, 300_000))
+            })
+            .collect();
+        let results = results(rows);
+        let stated = "adaptive wake-up";
+        let blocking = verdict(
+            &results,
+            "vs BPF, filled payload, every byte read, blocking",
+        );
+        assert!(blocking.text.contains(stated), "{}", blocking.text);
+        assert!(
+            blocking.text.contains("4 KiB 3.0 µs (busy-polling 3.0 µs)"),
+            "{}",
+            blocking.text
+        );
+        for what in [
+            "vs BPF, filled payload, every byte read, busy-poll",
+            "vs read(), filled payload, every byte read, blocking",
+        ] {
+            let v = verdict(&results, what);
+            assert!(!v.text.contains(stated), "{}", v.text);
+        }
     }
 
     /// Over BPF, whose program copies the payload, the filled target is

@@ -379,11 +379,17 @@ fn verdict_line(out: &mut String, what: &str, r: &Ratio, bar: f64, unit: &dyn Fn
         Verdict::Met => "met".to_owned(),
         Verdict::Missed => format!("MISSED by {:.2}x", bar / r.median),
         Verdict::NotResolved => format!(
-            "not resolved: {} of {} rounds clear it, {} to {}",
+            "not resolved: {} of {} rounds clear it, {} to {}{}",
             j.clear,
             j.rounds,
             unit(r.min),
-            unit(r.max)
+            unit(r.max),
+            // A median below the bar is short by a factor, as a miss is.
+            if r.median < bar {
+                format!("; the median short by {:.2}x", bar / r.median)
+            } else {
+                String::new()
+            }
         ),
     };
     let _ = writeln!(out, "  {what:<52} {:<10} {verdict}", unit(r.median));
