@@ -9,7 +9,8 @@
 //! payload (`PRODUCER_STAGED`, as the BPF peers' producer does), the
 //! driver's `read()`, the BPF ring buffer (with the `bpf` feature; see
 //! `bpf.rs`) consumed by libbpf and by the benchmark's own batched
-//! consumer, and `memcpy`, the limit; `--list` prints what each does.
+//! consumer, and `memcpy`, a reference for moving the bytes once;
+//! `--list` prints what each does.
 //!
 //! Every peer in the same three modes: busy-poll, blocking (spin, yield,
 //! then sleep: `crossbeam_utils::Backoff`, rmemring's `Wait::Backoff`) and
@@ -349,7 +350,7 @@ pub(crate) struct Job {
 /// The measurements of a run, in order: per workload, size and mode, every
 /// path, so that the series one ratio compares (rmemring and a peer in the
 /// same mode) run one after the other in each round; then, per workload
-/// and size, the peers without modes (the limit), once.
+/// and size, the peers without modes (the memcpy reference), once.
 fn plan(args: &Args) -> Vec<Job> {
     let mut jobs = Vec::new();
     for &workload in &args.workloads {
@@ -690,7 +691,7 @@ mod tests {
 
     /// Within a round, the series a ratio compares, rmemring and each peer
     /// in one mode, cell and size, are measured one after the other, in
-    /// turn first and last; the limit once per cell; every measurement
+    /// turn first and last; the memcpy reference once per cell; every measurement
     /// once.
     #[test]
     fn the_plan_puts_the_series_of_one_ratio_side_by_side() {

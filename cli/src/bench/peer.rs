@@ -118,7 +118,7 @@ impl Part for Events {
 }
 
 /// A peer of the kernel benchmarks: a path from a kernel producer to user
-/// space, or the baseline, or the limit.
+/// space, or the baseline, or the memcpy reference.
 #[derive(Debug)]
 pub(crate) struct Peer {
     /// Its name on the command line (`--impls`, `--peers`), in the JSON
@@ -131,7 +131,7 @@ pub(crate) struct Peer {
 }
 
 /// A peer's part in `rmemring bench`: the driver's kernel thread produces
-/// (or, for the limit, nobody), the peer carries the records to user space.
+/// (or, for the memcpy reference, nobody), the peer carries the records to user space.
 #[derive(Debug)]
 pub(crate) struct Synthetic {
     /// How the tables name it where that differs (`read()`).
@@ -453,7 +453,9 @@ pub(crate) const PEERS: &[Peer] = &[
                 title: MEMCPY,
                 producer: "-",
                 consumer: "one core copies each record's whole stride, 16 MiB source to 16 MiB \
-                           destination: the limit of moving the bytes once",
+                           destination: a reference for moving the bytes once on one core, \
+                           not a limit (the ring paths write and read on two CPUs, and an \
+                           emulated copy costs more than the reads alone)",
                 needs: &[],
             },
             modes: false,

@@ -160,7 +160,7 @@ fn present(results: &Results, keep: impl Fn(&SyntheticPeer) -> bool) -> Vec<Synt
         .collect()
 }
 
-/// The peers rmemring is compared with in each mode (all but the limit).
+/// The peers rmemring is compared with in each mode (all but the memcpy reference).
 fn rivals(results: &Results) -> Vec<SyntheticPeer> {
     present(results, |p| p.compared && p.modes)
 }
@@ -545,7 +545,7 @@ type Series<'a> = (&'a str, &'a str);
 
 /// The comparisons worth a row: (label, numerator, denominator): rmemring
 /// over each peer in each mode, and busy-polling over a peer without modes
-/// (the limit).
+/// (the memcpy reference).
 fn comparisons(results: &Results) -> Vec<(String, Series<'static>, Series<'static>)> {
     let mut out = Vec::new();
     for p in present(results, |p| p.compared) {
