@@ -70,8 +70,16 @@ pub const BPF_HOST_PACKAGES: &[&str] = &[
     "gettext",
 ];
 
-/// Static linking, so that the binaries need nothing from the guest but a kernel.
-const RUSTFLAGS: &str = "-C target-feature=+crt-static";
+/// Static linking, so that the binaries need nothing from the guest but a
+/// kernel; and every loop aligned to 64 bytes, so that one up to 64 bytes
+/// long never crosses a page. QEMU TCG does not chain a jump from one
+/// guest page's code to another's, so a hot loop whose body straddles a
+/// page runs several times slower wherever the linker happens to place it:
+/// `rmemring_proto::pattern::verify`'s inner loop at 0x380ff0-0x38102a,
+/// across 0x381000, made every consumer that reads every byte (rmemring's,
+/// `read()`'s, BPF's) about 4 times slower in `rmemring bench` than the
+/// same source built a few strings apart, where it lay within one page.
+const RUSTFLAGS: &str = "-C target-feature=+crt-static -C llvm-args=-align-loops=64";
 
 /// Where the chroot sees the repository during the arm64 build.
 const REPO_IN_CHROOT: &str = "/mnt/repo";
