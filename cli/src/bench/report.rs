@@ -649,6 +649,12 @@ struct Verdict {
     unresolved: bool,
 }
 
+/// The cells of the issue's synthetic target (`peer::Synthetic::filled_target`):
+/// the payload filled and every byte read, ...
+const FILLED_TARGET_WORKLOAD: &str = "filled-bytes";
+/// ... at every size from this one up.
+const FILLED_TARGET_FROM: u32 = 4096;
+
 fn verdicts(results: &Results) -> Vec<Verdict> {
     let mut out = Vec::new();
     // The issue's synthetic target: payload filled and every byte read,
@@ -680,8 +686,8 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                     results,
                     (ours, mode),
                     (peer.name(), mode),
-                    "filled-bytes",
-                    |s| s >= 4096,
+                    FILLED_TARGET_WORKLOAD,
+                    |s| s >= FILLED_TARGET_FROM,
                     Target {
                         ratio: want,
                         strict: false,
@@ -1067,10 +1073,11 @@ fn wakeup_note(results: &Results, peer: SyntheticPeer, mode: &str) -> String {
     }
     let cost: Vec<String> = sizes(results)
         .into_iter()
-        .filter(|&s| s >= 4096)
+        .filter(|&s| s >= FILLED_TARGET_FROM)
         .filter_map(|s| {
             let at = |mode| {
-                find(results, peer.name(), mode, "filled-bytes", s)?.producer_ns_per_record()
+                find(results, peer.name(), mode, FILLED_TARGET_WORKLOAD, s)?
+                    .producer_ns_per_record()
             };
             Some(format!(
                 "{} {} (busy-polling {})",
@@ -1082,9 +1089,10 @@ fn wakeup_note(results: &Results, peer: SyntheticPeer, mode: &str) -> String {
         .collect();
     format!(
         "; a choice stated: in this mode the program behind {} submits with the BPF ring \
-         buffer's adaptive wake-up (flags 0, the default): every record committed where the consumer has caught up \
-         queues an irq_work, a self-interrupt (dear under TCG), whether the consumer sleeps \
-         or not, where rmemring's producer wakes only a consumer that has said it sleeps; \
+         buffer's adaptive wake-up (flags 0, the default): every record committed where the \
+         consumer has caught up queues an irq_work, a self-interrupt (dear under TCG), \
+         whether the consumer sleeps or not, where rmemring's producer wakes only a consumer \
+         that has said it sleeps; \
          that producer's CPU a record: {}",
         peer.about.title,
         if cost.is_empty() {
@@ -1101,8 +1109,12 @@ fn wakeup_note(results: &Results, peer: SyntheticPeer, mode: &str) -> String {
 /// and its fill. Empty where no size from 4 KiB falls short.
 fn shortfalls(results: &Results, ours: &str, peer: (&str, &str), want: f64) -> String {
     let mut out = String::new();
-    for size in sizes(results).into_iter().filter(|&s| s >= 4096) {
-        let Some(r) = ratio(results, (ours, peer.1), peer, "filled-bytes", size).map(|r| r.median)
+    for size in sizes(results)
+        .into_iter()
+        .filter(|&s| s >= FILLED_TARGET_FROM)
+    {
+        let Some(r) =
+            ratio(results, (ours, peer.1), peer, FILLED_TARGET_WORKLOAD, size).map(|r| r.median)
         else {
             continue;
         };
@@ -1111,7 +1123,7 @@ fn shortfalls(results: &Results, ours: &str, peer: (&str, &str), want: f64) -> S
         }
         let sides = [ours, peer.0]
             .iter()
-            .filter_map(|imp| find(results, imp, peer.1, "filled-bytes", size))
+            .filter_map(|imp| find(results, imp, peer.1, FILLED_TARGET_WORKLOAD, size))
             .map(|row| {
                 format!(
                     "{} {}-bound (producer {}, consumer {} CPU/record, fill {})",

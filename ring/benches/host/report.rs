@@ -375,18 +375,19 @@ pub fn json_line(s: &Summary, ring_bytes: usize, ring_sweep: bool) -> String {
 /// missed only if none does).
 fn verdict_line(out: &mut String, what: &str, r: &Ratio, bar: f64, unit: &dyn Fn(f64) -> String) {
     let j = r.judge(bar);
+    // How far the median falls short: by a factor, as the bar is one.
+    let short = format!("{:.2}x", bar / r.median);
     let verdict = match j.verdict {
         Verdict::Met => "met".to_owned(),
-        Verdict::Missed => format!("MISSED by {:.2}x", bar / r.median),
+        Verdict::Missed => format!("MISSED by {short}"),
         Verdict::NotResolved => format!(
             "not resolved: {} of {} rounds clear it, {} to {}{}",
             j.clear,
             j.rounds,
             unit(r.min),
             unit(r.max),
-            // A median below the bar is short by a factor, as a miss is.
             if r.median < bar {
-                format!("; the median short by {:.2}x", bar / r.median)
+                format!("; the median short by {short}")
             } else {
                 String::new()
             }
